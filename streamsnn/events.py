@@ -1,0 +1,158 @@
+"""EventBatch: a validated block of DVS events (NumPy structured array) with its sensor size."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from typing import Iterable
+
+import numpy as np
+
+from .errors import InputError
+
+#: One DVS event: timestamp in microseconds, pixel column and row, polarity (1 = ON, 0 = OFF).
+EVENT_DTYPE = np.dtype([("t", "<i8"), ("x", "<u2"), ("y", "<u2"), ("p", "u1")])
+
+
+def make_events(t, x, y, p) -> np.ndarray:
+    """Build a structured event array from four equally long sequences."""
+    t = np.asarray(t)
+    out = np.empty(t.shape[0], dtype=EVENT_DTYPE)
+    out["t"] = t
+    out["x"] = x
+    out["y"] = y
+    out["p"] = p
+    return out
+
+
+def as_event_array(events: np.ndarray) -> np.ndarray:
+    """Convert any structured array with fields t, x, y, p (any integer/bool types) to EVENT_DTYPE."""
+    if events.dtype == EVENT_DTYPE:
+        return events
+    names = events.dtype.names or ()
+    missing = [f for f in ("t", "x", "y", "p") if f not in names]
+    if missing:
+        raise InputError(f"event array lacks field(s) {', '.join(missing)}; expected fields t, x, y, p")
+    return make_events(events["t"], events["x"], events["y"], np.asarray(events["p"]) > 0)
+
+
+@dataclass(frozen=True)
+class EventBatch:
+    """Events from one sensor, in time order, with optional sample metadata.
+
+    `events` is a 1-D array of EVENT_DTYPE. `width` x `height` is the sensor size; every event lies
+    inside it and timestamps never decrease (checked by `validate`, which the constructor calls).
+    `sample` and `label` are known for dataset replay (sample id, class index) and None for live
+    streams; `source` names where the events came from (a path, a camera, an address).
+    """
+
+    events: np.ndarray
+    width: int
+    height: int
+    sample: str | None = None
+    label: int | None = None
+    source: str | None = None
+    meta: dict = field(default_factory=dict, compare=False, repr=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "events", as_event_array(np.asarray(self.events)))
+        self.validate()
+
+    # -- checks -------------------------------------------------------------------------------
+    def validate(self) -> None:
+        """Raise InputError naming the first offending index if the batch is not well formed."""
+        ev = self.events
+        where = f" in {self.source}" if self.source else ""
+        if ev.ndim != 1:
+            raise InputError(f"events{where} must be a 1-D array, got shape {ev.shape}")
+        if self.width <= 0 or self.height <= 0:
+            raise InputError(f"sensor size{where} must be positive, got {self.width}x{self.height}")
+        if ev.size == 0:
+            return
+        bad = np.flatnonzero((ev["x"] >= self.width) | (ev["y"] >= self.height))
+        if bad.size:
+            i = int(bad[0])
+            raise InputError(
+                f"event {i}{where} at x={int(ev['x'][i])}, y={int(ev['y'][i])} lies outside the "
+                f"{self.width}x{self.height} sensor; check the sensor size or the file format"
+            )
+        dec = np.flatnonzero(np.diff(ev["t"]) < 0)
+        if dec.size:
+            i = int(dec[0]) + 1
+            raise InputError(
+                f"timestamps{where} decrease at event {i} ({int(ev['t'][i - 1])} -> {int(ev['t'][i])} us); "
+                "sort the events by time first"
+            )
+
+    # -- basic facts --------------------------------------------------------------------------
+    def __len__(self) -> int:
+        return int(self.events.shape[0])
+
+    @property
+    def t_start(self) -> int | None:
+        return int(self.events["t"][0]) if len(self) else None
+
+    @property
+    def t_end(self) -> int | None:
+        return int(self.events["t"][-1]) if len(self) else None
+
+    @property
+    def duration_us(self) -> int:
+        return (self.t_end - self.t_start) if len(self) else 0
+
+    @property
+    def sensor_size(self) -> tuple[int, int]:
+        return (self.width, self.height)
+
+    def with_events(self, events: np.ndarray) -> "EventBatch":
+        """Same sensor and metadata, other events (validated)."""
+        return replace(self, events=events)
+
+    # -- slicing ------------------------------------------------------------------------------
+    def slice_count(self, start: int, stop: int | None = None) -> "EventBatch":
+        """Events with index in [start, stop)."""
+        return self.with_events(self.events[start:stop])
+
+    def slice_time(self, t_start: int | None = None, t_end: int | None = None) -> "EventBatch":
+        """Events with t_start <= t < t_end (either bound may be None). Uses binary search."""
+        t = self.events["t"]
+        lo = 0 if t_start is None else int(np.searchsorted(t, t_start, side="left"))
+        hi = len(t) if t_end is None else int(np.searchsorted(t, t_end, side="left"))
+        return self.with_events(self.events[lo:max(lo, hi)])
+
+    def split_count(self, n: int) -> list["EventBatch"]:
+        """Consecutive batches of at most n events."""
+        if n <= 0:
+            raise ValueError("n must be positive")
+        return [self.slice_count(i, i + n) for i in range(0, len(self), n)]
+
+    def split_time(self, dt_us: int) -> list["EventBatch"]:
+        """Consecutive batches covering dt_us each, starting at the first event (empty ones dropped)."""
+        if dt_us <= 0:
+            raise ValueError("dt_us must be positive")
+        if not len(self):
+            return []
+        t = self.events["t"]
+        edges = np.arange(t[0], t[-1] + dt_us, dt_us)
+        idx = np.searchsorted(t, edges, side="left")
+        idx = np.append(idx, len(t))
+        return [self.slice_count(a, b) for a, b in zip(idx[:-1], idx[1:]) if b > a]
+
+    @staticmethod
+    def concatenate(batches: Iterable["EventBatch"]) -> "EventBatch":
+        """Join batches from the same sensor, in order; the result keeps the first batch's metadata."""
+        batches = list(batches)
+        if not batches:
+            raise ValueError("nothing to concatenate")
+        first = batches[0]
+        for b in batches[1:]:
+            if b.sensor_size != first.sensor_size:
+                raise InputError(
+                    f"cannot concatenate events from a {b.width}x{b.height} sensor with a "
+                    f"{first.width}x{first.height} one"
+                )
+        return first.with_events(np.concatenate([b.events for b in batches]))
+
+    def polarity_counts(self) -> tuple[int, int]:
+        """(OFF, ON) event counts."""
+        on = int(np.count_nonzero(self.events["p"]))
+        return len(self) - on, on

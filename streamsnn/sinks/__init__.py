@@ -1,0 +1,1 @@
+"""Sinks that receive decisions: MQTT, console, JSON lines."""

@@ -1,0 +1,1 @@
+"""The event-driven spiking network of O'Connor & Welling (2016): kernels, model, checkpoints."""

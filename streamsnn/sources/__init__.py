@@ -1,0 +1,1 @@
+"""Async sources of EventBatch: file and dataset replay, iniVation cameras, DV network streams."""
