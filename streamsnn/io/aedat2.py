@@ -1,0 +1,66 @@
+"""jAER AEDAT 2.0 recordings from a DVS128 (128x128): a small NumPy decoder of the documented layout.
+
+File: text header lines starting with '#' (the first is '#!AER-DAT2.0'), then 8-byte records of a
+big-endian 32-bit address and a big-endian 32-bit timestamp (microseconds).
+DVS128 address (as jAER's DVS128 extractor reads it): bit 0 = raw polarity (0 = ON, 1 = OFF),
+bits 1-7 = column counted from the right, bits 8-14 = row counted from the bottom, bit 15 (or the
+sign bit) = external/special event, which carries no pixel and is dropped.
+We return image coordinates like the other readers: x from the left, y from the top.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import InputError
+from ..events import EventBatch, make_events
+
+WIDTH = HEIGHT = 128
+RECORD_DTYPE = np.dtype([("address", ">u4"), ("t", ">u4")])
+SPECIAL_BITS = 0x8000_8000
+
+
+def read_header(path: str | Path) -> tuple[str, int]:
+    """(first header line, offset of the first event record)."""
+    with open(path, "rb") as f:
+        first = f.readline()
+        if not first.startswith(b"#!AER-DAT"):
+            raise InputError(f"{path}: no '#!AER-DAT' header line; not a jAER AEDAT file")
+        while True:
+            pos = f.tell()
+            line = f.readline()
+            if not line.startswith(b"#"):
+                return first.decode("ascii", "replace").strip(), pos
+
+
+def read_aedat2(path: str | Path) -> EventBatch:
+    """Read a DVS128 AEDAT 2.0 file into a 128x128 EventBatch (polarity 1 = ON, timestamps in us)."""
+    path = Path(path)
+    version, start = read_header(path)
+    if not version.startswith("#!AER-DAT2"):
+        raise InputError(f"{path}: header says {version[2:]!r}; only AEDAT 2.0 (jAER, DVS128) is supported "
+                         "by the .aedat reader; convert AEDAT 3.x/4 files with DV to .aedat4")
+    body = path.stat().st_size - start
+    if body % RECORD_DTYPE.itemsize:
+        raise InputError(f"{path}: truncated AEDAT 2.0 file ({body} data bytes is not a multiple of 8); "
+                         "re-copy the recording")
+    rec = np.fromfile(path, dtype=RECORD_DTYPE, offset=start)
+    rec = rec[(rec["address"] & SPECIAL_BITS) == 0]
+    addr = rec["address"]
+    t = rec["t"].astype(np.int64)
+    # Timestamps are 32-bit: unwrap if the counter overflowed (a backward jump of more than 2^31 us).
+    wraps = np.flatnonzero(np.diff(t) < -(1 << 31))
+    for i in wraps:
+        t[i + 1:] += 1 << 32
+    if t.size > 1 and np.any(np.diff(t) < 0):
+        # jAER writes events in arrival order, which is time order for one DVS128; a stable sort
+        # repairs small inversions (e.g. merged streams) and keeps the order of equal timestamps.
+        order = np.argsort(t, kind="stable")
+        addr, t = addr[order], t[order]
+    x = (WIDTH - 1) - ((addr >> 1) & 0x7F)
+    y = (HEIGHT - 1) - ((addr >> 8) & 0x7F)
+    p = 1 - (addr & 1)
+    return EventBatch(make_events(t, x, y, p), WIDTH, HEIGHT, source=str(path),
+                      meta={"format": "AEDAT2 (DVS128)"})

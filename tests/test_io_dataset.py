@@ -1,0 +1,99 @@
+"""open_dataset on both layouts: the real flat folder with label lists, and a tonic layout built in tmp."""
+
+import shutil
+
+import pytest
+
+from conftest import need
+from streamsnn.errors import InputError
+from streamsnn.io import open_dataset, read_events
+from streamsnn.io.dataset import read_label_list
+
+
+def test_flat_folder_counts():
+    ds = open_dataset(need("nmnist_small"))
+    assert len(ds) == 1100
+    assert ds.splits == ["train", "test"]
+    assert len(ds.split("train")) == 1000 and len(ds.split("test")) == 100
+    assert sum(ds.classes.values()) == 1100 and set(ds.classes) == set(range(10))
+    assert ds.split("test").classes[8] == 2  # the data README: digit 8 has only 2 test samples
+    first = ds.samples[0]
+    assert first.sample_id == "1" and first.label == 5 and first.split == "train"
+    b = first.load()
+    assert len(b) == 4681 and b.label == 5 and b.sample == "1"
+
+
+def test_label_list_tolerates_crlf_and_spaces(tmp_path):
+    lst = tmp_path / "train3.txt"
+    lst.write_bytes(b"#sample #class\r\n1\t5\r\n2   0\r\n\r\n3 4\n")
+    assert read_label_list(lst) == {"1": 5, "2": 0, "3": 4}
+
+
+def test_flat_folder_with_missing_sample_file(tmp_path):
+    (tmp_path / "test1.txt").write_text("#sample #class\n7 3\n")
+    with pytest.raises(InputError, match="7"):
+        open_dataset(tmp_path)
+
+
+def test_unknown_split_lists_the_available_ones():
+    with pytest.raises(InputError, match="train, test"):
+        open_dataset(need("nmnist_small")).split("validation")
+
+
+@pytest.fixture
+def tonic_layout(tmp_path):
+    """Train/<digit>/ and Test/<digit>/ holding links to a few real samples (tmp only)."""
+    src = need("nmnist_small")
+    train = read_label_list(src / "train1K.txt")
+    test = read_label_list(src / "test100.txt")
+    picks = {"Train": list(train.items())[:6], "Test": list(test.items())[:3]}
+    for split, items in picks.items():
+        for sample_id, label in items:
+            d = tmp_path / "NMNIST" / split / str(label)
+            d.mkdir(parents=True, exist_ok=True)
+            (d / f"{sample_id}.bin").symlink_to(src / f"{sample_id}.bs2")
+    return tmp_path / "NMNIST", picks
+
+
+def test_tonic_layout(tonic_layout):
+    root, picks = tonic_layout
+    ds = open_dataset(root)
+    assert ds.layout == "tonic"
+    assert ds.splits == ["train", "test"]
+    assert len(ds.split("train")) == 6 and len(ds.split("test")) == 3
+    expected = {}
+    for items in picks.values():
+        for _, label in items:
+            expected[label] = expected.get(label, 0) + 1
+    assert ds.classes == dict(sorted(expected.items()))
+    by_id = {s.sample_id: s for s in ds.samples}
+    sample_id, label = picks["Test"][0]
+    b = by_id[sample_id].load()
+    assert b.label == label and b.sample == sample_id and (b.width, b.height) == (34, 34)
+    # A single file of that layout knows its label from its <digit>/ folder.
+    single = read_events(root / "Test" / str(label) / f"{sample_id}.bin")
+    assert single.label == label and single.sample == sample_id
+
+
+def test_load_all_returns_every_sample(tonic_layout):
+    root, _ = tonic_layout
+    ds = open_dataset(root).split("test")
+    batches = ds.load_all(progress=True)
+    assert [b.sample for b in batches] == [s.sample_id for s in ds.samples]
+    assert all(b.label == s.label for b, s in zip(batches, ds.samples))
+
+
+def test_empty_split_folders_are_rejected(tmp_path):
+    (tmp_path / "Train").mkdir()
+    with pytest.raises(InputError, match=str(tmp_path)):
+        open_dataset(tmp_path)
+
+
+def test_copy_of_flat_folder_in_tmp_keeps_labels(tmp_path):
+    src = need("nmnist_small")
+    shutil.copy(src / "test100.txt", tmp_path / "test100.txt")
+    for sample_id in read_label_list(src / "test100.txt"):
+        (tmp_path / f"{sample_id}.bs2").symlink_to(src / f"{sample_id}.bs2")
+    ds = open_dataset(tmp_path)
+    assert ds.splits == ["test"] and len(ds) == 100
+    assert ds.classes == open_dataset(src).split("test").classes

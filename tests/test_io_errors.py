@@ -1,0 +1,112 @@
+"""Bad input to the readers: one-line InputError naming the path, from the function and from the CLI."""
+
+import subprocess
+import sys
+
+import pytest
+
+from conftest import need
+from streamsnn.errors import InputError
+from streamsnn.io import SUPPORTED_EXTENSIONS, open_dataset, read_events
+
+
+def _missing(tmp_path):
+    return tmp_path / "nope.bs2", "no such file"
+
+
+def _unsupported(tmp_path):
+    p = tmp_path / "events.csv"
+    p.write_text("t,x,y,p\n1,2,3,1\n")
+    return p, ".aedat4"
+
+
+def _truncated_nmnist(tmp_path):
+    p = tmp_path / "1.bs2"
+    p.write_bytes(need("nmnist_small/1.bs2").read_bytes()[:23])
+    return p, "multiple of 5"
+
+
+def _truncated_aedat4(tmp_path):
+    p = tmp_path / "cut.aedat4"
+    p.write_bytes(need("recordings/tonic_sample.aedat4").read_bytes()[:400_000])
+    return p, "AEDAT4"
+
+
+def _text_as_aedat4(tmp_path):
+    p = tmp_path / "notes.aedat4"
+    p.write_text("these are notes, not a recording\n" * 20)
+    return p, "AEDAT4"
+
+
+def _empty(tmp_path):
+    p = tmp_path / "empty.aedat4"
+    p.touch()
+    return p, "empty"
+
+
+def _empty_nmnist(tmp_path):
+    p = tmp_path / "empty.bin"
+    p.touch()
+    return p, "empty"
+
+
+def _truncated_aedat2(tmp_path):
+    p = tmp_path / "cut.aedat"
+    data = need("recordings/dvs128_aedat2/neal_walking.aedat").read_bytes()
+    p.write_bytes(data[:-3])
+    return p, "truncated"
+
+
+def _raw_without_header(tmp_path):
+    p = tmp_path / "noheader.raw"
+    p.write_bytes(bytes(range(256)) * 8)
+    return p, "EVT"
+
+
+FILE_CASES = [_missing, _unsupported, _truncated_nmnist, _truncated_aedat4, _text_as_aedat4, _empty,
+              _empty_nmnist, _truncated_aedat2, _raw_without_header]
+
+
+@pytest.mark.parametrize("case", FILE_CASES, ids=lambda c: c.__name__.strip("_"))
+def test_read_events_error(case, tmp_path):
+    path, words = case(tmp_path)
+    with pytest.raises(InputError) as info:
+        read_events(path)
+    msg = str(info.value)
+    assert str(path) in msg and words in msg
+    assert "\n" not in msg
+
+
+def test_unsupported_extension_lists_supported_ones(tmp_path):
+    path, _ = _unsupported(tmp_path)
+    with pytest.raises(InputError) as info:
+        read_events(path)
+    assert all(ext in str(info.value) for ext in SUPPORTED_EXTENSIONS)
+
+
+def _not_a_dataset(tmp_path):
+    d = tmp_path / "photos"
+    d.mkdir()
+    (d / "cat.jpg").write_bytes(b"\xff\xd8")
+    return d, "not an N-MNIST dataset folder"
+
+
+def test_folder_that_is_not_a_dataset(tmp_path):
+    path, words = _not_a_dataset(tmp_path)
+    with pytest.raises(InputError, match=words) as info:
+        open_dataset(path)
+    assert str(path) in str(info.value)
+
+
+@pytest.mark.parametrize("case", FILE_CASES + [_not_a_dataset], ids=lambda c: c.__name__.strip("_"))
+def test_cli_reports_one_line_and_exits_2(case, tmp_path):
+    path, words = case(tmp_path)
+    proc = subprocess.run([sys.executable, "-m", "streamsnn", "info", str(path)],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2
+    assert proc.stdout == ""
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1, proc.stderr
+    assert lines[0].startswith("streamsnn: error: ")
+    assert str(path) in lines[0] and words in lines[0]
+    assert "Traceback" not in proc.stderr
