@@ -1,0 +1,241 @@
+"""Test helpers for MQTT: a real Mosquitto on a free loopback port, and a small subscriber collector.
+
+Import from test modules with `from mqtt_util import ...` (pytest puts tests/ on sys.path because
+tests/conftest.py lives there and tests/ is not a package).
+
+- `Mosquitto(tmp_path, *, users=None, persistence=False, tls=None)`: `start()` runs
+  `/usr/sbin/mosquitto -c <generated config>` on `127.0.0.1:<free port>` and waits until it accepts
+  connections; `stop()` terminates it (SIGTERM, so a persistent broker saves its state); `start()`
+  again reuses the same port (outage tests). `users={"name": "password"}` adds a password file
+  (`mosquitto_passwd`) and turns anonymous access off. `persistence=True` keeps sessions and queued
+  QoS 1 messages across stop/start (so a persistent subscriber misses nothing during an outage).
+  `tls=make_tls_files(dir)` adds TLS on the listener instead of plain TCP.
+- Fixtures `mosquitto` (started, anonymous, no persistence) and `mosquitto_bin` (skips without it).
+- `Collector(port, topics, *, client_id=None, persistent=False, ...)`: async context manager that
+  subscribes (QoS 1) and keeps every message in `.messages` (list of (topic, payload bytes, retain));
+  it reconnects on its own after an outage. With `persistent=True` it uses a fixed client id and
+  clean_session=False, so with a persistent broker nothing published while it was away is lost.
+  `await c.wait_for(lambda msgs: ..., timeout=30)` waits until a condition on the messages holds
+  (TimeoutError otherwise; it is a safety net, not a timed assertion).
+- `make_tls_files(dir)`: a throwaway CA and a server certificate for 127.0.0.1/localhost (openssl CLI).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import aiomqtt
+import pytest
+
+MOSQUITTO = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
+MOSQUITTO_PASSWD = shutil.which("mosquitto_passwd") or "/usr/bin/mosquitto_passwd"
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _accepts(port: int) -> bool:
+    with socket.socket() as s:
+        s.settimeout(0.2)
+        return s.connect_ex(("127.0.0.1", port)) == 0
+
+
+@dataclass
+class TlsFiles:
+    ca_file: Path
+    cert_file: Path
+    key_file: Path
+
+
+def make_tls_files(folder: Path) -> TlsFiles:
+    """Generate a CA and a server certificate (CN localhost, SAN 127.0.0.1) with the openssl CLI."""
+    openssl = shutil.which("openssl")
+    if openssl is None:
+        pytest.skip("openssl CLI not found: cannot generate TLS certificates for the test broker")
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    ca_key, ca_crt = folder / "ca.key", folder / "ca.crt"
+    key, csr, crt, ext = folder / "server.key", folder / "server.csr", folder / "server.crt", folder / "san.ext"
+
+    def run(*args: str) -> None:
+        subprocess.run([openssl, *args], check=True, capture_output=True)
+
+    run("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=streamsnn test CA",
+        "-keyout", str(ca_key), "-out", str(ca_crt))
+    run("req", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=localhost", "-keyout", str(key), "-out", str(csr))
+    ext.write_text("subjectAltName=IP:127.0.0.1,DNS:localhost\n")
+    run("x509", "-req", "-in", str(csr), "-CA", str(ca_crt), "-CAkey", str(ca_key), "-CAcreateserial",
+        "-days", "2", "-extfile", str(ext), "-out", str(crt))
+    return TlsFiles(ca_crt, crt, key)
+
+
+class Mosquitto:
+    """A real Mosquitto broker on loopback for one test (see the module docstring)."""
+
+    def __init__(self, folder: Path, *, port: int | None = None, users: dict[str, str] | None = None,
+                 persistence: bool = False, tls: TlsFiles | None = None) -> None:
+        if not Path(MOSQUITTO).exists():
+            pytest.skip(f"mosquitto not installed ({MOSQUITTO}); install the mosquitto package")
+        self.folder = Path(folder)
+        self.folder.mkdir(parents=True, exist_ok=True)
+        self.port = port or free_port()
+        self.host = "127.0.0.1"
+        self.proc: subprocess.Popen | None = None
+        self.log = self.folder / "mosquitto.log"
+        lines = [f"listener {self.port} 127.0.0.1"]
+        if tls is not None:
+            lines += [f"cafile {tls.ca_file}", f"certfile {tls.cert_file}", f"keyfile {tls.key_file}"]
+        if users:
+            pw = self.folder / "passwd"
+            pw.write_text("")
+            for name, password in users.items():
+                subprocess.run([MOSQUITTO_PASSWD, "-b", str(pw), name, password], check=True, capture_output=True)
+            lines += ["allow_anonymous false", f"password_file {pw}"]
+        else:
+            lines += ["allow_anonymous true"]
+        if persistence:
+            db = self.folder / "db"
+            db.mkdir(exist_ok=True)
+            lines += ["persistence true", f"persistence_location {db}/", "autosave_interval 1"]
+        else:
+            lines += ["persistence false"]
+        if os.geteuid() == 0:
+            lines += ["user root"]  # mosquitto would otherwise drop to a user that cannot read tmp files
+        lines += [f"log_dest file {self.log}", "log_type error", "log_type warning", "log_type notice",
+                  "max_queued_messages 100000"]
+        self.config = self.folder / "mosquitto.conf"
+        self.config.write_text("\n".join(lines) + "\n")
+
+    @property
+    def running(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def start(self, timeout: float = 10.0) -> "Mosquitto":
+        if self.running:
+            return self
+        deadline = time.monotonic() + timeout
+        self.proc = subprocess.Popen([MOSQUITTO, "-c", str(self.config)], stdout=subprocess.DEVNULL,
+                                     stderr=subprocess.PIPE)
+        while not _accepts(self.port):
+            if self.proc.poll() is not None:
+                err = self.proc.stderr.read().decode(errors="replace") if self.proc.stderr else ""
+                log = self.log.read_text(errors="replace") if self.log.exists() else ""
+                raise RuntimeError(f"mosquitto exited with {self.proc.returncode} on port {self.port}: {err}{log}")
+            if time.monotonic() > deadline:
+                self.stop()
+                raise RuntimeError(f"mosquitto did not listen on port {self.port} within {timeout} s")
+            time.sleep(0.05)
+        return self
+
+    def stop(self) -> None:
+        if self.proc is None:
+            return
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        if self.proc.stderr:
+            self.proc.stderr.close()
+        self.proc = None
+
+    def __enter__(self) -> "Mosquitto":
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+
+@pytest.fixture
+def mosquitto_bin() -> str:
+    if not Path(MOSQUITTO).exists():
+        pytest.skip(f"mosquitto not installed ({MOSQUITTO})")
+    return MOSQUITTO
+
+
+@pytest.fixture
+def mosquitto(tmp_path):
+    """A started anonymous Mosquitto on a free loopback port; stopped after the test."""
+    broker = Mosquitto(tmp_path / "mosquitto")
+    broker.start()
+    yield broker
+    broker.stop()
+
+
+class Collector:
+    """Subscribe to topics and keep every message; reconnects by itself (see the module docstring)."""
+
+    def __init__(self, port: int, topics: str | list[str], *, host: str = "127.0.0.1", client_id: str | None = None,
+                 persistent: bool = False, qos: int = 1, username: str | None = None,
+                 password: str | None = None, tls_params: aiomqtt.TLSParameters | None = None) -> None:
+        self.port, self.host = port, host
+        self.topics = [topics] if isinstance(topics, str) else list(topics)
+        self.client_id = client_id or f"collector-{uuid.uuid4().hex[:8]}"
+        self.persistent, self.qos = persistent, qos
+        self.username, self.password, self.tls_params = username, password, tls_params
+        self.messages: list[tuple[str, bytes, bool]] = []
+        self.connects = 0
+        self._subscribed = asyncio.Event()
+        self._changed = asyncio.Event()
+        self._task: asyncio.Task | None = None
+
+    def payloads(self, topic: str | None = None) -> list[bytes]:
+        return [p for t, p, _ in self.messages if topic is None or t == topic]
+
+    async def _run(self) -> None:
+        while True:
+            try:
+                async with aiomqtt.Client(self.host, self.port, identifier=self.client_id,
+                                          clean_session=not self.persistent, username=self.username,
+                                          password=self.password, tls_params=self.tls_params,
+                                          keepalive=5) as client:
+                    self.connects += 1
+                    for topic in self.topics:
+                        await client.subscribe(topic, qos=self.qos)
+                    self._subscribed.set()
+                    async for msg in client.messages:
+                        payload = msg.payload if isinstance(msg.payload, bytes) else str(msg.payload).encode()
+                        self.messages.append((str(msg.topic), payload, bool(msg.retain)))
+                        self._changed.set()
+            except aiomqtt.MqttError:
+                await asyncio.sleep(0.2)
+
+    async def __aenter__(self) -> "Collector":
+        self._task = asyncio.create_task(self._run())
+        await asyncio.wait_for(self._subscribed.wait(), 15)
+        return self
+
+    async def __aexit__(self, *exc) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, aiomqtt.MqttError):
+                await self._task
+
+    async def wait_for(self, condition: Callable[[list], bool], timeout: float = 30.0) -> list:
+        """Wait until condition(self.messages) is true; TimeoutError (with what arrived) otherwise."""
+        deadline = asyncio.get_running_loop().time() + timeout
+        while not condition(self.messages):
+            left = deadline - asyncio.get_running_loop().time()
+            if left <= 0:
+                raise TimeoutError(f"condition not met within {timeout} s; got {len(self.messages)} messages")
+            self._changed.clear()
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(self._changed.wait(), min(left, 0.5))
+        return self.messages
