@@ -1,0 +1,34 @@
+"""`streamsnn run PIPELINE.toml`: run a pipeline (replay, camera, DV stream, MQTT events) as a service."""
+
+from __future__ import annotations
+
+ORDER = 10
+
+
+def add_parser(subparsers) -> None:
+    p = subparsers.add_parser(
+        "run", help="run a pipeline file: source -> spiking network -> MQTT/console/JSONL sinks",
+        description="Run a pipeline file until its source ends or SIGTERM/SIGINT (then drain, publish, "
+                    "checkpoint and exit 0). Examples: pipelines/nmnist-replay.toml, pipelines/dv-stream.toml.")
+    p.add_argument("pipeline", help="pipeline file (TOML)")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE",
+                   help="override a value of the file (repeatable), e.g. --set mqtt.port=1884")
+    p.add_argument("--check", action="store_true", help="validate, print the resolved configuration and exit")
+    p.add_argument("-q", "--quiet", action="store_true", help="no console output except errors")
+    p.set_defaults(func=main)
+
+
+def main(args) -> int:
+    from ..config import load_config
+
+    cfg = load_config(args.pipeline, args.overrides)
+    if args.check:
+        print(cfg.to_toml(), end="")
+        return 0
+    import logging
+
+    if args.quiet:
+        logging.getLogger().setLevel(logging.WARNING)
+    from ..daemon import run
+
+    return run(cfg, quiet=args.quiet)

@@ -1,0 +1,238 @@
+"""Pipeline files (TOML): the schema, validation with clear errors, `--set` overrides and printing."""
+
+from __future__ import annotations
+
+import difflib
+import json
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+from .errors import ConfigError
+
+
+@dataclass(frozen=True)
+class Key:
+    """One setting: its type (bool, int, float or str), default, allowed values and lower bound."""
+
+    type: type
+    default: Any
+    help: str = ""
+    choices: tuple = ()
+    min: float | None = None
+    secret: bool = False
+
+
+#: Every section and key a pipeline file may hold. Empty strings mean "not set" and 0 "no limit".
+SCHEMA: dict[str, dict[str, Key]] = {
+    "source": {
+        "kind": Key(str, "replay", "where events come from", ("replay", "camera", "network", "mqtt")),
+        "path": Key(str, "", "replay: a recording or dataset folder; empty = find N-MNIST (see datasets.py)"),
+        "split": Key(str, "", "replay: dataset split to play (e.g. train, test); empty = all samples"),
+        "speed": Key(float, 0.0, "replay pacing: 1 = real time, k = k times faster, 0 = as fast as possible", min=0),
+        "loop": Key(bool, False, "replay: start again at the end"),
+        "limit": Key(int, 0, "replay: stop after this many samples (0 = all)", min=0),
+        "shuffle": Key(bool, False, "replay: shuffle the samples"),
+        "seed": Key(int, 0, "replay: shuffle seed"),
+        "serial": Key(str, "", "camera: serial number (empty = first camera found)"),
+        "address": Key(str, "127.0.0.1:7777", "network: DV stream address (host:port, tcp://host:port, unix:/path)"),
+        "topic": Key(str, "", "mqtt: topic with event packets (empty = <prefix>/events)"),
+        "group": Key(str, "", "mqtt: shared-subscription group; daemons with the same group split the packets"),
+    },
+    "segment": {
+        "mode": Key(str, "auto", "per sample, sliding time windows, or auto (samples when the source has them)",
+                    ("auto", "sample", "window")),
+        "window_us": Key(int, 100_000, "sliding window length in microseconds", min=1),
+        "hop_us": Key(int, 50_000, "time between the starts of consecutive windows", min=1),
+        "min_events": Key(int, 1, "skip windows with fewer events than this (an idle sensor)", min=1),
+    },
+    "model": {
+        "checkpoint": Key(str, "", "checkpoint .npz: loaded at start when present, saved periodically and at exit"),
+        "hidden": Key(int, 800, "hidden units of a fresh network (a checkpoint keeps its own sizes)", min=1),
+        "classes": Key(int, 10, "output classes of a fresh network", min=2),
+        "input_width": Key(int, 34, "network input width (events from larger sensors are scaled)", min=1),
+        "input_height": Key(int, 34, "network input height", min=1),
+        "seed": Key(int, 0, "weight initialisation seed of a fresh network"),
+        "lr": Key(float, 0.0, "learning rate of a fresh network (0 = the network's default)", min=0),
+        "learning": Key(str, "counts", "learning rule of a fresh network", ("counts", "spikes")),
+        "learn_from_labels": Key(bool, True, "learn (test-then-train) when a window carries its true label"),
+        "learn_from_feedback": Key(bool, True, "learn from labels sent to <prefix>/feedback"),
+        "recent": Key(int, 128, "how many recent decisions feedback can still refer to", min=1),
+        "save_every_s": Key(float, 60.0, "checkpoint period in seconds (0 = only at exit)", min=0),
+    },
+    "pipeline": {
+        "node_id": Key(str, "", "name of this daemon in topics and payloads (empty = host name)"),
+        "queue_size": Key(int, 64, "capacity of each queue between stages", min=1),
+        "policy": Key(str, "block", "when the network falls behind: wait, or drop the oldest/newest window",
+                      ("block", "drop_oldest", "drop_newest")),
+        "metrics_every_s": Key(float, 5.0, "period of metrics messages and progress lines", min=0.05),
+    },
+    "mqtt": {
+        "enabled": Key(bool, True, "publish decisions over MQTT"),
+        "broker": Key(str, "embedded", "broker host name, or 'embedded' to start one in this process"),
+        "port": Key(int, 1883, "broker port", min=1),
+        "prefix": Key(str, "", "topic prefix (empty = streamsnn/<node id>)"),
+        "qos": Key(int, 1, "MQTT quality of service", (0, 1, 2)),
+        "client_id": Key(str, "", "MQTT client id (empty = streamsnn-<node id>)"),
+        "username": Key(str, "", "login name", secret=True),
+        "password": Key(str, "", "login password", secret=True),
+        "tls_ca": Key(str, "", "CA certificate file; setting it turns TLS on"),
+        "tls_cert": Key(str, "", "client certificate file"),
+        "tls_key": Key(str, "", "client key file"),
+        "keepalive": Key(int, 30, "keep-alive interval in seconds", min=1),
+        "outbox": Key(int, 10_000, "messages kept while the broker is away (overflow is counted)", min=1),
+    },
+    "console": {
+        "enabled": Key(bool, True, "print decisions and a progress line"),
+        "decisions": Key(bool, True, "one line per decision (else only the progress and summary lines)"),
+    },
+    "jsonl": {
+        "path": Key(str, "", "append one JSON line per decision to this file (empty = off)"),
+    },
+}
+
+
+class Config:
+    """A validated pipeline: `cfg.source.path`, `cfg.mqtt.port`, ...; `cfg.data` is the plain dict."""
+
+    def __init__(self, data: dict[str, dict[str, Any]], origin: str = "<defaults>"):
+        self.data = data
+        self.origin = origin
+        for section, values in data.items():
+            setattr(self, section, SimpleNamespace(**values))
+
+    def masked(self) -> dict[str, dict[str, Any]]:
+        """The values with credentials replaced by '***' (for printing and logs)."""
+        return {s: {k: ("***" if SCHEMA[s][k].secret and v else v) for k, v in vals.items()}
+                for s, vals in self.data.items()}
+
+    def to_toml(self) -> str:
+        """The resolved configuration as TOML text, credentials masked."""
+        lines = [f"# resolved from {self.origin}"]
+        for section, values in self.masked().items():
+            lines.append(f"\n[{section}]")
+            for key, value in values.items():
+                lines.append(f"{key} = {_toml_value(value)}")
+        return "\n".join(lines) + "\n"
+
+
+def _toml_value(v: Any) -> str:
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, str):
+        return json.dumps(v)
+    return repr(v)
+
+
+def _suggest(word: str, options) -> str:
+    close = difflib.get_close_matches(word, list(options), n=1)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def _check(where: str, section: str, key: str, value: Any) -> Any:
+    """Return value converted to the key's type, or raise ConfigError naming section.key."""
+    spec = SCHEMA[section][key]
+    name = f"{where}: {section}.{key}"
+    if spec.type is float and isinstance(value, int) and not isinstance(value, bool):
+        value = float(value)
+    if not isinstance(value, spec.type) or (spec.type is not bool and isinstance(value, bool)):
+        kind = {bool: "true or false", int: "an integer", float: "a number", str: "a string"}[spec.type]
+        raise ConfigError(f"{name} must be {kind}, got {value!r}")
+    if spec.choices and value not in spec.choices:
+        raise ConfigError(f"{name} must be one of {', '.join(map(repr, spec.choices))}, got {value!r}")
+    if spec.min is not None and value < spec.min:
+        raise ConfigError(f"{name} must be at least {spec.min:g}, got {value!r}")
+    return value
+
+
+def _locate(where: str, dotted: str) -> tuple[str, str]:
+    section, _, key = dotted.partition(".")
+    if section not in SCHEMA:
+        raise ConfigError(f"{where}: unknown section [{section}]{_suggest(section, SCHEMA)}; "
+                          f"sections are {', '.join(SCHEMA)}")
+    if key not in SCHEMA[section]:
+        raise ConfigError(f"{where}: unknown key {section}.{key}{_suggest(key, SCHEMA[section])}; "
+                          f"keys of [{section}] are {', '.join(SCHEMA[section])}")
+    return section, key
+
+
+def parse_override(text: str) -> tuple[str, str, Any]:
+    """'section.key=value' -> (section, key, typed value); the schema decides the type."""
+    where = f"--set {text}"
+    dotted, eq, raw = text.partition("=")
+    if not eq or "." not in dotted:
+        raise ConfigError(f"{where}: expected section.key=value, e.g. --set mqtt.port=1884")
+    section, key = _locate(where, dotted.strip())
+    raw = raw.strip()
+    kind = SCHEMA[section][key].type
+    try:
+        if kind is bool:
+            lowered = raw.lower()
+            if lowered not in ("true", "false", "1", "0", "yes", "no", "on", "off"):
+                raise ValueError
+            value: Any = lowered in ("true", "1", "yes", "on")
+        elif kind is int:
+            value = int(raw.replace("_", ""))
+        elif kind is float:
+            value = float(raw)
+        else:
+            value = raw[1:-1] if len(raw) >= 2 and raw[0] == raw[-1] and raw[0] in "\"'" else raw
+    except ValueError:
+        kind_name = {bool: "true or false", int: "an integer", float: "a number"}[kind]
+        raise ConfigError(f"{where}: {section}.{key} must be {kind_name}, got {raw!r}") from None
+    return section, key, _check("--set", section, key, value)
+
+
+def defaults() -> dict[str, dict[str, Any]]:
+    return {s: {k: spec.default for k, spec in keys.items()} for s, keys in SCHEMA.items()}
+
+
+def build_config(raw: dict, origin: str = "<pipeline>", overrides: list[str] = ()) -> Config:
+    """Validate a parsed TOML document, apply overrides, check cross-key rules."""
+    data = defaults()
+    for section, values in raw.items():
+        if not isinstance(values, dict):
+            raise ConfigError(f"{origin}: {section!r} must be a [section] table, not a bare value")
+        if section not in SCHEMA:
+            _locate(origin, f"{section}.")
+        for key, value in values.items():
+            s, k = _locate(origin, f"{section}.{key}")
+            data[s][k] = _check(origin, s, k, value)
+    for text in overrides:
+        s, k, v = parse_override(text)
+        data[s][k] = v
+    cfg = Config(data, origin)
+    _cross_checks(cfg)
+    return cfg
+
+
+def _cross_checks(cfg: Config) -> None:
+    o = cfg.origin
+    if cfg.segment.mode == "sample" and cfg.source.kind in ("camera", "network"):
+        raise ConfigError(f"{o}: segment.mode = 'sample' needs sample boundaries, which a {cfg.source.kind} "
+                          "source lacks; use 'window' or 'auto'")
+    if cfg.mqtt.tls_cert and not cfg.mqtt.tls_ca:
+        raise ConfigError(f"{o}: mqtt.tls_cert needs mqtt.tls_ca (the CA file that turns TLS on)")
+    if cfg.mqtt.broker == "embedded" and (cfg.mqtt.tls_ca or cfg.mqtt.username):
+        raise ConfigError(f"{o}: the embedded broker runs without TLS or logins; "
+                          "set mqtt.broker to your broker's host name, or clear mqtt.tls_ca/username")
+    if cfg.source.kind == "mqtt" and not cfg.mqtt.enabled:
+        raise ConfigError(f"{o}: source.kind = 'mqtt' needs mqtt.enabled = true")
+
+
+def load_config(path: str | Path, overrides: list[str] = ()) -> Config:
+    """Read and validate a pipeline file; raise ConfigError with one line naming the problem."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"pipeline file {path} not found; see the pipelines/ folder for examples") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"cannot read pipeline file {path}: {exc}") from None
+    try:
+        raw = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path} is not valid TOML: {exc}") from None
+    return build_config(raw, str(path), overrides)

@@ -1,0 +1,117 @@
+"""Pipeline files: schema validation, --set overrides typed by the schema, --check output, masking."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from streamsnn.config import SCHEMA, build_config, load_config, parse_override
+from streamsnn.errors import ConfigError
+
+ROOT = Path(__file__).resolve().parent.parent
+PIPELINES = sorted((ROOT / "pipelines").glob("*.toml"))
+CLI = [sys.executable, "-m", "streamsnn"]
+
+
+@pytest.mark.parametrize("path", PIPELINES, ids=lambda p: p.name)
+def test_shipped_pipelines_validate(path):
+    cfg = load_config(path)
+    assert cfg.source.kind in ("replay", "camera", "network", "mqtt")
+    assert set(cfg.data) == set(SCHEMA)
+
+
+def test_expected_pipeline_files_exist():
+    names = {p.name for p in PIPELINES}
+    assert {"nmnist-replay.toml", "live-camera.toml", "dv-stream.toml", "mqtt-events.toml"} <= names
+
+
+def test_defaults_fill_missing_keys():
+    cfg = build_config({"source": {"kind": "network"}})
+    assert cfg.source.kind == "network"
+    assert cfg.mqtt.broker == "embedded" and cfg.mqtt.qos == 1
+    assert cfg.pipeline.policy == "block"
+
+
+@pytest.mark.parametrize("raw, words", [
+    ({"source": {"pth": "x"}}, ["source.pth", "did you mean 'path'"]),
+    ({"sorce": {}}, ["[sorce]", "did you mean 'source'"]),
+    ({"source": {"speed": "fast"}}, ["source.speed", "a number"]),
+    ({"source": {"loop": 1}}, ["source.loop", "true or false"]),
+    ({"segment": {"window_us": True}}, ["segment.window_us", "an integer"]),
+    ({"segment": {"window_us": 0}}, ["segment.window_us", "at least 1"]),
+    ({"mqtt": {"qos": 3}}, ["mqtt.qos", "one of"]),
+    ({"pipeline": {"policy": "drop"}}, ["pipeline.policy", "drop_oldest"]),
+    ({"source": "replay"}, ["'source'", "table"]),
+    ({"source": {"kind": "camera"}, "segment": {"mode": "sample"}}, ["segment.mode"]),
+    ({"mqtt": {"tls_cert": "c.pem", "broker": "h"}}, ["mqtt.tls_ca"]),
+])
+def test_bad_values_name_the_key(raw, words):
+    with pytest.raises(ConfigError) as e:
+        build_config(raw, "p.toml")
+    msg = str(e.value)
+    assert msg.startswith("p.toml") and "\n" not in msg
+    for w in words:
+        assert w in msg
+
+
+def test_overrides_are_typed_by_the_schema():
+    assert parse_override("mqtt.port=1884") == ("mqtt", "port", 1884)
+    assert parse_override("source.speed=2") == ("source", "speed", 2.0)
+    assert parse_override("source.loop=yes") == ("source", "loop", True)
+    assert parse_override("model.learn_from_feedback=false") == ("model", "learn_from_feedback", False)
+    assert parse_override("source.path=/data/x y") == ("source", "path", "/data/x y")
+    assert parse_override('mqtt.broker="host"') == ("mqtt", "broker", "host")
+    cfg = build_config({"mqtt": {"port": 1}}, "p.toml", ["mqtt.port=2000", "mqtt.port=2001"])
+    assert cfg.mqtt.port == 2001  # the last override wins
+
+
+@pytest.mark.parametrize("text, words", [
+    ("mqtt.port=x", ["mqtt.port", "an integer"]),
+    ("mqtt.port", ["section.key=value"]),
+    ("mqtt.prot=1", ["mqtt.prot", "did you mean 'port'"]),
+    ("source.loop=maybe", ["source.loop", "true or false"]),
+    ("mqtt.qos=5", ["mqtt.qos", "one of"]),
+])
+def test_bad_overrides(text, words):
+    with pytest.raises(ConfigError) as e:
+        parse_override(text)
+    for w in words:
+        assert w in str(e.value)
+
+
+def test_bad_toml_and_missing_file(tmp_path):
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[source\nkind = 1\n")
+    with pytest.raises(ConfigError, match="bad.toml is not valid TOML"):
+        load_config(bad)
+    with pytest.raises(ConfigError, match="not found"):
+        load_config(tmp_path / "absent.toml")
+
+
+def test_check_prints_resolved_config_with_credentials_masked(tmp_path):
+    p = tmp_path / "p.toml"
+    p.write_text('[mqtt]\nbroker = "broker.example"\nusername = "alice"\npassword = "hunter2"\n')
+    out = subprocess.run(CLI + ["run", str(p), "--check", "--set", "mqtt.port=8883", "--set", "source.speed=4"],
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert "hunter2" not in out.stdout + out.stderr and "alice" not in out.stdout
+    assert 'password = "***"' in out.stdout
+    assert "port = 8883" in out.stdout and "speed = 4.0" in out.stdout
+    # the printed configuration is itself a valid pipeline file with the same values
+    again = tmp_path / "again.toml"
+    again.write_text(out.stdout.replace('"***"', '""'))
+    cfg = load_config(again)
+    assert cfg.mqtt.port == 8883 and cfg.mqtt.broker == "broker.example"
+
+
+def test_cli_reports_config_errors_in_one_line(tmp_path):
+    p = tmp_path / "p.toml"
+    p.write_text("[model]\nhiden = 10\n")
+    out = subprocess.run(CLI + ["run", str(p), "--check"], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 2
+    assert out.stderr.strip().splitlines() == [
+        f"streamsnn: error: {p}: unknown key model.hiden (did you mean 'hidden'?); keys of [model] are "
+        + ", ".join(SCHEMA["model"])]
