@@ -25,8 +25,8 @@ def test_flat_folder_counts():
 
 def test_label_list_tolerates_crlf_and_spaces(tmp_path):
     lst = tmp_path / "train3.txt"
-    lst.write_bytes(b"#sample #class\r\n1\t5\r\n2   0\r\n\r\n3 4\n")
-    assert read_label_list(lst) == {"1": 5, "2": 0, "3": 4}
+    lst.write_bytes(b"#sample #class\r\n1\t5\r\n2   0\r\n\r\n3 4\n4.bs2 7\r\n")
+    assert read_label_list(lst) == {"1": 5, "2": 0, "3": 4, "4": 7}
 
 
 def test_flat_folder_with_missing_sample_file(tmp_path):

@@ -63,7 +63,23 @@ def _raw_without_header(tmp_path):
     return p, "EVT"
 
 
-FILE_CASES = [_missing, _unsupported, _truncated_nmnist, _truncated_aedat4, _text_as_aedat4, _empty,
+def _evt2_data_behind_evt3_header(tmp_path):
+    p = tmp_path / "mixed.raw"
+    evt3 = need("recordings/prophesee_evt3_sample.raw").read_bytes()
+    evt2 = need("recordings/prophesee_evt2_sample.raw").read_bytes()
+    header = b"".join(line for line in evt3.splitlines(keepends=True)[:12] if line.startswith(b"%"))
+    body = evt2[evt2.index(b"% evt 2.0\n") + len(b"% evt 2.0\n"):]
+    p.write_bytes(header + body)
+    return p, "cannot decode as Prophesee EVT3"
+
+
+def _aedat3_behind_aedat_name(tmp_path):
+    p = tmp_path / "new.aedat"
+    p.write_bytes(b"#!AER-DAT3.1\r\n#Format: RAW\r\n#!END-HEADER\r\n" + bytes(28))
+    return p, "only AEDAT 2.0"
+
+
+FILE_CASES = [_evt2_data_behind_evt3_header, _aedat3_behind_aedat_name, _missing, _unsupported, _truncated_nmnist, _truncated_aedat4, _text_as_aedat4, _empty,
               _empty_nmnist, _truncated_aedat2, _raw_without_header]
 
 

@@ -86,3 +86,12 @@ def test_dvs128_bit_layout(tmp_path):
     assert list(ev["y"]) == [127, 127, 27, 123, 123]  # raw rows count from the bottom
     assert list(ev["p"]) == [1, 0, 0, 1, 1]           # raw polarity 0 is ON
     assert list(ev["t"]) == [10, 20, 30, 0xFFFF_FFF0, (1 << 32) + 0x10]
+
+
+def test_prophesee_header_without_events(tmp_path):
+    src = need("recordings/prophesee_evt3_sample.raw").read_bytes()
+    header = b"".join(line for line in src.splitlines(keepends=True)[:12] if line.startswith(b"%"))
+    f = tmp_path / "idle.raw"
+    f.write_bytes(header)
+    b = read_events(f)
+    assert len(b) == 0 and (b.width, b.height) == (1280, 720)

@@ -111,7 +111,10 @@ def _parse_label_list(path: Path, mtime_ns: int) -> dict[str, int]:
         parts = line.split()
         if len(parts) < 2 or not parts[1].lstrip("-").isdigit():
             raise InputError(f"{path}: line {n} is {line!r}, expected '<sample> <class>'; fix the label list")
-        labels[parts[0]] = int(parts[1])
+        sample = parts[0]
+        if sample.lower().endswith(SAMPLE_EXTENSIONS):  # some lists name files, not ids
+            sample = sample.rsplit(".", 1)[0]
+        labels[sample] = int(parts[1])
     return labels
 
 

@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
 import re
+import sys
+import tempfile
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -71,6 +76,30 @@ def geometry_of(header: dict[str, str]) -> tuple[tuple[int, int] | None, str]:
     return None, "events"
 
 
+_FD2_LOCK = threading.Lock()
+
+
+@contextlib.contextmanager
+def _captured_c_stderr(sink: list[str]):
+    """Collect what C code writes to file descriptor 2 (expelliarmus reports decode errors there).
+
+    Everything captured is appended to `sink`; the caller re-emits it or folds it into an error, so
+    nothing another thread logged meanwhile is lost, only delayed.
+    """
+    with _FD2_LOCK, tempfile.TemporaryFile(mode="w+b") as tmp:
+        sys.stderr.flush()
+        saved = os.dup(2)
+        os.dup2(tmp.fileno(), 2)
+        try:
+            yield
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
+            tmp.seek(0)
+            sink.append(tmp.read().decode("utf-8", "replace"))
+
+
 def read_prophesee(path: str | Path) -> EventBatch:
     """Read every CD event of an EVT 2.0/3.0 file (polarity 1 = ON, timestamps in us)."""
     from expelliarmus import Wizard
@@ -78,11 +107,22 @@ def read_prophesee(path: str | Path) -> EventBatch:
     path = Path(path)
     header = read_header(path)
     encoding = encoding_of(header, path)
+    said: list[str] = []
     try:
-        raw = Wizard(encoding=encoding, fpath=str(path)).read()
+        with _captured_c_stderr(said):
+            raw = Wizard(encoding=encoding, fpath=str(path)).read()
     except (RuntimeError, ValueError, MemoryError) as exc:
         raise InputError(f"{path}: cannot decode as Prophesee {encoding.upper()} ({exc}); "
                          "check that the file is complete") from None
+    message = " ".join("".join(said).split())
+    if raw is None and message:
+        # expelliarmus prints the reason to stderr and returns None on words it cannot decode.
+        raise InputError(f"{path}: cannot decode as Prophesee {encoding.upper()} ({message.removeprefix('ERROR: ')}); "
+                         "the data do not match the header's event format, or the file is corrupt")
+    if message:
+        sys.stderr.write("".join(said))
+    if raw is None:  # a header and no events
+        raw = np.empty(0, dtype=[("t", "<i8"), ("x", "<i2"), ("y", "<i2"), ("p", "u1")])
     if raw.size > 1 and np.any(np.diff(raw["t"]) < 0):
         # EVT streams are time-ordered; a stable sort repairs rare out-of-order packets while
         # keeping the file order of events with equal timestamps.
