@@ -72,7 +72,7 @@ SCHEMA: dict[str, dict[str, Key]] = {
     "mqtt": {
         "enabled": Key(bool, True, "publish decisions over MQTT"),
         "broker": Key(str, "embedded", "broker host name, or 'embedded' to start one in this process"),
-        "port": Key(int, 1883, "broker port", min=1),
+        "port": Key(int, 1883, "broker port (0 with the embedded broker: any free port)", min=0),
         "prefix": Key(str, "", "topic prefix (empty = streamsnn/<node id>)"),
         "qos": Key(int, 1, "MQTT quality of service", (0, 1, 2)),
         "client_id": Key(str, "", "MQTT client id (empty = streamsnn-<node id>)"),
@@ -218,6 +218,9 @@ def _cross_checks(cfg: Config) -> None:
     if cfg.mqtt.broker == "embedded" and (cfg.mqtt.tls_ca or cfg.mqtt.username):
         raise ConfigError(f"{o}: the embedded broker runs without TLS or logins; "
                           "set mqtt.broker to your broker's host name, or clear mqtt.tls_ca/username")
+    if cfg.mqtt.port == 0 and (cfg.mqtt.broker != "embedded" or cfg.source.kind == "mqtt"):
+        raise ConfigError(f"{o}: mqtt.port = 0 (any free port) only works with the embedded broker and "
+                          "a source other than mqtt; give the broker's port")
     if cfg.source.kind == "mqtt" and not cfg.mqtt.enabled:
         raise ConfigError(f"{o}: source.kind = 'mqtt' needs mqtt.enabled = true")
 

@@ -1,0 +1,315 @@
+"""The streaming pipeline: source -> segmenter -> network (one worker thread) -> sinks, with bounded queues."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import OrderedDict
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+from .segment import Segmenter, Window
+
+log = logging.getLogger(__name__)
+_END = object()  # end of stream marker on the queues
+POLICIES = ("block", "drop_oldest", "drop_newest")
+
+
+class BoundedQueue:
+    """An asyncio queue of fixed capacity with a policy for a full queue; drops are counted."""
+
+    def __init__(self, size: int, policy: str = "block"):
+        if policy not in POLICIES:
+            raise ValueError(f"policy must be one of {POLICIES}")
+        self.q: asyncio.Queue = asyncio.Queue(size)
+        self.policy = policy
+        self.dropped = 0
+
+    async def put(self, item) -> None:
+        if self.policy == "block" or item is _END:
+            await self.q.put(item)
+        elif self.q.full() and self.policy == "drop_newest":
+            self.dropped += 1
+        else:
+            while self.q.full():
+                old = self.q.get_nowait()
+                if old is _END:  # never lose the end marker
+                    self.q.put_nowait(old)
+                    return
+                self.dropped += 1
+            self.q.put_nowait(item)
+
+    async def get(self):
+        return await self.q.get()
+
+    def qsize(self) -> int:
+        return self.q.qsize()
+
+
+class Recent:
+    """The last `size` classified windows, found by sample id or by window end (µs), for feedback."""
+
+    def __init__(self, size: int):
+        self.size = size
+        self._items: OrderedDict[int, Window] = OrderedDict()
+        self._by_sample: dict[str, int] = {}
+        self._by_end: dict[int, int] = {}
+        self._n = 0
+
+    def add(self, w: Window) -> None:
+        self._n += 1
+        self._items[self._n] = w
+        if w.sample is not None:
+            self._by_sample[w.sample] = self._n
+        self._by_end[w.t_end_us] = self._n
+        while len(self._items) > self.size:
+            key, old = self._items.popitem(last=False)
+            if old.sample is not None and self._by_sample.get(old.sample) == key:
+                del self._by_sample[old.sample]
+            if self._by_end.get(old.t_end_us) == key:
+                del self._by_end[old.t_end_us]
+
+    def find(self, sample: str | None = None, t_end_us: int | None = None) -> Window | None:
+        key = self._by_sample.get(sample) if sample is not None else self._by_end.get(t_end_us)
+        return self._items.get(key) if key is not None else None
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+
+@dataclass
+class Counters:
+    """What the pipeline has done in this run (the network keeps its own lifetime counters)."""
+
+    events_in: int = 0
+    windows: int = 0
+    decisions: int = 0
+    labelled: int = 0
+    correct: int = 0
+    feedback: dict = field(default_factory=lambda: {"learned": 0, "ignored": 0, "disabled": 0})
+    checkpoints: int = 0
+    started: float = field(default_factory=time.monotonic)
+
+
+class Pipeline:
+    """Runs one source through the network into the sinks until the source ends or `stop()` is called.
+
+    All calls into the network (predict, learn, save) run on one worker thread, in order, so the event
+    loop keeps serving MQTT while numba works. `payload(window, decision, latency_ms=, model_version=)`
+    builds the message every sink receives; sinks have `publish_decision(dict)` and
+    `publish_metrics(dict)` (both non-blocking) and `async close()`, which the caller awaits.
+    `feedback` is an asyncio.Queue of feedback items (`sample` or `t_end_us`, and `label`), and
+    `reject(reason, detail)` reports the ones the pipeline cannot use (e.g. an unknown sample).
+    """
+
+    def __init__(self, source, net, sinks: list, *, payload: Callable[..., dict],
+                 segmenter: Segmenter | None = None, queue_size: int = 64, policy: str = "block",
+                 learn_from_labels: bool = True, learn_from_feedback: bool = True, recent: int = 128,
+                 metrics_every_s: float = 5.0, checkpoint: Path | None = None, save_every_s: float = 0.0,
+                 feedback: asyncio.Queue | None = None, reject: Callable[[str, str], None] | None = None,
+                 extra_metrics: Callable[[], dict] | None = None):
+        self.source, self.net, self.sinks, self.payload = source, net, sinks, payload
+        self.segmenter = segmenter or Segmenter()
+        self.windows = BoundedQueue(queue_size, policy)
+        self.decisions = BoundedQueue(queue_size, "block")
+        self.learn_from_labels, self.learn_from_feedback = learn_from_labels, learn_from_feedback
+        self.recent = Recent(recent)
+        self.metrics_every_s, self.checkpoint, self.save_every_s = metrics_every_s, checkpoint, save_every_s
+        self.feedback, self.reject, self.extra_metrics = feedback, reject, extra_metrics
+        self.counters = Counters()
+        self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="streamsnn-net")
+        self._stopping = asyncio.Event()
+        self._last_rate = (time.monotonic(), 0)
+
+    # -- control --------------------------------------------------------------------------------
+    def stop(self) -> None:
+        """Ask the pipeline to stop reading, drain what it holds and return (safe from a signal handler)."""
+        self._stopping.set()
+
+    async def in_worker(self, fn, *args):
+        """Run fn(*args) on the network's worker thread."""
+        return await asyncio.get_running_loop().run_in_executor(self._worker, fn, *args)
+
+    async def run(self) -> Counters:
+        reader = asyncio.create_task(self._read(), name="read")
+        stopper = asyncio.create_task(self._stopping.wait(), name="stop")
+        side = [asyncio.create_task(self._metrics_loop(), name="metrics")]
+        if self.checkpoint is not None and self.save_every_s > 0:
+            side.append(asyncio.create_task(self._checkpoint_loop(), name="checkpoint"))
+        if self.feedback is not None:
+            side.append(asyncio.create_task(self._feedback_loop(), name="feedback"))
+        classify = asyncio.create_task(self._classify(), name="classify")
+        publish = asyncio.create_task(self._publish(), name="publish")
+        try:
+            await asyncio.wait([reader, stopper], return_when=asyncio.FIRST_COMPLETED)
+            if not reader.done():  # stop requested: stop the source, keep what was read
+                log.info("stopping: closing the source and draining the queues")
+                reader.cancel()
+                await asyncio.gather(reader, return_exceptions=True)
+                await self._finish_reading()
+            reader.result() if not reader.cancelled() else None  # a source error ends the run
+            await classify
+            await publish
+        finally:
+            stopper.cancel()
+            for t in side + [reader, classify, publish]:
+                t.cancel()
+            await asyncio.gather(stopper, *side, reader, classify, publish, return_exceptions=True)
+            try:
+                await self.publish_metrics()
+                if self.checkpoint is not None:
+                    await self.save()
+            finally:
+                self._worker.shutdown(wait=True)
+        return self.counters
+
+    # -- stages -------------------------------------------------------------------------------
+    async def _read(self) -> None:
+        try:
+            async for batch in self.source:
+                self.counters.events_in += len(batch)
+                for w in self.segmenter.feed(batch):
+                    self.counters.windows += 1
+                    await self.windows.put(w)
+        finally:
+            if not self._stopping.is_set():
+                await self._finish_reading()
+
+    async def _finish_reading(self) -> None:
+        try:
+            await self.source.aclose()
+        except Exception as exc:  # a source that fails to close must not block the shutdown
+            log.warning("closing the source failed: %s", exc)
+        for w in self.segmenter.flush():
+            self.counters.windows += 1
+            await self.windows.put(w)
+        await self.windows.put(_END)
+
+    def _decide(self, w: Window):
+        if w.label is not None and self.learn_from_labels:
+            d = self.net.learn_one(w.batch, w.label)
+        else:
+            d = self.net.predict_one(w.batch)
+        return d, self.net.model_version
+
+    async def _classify(self) -> None:
+        while (w := await self.windows.get()) is not _END:
+            d, version = await self.in_worker(self._decide, w)
+            latency_ms = (time.monotonic() - w.ready) * 1000.0
+            self.recent.add(w)
+            c = self.counters
+            c.decisions += 1
+            if w.label is not None:
+                c.labelled += 1
+                c.correct += int(d.label == w.label)
+            await self.decisions.put(self.payload(w, d, latency_ms=latency_ms, model_version=version))
+        await self.decisions.put(_END)
+
+    async def _publish(self) -> None:
+        while (msg := await self.decisions.get()) is not _END:
+            for sink in self.sinks:
+                sink.publish_decision(msg)
+
+    # -- feedback -----------------------------------------------------------------------------
+    async def _feedback_loop(self) -> None:
+        while True:
+            fb = await self.feedback.get()
+            try:
+                await self.apply_feedback(fb)
+            except Exception as exc:  # never let a message end the daemon
+                self._ignore("error", f"{type(exc).__name__}: {exc}")
+
+    async def apply_feedback(self, fb) -> bool:
+        """Teach the network the true label of a recent decision. Returns True when it learned."""
+        c = self.counters.feedback
+        if not self.learn_from_feedback:
+            c["disabled"] += 1
+            return False
+        sample, t_end, label = _field(fb, "sample"), _field(fb, "t_end_us"), _field(fb, "label")
+        n_classes = int(self.net.sizes[-1])
+        if not isinstance(label, int) or isinstance(label, bool) or not 0 <= label < n_classes:
+            return self._ignore("invalid", f"label must be an integer 0..{n_classes - 1}, got {label!r}")
+        if sample is not None:
+            if isinstance(sample, bool) or not isinstance(sample, (str, int)):
+                return self._ignore("invalid", f"sample must be a string, got {sample!r}")
+            w = self.recent.find(sample=str(sample))
+            what = f"sample {sample}"
+        elif isinstance(t_end, int) and not isinstance(t_end, bool):
+            w = self.recent.find(t_end_us=t_end)
+            what = f"t_end_us {t_end}"
+        else:
+            return self._ignore("invalid", f"needs 'sample' or an integer 't_end_us', got {fb!r}")
+        if w is None:
+            return self._ignore("unknown_sample", f"no recent decision for {what} "
+                                                  f"(the last {self.recent.size} are kept)")
+        await self.in_worker(self.net.learn_one, w.batch, label)
+        c["learned"] += 1
+        return True
+
+    # -- metrics and checkpoints ----------------------------------------------------------------
+    def metrics(self) -> dict:
+        c, net = self.counters, self.net
+        now = time.monotonic()
+        t_last, ev_last = self._last_rate
+        self._last_rate = (now, c.events_in)
+        m = {
+            "events": c.events_in,
+            "events_per_s": round((c.events_in - ev_last) / max(now - t_last, 1e-9), 1),
+            "windows": c.windows,
+            "decisions": c.decisions,
+            "drops": self.windows.dropped,
+            "queues": {"windows": self.windows.qsize(), "decisions": self.decisions.qsize()},
+            "accuracy": round(c.correct / c.labelled, 4) if c.labelled else None,
+            "progressive_accuracy": _round(net.progressive_accuracy),
+            "samples_seen": int(net.samples_seen),
+            "events_seen": int(net.events_seen),
+            "updates": int(net.updates),
+            "model_version": net.model_version,
+            "feedback": dict(c.feedback),
+            "checkpoints": c.checkpoints,
+            "uptime_s": round(now - c.started, 1),
+        }
+        if self.extra_metrics is not None:
+            m.update(self.extra_metrics())
+        return m
+
+    async def publish_metrics(self) -> None:
+        m = self.metrics()
+        for sink in self.sinks:
+            sink.publish_metrics(m)
+
+    async def _metrics_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.metrics_every_s)
+            await self.publish_metrics()
+
+    async def save(self) -> None:
+        self.checkpoint.parent.mkdir(parents=True, exist_ok=True)
+        await self.in_worker(self.net.save, self.checkpoint)
+        self.counters.checkpoints += 1
+
+    async def _checkpoint_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.save_every_s)
+            await self.save()
+            log.debug("checkpoint saved to %s", self.checkpoint)
+
+
+    def _ignore(self, reason: str, detail: str) -> bool:
+        self.counters.feedback["ignored"] += 1
+        if self.reject is not None:
+            self.reject(reason, detail)
+        else:
+            log.warning("feedback ignored (%s): %s", reason, detail)
+        return False
+
+
+def _field(fb, name: str):
+    return fb.get(name) if isinstance(fb, dict) else getattr(fb, name, None)
+
+
+def _round(x):
+    return None if x is None else round(float(x), 4)

@@ -1,0 +1,142 @@
+"""Pipeline core: segmenting real recordings, bounded queues and their policies, the feedback ring,
+feedback validation against the real network (weights unchanged when invalid)."""
+
+from __future__ import annotations
+
+import asyncio
+
+import numpy as np
+import pytest
+
+from streamsnn.events import EventBatch
+from streamsnn.io import open_dataset, read_events
+from streamsnn.pipeline import BoundedQueue, Pipeline, Recent
+from streamsnn.segment import Segmenter, Window
+from streamsnn.snn import SpikingNetwork
+
+
+def chunks(batch: EventBatch, dt_us: int):
+    """A recording cut the way a live source delivers it: consecutive chunks of dt_us."""
+    return batch.split_time(dt_us)
+
+
+def test_sliding_windows_match_time_slices_of_the_recording(recordings_dir):
+    rec = read_events(recordings_dir / "tonic_sample.aedat4")
+    seg = Segmenter("window", window_us=50_000, hop_us=20_000)
+    windows = [w for c in chunks(rec, 7_000) for w in seg.feed(c)] + seg.flush()
+    assert len(windows) > 20
+    t0 = rec.t_start
+    for i, w in enumerate(windows[:-1]):  # every full window: exactly the events of its time slice
+        assert w.t_start_us == t0 + i * 20_000 and w.t_end_us == w.t_start_us + 50_000
+        ref = rec.slice_time(w.t_start_us, w.t_end_us)
+        np.testing.assert_array_equal(w.batch.events, ref.events)
+        assert w.sample is None and w.label is None and (w.batch.width, w.batch.height) == (rec.width, rec.height)
+    last = windows[-1]  # the partial window at the end of the stream
+    np.testing.assert_array_equal(last.batch.events, rec.slice_time(last.t_start_us, None).events)
+
+
+def test_windows_skip_idle_gaps_and_sparse_windows(recordings_dir):
+    rec = read_events(recordings_dir / "tonic_sample.aedat4")
+    a, b = rec.slice_time(None, rec.t_start + 100_000), rec.slice_time(rec.t_start + 100_000, None)
+    gap = 5_000_000  # five idle seconds between two bursts
+    late = b.with_events(b.events.copy())
+    late.events["t"] += gap
+    seg = Segmenter("window", window_us=50_000, hop_us=50_000, min_events=10)
+    windows = [w for c in chunks(a, 10_000) + chunks(late, 10_000) for w in seg.feed(c)] + seg.flush()
+    assert all(w.events >= 10 for w in windows)
+    # no empty windows were produced for the gap, and every event is in exactly one window (hop == window)
+    assert sum(w.events for w in windows) <= len(rec)
+    assert sum(w.events for w in windows) >= len(rec) - 10 * len(windows)
+    assert max(np.diff([w.t_start_us for w in windows])) >= gap - 100_000
+
+
+def test_per_sample_segmenting_joins_pieces_of_each_sample(nmnist_dir):
+    ds = open_dataset(nmnist_dir).split("test")
+    samples = [ds.samples[i].load() for i in range(3)]
+    seg = Segmenter("auto")
+    out = []
+    for s in samples:
+        pieces = s.split_count(1000)
+        for j, p in enumerate(pieces):
+            p.meta["end_of_sample"] = j == len(pieces) - 1
+            out += seg.feed(p)
+    out += seg.flush()
+    assert [w.sample for w in out] == [s.sample for s in samples]
+    assert [w.label for w in out] == [s.label for s in samples]
+    for w, s in zip(out, samples):
+        np.testing.assert_array_equal(w.batch.events, s.events)
+        assert (w.t_start_us, w.t_end_us) == (s.t_start, s.t_end)
+
+
+def test_sample_id_change_closes_the_previous_sample(nmnist_dir):
+    ds = open_dataset(nmnist_dir).split("test")
+    a, b = ds.samples[0].load(), ds.samples[1].load()  # no end_of_sample marks at all
+    seg = Segmenter("auto")
+    out = seg.feed(a) + seg.feed(b) + seg.flush()
+    assert [w.sample for w in out] == [a.sample, b.sample] and [w.events for w in out] == [len(a), len(b)]
+
+
+async def test_queue_policies_count_drops():
+    for policy, kept in (("drop_oldest", [5, 6, 7]), ("drop_newest", [0, 1, 2])):
+        q = BoundedQueue(3, policy)
+        for i in range(8):
+            await q.put(i)
+        assert q.dropped == 5
+        assert [q.q.get_nowait() for _ in range(3)] == kept
+    q = BoundedQueue(2, "block")
+    await q.put(1)
+    await q.put(2)
+    blocked = asyncio.create_task(q.put(3))
+    await asyncio.sleep(0.05)
+    assert not blocked.done() and q.dropped == 0
+    assert await q.get() == 1
+    await asyncio.wait_for(blocked, 5)
+    assert [await q.get(), await q.get()] == [2, 3]
+
+
+def _window(i: int, sample: str | None = None) -> Window:
+    ev = np.zeros(1, dtype=[("t", "<i8"), ("x", "<u2"), ("y", "<u2"), ("p", "u1")])
+    ev["t"] = i
+    return Window(EventBatch(ev, 34, 34), i, i + 10, sample=sample)
+
+
+def test_recent_ring_forgets_the_oldest():
+    r = Recent(3)
+    for i in range(5):
+        r.add(_window(i * 100, sample=f"s{i}"))
+    assert len(r) == 3
+    assert r.find(sample="s0") is None and r.find(sample="s1") is None
+    assert r.find(sample="s4").t_start_us == 400
+    assert r.find(t_end_us=210).sample == "s2" and r.find(t_end_us=110) is None
+
+
+@pytest.fixture(scope="module")
+def small_net():
+    return SpikingNetwork((2312, 64, 10), seed=3)
+
+
+async def test_invalid_feedback_never_changes_the_model(nmnist_dir, small_net):
+    net = small_net
+    sample = open_dataset(nmnist_dir).split("test").samples[0].load()
+    pipe = Pipeline(None, net, [], payload=lambda *a, **k: {}, recent=4)
+    pipe.recent.add(Window(sample, sample.t_start, sample.t_end, sample.sample, None))
+    before = (net.W1.copy(), net.W2.copy(), net.b2.copy(), net.updates, net.model_version)
+    bad = [{"sample": sample.sample, "label": 10}, {"sample": sample.sample, "label": -1},
+           {"sample": sample.sample, "label": "3"}, {"sample": sample.sample, "label": True},
+           {"sample": "no-such-sample", "label": 3}, {"t_end_us": sample.t_end + 1, "label": 3},
+           {"t_end_us": "soon", "label": 3}, {"label": 3}, {"sample": [1], "label": 3}, "garbage", None]
+    for fb in bad:
+        assert await pipe.apply_feedback(fb) is False
+    assert pipe.counters.feedback["ignored"] == len(bad) and pipe.counters.feedback["learned"] == 0
+    for a, b in zip(before[:3], (net.W1, net.W2, net.b2)):
+        np.testing.assert_array_equal(a, b)
+    assert (net.updates, net.model_version) == before[3:]
+    # a valid message about the same decision does teach the network (by sample id, then by window end)
+    assert await pipe.apply_feedback({"sample": sample.sample, "label": sample.label}) is True
+    assert await pipe.apply_feedback({"t_end_us": sample.t_end, "label": sample.label}) is True
+    assert net.updates == before[3] + 2 and not np.array_equal(before[0], net.W1)
+    pipe.learn_from_feedback = False
+    w1 = net.W1.copy()
+    assert await pipe.apply_feedback({"sample": sample.sample, "label": sample.label}) is False
+    np.testing.assert_array_equal(w1, net.W1)
+    pipe._worker.shutdown()
