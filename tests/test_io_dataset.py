@@ -75,6 +75,13 @@ def test_tonic_layout(tonic_layout):
     assert single.label == label and single.sample == sample_id
 
 
+def test_one_split_folder_of_the_tonic_layout(tonic_layout):
+    root, picks = tonic_layout
+    ds = open_dataset(root / "Test")
+    assert ds.splits == ["test"] and len(ds) == len(picks["Test"])
+    assert sorted(s.sample_id for s in ds) == sorted(i for i, _ in picks["Test"])
+
+
 def test_load_all_returns_every_sample(tonic_layout):
     root, _ = tonic_layout
     ds = open_dataset(root).split("test")

@@ -79,7 +79,14 @@ def _aedat3_behind_aedat_name(tmp_path):
     return p, "only AEDAT 2.0"
 
 
-FILE_CASES = [_evt2_data_behind_evt3_header, _aedat3_behind_aedat_name, _missing, _unsupported, _truncated_nmnist, _truncated_aedat4, _text_as_aedat4, _empty,
+def _other_format_behind_bin_name(tmp_path):
+    p = tmp_path / "walk.bin"
+    data = need("recordings/dvs128_aedat2/neal_walking.aedat").read_bytes()
+    p.write_bytes(data[: len(data) // 5 * 5])
+    return p, "not an N-MNIST file"
+
+
+FILE_CASES = [_other_format_behind_bin_name, _evt2_data_behind_evt3_header, _aedat3_behind_aedat_name, _missing, _unsupported, _truncated_nmnist, _truncated_aedat4, _text_as_aedat4, _empty,
               _empty_nmnist, _truncated_aedat2, _raw_without_header]
 
 

@@ -125,7 +125,7 @@ def read_label_list(path: Path) -> dict[str, int]:
 def label_lists(folder: Path) -> list[tuple[str, Path]]:
     """(split, list path) for every train*.txt / test*.txt in a folder, train first."""
     found = [(m.group(1).lower(), p) for p in folder.iterdir()
-             if p.is_file() and (m := _LIST_NAME.match(p.name))]
+             if (m := _LIST_NAME.match(p.name)) and p.is_file()]
     return sorted(found, key=lambda sp: (sp[0] != "train", sp[1].name))
 
 
@@ -161,7 +161,7 @@ def _open_tonic(root: Path, dirs: list[tuple[str, Path]]) -> Dataset:
             files = [f for f in digit.iterdir() if f.is_file() and f.suffix.lower() in SAMPLE_EXTENSIONS]
             samples += [Sample(f, f.stem, int(digit.name), split) for f in sorted(files, key=_numeric_key)]
     if not samples:
-        raise InputError(f"{root}: has {'/'.join(d.name for _, d in dirs)} but no <digit>/<id>.bin files inside; "
+        raise InputError(f"{root}: no <digit>/<id>.bin files in {', '.join(str(d) for _, d in dirs)}; "
                          "point at an N-MNIST folder laid out as Train/<digit>/<id>.bin")
     return Dataset(root, "tonic", samples)
 
@@ -179,8 +179,12 @@ def open_dataset(path: str | Path) -> Dataset:
     dirs = _split_dirs(root)
     if dirs:
         return _open_tonic(root, dirs)
-    raise InputError(f"{root}: not an N-MNIST dataset folder (no train*.txt/test*.txt label lists and no "
-                     "Train/ or Test/ subfolders); point at such a folder or at a single event file")
+    if any(c.is_dir() and c.name.isdigit() for c in root.iterdir()):
+        # One split of the tonic layout on its own (e.g. NMNIST/Test): <digit>/<id>.bin inside.
+        name = root.name.lower() if root.name.lower() in _SPLIT_DIRS else "all"
+        return _open_tonic(root, [(name, root)])
+    raise InputError(f"{root}: not an N-MNIST dataset folder (no train*.txt/test*.txt label lists, no "
+                     "Train/ or Test/ subfolders, no <digit>/ subfolders); point at such a folder or at a single event file")
 
 
 def label_for_file(path: Path) -> tuple[str | None, int | None]:
