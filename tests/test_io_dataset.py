@@ -75,6 +75,12 @@ def test_tonic_layout(tonic_layout):
     assert single.label == label and single.sample == sample_id
 
 
+def test_folder_holding_tonic_download(tonic_layout):
+    root, _ = tonic_layout  # tmp/NMNIST/{Train,Test}, as tonic.datasets.NMNIST(save_to=tmp) leaves it
+    ds = open_dataset(root.parent)
+    assert ds.root == root and ds.layout == "tonic" and ds.splits == ["train", "test"]
+
+
 def test_one_split_folder_of_the_tonic_layout(tonic_layout):
     root, picks = tonic_layout
     ds = open_dataset(root / "Test")

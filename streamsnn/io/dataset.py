@@ -179,7 +179,12 @@ def open_dataset(path: str | Path) -> Dataset:
     dirs = _split_dirs(root)
     if dirs:
         return _open_tonic(root, dirs)
-    if any(c.is_dir() and c.name.isdigit() for c in root.iterdir()):
+    subdirs = [c for c in root.iterdir() if c.is_dir()]
+    wrapped = [c for c in subdirs if c.name.lower() == "nmnist"] or (subdirs if len(subdirs) == 1 else [])
+    if wrapped and (_split_dirs(wrapped[0]) or label_lists(wrapped[0])):
+        # tonic.datasets.NMNIST(save_to=root) downloads into root/NMNIST/{Train,Test}.
+        return open_dataset(wrapped[0])
+    if any(c.name.isdigit() for c in subdirs):
         # One split of the tonic layout on its own (e.g. NMNIST/Test): <digit>/<id>.bin inside.
         name = root.name.lower() if root.name.lower() in _SPLIT_DIRS else "all"
         return _open_tonic(root, [(name, root)])
