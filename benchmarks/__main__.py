@@ -1,0 +1,92 @@
+"""`python -m benchmarks`: run the benchmarks and write a JSON file, a markdown table and plots."""
+
+from __future__ import annotations
+
+import os
+
+# One thread for the kernels and the peer, fixed before numba or torch is imported.
+for _var in ("NUMBA_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+    os.environ.setdefault(_var, "1")
+
+import argparse  # noqa: E402
+import importlib  # noqa: E402
+import sys  # noqa: E402
+import time  # noqa: E402
+import traceback  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+from .common import DATA, ROOT, Context, NotMeasurable, Result, command_line, machine, write  # noqa: E402
+
+#: name -> (module, function, title); run in this order. Each function takes a Context, returns a Result.
+BENCHES = {
+    "inference": ("bench_ops", "run_inference", "Inference vs the snnTorch peer"),
+    "ops": ("bench_ops", "run_ops", "Synaptic operations per sample"),
+    "learning": ("bench_ops", "run_learning", "Learning throughput and training wall time"),
+    "snn": ("bench_snn", "run", "Accuracy vs a ReLU MLP (SNN engineer's benchmark)"),
+    "scaling": ("bench_scaling", "run", "Scaling with hidden width and input event rate"),
+    "e2e": ("bench_e2e", "run", "End to end through MQTT"),
+    "memory": ("bench_memory", "run", "Daemon memory over a looping replay"),
+}
+
+CONTENTION = ("Timings were taken on a shared machine while other work may have been running "
+              "(see the load average); treat them as lower bounds of what a quiet machine gives.")
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__)
+    p.add_argument("--quick", action="store_true", help="fewer samples and repeats (about 3 minutes)")
+    p.add_argument("--only", action="append", choices=list(BENCHES), metavar="NAME",
+                   help=f"run only this benchmark (repeatable): {', '.join(BENCHES)}")
+    p.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results",
+                   help="folder for results (default: benchmarks/results/)")
+    p.add_argument("--data", type=Path, default=DATA, help=f"shared data folder (default: {DATA})")
+    p.add_argument("--model", type=Path, help="checkpoint to time for inference (default: trained online here)")
+    p.add_argument("--soak-seconds", type=float, default=None,
+                   help="length of the memory soak (default 600, 30 with --quick)")
+    return p.parse_args(argv)
+
+
+def run_one(name: str, ctx: Context) -> Result:
+    module, func, title = BENCHES[name]
+    t0 = time.perf_counter()
+    try:
+        fn = getattr(importlib.import_module(f".{module}", __package__), func)
+        result = fn(ctx)
+    except NotMeasurable as exc:
+        result = Result(name, title, status=f"not yet measurable: {exc}")
+    except ModuleNotFoundError as exc:
+        result = Result(name, title, status=f"not yet measurable: module {exc.name} is missing")
+    except Exception as exc:  # one broken benchmark must not lose the others' figures
+        traceback.print_exc()
+        result = Result(name, title, status=f"error: {type(exc).__name__}: {exc}")
+    result.seconds = time.perf_counter() - t0
+    return result
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    soak = args.soak_seconds if args.soak_seconds is not None else (30.0 if args.quick else 600.0)
+    stem = "results" + ("-quick" if args.quick else "") + ("-" + "-".join(args.only) if args.only else "")
+    ctx = Context(quick=args.quick, out=args.out.resolve(), data=args.data.resolve(), soak_seconds=soak,
+                  stem=stem)
+    if args.model:
+        ctx.cache["model_path"] = args.model.resolve()
+    names = args.only or list(BENCHES)
+    run = {"command": command_line(), "quick": args.quick, "machine": machine(), "contention": CONTENTION,
+           "results": []}
+    m = run["machine"]
+    ctx.cache["machine_line"] = f"{m['date']}, {m['cores']} cores {m['cpu']}, load {m['load_average_1m']}"
+    for name in names:
+        print(f"benchmarks: {name} ...", file=sys.stderr, flush=True)
+        result = run_one(name, ctx)
+        print(f"benchmarks: {name}: {result.status} ({result.seconds:.1f} s)", file=sys.stderr, flush=True)
+        run["results"].append(result.as_dict())
+        run["load_average_end"] = round(os.getloadavg()[0], 2)
+        js, md = write(run, ctx.out, ctx.stem)  # after each benchmark, so an interrupted run keeps its figures
+    print(md.read_text())
+    print(f"benchmarks: wrote {js} and {md}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
