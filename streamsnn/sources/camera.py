@@ -1,0 +1,52 @@
+"""CameraSource: live events from an iniVation camera (DVXplorer, DAVIS, DVS128) through dv-processing."""
+
+from __future__ import annotations
+
+from ..errors import InputError
+from ._live import LiveSource
+
+_HINT = "connect one, or use a recording (source kind 'replay') or a DV stream (kind 'network')"
+
+
+def _first_line(exc: Exception) -> str:
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+
+
+class CameraSource(LiveSource):
+    """Events from the camera with the given serial number (None: the first camera found).
+
+    `async with CameraSource() as cam:` raises InputError at once when no camera is connected. The
+    batches are the camera's packets as they arrive (typically every few milliseconds), with
+    `source` = "camera:<name>" and no label. The packet read loop is the one NetworkStreamSource uses
+    (sources/_dv.py PacketReader), so the DV-stream test exercises it on real data; only the opening
+    below is camera-specific, and without a camera here only its error path is tested.
+    """
+
+    def __init__(self, serial: str | None = None, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.serial = serial or None
+        self.name = f"camera:{self.serial}" if self.serial else "camera"
+
+    def _open(self):
+        import dv_processing as dv
+
+        what = f"serial {self.serial}" if self.serial else "any serial"
+        try:
+            found = dv.io.camera.discover()
+        except Exception as exc:  # libusb unavailable, no permission to enumerate ...
+            raise InputError(f"cannot list USB cameras ({_first_line(exc)}); check USB access rights "
+                             f"(udev rules) or {_HINT}") from None
+        serials = [d.serialNumber for d in found]
+        if not found or (self.serial and self.serial not in serials):
+            others = f"; cameras present: {', '.join(serials)}" if serials else ""
+            raise InputError(f"no iniVation camera found ({what}){others}; {_HINT}")
+        try:
+            camera = dv.io.camera.open(self.serial) if self.serial else dv.io.camera.open()
+        except Exception as exc:
+            raise InputError(f"cannot open the iniVation camera ({what}): {_first_line(exc)}; "
+                             f"check it is not in use by another program, or {_HINT}") from None
+        if not camera.isEventStreamAvailable():
+            raise InputError(f"camera {camera.getCameraName()} gives no event stream; "
+                             "use an event camera (DVS/DAVIS/DVXplorer)")
+        self.name = f"camera:{camera.getCameraName()}"
+        return camera
