@@ -119,14 +119,23 @@ def _parse_label_list(path: Path, mtime_ns: int) -> dict[str, int]:
 
 
 def read_label_list(path: Path) -> dict[str, int]:
-    return _parse_label_list(path, path.stat().st_mtime_ns)
+    """sample id -> class of one label list (parsed once per file version)."""
+    return dict(_parse_label_list(Path(path), Path(path).stat().st_mtime_ns))
+
+
+@lru_cache(maxsize=64)
+def _label_lists(folder: Path, mtime_ns: int) -> tuple[tuple[str, Path], ...]:
+    found = [(m.group(1).lower(), p) for p in folder.iterdir()
+             if (m := _LIST_NAME.match(p.name)) and p.is_file()]
+    return tuple(sorted(found, key=lambda sp: (sp[0] != "train", sp[1].name)))
 
 
 def label_lists(folder: Path) -> list[tuple[str, Path]]:
-    """(split, list path) for every train*.txt / test*.txt in a folder, train first."""
-    found = [(m.group(1).lower(), p) for p in folder.iterdir()
-             if (m := _LIST_NAME.match(p.name)) and p.is_file()]
-    return sorted(found, key=lambda sp: (sp[0] != "train", sp[1].name))
+    """(split, list path) for every train*.txt / test*.txt in a folder, train first.
+
+    Cached per folder version (its mtime), so reading many files of one folder lists it once.
+    """
+    return list(_label_lists(Path(folder), Path(folder).stat().st_mtime_ns))
 
 
 def _sample_file(folder: Path, sample_id: str) -> Path | None:
