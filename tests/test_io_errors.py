@@ -86,7 +86,13 @@ def _other_format_behind_bin_name(tmp_path):
     return p, "not an N-MNIST file"
 
 
-FILE_CASES = [_other_format_behind_bin_name, _evt2_data_behind_evt3_header, _aedat3_behind_aedat_name, _missing, _unsupported, _truncated_nmnist, _truncated_aedat4, _text_as_aedat4, _empty,
+def _davis_aedat2(tmp_path):
+    p = tmp_path / "davis.aedat"
+    p.write_bytes(b"#!AER-DAT2.0\r\n# AEChip: eu.seebetter.ini.chips.davis.DAVIS240C\r\n" + bytes(16))
+    return p, "DAVIS240C"
+
+
+FILE_CASES = [_davis_aedat2, _other_format_behind_bin_name, _evt2_data_behind_evt3_header, _aedat3_behind_aedat_name, _missing, _unsupported, _truncated_nmnist, _truncated_aedat4, _text_as_aedat4, _empty,
               _empty_nmnist, _truncated_aedat2, _raw_without_header]
 
 

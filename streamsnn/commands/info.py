@@ -40,6 +40,7 @@ def file_info(path: Path) -> dict:
         "polarity": {"on": on, "off": off},
         "sample": batch.sample,
         "label": batch.label,
+        "camera": batch.meta.get("camera") or batch.meta.get("plugin"),
     }
 
 

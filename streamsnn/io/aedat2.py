@@ -20,28 +20,40 @@ from ..events import EventBatch, make_events
 WIDTH = HEIGHT = 128
 RECORD_DTYPE = np.dtype([("address", ">u4"), ("t", ">u4")])
 SPECIAL_BITS = 0x8000_8000
+#: jAER chip classes with the DVS128 address layout (the header's '# AEChip:' line names the class).
+CHIPS = ("DVS128", "Tmpdiff128")
 
 
-def read_header(path: str | Path) -> tuple[str, int]:
-    """(first header line, offset of the first event record)."""
+def read_header(path: str | Path) -> tuple[dict[str, str], int]:
+    """(header facts, offset of the first event record). Facts: 'version', and 'chip' and
+    'interface' when the header names them (jAER's '# AEChip:' and '# HardwareInterface:' lines)."""
     with open(path, "rb") as f:
         first = f.readline()
         if not first.startswith(b"#!AER-DAT"):
             raise InputError(f"{path}: no '#!AER-DAT' header line; not a jAER AEDAT file")
+        facts = {"version": first[2:].decode("ascii", "replace").strip()}
         while True:
             pos = f.tell()
             line = f.readline()
             if not line.startswith(b"#"):
-                return first.decode("ascii", "replace").strip(), pos
+                return facts, pos
+            text = line[1:].decode("ascii", "replace").strip()
+            for key, prefix in (("chip", "AEChip:"), ("interface", "HardwareInterface:")):
+                if text.startswith(prefix):
+                    facts[key] = text[len(prefix):].strip()
 
 
 def read_aedat2(path: str | Path) -> EventBatch:
     """Read a DVS128 AEDAT 2.0 file into a 128x128 EventBatch (polarity 1 = ON, timestamps in us)."""
     path = Path(path)
-    version, start = read_header(path)
-    if not version.startswith("#!AER-DAT2"):
-        raise InputError(f"{path}: header says {version[2:]!r}; only AEDAT 2.0 (jAER, DVS128) is supported "
+    facts, start = read_header(path)
+    if not facts["version"].startswith("AER-DAT2"):
+        raise InputError(f"{path}: header says {facts['version']!r}; only AEDAT 2.0 (jAER, DVS128) is supported "
                          "by the .aedat reader; convert AEDAT 3.x/4 files with DV to .aedat4")
+    chip = facts.get("chip", "DVS128")
+    if not any(name in chip for name in CHIPS):
+        raise InputError(f"{path}: recorded with {chip}, whose address layout differs from the DVS128's; "
+                         "only DVS128 AEDAT 2.0 files are supported (convert others with DV to .aedat4)")
     body = path.stat().st_size - start
     if body % RECORD_DTYPE.itemsize:
         raise InputError(f"{path}: truncated AEDAT 2.0 file ({body} data bytes is not a multiple of 8); "
@@ -63,4 +75,4 @@ def read_aedat2(path: str | Path) -> EventBatch:
     y = (HEIGHT - 1) - ((addr >> 8) & 0x7F)
     p = 1 - (addr & 1)
     return EventBatch(make_events(t, x, y, p), WIDTH, HEIGHT, source=str(path),
-                      meta={"format": "AEDAT2 (DVS128)"})
+                      meta={"format": "AEDAT2 (DVS128)", "camera": facts.get("interface")})
