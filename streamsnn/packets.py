@@ -91,8 +91,9 @@ def decode(payload: bytes | bytearray | memoryview, *, where: str = "event packe
     """Decode one event packet; InputError (naming `where`, e.g. the topic) if it is not a valid one."""
     buf = memoryview(payload).cast("B")
     if len(buf) < HEADER.size:
-        if bytes(buf[:4]) != MAGIC[: len(buf[:4])]:
-            raise InputError(f"{where}: not a streamsnn event packet (no 'SSEV' magic); check what publishes there")
+        if not len(buf) or bytes(buf[:4]) != MAGIC[: len(buf[:4])]:
+            raise InputError(f"{where}: not a streamsnn event packet ({len(buf)} bytes, no 'SSEV' magic); "
+                             "check what publishes there")
         raise InputError(f"{where}: truncated event packet ({len(buf)} bytes, the header alone takes {HEADER.size})")
     magic, version, flags, width, height, s_len, r_len, _, label, t0, n = HEADER.unpack_from(buf)
     if magic != MAGIC:

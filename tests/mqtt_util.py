@@ -16,7 +16,10 @@ tests/conftest.py lives there and tests/ is not a package).
   it reconnects on its own after an outage. With `persistent=True` it uses a fixed client id and
   clean_session=False, so with a persistent broker nothing published while it was away is lost.
   `await c.wait_for(lambda msgs: ..., timeout=30)` waits until a condition on the messages holds
-  (TimeoutError otherwise; it is a safety net, not a timed assertion).
+  (TimeoutError otherwise; it is a safety net, not a timed assertion). `await c.sync()` makes a round
+  trip through the broker, after which the broker has processed every PUBACK the collector sent: call
+  it before stopping a persistent broker so it does not redeliver messages already received.
+- `spawn_sink(port, node_id)`: an MqttSink in a child process (for kill -9 / last-will tests).
 - `make_tls_files(dir)`: a throwaway CA and a server certificate for 127.0.0.1/localhost (openssl CLI).
 """
 
@@ -195,6 +198,9 @@ class Collector:
         self._subscribed = asyncio.Event()
         self._changed = asyncio.Event()
         self._task: asyncio.Task | None = None
+        self._client: aiomqtt.Client | None = None
+        self._sync_topic = f"collector-sync/{self.client_id}"
+        self._synced: set[bytes] = set()
 
     def payloads(self, topic: str | None = None) -> list[bytes]:
         return [p for t, p, _ in self.messages if topic is None or t == topic]
@@ -209,12 +215,18 @@ class Collector:
                     self.connects += 1
                     for topic in self.topics:
                         await client.subscribe(topic, qos=self.qos)
+                    await client.subscribe(self._sync_topic, qos=1)
+                    self._client = client
                     self._subscribed.set()
                     async for msg in client.messages:
                         payload = msg.payload if isinstance(msg.payload, bytes) else str(msg.payload).encode()
-                        self.messages.append((str(msg.topic), payload, bool(msg.retain)))
+                        if str(msg.topic) == self._sync_topic:
+                            self._synced.add(payload)
+                        else:
+                            self.messages.append((str(msg.topic), payload, bool(msg.retain)))
                         self._changed.set()
             except aiomqtt.MqttError:
+                self._client = None
                 await asyncio.sleep(0.2)
 
     async def __aenter__(self) -> "Collector":
@@ -228,6 +240,13 @@ class Collector:
             with contextlib.suppress(asyncio.CancelledError, aiomqtt.MqttError):
                 await self._task
 
+    async def sync(self, timeout: float = 15.0) -> None:
+        """Round trip through the broker: afterwards it has processed every acknowledgement we sent
+        (so, e.g., stopping a persistent broker now will not redeliver what we already received)."""
+        token = uuid.uuid4().hex.encode()
+        await self._client.publish(self._sync_topic, token, qos=1)
+        await self.wait_for(lambda _: token in self._synced, timeout)
+
     async def wait_for(self, condition: Callable[[list], bool], timeout: float = 30.0) -> list:
         """Wait until condition(self.messages) is true; TimeoutError (with what arrived) otherwise."""
         deadline = asyncio.get_running_loop().time() + timeout
@@ -239,3 +258,34 @@ class Collector:
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(self._changed.wait(), min(left, 0.5))
         return self.messages
+
+
+_SINK_SCRIPT = """
+import asyncio, sys
+from streamsnn.sinks.mqtt import MqttSettings, MqttSink
+async def main():
+    sink = MqttSink(MqttSettings(host=sys.argv[1], port=int(sys.argv[2]), node_id=sys.argv[3], keepalive=5))
+    await sink.start()
+    await sink.connected.wait()
+    print("connected", flush=True)
+    await asyncio.Event().wait()
+asyncio.run(main())
+"""
+
+
+def spawn_sink(port: int, node_id: str, host: str = "127.0.0.1") -> subprocess.Popen:
+    """Run an MqttSink in another Python process (for kill -9 / last-will tests); returns once connected."""
+    import sys
+
+    proc = subprocess.Popen([sys.executable, "-c", _SINK_SCRIPT, host, str(port), node_id],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    line = proc.stdout.readline()
+    if line.strip() != "connected":
+        proc.kill()
+        raise RuntimeError(f"sink subprocess did not connect: {line!r} {proc.stderr.read()}")
+    return proc
+
+
+async def spawn_sink_async(port: int, node_id: str, host: str = "127.0.0.1") -> subprocess.Popen:
+    """spawn_sink without blocking the event loop (needed when the broker runs in this loop)."""
+    return await asyncio.to_thread(spawn_sink, port, node_id, host)

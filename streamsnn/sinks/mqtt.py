@@ -53,6 +53,7 @@ from pathlib import Path
 from typing import Any
 
 import aiomqtt
+from aiomqtt.exceptions import MqttConnectError
 
 from ..errors import ConfigError, StreamsnnError
 
@@ -184,7 +185,7 @@ def make_client(settings: MqttSettings, *, will: aiomqtt.Will | None = None,
 
 def fatal_connect_error(exc: BaseException, settings: MqttSettings) -> StreamsnnError | None:
     """ConfigError for a refused login or a failed TLS verification, None for transient errors."""
-    if isinstance(exc, aiomqtt.MqttConnectError):
+    if isinstance(exc, MqttConnectError):
         code = getattr(exc.rc, "value", exc.rc)
         if code in (4, 5, 134, 135):  # MQTT 3.1.1 / 5 "bad user name or password", "not authorized"
             who = "the configured username" if settings.username else "an anonymous login"

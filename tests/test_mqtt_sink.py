@@ -1,0 +1,268 @@
+"""MqttSink against a real Mosquitto: delivery, status and last will, outages, overflow, feedback, metrics."""
+
+import asyncio
+import json
+import signal
+
+import numpy as np
+import pytest
+from mqtt_util import Collector, Mosquitto, free_port, mosquitto, spawn_sink  # noqa: F401 (fixture)
+
+from streamsnn.errors import ConfigError
+from streamsnn.sinks.mqtt import (SCHEMA_VERSION, Feedback, MqttSettings, MqttSink, classification_payload,
+                                  parse_feedback, FeedbackRejected)
+from streamsnn.snn.network import Decision
+
+FIELDS = {"schema", "node", "source", "sample", "t_start_us", "t_end_us", "label", "scores", "confidence",
+          "events", "spikes", "latency_ms", "model_version", "true_label", "time"}
+
+
+def settings(broker, **kw) -> MqttSettings:
+    kw.setdefault("node_id", "testnode")
+    kw.setdefault("reconnect_min", 0.2)
+    kw.setdefault("reconnect_max", 1.0)
+    return MqttSettings(host="127.0.0.1", port=broker.port, **kw)
+
+
+def decision_ids(collector: Collector, topic: str) -> list[str]:
+    return [json.loads(p)["sample"] for p in collector.payloads(topic)]
+
+
+def payload(i: int) -> dict:
+    d = Decision(label=i % 10, scores=np.linspace(0, 1, 10), confidence=0.5, events=100 + i, spikes=(3, 4))
+    return classification_payload(d, node_id="testnode", source="test", sample=str(i), latency_ms=1.5,
+                                  model_version="v1", true_label=(i + 1) % 10)
+
+
+def test_classification_payload_schema():
+    d = Decision(label=3, scores=np.array([0.1, 0.2, 0.9], dtype=np.float32), confidence=0.7, events=4681,
+                 spikes=(10, 2))
+    p = classification_payload(d, node_id="n", source="cam", window=(1000, 11000), latency_ms=2.25,
+                               model_version="abc")
+    assert set(p) == FIELDS and p["schema"] == SCHEMA_VERSION
+    assert (p["label"], p["events"], p["t_start_us"], p["t_end_us"]) == (3, 4681, 1000, 11000)
+    assert p["scores"] == pytest.approx([0.1, 0.2, 0.9]) and p["sample"] is None and p["true_label"] is None
+    assert p["spikes"] == [10, 2]
+    json.dumps(p)  # plain JSON types only
+
+
+def test_settings_validation_and_repr():
+    s = MqttSettings(node_id="cam1", username="u", password="hunter2-secret")
+    assert s.prefix == "streamsnn/cam1" and s.topic("status") == "streamsnn/cam1/status"
+    assert "hunter2-secret" not in repr(s) and "***" in repr(s)
+    for kw, key in [({"qos": 3}, "mqtt.qos"), ({"port": 0}, "mqtt.port"), ({"prefix": "a/#"}, "mqtt.prefix"),
+                    ({"outbox_size": 0}, "mqtt.outbox_size"), ({"node_id": "a/b"}, "mqtt.node_id"),
+                    ({"password": "x"}, "mqtt.password"), ({"tls": {"ca_file": "/nonexistent/ca.crt"}},
+                                                           "mqtt.tls.ca_file"),
+                    ({"tls": {"cafile": "x"}}, "mqtt.tls")]:
+        with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
+            MqttSettings(**kw)
+
+
+async def test_decisions_status_and_clean_offline(mosquitto):
+    s = settings(mosquitto)
+    async with Collector(mosquitto.port, f"{s.prefix}/#") as c:
+        async with MqttSink(s) as sink:
+            for i in range(300):
+                sink.publish_decision(payload(i))
+            await c.wait_for(lambda m: len(decision_ids(c, sink.topic_classification)) >= 300)
+        assert sink.counters["published"] == 300 and not sink.outbox
+        await c.wait_for(lambda m: c.payloads(sink.topic_status)[-1:] == [b"offline"])
+    ids = decision_ids(c, sink.topic_classification)
+    assert ids == [str(i) for i in range(300)]  # one connection, QoS 1: in order, no duplicates
+    first = json.loads(c.payloads(sink.topic_classification)[0])
+    assert set(first) == FIELDS and first["true_label"] == 1 and first["events"] == 100
+    assert c.payloads(sink.topic_status) == [b"online", b"offline"]
+    # status is retained: a late subscriber sees the last state
+    async with Collector(mosquitto.port, s.topic("status")) as late:
+        await late.wait_for(lambda m: len(m) >= 1)
+        assert late.messages[0][1:] == (b"offline", True)
+
+
+async def test_last_will_after_kill_9(mosquitto):
+    async with Collector(mosquitto.port, "streamsnn/victim/status") as c:
+        proc = await asyncio.to_thread(spawn_sink, mosquitto.port, "victim")
+        await c.wait_for(lambda m: b"online" in c.payloads())
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        await c.wait_for(lambda m: c.payloads()[-1:] == [b"offline"])
+    async with Collector(mosquitto.port, "streamsnn/victim/status") as late:
+        await late.wait_for(lambda m: len(m) >= 1)
+        assert late.messages[0][1:] == (b"offline", True)
+
+
+async def test_broker_outage_loses_no_decision(tmp_path):
+    broker = Mosquitto(tmp_path / "broker", persistence=True).start()
+    try:
+        s = settings(broker)
+        async with Collector(broker.port, s.topic("classification"), client_id="outage-sub", persistent=True) as c:
+            async with MqttSink(s) as sink:
+                for i in range(100):
+                    sink.publish_decision(payload(i))
+                await c.wait_for(lambda m: len(m) >= 100)
+                await c.sync()  # the broker has our acknowledgements: no redelivery of these 100
+                await asyncio.to_thread(broker.stop)
+                for i in range(100, 300):  # the daemon keeps classifying while the broker is away
+                    sink.publish_decision(payload(i))
+                    await asyncio.sleep(0.01)
+                assert not sink.connected.is_set() and len(sink.outbox) > 0
+                await asyncio.to_thread(broker.start)
+                await c.wait_for(lambda m: len(set(decision_ids(c, s.topic("classification")))) >= 300, 60)
+            assert sink.counters["reconnects"] >= 1 and sink.counters["outbox_overflow"] == 0
+        ids = decision_ids(c, s.topic("classification"))
+        assert set(ids) == {str(i) for i in range(300)}
+        # QoS 1 allows duplicates only for messages in flight when the connection broke
+        assert len(ids) - len(set(ids)) <= s.inflight
+    finally:
+        broker.stop()
+
+
+async def test_outbox_overflow_drops_oldest_and_counts(tmp_path):
+    broker = Mosquitto(tmp_path / "broker")  # configured, not started yet: nothing listens on the port
+    s = settings(broker, outbox_size=5)
+    sink = MqttSink(s)
+    await sink.start()  # the broker is down: start() returns and decisions wait in the outbox
+    try:
+        assert not sink.connected.is_set()
+        for i in range(12):
+            sink.publish_decision(payload(i))
+        assert sink.counters["outbox_overflow"] == 7 and len(sink.outbox) == 5
+        broker.start()
+        async with Collector(broker.port, s.topic("classification")) as c:
+            await c.wait_for(lambda m: len(m) >= 5)
+            await sink.close()
+            await asyncio.sleep(0.2)
+        assert sorted(decision_ids(c, s.topic("classification")), key=int) == [str(i) for i in range(7, 12)]
+    finally:
+        await sink.close()
+        broker.stop()
+
+
+async def test_metrics_are_published_and_only_latest_kept_offline(tmp_path):
+    broker = Mosquitto(tmp_path / "broker")
+    s = settings(broker)
+    sink = MqttSink(s)
+    await sink.start()
+    try:
+        for i in range(5):
+            sink.publish_metrics({"decisions": i, "rate": np.float32(2.5)})
+        assert sink.counters["metrics_dropped"] == 4
+        broker.start()
+        async with Collector(broker.port, s.topic("metrics")) as c:
+            await sink.connected.wait()
+            await c.wait_for(lambda m: len(m) >= 1)
+            sink.publish_metrics({"decisions": 9})
+            await c.wait_for(lambda m: len(m) >= 2)
+        got = [json.loads(p) for p in c.payloads()]
+        assert got == [{"decisions": 4, "rate": 2.5}, {"decisions": 9}]
+    finally:
+        await sink.close()
+        broker.stop()
+
+
+BAD_FEEDBACK = [
+    (b"{not json", "bad_json"),
+    (b"\xff\xfe", "bad_json"),
+    (b"[1, 2]", "not_object"),
+    (b'{"sample": "1", "label": 10}', "label_out_of_range"),
+    (b'{"sample": "1", "label": -1}', "label_out_of_range"),
+    (b'{"sample": "1", "label": "3"}', "wrong_type"),
+    (b'{"sample": "1", "label": true}', "wrong_type"),
+    (b'{"sample": [1], "label": 3}', "wrong_type"),
+    (b'{"t_end_us": 1.5, "label": 3}', "wrong_type"),
+    (b'{"sample": "1"}', "missing_label"),
+    (b'{"label": 3}', "missing_target"),
+    (b'{"sample": "1", "t_end_us": 5, "label": 3}', "missing_target"),
+    (b'{"sample": "1", "label": 3, "weights": [1]}', "unknown_keys"),
+    (b'{"sample": "' + b"9" * 5000 + b'", "label": 3}', "oversized"),
+]
+
+
+@pytest.mark.parametrize("raw,reason", BAD_FEEDBACK)
+def test_parse_feedback_rejects(raw, reason):
+    with pytest.raises(FeedbackRejected) as err:
+        parse_feedback(raw, n_classes=10, max_bytes=4096)
+    assert err.value.reason == reason
+
+
+def test_parse_feedback_accepts():
+    assert parse_feedback(b'{"sample": 60001, "label": 9}', n_classes=10) == Feedback(label=9, sample="60001")
+    assert parse_feedback('{"t_end_us": 123456, "label": 0}', n_classes=10) == Feedback(label=0, t_end_us=123456)
+
+
+async def test_feedback_over_mqtt_counts_bad_and_delivers_good(mosquitto, caplog):
+    import aiomqtt
+
+    s = settings(mosquitto)
+    async with MqttSink(s, n_classes=10) as sink:
+        async with aiomqtt.Client("127.0.0.1", mosquitto.port) as client:
+            for raw, _ in BAD_FEEDBACK:
+                await client.publish(sink.topic_feedback, raw, qos=1)
+            await client.publish(sink.topic_feedback, b'{"sample": "60001", "label": 7}', qos=1)
+            await client.publish(sink.topic_feedback, b'{"t_end_us": 5000, "label": 2}', qos=1)
+            got = [await asyncio.wait_for(sink.feedback.get(), 20) for _ in range(2)]
+        assert got == [Feedback(label=7, sample="60001"), Feedback(label=2, t_end_us=5000)]
+        expected = {}
+        for _, reason in BAD_FEEDBACK:
+            expected[reason] = expected.get(reason, 0) + 1
+        assert dict(sink.counters["feedback_rejected"]) == expected
+        assert sink.counters["feedback_ok"] == 2 and sink.connected.is_set()
+        sink.reject_feedback("unknown_sample", "sample 'x' is not among the recent decisions")
+        assert sink.stats()["feedback_rejected"]["unknown_sample"] == 1
+    lines = [r.getMessage() for r in caplog.records if r.name == "streamsnn.mqtt" and "feedback" in r.getMessage()]
+    assert len(lines) == len(BAD_FEEDBACK) + 1 and all("\n" not in line for line in lines)
+
+
+async def test_login_refused_is_one_clear_line_and_password_never_logged(tmp_path, caplog):
+    import logging
+
+    caplog.set_level(logging.DEBUG)
+    secret, wrong = "correct-horse-battery", "wrong-staple-9183"
+    with Mosquitto(tmp_path / "auth", users={"alice": secret}) as broker:
+        bad = settings(broker, username="alice", password=wrong)
+        with pytest.raises(ConfigError) as err:
+            async with MqttSink(bad):
+                pass
+        msg = str(err.value)
+        assert f"127.0.0.1:{broker.port}" in msg and "mqtt.password" in msg and "\n" not in msg
+        assert wrong not in msg
+        with pytest.raises(ConfigError, match="anonymous"):
+            async with MqttSink(settings(broker)):
+                pass
+        good = settings(broker, username="alice", password=secret)
+        async with Collector(broker.port, good.topic("classification"), username="alice", password=secret) as c:
+            async with MqttSink(good) as sink:
+                sink.publish_decision(payload(1))
+                await c.wait_for(lambda m: len(m) >= 1)
+    logged = "\n".join(f"{r.getMessage()} {r.args!r}" for r in caplog.records)
+    assert "connected to MQTT broker" in logged  # the log was captured at all levels
+    assert secret not in logged and wrong not in logged
+
+
+async def test_tls_with_own_ca(tmp_path):
+    from mqtt_util import make_tls_files
+    import aiomqtt
+
+    tls = make_tls_files(tmp_path / "tls")
+    with Mosquitto(tmp_path / "broker", tls=tls) as broker:
+        s = settings(broker, tls={"ca_file": str(tls.ca_file)})
+        params = aiomqtt.TLSParameters(ca_certs=str(tls.ca_file))
+        async with Collector(broker.port, s.topic("classification"), tls_params=params) as c:
+            async with MqttSink(s) as sink:
+                sink.publish_decision(payload(4))
+                await c.wait_for(lambda m: len(m) >= 1)
+        assert decision_ids(c, s.topic("classification")) == ["4"]
+        # without our CA the broker's certificate cannot be verified: one clear configuration error
+        with pytest.raises(ConfigError, match="TLS .*mqtt.tls"):
+            async with MqttSink(settings(broker, tls={})):
+                pass
+
+
+async def test_unreachable_broker_does_not_block_start():
+    s = MqttSettings(port=free_port(), node_id="lonely", reconnect_min=0.1, reconnect_max=0.2)
+    sink = MqttSink(s)
+    await sink.start()
+    sink.publish_decision(payload(0))
+    assert not sink.connected.is_set() and len(sink.outbox) == 1 and sink.error is None
+    await sink.close(timeout=0.5)
+    assert len(sink.outbox) == 1  # reported as undelivered, not silently dropped
