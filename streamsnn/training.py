@@ -1,0 +1,146 @@
+"""Training and evaluation loops for SpikingNetwork on N-MNIST folders: data as arrays, augmentation, metrics."""
+
+from __future__ import annotations
+
+import sys
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .errors import InputError
+
+
+@dataclass
+class SampleArrays:
+    """A split loaded into memory: per sample the input indices (int32) and event times (int64 us)."""
+
+    idx: list[np.ndarray] = field(default_factory=list)
+    t: list[np.ndarray] = field(default_factory=list)
+    labels: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+    ids: list[str] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self.idx)
+
+    @property
+    def n_events(self) -> int:
+        return int(sum(len(i) for i in self.idx))
+
+    def subset(self, n: int | None) -> "SampleArrays":
+        if n is None:
+            return self
+        return SampleArrays(self.idx[:n], self.t[:n], self.labels[:n], self.ids[:n])
+
+    def counts(self, n_in: int) -> np.ndarray:
+        """(samples, n_in) float32 event counts per input: what a conventional MLP is trained on."""
+        return np.stack([np.bincount(i, minlength=n_in).astype(np.float32) for i in self.idx]) \
+            if self.idx else np.zeros((0, n_in), np.float32)
+
+
+def _bar(iterable, desc: str, quiet: bool, total: int | None = None, unit: str = "sample"):
+    from tqdm import tqdm
+
+    return tqdm(iterable, desc=desc, total=total, unit=unit, file=sys.stderr, leave=False,
+                disable=quiet or not sys.stderr.isatty())
+
+
+def load_split(data_dir, split: str, net, *, limit: int | None = None, quiet: bool = False) -> SampleArrays:
+    """Load one split of an N-MNIST folder (either layout, via streamsnn.io) as network input indices."""
+    from .io.dataset import open_dataset
+
+    ds = open_dataset(data_dir)
+    if split not in ds.splits:
+        raise InputError(f"{data_dir}: dataset has no {split!r} split (found: {', '.join(ds.splits) or 'none'})")
+    samples = ds.split(split).samples[:limit]
+    out = SampleArrays()
+    labels = []
+    for s in _bar(samples, f"loading {split}", quiet):
+        if s.label is None:
+            raise InputError(f"{s.path}: sample has no label; add it to the folder's label list")
+        batch = s.load()
+        out.idx.append(net.event_indices(batch))
+        out.t.append(np.ascontiguousarray(batch.events["t"], dtype=np.int64))
+        out.ids.append(s.sample_id)
+        labels.append(int(s.label))
+    out.labels = np.asarray(labels, dtype=np.int64)
+    return out
+
+
+@dataclass
+class Augment:
+    """Random variations of a training sample: spatial shift, event dropout, time jitter."""
+
+    shift: int = 2          # pixels, uniform in [-shift, shift] per axis; events pushed off the sensor drop
+    dropout: float = 0.1    # probability of dropping each event
+    jitter_us: float = 0.0  # std of Gaussian time jitter (events are re-sorted by the jittered time)
+
+    def __call__(self, idx: np.ndarray, t: np.ndarray, input_shape, rng: np.random.Generator):
+        w, h, _ = input_shape
+        keep = np.ones(len(idx), bool)
+        if self.dropout > 0:
+            keep &= rng.random(len(idx)) >= self.dropout
+        if self.shift > 0:
+            dx, dy = rng.integers(-self.shift, self.shift + 1, size=2)
+            plane, rest = np.divmod(idx, w * h)
+            y, x = np.divmod(rest, w)
+            x = x + dx
+            y = y + dy
+            keep &= (x >= 0) & (x < w) & (y >= 0) & (y < h)
+            idx = (plane * (w * h) + y * w + x).astype(np.int32)
+        idx, t = idx[keep], t[keep]
+        if self.jitter_us > 0 and len(t):
+            tj = t + np.rint(rng.normal(0.0, self.jitter_us, len(t))).astype(np.int64)
+            order = np.argsort(tj, kind="stable")
+            idx, t = idx[order], np.maximum.accumulate(tj[order])
+        return np.ascontiguousarray(idx), np.ascontiguousarray(t)
+
+
+def lr_schedule(epoch: int, epochs: int, final: float = 0.1) -> float:
+    """Learning-rate multiplier: cosine decay from 1 to ``final`` over the epochs."""
+    if epochs <= 1:
+        return 1.0
+    return final + (1.0 - final) * 0.5 * (1.0 + np.cos(np.pi * epoch / (epochs - 1)))
+
+
+def train_epoch(net, data: SampleArrays, *, epoch: int = 0, epochs: int = 1, seed: int = 0,
+                augment: Augment | None = None, quiet: bool = False) -> dict:
+    """One shuffled pass of test-then-train learning; returns train accuracy, events and speed."""
+    rng = np.random.default_rng([seed, epoch])
+    scale = lr_schedule(epoch, epochs)
+    order = rng.permutation(len(data))
+    correct = events = 0
+    t0 = time.perf_counter()
+    bar = _bar(order, f"epoch {epoch + 1}/{epochs}", quiet)
+    for n, k in enumerate(bar, 1):
+        idx, t = data.idx[k], data.t[k]
+        if augment is not None:
+            idx, t = augment(idx, t, net.input_shape, rng)
+        d = net.learn_indices(idx, int(data.labels[k]), t, lr_scale=scale)
+        correct += int(d.label == data.labels[k])
+        events += d.events
+        if n % 100 == 0:
+            bar.set_postfix(acc=f"{correct / n:.3f}")
+    dt = time.perf_counter() - t0
+    net.epochs += 1
+    return {"accuracy": correct / max(1, len(data)), "events": events, "seconds": dt,
+            "events_per_s": events / dt if dt > 0 else 0.0, "lr_scale": scale}
+
+
+def evaluate(net, data: SampleArrays, *, quiet: bool = True) -> dict:
+    """Accuracy, per-class accuracy, confusion matrix (rows true, columns predicted), events/s."""
+    n_cls = net.sizes[-1]
+    confusion = np.zeros((n_cls, n_cls), np.int64)
+    events = 0
+    t0 = time.perf_counter()
+    for k in _bar(range(len(data)), "evaluating", quiet):
+        d = net.predict_indices(data.idx[k], data.t[k])
+        confusion[int(data.labels[k]), d.label] += 1
+        events += d.events
+    dt = time.perf_counter() - t0
+    total = confusion.sum(axis=1)
+    per_class = {str(c): (float(confusion[c, c] / total[c]) if total[c] else None) for c in range(n_cls)}
+    n = int(confusion.sum())
+    return {"accuracy": float(np.trace(confusion) / n) if n else 0.0, "per_class": per_class,
+            "confusion": confusion.tolist(), "samples": n, "events": int(events),
+            "events_per_s": float(events / dt) if dt > 0 else 0.0}
