@@ -1,0 +1,187 @@
+"""ReplaySource: replay one event file or a whole dataset folder, paced by sensor time."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import replace
+from pathlib import Path
+from typing import AsyncIterator, Iterator
+
+import numpy as np
+
+from ..errors import ConfigError, InputError
+from ..events import EventBatch
+from ._pacing import Pacer
+from .base import Source
+
+log = logging.getLogger("streamsnn.sources")
+
+#: Default chunk length for one long recording (10 ms of sensor time).
+CHUNK_US = 10_000
+
+
+def time_chunks(batch: EventBatch, chunk_us: int) -> Iterator[tuple[EventBatch, int]]:
+    """Consecutive `chunk_us` windows of a recording as (chunk, end offset in us from its first event).
+
+    The end offset is when the window closes in sensor time (the last one closes at the last event),
+    i.e. when a live camera would have delivered it. Empty windows are skipped; an empty batch gives
+    one empty chunk so that a sample is never lost.
+    """
+    if not len(batch):
+        yield batch, 0
+        return
+    t = batch.events["t"]
+    t0, span = int(t[0]), int(t[-1] - t[0])
+    n = span // chunk_us + 1
+    cuts = np.searchsorted(t, t0 + chunk_us * np.arange(1, n), side="left")
+    bounds = np.concatenate(([0], cuts, [len(t)]))
+    for k in range(n):
+        a, b = int(bounds[k]), int(bounds[k + 1])
+        if b > a:
+            yield batch.slice_count(a, b), min((k + 1) * chunk_us, span)
+
+
+class ReplaySource(Source):
+    """Events from a file (any format `streamsnn.io.read_events` reads) or an N-MNIST dataset folder.
+
+    - Dataset folder (optionally one `split`): one batch per sample, whole, with `sample`, `label`
+      and `meta["end_of_sample"] = True` (with `chunk_us` set, samples come in chunks instead and the
+      last chunk carries end_of_sample). Samples that fail to load are logged, counted in
+      `counters["bad_samples"]` and skipped. `shuffle` reorders each pass (reproducibly, from `seed`).
+    - One file: consecutive `chunk_us` chunks (default 10 ms); the last one has end_of_sample. With
+      `loop`, later passes are shifted in time so timestamps keep increasing.
+    - Pacing by sensor time: `speed=1.0` real time, `speed=k` k times faster, `speed=0` unpaced.
+      Each batch goes out when its sensor time has elapsed (a sample when it ends), on fixed
+      wall-clock deadlines, so the replay does not drift.
+    - `loop` repeats forever; `limit` caps the number of samples (a file counts as one per pass).
+    `meta` also holds `pass` (0-based repeat count) and `index` (sample number within the pass).
+    """
+
+    def __init__(self, path, *, speed: float = 1.0, split: str | None = None, loop: bool = False,
+                 limit: int | None = None, shuffle: bool = False, seed: int = 0,
+                 chunk_us: int | None = None, progress=None) -> None:
+        super().__init__(progress=progress)
+        if not speed >= 0:
+            raise ConfigError(f"replay speed must be >= 0 (1 = real time, 0 = as fast as possible), got {speed}")
+        if limit is not None and limit < 0:
+            raise ConfigError(f"replay limit must be >= 0 (or None for no limit), got {limit}")
+        if chunk_us is not None and chunk_us <= 0:
+            raise ConfigError(f"replay chunk_us must be positive, got {chunk_us}")
+        self.path = Path(path)
+        self.name = str(self.path)
+        self.speed, self.split, self.loop, self.limit = speed, split, loop, limit
+        self.shuffle, self.seed, self.chunk_us = shuffle, seed, chunk_us
+        self.pacer = Pacer(speed)
+        self.counters["bad_samples"] = 0
+        self.dataset = None  # set by open() for a folder
+        self.recording: EventBatch | None = None  # set by open() for a file
+        self._opened = False
+
+    # -- opening ---------------------------------------------------------------------------------
+    def _open(self) -> None:
+        from ..io import open_dataset, read_events
+
+        if self.path.is_dir():
+            ds = open_dataset(self.path)
+            if self.split:
+                ds = ds.split(self.split)
+            if not len(ds):
+                raise InputError(f"{self.path}: dataset has no samples{f' in split {self.split!r}' if self.split else ''}")
+            self.dataset = ds
+        else:
+            if self.split:
+                raise ConfigError(f"replay split {self.split!r} applies to dataset folders, but {self.path} is a file")
+            self.recording = read_events(self.path)
+
+    async def open(self) -> None:
+        """Open the dataset or read the file (in a worker thread); raises InputError if it cannot."""
+        if not self._opened:
+            await asyncio.to_thread(self._open)
+            self._opened = True
+
+    async def __aenter__(self) -> "ReplaySource":
+        await self.open()
+        return self
+
+    @property
+    def sensor_size(self) -> tuple[int, int] | None:
+        if self.dataset is not None:
+            return (self.dataset.width, self.dataset.height)
+        return self.recording.sensor_size if self.recording is not None else None
+
+    # -- replay ----------------------------------------------------------------------------------
+    def _order(self, n: int, rng: np.random.Generator) -> list[int]:
+        return list(rng.permutation(n)) if self.shuffle else list(range(n))
+
+    async def _batches(self) -> AsyncIterator[EventBatch]:
+        await self.open()
+        gen = self._dataset_batches() if self.dataset is not None else self._file_batches()
+        try:
+            async for batch in gen:
+                yield batch
+        finally:
+            await gen.aclose()
+
+    async def _file_batches(self) -> AsyncIterator[EventBatch]:
+        rec = self.recording
+        chunk_us = self.chunk_us or CHUNK_US
+        span = rec.duration_us + chunk_us  # one pass of the timeline, with a chunk's gap before the next
+        passes = 0
+        while self.limit is None or passes < self.limit:
+            shifted = rec if passes == 0 else rec.with_events(_shift(rec.events, passes * span))
+            chunks = list(time_chunks(shifted, chunk_us))
+            for k, (chunk, end) in enumerate(chunks):
+                await self.pacer.wait(passes * span + end)
+                yield replace(chunk, meta={"pass": passes, "index": 0, "end_of_sample": k == len(chunks) - 1})
+            passes += 1
+            if not self.loop:
+                break
+
+    async def _dataset_batches(self) -> AsyncIterator[EventBatch]:
+        samples = self.dataset.samples
+        rng = np.random.default_rng(self.seed)
+        offset, emitted, passes = 0, 0, 0
+        pending: asyncio.Task | None = None
+        try:
+            while True:
+                order = self._order(len(samples), rng)
+                if not order:
+                    return
+                pending = asyncio.create_task(asyncio.to_thread(samples[order[0]].load))
+                for pos, i in enumerate(order):
+                    if self.limit is not None and emitted >= self.limit:
+                        return
+                    try:
+                        batch = await pending
+                    except InputError as exc:
+                        self.counters["bad_samples"] += 1
+                        log.warning("replay: skipped a sample: %s", exc)
+                        batch = None
+                    pending = (asyncio.create_task(asyncio.to_thread(samples[order[pos + 1]].load))
+                               if pos + 1 < len(order) else None)
+                    if batch is None:
+                        continue
+                    meta = {"pass": passes, "index": pos, "split": samples[i].split}
+                    if self.chunk_us:
+                        chunks = list(time_chunks(batch, self.chunk_us))
+                        for k, (chunk, end) in enumerate(chunks):
+                            await self.pacer.wait(offset + end)
+                            yield replace(chunk, meta={**meta, "end_of_sample": k == len(chunks) - 1})
+                    else:
+                        await self.pacer.wait(offset + batch.duration_us)
+                        yield replace(batch, meta={**batch.meta, **meta, "end_of_sample": True})
+                    offset += batch.duration_us
+                    emitted += 1
+                passes += 1
+                if not self.loop:
+                    return
+        finally:
+            if pending is not None:
+                pending.cancel()
+
+
+def _shift(events: np.ndarray, dt: int) -> np.ndarray:
+    out = events.copy()
+    out["t"] += dt
+    return out
