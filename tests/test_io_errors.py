@@ -3,6 +3,7 @@
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 from conftest import need
@@ -22,13 +23,30 @@ def _unsupported(tmp_path):
 
 def _truncated_nmnist(tmp_path):
     p = tmp_path / "1.bs2"
-    p.write_bytes(need("nmnist_small/1.bs2").read_bytes()[:23])
+    p.write_bytes(bytes([3, 4, 0x80, 0, 10]) * 4 + bytes([5, 6, 0]))  # 4 events and 3 stray bytes
     return p, "multiple of 5"
 
 
+def write_aedat4(path, n=5000, size=(64, 48)):
+    """A small real AEDAT4 file written by dv-processing; returns the (t, x, y, p) written."""
+    import dv_processing as dv
+
+    i = np.arange(n)
+    t, x, y, p = 1000 + 10 * i, i % size[0], (i // size[0]) % size[1], i % 3 == 0
+    writer = dv.io.MonoCameraWriter(str(path), dv.io.MonoCameraWriter.EventOnlyConfig("test", size))
+    store = dv.EventStore()
+    for row in zip(t.tolist(), x.tolist(), y.tolist(), p.tolist()):
+        store.push_back(*row)
+    writer.writeEvents(store)
+    del writer  # closes the file
+    return t, x, y, p
+
+
 def _truncated_aedat4(tmp_path):
+    whole = tmp_path / "whole.aedat4"
+    write_aedat4(whole)
     p = tmp_path / "cut.aedat4"
-    p.write_bytes(need("recordings/tonic_sample.aedat4").read_bytes()[:400_000])
+    p.write_bytes(whole.read_bytes()[:-400])
     return p, "AEDAT4"
 
 
@@ -50,10 +68,12 @@ def _empty_nmnist(tmp_path):
     return p, "empty"
 
 
+AEDAT2_HEADER = b"#!AER-DAT2.0\r\n# AEChip: ch.unizh.ini.jaer.chip.retina.DVS128\r\n"
+
+
 def _truncated_aedat2(tmp_path):
     p = tmp_path / "cut.aedat"
-    data = need("recordings/dvs128_aedat2/neal_walking.aedat").read_bytes()
-    p.write_bytes(data[:-3])
+    p.write_bytes(AEDAT2_HEADER + bytes(8 * 10 + 5))
     return p, "truncated"
 
 
@@ -81,7 +101,7 @@ def _aedat3_behind_aedat_name(tmp_path):
 
 def _other_format_behind_bin_name(tmp_path):
     p = tmp_path / "walk.bin"
-    data = need("recordings/dvs128_aedat2/neal_walking.aedat").read_bytes()
+    data = AEDAT2_HEADER + bytes(8 * 20)
     p.write_bytes(data[: len(data) // 5 * 5])
     return p, "not an N-MNIST file"
 

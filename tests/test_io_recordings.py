@@ -95,3 +95,14 @@ def test_prophesee_header_without_events(tmp_path):
     f.write_bytes(header)
     b = read_events(f)
     assert len(b) == 0 and (b.width, b.height) == (1280, 720)
+
+
+def test_aedat4_written_by_dv_processing_reads_back(tmp_path):
+    from test_io_errors import write_aedat4
+
+    f = tmp_path / "synth.aedat4"
+    t, x, y, p = write_aedat4(f, n=3000, size=(64, 48))
+    b = read_events(f)
+    assert (b.width, b.height) == (64, 48) and len(b) == 3000
+    assert np.array_equal(b.events["t"], t) and np.array_equal(b.events["x"], x)
+    assert np.array_equal(b.events["y"], y) and np.array_equal(b.events["p"], p.astype(np.uint8))
