@@ -221,6 +221,9 @@ def _cross_checks(cfg: Config) -> None:
     if cfg.mqtt.port == 0 and (cfg.mqtt.broker != "embedded" or cfg.source.kind == "mqtt"):
         raise ConfigError(f"{o}: mqtt.port = 0 (any free port) only works with the embedded broker and "
                           "a source other than mqtt; give the broker's port")
+    if cfg.source.kind == "mqtt" and cfg.source.group and cfg.mqtt.broker == "embedded":
+        raise ConfigError(f"{o}: source.group (a shared subscription) needs an MQTT 5 broker such as Mosquitto; "
+                          "the embedded broker lacks them: set mqtt.broker, or clear source.group")
     if cfg.source.kind == "mqtt" and not cfg.mqtt.enabled:
         raise ConfigError(f"{o}: source.kind = 'mqtt' needs mqtt.enabled = true")
 

@@ -33,8 +33,8 @@ class Segmenter:
     mode "sample": batches of one sample id are joined until `meta["end_of_sample"]` (or until the
     sample id changes) and become one window. mode "window": sliding windows of `window_us`, one
     every `hop_us`, over the event timestamps; windows with fewer than `min_events` are skipped.
-    mode "auto": a batch with a sample id or an end-of-sample mark is segmented per sample, any other
-    batch by sliding windows.
+    mode "auto": a batch with a sample id (dataset replay, labelled packets) is segmented per sample,
+    any other batch (a camera, a stream, one long recording) by sliding windows.
     """
 
     def __init__(self, mode: str = "auto", window_us: int = 100_000, hop_us: int = 50_000, min_events: int = 1):
@@ -46,7 +46,7 @@ class Segmenter:
 
     def feed(self, batch: EventBatch) -> list[Window]:
         per_sample = self.mode == "sample" or (
-            self.mode == "auto" and (batch.sample is not None or "end_of_sample" in batch.meta))
+            self.mode == "auto" and batch.sample is not None)
         if per_sample:
             return self._feed_sample(batch)
         return self._feed_stream(batch)

@@ -38,8 +38,9 @@ class ConsoleSink:
                 f"accuracy {_fmt_acc(m.get('accuracy'))}  progressive {_fmt_acc(m.get('progressive_accuracy'))}  "
                 f"drops {m.get('drops', 0)}  queues {q.get('windows', 0)}/{q.get('decisions', 0)}  "
                 f"samples seen {m.get('samples_seen', 0)}")
-        if m.get("mqtt"):
-            line += f"  mqtt {m['mqtt']}"
+        mq = m.get("mqtt")
+        if mq:
+            line += f"  mqtt {'up' if mq.get('connected') else 'DOWN'} outbox {mq.get('outbox', 0)}"
         return line
 
     async def close(self) -> None:

@@ -1,0 +1,272 @@
+"""The daemon end to end, as users run it: `streamsnn run PIPELINE --set ...` subprocesses against a real
+Mosquitto (or the embedded amqtt broker), real N-MNIST samples and the real numba network."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import need
+from mqtt_util import Collector, Mosquitto, free_port, mosquitto  # noqa: F401 (fixture)
+
+from streamsnn.io import open_dataset
+from streamsnn.snn import SpikingNetwork
+
+ROOT = Path(__file__).resolve().parent.parent
+REPLAY = ROOT / "pipelines" / "nmnist-replay.toml"
+FIELDS = {"schema", "node", "source", "sample", "t_start_us", "t_end_us", "label", "scores", "confidence",
+          "events", "spikes", "latency_ms", "model_version", "true_label", "time"}
+HIDDEN = 64  # a small network keeps the tests quick; the pipeline does not care about its size
+
+pytestmark = pytest.mark.slow
+
+
+class Daemon:
+    """`python -m streamsnn run PIPELINE --set ...` as a subprocess, its output in a log file."""
+
+    def __init__(self, folder: Path, pipeline: Path, sets: dict, *, name: str = "daemon"):
+        self.log = folder / f"{name}.log"
+        self.cmd = [sys.executable, "-m", "streamsnn", "run", str(pipeline)]
+        for k, v in sets.items():
+            self.cmd += ["--set", f"{k}={str(v).lower() if isinstance(v, bool) else v}"]
+        self.proc: subprocess.Popen | None = None
+
+    def start(self) -> "Daemon":
+        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+        self._out = self.log.open("ab")
+        self.proc = subprocess.Popen(self.cmd, stdout=self._out, stderr=subprocess.STDOUT, env=env, cwd=self.log.parent)
+        return self
+
+    async def wait(self, timeout: float = 180) -> int:
+        try:
+            return await asyncio.to_thread(self.proc.wait, timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+            pytest.fail(f"daemon did not exit within {timeout} s; log:\n{self.text()[-3000:]}")
+        finally:
+            self._out.close()
+
+    def signal(self, sig: int) -> None:
+        self.proc.send_signal(sig)
+
+    def text(self) -> str:
+        return self.log.read_text(errors="replace")
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+
+
+@pytest.fixture
+def daemons():
+    started: list[Daemon] = []
+    yield started
+    for d in started:
+        d.stop()
+
+
+def replay_sets(nmnist_dir: Path, port: int, node: str, ckpt: Path, **extra) -> dict:
+    sets = {"source.path": nmnist_dir, "source.split": "test", "source.shuffle": False, "source.speed": 0,
+            "model.hidden": HIDDEN, "model.checkpoint": ckpt, "mqtt.broker": "127.0.0.1", "mqtt.port": port,
+            "pipeline.node_id": node, "pipeline.metrics_every_s": 0.5, "console.decisions": False}
+    sets.update({k.replace("__", "."): v for k, v in extra.items()})
+    return sets
+
+
+def classifications(col: Collector, node: str) -> list[dict]:
+    return [json.loads(p) for p in col.payloads(f"streamsnn/{node}/classification")]
+
+
+def metrics(col: Collector, node: str) -> list[dict]:
+    return [json.loads(p) for p in col.payloads(f"streamsnn/{node}/metrics")]
+
+
+def status(col: Collector, node: str) -> list[str]:
+    return [p.decode() for p in col.payloads(f"streamsnn/{node}/status")]
+
+
+@pytest.fixture(scope="module")
+def test_samples():
+    return {s.sample_id: s.load() for s in open_dataset(need("nmnist_small")).split("test").samples}
+
+
+async def test_replay_of_100_test_samples_publishes_100_classifications(tmp_path, nmnist_dir, mosquitto,
+                                                                         daemons, test_samples):
+    node, ckpt = "replay", tmp_path / "model.npz"
+    async with Collector(mosquitto.port, f"streamsnn/{node}/#") as col:
+        d = Daemon(tmp_path, REPLAY, replay_sets(nmnist_dir, mosquitto.port, node, ckpt,
+                                                 model__learn_from_labels=False))
+        daemons.append(d.start())
+        assert await d.wait() == 0, d.text()[-3000:]
+        await col.wait_for(lambda m: len(classifications(col, node)) >= 100 and "offline" in status(col, node))
+    msgs = classifications(col, node)
+    assert len(msgs) == 100
+    assert sorted(m["sample"] for m in msgs) == sorted(test_samples)
+    # the labels are those of the model the daemon used (saved at exit; learning was off, so it is
+    # also exactly the fresh seeded network)
+    net = SpikingNetwork.load(ckpt)
+    fresh = SpikingNetwork((2312, HIDDEN, 10), seed=0)
+    np.testing.assert_array_equal(net.W1, fresh.W1)
+    for m in msgs:
+        assert set(m) == FIELDS, m
+        batch = test_samples[m["sample"]]
+        ref = fresh.predict_one(batch)
+        assert m["label"] == ref.label
+        np.testing.assert_allclose(m["scores"], ref.scores, rtol=1e-5, atol=1e-5)
+        assert m["true_label"] == batch.label and m["events"] == len(batch) == m["events"]
+        assert (m["t_start_us"], m["t_end_us"]) == (batch.t_start, batch.t_end)
+        assert m["node"] == node and m["latency_ms"] >= 0 and m["model_version"] == net.model_version
+    assert status(col, node)[-1] == "offline"
+    final = metrics(col, node)[-1]
+    assert final["decisions"] == 100 and final["drops"] == 0
+    assert final["accuracy"] == pytest.approx(np.mean([m["label"] == m["true_label"] for m in msgs]))
+
+
+async def test_broker_outage_loses_no_decision(tmp_path, nmnist_dir, daemons):
+    broker = Mosquitto(tmp_path / "broker", persistence=True).start()
+    node, n = "outage", 30
+    try:
+        async with Collector(broker.port, f"streamsnn/{node}/classification", persistent=True) as col:
+            d = Daemon(tmp_path, REPLAY, replay_sets(nmnist_dir, broker.port, node, tmp_path / "m.npz",
+                                                     source__speed=1.0, source__limit=n))
+            daemons.append(d.start())
+            await col.wait_for(lambda m: len(m) >= 3, timeout=120)
+            broker.stop()
+            seen_before = {m["sample"] for m in classifications(col, node)}
+            await asyncio.sleep(4)  # decisions made now wait in the daemon's outbox
+            broker.start()
+            assert await d.wait() == 0, d.text()[-3000:]
+            await col.wait_for(lambda m: len({json.loads(p)["sample"] for _, p, _ in m}) >= n, timeout=60)
+    finally:
+        broker.stop()
+    samples = [m["sample"] for m in classifications(col, node)]
+    assert len(seen_before) < n
+    assert len(set(samples)) == n  # every decision arrived ...
+    assert len(samples) - n <= 20  # ... and at most one in-flight batch (QoS 1) twice
+    assert "unavailable" in d.text()  # the outage really happened while the daemon was running
+
+
+async def test_malformed_feedback_is_counted_and_ignored(tmp_path, nmnist_dir, mosquitto, daemons, test_samples):
+    import aiomqtt
+
+    node, ckpt = "fb", tmp_path / "model.npz"
+    async with Collector(mosquitto.port, f"streamsnn/{node}/#") as col:
+        d = Daemon(tmp_path, REPLAY, replay_sets(nmnist_dir, mosquitto.port, node, ckpt, source__speed=1.0,
+                                                 source__loop=True, model__learn_from_labels=False))
+        daemons.append(d.start())
+        await col.wait_for(lambda m: len(classifications(col, node)) >= 1, timeout=120)
+        known = classifications(col, node)[0]
+        bad = [b"{not json", b"\xff\xfe", json.dumps({"sample": known["sample"], "label": 10}).encode(),
+               json.dumps({"sample": known["sample"], "label": -3}).encode(),
+               json.dumps({"sample": known["sample"], "label": "7"}).encode(),
+               json.dumps({"sample": known["sample"], "label": 2.5}).encode(),
+               json.dumps({"sample": ["x"], "label": 1}).encode(), json.dumps([1, 2]).encode(),
+               json.dumps({"t_end_us": "late", "label": 1}).encode(),
+               json.dumps({"sample": "999999", "label": 1}).encode(),
+               json.dumps({"sample": known["sample"], "label": 1, "pad": "x" * 200_000}).encode()]
+        async with aiomqtt.Client("127.0.0.1", mosquitto.port) as pub:
+            for payload in bad:
+                await pub.publish(f"streamsnn/{node}/feedback", payload, qos=1)
+
+        def rejected(msgs) -> int:
+            ms = metrics(col, node)
+            return sum(ms[-1]["mqtt"]["feedback_rejected"].values()) if ms else 0
+
+        await col.wait_for(lambda m: rejected(m) >= len(bad), timeout=60)
+        # one valid message after the bad ones: the network learns exactly that, nothing else
+        async with aiomqtt.Client("127.0.0.1", mosquitto.port) as pub:
+            await pub.publish(f"streamsnn/{node}/feedback",
+                              json.dumps({"sample": known["sample"], "label": 4}).encode(), qos=1)
+        await col.wait_for(lambda m: metrics(col, node) and metrics(col, node)[-1]["feedback"]["learned"] >= 1)
+        d.signal(signal.SIGTERM)
+        assert await d.wait() == 0, d.text()[-3000:]
+    assert rejected(None) == len(bad)
+    assert "Traceback" not in d.text()
+    saved = SpikingNetwork.load(ckpt)
+    ref = SpikingNetwork((2312, HIDDEN, 10), seed=0)
+    ref.learn_one(test_samples[known["sample"]], 4)
+    assert saved.updates == 1
+    for name in ("W1", "W2", "b2"):
+        np.testing.assert_array_equal(getattr(saved, name), getattr(ref, name))
+
+
+async def test_sigterm_checkpoints_and_restart_resumes_counters(tmp_path, nmnist_dir, mosquitto, daemons):
+    node, ckpt = "term", tmp_path / "model.npz"
+    sets = replay_sets(nmnist_dir, mosquitto.port, node, ckpt, source__speed=1.0, source__loop=True,
+                       model__save_every_s=0)
+    async with Collector(mosquitto.port, f"streamsnn/{node}/#") as col:
+        d = Daemon(tmp_path, REPLAY, sets, name="first")
+        daemons.append(d.start())
+        await col.wait_for(lambda m: len(classifications(col, node)) >= 3, timeout=120)
+        assert not ckpt.exists()  # only written at shutdown here
+        d.signal(signal.SIGTERM)
+        assert await d.wait() == 0, d.text()[-3000:]
+        await col.wait_for(lambda m: status(col, node)[-1:] == ["offline"])
+        published = classifications(col, node)
+    net = SpikingNetwork.load(ckpt)
+    # every decision made before the signal was published, and the checkpoint counts exactly those
+    assert net.samples_seen == len(published) == net.updates
+    assert published[-1]["model_version"] == net.model_version
+    async with Collector(mosquitto.port, f"streamsnn/{node}/status") as late:  # a late subscriber
+        await late.wait_for(lambda m: len(m) >= 1)
+        assert late.messages[0][1] == b"offline" and late.messages[0][2] is True  # retained
+    async with Collector(mosquitto.port, f"streamsnn/{node}/#") as col:
+        d2 = Daemon(tmp_path, REPLAY, sets, name="second")
+        daemons.append(d2.start())
+        await col.wait_for(lambda m: any(x["decisions"] >= 2 for x in metrics(col, node)), timeout=120)
+        d2.signal(signal.SIGTERM)
+        assert await d2.wait() == 0, d2.text()[-3000:]
+    m = next(x for x in metrics(col, node) if x["decisions"] >= 2)
+    assert m["samples_seen"] == net.samples_seen + m["decisions"]
+    assert SpikingNetwork.load(ckpt).samples_seen > net.samples_seen
+
+
+async def test_kill_9_during_checkpointing_never_corrupts_the_checkpoint(tmp_path, nmnist_dir, daemons):
+    ckpt = tmp_path / "model.npz"
+    sets = replay_sets(nmnist_dir, 1, "k9", ckpt, mqtt__enabled=False, source__loop=True,
+                       source__split="train", model__save_every_s=0.05, model__hidden=HIDDEN)
+    seen = []
+    rng = np.random.default_rng(0)
+    for i in range(5):
+        d = Daemon(tmp_path, REPLAY, sets, name=f"k9-{i}")
+        daemons.append(d.start())
+        start = SpikingNetwork.load(ckpt).samples_seen if ckpt.exists() else 0
+        while True:  # until this run has saved progress of its own
+            await asyncio.sleep(0.2)
+            assert d.proc.poll() is None, d.text()[-3000:]
+            try:
+                if ckpt.exists() and SpikingNetwork.load(ckpt).samples_seen > start:
+                    break
+            except Exception as exc:  # a half-written file would show up here
+                pytest.fail(f"checkpoint unreadable while the daemon runs: {exc}")
+        await asyncio.sleep(float(rng.uniform(0, 0.5)))
+        d.signal(signal.SIGKILL)
+        await d.wait()
+        net = SpikingNetwork.load(ckpt)  # raises CheckpointError if the kill left a broken file
+        seen.append(net.samples_seen)
+    assert seen == sorted(seen) and seen[-1] > seen[0]  # each run resumed where the last checkpoint was
+
+
+async def test_embedded_broker_default_end_to_end(tmp_path, nmnist_dir, daemons):
+    port, node = free_port(), "embedded"
+    sets = replay_sets(nmnist_dir, port, node, tmp_path / "m.npz", mqtt__broker="embedded", source__speed=1.0,
+                       source__loop=True)
+    d = Daemon(tmp_path, REPLAY, sets)
+    daemons.append(d.start())
+    async with Collector(port, f"streamsnn/{node}/#") as col:  # retries until the daemon's broker is up
+        await col.wait_for(lambda m: len(classifications(col, node)) >= 3 and metrics(col, node), timeout=120)
+        assert "online" in status(col, node)
+        d.signal(signal.SIGTERM)
+        assert await d.wait() == 0, d.text()[-3000:]
+    for m in classifications(col, node):
+        assert set(m) == FIELDS and m["true_label"] is not None
+    assert "progressive" in d.text()  # the console progress line
