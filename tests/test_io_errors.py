@@ -112,8 +112,11 @@ def _davis_aedat2(tmp_path):
     return p, "DAVIS240C"
 
 
-FILE_CASES = [_davis_aedat2, _other_format_behind_bin_name, _evt2_data_behind_evt3_header, _aedat3_behind_aedat_name, _missing, _unsupported, _truncated_nmnist, _truncated_aedat4, _text_as_aedat4, _empty,
-              _empty_nmnist, _truncated_aedat2, _raw_without_header]
+FILE_CASES = [
+    _missing, _unsupported, _empty, _empty_nmnist, _truncated_nmnist, _other_format_behind_bin_name,
+    _truncated_aedat4, _text_as_aedat4, _truncated_aedat2, _aedat3_behind_aedat_name, _davis_aedat2,
+    _raw_without_header, _evt2_data_behind_evt3_header,
+]
 
 
 @pytest.mark.parametrize("case", FILE_CASES, ids=lambda c: c.__name__.strip("_"))

@@ -198,7 +198,8 @@ def open_dataset(path: str | Path) -> Dataset:
         name = root.name.lower() if root.name.lower() in _SPLIT_DIRS else "all"
         return _open_tonic(root, [(name, root)])
     raise InputError(f"{root}: not an N-MNIST dataset folder (no train*.txt/test*.txt label lists, no "
-                     "Train/ or Test/ subfolders, no <digit>/ subfolders); point at such a folder or at a single event file")
+                     "Train/ or Test/ subfolders, no <digit>/ subfolders); point at such a folder "
+                     "or at a single event file")
 
 
 def label_for_file(path: Path) -> tuple[str | None, int | None]:

@@ -117,7 +117,8 @@ def read_prophesee(path: str | Path) -> EventBatch:
     message = " ".join("".join(said).split())
     if raw is None and message:
         # expelliarmus prints the reason to stderr and returns None on words it cannot decode.
-        raise InputError(f"{path}: cannot decode as Prophesee {encoding.upper()} ({message.removeprefix('ERROR: ')}); "
+        reason = message.removeprefix("ERROR: ")
+        raise InputError(f"{path}: cannot decode as Prophesee {encoding.upper()} ({reason}); "
                          "the data do not match the header's event format, or the file is corrupt")
     if message:
         sys.stderr.write("".join(said))
