@@ -1,0 +1,119 @@
+"""SyntheticSource: a simulated saccade camera recording still digits, paced like a replay."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import replace
+from typing import AsyncIterator, Iterable, Sequence
+
+import numpy as np
+
+from ..errors import ConfigError
+from ..events import EventBatch
+from ._pacing import Pacer
+from .base import Source
+
+
+class SyntheticSource(Source):
+    """One 34x34 N-MNIST-like sample per still image, made by `streamsnn.synth.SaccadeCamera`.
+
+    - `images`: an (n, 28, 28) array or a sequence of 2-D grey images (0..255, bright digit on dark),
+      with `labels` (same length) or None; or a sequence of `streamsnn.synth.images.Digit`; or None
+      for endless font-rendered digits with random pose (no dataset needed).
+    - Each batch is a whole sample: `sample` is "synth-<n>" (or the digit's own name, e.g.
+      "mnist-101"), `label` set when known, `meta["end_of_sample"] = True`, plus `pass` and `index`.
+      Timestamps start at 0 in every sample, as in N-MNIST files.
+    - Pacing as ReplaySource: `speed=1.0` real time (one sample per recording length, ~312 ms),
+      `speed=k` k times faster, `speed=0` as fast as the simulator goes. `loop` repeats the images
+      forever; `limit` caps the number of samples. `seed` fixes the sensor and every recording.
+    """
+
+    def __init__(self, images=None, labels: Sequence[int] | None = None, *, speed: float = 1.0,
+                 loop: bool = False, limit: int | None = None, seed: int = 0, params=None,
+                 progress=None) -> None:
+        super().__init__(progress=progress)
+        from ..synth import SaccadeCamera, SaccadeParams
+        from ..synth.images import Digit
+
+        if not speed >= 0:
+            raise ConfigError(f"synthetic camera speed must be >= 0 (1 = real time, 0 = unpaced), got {speed}")
+        if limit is not None and limit < 0:
+            raise ConfigError(f"synthetic camera limit must be >= 0 (or None), got {limit}")
+        self.camera = SaccadeCamera(params or SaccadeParams(), seed)
+        self.speed, self.loop, self.limit, self.seed = speed, loop, limit, seed
+        self.pacer = Pacer(speed)
+        self.name = "synthetic"
+        self.digits: list[Digit] | None = None  # None: font-rendered digits
+        if images is not None:
+            self.digits = _as_digits(images, labels)
+            if not self.digits:
+                raise ConfigError("synthetic camera got no images; give at least one, or None for font digits")
+
+    @property
+    def sensor_size(self) -> tuple[int, int]:
+        return (self.camera.params.width, self.camera.params.height)
+
+    def _stream(self) -> Iterable[tuple[object, int]]:
+        """(digit, pass) in emission order, endless for font digits or with loop."""
+        from ..synth.images import font_digits
+
+        if self.digits is None:
+            for d in font_digits(self.limit if self.limit is not None else 1 << 62, seed=self.seed + 1):
+                yield d, 0
+            return
+        passes = 0
+        while True:
+            for d in self.digits:
+                yield d, passes
+            passes += 1
+            if not self.loop:
+                return
+
+    def _record(self, digit, n: int) -> EventBatch:
+        name = digit.name if digit.name else f"synth-{n + 1}"
+        return self.camera.record(digit.image, sample=name, label=digit.label, source="synthetic")
+
+    async def _batches(self) -> AsyncIterator[EventBatch]:
+        length_us = int(self.camera.params.length * 1000)
+        items = iter(self._stream())
+        emitted = 0
+        pending: asyncio.Task | None = None
+
+        def start(n):
+            nxt = next(items, None)
+            if nxt is None:
+                return None
+            return asyncio.create_task(asyncio.to_thread(self._record, nxt[0], n)), nxt[1]
+
+        try:
+            job = start(0)
+            while job is not None and (self.limit is None or emitted < self.limit):
+                pending, passes = job
+                batch = await pending
+                pending = None
+                index = emitted if self.digits is None else emitted % len(self.digits)
+                job = start(emitted + 1) if self.limit is None or emitted + 1 < self.limit else None
+                await self.pacer.wait((emitted + 1) * length_us)
+                yield replace(batch, meta={**batch.meta, "pass": passes, "index": index, "end_of_sample": True})
+                emitted += 1
+        finally:
+            if pending is not None:
+                pending.cancel()
+            if job is not None:
+                job[0].cancel()
+
+
+def _as_digits(images, labels) -> list:
+    from ..synth.images import Digit
+
+    if len(images) and isinstance(images[0], Digit):
+        return list(images)
+    if labels is not None and len(labels) != len(images):
+        raise ConfigError(f"synthetic camera got {len(images)} images but {len(labels)} labels")
+    out = []
+    for n, img in enumerate(images):
+        a = np.asarray(img)
+        if a.ndim != 2:
+            raise ConfigError(f"synthetic camera image {n} has shape {a.shape}; expected a 2-D grey image")
+        out.append(Digit(a, None if labels is None else int(labels[n]), f"synth-{n + 1}"))
+    return out
