@@ -266,3 +266,18 @@ async def test_unreachable_broker_does_not_block_start():
     assert not sink.connected.is_set() and len(sink.outbox) == 1 and sink.error is None
     await sink.close(timeout=0.5)
     assert len(sink.outbox) == 1  # reported as undelivered, not silently dropped
+
+
+async def test_flush_and_close_with_backlog_still_says_offline(mosquitto):
+    s = settings(mosquitto, outbox_size=50_000)
+    async with Collector(mosquitto.port, s.topic("status")) as c:
+        sink = MqttSink(s)
+        await sink.start()
+        for i in range(50):
+            sink.publish_decision(payload(i))
+        assert await sink.flush(timeout=30) and not sink.outbox and sink.counters["published"] == 50
+        for i in range(20_000):
+            sink.publish_decision(payload(i))
+        await sink.close(timeout=0.05)  # gives up on whatever is left, but says goodbye properly
+        await c.wait_for(lambda m: c.payloads()[-1:] == [b"offline"])
+    assert sink.counters["published"] + len(sink.outbox) == 20_050

@@ -177,7 +177,7 @@ def make_client(settings: MqttSettings, *, will: aiomqtt.Will | None = None,
         settings.host, settings.port, username=settings.username, password=settings.password,
         identifier=client_id or settings.client_id, will=will, protocol=protocol, clean_session=clean_session,
         keepalive=settings.keepalive, timeout=settings.timeout, tls_params=tls_params, tls_insecure=tls_insecure,
-        logger=PAHO_LOG,
+        logger=PAHO_LOG, socket_options=[(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)],
     )
     client.pending_calls_threshold = settings.inflight + 50
     return client
@@ -345,6 +345,8 @@ class MqttSink:
         self._wake = asyncio.Event()
         self._first_attempt = asyncio.Event()
         self._closing = False
+        self._abandon = False
+        self._emptied = asyncio.Event()
         self._task: asyncio.Task | None = None
 
     # topics
@@ -382,23 +384,43 @@ class MqttSink:
             raise self.error
 
     async def close(self, timeout: float = 10.0) -> None:
-        """Drain the outbox (up to `timeout` seconds), publish retained `offline`, disconnect."""
+        """Drain the outbox (up to `timeout` seconds), publish retained `offline`, disconnect.
+
+        Decisions still in the outbox after `timeout` are given up (logged with their number), but
+        `offline` is still published if the broker is connected.
+        """
         if self._task is None:
             return
         self._closing = True
         self._wake.set()
         try:
             await asyncio.wait_for(asyncio.shield(self._task), timeout)
-        except (asyncio.TimeoutError, StreamsnnError):
-            pass
+        except asyncio.TimeoutError:
+            self._abandon = True  # stop draining: publish offline and leave
+            self._wake.set()
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(asyncio.shield(self._task), min(2.0, self.settings.timeout))
         if not self._task.done():
             self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._task
         if self.outbox:
             log.warning("MQTT broker %s: %d decision(s) left undelivered at shutdown", self.settings.address,
                         len(self.outbox))
         self.connected.clear()
+
+    async def flush(self, timeout: float | None = None) -> bool:
+        """Wait until every queued decision has been delivered; False if `timeout` passed first."""
+        try:
+            await asyncio.wait_for(self._until_empty(), timeout)
+        except asyncio.TimeoutError:
+            return False
+        return True
+
+    async def _until_empty(self) -> None:
+        while self.outbox:
+            self._emptied.clear()
+            await self._emptied.wait()
 
     stop = close
 
@@ -491,30 +513,58 @@ class MqttSink:
                 self.connected.clear()
 
     async def _drain(self, client: aiomqtt.Client) -> bool:
+        """Publish the outbox in order with a sliding window of `inflight` unacknowledged messages.
+
+        A message leaves the outbox only when it and every older one were acknowledged; on any
+        failure the exception ends this connection and the next one starts again from the oldest.
+        """
         s = self.settings
-        while True:
-            if self._metrics is not None:
-                metrics, self._metrics = self._metrics, None
-                await client.publish(self.topic_metrics, metrics, qos=0)
-                self.counters["metrics_published"] += 1
-            if not self.outbox:
-                if self._closing:
+        inflight: dict[int, asyncio.Task] = {}
+        acked: set[int] = set()
+        sent_upto = 0  # highest sequence number handed to this connection
+
+        def done(task: asyncio.Task) -> None:
+            self._wake.set()
+
+        try:
+            while True:
+                self._wake.clear()
+                for seq, task in list(inflight.items()):
+                    if task.done():
+                        task.result()  # raises the connection error, if any
+                        del inflight[seq]
+                        acked.add(seq)
+                while self.outbox and self.outbox[0].seq in acked:
+                    acked.discard(self.outbox.popleft().seq)
+                    self.counters["published"] += 1
+                if not self.outbox:
+                    acked.clear()
+                    self._emptied.set()
+                elif len(acked) > 4 * s.inflight:  # acknowledged, then dropped by an outbox overflow
+                    acked = {q for q in acked if q >= self.outbox[0].seq}
+                if self._closing and ((not self.outbox and not inflight) or self._abandon):
                     await client.publish(self.topic_status, STATUS_OFFLINE, qos=1, retain=True)
                     return True
-                self._wake.clear()
+                if self._metrics is not None:
+                    metrics, self._metrics = self._metrics, None
+                    await client.publish(self.topic_metrics, metrics, qos=0)
+                    self.counters["metrics_published"] += 1
+                if len(inflight) < s.inflight:
+                    for out in self.outbox:
+                        if out.seq <= sent_upto:
+                            continue
+                        task = asyncio.ensure_future(
+                            client.publish(out.topic, out.payload, qos=s.qos, retain=out.retain))
+                        task.add_done_callback(done)
+                        inflight[out.seq] = task
+                        sent_upto = out.seq
+                        if len(inflight) >= s.inflight:
+                            break
                 await self._wake.wait()
-                continue
-            batch = [self.outbox[i] for i in range(min(s.inflight, len(self.outbox)))]
-            try:
-                async with asyncio.TaskGroup() as tg:
-                    for out in batch:
-                        tg.create_task(client.publish(out.topic, out.payload, qos=s.qos, retain=out.retain))
-            except BaseExceptionGroup as group:  # report the first failure plainly
-                raise group.exceptions[0] from None
-            last = batch[-1].seq
-            while self.outbox and self.outbox[0].seq <= last:
-                self.outbox.popleft()
-                self.counters["published"] += 1
+        finally:
+            for task in inflight.values():
+                task.cancel()
+            await asyncio.gather(*inflight.values(), return_exceptions=True)
 
     async def _receive(self, client: aiomqtt.Client) -> bool:
         async for msg in client.messages:
