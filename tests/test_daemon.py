@@ -9,6 +9,7 @@ import os
 import signal
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -270,3 +271,44 @@ async def test_embedded_broker_default_end_to_end(tmp_path, nmnist_dir, daemons)
     for m in classifications(col, node):
         assert set(m) == FIELDS and m["true_label"] is not None
     assert "progressive" in d.text()  # the console progress line
+
+
+async def test_two_daemons_share_one_stream_each_packet_classified_once(tmp_path, mosquitto, daemons, test_samples):
+    from streamsnn.sinks.mqtt import MqttSettings
+    from streamsnn.sources.mqtt import MqttEventPublisher
+
+    nodes, topic = ("w1", "w2"), "test/events"
+    async with Collector(mosquitto.port, "streamsnn/+/#") as col:
+        for node in nodes:
+            sets = {"mqtt.port": mosquitto.port, "pipeline.node_id": node, "model.hidden": HIDDEN,
+                    "source.topic": topic, "source.group": "workers", "pipeline.metrics_every_s": 0.3,
+                    "console.decisions": False}
+            d = Daemon(tmp_path, ROOT / "pipelines" / "mqtt-events.toml", sets, name=node)
+            daemons.append(d.start())
+
+        def subscribed(node):
+            ms = metrics(col, node)
+            return bool(ms) and ms[-1]["source"]["subscribed"]
+
+        await col.wait_for(lambda m: all(subscribed(n) for n in nodes), timeout=120)
+        samples = list(test_samples.values())[:40]
+        async with MqttEventPublisher(MqttSettings(port=mosquitto.port, node_id="producer"), topic) as pub:
+            for batch in samples:  # whole samples, as ReplaySource sends them: each closes its sample
+                await pub.publish(replace(batch, meta={"end_of_sample": True}))
+
+        def all_classified(m):
+            return sum(len(classifications(col, n)) for n in nodes) >= len(samples)
+
+        await col.wait_for(all_classified, timeout=120)
+        for d in daemons:
+            d.signal(signal.SIGTERM)
+        for d in daemons:
+            assert await d.wait() == 0, d.text()[-3000:]
+    per_node = {n: classifications(col, n) for n in nodes}
+    got = [m["sample"] for msgs in per_node.values() for m in msgs]
+    assert sorted(got) == sorted(b.sample for b in samples)  # each packet exactly once
+    assert all(per_node[n] for n in nodes)  # and the work was shared
+    fresh = SpikingNetwork((2312, HIDDEN, 10), seed=0)
+    for msgs in per_node.values():
+        for m in msgs:
+            assert m["label"] == fresh.predict_one(test_samples[m["sample"]]).label
