@@ -162,6 +162,37 @@ async def test_source_loop_limit_and_font_digits():
         SyntheticSource(speed=-1)
 
 
+async def test_source_from_path_picks_the_input(tmp_path, mnist):
+    from PIL import Image
+
+    from streamsnn.sources.synthetic import SyntheticSource
+
+    src = SyntheticSource.from_path(need("mnist"), first=101, count=2, speed=0)
+    got = [b async for b in src]
+    assert [b.sample for b in got] == ["mnist-101", "mnist-102"] and [b.label for b in got] == mnist[1][100:102].tolist()
+    Image.fromarray(mnist[0][0]).save(tmp_path / "7_a.png")
+    got = [b async for b in SyntheticSource.from_path(tmp_path, speed=0)]
+    assert [(b.sample, b.label) for b in got] == [("png-7_a", 7)]
+    assert SyntheticSource.from_path(None).digits is None and SyntheticSource.from_path("font").digits is None
+    with pytest.raises(InputError, match="not a folder"):
+        SyntheticSource.from_path(tmp_path / "nope")
+
+
+async def test_source_in_chunks_like_a_live_camera(mnist):
+    from streamsnn.events import EventBatch
+    from streamsnn.sources.synthetic import SyntheticSource
+
+    images, labels = mnist
+    whole = [b async for b in SyntheticSource(images=images[100:102], labels=labels[100:102], speed=0)]
+    parts = [b async for b in SyntheticSource(images=images[100:102], labels=labels[100:102], speed=0,
+                                              chunk_us=10_000)]
+    ends = [i for i, b in enumerate(parts) if b.meta["end_of_sample"]]
+    assert len(ends) == 2 and ends[-1] == len(parts) - 1 and len(parts) > 40
+    first = EventBatch.concatenate(parts[:ends[0] + 1])
+    assert np.array_equal(first.events, whole[0].events) and first.label == labels[100]
+    assert all(b.duration_us < 10_000 for b in parts)
+
+
 async def test_source_aclose_stops_an_endless_stream():
     from streamsnn.sources.synthetic import SyntheticSource
 

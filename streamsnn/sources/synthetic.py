@@ -12,6 +12,7 @@ from ..errors import ConfigError
 from ..events import EventBatch
 from ._pacing import Pacer
 from .base import Source
+from .files import time_chunks
 
 
 class SyntheticSource(Source):
@@ -26,11 +27,13 @@ class SyntheticSource(Source):
     - Pacing as ReplaySource: `speed=1.0` real time (one sample per recording length, ~312 ms),
       `speed=k` k times faster, `speed=0` as fast as the simulator goes. `loop` repeats the images
       forever; `limit` caps the number of samples. `seed` fixes the sensor and every recording.
+    - `chunk_us`: deliver each sample in chunks of that much sensor time, as a live camera would
+      (the last chunk carries end_of_sample).
     """
 
     def __init__(self, images=None, labels: Sequence[int] | None = None, *, speed: float = 1.0,
                  loop: bool = False, limit: int | None = None, seed: int = 0, params=None,
-                 progress=None) -> None:
+                 chunk_us: int | None = None, progress=None) -> None:
         super().__init__(progress=progress)
         from ..synth import SaccadeCamera, SaccadeParams
         from ..synth.images import Digit
@@ -39,6 +42,9 @@ class SyntheticSource(Source):
             raise ConfigError(f"synthetic camera speed must be >= 0 (1 = real time, 0 = unpaced), got {speed}")
         if limit is not None and limit < 0:
             raise ConfigError(f"synthetic camera limit must be >= 0 (or None), got {limit}")
+        if chunk_us is not None and chunk_us <= 0:
+            raise ConfigError(f"synthetic camera chunk_us must be positive, got {chunk_us}")
+        self.chunk_us = chunk_us
         self.camera = SaccadeCamera(params or SaccadeParams(), seed)
         self.speed, self.loop, self.limit, self.seed = speed, loop, limit, seed
         self.pacer = Pacer(speed)
@@ -48,6 +54,28 @@ class SyntheticSource(Source):
             self.digits = _as_digits(images, labels)
             if not self.digits:
                 raise ConfigError("synthetic camera got no images; give at least one, or None for font digits")
+
+    @classmethod
+    def from_path(cls, path=None, *, first: int = 101, count: int | None = None, **kw) -> "SyntheticSource":
+        """The camera fed from a folder of MNIST idx files (test split, images `first`.. on; 101 skips
+        the sources of the real N-MNIST test samples), a folder of PNG digits, or, with no path (or
+        "font"), font-rendered digits. Other keywords go to the constructor."""
+        from pathlib import Path
+
+        from ..errors import InputError
+        from ..synth.images import mnist_digits, png_digits
+
+        if path is None or str(path) in ("", "font"):
+            return cls(None, **kw)
+        folder = Path(path)
+        if not folder.is_dir():
+            raise InputError(f"synthetic camera input {folder} is not a folder; give MNIST idx files, PNG digits or 'font'")
+        if any(folder.glob("t10k-images-idx3-ubyte*")):
+            return cls(mnist_digits(folder, "test", first, count), **kw)
+        if any(folder.glob("train-images-idx3-ubyte*")):
+            return cls(mnist_digits(folder, "train", first, count), **kw)
+        digits = png_digits(folder)
+        return cls(digits[:count] if count else digits, **kw)
 
     @property
     def sensor_size(self) -> tuple[int, int]:
@@ -93,8 +121,15 @@ class SyntheticSource(Source):
                 pending = None
                 index = emitted if self.digits is None else emitted % len(self.digits)
                 job = start(emitted + 1) if self.limit is None or emitted + 1 < self.limit else None
-                await self.pacer.wait((emitted + 1) * length_us)
-                yield replace(batch, meta={**batch.meta, "pass": passes, "index": index, "end_of_sample": True})
+                meta = {**batch.meta, "pass": passes, "index": index}
+                if self.chunk_us:
+                    chunks = list(time_chunks(batch, self.chunk_us))
+                    for k, (chunk, end) in enumerate(chunks):
+                        await self.pacer.wait(emitted * length_us + (batch.t_start or 0) + end)
+                        yield replace(chunk, meta={**meta, "end_of_sample": k == len(chunks) - 1})
+                else:
+                    await self.pacer.wait((emitted + 1) * length_us)
+                    yield replace(batch, meta={**meta, "end_of_sample": True})
                 emitted += 1
         finally:
             if pending is not None:
