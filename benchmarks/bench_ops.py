@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .common import ROOT, Context, NotMeasurable, Result, Timer
+from .common import ROOT, Context, Result, Timer
 
 SIZES = (2312, 800, 10)
 
