@@ -52,7 +52,9 @@ def load_split(data_dir, split: str, net, *, limit: int | None = None, quiet: bo
     ds = open_dataset(data_dir)
     if split not in ds.splits:
         raise InputError(f"{data_dir}: dataset has no {split!r} split (found: {', '.join(ds.splits) or 'none'})")
-    samples = ds.split(split).samples[:limit]
+    samples = ds.split(split).samples
+    if limit is not None and limit < len(samples):  # spread out: tonic layouts are sorted by class
+        samples = [samples[int(i)] for i in np.linspace(0, len(samples) - 1, max(limit, 0))]
     out = SampleArrays()
     labels = []
     for s in _bar(samples, f"loading {split}", quiet):
@@ -132,6 +134,7 @@ def evaluate(net, data: SampleArrays, *, quiet: bool = True) -> dict:
     n_cls = net.sizes[-1]
     confusion = np.zeros((n_cls, n_cls), np.int64)
     events = 0
+    net.warm_up()
     t0 = time.perf_counter()
     for k in _bar(range(len(data)), "evaluating", quiet):
         d = net.predict_indices(data.idx[k], data.t[k])

@@ -66,6 +66,11 @@ def load_checkpoint(path, required: tuple[str, ...]) -> tuple[dict[str, np.ndarr
     if not path.is_file():
         raise CheckpointError(f"model file {path} not found; train one with `streamsnn train --out {path}`")
     try:
+        with open(path, "rb") as fh:
+            magic = fh.read(4)
+        if magic != b"PK\x03\x04":
+            raise CheckpointError(f"{path} is not a .npz checkpoint (not a zip archive); pass a file written "
+                                  "by `streamsnn train`")
         with np.load(path, allow_pickle=False) as npz:
             names = set(npz.files)
             if "format" not in names or "version" not in names:

@@ -7,7 +7,7 @@ Plain arrays in, plain arrays out; no Python objects. Conventions shared by ever
   adds the row ``W2[j]`` to the output evidence ``scores``.
 - A hidden unit fires while ``phi_j > theta`` and subtracts 1 per spike (a rectified
   sigma-delta / herding quantizer). ``n = ceil(phi_j - theta)`` spikes are emitted at once, which
-  is the same as the ``while`` loop but needs one subtraction.
+  is the same as the ``while`` loop but needs one subtraction (exact in float32: Sterbenz).
 - The leaky variant keeps potentials in a scaled frame (see ``forward_leaky``) so that decay costs
   one scalar ``exp`` per event and nothing while the network is idle.
 """
@@ -29,31 +29,33 @@ def forward(idx, W1, W2, phi, counts, scores, theta):
 
     Updates ``phi`` (hidden potentials), ``counts`` (hidden spike counts, float32) and ``scores``
     (output evidence) in place and returns the number of hidden spikes fired.
-    Each event is one fused pass over its weight row (add and running max); only when some unit
-    crosses the threshold does a second pass find it.
+
+    Each event is one branch-free SIMD pass over its weight row that adds, fires and resets:
+    ``v = phi + w; n = max(ceil(v - theta), 0); phi = v - n; counts += n``. Without a leak the
+    output evidence is linear in the hidden spike counts, so the W2 rows of the spikes fired during
+    the call are summed once at its end (exactly what adding them spike by spike gives, up to
+    float rounding order) instead of inside the per-event loop.
     """
     nh = W1.shape[1]
     no = W2.shape[1]
-    total = 0
+    before = counts.copy()
+    zero = np.float32(0.0)
     for k in range(idx.shape[0]):
         row = W1[idx[k]]
-        m = theta
         for j in range(nh):
             v = phi[j] + row[j]
-            phi[j] = v
-            m = max(m, v)
-        if m > theta:
-            for j in range(nh):
-                v = phi[j]
-                if v > theta:
-                    n = math.ceil(v - theta)
-                    phi[j] = v - np.float32(n)
-                    counts[j] += n
-                    total += n
-                    w2 = W2[j]
-                    fn = np.float32(n)
-                    for c in range(no):
-                        scores[c] += fn * w2[c]
+            n = np.ceil(v - theta)
+            n = n if n > zero else zero
+            phi[j] = v - n
+            counts[j] += n
+    total = 0
+    for j in range(nh):
+        fn = counts[j] - before[j]
+        if fn > 0:
+            total += int(fn)
+            w2 = W2[j]
+            for c in range(no):
+                scores[c] += fn * w2[c]
     return total
 
 
@@ -84,13 +86,16 @@ def forward_leaky(idx, t, W1, W2, phi, counts, scores, theta, inv_tau, ref):
         f = np.float32(math.exp(a))
         thr = np.float32(theta) * f
         row = W1[idx[k]]
-        m = thr
+        above = np.float32(0.0)
         for j in range(nh):
             v = phi[j] + row[j] * f
             phi[j] = v
-            m = max(m, v)
-        if m > thr:
+            above += np.float32(v > thr)  # a float count vectorises; a running max does not
+        if above > 0:
+            left = int(above)
             for j in range(nh):
+                if left == 0:
+                    break
                 v = phi[j]
                 if v > thr:
                     n = math.ceil((v - thr) / f)
@@ -101,6 +106,7 @@ def forward_leaky(idx, t, W1, W2, phi, counts, scores, theta, inv_tau, ref):
                     w2 = W2[j]
                     for c in range(no):
                         scores[c] += fn * f * w2[c]
+                    left -= 1
     ref[0] = t_ref
     return total
 

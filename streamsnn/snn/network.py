@@ -143,6 +143,17 @@ class SpikingNetwork:
             idx += ev["p"].astype(np.int32) * (w * h)
         return idx
 
+    def warm_up(self) -> None:
+        """Load (or compile) the kernels now, without touching state or counters."""
+        n_h, n_out = self.sizes[1], self.sizes[2]
+        none = np.zeros(0, np.int32)
+        phi, counts, scores = np.zeros(n_h, np.float32), np.zeros(n_h, np.float32), np.zeros(n_out, np.float32)
+        if self.tau_us is None:
+            kernels.forward(none, self.W1, self.W2, phi, counts, scores, np.float32(self.theta))
+        else:
+            kernels.forward_leaky(none, np.zeros(0, np.int64), self.W1, self.W2, phi, counts, scores,
+                                  np.float32(self.theta), 1.0 / self.tau_us, np.zeros(1))
+
     # -- inference ----------------------------------------------------------------------------
     def _run(self, idx: np.ndarray, t: np.ndarray | None) -> tuple[np.ndarray, int]:
         """Feed indices through the network; returns (scores incl. bias, hidden spikes)."""

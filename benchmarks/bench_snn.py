@@ -1,0 +1,204 @@
+"""Benchmark of the spiking network on nmnist_small: accuracy vs a ReLU MLP, progressive accuracy, events/s.
+
+    NUMBA_NUM_THREADS=1 python -m benchmarks.bench_snn [--quick] [--seeds 0 1 2] [--data DIR]
+
+Writes benchmarks/results/snn.json and benchmarks/results/snn.md. Speed figures depend on the
+machine and on other load; accuracy figures do not.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+
+os.environ.setdefault("NUMBA_NUM_THREADS", "1")
+
+import numpy as np  # noqa: E402
+
+from streamsnn.commands.train import DEFAULTS  # noqa: E402
+from streamsnn.snn import SpikingNetwork  # noqa: E402
+from streamsnn.training import Augment, SampleArrays, evaluate, load_split, lr_schedule, train_epoch  # noqa: E402
+
+ROOT = Path(__file__).resolve().parent
+DATA = ROOT.parent.parent / "shared" / "data" / "nmnist_small"
+
+
+def train_mlp(Xtr, ytr, Xte, yte, *, hidden: int, epochs: int, lr: float, seed: int,
+              init_scale: float = 0.03, init_scale_out: float = 0.05) -> dict:
+    """Conventional ReLU MLP of the same shape (no hidden bias, output bias), per-sample SGD on counts.
+
+    Same initialisation, epochs, shuffling and cosine learning-rate schedule as the spiking network;
+    h = ReLU(W1^T x), softmax cross-entropy, updates only over the sample's active inputs.
+    """
+    rng = np.random.default_rng(seed)
+    W1 = (rng.standard_normal((Xtr.shape[1], hidden)) * init_scale).astype(np.float32)
+    W2 = (rng.standard_normal((hidden, 10)) * init_scale_out).astype(np.float32)
+    b2 = np.zeros(10, np.float32)
+    t0 = time.perf_counter()
+    for ep in range(epochs):
+        r = np.random.default_rng([seed, ep])
+        eta = np.float32(lr * lr_schedule(ep, epochs))
+        for k in r.permutation(len(Xtr)):
+            act = np.flatnonzero(Xtr[k])
+            xa = Xtr[k, act]
+            h = np.maximum(xa @ W1[act], 0)
+            s = h @ W2 + b2
+            p = np.exp(s - s.max())
+            e = (p / p.sum()).astype(np.float32)
+            e[ytr[k]] -= 1
+            dh = (W2 @ e) * (h > 0)
+            W2 -= eta * np.outer(h, e)
+            b2 -= eta * e
+            W1[act] -= eta * np.outer(xa, dh)
+    secs = time.perf_counter() - t0
+    pred = (np.maximum(Xte @ W1, 0) @ W2 + b2).argmax(1)
+    return {"accuracy": float((pred == yte).mean()), "seconds": secs}
+
+
+def train_snn(train: SampleArrays, test: SampleArrays, *, hidden: int, epochs: int, lr: float, seed: int,
+              augment: bool, learning: str = "counts"):
+    net = SpikingNetwork((2312, hidden, 10), seed=seed, lr=lr, learning=learning)
+    aug = Augment(shift=2, dropout=0.1, jitter_us=1000.0) if augment else None
+    t0 = time.perf_counter()
+    epochs_out = []
+    for ep in range(epochs):
+        r = train_epoch(net, train, epoch=ep, epochs=epochs, seed=seed, augment=aug, quiet=True)
+        epochs_out.append(r)
+    secs = time.perf_counter() - t0
+    ev = evaluate(net, test)
+    return net, {"accuracy": ev["accuracy"], "seconds": secs, "per_class": ev["per_class"],
+                 "learn_events_per_s": float(np.median([e["events_per_s"] for e in epochs_out]))}
+
+
+def progressive(train: SampleArrays, *, hidden: int, lr: float, seed: int) -> dict:
+    """One pass over the training stream in file order from random weights, test-then-train."""
+    net = SpikingNetwork((2312, hidden, 10), seed=seed, lr=lr)
+    t0 = time.perf_counter()
+    for k in range(len(train)):
+        net.learn_indices(train.idx[k], int(train.labels[k]), train.t[k])
+    secs = time.perf_counter() - t0
+    return {"accuracy": net.progressive_accuracy, "events_per_s": train.n_events / secs}
+
+
+def inference_speed(net: SpikingNetwork, data: SampleArrays, repeats: int = 5) -> dict:
+    """Events per second of predict_indices over whole samples, and of the bare kernel call."""
+    from streamsnn.snn import kernels
+
+    net.predict_indices(data.idx[0])  # load compiled kernels
+    best = 0.0
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        for k in range(len(data)):
+            net.predict_indices(data.idx[k])
+        best = max(best, data.n_events / (time.perf_counter() - t0))
+    idx = np.concatenate(data.idx)
+    phi = np.zeros(net.sizes[1], np.float32)
+    counts = np.zeros_like(phi)
+    scores = np.zeros(net.sizes[2], np.float32)
+    kbest = 0.0
+    for _ in range(repeats):
+        phi[:] = 0
+        t0 = time.perf_counter()
+        spikes = kernels.forward(idx, net.W1, net.W2, phi, counts, scores, np.float32(net.theta))
+        kbest = max(kbest, len(idx) / (time.perf_counter() - t0))
+    return {"predict_events_per_s": best, "kernel_events_per_s": kbest,
+            "hidden_spikes_per_event": spikes / len(idx)}
+
+
+def mean_sd(xs):
+    xs = np.asarray(xs, dtype=float)
+    return float(xs.mean()), float(xs.std(ddof=1)) if len(xs) > 1 else 0.0
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--data", type=Path, default=DATA)
+    ap.add_argument("--quick", action="store_true", help="1 seed, 3 epochs, 200 hidden units: a smoke run")
+    ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    ap.add_argument("--epochs", type=int, default=DEFAULTS["epochs"])
+    ap.add_argument("--hidden", type=int, default=DEFAULTS["hidden"])
+    ap.add_argument("--lr", type=float, default=DEFAULTS["lr"])
+    ap.add_argument("--mlp-lr", type=float, default=0.0005)
+    ap.add_argument("--out", type=Path, default=ROOT / "results")
+    a = ap.parse_args(argv)
+    if a.quick:
+        a.seeds, a.epochs, a.hidden = a.seeds[:1], 3, 200
+    log = lambda *x: print(*x, file=sys.stderr, flush=True)  # noqa: E731
+
+    probe = SpikingNetwork((2312, 1, 10))
+    train = load_split(a.data, "train", probe, quiet=True)
+    test = load_split(a.data, "test", probe, quiet=True)
+    n_in = 2312
+    Xtr, Xte = train.counts(n_in), test.counts(n_in)
+    log(f"data: {len(train)} train / {len(test)} test samples, {train.n_events + test.n_events} events")
+
+    res = {"snn": [], "snn_no_augment": [], "mlp": [], "progressive": []}
+    net0 = None
+    for seed in a.seeds:
+        net, r = train_snn(train, test, hidden=a.hidden, epochs=a.epochs, lr=a.lr, seed=seed, augment=True)
+        net0 = net0 or net
+        res["snn"].append(r)
+        log(f"seed {seed}: SNN (augmented) {r['accuracy']:.3f} in {r['seconds']:.0f} s")
+        _, r = train_snn(train, test, hidden=a.hidden, epochs=a.epochs, lr=a.lr, seed=seed, augment=False)
+        res["snn_no_augment"].append(r)
+        log(f"seed {seed}: SNN (no augmentation) {r['accuracy']:.3f} in {r['seconds']:.0f} s")
+        r = train_mlp(Xtr, train.labels, Xte, test.labels, hidden=a.hidden, epochs=a.epochs, lr=a.mlp_lr, seed=seed)
+        res["mlp"].append(r)
+        log(f"seed {seed}: ReLU MLP {r['accuracy']:.3f} in {r['seconds']:.0f} s")
+        r = progressive(train, hidden=a.hidden, lr=a.lr, seed=seed)
+        res["progressive"].append(r)
+        log(f"seed {seed}: progressive single pass {r['accuracy']:.3f}")
+    speed = inference_speed(net0, test)
+    log(f"inference {speed['predict_events_per_s'] / 1e6:.2f} M events/s")
+
+    summary = {
+        "snn_accuracy": mean_sd([r["accuracy"] for r in res["snn"]]),
+        "snn_no_augment_accuracy": mean_sd([r["accuracy"] for r in res["snn_no_augment"]]),
+        "mlp_accuracy": mean_sd([r["accuracy"] for r in res["mlp"]]),
+        "progressive_accuracy": mean_sd([r["accuracy"] for r in res["progressive"]]),
+        "snn_train_seconds": mean_sd([r["seconds"] for r in res["snn"]]),
+        "learn_events_per_s": mean_sd([r["learn_events_per_s"] for r in res["snn_no_augment"]]),
+        "progressive_learn_events_per_s": mean_sd([r["events_per_s"] for r in res["progressive"]]),
+        **speed,
+    }
+    out = {"benchmark": "snn", "quick": a.quick, "seeds": a.seeds, "epochs": a.epochs, "hidden": a.hidden,
+           "lr": a.lr, "mlp_lr": a.mlp_lr, "numba_threads": os.environ.get("NUMBA_NUM_THREADS"),
+           "machine": platform.machine(), "cpus": os.cpu_count(),
+           "load_average": os.getloadavg(), "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+           "summary": summary, "runs": res}
+    a.out.mkdir(parents=True, exist_ok=True)
+    (a.out / "snn.json").write_text(json.dumps(out, indent=2) + "\n")
+    (a.out / "snn.md").write_text(markdown(out))
+    print(markdown(out))
+    return 0
+
+
+def markdown(out: dict) -> str:
+    s = out["summary"]
+    n = len(out["seeds"])
+    pm = lambda ms, k=100, f=".1f": f"{ms[0] * k:{f}} ± {ms[1] * k:{f}}"  # noqa: E731
+    rows = [
+        ("Spiking network, test accuracy (%), augmented training", pm(s["snn_accuracy"])),
+        ("Spiking network, test accuracy (%), no augmentation", pm(s["snn_no_augment_accuracy"])),
+        ("ReLU MLP same shape on spike counts, test accuracy (%)", pm(s["mlp_accuracy"])),
+        ("Progressive single-pass accuracy from random weights (%)", pm(s["progressive_accuracy"])),
+        ("Training time, augmented (s)", pm(s["snn_train_seconds"], 1)),
+        ("Inference, predict_one path (M events/s, 1 thread)", f"{s['predict_events_per_s'] / 1e6:.2f}"),
+        ("Inference, forward kernel alone (M events/s, 1 thread)", f"{s['kernel_events_per_s'] / 1e6:.2f}"),
+        ("Learning on (M events/s, 1 thread)", pm(s["learn_events_per_s"], 1e-6, ".2f")),
+        ("Hidden spikes per input event (trained)", f"{s['hidden_spikes_per_event']:.3f}"),
+    ]
+    head = (f"nmnist_small: 1,000 train / 100 test samples; 2312-{out['hidden']}-10; {out['epochs']} epochs; "
+            f"seeds {out['seeds']} (mean ± sd over {n}); {out['time']}, load average "
+            f"{out['load_average'][0]:.1f} on {out['cpus']} CPUs (speed figures under that load)"
+            f"{'; QUICK MODE' if out['quick'] else ''}.\n\n")
+    return head + "| measure | value |\n|---|---|\n" + "".join(f"| {a} | {b} |\n" for a, b in rows)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

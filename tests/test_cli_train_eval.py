@@ -1,0 +1,103 @@
+"""`streamsnn train` and `streamsnn eval` on the real N-MNIST samples, in both folder layouts."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import numpy as np
+import pytest
+
+from streamsnn.cli import main
+from streamsnn.snn import SpikingNetwork
+from tests.conftest import need
+
+
+@pytest.fixture(scope="module")
+def tonic_layout(tmp_path_factory):
+    """nmnist_small re-laid out as Train/<digit>/<id>.bin and Test/<digit>/<id>.bin (symlinks)."""
+    src = need("nmnist_small")
+    root = tmp_path_factory.mktemp("tonic") / "NMNIST"
+    for split, lst in (("Train", "train1K.txt"), ("Test", "test100.txt")):
+        for line in (src / lst).read_text().splitlines():
+            if line.startswith("#") or not line.strip():
+                continue
+            sid, label = line.split()
+            d = root / split / label
+            d.mkdir(parents=True, exist_ok=True)
+            os.symlink(src / f"{sid}.bs2", d / f"{sid}.bin")
+    return root
+
+
+@pytest.fixture(scope="module")
+def model(tmp_path_factory):
+    out = tmp_path_factory.mktemp("model") / "m.npz"
+    rc = main(["train", "--data", str(need("nmnist_small")), "--epochs", "2", "--hidden", "64",
+               "--limit", "300", "--out", str(out), "--quiet"])
+    assert rc == 0
+    return out
+
+
+def test_train_writes_a_model_with_counters(model):
+    net = SpikingNetwork.load(model)
+    assert net.sizes == (2312, 64, 10)
+    assert net.epochs == 2 and net.updates == 600 and net.progressive_total == 600
+    assert 0.1 < net.progressive_accuracy < 1.0
+
+
+def run_eval_json(capsys, data, model):
+    capsys.readouterr()
+    assert main(["eval", "--data", str(data), "--model", str(model), "--json"]) == 0
+    out = capsys.readouterr().out
+    return json.loads(out)  # exactly one JSON object, nothing else on stdout
+
+
+def test_eval_json_on_both_layouts(capsys, model, tonic_layout):
+    flat = need("nmnist_small")
+    r = run_eval_json(capsys, flat, model)
+    assert {"accuracy", "per_class", "confusion", "samples", "events", "events_per_s"} <= set(r)
+    assert r["samples"] == 100
+    # events of the 100 test samples, from the file sizes (5 bytes per event)
+    assert r["events"] == sum((flat / f"{60000 + k}.bs2").stat().st_size // 5 for k in range(1, 101))
+    conf = np.array(r["confusion"])
+    assert conf.shape == (10, 10) and conf.sum() == 100
+    assert conf[8].sum() == 2  # digit 8 has two test samples
+    assert r["accuracy"] == pytest.approx(np.trace(conf) / 100)
+    assert r["accuracy"] >= 0.35  # chance is 0.1; 300 samples x 2 epochs with 64 units
+    assert r["events_per_s"] > 0
+    assert r["per_class"]["8"] in (0.0, 0.5, 1.0)
+    # the same samples in the tonic layout give the same result
+    r2 = run_eval_json(capsys, tonic_layout, model)
+    assert r2["confusion"] == r["confusion"] and r2["events"] == r["events"]
+
+
+def test_eval_text_report(capsys, model):
+    assert main(["eval", "--data", str(need("nmnist_small")), "--model", str(model), "--quiet"]) == 0
+    out = capsys.readouterr().out
+    assert "accuracy" in out and "confusion" in out and "per class" in out
+
+
+def test_train_on_tonic_layout_prints_epochs(capsys, tonic_layout, tmp_path):
+    out = tmp_path / "t.npz"
+    assert main(["train", "--data", str(tonic_layout), "--epochs", "1", "--hidden", "16", "--limit", "50",
+                 "--no-augment", "--out", str(out)]) == 0
+    captured = capsys.readouterr()
+    assert "epoch 1/1: train" in captured.err and "test" in captured.err
+    assert SpikingNetwork.load(out).sizes == (2312, 16, 10)
+
+
+@pytest.mark.parametrize("argv,needle", [
+    (["eval", "--data", "{tmp}/absent", "--model", "{model}"], "absent"),
+    (["eval", "--data", "{data}", "--model", "{tmp}/absent.npz"], "absent.npz"),
+    (["eval", "--data", "{data}", "--model", "{tmp}/junk.npz"], "junk.npz"),
+    (["train", "--data", "{tmp}/absent", "--out", "{tmp}/x.npz"], "absent"),
+    (["train", "--data", "{data}", "--out", "{tmp}/no/such/x.npz"], "no/such"),
+])
+def test_user_errors_exit_2_with_one_line(capsys, tmp_path, model, argv, needle):
+    (tmp_path / "junk.npz").write_bytes(b"this is not a model")
+    fill = {"tmp": tmp_path, "model": model, "data": need("nmnist_small")}
+    rc = main([a.format(**fill) for a in argv])
+    err = capsys.readouterr().err
+    assert rc == 2
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("streamsnn: error:") and needle in lines[0]
