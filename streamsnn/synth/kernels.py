@@ -9,8 +9,8 @@ from numba import njit
 
 
 @njit(cache=True, nogil=True)
-def _log_intensity(img, x, y, background):
-    """Log of the intensity at image point (x, y): bilinear, black outside, LCD black level added."""
+def _intensity(img, x, y):
+    """Intensity at image point (x, y): bilinear, black outside the image."""
     h, w = img.shape
     x0 = math.floor(x)
     y0 = math.floor(y)
@@ -28,7 +28,7 @@ def _log_intensity(img, x, y, background):
                 continue
             wx = fx if dx else 1.0 - fx
             v += wx * wy * img[yy, xx]
-    return math.log(background + (1.0 - background) * v)
+    return v
 
 
 @njit(cache=True, nogil=True)
@@ -71,13 +71,18 @@ def saccade_events(img, ox, oy, scale, t_us, c_on, c_off, phase, refractory_us, 
                     continue
             won = c_on[v, u]
             woff = c_off[v, u]
-            l_prev = _log_intensity(img, (u - ox[0]) / scale, (v - oy[0]) / scale, background)
+            i_prev = _intensity(img, (u - ox[0]) / scale, (v - oy[0]) / scale)
+            l_prev = math.log(background + (1.0 - background) * i_prev)
             ref = l_prev + phase[v, u] * (won if phase[v, u] < 0 else woff)
             t_last = -1e18
             for k in range(1, steps):
                 if ox[k] == ox[k - 1] and oy[k] == oy[k - 1]:
                     continue
-                lk = _log_intensity(img, (u - ox[k]) / scale, (v - oy[k]) / scale, background)
+                ik = _intensity(img, (u - ox[k]) / scale, (v - oy[k]) / scale)
+                if ik == i_prev:
+                    continue
+                i_prev = ik
+                lk = math.log(background + (1.0 - background) * ik)
                 if lk == l_prev:
                     continue
                 t0 = t_us[k - 1]
