@@ -1,0 +1,79 @@
+"""`streamsnn serve FILE`: stream a recording over a DV network socket in real time, like a live camera."""
+
+from __future__ import annotations
+
+import signal
+import sys
+import threading
+from pathlib import Path
+
+ORDER = 60
+
+
+def add_parser(subparsers) -> None:
+    p = subparsers.add_parser(
+        "serve",
+        help="serve a recording as a live DV network stream",
+        description="Stream an event file over dv-processing's NetworkWriter, paced by its timestamps, "
+                    "exactly as the DV software publishes a live camera. Connect with a 'network' "
+                    "source (address printed on stdout), dv-processing's NetworkReader or DV's network "
+                    "input. By default playback starts when the first client connects; Ctrl-C or "
+                    "SIGTERM stops it (exit 0).",
+    )
+    p.add_argument("file", type=Path, help="event file (.bin .bs2 .aedat4 .raw .aedat)")
+    p.add_argument("--port", type=int, default=7777, help="TCP port (default 7777; 0 picks a free one)")
+    p.add_argument("--host", default="127.0.0.1",
+                   help="address to listen on (default 127.0.0.1; 0.0.0.0 for all interfaces)")
+    p.add_argument("--unix", metavar="PATH", help="serve on this UNIX socket instead of TCP")
+    p.add_argument("--loop", action="store_true", help="repeat the recording until stopped")
+    p.add_argument("--speed", type=float, default=1.0, help="1 = real time (default), k = k times faster, 0 = unpaced")
+    p.add_argument("--chunk-us", type=int, default=10_000, help="packet length in sensor time (default 10000 us)")
+    p.add_argument("--no-wait", action="store_true", help="stream at once instead of waiting for a client")
+    p.add_argument("-q", "--quiet", action="store_true", help="only print the address")
+    p.set_defaults(func=run)
+
+
+def run(args) -> int:
+    from ..errors import ConfigError
+    from ..io import read_events
+    from ..serve import ServeStats, StreamServer, serve_recording
+
+    if args.speed < 0:
+        raise ConfigError(f"--speed {args.speed} must be >= 0 (1 = real time, 0 = as fast as possible)")
+    if args.chunk_us <= 0:
+        raise ConfigError(f"--chunk-us {args.chunk_us} must be positive")
+    say = (lambda *a: None) if args.quiet else (lambda msg: print(f"streamsnn: {msg}", file=sys.stderr, flush=True))
+
+    rec = read_events(args.file)
+    if not len(rec):
+        from ..errors import InputError
+
+        raise InputError(f"{args.file}: holds no events; nothing to serve")
+    server = StreamServer(rec.width, rec.height, host=args.host, port=args.port, unix=args.unix,
+                          camera_name=f"streamsnn-{args.file.stem}")
+    print(f"serving {args.file} ({rec.meta.get('format', 'events')}, {rec.width}x{rec.height}, "
+          f"{len(rec):,} events, {rec.duration_us / 1e6:.2f} s{', looped' if args.loop else ''}) "
+          f"on {server.address}", flush=True)
+
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    if not args.no_wait:
+        say("waiting for a client (NetworkStreamSource, DV's network input, ...)")
+    stats = ServeStats()
+    serve_recording(server, rec, speed=args.speed, loop=args.loop, chunk_us=args.chunk_us,
+                    wait_for_client=not args.no_wait, stop=stop, stats=stats)
+    server.flush()
+    say(f"served {stats.events:,} events in {stats.chunks:,} packets ({stats.passes} full pass"
+        f"{'es' if stats.passes != 1 else ''}) to {server.clients} client(s)"
+        f"{'; stopped' if stop.is_set() else ''}")
+    # End the process here: letting Python tear the NetworkWriter down can hang (a dv-processing
+    # 2.0.4 deadlock, see streamsnn/serve.py), so flush what we printed and leave; the OS closes the
+    # sockets and clients see the end of the stream.
+    import logging
+    import os
+
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)

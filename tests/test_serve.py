@@ -1,0 +1,125 @@
+"""`streamsnn serve` end to end: a real subprocess serving real recordings, read back through NetworkStreamSource."""
+
+import asyncio
+import signal
+import socket
+import sys
+
+import numpy as np
+import pytest
+
+from conftest import need
+from dv_util import free_port
+from streamsnn.io import read_events
+from streamsnn.sources.network import NetworkStreamSource
+
+
+async def start_serve(*args):
+    """Start `streamsnn serve ...`; returns the process and the address from its first stdout line."""
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "streamsnn", "serve", *map(str, args),
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    line = (await asyncio.wait_for(proc.stdout.readline(), 60)).decode()
+    assert line.startswith("serving "), line + (await proc.stderr.read()).decode()
+    return proc, line.rsplit(" on ", 1)[1].strip()
+
+
+async def finish(proc, timeout=30):
+    try:
+        await asyncio.wait_for(proc.wait(), timeout)
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+    return proc.returncode, (await proc.stderr.read()).decode()
+
+
+async def read_all(address, limit=None):
+    batches, n = [], 0
+    async with NetworkStreamSource(address) as src:
+        size = (src.width, src.height)
+        async for b in src:
+            batches.append(b)
+            n += len(b)
+            if limit and n >= limit:
+                break
+    return size, batches
+
+
+async def test_serves_a_recording_completely_and_exits_0():
+    path = need("recordings/tonic_sample.aedat4")
+    port = free_port()
+    proc, address = await start_serve(path, "--port", port)
+    try:
+        assert address == f"tcp://127.0.0.1:{port}"
+        size, batches = await asyncio.wait_for(read_all(address), 60)  # ends when serve closes
+    finally:
+        rc, err = await finish(proc)
+    ref = read_events(path)
+    assert size == (320, 240) and rc == 0, err
+    got = np.concatenate([b.events for b in batches])
+    assert len(got) == 111_954
+    np.testing.assert_array_equal(got, ref.events)
+    assert "served 111,954 events" in err
+
+
+async def test_serves_nmnist_over_a_unix_socket(tmp_path):
+    path = need("nmnist_small/1.bs2")
+    sock = tmp_path / "s.sock"
+    proc, address = await start_serve(path, "--unix", sock, "--speed", "4")
+    try:
+        assert address == f"unix:{sock}"
+        size, batches = await asyncio.wait_for(read_all(address), 60)
+    finally:
+        rc, err = await finish(proc)
+    assert rc == 0 and size == (34, 34)
+    got = np.concatenate([b.events for b in batches])
+    assert len(got) == 4_681
+    np.testing.assert_array_equal(got, read_events(path).events)
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+async def test_loop_runs_until_a_signal_then_exits_0(sig):
+    path = need("recordings/tonic_sample.aedat4")
+    ref = read_events(path)
+    proc, address = await start_serve(path, "--port", free_port(), "--loop", "--speed", "2")
+    try:
+        _, batches = await asyncio.wait_for(read_all(address, limit=len(ref) + 10_000), 60)
+        proc.send_signal(sig)
+    finally:
+        rc, err = await finish(proc)
+    assert rc == 0, err
+    t = np.concatenate([b.events["t"] for b in batches])
+    assert len(t) >= len(ref) + 10_000 and np.all(np.diff(t) >= 0)  # second pass continues in time
+    np.testing.assert_array_equal(t[:len(ref)], ref.events["t"])
+    assert "stopped" in err and "1 full pass" in err
+
+
+async def run_cli(*args):
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "streamsnn", "serve", *map(str, args),
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    out, err = await asyncio.wait_for(proc.communicate(), 60)
+    return proc.returncode, err.decode()
+
+
+async def test_missing_file_is_one_line_exit_2(tmp_path):
+    rc, err = await run_cli(tmp_path / "nope.aedat4", "--port", free_port())
+    assert rc == 2 and err.count("\n") == 1 and "nope.aedat4" in err and "Traceback" not in err
+
+
+async def test_port_in_use_is_one_line_exit_2():
+    path = need("recordings/tonic_sample.aedat4")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen()
+        rc, err = await run_cli(path, "--port", s.getsockname()[1])
+    assert rc == 2 and err.count("\n") == 1 and "already in use" in err and "--port" in err
+
+
+async def test_bad_host_and_speed_exit_2():
+    path = need("nmnist_small/1.bs2")
+    rc, err = await run_cli(path, "--host", "no.such.host.invalid")
+    assert rc == 2 and "unknown host" in err and err.count("\n") == 1
+    rc, err = await run_cli(path, "--speed", "-1")
+    assert rc == 2 and "--speed" in err
