@@ -169,7 +169,8 @@ async def test_source_from_path_picks_the_input(tmp_path, mnist):
 
     src = SyntheticSource.from_path(need("mnist"), first=101, count=2, speed=0)
     got = [b async for b in src]
-    assert [b.sample for b in got] == ["mnist-101", "mnist-102"] and [b.label for b in got] == mnist[1][100:102].tolist()
+    assert [b.sample for b in got] == ["mnist-101", "mnist-102"]
+    assert [b.label for b in got] == mnist[1][100:102].tolist()
     Image.fromarray(mnist[0][0]).save(tmp_path / "7_a.png")
     got = [b async for b in SyntheticSource.from_path(tmp_path, speed=0)]
     assert [(b.sample, b.label) for b in got] == [("png-7_a", 7)]

@@ -69,7 +69,8 @@ class SyntheticSource(Source):
             return cls(None, **kw)
         folder = Path(path)
         if not folder.is_dir():
-            raise InputError(f"synthetic camera input {folder} is not a folder; give MNIST idx files, PNG digits or 'font'")
+            raise InputError(f"synthetic camera input {folder} is not a folder; "
+                             "give a folder of MNIST idx files or PNG digits, or 'font'")
         if any(folder.glob("t10k-images-idx3-ubyte*")):
             return cls(mnist_digits(folder, "test", first, count), **kw)
         if any(folder.glob("train-images-idx3-ubyte*")):

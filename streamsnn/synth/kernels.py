@@ -38,9 +38,10 @@ def saccade_events(img, ox, oy, scale, t_us, c_on, c_off, phase, refractory_us, 
 
     img: linear intensity 0..1 (h x w). At step k, sensor pixel (u, v) sees image point
     ((u - ox[k]) / scale, (v - oy[k]) / scale). c_on / c_off: per-pixel contrast thresholds (log
-    units); phase: per-pixel starting reference as a fraction of the threshold (-0.5..0.5). Each threshold crossing of the log
-    intensity, relative to the pixel's reference, is one event at a time interpolated linearly within
-    the step; the reference then moves one threshold. Events closer than refractory_us to the pixel's
+    units); phase: per-pixel starting reference as a fraction of the threshold (-0.5..0.5). Each
+    threshold crossing of the log intensity (of background + (1 - background) * intensity), relative
+    to the pixel's reference, is one event at a time interpolated linearly within the step; the
+    reference then moves one threshold. Events closer than refractory_us to the pixel's
     previous event are lost (the reference still moves). Returns the event count in pixel order, or
     -1 if the output arrays are too small.
     """
