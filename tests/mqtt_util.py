@@ -9,7 +9,8 @@ tests/conftest.py lives there and tests/ is not a package).
   again reuses the same port (outage tests). `users={"name": "password"}` adds a password file
   (`mosquitto_passwd`) and turns anonymous access off. `persistence=True` keeps sessions and queued
   QoS 1 messages across stop/start (so a persistent subscriber misses nothing during an outage).
-  `tls=make_tls_files(dir)` adds TLS on the listener instead of plain TCP.
+  `tls=make_tls_files(dir)` adds TLS on the listener instead of plain TCP (`require_certificate=True`:
+  clients must present a certificate signed by the same CA, e.g. `tls.client_cert`/`tls.client_key`).
 - Fixtures `mosquitto` (started, anonymous, no persistence) and `mosquitto_bin` (skips without it).
 - `Collector(port, topics, *, client_id=None, persistent=False, ...)`: async context manager that
   subscribes (QoS 1) and keeps every message in `.messages` (list of (topic, payload bytes, retain));
@@ -63,6 +64,8 @@ class TlsFiles:
     ca_file: Path
     cert_file: Path
     key_file: Path
+    client_cert: Path | None = None  # signed by the same CA, for brokers that require client certificates
+    client_key: Path | None = None
 
 
 def make_tls_files(folder: Path) -> TlsFiles:
@@ -84,14 +87,20 @@ def make_tls_files(folder: Path) -> TlsFiles:
     ext.write_text("subjectAltName=IP:127.0.0.1,DNS:localhost\n")
     run("x509", "-req", "-in", str(csr), "-CA", str(ca_crt), "-CAkey", str(ca_key), "-CAcreateserial",
         "-days", "2", "-extfile", str(ext), "-out", str(crt))
-    return TlsFiles(ca_crt, crt, key)
+    ckey, ccsr, ccrt = folder / "client.key", folder / "client.csr", folder / "client.crt"
+    run("req", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=streamsnn-client", "-keyout", str(ckey),
+        "-out", str(ccsr))
+    run("x509", "-req", "-in", str(ccsr), "-CA", str(ca_crt), "-CAkey", str(ca_key), "-CAcreateserial",
+        "-days", "2", "-out", str(ccrt))
+    return TlsFiles(ca_crt, crt, key, ccrt, ckey)
 
 
 class Mosquitto:
     """A real Mosquitto broker on loopback for one test (see the module docstring)."""
 
     def __init__(self, folder: Path, *, port: int | None = None, users: dict[str, str] | None = None,
-                 persistence: bool = False, tls: TlsFiles | None = None) -> None:
+                 persistence: bool = False, tls: TlsFiles | None = None,
+                 require_certificate: bool = False) -> None:
         if not Path(MOSQUITTO).exists():
             pytest.skip(f"mosquitto not installed ({MOSQUITTO}); install the mosquitto package")
         self.folder = Path(folder)
@@ -103,6 +112,8 @@ class Mosquitto:
         lines = [f"listener {self.port} 127.0.0.1"]
         if tls is not None:
             lines += [f"cafile {tls.ca_file}", f"certfile {tls.cert_file}", f"keyfile {tls.key_file}"]
+            if require_certificate:
+                lines += ["require_certificate true"]
         if users:
             pw = self.folder / "passwd"
             pw.write_text("")

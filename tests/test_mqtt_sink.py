@@ -239,11 +239,16 @@ async def test_login_refused_is_one_clear_line_and_password_never_logged(tmp_pat
     assert secret not in logged and wrong not in logged
 
 
-async def test_tls_with_own_ca(tmp_path):
+@pytest.fixture(scope="module")
+def tls(tmp_path_factory):
     from mqtt_util import make_tls_files
+
+    return make_tls_files(tmp_path_factory.mktemp("tls"))
+
+
+async def test_tls_with_own_ca(tmp_path, tls):
     import aiomqtt
 
-    tls = make_tls_files(tmp_path / "tls")
     with Mosquitto(tmp_path / "broker", tls=tls) as broker:
         s = settings(broker, tls={"ca_file": str(tls.ca_file)})
         params = aiomqtt.TLSParameters(ca_certs=str(tls.ca_file))
@@ -281,3 +286,23 @@ async def test_flush_and_close_with_backlog_still_says_offline(mosquitto):
         await sink.close(timeout=0.05)  # gives up on whatever is left, but says goodbye properly
         await c.wait_for(lambda m: c.payloads()[-1:] == [b"offline"])
     assert sink.counters["published"] + len(sink.outbox) == 20_050
+
+
+async def test_tls_client_certificate(tmp_path, tls):
+    import aiomqtt
+
+    with Mosquitto(tmp_path / "broker", tls=tls, require_certificate=True) as broker:
+        with_cert = {"ca_file": str(tls.ca_file), "cert_file": str(tls.client_cert), "key_file": str(tls.client_key)}
+        s = settings(broker, tls=with_cert)
+        params = aiomqtt.TLSParameters(ca_certs=str(tls.ca_file), certfile=str(tls.client_cert),
+                                       keyfile=str(tls.client_key))
+        async with Collector(broker.port, s.topic("classification"), tls_params=params) as c:
+            async with MqttSink(s) as sink:
+                sink.publish_decision(payload(8))
+                await c.wait_for(lambda m: len(m) >= 1)
+        assert decision_ids(c, s.topic("classification")) == ["8"]
+        # the broker requires a client certificate: without one, one clear line saying so
+        no_cert = settings(broker, tls={"ca_file": str(tls.ca_file)}, timeout=2.0)
+        with pytest.raises(ConfigError, match="client certificate .*mqtt.tls.cert_file"):
+            async with MqttSink(no_cert):
+                pass

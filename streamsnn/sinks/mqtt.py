@@ -162,6 +162,28 @@ class MqttSettings:
         return f"{self.prefix}/{name}"
 
 
+class ProtocolLog(logging.LoggerAdapter):
+    """The protocol logger of one client: forwards to PAHO_LOG and remembers the last error line
+    (a TLS alert such as "certificate required" only shows up there). paho's error lines (a lost
+    socket during an outage) go out at DEBUG: the sink reports the outage itself, with this text."""
+
+    def __init__(self) -> None:
+        super().__init__(PAHO_LOG, {})
+        self.last_error: str | None = None
+
+    def log(self, level, msg, *args, **kwargs):  # noqa: ANN001, ANN201
+        if level >= logging.ERROR and not kwargs.get("exc_info"):
+            with contextlib.suppress(Exception):
+                self.last_error = str(msg) % args if args else str(msg)
+            level = logging.DEBUG
+        super().log(level, msg, *args, **kwargs)
+
+
+def protocol_error(client: aiomqtt.Client | None) -> str | None:
+    """The last error paho reported for this client (e.g. the socket error behind a disconnect)."""
+    return getattr(getattr(client, "_logger", None), "last_error", None)
+
+
 def make_client(settings: MqttSettings, *, will: aiomqtt.Will | None = None,
                 protocol: aiomqtt.ProtocolVersion | None = None, client_id: str | None = None,
                 clean_session: bool | None = None) -> aiomqtt.Client:
@@ -177,14 +199,21 @@ def make_client(settings: MqttSettings, *, will: aiomqtt.Will | None = None,
         settings.host, settings.port, username=settings.username, password=settings.password,
         identifier=client_id or settings.client_id, will=will, protocol=protocol, clean_session=clean_session,
         keepalive=settings.keepalive, timeout=settings.timeout, tls_params=tls_params, tls_insecure=tls_insecure,
-        logger=PAHO_LOG, socket_options=[(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)],
+        logger=ProtocolLog(), socket_options=[(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)],
     )
     client.pending_calls_threshold = settings.inflight + 50
     return client
 
 
-def fatal_connect_error(exc: BaseException, settings: MqttSettings) -> StreamsnnError | None:
+def fatal_connect_error(exc: BaseException, settings: MqttSettings,
+                        client: aiomqtt.Client | None = None) -> StreamsnnError | None:
     """ConfigError for a refused login or a failed TLS verification, None for transient errors."""
+    detail = protocol_error(client)
+    if detail and "SSL" in detail and not getattr(client, "_connected_once", False):
+        what = ("present a client certificate (mqtt.tls.cert_file, mqtt.tls.key_file)"
+                if "CERTIFICATE_REQUIRED" in detail.upper() else "check mqtt.tls")
+        return ConfigError(f"TLS connection to MQTT broker {settings.address} failed ({detail}); the "
+                           f"broker closed the connection: {what}")
     if isinstance(exc, MqttConnectError):
         code = getattr(exc.rc, "value", exc.rc)
         if code in (4, 5, 134, 135):  # MQTT 3.1.1 / 5 "bad user name or password", "not authorized"
@@ -396,10 +425,11 @@ class MqttSink:
         try:
             await asyncio.wait_for(asyncio.shield(self._task), timeout)
         except asyncio.TimeoutError:
-            self._abandon = True  # stop draining: publish offline and leave
-            self._wake.set()
-            with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(asyncio.shield(self._task), min(2.0, self.settings.timeout))
+            if self.connected.is_set():
+                self._abandon = True  # stop draining: publish offline and leave
+                self._wake.set()
+                with contextlib.suppress(asyncio.TimeoutError):
+                    await asyncio.wait_for(asyncio.shield(self._task), min(2.0, self.settings.timeout))
         if not self._task.done():
             self._task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
@@ -477,8 +507,10 @@ class MqttSink:
         backoff = Backoff(s.reconnect_min, s.reconnect_max)
         will = aiomqtt.Will(self.topic_status, STATUS_OFFLINE, qos=1, retain=True)
         while True:
+            client = make_client(s, will=will)
             try:
-                async with make_client(s, will=will) as client:
+                async with client:
+                    client._connected_once = True  # later protocol errors are not login problems
                     self.counters["connects"] += 1
                     if self.counters["connects"] > 1:
                         self.counters["reconnects"] += 1
@@ -496,7 +528,7 @@ class MqttSink:
                 raise
             except Exception as exc:  # noqa: BLE001 - any failure of one connection means: reconnect
                 self.connected.clear()
-                fatal = fatal_connect_error(exc, s)
+                fatal = fatal_connect_error(exc, s, client)
                 if fatal is not None:
                     self.error = fatal
                     self._first_attempt.set()
@@ -506,7 +538,7 @@ class MqttSink:
                     self.counters["disconnects"] += 1
                 delay = backoff.next()
                 log.warning("MQTT broker %s unavailable (%s); %d decision(s) buffered, retrying in %.1f s",
-                            s.address, exc or type(exc).__name__, len(self.outbox), delay)
+                            s.address, failure_reason(exc, client), len(self.outbox), delay)
                 self._first_attempt.set()
                 await asyncio.sleep(delay)
             finally:
@@ -605,6 +637,13 @@ async def _first_of(*coros) -> bool:
         if not task.cancelled() and task.exception() is not None:
             raise task.exception()
     return next(iter(done)).result()
+
+
+def failure_reason(exc: BaseException, client: aiomqtt.Client | None) -> str:
+    """Short reason for a failed connection: the exception, plus paho's socket error if any."""
+    text = str(exc) or type(exc).__name__
+    detail = protocol_error(client)
+    return f"{text}: {detail}" if detail and detail not in text else text
 
 
 def _json_default(value: Any) -> Any:

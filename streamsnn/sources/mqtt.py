@@ -26,7 +26,7 @@ import aiomqtt
 from ..errors import ConfigError, InputError, StreamsnnError
 from ..events import EventBatch
 from ..packets import decode, encode
-from ..sinks.mqtt import Backoff, MqttSettings, fatal_connect_error, make_client
+from ..sinks.mqtt import Backoff, MqttSettings, failure_reason, fatal_connect_error, make_client
 
 log = logging.getLogger("streamsnn.mqtt.events")
 
@@ -109,8 +109,10 @@ class MqttEventSource:
         backoff = Backoff(s.reconnect_min, s.reconnect_max)
         protocol = aiomqtt.ProtocolVersion.V5 if self.shared_group else None
         while True:
+            client = make_client(s, protocol=protocol, client_id=f"{s.client_id}-in")
             try:
-                async with make_client(s, protocol=protocol, client_id=f"{s.client_id}-in") as client:
+                async with client:
+                    client._connected_once = True
                     self.counters["connects"] += 1
                     backoff.reset()
                     await client.subscribe(self.subscription, qos=s.qos)
@@ -124,7 +126,7 @@ class MqttEventSource:
                 raise
             except Exception as exc:  # noqa: BLE001 - reconnect on any connection failure
                 self.subscribed.clear()
-                fatal = fatal_connect_error(exc, s)
+                fatal = fatal_connect_error(exc, s, client)
                 if fatal is not None:
                     self.error = fatal
                     log.error("%s", fatal)
@@ -132,7 +134,7 @@ class MqttEventSource:
                 self.counters["disconnects"] += 1
                 delay = backoff.next()
                 log.warning("MQTT broker %s unavailable for %s (%s); retrying in %.1f s", s.address,
-                            self.subscription, exc, delay)
+                            self.subscription, failure_reason(exc, client), delay)
                 await asyncio.sleep(delay)
 
     def _decode(self, msg: aiomqtt.Message) -> EventBatch | None:
@@ -167,7 +169,7 @@ class MqttEventPublisher:
         try:
             await client.__aenter__()
         except aiomqtt.MqttError as exc:
-            fatal = fatal_connect_error(exc, self.settings)
+            fatal = fatal_connect_error(exc, self.settings, client)
             if fatal is not None:
                 raise fatal from None
             raise InputError(f"cannot reach MQTT broker {self.settings.address} ({exc}); check mqtt.host and "
