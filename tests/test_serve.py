@@ -1,9 +1,11 @@
 """`streamsnn serve` end to end: a real subprocess serving real recordings, read back through NetworkStreamSource."""
 
 import asyncio
+import json
 import signal
 import socket
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -123,3 +125,46 @@ async def test_bad_host_and_speed_exit_2():
     assert rc == 2 and "unknown host" in err and err.count("\n") == 1
     rc, err = await run_cli(path, "--speed", "-1")
     assert rc == 2 and "--speed" in err
+
+
+ROOT = Path(__file__).resolve().parent.parent
+DV_STREAM = ROOT / "pipelines" / "dv-stream.toml"
+
+
+async def run_pipeline(tmp_path, address, *sets):
+    args = ["--set", f"source.address={address}", "--set", "mqtt.port=0", "--set", "model.checkpoint=",
+            "--set", "console.decisions=false", *sets]
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "streamsnn", "run", str(DV_STREAM), *args, cwd=tmp_path,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    out, err = await asyncio.wait_for(proc.communicate(), 180)
+    return proc.returncode, out.decode() + err.decode()
+
+
+@pytest.mark.slow
+async def test_dv_stream_pipeline_classifies_a_served_recording(tmp_path):
+    """pipelines/dv-stream.toml end to end: `serve` publishes the recording live, `run` classifies it."""
+    path = need("recordings/tonic_sample.aedat4")
+    ref = read_events(path)
+    proc, address = await start_serve(path, "--port", free_port())
+    try:
+        rc, log = await run_pipeline(tmp_path, address, "--set", f"jsonl.path={tmp_path / 'd.jsonl'}")
+    finally:
+        serve_rc, _ = await finish(proc)
+    assert rc == 0 and serve_rc == 0, log
+    decisions = [json.loads(line) for line in (tmp_path / "d.jsonl").read_text().splitlines()]
+    assert len(decisions) >= 10  # 0.59 s of events in 100 ms windows every 50 ms
+    assert all(d["source"] == address and d["events"] >= 200 and d["sample"] is None for d in decisions)
+    assert decisions[0]["t_start_us"] == ref.t_start
+    starts = np.array([d["t_start_us"] for d in decisions])
+    assert np.all(np.diff(starts) % 50_000 == 0) and np.all(np.diff(starts) > 0)
+    assert all(d["t_end_us"] - d["t_start_us"] == 100_000 for d in decisions)
+
+
+async def test_dv_stream_pipeline_with_nothing_served_exits_2(tmp_path):
+    port = free_port()
+    rc, log = await run_pipeline(tmp_path, f"127.0.0.1:{port}")
+    last = log.strip().splitlines()[-1]
+    assert rc == 2 and "Traceback" not in log
+    assert f"cannot connect to DV stream tcp://127.0.0.1:{port}" in log
+    assert any(line.startswith("streamsnn: error: cannot connect") for line in log.splitlines()), last
