@@ -10,6 +10,8 @@ import socket
 import sys
 from pathlib import Path
 
+import numpy as np
+
 from .config import Config
 from .errors import CheckpointError, ConfigError
 from .pipeline import Pipeline
@@ -47,6 +49,18 @@ def load_network(cfg: Config):
     return net, path
 
 
+def warm_up(net) -> None:
+    """Load (or compile) the numba kernels before events arrive, so the first decision is not late."""
+    from .events import EVENT_DTYPE, EventBatch
+
+    seen = (net.samples_seen, net.events_seen)
+    w, h = net.input_shape[:2]
+    one = np.zeros(1, EVENT_DTYPE)
+    net.predict_one(EventBatch(one, w, h))
+    net.samples_seen, net.events_seen = seen  # a warm-up is not a sample
+    net.reset()
+
+
 def build_source(cfg: Config, *, progress: bool = True, mqtt=None):
     """The configured source (an async iterator of EventBatch with aclose())."""
     s = cfg.source
@@ -78,9 +92,8 @@ async def serve(cfg: Config, *, quiet: bool = False) -> int:
     sinks = []
     broker = mqtt_sink = None
     try:
-        if hasattr(source, "open"):  # a live source: an absent camera or a refused stream fails here, at once
-            await source.open()
         net, ckpt = load_network(cfg)
+        await asyncio.to_thread(warm_up, net)
         if cfg.console.enabled and not quiet:
             from .sinks.console import ConsoleSink
 
@@ -92,6 +105,8 @@ async def serve(cfg: Config, *, quiet: bool = False) -> int:
         if cfg.mqtt.enabled:
             broker, mqtt_sink = await _start_mqtt(cfg, settings, int(net.sizes[-1]))
             sinks.append(mqtt_sink)
+        if hasattr(source, "open"):  # a live stream starts flowing now; an absent camera fails here
+            await source.open()
         payload = _payload_fn(node)
         pipe = Pipeline(
             source, net, sinks, payload=payload,

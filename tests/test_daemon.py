@@ -312,3 +312,42 @@ async def test_two_daemons_share_one_stream_each_packet_classified_once(tmp_path
     for msgs in per_node.values():
         for m in msgs:
             assert m["label"] == fresh.predict_one(test_samples[m["sample"]]).label
+
+
+async def test_dv_stream_pipeline_classifies_a_served_recording(tmp_path, recordings_dir, mosquitto, daemons):
+    port, node = free_port(), "dv"
+    server = subprocess.Popen([sys.executable, "-m", "streamsnn", "serve", str(recordings_dir / "tonic_sample.aedat4"),
+                               "--port", str(port), "--loop", "--quiet"], stdout=subprocess.PIPE,
+                              stderr=subprocess.STDOUT)
+    try:
+        assert b"127.0.0.1" in server.stdout.readline()  # it prints its address once listening
+        sets = {"source.address": f"127.0.0.1:{port}", "mqtt.broker": "127.0.0.1", "mqtt.port": mosquitto.port,
+                "pipeline.node_id": node, "model.hidden": HIDDEN, "model.checkpoint": tmp_path / "dv.npz",
+                "pipeline.metrics_every_s": 0.5}
+        async with Collector(mosquitto.port, f"streamsnn/{node}/#") as col:
+            d = Daemon(tmp_path, ROOT / "pipelines" / "dv-stream.toml", sets)
+            daemons.append(d.start())
+            await col.wait_for(lambda m: len(classifications(col, node)) >= 12, timeout=120)
+            d.signal(signal.SIGTERM)
+            assert await d.wait() == 0, d.text()[-3000:]
+    finally:
+        server.send_signal(signal.SIGTERM)
+        server.wait(30)
+    msgs = classifications(col, node)
+    for m in msgs:
+        assert set(m) == FIELDS and m["sample"] is None and m["true_label"] is None
+        assert m["t_end_us"] - m["t_start_us"] == 100_000 and m["events"] >= 200
+        assert isinstance(m["source"], str) and m["source"]
+    starts = [m["t_start_us"] for m in msgs]
+    assert all((b - a) % 50_000 == 0 and b > a for a, b in zip(starts, starts[1:]))  # hop 50 ms, in order
+    assert metrics(col, node)[-1]["events_per_s"] >= 0 and (tmp_path / "dv.npz").exists()
+
+
+async def test_live_camera_pipeline_without_a_camera_exits_2_in_one_line(tmp_path):
+    out = await asyncio.to_thread(
+        subprocess.run, [sys.executable, "-m", "streamsnn", "run", str(ROOT / "pipelines" / "live-camera.toml"),
+                         "--set", "mqtt.port=0", "--set", f"model.checkpoint={tmp_path / 'c.npz'}"],
+        capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    assert out.returncode == 2
+    assert out.stderr.strip().splitlines()[-1].startswith("streamsnn: error: no iniVation camera found")
+    assert "Traceback" not in out.stderr and not (tmp_path / "c.npz").exists()
