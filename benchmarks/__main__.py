@@ -22,11 +22,51 @@ BENCHES = {
     "inference": ("bench_ops", "run_inference", "Inference vs the snnTorch peer"),
     "ops": ("bench_ops", "run_ops", "Synaptic operations per sample"),
     "learning": ("bench_ops", "run_learning", "Learning throughput and training wall time"),
-    "snn": ("bench_snn", "run", "Accuracy vs a ReLU MLP (SNN engineer's benchmark)"),
+    "snn": (None, "run_snn", "Spiking network vs ReLU MLP (benchmarks/bench_snn.py)"),
     "scaling": ("bench_scaling", "run", "Scaling with hidden width and input event rate"),
     "e2e": ("bench_e2e", "run", "End to end through MQTT"),
     "memory": ("bench_memory", "run", "Daemon memory over a looping replay"),
+    "sim2real": ("bench_sim2real", "run", "Sim-to-real: synthetic samples added to real training"),
 }
+#: Too long for --quick (each trains several networks for many epochs); run them with --only NAME.
+SLOW = ("sim2real",)
+
+
+def run_snn(ctx: Context) -> Result:
+    """The SNN engineer's benchmark (its own CLI and files), summarised as a Result."""
+    import contextlib
+    import io
+    import json
+
+    from . import bench_snn
+
+    argv = ["--data", str(ctx.nmnist), "--out", str(ctx.out)] + (["--quick"] if ctx.quick else [])
+    with contextlib.redirect_stdout(io.StringIO()):
+        bench_snn.main(argv)
+    out = json.loads((ctx.out / "snn.json").read_text())
+    s = out["summary"]
+    r = Result("snn", f"Spiking network vs ReLU MLP of the same shape (2312-{out['hidden']}-10, "
+                      f"{out['epochs']} epochs, seeds {out['seeds']})")
+    snn, mlp = s["snn_accuracy"][0], s["mlp_accuracy"][0]
+    full = not out["quick"]
+    r.metric("spiking network test accuracy (augmented, mean over seeds)", snn, "",
+             target=">= 0.88" if full else None, met=snn >= 0.88 if full else None)
+    r.metric("ReLU MLP test accuracy (same shape, spike counts)", mlp, "")
+    r.metric("gap, MLP - spiking network", mlp - snn, "", target="<= 0.02" if full else None,
+             met=(mlp - snn) <= 0.02 if full else None)
+    r.metric("spiking network without augmentation", s["snn_no_augment_accuracy"][0], "")
+    r.metric("progressive single-pass accuracy from random weights", s["progressive_accuracy"][0], "")
+    r.metric("training time, augmented", s["snn_train_seconds"][0], "s", target="< 600 s" if full else None,
+             met=s["snn_train_seconds"][0] < 600 if full else None)
+    r.metric("learning on, one thread", s["learn_events_per_s"][0], "events/s", target=">= 1,000,000",
+             met=s["learn_events_per_s"][0] >= 1e6)
+    r.metric("inference, predict path, one thread", s["predict_events_per_s"], "events/s",
+             target=">= 5,000,000", met=s["predict_events_per_s"] >= 5e6)
+    r.metric("inference, forward kernel alone", s["kernel_events_per_s"], "events/s")
+    r.note(f"From `python -m benchmarks.bench_snn {' '.join(argv)}`; its own files: snn.json, snn.md"
+           + (" (quick: 1 seed, 3 epochs, 200 hidden units; accuracy targets not judged)" if out["quick"] else ""))
+    return r
+
 
 CONTENTION = ("Timings were taken on a shared machine while other work may have been running "
               "(see the load average); treat them as lower bounds of what a quiet machine gives.")
@@ -50,7 +90,7 @@ def run_one(name: str, ctx: Context) -> Result:
     module, func, title = BENCHES[name]
     t0 = time.perf_counter()
     try:
-        fn = getattr(importlib.import_module(f".{module}", __package__), func)
+        fn = globals()[func] if module is None else getattr(importlib.import_module(f".{module}", __package__), func)
         result = fn(ctx)
     except NotMeasurable as exc:
         result = Result(name, title, status=f"not yet measurable: {exc}")
@@ -71,7 +111,7 @@ def main(argv=None) -> int:
                   stem=stem)
     if args.model:
         ctx.cache["model_path"] = args.model.resolve()
-    names = args.only or list(BENCHES)
+    names = args.only or [n for n in BENCHES if not (args.quick and n in SLOW)]
     run = {"command": command_line(), "quick": args.quick, "machine": machine(), "contention": CONTENTION,
            "results": []}
     m = run["machine"]
@@ -83,6 +123,9 @@ def main(argv=None) -> int:
         run["results"].append(result.as_dict())
         run["load_average_end"] = round(os.getloadavg()[0], 2)
         js, md = write(run, ctx.out, ctx.stem)  # after each benchmark, so an interrupted run keeps its figures
+    skipped = [n for n in BENCHES if n not in names]
+    if skipped and not args.only:
+        print(f"benchmarks: not run in quick mode: {', '.join(skipped)} (use --only NAME)", file=sys.stderr)
     print(md.read_text())
     print(f"benchmarks: wrote {js} and {md}", file=sys.stderr)
     return 0

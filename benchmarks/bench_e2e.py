@@ -197,8 +197,8 @@ def run(ctx: Context) -> Result:
                     r.note(f"Command (first run): `{res['cmd']}`; the others differ in "
                            "pipeline.queue_size and source.speed only.")
                 r.note(f"[{label}] {res['decisions']:,} decisions with {res['events']:,} events received "
-                       f"over {res['span_s']:.2f} s (start-up left out: the first decision and the "
-                       f"{res['left_out'] - 1} windows already waiting when it came out; "
+                       f"over {res['span_s']:.2f} s (start-up left out: {res['left_out']} decision(s), the first one "
+                       "and those whose window was already waiting when it came out; "
                        "rates from the first to the last decision received).")
         finally:
             broker.stop()

@@ -80,11 +80,13 @@ def run(ctx: Context) -> Result:
             broker.stop()
     t = np.array([s[0] for s in res["samples"]])
     rss = np.array([s[1] for s in res["samples"]], dtype=float) / MIB
-    warm = t >= min(10.0, 0.2 * ctx.soak_seconds)  # after start-up (imports, kernels, first windows)
-    half = t >= t[-1] / 2
+    warm = t >= min(60.0, max(10.0, 0.2 * ctx.soak_seconds))  # after start-up (imports, kernels, buffers)
+    if not warm.any():
+        warm = t >= t[len(t) // 2]
+    half = t >= t[-1] / 2 if len(t) else t
     slope = float(np.polyfit(t[half] / 60.0, rss[half], 1)[0]) if half.sum() >= 3 else float("nan")
     m = res["metrics"]
-    r.metric("RSS after start-up", float(rss[warm][0]), "MiB")
+    r.metric(f"RSS after start-up (at {t[warm][0]:.0f} s)", float(rss[warm][0]), "MiB")
     r.metric("RSS at the end", float(rss[-1]), "MiB")
     r.metric("peak RSS (kernel high-water mark, VmHWM)", (res["hwm"] or 0) / MIB, "MiB")
     r.metric("RSS growth from after start-up to the end", float(rss[-1] - rss[warm][0]), "MiB")
@@ -115,7 +117,7 @@ def plot(ctx: Context, t, rss) -> str:
     ax.set_ylabel("daemon RSS (MiB)")
     ax.set_ylim(bottom=0)
     ax.grid(alpha=0.3)
-    ax.set_title("streamsnn run, DVS128 recordings looped (" + ctx.cache.get("machine_line", "") + ")",
+    ax.set_title("streamsnn run, a DVS128 recording looped (" + ctx.cache.get("machine_line", "") + ")",
                  fontsize=8)
     fig.tight_layout()
     name = "memory-quick.png" if ctx.quick else "memory.png"

@@ -218,8 +218,8 @@ def train_wall_time(ctx: Context, r: Result) -> None:
             return
         r.metric("test accuracy of that model (`streamsnn eval --json`)", acc, "",
                  target=None if ctx.quick else ">= 0.88", met=None if ctx.quick else acc >= 0.88)
-        last = [ln for ln in p.stdout.splitlines() + p.stderr.splitlines() if re.search(r"acc", ln, re.I)]
-        if last:
-            r.note(f"train's last accuracy line: {last[-1].strip()[:160]}")
+        epochs = [ln.strip() for ln in p.stderr.splitlines() if re.match(r"\s*epoch \d+/\d+", ln)]
+        if epochs:
+            r.note(f"`streamsnn train`, last epoch: {epochs[-1][:160]}")
         if ctx.quick:
             r.note("Quick mode trains one epoch only; the full run trains with the command's defaults.")
