@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
+from .errors import StreamsnnError
 from .segment import Segmenter, Window
 
 log = logging.getLogger(__name__)
@@ -91,6 +92,8 @@ class Counters:
     correct: int = 0
     feedback: dict = field(default_factory=lambda: {"learned": 0, "ignored": 0, "disabled": 0})
     checkpoints: int = 0
+    checkpoint_errors: int = 0
+    bad_windows: int = 0
     started: float = field(default_factory=time.monotonic)
 
 
@@ -197,7 +200,12 @@ class Pipeline:
 
     async def _classify(self) -> None:
         while (w := await self.windows.get()) is not _END:
-            d, version = await self.in_worker(self._decide, w)
+            try:
+                d, version = await self.in_worker(self._decide, w)
+            except StreamsnnError as exc:  # a window the network cannot take: log, count, go on
+                self.counters.bad_windows += 1
+                log.warning("window %s skipped: %s", w.sample or f"{w.t_start_us}..{w.t_end_us} us", exc)
+                continue
             latency_ms = (time.monotonic() - w.ready) * 1000.0
             self.recent.add(w)
             c = self.counters
@@ -270,6 +278,8 @@ class Pipeline:
             "model_version": net.model_version,
             "feedback": dict(c.feedback),
             "checkpoints": c.checkpoints,
+            "checkpoint_errors": c.checkpoint_errors,
+            "bad_windows": c.bad_windows,
             "uptime_s": round(now - c.started, 1),
         }
         if self.extra_metrics is not None:
@@ -294,8 +304,11 @@ class Pipeline:
     async def _checkpoint_loop(self) -> None:
         while True:
             await asyncio.sleep(self.save_every_s)
-            await self.save()
-            log.debug("checkpoint saved to %s", self.checkpoint)
+            try:
+                await self.save()
+            except (OSError, StreamsnnError) as exc:  # a full disk must not stop the classification
+                self.counters.checkpoint_errors += 1
+                log.warning("checkpoint not saved: %s", exc)
 
 
     def _ignore(self, reason: str, detail: str) -> bool:

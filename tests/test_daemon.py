@@ -126,6 +126,16 @@ async def test_replay_of_100_test_samples_publishes_100_classifications(tmp_path
         assert m["true_label"] == batch.label and m["events"] == len(batch) == m["events"]
         assert (m["t_start_us"], m["t_end_us"]) == (batch.t_start, batch.t_end)
         assert m["node"] == node and m["latency_ms"] >= 0 and m["model_version"] == net.model_version
+    # and `streamsnn eval` on the same model agrees: same confusion matrix, same accuracy
+    ev = subprocess.run([sys.executable, "-m", "streamsnn", "eval", "--data", str(nmnist_dir), "--model", str(ckpt),
+                         "--json"], capture_output=True, text=True, timeout=300)
+    assert ev.returncode == 0, ev.stderr
+    report = json.loads(ev.stdout)
+    confusion = np.zeros((10, 10), int)
+    for m in msgs:
+        confusion[m["true_label"], m["label"]] += 1
+    assert report["samples"] == 100
+    np.testing.assert_array_equal(np.array(report["confusion"]), confusion)
     assert status(col, node)[-1] == "offline"
     final = metrics(col, node)[-1]
     assert final["decisions"] == 100 and final["drops"] == 0

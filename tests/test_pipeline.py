@@ -140,3 +140,28 @@ async def test_invalid_feedback_never_changes_the_model(nmnist_dir, small_net):
     assert await pipe.apply_feedback({"sample": sample.sample, "label": sample.label}) is False
     np.testing.assert_array_equal(w1, net.W1)
     pipe._worker.shutdown()
+
+
+@pytest.mark.parametrize("policy", ["block", "drop_oldest", "drop_newest"])
+async def test_pipeline_accounts_for_every_window(tmp_path, nmnist_dir, policy):
+    import json
+
+    from streamsnn.sinks.jsonl import JsonlSink
+    from streamsnn.sources.files import ReplaySource
+
+    net = SpikingNetwork((2312, 64, 10), seed=1)
+    out = tmp_path / "decisions.jsonl"
+    sink = JsonlSink(out)
+    source = ReplaySource(nmnist_dir, split="test", speed=0, limit=40)
+    pipe = Pipeline(source, net, [sink], payload=lambda w, d, **k: {"sample": w.sample, "label": d.label, **k},
+                    queue_size=1, policy=policy, checkpoint=tmp_path / "m.npz", metrics_every_s=0.05)
+    counters = await pipe.run()
+    await sink.close()
+    lines = [json.loads(x) for x in out.read_text().splitlines()]
+    assert counters.windows == 40
+    assert counters.decisions + pipe.windows.dropped == 40 == len(lines) + pipe.windows.dropped
+    if policy == "block":
+        assert pipe.windows.dropped == 0
+    assert net.samples_seen == counters.decisions == net.updates  # labels present: learned test-then-train
+    saved = SpikingNetwork.load(tmp_path / "m.npz")  # saved at the end
+    assert saved.samples_seen == net.samples_seen and saved.model_version == lines[-1]["model_version"]
