@@ -137,3 +137,32 @@ def test_topic_and_group_validation():
         MqttEventSource(s, "a/#")
     with pytest.raises(ConfigError, match="group"):
         MqttEventSource(s, "a/b", shared_group="g/1")
+
+
+async def test_source_reconnects_after_broker_restart(tmp_path):
+    samples = real_samples(4)
+    broker = Mosquitto(tmp_path / "broker").start()
+    source = MqttEventSource(settings(broker.port, "rx"), TOPIC)
+    try:
+        await source.start()
+        await asyncio.wait_for(source.subscribed.wait(), 10)
+        async with MqttEventPublisher(settings(broker.port, "tx"), TOPIC) as pub:
+            await pub.publish(samples[0])
+        first = await asyncio.wait_for(source.__anext__(), 10)
+        await asyncio.to_thread(broker.stop)
+        async def noticed():
+            while not source.counters["disconnects"]:
+                await asyncio.sleep(0.05)
+        await asyncio.wait_for(noticed(), 30)
+        assert not source.subscribed.is_set()
+        await asyncio.to_thread(broker.start)  # same port, fresh broker: the source must subscribe again
+        await asyncio.wait_for(source.subscribed.wait(), 30)
+        async with MqttEventPublisher(settings(broker.port, "tx"), TOPIC) as pub:
+            for s in samples[1:]:
+                await pub.publish(s)
+        rest = [await asyncio.wait_for(source.__anext__(), 10) for _ in range(3)]
+        assert [b.sample for b in [first, *rest]] == [s.sample for s in samples]
+        assert source.counters["connects"] >= 2 and source.counters["disconnects"] >= 1
+    finally:
+        await source.aclose()
+        broker.stop()

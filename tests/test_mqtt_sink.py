@@ -306,3 +306,15 @@ async def test_tls_client_certificate(tmp_path, tls):
         with pytest.raises(ConfigError, match="client certificate .*mqtt.tls.cert_file"):
             async with MqttSink(no_cert):
                 pass
+
+
+@pytest.mark.parametrize("qos", [0, 2])
+async def test_other_qos_levels(mosquitto, qos):
+    s = settings(mosquitto, qos=qos)
+    async with Collector(mosquitto.port, s.topic("classification"), qos=qos) as c:
+        async with MqttSink(s) as sink:
+            for i in range(50):
+                sink.publish_decision(payload(i))
+            assert await sink.flush(timeout=30)
+        await c.wait_for(lambda m: len(m) >= 50)
+    assert decision_ids(c, s.topic("classification")) == [str(i) for i in range(50)]
