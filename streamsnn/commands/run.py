@@ -24,6 +24,7 @@ def main(args) -> int:
     cfg = load_config(args.pipeline, args.overrides)
     if args.check:
         print(cfg.to_toml(), end="")
+        print(_derived(cfg))
         return 0
     import logging
 
@@ -32,3 +33,24 @@ def main(args) -> int:
     from ..daemon import run
 
     return run(cfg, quiet=args.quiet)
+
+
+def _derived(cfg) -> str:
+    """Comment lines with what the empty values resolve to (node id, topics, dataset), without side effects."""
+    from ..daemon import node_id
+    from ..errors import StreamsnnError
+
+    node = node_id(cfg)
+    prefix = cfg.mqtt.prefix or f"streamsnn/{node}"
+    lines = [f"\n# node id: {node}"]
+    if cfg.mqtt.enabled:
+        broker = "embedded broker on 127.0.0.1" if cfg.mqtt.broker == "embedded" else cfg.mqtt.broker
+        lines.append(f"# mqtt: {broker}:{cfg.mqtt.port}, topics {prefix}/classification, /status, /metrics, /feedback")
+    if cfg.source.kind == "replay":
+        from ..datasets import find_nmnist
+
+        try:
+            lines.append(f"# dataset: {find_nmnist(cfg.source.path or None, download=False)}")
+        except StreamsnnError as exc:
+            lines.append(f"# dataset: {exc}")
+    return "\n".join(lines)
