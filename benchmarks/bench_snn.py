@@ -26,6 +26,8 @@ from streamsnn.training import Augment, SampleArrays, evaluate, load_split, lr_s
 
 ROOT = Path(__file__).resolve().parent
 DATA = ROOT.parent.parent / "shared" / "data" / "nmnist_small"
+#: Learning rate of the ReLU MLP baseline (tuned like the SNN's: best of a small grid).
+MLP_LR = 0.0005
 
 
 def train_mlp(Xtr, ytr, Xte, yte, *, hidden: int, epochs: int, lr: float, seed: int,
@@ -33,8 +35,11 @@ def train_mlp(Xtr, ytr, Xte, yte, *, hidden: int, epochs: int, lr: float, seed: 
     """Conventional ReLU MLP of the same shape (no hidden bias, output bias), per-sample SGD on counts.
 
     Same initialisation, epochs, shuffling and cosine learning-rate schedule as the spiking network;
-    h = ReLU(W1^T x), softmax cross-entropy, updates only over the sample's active inputs.
+    h = ReLU(W1^T x) (real-valued), softmax cross-entropy, and the same sparse SGD step (the
+    ``update_counts`` kernel, gate h > 0) with h in place of the spike counts.
     """
+    from streamsnn.snn import kernels
+
     rng = np.random.default_rng(seed)
     W1 = (rng.standard_normal((Xtr.shape[1], hidden)) * init_scale).astype(np.float32)
     W2 = (rng.standard_normal((hidden, 10)) * init_scale_out).astype(np.float32)
@@ -44,17 +49,15 @@ def train_mlp(Xtr, ytr, Xte, yte, *, hidden: int, epochs: int, lr: float, seed: 
         r = np.random.default_rng([seed, ep])
         eta = np.float32(lr * lr_schedule(ep, epochs))
         for k in r.permutation(len(Xtr)):
-            act = np.flatnonzero(Xtr[k])
+            act = np.flatnonzero(Xtr[k]).astype(np.int32)
             xa = Xtr[k, act]
-            h = np.maximum(xa @ W1[act], 0)
-            s = h @ W2 + b2
+            h = kernels.dense_hidden(act, xa, W1)
+            act_h = np.flatnonzero(h > 0).astype(np.int32)
+            s = h[act_h] @ W2[act_h] + b2
             p = np.exp(s - s.max())
             e = (p / p.sum()).astype(np.float32)
             e[ytr[k]] -= 1
-            dh = (W2 @ e) * (h > 0)
-            W2 -= eta * np.outer(h, e)
-            b2 -= eta * e
-            W1[act] -= eta * np.outer(xa, dh)
+            kernels.update_counts(act, xa, act_h, h[act_h], e, W1, W2, b2, eta, eta)
     secs = time.perf_counter() - t0
     pred = (np.maximum(Xte @ W1, 0) @ W2 + b2).argmax(1)
     return {"accuracy": float((pred == yte).mean()), "seconds": secs}
@@ -115,47 +118,32 @@ def mean_sd(xs):
     return float(xs.mean()), float(xs.std(ddof=1)) if len(xs) > 1 else 0.0
 
 
-def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--data", type=Path, default=DATA)
-    ap.add_argument("--quick", action="store_true", help="1 seed, 3 epochs, 200 hidden units: a smoke run")
-    ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    ap.add_argument("--epochs", type=int, default=DEFAULTS["epochs"])
-    ap.add_argument("--hidden", type=int, default=DEFAULTS["hidden"])
-    ap.add_argument("--lr", type=float, default=DEFAULTS["lr"])
-    ap.add_argument("--mlp-lr", type=float, default=0.0005)
-    ap.add_argument("--out", type=Path, default=ROOT / "results")
-    a = ap.parse_args(argv)
-    if a.quick:
-        a.seeds, a.epochs, a.hidden = a.seeds[:1], 3, 200
-    log = lambda *x: print(*x, file=sys.stderr, flush=True)  # noqa: E731
-
+def measure(data: Path, *, seeds, epochs: int, hidden: int, lr: float, mlp_lr: float, quick: bool,
+            log=lambda *x: None) -> dict:
+    """Run every measurement; returns the JSON-ready record (summary plus per-seed runs)."""
     probe = SpikingNetwork((2312, 1, 10))
-    train = load_split(a.data, "train", probe, quiet=True)
-    test = load_split(a.data, "test", probe, quiet=True)
-    n_in = 2312
-    Xtr, Xte = train.counts(n_in), test.counts(n_in)
+    train = load_split(data, "train", probe, quiet=True)
+    test = load_split(data, "test", probe, quiet=True)
+    Xtr, Xte = train.counts(2312), test.counts(2312)
     log(f"data: {len(train)} train / {len(test)} test samples, {train.n_events + test.n_events} events")
-
     res = {"snn": [], "snn_no_augment": [], "mlp": [], "progressive": []}
     net0 = None
-    for seed in a.seeds:
-        net, r = train_snn(train, test, hidden=a.hidden, epochs=a.epochs, lr=a.lr, seed=seed, augment=True)
+    for seed in seeds:
+        net, r = train_snn(train, test, hidden=hidden, epochs=epochs, lr=lr, seed=seed, augment=True)
         net0 = net0 or net
         res["snn"].append(r)
         log(f"seed {seed}: SNN (augmented) {r['accuracy']:.3f} in {r['seconds']:.0f} s")
-        _, r = train_snn(train, test, hidden=a.hidden, epochs=a.epochs, lr=a.lr, seed=seed, augment=False)
+        _, r = train_snn(train, test, hidden=hidden, epochs=epochs, lr=lr, seed=seed, augment=False)
         res["snn_no_augment"].append(r)
         log(f"seed {seed}: SNN (no augmentation) {r['accuracy']:.3f} in {r['seconds']:.0f} s")
-        r = train_mlp(Xtr, train.labels, Xte, test.labels, hidden=a.hidden, epochs=a.epochs, lr=a.mlp_lr, seed=seed)
+        r = train_mlp(Xtr, train.labels, Xte, test.labels, hidden=hidden, epochs=epochs, lr=mlp_lr, seed=seed)
         res["mlp"].append(r)
         log(f"seed {seed}: ReLU MLP {r['accuracy']:.3f} in {r['seconds']:.0f} s")
-        r = progressive(train, hidden=a.hidden, lr=a.lr, seed=seed)
+        r = progressive(train, hidden=hidden, lr=lr, seed=seed)
         res["progressive"].append(r)
         log(f"seed {seed}: progressive single pass {r['accuracy']:.3f}")
     speed = inference_speed(net0, test)
     log(f"inference {speed['predict_events_per_s'] / 1e6:.2f} M events/s")
-
     summary = {
         "snn_accuracy": mean_sd([r["accuracy"] for r in res["snn"]]),
         "snn_no_augment_accuracy": mean_sd([r["accuracy"] for r in res["snn_no_augment"]]),
@@ -166,16 +154,64 @@ def main(argv=None) -> int:
         "progressive_learn_events_per_s": mean_sd([r["events_per_s"] for r in res["progressive"]]),
         **speed,
     }
-    out = {"benchmark": "snn", "quick": a.quick, "seeds": a.seeds, "epochs": a.epochs, "hidden": a.hidden,
-           "lr": a.lr, "mlp_lr": a.mlp_lr, "numba_threads": os.environ.get("NUMBA_NUM_THREADS"),
-           "machine": platform.machine(), "cpus": os.cpu_count(),
-           "load_average": os.getloadavg(), "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-           "summary": summary, "runs": res}
+    return {"benchmark": "snn", "quick": quick, "seeds": list(seeds), "epochs": epochs, "hidden": hidden,
+            "lr": lr, "mlp_lr": mlp_lr, "numba_threads": os.environ.get("NUMBA_NUM_THREADS"),
+            "machine": platform.machine(), "cpus": os.cpu_count(), "load_average": os.getloadavg(),
+            "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "summary": summary, "runs": res}
+
+
+QUICK = {"seeds": [0], "epochs": 3, "hidden": 200}
+FULL = {"seeds": [0, 1, 2], "epochs": DEFAULTS["epochs"], "hidden": DEFAULTS["hidden"]}
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--data", type=Path, default=DATA)
+    ap.add_argument("--quick", action="store_true", help="1 seed, 3 epochs, 200 hidden units: a smoke run")
+    ap.add_argument("--seeds", type=int, nargs="+", default=FULL["seeds"])
+    ap.add_argument("--epochs", type=int, default=FULL["epochs"])
+    ap.add_argument("--hidden", type=int, default=FULL["hidden"])
+    ap.add_argument("--lr", type=float, default=DEFAULTS["lr"])
+    ap.add_argument("--mlp-lr", type=float, default=MLP_LR)
+    ap.add_argument("--out", type=Path, default=ROOT / "results")
+    a = ap.parse_args(argv)
+    if a.quick:
+        a.seeds, a.epochs, a.hidden = a.seeds[:1], QUICK["epochs"], QUICK["hidden"]
+    out = measure(a.data, seeds=a.seeds, epochs=a.epochs, hidden=a.hidden, lr=a.lr, mlp_lr=a.mlp_lr,
+                  quick=a.quick, log=lambda *x: print(*x, file=sys.stderr, flush=True))
     a.out.mkdir(parents=True, exist_ok=True)
     (a.out / "snn.json").write_text(json.dumps(out, indent=2) + "\n")
     (a.out / "snn.md").write_text(markdown(out))
     print(markdown(out))
     return 0
+
+
+def run(ctx):
+    """Entry point for `python -m benchmarks` (benchmarks/common.py Context -> Result)."""
+    from .common import Result
+
+    cfg = QUICK if ctx.quick else FULL
+    out = measure(ctx.nmnist, lr=DEFAULTS["lr"], mlp_lr=MLP_LR, quick=ctx.quick, **cfg)
+    s = out["summary"]
+    r = Result("snn", "Accuracy vs a ReLU MLP (SNN engineer's benchmark)")
+    snn, mlp = s["snn_accuracy"][0], s["mlp_accuracy"][0]
+    r.metric("SNN test accuracy (mean of seeds)", round(100 * snn, 1), "%", target=">= 88",
+             met=None if ctx.quick else snn >= 0.88)
+    r.metric("ReLU MLP test accuracy (mean of seeds)", round(100 * mlp, 1), "%")
+    r.metric("SNN minus MLP", round(100 * (snn - mlp), 1), "points", target=">= -2",
+             met=None if ctx.quick else snn - mlp >= -0.02)
+    r.metric("progressive single-pass accuracy", round(100 * s["progressive_accuracy"][0], 1), "%")
+    r.metric("training time (augmented)", round(s["snn_train_seconds"][0], 1), "s", target="< 600",
+             met=None if ctx.quick else s["snn_train_seconds"][0] < 600)
+    r.metric("inference", s["predict_events_per_s"], "events/s", target=">= 5e6",
+             met=s["predict_events_per_s"] >= 5e6)
+    r.metric("learning", s["learn_events_per_s"][0], "events/s", target=">= 1e6",
+             met=s["learn_events_per_s"][0] >= 1e6)
+    r.note(markdown(out))
+    ctx.out.mkdir(parents=True, exist_ok=True)
+    (ctx.out / "snn.json").write_text(json.dumps(out, indent=2) + "\n")
+    (ctx.out / "snn.md").write_text(markdown(out))
+    return r
 
 
 def markdown(out: dict) -> str:

@@ -199,3 +199,11 @@ def test_update_spikes_agrees_with_counts_within_quantization_bound():
         assert np.all(dW1s[mask] == 0)
         errs.append(np.abs(dW1s - dW1c).max() + np.abs(dW2s - dW2c).max())
     assert errs[-1] < errs[0] / 10  # the agreement improves with the error-spike resolution K
+
+
+def test_dense_hidden_matches_matrix_product():
+    rng = np.random.default_rng(8)
+    W1, _ = random_net(rng)
+    active = np.sort(rng.choice(W1.shape[0], 30, replace=False)).astype(np.int32)
+    x = rng.integers(1, 9, 30).astype(np.float32)
+    np.testing.assert_allclose(kernels.dense_hidden(active, x, W1), x @ W1[active], rtol=1e-5, atol=1e-5)

@@ -211,3 +211,16 @@ def update_spikes(active, x, act_h, h, e, W1, W2, b2, lr1, lr2, K):
                     W2[act_h[jj], c] -= s2 * s * h[jj]
                 b2[c] -= s2 * s
     return n_out, n_hid
+
+
+@njit(cache=True, nogil=True, fastmath=True)
+def dense_hidden(active, x, W1):
+    """Pre-activations of the equivalent ReLU MLP: sum_i x_i * W1[active_i] (float32, n_hidden)."""
+    nh = W1.shape[1]
+    z = np.zeros(nh, np.float32)
+    for ii in range(active.shape[0]):
+        row = W1[active[ii]]
+        xi = x[ii]
+        for j in range(nh):
+            z[j] += xi * row[j]
+    return z
