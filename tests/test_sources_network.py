@@ -131,3 +131,35 @@ async def test_aclose_from_another_task_ends_iteration():
     await asyncio.sleep(0.1)  # the consumer is now waiting for a packet that never comes
     await src.aclose()
     assert await asyncio.wait_for(task, 10) == []
+
+
+async def test_reconnects_when_the_stream_comes_back():
+    """Two `streamsnn serve` runs one after the other on the same port: one source sees both."""
+    import sys
+
+    path = need("nmnist_small/1.bs2")  # 4,681 events, 34x34
+    port = free_port()
+    cmd = [sys.executable, "-m", "streamsnn", "serve", str(path), "--port", str(port), "--speed", "0", "-q"]
+
+    async def serve_once():
+        proc = await asyncio.create_subprocess_exec(*cmd, stdout=asyncio.subprocess.PIPE)
+        await asyncio.wait_for(proc.stdout.readline(), 60)  # listening
+        return proc
+
+    first = await serve_once()
+    src = NetworkStreamSource(f"127.0.0.1:{port}", reconnect=True)
+    try:
+        await src.open()
+        got = await asyncio.wait_for(read_n(src, 4_681), 60)
+        assert await asyncio.wait_for(first.wait(), 30) == 0  # first server gone
+        second = await serve_once()
+        got += await asyncio.wait_for(read_n(src, 4_681), 60)
+        assert await asyncio.wait_for(second.wait(), 30) == 0
+    finally:
+        await src.aclose()
+        for p in (first, locals().get("second")):
+            if p is not None and p.returncode is None:
+                p.kill()
+    starts = [b for b in got if b.meta.get("stream_start")]
+    assert len(starts) == 2 and src.counters["reconnects"] == 1
+    assert sum(len(b) for b in got) == 2 * 4_681 and all(b.sensor_size == (34, 34) for b in got)

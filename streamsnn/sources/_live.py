@@ -3,11 +3,18 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from typing import AsyncIterator
 
+from ..errors import InputError
 from ..events import EventBatch
 from ._dv import PacketReader
 from .base import Source
+
+log = logging.getLogger("streamsnn.sources")
+
+#: Reconnection delays: first retry after RETRY_MIN_S, doubling up to RETRY_MAX_S.
+RETRY_MIN_S, RETRY_MAX_S = 0.2, 5.0
 
 
 class LiveSource(Source):
@@ -16,11 +23,18 @@ class LiveSource(Source):
     Subclasses implement `_open()` (blocking; returns the dv-processing input object, or raises
     InputError). `async with source` opens it straight away, so an absent camera or a refused stream
     fails there; plain `async for` opens it on the first batch. `width`/`height` are known once open.
-    Batches are the packets as the device or stream delivers them (no labels, `sample` None).
+    Batches are the packets as the device or stream delivers them (no labels, `sample` None); the
+    first batch of each connection has `meta["stream_start"] = True`.
+
+    Iteration ends when the camera is unplugged or the stream closes, unless `reconnect=True`: then
+    the source logs the outage, retries with backoff (0.2 s doubling to 5 s) until it can read again,
+    and counts `counters["reconnects"]`. The first connection always fails loudly.
     """
 
-    def __init__(self, **kwargs) -> None:
+    def __init__(self, *, reconnect: bool = False, **kwargs) -> None:
         super().__init__(**kwargs)
+        self.reconnect = reconnect
+        self.counters["reconnects"] = 0
         self.input = None
         self.width: int | None = None
         self.height: int | None = None
@@ -41,18 +55,50 @@ class LiveSource(Source):
         await self.open()
         return self
 
+    async def _reopen(self) -> bool:
+        """Retry opening until it works (True) or the source is closed (False)."""
+        delay, told = RETRY_MIN_S, False
+        while not self._closed:
+            try:
+                await self.open()
+                log.info("%s: reading again", self.name)
+                return True
+            except InputError as exc:
+                if not told:
+                    log.warning("%s: %s; retrying every few seconds", self.name, exc)
+                    told = True
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, RETRY_MAX_S)
+        return False
+
     async def _batches(self) -> AsyncIterator[EventBatch]:
         await self.open()
-        self._reader = PacketReader(self.input, width=self.width, height=self.height, name=self.name,
-                                    counters=self.counters)
-        try:
-            while (batch := await self._reader.get()) is not None:
-                yield batch
-        finally:
-            await self._reader.stop()
+        while True:
+            self._reader = PacketReader(self.input, width=self.width, height=self.height, name=self.name,
+                                        counters=self.counters)
+            first = True
+            try:
+                while (batch := await self._reader.get()) is not None:
+                    if first:
+                        batch.meta["stream_start"] = True
+                        first = False
+                    yield batch
+            except InputError as exc:
+                if not self.reconnect:
+                    raise
+                log.warning("%s", exc)
+            finally:
+                await self._reader.stop()
+                self.input = None  # dropping a camera or NetworkReader closes it (unlike NetworkWriter)
+            if not self.reconnect or self._closed:
+                return
+            log.warning("%s: stream ended; reconnecting", self.name)
+            if not await self._reopen():
+                return
+            self.counters["reconnects"] += 1
 
     async def aclose(self) -> None:
         await super().aclose()
         if self._reader is not None:
             await self._reader.stop()
-        self.input = None  # dropping a camera or NetworkReader closes it (safe, unlike NetworkWriter)
+        self.input = None

@@ -54,7 +54,8 @@ class NetworkStreamSource(LiveSource):
 
     `address` is `host:port`, `tcp://host:port` or `unix:/path/to.sock`. A refused connection or a
     stream without events raises InputError (at `async with`, or on the first batch). Batches are the
-    packets as they arrive, `source` = the address; iteration ends when the server closes the stream.
+    packets as they arrive, `source` = the address; iteration ends when the server closes the stream,
+    or with `reconnect=True` waits for it to come back (see LiveSource).
     """
 
     def __init__(self, address: str, **kwargs) -> None:
