@@ -318,3 +318,32 @@ async def test_other_qos_levels(mosquitto, qos):
             assert await sink.flush(timeout=30)
         await c.wait_for(lambda m: len(m) >= 50)
     assert decision_ids(c, s.topic("classification")) == [str(i) for i in range(50)]
+
+
+async def test_login_refused_after_a_good_start_keeps_retrying(tmp_path, caplog):
+    good = Mosquitto(tmp_path / "good", users={"alice": "pw-one"}, persistence=True)
+    changed = Mosquitto(tmp_path / "changed", port=good.port, users={"alice": "pw-two"})
+    good.start()
+    s = settings(good, username="alice", password="pw-one")
+    try:
+        # a persistent subscriber: what the sink publishes once `good` is back is queued for it
+        async with Collector(good.port, s.topic("classification"), username="alice", password="pw-one",
+                             client_id="refusal-sub", persistent=True) as c:
+            async with MqttSink(s) as sink:
+                await asyncio.to_thread(good.stop)
+                await asyncio.to_thread(changed.start)  # same port, the password was changed on the broker
+
+                async def refused():
+                    while not any("refused the configured username" in r.getMessage() for r in caplog.records):
+                        await asyncio.sleep(0.05)
+                await asyncio.wait_for(refused(), 30)
+                sink.publish_decision(payload(42))
+                assert sink.error is None and not sink.connected.is_set()
+                await asyncio.to_thread(changed.stop)
+                await asyncio.to_thread(good.start)
+                await c.wait_for(lambda m: len(m) >= 1)
+                assert sink.counters["reconnects"] >= 1
+        assert decision_ids(c, s.topic("classification")) == ["42"]
+    finally:
+        good.stop()
+        changed.stop()

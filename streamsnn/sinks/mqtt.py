@@ -30,9 +30,20 @@ from the outbox only once its publish completed (PUBACK at QoS 1), so a broker o
 that fits the outbox; after a reconnect unacknowledged messages are sent again (QoS 1 duplicates).
 `close(timeout)` drains the outbox, publishes `offline` and disconnects.
 
-A broker that refuses the login (or fails TLS verification) is not retried: `start()` raises
-`ConfigError`, or, if it happens on a later reconnect, the error is logged once, kept in `sink.error`
-and raised by `sink.check()`. The password never appears in logs or in `repr(settings)`.
+API: `MqttSettings(host, port, node_id, prefix=None, qos=1, username=None, password=None, tls=None,
+keepalive=30, timeout=10.0, outbox_size=10_000, inflight=20, reconnect_min=0.5, reconnect_max=30.0,
+client_id=None, feedback=True, max_feedback_bytes=4096)`; `MqttSink(settings, *, n_classes=None)` with
+`start()`, `close(timeout=10)`, `flush(timeout=None) -> bool`, `publish_decision(dict)`,
+`publish_metrics(dict)`, `publish(topic, bytes, retain=False)`, `reject_feedback(reason, detail)`,
+`stats() -> dict`, `check()`, `.feedback` (asyncio.Queue[Feedback]), `.connected` (asyncio.Event),
+`.counters`; `classification_payload(...)`, `parse_feedback(payload, *, n_classes, max_bytes)`,
+`make_client(settings, ...)` (one aiomqtt.Client per connection attempt, also used by
+`streamsnn.sources.mqtt`).
+
+A broker that refuses the login (or fails TLS verification) before the first successful connection
+is not retried: `start()` raises `ConfigError` (also kept in `sink.error`, raised by `sink.check()`).
+If a broker that accepted us once refuses later, the sink logs that error line and keeps retrying
+at the backoff pace, holding the outbox. The password never appears in logs or in `repr(settings)`.
 """
 
 from __future__ import annotations
@@ -528,17 +539,20 @@ class MqttSink:
                 raise
             except Exception as exc:  # noqa: BLE001 - any failure of one connection means: reconnect
                 self.connected.clear()
+                if getattr(client, "_connected_once", False):
+                    self.counters["disconnects"] += 1
                 fatal = fatal_connect_error(exc, s, client)
-                if fatal is not None:
-                    self.error = fatal
+                if fatal is not None and not self.counters["connects"]:
+                    self.error = fatal  # never connected: a configuration problem, stop and say so
                     self._first_attempt.set()
                     log.error("%s", fatal)
                     return
-                if self.counters["connects"]:
-                    self.counters["disconnects"] += 1
                 delay = backoff.next()
-                log.warning("MQTT broker %s unavailable (%s); %d decision(s) buffered, retrying in %.1f s",
-                            s.address, failure_reason(exc, client), len(self.outbox), delay)
+                if fatal is not None:  # worked before (e.g. the broker's password file changed): keep trying
+                    log.error("%s; %d decision(s) buffered, retrying in %.1f s", fatal, len(self.outbox), delay)
+                else:
+                    log.warning("MQTT broker %s unavailable (%s); %d decision(s) buffered, retrying in %.1f s",
+                                s.address, failure_reason(exc, client), len(self.outbox), delay)
                 self._first_attempt.set()
                 await asyncio.sleep(delay)
             finally:
