@@ -120,7 +120,7 @@ async def test_port_in_use_is_one_line_exit_2():
 
 
 async def test_bad_host_and_speed_exit_2():
-    path = need("nmnist_small/1.bs2")
+    path = need("recordings/tonic_sample.aedat4")
     rc, err = await run_cli(path, "--host", "no.such.host.invalid")
     assert rc == 2 and "unknown host" in err and err.count("\n") == 1
     rc, err = await run_cli(path, "--speed", "-1")

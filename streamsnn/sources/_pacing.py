@@ -36,10 +36,8 @@ class Pacer:
         return max(0.0, wait)
 
     async def wait(self, offset_us: float) -> None:
-        """Sleep (asynchronously) until the item at `offset_us` is due."""
-        d = self.delay(offset_us)
-        if d > 0:
-            await asyncio.sleep(d)
+        """Sleep (asynchronously) until the item at `offset_us` is due; always lets other tasks run."""
+        await asyncio.sleep(self.delay(offset_us))
 
     def wait_blocking(self, offset_us: float, stop: threading.Event | None = None) -> bool:
         """Sleep in this thread until due; returns False if `stop` was set meanwhile."""
