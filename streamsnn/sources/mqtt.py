@@ -172,8 +172,8 @@ class MqttEventPublisher:
             fatal = fatal_connect_error(exc, self.settings, client)
             if fatal is not None:
                 raise fatal from None
-            raise InputError(f"cannot reach MQTT broker {self.settings.address} ({exc}); check mqtt.host and "
-                             "mqtt.port and that the broker runs") from None
+            raise InputError(f"cannot reach MQTT broker {self.settings.address} ({exc}); check the broker "
+                             "address (mqtt.host/mqtt.port, or --broker) and that the broker runs") from None
         self._client = client
         return self
 
