@@ -7,8 +7,18 @@ and every packet goes to exactly one of them (Mosquitto 2, EMQX, HiveMQ ...; not
 broker, which speaks MQTT 3.1.1 only). It reconnects with backoff when the broker goes away. Packets
 that do not decode are logged (one line), counted in `source.counters["bad_packets"]` and skipped.
 Iteration ends after `idle_timeout` seconds without a packet (None: never) or after `aclose()`.
+A refused login or TLS failure raises ConfigError from iteration. Sessions are clean: packets
+published while this consumer is disconnected are not kept for it (in a shared group the connected
+members receive them). Decoded batches wait in a bounded queue (`queue_size`); when the consumer
+lags, reading from the broker pauses, so the pipeline's own drop policy decides what to skip.
+`start()` subscribes in the background; `subscribed` (asyncio.Event) is set once the broker
+acknowledged the subscription.
 
-`MqttEventPublisher(settings, topic)` publishes batches as packets (QoS from the settings):
+`MqttEventPublisher(settings, topic, *, max_events_per_packet=65536)` publishes batches as packets
+(QoS from the settings); batches larger than max_events_per_packet go out as several packets, the
+last one carrying the end-of-sample flag. It does not reconnect: losing the broker raises InputError.
+
+Example:
 
     async with MqttEventPublisher(settings, "streamsnn/events/cam1") as pub:
         await pub.publish(batch)                       # waits for the broker's PUBACK at QoS 1
@@ -85,6 +95,8 @@ class MqttEventSource:
             await self.aclose()
             if self.error is not None:
                 raise self.error
+            if not self._task.cancelled() and self._task.exception() is not None:
+                raise self._task.exception()
         else:
             log.info("no event packet on %s for %.1f s; ending the stream", self.subscription, self.idle_timeout)
             await self.aclose()
