@@ -9,8 +9,9 @@ that do not decode are logged (one line), counted in `source.counters["bad_packe
 Iteration ends after `idle_timeout` seconds without a packet (None: never) or after `aclose()`.
 A refused login or TLS failure raises ConfigError from iteration. Sessions are clean: packets
 published while this consumer is disconnected are not kept for it (in a shared group the connected
-members receive them). Decoded batches wait in a bounded queue (`queue_size`); when the consumer
-lags, reading from the broker pauses, so the pipeline's own drop policy decides what to skip.
+members receive them). Decoded batches wait in a bounded queue (`queue_size`); a consumer that
+lags further leaves messages in aiomqtt's own (unbounded) queue, so read promptly and let the
+pipeline's drop policy decide what to skip.
 `start()` subscribes in the background; `subscribed` (asyncio.Event) is set once the broker
 acknowledged the subscription.
 
