@@ -147,15 +147,18 @@ class Pipeline:
         classify = asyncio.create_task(self._classify(), name="classify")
         publish = asyncio.create_task(self._publish(), name="publish")
         try:
-            await asyncio.wait([reader, stopper], return_when=asyncio.FIRST_COMPLETED)
+            await asyncio.wait([reader, stopper, classify, publish], return_when=asyncio.FIRST_COMPLETED)
+            for t in (classify, publish):  # these end early only on a fatal error (e.g. a refused login)
+                if t.done() and t.exception() is not None:
+                    raise t.exception()
             if not reader.done():  # stop requested: stop the source, keep what was read
                 log.info("stopping: closing the source and draining the queues")
                 reader.cancel()
                 await asyncio.gather(reader, return_exceptions=True)
                 await self._finish_reading()
-            reader.result() if not reader.cancelled() else None  # a source error ends the run
-            await classify
-            await publish
+            await asyncio.gather(classify, publish)  # drain; a fatal sink error (refused login) ends the run
+            if not reader.cancelled() and reader.exception() is not None:
+                raise reader.exception()  # a source error ends the run, after what it delivered is published
         finally:
             stopper.cancel()
             for t in side + [reader, classify, publish]:
@@ -220,6 +223,8 @@ class Pipeline:
         while (msg := await self.decisions.get()) is not _END:
             for sink in self.sinks:
                 sink.publish_decision(msg)
+                if hasattr(sink, "check"):
+                    sink.check()  # raises the sink's fatal error, e.g. a broker that now refuses the login
 
     # -- feedback -----------------------------------------------------------------------------
     async def _feedback_loop(self) -> None:

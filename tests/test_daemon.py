@@ -247,7 +247,7 @@ async def test_kill_9_during_checkpointing_never_corrupts_the_checkpoint(tmp_pat
                        source__split="train", model__save_every_s=0.05, model__hidden=HIDDEN)
     seen = []
     rng = np.random.default_rng(0)
-    for i in range(5):
+    for i in range(4):
         d = Daemon(tmp_path, REPLAY, sets, name=f"k9-{i}")
         daemons.append(d.start())
         start = SpikingNetwork.load(ckpt).samples_seen if ckpt.exists() else 0
@@ -361,3 +361,19 @@ async def test_live_camera_pipeline_without_a_camera_exits_2_in_one_line(tmp_pat
     assert out.returncode == 2
     assert out.stderr.strip().splitlines()[-1].startswith("streamsnn: error: no iniVation camera found")
     assert "Traceback" not in out.stderr and not (tmp_path / "c.npz").exists()
+
+
+async def test_refused_login_exits_2_without_showing_the_password(tmp_path, nmnist_dir):
+    broker = Mosquitto(tmp_path / "broker", users={"alice": "right-password"}).start()
+    try:
+        sets = replay_sets(nmnist_dir, broker.port, "login", tmp_path / "m.npz", mqtt__username="alice",
+                           mqtt__password="wrong-secret-123")
+        d = Daemon(tmp_path, REPLAY, sets)
+        d.start()
+        assert await d.wait(120) == 2
+    finally:
+        broker.stop()
+    text = d.text()
+    assert "wrong-secret-123" not in text and "Traceback" not in text
+    assert text.strip().splitlines()[-1].startswith("streamsnn: error: MQTT broker")
+    assert not (tmp_path / "m.npz").exists()  # nothing ran, nothing saved
