@@ -158,3 +158,12 @@ async def test_bad_inputs(tmp_path):
         await collect(ReplaySource(need("nmnist_small"), split="validation"))
     with pytest.raises(ConfigError, match="dataset folders"):
         await collect(ReplaySource(need("recordings/tonic_sample.aedat4"), split="test"))
+
+
+async def test_looping_over_unreadable_samples_stops(tmp_path):
+    for name in ("1", "2"):
+        (tmp_path / f"{name}.bs2").write_bytes(b"\x00" * 7)  # truncated
+    (tmp_path / "test2.txt").write_text("#sample #class\n1 5\n2 0\n")
+    replay = ReplaySource(tmp_path, speed=0, loop=True)
+    assert await asyncio.wait_for(collect(replay), 60) == []
+    assert replay.counters["bad_samples"] == 2

@@ -135,7 +135,7 @@ class ReplaySource(Source):
                 await self.pacer.wait(passes * span + end)
                 yield replace(chunk, meta={"pass": passes, "index": 0, "end_of_sample": k == len(chunks) - 1})
             passes += 1
-            if not self.loop:
+            if not self.loop or not len(rec):  # an empty recording is sent once, not forever
                 break
 
     async def _dataset_batches(self) -> AsyncIterator[EventBatch]:
@@ -149,6 +149,7 @@ class ReplaySource(Source):
                 if not order:
                     return
                 pending = asyncio.create_task(asyncio.to_thread(samples[order[0]].load))
+                emitted_before = emitted
                 for pos, i in enumerate(order):
                     if self.limit is not None and emitted >= self.limit:
                         return
@@ -174,7 +175,7 @@ class ReplaySource(Source):
                     offset += batch.duration_us
                     emitted += 1
                 passes += 1
-                if not self.loop:
+                if not self.loop or emitted == emitted_before:  # stop rather than spin on unreadable data
                     return
         finally:
             if pending is not None:
