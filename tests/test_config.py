@@ -115,3 +115,11 @@ def test_cli_reports_config_errors_in_one_line(tmp_path):
     assert out.stderr.strip().splitlines() == [
         f"streamsnn: error: {p}: unknown key model.hiden (did you mean 'hidden'?); keys of [model] are "
         + ", ".join(SCHEMA["model"])]
+
+
+def test_pipelines_readme_documents_every_key():
+    text = (ROOT / "pipelines" / "README.md").read_text()
+    for section, keys in SCHEMA.items():
+        assert f"## [{section}]" in text
+        for key in keys:
+            assert f"| `{key}` |" in text, f"{section}.{key} is missing from pipelines/README.md"
