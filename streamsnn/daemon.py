@@ -7,7 +7,6 @@ import logging
 import re
 import signal
 import socket
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -34,12 +33,12 @@ def load_network(cfg: Config):
 
     m = cfg.model
     path = Path(m.checkpoint).expanduser() if m.checkpoint else None
+    if path is not None and path.is_dir():
+        raise CheckpointError(f"model.checkpoint {path} is a folder; name a .npz file")
     if path is not None and path.exists():
         net = SpikingNetwork.load(path)
         log.info("model: resumed from %s (%d samples seen, %d updates)", path, net.samples_seen, net.updates)
         return net, path
-    if path is not None and path.is_dir():
-        raise CheckpointError(f"model.checkpoint {path} is a folder; name a .npz file")
     kwargs = {"lr": m.lr} if m.lr > 0 else {}
     net = SpikingNetwork((m.input_width * m.input_height * 2, m.hidden, m.classes),
                          input_shape=(m.input_width, m.input_height, 2), seed=m.seed,
@@ -90,7 +89,19 @@ async def serve(cfg: Config, *, quiet: bool = False) -> int:
     settings = _mqtt_settings(cfg, node) if cfg.mqtt.enabled else None  # bad values fail before anything starts
     source = build_source(cfg, progress=not quiet, mqtt=settings)
     sinks = []
-    broker = mqtt_sink = None
+    broker = mqtt_sink = pipe = None
+    stopping = False
+    loop = asyncio.get_running_loop()
+
+    def on_signal(sig: signal.Signals) -> None:  # also during start-up: then the run is skipped
+        nonlocal stopping
+        stopping = True
+        log.info("%s received: stopping (drain, publish, checkpoint)", signal.Signals(sig).name)
+        if pipe is not None:
+            pipe.stop()
+
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, on_signal, sig)
     try:
         net, ckpt = load_network(cfg)
         await asyncio.to_thread(warm_up, net)
@@ -119,17 +130,14 @@ async def serve(cfg: Config, *, quiet: bool = False) -> int:
             reject=mqtt_sink.reject_feedback if mqtt_sink is not None else None,
             extra_metrics=lambda: _extra_metrics(source, mqtt_sink),
         )
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, _on_signal, pipe, sig)
-        try:
-            await pipe.run()
-        finally:
-            for sig in (signal.SIGTERM, signal.SIGINT):
-                loop.remove_signal_handler(sig)
+        if stopping:
+            pipe.stop()  # a signal arrived while starting: run() then only drains and saves
+        await pipe.run()
         if ckpt is not None:
             log.info("checkpoint saved to %s", ckpt)
     finally:
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(sig)
         try:
             await source.aclose()  # idempotent; the pipeline normally closed it already
         except Exception as exc:
@@ -198,11 +206,6 @@ def _extra_metrics(source, mqtt_sink) -> dict:
     if mqtt_sink is not None:
         out["mqtt"] = mqtt_sink.stats()
     return out
-
-
-def _on_signal(pipe: Pipeline, sig: signal.Signals) -> None:
-    log.info("%s received: stopping (drain, publish, checkpoint)", signal.Signals(sig).name)
-    pipe.stop()
 
 
 def run(cfg: Config, *, quiet: bool = False) -> int:

@@ -27,12 +27,19 @@ def main(args) -> int:
         print(_derived(cfg))
         return 0
     import logging
+    import signal
 
+    # SIGTERM before the service has started (imports, loading): nothing to drain or save yet
+    signal.signal(signal.SIGTERM, _stop_early)
     if args.quiet:
         logging.getLogger().setLevel(logging.WARNING)
     from ..daemon import run
 
     return run(cfg, quiet=args.quiet)
+
+
+def _stop_early(signum, frame):
+    raise SystemExit(0)
 
 
 def _derived(cfg) -> str:
