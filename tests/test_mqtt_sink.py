@@ -194,6 +194,8 @@ async def test_feedback_over_mqtt_counts_bad_and_delivers_good(mosquitto, caplog
     import aiomqtt
 
     s = settings(mosquitto)
+    async with aiomqtt.Client("127.0.0.1", mosquitto.port) as client:  # left behind by someone, retained
+        await client.publish(s.topic("feedback"), b'{"sample": "60002", "label": 1}', qos=1, retain=True)
     async with MqttSink(s, n_classes=10) as sink:
         async with aiomqtt.Client("127.0.0.1", mosquitto.port) as client:
             for raw, _ in BAD_FEEDBACK:
@@ -205,12 +207,13 @@ async def test_feedback_over_mqtt_counts_bad_and_delivers_good(mosquitto, caplog
         expected = {}
         for _, reason in BAD_FEEDBACK:
             expected[reason] = expected.get(reason, 0) + 1
+        expected["retained"] = 1
         assert dict(sink.counters["feedback_rejected"]) == expected
         assert sink.counters["feedback_ok"] == 2 and sink.connected.is_set()
         sink.reject_feedback("unknown_sample", "sample 'x' is not among the recent decisions")
         assert sink.stats()["feedback_rejected"]["unknown_sample"] == 1
     lines = [r.getMessage() for r in caplog.records if r.name == "streamsnn.mqtt" and "feedback" in r.getMessage()]
-    assert len(lines) == len(BAD_FEEDBACK) + 1 and all("\n" not in line for line in lines)
+    assert len(lines) == len(BAD_FEEDBACK) + 2 and all("\n" not in line for line in lines)
 
 
 async def test_login_refused_is_one_clear_line_and_password_never_logged(tmp_path, caplog):

@@ -11,7 +11,8 @@ Topics under `prefix` (default `streamsnn/<node_id>`):
 - `<prefix>/feedback` (subscribed when `feedback=True`): `{"sample": "60001", "label": 3}` or
   `{"t_end_us": 123456, "label": 3}`. Valid messages arrive on `sink.feedback` (an asyncio.Queue of
   `Feedback`); invalid ones are logged (one line), counted in `counters["feedback_rejected"]` by
-  reason and dropped. The daemon decides whether a sample id is one it knows and reports unknown
+  reason and dropped; retained feedback is refused too (it would be applied again on every
+  reconnect). The daemon decides whether a sample id is one it knows and reports unknown
   ones with `sink.reject_feedback("unknown_sample", ...)`.
 
 Usage (all methods must be called from the event loop's thread)::
@@ -615,6 +616,9 @@ class MqttSink:
     async def _receive(self, client: aiomqtt.Client) -> bool:
         async for msg in client.messages:
             try:
+                if msg.retain:  # would be applied again on every reconnect and restart
+                    self.reject_feedback("retained", "publish feedback without the retain flag")
+                    continue
                 self._on_feedback(msg.payload)
             except Exception:  # noqa: BLE001 - never let one message stop the receive loop
                 log.exception("feedback on %s: unexpected error while handling a message", self.topic_feedback)
