@@ -68,8 +68,8 @@ class TlsFiles:
     client_key: Path | None = None
 
 
-def make_tls_files(folder: Path) -> TlsFiles:
-    """Generate a CA and a server certificate (CN localhost, SAN 127.0.0.1) with the openssl CLI."""
+def make_tls_files(folder: Path, san: str = "IP:127.0.0.1,DNS:localhost") -> TlsFiles:
+    """Generate a CA, a server certificate for `san` and a client certificate with the openssl CLI."""
     openssl = shutil.which("openssl")
     if openssl is None:
         pytest.skip("openssl CLI not found: cannot generate TLS certificates for the test broker")
@@ -84,7 +84,7 @@ def make_tls_files(folder: Path) -> TlsFiles:
     run("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=streamsnn test CA",
         "-keyout", str(ca_key), "-out", str(ca_crt))
     run("req", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=localhost", "-keyout", str(key), "-out", str(csr))
-    ext.write_text("subjectAltName=IP:127.0.0.1,DNS:localhost\n")
+    ext.write_text(f"subjectAltName={san}\n")
     run("x509", "-req", "-in", str(csr), "-CA", str(ca_crt), "-CAkey", str(ca_key), "-CAcreateserial",
         "-days", "2", "-extfile", str(ext), "-out", str(crt))
     ckey, ccsr, ccrt = folder / "client.key", folder / "client.csr", folder / "client.crt"

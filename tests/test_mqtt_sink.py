@@ -350,3 +350,17 @@ async def test_login_refused_after_a_good_start_keeps_retrying(tmp_path, caplog)
     finally:
         good.stop()
         changed.stop()
+
+
+async def test_tls_host_name_check_and_insecure(tmp_path):
+    from mqtt_util import make_tls_files
+
+    other = make_tls_files(tmp_path / "tls", san="DNS:broker.example.org")  # does not name 127.0.0.1
+    with Mosquitto(tmp_path / "broker", tls=other) as broker:
+        with pytest.raises(ConfigError, match="TLS .*mqtt.tls.insecure"):
+            async with MqttSink(settings(broker, tls={"ca_file": str(other.ca_file)})):
+                pass
+        s = settings(broker, tls={"ca_file": str(other.ca_file), "insecure": True})
+        async with MqttSink(s) as sink:  # chain still verified against our CA, host name not
+            sink.publish_decision(payload(5))
+            assert await sink.flush(timeout=30) and sink.counters["published"] == 1
