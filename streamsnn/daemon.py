@@ -118,6 +118,9 @@ async def serve(cfg: Config, *, quiet: bool = False) -> int:
             sinks.append(mqtt_sink)
         if hasattr(source, "open"):  # a live stream starts flowing now; an absent camera fails here
             await source.open()
+        for sink in sinks:
+            if hasattr(sink, "total"):
+                sink.total = _expected_windows(source, cfg)
         payload = _payload_fn(node)
         pipe = Pipeline(
             source, net, sinks, payload=payload,
@@ -193,6 +196,14 @@ def _payload_fn(node: str):
                                       window=(w.t_start_us, w.t_end_us), latency_ms=latency_ms,
                                       model_version=model_version, true_label=w.label)
     return payload
+
+
+def _expected_windows(source, cfg: Config) -> int | None:
+    """How many decisions a dataset replay will make (for a progress bar), None when open-ended."""
+    dataset = getattr(source, "dataset", None)
+    if dataset is None or cfg.source.loop or cfg.segment.mode == "window":
+        return None
+    return min(len(dataset), cfg.source.limit) if cfg.source.limit else len(dataset)
 
 
 def _extra_metrics(source, mqtt_sink) -> dict:

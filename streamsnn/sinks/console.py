@@ -1,4 +1,4 @@
-"""Console sink: one line per decision (optional), a periodic progress line and a final summary, on stderr."""
+"""Console sink: one line per decision (optional), progress (a tqdm bar on a terminal) and a final summary, on stderr."""
 
 from __future__ import annotations
 
@@ -10,26 +10,56 @@ def _fmt_acc(x) -> str:
 
 
 class ConsoleSink:
-    """Prints decisions and metrics for people watching a run; `decisions=False` keeps only progress lines."""
+    """Prints decisions and metrics for people watching a run; `decisions=False` keeps only the progress.
 
-    def __init__(self, *, decisions: bool = True, stream=None):
+    On a terminal the progress is a tqdm bar (over `total` decisions when known, e.g. a replay) with
+    the accuracy in its postfix; elsewhere (a log file, a pipe) it is one progress line per metrics
+    period. `bar=None` decides by whether the stream is a terminal.
+    """
+
+    def __init__(self, *, decisions: bool = True, stream=None, bar: bool | None = None, total: int | None = None):
         self.show_decisions = decisions
         self.stream = stream or sys.stderr
+        self.use_bar = self.stream.isatty() if bar is None else bar
+        self.total = total
         self.last_metrics: dict | None = None
+        self._bar = None
+
+    def _progress(self):
+        if self._bar is None and self.use_bar:
+            from tqdm import tqdm
+
+            self._bar = tqdm(total=self.total, file=self.stream, unit="decision", dynamic_ncols=True)
+        return self._bar
+
+    def _write(self, line: str) -> None:
+        if self._bar is not None:
+            self._bar.write(line, file=self.stream)
+        else:
+            print(line, file=self.stream, flush=True)
 
     def publish_decision(self, msg: dict) -> None:
+        bar = self._progress()
+        if bar is not None:
+            bar.update(1)
         if not self.show_decisions:
             return
         where = f"sample {msg['sample']}" if msg.get("sample") is not None else \
             f"t {msg.get('t_start_us')}..{msg.get('t_end_us')} us"
         truth = msg.get("true_label")
         mark = "" if truth is None else (f"  (true {truth} {'ok' if truth == msg['label'] else 'MISS'})")
-        print(f"{where:>24}: {msg['label']}  conf {msg.get('confidence', 0):.2f}  "
-              f"{msg.get('events', 0)} ev  {msg.get('latency_ms', 0):.1f} ms{mark}", file=self.stream, flush=True)
+        self._write(f"{where:>24}: {msg['label']}  conf {msg.get('confidence', 0):.2f}  "
+                    f"{msg.get('events', 0)} ev  {msg.get('latency_ms', 0):.1f} ms{mark}")
 
     def publish_metrics(self, m: dict) -> None:
         self.last_metrics = m
-        print(self.progress_line(m), file=self.stream, flush=True)
+        bar = self._progress()
+        if bar is not None:
+            bar.set_postfix_str(f"accuracy {_fmt_acc(m.get('accuracy'))}, progressive "
+                                f"{_fmt_acc(m.get('progressive_accuracy'))}, {m.get('events_per_s', 0):,.0f} ev/s, "
+                                f"drops {m.get('drops', 0)}")
+        else:
+            self._write(self.progress_line(m))
 
     @staticmethod
     def progress_line(m: dict) -> str:
@@ -44,6 +74,9 @@ class ConsoleSink:
         return line
 
     async def close(self) -> None:
+        if self._bar is not None:
+            self._bar.close()
+            self._bar = None
         m = self.last_metrics
         if m is not None:
             fb = m.get("feedback", {})
