@@ -112,7 +112,7 @@ def train_epoch(net, data: SampleArrays, *, epoch: int = 0, epochs: int = 1, see
     scale = lr_schedule(epoch, epochs)
     order = rng.permutation(len(data))
     correct = events = 0
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.thread_time()
     bar = _bar(order, f"epoch {epoch + 1}/{epochs}", quiet)
     for n, k in enumerate(bar, 1):
         idx, t = data.idx[k], data.t[k]
@@ -123,10 +123,11 @@ def train_epoch(net, data: SampleArrays, *, epoch: int = 0, epochs: int = 1, see
         events += d.events
         if n % 100 == 0:
             bar.set_postfix(acc=f"{correct / n:.3f}")
-    dt = time.perf_counter() - t0
+    dt, dc = time.perf_counter() - t0, time.thread_time() - c0
     net.epochs += 1
-    return {"accuracy": correct / max(1, len(data)), "events": events, "seconds": dt,
-            "events_per_s": events / dt if dt > 0 else 0.0, "lr_scale": scale}
+    return {"accuracy": correct / max(1, len(data)), "events": events, "seconds": dt, "cpu_seconds": dc,
+            "events_per_s": events / dt if dt > 0 else 0.0,
+            "events_per_cpu_s": events / dc if dc > 0 else 0.0, "lr_scale": scale}
 
 
 def evaluate(net, data: SampleArrays, *, quiet: bool = True) -> dict:
