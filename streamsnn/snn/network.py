@@ -173,6 +173,13 @@ class SpikingNetwork:
             if idx.size:
                 if np.isnan(self._ref[0]):
                     self._ref[0] = float(t[0])
+                elif t[0] < self._ref[0]:
+                    # time went backwards (a new stream or a looped replay): carry the state as it
+                    # was at the last event over to the new clock instead of extrapolating
+                    d = np.float32(kernels.decay_factor(self._t_last, 1.0 / self.tau_us, self._ref))
+                    self.phi *= d
+                    self.scores *= d
+                    self._ref[0] = float(t[0])
                 spikes = kernels.forward_leaky(idx, np.ascontiguousarray(t, dtype=np.int64), self.W1,
                                                self.W2, self.phi, self.counts, self.scores,
                                                np.float32(self.theta), 1.0 / self.tau_us, self._ref)
