@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import re
 import signal
 import socket
@@ -17,6 +18,7 @@ from .pipeline import Pipeline
 from .segment import Segmenter
 
 log = logging.getLogger(__name__)
+PASSWORD_ENV = "STREAMSNN_MQTT_PASSWORD"  # the same variable `streamsnn publish` reads
 
 
 def node_id(cfg: Config) -> str:
@@ -159,10 +161,12 @@ def _mqtt_settings(cfg: Config, node: str):
     from .sinks.mqtt import MqttSettings, TlsSettings
 
     m = cfg.mqtt
-    tls = TlsSettings(ca_file=m.tls_ca, cert_file=m.tls_cert or None, key_file=m.tls_key or None) if m.tls_ca else None
+    tls = TlsSettings(ca_file=m.tls_ca, cert_file=m.tls_cert or None, key_file=m.tls_key or None,
+                      insecure=m.tls_insecure) if m.tls_ca else None
+    password = m.password or (os.environ.get(PASSWORD_ENV) if m.username else None) or None
     host = "127.0.0.1" if m.broker == "embedded" else m.broker
     return MqttSettings(host=host, port=m.port or 1883, node_id=node, prefix=m.prefix or None, qos=m.qos,
-                        username=m.username or None, password=m.password or None, tls=tls, keepalive=m.keepalive,
+                        username=m.username or None, password=password, tls=tls, keepalive=m.keepalive,
                         outbox_size=m.outbox, client_id=m.client_id or None,
                         feedback=cfg.model.learn_from_feedback)
 

@@ -32,15 +32,16 @@ pytestmark = pytest.mark.slow
 class Daemon:
     """`python -m streamsnn run PIPELINE --set ...` as a subprocess, its output in a log file."""
 
-    def __init__(self, folder: Path, pipeline: Path, sets: dict, *, name: str = "daemon"):
+    def __init__(self, folder: Path, pipeline: Path, sets: dict, *, name: str = "daemon", env: dict | None = None):
         self.log = folder / f"{name}.log"
+        self.env = env or {}
         self.cmd = [sys.executable, "-m", "streamsnn", "run", str(pipeline)]
         for k, v in sets.items():
             self.cmd += ["--set", f"{k}={str(v).lower() if isinstance(v, bool) else v}"]
         self.proc: subprocess.Popen | None = None
 
     def start(self) -> "Daemon":
-        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+        env = {**os.environ, "PYTHONUNBUFFERED": "1", **self.env}
         self._out = self.log.open("ab")
         self.proc = subprocess.Popen(self.cmd, stdout=self._out, stderr=subprocess.STDOUT, env=env, cwd=self.log.parent)
         return self
@@ -372,16 +373,25 @@ async def test_live_camera_pipeline_without_a_camera_exits_2_in_one_line(tmp_pat
 
 
 async def test_refused_login_exits_2_without_showing_the_password(tmp_path, nmnist_dir):
-    broker = Mosquitto(tmp_path / "broker", users={"alice": "right-password"}).start()
+    broker = Mosquitto(tmp_path / "broker", users={"alice": "right-password-456"}).start()
     try:
         sets = replay_sets(nmnist_dir, broker.port, "login", tmp_path / "m.npz", mqtt__username="alice",
                            mqtt__password="wrong-secret-123")
         d = Daemon(tmp_path, REPLAY, sets)
         d.start()
         assert await d.wait(120) == 2
+        assert not (tmp_path / "m.npz").exists()  # nothing ran, nothing saved
+        # the right password, from the environment rather than the file or the command line, works
+        async with Collector(broker.port, "streamsnn/login/classification", username="alice",
+                             password="right-password-456") as col:
+            ok = Daemon(tmp_path, REPLAY, {**sets, "mqtt.password": "", "source.limit": 3}, name="ok",
+                        env={"STREAMSNN_MQTT_PASSWORD": "right-password-456"})
+            ok.start()
+            assert await ok.wait(120) == 0, ok.text()[-3000:]
+            await col.wait_for(lambda m: len(m) >= 3)
+        assert "right-password-456" not in ok.text()
     finally:
         broker.stop()
     text = d.text()
     assert "wrong-secret-123" not in text and "Traceback" not in text
     assert text.strip().splitlines()[-1].startswith("streamsnn: error: MQTT broker")
-    assert not (tmp_path / "m.npz").exists()  # nothing ran, nothing saved
