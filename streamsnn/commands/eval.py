@@ -19,7 +19,7 @@ def add_parser(subparsers) -> None:
     p.add_argument("--data", type=Path, required=True, help="N-MNIST dataset folder")
     p.add_argument("--model", type=Path, required=True, help="model file written by `streamsnn train`")
     p.add_argument("--json", action="store_true", help="print exactly one JSON object on stdout")
-    p.add_argument("--limit", type=int, default=None, help="use only the first N test samples")
+    p.add_argument("--limit", type=int, default=None, help="use only N test samples, evenly spread")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=run)
 

@@ -29,8 +29,8 @@ def add_parser(subparsers) -> None:
                    help="backprop on spike counts, or the error sent back as spikes (default %(default)s)")
     p.add_argument("--out", type=Path, default=Path("model.npz"), help="model file to write (default %(default)s)")
     p.add_argument("--augment", action=argparse.BooleanOptionalAction, default=True,
-                   help="random shifts (+-2 px), 10%% event dropout and time jitter on the training stream")
-    p.add_argument("--limit", type=int, default=None, help="use only the first N samples of each split")
+                   help="random shifts (+-2 px), 10%% event dropout and 1 ms time jitter on the training stream (default: on)")
+    p.add_argument("--limit", type=int, default=None, help="use only N samples of each split, evenly spread (quick runs)")
     p.add_argument("--quiet", action="store_true", help="no progress bars or per-epoch lines")
     p.set_defaults(func=run)
 
