@@ -29,7 +29,12 @@ LEARNING_MODES = ("counts", "spikes")
 
 @dataclass
 class Decision:
-    """One classification: the winning class, per-class scores, and what it cost."""
+    """One classification: the winning class, per-class scores, and what it cost.
+
+    ``scores`` is the output evidence (sum of W2 rows over hidden spikes, plus bias, decayed when
+    the network leaks); ``confidence`` its softmax probability of ``label``; ``events`` the input
+    events used; ``spikes`` the spikes fired per hidden layer (outputs accumulate, they do not spike).
+    """
 
     label: int
     scores: np.ndarray
