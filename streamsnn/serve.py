@@ -110,6 +110,30 @@ class StreamServer:
         return True
 
 
+def dataset_as_stream(path: str | Path, *, split: str | None = None, limit: int | None = None) -> EventBatch:
+    """The samples of a dataset folder back to back as one recording (each shifted to follow the last)."""
+    import numpy as np
+
+    from .io import open_dataset
+
+    ds = open_dataset(path)
+    if split:
+        ds = ds.split(split)
+    parts, offset = [], 0
+    for sample in ds.samples[:limit]:
+        b = sample.load()
+        if not len(b):
+            continue
+        ev = b.events.copy()
+        ev["t"] += offset - ev["t"][0]
+        offset = int(ev["t"][-1]) + 1
+        parts.append(ev)
+    if not parts:
+        raise InputError(f"{path}: no events in the chosen samples; nothing to serve")
+    return EventBatch(np.concatenate(parts), ds.width, ds.height, source=str(path),
+                      meta={"format": f"{ds.format} dataset, {len(parts)} samples"})
+
+
 @dataclass
 class ServeStats:
     events: int = 0

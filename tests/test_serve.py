@@ -12,7 +12,7 @@ import pytest
 
 from conftest import need
 from dv_util import free_port
-from streamsnn.io import read_events
+from streamsnn.io import open_dataset, read_events
 from streamsnn.sources.network import NetworkStreamSource
 
 
@@ -168,3 +168,18 @@ async def test_dv_stream_pipeline_with_nothing_served_exits_2(tmp_path):
     assert rc == 2 and "Traceback" not in log
     assert f"cannot connect to DV stream tcp://127.0.0.1:{port}" in log
     assert any(line.startswith("streamsnn: error: cannot connect") for line in log.splitlines()), last
+
+
+async def test_serves_dataset_samples_back_to_back():
+    root = need("nmnist_small")
+    proc, address = await start_serve(root, "--split", "test", "--limit", "3", "--speed", "0", "--port", free_port())
+    try:
+        size, batches = await asyncio.wait_for(read_all(address), 60)
+    finally:
+        rc, err = await finish(proc)
+    assert rc == 0 and size == (34, 34), err
+    samples = [s.load() for s in open_dataset(root).split("test").samples[:3]]
+    got = np.concatenate([b.events for b in batches])
+    assert len(got) == sum(len(s) for s in samples) and np.all(np.diff(got["t"]) >= 0)
+    expect = np.concatenate([s.events[["x", "y", "p"]] for s in samples])
+    np.testing.assert_array_equal(got[["x", "y", "p"]], expect)

@@ -20,7 +20,10 @@ def add_parser(subparsers) -> None:
                     "input. By default playback starts when the first client connects; Ctrl-C or "
                     "SIGTERM stops it (exit 0).",
     )
-    p.add_argument("file", type=Path, help="event file (.bin .bs2 .aedat4 .raw .aedat)")
+    p.add_argument("file", type=Path,
+                   help="event file (.bin .bs2 .aedat4 .raw .aedat), or an N-MNIST dataset folder (samples back to back)")
+    p.add_argument("--split", help="dataset folder: serve only this split (e.g. test)")
+    p.add_argument("--limit", type=int, help="dataset folder: serve only the first N samples")
     p.add_argument("--port", type=int, default=7777, help="TCP port (default 7777; 0 picks a free one)")
     p.add_argument("--host", default="127.0.0.1",
                    help="address to listen on (default 127.0.0.1; 0.0.0.0 for all interfaces)")
@@ -29,6 +32,8 @@ def add_parser(subparsers) -> None:
     p.add_argument("--speed", type=float, default=1.0, help="1 = real time (default), k = k times faster, 0 = unpaced")
     p.add_argument("--chunk-us", type=int, default=10_000, help="packet length in sensor time (default 10000 us)")
     p.add_argument("--no-wait", action="store_true", help="stream at once instead of waiting for a client")
+    p.add_argument("--linger", type=float, default=1.0, metavar="S",
+                   help="after the last packet, keep connections open S seconds so clients receive all (default 1)")
     p.add_argument("-q", "--quiet", action="store_true", help="only print the address")
     p.set_defaults(func=run)
 
@@ -36,7 +41,7 @@ def add_parser(subparsers) -> None:
 def run(args) -> int:
     from ..errors import ConfigError
     from ..io import read_events
-    from ..serve import ServeStats, StreamServer, serve_recording
+    from ..serve import ServeStats, StreamServer, dataset_as_stream, serve_recording
 
     if args.speed < 0:
         raise ConfigError(f"--speed {args.speed} must be >= 0 (1 = real time, 0 = as fast as possible)")
@@ -44,7 +49,12 @@ def run(args) -> int:
         raise ConfigError(f"--chunk-us {args.chunk_us} must be positive")
     say = (lambda *a: None) if args.quiet else (lambda msg: print(f"streamsnn: {msg}", file=sys.stderr, flush=True))
 
-    rec = read_events(args.file)
+    if args.file.is_dir():
+        rec = dataset_as_stream(args.file, split=args.split, limit=args.limit)
+    else:
+        if args.split or args.limit:
+            raise ConfigError("--split and --limit apply to dataset folders; FILE is a single recording")
+        rec = read_events(args.file)
     if not len(rec):
         from ..errors import InputError
 
@@ -64,6 +74,10 @@ def run(args) -> int:
     serve_recording(server, rec, speed=args.speed, loop=args.loop, chunk_us=args.chunk_us,
                     wait_for_client=not args.no_wait, stop=stop, stats=stats)
     server.flush()
+    if not stop.is_set():
+        # An empty write queue does not mean the clients have the data yet (packets in flight are
+        # lost if the process ends at once), so keep the sockets open a moment longer.
+        stop.wait(max(0.0, args.linger))
     say(f"served {stats.events:,} events in {stats.chunks:,} packets ({stats.passes} full pass"
         f"{'es' if stats.passes != 1 else ''}) to {server.clients} client(s)"
         f"{'; stopped' if stop.is_set() else ''}")
