@@ -143,13 +143,22 @@ class ServeStats:
     started: float = field(default_factory=time.monotonic)
 
 
+def prepare_chunks(server: StreamServer, recording: EventBatch, chunk_us: int = CHUNK_US) -> list:
+    """The recording as (dv.EventStore, end offset us, event count) packets, converted ahead of time."""
+    return [(server.prepare(c), end, len(c)) for c, end in time_chunks(recording, chunk_us)]
+
+
 def serve_recording(server: StreamServer, recording: EventBatch, *, speed: float = 1.0, loop: bool = False,
                     chunk_us: int = CHUNK_US, wait_for_client: bool = True,
-                    stop: threading.Event | None = None, stats: ServeStats | None = None) -> ServeStats:
+                    stop: threading.Event | None = None, stats: ServeStats | None = None,
+                    first_pass: list | None = None) -> ServeStats:
     """Write the recording to the server in paced chunks until done (or `stop` is set); blocking.
 
     With `wait_for_client`, pacing starts when the first client connects, so it sees the recording
     from its first event; otherwise it streams at once, like a camera that nobody watches yet.
+    `first_pass` (from `prepare_chunks`) saves converting during the first pass, which keeps pace
+    with recordings of high event rates; later passes of a loop are shifted in time and converted
+    on the fly. `stats.late` counts packets sent more than 10 ms after their time.
     """
     stop = stop or threading.Event()
     stats = stats or ServeStats()
@@ -159,17 +168,18 @@ def serve_recording(server: StreamServer, recording: EventBatch, *, speed: float
     pacer = Pacer(speed)
     span = recording.duration_us + chunk_us  # one pass, with one chunk of silence before the next
     while not stop.is_set():
-        rec = recording
-        if stats.passes:
+        if stats.passes == 0 and first_pass is not None:
+            packets = iter(first_pass)
+        else:
             events = recording.events.copy()
             events["t"] += stats.passes * span
-            rec = recording.with_events(events)
-        for chunk, end in time_chunks(rec, chunk_us):
-            store = server.prepare(chunk)
+            packets = ((server.prepare(c), end, len(c))
+                       for c, end in time_chunks(recording.with_events(events), chunk_us))
+        for store, end, n in packets:
             if not pacer.wait_blocking(stats.passes * span + end, stop):
                 break
             server.send(store)
-            stats.events += len(chunk)
+            stats.events += n
             stats.chunks += 1
         else:
             stats.passes += 1

@@ -41,7 +41,7 @@ def add_parser(subparsers) -> None:
 def run(args) -> int:
     from ..errors import ConfigError
     from ..io import read_events
-    from ..serve import ServeStats, StreamServer, dataset_as_stream, serve_recording
+    from ..serve import ServeStats, StreamServer, dataset_as_stream, prepare_chunks, serve_recording
 
     if args.speed < 0:
         raise ConfigError(f"--speed {args.speed} must be >= 0 (1 = real time, 0 = as fast as possible)")
@@ -72,10 +72,14 @@ def run(args) -> int:
         signal.signal(sig, lambda *_: stop.set())
     if not args.no_wait:
         say("waiting for a client (NetworkStreamSource, DV's network input, ...)")
+    first_pass = prepare_chunks(server, rec, args.chunk_us)  # convert before the clock starts
     stats = ServeStats()
     serve_recording(server, rec, speed=args.speed, loop=args.loop, chunk_us=args.chunk_us,
-                    wait_for_client=not args.no_wait, stop=stop, stats=stats)
+                    wait_for_client=not args.no_wait, stop=stop, stats=stats, first_pass=first_pass)
     server.flush()
+    if stats.late:
+        say(f"{stats.late:,} packets went out more than 10 ms late: the recording's event rate is more than "
+            "this machine converts in real time (try a lower --speed)")
     if not stop.is_set():
         # An empty write queue does not mean the clients have the data yet (packets in flight are
         # lost if the process ends at once), so keep the sockets open a moment longer.
