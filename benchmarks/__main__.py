@@ -27,6 +27,7 @@ BENCHES = {
     "e2e": ("bench_e2e", "run", "End to end through MQTT"),
     "memory": ("bench_memory", "run", "Daemon memory over a looping replay"),
     "sim2real": ("bench_sim2real", "run", "Sim-to-real: synthetic samples added to real training"),
+    "sources": ("bench_sources", "run", "Sources: replay, pacing, DV stream"),
 }
 #: Too long for --quick (each trains several networks for many epochs); run them with --only NAME.
 SLOW = ("sim2real",)
