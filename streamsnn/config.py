@@ -28,14 +28,17 @@ class Key:
 #: Every section and key a pipeline file may hold. Empty strings mean "not set" and 0 "no limit".
 SCHEMA: dict[str, dict[str, Key]] = {
     "source": {
-        "kind": Key(str, "replay", "where events come from", ("replay", "camera", "network", "mqtt")),
-        "path": Key(str, "", "replay: a recording or dataset folder; empty = find N-MNIST (see datasets.py)"),
+        "kind": Key(str, "replay", "where events come from", ("replay", "camera", "network", "mqtt", "synthetic")),
+        "path": Key(str, "", "replay: a recording or dataset folder; empty = find N-MNIST (see datasets.py). "
+                    "synthetic: a folder of MNIST idx files or PNG digits; empty = font-rendered digits"),
         "split": Key(str, "", "replay: dataset split to play (e.g. train, test); empty = all samples"),
-        "speed": Key(float, 0.0, "replay pacing: 1 = real time, k = k times faster, 0 = as fast as possible", min=0),
-        "loop": Key(bool, False, "replay: start again at the end"),
-        "limit": Key(int, 0, "replay: stop after this many samples (0 = all)", min=0),
+        "speed": Key(float, 0.0, "replay and synthetic pacing: 1 = real time, k = k times faster, 0 = as fast as possible", min=0),
+        "loop": Key(bool, False, "replay, synthetic: start again at the end"),
+        "limit": Key(int, 0, "replay, synthetic: stop after this many samples (0 = all)", min=0),
         "shuffle": Key(bool, False, "replay: shuffle the samples"),
-        "seed": Key(int, 0, "replay: shuffle seed"),
+        "seed": Key(int, 0, "replay: shuffle seed; synthetic: seed of the sensor and the digits"),
+        "chunk_us": Key(int, 0, "synthetic: deliver samples in chunks of this much sensor time, as a camera "
+                        "does (0 = whole samples)", min=0),
         "serial": Key(str, "", "camera: serial number (empty = first camera found)"),
         "address": Key(str, "127.0.0.1:7777", "network: DV stream address (host:port, tcp://host:port, unix:/path)"),
         "topic": Key(str, "", "mqtt: topic with event packets (empty = <prefix>/events)"),
@@ -88,6 +91,13 @@ SCHEMA: dict[str, dict[str, Key]] = {
     "console": {
         "enabled": Key(bool, True, "print decisions and a progress line"),
         "decisions": Key(bool, True, "one line per decision (else only the progress and summary lines)"),
+    },
+    "liveview": {
+        "enabled": Key(bool, False, "serve a live web page: event frames, decisions with scores, metrics"),
+        "host": Key(str, "127.0.0.1", "address the page is served on (0.0.0.0 = every interface)"),
+        "port": Key(int, 8080, "port of the page (0 = any free port; the URL is printed)", min=0),
+        "fps": Key(float, 10.0, "frames per second sent to each browser, at most", min=0.5),
+        "decay_ms": Key(float, 150.0, "how fast events fade from the frame (time constant)", min=1),
     },
     "jsonl": {
         "path": Key(str, "", "append one JSON line per decision to this file (empty = off)"),
@@ -225,6 +235,8 @@ def _cross_checks(cfg: Config) -> None:
     if cfg.source.kind == "mqtt" and cfg.source.group and cfg.mqtt.broker == "embedded":
         raise ConfigError(f"{o}: source.group (a shared subscription) needs an MQTT 5 broker such as Mosquitto; "
                           "the embedded broker lacks them: set mqtt.broker, or clear source.group")
+    if cfg.liveview.port > 65535:
+        raise ConfigError(f"{o}: liveview.port must be at most 65535, got {cfg.liveview.port}")
     if cfg.source.kind == "mqtt" and not cfg.mqtt.enabled:
         raise ConfigError(f"{o}: source.kind = 'mqtt' needs mqtt.enabled = true")
 

@@ -8,6 +8,7 @@ import os
 import re
 import signal
 import socket
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -72,6 +73,11 @@ def build_source(cfg: Config, *, progress: bool = True, mqtt=None):
         path = find_nmnist(s.path or None, progress=progress)
         return ReplaySource(path, speed=s.speed, split=s.split or None, loop=s.loop, limit=s.limit or None,
                             shuffle=s.shuffle, seed=s.seed)
+    if s.kind == "synthetic":
+        from .sources.synthetic import SyntheticSource
+
+        return SyntheticSource.from_path(s.path or None, speed=s.speed, loop=s.loop, limit=s.limit or None,
+                                         seed=s.seed, chunk_us=s.chunk_us or None)
     if s.kind == "camera":
         from .sources.camera import CameraSource
 
@@ -118,6 +124,8 @@ async def serve(cfg: Config, *, quiet: bool = False) -> int:
         if cfg.mqtt.enabled:
             broker, mqtt_sink = await _start_mqtt(cfg, settings, int(net.sizes[-1]))
             sinks.append(mqtt_sink)
+        if cfg.liveview.enabled:
+            source = await _start_liveview(cfg, source, sinks, node, int(net.sizes[-1]), quiet)
         if hasattr(source, "open"):  # a live stream starts flowing now; an absent camera fails here
             await source.open()
         for sink in sinks:
@@ -190,6 +198,20 @@ async def _start_mqtt(cfg: Config, settings, n_classes: int):
         raise
     log.info("publishing to %s under %s/", settings.address, settings.prefix)
     return broker, sink
+
+
+async def _start_liveview(cfg: Config, source, sinks: list, node: str, n_classes: int, quiet: bool):
+    """Start the live web page as a sink that also sees every batch; returns the source to read from."""
+    from .liveview import LiveView, tap
+
+    lv = cfg.liveview
+    live = await LiveView(lv.host, lv.port, fps=lv.fps, decay_ms=lv.decay_ms,
+                          classes=[str(k) for k in range(n_classes)], title=f"streamsnn · {node}").start()
+    sinks.append(live)
+    log.info("live view on %s", live.url)
+    if not quiet:
+        print(f"[streamsnn] live view: open {live.url}", file=sys.stderr, flush=True)
+    return tap(source, live.publish_events)
 
 
 def _payload_fn(node: str):

@@ -19,7 +19,7 @@ CLI = [sys.executable, "-m", "streamsnn"]
 @pytest.mark.parametrize("path", PIPELINES, ids=lambda p: p.name)
 def test_shipped_pipelines_validate(path):
     cfg = load_config(path)
-    assert cfg.source.kind in ("replay", "camera", "network", "mqtt")
+    assert cfg.source.kind in ("replay", "camera", "network", "mqtt", "synthetic")
     assert set(cfg.data) == set(SCHEMA)
 
 

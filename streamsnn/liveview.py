@@ -1,0 +1,310 @@
+"""Live view: a small web page served from the daemon's event loop showing frames, decisions and metrics.
+
+`LiveView` is a sink like the console's (`publish_decision(dict)`, `publish_metrics(dict)`,
+`async close()`) that also receives the raw event batches (`publish_events(batch)`, or wrap the
+source with `tap(source, live.publish_events)`). It serves, on a plain asyncio server in the same loop:
+
+- `GET /`             the page (streamsnn/web/index.html)
+- `GET /events`       server-sent events: `frame` ({seq, width, height, png: base64}), `decisions`
+                      (the decisions since the last message, at most `KEEP` of them) and `metrics`
+- `GET /frame.png`    the latest accumulated frame (ON events green, OFF events red, fading)
+- `GET /metrics.json` the latest metrics, last decision and frame number
+
+Events are histogrammed with NumPy as they arrive (cheap); a frame is rendered at most `fps` times a
+second, only while somebody is watching, in a worker thread (PNG encoding by Pillow). Each client
+gets at most `fps` messages a second; a slow client simply skips frames (it always receives the
+newest one) and keeps only the last `KEEP` decisions, so it never holds up the pipeline.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import io
+import json
+import logging
+import math
+import time
+from collections import deque
+from importlib import resources
+
+import numpy as np
+
+from .errors import ConfigError
+
+log = logging.getLogger(__name__)
+KEEP = 16            # decisions kept per client between two messages
+MAX_REQUEST = 8192   # bytes of request line and headers accepted
+KEEPALIVE_S = 15.0   # SSE comment sent to idle clients (detects closed connections)
+
+
+class Tapped:
+    """A source whose batches are also passed to `fn` (e.g. the live view); everything else is the source's."""
+
+    def __init__(self, source, fn):
+        self._source, self._fn, self._it = source, fn, None
+
+    def __getattr__(self, name):
+        return getattr(self._source, name)
+
+    def __aiter__(self):
+        return self
+
+    async def __anext__(self):
+        if self._it is None:
+            self._it = self._source.__aiter__()
+        batch = await self._it.__anext__()
+        self._fn(batch)
+        return batch
+
+    async def aclose(self) -> None:
+        await self._source.aclose()
+
+
+def tap(source, fn) -> Tapped:
+    return Tapped(source, fn)
+
+
+def render_png(frame: np.ndarray) -> bytes:
+    """(2, h, w) float ON/OFF activity -> RGB PNG bytes: ON green, OFF red (brighter: more events), dark background."""
+    from PIL import Image
+
+    seen = frame >= 0.5  # at least half an event (older events fade below it)
+    scale = max(float(np.percentile(frame[seen], 99)) if seen.any() else 1.0, 1.0)
+    level = np.where(seen, 50 + 205 * np.sqrt(np.clip(frame / scale, 0, 1)), 0)
+    off, on = level.astype(np.uint8)  # channel 0: OFF (p = 0), 1: ON
+    rgb = np.empty(on.shape + (3,), np.uint8)
+    rgb[..., 0] = np.maximum(off, 20)
+    rgb[..., 1] = np.maximum(on, 20)
+    rgb[..., 2] = np.maximum(np.minimum(on, off), 28)
+    buf = io.BytesIO()
+    Image.fromarray(rgb, "RGB").save(buf, "PNG")
+    return buf.getvalue()
+
+
+class _Client:
+    def __init__(self):
+        self.wake = asyncio.Event()
+        self.decisions: deque = deque(maxlen=KEEP)
+        self.frame_seq = -1
+        self.metrics_seq = -1
+
+
+class LiveView:
+    """The live web page of one daemon. `await start()` binds host:port (port 0: any free port, see `url`)."""
+
+    def __init__(self, host: str = "127.0.0.1", port: int = 8080, *, fps: float = 10.0, decay_ms: float = 150.0,
+                 classes: list[str] | None = None, title: str = "streamsnn"):
+        self.host, self.port, self.fps, self.decay_s = host, port, fps, decay_ms / 1000.0
+        self.classes, self.title = classes or [str(k) for k in range(10)], title
+        self.size: tuple[int, int] | None = None      # sensor (width, height)
+        self._pending: np.ndarray | None = None        # event counts since the last render
+        self._frame: np.ndarray | None = None          # fading activity shown
+        self._rendered_at = time.monotonic()
+        self.frame_png: bytes | None = None
+        self.frame_seq = 0
+        self.metrics: dict | None = None
+        self.metrics_seq = 0
+        self.last_decision: dict | None = None
+        self.decisions = 0
+        self.events = 0
+        self._rate = None                              # (monotonic, decisions) at the last metrics
+        self._clients: set[_Client] = set()
+        self._server: asyncio.base_events.Server | None = None
+        self._tasks: set[asyncio.Task] = set()
+        self._render_task: asyncio.Task | None = None
+        self._wanted = asyncio.Event()
+
+    # -- lifecycle --------------------------------------------------------------------------------
+    async def start(self) -> "LiveView":
+        try:
+            self._server = await asyncio.start_server(self._handle, self.host, self.port, limit=MAX_REQUEST)
+        except OSError as exc:
+            raise ConfigError(f"live view cannot listen on {self.host}:{self.port} ({exc.strerror or exc}); "
+                              "set liveview.port to a free port (0 = any) or liveview.enabled = false") from None
+        self.port = self._server.sockets[0].getsockname()[1]
+        self._render_task = asyncio.create_task(self._render_loop(), name="liveview-render")
+        return self
+
+    @property
+    def url(self) -> str:
+        host = self.host if self.host not in ("0.0.0.0", "::", "") else "127.0.0.1"
+        return f"http://{'[' + host + ']' if ':' in host else host}:{self.port}/"
+
+    async def close(self) -> None:
+        if self._server is not None:
+            self._server.close()
+        for t in [self._render_task, *self._tasks]:
+            if t is not None:
+                t.cancel()
+        await asyncio.gather(*[t for t in [self._render_task, *self._tasks] if t is not None],
+                             return_exceptions=True)
+        if self._server is not None:
+            await self._server.wait_closed()
+            self._server = None
+
+    # -- sink -------------------------------------------------------------------------------------
+    def publish_events(self, batch) -> None:
+        """Add a batch of events to the frame being accumulated (a NumPy histogram; no rendering here)."""
+        ev = batch.events
+        self.events += len(ev)
+        w, h = int(batch.width), int(batch.height)
+        if self.size != (w, h):
+            self.size = (w, h)
+            self._pending = np.zeros((2, h, w), np.float32)
+            self._frame = np.zeros((2, h, w), np.float32)
+        if len(ev):
+            p = (ev["p"] > 0).astype(np.int64)
+            x = np.minimum(ev["x"].astype(np.int64), w - 1)
+            y = np.minimum(ev["y"].astype(np.int64), h - 1)
+            self._pending += np.bincount((p * h + y) * w + x, minlength=2 * h * w).reshape(2, h, w)
+
+    def publish_decision(self, msg: dict) -> None:
+        self.decisions += 1
+        self.last_decision = msg
+        slim = {k: msg.get(k) for k in ("label", "scores", "confidence", "true_label", "sample", "events",
+                                        "latency_ms", "t_end_us")}
+        for c in self._clients:
+            c.decisions.append(slim)
+            c.wake.set()
+
+    def publish_metrics(self, m: dict) -> None:
+        now = time.monotonic()
+        m = dict(m)
+        if self._rate is not None and now > self._rate[0]:
+            m["decisions_per_s"] = round((m.get("decisions", 0) - self._rate[1]) / (now - self._rate[0]), 2)
+        self._rate = (now, m.get("decisions", 0))
+        self.metrics = m
+        self.metrics_seq += 1
+        for c in self._clients:
+            c.wake.set()
+
+    # -- frames -----------------------------------------------------------------------------------
+    def _step(self) -> np.ndarray | None:
+        """Fade the shown frame, add the pending counts; None when there is nothing to show yet."""
+        if self._frame is None:
+            return None
+        now = time.monotonic()
+        self._frame *= math.exp(-(now - self._rendered_at) / self.decay_s)
+        self._frame += self._pending
+        self._pending[:] = 0
+        self._rendered_at = now
+        return self._frame.copy()
+
+    async def _render_loop(self) -> None:
+        period = 1.0 / self.fps
+        while True:
+            if not self._clients:  # nobody watching: don't spend CPU (frame.png renders on request)
+                self._wanted.clear()
+                await self._wanted.wait()
+            await self.render()
+            for c in self._clients:
+                c.wake.set()
+            await asyncio.sleep(period)
+
+    async def render(self) -> bytes | None:
+        frame = self._step()
+        if frame is None:
+            return self.frame_png
+        try:
+            self.frame_png = await asyncio.to_thread(render_png, frame)
+        except Exception as exc:  # a frame that fails to render must not stop the view
+            log.warning("live view frame not rendered: %s", exc)
+            return self.frame_png
+        self.frame_seq += 1
+        return self.frame_png
+
+    def snapshot(self) -> dict:
+        return {"title": self.title, "classes": self.classes, "frame": self.frame_seq,
+                "sensor": list(self.size) if self.size else None, "events": self.events,
+                "decisions": self.decisions, "decision": self.last_decision, "metrics": self.metrics}
+
+    # -- HTTP -------------------------------------------------------------------------------------
+    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        self._tasks.add(task)
+        try:
+            try:
+                head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 10)
+                method, target, _ = head.split(b"\r\n", 1)[0].decode("latin-1").split(" ", 2)
+            except (asyncio.IncompleteReadError, asyncio.LimitOverrunError, asyncio.TimeoutError, ValueError):
+                return await self._reply(writer, 400, "text/plain", b"bad request\n")
+            if method not in ("GET", "HEAD"):
+                return await self._reply(writer, 405, "text/plain", b"only GET\n", head_only=False)
+            path = target.split("?", 1)[0]
+            head_only = method == "HEAD"
+            if path in ("/", "/index.html"):
+                page = resources.files("streamsnn.web").joinpath("index.html").read_bytes()
+                await self._reply(writer, 200, "text/html; charset=utf-8", page, head_only)
+            elif path == "/frame.png":
+                png = await self.render() if not self._clients else self.frame_png
+                png = png or await asyncio.to_thread(render_png, np.zeros((2, 34, 34), np.float32))
+                await self._reply(writer, 200, "image/png", png, head_only)
+            elif path == "/metrics.json":
+                await self._reply(writer, 200, "application/json", _json(self.snapshot()).encode(), head_only)
+            elif path == "/events" and not head_only:
+                await self._stream(writer)
+            else:
+                await self._reply(writer, 404, "text/plain", b"not found: try /, /events, /frame.png, /metrics.json\n")
+        except (ConnectionError, asyncio.IncompleteReadError):
+            pass
+        finally:
+            self._tasks.discard(task)
+            writer.close()
+            try:
+                await writer.wait_closed()
+            except (ConnectionError, asyncio.CancelledError):
+                pass
+
+    @staticmethod
+    async def _reply(writer, status: int, ctype: str, body: bytes, head_only: bool = False) -> None:
+        reason = {200: "OK", 400: "Bad Request", 404: "Not Found", 405: "Method Not Allowed"}[status]
+        writer.write(f"HTTP/1.1 {status} {reason}\r\nContent-Type: {ctype}\r\nContent-Length: {len(body)}\r\n"
+                     "Cache-Control: no-store\r\nConnection: close\r\n\r\n".encode("latin-1"))
+        if not head_only:
+            writer.write(body)
+        await writer.drain()
+
+    async def _stream(self, writer: asyncio.StreamWriter) -> None:
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nCache-Control: no-store\r\n"
+                     b"Connection: keep-alive\r\n\r\nretry: 1000\n\n")
+        writer.write(_sse("hello", {"title": self.title, "classes": self.classes}))
+        if self.last_decision is not None:
+            writer.write(_sse("decisions", [self.last_decision]))
+        await writer.drain()
+        client = _Client()
+        self._clients.add(client)
+        self._wanted.set()
+        period = 1.0 / self.fps
+        try:
+            while True:
+                try:
+                    await asyncio.wait_for(client.wake.wait(), KEEPALIVE_S)
+                except asyncio.TimeoutError:
+                    writer.write(b": keep-alive\n\n")
+                    await writer.drain()
+                    continue
+                client.wake.clear()
+                if client.decisions:
+                    writer.write(_sse("decisions", list(client.decisions)))
+                    client.decisions.clear()
+                if self.frame_png is not None and client.frame_seq != self.frame_seq:
+                    client.frame_seq = self.frame_seq
+                    w, h = self.size or (34, 34)
+                    writer.write(_sse("frame", {"seq": self.frame_seq, "width": w, "height": h,
+                                                "png": base64.b64encode(self.frame_png).decode("ascii")}))
+                if self.metrics is not None and client.metrics_seq != self.metrics_seq:
+                    client.metrics_seq = self.metrics_seq
+                    writer.write(_sse("metrics", self.metrics))
+                await writer.drain()       # a slow client waits here; newer frames replace older ones
+                await asyncio.sleep(period)
+        finally:
+            self._clients.discard(client)
+
+
+def _json(obj) -> str:
+    return json.dumps(obj, separators=(",", ":"), default=str)
+
+
+def _sse(event: str, data) -> bytes:
+    return f"event: {event}\ndata: {_json(data)}\n\n".encode("utf-8")

@@ -1,0 +1,179 @@
+"""The live view without a browser: its HTTP endpoints, the server-sent event stream and the PNG frames,
+fed with real N-MNIST events, over plain asyncio sockets and urllib."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import io
+import json
+import urllib.error
+import urllib.request
+
+import numpy as np
+import pytest
+from conftest import need
+from PIL import Image
+
+from streamsnn.errors import ConfigError
+from streamsnn.io import read_events
+from streamsnn.liveview import KEEP, LiveView, tap
+
+
+def sample(name: str = "00004.bin"):
+    folder = need("nmnist_small")
+    files = sorted(folder.rglob("*.bin")) + sorted(folder.rglob("*.bs2"))
+    assert files, f"no N-MNIST files in {folder}"
+    return read_events(files[0])
+
+
+async def get(url: str) -> tuple[int, str, bytes]:
+    def fetch():
+        try:
+            with urllib.request.urlopen(url, timeout=10) as r:
+                return r.status, r.headers["Content-Type"], r.read()
+        except urllib.error.HTTPError as e:
+            return e.code, e.headers["Content-Type"], e.read()
+    return await asyncio.to_thread(fetch)
+
+
+class Sse:
+    """A minimal server-sent events client on an asyncio socket."""
+
+    def __init__(self, port: int):
+        self.port = port
+
+    async def __aenter__(self):
+        self.reader, self.writer = await asyncio.open_connection("127.0.0.1", self.port)
+        self.writer.write(b"GET /events HTTP/1.1\r\nHost: x\r\nAccept: text/event-stream\r\n\r\n")
+        await self.writer.drain()
+        head = await asyncio.wait_for(self.reader.readuntil(b"\r\n\r\n"), 10)
+        assert head.startswith(b"HTTP/1.1 200") and b"text/event-stream" in head
+        return self
+
+    async def __aexit__(self, *exc):
+        self.writer.close()
+
+    async def next(self, want: str | None = None, timeout: float = 10):
+        """The next event (name, data), skipping others than `want`."""
+        while True:
+            block = (await asyncio.wait_for(self.reader.readuntil(b"\n\n"), timeout)).decode()
+            fields = dict(line.split(": ", 1) for line in block.strip().splitlines() if ": " in line
+                          and not line.startswith(":"))
+            if "event" in fields and (want is None or fields["event"] == want):
+                return fields["event"], json.loads(fields["data"])
+
+
+@pytest.fixture
+async def live():
+    lv = await LiveView("127.0.0.1", 0, fps=20, classes=[str(k) for k in range(10)], title="test").start()
+    yield lv
+    await lv.close()
+
+
+def decode(png: bytes) -> np.ndarray:
+    img = Image.open(io.BytesIO(png))
+    assert img.format == "PNG"
+    return np.asarray(img.convert("RGB"))
+
+
+async def test_frame_png_shows_on_and_off_events_where_they_happened(live):
+    b = sample()
+    live.publish_events(b)
+    status, ctype, body = await get(f"{live.url}frame.png")
+    assert status == 200 and ctype == "image/png"
+    rgb = decode(body).astype(int)
+    assert rgb.shape == (b.height, b.width, 3)
+    ev = b.events
+    on = np.zeros((b.height, b.width), bool)
+    off = np.zeros((b.height, b.width), bool)
+    on[ev["y"][ev["p"] > 0], ev["x"][ev["p"] > 0]] = True
+    off[ev["y"][ev["p"] == 0], ev["x"][ev["p"] == 0]] = True
+    silent = ~on & ~off
+    assert silent.any() and on.any() and off.any()
+    # green only where ON events fell, red only where OFF events fell; background stays dark
+    assert rgb[..., 1][silent].max() <= 20 and rgb[..., 0][silent].max() <= 20
+    assert rgb[..., 1][on].mean() > 60 and rgb[..., 0][off].mean() > 60
+    assert rgb[..., 1][on].min() >= 50 and rgb[..., 0][off].min() >= 50  # one event is visible
+
+
+async def test_page_metrics_json_and_errors(live):
+    status, ctype, body = await get(live.url)
+    assert status == 200 and ctype.startswith("text/html")
+    assert b"EventSource" in body and b'id="decision"' in body
+    live.publish_metrics({"decisions": 0, "events_per_s": 10.0})
+    live.publish_decision({"label": 3, "scores": [0.0] * 10, "confidence": 0.9, "true_label": 3})
+    status, ctype, body = await get(f"{live.url}metrics.json")
+    snap = json.loads(body)
+    assert ctype == "application/json" and snap["decision"]["label"] == 3 and snap["decisions"] == 1
+    assert snap["metrics"]["events_per_s"] == 10.0
+    assert (await get(f"{live.url}nope"))[0] == 404
+    reader, writer = await asyncio.open_connection("127.0.0.1", live.port)
+    writer.write(b"POST / HTTP/1.1\r\n\r\n")
+    assert (await reader.read()).startswith(b"HTTP/1.1 405")
+    reader, writer = await asyncio.open_connection("127.0.0.1", live.port)
+    writer.write(b"garbage\r\n\r\n")
+    assert (await reader.read()).startswith(b"HTTP/1.1 400")
+
+
+async def test_sse_streams_frames_decisions_and_metrics(live):
+    async with Sse(live.port) as sse:
+        name, hello = await sse.next()
+        assert name == "hello" and hello["classes"][3] == "3" and hello["title"] == "test"
+        b = sample()
+        live.publish_events(b)
+        _, frame = await sse.next("frame")
+        assert (frame["width"], frame["height"]) == (b.width, b.height)
+        rgb = decode(base64.b64decode(frame["png"]))
+        assert rgb.shape == (b.height, b.width, 3) and rgb.std() > 5
+        scores = [0.1 * k for k in range(10)]
+        live.publish_decision({"label": 9, "scores": scores, "confidence": 0.5, "true_label": 1, "sample": "x"})
+        _, ds = await sse.next("decisions")
+        assert ds[-1]["label"] == 9 and ds[-1]["scores"] == scores and ds[-1]["true_label"] == 1
+        live.publish_metrics({"decisions": 10, "progressive_accuracy": 0.5})
+        await sse.next("metrics")
+        await asyncio.sleep(0.2)
+        live.publish_metrics({"decisions": 30, "progressive_accuracy": 0.6, "drops": 2})
+        _, m = await sse.next("metrics")
+        assert m["progressive_accuracy"] == 0.6 and m["drops"] == 2 and m["decisions_per_s"] > 0
+
+
+async def test_a_client_behind_keeps_only_the_newest_decisions(live):
+    async with Sse(live.port) as sse:
+        await sse.next("hello")
+        for k in range(200):  # all at once: the client cannot be sent them one by one
+            live.publish_decision({"label": k % 10, "scores": [], "confidence": 0.0, "sample": f"s{k}"})
+        _, ds = await sse.next("decisions")
+        assert [d["sample"] for d in ds] == [f"s{k}" for k in range(200 - KEEP, 200)]
+
+
+async def test_tap_passes_batches_and_keeps_the_source_attributes(live):
+    b = sample()
+
+    class Src:
+        counters = {"batches": 0}
+
+        def __init__(self):
+            self.closed = False
+
+        def __aiter__(self):
+            return self._gen()
+
+        async def _gen(self):
+            for _ in range(3):
+                yield b
+
+        async def aclose(self):
+            self.closed = True
+
+    src = Src()
+    t = tap(src, live.publish_events)
+    got = [x async for x in t]
+    assert len(got) == 3 and live.events == 3 * len(b) and t.counters is src.counters
+    await t.aclose()
+    assert src.closed
+
+
+async def test_busy_port_is_a_config_error(live):
+    with pytest.raises(ConfigError, match=rf"127.0.0.1:{live.port}.*liveview.port"):
+        await LiveView("127.0.0.1", live.port).start()
