@@ -1,0 +1,124 @@
+"""The live view in a real headless Chromium (Debian's chromium + chromium-driver, driven by Selenium):
+a replay daemon serves the page, a frame and a decision appear, and a screenshot is taken."""
+
+from __future__ import annotations
+
+import io
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import need
+from mqtt_util import free_port
+from PIL import Image
+
+ROOT = Path(__file__).resolve().parent.parent
+CHROMIUM = Path(os.environ.get("STREAMSNN_CHROMIUM", "/usr/bin/chromium"))
+CHROMEDRIVER = Path(os.environ.get("STREAMSNN_CHROMEDRIVER", "/usr/bin/chromedriver"))
+WINDOW = (1100, 700)
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture
+def browser(tmp_path):
+    if not CHROMIUM.exists() or not CHROMEDRIVER.exists():
+        pytest.skip(f"no headless browser: {CHROMIUM} or {CHROMEDRIVER} missing "
+                    "(apt-get install chromium chromium-driver; .ci/run does it when it can)")
+    webdriver = pytest.importorskip("selenium.webdriver", reason="selenium is not installed (pip install -e '.[test]')")
+    from selenium.webdriver.chrome.service import Service
+
+    opts = webdriver.ChromeOptions()
+    opts.binary_location = str(CHROMIUM)
+    for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-quic",
+                "--no-first-run", "--disable-background-networking", "--disable-component-update",
+                "--disable-sync", "--hide-scrollbars", f"--user-data-dir={tmp_path / 'profile'}",
+                f"--window-size={WINDOW[0]},{WINDOW[1]}"):
+        opts.add_argument(arg)
+    driver = webdriver.Chrome(service=Service(str(CHROMEDRIVER)), options=opts)  # no driver download
+    yield driver
+    driver.quit()
+
+
+def wait_for(cond, timeout: float, what: str, log: Path):
+    """Poll cond() until it returns something truthy; fail (with the daemon's log) after timeout."""
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        got = cond()
+        if got:
+            return got
+        time.sleep(0.2)
+    pytest.fail(f"{what} did not happen within {timeout} s; daemon log:\n{log.read_text(errors='replace')[-3000:]}")
+
+
+def test_page_shows_frames_decisions_and_metrics_of_a_replay(browser, tmp_path):
+    nmnist = need("nmnist_small")
+    port = free_port()
+    log = tmp_path / "daemon.log"
+    sets = {"source.kind": "replay", "source.path": nmnist, "source.split": "test", "source.speed": 1,
+            "source.loop": "true", "source.chunk_us": 0, "model.hidden": 64, "liveview.port": port,
+            "mqtt.port": 0}
+    cmd = [sys.executable, "-m", "streamsnn", "run", str(ROOT / "pipelines" / "demo.toml")]
+    for k, v in sets.items():
+        cmd += ["--set", f"{k}={v}"]
+    with log.open("wb") as out:
+        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, cwd=tmp_path,
+                                env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    try:
+        url = wait_for(lambda: (m := re.search(r"live view: open (http://\S+)", log.read_text())) and m.group(1),
+                       60, "the live view URL", log)
+        assert url == f"http://127.0.0.1:{port}/"
+        browser.get(url)
+        js = browser.execute_script
+        wait_for(lambda: js("return document.getElementById('status').textContent") == "live", 30,
+                 "the page connecting to /events", log)
+        label = wait_for(lambda: js("return document.getElementById('decision').textContent").strip()
+                         if js("return document.querySelectorAll('#bars .bar').length") == 10 else None,
+                         30, "a decision on the page", log)
+        assert label in [str(k) for k in range(10)]
+        assert js("return document.querySelectorAll('#bars .bar.top').length") == 1
+        assert "sample" in js("return document.getElementById('decision-info').textContent")
+        wait_for(lambda: js("const f = document.getElementById('frame');"
+                            "return f.src.startsWith('data:image/png') && f.complete && f.naturalWidth === 34"),
+                 30, "an event frame on the page", log)
+        wait_for(lambda: "progressive accuracy" in js("return document.getElementById('metrics').textContent"),
+                 30, "the metrics on the page", log)
+        metrics = js("return document.getElementById('metrics').textContent")
+        assert "events/s" in metrics and "drops" in metrics
+
+        png = browser.get_screenshot_as_png()
+        shot = tmp_path / "liveview.png"
+        shot.write_bytes(png)
+        img = Image.open(io.BytesIO(png))
+        assert img.format == "PNG"
+        ratio = js("return window.devicePixelRatio")
+        assert img.size == (round(js("return window.innerWidth") * ratio), round(js("return window.innerHeight") * ratio))
+        assert img.size[0] >= WINDOW[0] * 0.9 * ratio
+        rgb = np.asarray(img.convert("RGB")).astype(float)
+        assert rgb.std() > 10, "the screenshot is blank"
+        r = js("const b = document.getElementById('frame').getBoundingClientRect();"
+               "return [b.left, b.top, b.right, b.bottom]")
+        frame = rgb[int(r[1] * ratio):int(r[3] * ratio), int(r[0] * ratio):int(r[2] * ratio)]
+        assert frame.size and frame.std() > 10, "the event frame in the screenshot is blank"
+        print(f"screenshot: {shot}")
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGINT)
+        try:
+            code = proc.wait(60)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+            pytest.fail(f"daemon did not stop on SIGINT; log:\n{log.read_text(errors='replace')[-3000:]}")
+    assert code == 0, log.read_text(errors="replace")[-3000:]
+    keep = os.environ.get("STREAMSNN_SCREENSHOTS")  # a folder to keep the screenshot in (CI artifacts)
+    if keep:
+        Path(keep).mkdir(parents=True, exist_ok=True)
+        shutil.copy(shot, Path(keep) / "liveview.png")
