@@ -270,7 +270,8 @@ def classification_payload(decision: Any, *, node_id: str, source: str | None, s
     (start, end) timestamps in µs of the events the decision used (live streams; may be given too).
 
     Fields: schema, node, source, sample, t_start_us, t_end_us, label, scores, confidence, events,
-    spikes, latency_ms, model_version, true_label, time (Unix seconds when the payload was built).
+    spikes, latency_ms, model_version, true_label, time (Unix seconds with µs resolution, when the
+    payload was built).
     Absent values are null.
     """
     t_start, t_end = (None, None) if window is None else (int(window[0]), int(window[1]))
@@ -290,7 +291,7 @@ def classification_payload(decision: Any, *, node_id: str, source: str | None, s
         "latency_ms": round(float(latency_ms), 3),
         "model_version": model_version,
         "true_label": None if true_label is None else int(true_label),
-        "time": round(time.time(), 3),
+        "time": round(time.time(), 6),
     }
 
 
