@@ -1,0 +1,185 @@
+"""`streamsnn demo`: a simulated camera (or a recording, or a real camera), a trained network, the embedded
+broker and the live view in one command; prints the URL to open."""
+
+from __future__ import annotations
+
+import shutil
+import sys
+from pathlib import Path
+
+ORDER = 5
+
+#: The demo pipeline; pipelines/demo.toml holds the same values (a test keeps them equal).
+DEMO = {
+    "source": {"kind": "synthetic", "path": "", "speed": 1.0, "loop": True, "chunk_us": 20000, "seed": 0},
+    "segment": {"mode": "auto"},
+    "model": {"checkpoint": "", "learn_from_labels": True, "save_every_s": 0.0},
+    "pipeline": {"policy": "drop_oldest", "metrics_every_s": 1.0},
+    "mqtt": {"broker": "embedded", "port": 0},
+    "console": {"decisions": False},
+    "liveview": {"enabled": True, "host": "127.0.0.1", "port": 8080},
+}
+
+
+def add_parser(subparsers) -> None:
+    p = subparsers.add_parser(
+        "demo", help="watch digits classified live in a browser (no camera or dataset needed)",
+        description="Start a simulated saccade camera filming digits (MNIST test images 101 on when "
+                    "../shared/data/mnist is found, else font-rendered digits), a trained spiking network, "
+                    "the embedded MQTT broker and the live view, paced in real time, and print the URL to "
+                    "open. Without --model the network is trained briefly first (N-MNIST when found, plus "
+                    "synthetic digits) and kept for the next demo. Ctrl-C stops (exit 0).")
+    what = p.add_mutually_exclusive_group()
+    what.add_argument("--recording", metavar="FILE", help="replay this recording or dataset folder instead, in a loop")
+    what.add_argument("--camera", nargs="?", const="", metavar="SERIAL",
+                      help="use a real iniVation camera (optionally by serial number)")
+    what.add_argument("--images", metavar="DIR",
+                      help="film this folder of MNIST idx files or PNG digits ('font' = font-rendered digits)")
+    p.add_argument("--model", type=Path, metavar="CKPT", help="a trained checkpoint (.npz); it is copied, never changed")
+    p.add_argument("--retrain", action="store_true", help="train the demo model again even if one was kept")
+    p.add_argument("--epochs", type=int, default=3, help="training passes when training first (default %(default)s)")
+    p.add_argument("--train-limit", type=int, default=None, metavar="N",
+                   help="train on at most N real N-MNIST samples (quick runs)")
+    p.add_argument("--synthetic", type=int, default=500, metavar="N",
+                   help="synthetic digits added to the training set (default %(default)s)")
+    p.add_argument("--host", default="127.0.0.1", help="live view address (default %(default)s)")
+    p.add_argument("--port", type=int, default=8080, help="live view port (default %(default)s; 0 = any free port)")
+    p.add_argument("--speed", type=float, default=1.0, help="1 = real time, k = k times faster (default %(default)s)")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE",
+                   help="override a pipeline value, as for streamsnn run")
+    p.set_defaults(func=main)
+
+
+def say(msg: str) -> None:
+    print(f"[demo] {msg}", file=sys.stderr, flush=True)
+
+
+def main(args) -> int:
+    import signal
+
+    from ..config import build_config
+
+    signal.signal(signal.SIGTERM, _stop_early)
+    raw = {section: dict(values) for section, values in DEMO.items()}
+    raw["liveview"].update(host=args.host, port=args.port)
+    raw["source"]["speed"] = args.speed
+    images = None
+    if args.camera is not None:
+        raw["source"] = {"kind": "camera", "serial": args.camera}
+        raw["segment"] = {"mode": "window"}
+        say(f"camera: the iniVation camera {args.camera or '(first found)'}, 100 ms windows")
+    elif args.recording:
+        raw["source"] = {"kind": "replay", "path": args.recording, "speed": args.speed, "loop": True}
+        say(f"camera: the recording {args.recording}, replayed in a loop at {args.speed:g}x real time")
+    else:
+        images = args.images or _find_mnist()
+        raw["source"]["path"] = "" if images in (None, "font") else str(images)
+        say("camera: simulated saccade camera filming " + (
+            "font-rendered digits with random pose" if images in (None, "font") else
+            f"the digits in {images}" + (" (MNIST test images 101 on)" if _is_mnist(images) else "")))
+    build_config(raw, "streamsnn demo", args.overrides)  # a wrong --set fails before any training
+    try:
+        ckpt = _model(args, images)
+    except KeyboardInterrupt:
+        say("interrupted while training; nothing kept")
+        return 0
+    raw["model"]["checkpoint"] = str(ckpt)
+    cfg = build_config(raw, "streamsnn demo", args.overrides)
+    from ..daemon import run
+
+    say("starting: open the live view URL below in a browser; Ctrl-C stops")
+    return run(cfg)
+
+
+def _stop_early(signum, frame):
+    raise SystemExit(0)
+
+
+def _find_mnist() -> Path | None:
+    from ..datasets import REPO
+
+    for folder in (Path.cwd().parent / "shared" / "data" / "mnist", REPO.parent / "shared" / "data" / "mnist"):
+        if _is_mnist(folder):
+            return folder
+    return None
+
+
+def _is_mnist(folder) -> bool:
+    return folder not in (None, "font") and any(Path(folder).glob("t10k-images-idx3-ubyte*"))
+
+
+def _demo_dir() -> Path:
+    from ..datasets import cache_dir
+
+    return cache_dir().parent
+
+
+def _model(args, images) -> Path:
+    """The checkpoint the demo runs with (and keeps learning into): a copy of --model, the kept demo model,
+    or a model trained now."""
+    from ..errors import CheckpointError
+
+    work = _demo_dir() / "demo-model.npz"
+    work.parent.mkdir(parents=True, exist_ok=True)
+    if args.model is not None:
+        if not args.model.is_file():
+            raise CheckpointError(f"--model {args.model} not found; give a .npz made by streamsnn train or run")
+        shutil.copyfile(args.model, work)
+        say(f"network: {args.model} (a copy at {work} learns during the demo)")
+        return work
+    if work.exists() and not args.retrain:
+        say(f"network: the demo model trained earlier, {work} (--retrain to train it again)")
+        return work
+    _train(args, images, work)
+    return work
+
+
+def _train(args, images, out: Path) -> None:
+    """Train a fresh network briefly on real N-MNIST (when found) plus synthetic digits like the ones shown."""
+    import numpy as np
+
+    from ..datasets import find_nmnist
+    from ..errors import ConfigError, InputError
+    from ..snn import SpikingNetwork
+    from ..training import Augment, SampleArrays, load_split, train_epoch
+
+    if args.epochs < 1:
+        raise ConfigError(f"--epochs must be at least 1, got {args.epochs}")
+    net = SpikingNetwork((2312, 800, 10), seed=0)
+    data = SampleArrays()
+    try:
+        nmnist = find_nmnist(None, download=False)
+        data = load_split(nmnist, "train", net, limit=args.train_limit)
+        say(f"training: {len(data)} real N-MNIST samples from {nmnist}")
+    except InputError:
+        say("training: no N-MNIST found (see pipelines/README.md, dataset discovery); synthetic digits only")
+    synth = _synthetic_training(images, max(args.synthetic, 0 if len(data) else 100))
+    if synth:
+        data.idx += [net.event_indices(b) for b in synth]
+        data.t += [np.ascontiguousarray(b.events["t"], dtype=np.int64) for b in synth]
+        data.labels = np.concatenate([data.labels, np.asarray([b.label for b in synth], np.int64)])
+        data.ids += [b.sample for b in synth]
+    say(f"training: {len(data)} samples, {args.epochs} epochs (once; the model is kept at {out})")
+    augment = Augment(shift=2, dropout=0.1, jitter_us=1000.0)
+    for ep in range(args.epochs):
+        r = train_epoch(net, data, epoch=ep, epochs=args.epochs, augment=augment)
+        say(f"training: epoch {ep + 1}/{args.epochs}, accuracy {r['accuracy']:.3f}, {r['seconds']:.1f} s")
+    net.save(out)
+
+
+def _synthetic_training(images, n: int) -> list:
+    """n recordings by the simulated camera, of digits like the demo's but not the ones it shows first."""
+    if n <= 0 or (images not in (None, "font") and not _is_mnist(images)):
+        return []
+    from tqdm import tqdm
+
+    from ..synth import SaccadeCamera, SaccadeParams
+    from ..synth.images import font_digits, mnist_digits
+
+    digits = mnist_digits(images, "test", 5001, n) if _is_mnist(images) else list(font_digits(n, seed=1000))
+    where = "MNIST test images 5001 on" if _is_mnist(images) else "font-rendered digits"
+    say(f"training: filming {len(digits)} synthetic samples ({where})")
+    cam = SaccadeCamera(SaccadeParams(), 1000)
+    return [cam.record(d.image, sample=d.name, label=d.label)
+            for d in tqdm(digits, desc="filming", unit="sample", file=sys.stderr, leave=False,
+                          disable=not sys.stderr.isatty())]
