@@ -1,12 +1,14 @@
-"""End to end: `streamsnn run` replaying N-MNIST as fast as it can to a local Mosquitto, timed by a subscriber."""
+"""End to end: `streamsnn run` replaying N-MNIST to a local Mosquitto, paced and as fast as it can, timed by a subscriber."""
 
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -30,15 +32,22 @@ def _require(*modules: str) -> None:
         raise NotMeasurable(f"{', '.join(missing)} not landed yet (needed by `streamsnn run`)")
 
 
-def mosquitto(folder: Path):
-    """A Mosquitto on a free loopback port, from the MQTT engineer's test helper."""
+def mosquitto(folder: Path, nodelay: bool = True):
+    """A Mosquitto on a free loopback port, from the MQTT engineer's test helper.
+
+    `nodelay`: `set_tcp_nodelay true` in its configuration (Mosquitto's default is false)."""
     sys.path.insert(0, str(ROOT / "tests"))
     try:
         from mqtt_util import Mosquitto
     except ImportError as exc:
         raise NotMeasurable(f"tests/mqtt_util.py not importable ({exc})") from exc
     try:
-        return Mosquitto(folder).start()
+        broker = Mosquitto(folder)
+        if nodelay:  # Nagle's algorithm on the broker's sockets holds a small message back until the
+            # previous one is acknowledged, and a delayed ACK takes up to 40 ms: a latency-minded broker
+            # turns it off (the daemon and the subscriber set TCP_NODELAY on their side).
+            broker.config.write_text(broker.config.read_text() + "set_tcp_nodelay true\n")
+        return broker.start()
     except BaseException as exc:  # pytest.skip (no mosquitto) is a BaseException
         raise NotMeasurable(f"cannot start Mosquitto: {exc}") from exc
 
@@ -73,7 +82,8 @@ class Subscriber:
 
         while True:
             try:
-                async with aiomqtt.Client("127.0.0.1", self.port, identifier=f"bench-sub-{os.getpid()}") as c:
+                async with aiomqtt.Client("127.0.0.1", self.port, identifier=f"bench-sub-{os.getpid()}",
+                                          socket_options=[(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)]) as c:
                     await c.subscribe(TOPIC, qos=1)
                     self.ready.set()
                     async for msg in c.messages:
@@ -130,12 +140,16 @@ def trained_checkpoint(ctx: Context, folder: Path) -> Path:
 
 
 # -- the benchmark ---------------------------------------------------------------------------------
-async def one_run(ctx: Context, port: int, tmp: Path, model: Path, queue_size: int, speed: float) -> dict:
+TARGET_RATE = 1.2e6  # events/s offered in the paced run: above the 1 M events/s of the target
+
+
+async def one_run(ctx: Context, port: int, tmp: Path, model: Path, queue_size: int, speed: float,
+                  samples: int) -> dict:
+    """One `streamsnn run` of `samples` training samples (looping the split) at `speed` (0: unpaced)."""
     overrides = [f"source.path={ctx.nmnist}", "source.split=train", f"source.speed={speed:g}", "source.shuffle=false",
+                 "source.loop=true", f"source.limit={samples}",
                  f"model.checkpoint={model}", "model.learn_from_labels=false", "model.learn_from_feedback=false",
                  "model.save_every_s=0", f"pipeline.queue_size={queue_size}", "pipeline.metrics_every_s=1"]
-    if ctx.quick:
-        overrides.append("source.limit=600")
     cmd = daemon_command("pipelines/nmnist-replay.toml", port, overrides)
     async with subscribed(port) as sub:
         proc = subprocess.Popen(cmd, cwd=tmp, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
@@ -146,8 +160,8 @@ async def one_run(ctx: Context, port: int, tmp: Path, model: Path, queue_size: i
     dec = sub.decisions()
     if len(dec) < 3:
         raise NotMeasurable(f"the subscriber received {len(dec)} decisions from `{shown(cmd, tmp)}`")
-    # Start-up left out: the daemon loads its kernels on the first window, so that decision and every
-    # window that was already waiting when it came out are late for a reason a running daemon never has.
+    # Start-up left out: the first decision, and every window that was already waiting when it came
+    # out, are late for a reason a running daemon never has.
     first = dec[0][1]["time"]
     left_out = max(1, sum(p["time"] - p["latency_ms"] / 1000.0 < first for _, p in dec))
     dec = dec[left_out:]
@@ -155,60 +169,86 @@ async def one_run(ctx: Context, port: int, tmp: Path, model: Path, queue_size: i
         raise NotMeasurable(f"fewer than 3 decisions after start-up in `{shown(cmd, tmp)}`")
     recv = np.array([t for t, _ in dec])
     events = np.array([p.get("events") or 0 for _, p in dec])
-    # When the window (the whole sample: its last event) entered the pipeline, in Unix time.
-    ready = np.array([p["time"] - p["latency_ms"] / 1000.0 for _, p in dec])
-    lat_ms = (recv - ready) * 1000.0
+    built = np.array([p["time"] for _, p in dec])  # payload built (µs resolution), Unix time
+    net_ms = np.array([p["latency_ms"] for _, p in dec])  # window complete -> decision made, in the daemon
+    ready = built - net_ms / 1000.0  # when the window (the whole sample: its last event) was complete
     span = recv[-1] - recv[0]
-    return {"cmd": shown(cmd, tmp), "decisions": len(dec), "left_out": left_out, "events": int(events.sum()), "span_s": span,
-            "events_per_s": events[1:].sum() / span, "decisions_per_s": (len(dec) - 1) / span,
-            "lat": lat_ms, "net_ms": np.array([p["latency_ms"] for _, p in dec])}
+    depth = [p.get("queues", {}).get("windows", 0) for _, p in sub.metrics()]
+    return {"cmd": shown(cmd, tmp), "decisions": len(dec), "left_out": left_out, "events": int(events.sum()),
+            "span_s": span, "events_per_s": events[1:].sum() / span, "decisions_per_s": (len(dec) - 1) / span,
+            "lat": (recv - ready) * 1000.0, "net_ms": net_ms, "delivery_ms": (recv - built) * 1000.0,
+            "max_queue": max(depth, default=None)}
+
+
+def report(r: Result, label: str, res: dict, judge: bool) -> None:
+    """The figures of one run; `judge`: this run is the one the issue's target is judged on."""
+    lat = res["lat"]
+    p = {q: percentile(lat, q) for q in (50, 90, 99, 99.9)}
+    r.metric(f"[{label}] sustained input events/s", res["events_per_s"], "events/s",
+             target=">= 1,000,000" if judge else None, met=res["events_per_s"] >= 1e6 if judge else None)
+    r.metric(f"[{label}] decisions/s", res["decisions_per_s"], "1/s")
+    r.metric(f"[{label}] latency p50 / p90", f"{p[50]:.3g} / {p[90]:.3g}", "ms")
+    r.metric(f"[{label}] latency p99", p[99], "ms", target="< 5 ms" if judge else None,
+             met=p[99] < 5 if judge else None)
+    r.metric(f"[{label}] latency p99.9 / max", f"{p[99.9]:.3g} / {float(lat.max()):.3g}", "ms")
+    r.metric(f"[{label}] of which in the daemon (queue + network), p50 / p99",
+             f"{percentile(res['net_ms'], 50):.3g} / {percentile(res['net_ms'], 99):.3g}", "ms")
+    r.metric(f"[{label}] of which delivery (sink -> Mosquitto -> subscriber), p50 / p99",
+             f"{percentile(res['delivery_ms'], 50):.3g} / {percentile(res['delivery_ms'], 99):.3g}", "ms")
+    r.note(f"[{label}] {res['decisions']:,} decisions with {res['events']:,} events received over "
+           f"{res['span_s']:.2f} s; deepest window queue seen in the 1 s metrics: {res['max_queue']}; "
+           f"start-up left out: {res['left_out']} decision(s) (the first one and those whose window was "
+           "already waiting when it came out).")
 
 
 def run(ctx: Context) -> Result:
     _require("streamsnn.daemon", "streamsnn.pipeline", "streamsnn.sources.files", "streamsnn.sinks.mqtt",
              "aiomqtt")
     r = Result("e2e", "End to end: replay -> network -> Mosquitto -> subscriber (loopback)")
+    samples = 1000 if ctx.quick else 5000  # the 1,000 training samples, looped
     with tempfile.TemporaryDirectory(prefix="streamsnn-bench-") as name:
         tmp = Path(name)
         broker = mosquitto(tmp / "mosquitto")
+        plain = None
         try:
             model = trained_checkpoint(ctx, tmp)
             train = ctx.samples("train")
             sensor_rate = sum(len(b) for b in train) / sum(b.duration_us for b in train) * 1e6
-            runs = [(64, 0.0, "as fast as possible, queue 64 (pipeline file's default)"),
-                    (1, 0.0, "as fast as possible, queue 1")]
-            while runs:
-                queue_size, speed, label = runs.pop(0)
-                res = asyncio.run(one_run(ctx, broker.port, tmp, model, queue_size, speed))
-                if speed == 0 and queue_size == 64:  # then offer about 30 % of that rate, paced
-                    paced = max(1.0, round(0.3 * res["events_per_s"] / sensor_rate))
-                    runs.append((64, paced, f"paced at speed {paced:g} (about 30 % of the rate above)"))
-                lat = res["lat"]
-                r.metric(f"[{label}] sustained input events/s", res["events_per_s"], "events/s",
-                         target=">= 1,000,000", met=res["events_per_s"] >= 1e6)
-                r.metric(f"[{label}] decisions/s", res["decisions_per_s"], "1/s")
-                r.metric(f"[{label}] latency p50", percentile(lat, 50), "ms")
-                r.metric(f"[{label}] latency p99", percentile(lat, 99), "ms", target="< 5 ms",
-                         met=percentile(lat, 99) < 5)
-                r.metric(f"[{label}] latency max", float(lat.max()), "ms")
-                r.metric(f"[{label}] of which queue + network (daemon's latency_ms), p50 / p99",
-                         f"{percentile(res['net_ms'], 50):.3g} / {percentile(res['net_ms'], 99):.3g}", "ms")
+            gc.collect()
+            gc.freeze()  # the subscriber shares this process with the data loaded above: no full-GC pauses
+            speed = round(TARGET_RATE / sensor_rate)
+            paced = f"paced at {speed * sensor_rate / 1e6:.2f} M events/s (speed {speed}), queue 64"
+            runs = [(broker, 64, speed, paced, True),
+                    (broker, 64, 0.0, "as fast as possible, queue 64 (pipeline file's default)", False),
+                    (broker, 1, 0.0, "as fast as possible, queue 1", False)]
+            if not ctx.quick:
+                plain = mosquitto(tmp / "mosquitto-defaults", nodelay=False)
+                runs.append((plain, 64, speed, f"{paced}, Mosquitto's default set_tcp_nodelay false", False))
+            for server, queue_size, spd, label, judge in runs:
+                res = asyncio.run(one_run(ctx, server.port, tmp, model, queue_size, spd, samples))
                 if not r.notes:
-                    r.note(f"Command (first run): `{res['cmd']}`; the others differ in "
-                           "pipeline.queue_size and source.speed only.")
-                r.note(f"[{label}] {res['decisions']:,} decisions with {res['events']:,} events received "
-                       f"over {res['span_s']:.2f} s (start-up left out: {res['left_out']} decision(s), the first one "
-                       "and those whose window was already waiting when it came out; "
-                       "rates from the first to the last decision received).")
+                    r.note(f"Command (first run): `{res['cmd']}`; the others differ in pipeline.queue_size and "
+                           "source.speed only.")
+                report(r, label, res, judge)
         finally:
+            gc.unfreeze()
             broker.stop()
-    r.note("Latency = subscriber receive time - (payload `time` - payload `latency_ms`), i.e. from the moment "
-           "the whole sample (its last event) was handed to the pipeline until the subscriber has its "
-           "classification; both clocks are this machine's. Payload `time` has 1 ms resolution. "
-           "As fast as possible means the queue ahead of the network stays full, so queueing is included: "
-           "the 'queue 1' run shows it without a deep queue, the paced run below capacity. Speed k plays the "
-           f"recordings k times faster than real time (they hold about {sensor_rate:,.0f} events per second "
-           "of sensor time).")
-    r.note("Network: 2312-800-10 trained online in this run (inference only, learning off); QoS 1; the "
-           "daemon and the subscriber share the 2 cores with Mosquitto.")
+            if plain is not None:
+                plain.stop()
+    r.note("The target (p99 < 5 ms while sustaining >= 1 M events/s) is judged on the paced run: the replay "
+           f"offers about {TARGET_RATE / 1e6:.1f} M events/s (speed k plays the recordings k times faster than "
+           f"real time; they hold about {sensor_rate:,.0f} events per second of sensor time), a rate the daemon "
+           "sustains without a queue building up, which is how a live source loads it. As fast as possible "
+           "keeps the queue ahead of the network full, so its latency is mostly queue wait by construction "
+           "(the throughput ceiling); queue 1 shows the ceiling with a single window waiting.")
+    r.note("Latency = subscriber receive time - (payload `time` - payload `latency_ms`): from the moment the "
+           "whole sample (its last event) was handed to the pipeline until the subscriber has its "
+           "classification; both clocks are this machine's, `time` has µs resolution. 'In the daemon' is "
+           "the payload's `latency_ms` (queue wait + network); 'delivery' is the rest (JSON, outbox, publish, "
+           "Mosquitto, the subscriber). Mosquitto runs with set_tcp_nodelay true (the daemon and the "
+           "subscriber set TCP_NODELAY too); the full run also shows the paced run against Mosquitto's "
+           "defaults.")
+    r.note("Network: 2312-800-10 trained online in this run (inference only, learning off); QoS 1 (the outbox "
+           "releases a decision only on its PUBACK); the daemon, Mosquitto and the subscriber (in the "
+           "benchmark process) share the 2 cores.")
     return r
