@@ -101,6 +101,7 @@ class LiveView:
         self._pending: np.ndarray | None = None        # event counts since the last render
         self._frame: np.ndarray | None = None          # fading activity shown
         self._rendered_at = time.monotonic()
+        self._dark = False                             # the last rendered frame showed nothing
         self.frame_png: bytes | None = None
         self.frame_seq = 0
         self.metrics: dict | None = None
@@ -203,9 +204,13 @@ class LiveView:
             await asyncio.sleep(period)
 
     async def render(self) -> bytes | None:
+        """Render the current frame to PNG (in a worker thread); unchanged when nothing is visible or new."""
+        if self._dark and self.frame_png is not None and not self._pending.any():  # a dark frame stays dark
+            return self.frame_png
         frame = self._step()
         if frame is None:
             return self.frame_png
+        self._dark = bool(frame.max() < 0.5)
         try:
             self.frame_png = await asyncio.to_thread(render_png, frame)
         except Exception as exc:  # a frame that fails to render must not stop the view

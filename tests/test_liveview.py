@@ -177,3 +177,63 @@ async def test_tap_passes_batches_and_keeps_the_source_attributes(live):
 async def test_busy_port_is_a_config_error(live):
     with pytest.raises(ConfigError, match=rf"127.0.0.1:{live.port}.*liveview.port"):
         await LiveView("127.0.0.1", live.port).start()
+
+
+async def test_events_fade_from_the_frame():
+    lv = await LiveView("127.0.0.1", 0, decay_ms=50).start()
+    try:
+        lv.publish_events(sample())
+        assert decode(await lv.render()).max() > 50
+        await asyncio.sleep(1.0)  # 20 time constants: every pixel below half an event
+        rgb = decode(await lv.render())
+        assert rgb[..., 0].max() <= 20 and rgb[..., 1].max() <= 20
+    finally:
+        await lv.close()
+
+
+@pytest.mark.slow
+async def test_daemon_serves_the_live_view_of_a_replay(tmp_path):
+    """`streamsnn run` with [liveview] on: the SSE stream carries frames of the replayed sample and its decision."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from mqtt_util import free_port
+
+    nmnist = need("nmnist_small")
+    port = free_port()
+    root = Path(__file__).resolve().parent.parent
+    cmd = [sys.executable, "-m", "streamsnn", "run", str(root / "pipelines" / "nmnist-replay.toml"), "-q"]
+    for kv in (f"source.path={nmnist}", "source.split=test", "source.speed=1", "source.loop=true",
+               "model.checkpoint=", "model.hidden=32", "mqtt.enabled=false", "liveview.enabled=true",
+               f"liveview.port={port}", "pipeline.metrics_every_s=0.5"):
+        cmd += ["--set", kv]
+    log = tmp_path / "daemon.log"
+    with log.open("wb") as out:
+        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    try:
+        for _ in range(600):  # the port opens once the network is loaded
+            try:
+                async with Sse(port) as sse:
+                    await sse.next("hello")
+                    _, ds = await sse.next("decisions", timeout=60)
+                    assert ds[-1]["sample"] and 0 <= ds[-1]["label"] <= 9 and ds[-1]["true_label"] in range(10)
+                    _, frame = await sse.next("frame", timeout=60)
+                    assert decode(base64.b64decode(frame["png"])).std() > 5
+                    _, m = await sse.next("metrics", timeout=60)
+                    assert {"events_per_s", "progressive_accuracy", "drops"} <= set(m)
+                break
+            except (ConnectionRefusedError, OSError):
+                assert proc.poll() is None, log.read_text()
+                await asyncio.sleep(0.2)
+        else:
+            pytest.fail(f"live view never opened; log:\n{log.read_text()}")
+        status, _, png = await get(f"http://127.0.0.1:{port}/frame.png")
+        assert status == 200 and decode(png).shape == (34, 34, 3)
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGINT)
+        code = await asyncio.to_thread(proc.wait, 60)
+    assert code == 0, log.read_text()
