@@ -185,7 +185,8 @@ def test_update_spikes_agrees_with_counts_within_quantization_bound():
     errs = []
     for K in (4, 16, 64, 256):
         W1s, W2s, b2s = W1.copy(), W2.copy(), b2.copy()
-        n_out, n_hid = kernels.update_spikes(active, x, act_h, h, e, W1s, W2s, b2s, lr, lr, K)
+        n_out, n_hid = kernels.update_spikes(active, x, act_h, h, e, W1s, W2s, b2s, lr, lr, K,
+                                             np.zeros(len(e)), np.zeros(W1.shape[1]))
         assert n_out > 0 and n_hid > 0
         dW1s, dW2s = W1s - W1, W2s - W2
         bound2 = lr * h[:, None] * 0.5 / K

@@ -68,6 +68,9 @@ def test_online_learning_fits_real_samples(samples, learning):
     acc = np.mean([net.predict_one(b).label == b.label for b in train])
     assert acc >= 0.7, acc  # chance is 0.1
     assert net.progressive_total == 300 and 0.1 < net.progressive_accuracy < acc + 0.05
+    if learning == "spikes":  # the error herders keep their residuals (|state| <= 0.5) between samples
+        for q in (net._herd_out, net._herd_hidden):
+            assert 0 < np.abs(q).max() <= 0.5
 
 
 def test_counts_and_spikes_learning_agree_on_one_real_sample(samples):

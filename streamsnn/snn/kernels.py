@@ -171,7 +171,7 @@ def update_counts(active, x, act_h, h, e, W1, W2, b2, lr1, lr2):
 
 
 @njit(cache=True, nogil=True)
-def update_spikes(active, x, act_h, h, e, W1, W2, b2, lr1, lr2, K):
+def update_spikes(active, x, act_h, h, e, W1, W2, b2, lr1, lr2, K, qo, qh):
     """The paper's event-driven update: the error travels back as spikes and each spike updates a column.
 
     The output error ``e`` (|e_c| <= 1) is fed for ``K`` steps into one non-resetting signed
@@ -180,13 +180,15 @@ def update_spikes(active, x, act_h, h, e, W1, W2, b2, lr1, lr2, K):
     W2[j, c] into a herder of every active hidden unit j (the ReLU gate), then updates its weight
     column: W2[act_h, c] -= lr2/K * s * h, b2[c] -= lr2/K * s. A hidden error spike (j, s) updates
     the column W1[active, j] -= lr1/K * s * x. The totals equal ``update_counts`` up to the
-    quantization bound (0.5/K per herder) plus O(lr) order effects. Returns the numbers of output
-    and hidden error spikes.
+    quantization bound (0.5/K per herder) plus O(lr) order effects.
+
+    ``qo`` (n_out) and ``qh`` (n_hidden) hold the herders' states and are updated in place: pass
+    zeros for one isolated sample, or keep them between samples so that errors too small to make
+    a spike within one sample still add up over the stream. Returns the numbers of output and
+    hidden error spikes.
     """
     na = act_h.shape[0]
     no = e.shape[0]
-    qo = np.zeros(no, np.float32)
-    qh = np.zeros(na, np.float32)
     n_out = 0
     n_hid = 0
     s2 = lr2 / K
@@ -200,10 +202,10 @@ def update_spikes(active, x, act_h, h, e, W1, W2, b2, lr1, lr2, K):
                 n_out += 1
                 for jj in range(na):
                     j = act_h[jj]
-                    qh[jj] += s * W2[j, c]
-                    while qh[jj] > 0.5 or qh[jj] < -0.5:
-                        sh = np.float32(1.0) if qh[jj] > 0 else np.float32(-1.0)
-                        qh[jj] -= sh
+                    qh[j] += s * W2[j, c]
+                    while qh[j] > 0.5 or qh[j] < -0.5:
+                        sh = np.float32(1.0) if qh[j] > 0 else np.float32(-1.0)
+                        qh[j] -= sh
                         n_hid += 1
                         for ii in range(active.shape[0]):
                             W1[active[ii], j] -= s1 * sh * x[ii]

@@ -101,6 +101,9 @@ class SpikingNetwork:
         self._token = secrets.token_hex(4)
         self._buf_active = np.empty(n_in, np.int32)
         self._buf_x = np.empty(n_in, np.float32)
+        # error herders of the "spikes" learning mode; kept across samples (not saved in checkpoints)
+        self._herd_out = np.zeros(n_out, np.float32)
+        self._herd_hidden = np.zeros(n_h, np.float32)
         self.reset()
 
     # -- configuration and state --------------------------------------------------------------
@@ -237,7 +240,7 @@ class SpikingNetwork:
             kernels.update_counts(active, x, act_h, h, e, self.W1, self.W2, self.b2, lr1, lr2)
         else:
             kernels.update_spikes(active, x, act_h, h, e, self.W1, self.W2, self.b2, lr1, lr2,
-                                  self.error_spikes)
+                                  self.error_spikes, self._herd_out, self._herd_hidden)
         self.updates += 1
         return d
 
