@@ -97,7 +97,7 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "host": Key(str, "127.0.0.1", "address the page is served on (0.0.0.0 = every interface)"),
         "port": Key(int, 8080, "port of the page (0 = any free port; the URL is printed)", min=0),
         "fps": Key(float, 10.0, "frames per second sent to each browser, at most", min=0.5),
-        "decay_ms": Key(float, 150.0, "how fast events fade from the frame (time constant)", min=1),
+        "decay_ms": Key(float, 50.0, "how fast events fade from the frame (time constant)", min=1),
     },
     "jsonl": {
         "path": Key(str, "", "append one JSON line per decision to this file (empty = off)"),

@@ -10,8 +10,9 @@ source with `tap(source, live.publish_events)`). It serves, on a plain asyncio s
 - `GET /frame.png`    the latest accumulated frame (ON events green, OFF events red, fading)
 - `GET /metrics.json` the latest metrics, last decision and frame number
 
-Events are histogrammed with NumPy as they arrive (cheap); a frame is rendered at most `fps` times a
-second, only while somebody is watching, in a worker thread (PNG encoding by Pillow). Each client
+Events are histogrammed with NumPy as they arrive, each fading with its age (time constant `decay_ms`);
+a frame is rendered at most `fps` times a second, only while somebody is watching, in a worker thread
+(PNG encoding by Pillow). Each client
 gets at most `fps` messages a second; a slow client simply skips frames (it always receives the
 newest one) and keeps only the last `KEEP` decisions, so it never holds up the pipeline.
 """
@@ -69,7 +70,7 @@ def render_png(frame: np.ndarray) -> bytes:
     """(2, h, w) float ON/OFF activity -> RGB PNG bytes: ON green, OFF red (brighter: more events), dark background."""
     from PIL import Image
 
-    seen = frame >= 0.5  # at least half an event (older events fade below it)
+    seen = frame >= 0.3  # one event stays visible for 1.2 decay times
     scale = max(float(np.percentile(frame[seen], 99)) if seen.any() else 1.0, 1.0)
     level = np.where(seen, 50 + 205 * np.sqrt(np.clip(frame / scale, 0, 1)), 0)
     off, on = level.astype(np.uint8)  # channel 0: OFF (p = 0), 1: ON
@@ -93,14 +94,14 @@ class _Client:
 class LiveView:
     """The live web page of one daemon. `await start()` binds host:port (port 0: any free port, see `url`)."""
 
-    def __init__(self, host: str = "127.0.0.1", port: int = 8080, *, fps: float = 10.0, decay_ms: float = 150.0,
+    def __init__(self, host: str = "127.0.0.1", port: int = 8080, *, fps: float = 10.0, decay_ms: float = 50.0,
                  classes: list[str] | None = None, title: str = "streamsnn"):
         self.host, self.port, self.fps, self.decay_s = host, port, fps, decay_ms / 1000.0
         self.classes, self.title = classes or [str(k) for k in range(10)], title
         self.size: tuple[int, int] | None = None      # sensor (width, height)
-        self._pending: np.ndarray | None = None        # event counts since the last render
-        self._frame: np.ndarray | None = None          # fading activity shown
-        self._rendered_at = time.monotonic()
+        self._frame: np.ndarray | None = None          # event counts, each fading with its age
+        self._faded_at = time.monotonic()
+        self._new = False                              # events arrived since the last render
         self._dark = False                             # the last rendered frame showed nothing
         self.frame_png: bytes | None = None
         self.frame_seq = 0
@@ -152,13 +153,14 @@ class LiveView:
         w, h = int(batch.width), int(batch.height)
         if self.size != (w, h):
             self.size = (w, h)
-            self._pending = np.zeros((2, h, w), np.float32)
             self._frame = np.zeros((2, h, w), np.float32)
         if len(ev):
             p = (ev["p"] > 0).astype(np.int64)
             x = np.minimum(ev["x"].astype(np.int64), w - 1)
             y = np.minimum(ev["y"].astype(np.int64), h - 1)
-            self._pending += np.bincount((p * h + y) * w + x, minlength=2 * h * w).reshape(2, h, w)
+            self._fade()
+            self._frame += np.bincount((p * h + y) * w + x, minlength=2 * h * w).reshape(2, h, w)
+            self._new = True
 
     def publish_decision(self, msg: dict) -> None:
         self.decisions += 1
@@ -181,15 +183,19 @@ class LiveView:
             c.wake.set()
 
     # -- frames -----------------------------------------------------------------------------------
+    def _fade(self) -> None:
+        """Age the counts to now (events less than 5 ms apart fade together)."""
+        now = time.monotonic()
+        if now - self._faded_at >= 0.005:
+            self._frame *= math.exp(-(now - self._faded_at) / self.decay_s)
+            self._faded_at = now
+
     def _step(self) -> np.ndarray | None:
-        """Fade the shown frame, add the pending counts; None when there is nothing to show yet."""
+        """The counts as of now, each event weighted by exp(-age / decay); None before the first batch."""
         if self._frame is None:
             return None
-        now = time.monotonic()
-        self._frame *= math.exp(-(now - self._rendered_at) / self.decay_s)
-        self._frame += self._pending
-        self._pending[:] = 0
-        self._rendered_at = now
+        self._fade()
+        self._new = False
         return self._frame.copy()
 
     async def _render_loop(self) -> None:
@@ -205,12 +211,12 @@ class LiveView:
 
     async def render(self) -> bytes | None:
         """Render the current frame to PNG (in a worker thread); unchanged when nothing is visible or new."""
-        if self._dark and self.frame_png is not None and not self._pending.any():  # a dark frame stays dark
+        if self._dark and self.frame_png is not None and not self._new:  # a dark frame stays dark
             return self.frame_png
         frame = self._step()
         if frame is None:
             return self.frame_png
-        self._dark = bool(frame.max() < 0.5)
+        self._dark = bool(frame.max() < 0.3)
         try:
             self.frame_png = await asyncio.to_thread(render_png, frame)
         except Exception as exc:  # a frame that fails to render must not stop the view

@@ -16,6 +16,7 @@ from conftest import need
 from PIL import Image
 
 from streamsnn.errors import ConfigError
+from streamsnn.events import EventBatch
 from streamsnn.io import read_events
 from streamsnn.liveview import KEEP, LiveView, tap
 
@@ -66,7 +67,8 @@ class Sse:
 
 @pytest.fixture
 async def live():
-    lv = await LiveView("127.0.0.1", 0, fps=20, classes=[str(k) for k in range(10)], title="test").start()
+    lv = await LiveView("127.0.0.1", 0, fps=20, decay_ms=600_000, classes=[str(k) for k in range(10)],
+                        title="test").start()  # events do not fade during these tests
     yield lv
     await lv.close()
 
@@ -184,9 +186,19 @@ async def test_events_fade_from_the_frame():
     try:
         lv.publish_events(sample())
         assert decode(await lv.render()).max() > 50
-        await asyncio.sleep(1.0)  # 20 time constants: every pixel below half an event
+        await asyncio.sleep(1.0)  # 20 time constants: every pixel below one event
         rgb = decode(await lv.render())
         assert rgb[..., 0].max() <= 20 and rgb[..., 1].max() <= 20
+        # nobody rendered in between: old events still fade, the next frame shows only the new ones
+        b = sample()
+        lv.publish_events(b)
+        await asyncio.sleep(1.0)
+        few = b.events[:40]
+        lv.publish_events(EventBatch(few, b.width, b.height))
+        rgb = decode(await lv.render())
+        lit = np.zeros((b.height, b.width), bool)
+        lit[few["y"], few["x"]] = True
+        assert rgb[..., :2][lit].max() >= 50 and rgb[..., :2][~lit].max() <= 20
     finally:
         await lv.close()
 
@@ -208,7 +220,7 @@ async def test_daemon_serves_the_live_view_of_a_replay(tmp_path):
     cmd = [sys.executable, "-m", "streamsnn", "run", str(root / "pipelines" / "nmnist-replay.toml"), "-q"]
     for kv in (f"source.path={nmnist}", "source.split=test", "source.speed=1", "source.loop=true",
                "model.checkpoint=", "model.hidden=32", "mqtt.enabled=false", "liveview.enabled=true",
-               f"liveview.port={port}", "pipeline.metrics_every_s=0.5"):
+               f"liveview.port={port}", "liveview.decay_ms=1000", "pipeline.metrics_every_s=0.5"):
         cmd += ["--set", kv]
     log = tmp_path / "daemon.log"
     with log.open("wb") as out:

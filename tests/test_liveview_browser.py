@@ -64,6 +64,7 @@ def test_page_shows_frames_decisions_and_metrics_of_a_replay(browser, tmp_path):
     log = tmp_path / "daemon.log"
     sets = {"source.kind": "replay", "source.path": nmnist, "source.split": "test", "source.speed": 1,
             "source.loop": "true", "source.chunk_us": 0, "model.hidden": 64, "liveview.port": port,
+            "liveview.decay_ms": 1000,  # whole samples arrive every 0.3 s: keep each visible until the next
             "mqtt.port": 0}
     cmd = [sys.executable, "-m", "streamsnn", "run", str(ROOT / "pipelines" / "demo.toml")]
     for k, v in sets.items():
@@ -86,8 +87,8 @@ def test_page_shows_frames_decisions_and_metrics_of_a_replay(browser, tmp_path):
         assert js("return document.querySelectorAll('#bars .bar.top').length") == 1
         assert "sample" in js("return document.getElementById('decision-info').textContent")
         wait_for(lambda: js("const f = document.getElementById('frame');"
-                            "return f.src.startsWith('data:image/png') && f.complete && f.naturalWidth === 34"),
-                 30, "an event frame on the page", log)
+                            "return Number(f.dataset.frames) >= 2 && f.width === 34 && f.height === 34"),
+                 30, "event frames drawn on the page", log)
         wait_for(lambda: "progressive accuracy" in js("return document.getElementById('metrics').textContent"),
                  30, "the metrics on the page", log)
         metrics = js("return document.getElementById('metrics').textContent")
