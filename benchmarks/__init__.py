@@ -1,0 +1,1 @@
+"""Benchmarks of streamsnn: each writes JSON and a markdown table under benchmarks/results/."""
