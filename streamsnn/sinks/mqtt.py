@@ -390,6 +390,7 @@ class MqttSink:
         self._abandon = False
         self._emptied = asyncio.Event()
         self._task: asyncio.Task | None = None
+        self._sender: _Sender | None = None  # the live connection's sender, while one drains
 
     # topics
     @property
@@ -491,6 +492,11 @@ class MqttSink:
         while len(self.outbox) > self.settings.outbox_size:
             self.outbox.popleft()
             self.counters["outbox_overflow"] += 1
+        if self._sender is not None and not self._closing:
+            try:
+                self._sender.send(self.outbox)  # on the wire now if the window has room
+            except Exception:  # noqa: BLE001 - the drain loop meets the same failure and reconnects
+                pass
         self._wake.set()
 
     def publish_metrics(self, metrics: dict) -> None:
@@ -565,23 +571,19 @@ class MqttSink:
 
         A message leaves the outbox only when it and every older one were acknowledged; on any
         failure the exception ends this connection and the next one starts again from the oldest.
+        While this runs, `publish()` hands a new message to paho at once (see `_Sender`), so it is on
+        the wire one event-loop turn after `publish_decision`; this loop handles acknowledgements, timeouts,
+        metrics and closing.
         """
         s = self.settings
-        inflight: dict[int, asyncio.Task] = {}
+        sender = _Sender(client, s, self._wake)
         acked: set[int] = set()
-        sent_upto = 0  # highest sequence number handed to this connection
-
-        def done(task: asyncio.Task) -> None:
-            self._wake.set()
-
+        self._sender = sender
         try:
             while True:
                 self._wake.clear()
-                for seq, task in list(inflight.items()):
-                    if task.done():
-                        task.result()  # raises the connection error, if any
-                        del inflight[seq]
-                        acked.add(seq)
+                for seq in sender.completed():  # raises when a PUBACK is overdue (connection stalled)
+                    acked.add(seq)
                 while self.outbox and self.outbox[0].seq in acked:
                     acked.discard(self.outbox.popleft().seq)
                     self.counters["published"] += 1
@@ -590,29 +592,19 @@ class MqttSink:
                     self._emptied.set()
                 elif len(acked) > 4 * s.inflight:  # acknowledged, then dropped by an outbox overflow
                     acked = {q for q in acked if q >= self.outbox[0].seq}
-                if self._closing and ((not self.outbox and not inflight) or self._abandon):
+                if self._closing and ((not self.outbox and not sender.inflight) or self._abandon):
+                    self._sender = None
                     await client.publish(self.topic_status, STATUS_OFFLINE, qos=1, retain=True)
                     return True
                 if self._metrics is not None:
                     metrics, self._metrics = self._metrics, None
                     await client.publish(self.topic_metrics, metrics, qos=0)
                     self.counters["metrics_published"] += 1
-                if len(inflight) < s.inflight:
-                    for out in self.outbox:
-                        if out.seq <= sent_upto:
-                            continue
-                        task = asyncio.ensure_future(
-                            client.publish(out.topic, out.payload, qos=s.qos, retain=out.retain))
-                        task.add_done_callback(done)
-                        inflight[out.seq] = task
-                        sent_upto = out.seq
-                        if len(inflight) >= s.inflight:
-                            break
+                sender.send(self.outbox)
                 await self._wake.wait()
         finally:
-            for task in inflight.values():
-                task.cancel()
-            await asyncio.gather(*inflight.values(), return_exceptions=True)
+            self._sender = None
+            sender.forget()
 
     async def _receive(self, client: aiomqtt.Client) -> bool:
         async for msg in client.messages:
@@ -641,6 +633,89 @@ class MqttSink:
             self.reject_feedback("queue_full", "the daemon is not consuming feedback fast enough")
             return
         self.counters["feedback_ok"] += 1
+
+
+class _Sender:
+    """Sends outbox messages on one connection, in order, at most `inflight` unacknowledged at once.
+
+    aiomqtt's `publish()` coroutine costs two tasks, an event and a timer per message and puts the
+    message on the wire only a few event-loop turns later; this hands it to paho at once and writes
+    it out in the next turn (`loop_write`, the call aiomqtt's writer callback makes). The PUBACK (or, at QoS 0, the
+    write) marks paho's message info as published and sets `wake` through aiomqtt's pending-publish
+    table, exactly as aiomqtt's own `publish()` is woken.
+    """
+
+    def __init__(self, client: aiomqtt.Client, settings: MqttSettings, wake: asyncio.Event) -> None:
+        self.client, self.settings, self.wake = client, settings, wake
+        self.paho = client._client  # noqa: SLF001 - aiomqtt's paho client
+        self.pending = client._pending_publishes  # noqa: SLF001 - mid -> object with set()
+        self.inflight: dict[int, tuple[Any, float]] = {}  # seq -> (paho MQTTMessageInfo, sent at)
+        self.sent_upto = 0  # highest sequence number handed to this connection
+        self._timer: asyncio.TimerHandle | None = None
+
+    def send(self, outbox: collections.deque) -> None:
+        s = self.settings
+        if len(self.inflight) >= s.inflight or not outbox or outbox[-1].seq <= self.sent_upto:
+            return
+        sent = False
+        for out in outbox:
+            if out.seq <= self.sent_upto:
+                continue
+            info = self.paho.publish(out.topic, out.payload, s.qos, out.retain)
+            if info.rc != 0:
+                raise aiomqtt.MqttCodeError(info.rc, "Could not publish message")
+            if not info.is_published():
+                self.pending[info.mid] = self.wake
+            self.inflight[out.seq] = (info, time.monotonic())
+            self.sent_upto = out.seq
+            sent = True
+            if len(self.inflight) >= s.inflight:
+                break
+        if sent:
+            # paho asked aiomqtt to watch the socket for writing (queued with call_soon_threadsafe);
+            # writing right after that callback runs (not before: aiomqtt's unregister is immediate,
+            # so the watch would then stay on and spin) saves the turn spent waiting for "writable".
+            asyncio.get_running_loop().call_soon(self._flush)
+            self._arm()
+
+    def _flush(self) -> None:
+        if self.paho._sock is None:  # noqa: SLF001 - disconnected meanwhile: the drain reconnects
+            return
+        try:  # what the socket does not take now goes out from aiomqtt's writer callback
+            self.paho.loop_write()
+        except Exception:  # noqa: BLE001 - a broken connection: the receive side ends it and reconnects
+            self.wake.set()
+
+    def completed(self) -> list[int]:
+        """Sequence numbers acknowledged since the last call; MqttError when the oldest is overdue."""
+        done = [seq for seq, (info, _) in self.inflight.items() if info.is_published()]
+        for seq in done:
+            info, _ = self.inflight.pop(seq)
+            self.pending.pop(info.mid, None)
+        if self.inflight:
+            oldest = min(t for _, t in self.inflight.values())
+            if time.monotonic() - oldest > self.settings.timeout:
+                raise aiomqtt.MqttError(f"publish not acknowledged within {self.settings.timeout:g} s")
+        return done
+
+    def _arm(self) -> None:
+        """Wake the drain when the oldest publish would be overdue (checked in `completed`)."""
+        if self._timer is None or self._timer.cancelled() or self._timer.when() < asyncio.get_running_loop().time():
+            self._timer = asyncio.get_running_loop().call_later(self.settings.timeout + 0.05, self._expire)
+
+    def _expire(self) -> None:
+        self._timer = None
+        if self.inflight:
+            self.wake.set()
+            self._arm()
+
+    def forget(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+        for info, _ in self.inflight.values():
+            if self.pending.get(info.mid) is self.wake:
+                del self.pending[info.mid]
+        self.inflight.clear()
 
 
 async def _first_of(*coros) -> bool:
