@@ -144,12 +144,13 @@ TARGET_RATE = 1.2e6  # events/s offered in the paced run: above the 1 M events/s
 
 
 async def one_run(ctx: Context, port: int, tmp: Path, model: Path, queue_size: int, speed: float,
-                  samples: int) -> dict:
-    """One `streamsnn run` of `samples` training samples (looping the split) at `speed` (0: unpaced)."""
+                  samples: int, learn: bool = False) -> dict:
+    """One `streamsnn run` of `samples` training samples (looping the split) at `speed` (0: unpaced);
+    `learn`: learn from the labels too (the daemon then saves its checkpoint, `model`, at exit)."""
     overrides = [f"source.path={ctx.nmnist}", "source.split=train", f"source.speed={speed:g}", "source.shuffle=false",
                  "source.loop=true", f"source.limit={samples}",
-                 f"model.checkpoint={model}", "model.learn_from_labels=false", "model.learn_from_feedback=false",
-                 "model.save_every_s=0", f"pipeline.queue_size={queue_size}", "pipeline.metrics_every_s=1"]
+                 f"model.checkpoint={model}", f"model.learn_from_labels={str(learn).lower()}",
+                 "model.learn_from_feedback=false", "model.save_every_s=0", f"pipeline.queue_size={queue_size}", "pipeline.metrics_every_s=1"]
     cmd = daemon_command("pipelines/nmnist-replay.toml", port, overrides)
     async with subscribed(port) as sub:
         proc = subprocess.Popen(cmd, cwd=tmp, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
@@ -222,17 +223,19 @@ def run(ctx: Context) -> Result:
             gc.freeze()  # the subscriber shares this process with the data loaded above: no full-GC pauses
             speed = round(TARGET_RATE / sensor_rate)
             paced = f"paced at {speed * sensor_rate / 1e6:.2f} M events/s (speed {speed}), queue 64"
-            runs = [(broker, 64, speed, paced, True),
-                    (broker, 64, 0.0, "as fast as possible, queue 64 (pipeline file's default)", False),
-                    (broker, 1, 0.0, "as fast as possible, queue 1", False)]
+            runs = [(broker, 64, speed, paced, True, False),
+                    (broker, 64, 0.0, "as fast as possible, queue 64 (pipeline file's default)", False, False),
+                    (broker, 1, 0.0, "as fast as possible, queue 1", False, False)]
             if not ctx.quick:
                 plain = mosquitto(tmp / "mosquitto-defaults", nodelay=False)
-                runs.append((plain, 64, speed, f"{paced}, Mosquitto's default set_tcp_nodelay false", False))
-            for server, queue_size, spd, label, judge in runs:
-                res = asyncio.run(one_run(ctx, server.port, tmp, model, queue_size, spd, samples))
+                runs.append((plain, 64, speed, f"{paced}, Mosquitto's default set_tcp_nodelay false", False, False))
+            # last: learning changes the model (saved at exit)
+            runs.append((broker, 64, speed, f"{paced}, learning from the labels", False, True))
+            for server, queue_size, spd, label, judge, learn in runs:
+                res = asyncio.run(one_run(ctx, server.port, tmp, model, queue_size, spd, samples, learn))
                 if not r.notes:
-                    r.note(f"Command (first run): `{res['cmd']}`; the others differ in pipeline.queue_size and "
-                           "source.speed only.")
+                    r.note(f"Command (first run): `{res['cmd']}`; the others differ in pipeline.queue_size, "
+                           "source.speed and (last run) model.learn_from_labels only.")
                 report(r, label, res, judge)
                 r.notes.append(f"[{label}] load average (1 min) after this run: {os.getloadavg()[0]:.2f}")
         finally:
@@ -256,7 +259,8 @@ def run(ctx: Context) -> Result:
     r.note("A few bursts holding many decisions over 5 ms mean the daemon, the broker or the subscriber was not "
            "scheduled for tens of milliseconds (other work on the 2 cores); the decisions delayed by one such "
            "pause are consecutive, so one pause can move the p99 of a run on its own.")
-    r.note("Network: 2312-800-10 trained online in this run (inference only, learning off); QoS 1 (the outbox "
+    r.note("Network: 2312-800-10 trained online in this run (inference only, learning off, except in the "
+           "last run, where each decision is published after `learn_one` has also updated the weights); QoS 1 (the outbox "
            "releases a decision only on its PUBACK); the daemon, Mosquitto and the subscriber (in the "
            "benchmark process) share the 2 cores.")
     return r
