@@ -32,7 +32,8 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "path": Key(str, "", "replay: a recording or dataset folder; empty = find N-MNIST (see datasets.py). "
                     "synthetic: a folder of MNIST idx files or PNG digits; empty = font-rendered digits"),
         "split": Key(str, "", "replay: dataset split to play (e.g. train, test); empty = all samples"),
-        "speed": Key(float, 0.0, "replay and synthetic pacing: 1 = real time, k = k times faster, 0 = as fast as possible", min=0),
+        "speed": Key(float, 0.0, "replay and synthetic pacing: 1 = real time, k = k times faster, "
+                     "0 = as fast as possible", min=0),
         "loop": Key(bool, False, "replay, synthetic: start again at the end"),
         "limit": Key(int, 0, "replay, synthetic: stop after this many samples (0 = all)", min=0),
         "shuffle": Key(bool, False, "replay: shuffle the samples"),

@@ -123,7 +123,8 @@ class LiveView:
             self._server = await asyncio.start_server(self._handle, self.host, self.port, limit=MAX_REQUEST)
         except OSError as exc:
             raise ConfigError(f"live view cannot listen on {self.host}:{self.port} ({exc.strerror or exc}); "
-                              "set liveview.port to a free port (0 = any) or liveview.enabled = false") from None
+                              "set liveview.port (streamsnn demo: --port) to a free port (0 = any) "
+                              "or liveview.enabled = false") from None
         self.port = self._server.sockets[0].getsockname()[1]
         self._render_task = asyncio.create_task(self._render_loop(), name="liveview-render")
         return self

@@ -122,6 +122,7 @@ def test_demo_errors_are_one_line(tmp_path):
     assert out.stderr.strip().splitlines()[-1] == (f"streamsnn: error: --model {tmp_path / 'none.npz'} not found; "
                                                    "give a .npz made by streamsnn train or run")
     out = subprocess.run([sys.executable, "-m", "streamsnn", "demo", "--set", "liveview.port=99999"],
-                         capture_output=True, text=True, timeout=120, env={**os.environ, "XDG_CACHE_HOME": str(tmp_path)})
+                         capture_output=True, text=True, timeout=120,
+                         env={**os.environ, "XDG_CACHE_HOME": str(tmp_path)})
     assert out.returncode == 2 and "liveview.port must be at most 65535" in out.stderr
     assert "Traceback" not in out.stderr

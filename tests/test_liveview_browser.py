@@ -100,7 +100,8 @@ def test_page_shows_frames_decisions_and_metrics_of_a_replay(browser, tmp_path):
         img = Image.open(io.BytesIO(png))
         assert img.format == "PNG"
         ratio = js("return window.devicePixelRatio")
-        assert img.size == (round(js("return window.innerWidth") * ratio), round(js("return window.innerHeight") * ratio))
+        viewport = js("return [window.innerWidth, window.innerHeight]")
+        assert img.size == (round(viewport[0] * ratio), round(viewport[1] * ratio))
         assert img.size[0] >= WINDOW[0] * 0.9 * ratio
         rgb = np.asarray(img.convert("RGB")).astype(float)
         assert rgb.std() > 10, "the screenshot is blank"

@@ -35,7 +35,8 @@ def add_parser(subparsers) -> None:
                       help="use a real iniVation camera (optionally by serial number)")
     what.add_argument("--images", metavar="DIR",
                       help="film this folder of MNIST idx files or PNG digits ('font' = font-rendered digits)")
-    p.add_argument("--model", type=Path, metavar="CKPT", help="a trained checkpoint (.npz); it is copied, never changed")
+    p.add_argument("--model", type=Path, metavar="CKPT",
+                   help="a trained checkpoint (.npz); it is copied, never changed")
     p.add_argument("--retrain", action="store_true", help="train the demo model again even if one was kept")
     p.add_argument("--epochs", type=int, default=3, help="training passes when training first (default %(default)s)")
     p.add_argument("--train-limit", type=int, default=None, metavar="N",
@@ -168,8 +169,9 @@ def _train(args, images, out: Path) -> None:
 
 
 def _synthetic_training(images, n: int) -> list:
-    """n recordings by the simulated camera, of digits like the demo's but not the ones it shows first."""
-    if n <= 0 or (images not in (None, "font") and not _is_mnist(images)):
+    """n recordings by the simulated camera, of digits like the demo's but not the ones it shows first
+    (MNIST test images 5001 on, else font-rendered digits, also for a PNG folder)."""
+    if n <= 0:
         return []
     from tqdm import tqdm
 
