@@ -16,7 +16,7 @@ from conftest import need
 from PIL import Image
 
 from streamsnn.errors import ConfigError
-from streamsnn.events import EventBatch
+from streamsnn.events import EVENT_DTYPE, EventBatch
 from streamsnn.io import read_events
 from streamsnn.liveview import KEEP, LiveView, tap
 
@@ -41,11 +41,12 @@ async def get(url: str) -> tuple[int, str, bytes]:
 class Sse:
     """A minimal server-sent events client on an asyncio socket."""
 
-    def __init__(self, port: int):
-        self.port = port
+    def __init__(self, port: int, sock=None, limit: int = 1 << 25):
+        self.port, self.sock, self.limit = port, sock, limit  # asyncio reads ahead up to 2 * limit bytes
 
     async def __aenter__(self):
-        self.reader, self.writer = await asyncio.open_connection("127.0.0.1", self.port)
+        where = {"sock": self.sock} if self.sock is not None else {"host": "127.0.0.1", "port": self.port}
+        self.reader, self.writer = await asyncio.open_connection(**where, limit=self.limit)
         self.writer.write(b"GET /events HTTP/1.1\r\nHost: x\r\nAccept: text/event-stream\r\n\r\n")
         await self.writer.drain()
         head = await asyncio.wait_for(self.reader.readuntil(b"\r\n\r\n"), 10)
@@ -147,6 +148,34 @@ async def test_a_client_behind_keeps_only_the_newest_decisions(live):
             live.publish_decision({"label": k % 10, "scores": [], "confidence": 0.0, "sample": f"s{k}"})
         _, ds = await sse.next("decisions")
         assert [d["sample"] for d in ds] == [f"s{k}" for k in range(200 - KEEP, 200)]
+
+
+@pytest.mark.slow
+async def test_a_slow_client_skips_frames_and_then_gets_the_newest():
+    import socket
+
+    lv = await LiveView("127.0.0.1", 0, fps=50, decay_ms=600_000).start()
+    try:
+        rng = np.random.default_rng(0)
+        ev = np.zeros(250_000, EVENT_DTYPE)  # noise over a 512x512 sensor: ~0.25 MB per frame as sent
+        ev["x"], ev["y"] = rng.integers(0, 512, len(ev)), rng.integers(0, 512, len(ev))
+        ev["p"] = rng.integers(0, 2, len(ev))
+        lv.publish_events(EventBatch(ev, 512, 512))
+        sock = socket.socket()
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 16)  # no receive-buffer autotuning
+        sock.connect(("127.0.0.1", lv.port))
+        async with Sse(lv.port, sock, limit=1 << 20) as sse:
+            await sse.next("hello")
+            await asyncio.sleep(5.0)  # not reading: far more than the socket buffers (~4 MB) is rendered
+            newest = lv.frame_seq
+            seqs = []
+            while not seqs or seqs[-1] < newest:
+                seqs.append((await sse.next("frame", timeout=30))[1]["seq"])
+        assert seqs == sorted(set(seqs))
+        print(f"slow client: sent {len(seqs)} of frames {seqs[0]}..{seqs[-1]}")
+        assert len(seqs) < seqs[-1] - seqs[0] + 1, "every frame was sent to a client that did not read"
+    finally:
+        await lv.close()
 
 
 async def test_tap_passes_batches_and_keeps_the_source_attributes(live):
