@@ -4,7 +4,18 @@ from __future__ import annotations
 
 from typing import AsyncIterator, Callable
 
+from ..errors import ConfigError
 from ..events import EventBatch
+
+
+def check_playback(what: str, speed: float, limit: int | None, chunk_us: int | None) -> None:
+    """Raise ConfigError naming `what` (e.g. "replay") for a bad speed, sample limit or chunk length."""
+    if not speed >= 0:
+        raise ConfigError(f"{what} speed must be >= 0 (1 = real time, 0 = as fast as possible), got {speed}")
+    if limit is not None and limit < 0:
+        raise ConfigError(f"{what} limit must be >= 0 (or None for no limit), got {limit}")
+    if chunk_us is not None and chunk_us <= 0:
+        raise ConfigError(f"{what} chunk_us must be positive, got {chunk_us}")
 
 
 class Source:

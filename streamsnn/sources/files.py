@@ -13,7 +13,7 @@ import numpy as np
 from ..errors import ConfigError, InputError
 from ..events import EventBatch
 from ._pacing import Pacer
-from .base import Source
+from .base import Source, check_playback
 
 log = logging.getLogger("streamsnn.sources")
 
@@ -62,12 +62,7 @@ class ReplaySource(Source):
                  limit: int | None = None, shuffle: bool = False, seed: int = 0,
                  chunk_us: int | None = None, progress=None) -> None:
         super().__init__(progress=progress)
-        if not speed >= 0:
-            raise ConfigError(f"replay speed must be >= 0 (1 = real time, 0 = as fast as possible), got {speed}")
-        if limit is not None and limit < 0:
-            raise ConfigError(f"replay limit must be >= 0 (or None for no limit), got {limit}")
-        if chunk_us is not None and chunk_us <= 0:
-            raise ConfigError(f"replay chunk_us must be positive, got {chunk_us}")
+        check_playback("replay", speed, limit, chunk_us)
         self.path = Path(path)
         self.name = str(self.path)
         self.speed, self.split, self.loop, self.limit = speed, split, loop, limit

@@ -11,7 +11,7 @@ import numpy as np
 from ..errors import ConfigError
 from ..events import EventBatch
 from ._pacing import Pacer
-from .base import Source
+from .base import Source, check_playback
 from .files import time_chunks
 
 
@@ -38,12 +38,7 @@ class SyntheticSource(Source):
         from ..synth import SaccadeCamera, SaccadeParams
         from ..synth.images import Digit
 
-        if not speed >= 0:
-            raise ConfigError(f"synthetic camera speed must be >= 0 (1 = real time, 0 = unpaced), got {speed}")
-        if limit is not None and limit < 0:
-            raise ConfigError(f"synthetic camera limit must be >= 0 (or None), got {limit}")
-        if chunk_us is not None and chunk_us <= 0:
-            raise ConfigError(f"synthetic camera chunk_us must be positive, got {chunk_us}")
+        check_playback("synthetic camera", speed, limit, chunk_us)
         self.chunk_us = chunk_us
         self.camera = SaccadeCamera(params or SaccadeParams(), seed)
         self.speed, self.loop, self.limit, self.seed = speed, loop, limit, seed
