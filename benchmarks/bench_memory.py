@@ -68,8 +68,7 @@ def run(ctx: Context) -> Result:
     files = sorted(folder.glob("*.aedat"), key=lambda p: p.stat().st_size) if folder.is_dir() else []
     if not files:
         raise NotMeasurable(f"real data not found: {folder}")
-    # ReplaySource loops one file (a folder is read as an N-MNIST dataset): take the longest recording.
-    recordings = files[-1]
+    recordings = folder  # ReplaySource plays a folder of recordings file after file, looping
     r = Result("memory", f"Memory: daemon RSS over {ctx.soak_seconds:.0f} s of looping DVS128 replay")
     with tempfile.TemporaryDirectory(prefix="streamsnn-bench-") as name:
         tmp = Path(name)
@@ -94,8 +93,7 @@ def run(ctx: Context) -> Result:
     r.metric("events processed (daemon metrics)", m.get("events"), "")
     r.metric("decisions received by the subscriber", res["decisions"], "")
     r.metric("exit after SIGTERM", f"code {res['exit_code']} in {res['exit_s']:.1f} s", "")
-    r.note(f"Replays {recordings.name} (the largest of {len(files)} DVS128 recordings in {folder.name}/) in a loop; "
-           "ReplaySource takes one file or an N-MNIST folder, not a folder of recordings.")
+    r.note(f"Replays the {len(files)} DVS128 recordings of {folder.name}/ one after the other, in a loop.")
     r.note(f"`{res['cmd']}`, sampled every second with psutil for {ctx.soak_seconds:.0f} s (fresh "
            "2312-800-10 network, learning off, sliding windows, MQTT to a local Mosquitto).")
     try:

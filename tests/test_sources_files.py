@@ -167,3 +167,39 @@ async def test_looping_over_unreadable_samples_stops(tmp_path):
     replay = ReplaySource(tmp_path, speed=0, loop=True)
     assert await asyncio.wait_for(collect(replay), 60) == []
     assert replay.counters["bad_samples"] == 2
+
+
+async def test_folder_of_recordings_plays_each_file_on_one_timeline(tmp_path):
+    rec_dir = need("recordings/dvs128_aedat2")
+    names = ["alex_walking_again.aedat", "neal_walking.aedat"]
+    for name in names:
+        (tmp_path / name).symlink_to(rec_dir / name)
+    (tmp_path / "b_broken.aedat").write_bytes(b"#!AER-DAT2.0\r\n" + b"\x00" * 3)  # truncated
+    (tmp_path / "c_other_sensor.aedat4").symlink_to(need("recordings/tonic_sample.aedat4"))
+    (tmp_path / "notes.txt").write_text("not events")
+    refs = [read_events(tmp_path / n) for n in names]
+
+    replay = ReplaySource(tmp_path, speed=0, chunk_us=50_000)
+    batches = await collect(replay)
+    assert replay.counters["bad_samples"] == 2  # the truncated file and the 320x240 one, skipped
+    assert all(b.sensor_size == (128, 128) for b in batches)
+    t = np.concatenate([b.events["t"] for b in batches])
+    assert np.all(np.diff(t) >= 0)
+    per_file = [np.concatenate([b.events for b in batches if b.meta["index"] == i]) for i in (0, 3)]
+    for got, ref in zip(per_file, refs):
+        np.testing.assert_array_equal(got[["x", "y", "p"]], ref.events[["x", "y", "p"]])
+        np.testing.assert_array_equal(np.diff(got["t"]), np.diff(ref.events["t"]))
+    # the second file starts one chunk after the first one ends
+    assert per_file[1]["t"][0] - per_file[0]["t"][-1] == 50_000
+    assert sum(b.meta["end_of_sample"] for b in batches) == 2
+
+    looped = ReplaySource(tmp_path, speed=0, loop=True, limit=3)
+    batches = await collect(looped)
+    assert [b.meta["pass"] for b in batches if b.meta["end_of_sample"]] == [0, 0, 1]
+    assert np.all(np.diff(np.concatenate([b.events["t"] for b in batches])) >= 0)
+
+
+async def test_folder_of_nmnist_files_without_labels_is_still_a_dataset_error(tmp_path):
+    (tmp_path / "1.bs2").symlink_to(need("nmnist_small/1.bs2"))
+    with pytest.raises(InputError):
+        await collect(ReplaySource(tmp_path, speed=0))

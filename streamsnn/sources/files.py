@@ -51,6 +51,10 @@ class ReplaySource(Source):
       `counters["bad_samples"]` and skipped. `shuffle` reorders each pass (reproducibly, from `seed`).
     - One file: consecutive `chunk_us` chunks (default 10 ms); the last one has end_of_sample. With
       `loop`, later passes are shifted in time so timestamps keep increasing.
+    - A folder of recordings that is not an N-MNIST dataset (e.g. the DVS128 .aedat files of one
+      camera): each file in name order, as above, on one timeline (each file is shifted to start a
+      chunk after the previous one ends). Files that fail to read or come from a sensor of another
+      size are logged, counted in `counters["bad_samples"]` and skipped.
     - Pacing by sensor time: `speed=1.0` real time, `speed=k` k times faster, `speed=0` unpaced.
       Each batch goes out when its sensor time has elapsed (a sample when it ends), on fixed
       wall-clock deadlines, so the replay does not drift.
@@ -70,7 +74,8 @@ class ReplaySource(Source):
         self.pacer = Pacer(speed)
         self.counters["bad_samples"] = 0
         self.dataset = None  # set by open() for a folder
-        self.recording: EventBatch | None = None  # set by open() for a file
+        self.recording: EventBatch | None = None  # set by open(): the (first) recording
+        self.files: list[Path] = []  # set by open() for one file or a folder of recordings
         self._opened = False
 
     # -- opening ---------------------------------------------------------------------------------
@@ -78,7 +83,15 @@ class ReplaySource(Source):
         from ..io import open_dataset, read_events
 
         if self.path.is_dir():
-            ds = open_dataset(self.path)
+            try:
+                ds = open_dataset(self.path)
+            except InputError:
+                files = _recordings_in(self.path)
+                # N-MNIST files mean a dataset whose error must not be hidden by a fallback
+                if not files or self.split or any(p.suffix.lower() in (".bin", ".bs2") for p in files):
+                    raise
+                self.files, self.recording = files, read_events(files[0])
+                return
             if self.split:
                 ds = ds.split(self.split)
             if not len(ds):
@@ -88,6 +101,7 @@ class ReplaySource(Source):
             if self.split:
                 raise ConfigError(f"replay split {self.split!r} applies to dataset folders, but {self.path} is a file")
             self.recording = read_events(self.path)
+            self.files = [self.path]
 
     async def open(self) -> None:
         """Open the dataset or read the file (in a worker thread); raises InputError if it cannot."""
@@ -119,19 +133,48 @@ class ReplaySource(Source):
             await gen.aclose()
 
     async def _file_batches(self) -> AsyncIterator[EventBatch]:
-        rec = self.recording
+        from ..io import read_events
+
+        first = self.recording
         chunk_us = self.chunk_us or CHUNK_US
-        span = rec.duration_us + chunk_us  # one pass of the timeline, with a chunk's gap before the next
-        passes = 0
-        while self.limit is None or passes < self.limit:
-            shifted = rec if passes == 0 else rec.with_events(_shift(rec.events, passes * span))
-            chunks = list(time_chunks(shifted, chunk_us))
-            for k, (chunk, end) in enumerate(chunks):
-                await self.pacer.wait(passes * span + end)
-                yield replace(chunk, meta={"pass": passes, "index": 0, "end_of_sample": k == len(chunks) - 1})
+        at = 0  # where the next recording starts on the replay's timeline, in us after the first event
+        emitted, passes = 0, 0
+        while True:
+            emitted_before = emitted
+            for index, path in enumerate(self.files):
+                if self.limit is not None and emitted >= self.limit:
+                    return
+                rec = first if index == 0 else await self._read_other(read_events, path)
+                if rec is None:
+                    continue
+                shift = first.t_start + at - rec.t_start if len(rec) and len(first) else 0
+                shifted = rec if shift == 0 else rec.with_events(_shift(rec.events, shift))
+                chunks = list(time_chunks(shifted, chunk_us))
+                for k, (chunk, end) in enumerate(chunks):
+                    await self.pacer.wait(at + end)
+                    yield replace(chunk, meta={"pass": passes, "index": index,
+                                               "end_of_sample": k == len(chunks) - 1})
+                at += rec.duration_us + chunk_us  # a chunk's gap before the next recording
+                emitted += 1
             passes += 1
-            if not self.loop or not len(rec):  # an empty recording is sent once, not forever
-                break
+            # an empty recording is sent once, not forever; unreadable files do not spin
+            if not self.loop or not len(first) or emitted == emitted_before:
+                return
+
+    async def _read_other(self, read_events, path: Path) -> EventBatch | None:
+        """Read a later file of a folder of recordings; None (logged, counted) when it cannot be used."""
+        try:
+            rec = await asyncio.to_thread(read_events, path)
+        except InputError as exc:
+            self.counters["bad_samples"] += 1
+            log.warning("replay: skipped a recording: %s", exc)
+            return None
+        if rec.sensor_size != self.recording.sensor_size:
+            self.counters["bad_samples"] += 1
+            log.warning("replay: skipped %s: its %dx%d sensor differs from the %dx%d of %s", path,
+                        rec.width, rec.height, *self.recording.sensor_size, self.files[0])
+            return None
+        return rec
 
     async def _dataset_batches(self) -> AsyncIterator[EventBatch]:
         samples = self.dataset.samples
@@ -175,6 +218,13 @@ class ReplaySource(Source):
         finally:
             if pending is not None:
                 pending.cancel()
+
+
+def _recordings_in(folder: Path) -> list[Path]:
+    """The event files directly in a folder, in name order."""
+    from ..io import SUPPORTED_EXTENSIONS
+
+    return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in SUPPORTED_EXTENSIONS)
 
 
 def _shift(events: np.ndarray, dt: int) -> np.ndarray:
