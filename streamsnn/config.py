@@ -29,7 +29,8 @@ class Key:
 SCHEMA: dict[str, dict[str, Key]] = {
     "source": {
         "kind": Key(str, "replay", "where events come from", ("replay", "camera", "network", "mqtt", "synthetic")),
-        "path": Key(str, "", "replay: a recording or dataset folder; empty = find N-MNIST (see datasets.py). "
+        "path": Key(str, "", "replay: a recording, a dataset folder or a folder of recordings (played in turn); "
+                    "empty = find N-MNIST (see datasets.py). "
                     "synthetic: a folder of MNIST idx files or PNG digits; empty = font-rendered digits"),
         "split": Key(str, "", "replay: dataset split to play (e.g. train, test); empty = all samples"),
         "speed": Key(float, 0.0, "replay and synthetic pacing: 1 = real time, k = k times faster, "
