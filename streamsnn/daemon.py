@@ -11,7 +11,6 @@ import socket
 import sys
 from pathlib import Path
 
-import numpy as np
 
 from .config import Config
 from .errors import CheckpointError, ConfigError
@@ -49,18 +48,6 @@ def load_network(cfg: Config):
     log.info("model: fresh %s network (seed %d)%s", "x".join(map(str, net.sizes)), m.seed,
              f", will be saved to {path}" if path else ", not saved (model.checkpoint is empty)")
     return net, path
-
-
-def warm_up(net) -> None:
-    """Load (or compile) the numba kernels before events arrive, so the first decision is not late."""
-    from .events import EVENT_DTYPE, EventBatch
-
-    seen = (net.samples_seen, net.events_seen)
-    w, h = net.input_shape[:2]
-    one = np.zeros(1, EVENT_DTYPE)
-    net.predict_one(EventBatch(one, w, h))
-    net.samples_seen, net.events_seen = seen  # a warm-up is not a sample
-    net.reset()
 
 
 def build_source(cfg: Config, *, progress: bool = True, mqtt=None):
@@ -112,7 +99,7 @@ async def serve(cfg: Config, *, quiet: bool = False) -> int:
         loop.add_signal_handler(sig, on_signal, sig)
     try:
         net, ckpt = load_network(cfg)
-        await asyncio.to_thread(warm_up, net)
+        await asyncio.to_thread(net.warm_up)  # compile/load the kernels before events arrive
         if cfg.console.enabled and not quiet:
             from .sinks.console import ConsoleSink
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 from typing import Iterable
 
 import numpy as np
@@ -107,17 +107,32 @@ class EventBatch:
         """Same sensor and metadata, other events (validated)."""
         return replace(self, events=events)
 
+    def with_meta(self, **changes) -> "EventBatch":
+        """Same events, other `sample`, `label`, `source` or `meta`; the events are not checked again."""
+        bad = set(changes) - {"sample", "label", "source", "meta"}
+        if bad:
+            raise TypeError(f"with_meta changes only sample, label, source and meta, not {', '.join(sorted(bad))}")
+        return self._trusted(self.events, **changes)
+
+    def _trusted(self, events: np.ndarray, **changes) -> "EventBatch":
+        """A batch known to be valid (a slice of this one, or new metadata): skips `validate`."""
+        new = object.__new__(EventBatch)
+        for f in fields(self):
+            object.__setattr__(new, f.name, changes.get(f.name, getattr(self, f.name)))
+        object.__setattr__(new, "events", events)
+        return new
+
     # -- slicing ------------------------------------------------------------------------------
     def slice_count(self, start: int, stop: int | None = None) -> "EventBatch":
         """Events with index in [start, stop)."""
-        return self.with_events(self.events[start:stop])
+        return self._trusted(self.events[start:stop])  # a slice of a valid batch is valid
 
     def slice_time(self, t_start: int | None = None, t_end: int | None = None) -> "EventBatch":
         """Events with t_start <= t < t_end (either bound may be None). Uses binary search."""
         t = self.events["t"]
         lo = 0 if t_start is None else int(np.searchsorted(t, t_start, side="left"))
         hi = len(t) if t_end is None else int(np.searchsorted(t, t_end, side="left"))
-        return self.with_events(self.events[lo:max(lo, hi)])
+        return self._trusted(self.events[lo:max(lo, hi)])
 
     def split_count(self, n: int) -> list["EventBatch"]:
         """Consecutive batches of at most n events."""

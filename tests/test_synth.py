@@ -3,17 +3,15 @@ the image inputs (MNIST idx, PNG, font), the N-MNIST encoder, SyntheticSource an
 
 from __future__ import annotations
 
-import gzip
 import math
 
 import numpy as np
 import pytest
 
-from streamsnn.errors import ConfigError, InputError
+from streamsnn.errors import ConfigError
 from streamsnn.synth import SaccadeCamera, SaccadeParams
 from streamsnn.synth.kernels import saccade_events
 
-from conftest import need
 
 QUIET = dict(noise_hz=0.0, threshold_sigma=0.0)
 

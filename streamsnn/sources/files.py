@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from dataclasses import replace
 from pathlib import Path
 from typing import AsyncIterator, Iterator
 
@@ -152,7 +151,7 @@ class ReplaySource(Source):
                 chunks = list(time_chunks(shifted, chunk_us))
                 for k, (chunk, end) in enumerate(chunks):
                     await self.pacer.wait(at + end)
-                    yield replace(chunk, meta={"pass": passes, "index": index,
+                    yield chunk.with_meta(meta={"pass": passes, "index": index,
                                                "end_of_sample": k == len(chunks) - 1})
                 at += rec.duration_us + chunk_us  # a chunk's gap before the next recording
                 emitted += 1
@@ -206,10 +205,10 @@ class ReplaySource(Source):
                         chunks = list(time_chunks(batch, self.chunk_us))
                         for k, (chunk, end) in enumerate(chunks):
                             await self.pacer.wait(offset + end)
-                            yield replace(chunk, meta={**meta, "end_of_sample": k == len(chunks) - 1})
+                            yield chunk.with_meta(meta={**meta, "end_of_sample": k == len(chunks) - 1})
                     else:
                         await self.pacer.wait(offset + batch.duration_us)
-                        yield replace(batch, meta={**batch.meta, **meta, "end_of_sample": True})
+                        yield batch.with_meta(meta={**batch.meta, **meta, "end_of_sample": True})
                     offset += batch.duration_us
                     emitted += 1
                 passes += 1

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-from dataclasses import replace
 from typing import AsyncIterator, Iterable, Sequence
 
 import numpy as np
@@ -122,10 +121,10 @@ class SyntheticSource(Source):
                     chunks = list(time_chunks(batch, self.chunk_us))
                     for k, (chunk, end) in enumerate(chunks):
                         await self.pacer.wait(emitted * length_us + (batch.t_start or 0) + end)
-                        yield replace(chunk, meta={**meta, "end_of_sample": k == len(chunks) - 1})
+                        yield chunk.with_meta(meta={**meta, "end_of_sample": k == len(chunks) - 1})
                 else:
                     await self.pacer.wait((emitted + 1) * length_us)
-                    yield replace(batch, meta={**meta, "end_of_sample": True})
+                    yield batch.with_meta(meta={**meta, "end_of_sample": True})
                 emitted += 1
         finally:
             if pending is not None:
