@@ -12,6 +12,14 @@ from .errors import InputError
 #: One DVS event: timestamp in microseconds, pixel column and row, polarity (1 = ON, 0 = OFF).
 EVENT_DTYPE = np.dtype([("t", "<i8"), ("x", "<u2"), ("y", "<u2"), ("p", "u1")])
 
+#: Largest sensor side (pixels) streamsnn accepts anywhere: files, streams, packets, cameras.
+#: Real event cameras stay far below it (1280 x 720 for the largest Prophesee sensors), and it
+#: bounds what one announced sensor size can make the network, the live view or a decoder allocate.
+MAX_SENSOR_SIDE = 4096
+
+#: Largest absolute timestamp (us) accepted: 2**53 (285 years; exact in float64, far from int64 wrap).
+MAX_TIME_US = 1 << 53
+
 
 def make_events(t, x, y, p) -> np.ndarray:
     """Build a structured event array from four equally long sequences."""
@@ -66,8 +74,15 @@ class EventBatch:
             raise InputError(f"events{where} must be a 1-D array, got shape {ev.shape}")
         if self.width <= 0 or self.height <= 0:
             raise InputError(f"sensor size{where} must be positive, got {self.width}x{self.height}")
+        if self.width > MAX_SENSOR_SIDE or self.height > MAX_SENSOR_SIDE:
+            raise InputError(f"sensor size{where} {self.width}x{self.height} exceeds the largest streamsnn "
+                             f"accepts ({MAX_SENSOR_SIDE}x{MAX_SENSOR_SIDE}); the header or packet is corrupt")
         if ev.size == 0:
             return
+        t0, t1 = int(ev["t"][0]), int(ev["t"][-1])
+        if abs(t0) > MAX_TIME_US or abs(t1) > MAX_TIME_US:
+            raise InputError(f"timestamps{where} reach {max(abs(t0), abs(t1))} us, beyond the largest "
+                             f"accepted ({MAX_TIME_US} us); the data is corrupt")
         bad = np.flatnonzero((ev["x"] >= self.width) | (ev["y"] >= self.height))
         if bad.size:
             i = int(bad[0])

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from streamsnn.errors import InputError
-from streamsnn.events import EVENT_DTYPE, EventBatch, make_events
+from streamsnn.events import EVENT_DTYPE, MAX_SENSOR_SIDE, MAX_TIME_US, EventBatch, make_events
 
 
 def batch(ts, w=34, h=34, **kw):
@@ -36,6 +36,19 @@ def test_outside_sensor_names_the_index():
     ev = make_events([1, 2, 3], [1, 40, 2], [1, 1, 2], [0, 1, 0])
     with pytest.raises(InputError, match=r"event 1 .*x=40.*34x34"):
         EventBatch(ev, 34, 34)
+
+
+def test_absurd_sensor_size_is_refused_before_anything_allocates():
+    EventBatch(make_events([1], [0], [0], [1]), MAX_SENSOR_SIDE, MAX_SENSOR_SIDE)  # the bound itself is fine
+    with pytest.raises(InputError, match=r"in packet.rec 65535x65535 exceeds .*4096x4096"):
+        EventBatch(make_events([1], [0], [0], [1]), 65535, 65535, source="packet.rec")
+
+
+@pytest.mark.parametrize("ts", [[0, MAX_TIME_US + 1], [-(MAX_TIME_US + 1), 0], [2**63 - 10, 2**63 - 1]])
+def test_timestamps_beyond_the_bound_are_refused(ts):
+    with pytest.raises(InputError, match="beyond the largest accepted"):
+        batch(ts)
+    batch([0, MAX_TIME_US])  # the bound itself is accepted
 
 
 def test_slice_time_is_half_open():
