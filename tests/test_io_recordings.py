@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 
 from conftest import DATA, need
-from streamsnn.io import read_events
+from streamsnn.errors import InputError
+from streamsnn.io import probe, read_events
 from streamsnn.io.aedat2 import read_aedat2
 from streamsnn.io.prophesee import geometry_of, read_header
 
@@ -88,13 +89,14 @@ def test_dvs128_bit_layout(tmp_path):
     assert list(ev["t"]) == [10, 20, 30, 0xFFFF_FFF0, (1 << 32) + 0x10]
 
 
-def test_prophesee_header_without_events(tmp_path):
+def test_prophesee_header_without_events_is_an_empty_sample(tmp_path):
     src = need("recordings/prophesee_evt3_sample.raw").read_bytes()
     header = b"".join(line for line in src.splitlines(keepends=True)[:12] if line.startswith(b"%"))
     f = tmp_path / "idle.raw"
     f.write_bytes(header)
-    b = read_events(f)
-    assert len(b) == 0 and (b.width, b.height) == (1280, 720)
+    assert probe(f) == ("Prophesee EVT3", (1280, 720))  # the header itself is sound
+    with pytest.raises(InputError, match="empty sample"):  # one rule for every file without events
+        read_events(f)
 
 
 def test_aedat4_written_by_dv_processing_reads_back(tmp_path):

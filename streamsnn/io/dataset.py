@@ -26,13 +26,13 @@ class Sample:
     label: int | None
     split: str
 
-    def load(self) -> EventBatch:
-        """Decode the file into an EventBatch with `sample` and `label` set."""
-        from .nmnist import read_nmnist
+    def load(self, *, cancel=None) -> EventBatch:
+        """Decode the file into an EventBatch with `sample` and `label` set (InputError if unreadable or empty)."""
+        from . import read_events
 
         if not self.path.is_file():
             raise InputError(f"{self.path}: sample file is missing; restore it or fix the dataset folder")
-        return read_nmnist(self.path, sample=self.sample_id, label=self.label)
+        return read_events(self.path, sample=self.sample_id, label=self.label, cancel=cancel)
 
     @property
     def n_events(self) -> int:
