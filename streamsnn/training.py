@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import sys
 import time
 from dataclasses import dataclass, field
@@ -9,6 +10,8 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .errors import InputError
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -19,6 +22,7 @@ class SampleArrays:
     t: list[np.ndarray] = field(default_factory=list)
     labels: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
     ids: list[str] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)  # one line per sample that could not be read
 
     def __len__(self) -> int:
         return len(self.idx)
@@ -46,7 +50,11 @@ def _bar(iterable, desc: str, quiet: bool, total: int | None = None, unit: str =
 
 
 def load_split(data_dir, split: str, net, *, limit: int | None = None, quiet: bool = False) -> SampleArrays:
-    """Load one split of an N-MNIST folder (either layout, via streamsnn.io) as network input indices."""
+    """Load one split of an N-MNIST folder (either layout, via streamsnn.io) as network input indices.
+
+    A sample that cannot be read (truncated, corrupt, empty) is logged, skipped and listed in
+    `skipped`, as replay does; InputError only when no sample of the split is readable.
+    """
     from .io.dataset import open_dataset
 
     ds = open_dataset(data_dir)
@@ -60,12 +68,20 @@ def load_split(data_dir, split: str, net, *, limit: int | None = None, quiet: bo
     for s in _bar(samples, f"loading {split}", quiet):
         if s.label is None:
             raise InputError(f"{s.path}: sample has no label; add it to the folder's label list")
-        batch = s.load()
+        try:
+            batch = s.load()
+        except InputError as exc:
+            out.skipped.append(str(exc))
+            log.warning("skipped a sample: %s", exc)
+            continue
         out.idx.append(net.event_indices(batch))
         out.t.append(np.ascontiguousarray(batch.events["t"], dtype=np.int64))
         out.ids.append(s.sample_id)
         labels.append(int(s.label))
     out.labels = np.asarray(labels, dtype=np.int64)
+    if samples and not len(out):
+        raise InputError(f"{data_dir}: none of the {len(samples)} {split} samples could be read "
+                         f"(first: {out.skipped[0]})")
     return out
 
 

@@ -14,7 +14,8 @@ def add_parser(subparsers) -> None:
         help="evaluate a trained model on the test split of an N-MNIST folder",
         description="Classify every sample of the test split (without learning) and report accuracy, "
                     "per-class accuracy, the confusion matrix (rows: true class, columns: predicted), "
-                    "samples, events and events per second.",
+                    "samples, events and events per second. A sample that cannot be read (truncated, "
+                    "corrupt, empty) is skipped, logged and counted (`skipped` in --json), as replay does.",
     )
     p.add_argument("--data", type=Path, required=True, help="N-MNIST dataset folder")
     p.add_argument("--model", type=Path, required=True, help="model file written by `streamsnn train`")
@@ -32,12 +33,17 @@ def run(args) -> int:
     test = load_split(args.data, "test", net, limit=args.limit, quiet=args.quiet or args.json)
     res = evaluate(net, test, quiet=args.quiet or args.json)
     res["model"] = str(args.model)
+    res["skipped"] = len(test.skipped)  # unreadable samples, not scored (each logged on stderr)
+    res["skipped_samples"] = test.skipped
     if args.json:
         print(json.dumps(res))
         return 0
     print(f"model {args.model}: {net.sizes}, {net.updates} updates, {net.epochs} epochs")
     print(f"accuracy {res['accuracy']:.4f} on {res['samples']} samples "
           f"({res['events']} events, {res['events_per_s'] / 1e6:.2f} M events/s)")
+    if test.skipped:
+        print(f"skipped {len(test.skipped)} unreadable sample(s), not scored: " + "; ".join(test.skipped[:3])
+              + (" ..." if len(test.skipped) > 3 else ""))
     print("per class: " + "  ".join(f"{c}:{'-' if a is None else f'{a:.2f}'}" for c, a in res["per_class"].items()))
     print("confusion (rows true, columns predicted):")
     print("     " + " ".join(f"{c:>4}" for c in range(len(res["confusion"]))))
