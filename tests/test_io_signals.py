@@ -129,3 +129,31 @@ def test_replay_daemon_skips_a_stuck_file_in_a_folder_and_plays_the_next(tmp_pat
     assert len(skipped) == 1 and "a_stuck.aedat4: decoder did not finish within 2 s" in skipped[0]
     decisions = [json.loads(ln) for ln in (tmp_path / "decisions.jsonl").read_text().splitlines()]
     assert decisions and all(d["source"].endswith("b_good.aedat4") for d in decisions)
+
+
+def test_kill_9_of_the_parent_takes_a_stuck_worker_with_it(tmp_path):
+    proc = start(["info", str(hanging_aedat4(tmp_path))], tmp_path, STREAMSNN_DECODE_TIMEOUT_S="600")
+    try:
+        worker = wait_for_worker(proc)
+        proc.kill()
+        proc.wait(timeout=15)
+    finally:
+        proc.kill()
+    assert gone(worker)  # no orphan left spinning at 100 % CPU
+
+
+def test_a_worker_outlives_the_thread_that_needed_it_first():
+    # Linux sends the parent-death signal when the thread that started a child ends; the readers run
+    # in executor threads that come and go, so workers are started from one long-lived thread
+    import threading
+
+    from streamsnn.io import read_events
+
+    path = need(AEDAT4)
+    first = threading.Thread(target=read_events, args=(path,))
+    first.start()
+    first.join()
+    before = decoder_workers(os.getpid())
+    time.sleep(0.5)
+    assert len(read_events(path)) == 111954
+    assert before and decoder_workers(os.getpid()) == before  # the same worker, alive and reused

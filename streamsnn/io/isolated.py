@@ -21,6 +21,7 @@ import sys
 import tempfile
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import NamedTuple
@@ -108,18 +109,36 @@ class _Died(Exception):
     pass
 
 
+_SPAWNER: tuple[int, ThreadPoolExecutor] | None = None
+_SPAWNER_LOCK = threading.Lock()
+
+
+def _spawner() -> ThreadPoolExecutor:
+    """One long-lived thread per process that starts every worker: Linux delivers a worker's
+    parent-death signal when the *thread* that started it ends, and executor threads come and go."""
+    global _SPAWNER
+    with _SPAWNER_LOCK:
+        if _SPAWNER is None or _SPAWNER[0] != os.getpid():  # a forked child needs its own thread
+            _SPAWNER = (os.getpid(), ThreadPoolExecutor(max_workers=1, thread_name_prefix="streamsnn-decoder-spawner"))
+        return _SPAWNER[1]
+
+
+def _popen(errlog) -> subprocess.Popen:
+    env = dict(os.environ, OPENBLAS_NUM_THREADS="1", OMP_NUM_THREADS="1")
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (_PACKAGE_ROOT, env.get("PYTHONPATH")) if p)
+    return subprocess.Popen(
+        [sys.executable, "-m", "streamsnn.io.decoder_worker", str(os.getpid())],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=errlog, env=env,
+        start_new_session=True,  # a Ctrl-C in the terminal is the parent's to handle
+    )
+
+
 class _Worker:
     """One child process running streamsnn.io.decoder_worker; used by one caller at a time."""
 
     def __init__(self) -> None:
         self.errlog = tempfile.TemporaryFile()  # the worker's fd 2: what native code prints stays here
-        env = dict(os.environ, OPENBLAS_NUM_THREADS="1", OMP_NUM_THREADS="1")
-        env["PYTHONPATH"] = os.pathsep.join(p for p in (_PACKAGE_ROOT, env.get("PYTHONPATH")) if p)
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "streamsnn.io.decoder_worker", str(os.getpid())],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self.errlog, env=env,
-            start_new_session=True,  # a Ctrl-C in the terminal is the parent's to handle
-        )
+        self.proc = _spawner().submit(_popen, self.errlog).result()
         self.fd = self.proc.stdout.fileno()
         self.ready = False
 
