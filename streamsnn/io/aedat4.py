@@ -11,6 +11,7 @@ running the decode in `streamsnn.io.isolated`'s worker, under a deadline and a m
 
 from __future__ import annotations
 
+import logging
 import mmap
 import struct
 import xml.etree.ElementTree as ET
@@ -21,6 +22,8 @@ import numpy as np
 
 from ..errors import InputError
 from ..events import MAX_SENSOR_SIDE, EventBatch, make_events
+
+log = logging.getLogger(__name__)
 
 MAGIC = b"#!AER-DAT4.0\r\n"
 #: Largest IOHeader accepted; real ones hold a few KB of XML per stream.
@@ -38,6 +41,7 @@ class Header:
     data_table: int
     streams: dict[int, str] = field(default_factory=dict)
     data_start: int = 0
+    cut_at: int | None = None  # an interrupted recording (no packet index): where its last packet is cut off
 
 
 def _corrupt(path: Path, what: str) -> InputError:
@@ -97,18 +101,24 @@ def _streams(xml: str, path: Path) -> tuple[dict[int, str], tuple[int, int]]:
     return streams, size
 
 
-def _walk_packets(mm, start: int, end: int, streams: dict[int, str], path: Path) -> None:
-    """Check that packet headers tile [start, end) exactly and name declared streams."""
+def _walk_packets(mm, start: int, end: int, streams: dict[int, str], indexed: bool, path: Path) -> int | None:
+    """Check that packet headers tile [start, end) and name declared streams.
+
+    A recording without a packet index was interrupted while being written: its last packet may be
+    cut off (dv-processing then reads the complete ones); that packet's offset is returned.
+    """
     pos, k = start, 0
     while pos < end:
-        if pos + 8 > end:
-            raise _corrupt(path, f"truncated packet header at byte {pos}")
-        sid, size = struct.unpack_from("<ii", mm, pos)
-        if sid not in streams or size <= 0 or pos + 8 + size > end:
-            if pos + 8 + size > len(mm) and sid in streams and size > 0:
-                raise _corrupt(path, f"packet {k} at byte {pos} runs past the end of the file, which is truncated")
-            raise _corrupt(path, f"packet {k} at byte {pos} has stream {sid} and size {size}")
-        pos, k = pos + 8 + size, k + 1
+        sid, size = struct.unpack_from("<ii", mm, pos) if pos + 8 <= end else (None, 0)
+        if sid is not None and sid in streams and size > 0 and pos + 8 + size <= end:
+            pos, k = pos + 8 + size, k + 1
+            continue
+        if not indexed and (sid is None or (sid in streams and size > 0)):
+            return pos  # cut off by the end of the file
+        if sid is None or (sid in streams and size > 0):
+            raise _corrupt(path, f"packet {k} at byte {pos} runs past the packet index at byte {end}")
+        raise _corrupt(path, f"packet {k} at byte {pos} has stream {sid} and size {size}")
+    return None
 
 
 def read_header(path: str | Path) -> Header:
@@ -135,8 +145,8 @@ def read_header(path: str | Path) -> Header:
             if second >= 0:
                 raise InputError(f"{path}: a second AEDAT4 header at byte {second}: two recordings were joined "
                                  "into one file; split it there")
-            _walk_packets(mm, start, size if table == -1 else table, streams, path)
-    return Header(width, height, COMPRESSIONS[compression], table, streams, start)
+            cut = _walk_packets(mm, start, size if table == -1 else table, streams, table != -1, path)
+    return Header(width, height, COMPRESSIONS[compression], table, streams, start, cut)
 
 
 def decode_native(path: str) -> tuple[np.ndarray, dict]:
@@ -178,5 +188,9 @@ def read_aedat4(path: str | Path, *, limits=None, cancel=None) -> EventBatch:
     except DecodeFailed as exc:
         raise _corrupt(path, str(exc)) from None
     width, height = info.get("width", header.width), info.get("height", header.height)
-    return EventBatch(events, int(width), int(height), source=str(path),
-                      meta={"format": "AEDAT4", "camera": info.get("camera")})
+    batch = EventBatch(events, int(width), int(height), source=str(path),
+                       meta={"format": "AEDAT4", "camera": info.get("camera")})
+    if header.cut_at is not None:  # after every check, so never before an error line
+        log.warning("%s: recording was interrupted: its last packet, at byte %d, is cut off; read the complete "
+                    "ones", path, header.cut_at)
+    return batch
