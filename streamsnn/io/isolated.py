@@ -2,7 +2,7 @@
 
 A corrupt file can make a native decoder spin forever (dv-processing inside LZ4F_decompress on a
 damaged packet) or allocate gigabytes, and native code ignores Python's signal handlers. So the
-decode runs in a worker process (`streamsnn.io.decoder_worker`): the caller waits in short `select`
+decode runs in a worker process (`streamsnn.io.decoder_worker`): the caller waits in short `poll`
 steps, so Ctrl-C, SIGTERM handlers and a `cancel` event act within ~50 ms, and when the deadline
 passes the worker is killed and the caller gets one InputError line. Events come back through the
 pipe as raw EVENT_DTYPE bytes (13 per event, nothing pickled). An idle worker is kept for the next
@@ -140,6 +140,8 @@ class _Worker:
         self.errlog = tempfile.TemporaryFile()  # the worker's fd 2: what native code prints stays here
         self.proc = _spawner().submit(_popen, self.errlog).result()
         self.fd = self.proc.stdout.fileno()
+        self._poll = select.poll()  # not select(): a daemon's descriptors may number over 1024
+        self._poll.register(self.fd, select.POLLIN | select.POLLHUP | select.POLLERR)
         self.ready = False
 
     @property
@@ -169,8 +171,7 @@ class _Worker:
             left = deadline - time.monotonic()
             if left <= 0:
                 raise _Timeout
-            ready, _, _ = select.select([self.fd], [], [], min(_POLL_S, left))
-            if ready:
+            if self._poll.poll(1000 * min(_POLL_S, left)):
                 return
 
     def _read_into(self, view: memoryview, deadline: float, cancel) -> None:
