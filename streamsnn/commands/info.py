@@ -129,6 +129,8 @@ def _table(info: dict) -> str:
             continue
         if key == "polarity":
             rows.append(("polarity", f"on {value['on']:,}  off {value['off']:,}"))
+        elif key == "split_events":
+            rows += [(f"events ({name})", f"{n:,}") for name, n in value.items()]
         elif key == "split_classes":
             for name, counts in value.items():
                 rows.append((f"classes ({name})", "  ".join(f"{k}:{v}" for k, v in counts.items())))
