@@ -79,6 +79,31 @@ def test_poker_dvs_through_tonic(tonic_root):
     np.testing.assert_array_equal(b.events["t"], ref["t"])
 
 
+def test_dvs_gesture_layout_through_tonic(tmp_path):
+    """tonic's DVSGesture keeps (x, y, p, t in ms) rows in ibmGesture{Train,Test}/<user>_<lighting>/<class>.npy;
+    built here from 100 ms slices of a real DVS128 recording (classes assigned by the test)."""
+    rec = read_events(need("recordings/dvs128_aedat2/alex_walking_again.aedat"))
+    slices = {}
+    for k, (folder, user, cls) in enumerate([("ibmGestureTrain", "user01_led", 0), ("ibmGestureTrain", "user01_led", 4),
+                                            ("ibmGestureTrain", "user02_natural", 10), ("ibmGestureTest", "user24_led", 4)]):
+        t0 = rec.t_start + 1_000_000 * (k + 1)
+        ev = rec.slice_time(t0, t0 + 100_000).events
+        rows = np.stack([ev["x"], ev["y"], ev["p"], (ev["t"] - rec.t_start) // 1000], axis=1).astype(np.int64)
+        d = tmp_path / "DVSGesture" / folder / user
+        d.mkdir(parents=True, exist_ok=True)
+        np.save(d / f"{cls}.npy", rows)
+        slices[(folder, user, cls)] = ev
+    ds = open_dataset(f"tonic:DVSGesture:{tmp_path}")
+    assert ds.classes[0] == "Hand clapping" and len(ds.classes) == 11 and ds.sensor_size == (128, 128)
+    assert ds.split_counts() == {"train": 3, "test": 1}
+    assert sorted(s.label_name for s in ds.split("train")) == ["Hand clapping", "Other gestures", "Right arm ccw"]
+    b = ds.split("test").samples[0].load()
+    ref = slices[("ibmGestureTest", "user24_led", 4)]
+    assert b.label == 4 and b.meta["label_name"] == "Right arm ccw" and len(b) == len(ref)
+    np.testing.assert_array_equal(np.sort(b.events[["x", "y"]]), np.sort(ref[["x", "y"]]))
+    assert np.all(b.events["t"] % 1000 == 0)  # tonic's ms resolution, in us
+
+
 def test_missing_dataset_is_one_line_and_no_download(tonic_root):
     with pytest.raises(InputError, match="DVSGesture.*missing; download the dataset with tonic first") as info:
         open_dataset(f"tonic:DVSGesture:{tonic_root}")

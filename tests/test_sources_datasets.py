@@ -88,3 +88,19 @@ def test_train_and_eval_on_poker_class_folders(tmp_path, capsys):
     assert main(["eval", "--data", str(root), "--model", str(model), "--json"]) == 0
     res = json.loads(capsys.readouterr().out)
     assert res["samples"] == 15 and sum(map(sum, res["confusion"])) == 15
+
+
+def test_serve_plays_a_dataset_of_any_layout_as_one_stream():
+    from streamsnn.serve import dataset_as_stream
+
+    rec = dataset_as_stream(need("poker_dvs_inverted"), split="test", limit=3)
+    ds = open_dataset(need("poker_dvs_inverted")).split("test")
+    assert rec.sensor_size == (128, 128) and len(rec) == sum(len(s.load()) for s in ds.samples[:3])
+    with pytest.raises(InputError, match="sensor differs"):  # 640x480, 320x240, 34x34: not one stream
+        dataset_as_stream(need("recordings"))
+
+
+def test_daemon_replay_path_may_name_a_tonic_dataset():
+    from streamsnn.datasets import find_nmnist
+
+    assert find_nmnist("tonic:NMNIST:/data", download=False) == "tonic:NMNIST:/data"
