@@ -51,10 +51,11 @@ class ReplaySource(Source):
       `counters["bad_samples"]` and skipped. `shuffle` reorders each pass (reproducibly, from `seed`).
     - One file: consecutive `chunk_us` chunks (default 10 ms); the last one has end_of_sample. With
       `loop`, later passes are shifted in time so timestamps keep increasing.
-    - A folder of unlabelled recordings (e.g. the DVS128 .aedat files of one camera; with a
-      `split`, it is played per sample as a dataset of split 'all'): each file in name order, as above, on one timeline (each file is shifted to start a
-      chunk after the previous one ends). Files that fail to read or come from a sensor of another
-      size are logged, counted in `counters["bad_samples"]` and skipped.
+    - A folder of unlabelled recordings (e.g. the DVS128 .aedat files of one camera): each file in
+      name order, as above, on one timeline (each file is shifted to start a chunk after the
+      previous one ends); with `split="all"` it plays per sample as a dataset instead. Files that
+      fail to read or come from a sensor of another size are logged, counted in
+      `counters["bad_samples"]` and skipped.
     - Pacing by sensor time: `speed=1.0` real time, `speed=k` k times faster, `speed=0` unpaced.
       Each batch goes out when its sensor time has elapsed (a sample when it ends), on fixed
       wall-clock deadlines, so the replay does not drift.
