@@ -148,6 +148,21 @@ def test_label_times_are_absolute(tmp_path):
     assert "rec.aedat4" in str(info.value) and "\n" not in str(info.value)
 
 
+def test_label_file_without_its_recording(tmp_path):
+    labelled_recording(tmp_path, "rec", nmnist_picks("test", 1))
+    (tmp_path / "gone_labels.csv").write_text("3,1,2\n")
+    with pytest.raises(InputError, match="gone_labels.csv: no recording gone.aedat4"):
+        open_dataset(tmp_path)
+
+
+def test_hidden_files_are_not_samples(tmp_path):
+    d = tmp_path / "Train" / "club"
+    d.mkdir(parents=True)
+    (d / "xclub16i.aedat").symlink_to(need("poker_dvs_inverted/Test/club/xclub16i.aedat"))
+    (d / "._xclub16i.aedat").write_bytes(b"\x00\x05\x16\x07")  # a macOS resource fork
+    assert [s.sample_id for s in open_dataset(tmp_path)] == ["xclub16i"]
+
+
 @pytest.mark.parametrize("line", ["5,300,200", "5,abc,400", "5,100", ",1,2"])
 def test_bad_label_rows_name_file_and_line(tmp_path, line):
     labelled_recording(tmp_path, "rec", nmnist_picks("test", 1))

@@ -26,25 +26,27 @@ LABELS_SUFFIX = "_labels.csv"
 _TRIAL_LISTS = {"trials_to_train.txt": "train", "trials_to_test.txt": "test"}
 
 
-def recording_pairs(folder: Path) -> list[tuple[Path, Path]]:
-    """(recording, label file) for every `<name>_labels.csv` in a folder with a `<name>.<ext>` beside it."""
+def recording_pairs(folder: Path, *, strict: bool = False) -> list[tuple[Path, Path]]:
+    """(recording, label file) for every `<name>_labels.csv` in a folder with a `<name>.<ext>` beside it.
+
+    With `strict`, a label file without its recording is an InputError (its samples would be lost).
+    """
     from .probe import extensions
 
     with os.scandir(folder) as it:
         names = {e.name for e in it}
     pairs = []
     for name in sorted(names):
-        if not name.lower().endswith(LABELS_SUFFIX):
+        if not name.lower().endswith(LABELS_SUFFIX) or name.startswith("."):
             continue
         stem = name[: -len(LABELS_SUFFIX)]
-        for ext in extensions():
-            for candidate in (stem + ext, stem + ext.upper()):
-                if candidate in names and (folder / candidate).is_file():
-                    pairs.append((folder / candidate, folder / name))
-                    break
-            else:
-                continue
-            break
+        found = next((c for ext in extensions() for c in (stem + ext, stem + ext.upper())
+                      if c in names and (folder / c).is_file()), None)
+        if found is not None:
+            pairs.append((folder / found, folder / name))
+        elif strict:
+            raise InputError(f"{folder / name}: no recording {stem}.aedat4 (or {', '.join(extensions())}) beside "
+                             "it; restore the recording or remove its label file")
     return pairs
 
 
@@ -104,7 +106,7 @@ def open_labelled(root: Path):
     from .folders import split_dirs
 
     samples = []
-    pairs = recording_pairs(root)
+    pairs = recording_pairs(root, strict=True)
     if pairs:
         trials = _trial_splits(root)
 
@@ -118,7 +120,7 @@ def open_labelled(root: Path):
 
         samples += _samples(pairs, split_of)
     for split, d in split_dirs(root):
-        samples += _samples(recording_pairs(d), lambda rec, split=split: split)
+        samples += _samples(recording_pairs(d, strict=True), lambda rec, split=split: split)
     if not samples:
         raise InputError(f"{root}: its <name>{LABELS_SUFFIX} files list no samples; add class,start_us,end_us rows")
     samples = unique_ids(samples, root)

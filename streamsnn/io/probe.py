@@ -24,9 +24,9 @@ def format_of(path: str | Path) -> str | None:
 
 
 def is_event_name(name: str) -> bool:
-    """True when a file name has an extension streamsnn reads (no file access)."""
+    """True when a file name has an extension streamsnn reads and is not hidden (no file access)."""
     dot = name.rfind(".")
-    return dot > 0 and name[dot:].lower() in extensions()
+    return dot > 0 and not name.startswith(".") and name[dot:].lower() in extensions()
 
 
 def exact_events(path: str | Path) -> int | None:
