@@ -80,14 +80,42 @@ def test_load_split_refuses_unlabelled_recordings_in_one_line():
     assert "\n" not in str(info.value)
 
 
-def test_train_and_eval_on_poker_class_folders(tmp_path, capsys):
-    model = tmp_path / "poker.npz"
-    root = need("poker_dvs_inverted")
-    assert main(["train", "--data", str(root), "--epochs", "1", "--hidden", "16", "--out", str(model), "--quiet"]) == 0
+def _labelled_recordings(tmp_path):
+    labelled_recording(tmp_path / "rec" / "Train", "s1", nmnist_picks("train", 6))
+    labelled_recording(tmp_path / "rec" / "Test", "s2", nmnist_picks("test", 3))
+    return str(tmp_path / "rec"), 3
+
+
+def _tonic_nmnist(tmp_path):
+    src = need("nmnist_small")
+    for split, folder, n in (("train", "Train", 6), ("test", "Test", 4)):
+        for sample_id, digit in nmnist_picks(split, n):
+            d = tmp_path / "NMNIST" / folder / str(digit)
+            d.mkdir(parents=True, exist_ok=True)
+            (d / f"{sample_id}.bin").symlink_to(src / f"{sample_id}.bs2")
+    return f"tonic:NMNIST:{tmp_path}", 4
+
+
+@pytest.mark.parametrize("make", [lambda tmp: (str(need("poker_dvs_inverted")), 15), _labelled_recordings,
+                                  _tonic_nmnist], ids=["poker-class-folders", "labelled-recordings", "tonic"])
+def test_train_and_eval_on_any_layout(tmp_path, capsys, make):
+    data, n_test = make(tmp_path)
+    model = tmp_path / "model.npz"
+    assert main(["train", "--data", data, "--epochs", "1", "--hidden", "16", "--out", str(model), "--quiet"]) == 0
     capsys.readouterr()
-    assert main(["eval", "--data", str(root), "--model", str(model), "--json"]) == 0
+    assert main(["eval", "--data", data, "--model", str(model), "--json"]) == 0
     res = json.loads(capsys.readouterr().out)
-    assert res["samples"] == 15 and sum(map(sum, res["confusion"])) == 15
+    assert res["samples"] == n_test and sum(map(sum, res["confusion"])) == n_test
+
+
+def test_train_refuses_unlabelled_recordings_in_one_line(tmp_path):
+    import subprocess
+    import sys
+
+    proc = subprocess.run([sys.executable, "-m", "streamsnn", "train", "--data", str(need("recordings/dvs128_aedat2")),
+                           "--out", str(tmp_path / "m.npz"), "--quiet"], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1
+    assert "training needs labels" in proc.stderr
 
 
 def test_serve_plays_a_dataset_of_any_layout_as_one_stream():
