@@ -119,9 +119,13 @@ def dataset_as_stream(path: str | Path, *, split: str | None = None, limit: int 
     ds = open_dataset(path)
     if split:
         ds = ds.split(split)
-    parts, offset = [], 0
+    parts, offset, sensor = [], 0, ds.sensor_size
     for sample in ds.samples[:limit]:
         b = sample.load()
+        sensor = sensor or b.sensor_size  # headers did not tell it: the first sample does
+        if b.sensor_size != sensor:
+            raise InputError(f"{sample.path}: its {b.width}x{b.height} sensor differs from the {sensor[0]}x{sensor[1]} "
+                             "of the other samples; one stream has one sensor, serve them separately")
         if not len(b):
             continue
         ev = b.events.copy()
@@ -130,7 +134,7 @@ def dataset_as_stream(path: str | Path, *, split: str | None = None, limit: int 
         parts.append(ev)
     if not parts:
         raise InputError(f"{path}: no events in the chosen samples; nothing to serve")
-    return EventBatch(np.concatenate(parts), ds.width, ds.height, source=str(path),
+    return EventBatch(np.concatenate(parts), *sensor, source=str(path),
                       meta={"format": f"{ds.format} dataset, {len(parts)} samples"})
 
 

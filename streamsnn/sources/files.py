@@ -42,18 +42,20 @@ def time_chunks(batch: EventBatch, chunk_us: int) -> Iterator[tuple[EventBatch, 
 
 
 class ReplaySource(Source):
-    """Events from a file (any format `streamsnn.io.read_events` reads) or an N-MNIST dataset folder.
+    """Events from a file (any format `streamsnn.io.read_events` reads) or a dataset (`open_dataset`).
 
-    - Dataset folder (optionally one `split`): one batch per sample, whole, with `sample`, `label`
+    - Dataset, any layout: a folder or `tonic:<Class>:<folder>` (optionally one `split`): one batch
+      per sample, whole, with `sample`, `label` (class index), `meta["label_name"]` (class name)
       and `meta["end_of_sample"] = True` (with `chunk_us` set, samples come in chunks instead and the
       last chunk carries end_of_sample). Samples that fail to load are logged, counted in
       `counters["bad_samples"]` and skipped. `shuffle` reorders each pass (reproducibly, from `seed`).
     - One file: consecutive `chunk_us` chunks (default 10 ms); the last one has end_of_sample. With
       `loop`, later passes are shifted in time so timestamps keep increasing.
-    - A folder of recordings that is not an N-MNIST dataset (e.g. the DVS128 .aedat files of one
-      camera): each file in name order, as above, on one timeline (each file is shifted to start a
-      chunk after the previous one ends). Files that fail to read or come from a sensor of another
-      size are logged, counted in `counters["bad_samples"]` and skipped.
+    - A folder of unlabelled recordings (e.g. the DVS128 .aedat files of one camera): each file in
+      name order, as above, on one timeline (each file is shifted to start a chunk after the
+      previous one ends); with `split="all"` it plays per sample as a dataset instead. Files that
+      fail to read or come from a sensor of another size are logged, counted in
+      `counters["bad_samples"]` and skipped.
     - Pacing by sensor time: `speed=1.0` real time, `speed=k` k times faster, `speed=0` unpaced.
       Each batch goes out when its sensor time has elapsed (a sample when it ends), on fixed
       wall-clock deadlines, so the replay does not drift.
@@ -67,7 +69,7 @@ class ReplaySource(Source):
         super().__init__(progress=progress)
         check_playback("replay", speed, limit, chunk_us)
         self.path = Path(path)
-        self.name = str(self.path)
+        self.name = str(path) if str(path).startswith("tonic:") else str(self.path)
         self.speed, self.split, self.loop, self.limit = speed, split, loop, limit
         self.shuffle, self.seed, self.chunk_us = shuffle, seed, chunk_us
         self.pacer = Pacer(speed)
@@ -80,16 +82,16 @@ class ReplaySource(Source):
     # -- opening ---------------------------------------------------------------------------------
     def _open(self) -> None:
         from ..io import open_dataset, read_events
+        from ..io.tonicdata import is_spec
 
-        if self.path.is_dir():
-            try:
-                ds = open_dataset(self.path)
-            except InputError:
-                files = _recordings_in(self.path)
-                # N-MNIST files mean a dataset whose error must not be hidden by a fallback
-                if not files or self.split or any(p.suffix.lower() in (".bin", ".bs2") for p in files):
-                    raise
-                self.files, self.recording = files, read_events(files[0])
+        if is_spec(self.name) or self.path.is_dir():
+            ds = open_dataset(self.name if is_spec(self.name) else self.path)
+            if ds.layout == "recordings" and not self.split:
+                # unlabelled recordings: one timeline, file after file (see the class docstring)
+                self.files = [s.path for s in ds.samples]
+                log.info("replay: %s holds no labels (no label lists, class folders or <name>_labels.csv); "
+                         "playing its %d recordings one after another, unlabelled", self.path, len(self.files))
+                self.recording = read_events(self.files[0])
                 return
             if self.split:
                 ds = ds.split(self.split)
@@ -115,7 +117,7 @@ class ReplaySource(Source):
     @property
     def sensor_size(self) -> tuple[int, int] | None:
         if self.dataset is not None:
-            return (self.dataset.width, self.dataset.height)
+            return self.dataset.sensor_size
         return self.recording.sensor_size if self.recording is not None else None
 
     # -- replay ----------------------------------------------------------------------------------
@@ -200,7 +202,8 @@ class ReplaySource(Source):
                                if pos + 1 < len(order) else None)
                     if batch is None:
                         continue
-                    meta = {"pass": passes, "index": pos, "split": samples[i].split}
+                    meta = {"pass": passes, "index": pos, "split": samples[i].split,
+                            "label_name": samples[i].label_name}
                     if self.chunk_us:
                         chunks = list(time_chunks(batch, self.chunk_us))
                         for k, (chunk, end) in enumerate(chunks):
@@ -217,13 +220,6 @@ class ReplaySource(Source):
         finally:
             if pending is not None:
                 pending.cancel()
-
-
-def _recordings_in(folder: Path) -> list[Path]:
-    """The event files directly in a folder, in name order."""
-    from ..io import SUPPORTED_EXTENSIONS
-
-    return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in SUPPORTED_EXTENSIONS)
 
 
 def _shift(events: np.ndarray, dt: int) -> np.ndarray:
