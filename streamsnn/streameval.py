@@ -255,7 +255,7 @@ def report_lines(res: dict) -> list[str]:
     delay = ("-" if res["delay_median_ms"] is None
              else f"median {res['delay_median_ms']:.0f} ms, p90 {res['delay_p90_ms']:.0f} ms")
     lines = [
-        f"stream of {res['samples']} samples, {res['stream_seconds']:.1f} s, {res['events']} events; "
+        f"stream of {res['samples']} samples, {res['stream_seconds']:.1f} s, {res['events']:,} events; "
         f"windows {res['window_us'] / 1000:g} ms every {res['hop_us'] / 1000:g} ms, "
         f"min {res['min_events']} events, leak {tau}, gap {res['gap_us'] / 1000:g} ms",
         f"stream accuracy {res['stream_accuracy']:.4f} over {res['decisions']} decisions "
