@@ -157,7 +157,7 @@ def stream_evaluate(net, samples: Sequence[EventBatch], *, window_us: int = LIVE
         raise ConfigError(f"tau_us must be >= 0 (0: no leak), got {tau_us!r}")
     stream = make_stream(samples, gap_us=gap_us, chunk_us=chunk_us)
     n_labels = max(len(classes or ()), int(stream.labels.max()) + 1)
-    names = [str(c) for c in classes] if classes else [str(i) for i in range(n_labels)]
+    names = [str(c) for c in classes or ()] + [str(i) for i in range(len(classes or ()), n_labels)]
     saved_tau = net.tau_us
     if tau_us is not None:
         net.tau_us = float(tau_us) if tau_us > 0 else None
