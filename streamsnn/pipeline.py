@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
+from .decide import decide
 from .errors import StreamsnnError
 from .segment import Segmenter, Window
 
@@ -200,11 +201,7 @@ class Pipeline:
         await self.windows.put(_END)
 
     def _decide(self, w: Window):
-        if w.label is not None and self.learn_from_labels:
-            d = self.net.learn_one(w.batch, w.label)
-        else:
-            d = self.net.predict_one(w.batch)
-        return d, self.net.model_version
+        return decide(self.net, w, learn=self.learn_from_labels), self.net.model_version
 
     async def _classify(self) -> None:
         while (w := await self.windows.get()) is not _END:
