@@ -71,6 +71,8 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "learn_from_labels": Key(bool, True, "learn (test-then-train) when a window carries its true label"),
         "learn_from_feedback": Key(bool, True, "learn from labels sent to <prefix>/feedback"),
         "recent": Key(int, 128, "how many recent decisions feedback can still refer to", min=1),
+        "recent_events": Key(int, 4_000_000, "most events the recent decisions may hold together (about 13 bytes "
+                             "each); the oldest are forgotten first", min=1),
         "feedback_per_s": Key(float, 10.0, "feedback messages learned per second at most, on average; "
                               "more are counted (rate_limited) and not learned (0 = no limit)", min=0),
         "feedback_burst": Key(int, 20, "feedback messages learned at once at most before feedback_per_s applies",

@@ -131,6 +131,7 @@ async def serve(cfg: Config, *, quiet: bool = False) -> int:
             reject=mqtt_sink.reject_feedback if mqtt_sink is not None else None,
             extra_metrics=lambda: _extra_metrics(source, mqtt_sink),
             feedback_per_s=cfg.model.feedback_per_s, feedback_burst=cfg.model.feedback_burst,
+            recent_events=cfg.model.recent_events,
         )
         if stopping:
             pipe.stop()  # a signal arrived while starting: run() then only drains and saves

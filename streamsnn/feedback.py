@@ -37,24 +37,35 @@ class TokenBucket:
         return False
 
 
-class Recent:
-    """The last `size` classified windows, found by sample id or by window end (µs), for feedback."""
+#: Default bound on the events the recent windows hold together (about 52 MB).
+RECENT_EVENTS = 4_000_000
 
-    def __init__(self, size: int):
-        self.size = size
+
+class Recent:
+    """The last `size` classified windows, found by sample id or by window end (µs), for feedback.
+
+    They hold at most `max_events` events together (the oldest go first; the newest window always
+    stays), so big windows cannot make the ring hold gigabytes.
+    """
+
+    def __init__(self, size: int, max_events: int = RECENT_EVENTS):
+        self.size, self.max_events = size, max_events
         self._items: OrderedDict[int, Window] = OrderedDict()
         self._by_sample: dict[str, int] = {}
         self._by_end: dict[int, int] = {}
         self._n = 0
+        self.events = 0
 
     def add(self, w: Window) -> None:
         self._n += 1
         self._items[self._n] = w
+        self.events += w.events
         if w.sample is not None:
             self._by_sample[w.sample] = self._n
         self._by_end[w.t_end_us] = self._n
-        while len(self._items) > self.size:
+        while len(self._items) > self.size or (self.events > self.max_events and len(self._items) > 1):
             key, old = self._items.popitem(last=False)
+            self.events -= old.events
             if old.sample is not None and self._by_sample.get(old.sample) == key:
                 del self._by_sample[old.sample]
             if self._by_end.get(old.t_end_us) == key:

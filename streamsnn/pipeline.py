@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Callable
 
 from .errors import StreamsnnError
-from .feedback import Recent, Refused, TokenBucket, judge
+from .feedback import RECENT_EVENTS, Recent, Refused, TokenBucket, judge
 from .segment import Segmenter, Window
 
 log = logging.getLogger(__name__)
@@ -112,12 +112,13 @@ class Pipeline:
                  metrics_every_s: float = 5.0, checkpoint: Path | None = None, save_every_s: float = 0.0,
                  feedback: asyncio.Queue | None = None, reject: Callable[[str, str], None] | None = None,
                  extra_metrics: Callable[[], dict] | None = None, feedback_per_s: float = 10.0,
-                 feedback_burst: int = 20, clock: Callable[[], float] = time.monotonic):
+                 feedback_burst: int = 20, clock: Callable[[], float] = time.monotonic,
+                 recent_events: int = RECENT_EVENTS):
         self.source, self.net, self.sinks, self.payload = source, net, sinks, payload
         self.segmenter = segmenter or Segmenter()
         self.windows = BoundedQueue(queue_size, policy)
         self.learn_from_labels, self.learn_from_feedback = learn_from_labels, learn_from_feedback
-        self.recent = Recent(recent)
+        self.recent = Recent(recent, recent_events)
         self.metrics_every_s, self.checkpoint, self.save_every_s = metrics_every_s, checkpoint, save_every_s
         self.feedback, self.reject, self.extra_metrics = feedback, reject, extra_metrics
         self.counters = Counters()

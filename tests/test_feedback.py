@@ -104,3 +104,17 @@ def test_token_bucket():
     clock.now = 100.0  # never more than the burst
     assert sum(b.take() for _ in range(10)) == 5
     assert all(TokenBucket(0, 1, clock=clock).take() for _ in range(1000))  # rate 0: no limit
+
+
+def test_the_recent_decisions_hold_a_bounded_number_of_events(samples):
+    from streamsnn.feedback import Recent
+
+    r = Recent(128, max_events=3 * max(len(s) for s in samples))
+    for s in samples:  # twelve real samples: only the last few fit the event budget
+        r.add(Window(s, s.t_start, s.t_end, s.sample))
+        assert r.events <= r.max_events and r.events == sum(w.events for w in r._items.values())
+    assert 2 <= len(r) <= 3 and r.find(sample=samples[-1].sample) is not None
+    assert r.find(sample=samples[0].sample) is None
+    huge = Recent(128, max_events=10)  # a window above the budget alone is still kept (the newest)
+    huge.add(Window(samples[0], samples[0].t_start, samples[0].t_end, samples[0].sample))
+    assert len(huge) == 1
