@@ -1,4 +1,4 @@
-"""Which feedback may teach the network: recent decisions, each taught once, never against a known label, at a bounded rate."""
+"""Which feedback may teach the network: recent decisions, each once, never against a known label, at a bounded rate."""
 
 from __future__ import annotations
 

@@ -83,7 +83,8 @@ class Segmenter:
             end = bool(batch.meta.get("end_of_sample"))
             out: list[Window] = []
             for i, piece in enumerate(pieces):
-                out += self._feed_one(piece.with_meta(meta={**batch.meta, "end_of_sample": end and i == len(pieces) - 1}))
+                last = i == len(pieces) - 1
+                out += self._feed_one(piece.with_meta(meta={**batch.meta, "end_of_sample": end and last}))
             return out
         return self._feed_one(batch)
 

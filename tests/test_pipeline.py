@@ -249,7 +249,8 @@ async def test_an_unexpected_source_error_ends_the_run_in_one_line_after_publish
 
 
 async def test_a_segmenter_defect_is_counted_and_the_segmenter_starts_afresh(nmnist_dir):
-    samples = [s.load().with_meta(meta={"end_of_sample": True}) for s in open_dataset(nmnist_dir).split("test").samples[:4]]
+    samples = [s.load().with_meta(meta={"end_of_sample": True})
+               for s in open_dataset(nmnist_dir).split("test").samples[:4]]
 
     class Flaky(Segmenter):  # a defect that shows on the second batch only
         calls = 0

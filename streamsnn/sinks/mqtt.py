@@ -187,8 +187,9 @@ def _check_tls_files(tls: TlsSettings) -> None:
         try:
             ctx.load_verify_locations(cafile=tls.ca_file)
         except (ssl.SSLError, OSError, ValueError) as exc:
-            raise ConfigError(f"mqtt.tls.ca_file: {tls.ca_file} holds no usable certificate "
-                              f"({getattr(exc, 'reason', None) or exc}); give the broker's CA certificate in PEM") from None
+            reason = getattr(exc, "reason", None) or exc
+            raise ConfigError(f"mqtt.tls.ca_file: {tls.ca_file} holds no usable certificate ({reason}); "
+                              "give the broker's CA certificate in PEM") from None
     if tls.cert_file is not None:
         try:
             ctx.load_cert_chain(tls.cert_file, tls.key_file)
@@ -445,7 +446,9 @@ class MqttSink:
             return
         self._task = asyncio.create_task(self._run(), name="mqtt-sink")
         first = asyncio.create_task(self._first_attempt.wait())
-        await asyncio.wait({first, self._task}, timeout=wait if wait is not None else self.settings.timeout + PROBE_TIMEOUT + 1,
+        if wait is None:  # one connection attempt, and the probe that tells a TLS mix-up from an outage
+            wait = self.settings.timeout + PROBE_TIMEOUT + 1
+        await asyncio.wait({first, self._task}, timeout=wait,
                            return_when=asyncio.FIRST_COMPLETED)
         first.cancel()
         if self.error is not None:
