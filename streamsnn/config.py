@@ -45,6 +45,8 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "address": Key(str, "127.0.0.1:7777", "network: DV stream address (host:port, tcp://host:port, unix:/path)"),
         "topic": Key(str, "", "mqtt: topic with event packets (empty = <prefix>/events)"),
         "group": Key(str, "", "mqtt: shared-subscription group; daemons with the same group split the packets"),
+        "max_packet_events": Key(int, 262_144, "mqtt: largest number of events one packet may hold; larger "
+                                 "packets are refused and counted (bad_packets)", min=1),
     },
     "segment": {
         "mode": Key(str, "auto", "per sample, sliding time windows, or auto (samples when the source has them)",
@@ -52,6 +54,10 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "window_us": Key(int, 100_000, "sliding window length in microseconds", min=1),
         "hop_us": Key(int, 50_000, "time between the starts of consecutive windows", min=1),
         "min_events": Key(int, 1, "skip windows with fewer events than this (an idle sensor)", min=1),
+        "max_events": Key(int, 1_000_000, "most events one window or sample may hold; one that reaches it is "
+                          "classified with what it has (counted: segment.cut)", min=1),
+        "max_sample_us": Key(int, 60_000_000, "longest sample in microseconds; a sample that never ends is "
+                             "classified in pieces this long (counted: segment.cut; 0 = no limit)", min=0),
     },
     "model": {
         "checkpoint": Key(str, "", "checkpoint .npz: loaded at start when present, saved periodically and at exit"),
@@ -65,6 +71,12 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "learn_from_labels": Key(bool, True, "learn (test-then-train) when a window carries its true label"),
         "learn_from_feedback": Key(bool, True, "learn from labels sent to <prefix>/feedback"),
         "recent": Key(int, 128, "how many recent decisions feedback can still refer to", min=1),
+        "recent_events": Key(int, 4_000_000, "most events the recent decisions may hold together (about 13 bytes "
+                             "each); the oldest are forgotten first", min=1),
+        "feedback_per_s": Key(float, 10.0, "feedback messages learned per second at most, on average; "
+                              "more are counted (rate_limited) and not learned (0 = no limit)", min=0),
+        "feedback_burst": Key(int, 20, "feedback messages learned at once at most before feedback_per_s applies",
+                              min=1),
         "save_every_s": Key(float, 60.0, "checkpoint period in seconds (0 = only at exit)", min=0),
     },
     "pipeline": {

@@ -75,7 +75,7 @@ def build_source(cfg: Config, *, progress: bool = True, mqtt=None):
         return NetworkStreamSource(s.address)
     from .sources.mqtt import MqttEventSource
 
-    return MqttEventSource(mqtt, s.topic or mqtt.topic("events"), s.group or None)
+    return MqttEventSource(mqtt, s.topic or mqtt.topic("events"), s.group or None, max_events=s.max_packet_events)
 
 
 async def serve(cfg: Config, *, quiet: bool = False) -> int:
@@ -121,7 +121,8 @@ async def serve(cfg: Config, *, quiet: bool = False) -> int:
         payload = _payload_fn(node)
         pipe = Pipeline(
             source, net, sinks, payload=payload,
-            segmenter=Segmenter(cfg.segment.mode, cfg.segment.window_us, cfg.segment.hop_us, cfg.segment.min_events),
+            segmenter=Segmenter(cfg.segment.mode, cfg.segment.window_us, cfg.segment.hop_us, cfg.segment.min_events,
+                                max_events=cfg.segment.max_events, max_sample_us=cfg.segment.max_sample_us),
             queue_size=cfg.pipeline.queue_size, policy=cfg.pipeline.policy,
             learn_from_labels=cfg.model.learn_from_labels, learn_from_feedback=cfg.model.learn_from_feedback,
             recent=cfg.model.recent, metrics_every_s=cfg.pipeline.metrics_every_s,
@@ -129,6 +130,8 @@ async def serve(cfg: Config, *, quiet: bool = False) -> int:
             feedback=mqtt_sink.feedback if mqtt_sink is not None else None,
             reject=mqtt_sink.reject_feedback if mqtt_sink is not None else None,
             extra_metrics=lambda: _extra_metrics(source, mqtt_sink),
+            feedback_per_s=cfg.model.feedback_per_s, feedback_burst=cfg.model.feedback_burst,
+            recent_events=cfg.model.recent_events,
         )
         if stopping:
             pipe.stop()  # a signal arrived while starting: run() then only drains and saves

@@ -38,13 +38,16 @@ def candidates(cwd: Path | None = None) -> list[tuple[str, Path]]:
 
 
 def find_nmnist(path: str | Path | None = None, *, download: bool = True, cwd: Path | None = None,
-                progress: bool = True) -> Path:
+                progress: bool = True) -> Path | str:
     """Folder (or file) to replay.
 
-    An explicit `path` must exist. Otherwise the first of `candidates()` holding event files wins,
-    and when none does, N-MNIST is downloaded through tonic into `cache_dir()`. Without network
-    (or with download=False) raises InputError saying where to put the files.
+    An explicit `path` must exist (a `tonic:<Class>:<folder>` spec is returned as it is for
+    open_dataset to check). Otherwise the first of `candidates()` holding event files wins, and
+    when none does, N-MNIST is downloaded through tonic into `cache_dir()`. Without network (or
+    with download=False) raises InputError saying where to put the files.
     """
+    if path and str(path).startswith("tonic:"):
+        return path  # a dataset through tonic's classes: open_dataset checks it
     if path:
         p = Path(path).expanduser()
         if not p.exists():

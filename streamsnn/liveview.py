@@ -10,7 +10,9 @@ source with `tap(source, live.publish_events)`). It serves, on a plain asyncio s
 - `GET /frame.png`    the latest accumulated frame (ON events green, OFF events red, fading)
 - `GET /metrics.json` the latest metrics, last decision and frame number
 
-Events are histogrammed with NumPy as they arrive, each fading with its age (time constant `decay_ms`);
+Events are histogrammed with NumPy as they arrive, each fading with its age (time constant `decay_ms`),
+onto a canvas of at most `MAX_CANVAS_SIDE` pixels a side (a larger sensor is binned by a whole factor,
+so any accepted sensor costs at most a few MB); `frame` messages give the canvas size;
 a frame is rendered at most `fps` times a second, only while somebody is watching, in a worker thread
 (PNG encoding by Pillow). Each client
 gets at most `fps` messages a second; a slow client simply skips frames (it always receives the
@@ -37,6 +39,7 @@ log = logging.getLogger(__name__)
 KEEP = 16            # decisions kept per client between two messages
 MAX_REQUEST = 8192   # bytes of request line and headers accepted
 KEEPALIVE_S = 15.0   # SSE comment sent to idle clients (detects closed connections)
+MAX_CANVAS_SIDE = 640  # frames of larger sensors are binned down to this
 
 
 class Tapped:
@@ -44,6 +47,7 @@ class Tapped:
 
     def __init__(self, source, fn):
         self._source, self._fn, self._it = source, fn, None
+        self.errors = 0
 
     def __getattr__(self, name):
         return getattr(self._source, name)
@@ -55,7 +59,12 @@ class Tapped:
         if self._it is None:
             self._it = self._source.__aiter__()
         batch = await self._it.__anext__()
-        self._fn(batch)
+        try:
+            self._fn(batch)
+        except Exception as exc:  # noqa: BLE001 - a view that fails must not end the source
+            self.errors += 1
+            if self.errors <= 5:
+                log.warning("live view skipped a batch: %s: %s", type(exc).__name__, exc)
         return batch
 
     async def aclose(self) -> None:
@@ -99,11 +108,13 @@ class LiveView:
         self.host, self.port, self.fps, self.decay_s = host, port, fps, decay_ms / 1000.0
         self.classes, self.title = classes or [str(k) for k in range(10)], title
         self.size: tuple[int, int] | None = None      # sensor (width, height)
-        self._frame: np.ndarray | None = None          # event counts, each fading with its age
+        self._bin = 1                                  # sensor pixels per canvas pixel, per side
+        self._frame: np.ndarray | None = None          # (2, h, w) canvas: event counts, each fading with its age
         self._faded_at = time.monotonic()
         self._new = False                              # events arrived since the last render
         self._dark = False                             # the last rendered frame showed nothing
         self.frame_png: bytes | None = None
+        self.frame_size = (34, 34)                     # (width, height) of frame_png
         self.frame_seq = 0
         self.metrics: dict | None = None
         self.metrics_seq = 0
@@ -154,11 +165,13 @@ class LiveView:
         w, h = int(batch.width), int(batch.height)
         if self.size != (w, h):
             self.size = (w, h)
-            self._frame = np.zeros((2, h, w), np.float32)
+            self._bin = max(1, -(-max(w, h) // MAX_CANVAS_SIDE))
+            self._frame = np.zeros((2, -(-h // self._bin), -(-w // self._bin)), np.float32)
         if len(ev):
+            _, h, w = self._frame.shape
             p = (ev["p"] > 0).astype(np.int64)
-            x = np.minimum(ev["x"].astype(np.int64), w - 1)
-            y = np.minimum(ev["y"].astype(np.int64), h - 1)
+            x = np.minimum(ev["x"].astype(np.int64) // self._bin, w - 1)
+            y = np.minimum(ev["y"].astype(np.int64) // self._bin, h - 1)
             self._fade()
             self._frame += np.bincount((p * h + y) * w + x, minlength=2 * h * w).reshape(2, h, w)
             self._new = True
@@ -220,15 +233,22 @@ class LiveView:
         self._dark = bool(frame.max() < 0.3)
         try:
             self.frame_png = await asyncio.to_thread(render_png, frame)
+            self.frame_size = (int(frame.shape[2]), int(frame.shape[1]))
         except Exception as exc:  # a frame that fails to render must not stop the view
             log.warning("live view frame not rendered: %s", exc)
             return self.frame_png
         self.frame_seq += 1
         return self.frame_png
 
+    @property
+    def canvas(self) -> tuple[int, int] | None:
+        """(width, height) of the frames drawn: the sensor's, binned to at most MAX_CANVAS_SIDE."""
+        return None if self._frame is None else (int(self._frame.shape[2]), int(self._frame.shape[1]))
+
     def snapshot(self) -> dict:
         return {"title": self.title, "classes": self.classes, "frame": self.frame_seq,
-                "sensor": list(self.size) if self.size else None, "events": self.events,
+                "sensor": list(self.size) if self.size else None,
+                "canvas": list(self.canvas) if self.canvas else None, "events": self.events,
                 "decisions": self.decisions, "decision": self.last_decision, "metrics": self.metrics}
 
     # -- HTTP -------------------------------------------------------------------------------------
@@ -302,7 +322,7 @@ class LiveView:
                     client.decisions.clear()
                 if self.frame_png is not None and client.frame_seq != self.frame_seq:
                     client.frame_seq = self.frame_seq
-                    w, h = self.size or (34, 34)
+                    w, h = self.frame_size
                     writer.write(_sse("frame", {"seq": self.frame_seq, "width": w, "height": h,
                                                 "png": base64.b64encode(self.frame_png).decode("ascii")}))
                 if self.metrics is not None and client.metrics_seq != self.metrics_seq:

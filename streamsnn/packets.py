@@ -29,7 +29,8 @@ All integers are little-endian. A packet is a 32-byte header, two strings, then 
 
 Size: 32 + S + R + 8.125·N bytes (an N-MNIST sample of ~4,100 events is ~33 KB). A batch may span at
 most 2^32 µs (71 minutes); longer batches must be split before encoding. The payload must end exactly
-after the polarity bits: anything shorter or longer is rejected, as is a wrong magic or version.
+after the polarity bits: anything shorter or longer is rejected, as is a wrong magic or version,
+a sensor side above 4096 (`events.MAX_SENSOR_SIDE`) and a timestamp beyond ±2^53 µs (`events.MAX_TIME_US`).
 """
 
 from __future__ import annotations
@@ -39,7 +40,7 @@ import struct
 import numpy as np
 
 from .errors import InputError
-from .events import EVENT_DTYPE, EventBatch
+from .events import EVENT_DTYPE, MAX_SENSOR_SIDE, MAX_TIME_US, EventBatch
 
 MAGIC = b"SSEV"
 VERSION = 1
@@ -87,8 +88,14 @@ def encode(batch: EventBatch) -> bytes:
                      ev["y"].astype("<u2").tobytes(), bits.tobytes()))
 
 
-def decode(payload: bytes | bytearray | memoryview, *, where: str = "event packet") -> EventBatch:
-    """Decode one event packet; InputError (naming `where`, e.g. the topic) if it is not a valid one."""
+def decode(payload: bytes | bytearray | memoryview, *, where: str = "event packet",
+           max_events: int | None = None) -> EventBatch:
+    """Decode one event packet; InputError (naming `where`, e.g. the topic) if it is not a valid one.
+
+    Refused before anything is allocated: a sensor side above MAX_SENSOR_SIDE, |t0| above MAX_TIME_US,
+    more than `max_events` events (None: no limit but the payload's size). Decoded timestamps must
+    stay within ±MAX_TIME_US and never decrease (EventBatch.validate).
+    """
     buf = memoryview(payload).cast("B")
     if len(buf) < HEADER.size:
         if not len(buf) or bytes(buf[:4]) != MAGIC[: len(buf[:4])]:
@@ -102,6 +109,9 @@ def decode(payload: bytes | bytearray | memoryview, *, where: str = "event packe
     if version != VERSION:
         raise InputError(f"{where}: event packet format version {version} is not supported (this build reads "
                          f"version {VERSION}); upgrade streamsnn on this side")
+    if max_events is not None and n > max_events:
+        raise InputError(f"{where}: event packet announces {n} events, more than the {max_events} accepted in one "
+                         "packet; split it (streamsnn publish does) or raise source.max_packet_events")
     expected = packet_size(n, s_len, r_len)
     if len(buf) != expected:
         state = "truncated" if len(buf) < expected else "has trailing bytes"
@@ -109,6 +119,12 @@ def decode(payload: bytes | bytearray | memoryview, *, where: str = "event packe
                          f"the payload has {len(buf)}")
     if width == 0 or height == 0:
         raise InputError(f"{where}: event packet announces an empty {width}x{height} sensor")
+    if width > MAX_SENSOR_SIDE or height > MAX_SENSOR_SIDE:
+        raise InputError(f"{where}: event packet announces a {width}x{height} sensor, larger than the "
+                         f"{MAX_SENSOR_SIDE}x{MAX_SENSOR_SIDE} streamsnn accepts")
+    if abs(t0) > MAX_TIME_US:
+        raise InputError(f"{where}: event packet t0 = {t0} us is beyond the +-{MAX_TIME_US} us streamsnn accepts; "
+                         "the packet is corrupt")
     pos = HEADER.size
     try:
         sample = bytes(buf[pos:pos + s_len]).decode("utf-8") if s_len else None
@@ -119,6 +135,9 @@ def decode(payload: bytes | bytearray | memoryview, *, where: str = "event packe
         raise InputError(f"{where}: event packet has a sample id or source that is not UTF-8") from None
     dt = np.frombuffer(buf, dtype="<u4", count=n, offset=pos)
     pos += 4 * n
+    if n and abs(t0 + int(dt.max())) > MAX_TIME_US:
+        raise InputError(f"{where}: event packet timestamps reach {t0 + int(dt.max())} us, beyond the "
+                         f"+-{MAX_TIME_US} us streamsnn accepts; the packet is corrupt")
     x = np.frombuffer(buf, dtype="<u2", count=n, offset=pos)
     pos += 2 * n
     y = np.frombuffer(buf, dtype="<u2", count=n, offset=pos)

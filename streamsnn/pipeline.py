@@ -8,18 +8,35 @@ import gc
 import logging
 import sys
 import time
-from collections import OrderedDict
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
+from .decide import decide
 from .errors import StreamsnnError
+from .feedback import RECENT_EVENTS, Recent, Refused, TokenBucket, judge
 from .segment import Segmenter, Window
 
 log = logging.getLogger(__name__)
 _END = object()  # end of stream marker on the queues
 POLICIES = ("block", "drop_oldest", "drop_newest")
+LOG_FIRST = 20  # skipped batches and windows logged at WARNING; further ones at DEBUG
+
+
+class StageFailed(StreamsnnError):
+    """An unexpected error that ended the run (a defect rather than bad input); exit status 1."""
+
+    exit_code = 1
+
+
+def _one_line(stage: str, exc: BaseException) -> BaseException:
+    """A user-facing error stays as it is; anything else becomes one line naming the stage."""
+    if isinstance(exc, StreamsnnError):
+        return exc
+    log.debug("%s failed", stage, exc_info=exc)
+    return StageFailed(f"{stage} failed: {type(exc).__name__}: {exc}; this is a defect, please report it "
+                       "(run with -vv for the traceback)")
 
 
 class BoundedQueue:
@@ -53,37 +70,6 @@ class BoundedQueue:
         return self.q.qsize()
 
 
-class Recent:
-    """The last `size` classified windows, found by sample id or by window end (µs), for feedback."""
-
-    def __init__(self, size: int):
-        self.size = size
-        self._items: OrderedDict[int, Window] = OrderedDict()
-        self._by_sample: dict[str, int] = {}
-        self._by_end: dict[int, int] = {}
-        self._n = 0
-
-    def add(self, w: Window) -> None:
-        self._n += 1
-        self._items[self._n] = w
-        if w.sample is not None:
-            self._by_sample[w.sample] = self._n
-        self._by_end[w.t_end_us] = self._n
-        while len(self._items) > self.size:
-            key, old = self._items.popitem(last=False)
-            if old.sample is not None and self._by_sample.get(old.sample) == key:
-                del self._by_sample[old.sample]
-            if self._by_end.get(old.t_end_us) == key:
-                del self._by_end[old.t_end_us]
-
-    def find(self, sample: str | None = None, t_end_us: int | None = None) -> Window | None:
-        key = self._by_sample.get(sample) if sample is not None else self._by_end.get(t_end_us)
-        return self._items.get(key) if key is not None else None
-
-    def __len__(self) -> int:
-        return len(self._items)
-
-
 @dataclass
 class Counters:
     """What the pipeline has done in this run (the network keeps its own lifetime counters)."""
@@ -93,10 +79,12 @@ class Counters:
     decisions: int = 0
     labelled: int = 0
     correct: int = 0
-    feedback: dict = field(default_factory=lambda: {"learned": 0, "ignored": 0, "disabled": 0})
+    feedback: dict = field(default_factory=lambda: {"learned": 0, "ignored": 0, "disabled": 0, "duplicate": 0,
+                                                    "contradicts_label": 0, "rate_limited": 0})
     checkpoints: int = 0
     checkpoint_errors: int = 0
     bad_windows: int = 0
+    bad_batches: int = 0
     started: float = field(default_factory=time.monotonic)
 
 
@@ -109,6 +97,14 @@ class Pipeline:
     `publish_metrics(dict)` (both non-blocking) and `async close()`, which the caller awaits.
     `feedback` is an asyncio.Queue of feedback items (`sample` or `t_end_us`, and `label`), and
     `reject(reason, detail)` reports the ones the pipeline cannot use (e.g. an unknown sample).
+    Feedback teaches a decision at most once (later labels: reason `duplicate`), never against the
+    window's known true label (`contradicts_label`), and at most `feedback_per_s` times a second on
+    average with bursts of `feedback_burst` (`rate_limited`; `feedback_per_s = 0`: no limit).
+
+    Bad input never stalls the run: a batch the segmenter refuses, or a window the network cannot
+    take, is logged (one line), counted (`bad_batches`, `bad_windows`) and skipped; an error of the
+    source or a sink ends the run with one line (`StageFailed` for an unexpected one), after what
+    was read is classified and published.
     """
 
     def __init__(self, source, net, sinks: list, *, payload: Callable[..., dict],
@@ -116,15 +112,18 @@ class Pipeline:
                  learn_from_labels: bool = True, learn_from_feedback: bool = True, recent: int = 128,
                  metrics_every_s: float = 5.0, checkpoint: Path | None = None, save_every_s: float = 0.0,
                  feedback: asyncio.Queue | None = None, reject: Callable[[str, str], None] | None = None,
-                 extra_metrics: Callable[[], dict] | None = None):
+                 extra_metrics: Callable[[], dict] | None = None, feedback_per_s: float = 10.0,
+                 feedback_burst: int = 20, clock: Callable[[], float] = time.monotonic,
+                 recent_events: int = RECENT_EVENTS):
         self.source, self.net, self.sinks, self.payload = source, net, sinks, payload
         self.segmenter = segmenter or Segmenter()
         self.windows = BoundedQueue(queue_size, policy)
         self.learn_from_labels, self.learn_from_feedback = learn_from_labels, learn_from_feedback
-        self.recent = Recent(recent)
+        self.recent = Recent(recent, recent_events)
         self.metrics_every_s, self.checkpoint, self.save_every_s = metrics_every_s, checkpoint, save_every_s
         self.feedback, self.reject, self.extra_metrics = feedback, reject, extra_metrics
         self.counters = Counters()
+        self.feedback_bucket = TokenBucket(feedback_per_s, feedback_burst, clock)
         self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="streamsnn-net")
         self._stopping = asyncio.Event()
         self._last_rate = (time.monotonic(), 0)
@@ -155,15 +154,19 @@ class Pipeline:
             await asyncio.wait([reader, stopper, classify], return_when=asyncio.FIRST_COMPLETED)
             # classify ends early only on a fatal error (e.g. a refused login)
             if classify.done() and classify.exception() is not None:
-                raise classify.exception()
+                raise _one_line("publishing", classify.exception())
             if not reader.done():  # stop requested: stop the source, keep what was read
                 log.info("stopping: closing the source and draining the queues")
                 reader.cancel()
                 await asyncio.gather(reader, return_exceptions=True)
                 await self._finish_reading()
-            await classify  # drain; a fatal sink error (refused login) ends the run
+            try:
+                await classify  # drain (the reader always queues the end marker); a fatal sink error ends the run
+            except Exception as exc:
+                raise _one_line("publishing", exc) from None
             if not reader.cancelled() and reader.exception() is not None:
-                raise reader.exception()  # a source error ends the run, after what it delivered is published
+                # a source error ends the run, after what it delivered is published
+                raise _one_line("reading the source", reader.exception())
         finally:
             stopper.cancel()
             for t in side + [reader, classify]:
@@ -182,37 +185,60 @@ class Pipeline:
         try:
             async for batch in self.source:
                 self.counters.events_in += len(batch)
-                for w in self.segmenter.feed(batch):
+                try:
+                    windows = self.segmenter.feed(batch)
+                except StreamsnnError as exc:  # a duplicated, late or inconsistent batch: skip it
+                    self._bad_batch(str(exc))
+                    continue
+                except Exception as exc:  # noqa: BLE001 - a defect: skip the batch, start the segmenter afresh
+                    self._bad_batch(f"{type(exc).__name__}: {exc}; segmenter state reset")
+                    log.debug("segmenter error", exc_info=True)
+                    self.segmenter.reset()
+                    continue
+                for w in windows:
                     self.counters.windows += 1
                     await self.windows.put(w)
         finally:
             if not self._stopping.is_set():
                 await self._finish_reading()
 
+    def _bad_batch(self, detail: str) -> None:
+        self.counters.bad_batches += 1
+        level = logging.WARNING if self.counters.bad_batches <= LOG_FIRST else logging.DEBUG
+        log.log(level, "batch skipped: %s", detail)
+
     async def _finish_reading(self) -> None:
+        """Close the source, queue what the segmenter still holds, then the end marker (always)."""
         try:
-            await self.source.aclose()
-        except Exception as exc:  # a source that fails to close must not block the shutdown
-            log.warning("closing the source failed: %s", exc)
-        for w in self.segmenter.flush():
-            self.counters.windows += 1
-            await self.windows.put(w)
-        await self.windows.put(_END)
+            try:
+                await self.source.aclose()
+            except Exception as exc:  # a source that fails to close must not block the shutdown
+                log.warning("closing the source failed: %s", exc)
+            try:
+                windows = self.segmenter.flush()
+            except Exception as exc:  # noqa: BLE001 - never lose the end marker
+                log.warning("windows still open at the end were dropped: %s: %s", type(exc).__name__, exc)
+                windows = []
+            for w in windows:
+                self.counters.windows += 1
+                await self.windows.put(w)
+        finally:
+            await self.windows.put(_END)
 
     def _decide(self, w: Window):
-        if w.label is not None and self.learn_from_labels:
-            d = self.net.learn_one(w.batch, w.label)
-        else:
-            d = self.net.predict_one(w.batch)
+        d = decide(self.net, w, learn=self.learn_from_labels)
+        w.learned = w.label is not None and self.learn_from_labels
         return d, self.net.model_version
 
     async def _classify(self) -> None:
         while (w := await self.windows.get()) is not _END:
             try:
                 d, version = await self.in_worker(self._decide, w)
-            except StreamsnnError as exc:  # a window the network cannot take: log, count, go on
+            except Exception as exc:  # noqa: BLE001 - a window the network cannot take: log, count, go on
                 self.counters.bad_windows += 1
-                log.warning("window %s skipped: %s", w.sample or f"{w.t_start_us}..{w.t_end_us} us", exc)
+                text = str(exc) if isinstance(exc, StreamsnnError) else f"{type(exc).__name__}: {exc}"
+                level = logging.WARNING if self.counters.bad_windows <= LOG_FIRST else logging.DEBUG
+                log.log(level, "window %s skipped: %s", w.sample or f"{w.t_start_us}..{w.t_end_us} us", text)
                 continue
             latency_ms = (time.monotonic() - w.ready) * 1000.0
             self.recent.add(w)
@@ -239,28 +265,16 @@ class Pipeline:
                 self._ignore("error", f"{type(exc).__name__}: {exc}")
 
     async def apply_feedback(self, fb) -> bool:
-        """Teach the network the true label of a recent decision. Returns True when it learned."""
+        """Teach the network the true label of a recent decision (see `feedback.judge`); True when it learned."""
         c = self.counters.feedback
         if not self.learn_from_feedback:
             c["disabled"] += 1
             return False
-        sample, t_end, label = _field(fb, "sample"), _field(fb, "t_end_us"), _field(fb, "label")
-        n_classes = int(self.net.sizes[-1])
-        if not isinstance(label, int) or isinstance(label, bool) or not 0 <= label < n_classes:
-            return self._ignore("invalid", f"label must be an integer 0..{n_classes - 1}, got {label!r}")
-        if sample is not None:
-            if isinstance(sample, bool) or not isinstance(sample, (str, int)):
-                return self._ignore("invalid", f"sample must be a string, got {sample!r}")
-            w = self.recent.find(sample=str(sample))
-            what = f"sample {sample}"
-        elif isinstance(t_end, int) and not isinstance(t_end, bool):
-            w = self.recent.find(t_end_us=t_end)
-            what = f"t_end_us {t_end}"
-        else:
-            return self._ignore("invalid", f"needs 'sample' or an integer 't_end_us', got {fb!r}")
-        if w is None:
-            return self._ignore("unknown_sample", f"no recent decision for {what} "
-                                                  f"(the last {self.recent.size} are kept)")
+        try:
+            w, label = judge(fb, self.recent, int(self.net.sizes[-1]), self.feedback_bucket)
+        except Refused as exc:
+            return self._ignore(exc.reason, str(exc))
+        w.learned = True  # before the worker runs: another message meanwhile is a duplicate
         await self.in_worker(self.net.learn_one, w.batch, label)
         c["learned"] += 1
         return True
@@ -288,6 +302,8 @@ class Pipeline:
             "checkpoints": c.checkpoints,
             "checkpoint_errors": c.checkpoint_errors,
             "bad_windows": c.bad_windows,
+            "bad_batches": c.bad_batches,
+            "segment": dict(self.segmenter.counters),
             "uptime_s": round(now - c.started, 1),
         }
         if self.extra_metrics is not None:
@@ -302,7 +318,10 @@ class Pipeline:
     async def _metrics_loop(self) -> None:
         while True:
             await asyncio.sleep(self.metrics_every_s)
-            await self.publish_metrics()
+            try:
+                await self.publish_metrics()
+            except Exception as exc:  # noqa: BLE001 - metrics must not end (or silently stop) the run
+                log.warning("metrics not published: %s: %s", type(exc).__name__, exc)
 
     async def save(self) -> None:
         self.checkpoint.parent.mkdir(parents=True, exist_ok=True)
@@ -314,13 +333,15 @@ class Pipeline:
             await asyncio.sleep(self.save_every_s)
             try:
                 await self.save()
-            except (OSError, StreamsnnError) as exc:  # a full disk must not stop the classification
+            except Exception as exc:  # noqa: BLE001 - a full disk must not stop the classification
                 self.counters.checkpoint_errors += 1
                 log.warning("checkpoint not saved: %s", exc)
 
 
     def _ignore(self, reason: str, detail: str) -> bool:
         self.counters.feedback["ignored"] += 1
+        if reason in self.counters.feedback:
+            self.counters.feedback[reason] += 1
         if self.reject is not None:
             self.reject(reason, detail)
         else:
@@ -348,10 +369,6 @@ def _low_latency_runtime():
     finally:
         sys.setswitchinterval(previous)
         gc.unfreeze()
-
-
-def _field(fb, name: str):
-    return fb.get(name) if isinstance(fb, dict) else getattr(fb, name, None)
 
 
 def _round(x):

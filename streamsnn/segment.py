@@ -7,7 +7,12 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from .errors import InputError
 from .events import EVENT_DTYPE, EventBatch
+
+#: Default bounds on one window or sample (see Segmenter): events, and sensor time of a sample.
+MAX_EVENTS = 1_000_000
+MAX_SAMPLE_US = 60_000_000
 
 
 @dataclass
@@ -21,6 +26,7 @@ class Window:
     label: int | None = None
     source: str | None = None
     ready: float = field(default_factory=time.monotonic)  # when the window was complete (for latency)
+    learned: bool = False  # the network learned from this window (its label, or one feedback message)
 
     @property
     def events(self) -> int:
@@ -35,16 +41,54 @@ class Segmenter:
     every `hop_us`, over the event timestamps; windows with fewer than `min_events` are skipped.
     mode "auto": a batch with a sample id (dataset replay, labelled packets) is segmented per sample,
     any other batch (a camera, a stream, one long recording) by sliding windows.
+
+    Bad input never corrupts the state (the windows it makes are always valid EventBatches):
+
+    - A stream batch that starts more than one window before the last event received, or comes from
+      another sensor, starts a new stream (what was buffered is flushed); one that starts less than
+      that before the last event (a duplicated or late packet) is refused with InputError, and the
+      state is left as it was. A sample that changes sensor, or whose next batch starts before the
+      sample's first event, is closed and begun anew; a batch that starts inside what the sample
+      already holds is refused the same way.
+    - No window holds more than `max_events` events, and no sample spans more than `max_sample_us`
+      (0: no limit): a sample that reaches either bound is classified with what it has and the rest
+      continues as a new window of the same sample id; a stream window that would overflow is
+      classified early with the events it holds and the window grid restarts at the next event.
+    `counters` counts `restarts` (new streams or samples begun anew) and `cut` (windows closed at a bound).
     """
 
-    def __init__(self, mode: str = "auto", window_us: int = 100_000, hop_us: int = 50_000, min_events: int = 1):
+    def __init__(self, mode: str = "auto", window_us: int = 100_000, hop_us: int = 50_000, min_events: int = 1, *,
+                 max_events: int = MAX_EVENTS, max_sample_us: int = MAX_SAMPLE_US):
+        if max_events < 1 or max_sample_us < 0:
+            raise ValueError("max_events must be positive and max_sample_us >= 0")
         self.mode, self.window_us, self.hop_us, self.min_events = mode, window_us, hop_us, min_events
+        self.max_events, self.max_sample_us = max_events, max_sample_us
+        self.counters = {"restarts": 0, "cut": 0}
+        self.reset()
+
+    def reset(self) -> None:
+        """Forget every open sample and window (the counters stay)."""
         self._parts: list[EventBatch] = []        # pieces of the current sample
+        self._part_events = 0
+        self._span: tuple[int, int] | None = None  # first and last timestamp of the current sample
         self._buf = np.empty(0, EVENT_DTYPE)      # stream events not yet behind the window start
-        self._start: int | None = None            # start of the next sliding window
-        self._proto: EventBatch | None = None     # sensor size and source of the stream
+        self._start: int | None = None            # start of the next sliding window (None: at the next event)
+        self._proto: EventBatch | None = None     # sensor size and source of the stream (None: no stream)
+        self._last: int | None = None             # last stream timestamp received
 
     def feed(self, batch: EventBatch) -> list[Window]:
+        """The windows this batch completes; InputError (state unchanged) for a duplicated or late batch."""
+        if len(batch) > self.max_events:  # keep every window within the bound
+            pieces = batch.split_count(self.max_events)
+            end = bool(batch.meta.get("end_of_sample"))
+            out: list[Window] = []
+            for i, piece in enumerate(pieces):
+                last = i == len(pieces) - 1
+                out += self._feed_one(piece.with_meta(meta={**batch.meta, "end_of_sample": end and last}))
+            return out
+        return self._feed_one(batch)
+
+    def _feed_one(self, batch: EventBatch) -> list[Window]:
         per_sample = self.mode == "sample" or (
             self.mode == "auto" and batch.sample is not None)
         if per_sample:
@@ -53,20 +97,35 @@ class Segmenter:
 
     def flush(self) -> list[Window]:
         """Windows still open when the source ends (a partial sample, the last partial time window)."""
-        out = self._close_sample()
-        if self._start is not None and len(self._buf) >= self.min_events:
-            out.append(self._window(self._buf, self._start, self._start + self.window_us))
-        self._buf = np.empty(0, EVENT_DTYPE)
-        self._start = None
-        return out
+        return self._close_sample() + self._flush_stream()
 
     # -- per sample -------------------------------------------------------------------------------
     def _feed_sample(self, batch: EventBatch) -> list[Window]:
         out = []
-        if self._parts and self._parts[0].sample != batch.sample:
+        if self._parts:
+            current = self._parts[0]
+            if current.sample != batch.sample:
+                out += self._close_sample()
+            elif batch.sensor_size != current.sensor_size or (
+                    len(batch) and self._span is not None and batch.t_start < self._span[0]):
+                self.counters["restarts"] += 1  # another sensor, or the sample from its start again
+                out += self._close_sample()
+            elif len(batch) and self._span is not None and batch.t_start < self._span[1]:
+                raise InputError(
+                    f"batch of sample {batch.sample} starts at {batch.t_start} us, inside what the sample "
+                    f"already holds ({self._span[0]}..{self._span[1]} us): a duplicated or late packet, skipped")
+        if self._parts and self._part_events + len(batch) > self.max_events:
+            self.counters["cut"] += 1  # the sample would grow past the bound: classify what it has
             out += self._close_sample()
         self._parts.append(batch)
+        self._part_events += len(batch)
+        if len(batch):
+            self._span = (batch.t_start if self._span is None else self._span[0], batch.t_end)
         if batch.meta.get("end_of_sample", False) or self.mode == "sample" and batch.sample is None:
+            out += self._close_sample()
+        elif self._part_events >= self.max_events or (
+                self.max_sample_us and self._span is not None and self._span[1] - self._span[0] >= self.max_sample_us):
+            self.counters["cut"] += 1
             out += self._close_sample()
         return out
 
@@ -74,22 +133,38 @@ class Segmenter:
         if not self._parts:
             return []
         whole = EventBatch.concatenate(self._parts) if len(self._parts) > 1 else self._parts[0]
-        self._parts = []
+        self._parts, self._part_events, self._span = [], 0, None
         if len(whole) < self.min_events:
             return []
         return [Window(whole, whole.t_start, whole.t_end, whole.sample, whole.label, whole.source)]
 
     # -- sliding windows ------------------------------------------------------------------------
     def _feed_stream(self, batch: EventBatch) -> list[Window]:
-        out = self._close_sample()
         if not len(batch):
-            return out
-        t0 = int(batch.events["t"][0])
-        if self._start is not None and (batch.sensor_size != self._proto.sensor_size
-                                        or t0 < self._start - self.window_us):
-            out += self.flush()  # another sensor, or the clock went back (a looping recording): start over
+            return self._close_sample()
+        t0 = batch.t_start
+        restart = False
+        if self._proto is not None:
+            if batch.sensor_size != self._proto.sensor_size or t0 < self._last - self.window_us:
+                restart = True  # another sensor, or the clock went back (a looping recording): start over
+            elif t0 < self._last:
+                raise InputError(
+                    f"stream batch starts at {t0} us, before the last event already received ({self._last} us): "
+                    "a duplicated or late packet, skipped")
+        out = self._close_sample()
+        if restart:
+            self.counters["restarts"] += 1
+            out += self._flush_stream()
+        if len(self._buf) + len(batch) > self.max_events:  # the window would hold too much: classify it now
+            self.counters["cut"] += 1
+            if len(self._buf) >= self.min_events:
+                out.append(self._window(self._buf, self._start, self._last + 1))
+            self._buf, self._start = np.empty(0, EVENT_DTYPE), None
+        if self._proto is None:
+            self._proto = batch
         if self._start is None:
-            self._proto, self._start = batch, t0
+            self._start = t0
+        self._last = batch.t_end
         self._buf = np.concatenate([self._buf, batch.events]) if len(self._buf) else batch.events
         W, H = self.window_us, self.hop_us
         while len(self._buf) and int(self._buf["t"][-1]) >= self._start + W:
@@ -102,6 +177,14 @@ class Segmenter:
                 out.append(self._window(self._buf[:hi], self._start, self._start + W))
             self._start += H
             self._buf = self._buf[int(np.searchsorted(t, self._start, side="left")):]
+        return out
+
+    def _flush_stream(self) -> list[Window]:
+        out = []
+        if self._start is not None and len(self._buf) >= self.min_events:
+            out.append(self._window(self._buf, self._start, self._start + self.window_us))
+        self._buf = np.empty(0, EVENT_DTYPE)
+        self._start = self._proto = self._last = None
         return out
 
     def _window(self, events: np.ndarray, t_start: int, t_end: int) -> Window:

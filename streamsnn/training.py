@@ -1,4 +1,4 @@
-"""Training and evaluation loops for SpikingNetwork on N-MNIST folders: data as arrays, augmentation, metrics."""
+"""Training and evaluation loops for SpikingNetwork on labelled datasets: data as arrays, augmentation, metrics."""
 
 from __future__ import annotations
 
@@ -22,6 +22,7 @@ class SampleArrays:
     t: list[np.ndarray] = field(default_factory=list)
     labels: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
     ids: list[str] = field(default_factory=list)
+    classes: list[str] = field(default_factory=list)  # class names in index order, when known
     skipped: list[str] = field(default_factory=list)  # one line per sample that could not be read
 
     def __len__(self) -> int:
@@ -34,7 +35,8 @@ class SampleArrays:
     def subset(self, n: int | None) -> "SampleArrays":
         if n is None:
             return self
-        return SampleArrays(self.idx[:n], self.t[:n], self.labels[:n], self.ids[:n])
+        return SampleArrays(self.idx[:n], self.t[:n], self.labels[:n], self.ids[:n], classes=self.classes,
+                            skipped=self.skipped)
 
     def counts(self, n_in: int) -> np.ndarray:
         """(samples, n_in) float32 event counts per input: what a conventional MLP is trained on."""
@@ -50,20 +52,22 @@ def _bar(iterable, desc: str, quiet: bool, total: int | None = None, unit: str =
 
 
 def load_split(data_dir, split: str, net, *, limit: int | None = None, quiet: bool = False) -> SampleArrays:
-    """Load one split of an N-MNIST folder (either layout, via streamsnn.io) as network input indices.
+    """Load one split of a dataset (any layout `streamsnn.io.open_dataset` reads) as network input indices.
 
+    `classes` of the result are the dataset's class names in index order (the labels index them).
     A sample that cannot be read (truncated, corrupt, empty) is logged, skipped and listed in
     `skipped`, as replay does; InputError only when no sample of the split is readable.
     """
     from .io.dataset import open_dataset
 
     ds = open_dataset(data_dir)
+    ds.require_labels()
     if split not in ds.splits:
         raise InputError(f"{data_dir}: dataset has no {split!r} split (found: {', '.join(ds.splits) or 'none'})")
     samples = ds.split(split).samples
     if limit is not None and limit < len(samples):  # spread out: tonic layouts are sorted by class
         samples = [samples[int(i)] for i in np.linspace(0, len(samples) - 1, max(limit, 0))]
-    out = SampleArrays()
+    out = SampleArrays(classes=list(ds.classes))
     labels = []
     for s in _bar(samples, f"loading {split}", quiet):
         if s.label is None:

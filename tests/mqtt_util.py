@@ -7,7 +7,8 @@ tests/conftest.py lives there and tests/ is not a package).
   `/usr/sbin/mosquitto -c <generated config>` on `127.0.0.1:<free port>` and waits until it accepts
   connections; `stop()` terminates it (SIGTERM, so a persistent broker saves its state); `start()`
   again reuses the same port (outage tests). `users={"name": "password"}` adds a password file
-  (`mosquitto_passwd`) and turns anonymous access off. `persistence=True` keeps sessions and queued
+  (`mosquitto_passwd`) and turns anonymous access off; with it, `acl=PATH` adds an `acl_file`.
+  `persistence=True` keeps sessions and queued
   QoS 1 messages across stop/start (so a persistent subscriber misses nothing during an outage).
   `tls=make_tls_files(dir)` adds TLS on the listener instead of plain TCP (`require_certificate=True`:
   clients must present a certificate signed by the same CA, e.g. `tls.client_cert`/`tls.client_key`).
@@ -100,7 +101,7 @@ class Mosquitto:
 
     def __init__(self, folder: Path, *, port: int | None = None, users: dict[str, str] | None = None,
                  persistence: bool = False, tls: TlsFiles | None = None,
-                 require_certificate: bool = False) -> None:
+                 require_certificate: bool = False, acl: Path | None = None) -> None:
         if not Path(MOSQUITTO).exists():
             pytest.skip(f"mosquitto not installed ({MOSQUITTO}); install the mosquitto package")
         self.folder = Path(folder)
@@ -120,6 +121,8 @@ class Mosquitto:
             for name, password in users.items():
                 subprocess.run([MOSQUITTO_PASSWD, "-b", str(pw), name, password], check=True, capture_output=True)
             lines += ["allow_anonymous false", f"password_file {pw}"]
+            if acl is not None:
+                lines += [f"acl_file {acl}"]
         else:
             lines += ["allow_anonymous true"]
         if persistence:

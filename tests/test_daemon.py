@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -15,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from conftest import need
+from daemon_util import Daemon, daemons  # noqa: F401 (fixture)
 from mqtt_util import Collector, Mosquitto, free_port, mosquitto  # noqa: F401 (fixture)
 
 from streamsnn.io import open_dataset
@@ -27,53 +27,6 @@ FIELDS = {"schema", "node", "source", "sample", "t_start_us", "t_end_us", "label
 HIDDEN = 64  # a small network keeps the tests quick; the pipeline does not care about its size
 
 pytestmark = pytest.mark.slow
-
-
-class Daemon:
-    """`python -m streamsnn run PIPELINE --set ...` as a subprocess, its output in a log file."""
-
-    def __init__(self, folder: Path, pipeline: Path, sets: dict, *, name: str = "daemon", env: dict | None = None):
-        self.log = folder / f"{name}.log"
-        self.env = env or {}
-        self.cmd = [sys.executable, "-m", "streamsnn", "run", str(pipeline)]
-        for k, v in sets.items():
-            self.cmd += ["--set", f"{k}={str(v).lower() if isinstance(v, bool) else v}"]
-        self.proc: subprocess.Popen | None = None
-
-    def start(self) -> "Daemon":
-        env = {**os.environ, "PYTHONUNBUFFERED": "1", **self.env}
-        self._out = self.log.open("ab")
-        self.proc = subprocess.Popen(self.cmd, stdout=self._out, stderr=subprocess.STDOUT, env=env, cwd=self.log.parent)
-        return self
-
-    async def wait(self, timeout: float = 180) -> int:
-        try:
-            return await asyncio.to_thread(self.proc.wait, timeout)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
-            pytest.fail(f"daemon did not exit within {timeout} s; log:\n{self.text()[-3000:]}")
-        finally:
-            self._out.close()
-
-    def signal(self, sig: int) -> None:
-        self.proc.send_signal(sig)
-
-    def text(self) -> str:
-        return self.log.read_text(errors="replace")
-
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait()
-
-
-@pytest.fixture
-def daemons():
-    started: list[Daemon] = []
-    yield started
-    for d in started:
-        d.stop()
 
 
 def replay_sets(nmnist_dir: Path, port: int, node: str, ckpt: Path, **extra) -> dict:
@@ -194,10 +147,11 @@ async def test_malformed_feedback_is_counted_and_ignored(tmp_path, nmnist_dir, m
             return sum(ms[-1]["mqtt"]["feedback_rejected"].values()) if ms else 0
 
         await col.wait_for(lambda m: rejected(m) >= len(bad), timeout=60)
-        # one valid message after the bad ones: the network learns exactly that, nothing else
+        # one valid message after the bad ones (a label that contradicts the sample's known true label
+        # would be refused): the network learns exactly that, nothing else
         async with aiomqtt.Client("127.0.0.1", mosquitto.port) as pub:
             await pub.publish(f"streamsnn/{node}/feedback",
-                              json.dumps({"sample": known["sample"], "label": 4}).encode(), qos=1)
+                              json.dumps({"sample": known["sample"], "label": known["true_label"]}).encode(), qos=1)
         await col.wait_for(lambda m: metrics(col, node) and metrics(col, node)[-1]["feedback"]["learned"] >= 1)
         d.signal(signal.SIGTERM)
         assert await d.wait() == 0, d.text()[-3000:]
@@ -205,7 +159,7 @@ async def test_malformed_feedback_is_counted_and_ignored(tmp_path, nmnist_dir, m
     assert "Traceback" not in d.text()
     saved = SpikingNetwork.load(ckpt)
     ref = SpikingNetwork((2312, HIDDEN, 10), seed=0)
-    ref.learn_one(test_samples[known["sample"]], 4)
+    ref.learn_one(test_samples[known["sample"]], known["true_label"])
     assert saved.updates == 1
     for name in ("W1", "W2", "b2"):
         np.testing.assert_array_equal(getattr(saved, name), getattr(ref, name))

@@ -1,4 +1,4 @@
-"""Unreadable and empty samples in a dataset: one rule and one message for info, eval, train and replay.
+"""Unreadable and empty samples in a dataset: one rule and one message for info, eval, train, replay and serve.
 
 Before: a zero-length sample was refused by `info`, scored by `eval` and silently dropped by replay,
 and `eval` stopped at the first bad sample where replay skipped and counted it.
@@ -63,6 +63,25 @@ def test_eval_skips_counts_and_reports_bad_samples(folder, model, capsys, caplog
     assert main(["eval", "--data", str(folder), "--model", str(model), "--quiet"]) == 0
     out = capsys.readouterr().out
     assert "skipped 2 unreadable sample(s), not scored" in out and "9001.bs2: empty sample" in out
+
+
+def test_eval_stream_leaves_out_and_counts_bad_samples(folder, model, capsys):
+    assert main(["eval", "--data", str(folder), "--model", str(model), "--stream", "--json"]) == 0
+    res = json.loads(capsys.readouterr().out)
+    assert res["samples"] == len(GOOD) and res["skipped"] == 2
+    assert sorted(s.split(": ")[0].rsplit("/", 1)[-1] for s in res["skipped_samples"]) == ["9001.bs2", "9002.bs2"]
+
+    assert main(["eval", "--data", str(folder), "--model", str(model), "--stream", "--quiet"]) == 0
+    assert "skipped 2 unreadable sample(s), left out of the stream" in capsys.readouterr().out
+
+
+def test_serve_dataset_skips_the_same_samples(folder):
+    from streamsnn.io import read_events
+    from streamsnn.serve import dataset_as_stream
+
+    stream = dataset_as_stream(folder)
+    assert stream.meta["skipped"] == 2
+    assert len(stream) == sum(len(read_events(folder / f"{k}.bs2")) for k in GOOD)
 
 
 def test_eval_with_no_readable_sample_exits_2(folder, model, capsys):

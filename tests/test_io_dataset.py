@@ -15,12 +15,14 @@ def test_flat_folder_counts():
     assert len(ds) == 1100
     assert ds.splits == ["train", "test"]
     assert len(ds.split("train")) == 1000 and len(ds.split("test")) == 100
-    assert sum(ds.classes.values()) == 1100 and set(ds.classes) == set(range(10))
-    assert ds.split("test").classes[8] == 2  # the data README: digit 8 has only 2 test samples
+    assert ds.classes == [str(d) for d in range(10)]  # digits are their own class index
+    assert sum(ds.class_counts().values()) == 1100
+    assert ds.split("test").class_counts()["8"] == 2  # the data README: digit 8 has only 2 test samples
+    assert ds.split("test").classes == ds.classes
     first = ds.samples[0]
-    assert first.sample_id == "1" and first.label == 5 and first.split == "train"
+    assert first.sample_id == "1" and first.label == 5 and first.label_name == "5" and first.split == "train"
     b = first.load()
-    assert len(b) == 4681 and b.label == 5 and b.sample == "1"
+    assert len(b) == 4681 and b.label == 5 and b.sample == "1" and b.meta["label_name"] == "5"
 
 
 def test_label_list_tolerates_crlf_and_spaces(tmp_path):
@@ -58,14 +60,16 @@ def tonic_layout(tmp_path):
 def test_tonic_layout(tonic_layout):
     root, picks = tonic_layout
     ds = open_dataset(root)
-    assert ds.layout == "tonic"
+    assert ds.layout == "class-folders"
     assert ds.splits == ["train", "test"]
     assert len(ds.split("train")) == 6 and len(ds.split("test")) == 3
     expected = {}
     for items in picks.values():
         for _, label in items:
-            expected[label] = expected.get(label, 0) + 1
-    assert ds.classes == dict(sorted(expected.items()))
+            expected[str(label)] = expected.get(str(label), 0) + 1
+    assert {k: v for k, v in ds.class_counts().items() if v} == expected
+    # digits are their own index even when some digits are absent
+    assert ds.classes == [str(d) for d in range(max(int(k) for k in expected) + 1)]
     by_id = {s.sample_id: s for s in ds.samples}
     sample_id, label = picks["Test"][0]
     b = by_id[sample_id].load()
@@ -78,7 +82,7 @@ def test_tonic_layout(tonic_layout):
 def test_folder_holding_tonic_download(tonic_layout):
     root, _ = tonic_layout  # tmp/NMNIST/{Train,Test}, as tonic.datasets.NMNIST(save_to=tmp) leaves it
     ds = open_dataset(root.parent)
-    assert ds.root == root and ds.layout == "tonic" and ds.splits == ["train", "test"]
+    assert ds.root == root and ds.layout == "class-folders" and ds.splits == ["train", "test"]
 
 
 def test_one_split_folder_of_the_tonic_layout(tonic_layout):
@@ -109,4 +113,4 @@ def test_copy_of_flat_folder_in_tmp_keeps_labels(tmp_path):
         (tmp_path / f"{sample_id}.bs2").symlink_to(src / f"{sample_id}.bs2")
     ds = open_dataset(tmp_path)
     assert ds.splits == ["test"] and len(ds) == 100
-    assert ds.classes == open_dataset(src).split("test").classes
+    assert ds.class_counts() == open_dataset(src).split("test").class_counts()

@@ -140,7 +140,7 @@ def _not_a_dataset(tmp_path):
     d = tmp_path / "photos"
     d.mkdir()
     (d / "cat.jpg").write_bytes(b"\xff\xd8")
-    return d, "not an N-MNIST dataset folder"
+    return d, "not a dataset folder"
 
 
 def test_folder_that_is_not_a_dataset(tmp_path):

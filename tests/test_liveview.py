@@ -100,6 +100,40 @@ async def test_frame_png_shows_on_and_off_events_where_they_happened(live):
     assert rgb[..., 1][on].min() >= 50 and rgb[..., 0][off].min() >= 50  # one event is visible
 
 
+async def test_any_accepted_sensor_is_drawn_on_a_bounded_canvas(live):
+    from streamsnn.events import MAX_SENSOR_SIDE
+    from streamsnn.liveview import MAX_CANVAS_SIDE
+
+    rec = read_events(need("recordings/tonic_sample.aedat4")).slice_count(0, 20_000)
+    # the largest sensor streamsnn accepts, events spread over it (a packet may announce that)
+    ev = rec.events.copy()
+    ev["x"] = (ev["x"].astype(np.int64) * (MAX_SENSOR_SIDE // rec.width)).astype(np.uint16)
+    ev["y"] = (ev["y"].astype(np.int64) * (MAX_SENSOR_SIDE // rec.height)).astype(np.uint16)
+    big = EventBatch(ev, MAX_SENSOR_SIDE, MAX_SENSOR_SIDE)
+    live.publish_events(big)
+    assert live._frame.nbytes <= 2 * 4 * MAX_CANVAS_SIDE**2  # a few MB, not 2 x 4096^2 floats
+    status, _, body = await get(f"{live.url}frame.png")
+    rgb = decode(body)
+    scale = -(-MAX_SENSOR_SIDE // MAX_CANVAS_SIDE)  # a whole number of sensor pixels per canvas pixel
+    side = -(-MAX_SENSOR_SIDE // scale)
+    assert status == 200 and rgb.shape == (side, side, 3) and side <= MAX_CANVAS_SIDE
+    lit = rgb[..., :2].max(axis=2) >= 50
+    # the events land where they were, scaled: the lit canvas pixels are exactly the binned event positions
+    expected = np.zeros((side, side), bool)
+    expected[ev["y"] // scale, ev["x"] // scale] = True
+    assert np.array_equal(lit, expected)
+    snap = json.loads((await get(f"{live.url}metrics.json"))[2])
+    assert snap["sensor"] == [MAX_SENSOR_SIDE, MAX_SENSOR_SIDE] and snap["canvas"] == [side, side]
+    # a small sensor afterwards is drawn at its own size again, and the stream says so
+    async with Sse(live.port) as sse:
+        live.publish_events(sample())
+        while True:
+            _, frame = await sse.next("frame")
+            if (frame["width"], frame["height"]) == (34, 34):
+                break
+        assert decode(base64.b64decode(frame["png"])).shape == (34, 34, 3)
+
+
 async def test_page_metrics_json_and_errors(live):
     status, ctype, body = await get(live.url)
     assert status == 200 and ctype.startswith("text/html")

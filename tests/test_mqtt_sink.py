@@ -175,6 +175,8 @@ BAD_FEEDBACK = [
     (b'{"sample": "1", "t_end_us": 5, "label": 3}', "missing_target"),
     (b'{"sample": "1", "label": 3, "weights": [1]}', "unknown_keys"),
     (b'{"sample": "' + b"9" * 5000 + b'", "label": 3}', "oversized"),
+    (b"[" * 1500, "bad_json"),  # nested deeper than the JSON parser recurses: not a RecursionError
+    (b'{"sample": ' + b"[" * 2000 + b"]" * 2000 + b', "label": 3}', "bad_json"),
 ]
 
 
@@ -214,6 +216,7 @@ async def test_feedback_over_mqtt_counts_bad_and_delivers_good(mosquitto, caplog
         assert sink.stats()["feedback_rejected"]["unknown_sample"] == 1
     lines = [r.getMessage() for r in caplog.records if r.name == "streamsnn.mqtt" and "feedback" in r.getMessage()]
     assert len(lines) == len(BAD_FEEDBACK) + 2 and all("\n" not in line for line in lines)
+    assert not any(r.exc_info for r in caplog.records if r.name.startswith("streamsnn"))  # no traceback
 
 
 async def test_login_refused_is_one_clear_line_and_password_never_logged(tmp_path, caplog):

@@ -8,7 +8,7 @@ from conftest import need
 
 from streamsnn import packets
 from streamsnn.errors import InputError
-from streamsnn.events import EventBatch, make_events
+from streamsnn.events import MAX_SENSOR_SIDE, MAX_TIME_US, EventBatch, make_events
 
 
 def same(a: EventBatch, b: EventBatch) -> None:
@@ -70,10 +70,45 @@ def test_round_trip_random(seed):
 
 
 def test_extreme_values():
-    w = h = 65535
-    ev = make_events([-(2**62), -(2**62) + 2**32 - 1], [0, w - 1], [h - 1, 0], [1, 0])
-    batch = EventBatch(ev, w, h, label=0)
-    same(batch, packets.decode(packets.encode(batch)))
+    w = h = MAX_SENSOR_SIDE
+    for t0 in (-MAX_TIME_US, MAX_TIME_US - (2**32 - 1)):
+        ev = make_events([t0, t0 + 2**32 - 1], [0, w - 1], [h - 1, 0], [1, 0])
+        batch = EventBatch(ev, w, h, label=0)
+        same(batch, packets.decode(packets.encode(batch)))
+
+
+def hostile(batch: EventBatch, **fields) -> bytes:
+    """The packet of `batch` with header fields overwritten (width, height, t0, n), as an attacker sends it."""
+    payload = bytearray(packets.encode(batch))
+    offsets = {"width": ("<H", 6), "height": ("<H", 8), "t0": ("<q", 20), "n": ("<I", 28)}
+    for name, value in fields.items():
+        fmt, at = offsets[name]
+        struct.pack_into(fmt, payload, at, value)
+    return bytes(payload)
+
+
+def test_hostile_headers_are_refused_in_one_line():
+    batch = EventBatch(make_events([1000, 1500, 2000], [1, 2, 3], [4, 5, 6], [1, 0, 1]), 34, 34)
+    cases = [
+        (hostile(batch, width=65535, height=65535), "65535x65535 sensor, larger than the 4096x4096"),
+        (hostile(batch, width=4097), "4097x34 sensor"),
+        (hostile(batch, t0=2**63 - 5), "beyond the"),  # would wrap to negative timestamps in int64
+        (hostile(batch, t0=-(2**63)), "beyond the"),
+        (hostile(batch, t0=MAX_TIME_US), "timestamps reach"),  # t0 itself in bounds, t0 + dt not
+        (hostile(batch, n=2**32 - 1), "truncated"),
+    ]
+    for payload, match in cases:
+        with pytest.raises(InputError, match=match) as err:
+            packets.decode(payload, where="topic t")
+        assert str(err.value).startswith("topic t: ") and "\n" not in str(err.value)
+
+
+def test_packets_above_the_event_limit_are_refused_before_decoding():
+    rng = np.random.default_rng(3)
+    payload = packets.encode(random_batch(rng, 5000, 34, 34))
+    with pytest.raises(InputError, match="announces 5000 events, more than the 4096 accepted"):
+        packets.decode(payload, max_events=4096)
+    assert len(packets.decode(payload, max_events=5000)) == 5000
 
 
 def test_span_too_long_is_refused():

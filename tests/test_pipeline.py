@@ -131,10 +131,12 @@ async def test_invalid_feedback_never_changes_the_model(nmnist_dir, small_net):
     for a, b in zip(before[:3], (net.W1, net.W2, net.b2)):
         np.testing.assert_array_equal(a, b)
     assert (net.updates, net.model_version) == before[3:]
-    # a valid message about the same decision does teach the network (by sample id, then by window end)
+    # a valid message about the same decision does teach the network; a second one (here by window
+    # end) names the same decision and is counted, not learned: a decision is taught once
     assert await pipe.apply_feedback({"sample": sample.sample, "label": sample.label}) is True
-    assert await pipe.apply_feedback({"t_end_us": sample.t_end, "label": sample.label}) is True
-    assert net.updates == before[3] + 2 and not np.array_equal(before[0], net.W1)
+    assert await pipe.apply_feedback({"t_end_us": sample.t_end, "label": sample.label}) is False
+    assert net.updates == before[3] + 1 and not np.array_equal(before[0], net.W1)
+    assert pipe.counters.feedback["duplicate"] == 1
     pipe.learn_from_feedback = False
     w1 = net.W1.copy()
     assert await pipe.apply_feedback({"sample": sample.sample, "label": sample.label}) is False
@@ -165,3 +167,115 @@ async def test_pipeline_accounts_for_every_window(tmp_path, nmnist_dir, policy):
     assert net.samples_seen == counters.decisions == net.updates  # labels present: learned test-then-train
     saved = SpikingNetwork.load(tmp_path / "m.npz")  # saved at the end
     assert saved.samples_seen == net.samples_seen and saved.model_version == lines[-1]["model_version"]
+
+
+class ListSource:
+    """Real batches handed over one by one, as a live source does; then, optionally, silence until closed."""
+
+    def __init__(self, batches, *, then_wait: bool = False, fail: Exception | None = None):
+        self.batches, self.then_wait, self.fail = list(batches), then_wait, fail
+        self.closed = asyncio.Event()
+
+    def __aiter__(self):
+        return self._gen()
+
+    async def _gen(self):
+        for b in self.batches:
+            await asyncio.sleep(0)
+            yield b
+        if self.fail is not None:
+            raise self.fail
+        if self.then_wait:
+            await self.closed.wait()
+
+    async def aclose(self):
+        self.closed.set()
+
+
+def stream_with_hostile_batches(recording: EventBatch) -> tuple[list, list]:
+    """The recording in 10 ms chunks, and the same with a duplicate and a late chunk slipped in."""
+    chunks = recording.split_time(10_000)
+    late = chunks[18].slice_count(len(chunks[18]) // 2)  # 20 ms late: less than a window
+    return chunks, chunks[:10] + [chunks[9]] + chunks[10:20] + [late] + chunks[20:]
+
+
+async def test_duplicate_and_late_batches_are_skipped_and_the_run_goes_on(recordings_dir):
+    rec = read_events(recordings_dir / "tonic_sample.aedat4")
+    clean, hostile = stream_with_hostile_batches(rec)
+    got = {}
+    for name, batches in (("clean", clean), ("hostile", hostile)):
+        out = []
+        pipe = Pipeline(ListSource(batches), SpikingNetwork((2312, 32, 10), seed=2),
+                        [_Collect(out)], payload=lambda w, d, **k: (w.t_start_us, w.t_end_us, d.label),
+                        segmenter=Segmenter("window"), metrics_every_s=60)
+        counters = await asyncio.wait_for(pipe.run(), 120)  # before the fix this never returned
+        got[name] = (out, counters)
+    (clean_out, c1), (hostile_out, c2) = got["clean"], got["hostile"]
+    assert c1.bad_batches == 0 and c2.bad_batches == 2
+    assert hostile_out == clean_out and len(clean_out) >= 10  # the same decisions, as if nothing happened
+
+
+async def test_after_hostile_batches_a_live_stream_is_still_classified_and_stops(recordings_dir):
+    rec = read_events(recordings_dir / "tonic_sample.aedat4")
+    clean, hostile = stream_with_hostile_batches(rec)
+    out = []
+    source = ListSource(hostile, then_wait=True)
+    pipe = Pipeline(source, SpikingNetwork((2312, 32, 10), seed=2), [_Collect(out)],
+                    payload=lambda w, d, **k: w.t_end_us, segmenter=Segmenter("window"), metrics_every_s=60)
+    run = asyncio.create_task(pipe.run())
+    last_full = rec.t_start + ((rec.t_end - rec.t_start - 100_000) // 50_000) * 50_000 + 100_000
+    async def classified_to_the_end():
+        while not out or out[-1] < last_full:
+            await asyncio.sleep(0.01)
+    await asyncio.wait_for(classified_to_the_end(), 120)  # windows after the bad batches were classified
+    pipe.stop()  # as SIGTERM does
+    counters = await asyncio.wait_for(run, 60)
+    assert counters.bad_batches == 2 and source.closed.is_set()
+
+
+async def test_an_unexpected_source_error_ends_the_run_in_one_line_after_publishing(nmnist_dir):
+    from streamsnn.pipeline import StageFailed
+
+    samples = [s.load() for s in open_dataset(nmnist_dir).split("test").samples[:3]]
+    out = []
+    pipe = Pipeline(ListSource(samples, fail=RuntimeError("decoder exploded")), SpikingNetwork((2312, 32, 10)),
+                    [_Collect(out)], payload=lambda w, d, **k: w.sample, metrics_every_s=60)
+    with pytest.raises(StageFailed) as err:
+        await asyncio.wait_for(pipe.run(), 120)
+    assert out == [s.sample for s in samples]  # what was read before the error was classified and published
+    msg = str(err.value)
+    assert "reading the source failed: RuntimeError: decoder exploded" in msg and "\n" not in msg
+    assert err.value.exit_code == 1
+
+
+async def test_a_segmenter_defect_is_counted_and_the_segmenter_starts_afresh(nmnist_dir):
+    samples = [s.load().with_meta(meta={"end_of_sample": True})
+               for s in open_dataset(nmnist_dir).split("test").samples[:4]]
+
+    class Flaky(Segmenter):  # a defect that shows on the second batch only
+        calls = 0
+
+        def feed(self, batch):
+            Flaky.calls += 1
+            if Flaky.calls == 2:
+                raise ZeroDivisionError("division by zero")
+            return super().feed(batch)
+
+    out = []
+    pipe = Pipeline(ListSource(samples), SpikingNetwork((2312, 32, 10)), [_Collect(out)],
+                    payload=lambda w, d, **k: w.sample, segmenter=Flaky("auto"), metrics_every_s=60)
+    counters = await asyncio.wait_for(pipe.run(), 120)
+    assert out == [samples[0].sample, samples[2].sample, samples[3].sample] and counters.bad_batches == 1
+
+
+class _Collect:
+    """A sink that keeps what it is given."""
+
+    def __init__(self, into: list):
+        self.into = into
+
+    def publish_decision(self, msg) -> None:
+        self.into.append(msg)
+
+    def publish_metrics(self, m) -> None:
+        pass

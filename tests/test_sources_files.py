@@ -199,7 +199,11 @@ async def test_folder_of_recordings_plays_each_file_on_one_timeline(tmp_path):
     assert np.all(np.diff(np.concatenate([b.events["t"] for b in batches])) >= 0)
 
 
-async def test_folder_of_nmnist_files_without_labels_is_still_a_dataset_error(tmp_path):
+async def test_folder_of_nmnist_files_without_labels_plays_unlabelled_and_says_so(tmp_path, caplog):
     (tmp_path / "1.bs2").symlink_to(need("nmnist_small/1.bs2"))
-    with pytest.raises(InputError):
-        await collect(ReplaySource(tmp_path, speed=0))
+    (tmp_path / "2.bs2").symlink_to(need("nmnist_small/2.bs2"))
+    with caplog.at_level("INFO", logger="streamsnn.sources"):
+        batches = await collect(ReplaySource(tmp_path, speed=0))
+    assert sum(len(b) for b in batches) == sum(len(read_events(tmp_path / f"{k}.bs2")) for k in (1, 2))
+    assert all(b.label is None for b in batches)
+    assert "unlabelled" in caplog.text and str(tmp_path) in caplog.text

@@ -22,10 +22,37 @@ def add_parser(subparsers) -> None:
     p.add_argument("--json", action="store_true", help="print exactly one JSON object on stdout")
     p.add_argument("--limit", type=int, default=None, help="use only N test samples, evenly spread")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_stream_arguments(p)
     p.set_defaults(func=run)
 
 
+def add_stream_arguments(p) -> None:
+    from ..streameval import LIVE_HOP_US, LIVE_MIN_EVENTS, LIVE_WINDOW_US
+
+    g = p.add_argument_group(
+        "stream evaluation", "--stream plays the test samples back to back as one stream (no sample "
+        "boundaries reach the network) through the daemon's sliding windows, and scores each decision "
+        "against the sample covering most of its window")
+    g.add_argument("--stream", action="store_true", help="evaluate as a continuous stream")
+    g.add_argument("--window-us", type=int, default=None,
+                   help=f"window length in us (default: the live pipelines', {LIVE_WINDOW_US})")
+    g.add_argument("--hop-us", type=int, default=None,
+                   help=f"time between window starts in us (default: the live pipelines', {LIVE_HOP_US})")
+    g.add_argument("--min-events", type=int, default=None,
+                   help=f"skip windows with fewer events (default: the live pipelines', {LIVE_MIN_EVENTS})")
+    g.add_argument("--tau-us", type=float, default=None,
+                   help="run the model with this lazy leak time constant in us (0: no leak; default: the model's own)")
+    g.add_argument("--gap-us", type=int, default=None, help="idle time between samples in us (default 0)")
+
+
 def run(args) -> int:
+    if args.stream:
+        return run_stream(args)
+    given = [f for f in ("window_us", "hop_us", "min_events", "tau_us", "gap_us") if getattr(args, f) is not None]
+    if given:
+        from ..errors import ConfigError
+
+        raise ConfigError(f"--{given[0].replace('_', '-')} applies to stream evaluation only; add --stream")
     from ..snn import SpikingNetwork
     from ..training import evaluate, load_split
 
@@ -42,11 +69,40 @@ def run(args) -> int:
     print(f"accuracy {res['accuracy']:.4f} on {res['samples']} samples "
           f"({res['events']} events, {res['events_per_s'] / 1e6:.2f} M events/s)")
     if test.skipped:
-        print(f"skipped {len(test.skipped)} unreadable sample(s), not scored: " + "; ".join(test.skipped[:3])
-              + (" ..." if len(test.skipped) > 3 else ""))
+        print(skipped_line(test.skipped))
     print("per class: " + "  ".join(f"{c}:{'-' if a is None else f'{a:.2f}'}" for c, a in res["per_class"].items()))
     print("confusion (rows true, columns predicted):")
     print("     " + " ".join(f"{c:>4}" for c in range(len(res["confusion"]))))
     for c, row in enumerate(res["confusion"]):
         print(f"{c:>4} " + " ".join(f"{v:>4}" for v in row))
     return 0
+
+
+def run_stream(args) -> int:
+    from .. import streameval
+    from ..snn import SpikingNetwork
+
+    net = SpikingNetwork.load(args.model)
+    samples, classes, skipped = streameval.load_samples(args.data, "test", limit=args.limit,
+                                                        quiet=args.quiet or args.json)
+    settings = {k: v for k, v in (("window_us", args.window_us), ("hop_us", args.hop_us),
+                                  ("min_events", args.min_events), ("tau_us", args.tau_us),
+                                  ("gap_us", args.gap_us)) if v is not None}
+    res = streameval.stream_evaluate(net, samples, classes=classes, **settings)
+    res["model"] = str(args.model)
+    res["skipped"] = len(skipped)  # unreadable samples, left out of the stream (each logged on stderr)
+    res["skipped_samples"] = skipped
+    if args.json:
+        print(json.dumps(res))
+        return 0
+    print(f"model {args.model}: {net.sizes}, {net.updates} updates, {net.epochs} epochs")
+    print("\n".join(streameval.report_lines(res)))
+    if skipped:
+        print(skipped_line(skipped, "left out of the stream"))
+    return 0
+
+
+def skipped_line(skipped: list[str], what: str = "not scored") -> str:
+    """One line for people about unreadable samples: how many, and the first reasons."""
+    return (f"skipped {len(skipped)} unreadable sample(s), {what}: " + "; ".join(skipped[:3])
+            + (" ..." if len(skipped) > 3 else ""))

@@ -1,4 +1,4 @@
-"""`streamsnn info PATH [--json]`: what an event file or an N-MNIST dataset folder holds."""
+"""`streamsnn info PATH [--json] [--count]`: what an event file or a dataset (any layout) holds."""
 
 from __future__ import annotations
 
@@ -11,14 +11,20 @@ ORDER = 50
 def add_parser(subparsers) -> None:
     p = subparsers.add_parser(
         "info",
-        help="describe an event file or a dataset folder",
+        help="describe an event file or a dataset",
         description="Describe an event file (format, sensor size, events, duration, polarity counts, "
-                    "label) or an N-MNIST dataset folder (samples, samples per class, splits). "
-                    "Folder event counts come from file sizes (5 bytes per N-MNIST event), so nothing "
-                    "is decoded. In --json output, class labels are object keys and hence strings.",
+                    "label) or a dataset: a folder in any layout streamsnn reads (class folders "
+                    "Train|Test/<class>/<file>, flat files with train*.txt/test*.txt label lists, recordings "
+                    "with <name>_labels.csv, a folder of unlabelled recordings) or tonic:<Class>:<folder>. "
+                    "For a dataset: layout, format, sensor, samples, classes (name: samples), splits. "
+                    "Listing a dataset decodes nothing: event counts come from file sizes where that is "
+                    "exact (N-MNIST, 5 bytes per event) and are 'unknown' otherwise; --count decodes "
+                    "every sample to count them and to measure the active region of the sensor.",
     )
-    p.add_argument("path", type=Path, help="event file (.bin .bs2 .aedat4 .raw .aedat) or dataset folder")
+    p.add_argument("path", help="event file (.bin .bs2 .aedat4 .raw .aedat), dataset folder, or tonic:<Class>:<folder>")
     p.add_argument("--json", action="store_true", help="print exactly one JSON object on stdout")
+    p.add_argument("--count", action="store_true",
+                   help="dataset: decode every sample (progress bar) for exact event counts and the active region")
     p.set_defaults(func=run)
 
 
@@ -44,11 +50,12 @@ def file_info(path: Path) -> dict:
     }
 
 
-def folder_info(path: Path) -> dict:
+def folder_info(path, count: bool = False) -> dict:
     from ..io import open_dataset
 
     ds = open_dataset(path)
-    return {
+    formats = ds.formats()
+    info = {
         "path": str(path),
         "kind": "dataset",
         "format": ds.format,
@@ -56,17 +63,63 @@ def folder_info(path: Path) -> dict:
         "width": ds.width,
         "height": ds.height,
         "samples": len(ds),
-        # Exact for N-MNIST (file size / 5 bytes per event); no file is decoded.
-        "events": sum(s.n_events for s in ds.samples),
-        "classes": {str(k): v for k, v in ds.classes.items()},
+        # Exact from file sizes for N-MNIST (5 bytes per event); unknown (None) for other formats
+        # unless --count decodes them.
+        "events": ds.events(),
+        "labelled": ds.is_labelled,
+        "classes": ds.class_counts(),
         "splits": ds.split_counts(),
-        "split_classes": {name: {str(k): v for k, v in ds.split(name).classes.items()} for name in ds.splits},
+        "split_classes": {name: ds.split(name).class_counts() for name in ds.splits} if ds.is_labelled else {},
     }
+    if len(formats) > 1:  # beside "format", which joins their names
+        info = {**{k: v for k, v in info.items() if k in ("path", "kind", "format")}, "formats": formats,
+                **{k: v for k, v in info.items() if k not in ("path", "kind", "format")}}
+    if count:
+        info.update(_decoded_facts(ds))
+    return info
 
 
-def describe(path: Path) -> dict:
-    """The facts `info` prints, as a dict (folder -> dataset summary, file -> decoded events)."""
-    return folder_info(path) if path.is_dir() else file_info(path)
+def _decoded_facts(ds) -> dict:
+    """Events per split, unreadable samples and the active region, from decoding every sample."""
+    import sys
+
+    import numpy as np
+    from tqdm import tqdm
+
+    from ..errors import InputError
+    from ..io.region import region_from_counts
+
+    events = dict.fromkeys(ds.splits, 0)
+    bad, counts = [], None
+    for s in tqdm(ds.samples, desc="counting", unit="sample", file=sys.stderr, leave=False,
+                  disable=not sys.stderr.isatty()):
+        try:
+            b = s.load()
+        except InputError as exc:
+            bad.append(str(exc))
+            continue
+        events[s.split] += len(b)
+        if counts is None:
+            counts = np.zeros((b.height, b.width), np.int64)
+        if counts.shape == (b.height, b.width) and len(b):
+            counts += np.bincount(b.events["y"].astype(np.int64) * b.width + b.events["x"],
+                                  minlength=counts.size).reshape(counts.shape)
+    out = {"events": sum(events.values()), "split_events": events, "unreadable": len(bad)}
+    if bad:
+        out["first_unreadable"] = bad[0]
+    if counts is not None and counts.any():
+        x0, y0, w, h = region_from_counts(counts)
+        out["active_region"] = {"x0": x0, "y0": y0, "width": w, "height": h,
+                                "coverage": round(float(counts[y0:y0 + h, x0:x0 + w].sum() / counts.sum()), 4)}
+    return out
+
+
+def describe(path, count: bool = False) -> dict:
+    """The facts `info` prints, as a dict (dataset -> summary without decoding, file -> decoded events)."""
+    from ..io.tonicdata import is_spec
+
+    p = Path(path)
+    return folder_info(path, count) if is_spec(str(path)) or p.is_dir() else file_info(p)
 
 
 def _table(info: dict) -> str:
@@ -76,16 +129,30 @@ def _table(info: dict) -> str:
             continue
         if key == "polarity":
             rows.append(("polarity", f"on {value['on']:,}  off {value['off']:,}"))
+        elif key == "split_events":
+            rows += [(f"events ({name})", f"{n:,}") for name, n in value.items()]
         elif key == "split_classes":
             for name, counts in value.items():
                 rows.append((f"classes ({name})", "  ".join(f"{k}:{v}" for k, v in counts.items())))
+        elif key == "active_region":
+            rows.append(("active region", f"x {value['x0']}..{value['x0'] + value['width'] - 1}  "
+                                          f"y {value['y0']}..{value['y0'] + value['height'] - 1}  "
+                                          f"({value['width']} x {value['height']}, "
+                                          f"{value['coverage']:.1%} of the events)"))
+        elif key == "classes" and not value:
+            rows.append(("classes", "none (unlabelled)"))
+        elif key == "events" and value is None and info.get("kind") == "dataset":
+            rows.append(("events", "unknown without decoding (--count decodes every sample)"))
+        elif isinstance(value, bool):
+            rows.append((key, "yes" if value else "no"))
         elif isinstance(value, dict):
             rows.append((key, "  ".join(f"{k}:{v:,}" if isinstance(v, int) else f"{k}:{v}" for k, v in value.items())))
         elif key == "duration_us" and value is not None:
             rows.append(("duration", f"{value:,} us ({value / 1e6:.3f} s)"))
         elif key in ("width", "height") and "width" in info:
             if key == "width":
-                rows.append(("sensor", f"{info['width']} x {info['height']}"))
+                known = info["width"] is not None and info["height"] is not None
+                rows.append(("sensor", f"{info['width']} x {info['height']}" if known else "unknown"))
         elif isinstance(value, int) and not isinstance(value, bool):
             rows.append((key, f"{value:,}"))
         else:
@@ -95,7 +162,7 @@ def _table(info: dict) -> str:
 
 
 def run(args) -> int:
-    info = describe(args.path)
+    info = describe(args.path, count=args.count)
     if args.json:
         print(json.dumps(info))
     else:

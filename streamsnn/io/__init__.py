@@ -13,6 +13,7 @@ from ..errors import InputError
 from ..events import EventBatch
 from .dataset import Dataset, Sample, open_dataset
 from .isolated import DecodeLimits
+from .probe import probe
 
 #: File extension -> format read by `read_events`.
 SUPPORTED_EXTENSIONS = {
@@ -47,37 +48,6 @@ def check_file(path: str | Path) -> Path:
     if path.stat().st_size == 0:
         raise empty_sample(path)
     return path
-
-
-def probe(path: str | Path) -> tuple[str, tuple[int, int] | None]:
-    """(format, sensor size) from a file's header alone, nothing decoded; InputError if the header is bad.
-
-    The sensor size is None for a Prophesee file whose header does not state it.
-    """
-    path = check_file(path)
-    ext = path.suffix.lower()
-    try:
-        if ext in (".bin", ".bs2"):
-            from . import nmnist
-
-            nmnist.check_size(path)
-            return "N-MNIST", (nmnist.WIDTH, nmnist.HEIGHT)
-        if ext == ".aedat4":
-            from .aedat4 import read_header
-
-            h = read_header(path)
-            return "AEDAT4", (h.width, h.height)
-        if ext == ".raw":
-            from .prophesee import check_header
-
-            _, encoding, size, _ = check_header(path)
-            return f"Prophesee {encoding.upper()}", size
-        from .aedat2 import HEIGHT, WIDTH, check_header
-
-        check_header(path)
-        return "AEDAT2 (DVS128)", (WIDTH, HEIGHT)
-    except OSError as exc:
-        raise InputError(f"{path}: cannot read ({exc.strerror or exc}); check permissions and the disk") from None
 
 
 def read_events(path: str | Path, *, sample: str | None = None, label: int | None = None,

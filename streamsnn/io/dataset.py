@@ -1,57 +1,131 @@
-"""N-MNIST dataset folders in both layouts: tonic/original (Train/<digit>/<id>.bin) and flat files with label lists."""
+"""Datasets of event recordings: Sample and Dataset (splits, class names in index order), and open_dataset for every layout.
+
+Layouts (see `open_dataset`): class folders `Train|Test/<class>/<file>` (N-MNIST's digit folders are
+one case), flat folders with `train*.txt`/`test*.txt` label lists, long recordings cut by
+`<name>_labels.csv` files, datasets on disk through tonic (`tonic:<Class>:<path>`), and folders of
+unlabelled recordings. Opening a dataset lists files and reads label files only; nothing is decoded.
+"""
 
 from __future__ import annotations
 
-import re
 import sys
-from dataclasses import dataclass, field
-from functools import lru_cache
+from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Callable, Iterable
 
 from ..errors import InputError
 from ..events import EventBatch
+from .labellists import label_for_file, label_lists, read_label_list, read_labels  # noqa: F401  (public here too)
 
-#: Extensions of N-MNIST sample files (`.bs2` is byte-for-byte the `.bin` format).
-SAMPLE_EXTENSIONS = (".bin", ".bs2")
-_SPLIT_DIRS = {"train": "train", "test": "test"}
-_LIST_NAME = re.compile(r"^(train|test)[^.]*\.txt$", re.IGNORECASE)
+#: Class names that are all whole numbers below this are class indices (N-MNIST's digits).
+MAX_NUMBERED_CLASS = 1000
+
+
+def class_name(raw: str) -> str:
+    """A class name as written in a folder name, label list or CSV, made canonical ("07" -> "7")."""
+    name = raw.strip()
+    return str(int(name)) if name.isdigit() and name.isascii() else name
+
+
+def class_order(names: Iterable[str]) -> list[str]:
+    """Class names in index order.
+
+    When every name is a whole number below MAX_NUMBERED_CLASS, the numbers are the class indices:
+    the list runs "0", "1", ... up to the largest (numbers absent from the data stay as classes
+    without samples), so an N-MNIST digit keeps its index in any subset. Otherwise the names are
+    sorted alphabetically.
+    """
+    names = set(names)
+    if names and all(n.isdigit() and n.isascii() for n in names):
+        top = max(int(n) for n in names)
+        if top < MAX_NUMBERED_CLASS:
+            return [str(i) for i in range(top + 1)]
+        return sorted(names, key=int)
+    return sorted(names)
 
 
 @dataclass(frozen=True)
 class Sample:
-    """One labelled N-MNIST recording inside a dataset folder."""
+    """One sample of a dataset: a whole file, a time slice of a longer recording, or a tonic dataset item.
+
+    `label` is the class index into `Dataset.classes` (None when unlabelled) and `label_name` the
+    class name. `start_us`/`end_us` cut the recording at `path` to events with start <= t < end
+    (absolute timestamps, as the recording stores them). `item` loads a sample that is not a file of
+    ours (a tonic dataset item).
+    """
 
     path: Path
     sample_id: str
     label: int | None
     split: str
+    label_name: str | None = None
+    start_us: int | None = None
+    end_us: int | None = None
+    item: Callable[[], EventBatch] | None = field(default=None, compare=False, repr=False)
 
     def load(self, *, cancel=None) -> EventBatch:
-        """Decode the file into an EventBatch with `sample` and `label` set (InputError if unreadable or empty)."""
-        from . import read_events
+        """Decode the sample into an EventBatch with `sample`, `label` and `meta["label_name"]` set.
 
-        if not self.path.is_file():
-            raise InputError(f"{self.path}: sample file is missing; restore it or fix the dataset folder")
-        return read_events(self.path, sample=self.sample_id, label=self.label, cancel=cancel)
+        InputError (one line) when it cannot be read or holds no events (`streamsnn.io.empty_sample`;
+        a time slice without events says so with its label times). `cancel` (a threading.Event)
+        abandons a native decode in progress (files and labelled recordings; a tonic item decodes
+        in this thread and is only refused before it starts).
+        """
+        from . import empty_sample
+
+        if self.item is not None:
+            if cancel is not None and cancel.is_set():
+                from .isolated import DecodeCancelled
+
+                raise DecodeCancelled(f"{self.path}: sample {self.sample_id}: reading was cancelled")
+            batch = self.item()
+            if not len(batch):
+                raise empty_sample(batch.source or self.path)
+        else:
+            if not self.path.is_file():
+                raise InputError(f"{self.path}: sample file is missing; restore it or fix the dataset folder")
+            if self.start_us is not None:
+                from .labelled import read_segment
+
+                batch = read_segment(self.path, self.start_us, self.end_us, self.sample_id, cancel=cancel)
+            else:
+                from . import read_events
+
+                # sample and label given: an N-MNIST file does not look for its label list again
+                batch = read_events(self.path, sample=self.sample_id, label=self.label, cancel=cancel)
+        meta = dict(batch.meta)
+        if self.label_name is not None:
+            meta["label_name"] = self.label_name
+        return batch.with_meta(sample=self.sample_id, label=self.label, meta=meta)
 
     @property
-    def n_events(self) -> int:
-        """Event count from the file size (exact for N-MNIST, see nmnist.count_events)."""
-        from .nmnist import count_events
+    def n_events(self) -> int | None:
+        """Event count without decoding where the file size gives it exactly (N-MNIST files), else None."""
+        if self.item is not None or self.start_us is not None:
+            return None
+        from .probe import exact_events
 
-        return count_events(self.path)
+        return exact_events(self.path)
 
 
 @dataclass
 class Dataset:
-    """An ordered list of samples with their splits; `layout` is 'flat' or 'tonic'."""
+    """An ordered list of samples with their splits and class names.
+
+    `layout`: 'flat' (label lists), 'class-folders', 'labelled-recordings', 'tonic' (a tonic dataset
+    class) or 'recordings' (unlabelled). `classes` are the class names in index order (a sample's
+    `label` indexes it). `width` x `height` is the sensor size when the headers tell it cheaply, else
+    None. `format` names the file format(s).
+    """
 
     root: Path
     layout: str
     samples: list[Sample] = field(default_factory=list)
-    format: str = "N-MNIST"
-    width: int = 34
-    height: int = 34
+    format: str = ""
+    width: int | None = None
+    height: int | None = None
+    classes: list[str] = field(default_factory=list)
+    name: str | None = None  # what the user named: a folder path or a `tonic:` spec
 
     def __len__(self) -> int:
         return len(self.samples)
@@ -62,29 +136,75 @@ class Dataset:
     def __getitem__(self, i: int) -> Sample:
         return self.samples[i]
 
+    def __str__(self) -> str:
+        return self.name or str(self.root)
+
+    @classmethod
+    def labelled(cls, root: Path, layout: str, samples: list[Sample], **kw) -> "Dataset":
+        """A dataset whose samples carry `label_name`s: the class list and each sample's index are set here."""
+        classes = kw.pop("classes", None) or class_order(s.label_name for s in samples if s.label_name is not None)
+        index = {name: i for i, name in enumerate(classes)}
+        samples = [s if s.label_name is None else replace(s, label=index[s.label_name]) for s in samples]
+        return cls(root, layout, samples, classes=classes, **kw)
+
+    @property
+    def sensor_size(self) -> tuple[int, int] | None:
+        return (self.width, self.height) if self.width and self.height else None
+
+    @property
+    def is_labelled(self) -> bool:
+        """True when samples have labels (every layout but a folder of unlabelled recordings)."""
+        return any(s.label is not None for s in self.samples)
+
     @property
     def splits(self) -> list[str]:
         """Split names in first-seen order (e.g. ['train', 'test'])."""
         return list(dict.fromkeys(s.split for s in self.samples))
 
     def split(self, name: str) -> "Dataset":
-        """The samples of one split, as a Dataset of its own."""
+        """The samples of one split, as a Dataset of its own with the same class list (same indices)."""
         if name not in self.splits:
-            raise InputError(f"{self.root}: no split {name!r}; available: {', '.join(self.splits) or 'none'}")
-        return Dataset(self.root, self.layout, [s for s in self.samples if s.split == name],
-                       self.format, self.width, self.height)
+            raise InputError(f"{self}: no split {name!r}; available: {', '.join(self.splits) or 'none'}")
+        return replace(self, samples=[s for s in self.samples if s.split == name])
 
-    @property
-    def classes(self) -> dict[int, int]:
-        """label -> number of samples, sorted by label (unlabelled samples are not counted)."""
-        counts: dict[int, int] = {}
+    def class_counts(self) -> dict[str, int]:
+        """Class name -> number of samples, in class index order (classes without samples show 0)."""
+        counts = dict.fromkeys(self.classes, 0)
         for s in self.samples:
-            if s.label is not None:
-                counts[s.label] = counts.get(s.label, 0) + 1
-        return dict(sorted(counts.items()))
+            if s.label_name is not None:
+                counts[s.label_name] = counts.get(s.label_name, 0) + 1
+        return counts
 
     def split_counts(self) -> dict[str, int]:
         return {name: sum(1 for s in self.samples if s.split == name) for name in self.splits}
+
+    def formats(self) -> dict[str, int]:
+        """Format name -> number of samples (by file extension; a tonic dataset has one format)."""
+        from .probe import format_of
+
+        counts: dict[str, int] = {}
+        for s in self.samples:
+            f = (format_of(s.path) if s.item is None else None) or self.format
+            counts[f] = counts.get(f, 0) + 1
+        return counts
+
+    def events(self) -> int | None:
+        """Total events when every sample's count is known without decoding (N-MNIST files), else None."""
+        total = 0
+        for s in self.samples:
+            n = s.n_events
+            if n is None:
+                return None
+            total += n
+        return total
+
+    def require_labels(self) -> None:
+        """Raise InputError in one line when the samples carry no labels (training needs them)."""
+        if not self.is_labelled:
+            raise InputError(
+                f"{self}: holds {len(self)} unlabelled recordings; training needs labels: put the files in "
+                "Train/<class>/ and Test/<class>/ folders, add train*.txt/test*.txt label lists, or put a "
+                "<name>_labels.csv (class,start_us,end_us rows) beside each recording")
 
     def load_all(self, progress: bool = True) -> list[EventBatch]:
         """Decode every sample, in order, with a tqdm bar on stderr (only when stderr is a terminal)."""
@@ -95,127 +215,111 @@ class Dataset:
         return [s.load() for s in bar]
 
 
-def _numeric_key(p: Path):
-    return (0, int(p.stem), p.name) if p.stem.isdigit() else (1, 0, p.name)
+def unique_ids(samples: list[Sample], root: Path) -> list[Sample]:
+    """Keep sample ids (file stems) when they are unique, else prefix each with its file's folders under `root`."""
+    stems = [s.sample_id for s in samples]
+    if len(set(stems)) == len(stems):
+        return samples
+    out = []
+    for s in samples:
+        try:  # `<stem>` becomes `<folders>/<stem>`; a segment's `#k` stays
+            rel = s.path.relative_to(root).with_suffix("").as_posix()
+        except ValueError:
+            rel = s.path.stem
+        out.append(replace(s, sample_id=rel + s.sample_id[len(s.path.stem):]))
+    return out
 
 
-@lru_cache(maxsize=64)
-def _parse_label_list(path: Path, mtime_ns: int) -> dict[str, int]:
-    """sample id -> class from a `#sample #class` list (whitespace separated, CRLF tolerated)."""
-    labels: dict[str, int] = {}
-    text = path.read_bytes().decode("utf-8", "replace")
-    for n, line in enumerate(text.splitlines(), 1):
-        line = line.strip()
-        if not line or line.startswith("#"):
-            continue
-        parts = line.split()
-        if len(parts) < 2 or not parts[1].lstrip("-").isdigit():
-            raise InputError(f"{path}: line {n} is {line!r}, expected '<sample> <class>'; fix the label list")
-        sample = parts[0]
-        if sample.lower().endswith(SAMPLE_EXTENSIONS):  # some lists name files, not ids
-            sample = sample.rsplit(".", 1)[0]
-        labels[sample] = int(parts[1])
-    return labels
+def describe_sensor(samples: list[Sample]) -> tuple[int | None, int | None]:
+    """(width, height) from the header of the first file of each format; (None, None) if unknown or mixed.
 
-
-def read_label_list(path: Path) -> dict[str, int]:
-    """sample id -> class of one label list (parsed once per file version)."""
-    return dict(_parse_label_list(Path(path), Path(path).stat().st_mtime_ns))
-
-
-@lru_cache(maxsize=64)
-def _label_lists(folder: Path, mtime_ns: int) -> tuple[tuple[str, Path], ...]:
-    found = [(m.group(1).lower(), p) for p in folder.iterdir()
-             if (m := _LIST_NAME.match(p.name)) and p.is_file()]
-    return tuple(sorted(found, key=lambda sp: (sp[0] != "train", sp[1].name)))
-
-
-def label_lists(folder: Path) -> list[tuple[str, Path]]:
-    """(split, list path) for every train*.txt / test*.txt in a folder, train first.
-
-    Cached per folder version (its mtime), so reading many files of one folder lists it once.
+    A header that fails `probe` leaves the size unknown here; loading that sample says why.
     """
-    return list(_label_lists(Path(folder), Path(folder).stat().st_mtime_ns))
+    from .probe import probe
+
+    seen: dict[str, tuple[int, int] | None] = {}
+    for s in samples:
+        ext = s.path.suffix.lower()
+        if ext not in seen:
+            try:
+                seen[ext] = probe(s.path)[1]
+            except InputError:
+                seen[ext] = None
+    sizes = set(seen.values())
+    if len(sizes) == 1 and None not in sizes:
+        return next(iter(sizes))
+    return None, None
 
 
-def _sample_file(folder: Path, sample_id: str) -> Path | None:
-    for ext in SAMPLE_EXTENSIONS:
-        p = folder / f"{sample_id}{ext}"
-        if p.is_file():
-            return p
-    return None
+def describe_format(samples: list[Sample]) -> str:
+    """The format of the samples' files, or the formats joined by ', ' when they differ."""
+    from .probe import format_of
 
-
-def _open_flat(root: Path, lists: list[tuple[str, Path]]) -> Dataset:
-    samples = []
-    for split, lst in lists:
-        for sample_id, label in read_label_list(lst).items():
-            p = _sample_file(root, sample_id)
-            if p is None:
-                raise InputError(f"{lst} lists sample {sample_id} but {root} has no {sample_id}.bs2 or "
-                                 f"{sample_id}.bin; restore the file or remove it from the list")
-            samples.append(Sample(p, sample_id, label, split))
-    return Dataset(root, "flat", samples)
-
-
-def _split_dirs(root: Path) -> list[tuple[str, Path]]:
-    dirs = [(p.name.lower(), p) for p in root.iterdir() if p.is_dir() and p.name.lower() in _SPLIT_DIRS]
-    return sorted(dirs, key=lambda sp: sp[0] != "train")
-
-
-def _open_tonic(root: Path, dirs: list[tuple[str, Path]]) -> Dataset:
-    samples = []
-    for split, d in dirs:
-        for digit in sorted((c for c in d.iterdir() if c.is_dir() and c.name.isdigit()), key=lambda c: int(c.name)):
-            files = [f for f in digit.iterdir() if f.is_file() and f.suffix.lower() in SAMPLE_EXTENSIONS]
-            samples += [Sample(f, f.stem, int(digit.name), split) for f in sorted(files, key=_numeric_key)]
-    if not samples:
-        raise InputError(f"{root}: no <digit>/<id>.bin files in {', '.join(str(d) for _, d in dirs)}; "
-                         "point at an N-MNIST folder laid out as Train/<digit>/<id>.bin")
-    return Dataset(root, "tonic", samples)
+    names = dict.fromkeys(format_of(s.path) or s.path.suffix for s in samples)
+    return ", ".join(names)
 
 
 def open_dataset(path: str | Path) -> Dataset:
-    """Open an N-MNIST folder: flat with train*.txt/test*.txt label lists, or Train/ and Test/ by digit."""
+    """Open a dataset without decoding any sample.
+
+    `path` is a folder in one of these layouts (tried in this order), or `tonic:<Class>:<folder>`:
+    - flat: event files beside `train*.txt` / `test*.txt` label lists (`<sample> <class>` per line);
+    - labelled recordings: `<name>.<ext>` beside `<name>_labels.csv` (`class,start_us,end_us` rows),
+      directly or in `Train/` and `Test/`; see `streamsnn.io.labelled`;
+    - class folders: `Train|train/<class>/<file>` and `Test|test/<class>/<file>`, or the class
+      folders of one split alone;
+    - unlabelled recordings: event files directly in the folder (for `info` and replay);
+    - a folder holding one of the above in its only subfolder or in `NMNIST/` (tonic's download).
+    """
+    from .tonicdata import is_spec, open_tonic
+
+    spec = str(path)
+    if is_spec(spec):
+        return open_tonic(spec)
     root = Path(path)
     if not root.exists():
         raise InputError(f"{root}: no such folder; check the path")
     if not root.is_dir():
         raise InputError(f"{root}: is a file, not a dataset folder; pass the folder that holds the samples")
+    ds = _open_folder(root)
+    ds.name = spec
+    return ds
+
+
+def _open_folder(root: Path) -> Dataset:
+    from .folders import class_dirs, open_class_folders, open_recordings, split_dirs
+    from .labelled import open_labelled, recording_pairs
+    from .labellists import open_flat
+
     lists = label_lists(root)
     if lists:
-        return _open_flat(root, lists)
-    dirs = _split_dirs(root)
+        return open_flat(root, lists)
+    if recording_pairs(root):
+        return open_labelled(root)
+    dirs = split_dirs(root)
     if dirs:
-        return _open_tonic(root, dirs)
+        if any(recording_pairs(d) for _, d in dirs):
+            return open_labelled(root)
+        return open_class_folders(root, dirs)
+    from .probe import is_event_name
+
+    loose = [p for p in root.iterdir() if is_event_name(p.name) and p.is_file()]
+    if not loose and class_dirs(root):
+        # One split on its own (e.g. NMNIST/Test, or <class>/ folders with no split above them).
+        name = root.name.lower() if root.name.lower() in ("train", "test") else "all"
+        return open_class_folders(root, [(name, root)])
+    if loose:
+        return open_recordings(root, loose)
     subdirs = [c for c in root.iterdir() if c.is_dir()]
     wrapped = [c for c in subdirs if c.name.lower() == "nmnist"] or (subdirs if len(subdirs) == 1 else [])
-    if wrapped and (_split_dirs(wrapped[0]) or label_lists(wrapped[0])):
+    if wrapped:
         # tonic.datasets.NMNIST(save_to=root) downloads into root/NMNIST/{Train,Test}.
-        return open_dataset(wrapped[0])
-    if any(c.name.isdigit() for c in subdirs):
-        # One split of the tonic layout on its own (e.g. NMNIST/Test): <digit>/<id>.bin inside.
-        name = root.name.lower() if root.name.lower() in _SPLIT_DIRS else "all"
-        return _open_tonic(root, [(name, root)])
-    raise InputError(f"{root}: not an N-MNIST dataset folder (no train*.txt/test*.txt label lists, no "
-                     "Train/ or Test/ subfolders, no <digit>/ subfolders); point at such a folder "
-                     "or at a single event file")
+        try:
+            return _open_folder(wrapped[0])
+        except InputError:
+            pass
+    from .probe import extensions
 
-
-def label_for_file(path: Path) -> tuple[str | None, int | None]:
-    """(sample id, label) of an N-MNIST file that sits in a dataset folder, else (stem, None).
-
-    Flat layout: the label lists beside the file; tonic layout: the `<digit>/` folder it is in.
-    """
-    path = Path(path)
-    folder = path.parent
-    try:
-        for _, lst in label_lists(folder):
-            labels = read_label_list(lst)
-            if path.stem in labels:
-                return path.stem, labels[path.stem]
-    except OSError:
-        pass
-    if folder.name.isdigit() and 0 <= int(folder.name) <= 9:
-        return path.stem, int(folder.name)
-    return path.stem, None
+    raise InputError(f"{root}: not a dataset folder: no event files ({' '.join(extensions())}) in it, in "
+                     "Train/ or Test/ class folders, or in <class>/ subfolders; point at such a folder, "
+                     "at a single event file, or at tonic:<DatasetClass>:<folder>")

@@ -11,9 +11,13 @@ Topics under `prefix` (default `streamsnn/<node_id>`):
 - `<prefix>/feedback` (subscribed when `feedback=True`): `{"sample": "60001", "label": 3}` or
   `{"t_end_us": 123456, "label": 3}`. Valid messages arrive on `sink.feedback` (an asyncio.Queue of
   `Feedback`); invalid ones are logged (one line), counted in `counters["feedback_rejected"]` by
-  reason and dropped; retained feedback is refused too (it would be applied again on every
-  reconnect). The daemon decides whether a sample id is one it knows and reports unknown
-  ones with `sink.reject_feedback("unknown_sample", ...)`.
+  reason and dropped. A message the broker delivers with the retain flag set, which it does only
+  for a retained message sent on (re)subscribing, is refused (reason `retained`): it would come
+  again on every reconnect and restart. A message published with the retain flag while we are
+  subscribed arrives without it (MQTT 3.1.1 3.3.1.3; MQTT 5 unless the subscriber asks for
+  "retain as published"), so it is ordinary feedback then. The daemon decides whether a sample id
+  is one it knows (and whether it may still teach that decision) and reports the ones it refuses
+  with `sink.reject_feedback("unknown_sample", ...)`.
 
 Usage (all methods must be called from the event loop's thread)::
 
@@ -68,6 +72,7 @@ import aiomqtt
 from aiomqtt.exceptions import MqttConnectError
 
 from ..errors import ConfigError, StreamsnnError
+from ..mqtt_probe import PROBE_TIMEOUT, tls_mismatch
 
 log = logging.getLogger("streamsnn.mqtt")
 #: paho/aiomqtt protocol chatter goes here (DEBUG); it never contains the password.
@@ -154,6 +159,7 @@ class MqttSettings:
                     raise ConfigError(f"mqtt.tls.{name}: file not found: {path}")
             if (self.tls.cert_file is None) != (self.tls.key_file is None):
                 raise ConfigError("mqtt.tls.cert_file and mqtt.tls.key_file go together; set both or neither")
+            _check_tls_files(self.tls)
         if self.client_id is None:
             self.client_id = f"streamsnn-{self.node_id}-{uuid.uuid4().hex[:6]}"
 
@@ -172,6 +178,24 @@ class MqttSettings:
 
     def topic(self, name: str) -> str:
         return f"{self.prefix}/{name}"
+
+
+def _check_tls_files(tls: TlsSettings) -> None:
+    """ConfigError naming the file when the CA file or the client certificate and key are not usable PEM."""
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    if tls.ca_file is not None:
+        try:
+            ctx.load_verify_locations(cafile=tls.ca_file)
+        except (ssl.SSLError, OSError, ValueError) as exc:
+            reason = getattr(exc, "reason", None) or exc
+            raise ConfigError(f"mqtt.tls.ca_file: {tls.ca_file} holds no usable certificate ({reason}); "
+                              "give the broker's CA certificate in PEM") from None
+    if tls.cert_file is not None:
+        try:
+            ctx.load_cert_chain(tls.cert_file, tls.key_file)
+        except (ssl.SSLError, OSError, ValueError) as exc:
+            raise ConfigError(f"mqtt.tls.cert_file/key_file: {tls.cert_file} and {tls.key_file} are not a "
+                              f"matching PEM certificate and key ({getattr(exc, 'reason', None) or exc})") from None
 
 
 class ProtocolLog(logging.LoggerAdapter):
@@ -327,6 +351,8 @@ def parse_feedback(payload: bytes | str, *, n_classes: int | None = None, max_by
         msg = json.loads(raw.decode("utf-8"))
     except (UnicodeDecodeError, ValueError) as exc:
         raise FeedbackRejected("bad_json", f"not JSON: {str(exc)[:80]}") from None
+    except RecursionError:
+        raise FeedbackRejected("bad_json", "JSON nested too deeply") from None
     if not isinstance(msg, dict):
         raise FeedbackRejected("not_object", f"expected a JSON object, got {type(msg).__name__}")
     unknown = sorted(set(msg) - FEEDBACK_KEYS)
@@ -420,7 +446,9 @@ class MqttSink:
             return
         self._task = asyncio.create_task(self._run(), name="mqtt-sink")
         first = asyncio.create_task(self._first_attempt.wait())
-        await asyncio.wait({first, self._task}, timeout=wait if wait is not None else self.settings.timeout + 1,
+        if wait is None:  # one connection attempt, and the probe that tells a TLS mix-up from an outage
+            wait = self.settings.timeout + PROBE_TIMEOUT + 1
+        await asyncio.wait({first, self._task}, timeout=wait,
                            return_when=asyncio.FIRST_COMPLETED)
         first.cancel()
         if self.error is not None:
@@ -550,6 +578,8 @@ class MqttSink:
                 if getattr(client, "_connected_once", False):
                     self.counters["disconnects"] += 1
                 fatal = fatal_connect_error(exc, s, client)
+                if fatal is None and not self.counters["connects"]:
+                    fatal = await asyncio.to_thread(tls_mismatch, s)
                 if fatal is not None and not self.counters["connects"]:
                     self.error = fatal  # never connected: a configuration problem, stop and say so
                     self._first_attempt.set()
@@ -613,8 +643,8 @@ class MqttSink:
                     self.reject_feedback("retained", "publish feedback without the retain flag")
                     continue
                 self._on_feedback(msg.payload)
-            except Exception:  # noqa: BLE001 - never let one message stop the receive loop
-                log.exception("feedback on %s: unexpected error while handling a message", self.topic_feedback)
+            except Exception as exc:  # noqa: BLE001 - never let one message stop the receive loop
+                self.reject_feedback("error", f"unexpected {type(exc).__name__} while handling it: {str(exc)[:200]}")
         return False
 
     def _on_feedback(self, payload: Any) -> None:

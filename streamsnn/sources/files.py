@@ -43,22 +43,25 @@ def time_chunks(batch: EventBatch, chunk_us: int) -> Iterator[tuple[EventBatch, 
 
 
 class ReplaySource(Source):
-    """Events from a file (any format `streamsnn.io.read_events` reads) or an N-MNIST dataset folder.
+    """Events from a file (any format `streamsnn.io.read_events` reads) or a dataset (`open_dataset`).
 
-    - Dataset folder (optionally one `split`): one batch per sample, whole, with `sample`, `label`
+    - Dataset, any layout: a folder or `tonic:<Class>:<folder>` (optionally one `split`): one batch
+      per sample, whole, with `sample`, `label` (class index), `meta["label_name"]` (class name)
       and `meta["end_of_sample"] = True` (with `chunk_us` set, samples come in chunks instead and the
       last chunk carries end_of_sample). Samples that fail to load are logged, counted in
       `counters["bad_samples"]` and skipped. `shuffle` reorders each pass (reproducibly, from `seed`).
     - One file: consecutive `chunk_us` chunks (default 10 ms); the last one has end_of_sample. With
       `loop`, later passes are shifted in time so timestamps keep increasing. `open()` checks only
       its header; a file whose events cannot be decoded ends the iteration with its InputError.
-    - A folder of recordings that is not an N-MNIST dataset (e.g. the DVS128 .aedat files of one
-      camera): each file in name order, as above, on one timeline (each file is shifted to start a
-      chunk after the previous one ends). Files that fail to read (bad header, corrupt or empty
-      data, a decoder past its deadline) or come from a sensor of another size are logged, counted
-      in `counters["bad_samples"]` and skipped; the next file plays.
+    - A folder of unlabelled recordings (e.g. the DVS128 .aedat files of one camera): each file in
+      name order, as above, on one timeline (each file is shifted to start a chunk after the
+      previous one ends); with `split="all"` it plays per sample as a dataset instead. `open()`
+      checks headers only. Files that fail to read (bad header, corrupt or empty data, a decoder
+      past its deadline) or come from a sensor of another size are logged, counted in
+      `counters["bad_samples"]` and skipped; the next file plays.
     - Decoding runs in a worker thread (native decoders in a worker process); closing or cancelling
-      the replay abandons a decode in progress within ~50 ms, so a stuck file never blocks a stop.
+      the replay abandons a decode in progress within ~50 ms (a file, a labelled recording being
+      cut into samples), so a stuck file never blocks a stop.
     - Pacing by sensor time: `speed=1.0` real time, `speed=k` k times faster, `speed=0` unpaced.
       Each batch goes out when its sensor time has elapsed (a sample when it ends), on fixed
       wall-clock deadlines, so the replay does not drift.
@@ -72,7 +75,7 @@ class ReplaySource(Source):
         super().__init__(progress=progress)
         check_playback("replay", speed, limit, chunk_us)
         self.path = Path(path)
-        self.name = str(self.path)
+        self.name = str(path) if str(path).startswith("tonic:") else str(self.path)
         self.speed, self.split, self.loop, self.limit = speed, split, loop, limit
         self.shuffle, self.seed, self.chunk_us = shuffle, seed, chunk_us
         self.pacer = Pacer(speed)
@@ -87,25 +90,24 @@ class ReplaySource(Source):
     # -- opening ---------------------------------------------------------------------------------
     def _open(self) -> None:
         from ..io import open_dataset, probe
+        from ..io.tonicdata import is_spec
 
-        if self.path.is_dir():
-            try:
-                ds = open_dataset(self.path)
-            except InputError:
-                files = _recordings_in(self.path)
-                # N-MNIST files mean a dataset whose error must not be hidden by a fallback
-                if not files or self.split or any(p.suffix.lower() in (".bin", ".bs2") for p in files):
-                    raise
-                self.files = files
-                for path in files:  # the first file with a sound header sets the sensor size
+        if is_spec(self.name) or self.path.is_dir():
+            ds = open_dataset(self.name if is_spec(self.name) else self.path)
+            if ds.layout == "recordings" and not self.split:
+                # unlabelled recordings: one timeline, file after file (see the class docstring)
+                self.files = [s.path for s in ds.samples]
+                log.info("replay: %s holds no labels (no label lists, class folders or <name>_labels.csv); "
+                         "playing its %d recordings one after another, unlabelled", self.path, len(self.files))
+                for path in self.files:  # the first file with a sound header sets the sensor size
                     try:
                         self._sensor = probe(path)[1]
                         return
                     except InputError as exc:
                         self._skip.add(path)
                         self._bad("recording", exc)
-                raise InputError(f"{self.path}: none of its {len(files)} recordings has a readable header; "
-                                 "see the lines above")
+                raise InputError(f"{self.path}: none of its {len(self.files)} recordings has a readable "
+                                 "header; see the lines above")
             if self.split:
                 ds = ds.split(self.split)
             if not len(ds):
@@ -130,7 +132,7 @@ class ReplaySource(Source):
     @property
     def sensor_size(self) -> tuple[int, int] | None:
         if self.dataset is not None:
-            return (self.dataset.width, self.dataset.height)
+            return self.dataset.sensor_size
         return self._sensor
 
     def _bad(self, what: str, exc: Exception) -> None:
@@ -238,7 +240,8 @@ class ReplaySource(Source):
                                if pos + 1 < len(order) else None)
                     if batch is None:
                         continue
-                    meta = {"pass": passes, "index": pos, "split": samples[i].split}
+                    meta = {"pass": passes, "index": pos, "split": samples[i].split,
+                            "label_name": samples[i].label_name}
                     if self.chunk_us:
                         chunks = list(time_chunks(batch, self.chunk_us))
                         for k, (chunk, end) in enumerate(chunks):
@@ -255,13 +258,6 @@ class ReplaySource(Source):
         finally:
             if pending is not None:
                 pending.cancel()
-
-
-def _recordings_in(folder: Path) -> list[Path]:
-    """The event files directly in a folder, in name order."""
-    from ..io import SUPPORTED_EXTENSIONS
-
-    return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in SUPPORTED_EXTENSIONS)
 
 
 def _shift(events: np.ndarray, dt: int) -> np.ndarray:

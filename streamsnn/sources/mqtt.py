@@ -1,13 +1,16 @@
 """Events over MQTT: a source that decodes event packets from a topic, and a publisher that sends them.
 
-`MqttEventSource(settings, topic, shared_group=None, *, idle_timeout=None)` is an async iterator of
-EventBatch (see `streamsnn.packets` for the payload format). With `shared_group="g"` it subscribes
+`MqttEventSource(settings, topic, shared_group=None, *, idle_timeout=None, max_events=262144)` is an
+async iterator of EventBatch (see `streamsnn.packets` for the payload format). With `shared_group="g"` it subscribes
 `$share/g/<topic>` over MQTT 5, so several daemons in the same group each get a share of the stream
 and every packet goes to exactly one of them (Mosquitto 2, EMQX, HiveMQ ...; not the embedded amqtt
 broker, which speaks MQTT 3.1.1 only). It reconnects with backoff when the broker goes away. Packets
-that do not decode are logged (one line), counted in `source.counters["bad_packets"]` and skipped.
+that do not decode, or announce more than `max_events` events, are logged (one line), counted in
+`source.counters["bad_packets"]` and skipped; nothing one packet holds can end the source.
 Iteration ends after `idle_timeout` seconds without a packet (None: never) or after `aclose()`.
-A refused login or TLS failure raises ConfigError from iteration. Sessions are clean: packets
+A refused login, a TLS failure or a TLS mix-up (TLS to a plain port, plain MQTT to a TLS port)
+before the first successful connection raises ConfigError from iteration; after one, every failure
+is retried. Sessions are clean: packets
 published while this consumer is disconnected are not kept for it (in a shared group the connected
 members receive them). Decoded batches wait in a bounded queue (`queue_size`); a consumer that
 lags further leaves messages in aiomqtt's own (unbounded) queue, so read promptly and let the
@@ -36,6 +39,7 @@ import aiomqtt
 
 from ..errors import ConfigError, InputError, StreamsnnError
 from ..events import EventBatch
+from ..mqtt_probe import tls_mismatch
 from ..packets import decode, encode
 from ..sinks.mqtt import Backoff, MqttSettings, failure_reason, fatal_connect_error, make_client
 
@@ -43,6 +47,8 @@ log = logging.getLogger("streamsnn.mqtt.events")
 
 #: Largest number of events sent in one packet; bigger batches are split (about 530 KB per packet).
 MAX_EVENTS_PER_PACKET = 65_536
+#: Largest number of events accepted in one received packet (about 2 MB on the wire, 3.4 MB decoded).
+MAX_EVENTS_ACCEPTED = 4 * MAX_EVENTS_PER_PACKET
 
 
 def _check_topic(topic: str) -> str:
@@ -55,7 +61,8 @@ class MqttEventSource:
     """Async iterator of EventBatch decoded from event packets on an MQTT topic."""
 
     def __init__(self, settings: MqttSettings, topic: str, shared_group: str | None = None, *,
-                 idle_timeout: float | None = None, queue_size: int = 256) -> None:
+                 idle_timeout: float | None = None, queue_size: int = 256,
+                 max_events: int = MAX_EVENTS_ACCEPTED) -> None:
         self.settings = settings
         self.topic = _check_topic(topic)
         if shared_group is not None and (not shared_group or any(c in shared_group for c in "/+#")):
@@ -63,6 +70,7 @@ class MqttEventSource:
         self.shared_group = shared_group
         self.subscription = f"$share/{shared_group}/{topic}" if shared_group else topic
         self.idle_timeout = idle_timeout
+        self.max_events = max_events
         self.counters = {"packets": 0, "events": 0, "bad_packets": 0, "connects": 0, "disconnects": 0}
         self.subscribed = asyncio.Event()
         self._queue: asyncio.Queue[EventBatch] = asyncio.Queue(maxsize=queue_size)
@@ -139,7 +147,9 @@ class MqttEventSource:
                 raise
             except Exception as exc:  # noqa: BLE001 - reconnect on any connection failure
                 self.subscribed.clear()
-                fatal = fatal_connect_error(exc, s, client)
+                fatal = None
+                if not self.counters["connects"]:  # never connected: maybe a configuration error
+                    fatal = fatal_connect_error(exc, s, client) or await asyncio.to_thread(tls_mismatch, s)
                 if fatal is not None:
                     self.error = fatal
                     log.error("%s", fatal)
@@ -155,11 +165,12 @@ class MqttEventSource:
         if not isinstance(payload, (bytes, bytearray)):
             payload = b"" if payload is None else str(payload).encode()
         try:
-            batch = decode(payload, where=f"MQTT topic {msg.topic}")
-        except InputError as exc:
+            batch = decode(payload, where=f"MQTT topic {msg.topic}", max_events=self.max_events)
+        except Exception as exc:  # noqa: BLE001 - InputError, or anything else a hostile packet provokes
             self.counters["bad_packets"] += 1
+            text = str(exc) if isinstance(exc, InputError) else f"MQTT topic {msg.topic}: {type(exc).__name__}: {exc}"
             level = logging.WARNING if self.counters["bad_packets"] <= 20 else logging.DEBUG
-            log.log(level, "skipped a bad event packet: %s", exc)
+            log.log(level, "skipped a bad event packet: %s", text)
             return None
         self.counters["packets"] += 1
         self.counters["events"] += len(batch)

@@ -1,0 +1,134 @@
+"""Flat dataset folders: event files beside `train*.txt` / `test*.txt` label lists (`<sample> <class>` per line).
+
+This is N-MNIST's small-set layout (`1.bs2` ... with `train1K.txt`, `test100.txt`); classes may be
+numbers (N-MNIST digits: the number is the class index) or names (`xclub02i club`). A listed sample
+may be named by its id (the file's stem) or by its file name; its file may have any extension
+streamsnn reads.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from functools import lru_cache
+from pathlib import Path
+
+from ..errors import InputError
+
+_LIST_NAME = re.compile(r"^(train|test)[^.]*\.txt$", re.IGNORECASE)
+
+
+@lru_cache(maxsize=64)
+def _parse(path: Path, mtime_ns: int) -> tuple[tuple[str, str], ...]:
+    """(sample id, class name) pairs of a label list, in file order (whitespace separated, CRLF tolerated)."""
+    from .dataset import class_name
+    from .probe import is_event_name
+
+    pairs = []
+    text = path.read_bytes().decode("utf-8", "replace")
+    for n, line in enumerate(text.splitlines(), 1):
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        parts = line.split()
+        if len(parts) < 2:
+            raise InputError(f"{path}: line {n} is {line!r}, expected '<sample> <class>'; fix the label list")
+        sample = parts[0]
+        if is_event_name(sample):  # some lists name files, not ids
+            sample = sample.rsplit(".", 1)[0]
+        pairs.append((sample, class_name(parts[1])))
+    return tuple(pairs)
+
+
+def read_labels(path: str | Path) -> dict[str, str]:
+    """sample id -> class name of one label list (parsed once per file version)."""
+    path = Path(path)
+    return dict(_parse(path, path.stat().st_mtime_ns))
+
+
+def read_label_list(path: str | Path) -> dict[str, int]:
+    """sample id -> class number of a label list whose classes are numbers (N-MNIST's lists)."""
+    out = {}
+    for sample, name in read_labels(path).items():
+        if not name.lstrip("-").isdigit():
+            raise InputError(f"{path}: sample {sample} has class {name!r}, not a number; "
+                             "open the folder with open_dataset to use class names")
+        out[sample] = int(name)
+    return out
+
+
+@lru_cache(maxsize=64)
+def _label_lists(folder: Path, mtime_ns: int) -> tuple[tuple[str, Path], ...]:
+    found = [(m.group(1).lower(), p) for p in folder.iterdir()
+             if (m := _LIST_NAME.match(p.name)) and p.is_file()]
+    return tuple(sorted(found, key=lambda sp: (sp[0] != "train", sp[1].name)))
+
+
+def label_lists(folder: str | Path) -> list[tuple[str, Path]]:
+    """(split, list path) for every train*.txt / test*.txt in a folder, train first.
+
+    Cached per folder version (its mtime), so reading many files of one folder lists it once.
+    """
+    folder = Path(folder)
+    return list(_label_lists(folder, folder.stat().st_mtime_ns))
+
+
+def event_files(folder: Path) -> dict[str, Path]:
+    """Event files directly in a folder, by file name and by stem (one directory listing, no stat calls).
+
+    When two files share a stem (`1.bin` and `1.bs2`) the stem names the first in extension order.
+    """
+    from .probe import extensions
+
+    order = {ext: i for i, ext in enumerate(extensions())}
+    found: dict[str, Path] = {}
+    stems: dict[str, tuple[int, Path]] = {}
+    with os.scandir(folder) as it:
+        for entry in it:
+            stem, dot, ext = entry.name.rpartition(".")
+            rank = order.get("." + ext.lower()) if dot else None
+            if rank is None or not stem or not entry.is_file():
+                continue
+            path = Path(entry.path)
+            found[entry.name] = path
+            if stem not in stems or rank < stems[stem][0]:
+                stems[stem] = (rank, path)
+    return {**{stem: p for stem, (_, p) in stems.items()}, **found}
+
+
+def open_flat(root: Path, lists: list[tuple[str, Path]]):
+    """The samples every label list names, in list order, with their class names."""
+    from .dataset import Dataset, Sample, describe_format, describe_sensor
+
+    files = event_files(root)
+    samples = []
+    for split, lst in lists:
+        for sample_id, name in read_labels(lst).items():
+            p = files.get(sample_id)
+            if p is None:
+                raise InputError(f"{lst} lists sample {sample_id} but {root} has no event file {sample_id}.* "
+                                 f"(e.g. {sample_id}.bs2 or {sample_id}.bin); restore the file or remove it "
+                                 "from the list")
+            samples.append(Sample(p, sample_id, None, split, label_name=name))
+    width, height = describe_sensor(samples)
+    return Dataset.labelled(root, "flat", samples, format=describe_format(samples), width=width, height=height)
+
+
+def label_for_file(path: Path) -> tuple[str | None, int | None]:
+    """(sample id, class number) of an N-MNIST file that sits in a dataset folder, else (stem, None).
+
+    Flat layout: the label lists beside the file; class folders: the `<digit>/` folder it is in.
+    """
+    path = Path(path)
+    folder = path.parent
+    try:
+        for _, lst in label_lists(folder):
+            labels = read_labels(lst)
+            if path.stem in labels:
+                name = labels[path.stem]
+                return path.stem, int(name) if name.isdigit() else None
+    except OSError:
+        pass
+    if folder.name.isdigit() and 0 <= int(folder.name) <= 9:
+        return path.stem, int(folder.name)
+    return path.stem, None

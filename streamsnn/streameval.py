@@ -1,0 +1,291 @@
+"""Stream evaluation: a labelled split played back to back as one stream through the daemon's window path.
+
+A live camera has no sample boundaries. `stream_evaluate` joins the samples on one clock (each one
+starting where the previous ended, plus an optional gap), strips sample ids and labels, cuts the
+stream into chunks as a camera delivers them, and runs it through the same `Segmenter` (window mode)
+and the same window -> decision step (`streamsnn.decide.decide`) as `streamsnn run`. Each decision
+is scored against the sample that covers most of its window (ties: the later one); for each sample,
+the delay is from its start to the end of the first window scored against it that names its class.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from typing import Sequence
+
+import numpy as np
+
+from .config import SCHEMA
+from .decide import decide
+from .errors import ConfigError, InputError
+from .events import EventBatch
+from .segment import Segmenter
+
+log = logging.getLogger(__name__)
+
+#: The live pipelines' decision settings (pipelines/live-camera.toml, dv-stream.toml), so that stream
+#: evaluation judges what the daemon does; tests/test_streameval.py keeps the files equal to these.
+LIVE_WINDOW_US = SCHEMA["segment"]["window_us"].default
+LIVE_HOP_US = SCHEMA["segment"]["hop_us"].default
+LIVE_MIN_EVENTS = 200
+#: Sensor time per batch handed to the segmenter: a camera delivers packets of about 10 ms.
+CHUNK_US = 10_000
+
+
+@dataclass
+class Stream:
+    """Samples joined on one clock. Sample k spans [starts[k], ends[k]) and has class `labels[k]`;
+    `batches` are what the segmenter receives (time chunks without sample ids or labels)."""
+
+    batches: list[EventBatch]
+    starts: np.ndarray
+    ends: np.ndarray
+    labels: np.ndarray
+    ids: list[str]
+
+    @property
+    def events(self) -> int:
+        return sum(len(b) for b in self.batches)
+
+    @property
+    def duration_us(self) -> int:
+        return int(self.ends[-1] - self.starts[0]) if len(self.starts) else 0
+
+
+def make_stream(samples: Sequence[EventBatch], *, gap_us: int = 0, chunk_us: int = CHUNK_US,
+                source: str = "stream") -> Stream:
+    """Join labelled samples into one stream (first event at t = 0); empty samples are left out."""
+    if gap_us < 0 or chunk_us < 1:
+        raise ConfigError(f"gap_us must be >= 0 and chunk_us >= 1, got {gap_us} and {chunk_us}")
+    samples = [s for s in samples if len(s)]
+    if not samples:
+        raise InputError(f"{source}: no events in any sample; nothing to play as a stream")
+    w, h = samples[0].sensor_size
+    parts, starts, ends, labels, ids = [], [], [], [], []
+    t = 0
+    for s in samples:
+        if s.sensor_size != (w, h):
+            raise InputError(f"{s.source or s.sample}: sensor {s.width}x{s.height} differs from the stream's "
+                             f"{w}x{h}; a stream comes from one sensor, evaluate these samples apart")
+        if s.label is None:
+            raise InputError(f"{s.source or s.sample}: sample has no label; stream evaluation scores labels")
+        ev = s.events.copy()
+        ev["t"] += t - int(ev["t"][0])
+        parts.append(ev)
+        starts.append(t)
+        t += s.duration_us + 1  # the sample spans [first event, last event + 1 us)
+        ends.append(t)
+        labels.append(int(s.label))
+        ids.append(s.sample if s.sample is not None else str(len(ids)))
+        t += gap_us
+    whole = EventBatch(np.concatenate(parts), w, h, source=source)
+    return Stream(whole.split_time(chunk_us), np.asarray(starts, np.int64), np.asarray(ends, np.int64),
+                  np.asarray(labels, np.int64), ids)
+
+
+def cover(starts: np.ndarray, ends: np.ndarray, t_start: int, t_end: int) -> int:
+    """Index of the span [starts[k], ends[k]) that covers most of [t_start, t_end) (ties: the later
+    span), or -1 when none overlaps it. Spans are sorted and do not overlap each other."""
+    lo = int(np.searchsorted(ends, t_start, side="right"))
+    hi = int(np.searchsorted(starts, t_end, side="left"))
+    if hi <= lo:
+        return -1
+    overlap = np.minimum(ends[lo:hi], t_end) - np.maximum(starts[lo:hi], t_start)
+    best = overlap.max()
+    if best <= 0:
+        return -1
+    return lo + int(np.flatnonzero(overlap == best)[-1])
+
+
+def first_right_delays(starts: np.ndarray, sample_of: np.ndarray, correct: np.ndarray,
+                       t_end: np.ndarray) -> np.ndarray:
+    """Per sample, µs from its start to the end of the first right decision scored against it
+    (decisions in time order); -1 for a sample that never got one."""
+    delays = np.full(len(starts), -1, np.int64)
+    for k, ok, end in zip(sample_of, correct, t_end):
+        if ok and k >= 0 and delays[k] < 0:
+            delays[k] = int(end) - int(starts[k])
+    return delays
+
+
+def model_classes(net) -> list[str]:
+    """Names of the network's outputs: its `classes` when it carries them, else "0", "1", ..."""
+    names = getattr(net, "classes", None)
+    return [str(c) for c in names] if names else [str(i) for i in range(int(net.sizes[-1]))]
+
+
+def targets(net, classes: Sequence[str] | None, n_labels: int) -> np.ndarray:
+    """For each dataset label index, the network output that means it (-1: the model lacks the class).
+
+    A network with class names is matched by name; one without is matched by index (what training
+    on the dataset's labels produced)."""
+    if getattr(net, "classes", None) and classes:
+        index = {name: i for i, name in enumerate(model_classes(net))}
+        return np.asarray([index.get(str(c), -1) for c in classes], np.int64)
+    n_out = int(net.sizes[-1])
+    return np.asarray([i if i < n_out else -1 for i in range(n_labels)], np.int64)
+
+
+def play(net, stream: Stream, *, window_us: int, hop_us: int, min_events: int) -> tuple[list, float]:
+    """Every (window, decision) of the stream through the daemon's segmenter and decision step, and the
+    wall seconds it took (segmenting and network)."""
+    seg = Segmenter("window", window_us, hop_us, min_events)
+    out = []
+    t0 = time.perf_counter()
+    for batch in stream.batches:
+        for w in seg.feed(batch):
+            out.append((w, decide(net, w, learn=False)))
+    for w in seg.flush():
+        out.append((w, decide(net, w, learn=False)))
+    return out, time.perf_counter() - t0
+
+
+def stream_evaluate(net, samples: Sequence[EventBatch], *, window_us: int = LIVE_WINDOW_US,
+                    hop_us: int = LIVE_HOP_US, min_events: int = LIVE_MIN_EVENTS, tau_us: float | None = None,
+                    gap_us: int = 0, classes: Sequence[str] | None = None, chunk_us: int = CHUNK_US,
+                    keep_decisions: bool = False) -> dict:
+    """Play labelled samples back to back as one stream and score every decision (see the module doc).
+
+    `tau_us`: None runs the model as it is (its own leak, if any), 0 without a leak, > 0 with that
+    lazy leak (the network is restored afterwards). `classes`: the dataset's class names in label
+    order (per-class figures are keyed by them). `keep_decisions` adds every decision to the result.
+    """
+    for name, v, least in (("window_us", window_us, 1), ("hop_us", hop_us, 1), ("min_events", min_events, 1),
+                           ("gap_us", gap_us, 0)):
+        if not isinstance(v, (int, np.integer)) or v < least:
+            raise ConfigError(f"{name} must be an integer >= {least}, got {v!r}")
+    if tau_us is not None and not tau_us >= 0:
+        raise ConfigError(f"tau_us must be >= 0 (0: no leak), got {tau_us!r}")
+    stream = make_stream(samples, gap_us=gap_us, chunk_us=chunk_us)
+    n_labels = max(len(classes or ()), int(stream.labels.max()) + 1)
+    names = [str(c) for c in classes or ()] + [str(i) for i in range(len(classes or ()), n_labels)]
+    saved_tau = net.tau_us
+    if tau_us is not None:
+        net.tau_us = float(tau_us) if tau_us > 0 else None
+    try:
+        net.reset()
+        net.warm_up()
+        effective_tau = net.tau_us
+        pairs, seconds = play(net, stream, window_us=window_us, hop_us=hop_us, min_events=min_events)
+    finally:
+        net.tau_us = saved_tau
+        net.reset()
+    res = score(stream, pairs, targets(net, names, n_labels), names, model_classes(net))
+    res.update({
+        "events": stream.events, "events_fed": int(sum(d.events for _, d in pairs)),
+        "stream_seconds": stream.duration_us / 1e6, "seconds": seconds,
+        "events_per_s": stream.events / seconds if seconds > 0 else 0.0,
+        "realtime_factor": stream.duration_us / 1e6 / seconds if seconds > 0 else 0.0,
+        "window_us": int(window_us), "hop_us": int(hop_us), "min_events": int(min_events),
+        "tau_us": effective_tau, "gap_us": int(gap_us),
+    })
+    if keep_decisions:
+        res["decision_list"] = [
+            {"t_start_us": w.t_start_us, "t_end_us": w.t_end_us, "label": d.label, "events": d.events,
+             "sample": stream.ids[k] if k >= 0 else None, "correct": bool(ok)}
+            for (w, d), k, ok in zip(pairs, res.pop("_sample_of"), res.pop("_correct"))]
+    else:
+        res.pop("_sample_of"), res.pop("_correct")
+    return res
+
+
+def score(stream: Stream, pairs: list, target: np.ndarray, names: list[str], predicted: list[str]) -> dict:
+    """Accuracy, per-class figures, confusion and delays of (window, decision) pairs on a stream."""
+    n = len(pairs)
+    t_end = np.asarray([w.t_end_us for w, _ in pairs], np.int64)
+    label = np.asarray([d.label for _, d in pairs], np.int64)
+    sample_of = np.asarray([cover(stream.starts, stream.ends, w.t_start_us, w.t_end_us) for w, _ in pairs],
+                           np.int64)
+    truth = np.where(sample_of >= 0, stream.labels[np.maximum(sample_of, 0)], -1)
+    want = np.where(truth >= 0, target[np.maximum(truth, 0)], -1)
+    correct = (want >= 0) & (label == want)
+    delays = first_right_delays(stream.starts, sample_of, correct, t_end)
+    confusion = np.zeros((len(names), len(predicted)), np.int64)
+    for tr, lb in zip(truth, label):
+        if tr >= 0:
+            confusion[tr, lb] += 1
+    per_class = {}
+    for c, name in enumerate(names):
+        mine = truth == c
+        in_class = stream.labels == c
+        got = delays[in_class]
+        per_class[name] = {
+            "accuracy": float(correct[mine].mean()) if mine.any() else None,
+            "decisions": int(mine.sum()), "samples": int(in_class.sum()),
+            "never_right": int((got < 0).sum()), "delay_median_ms": _ms(got, 50),
+        }
+    return {
+        "stream_accuracy": float(correct.mean()) if n else 0.0, "decisions": n, "correct": int(correct.sum()),
+        "samples": len(stream.starts), "never_right": int((delays < 0).sum()),
+        "delay_median_ms": _ms(delays, 50), "delay_p90_ms": _ms(delays, 90),
+        "per_class": per_class, "classes": list(names), "predicted_classes": list(predicted),
+        "confusion": confusion.tolist(), "_sample_of": sample_of, "_correct": correct,
+    }
+
+
+def _num(v, spec: str) -> str:
+    return "-" if v is None else format(v, spec)
+
+
+def _ms(delays: np.ndarray, q: float) -> float | None:
+    got = delays[delays >= 0]
+    return float(np.percentile(got, q)) / 1000.0 if len(got) else None
+
+
+def load_samples(data, split: str = "test", limit: int | None = None, quiet: bool = True):
+    """(EventBatches, class names, skipped) of one labelled split of a dataset, in the dataset's order
+    (`limit` keeps N samples spread evenly, as `training.load_split` does). A sample that cannot be
+    read is logged, left out and listed in `skipped` (one line each), as `load_split` does."""
+    import sys
+
+    from tqdm import tqdm
+
+    from .io.dataset import open_dataset
+
+    ds = open_dataset(data)
+    ds.require_labels()
+    if split not in ds.splits:
+        raise InputError(f"{data}: dataset has no {split!r} split (found: {', '.join(ds.splits) or 'none'})")
+    items = ds.split(split).samples
+    if limit is not None and limit < len(items):
+        items = [items[int(i)] for i in np.linspace(0, len(items) - 1, max(limit, 0))]
+    for s in items:
+        if s.label is None:
+            raise InputError(f"{s.path}: sample has no label; add it to the folder's label list")
+    batches, skipped = [], []
+    for s in tqdm(items, desc=f"loading {split}", unit="sample", file=sys.stderr, leave=False,
+                  disable=quiet or not sys.stderr.isatty()):
+        try:
+            batches.append(s.load())
+        except InputError as exc:
+            skipped.append(str(exc))
+            log.warning("skipped a sample: %s", exc)
+    if items and not batches:
+        raise InputError(f"{data}: none of the {len(items)} {split} samples could be read (first: {skipped[0]})")
+    return batches, list(ds.classes), skipped
+
+
+def report_lines(res: dict) -> list[str]:
+    """The stream result as text lines for people."""
+    tau = "off" if res["tau_us"] is None else f"{res['tau_us'] / 1000:g} ms"
+    delay = ("-" if res["delay_median_ms"] is None
+             else f"median {res['delay_median_ms']:.0f} ms, p90 {res['delay_p90_ms']:.0f} ms")
+    lines = [
+        f"stream of {res['samples']} samples, {res['stream_seconds']:.1f} s, {res['events']:,} events; "
+        f"windows {res['window_us'] / 1000:g} ms every {res['hop_us'] / 1000:g} ms, "
+        f"min {res['min_events']} events, leak {tau}, gap {res['gap_us'] / 1000:g} ms",
+        f"stream accuracy {res['stream_accuracy']:.4f} over {res['decisions']} decisions "
+        f"({res['events_per_s'] / 1e6:.2f} M events/s, {res['realtime_factor']:.0f}x real time)",
+        f"first right decision after a sample starts: {delay}; never right: {res['never_right']} "
+        f"of {res['samples']} samples",
+        "per class (accuracy/decisions/median delay): " + "  ".join(
+            f"{c}:{_num(v['accuracy'], '.2f')}/{v['decisions']}/{_num(v['delay_median_ms'], '.0f')}ms"
+            for c, v in res["per_class"].items()),
+        "confusion (rows true, columns predicted):",
+        "     " + " ".join(f"{c[:4]:>4}" for c in res["predicted_classes"]),
+    ]
+    lines += [f"{name[:4]:>4} " + " ".join(f"{v:>4}" for v in row)
+              for name, row in zip(res["classes"], res["confusion"])]
+    return lines

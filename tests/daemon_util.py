@@ -1,0 +1,63 @@
+"""Test helper: the daemon as users run it, `python -m streamsnn run PIPELINE --set ...` in a subprocess.
+
+`Daemon(folder, pipeline, sets, name=, env=)`: `start()`, `await wait(timeout)` (the exit status; fails
+the test with the log's tail when it does not exit), `signal(sig)`, `text()` (its output so far), `stop()`
+(kill). The `daemons` fixture kills whatever a test left running.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+
+class Daemon:
+    """`python -m streamsnn run PIPELINE --set ...` as a subprocess, its output in a log file."""
+
+    def __init__(self, folder: Path, pipeline: Path, sets: dict, *, name: str = "daemon", env: dict | None = None):
+        self.log = folder / f"{name}.log"
+        self.env = env or {}
+        self.cmd = [sys.executable, "-m", "streamsnn", "run", str(pipeline)]
+        for k, v in sets.items():
+            self.cmd += ["--set", f"{k}={str(v).lower() if isinstance(v, bool) else v}"]
+        self.proc: subprocess.Popen | None = None
+
+    def start(self) -> "Daemon":
+        env = {**os.environ, "PYTHONUNBUFFERED": "1", **self.env}
+        self._out = self.log.open("ab")
+        self.proc = subprocess.Popen(self.cmd, stdout=self._out, stderr=subprocess.STDOUT, env=env, cwd=self.log.parent)
+        return self
+
+    async def wait(self, timeout: float = 180) -> int:
+        try:
+            return await asyncio.to_thread(self.proc.wait, timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+            pytest.fail(f"daemon did not exit within {timeout} s; log:\n{self.text()[-3000:]}")
+        finally:
+            self._out.close()
+
+    def signal(self, sig: int) -> None:
+        self.proc.send_signal(sig)
+
+    def text(self) -> str:
+        return self.log.read_text(errors="replace")
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+
+
+@pytest.fixture
+def daemons():
+    started: list[Daemon] = []
+    yield started
+    for d in started:
+        d.stop()

@@ -1,0 +1,120 @@
+"""Feedback cannot poison the model: each decision is taught once, never against its known true label,
+and at a bounded rate; checked on the real network with real N-MNIST samples."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from conftest import need
+
+from streamsnn.feedback import TokenBucket
+from streamsnn.io import open_dataset
+from streamsnn.pipeline import Pipeline
+from streamsnn.segment import Window
+from streamsnn.snn import SpikingNetwork
+
+
+class Clock:
+    """Simulated time for the rate limit (seconds)."""
+
+    def __init__(self):
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture(scope="module")
+def samples():
+    return [s.load() for s in open_dataset(need("nmnist_small")).split("test").samples[:12]]
+
+
+def pipeline(samples, *, labelled: bool, learned: bool = False, **kw) -> Pipeline:
+    """A pipeline whose recent decisions are the given samples (with or without their true labels)."""
+    pipe = Pipeline(None, SpikingNetwork((2312, 32, 10), seed=5), [], payload=lambda *a, **k: {}, **kw)
+    for s in samples:
+        pipe.recent.add(Window(s, s.t_start, s.t_end, s.sample, s.label if labelled else None, learned=learned))
+    return pipe
+
+
+def weights(net) -> list[np.ndarray]:
+    return [net.W1.copy(), net.W2.copy(), net.b2.copy()]
+
+
+def unchanged(before, net) -> bool:
+    return all(np.array_equal(a, b) for a, b in zip(before, weights(net)))
+
+
+async def test_a_decision_is_taught_once_later_labels_are_counted(samples):
+    pipe = pipeline(samples[:2], labelled=False)
+    s = samples[0]
+    assert await pipe.apply_feedback({"sample": s.sample, "label": 3}) is True
+    before = weights(pipe.net)
+    for label in (3, 4, 5, 3):  # a retrying publisher, or an attacker flipping the label
+        assert await pipe.apply_feedback({"sample": s.sample, "label": label}) is False
+    assert await pipe.apply_feedback({"t_end_us": s.t_end, "label": 6}) is False  # the same decision by its end
+    assert unchanged(before, pipe.net)
+    assert pipe.counters.feedback["learned"] == 1 and pipe.counters.feedback["duplicate"] == 5
+    assert await pipe.apply_feedback({"sample": samples[1].sample, "label": 1}) is True  # another decision
+    pipe._worker.shutdown()
+
+
+async def test_feedback_contradicting_a_known_true_label_is_refused(samples):
+    pipe = pipeline(samples[:1], labelled=True)
+    s = samples[0]
+    before = weights(pipe.net)
+    wrong = (s.label + 1) % 10
+    assert await pipe.apply_feedback({"sample": s.sample, "label": wrong}) is False
+    assert unchanged(before, pipe.net) and pipe.counters.feedback["contradicts_label"] == 1
+    assert await pipe.apply_feedback({"sample": s.sample, "label": s.label}) is True  # agreeing: learned once
+    assert pipe.net.updates == 1
+    pipe._worker.shutdown()
+
+
+async def test_a_window_learned_from_its_label_takes_no_feedback(samples):
+    pipe = pipeline(samples[:1], labelled=True, learned=True)  # learn_from_labels did it already
+    before = weights(pipe.net)
+    assert await pipe.apply_feedback({"sample": samples[0].sample, "label": samples[0].label}) is False
+    assert unchanged(before, pipe.net) and pipe.counters.feedback["duplicate"] == 1
+    pipe._worker.shutdown()
+
+
+async def test_learning_from_feedback_is_rate_limited(samples):
+    clock = Clock()
+    pipe = pipeline(samples, labelled=False, feedback_per_s=2.0, feedback_burst=3, clock=clock)
+    results = [await pipe.apply_feedback({"sample": s.sample, "label": 0}) for s in samples[:6]]
+    assert results == [True] * 3 + [False] * 3  # a burst of 3, then nothing at the same instant
+    assert pipe.counters.feedback["rate_limited"] == 3 and pipe.net.updates == 3
+    clock.now = 1.0  # one second later: two more tokens
+    results = [await pipe.apply_feedback({"sample": s.sample, "label": 0}) for s in samples[3:9]]
+    assert results == [True, True, False, False, False, False]
+    # a rate-limited message did not use up its decision: it can still be taught later
+    clock.now = 100.0
+    assert await pipe.apply_feedback({"sample": samples[5].sample, "label": 0}) is True
+    assert pipe.net.updates == 6
+    pipe._worker.shutdown()
+
+
+def test_token_bucket():
+    clock = Clock()
+    b = TokenBucket(rate=10.0, burst=5, clock=clock)
+    assert [b.take() for _ in range(7)] == [True] * 5 + [False] * 2
+    clock.now = 0.25  # 2.5 tokens
+    assert [b.take() for _ in range(3)] == [True, True, False]
+    clock.now = 100.0  # never more than the burst
+    assert sum(b.take() for _ in range(10)) == 5
+    assert all(TokenBucket(0, 1, clock=clock).take() for _ in range(1000))  # rate 0: no limit
+
+
+def test_the_recent_decisions_hold_a_bounded_number_of_events(samples):
+    from streamsnn.feedback import Recent
+
+    r = Recent(128, max_events=3 * max(len(s) for s in samples))
+    for s in samples:  # twelve real samples: only the last few fit the event budget
+        r.add(Window(s, s.t_start, s.t_end, s.sample))
+        assert r.events <= r.max_events and r.events == sum(w.events for w in r._items.values())
+    assert 2 <= len(r) <= 3 and r.find(sample=samples[-1].sample) is not None
+    assert r.find(sample=samples[0].sample) is None
+    huge = Recent(128, max_events=10)  # a window above the budget alone is still kept (the newest)
+    huge.add(Window(samples[0], samples[0].t_start, samples[0].t_end, samples[0].sample))
+    assert len(huge) == 1
