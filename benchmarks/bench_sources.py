@@ -25,11 +25,13 @@ async def _replay_unpaced(root, limit):
 
 async def _pacing(path, speed):
     """Wall-clock lateness of each chunk against its sensor-time deadline (ms), and the overall ratio."""
+    from streamsnn.io import read_events
     from streamsnn.sources.files import ReplaySource
 
+    rec = read_events(path)  # open() checks the header only; the replay decodes the file itself
+    t0, span = rec.t_start, rec.duration_us
     src = ReplaySource(path, speed=speed)
     await src.open()
-    t0, span = src.recording.t_start, src.recording.duration_us
     late = []
     async for b in src:
         now = time.monotonic()
@@ -37,7 +39,7 @@ async def _pacing(path, speed):
         late.append((now - (src.pacer.start + end_us / 1e6 / speed)) * 1e3)
     start = src.pacer.start
     wall = time.monotonic() - start
-    return np.array(late), wall, src.recording.duration_us / 1e6
+    return np.array(late), wall, span / 1e6
 
 
 async def _network_throughput(path, repeats):

@@ -6,7 +6,9 @@ import argparse
 import importlib
 import logging
 import pkgutil
+import signal
 import sys
+import threading
 
 from . import __version__
 from .errors import StreamsnnError
@@ -35,7 +37,27 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised in the main thread like Ctrl-C, so that cleanup runs (e.g. a decoder worker is killed)."""
+
+
+def _on_sigterm(signum, frame):
+    raise Terminated()
+
+
 def main(argv: list[str] | None = None) -> int:
+    # Commands that run a service (run, demo, serve, publish) install their own SIGTERM handling.
+    previous = None
+    if threading.current_thread() is threading.main_thread():
+        previous = signal.signal(signal.SIGTERM, _on_sigterm)
+    try:
+        return _main(argv)
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _main(argv: list[str] | None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     logging.basicConfig(
@@ -51,6 +73,9 @@ def main(argv: list[str] | None = None) -> int:
     except StreamsnnError as exc:
         print(f"streamsnn: error: {exc}", file=sys.stderr)
         return exc.exit_code
+    except Terminated:
+        print("streamsnn: terminated (SIGTERM)", file=sys.stderr)
+        return 128 + signal.SIGTERM
     except KeyboardInterrupt:
         print("streamsnn: interrupted", file=sys.stderr)
         return 130

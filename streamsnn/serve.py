@@ -111,7 +111,11 @@ class StreamServer:
 
 
 def dataset_as_stream(path: str | Path, *, split: str | None = None, limit: int | None = None) -> EventBatch:
-    """The samples of a dataset folder back to back as one recording (each shifted to follow the last)."""
+    """The samples of a dataset folder back to back as one recording (each shifted to follow the last).
+
+    A sample that cannot be read (corrupt, empty) is logged in one line and left out, as replay does;
+    `meta["skipped"]` counts them.
+    """
     import numpy as np
 
     from .io import open_dataset
@@ -119,23 +123,27 @@ def dataset_as_stream(path: str | Path, *, split: str | None = None, limit: int 
     ds = open_dataset(path)
     if split:
         ds = ds.split(split)
-    parts, offset, sensor = [], 0, ds.sensor_size
+    parts, offset, sensor, skipped = [], 0, ds.sensor_size, 0
     for sample in ds.samples[:limit]:
-        b = sample.load()
+        try:
+            b = sample.load()
+        except InputError as exc:
+            skipped += 1
+            log.warning("skipped a sample: %s", exc)
+            continue
         sensor = sensor or b.sensor_size  # headers did not tell it: the first sample does
         if b.sensor_size != sensor:
             raise InputError(f"{sample.path}: its {b.width}x{b.height} sensor differs from the {sensor[0]}x{sensor[1]} "
                              "of the other samples; one stream has one sensor, serve them separately")
-        if not len(b):
-            continue
         ev = b.events.copy()
         ev["t"] += offset - ev["t"][0]
         offset = int(ev["t"][-1]) + 1
         parts.append(ev)
     if not parts:
-        raise InputError(f"{path}: no events in the chosen samples; nothing to serve")
+        raise InputError(f"{path}: no events in the chosen samples"
+                         f"{f' ({skipped} unreadable, see the lines above)' if skipped else ''}; nothing to serve")
     return EventBatch(np.concatenate(parts), *sensor, source=str(path),
-                      meta={"format": f"{ds.format} dataset, {len(parts)} samples"})
+                      meta={"format": f"{ds.format} dataset, {len(parts)} samples", "skipped": skipped})
 
 
 @dataclass

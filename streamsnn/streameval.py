@@ -10,8 +10,9 @@ the delay is from its start to the end of the first window scored against it tha
 
 from __future__ import annotations
 
+import logging
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Sequence
 
 import numpy as np
@@ -21,6 +22,8 @@ from .decide import decide
 from .errors import ConfigError, InputError
 from .events import EventBatch
 from .segment import Segmenter
+
+log = logging.getLogger(__name__)
 
 #: The live pipelines' decision settings (pipelines/live-camera.toml, dv-stream.toml), so that stream
 #: evaluation judges what the daemon does; tests/test_streameval.py keeps the files equal to these.
@@ -232,8 +235,13 @@ def _ms(delays: np.ndarray, q: float) -> float | None:
 
 
 def load_samples(data, split: str = "test", limit: int | None = None, quiet: bool = True):
-    """(EventBatches, class names) of one labelled split of a dataset, in the dataset's order
-    (`limit` keeps N samples spread evenly, as `training.load_split` does)."""
+    """(EventBatches, class names, skipped) of one labelled split of a dataset, in the dataset's order
+    (`limit` keeps N samples spread evenly, as `training.load_split` does). A sample that cannot be
+    read is logged, left out and listed in `skipped` (one line each), as `load_split` does."""
+    import sys
+
+    from tqdm import tqdm
+
     from .io.dataset import open_dataset
 
     ds = open_dataset(data)
@@ -246,7 +254,17 @@ def load_samples(data, split: str = "test", limit: int | None = None, quiet: boo
     for s in items:
         if s.label is None:
             raise InputError(f"{s.path}: sample has no label; add it to the folder's label list")
-    return replace(ds, samples=items).load_all(progress=not quiet), list(ds.classes)
+    batches, skipped = [], []
+    for s in tqdm(items, desc=f"loading {split}", unit="sample", file=sys.stderr, leave=False,
+                  disable=quiet or not sys.stderr.isatty()):
+        try:
+            batches.append(s.load())
+        except InputError as exc:
+            skipped.append(str(exc))
+            log.warning("skipped a sample: %s", exc)
+    if items and not batches:
+        raise InputError(f"{data}: none of the {len(items)} {split} samples could be read (first: {skipped[0]})")
+    return batches, list(ds.classes), skipped
 
 
 def report_lines(res: dict) -> list[str]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import sys
 import time
 from dataclasses import dataclass, field
@@ -9,6 +10,8 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .errors import InputError
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -20,6 +23,7 @@ class SampleArrays:
     labels: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
     ids: list[str] = field(default_factory=list)
     classes: list[str] = field(default_factory=list)  # class names in index order, when known
+    skipped: list[str] = field(default_factory=list)  # one line per sample that could not be read
 
     def __len__(self) -> int:
         return len(self.idx)
@@ -31,7 +35,8 @@ class SampleArrays:
     def subset(self, n: int | None) -> "SampleArrays":
         if n is None:
             return self
-        return SampleArrays(self.idx[:n], self.t[:n], self.labels[:n], self.ids[:n], self.classes)
+        return SampleArrays(self.idx[:n], self.t[:n], self.labels[:n], self.ids[:n], classes=self.classes,
+                            skipped=self.skipped)
 
     def counts(self, n_in: int) -> np.ndarray:
         """(samples, n_in) float32 event counts per input: what a conventional MLP is trained on."""
@@ -50,6 +55,8 @@ def load_split(data_dir, split: str, net, *, limit: int | None = None, quiet: bo
     """Load one split of a dataset (any layout `streamsnn.io.open_dataset` reads) as network input indices.
 
     `classes` of the result are the dataset's class names in index order (the labels index them).
+    A sample that cannot be read (truncated, corrupt, empty) is logged, skipped and listed in
+    `skipped`, as replay does; InputError only when no sample of the split is readable.
     """
     from .io.dataset import open_dataset
 
@@ -65,12 +72,20 @@ def load_split(data_dir, split: str, net, *, limit: int | None = None, quiet: bo
     for s in _bar(samples, f"loading {split}", quiet):
         if s.label is None:
             raise InputError(f"{s.path}: sample has no label; add it to the folder's label list")
-        batch = s.load()
+        try:
+            batch = s.load()
+        except InputError as exc:
+            out.skipped.append(str(exc))
+            log.warning("skipped a sample: %s", exc)
+            continue
         out.idx.append(net.event_indices(batch))
         out.t.append(np.ascontiguousarray(batch.events["t"], dtype=np.int64))
         out.ids.append(s.sample_id)
         labels.append(int(s.label))
     out.labels = np.asarray(labels, dtype=np.int64)
+    if samples and not len(out):
+        raise InputError(f"{data_dir}: none of the {len(samples)} {split} samples could be read "
+                         f"(first: {out.skipped[0]})")
     return out
 
 

@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 
 from conftest import DATA, need
-from streamsnn.io import read_events
+from streamsnn.errors import InputError
+from streamsnn.io import probe, read_events
 from streamsnn.io.aedat2 import read_aedat2
 from streamsnn.io.prophesee import geometry_of, read_header
 
@@ -88,13 +89,14 @@ def test_dvs128_bit_layout(tmp_path):
     assert list(ev["t"]) == [10, 20, 30, 0xFFFF_FFF0, (1 << 32) + 0x10]
 
 
-def test_prophesee_header_without_events(tmp_path):
+def test_prophesee_header_without_events_is_an_empty_sample(tmp_path):
     src = need("recordings/prophesee_evt3_sample.raw").read_bytes()
     header = b"".join(line for line in src.splitlines(keepends=True)[:12] if line.startswith(b"%"))
     f = tmp_path / "idle.raw"
     f.write_bytes(header)
-    b = read_events(f)
-    assert len(b) == 0 and (b.width, b.height) == (1280, 720)
+    assert probe(f) == ("Prophesee EVT3", (1280, 720))  # the header itself is sound
+    with pytest.raises(InputError, match="empty sample"):  # one rule for every file without events
+        read_events(f)
 
 
 def test_aedat4_written_by_dv_processing_reads_back(tmp_path):
@@ -106,3 +108,23 @@ def test_aedat4_written_by_dv_processing_reads_back(tmp_path):
     assert (b.width, b.height) == (64, 48) and len(b) == 3000
     assert np.array_equal(b.events["t"], t) and np.array_equal(b.events["x"], x)
     assert np.array_equal(b.events["y"], y) and np.array_equal(b.events["p"], p.astype(np.uint8))
+
+
+def test_interrupted_aedat4_reads_its_complete_packets(tmp_path, caplog):
+    """A recording whose writer stopped early has no packet index and may end inside a packet."""
+    import struct
+
+    from streamsnn.io.aedat4 import read_header as aedat4_header
+
+    path = need("recordings/tonic_sample.aedat4")
+    header = aedat4_header(path)
+    data = bytearray(path.read_bytes()[:header.data_table])  # no packet index
+    at = data.index(struct.pack("<q", header.data_table), 18, header.data_start)  # and none announced
+    data[at:at + 8] = struct.pack("<q", -1)
+    f = tmp_path / "interrupted.aedat4"
+    f.write_bytes(bytes(data[:700_000]))  # and cut inside a packet
+    whole = read_events(path).events
+    got = read_events(f).events
+    assert 0 < len(got) < len(whole)
+    np.testing.assert_array_equal(got, whole[:len(got)])
+    assert any("interrupted" in r.getMessage() and "cut off" in r.getMessage() for r in caplog.records)

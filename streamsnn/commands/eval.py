@@ -14,7 +14,8 @@ def add_parser(subparsers) -> None:
         help="evaluate a trained model on the test split of an N-MNIST folder",
         description="Classify every sample of the test split (without learning) and report accuracy, "
                     "per-class accuracy, the confusion matrix (rows: true class, columns: predicted), "
-                    "samples, events and events per second.",
+                    "samples, events and events per second. A sample that cannot be read (truncated, "
+                    "corrupt, empty) is skipped, logged and counted (`skipped` in --json), as replay does.",
     )
     p.add_argument("--data", type=Path, required=True, help="N-MNIST dataset folder")
     p.add_argument("--model", type=Path, required=True, help="model file written by `streamsnn train`")
@@ -59,12 +60,16 @@ def run(args) -> int:
     test = load_split(args.data, "test", net, limit=args.limit, quiet=args.quiet or args.json)
     res = evaluate(net, test, quiet=args.quiet or args.json)
     res["model"] = str(args.model)
+    res["skipped"] = len(test.skipped)  # unreadable samples, not scored (each logged on stderr)
+    res["skipped_samples"] = test.skipped
     if args.json:
         print(json.dumps(res))
         return 0
     print(f"model {args.model}: {net.sizes}, {net.updates} updates, {net.epochs} epochs")
     print(f"accuracy {res['accuracy']:.4f} on {res['samples']} samples "
           f"({res['events']} events, {res['events_per_s'] / 1e6:.2f} M events/s)")
+    if test.skipped:
+        print(skipped_line(test.skipped))
     print("per class: " + "  ".join(f"{c}:{'-' if a is None else f'{a:.2f}'}" for c, a in res["per_class"].items()))
     print("confusion (rows true, columns predicted):")
     print("     " + " ".join(f"{c:>4}" for c in range(len(res["confusion"]))))
@@ -78,15 +83,26 @@ def run_stream(args) -> int:
     from ..snn import SpikingNetwork
 
     net = SpikingNetwork.load(args.model)
-    samples, classes = streameval.load_samples(args.data, "test", limit=args.limit, quiet=args.quiet or args.json)
+    samples, classes, skipped = streameval.load_samples(args.data, "test", limit=args.limit,
+                                                        quiet=args.quiet or args.json)
     settings = {k: v for k, v in (("window_us", args.window_us), ("hop_us", args.hop_us),
                                   ("min_events", args.min_events), ("tau_us", args.tau_us),
                                   ("gap_us", args.gap_us)) if v is not None}
     res = streameval.stream_evaluate(net, samples, classes=classes, **settings)
     res["model"] = str(args.model)
+    res["skipped"] = len(skipped)  # unreadable samples, left out of the stream (each logged on stderr)
+    res["skipped_samples"] = skipped
     if args.json:
         print(json.dumps(res))
         return 0
     print(f"model {args.model}: {net.sizes}, {net.updates} updates, {net.epochs} epochs")
     print("\n".join(streameval.report_lines(res)))
+    if skipped:
+        print(skipped_line(skipped, "left out of the stream"))
     return 0
+
+
+def skipped_line(skipped: list[str], what: str = "not scored") -> str:
+    """One line for people about unreadable samples: how many, and the first reasons."""
+    return (f"skipped {len(skipped)} unreadable sample(s), {what}: " + "; ".join(skipped[:3])
+            + (" ..." if len(skipped) > 3 else ""))

@@ -10,6 +10,7 @@ We return image coordinates like the other readers: x from the left, y from the 
 
 from __future__ import annotations
 
+import mmap
 from pathlib import Path
 
 import numpy as np
@@ -22,19 +23,24 @@ RECORD_DTYPE = np.dtype([("address", ">u4"), ("t", ">u4")])
 SPECIAL_BITS = 0x8000_8000
 #: jAER chip classes with the DVS128 address layout (the header's '# AEChip:' line names the class).
 CHIPS = ("DVS128", "Tmpdiff128")
+MAGIC = b"#!AER-DAT"
+#: Longest text header accepted (jAER writes a few KB of comments at most).
+MAX_HEADER_BYTES = 1 << 20
 
 
 def read_header(path: str | Path) -> tuple[dict[str, str], int]:
     """(header facts, offset of the first event record). Facts: 'version', and 'chip' and
     'interface' when the header names them (jAER's '# AEChip:' and '# HardwareInterface:' lines)."""
     with open(path, "rb") as f:
-        first = f.readline()
-        if not first.startswith(b"#!AER-DAT"):
+        first = f.readline(MAX_HEADER_BYTES)
+        if not first.startswith(MAGIC):
             raise InputError(f"{path}: no '#!AER-DAT' header line; not a jAER AEDAT file")
         facts = {"version": first[2:].decode("ascii", "replace").strip()}
         while True:
             pos = f.tell()
-            line = f.readline()
+            if pos > MAX_HEADER_BYTES:
+                raise InputError(f"{path}: AEDAT header is longer than {MAX_HEADER_BYTES >> 20} MB; the file is corrupt")
+            line = f.readline(MAX_HEADER_BYTES)
             if not line.startswith(b"#"):
                 return facts, pos
             text = line[1:].decode("ascii", "replace").strip()
@@ -43,8 +49,8 @@ def read_header(path: str | Path) -> tuple[dict[str, str], int]:
                     facts[key] = text[len(prefix):].strip()
 
 
-def read_aedat2(path: str | Path) -> EventBatch:
-    """Read a DVS128 AEDAT 2.0 file into a 128x128 EventBatch (polarity 1 = ON, timestamps in us)."""
+def check_header(path: str | Path) -> tuple[dict[str, str], int]:
+    """(header facts, data offset) of a DVS128 AEDAT 2.0 file whose layout holds together, else InputError."""
     path = Path(path)
     facts, start = read_header(path)
     if not facts["version"].startswith("AER-DAT2"):
@@ -55,17 +61,30 @@ def read_aedat2(path: str | Path) -> EventBatch:
         raise InputError(f"{path}: recorded with {chip}, whose address layout differs from the DVS128's; "
                          "only DVS128 AEDAT 2.0 files are supported (convert others with DV to .aedat4)")
     body = path.stat().st_size - start
+    if body > 0:
+        with open(path, "rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as mm:
+            second = mm.find(MAGIC, start)
+        if second >= 0:
+            raise InputError(f"{path}: a second '#!AER-DAT' header at byte {second}: two recordings were joined "
+                             "into one file; split it there")
     if body % RECORD_DTYPE.itemsize:
         raise InputError(f"{path}: truncated AEDAT 2.0 file ({body} data bytes is not a multiple of 8); "
                          "re-copy the recording")
+    return facts, start
+
+
+def read_aedat2(path: str | Path) -> EventBatch:
+    """Read a DVS128 AEDAT 2.0 file into a 128x128 EventBatch (polarity 1 = ON, timestamps in us)."""
+    path = Path(path)
+    facts, start = check_header(path)
     rec = np.fromfile(path, dtype=RECORD_DTYPE, offset=start)
     rec = rec[(rec["address"] & SPECIAL_BITS) == 0]
     addr = rec["address"]
     t = rec["t"].astype(np.int64)
-    # Timestamps are 32-bit: unwrap if the counter overflowed (a backward jump of more than 2^31 us).
-    wraps = np.flatnonzero(np.diff(t) < -(1 << 31))
-    for i in wraps:
-        t[i + 1:] += 1 << 32
+    # Timestamps are 32-bit: unwrap where the counter overflowed (a backward jump of more than 2^31 us),
+    # in one pass however many wraps a damaged file holds.
+    if t.size > 1:
+        t[1:] += np.cumsum(np.diff(t) < -(1 << 31), dtype=np.int64) << 32
     if t.size > 1 and np.any(np.diff(t) < 0):
         # jAER writes events in arrival order, which is time order for one DVS128; a stable sort
         # repairs small inversions (e.g. merged streams) and keeps the order of equal timestamps.

@@ -63,21 +63,36 @@ class Sample:
     end_us: int | None = None
     item: Callable[[], EventBatch] | None = field(default=None, compare=False, repr=False)
 
-    def load(self) -> EventBatch:
-        """Decode the sample into an EventBatch with `sample`, `label` and `meta["label_name"]` set."""
+    def load(self, *, cancel=None) -> EventBatch:
+        """Decode the sample into an EventBatch with `sample`, `label` and `meta["label_name"]` set.
+
+        InputError (one line) when it cannot be read or holds no events (`streamsnn.io.empty_sample`;
+        a time slice without events says so with its label times). `cancel` (a threading.Event)
+        abandons a native decode in progress (files and labelled recordings; a tonic item decodes
+        in this thread and is only refused before it starts).
+        """
+        from . import empty_sample
+
         if self.item is not None:
+            if cancel is not None and cancel.is_set():
+                from .isolated import DecodeCancelled
+
+                raise DecodeCancelled(f"{self.path}: sample {self.sample_id}: reading was cancelled")
             batch = self.item()
+            if not len(batch):
+                raise empty_sample(batch.source or self.path)
         else:
             if not self.path.is_file():
                 raise InputError(f"{self.path}: sample file is missing; restore it or fix the dataset folder")
             if self.start_us is not None:
                 from .labelled import read_segment
 
-                batch = read_segment(self.path, self.start_us, self.end_us, self.sample_id)
+                batch = read_segment(self.path, self.start_us, self.end_us, self.sample_id, cancel=cancel)
             else:
                 from . import read_events
 
-                batch = read_events(self.path)
+                # sample and label given: an N-MNIST file does not look for its label list again
+                batch = read_events(self.path, sample=self.sample_id, label=self.label, cancel=cancel)
         meta = dict(batch.meta)
         if self.label_name is not None:
             meta["label_name"] = self.label_name
@@ -216,14 +231,20 @@ def unique_ids(samples: list[Sample], root: Path) -> list[Sample]:
 
 
 def describe_sensor(samples: list[Sample]) -> tuple[int | None, int | None]:
-    """(width, height) from the header of the first file of each format; (None, None) if unknown or mixed."""
-    from .probe import sensor_of
+    """(width, height) from the header of the first file of each format; (None, None) if unknown or mixed.
+
+    A header that fails `probe` leaves the size unknown here; loading that sample says why.
+    """
+    from .probe import probe
 
     seen: dict[str, tuple[int, int] | None] = {}
     for s in samples:
         ext = s.path.suffix.lower()
         if ext not in seen:
-            seen[ext] = sensor_of(s.path)
+            try:
+                seen[ext] = probe(s.path)[1]
+            except InputError:
+                seen[ext] = None
     sizes = set(seen.values())
     if len(sizes) == 1 and None not in sizes:
         return next(iter(sizes))

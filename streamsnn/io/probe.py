@@ -1,14 +1,10 @@
-"""Facts about event files that cost no decoding: format by extension, sensor size from headers, exact event counts."""
+"""Facts about event files that cost no decoding: format by extension, the header check `probe`, exact event counts."""
 
 from __future__ import annotations
 
-import re
-import struct
 from pathlib import Path
 
-#: Largest AEDAT4 header read when looking for the sensor size (real headers are a few KB).
-AEDAT4_HEADER_MAX = 1 << 20
-_AEDAT4_MAGIC = b"#!AER-DAT4.0\r\n"
+from ..errors import InputError
 
 
 def extensions() -> dict[str, str]:
@@ -43,65 +39,36 @@ def exact_events(path: str | Path) -> int | None:
     return size // RECORD_BYTES if size % RECORD_BYTES == 0 else None
 
 
-def sensor_of(path: str | Path) -> tuple[int, int] | None:
-    """(width, height) of the sensor a file was recorded with, from its header alone; None if unknown.
+def probe(path: str | Path) -> tuple[str, tuple[int, int] | None]:
+    """(format, sensor size) from a file's header alone, nothing decoded; InputError if the header is bad.
 
-    N-MNIST files are 34x34; AEDAT 2.0 files of a DVS128 are 128x128; AEDAT4 and Prophesee `.raw`
-    files name the size in their header. Nothing is decoded, and a file that cannot be read gives None.
+    This is the one header check every reader runs before a native decoder sees the file (magic,
+    header sizes, geometry, packet layout, files joined to themselves). The sensor size is None for
+    a Prophesee file whose header does not state it.
     """
-    path = Path(path)
+    from . import check_file
+
+    path = check_file(path)
     ext = path.suffix.lower()
     try:
         if ext in (".bin", ".bs2"):
-            from .nmnist import HEIGHT, WIDTH
+            from . import nmnist
 
-            return WIDTH, HEIGHT
-        if ext == ".aedat":
-            from . import aedat2
-
-            facts, _ = aedat2.read_header(path)
-            chip = facts.get("chip", "DVS128")
-            if facts["version"].startswith("AER-DAT2") and any(c in chip for c in aedat2.CHIPS):
-                return aedat2.WIDTH, aedat2.HEIGHT
-            return None
+            nmnist.check_size(path)
+            return "N-MNIST", (nmnist.WIDTH, nmnist.HEIGHT)
         if ext == ".aedat4":
-            return aedat4_sensor(path)
+            from .aedat4 import read_header
+
+            h = read_header(path)
+            return "AEDAT4", (h.width, h.height)
         if ext == ".raw":
-            from .prophesee import geometry_of, read_header
+            from .prophesee import check_header
 
-            size, _ = geometry_of(read_header(path))
-            return size
-    except Exception:  # a header we cannot read: the sensor stays unknown; decoding will say why
-        return None
-    return None
+            _, encoding, size, _ = check_header(path)
+            return f"Prophesee {encoding.upper()}", size
+        from .aedat2 import HEIGHT, WIDTH, check_header
 
-
-_ATTR = re.compile(rb'<attr key="(sizeX|sizeY|typeIdentifier)" type="\w+">([^<]*)</attr>')
-
-
-def aedat4_sensor(path: str | Path) -> tuple[int, int] | None:
-    """Event-stream resolution from an AEDAT4 header (its XML stream description), without dv-processing."""
-    with open(path, "rb") as f:
-        head = f.read(len(_AEDAT4_MAGIC) + 4)
-        if len(head) < len(_AEDAT4_MAGIC) + 4 or not head.startswith(_AEDAT4_MAGIC):
-            return None
-        (size,) = struct.unpack("<i", head[len(_AEDAT4_MAGIC):])
-        if not 0 < size <= AEDAT4_HEADER_MAX:
-            return None
-        header = f.read(size)
-    # Streams are <node>s listing typeIdentifier, then sizeX/sizeY in their info node, in file order.
-    kind, size_x = None, None
-    for key, value in _ATTR.findall(header):
-        if key == b"typeIdentifier":
-            kind, size_x = value, None
-        elif kind == b"EVTS" and key == b"sizeX":
-            size_x = value
-        elif kind == b"EVTS" and key == b"sizeY" and size_x is not None:
-            try:
-                w, h = int(size_x), int(value)
-            except ValueError:
-                return None
-            from ..events import MAX_SENSOR_SIDE
-
-            return (w, h) if 0 < w <= MAX_SENSOR_SIDE and 0 < h <= MAX_SENSOR_SIDE else None
-    return None
+        check_header(path)
+        return "AEDAT2 (DVS128)", (WIDTH, HEIGHT)
+    except OSError as exc:
+        raise InputError(f"{path}: cannot read ({exc.strerror or exc}); check permissions and the disk") from None

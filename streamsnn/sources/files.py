@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 from pathlib import Path
 from typing import AsyncIterator, Iterator
 
@@ -50,12 +51,17 @@ class ReplaySource(Source):
       last chunk carries end_of_sample). Samples that fail to load are logged, counted in
       `counters["bad_samples"]` and skipped. `shuffle` reorders each pass (reproducibly, from `seed`).
     - One file: consecutive `chunk_us` chunks (default 10 ms); the last one has end_of_sample. With
-      `loop`, later passes are shifted in time so timestamps keep increasing.
+      `loop`, later passes are shifted in time so timestamps keep increasing. `open()` checks only
+      its header; a file whose events cannot be decoded ends the iteration with its InputError.
     - A folder of unlabelled recordings (e.g. the DVS128 .aedat files of one camera): each file in
       name order, as above, on one timeline (each file is shifted to start a chunk after the
-      previous one ends); with `split="all"` it plays per sample as a dataset instead. Files that
-      fail to read or come from a sensor of another size are logged, counted in
-      `counters["bad_samples"]` and skipped.
+      previous one ends); with `split="all"` it plays per sample as a dataset instead. `open()`
+      checks headers only. Files that fail to read (bad header, corrupt or empty data, a decoder
+      past its deadline) or come from a sensor of another size are logged, counted in
+      `counters["bad_samples"]` and skipped; the next file plays.
+    - Decoding runs in a worker thread (native decoders in a worker process); closing or cancelling
+      the replay abandons a decode in progress within ~50 ms (a file, a labelled recording being
+      cut into samples), so a stuck file never blocks a stop.
     - Pacing by sensor time: `speed=1.0` real time, `speed=k` k times faster, `speed=0` unpaced.
       Each batch goes out when its sensor time has elapsed (a sample when it ends), on fixed
       wall-clock deadlines, so the replay does not drift.
@@ -75,13 +81,15 @@ class ReplaySource(Source):
         self.pacer = Pacer(speed)
         self.counters["bad_samples"] = 0
         self.dataset = None  # set by open() for a folder
-        self.recording: EventBatch | None = None  # set by open(): the (first) recording
+        self.recording: EventBatch | None = None  # the first recording decoded (one file or a folder)
         self.files: list[Path] = []  # set by open() for one file or a folder of recordings
+        self._sensor: tuple[int, int] | None = None  # of the files: from the first readable header
+        self._skip: set[Path] = set()  # files refused by open(), already counted
         self._opened = False
 
     # -- opening ---------------------------------------------------------------------------------
     def _open(self) -> None:
-        from ..io import open_dataset, read_events
+        from ..io import open_dataset, probe
         from ..io.tonicdata import is_spec
 
         if is_spec(self.name) or self.path.is_dir():
@@ -91,8 +99,15 @@ class ReplaySource(Source):
                 self.files = [s.path for s in ds.samples]
                 log.info("replay: %s holds no labels (no label lists, class folders or <name>_labels.csv); "
                          "playing its %d recordings one after another, unlabelled", self.path, len(self.files))
-                self.recording = read_events(self.files[0])
-                return
+                for path in self.files:  # the first file with a sound header sets the sensor size
+                    try:
+                        self._sensor = probe(path)[1]
+                        return
+                    except InputError as exc:
+                        self._skip.add(path)
+                        self._bad("recording", exc)
+                raise InputError(f"{self.path}: none of its {len(self.files)} recordings has a readable "
+                                 "header; see the lines above")
             if self.split:
                 ds = ds.split(self.split)
             if not len(ds):
@@ -101,11 +116,11 @@ class ReplaySource(Source):
         else:
             if self.split:
                 raise ConfigError(f"replay split {self.split!r} applies to dataset folders, but {self.path} is a file")
-            self.recording = read_events(self.path)
+            self._sensor = probe(self.path)[1]  # the header only: decoding happens while replaying
             self.files = [self.path]
 
     async def open(self) -> None:
-        """Open the dataset or read the file (in a worker thread); raises InputError if it cannot."""
+        """Open the dataset or check the file's header (in a worker thread); raises InputError if it cannot."""
         if not self._opened:
             await asyncio.to_thread(self._open)
             self._opened = True
@@ -118,7 +133,20 @@ class ReplaySource(Source):
     def sensor_size(self) -> tuple[int, int] | None:
         if self.dataset is not None:
             return self.dataset.sensor_size
-        return self.recording.sensor_size if self.recording is not None else None
+        return self._sensor
+
+    def _bad(self, what: str, exc: Exception) -> None:
+        self.counters["bad_samples"] += 1
+        log.warning("replay: skipped a %s: %s", what, exc)
+
+    async def _read(self, load, *args) -> EventBatch:
+        """`load(*args, cancel=event)` in a worker thread; cancelling the caller abandons the decode."""
+        cancel = threading.Event()
+        try:
+            return await asyncio.to_thread(load, *args, cancel=cancel)
+        except asyncio.CancelledError:
+            cancel.set()  # the thread's decoder worker is killed and the thread ends within ~50 ms
+            raise
 
     # -- replay ----------------------------------------------------------------------------------
     def _order(self, n: int, rng: np.random.Generator) -> list[int]:
@@ -134,9 +162,6 @@ class ReplaySource(Source):
             await gen.aclose()
 
     async def _file_batches(self) -> AsyncIterator[EventBatch]:
-        from ..io import read_events
-
-        first = self.recording
         chunk_us = self.chunk_us or CHUNK_US
         at = 0  # where the next recording starts on the replay's timeline, in us after the first event
         emitted, passes = 0, 0
@@ -145,9 +170,12 @@ class ReplaySource(Source):
             for index, path in enumerate(self.files):
                 if self.limit is not None and emitted >= self.limit:
                     return
-                rec = first if index == 0 else await self._read_other(read_events, path)
+                if path in self._skip and passes == 0:
+                    continue  # refused by open(), counted there
+                rec = await self._read_file(path)
                 if rec is None:
                     continue
+                first = self.recording
                 shift = first.t_start + at - rec.t_start if len(rec) and len(first) else 0
                 shifted = rec if shift == 0 else rec.with_events(_shift(rec.events, shift))
                 chunks = list(time_chunks(shifted, chunk_us))
@@ -159,22 +187,33 @@ class ReplaySource(Source):
                 emitted += 1
             passes += 1
             # an empty recording is sent once, not forever; unreadable files do not spin
-            if not self.loop or not len(first) or emitted == emitted_before:
+            if not self.loop or self.recording is None or not len(self.recording) or emitted == emitted_before:
                 return
 
-    async def _read_other(self, read_events, path: Path) -> EventBatch | None:
-        """Read a later file of a folder of recordings; None (logged, counted) when it cannot be used."""
+    async def _read_file(self, path: Path) -> EventBatch | None:
+        """Decode one file; in a folder, None (logged, counted) when it cannot be used.
+
+        One file alone: its InputError ends the replay. Its events are kept for later passes.
+        """
+        from ..io import read_events
+
+        if len(self.files) == 1 and self.recording is not None:
+            return self.recording
         try:
-            rec = await asyncio.to_thread(read_events, path)
+            rec = await self._read(read_events, path)
         except InputError as exc:
-            self.counters["bad_samples"] += 1
-            log.warning("replay: skipped a recording: %s", exc)
+            if len(self.files) == 1 and not self.path.is_dir():
+                raise
+            self._bad("recording", exc)
             return None
-        if rec.sensor_size != self.recording.sensor_size:
-            self.counters["bad_samples"] += 1
-            log.warning("replay: skipped %s: its %dx%d sensor differs from the %dx%d of %s", path,
-                        rec.width, rec.height, *self.recording.sensor_size, self.files[0])
+        if self._sensor is None or not self.path.is_dir():
+            self._sensor = rec.sensor_size  # a Prophesee header without geometry: the first events decide
+        if rec.sensor_size != self._sensor:
+            self._bad("recording", InputError(f"{path}: its {rec.width}x{rec.height} sensor differs from the "
+                                              f"{self._sensor[0]}x{self._sensor[1]} of the folder's first recording"))
             return None
+        if self.recording is None:
+            self.recording = rec  # the timeline starts at the first recording played
         return rec
 
     async def _dataset_batches(self) -> AsyncIterator[EventBatch]:
@@ -187,7 +226,7 @@ class ReplaySource(Source):
                 order = self._order(len(samples), rng)
                 if not order:
                     return
-                pending = asyncio.create_task(asyncio.to_thread(samples[order[0]].load))
+                pending = asyncio.create_task(self._read(samples[order[0]].load))
                 emitted_before = emitted
                 for pos, i in enumerate(order):
                     if self.limit is not None and emitted >= self.limit:
@@ -195,10 +234,9 @@ class ReplaySource(Source):
                     try:
                         batch = await pending
                     except InputError as exc:
-                        self.counters["bad_samples"] += 1
-                        log.warning("replay: skipped a sample: %s", exc)
+                        self._bad("sample", exc)
                         batch = None
-                    pending = (asyncio.create_task(asyncio.to_thread(samples[order[pos + 1]].load))
+                    pending = (asyncio.create_task(self._read(samples[order[pos + 1]].load))
                                if pos + 1 < len(order) else None)
                     if batch is None:
                         continue
