@@ -207,7 +207,7 @@ def report(r: Result, label: str, res: dict, judge: bool) -> None:
 
 
 def run(ctx: Context) -> Result:
-    _require("streamsnn.daemon", "streamsnn.pipeline", "streamsnn.sources.files", "streamsnn.sinks.mqtt",
+    _require("streamsnn.daemon", "streamsnn.pipeline", "streamsnn.sources.files", "streamsnn.mqtt.sink",
              "aiomqtt")
     r = Result("e2e", "End to end: replay -> network -> Mosquitto -> subscriber (loopback)")
     samples = 1000 if ctx.quick else 5000  # the 1,000 training samples, looped

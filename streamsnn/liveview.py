@@ -1,7 +1,7 @@
 """Live view: a small web page served from the daemon's event loop showing frames, decisions and metrics.
 
-`LiveView` is a sink like the console's (`publish_decision(dict)`, `publish_metrics(dict)`,
-`async close()`) that also receives the raw event batches (`publish_events(batch)`, or wrap the
+`LiveView` is a sink (`stages.Sink`: `publish_decision(window, decision, info)`, `publish_metrics(dict)`,
+`check()`, `flush()`, `close()`) that also receives the raw event batches (`publish_events(batch)`, or wrap the
 source with `tap(source, live.publish_events)`). It serves, on a plain asyncio server in the same loop:
 
 - `GET /`             the page (streamsnn/web/index.html)
@@ -66,6 +66,9 @@ class Tapped:
             if self.errors <= 5:
                 log.warning("live view skipped a batch: %s: %s", type(exc).__name__, exc)
         return batch
+
+    async def open(self) -> None:
+        await self._source.open()
 
     async def aclose(self) -> None:
         await self._source.aclose()
@@ -176,11 +179,21 @@ class LiveView:
             self._frame += np.bincount((p * h + y) * w + x, minlength=2 * h * w).reshape(2, h, w)
             self._new = True
 
-    def publish_decision(self, msg: dict) -> None:
+    def publish_decision(self, window, decision, info) -> None:
+        from .stages import true_label_name
+
         self.decisions += 1
-        self.last_decision = msg
-        slim = {k: msg.get(k) for k in ("label", "scores", "confidence", "true_label", "sample", "events",
-                                        "latency_ms", "t_end_us")}
+        if info.classes and list(info.classes) != self.classes:
+            self.classes = list(info.classes)  # the page picks them up with each decision
+        label = int(decision.label)
+        slim = {"label": label, "label_name": info.name(label),
+                "scores": [round(float(x), 4) for x in decision.scores],
+                "confidence": round(float(decision.confidence), 4), "true_label": window.label,
+                "true_label_name": true_label_name(window, info), "sample": window.sample,
+                "events": int(decision.events), "queue_ms": round(info.queue_ms, 2),
+                "compute_ms": round(info.compute_ms, 2), "t_end_us": int(window.t_end_us),
+                "classes": self.classes}
+        self.last_decision = slim
         for c in self._clients:
             c.decisions.append(slim)
             c.wake.set()
@@ -195,6 +208,12 @@ class LiveView:
         self.metrics_seq += 1
         for c in self._clients:
             c.wake.set()
+
+    def check(self) -> None:
+        """Nothing can go wrong here that should end the run (a page that fails is logged)."""
+
+    async def flush(self, timeout: float | None = None) -> bool:
+        return True
 
     # -- frames -----------------------------------------------------------------------------------
     def _fade(self) -> None:

@@ -239,8 +239,8 @@ async def test_embedded_broker_default_end_to_end(tmp_path, nmnist_dir, daemons)
 
 
 async def test_two_daemons_share_one_stream_each_packet_classified_once(tmp_path, mosquitto, daemons, test_samples):
-    from streamsnn.sinks.mqtt import MqttSettings
-    from streamsnn.sources.mqtt import MqttEventPublisher
+    from streamsnn.mqtt.settings import MqttSettings
+    from streamsnn.mqtt.publisher import MqttEventPublisher
 
     nodes, topic = ("w1", "w2"), "test/events"
     async with Collector(mosquitto.port, "streamsnn/+/#") as col:

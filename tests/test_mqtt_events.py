@@ -11,8 +11,9 @@ from mqtt_util import Mosquitto, mosquitto  # noqa: F401 (fixture)
 from streamsnn.broker import EmbeddedBroker
 from streamsnn.errors import ConfigError
 from streamsnn.events import EventBatch
-from streamsnn.sinks.mqtt import MqttSettings
-from streamsnn.sources.mqtt import MqttEventPublisher, MqttEventSource
+from streamsnn.mqtt.settings import MqttSettings
+from streamsnn.mqtt.publisher import MqttEventPublisher
+from streamsnn.mqtt.source import MqttEventSource
 
 TOPIC = "streamsnn/events/test"
 
@@ -95,7 +96,7 @@ async def test_bad_packets_are_counted_and_skipped(mosquitto):
         async with MqttEventPublisher(settings(mosquitto.port, "tx"), TOPIC) as pub:
             await pub.publish(samples[0])
             await raw.publish(TOPIC, b'{"not": "a packet"}', qos=1)
-            from streamsnn.packets import encode
+            from streamsnn.mqtt.packets import encode
             await raw.publish(TOPIC, encode(samples[1])[:-5], qos=1)  # truncated
             await raw.publish(TOPIC, b"", qos=1)
             await pub.publish(samples[1])

@@ -15,11 +15,11 @@ import pytest
 from conftest import need
 from mqtt_util import Mosquitto, free_port, make_tls_files, mosquitto  # noqa: F401 (fixture)
 
-from streamsnn import packets
+from streamsnn.mqtt import packets
 from streamsnn.errors import ConfigError
 from streamsnn.events import EventBatch
 from streamsnn.sinks.mqtt import Feedback, MqttSettings, MqttSink
-from streamsnn.sources.mqtt import MqttEventSource
+from streamsnn.mqtt.source import MqttEventSource
 
 ROOT = Path(__file__).resolve().parent.parent
 
