@@ -314,14 +314,14 @@ class MqttSink:
                     self._emptied.set()
                 elif len(acked) > 4 * self.settings.inflight:  # acknowledged, then dropped by an outbox overflow
                     acked = {q for q in acked if q >= self.outbox[0].seq}
+                if self._metrics is not None:  # before closing: the last metrics are the run's summary
+                    metrics, self._metrics = self._metrics, None
+                    await client.publish(self.topic_metrics, metrics, qos=0)
+                    self._counts["metrics_published"] += 1
                 if self._closing and ((not self.outbox and not inflight.tasks) or self._abandon):
                     self._inflight = None
                     await client.publish(self.topic_status, STATUS_OFFLINE, qos=1, retain=True)
                     return True
-                if self._metrics is not None:
-                    metrics, self._metrics = self._metrics, None
-                    await client.publish(self.topic_metrics, metrics, qos=0)
-                    self._counts["metrics_published"] += 1
                 if not self._abandon:
                     inflight.fill(self.outbox)
                 await self._wake.wait()
