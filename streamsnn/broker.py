@@ -48,7 +48,8 @@ def check_port(host: str, port: int) -> None:
                 raise ConfigError(f"cannot start the embedded MQTT broker: {host}:{port} is already in use (another "
                                   "MQTT broker, e.g. Mosquitto, may run there); stop it, set mqtt.port (0 = any "
                                   "free port), or use it: mqtt.broker = \"127.0.0.1\"") from None
-            raise ConfigError(f"cannot start the embedded MQTT broker on {host}:{port}: {exc.strerror or exc}") from None
+            raise ConfigError(f"cannot start the embedded MQTT broker on {host}:{port}: "
+                              f"{exc.strerror or exc}") from None
 
 
 class EmbeddedBroker:
@@ -67,7 +68,7 @@ class EmbeddedBroker:
             "plugins": {"amqtt.plugins.authentication.AnonymousAuthPlugin": {"allow_anonymous": True}},
         }
 
-    async def start(self) -> "EmbeddedBroker":
+    async def start(self) -> EmbeddedBroker:
         from amqtt.broker import Broker  # imported here: amqtt is only needed when the broker is used
         from amqtt.errors import BrokerError
 
@@ -98,7 +99,7 @@ class EmbeddedBroker:
             await broker.shutdown()
             log.info("embedded MQTT broker on %s:%s stopped", self.host, self.port)
 
-    async def __aenter__(self) -> "EmbeddedBroker":
+    async def __aenter__(self) -> EmbeddedBroker:
         return await self.start()
 
     async def __aexit__(self, *exc) -> None:

@@ -1,4 +1,4 @@
-"""The long-running service: checks the source first, then builds network and sinks from a Config, runs the pipeline, shuts down cleanly."""
+"""The long-running service: checks the source, builds network and sinks from a Config, runs, shuts down cleanly."""
 
 from __future__ import annotations
 

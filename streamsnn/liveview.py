@@ -132,7 +132,7 @@ class LiveView:
         self._wanted = asyncio.Event()
 
     # -- lifecycle --------------------------------------------------------------------------------
-    async def start(self) -> "LiveView":
+    async def start(self) -> LiveView:
         try:
             self._server = await asyncio.start_server(self._handle, self.host, self.port, limit=MAX_REQUEST)
         except OSError as exc:
@@ -278,7 +278,7 @@ class LiveView:
             try:
                 head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 10)
                 method, target, _ = head.split(b"\r\n", 1)[0].decode("latin-1").split(" ", 2)
-            except (asyncio.IncompleteReadError, asyncio.LimitOverrunError, asyncio.TimeoutError, ValueError):
+            except (TimeoutError, asyncio.IncompleteReadError, asyncio.LimitOverrunError, ValueError):
                 return await self._reply(writer, 400, "text/plain", b"bad request\n")
             if method not in ("GET", "HEAD"):
                 return await self._reply(writer, 405, "text/plain", b"only GET\n", head_only=False)
@@ -331,7 +331,7 @@ class LiveView:
             while True:
                 try:
                     await asyncio.wait_for(client.wake.wait(), KEEPALIVE_S)
-                except asyncio.TimeoutError:
+                except TimeoutError:
                     writer.write(b": keep-alive\n\n")
                     await writer.drain()
                     continue
@@ -358,4 +358,4 @@ def _json(obj) -> str:
 
 
 def _sse(event: str, data) -> bytes:
-    return f"event: {event}\ndata: {_json(data)}\n\n".encode("utf-8")
+    return f"event: {event}\ndata: {_json(data)}\n\n".encode()

@@ -106,7 +106,8 @@ class Pipeline:
     was read is classified and published.
     """
 
-    def __init__(self, source: Source, net, sinks: list[Sink], *, segmenter: Segmenter | None = None, queue_size: int = 64, policy: str = "block",
+    def __init__(self, source: Source, net, sinks: list[Sink], *, segmenter: Segmenter | None = None,
+                 queue_size: int = 64, policy: str = "block",
                  learn_from_labels: bool = True, learn_from_feedback: bool = True, recent: int = 128,
                  metrics_every_s: float = 5.0, checkpoint: Path | None = None, save_every_s: float = 0.0,
                  feedback: asyncio.Queue | None = None, max_feedback_bytes: int = MAX_FEEDBACK_BYTES,

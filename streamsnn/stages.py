@@ -1,4 +1,4 @@
-"""Stage contracts: the `Source` and `Sink` protocols, and `DecisionInfo`, what a sink gets besides (Window, Decision)."""
+"""Stage contracts: the `Source` and `Sink` protocols, and `DecisionInfo`, given to sinks with (Window, Decision)."""
 
 from __future__ import annotations
 

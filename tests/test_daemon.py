@@ -18,11 +18,11 @@ from daemon_util import Daemon, daemons  # noqa: F401 (fixture)
 from mqtt_util import Collector, Mosquitto, free_port, mosquitto  # noqa: F401 (fixture)
 
 from streamsnn.io import open_dataset
+from streamsnn.mqtt.schema import FIELDS
 from streamsnn.snn import SpikingNetwork
 
 ROOT = Path(__file__).resolve().parent.parent
 REPLAY = ROOT / "pipelines" / "nmnist-replay.toml"
-from streamsnn.mqtt.schema import FIELDS  # noqa: E402
 HIDDEN = 64  # a small network keeps the tests quick; the pipeline does not care about its size
 
 pytestmark = pytest.mark.slow
@@ -243,8 +243,8 @@ async def test_embedded_broker_default_end_to_end(tmp_path, nmnist_dir, daemons)
 
 
 async def test_two_daemons_share_one_stream_each_packet_classified_once(tmp_path, mosquitto, daemons, test_samples):
-    from streamsnn.mqtt.settings import MqttSettings
     from streamsnn.mqtt.publisher import MqttEventPublisher
+    from streamsnn.mqtt.settings import MqttSettings
 
     nodes, topic = ("w1", "w2"), "test/events"
     async with Collector(mosquitto.port, "streamsnn/+/#") as col:

@@ -15,11 +15,10 @@ import pytest
 from conftest import need
 from mqtt_util import Mosquitto, free_port, make_tls_files, mosquitto  # noqa: F401 (fixture)
 
-from streamsnn.mqtt import packets
 from streamsnn.errors import ConfigError
 from streamsnn.events import EventBatch
 from streamsnn.feedback import Message
-from streamsnn.mqtt import MqttSettings, MqttSink
+from streamsnn.mqtt import MqttSettings, MqttSink, packets
 from streamsnn.mqtt.source import MqttEventSource
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -1,4 +1,4 @@
-"""MqttSink against a real Mosquitto: delivery, status and last will, outages, overflow, class names, feedback, metrics."""
+"""MqttSink on a real Mosquitto: delivery, status and last will, outages, overflow, class names, feedback, metrics."""
 
 import asyncio
 import json
@@ -47,10 +47,12 @@ def payload(i: int) -> tuple:
 def test_classification_payload_schema():
     d = Decision(label=3, scores=np.array([0.1, 0.2, 0.9], dtype=np.float32), confidence=0.7, events=4681,
                  spikes=(10, 2))
-    info = DecisionInfo(queue_ms=2.0, compute_ms=0.25, model_version="abc", classes=("club", "diamond", "heart", "spade"))
+    info = DecisionInfo(queue_ms=2.0, compute_ms=0.25, model_version="abc",
+                        classes=("club", "diamond", "heart", "spade"))
     p = classification_payload(window(None), d, info, node_id="n")
     assert set(p) == set(FIELDS) and p["schema"] == SCHEMA_VERSION == 2
-    assert (p["label"], p["label_name"], p["events"], p["t_start_us"], p["t_end_us"]) == (3, "spade", 4681, 1000, 11000)
+    assert (p["label"], p["label_name"], p["events"]) == (3, "spade", 4681)
+    assert (p["t_start_us"], p["t_end_us"]) == (1000, 11000)
     assert p["scores"] == pytest.approx([0.1, 0.2, 0.9]) and p["sample"] is None and p["true_label"] is None
     assert p["spikes"] == [10, 2] and p["true_label_name"] is None
     assert (p["queue_ms"], p["compute_ms"], p["latency_ms"]) == (2.0, 0.25, 2.25)
@@ -280,7 +282,8 @@ async def test_flush_and_close_with_backlog_still_says_offline(mosquitto):
         await sink.start()
         for i in range(50):
             sink.publish_decision(*payload(i))
-        assert await sink.flush(timeout=30) and not sink.outbox and sink.counters["published"] == 51  # and the class names
+        assert await sink.flush(timeout=30) and not sink.outbox
+        assert sink.counters["published"] == 51  # and the class names
         for i in range(20_000):
             sink.publish_decision(*payload(i))
         await sink.close(timeout=0.05)  # gives up on whatever is left, but says goodbye properly

@@ -262,7 +262,8 @@ async def test_a_segmenter_defect_is_counted_and_the_segmenter_starts_afresh(nmn
             return super().feed(batch)
 
     out = []
-    pipe = Pipeline(ListSource(samples), SpikingNetwork((2312, 32, 10)), [_Collect(out, lambda w, d: w.sample)], segmenter=Flaky("auto"), metrics_every_s=60)
+    pipe = Pipeline(ListSource(samples), SpikingNetwork((2312, 32, 10)), [_Collect(out, lambda w, d: w.sample)],
+                    segmenter=Flaky("auto"), metrics_every_s=60)
     counters = await asyncio.wait_for(pipe.run(), 120)
     assert out == [samples[0].sample, samples[2].sample, samples[3].sample] and counters.bad_batches == 1
 

@@ -21,7 +21,8 @@ def add_parser(subparsers) -> None:
                     "SIGTERM stops it (exit 0).",
     )
     p.add_argument("file", type=Path,
-                   help="event file (.bin .bs2 .aedat4 .raw .aedat), or an N-MNIST dataset folder (samples back to back)")
+                   help="event file (.bin .bs2 .aedat4 .raw .aedat), or an N-MNIST dataset folder "
+                        "(samples back to back)")
     p.add_argument("--split", help="dataset folder: serve only this split (e.g. test)")
     p.add_argument("--limit", type=int, help="dataset folder: serve only the first N samples")
     p.add_argument("--port", type=int, default=7777, help="TCP port (default 7777; 0 picks a free one)")

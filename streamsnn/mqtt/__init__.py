@@ -1,4 +1,4 @@
-"""MQTT: settings, the shared connection loop, the wire schema, the sink, Home Assistant discovery, event packets both ways.
+"""MQTT: settings, the reconnect loop, the wire schema, the sink, Home Assistant discovery, event packets.
 
 Modules: `settings` (MqttSettings, TlsSettings), `connection` (aiomqtt clients, backoff, the
 reconnect loop), `probe` (telling a TLS mix-up from an outage), `schema` (topics and the

@@ -1,4 +1,4 @@
-"""Event packets out: `MqttEventPublisher` sends EventBatches as event packets on one topic (what `streamsnn publish` uses).
+"""Event packets out: `MqttEventPublisher` sends EventBatches as event packets on one topic (`streamsnn publish`).
 
 `MqttEventPublisher(settings, topic, *, max_events_per_packet=65536)` publishes batches as packets
 (QoS from the settings); batches larger than max_events_per_packet go out as several packets, the
@@ -34,7 +34,7 @@ class MqttEventPublisher:
         self.counters = {"packets": 0, "events": 0, "bytes": 0}
         self._client: aiomqtt.Client | None = None
 
-    async def __aenter__(self) -> "MqttEventPublisher":
+    async def __aenter__(self) -> MqttEventPublisher:
         plog = ProtocolLog()
         client = make_client(self.settings, plog, client_id=f"{self.settings.client_id}-out")
         try:

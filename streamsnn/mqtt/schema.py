@@ -1,4 +1,4 @@
-"""The MQTT wire schema: topics and the JSON of a classification (built here only, from Window, Decision and DecisionInfo)."""
+"""The MQTT wire schema: topics, and the JSON of a classification (built here only, from Window and Decision)."""
 
 from __future__ import annotations
 

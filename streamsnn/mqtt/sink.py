@@ -193,7 +193,7 @@ class MqttSink:
         self._wake.set()
         try:
             await asyncio.wait_for(asyncio.shield(self._task), timeout)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             if self.connected.is_set():
                 self._abandon = True  # stop draining: publish offline and leave
                 self._wake.set()
@@ -217,7 +217,7 @@ class MqttSink:
             return False
         try:
             await asyncio.wait_for(self._until_empty(), timeout)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             return False
         return True
 
@@ -226,7 +226,7 @@ class MqttSink:
             self._emptied.clear()
             await self._emptied.wait()
 
-    async def __aenter__(self) -> "MqttSink":
+    async def __aenter__(self) -> MqttSink:
         await self.start()
         return self
 

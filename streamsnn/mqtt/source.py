@@ -81,7 +81,7 @@ class MqttEventSource:
         return {**self._counts, "connects": self.conn.connects, "disconnects": self.conn.disconnects,
                 "dropped": self.conn.incoming_dropped}
 
-    def __aiter__(self) -> "MqttEventSource":
+    def __aiter__(self) -> MqttEventSource:
         return self
 
     async def start(self) -> None:
@@ -130,7 +130,7 @@ class MqttEventSource:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
 
-    async def __aenter__(self) -> "MqttEventSource":
+    async def __aenter__(self) -> MqttEventSource:
         await self.start()
         return self
 

@@ -1,4 +1,4 @@
-"""Console sink: one line per decision (optional), progress (a tqdm bar on a terminal) and a final summary, on stderr."""
+"""Console sink: one line per decision (optional), progress (a tqdm bar on a terminal), a summary, on stderr."""
 
 from __future__ import annotations
 
