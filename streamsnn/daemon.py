@@ -52,9 +52,11 @@ def load_network(cfg: Config):
 async def run_service(cfg: Config, *, quiet: bool = False, announce=None) -> int:
     """Run the pipeline until the source ends or SIGTERM/SIGINT; returns the exit status (0).
 
-    Order: what the configuration names is checked first (the source opens: a missing camera, a
-    bad `source.path` or split fail here, before any broker or network starts), then the network
-    loads, the sinks and the MQTT connection start, and systemd (when it started us) hears READY=1.
+    Order: what the configuration names is checked first: a dataset replay lists its files (a bad
+    `source.path` or split fails before anything starts), the network loads, a live source opens (a
+    missing camera or stream fails before the broker starts, and the stream is read soon after it
+    opened), then the sinks, the broker and the MQTT connection start (an `mqtt` source opens after
+    the broker), and systemd (when it started us) hears READY=1.
     `announce(broker_settings)`, when given, is called once the MQTT sink is connected (the demo
     prints where to watch).
     """
@@ -80,10 +82,12 @@ async def run_service(cfg: Config, *, quiet: bool = False, announce=None) -> int
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, on_signal, sig)
     try:
-        if cfg.source.kind != "mqtt":  # an MQTT source needs the broker, which may start below
+        if cfg.source.kind in ("replay", "synthetic"):  # lists the dataset: a bad path or split fails first
             await source.open()
         net, ckpt = load_network(cfg)
         await asyncio.to_thread(net.warm_up)  # compile/load the kernels before events arrive
+        if cfg.source.kind in ("camera", "dvstream"):  # a live stream: opened just before it is read (an
+            await source.open()  # absent camera or stream still fails before the broker starts)
         if cfg.console.enabled and not quiet:
             from .sinks.console import ConsoleSink
 

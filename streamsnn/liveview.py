@@ -190,6 +190,7 @@ class LiveView:
                 "scores": [round(float(x), 4) for x in decision.scores],
                 "confidence": round(float(decision.confidence), 4), "true_label": window.label,
                 "true_label_name": true_label_name(window, info), "sample": window.sample,
+                "source": window.source,
                 "events": int(decision.events), "queue_ms": round(info.queue_ms, 2),
                 "compute_ms": round(info.compute_ms, 2), "t_end_us": int(window.t_end_us),
                 "classes": self.classes}

@@ -63,6 +63,7 @@ async def test_serves_a_recording_completely_and_exits_0():
     assert len(got) == 111_954
     np.testing.assert_array_equal(got, ref.events)
     assert "served 111,954 events" in err
+    assert "to 1 client(s)" in err  # the client that was served, though it has left by the end
 
 
 async def test_serves_nmnist_over_a_unix_socket(tmp_path):
