@@ -167,3 +167,35 @@ async def test_source_reconnects_after_broker_restart(tmp_path):
     finally:
         await source.aclose()
         broker.stop()
+
+
+async def test_a_consumer_that_lags_holds_a_bounded_number_of_packets(mosquitto):
+    """aiomqtt's incoming queue is bounded (settings.incoming): what does not fit is dropped and counted."""
+    samples = real_samples(2)
+    s = MqttSettings(port=mosquitto.port, node_id="slow", incoming=4, reconnect_min=0.2)
+    source = MqttEventSource(s, TOPIC, queue_size=1)
+    await source.start()
+    await asyncio.wait_for(source.subscribed.wait(), 10)
+    async with MqttEventPublisher(settings(mosquitto.port, "tx"), TOPIC) as pub:
+        for i in range(40):  # nobody reads the source meanwhile
+            await pub.publish(samples[i % 2])
+    while source.counters["packets"] + source.counters["dropped"] < 40:
+        await asyncio.sleep(0.05)
+    held = source._queue.qsize()
+    assert source.counters["dropped"] >= 40 - 4 - 2 - 1 and held <= 1  # 4 queued, 1 decoded, 1 waiting to be put
+    got = []
+    while not source._queue.empty():
+        got.append(await source.__anext__())
+    assert all(b.sample in {samples[0].sample, samples[1].sample} for b in got)
+    await source.aclose()
+
+
+def test_no_private_names_of_the_mqtt_libraries_are_used():
+    import re
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent / "streamsnn"
+    for path in [*(root / "mqtt").glob("*.py"), root / "broker.py"]:
+        text = path.read_text()
+        for private in ("_client", "_pending_publishes", "_sock", "_logger", "_servers", "_connected_once"):
+            assert not re.search(rf"(?<!self)\.{private}\b", text), f"{path.name} uses {private}"

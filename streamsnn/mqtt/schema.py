@@ -9,6 +9,7 @@ from typing import Any
 from ..stages import DecisionInfo, true_label_name
 
 #: Version of the classification JSON. 2 added label_name, true_label_name, queue_ms and compute_ms.
+#: `latency_ms` means what it meant in 1: window complete -> payload built.
 SCHEMA_VERSION = 2
 STATUS_ONLINE = "online"
 STATUS_OFFLINE = "offline"
@@ -31,8 +32,10 @@ def classification_payload(window, decision, info: DecisionInfo, *, node_id: str
     """The JSON object published on `<prefix>/classification` for one decision (schema SCHEMA_VERSION).
 
     `window`: a segment.Window (sample id, time span, true label); `decision`: the network's
-    Decision (label, scores, confidence, events, spikes). `latency_ms` = `queue_ms` + `compute_ms`;
-    `time` is Unix seconds with µs resolution, when the payload was built. Absent values are null.
+    Decision (label, scores, confidence, events, spikes). `queue_ms` and `compute_ms` as in
+    DecisionInfo; `latency_ms`: from the window being complete until this payload is built (the
+    queue wait, the network, and the hand-back to the event loop); `time` is Unix seconds with µs
+    resolution, when the payload was built. Absent values are null.
     """
     spikes = getattr(decision, "spikes", None)
     label = int(decision.label)
@@ -51,7 +54,7 @@ def classification_payload(window, decision, info: DecisionInfo, *, node_id: str
         "spikes": None if spikes is None else [int(s) for s in spikes],
         "queue_ms": round(float(info.queue_ms), 3),
         "compute_ms": round(float(info.compute_ms), 3),
-        "latency_ms": round(float(info.latency_ms), 3),
+        "latency_ms": round((time.monotonic() - window.ready) * 1000.0, 3),
         "model_version": info.model_version,
         "true_label": None if window.label is None else int(window.label),
         "true_label_name": true_label_name(window, info),
