@@ -96,8 +96,10 @@ def announce(settings) -> None:
     where = f"-h {settings.host} -p {settings.port}"
     say(f"MQTT: embedded broker on {settings.host}:{settings.port}, topics under {settings.prefix}/")
     say(f"  watch:    mosquitto_sub {where} -t '{settings.prefix}/#' -v")
-    say(f"  teach:    mosquitto_pub {where} -t '{settings.prefix}/feedback' "
-        "-m '{\"sample\": \"<a sample from a classification>\", \"label\": \"3\"}'")
+    say(f"  feedback: mosquitto_pub {where} -t '{settings.prefix}/feedback' "
+        "-m '{\"sample\": \"<a sample of a classification>\", \"label\": \"3\"}'")
+    say("            (the demo learns each digit's own label already, so it refuses feedback and counts why; "
+        "a camera pipeline learns from it)")
 
 
 def _find_mnist() -> Path | None:
