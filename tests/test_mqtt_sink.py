@@ -364,3 +364,24 @@ async def test_tls_host_name_check_and_insecure(tmp_path):
         async with MqttSink(s) as sink:  # chain still verified against our CA, host name not
             sink.publish_decision(*payload(5))
             assert await sink.flush(timeout=30) and sink.counters["published"] == 2
+
+
+async def test_a_broker_that_stops_acknowledging_is_left_and_nothing_is_lost(mosquitto, caplog):
+    """A frozen broker (SIGSTOP: the connection stays open, no PUBACK comes) ends the connection after
+    `timeout`; the outbox keeps every decision and delivers it once the broker answers again."""
+    s = settings(mosquitto, timeout=1.0, keepalive=60)
+    async with Collector(mosquitto.port, s.topic("classification")) as c:
+        async with MqttSink(s) as sink:
+            mosquitto.proc.send_signal(signal.SIGSTOP)
+            try:
+                for i in range(5):
+                    sink.publish_decision(*payload(i))
+                while not any("not acknowledged within 1 s" in r.getMessage() for r in caplog.records):
+                    await asyncio.sleep(0.05)
+                assert len(sink.outbox) == 6 and not sink.connected.is_set()  # 5 decisions, the class names
+            finally:
+                mosquitto.proc.send_signal(signal.SIGCONT)
+            await asyncio.wait_for(sink.connected.wait(), 30)  # flush() returns False at once while away
+            assert await sink.flush(timeout=30)
+            await c.wait_for(lambda m: set(decision_ids(c, s.topic("classification"))) >= {str(i) for i in range(5)})
+        assert sink.counters["reconnects"] >= 1
