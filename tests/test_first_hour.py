@@ -45,7 +45,8 @@ def test_a_taken_port_is_one_line_with_the_hint_and_no_amqtt_traceback(tmp_path)
                              capture_output=True, text=True, timeout=120, cwd=tmp_path)
     assert out.returncode == 2, out.stderr
     last = out.stderr.strip().splitlines()[-1]
-    assert last.startswith(f"streamsnn: error: cannot start the embedded MQTT broker: 127.0.0.1:{port} is already in use")
+    assert last.startswith(f"streamsnn: error: cannot start the embedded MQTT broker: 127.0.0.1:{port} is already "
+                           "in use")
     assert "mqtt.port" in last and "mqtt.broker" in last
     assert "Traceback" not in out.stderr and "amqtt" not in out.stderr
 

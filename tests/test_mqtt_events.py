@@ -11,8 +11,8 @@ from mqtt_util import Mosquitto, mosquitto  # noqa: F401 (fixture)
 from streamsnn.broker import EmbeddedBroker
 from streamsnn.errors import ConfigError
 from streamsnn.events import EventBatch
-from streamsnn.mqtt.settings import MqttSettings
 from streamsnn.mqtt.publisher import MqttEventPublisher
+from streamsnn.mqtt.settings import MqttSettings
 from streamsnn.mqtt.source import MqttEventSource
 
 TOPIC = "streamsnn/events/test"

@@ -385,3 +385,20 @@ async def test_a_broker_that_stops_acknowledging_is_left_and_nothing_is_lost(mos
             assert await sink.flush(timeout=30)
             await c.wait_for(lambda m: set(decision_ids(c, s.topic("classification"))) >= {str(i) for i in range(5)})
         assert sink.counters["reconnects"] >= 1
+
+
+async def test_a_defect_in_the_connection_task_is_reported_not_retried(mosquitto, monkeypatch):
+    """Only MQTT and OS errors mean "reconnect"; anything else (e.g. an AttributeError after a library
+    update) stops the sink and surfaces as one StageFailed line, instead of a retry loop forever."""
+    from streamsnn.errors import StageFailed
+
+    async def broken(self, client):
+        raise AttributeError("'Client' object has no attribute '_gone'")
+
+    monkeypatch.setattr(MqttSink, "_session", broken)
+    sink = MqttSink(settings(mosquitto))
+    with pytest.raises(StageFailed, match="AttributeError: 'Client' object has no attribute '_gone'") as err:
+        await sink.start()
+    assert "defect" in str(err.value) and "\n" not in str(err.value)
+    assert sink.counters["connects"] == 1 and sink.counters["reconnects"] == 0
+    await sink.close(timeout=1)
