@@ -6,8 +6,18 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import InputError, first_line
+from ..errors import InputError
 from ..events import EventBatch, make_events
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    # dv-processing errors carry a C++ location line and a stack trace: keep the informative line.
+    for line in text.splitlines():
+        line = line.strip()
+        if line and not line.startswith("/") and not line.startswith("Stacktrace"):
+            return line
+    return type(exc).__name__
 
 
 def read_aedat4(path: str | Path) -> EventBatch:
@@ -27,7 +37,7 @@ def read_aedat4(path: str | Path) -> EventBatch:
                 parts.append(batch.numpy())
     except RuntimeError as exc:
         raise InputError(
-            f"{path}: not a readable AEDAT4 file ({first_line(exc)}); check that it is a complete "
+            f"{path}: not a readable AEDAT4 file ({_first_line(exc)}); check that it is a complete "
             "recording saved by DV or dv-processing"
         ) from None
     if parts:
