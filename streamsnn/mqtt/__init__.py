@@ -2,7 +2,8 @@
 
 Modules: `settings` (MqttSettings, TlsSettings), `connection` (aiomqtt clients, backoff, the
 reconnect loop), `probe` (telling a TLS mix-up from an outage), `schema` (topics and the
-classification JSON), `sink` (MqttSink), `discovery` (Home Assistant), `packets` (the binary
+classification JSON), `sink` (MqttSink) and `inflight` (its publishes awaiting a PUBACK), `discovery` (Home
+Assistant), `packets` (the binary
 event packet format), `source` (MqttEventSource) and `publisher` (MqttEventPublisher). Names are
 imported on first use, so `import streamsnn.mqtt` does not load aiomqtt.
 """
