@@ -2,10 +2,10 @@
 
 Modules: `settings` (MqttSettings, TlsSettings), `connection` (aiomqtt clients, backoff, the
 reconnect loop), `probe` (telling a TLS mix-up from an outage), `schema` (topics and the
-classification JSON), `sink` (MqttSink) and `inflight` (its publishes awaiting a PUBACK), `discovery` (Home
-Assistant), `packets` (the binary
-event packet format), `source` (MqttEventSource) and `publisher` (MqttEventPublisher). Names are
-imported on first use, so `import streamsnn.mqtt` does not load aiomqtt.
+classification JSON), `sink` (MqttSink) and `inflight` (its publishes awaiting a PUBACK),
+`discovery` (Home Assistant), `packets` (the binary event packet format), `source`
+(MqttEventSource) and `publisher` (MqttEventPublisher). Names are imported on first use, so
+`import streamsnn.mqtt` does not load aiomqtt.
 """
 
 _WHERE = {
