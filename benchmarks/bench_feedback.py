@@ -72,7 +72,7 @@ async def attack(ckpt: Path, samples: list, targets: list[int], times: list[floa
 
     net = SpikingNetwork.load(ckpt)
     clock = Clock()
-    pipe = Pipeline(None, net, [], payload=lambda *a, **k: {}, recent=128, clock=clock, reject=lambda *a: None)
+    pipe = Pipeline(None, net, [], recent=128, clock=clock)
     decided: set[int] = set()
     learned_off = 0
     try:

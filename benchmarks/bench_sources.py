@@ -45,7 +45,7 @@ async def _pacing(path, speed):
 async def _network_throughput(path, repeats):
     import dv_processing as dv
 
-    from streamsnn.sources.network import NetworkStreamSource
+    from streamsnn.sources.dvstream import DvStreamSource
 
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -61,7 +61,7 @@ async def _network_throughput(path, repeats):
             break
         stores.append(st)
     total = sum(len(s) for s in stores) * repeats
-    async with NetworkStreamSource(f"127.0.0.1:{port}") as src:
+    async with DvStreamSource(f"127.0.0.1:{port}") as src:
         while writer.getClientCount() == 0:
             await asyncio.sleep(0.005)
         t = time.perf_counter()
@@ -101,7 +101,7 @@ def run(ctx: Context) -> Result:
     r.metric("pacing speed=1: chunk lateness, median", float(np.median(late)), "ms")
     r.metric("pacing speed=1: chunk lateness, max", float(np.max(late)), "ms")
     total, dt = asyncio.run(_network_throughput(path, 5 if ctx.quick else 20))
-    r.metric("DV stream NetworkWriter -> NetworkStreamSource, unpaced, one process", total / dt, "events/s")
+    r.metric("DV stream NetworkWriter -> DvStreamSource, unpaced, one process", total / dt, "events/s")
     from streamsnn.io import read_events
     from streamsnn.sources._dv import array_to_store
 

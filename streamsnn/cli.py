@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import os
 import pkgutil
 import signal
 import sys
@@ -69,7 +70,12 @@ def _main(argv: list[str] | None) -> int:
         parser.print_help()
         return 2
     try:
-        return int(args.func(args) or 0)
+        status = int(args.func(args) or 0)
+        sys.stdout.flush()  # here, so that a closed pipe (`... | head`) is caught below
+        return status
+    except BrokenPipeError:  # the reader of our output went away: stop quietly, as other tools do
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141  # the status of a process ended by SIGPIPE
     except StreamsnnError as exc:
         print(f"streamsnn: error: {exc}", file=sys.stderr)
         return exc.exit_code

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import difflib
 import json
+import logging
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
@@ -12,6 +13,9 @@ from typing import Any
 
 from .errors import ConfigError
 
+log = logging.getLogger(__name__)
+#: Old names of source kinds, still accepted (with one warning line).
+RENAMED_KINDS = {"network": "dvstream"}
 
 @dataclass(frozen=True)
 class Key:
@@ -28,7 +32,8 @@ class Key:
 #: Every section and key a pipeline file may hold. Empty strings mean "not set" and 0 "no limit".
 SCHEMA: dict[str, dict[str, Key]] = {
     "source": {
-        "kind": Key(str, "replay", "where events come from", ("replay", "camera", "network", "mqtt", "synthetic")),
+        "kind": Key(str, "replay", "where events come from ('network' is the old name of 'dvstream')",
+                    ("replay", "camera", "dvstream", "mqtt", "synthetic", "network")),
         "path": Key(str, "", "replay: a recording, a dataset folder or a folder of recordings (played in turn); "
                     "empty = find N-MNIST (see datasets.py). "
                     "synthetic: a folder of MNIST idx files or PNG digits; empty = font-rendered digits"),
@@ -39,10 +44,10 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "limit": Key(int, 0, "replay, synthetic: stop after this many samples (0 = all)", min=0),
         "shuffle": Key(bool, False, "replay: shuffle the samples"),
         "seed": Key(int, 0, "replay: shuffle seed; synthetic: seed of the sensor and the digits"),
-        "chunk_us": Key(int, 0, "synthetic: deliver samples in chunks of this much sensor time, as a camera "
-                        "does (0 = whole samples)", min=0),
+        "chunk_us": Key(int, 0, "synthetic, and replay of one recording: deliver events in chunks of this much "
+                        "sensor time, as a camera does (0 = whole samples; 10 ms chunks for one recording)", min=0),
         "serial": Key(str, "", "camera: serial number (empty = first camera found)"),
-        "address": Key(str, "127.0.0.1:7777", "network: DV stream address (host:port, tcp://host:port, unix:/path)"),
+        "address": Key(str, "127.0.0.1:7777", "dvstream: DV stream address (host:port, tcp://host:port, unix:/path)"),
         "topic": Key(str, "", "mqtt: topic with event packets (empty = <prefix>/events)"),
         "group": Key(str, "", "mqtt: shared-subscription group; daemons with the same group split the packets"),
         "max_packet_events": Key(int, 262_144, "mqtt: largest number of events one packet may hold; larger "
@@ -101,6 +106,10 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "tls_insecure": Key(bool, False, "skip the broker host name check (the certificate chain is still verified)"),
         "keepalive": Key(int, 30, "keep-alive interval in seconds", min=1),
         "outbox": Key(int, 10_000, "messages kept while the broker is away (overflow is counted)", min=1),
+        "inflight": Key(int, 20, "publishes awaiting the broker's acknowledgement at once", min=1),
+        "ha_discovery": Key(bool, False, "publish Home Assistant MQTT discovery configs (retained) so a "
+                            "'streamsnn <node id>' device appears; false removes configs an earlier run left"),
+        "ha_prefix": Key(str, "homeassistant", "Home Assistant's discovery prefix"),
     },
     "console": {
         "enabled": Key(bool, True, "print decisions and a progress line"),
@@ -228,6 +237,10 @@ def build_config(raw: dict, origin: str = "<pipeline>", overrides: list[str] = (
     for text in overrides:
         s, k, v = parse_override(text)
         data[s][k] = v
+    kind = data["source"]["kind"]
+    if kind in RENAMED_KINDS:
+        data["source"]["kind"] = RENAMED_KINDS[kind]
+        log.warning("%s: source.kind = %r is now called %r; please rename it", origin, kind, RENAMED_KINDS[kind])
     cfg = Config(data, origin)
     _cross_checks(cfg)
     return cfg
@@ -235,7 +248,7 @@ def build_config(raw: dict, origin: str = "<pipeline>", overrides: list[str] = (
 
 def _cross_checks(cfg: Config) -> None:
     o = cfg.origin
-    if cfg.segment.mode == "sample" and cfg.source.kind in ("camera", "network"):
+    if cfg.segment.mode == "sample" and cfg.source.kind in ("camera", "dvstream"):
         raise ConfigError(f"{o}: segment.mode = 'sample' needs sample boundaries, which a {cfg.source.kind} "
                           "source lacks; use 'window' or 'auto'")
     if cfg.mqtt.tls_cert and not cfg.mqtt.tls_ca:
@@ -251,6 +264,8 @@ def _cross_checks(cfg: Config) -> None:
                           "the embedded broker lacks them: set mqtt.broker, or clear source.group")
     if cfg.liveview.port > 65535:
         raise ConfigError(f"{o}: liveview.port must be at most 65535, got {cfg.liveview.port}")
+    if not cfg.mqtt.ha_prefix or any(c in cfg.mqtt.ha_prefix for c in "+#"):
+        raise ConfigError(f"{o}: mqtt.ha_prefix {cfg.mqtt.ha_prefix!r} must be a topic without wildcards")
     if cfg.source.kind == "mqtt" and not cfg.mqtt.enabled:
         raise ConfigError(f"{o}: source.kind = 'mqtt' needs mqtt.enabled = true")
 

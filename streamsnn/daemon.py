@@ -1,24 +1,23 @@
-"""The long-running service: builds source, network and sinks from a Config, runs the pipeline, shuts down cleanly."""
+"""The long-running service: checks the source, builds network and sinks from a Config, runs, shuts down cleanly."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import re
 import signal
 import socket
 import sys
 from pathlib import Path
 
-
 from .config import Config
 from .errors import CheckpointError, ConfigError
 from .pipeline import Pipeline
 from .segment import Segmenter
+from .sources.build import build_source
+from .systemd import notify
 
 log = logging.getLogger(__name__)
-PASSWORD_ENV = "STREAMSNN_MQTT_PASSWORD"  # the same variable `streamsnn publish` reads
 
 
 def node_id(cfg: Config) -> str:
@@ -50,38 +49,23 @@ def load_network(cfg: Config):
     return net, path
 
 
-def build_source(cfg: Config, *, progress: bool = True, mqtt=None):
-    """The configured source (an async iterator of EventBatch with aclose())."""
-    s = cfg.source
-    if s.kind == "replay":
-        from .datasets import find_nmnist
-        from .sources.files import ReplaySource
+async def run_service(cfg: Config, *, quiet: bool = False, announce=None) -> int:
+    """Run the pipeline until the source ends or SIGTERM/SIGINT; returns the exit status (0).
 
-        path = find_nmnist(s.path or None, progress=progress)
-        return ReplaySource(path, speed=s.speed, split=s.split or None, loop=s.loop, limit=s.limit or None,
-                            shuffle=s.shuffle, seed=s.seed)
-    if s.kind == "synthetic":
-        from .sources.synthetic import SyntheticSource
-
-        return SyntheticSource.from_path(s.path or None, speed=s.speed, loop=s.loop, limit=s.limit or None,
-                                         seed=s.seed, chunk_us=s.chunk_us or None)
-    if s.kind == "camera":
-        from .sources.camera import CameraSource
-
-        return CameraSource(serial=s.serial or None)
-    if s.kind == "network":
-        from .sources.network import NetworkStreamSource
-
-        return NetworkStreamSource(s.address)
-    from .sources.mqtt import MqttEventSource
-
-    return MqttEventSource(mqtt, s.topic or mqtt.topic("events"), s.group or None, max_events=s.max_packet_events)
-
-
-async def serve(cfg: Config, *, quiet: bool = False) -> int:
-    """Run the pipeline until the source ends or SIGTERM/SIGINT; returns the exit status (0)."""
+    Order: what the configuration names is checked first: a dataset replay lists its files (a bad
+    `source.path` or split fails before anything starts), the network loads, a live source opens (a
+    missing camera or stream fails before the broker starts, and the stream is read soon after it
+    opened), then the sinks, the broker and the MQTT connection start (an `mqtt` source opens after
+    the broker), and systemd (when it started us) hears READY=1.
+    `announce(broker_settings)`, when given, is called once the MQTT sink is connected (the demo
+    prints where to watch).
+    """
     node = node_id(cfg)
-    settings = _mqtt_settings(cfg, node) if cfg.mqtt.enabled else None  # bad values fail before anything starts
+    settings = None
+    if cfg.mqtt.enabled:  # bad values fail before anything starts
+        from .mqtt.settings import settings_from_config
+
+        settings = settings_from_config(cfg, node)
     source = build_source(cfg, progress=not quiet, mqtt=settings)
     sinks = []
     broker = mqtt_sink = pipe = None
@@ -98,29 +82,31 @@ async def serve(cfg: Config, *, quiet: bool = False) -> int:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, on_signal, sig)
     try:
+        if cfg.source.kind in ("replay", "synthetic"):  # lists the dataset: a bad path or split fails first
+            await source.open()
         net, ckpt = load_network(cfg)
         await asyncio.to_thread(net.warm_up)  # compile/load the kernels before events arrive
+        if cfg.source.kind in ("camera", "dvstream"):  # a live stream: opened just before it is read (an
+            await source.open()  # absent camera or stream still fails before the broker starts)
         if cfg.console.enabled and not quiet:
             from .sinks.console import ConsoleSink
 
-            sinks.append(ConsoleSink(decisions=cfg.console.decisions))
+            sinks.append(ConsoleSink(decisions=cfg.console.decisions, total=_expected_windows(source, cfg)))
         if cfg.jsonl.path:
             from .sinks.jsonl import JsonlSink
 
             sinks.append(JsonlSink(cfg.jsonl.path))
         if cfg.mqtt.enabled:
-            broker, mqtt_sink = await _start_mqtt(cfg, settings, int(net.sizes[-1]))
+            broker, mqtt_sink = await _start_mqtt(cfg, settings)
             sinks.append(mqtt_sink)
+            if announce is not None:
+                announce(settings)
         if cfg.liveview.enabled:
-            source = await _start_liveview(cfg, source, sinks, node, int(net.sizes[-1]), quiet)
-        if hasattr(source, "open"):  # a live stream starts flowing now; an absent camera fails here
+            source = await _start_liveview(cfg, source, sinks, node, net, quiet)
+        if cfg.source.kind == "mqtt":
             await source.open()
-        for sink in sinks:
-            if hasattr(sink, "total"):
-                sink.total = _expected_windows(source, cfg)
-        payload = _payload_fn(node)
         pipe = Pipeline(
-            source, net, sinks, payload=payload,
+            source, net, sinks,
             segmenter=Segmenter(cfg.segment.mode, cfg.segment.window_us, cfg.segment.hop_us, cfg.segment.min_events,
                                 max_events=cfg.segment.max_events, max_sample_us=cfg.segment.max_sample_us),
             queue_size=cfg.pipeline.queue_size, policy=cfg.pipeline.policy,
@@ -128,17 +114,19 @@ async def serve(cfg: Config, *, quiet: bool = False) -> int:
             recent=cfg.model.recent, metrics_every_s=cfg.pipeline.metrics_every_s,
             checkpoint=ckpt, save_every_s=cfg.model.save_every_s,
             feedback=mqtt_sink.feedback if mqtt_sink is not None else None,
-            reject=mqtt_sink.reject_feedback if mqtt_sink is not None else None,
+            max_feedback_bytes=settings.max_feedback_bytes if settings is not None else 4096,
             extra_metrics=lambda: _extra_metrics(source, mqtt_sink),
             feedback_per_s=cfg.model.feedback_per_s, feedback_burst=cfg.model.feedback_burst,
             recent_events=cfg.model.recent_events,
         )
         if stopping:
             pipe.stop()  # a signal arrived while starting: run() then only drains and saves
+        notify("READY=1", f"STATUS=classifying as {node}")
         await pipe.run()
         if ckpt is not None:
             log.info("checkpoint saved to %s", ckpt)
     finally:
+        notify("STOPPING=1")
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.remove_signal_handler(sig)
         try:
@@ -155,23 +143,10 @@ async def serve(cfg: Config, *, quiet: bool = False) -> int:
     return 0
 
 
-def _mqtt_settings(cfg: Config, node: str):
-    from .sinks.mqtt import MqttSettings, TlsSettings
-
-    m = cfg.mqtt
-    tls = TlsSettings(ca_file=m.tls_ca, cert_file=m.tls_cert or None, key_file=m.tls_key or None,
-                      insecure=m.tls_insecure) if m.tls_ca else None
-    password = m.password or (os.environ.get(PASSWORD_ENV) if m.username else None) or None
-    host = "127.0.0.1" if m.broker == "embedded" else m.broker
-    return MqttSettings(host=host, port=m.port or 1883, node_id=node, prefix=m.prefix or None, qos=m.qos,
-                        username=m.username or None, password=password, tls=tls, keepalive=m.keepalive,
-                        outbox_size=m.outbox, client_id=m.client_id or None,
-                        feedback=cfg.model.learn_from_feedback)
-
-
-async def _start_mqtt(cfg: Config, settings, n_classes: int):
+async def _start_mqtt(cfg: Config, settings):
     """The embedded broker (when mqtt.broker = "embedded") and a started MqttSink."""
-    from .sinks.mqtt import MqttSink
+    from .mqtt.discovery import Discovery
+    from .mqtt.sink import MqttSink
 
     broker = None
     if cfg.mqtt.broker == "embedded":
@@ -180,7 +155,8 @@ async def _start_mqtt(cfg: Config, settings, n_classes: int):
         broker = await EmbeddedBroker("127.0.0.1", cfg.mqtt.port).start()
         settings.port = broker.port  # mqtt.port = 0: the port the broker found
     try:
-        sink = MqttSink(settings, n_classes=n_classes)
+        discovery = Discovery(settings, enabled=cfg.mqtt.ha_discovery, prefix=cfg.mqtt.ha_prefix)
+        sink = MqttSink(settings, discovery=discovery)
         await sink.start()
     except BaseException:
         if broker is not None:
@@ -190,28 +166,19 @@ async def _start_mqtt(cfg: Config, settings, n_classes: int):
     return broker, sink
 
 
-async def _start_liveview(cfg: Config, source, sinks: list, node: str, n_classes: int, quiet: bool):
+async def _start_liveview(cfg: Config, source, sinks: list, node: str, net, quiet: bool):
     """Start the live web page as a sink that also sees every batch; returns the source to read from."""
     from .liveview import LiveView, tap
+    from .stages import class_names
 
     lv = cfg.liveview
     live = await LiveView(lv.host, lv.port, fps=lv.fps, decay_ms=lv.decay_ms,
-                          classes=[str(k) for k in range(n_classes)], title=f"streamsnn · {node}").start()
+                          classes=list(class_names(net)), title=f"streamsnn · {node}").start()
     sinks.append(live)
     log.info("live view on %s", live.url)
     if not quiet:
         print(f"[streamsnn] live view: open {live.url}", file=sys.stderr, flush=True)
     return tap(source, live.publish_events)
-
-
-def _payload_fn(node: str):
-    from .sinks.mqtt import classification_payload
-
-    def payload(w, d, *, latency_ms: float, model_version: str) -> dict:
-        return classification_payload(d, node_id=node, source=w.source, sample=w.sample,
-                                      window=(w.t_start_us, w.t_end_us), latency_ms=latency_ms,
-                                      model_version=model_version, true_label=w.label)
-    return payload
 
 
 def _expected_windows(source, cfg: Config) -> int | None:
@@ -235,5 +202,6 @@ def _extra_metrics(source, mqtt_sink) -> dict:
     return out
 
 
-def run(cfg: Config, *, quiet: bool = False) -> int:
-    return asyncio.run(serve(cfg, quiet=quiet))
+def run(cfg: Config, *, quiet: bool = False, announce=None) -> int:
+    """`streamsnn run`: the service in its own event loop."""
+    return asyncio.run(run_service(cfg, quiet=quiet, announce=announce))

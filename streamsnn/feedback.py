@@ -1,12 +1,26 @@
-"""Which feedback may teach the network: recent decisions, each once, never against a known label, at a bounded rate."""
+"""Feedback, checked in this one place: the message (`parse`), then which decision it may teach (`judge`).
+
+A feedback message is JSON `{"sample": "60001", "label": 3}` or `{"t_end_us": 123456, "label": "club"}`:
+the label is a class index or a class name. `parse` checks the message alone, `judge` checks it
+against the recent decisions and the model's classes; both raise `Refused(reason, detail)`, and
+the pipeline counts each refusal once, by reason. Feedback teaches recent decisions, each once,
+never against a known label, at a bounded rate.
+"""
 
 from __future__ import annotations
 
+import json
 import time
 from collections import OrderedDict
-from typing import Callable
+from dataclasses import dataclass
+from typing import Any, Callable
 
 from .segment import Window
+
+#: Keys a feedback message may hold.
+FEEDBACK_KEYS = frozenset({"sample", "t_end_us", "label"})
+#: Largest feedback message accepted, in bytes.
+MAX_FEEDBACK_BYTES = 4096
 
 
 class Refused(Exception):
@@ -15,6 +29,87 @@ class Refused(Exception):
     def __init__(self, reason: str, detail: str):
         super().__init__(detail)
         self.reason = reason
+
+
+@dataclass(frozen=True)
+class Feedback:
+    """A true label (class index or name) for a recent decision, named by sample id or by the window's end."""
+
+    label: int | str
+    sample: str | None = None
+    t_end_us: int | None = None
+
+
+@dataclass(frozen=True)
+class Message:
+    """One feedback message as it arrived (e.g. over MQTT): raw bytes, and whether it came retained."""
+
+    payload: bytes
+    retained: bool = False
+
+
+def _is_int(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def parse(msg: Message | bytes | str | dict | Feedback, max_bytes: int = MAX_FEEDBACK_BYTES) -> Feedback:
+    """Validate one feedback message on its own; Refused(reason, detail) when it is not acceptable.
+
+    Reasons: retained (a retained message replayed on subscribing: it would be applied again after
+    every reconnect), oversized, bad_json (not UTF-8 JSON, or nested too deeply), not_object,
+    unknown_keys, missing_label, missing_target (neither or both of sample / t_end_us), wrong_type.
+    """
+    if isinstance(msg, Feedback):
+        return msg
+    if isinstance(msg, Message):
+        if msg.retained:
+            raise Refused("retained", "publish feedback without the retain flag")
+        msg = msg.payload
+    if not isinstance(msg, dict):
+        raw = msg.encode() if isinstance(msg, str) else bytes(msg or b"")
+        if len(raw) > max_bytes:
+            raise Refused("oversized", f"{len(raw)} bytes, more than {max_bytes}")
+        try:
+            msg = json.loads(raw.decode("utf-8"))
+        except (UnicodeDecodeError, ValueError) as exc:
+            raise Refused("bad_json", f"not JSON: {str(exc)[:80]}") from None
+        except RecursionError:
+            raise Refused("bad_json", "JSON nested too deeply") from None
+    if not isinstance(msg, dict):
+        raise Refused("not_object", f"expected a JSON object, got {type(msg).__name__}")
+    unknown = sorted(set(msg) - FEEDBACK_KEYS)
+    if unknown:
+        raise Refused("unknown_keys", f"unknown key(s) {', '.join(str(k)[:40] for k in unknown[:5])}; "
+                                      "allowed: sample or t_end_us, and label")
+    if "label" not in msg:
+        raise Refused("missing_label", "no 'label'")
+    if ("sample" in msg) == ("t_end_us" in msg):
+        raise Refused("missing_target", "give exactly one of 'sample' and 't_end_us'")
+    label = msg["label"]
+    if not (_is_int(label) or (isinstance(label, str) and 0 < len(label) <= 200)):
+        raise Refused("wrong_type", f"'label' must be a class index or a class name, got {type(label).__name__}")
+    if "sample" in msg:
+        sample = msg["sample"]
+        if not (isinstance(sample, str) or _is_int(sample)) or sample == "":
+            raise Refused("wrong_type", f"'sample' must be a non-empty string or integer, got {type(sample).__name__}")
+        return Feedback(label=label, sample=str(sample))
+    t_end = msg["t_end_us"]
+    if not _is_int(t_end):
+        raise Refused("wrong_type", f"'t_end_us' must be an integer, got {type(t_end).__name__}")
+    return Feedback(label=label, t_end_us=t_end)
+
+
+def resolve_label(label: int | str, classes: tuple[str, ...] | list[str]) -> int:
+    """The output index of a label given by index or by class name; Refused when the model has no such class."""
+    if _is_int(label):
+        if not 0 <= label < len(classes):
+            raise Refused("label_out_of_range", f"label {label} is outside 0..{len(classes) - 1}")
+        return int(label)
+    try:
+        return list(classes).index(label)
+    except ValueError:
+        shown = ", ".join(classes[:20]) + (", ..." if len(classes) > 20 else "")
+        raise Refused("unknown_label", f"label {str(label)[:40]!r} is not a class of the model ({shown})") from None
 
 
 class TokenBucket:
@@ -79,28 +174,23 @@ class Recent:
         return len(self._items)
 
 
-def judge(fb, recent: Recent, n_classes: int, bucket: TokenBucket) -> tuple[Window, int]:
-    """The window a feedback item teaches and its label, or Refused with the reason.
+def judge(fb: Feedback, recent: Recent, classes: tuple[str, ...] | list[str],
+          bucket: TokenBucket) -> tuple[Window, int]:
+    """The window a parsed feedback item teaches and its label index, or Refused with the reason.
 
-    `fb` has `label` and `sample` or `t_end_us` (a dict or an object). Reasons, in the order they are
-    checked: `invalid`, `unknown_sample` (not among the recent decisions), `contradicts_label` (the
+    Reasons, in the order they are checked: `label_out_of_range`, `unknown_label` (a name the model
+    does not have), `unknown_sample` (not among the recent decisions), `contradicts_label` (the
     window's true label is known and differs), `duplicate` (the window was learned from already: its
     label or an earlier feedback), `rate_limited` (the bucket is empty). The caller marks the window
     `learned` when it teaches it.
     """
-    sample, t_end, label = _field(fb, "sample"), _field(fb, "t_end_us"), _field(fb, "label")
-    if not isinstance(label, int) or isinstance(label, bool) or not 0 <= label < n_classes:
-        raise Refused("invalid", f"label must be an integer 0..{n_classes - 1}, got {label!r}")
-    if sample is not None:
-        if isinstance(sample, bool) or not isinstance(sample, (str, int)):
-            raise Refused("invalid", f"sample must be a string, got {sample!r}")
-        w = recent.find(sample=str(sample))
-        what = f"sample {sample}"
-    elif isinstance(t_end, int) and not isinstance(t_end, bool):
-        w = recent.find(t_end_us=t_end)
-        what = f"t_end_us {t_end}"
+    label = resolve_label(fb.label, classes)
+    if fb.sample is not None:
+        w = recent.find(sample=fb.sample)
+        what = f"sample {fb.sample}"
     else:
-        raise Refused("invalid", f"needs 'sample' or an integer 't_end_us', got {fb!r}")
+        w = recent.find(t_end_us=fb.t_end_us)
+        what = f"t_end_us {fb.t_end_us}"
     if w is None:
         raise Refused("unknown_sample", f"no recent decision for {what} (the last {recent.size} are kept)")
     if w.label is not None and label != w.label:
@@ -111,7 +201,3 @@ def judge(fb, recent: Recent, n_classes: int, bucket: TokenBucket) -> tuple[Wind
         raise Refused("rate_limited", f"label {label} for {what}: more than {bucket.rate:g} a second "
                                       "(model.feedback_per_s)")
     return w, label
-
-
-def _field(fb, name: str):
-    return fb.get(name) if isinstance(fb, dict) else getattr(fb, name, None)

@@ -1,7 +1,7 @@
 """Live view: a small web page served from the daemon's event loop showing frames, decisions and metrics.
 
-`LiveView` is a sink like the console's (`publish_decision(dict)`, `publish_metrics(dict)`,
-`async close()`) that also receives the raw event batches (`publish_events(batch)`, or wrap the
+`LiveView` is a sink (`stages.Sink`: `publish_decision(window, decision, info)`, `publish_metrics(dict)`,
+`check()`, `flush()`, `close()`) that also receives the raw event batches (`publish_events(batch)`, or wrap the
 source with `tap(source, live.publish_events)`). It serves, on a plain asyncio server in the same loop:
 
 - `GET /`             the page (streamsnn/web/index.html)
@@ -67,6 +67,9 @@ class Tapped:
                 log.warning("live view skipped a batch: %s: %s", type(exc).__name__, exc)
         return batch
 
+    async def open(self) -> None:
+        await self._source.open()
+
     async def aclose(self) -> None:
         await self._source.aclose()
 
@@ -129,7 +132,7 @@ class LiveView:
         self._wanted = asyncio.Event()
 
     # -- lifecycle --------------------------------------------------------------------------------
-    async def start(self) -> "LiveView":
+    async def start(self) -> LiveView:
         try:
             self._server = await asyncio.start_server(self._handle, self.host, self.port, limit=MAX_REQUEST)
         except OSError as exc:
@@ -176,11 +179,22 @@ class LiveView:
             self._frame += np.bincount((p * h + y) * w + x, minlength=2 * h * w).reshape(2, h, w)
             self._new = True
 
-    def publish_decision(self, msg: dict) -> None:
+    def publish_decision(self, window, decision, info) -> None:
+        from .stages import true_label_name
+
         self.decisions += 1
-        self.last_decision = msg
-        slim = {k: msg.get(k) for k in ("label", "scores", "confidence", "true_label", "sample", "events",
-                                        "latency_ms", "t_end_us")}
+        if info.classes and list(info.classes) != self.classes:
+            self.classes = list(info.classes)  # the page picks them up with each decision
+        label = int(decision.label)
+        slim = {"label": label, "label_name": info.name(label),
+                "scores": [round(float(x), 4) for x in decision.scores],
+                "confidence": round(float(decision.confidence), 4), "true_label": window.label,
+                "true_label_name": true_label_name(window, info), "sample": window.sample,
+                "source": window.source,
+                "events": int(decision.events), "queue_ms": round(info.queue_ms, 2),
+                "compute_ms": round(info.compute_ms, 2), "t_end_us": int(window.t_end_us),
+                "classes": self.classes}
+        self.last_decision = slim
         for c in self._clients:
             c.decisions.append(slim)
             c.wake.set()
@@ -195,6 +209,12 @@ class LiveView:
         self.metrics_seq += 1
         for c in self._clients:
             c.wake.set()
+
+    def check(self) -> None:
+        """Nothing can go wrong here that should end the run (a page that fails is logged)."""
+
+    async def flush(self, timeout: float | None = None) -> bool:
+        return True
 
     # -- frames -----------------------------------------------------------------------------------
     def _fade(self) -> None:
@@ -259,7 +279,7 @@ class LiveView:
             try:
                 head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 10)
                 method, target, _ = head.split(b"\r\n", 1)[0].decode("latin-1").split(" ", 2)
-            except (asyncio.IncompleteReadError, asyncio.LimitOverrunError, asyncio.TimeoutError, ValueError):
+            except (TimeoutError, asyncio.IncompleteReadError, asyncio.LimitOverrunError, ValueError):
                 return await self._reply(writer, 400, "text/plain", b"bad request\n")
             if method not in ("GET", "HEAD"):
                 return await self._reply(writer, 405, "text/plain", b"only GET\n", head_only=False)
@@ -312,7 +332,7 @@ class LiveView:
             while True:
                 try:
                     await asyncio.wait_for(client.wake.wait(), KEEPALIVE_S)
-                except asyncio.TimeoutError:
+                except TimeoutError:
                     writer.write(b": keep-alive\n\n")
                     await writer.drain()
                     continue
@@ -339,4 +359,4 @@ def _json(obj) -> str:
 
 
 def _sse(event: str, data) -> bytes:
-    return f"event: {event}\ndata: {_json(data)}\n\n".encode("utf-8")
+    return f"event: {event}\ndata: {_json(data)}\n\n".encode()

@@ -14,20 +14,15 @@ from pathlib import Path
 from typing import Callable
 
 from .decide import decide
-from .errors import StreamsnnError
-from .feedback import RECENT_EVENTS, Recent, Refused, TokenBucket, judge
+from .errors import StageFailed, StreamsnnError
+from .feedback import MAX_FEEDBACK_BYTES, RECENT_EVENTS, Recent, Refused, TokenBucket, judge, parse
 from .segment import Segmenter, Window
+from .stages import DecisionInfo, Sink, Source, class_names
 
 log = logging.getLogger(__name__)
 _END = object()  # end of stream marker on the queues
 POLICIES = ("block", "drop_oldest", "drop_newest")
 LOG_FIRST = 20  # skipped batches and windows logged at WARNING; further ones at DEBUG
-
-
-class StageFailed(StreamsnnError):
-    """An unexpected error that ended the run (a defect rather than bad input); exit status 1."""
-
-    exit_code = 1
 
 
 def _one_line(stage: str, exc: BaseException) -> BaseException:
@@ -79,8 +74,9 @@ class Counters:
     decisions: int = 0
     labelled: int = 0
     correct: int = 0
-    feedback: dict = field(default_factory=lambda: {"learned": 0, "ignored": 0, "disabled": 0, "duplicate": 0,
-                                                    "contradicts_label": 0, "rate_limited": 0})
+    #: received, learned, ignored (refused for any reason), disabled, and the count of each refusal reason
+    feedback: dict = field(default_factory=lambda: {"received": 0, "learned": 0, "ignored": 0, "disabled": 0,
+                                                    "duplicate": 0, "contradicts_label": 0, "rate_limited": 0})
     checkpoints: int = 0
     checkpoint_errors: int = 0
     bad_windows: int = 0
@@ -92,14 +88,17 @@ class Pipeline:
     """Runs one source through the network into the sinks until the source ends or `stop()` is called.
 
     All calls into the network (predict, learn, save) run on one worker thread, in order, so the event
-    loop keeps serving MQTT while numba works. `payload(window, decision, latency_ms=, model_version=)`
-    builds the message every sink receives; sinks have `publish_decision(dict)` and
-    `publish_metrics(dict)` (both non-blocking) and `async close()`, which the caller awaits.
-    `feedback` is an asyncio.Queue of feedback items (`sample` or `t_end_us`, and `label`), and
-    `reject(reason, detail)` reports the ones the pipeline cannot use (e.g. an unknown sample).
-    Feedback teaches a decision at most once (later labels: reason `duplicate`), never against the
-    window's known true label (`contradicts_label`), and at most `feedback_per_s` times a second on
-    average with bursts of `feedback_burst` (`rate_limited`; `feedback_per_s = 0`: no limit).
+    loop keeps serving MQTT while numba works. `source` follows `stages.Source`; each of `sinks`
+    (`stages.Sink`) receives `publish_decision(window, decision, info)` with a `DecisionInfo`
+    (queue and compute time, model version, class names) and `publish_metrics(dict)`, both
+    non-blocking; at the end the pipeline saves the checkpoint, lets the sinks `flush()`, and
+    publishes the final metrics; the caller closes the sinks.
+    `feedback` is an asyncio.Queue of feedback messages (`feedback.Message`, raw JSON, a dict or a
+    `feedback.Feedback`), each checked by `feedback.parse` and `feedback.judge` and counted once,
+    by reason, in `counters.feedback`. Feedback teaches a decision at most once (later labels:
+    reason `duplicate`), never against the window's known true label (`contradicts_label`), and at
+    most `feedback_per_s` times a second on average with bursts of `feedback_burst` (`rate_limited`;
+    `feedback_per_s = 0`: no limit).
 
     Bad input never stalls the run: a batch the segmenter refuses, or a window the network cannot
     take, is logged (one line), counted (`bad_batches`, `bad_windows`) and skipped; an error of the
@@ -107,21 +106,21 @@ class Pipeline:
     was read is classified and published.
     """
 
-    def __init__(self, source, net, sinks: list, *, payload: Callable[..., dict],
-                 segmenter: Segmenter | None = None, queue_size: int = 64, policy: str = "block",
+    def __init__(self, source: Source, net, sinks: list[Sink], *, segmenter: Segmenter | None = None,
+                 queue_size: int = 64, policy: str = "block",
                  learn_from_labels: bool = True, learn_from_feedback: bool = True, recent: int = 128,
                  metrics_every_s: float = 5.0, checkpoint: Path | None = None, save_every_s: float = 0.0,
-                 feedback: asyncio.Queue | None = None, reject: Callable[[str, str], None] | None = None,
+                 feedback: asyncio.Queue | None = None, max_feedback_bytes: int = MAX_FEEDBACK_BYTES,
                  extra_metrics: Callable[[], dict] | None = None, feedback_per_s: float = 10.0,
                  feedback_burst: int = 20, clock: Callable[[], float] = time.monotonic,
                  recent_events: int = RECENT_EVENTS):
-        self.source, self.net, self.sinks, self.payload = source, net, sinks, payload
+        self.source, self.net, self.sinks = source, net, sinks
         self.segmenter = segmenter or Segmenter()
         self.windows = BoundedQueue(queue_size, policy)
         self.learn_from_labels, self.learn_from_feedback = learn_from_labels, learn_from_feedback
         self.recent = Recent(recent, recent_events)
         self.metrics_every_s, self.checkpoint, self.save_every_s = metrics_every_s, checkpoint, save_every_s
-        self.feedback, self.reject, self.extra_metrics = feedback, reject, extra_metrics
+        self.feedback, self.max_feedback_bytes, self.extra_metrics = feedback, max_feedback_bytes, extra_metrics
         self.counters = Counters()
         self.feedback_bucket = TokenBucket(feedback_per_s, feedback_burst, clock)
         self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="streamsnn-net")
@@ -173,11 +172,11 @@ class Pipeline:
                 t.cancel()
             await asyncio.gather(stopper, *side, reader, classify, return_exceptions=True)
             try:
-                await self.publish_metrics()
                 if self.checkpoint is not None:
                     await self.save()
             finally:
                 self._worker.shutdown(wait=True)
+                await self._final_metrics()
         return self.counters
 
     # -- stages -------------------------------------------------------------------------------
@@ -225,22 +224,26 @@ class Pipeline:
         finally:
             await self.windows.put(_END)
 
-    def _decide(self, w: Window):
+    def _decide(self, w: Window) -> tuple:
+        """On the worker: the decision and how long it waited and took (DecisionInfo)."""
+        start = time.monotonic()
         d = decide(self.net, w, learn=self.learn_from_labels)
+        done = time.monotonic()
         w.learned = w.label is not None and self.learn_from_labels
-        return d, self.net.model_version
+        info = DecisionInfo(queue_ms=(start - w.ready) * 1000.0, compute_ms=(done - start) * 1000.0,
+                            model_version=self.net.model_version, classes=class_names(self.net))
+        return d, info
 
     async def _classify(self) -> None:
         while (w := await self.windows.get()) is not _END:
             try:
-                d, version = await self.in_worker(self._decide, w)
+                d, info = await self.in_worker(self._decide, w)
             except Exception as exc:  # noqa: BLE001 - a window the network cannot take: log, count, go on
                 self.counters.bad_windows += 1
                 text = str(exc) if isinstance(exc, StreamsnnError) else f"{type(exc).__name__}: {exc}"
                 level = logging.WARNING if self.counters.bad_windows <= LOG_FIRST else logging.DEBUG
                 log.log(level, "window %s skipped: %s", w.sample or f"{w.t_start_us}..{w.t_end_us} us", text)
                 continue
-            latency_ms = (time.monotonic() - w.ready) * 1000.0
             self.recent.add(w)
             c = self.counters
             c.decisions += 1
@@ -249,11 +252,9 @@ class Pipeline:
                 c.correct += int(d.label == w.label)
             # Sinks never block (the MQTT sink queues into its outbox), so the decision goes out from
             # here: no further queue hop between the network and the sinks.
-            msg = self.payload(w, d, latency_ms=latency_ms, model_version=version)
             for sink in self.sinks:
-                sink.publish_decision(msg)
-                if hasattr(sink, "check"):
-                    sink.check()  # raises the sink's fatal error, e.g. a broker that now refuses the login
+                sink.publish_decision(w, d, info)
+                sink.check()  # raises the sink's fatal error, e.g. a broker that now refuses the login
 
     # -- feedback -----------------------------------------------------------------------------
     async def _feedback_loop(self) -> None:
@@ -264,14 +265,17 @@ class Pipeline:
             except Exception as exc:  # never let a message end the daemon
                 self._ignore("error", f"{type(exc).__name__}: {exc}")
 
-    async def apply_feedback(self, fb) -> bool:
-        """Teach the network the true label of a recent decision (see `feedback.judge`); True when it learned."""
+    async def apply_feedback(self, msg) -> bool:
+        """Teach the network the true label of a recent decision (see `feedback.parse` and `feedback.judge`);
+        True when it learned. Every message is counted once: learned, disabled, or ignored by reason."""
         c = self.counters.feedback
+        c["received"] += 1
         if not self.learn_from_feedback:
             c["disabled"] += 1
             return False
         try:
-            w, label = judge(fb, self.recent, int(self.net.sizes[-1]), self.feedback_bucket)
+            fb = parse(msg, self.max_feedback_bytes)
+            w, label = judge(fb, self.recent, class_names(self.net), self.feedback_bucket)
         except Refused as exc:
             return self._ignore(exc.reason, str(exc))
         w.learned = True  # before the worker runs: another message meanwhile is a duplicate
@@ -315,6 +319,16 @@ class Pipeline:
         for sink in self.sinks:
             sink.publish_metrics(m)
 
+    async def _final_metrics(self, flush_s: float = 5.0) -> None:
+        """After the checkpoint: let the sinks deliver what they hold, then publish the metrics of the
+        whole run (so they count every delivered decision and the last checkpoint)."""
+        for sink in self.sinks:
+            try:
+                await sink.flush(flush_s)
+            except Exception as exc:  # noqa: BLE001 - the metrics still go out
+                log.warning("%s did not flush: %s: %s", type(sink).__name__, type(exc).__name__, exc)
+        await self.publish_metrics()
+
     async def _metrics_loop(self) -> None:
         while True:
             await asyncio.sleep(self.metrics_every_s)
@@ -339,13 +353,11 @@ class Pipeline:
 
 
     def _ignore(self, reason: str, detail: str) -> bool:
-        self.counters.feedback["ignored"] += 1
-        if reason in self.counters.feedback:
-            self.counters.feedback[reason] += 1
-        if self.reject is not None:
-            self.reject(reason, detail)
-        else:
-            log.warning("feedback ignored (%s): %s", reason, detail)
+        c = self.counters.feedback
+        c["ignored"] += 1
+        c[reason] = c.get(reason, 0) + 1
+        level = logging.WARNING if c[reason] <= LOG_FIRST else logging.DEBUG
+        log.log(level, "feedback ignored (%s): %s", reason, detail)
         return False
 
 

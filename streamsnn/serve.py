@@ -2,7 +2,7 @@
 
 What `streamsnn serve FILE` runs: the file is read with `streamsnn.io.read_events`, cut into 10 ms
 chunks and written to a `dv_processing.io.NetworkWriter` when each chunk's sensor time has elapsed,
-so a client (NetworkStreamSource, the DV software, dv-processing's NetworkReader) sees it exactly as
+so a client (DvStreamSource, the DV software, dv-processing's NetworkReader) sees it exactly as
 a camera published by the DV software. Timestamps are the recording's own; with `loop`, later passes
 are shifted so time keeps increasing.
 
@@ -21,7 +21,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .errors import ConfigError, InputError
+from .errors import ConfigError, InputError, first_line
 from .events import EventBatch
 from .sources._dv import array_to_store
 from .sources._pacing import Pacer
@@ -31,10 +31,6 @@ log = logging.getLogger("streamsnn.serve")
 
 #: Writers kept alive for the life of the process (see the module docstring).
 _WRITERS: list = []
-
-
-def _first_line(exc: Exception) -> str:
-    return (str(exc).strip().splitlines() or [type(exc).__name__])[0].split(" [system:")[0]
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -80,7 +76,7 @@ class StreamServer:
         try:
             self._writer = dv.io.NetworkWriter(*where, stream)
         except Exception as exc:
-            raise InputError(f"cannot serve on {self.address} ({_first_line(exc)}); choose another "
+            raise InputError(f"cannot serve on {self.address} ({first_line(exc)}); choose another "
                              f"{'--unix path' if unix is not None else '--port or --host'}") from None
         _WRITERS.append(self._writer)
 
@@ -152,6 +148,7 @@ class ServeStats:
     chunks: int = 0
     passes: int = 0
     late: int = 0
+    clients: int = 0  # the most clients connected at once while streaming (they may have left since)
     started: float = field(default_factory=time.monotonic)
 
 
@@ -177,6 +174,7 @@ def serve_recording(server: StreamServer, recording: EventBatch, *, speed: float
     while wait_for_client and server.clients == 0:
         if stop.wait(0.02):
             return stats
+    stats.clients = server.clients
     pacer = Pacer(speed)
     span = recording.duration_us + chunk_us  # one pass, with one chunk of silence before the next
     while not stop.is_set():
@@ -191,6 +189,7 @@ def serve_recording(server: StreamServer, recording: EventBatch, *, speed: float
             if not pacer.wait_blocking(stats.passes * span + end, stop):
                 break
             server.send(store)
+            stats.clients = max(stats.clients, server.clients)
             stats.events += n
             stats.chunks += 1
         else:

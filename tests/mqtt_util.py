@@ -276,7 +276,7 @@ class Collector:
 
 _SINK_SCRIPT = """
 import asyncio, sys
-from streamsnn.sinks.mqtt import MqttSettings, MqttSink
+from streamsnn.mqtt import MqttSettings, MqttSink
 async def main():
     sink = MqttSink(MqttSettings(host=sys.argv[1], port=int(sys.argv[2]), node_id=sys.argv[3], keepalive=5))
     await sink.start()

@@ -9,7 +9,7 @@ from mqtt_util import Collector, spawn_sink
 
 from streamsnn.broker import EmbeddedBroker
 from streamsnn.errors import ConfigError
-from streamsnn.sinks.mqtt import MqttSettings, MqttSink
+from streamsnn.mqtt import MqttSettings, MqttSink
 
 
 async def test_publish_subscribe_and_retained():
@@ -40,7 +40,7 @@ async def test_sink_through_embedded_broker():
         async with Collector(broker.port, "streamsnn/emb/#") as c:
             async with MqttSink(s) as sink:
                 for i in range(20):
-                    sink.publish_decision({"sample": str(i)})
+                    sink.publish(sink.topic_classification, str(i).encode())
                 await c.wait_for(lambda m: len(c.payloads(sink.topic_classification)) >= 20)
             await c.wait_for(lambda m: c.payloads(sink.topic_status)[-1:] == [b"offline"])
         assert sink.counters["published"] == 20

@@ -19,7 +19,7 @@ CLI = [sys.executable, "-m", "streamsnn"]
 @pytest.mark.parametrize("path", PIPELINES, ids=lambda p: p.name)
 def test_shipped_pipelines_validate(path):
     cfg = load_config(path)
-    assert cfg.source.kind in ("replay", "camera", "network", "mqtt", "synthetic")
+    assert cfg.source.kind in ("replay", "camera", "dvstream", "mqtt", "synthetic")
     assert set(cfg.data) == set(SCHEMA)
 
 
@@ -29,10 +29,18 @@ def test_expected_pipeline_files_exist():
 
 
 def test_defaults_fill_missing_keys():
-    cfg = build_config({"source": {"kind": "network"}})
-    assert cfg.source.kind == "network"
+    cfg = build_config({"source": {"kind": "dvstream"}})
+    assert cfg.source.kind == "dvstream"
     assert cfg.mqtt.broker == "embedded" and cfg.mqtt.qos == 1
     assert cfg.pipeline.policy == "block"
+
+
+def test_the_old_name_of_the_dv_stream_source_still_works_with_one_warning(caplog):
+    cfg = build_config({"source": {"kind": "network"}}, "old.toml")
+    assert cfg.source.kind == "dvstream"
+    lines = [r.getMessage() for r in caplog.records if r.name == "streamsnn.config"]
+    assert lines == ["old.toml: source.kind = 'network' is now called 'dvstream'; please rename it"]
+    assert build_config({}, "p.toml", ["source.kind=network"]).source.kind == "dvstream"
 
 
 @pytest.mark.parametrize("raw, words", [

@@ -18,12 +18,11 @@ from daemon_util import Daemon, daemons  # noqa: F401 (fixture)
 from mqtt_util import Collector, Mosquitto, free_port, mosquitto  # noqa: F401 (fixture)
 
 from streamsnn.io import open_dataset
+from streamsnn.mqtt.schema import FIELDS
 from streamsnn.snn import SpikingNetwork
 
 ROOT = Path(__file__).resolve().parent.parent
 REPLAY = ROOT / "pipelines" / "nmnist-replay.toml"
-FIELDS = {"schema", "node", "source", "sample", "t_start_us", "t_end_us", "label", "scores", "confidence",
-          "events", "spikes", "latency_ms", "model_version", "true_label", "time"}
 HIDDEN = 64  # a small network keeps the tests quick; the pipeline does not care about its size
 
 pytestmark = pytest.mark.slow
@@ -72,7 +71,7 @@ async def test_replay_of_100_test_samples_publishes_100_classifications(tmp_path
     fresh = SpikingNetwork((2312, HIDDEN, 10), seed=0)
     np.testing.assert_array_equal(net.W1, fresh.W1)
     for m in msgs:
-        assert set(m) == FIELDS, m
+        assert set(m) == set(FIELDS), m
         batch = test_samples[m["sample"]]
         ref = fresh.predict_one(batch)
         assert m["label"] == ref.label
@@ -80,6 +79,8 @@ async def test_replay_of_100_test_samples_publishes_100_classifications(tmp_path
         assert m["true_label"] == batch.label and m["events"] == len(batch) == m["events"]
         assert (m["t_start_us"], m["t_end_us"]) == (batch.t_start, batch.t_end)
         assert m["node"] == node and m["latency_ms"] >= 0 and m["model_version"] == net.model_version
+        assert m["latency_ms"] >= m["queue_ms"] + m["compute_ms"] - 0.002 and m["compute_ms"] > 0
+        assert (m["label_name"], m["true_label_name"]) == (str(m["label"]), batch.meta["label_name"])
     # and `streamsnn eval` on the same model agrees: same confusion matrix, same accuracy
     ev = subprocess.run([sys.executable, "-m", "streamsnn", "eval", "--data", str(nmnist_dir), "--model", str(ckpt),
                          "--json"], capture_output=True, text=True, timeout=300)
@@ -93,6 +94,9 @@ async def test_replay_of_100_test_samples_publishes_100_classifications(tmp_path
     assert status(col, node)[-1] == "offline"
     final = metrics(col, node)[-1]
     assert final["decisions"] == 100 and final["drops"] == 0
+    # the last metrics message is the run's: every decision delivered (and the class names), the
+    # checkpoint saved at exit counted
+    assert (final["mqtt"]["published"], final["mqtt"]["outbox"], final["checkpoints"]) == (101, 0, 1)
     assert final["accuracy"] == pytest.approx(np.mean([m["label"] == m["true_label"] for m in msgs]))
 
 
@@ -132,7 +136,7 @@ async def test_malformed_feedback_is_counted_and_ignored(tmp_path, nmnist_dir, m
         known = classifications(col, node)[0]
         bad = [b"{not json", b"\xff\xfe", json.dumps({"sample": known["sample"], "label": 10}).encode(),
                json.dumps({"sample": known["sample"], "label": -3}).encode(),
-               json.dumps({"sample": known["sample"], "label": "7"}).encode(),
+               json.dumps({"sample": known["sample"], "label": "seven"}).encode(),
                json.dumps({"sample": known["sample"], "label": 2.5}).encode(),
                json.dumps({"sample": ["x"], "label": 1}).encode(), json.dumps([1, 2]).encode(),
                json.dumps({"t_end_us": "late", "label": 1}).encode(),
@@ -144,7 +148,7 @@ async def test_malformed_feedback_is_counted_and_ignored(tmp_path, nmnist_dir, m
 
         def rejected(msgs) -> int:
             ms = metrics(col, node)
-            return sum(ms[-1]["mqtt"]["feedback_rejected"].values()) if ms else 0
+            return ms[-1]["feedback"]["ignored"] if ms else 0
 
         await col.wait_for(lambda m: rejected(m) >= len(bad), timeout=60)
         # one valid message after the bad ones (a label that contradicts the sample's known true label
@@ -225,22 +229,27 @@ async def test_kill_9_during_checkpointing_never_corrupts_the_checkpoint(tmp_pat
 async def test_embedded_broker_default_end_to_end(tmp_path, nmnist_dir, daemons):
     port, node = free_port(), "embedded"
     sets = replay_sets(nmnist_dir, port, node, tmp_path / "m.npz", mqtt__broker="embedded", source__speed=1.0,
-                       source__loop=True)
+                       source__loop=True, mqtt__ha_discovery=True)
     d = Daemon(tmp_path, REPLAY, sets)
     daemons.append(d.start())
-    async with Collector(port, f"streamsnn/{node}/#") as col:  # retries until the daemon's broker is up
+    # retries until the daemon's broker is up
+    async with Collector(port, [f"streamsnn/{node}/#", "homeassistant/#"]) as col:
         await col.wait_for(lambda m: len(classifications(col, node)) >= 3 and metrics(col, node), timeout=120)
         assert "online" in status(col, node)
+        assert json.loads(col.payloads(f"streamsnn/{node}/classes")[-1]) == [str(k) for k in range(10)]
         d.signal(signal.SIGTERM)
         assert await d.wait() == 0, d.text()[-3000:]
     for m in classifications(col, node):
-        assert set(m) == FIELDS and m["true_label"] is not None
+        assert set(m) == set(FIELDS) and m["true_label"] is not None
+    # mqtt.ha_discovery = true: the Home Assistant configs of this node (tests/test_mqtt_discovery.py checks them)
+    configs = {t for t, _, _ in col.messages if t.startswith("homeassistant/sensor/streamsnn_embedded/")}
+    assert "homeassistant/sensor/streamsnn_embedded/classification/config" in configs and len(configs) == 6
     assert "progressive" in d.text()  # the console progress line
 
 
 async def test_two_daemons_share_one_stream_each_packet_classified_once(tmp_path, mosquitto, daemons, test_samples):
-    from streamsnn.sinks.mqtt import MqttSettings
-    from streamsnn.sources.mqtt import MqttEventPublisher
+    from streamsnn.mqtt.publisher import MqttEventPublisher
+    from streamsnn.mqtt.settings import MqttSettings
 
     nodes, topic = ("w1", "w2"), "test/events"
     async with Collector(mosquitto.port, "streamsnn/+/#") as col:
@@ -308,7 +317,7 @@ async def test_dv_stream_pipeline_classifies_a_served_recording(tmp_path, record
         server.wait(30)
     msgs = classifications(col, node)
     for m in msgs:
-        assert set(m) == FIELDS and m["sample"] is None and m["true_label"] is None
+        assert set(m) == set(FIELDS) and m["sample"] is None and m["true_label"] is None
         assert m["t_end_us"] - m["t_start_us"] == 100_000 and m["events"] >= 200
         assert isinstance(m["source"], str) and m["source"]
     starts = [m["t_start_us"] for m in msgs]

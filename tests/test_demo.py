@@ -3,6 +3,7 @@ of the simulated camera, stops on Ctrl-C with exit 0; and pipelines/demo.toml is
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import re
@@ -16,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from conftest import need
-from mqtt_util import free_port
+from mqtt_util import Collector, free_port
 
 from streamsnn.commands.demo import DEMO
 from streamsnn.config import build_config, load_config
@@ -57,6 +58,13 @@ def snapshot(url: str) -> dict:
         return json.loads(r.read())
 
 
+async def first_classification(port: int) -> dict:
+    """What `mosquitto_sub -h 127.0.0.1 -p PORT -t 'streamsnn/demo/#'` shows first on the classification topic."""
+    async with Collector(port, "streamsnn/demo/#") as c:
+        await c.wait_for(lambda m: c.payloads("streamsnn/demo/classification"), 60)
+    return json.loads(c.payloads("streamsnn/demo/classification")[0])
+
+
 @pytest.mark.slow
 def test_demo_trains_prints_the_url_serves_the_page_and_stops_on_ctrl_c(tmp_path):
     need("nmnist_small")
@@ -77,6 +85,12 @@ def test_demo_trains_prints_the_url_serves_the_page_and_stops_on_ctrl_c(tmp_path
         assert snap["sensor"] == [34, 34] and snap["events"] > 0
         assert 0 <= d["label"] <= 9 and len(d["scores"]) == 10 and d["true_label"] in range(10)
         assert d["source"] == "synthetic" and d["sample"].startswith("mnist-")
+        assert d["label_name"] == str(d["label"]) and d["true_label_name"] == str(d["true_label"])
+        # the broker's address and a ready mosquitto_sub line are printed, and that command's topics work
+        watch = re.search(r"watch: +mosquitto_sub -h 127\.0\.0\.1 -p (\d+) -t 'streamsnn/demo/#' -v", log.read_text())
+        assert watch, log.read_text()[-2000:]
+        got = asyncio.run(first_classification(int(watch.group(1))))
+        assert got["node"] == "demo" and got["source"] == "synthetic" and got["label_name"] == str(got["label"])
     finally:
         if proc.poll() is None:
             proc.send_signal(signal.SIGINT)

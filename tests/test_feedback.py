@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from conftest import need
 
-from streamsnn.feedback import TokenBucket
+from streamsnn.feedback import Feedback, Message, Refused, TokenBucket, parse, resolve_label
 from streamsnn.io import open_dataset
 from streamsnn.pipeline import Pipeline
 from streamsnn.segment import Window
@@ -31,7 +31,7 @@ def samples():
 
 def pipeline(samples, *, labelled: bool, learned: bool = False, **kw) -> Pipeline:
     """A pipeline whose recent decisions are the given samples (with or without their true labels)."""
-    pipe = Pipeline(None, SpikingNetwork((2312, 32, 10), seed=5), [], payload=lambda *a, **k: {}, **kw)
+    pipe = Pipeline(None, SpikingNetwork((2312, 32, 10), seed=5), [], **kw)
     for s in samples:
         pipe.recent.add(Window(s, s.t_start, s.t_end, s.sample, s.label if labelled else None, learned=learned))
     return pipe
@@ -118,3 +118,75 @@ def test_the_recent_decisions_hold_a_bounded_number_of_events(samples):
     huge = Recent(128, max_events=10)  # a window above the budget alone is still kept (the newest)
     huge.add(Window(samples[0], samples[0].t_start, samples[0].t_end, samples[0].sample))
     assert len(huge) == 1
+
+
+BAD_FEEDBACK = [
+    (b"{not json", "bad_json"),
+    (b"\xff\xfe", "bad_json"),
+    (b"[1, 2]", "not_object"),
+    (b'{"sample": "1", "label": true}', "wrong_type"),
+    (b'{"sample": "1", "label": 2.5}', "wrong_type"),
+    (b'{"sample": "1", "label": ""}', "wrong_type"),
+    (b'{"sample": [1], "label": 3}', "wrong_type"),
+    (b'{"t_end_us": 1.5, "label": 3}', "wrong_type"),
+    (b'{"sample": "1"}', "missing_label"),
+    (b'{"label": 3}', "missing_target"),
+    (b'{"sample": "1", "t_end_us": 5, "label": 3}', "missing_target"),
+    (b'{"sample": "1", "label": 3, "weights": [1]}', "unknown_keys"),
+    (b'{"sample": "' + b"9" * 5000 + b'", "label": 3}', "oversized"),
+    (b"[" * 1500, "bad_json"),  # nested deeper than the JSON parser recurses: not a RecursionError
+    (b'{"sample": ' + b"[" * 2000 + b"]" * 2000 + b', "label": 3}', "bad_json"),
+]
+
+
+@pytest.mark.parametrize("raw,reason", BAD_FEEDBACK)
+def test_parse_refuses_bad_messages_by_reason(raw, reason):
+    with pytest.raises(Refused) as err:
+        parse(raw)
+    assert err.value.reason == reason and "\n" not in str(err.value)
+
+
+def test_parse_accepts_an_index_or_a_name_and_refuses_retained():
+    assert parse(b'{"sample": 60001, "label": 9}') == Feedback(label=9, sample="60001")
+    assert parse('{"t_end_us": 123456, "label": "club"}') == Feedback(label="club", t_end_us=123456)
+    assert parse({"sample": "a", "label": 1}) == Feedback(label=1, sample="a")
+    assert parse(Message(b'{"sample": "a", "label": 1}')) == Feedback(label=1, sample="a")
+    with pytest.raises(Refused, match="retain") as err:
+        parse(Message(b'{"sample": "a", "label": 1}', retained=True))
+    assert err.value.reason == "retained"
+
+
+def test_labels_resolve_by_index_or_class_name():
+    classes = ("club", "diamond", "heart", "spade")
+    assert resolve_label(2, classes) == 2 and resolve_label("spade", classes) == 3
+    for label, reason in ((4, "label_out_of_range"), (-1, "label_out_of_range"), ("joker", "unknown_label"),
+                          ("2", "unknown_label")):
+        with pytest.raises(Refused) as err:
+            resolve_label(label, classes)
+        assert err.value.reason == reason
+    assert resolve_label("7", tuple(str(k) for k in range(10))) == 7  # N-MNIST's classes are named by digit
+
+
+async def test_feedback_by_class_name_teaches_that_class_and_every_message_is_counted_once(samples):
+    pipe = pipeline(samples[:3], labelled=False)
+    names = [str(k) for k in range(10)]
+    pipe.net.classes = names  # as a network with class names has them
+    try:
+        messages = [Message(b"{not json"), Message(b'{"sample": "x", "label": "3"}', retained=True),
+                    {"sample": samples[0].sample, "label": "ten"}, {"sample": samples[0].sample, "label": 12},
+                    {"sample": "no-such", "label": "3"}]
+        for m in messages:
+            assert await pipe.apply_feedback(m) is False
+        before = weights(pipe.net)
+        assert await pipe.apply_feedback({"sample": samples[0].sample, "label": "3"}) is True
+        ref = SpikingNetwork((2312, 32, 10), seed=5)
+        ref.learn_one(samples[0], 3)  # the name "3" taught class 3, exactly as the index would
+        np.testing.assert_array_equal(ref.W1, pipe.net.W1)
+        assert not unchanged(before, pipe.net)
+    finally:
+        pipe._worker.shutdown()
+    c = pipe.counters.feedback
+    reasons = {k: v for k, v in c.items() if k not in ("received", "learned", "ignored", "disabled") and v}
+    assert reasons == {"bad_json": 1, "retained": 1, "unknown_label": 1, "label_out_of_range": 1,
+                       "unknown_sample": 1}
+    assert c["received"] == 6 == c["learned"] + c["ignored"] and sum(reasons.values()) == c["ignored"]

@@ -19,6 +19,18 @@ from streamsnn.errors import ConfigError
 from streamsnn.events import EVENT_DTYPE, EventBatch
 from streamsnn.io import read_events
 from streamsnn.liveview import KEEP, LiveView, tap
+from streamsnn.segment import Window
+from streamsnn.snn.network import Decision
+from streamsnn.stages import DecisionInfo
+
+
+def decided(label: int, scores=(), confidence: float = 0.0, true_label=None, sample=None, classes=(), **meta):
+    """The (window, decision, info) the pipeline hands a sink."""
+    ev = np.zeros(1, EVENT_DTYPE)
+    w = Window(EventBatch(ev, 34, 34, sample=sample, label=true_label, meta=meta), 0, 1, sample=sample,
+               label=true_label)
+    d = Decision(label=label, scores=np.asarray(scores, float), confidence=confidence, events=1)
+    return w, d, DecisionInfo(1.0, 2.0, "v", tuple(classes) or tuple(str(k) for k in range(10)))
 
 
 def sample(name: str = "00004.bin"):
@@ -139,7 +151,7 @@ async def test_page_metrics_json_and_errors(live):
     assert status == 200 and ctype.startswith("text/html")
     assert b"EventSource" in body and b'id="decision"' in body
     live.publish_metrics({"decisions": 0, "events_per_s": 10.0})
-    live.publish_decision({"label": 3, "scores": [0.0] * 10, "confidence": 0.9, "true_label": 3})
+    live.publish_decision(*decided(3, [0.0] * 10, 0.9, true_label=3))
     status, ctype, body = await get(f"{live.url}metrics.json")
     snap = json.loads(body)
     assert ctype == "application/json" and snap["decision"]["label"] == 3 and snap["decisions"] == 1
@@ -164,9 +176,17 @@ async def test_sse_streams_frames_decisions_and_metrics(live):
         rgb = decode(base64.b64decode(frame["png"]))
         assert rgb.shape == (b.height, b.width, 3) and rgb.std() > 5
         scores = [0.1 * k for k in range(10)]
-        live.publish_decision({"label": 9, "scores": scores, "confidence": 0.5, "true_label": 1, "sample": "x"})
+        live.publish_decision(*decided(9, scores, 0.5, true_label=1, sample="x"))
         _, ds = await sse.next("decisions")
-        assert ds[-1]["label"] == 9 and ds[-1]["scores"] == scores and ds[-1]["true_label"] == 1
+        assert ds[-1]["label"] == 9 and ds[-1]["scores"] == pytest.approx(scores) and ds[-1]["true_label"] == 1
+        assert (ds[-1]["label_name"], ds[-1]["true_label_name"]) == ("9", "1")
+        # class names by name, and the dataset's name of the true class
+        poker = ("club", "diamond", "heart", "spade")
+        live.publish_decision(*decided(3, [0, 0, 0, 1], 0.9, true_label=1, sample="y", classes=poker,
+                                       label_name="diamond"))
+        _, ds = await sse.next("decisions")
+        assert (ds[-1]["label_name"], ds[-1]["true_label_name"], ds[-1]["classes"]) == ("spade", "diamond", list(poker))
+        assert ds[-1]["queue_ms"] == 1.0 and ds[-1]["compute_ms"] == 2.0
         live.publish_metrics({"decisions": 10, "progressive_accuracy": 0.5})
         await sse.next("metrics")
         await asyncio.sleep(0.2)
@@ -179,7 +199,7 @@ async def test_a_client_behind_keeps_only_the_newest_decisions(live):
     async with Sse(live.port) as sse:
         await sse.next("hello")
         for k in range(200):  # all at once: the client cannot be sent them one by one
-            live.publish_decision({"label": k % 10, "scores": [], "confidence": 0.0, "sample": f"s{k}"})
+            live.publish_decision(*decided(k % 10, sample=f"s{k}"))
         _, ds = await sse.next("decisions")
         assert [d["sample"] for d in ds] == [f"s{k}" for k in range(200 - KEEP, 200)]
 

@@ -11,8 +11,9 @@ from mqtt_util import Mosquitto, mosquitto  # noqa: F401 (fixture)
 from streamsnn.broker import EmbeddedBroker
 from streamsnn.errors import ConfigError
 from streamsnn.events import EventBatch
-from streamsnn.sinks.mqtt import MqttSettings
-from streamsnn.sources.mqtt import MqttEventPublisher, MqttEventSource
+from streamsnn.mqtt.publisher import MqttEventPublisher
+from streamsnn.mqtt.settings import MqttSettings
+from streamsnn.mqtt.source import MqttEventSource
 
 TOPIC = "streamsnn/events/test"
 
@@ -95,7 +96,7 @@ async def test_bad_packets_are_counted_and_skipped(mosquitto):
         async with MqttEventPublisher(settings(mosquitto.port, "tx"), TOPIC) as pub:
             await pub.publish(samples[0])
             await raw.publish(TOPIC, b'{"not": "a packet"}', qos=1)
-            from streamsnn.packets import encode
+            from streamsnn.mqtt.packets import encode
             await raw.publish(TOPIC, encode(samples[1])[:-5], qos=1)  # truncated
             await raw.publish(TOPIC, b"", qos=1)
             await pub.publish(samples[1])
@@ -166,3 +167,35 @@ async def test_source_reconnects_after_broker_restart(tmp_path):
     finally:
         await source.aclose()
         broker.stop()
+
+
+async def test_a_consumer_that_lags_holds_a_bounded_number_of_packets(mosquitto):
+    """aiomqtt's incoming queue is bounded (settings.incoming): what does not fit is dropped and counted."""
+    samples = real_samples(2)
+    s = MqttSettings(port=mosquitto.port, node_id="slow", incoming=4, reconnect_min=0.2)
+    source = MqttEventSource(s, TOPIC, queue_size=1)
+    await source.start()
+    await asyncio.wait_for(source.subscribed.wait(), 10)
+    async with MqttEventPublisher(settings(mosquitto.port, "tx"), TOPIC) as pub:
+        for i in range(40):  # nobody reads the source meanwhile
+            await pub.publish(samples[i % 2])
+    # 1 batch waits in the source's queue, 1 more decoded waits to be put there, 4 in aiomqtt's queue
+    async def dropped(n: int) -> None:
+        while source.counters["dropped"] < n:
+            await asyncio.sleep(0.05)
+    await asyncio.wait_for(dropped(40 - 1 - 1 - 4), 30)
+    got = [await asyncio.wait_for(source.__anext__(), 10) for _ in range(6)]  # what was kept is still read
+    assert [b.sample for b in got] == [samples[i % 2].sample for i in range(6)]
+    assert source.counters == {**source.counters, "packets": 6, "dropped": 34, "bad_packets": 0}
+    await source.aclose()
+
+
+def test_no_private_names_of_the_mqtt_libraries_are_used():
+    import re
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent / "streamsnn"
+    for path in [*(root / "mqtt").glob("*.py"), root / "broker.py"]:
+        text = path.read_text()
+        for private in ("_client", "_pending_publishes", "_sock", "_logger", "_servers", "_connected_once"):
+            assert not re.search(rf"(?<!self)\.{private}\b", text), f"{path.name} uses {private}"

@@ -15,11 +15,11 @@ import pytest
 from conftest import need
 from mqtt_util import Mosquitto, free_port, make_tls_files, mosquitto  # noqa: F401 (fixture)
 
-from streamsnn import packets
 from streamsnn.errors import ConfigError
 from streamsnn.events import EventBatch
-from streamsnn.sinks.mqtt import Feedback, MqttSettings, MqttSink
-from streamsnn.sources.mqtt import MqttEventSource
+from streamsnn.feedback import Message
+from streamsnn.mqtt import MqttSettings, MqttSink, packets
+from streamsnn.mqtt.source import MqttEventSource
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -88,17 +88,14 @@ async def _start(thing) -> None:
 async def test_retained_feedback_is_ordinary_when_live_and_refused_when_replayed(mosquitto):
     s = settings(mosquitto.port)
     fb = b'{"sample": "60004", "label": 4}'
-    async with MqttSink(s, n_classes=10) as sink:
+    async with MqttSink(s) as sink:
         async with aiomqtt.Client("127.0.0.1", mosquitto.port) as pub:
             await pub.publish(sink.topic_feedback, fb, qos=1, retain=True)
         # delivered live, the broker clears the retain flag (MQTT 3.1.1, 3.3.1.3): ordinary feedback
-        assert await asyncio.wait_for(sink.feedback.get(), 20) == Feedback(label=4, sample="60004")
-    async with MqttSink(settings(mosquitto.port, node_id="hostile"), n_classes=10) as restarted:
-        async def refused():
-            while not restarted.counters["feedback_rejected"]["retained"]:
-                await asyncio.sleep(0.05)
-        await asyncio.wait_for(refused(), 20)  # replayed on subscribing, with the flag: refused
-        assert restarted.feedback.empty() and restarted.counters["feedback_ok"] == 0
+        assert await asyncio.wait_for(sink.feedback.get(), 20) == Message(fb, retained=False)
+    async with MqttSink(settings(mosquitto.port, node_id="hostile")) as restarted:
+        # replayed on subscribing, with the flag: marked, and refused by feedback.parse (reason `retained`)
+        assert await asyncio.wait_for(restarted.feedback.get(), 20) == Message(fb, retained=True)
     async with aiomqtt.Client("127.0.0.1", mosquitto.port) as pub:  # clear it
         await pub.publish(s.topic("feedback"), b"", qos=1, retain=True)
 
@@ -114,7 +111,7 @@ async def test_broker_acl_keeps_feedback_of_other_users_away(tmp_path):
     users = {"streamsnn": "daemon-pw-1", "operator": "operator-pw-2", "viewer": "viewer-pw-3"}
     with Mosquitto(tmp_path / "broker", users=users, acl=acl) as broker:
         s = settings(broker.port, node_id="cam1", username="streamsnn", password=users["streamsnn"])
-        async with MqttSink(s, n_classes=10) as sink:
+        async with MqttSink(s) as sink:
             topic = sink.topic_feedback
 
             async def publish(user: str, sample: str) -> None:
@@ -127,15 +124,15 @@ async def test_broker_acl_keeps_feedback_of_other_users_away(tmp_path):
             await publish("viewer", "from-viewer-2")
             await publish("operator", "from-operator-2")
             got = [await asyncio.wait_for(sink.feedback.get(), 20) for _ in range(2)]
-            assert [f.sample for f in got] == ["from-operator-1", "from-operator-2"]
-            assert sink.feedback.empty() and sink.counters["feedback_ok"] == 2
+            assert [json.loads(m.payload)["sample"] for m in got] == ["from-operator-1", "from-operator-2"]
+            assert sink.feedback.empty() and sink.counters["feedback_received"] == 2
             # and the viewer cannot publish decisions in the daemon's name either
             async with aiomqtt.Client("127.0.0.1", broker.port, username="viewer", password=users["viewer"]) as v:
                 async with aiomqtt.Client("127.0.0.1", broker.port, username="operator",
                                           password=users["operator"]) as reader:
                     await reader.subscribe(s.topic("classification"), qos=1)
                     await v.publish(s.topic("classification"), b'{"label": 6}', qos=1)
-                    sink.publish_decision({"label": 2})
+                    sink.publish(sink.topic_classification, b'{"label": 2}')
                     msg = await asyncio.wait_for(anext(aiter(reader.messages)), 20)
                     assert json.loads(msg.payload) == {"label": 2}
 

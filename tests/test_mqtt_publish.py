@@ -7,8 +7,8 @@ import sys
 from conftest import ROOT, need
 from mqtt_util import free_port, mosquitto  # noqa: F401 (fixture)
 
-from streamsnn.sinks.mqtt import MqttSettings
-from streamsnn.sources.mqtt import MqttEventSource
+from streamsnn.mqtt.settings import MqttSettings
+from streamsnn.mqtt.source import MqttEventSource
 
 
 def cli(*args: str) -> subprocess.CompletedProcess:

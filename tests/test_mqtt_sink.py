@@ -1,4 +1,4 @@
-"""MqttSink against a real Mosquitto: delivery, status and last will, outages, overflow, feedback, metrics."""
+"""MqttSink on a real Mosquitto: delivery, status and last will, outages, overflow, class names, feedback, metrics."""
 
 import asyncio
 import json
@@ -9,12 +9,16 @@ import pytest
 from mqtt_util import Collector, Mosquitto, free_port, mosquitto, spawn_sink  # noqa: F401 (fixture)
 
 from streamsnn.errors import ConfigError
-from streamsnn.sinks.mqtt import (SCHEMA_VERSION, Feedback, MqttSettings, MqttSink, classification_payload,
-                                  parse_feedback, FeedbackRejected)
+from streamsnn.events import EventBatch, make_events
+from streamsnn.feedback import Message
+from streamsnn.mqtt.schema import FIELDS, SCHEMA_VERSION, classification_payload
+from streamsnn.mqtt.settings import MqttSettings
+from streamsnn.mqtt.sink import MqttSink
+from streamsnn.segment import Window
 from streamsnn.snn.network import Decision
+from streamsnn.stages import DecisionInfo
 
-FIELDS = {"schema", "node", "source", "sample", "t_start_us", "t_end_us", "label", "scores", "confidence",
-          "events", "spikes", "latency_ms", "model_version", "true_label", "time"}
+CLASSES = tuple(f"class{k}" for k in range(10))
 
 
 def settings(broker, **kw) -> MqttSettings:
@@ -28,22 +32,36 @@ def decision_ids(collector: Collector, topic: str) -> list[str]:
     return [json.loads(p)["sample"] for p in collector.payloads(topic)]
 
 
-def payload(i: int) -> dict:
+def window(sample: str | None, t0: int = 1000, t1: int = 11000, label: int | None = None, **meta) -> Window:
+    ev = make_events(np.array([t0, t1 - 1]), np.array([1, 2]), np.array([3, 4]), np.array([1, 0]))
+    batch = EventBatch(ev, 34, 34, sample=sample, label=label, source="test", meta=meta)
+    return Window(batch, t0, t1, sample=sample, label=label, source="test")
+
+
+def payload(i: int) -> tuple:
+    """The (window, decision, info) a pipeline hands its sinks for decision i."""
     d = Decision(label=i % 10, scores=np.linspace(0, 1, 10), confidence=0.5, events=100 + i, spikes=(3, 4))
-    return classification_payload(d, node_id="testnode", source="test", sample=str(i), latency_ms=1.5,
-                                  model_version="v1", true_label=(i + 1) % 10)
+    return window(str(i), label=(i + 1) % 10), d, DecisionInfo(1.0, 0.5, "v1", CLASSES)
 
 
 def test_classification_payload_schema():
     d = Decision(label=3, scores=np.array([0.1, 0.2, 0.9], dtype=np.float32), confidence=0.7, events=4681,
                  spikes=(10, 2))
-    p = classification_payload(d, node_id="n", source="cam", window=(1000, 11000), latency_ms=2.25,
-                               model_version="abc")
-    assert set(p) == FIELDS and p["schema"] == SCHEMA_VERSION
-    assert (p["label"], p["events"], p["t_start_us"], p["t_end_us"]) == (3, 4681, 1000, 11000)
+    info = DecisionInfo(queue_ms=2.0, compute_ms=0.25, model_version="abc",
+                        classes=("club", "diamond", "heart", "spade"))
+    p = classification_payload(window(None), d, info, node_id="n")
+    assert set(p) == set(FIELDS) and p["schema"] == SCHEMA_VERSION == 2
+    assert (p["label"], p["label_name"], p["events"]) == (3, "spade", 4681)
+    assert (p["t_start_us"], p["t_end_us"]) == (1000, 11000)
     assert p["scores"] == pytest.approx([0.1, 0.2, 0.9]) and p["sample"] is None and p["true_label"] is None
-    assert p["spikes"] == [10, 2]
+    assert p["spikes"] == [10, 2] and p["true_label_name"] is None
+    assert (p["queue_ms"], p["compute_ms"]) == (2.0, 0.25) and p["latency_ms"] >= 0  # the window is new here
     json.dumps(p)  # plain JSON types only
+    # a replayed sample carries its true class by name (the dataset's); else the model's name for it
+    p = classification_payload(window("7", label=1, label_name="diamond"), d, info, node_id="n")
+    assert (p["sample"], p["true_label"], p["true_label_name"]) == ("7", 1, "diamond")
+    p = classification_payload(window("7", label=0), d, DecisionInfo(0, 0, "v", ()), node_id="n")
+    assert (p["label_name"], p["true_label_name"]) == ("3", "0")  # a model without names: the index as text
 
 
 def test_settings_validation_and_repr():
@@ -64,14 +82,14 @@ async def test_decisions_status_and_clean_offline(mosquitto):
     async with Collector(mosquitto.port, f"{s.prefix}/#") as c:
         async with MqttSink(s) as sink:
             for i in range(300):
-                sink.publish_decision(payload(i))
+                sink.publish_decision(*payload(i))
             await c.wait_for(lambda m: len(decision_ids(c, sink.topic_classification)) >= 300)
-        assert sink.counters["published"] == 300 and not sink.outbox
+        assert sink.counters["published"] == 301 and not sink.outbox  # and the class names, once
         await c.wait_for(lambda m: c.payloads(sink.topic_status)[-1:] == [b"offline"])
     ids = decision_ids(c, sink.topic_classification)
     assert ids == [str(i) for i in range(300)]  # one connection, QoS 1: in order, no duplicates
     first = json.loads(c.payloads(sink.topic_classification)[0])
-    assert set(first) == FIELDS and first["true_label"] == 1 and first["events"] == 100
+    assert set(first) == set(FIELDS) and first["true_label"] == 1 and first["events"] == 100
     assert c.payloads(sink.topic_status) == [b"online", b"offline"]
     # status is retained: a late subscriber sees the last state
     async with Collector(mosquitto.port, s.topic("status")) as late:
@@ -98,12 +116,12 @@ async def test_broker_outage_loses_no_decision(tmp_path):
         async with Collector(broker.port, s.topic("classification"), client_id="outage-sub", persistent=True) as c:
             async with MqttSink(s) as sink:
                 for i in range(100):
-                    sink.publish_decision(payload(i))
+                    sink.publish_decision(*payload(i))
                 await c.wait_for(lambda m: len(m) >= 100)
                 await c.sync()  # the broker has our acknowledgements: no redelivery of these 100
                 await asyncio.to_thread(broker.stop)
                 for i in range(100, 300):  # the daemon keeps classifying while the broker is away
-                    sink.publish_decision(payload(i))
+                    sink.publish_decision(*payload(i))
                     await asyncio.sleep(0.01)
                 assert not sink.connected.is_set() and len(sink.outbox) > 0
                 await asyncio.to_thread(broker.start)
@@ -125,8 +143,8 @@ async def test_outbox_overflow_drops_oldest_and_counts(tmp_path):
     try:
         assert not sink.connected.is_set()
         for i in range(12):
-            sink.publish_decision(payload(i))
-        assert sink.counters["outbox_overflow"] == 7 and len(sink.outbox) == 5
+            sink.publish_decision(*payload(i))
+        assert sink.counters["outbox_overflow"] == 8 and len(sink.outbox) == 5  # 12 decisions, 1 class list
         broker.start()
         async with Collector(broker.port, s.topic("classification")) as c:
             await c.wait_for(lambda m: len(m) >= 5)
@@ -160,63 +178,41 @@ async def test_metrics_are_published_and_only_latest_kept_offline(tmp_path):
         broker.stop()
 
 
-BAD_FEEDBACK = [
-    (b"{not json", "bad_json"),
-    (b"\xff\xfe", "bad_json"),
-    (b"[1, 2]", "not_object"),
-    (b'{"sample": "1", "label": 10}', "label_out_of_range"),
-    (b'{"sample": "1", "label": -1}', "label_out_of_range"),
-    (b'{"sample": "1", "label": "3"}', "wrong_type"),
-    (b'{"sample": "1", "label": true}', "wrong_type"),
-    (b'{"sample": [1], "label": 3}', "wrong_type"),
-    (b'{"t_end_us": 1.5, "label": 3}', "wrong_type"),
-    (b'{"sample": "1"}', "missing_label"),
-    (b'{"label": 3}', "missing_target"),
-    (b'{"sample": "1", "t_end_us": 5, "label": 3}', "missing_target"),
-    (b'{"sample": "1", "label": 3, "weights": [1]}', "unknown_keys"),
-    (b'{"sample": "' + b"9" * 5000 + b'", "label": 3}', "oversized"),
-    (b"[" * 1500, "bad_json"),  # nested deeper than the JSON parser recurses: not a RecursionError
-    (b'{"sample": ' + b"[" * 2000 + b"]" * 2000 + b', "label": 3}', "bad_json"),
-]
-
-
-@pytest.mark.parametrize("raw,reason", BAD_FEEDBACK)
-def test_parse_feedback_rejects(raw, reason):
-    with pytest.raises(FeedbackRejected) as err:
-        parse_feedback(raw, n_classes=10, max_bytes=4096)
-    assert err.value.reason == reason
-
-
-def test_parse_feedback_accepts():
-    assert parse_feedback(b'{"sample": 60001, "label": 9}', n_classes=10) == Feedback(label=9, sample="60001")
-    assert parse_feedback('{"t_end_us": 123456, "label": 0}', n_classes=10) == Feedback(label=0, t_end_us=123456)
-
-
-async def test_feedback_over_mqtt_counts_bad_and_delivers_good(mosquitto, caplog):
+async def test_feedback_is_handed_on_as_it_arrived_and_retained_is_marked(mosquitto):
+    """The sink only receives: the pipeline checks and counts feedback (tests/test_feedback.py)."""
     import aiomqtt
 
     s = settings(mosquitto)
     async with aiomqtt.Client("127.0.0.1", mosquitto.port) as client:  # left behind by someone, retained
         await client.publish(s.topic("feedback"), b'{"sample": "60002", "label": 1}', qos=1, retain=True)
-    async with MqttSink(s, n_classes=10) as sink:
+    async with MqttSink(s, feedback_queue=3) as sink:
+        first = await asyncio.wait_for(sink.feedback.get(), 20)
+        assert first == Message(b'{"sample": "60002", "label": 1}', retained=True)
         async with aiomqtt.Client("127.0.0.1", mosquitto.port) as client:
-            for raw, _ in BAD_FEEDBACK:
+            for raw in (b"{not json", b'{"sample": "60001", "label": "seven"}', b"\xff", b"4", b"5"):
                 await client.publish(sink.topic_feedback, raw, qos=1)
-            await client.publish(sink.topic_feedback, b'{"sample": "60001", "label": 7}', qos=1)
-            await client.publish(sink.topic_feedback, b'{"t_end_us": 5000, "label": 2}', qos=1)
-            got = [await asyncio.wait_for(sink.feedback.get(), 20) for _ in range(2)]
-        assert got == [Feedback(label=7, sample="60001"), Feedback(label=2, t_end_us=5000)]
-        expected = {}
-        for _, reason in BAD_FEEDBACK:
-            expected[reason] = expected.get(reason, 0) + 1
-        expected["retained"] = 1
-        assert dict(sink.counters["feedback_rejected"]) == expected
-        assert sink.counters["feedback_ok"] == 2 and sink.connected.is_set()
-        sink.reject_feedback("unknown_sample", "sample 'x' is not among the recent decisions")
-        assert sink.stats()["feedback_rejected"]["unknown_sample"] == 1
-    lines = [r.getMessage() for r in caplog.records if r.name == "streamsnn.mqtt" and "feedback" in r.getMessage()]
-    assert len(lines) == len(BAD_FEEDBACK) + 2 and all("\n" not in line for line in lines)
-    assert not any(r.exc_info for r in caplog.records if r.name.startswith("streamsnn"))  # no traceback
+            await client.publish(s.topic("feedback"), b"", qos=1, retain=True)  # clear the retained one
+        while sink.counters["feedback_received"] < 7:
+            await asyncio.sleep(0.05)
+        got = [sink.feedback.get_nowait() for _ in range(3)]
+        assert [m.payload for m in got] == [b"{not json", b'{"sample": "60001", "label": "seven"}', b"\xff"]
+        assert not any(m.retained for m in got)
+        # the queue holds 3: "4", "5" and the empty message that cleared the retained one were dropped
+        assert sink.counters["feedback_dropped"] == 3 and sink.stats()["feedback_dropped"] == 3
+
+
+async def test_class_names_are_published_retained_and_again_when_they_change(mosquitto):
+    s = settings(mosquitto)
+    async with MqttSink(s) as sink:
+        w, d, info = payload(0)
+        sink.publish_decision(w, d, info)
+        sink.publish_decision(w, d, info)
+        sink.publish_decision(w, d, DecisionInfo(1.0, 0.5, "v2", CLASSES + ("new",)))
+        assert await sink.flush(timeout=30)
+    async with Collector(mosquitto.port, s.topic("classes")) as late:  # retained: a late subscriber gets them
+        await late.wait_for(lambda m: len(m) >= 1)
+        assert json.loads(late.messages[0][1]) == list(CLASSES) + ["new"] and late.messages[0][2]
+    assert sink.counters["published"] == 5  # 3 decisions, the class names twice (not once per decision)
 
 
 async def test_login_refused_is_one_clear_line_and_password_never_logged(tmp_path, caplog):
@@ -238,7 +234,7 @@ async def test_login_refused_is_one_clear_line_and_password_never_logged(tmp_pat
         good = settings(broker, username="alice", password=secret)
         async with Collector(broker.port, good.topic("classification"), username="alice", password=secret) as c:
             async with MqttSink(good) as sink:
-                sink.publish_decision(payload(1))
+                sink.publish_decision(*payload(1))
                 await c.wait_for(lambda m: len(m) >= 1)
     logged = "\n".join(f"{r.getMessage()} {r.args!r}" for r in caplog.records)
     assert "connected to MQTT broker" in logged  # the log was captured at all levels
@@ -260,7 +256,7 @@ async def test_tls_with_own_ca(tmp_path, tls):
         params = aiomqtt.TLSParameters(ca_certs=str(tls.ca_file))
         async with Collector(broker.port, s.topic("classification"), tls_params=params) as c:
             async with MqttSink(s) as sink:
-                sink.publish_decision(payload(4))
+                sink.publish_decision(*payload(4))
                 await c.wait_for(lambda m: len(m) >= 1)
         assert decision_ids(c, s.topic("classification")) == ["4"]
         # without our CA the broker's certificate cannot be verified: one clear configuration error
@@ -273,10 +269,10 @@ async def test_unreachable_broker_does_not_block_start():
     s = MqttSettings(port=free_port(), node_id="lonely", reconnect_min=0.1, reconnect_max=0.2)
     sink = MqttSink(s)
     await sink.start()
-    sink.publish_decision(payload(0))
-    assert not sink.connected.is_set() and len(sink.outbox) == 1 and sink.error is None
+    sink.publish_decision(*payload(0))
+    assert not sink.connected.is_set() and len(sink.outbox) == 2 and sink.error is None  # classes, decision
     await sink.close(timeout=0.5)
-    assert len(sink.outbox) == 1  # reported as undelivered, not silently dropped
+    assert len(sink.outbox) == 2  # reported as undelivered, not silently dropped
 
 
 async def test_flush_and_close_with_backlog_still_says_offline(mosquitto):
@@ -285,13 +281,14 @@ async def test_flush_and_close_with_backlog_still_says_offline(mosquitto):
         sink = MqttSink(s)
         await sink.start()
         for i in range(50):
-            sink.publish_decision(payload(i))
-        assert await sink.flush(timeout=30) and not sink.outbox and sink.counters["published"] == 50
+            sink.publish_decision(*payload(i))
+        assert await sink.flush(timeout=30) and not sink.outbox
+        assert sink.counters["published"] == 51  # and the class names
         for i in range(20_000):
-            sink.publish_decision(payload(i))
+            sink.publish_decision(*payload(i))
         await sink.close(timeout=0.05)  # gives up on whatever is left, but says goodbye properly
         await c.wait_for(lambda m: c.payloads()[-1:] == [b"offline"])
-    assert sink.counters["published"] + len(sink.outbox) == 20_050
+    assert sink.counters["published"] + len(sink.outbox) == 20_051
 
 
 async def test_tls_client_certificate(tmp_path, tls):
@@ -304,7 +301,7 @@ async def test_tls_client_certificate(tmp_path, tls):
                                        keyfile=str(tls.client_key))
         async with Collector(broker.port, s.topic("classification"), tls_params=params) as c:
             async with MqttSink(s) as sink:
-                sink.publish_decision(payload(8))
+                sink.publish_decision(*payload(8))
                 await c.wait_for(lambda m: len(m) >= 1)
         assert decision_ids(c, s.topic("classification")) == ["8"]
         # the broker requires a client certificate: without one, one clear line saying so
@@ -320,7 +317,7 @@ async def test_other_qos_levels(mosquitto, qos):
     async with Collector(mosquitto.port, s.topic("classification"), qos=qos) as c:
         async with MqttSink(s) as sink:
             for i in range(50):
-                sink.publish_decision(payload(i))
+                sink.publish_decision(*payload(i))
             assert await sink.flush(timeout=30)
         await c.wait_for(lambda m: len(m) >= 50)
     assert decision_ids(c, s.topic("classification")) == [str(i) for i in range(50)]
@@ -343,7 +340,7 @@ async def test_login_refused_after_a_good_start_keeps_retrying(tmp_path, caplog)
                     while not any("refused the configured username" in r.getMessage() for r in caplog.records):
                         await asyncio.sleep(0.05)
                 await asyncio.wait_for(refused(), 30)
-                sink.publish_decision(payload(42))
+                sink.publish_decision(*payload(42))
                 assert sink.error is None and not sink.connected.is_set()
                 await asyncio.to_thread(changed.stop)
                 await asyncio.to_thread(good.start)
@@ -365,5 +362,43 @@ async def test_tls_host_name_check_and_insecure(tmp_path):
                 pass
         s = settings(broker, tls={"ca_file": str(other.ca_file), "insecure": True})
         async with MqttSink(s) as sink:  # chain still verified against our CA, host name not
-            sink.publish_decision(payload(5))
-            assert await sink.flush(timeout=30) and sink.counters["published"] == 1
+            sink.publish_decision(*payload(5))
+            assert await sink.flush(timeout=30) and sink.counters["published"] == 2
+
+
+async def test_a_broker_that_stops_acknowledging_is_left_and_nothing_is_lost(mosquitto, caplog):
+    """A frozen broker (SIGSTOP: the connection stays open, no PUBACK comes) ends the connection after
+    `timeout`; the outbox keeps every decision and delivers it once the broker answers again."""
+    s = settings(mosquitto, timeout=1.0, keepalive=60)
+    async with Collector(mosquitto.port, s.topic("classification")) as c:
+        async with MqttSink(s) as sink:
+            mosquitto.proc.send_signal(signal.SIGSTOP)
+            try:
+                for i in range(5):
+                    sink.publish_decision(*payload(i))
+                while not any("not acknowledged within 1 s" in r.getMessage() for r in caplog.records):
+                    await asyncio.sleep(0.05)
+                assert len(sink.outbox) == 6 and not sink.connected.is_set()  # 5 decisions, the class names
+            finally:
+                mosquitto.proc.send_signal(signal.SIGCONT)
+            await asyncio.wait_for(sink.connected.wait(), 30)  # flush() returns False at once while away
+            assert await sink.flush(timeout=30)
+            await c.wait_for(lambda m: set(decision_ids(c, s.topic("classification"))) >= {str(i) for i in range(5)})
+        assert sink.counters["reconnects"] >= 1
+
+
+async def test_a_defect_in_the_connection_task_is_reported_not_retried(mosquitto, monkeypatch):
+    """Only MQTT and OS errors mean "reconnect"; anything else (e.g. an AttributeError after a library
+    update) stops the sink and surfaces as one StageFailed line, instead of a retry loop forever."""
+    from streamsnn.errors import StageFailed
+
+    async def broken(self, client):
+        raise AttributeError("'Client' object has no attribute '_gone'")
+
+    monkeypatch.setattr(MqttSink, "_session", broken)
+    sink = MqttSink(settings(mosquitto))
+    with pytest.raises(StageFailed, match="AttributeError: 'Client' object has no attribute '_gone'") as err:
+        await sink.start()
+    assert "defect" in str(err.value) and "\n" not in str(err.value)
+    assert sink.counters["connects"] == 1 and sink.counters["reconnects"] == 0
+    await sink.close(timeout=1)

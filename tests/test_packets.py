@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from conftest import need
 
-from streamsnn import packets
+from streamsnn.mqtt import packets
 from streamsnn.errors import InputError
 from streamsnn.events import MAX_SENSOR_SIDE, MAX_TIME_US, EventBatch, make_events
 

@@ -118,11 +118,11 @@ def small_net():
 async def test_invalid_feedback_never_changes_the_model(nmnist_dir, small_net):
     net = small_net
     sample = open_dataset(nmnist_dir).split("test").samples[0].load()
-    pipe = Pipeline(None, net, [], payload=lambda *a, **k: {}, recent=4)
+    pipe = Pipeline(None, net, [], recent=4)
     pipe.recent.add(Window(sample, sample.t_start, sample.t_end, sample.sample, None))
     before = (net.W1.copy(), net.W2.copy(), net.b2.copy(), net.updates, net.model_version)
     bad = [{"sample": sample.sample, "label": 10}, {"sample": sample.sample, "label": -1},
-           {"sample": sample.sample, "label": "3"}, {"sample": sample.sample, "label": True},
+           {"sample": sample.sample, "label": "three"}, {"sample": sample.sample, "label": True},
            {"sample": "no-such-sample", "label": 3}, {"t_end_us": sample.t_end + 1, "label": 3},
            {"t_end_us": "soon", "label": 3}, {"label": 3}, {"sample": [1], "label": 3}, "garbage", None]
     for fb in bad:
@@ -155,7 +155,7 @@ async def test_pipeline_accounts_for_every_window(tmp_path, nmnist_dir, policy):
     out = tmp_path / "decisions.jsonl"
     sink = JsonlSink(out)
     source = ReplaySource(nmnist_dir, split="test", speed=0, limit=40)
-    pipe = Pipeline(source, net, [sink], payload=lambda w, d, **k: {"sample": w.sample, "label": d.label, **k},
+    pipe = Pipeline(source, net, [sink],
                     queue_size=1, policy=policy, checkpoint=tmp_path / "m.npz", metrics_every_s=0.05)
     counters = await pipe.run()
     await sink.close()
@@ -206,7 +206,7 @@ async def test_duplicate_and_late_batches_are_skipped_and_the_run_goes_on(record
     for name, batches in (("clean", clean), ("hostile", hostile)):
         out = []
         pipe = Pipeline(ListSource(batches), SpikingNetwork((2312, 32, 10), seed=2),
-                        [_Collect(out)], payload=lambda w, d, **k: (w.t_start_us, w.t_end_us, d.label),
+                        [_Collect(out, lambda w, d: (w.t_start_us, w.t_end_us, d.label))],
                         segmenter=Segmenter("window"), metrics_every_s=60)
         counters = await asyncio.wait_for(pipe.run(), 120)  # before the fix this never returned
         got[name] = (out, counters)
@@ -220,8 +220,8 @@ async def test_after_hostile_batches_a_live_stream_is_still_classified_and_stops
     clean, hostile = stream_with_hostile_batches(rec)
     out = []
     source = ListSource(hostile, then_wait=True)
-    pipe = Pipeline(source, SpikingNetwork((2312, 32, 10), seed=2), [_Collect(out)],
-                    payload=lambda w, d, **k: w.t_end_us, segmenter=Segmenter("window"), metrics_every_s=60)
+    pipe = Pipeline(source, SpikingNetwork((2312, 32, 10), seed=2), [_Collect(out, lambda w, d: w.t_end_us)],
+                    segmenter=Segmenter("window"), metrics_every_s=60)
     run = asyncio.create_task(pipe.run())
     last_full = rec.t_start + ((rec.t_end - rec.t_start - 100_000) // 50_000) * 50_000 + 100_000
     async def classified_to_the_end():
@@ -239,7 +239,7 @@ async def test_an_unexpected_source_error_ends_the_run_in_one_line_after_publish
     samples = [s.load() for s in open_dataset(nmnist_dir).split("test").samples[:3]]
     out = []
     pipe = Pipeline(ListSource(samples, fail=RuntimeError("decoder exploded")), SpikingNetwork((2312, 32, 10)),
-                    [_Collect(out)], payload=lambda w, d, **k: w.sample, metrics_every_s=60)
+                    [_Collect(out, lambda w, d: w.sample)], metrics_every_s=60)
     with pytest.raises(StageFailed) as err:
         await asyncio.wait_for(pipe.run(), 120)
     assert out == [s.sample for s in samples]  # what was read before the error was classified and published
@@ -262,20 +262,29 @@ async def test_a_segmenter_defect_is_counted_and_the_segmenter_starts_afresh(nmn
             return super().feed(batch)
 
     out = []
-    pipe = Pipeline(ListSource(samples), SpikingNetwork((2312, 32, 10)), [_Collect(out)],
-                    payload=lambda w, d, **k: w.sample, segmenter=Flaky("auto"), metrics_every_s=60)
+    pipe = Pipeline(ListSource(samples), SpikingNetwork((2312, 32, 10)), [_Collect(out, lambda w, d: w.sample)],
+                    segmenter=Flaky("auto"), metrics_every_s=60)
     counters = await asyncio.wait_for(pipe.run(), 120)
     assert out == [samples[0].sample, samples[2].sample, samples[3].sample] and counters.bad_batches == 1
 
 
 class _Collect:
-    """A sink that keeps what it is given."""
+    """A sink (stages.Sink) that keeps `what(window, decision)` of every decision."""
 
-    def __init__(self, into: list):
-        self.into = into
+    def __init__(self, into: list, what):
+        self.into, self.what = into, what
 
-    def publish_decision(self, msg) -> None:
-        self.into.append(msg)
+    def publish_decision(self, window, decision, info) -> None:
+        self.into.append(self.what(window, decision))
 
     def publish_metrics(self, m) -> None:
+        pass
+
+    def check(self) -> None:
+        pass
+
+    async def flush(self, timeout=None) -> bool:
+        return True
+
+    async def close(self) -> None:
         pass

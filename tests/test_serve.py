@@ -1,4 +1,4 @@
-"""`streamsnn serve` end to end: a real subprocess serving real recordings, read back through NetworkStreamSource."""
+"""`streamsnn serve` end to end: a real subprocess serving real recordings, read back through DvStreamSource."""
 
 import asyncio
 import json
@@ -13,7 +13,7 @@ import pytest
 from conftest import need
 from dv_util import free_port
 from streamsnn.io import open_dataset, read_events
-from streamsnn.sources.network import NetworkStreamSource
+from streamsnn.sources.dvstream import DvStreamSource
 
 
 async def start_serve(*args):
@@ -38,7 +38,7 @@ async def finish(proc, timeout=30):
 
 async def read_all(address, limit=None):
     batches, n = [], 0
-    async with NetworkStreamSource(address) as src:
+    async with DvStreamSource(address) as src:
         size = (src.width, src.height)
         async for b in src:
             batches.append(b)
@@ -63,6 +63,7 @@ async def test_serves_a_recording_completely_and_exits_0():
     assert len(got) == 111_954
     np.testing.assert_array_equal(got, ref.events)
     assert "served 111,954 events" in err
+    assert "to 1 client(s)" in err  # the client that was served, though it has left by the end
 
 
 async def test_serves_nmnist_over_a_unix_socket(tmp_path):

@@ -1,6 +1,6 @@
 """CameraSource without a camera: the absent-camera error is real here (no USB camera exists).
 
-The packet read loop a camera uses is shared with NetworkStreamSource and tested there on real data.
+The packet read loop a camera uses is shared with DvStreamSource and tested there on real data.
 """
 
 import pytest

@@ -158,10 +158,15 @@ async def test_same_decisions_as_a_pipeline_run_over_the_same_stream(test_sample
             await asyncio.sleep(0)
 
     got = []
-    sink = SimpleNamespace(publish_decision=got.append, publish_metrics=lambda m: None)
+
+    async def flushed(timeout=None):
+        return True
+
+    sink = SimpleNamespace(publish_decision=lambda w, d, info: got.append({"t": (w.t_start_us, w.t_end_us),
+                                                                          "label": d.label}),
+                           publish_metrics=lambda m: None, check=lambda: None, flush=flushed)
     pipe = Pipeline(source(), daemon_net, [sink], segmenter=Segmenter("window", LIVE_WINDOW_US, LIVE_HOP_US,
-                                                                      LIVE_MIN_EVENTS),
-                    payload=lambda w, d, **k: {"t": (w.t_start_us, w.t_end_us), "label": d.label})
+                                                                      LIVE_MIN_EVENTS))
     counters = await pipe.run()
     assert counters.decisions == res["decisions"] == len(got) > 20
     assert [g["t"] for g in got] == [(d["t_start_us"], d["t_end_us"]) for d in res["decision_list"]]

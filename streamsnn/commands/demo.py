@@ -14,7 +14,7 @@ DEMO = {
     "source": {"kind": "synthetic", "path": "", "speed": 1.0, "loop": True, "chunk_us": 20000, "seed": 0},
     "segment": {"mode": "auto"},
     "model": {"checkpoint": "", "learn_from_labels": True, "save_every_s": 0.0},
-    "pipeline": {"policy": "drop_oldest", "metrics_every_s": 1.0},
+    "pipeline": {"node_id": "demo", "policy": "drop_oldest", "metrics_every_s": 1.0},
     "mqtt": {"broker": "embedded", "port": 0},
     "console": {"decisions": False},
     "liveview": {"enabled": True, "host": "127.0.0.1", "port": 8080},
@@ -56,11 +56,10 @@ def say(msg: str) -> None:
 
 
 def main(args) -> int:
-    import signal
-
     from ..config import build_config
+    from ._shared import exit_on_sigterm
 
-    signal.signal(signal.SIGTERM, _stop_early)
+    exit_on_sigterm()
     raw = {section: dict(values) for section, values in DEMO.items()}
     raw["liveview"].update(host=args.host, port=args.port)
     raw["source"]["speed"] = args.speed
@@ -89,11 +88,18 @@ def main(args) -> int:
     from ..daemon import run
 
     say("starting: open the live view URL below in a browser; Ctrl-C stops")
-    return run(cfg)
+    return run(cfg, announce=announce)
 
 
-def _stop_early(signum, frame):
-    raise SystemExit(0)
+def announce(settings) -> None:
+    """Where the demo's decisions go, and ready commands to watch them and to send feedback."""
+    where = f"-h {settings.host} -p {settings.port}"
+    say(f"MQTT: embedded broker on {settings.host}:{settings.port}, topics under {settings.prefix}/")
+    say(f"  watch:    mosquitto_sub {where} -t '{settings.prefix}/#' -v")
+    say(f"  feedback: mosquitto_pub {where} -t '{settings.prefix}/feedback' "
+        "-m '{\"sample\": \"<a sample of a classification>\", \"label\": \"3\"}'")
+    say("            (the demo learns each digit's own label already, so it refuses feedback and counts why; "
+        "a camera pipeline learns from it)")
 
 
 def _find_mnist() -> Path | None:

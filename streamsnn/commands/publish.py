@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import os
 import sys
 from pathlib import Path
 
+from ..mqtt.settings import PASSWORD_ENV
+
 ORDER = 65
-PASSWORD_ENV = "STREAMSNN_MQTT_PASSWORD"
 
 
 def add_parser(subparsers) -> None:
@@ -52,40 +52,37 @@ def parse_broker(text: str) -> tuple[str, int]:
     return host, int(port)
 
 
-def build_source(args):
-    """The async source named on the command line."""
+def source_config(args):
+    """The [source] section the command line names, as a validated pipeline Config (see sources.build)."""
+    from ..config import build_config
     from ..errors import ConfigError
 
     spec = args.source
     if spec == "camera" or spec.startswith("camera:"):
-        from ..sources.camera import CameraSource
-
-        return CameraSource(serial=spec.partition(":")[2] or None)
-    if spec.startswith(("tcp://", "unix:")):
-        from ..sources.network import NetworkStreamSource
-
-        return NetworkStreamSource(spec)
-    path = Path(spec)
-    if not path.exists():
+        section = {"kind": "camera", "serial": spec.partition(":")[2]}
+    elif spec.startswith(("tcp://", "unix:")):
+        section = {"kind": "dvstream", "address": spec}
+    elif not Path(spec).exists() and not spec.startswith("tonic:"):
         raise ConfigError(f"source {spec}: no such file or folder (or give tcp://host:port, unix:/path, camera)")
-    from ..sources.files import ReplaySource
-
-    return ReplaySource(path, speed=args.speed, split=args.split, loop=args.loop, limit=args.limit,
-                        chunk_us=args.chunk_us)
+    else:
+        section = {"kind": "replay", "path": spec, "speed": args.speed, "split": args.split or "",
+                   "loop": args.loop, "limit": args.limit or 0, "chunk_us": args.chunk_us or 0}
+    return build_config({"source": section, "mqtt": {"enabled": False}}, "streamsnn publish")
 
 
 def run(args) -> int:
     import asyncio
 
-    from ..sinks.mqtt import MqttSettings, TlsSettings
+    from ..mqtt.settings import MqttSettings, TlsSettings, password_from_env
+    from ..sources.build import build_source
 
     host, port = parse_broker(args.broker)
     tls = None
     if args.tls_ca or args.tls_cert:
         tls = TlsSettings(ca_file=args.tls_ca, cert_file=args.tls_cert, key_file=args.tls_key)
     settings = MqttSettings(host=host, port=port, node_id=args.node_id, qos=args.qos, username=args.username,
-                            password=os.environ.get(PASSWORD_ENV) if args.username else None, tls=tls)
-    source = build_source(args)
+                            password=password_from_env(args.username), tls=tls)
+    source = build_source(source_config(args), progress=not args.quiet)
     return asyncio.run(_publish(args, settings, source))
 
 
@@ -95,7 +92,7 @@ async def _publish(args, settings, source) -> int:
 
     from tqdm import tqdm
 
-    from ..sources.mqtt import MqttEventPublisher
+    from ..mqtt.publisher import MqttEventPublisher
 
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -105,8 +102,7 @@ async def _publish(args, settings, source) -> int:
                disable=args.quiet or not sys.stderr.isatty())
     sent = 0
     try:
-        if hasattr(source, "open"):
-            await source.open()
+        await source.open()
         async with MqttEventPublisher(settings, args.topic) as pub:
             async for batch in source:
                 await pub.publish(batch)

@@ -27,19 +27,15 @@ def main(args) -> int:
         print(_derived(cfg))
         return 0
     import logging
-    import signal
 
-    # SIGTERM before the service has started (imports, loading): nothing to drain or save yet
-    signal.signal(signal.SIGTERM, _stop_early)
+    from ._shared import exit_on_sigterm
+
+    exit_on_sigterm()
     if args.quiet:
         logging.getLogger().setLevel(logging.WARNING)
     from ..daemon import run
 
     return run(cfg, quiet=args.quiet)
-
-
-def _stop_early(signum, frame):
-    raise SystemExit(0)
 
 
 def _derived(cfg) -> str:
@@ -52,7 +48,12 @@ def _derived(cfg) -> str:
     lines = [f"\n# node id: {node}"]
     if cfg.mqtt.enabled:
         broker = "embedded broker on 127.0.0.1" if cfg.mqtt.broker == "embedded" else cfg.mqtt.broker
-        lines.append(f"# mqtt: {broker}:{cfg.mqtt.port}, topics {prefix}/classification, /status, /metrics, /feedback")
+        lines.append(f"# mqtt: {broker}:{cfg.mqtt.port}, topics {prefix}/classification, /classes, /status, "
+                     "/metrics, /feedback")
+        if cfg.mqtt.ha_discovery:
+            from ..mqtt.discovery import ha_id
+
+            lines.append(f"# home assistant: {cfg.mqtt.ha_prefix}/sensor/{ha_id(node)}/<sensor>/config (retained)")
     if cfg.source.kind == "replay":
         from ..datasets import find_nmnist
 

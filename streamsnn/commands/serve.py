@@ -15,13 +15,14 @@ def add_parser(subparsers) -> None:
         "serve",
         help="serve a recording as a live DV network stream",
         description="Stream an event file over dv-processing's NetworkWriter, paced by its timestamps, "
-                    "exactly as the DV software publishes a live camera. Connect with a 'network' "
+                    "exactly as the DV software publishes a live camera. Connect with a 'dvstream' "
                     "source (address printed on stdout), dv-processing's NetworkReader or DV's network "
                     "input. By default playback starts when the first client connects; Ctrl-C or "
                     "SIGTERM stops it (exit 0).",
     )
     p.add_argument("file", type=Path,
-                   help="event file (.bin .bs2 .aedat4 .raw .aedat), or an N-MNIST dataset folder (samples back to back)")
+                   help="event file (.bin .bs2 .aedat4 .raw .aedat), or an N-MNIST dataset folder "
+                        "(samples back to back)")
     p.add_argument("--split", help="dataset folder: serve only this split (e.g. test)")
     p.add_argument("--limit", type=int, help="dataset folder: serve only the first N samples")
     p.add_argument("--port", type=int, default=7777, help="TCP port (default 7777; 0 picks a free one)")
@@ -71,7 +72,7 @@ def run(args) -> int:
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
     if not args.no_wait:
-        say("waiting for a client (NetworkStreamSource, DV's network input, ...)")
+        say("waiting for a client (DvStreamSource, DV's network input, ...)")
     first_pass = prepare_chunks(server, rec, args.chunk_us)  # convert before the clock starts
     stats = ServeStats()
     serve_recording(server, rec, speed=args.speed, loop=args.loop, chunk_us=args.chunk_us,
@@ -85,7 +86,7 @@ def run(args) -> int:
         # lost if the process ends at once), so keep the sockets open a moment longer.
         stop.wait(max(0.0, args.linger))
     say(f"served {stats.events:,} events in {stats.chunks:,} packets ({stats.passes} full pass"
-        f"{'es' if stats.passes != 1 else ''}) to {server.clients} client(s)"
+        f"{'es' if stats.passes != 1 else ''}) to {stats.clients} client(s)"
         f"{'; stopped' if stop.is_set() else ''}")
     # End the process here: letting Python tear the NetworkWriter down can hang (a dv-processing
     # 2.0.4 deadlock, see streamsnn/serve.py), so flush what we printed and leave; the OS closes the

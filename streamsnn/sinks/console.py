@@ -1,8 +1,10 @@
-"""Console sink: one line per decision (optional), progress (a tqdm bar on a terminal) and a final summary, on stderr."""
+"""Console sink: one line per decision (optional), progress (a tqdm bar on a terminal), a summary, on stderr."""
 
 from __future__ import annotations
 
 import sys
+
+from ..stages import true_label_name
 
 
 def _fmt_acc(x) -> str:
@@ -14,7 +16,8 @@ class ConsoleSink:
 
     On a terminal the progress is a tqdm bar (over `total` decisions when known, e.g. a replay) with
     the accuracy in its postfix; elsewhere (a log file, a pipe) it is one progress line per metrics
-    period. `bar=None` decides by whether the stream is a terminal.
+    period. `bar=None` decides by whether the stream is a terminal. A decision line names the class,
+    the confidence, the events, and the time the window waited in the queue and spent in the network.
     """
 
     def __init__(self, *, decisions: bool = True, stream=None, bar: bool | None = None, total: int | None = None):
@@ -38,18 +41,21 @@ class ConsoleSink:
         else:
             print(line, file=self.stream, flush=True)
 
-    def publish_decision(self, msg: dict) -> None:
+    def publish_decision(self, window, decision, info) -> None:
         bar = self._progress()
         if bar is not None:
             bar.update(1)
-        if not self.show_decisions:
-            return
-        where = f"sample {msg['sample']}" if msg.get("sample") is not None else \
-            f"t {msg.get('t_start_us')}..{msg.get('t_end_us')} us"
-        truth = msg.get("true_label")
-        mark = "" if truth is None else (f"  (true {truth} {'ok' if truth == msg['label'] else 'MISS'})")
-        self._write(f"{where:>24}: {msg['label']}  conf {msg.get('confidence', 0):.2f}  "
-                    f"{msg.get('events', 0)} ev  {msg.get('latency_ms', 0):.1f} ms{mark}")
+        if self.show_decisions:
+            self._write(self.decision_line(window, decision, info))
+
+    @staticmethod
+    def decision_line(window, decision, info) -> str:
+        where = f"sample {window.sample}" if window.sample is not None else \
+            f"t {window.t_start_us}..{window.t_end_us} us"
+        truth = true_label_name(window, info)
+        mark = "" if truth is None else f"  (true {truth} {'ok' if window.label == decision.label else 'MISS'})"
+        return (f"{where:>24}: {info.name(int(decision.label))}  conf {float(decision.confidence):.2f}  "
+                f"{int(decision.events)} ev  queue {info.queue_ms:.1f} ms + network {info.compute_ms:.1f} ms{mark}")
 
     def publish_metrics(self, m: dict) -> None:
         self.last_metrics = m
@@ -72,6 +78,12 @@ class ConsoleSink:
         if mq:
             line += f"  mqtt {'up' if mq.get('connected') else 'DOWN'} outbox {mq.get('outbox', 0)}"
         return line
+
+    def check(self) -> None:
+        """A console cannot fail in a way that should end the run."""
+
+    async def flush(self, timeout: float | None = None) -> bool:
+        return True
 
     async def close(self) -> None:
         if self._bar is not None:

@@ -1,6 +1,6 @@
 """Async sources of EventBatch: file and dataset replay, iniVation cameras, DV network streams."""
 
-_WHERE = {"ReplaySource": "files", "CameraSource": "camera", "NetworkStreamSource": "network", "Source": "base"}
+_WHERE = {"ReplaySource": "files", "CameraSource": "camera", "DvStreamSource": "dvstream", "Source": "base"}
 
 __all__ = list(_WHERE)
 

@@ -36,6 +36,9 @@ class Source:
         self._agen: AsyncIterator[EventBatch] | None = None
         self._closed = False
 
+    async def open(self) -> None:
+        """Get ready to read (open a device, a stream, a dataset); a no-op unless a subclass needs it."""
+
     def _batches(self) -> AsyncIterator[EventBatch]:  # pragma: no cover - abstract
         raise NotImplementedError
 

@@ -2,14 +2,10 @@
 
 from __future__ import annotations
 
-from ..errors import InputError
+from ..errors import InputError, first_line
 from ._live import LiveSource
 
-_HINT = "connect one, or use a recording (source kind 'replay') or a DV stream (kind 'network')"
-
-
-def _first_line(exc: Exception) -> str:
-    return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+_HINT = "connect one, or use a recording (source kind 'replay') or a DV stream (kind 'dvstream')"
 
 
 class CameraSource(LiveSource):
@@ -17,7 +13,7 @@ class CameraSource(LiveSource):
 
     `async with CameraSource() as cam:` raises InputError at once when no camera is connected. The
     batches are the camera's packets as they arrive (typically every few milliseconds), with
-    `source` = "camera:<name>" and no label; `reconnect=True` waits for an unplugged camera to return. The packet read loop is the one NetworkStreamSource uses
+    `source` = "camera:<name>" and no label; `reconnect=True` waits for an unplugged camera to return. The packet read loop is the one DvStreamSource uses
     (sources/_dv.py PacketReader), so the DV-stream test exercises it on real data; only the opening
     below is camera-specific, and without a camera here only its error path is tested.
     """
@@ -34,7 +30,7 @@ class CameraSource(LiveSource):
         try:
             found = dv.io.camera.discover()
         except Exception as exc:  # libusb unavailable, no permission to enumerate ...
-            raise InputError(f"cannot list USB cameras ({_first_line(exc)}); check USB access rights "
+            raise InputError(f"cannot list USB cameras ({first_line(exc)}); check USB access rights "
                              f"(udev rules) or {_HINT}") from None
         serials = [d.serialNumber for d in found]
         if not found or (self.serial and self.serial not in serials):
@@ -43,7 +39,7 @@ class CameraSource(LiveSource):
         try:
             camera = dv.io.camera.open(self.serial) if self.serial else dv.io.camera.open()
         except Exception as exc:
-            raise InputError(f"cannot open the iniVation camera ({what}): {_first_line(exc)}; "
+            raise InputError(f"cannot open the iniVation camera ({what}): {first_line(exc)}; "
                              f"check it is not in use by another program, or {_HINT}") from None
         if not camera.isEventStreamAvailable():
             raise InputError(f"camera {camera.getCameraName()} gives no event stream; "

@@ -1,4 +1,4 @@
-"""NetworkStreamSource against a real dv-processing NetworkWriter serving a real AEDAT4 recording.
+"""DvStreamSource against a real dv-processing NetworkWriter serving a real AEDAT4 recording.
 
 CameraSource shares its packet read loop (sources/_dv.py PacketReader) with this source, so these
 tests cover the camera's conversion and threading too; only opening a USB device is camera-only.
@@ -13,7 +13,7 @@ from conftest import need
 from dv_util import event_writer, free_port, wait_for_client
 from streamsnn.errors import InputError
 from streamsnn.io import read_events
-from streamsnn.sources.network import NetworkStreamSource, parse_address
+from streamsnn.sources.dvstream import DvStreamSource, parse_address
 
 RECORDING = "recordings/tonic_sample.aedat4"  # DVXplorer, 320x240, 111,954 events
 
@@ -47,7 +47,7 @@ async def serve_and_read(where, address):
     path = need(RECORDING)
     ref = read_events(path)
     writer = event_writer(where, ref.width, ref.height)
-    async with NetworkStreamSource(address) as src:
+    async with DvStreamSource(address) as src:
         assert (src.width, src.height) == (320, 240)
         assert src.camera_name == "DVXplorer_test"
         await asyncio.to_thread(wait_for_client, writer)
@@ -80,7 +80,7 @@ async def test_unix_socket_stream(tmp_path):
 async def test_refused_connection_is_one_line_naming_the_address():
     port = free_port()
     with pytest.raises(InputError) as err:
-        async with NetworkStreamSource(f"127.0.0.1:{port}"):
+        async with DvStreamSource(f"127.0.0.1:{port}"):
             pass
     msg = str(err.value)
     assert f"tcp://127.0.0.1:{port}" in msg and "refused" in msg and "streamsnn serve" in msg
@@ -88,7 +88,7 @@ async def test_refused_connection_is_one_line_naming_the_address():
 
 
 async def test_refused_on_first_batch_without_async_with():
-    src = NetworkStreamSource(f"127.0.0.1:{free_port()}")
+    src = DvStreamSource(f"127.0.0.1:{free_port()}")
     with pytest.raises(InputError, match="cannot connect"):
         await src.__anext__()
     await src.aclose()
@@ -96,7 +96,7 @@ async def test_refused_on_first_batch_without_async_with():
 
 async def test_missing_unix_socket(tmp_path):
     with pytest.raises(InputError, match="no such socket file"):
-        async with NetworkStreamSource(f"unix:{tmp_path / 'none.sock'}"):
+        async with DvStreamSource(f"unix:{tmp_path / 'none.sock'}"):
             pass
 
 
@@ -120,7 +120,7 @@ def test_bad_address(text):
 async def test_aclose_from_another_task_ends_iteration():
     port = free_port()
     writer = event_writer(("127.0.0.1", port), 320, 240)
-    src = NetworkStreamSource(f"127.0.0.1:{port}")
+    src = DvStreamSource(f"127.0.0.1:{port}")
     await src.open()
     await asyncio.to_thread(wait_for_client, writer)
 
@@ -147,7 +147,7 @@ async def test_reconnects_when_the_stream_comes_back():
         return proc
 
     first = await serve_once()
-    src = NetworkStreamSource(f"127.0.0.1:{port}", reconnect=True)
+    src = DvStreamSource(f"127.0.0.1:{port}", reconnect=True)
     try:
         await src.open()
         got = await asyncio.wait_for(read_n(src, 4_681), 60)

@@ -39,8 +39,8 @@ import struct
 
 import numpy as np
 
-from .errors import InputError
-from .events import EVENT_DTYPE, MAX_SENSOR_SIDE, MAX_TIME_US, EventBatch
+from ..errors import InputError
+from ..events import EVENT_DTYPE, MAX_SENSOR_SIDE, MAX_TIME_US, EventBatch
 
 MAGIC = b"SSEV"
 VERSION = 1

@@ -14,7 +14,7 @@ import os
 import socket
 import ssl
 
-from .errors import ConfigError
+from ..errors import ConfigError
 
 #: Seconds one probe may take (connect plus answer).
 PROBE_TIMEOUT = 2.0

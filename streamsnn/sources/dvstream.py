@@ -1,4 +1,4 @@
-"""NetworkStreamSource: live events from a DV network stream (TCP or UNIX socket) via dv-processing."""
+"""DvStreamSource: live events from a DV network stream (TCP or UNIX socket) via dv-processing."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import os
 import re
 from dataclasses import dataclass
 
-from ..errors import InputError
+from ..errors import InputError, first_line
 from ._live import LiveSource
 
 _TCP = re.compile(r"^(?:tcp://)?(?:\[(?P<ip6>[^\]]+)\]|(?P<host>[^:/\s]+)):(?P<port>\d+)/?$")
@@ -44,12 +44,7 @@ def parse_address(address: str) -> StreamAddress:
     return StreamAddress(host=m["ip6"] or m["host"], port=int(m["port"]))
 
 
-def _first_line(exc: Exception) -> str:
-    line = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-    return line.split(" [system:")[0]  # drop boost's source-location suffix
-
-
-class NetworkStreamSource(LiveSource):
+class DvStreamSource(LiveSource):
     """Events from a DV network stream, as the DV software or `streamsnn serve` publishes a camera.
 
     `address` is `host:port`, `tcp://host:port` or `unix:/path/to.sock`. A refused connection or a
@@ -75,7 +70,7 @@ class NetworkStreamSource(LiveSource):
         try:
             reader = dv.io.NetworkReader(a.path) if a.path is not None else dv.io.NetworkReader(a.host, a.port)
         except Exception as exc:
-            raise InputError(f"cannot connect to DV stream {a} ({_first_line(exc)}); {hint}") from None
+            raise InputError(f"cannot connect to DV stream {a} ({first_line(exc)}); {hint}") from None
         if not reader.isEventStreamAvailable():
             raise InputError(f"DV stream {a} carries no events (stream of camera "
                              f"{reader.getCameraName()!r}); connect to an event output instead")

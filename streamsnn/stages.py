@@ -1,0 +1,84 @@
+"""Stage contracts: the `Source` and `Sink` protocols, and `DecisionInfo`, given to sinks with (Window, Decision)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, AsyncIterator, Protocol, runtime_checkable
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .events import EventBatch
+    from .segment import Window
+    from .snn.network import Decision
+
+
+@dataclass(frozen=True)
+class DecisionInfo:
+    """How one decision was made: time waiting in the queue, time in the network, model and class names.
+
+    `queue_ms`: from the moment the window was complete (its last event handed to the pipeline) until
+    the network took it; `compute_ms`: the network's own work on it (prediction, and learning when
+    the window carried its label). `classes`: the model's class names in output order.
+    """
+
+    queue_ms: float
+    compute_ms: float
+    model_version: str | None = None
+    classes: tuple[str, ...] = ()
+
+    @property
+    def latency_ms(self) -> float:
+        """Window complete -> decision made (queue wait plus compute)."""
+        return self.queue_ms + self.compute_ms
+
+    def name(self, label: int | None) -> str | None:
+        """The class name of output `label` (its number as text when the model has no names)."""
+        if label is None:
+            return None
+        return self.classes[label] if 0 <= label < len(self.classes) else str(label)
+
+
+def class_names(net) -> tuple[str, ...]:
+    """The network's class names in output order: `net.classes` when it has them, else "0", "1", ..."""
+    n_out = int(net.sizes[-1])
+    names = getattr(net, "classes", None) or [str(i) for i in range(n_out)]
+    return tuple(str(c) for c in names)
+
+
+def true_label_name(window: Window, info: DecisionInfo) -> str | None:
+    """The class name of the window's true label: the dataset's name when the batch carries one."""
+    if window.label is None:
+        return None
+    name = window.batch.meta.get("label_name") if window.batch is not None else None
+    return str(name) if name is not None else info.name(window.label)
+
+
+@runtime_checkable
+class Source(Protocol):
+    """What the pipeline reads: an async iterator of EventBatch. `open()` starts a live stream (an absent
+    camera fails there, before the run begins; a no-op for files); `aclose()` stops and releases it."""
+
+    def __aiter__(self) -> AsyncIterator[EventBatch]: ...
+
+    async def open(self) -> None: ...
+
+    async def aclose(self) -> None: ...
+
+
+@runtime_checkable
+class Sink(Protocol):
+    """What the pipeline hands each decision to. None of the calls may block the event loop.
+
+    `check()` raises the sink's fatal error, if it has one (e.g. a broker that refused the login);
+    `flush(timeout)` waits (at most `timeout` seconds) until what was handed over is delivered, True
+    when it is; `close()` delivers what is pending and releases the sink.
+    """
+
+    def publish_decision(self, window: Window, decision: Decision, info: DecisionInfo) -> None: ...
+
+    def publish_metrics(self, metrics: dict) -> None: ...
+
+    def check(self) -> None: ...
+
+    async def flush(self, timeout: float | None = None) -> bool: ...
+
+    async def close(self) -> None: ...
