@@ -5,6 +5,7 @@ from __future__ import annotations
 import shutil
 import subprocess
 import sys
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -61,8 +62,13 @@ def test_nothing_found_without_network_says_where_to_put_the_files(clean_env, mo
         monkeypatch.setenv(var, "http://127.0.0.1:9")
     for var in ("NO_PROXY", "no_proxy"):
         monkeypatch.delenv(var, raising=False)
-    with pytest.raises(InputError) as e:
-        find_nmnist(cwd=clean_env, progress=False)
+    try:
+        with pytest.raises(InputError) as e:
+            find_nmnist(cwd=clean_env, progress=False)
+    finally:
+        # urlopen builds its global opener (with the proxies of that moment) on first use: drop it,
+        # or every later urlopen of the session (the live view tests) would go through the dead proxy
+        urllib.request.install_opener(None)
     msg = str(e.value)
     assert str(cache_dir()) in msg and "STREAMSNN_DATA" in msg and "\n" not in msg
 
