@@ -1,4 +1,4 @@
-"""Training and evaluation loops for SpikingNetwork on N-MNIST folders: data as arrays, augmentation, metrics."""
+"""Training and evaluation loops for SpikingNetwork on dataset folders: data as arrays, augmentation, metrics."""
 
 from __future__ import annotations
 
@@ -32,6 +32,16 @@ class SampleArrays:
             return self
         return SampleArrays(self.idx[:n], self.t[:n], self.labels[:n], self.ids[:n])
 
+    def pick(self, which) -> "SampleArrays":
+        """The samples at the positions ``which`` (in that order)."""
+        which = [int(k) for k in which]
+        return SampleArrays([self.idx[k] for k in which], [self.t[k] for k in which], self.labels[which],
+                            [self.ids[k] for k in which])
+
+    def __add__(self, other: "SampleArrays") -> "SampleArrays":
+        return SampleArrays(self.idx + other.idx, self.t + other.t,
+                            np.concatenate([self.labels, other.labels]).astype(np.int64), self.ids + other.ids)
+
     def counts(self, n_in: int) -> np.ndarray:
         """(samples, n_in) float32 event counts per input: what a conventional MLP is trained on."""
         return np.stack([np.bincount(i, minlength=n_in).astype(np.float32) for i in self.idx]) \
@@ -46,7 +56,7 @@ def _bar(iterable, desc: str, quiet: bool, total: int | None = None, unit: str =
 
 
 def load_split(data_dir, split: str, net, *, limit: int | None = None, quiet: bool = False) -> SampleArrays:
-    """Load one split of an N-MNIST folder (either layout, via streamsnn.io) as network input indices."""
+    """Load one split of a dataset folder (any layout streamsnn.io reads) as the network's input units."""
     from .io.dataset import open_dataset
 
     ds = open_dataset(data_dir)
@@ -60,13 +70,31 @@ def load_split(data_dir, split: str, net, *, limit: int | None = None, quiet: bo
     for s in _bar(samples, f"loading {split}", quiet):
         if s.label is None:
             raise InputError(f"{s.path}: sample has no label; add it to the folder's label list")
-        batch = s.load()
-        out.idx.append(net.event_indices(batch))
-        out.t.append(np.ascontiguousarray(batch.events["t"], dtype=np.int64))
+        if not 0 <= int(s.label) < net.n_classes:
+            raise InputError(f"{s.path}: label {s.label} is not one of the network's {net.n_classes} classes")
+        idx, t = net.input_events(s.load())
+        out.idx.append(idx)
+        out.t.append(t)
         out.ids.append(s.sample_id)
         labels.append(int(s.label))
     out.labels = np.asarray(labels, dtype=np.int64)
     return out
+
+
+def load_folders(folders, net, *, limit: int | None = None, quiet: bool = False):
+    """The train splits of several folders concatenated, and the test split of the first that has one.
+
+    Returns (train, test or None, name of the folder the test split came from or None).
+    """
+    from .io.dataset import open_dataset
+
+    train = SampleArrays()
+    test = test_from = None
+    for folder in folders:
+        train = train + load_split(folder, "train", net, limit=limit, quiet=quiet)
+        if test is None and "test" in open_dataset(folder).splits:
+            test, test_from = load_split(folder, "test", net, limit=limit, quiet=quiet), folder
+    return train, test, test_from
 
 
 @dataclass
@@ -131,8 +159,8 @@ def train_epoch(net, data: SampleArrays, *, epoch: int = 0, epochs: int = 1, see
 
 
 def evaluate(net, data: SampleArrays, *, quiet: bool = True) -> dict:
-    """Accuracy, per-class accuracy, confusion matrix (rows true, columns predicted), events/s."""
-    n_cls = net.sizes[-1]
+    """Accuracy, per-class accuracy (by class name), confusion matrix (rows true, columns predicted), events/s."""
+    n_cls = net.n_classes
     confusion = np.zeros((n_cls, n_cls), np.int64)
     events = 0
     net.warm_up()
@@ -143,8 +171,9 @@ def evaluate(net, data: SampleArrays, *, quiet: bool = True) -> dict:
         events += d.events
     dt = time.perf_counter() - t0
     total = confusion.sum(axis=1)
-    per_class = {str(c): (float(confusion[c, c] / total[c]) if total[c] else None) for c in range(n_cls)}
+    per_class = {net.classes[c]: (float(confusion[c, c] / total[c]) if total[c] else None) for c in range(n_cls)}
     n = int(confusion.sum())
     return {"accuracy": float(np.trace(confusion) / n) if n else 0.0, "per_class": per_class,
+            "classes": list(net.classes),
             "confusion": confusion.tolist(), "samples": n, "events": int(events),
             "events_per_s": float(events / dt) if dt > 0 else 0.0}

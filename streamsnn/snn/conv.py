@@ -1,0 +1,166 @@
+"""Numba kernels of a convolutional spiking layer: event-driven forward pass and count backprop.
+
+Weights ``K[c_in, dy, dx, c_out]`` (float32, C-contiguous), potentials channel-last
+``phi[(oy * OW + ox) * C_out + c_out]``. An input event at (c, y, x) reaches only the output
+positions whose receptive field holds it: ``oy = (y + pad - dy) / stride`` for the kernel rows dy
+that make this a whole number in range (about ceil(K/S) of them; the same for x), and at each it
+adds the contiguous row ``K[c, dy, dx, :]`` to the C_out potentials there. ``geo`` is the int64
+array (C_in, H, W, OH, OW, K, S, P, planar) of ``arch.Geometry.conv_geo``: ``planar`` numbers the
+input units p*H*W + y*W + x (the input grid), otherwise channel-last like this layer's own units.
+Event conventions (idx, cnt, t; the leak's scaled frame): see kernels.py.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from numba import njit
+
+from .kernels import RENORM
+
+
+@njit(cache=True, nogil=True)
+def _where(u, geo):
+    """(c, y, x) of input unit u."""
+    c_in, h, w = geo[0], geo[1], geo[2]
+    if geo[8]:
+        c = u // (h * w)
+        r = u - c * (h * w)
+    else:
+        c = u % c_in
+        r = u // c_in
+    y = r // w
+    return c, y, r - y * w
+
+
+@njit(cache=True, nogil=True, fastmath=True)
+def conv_forward(idx, cnt, t, start, K, geo, phi, counts, theta, inv_tau, ref, emit, oi, oc, ot, m):
+    """Feed events ``idx[start:]`` through a convolutional layer of integrate-and-fire units, in order.
+
+    Same contract as ``dense.dense_forward``: updates ``phi``/``counts`` in place and, with
+    ``emit``, writes the spikes in order (channel-last unit, multiplicity, time) into oi/oc/ot
+    from position m; returns (events consumed, events written).
+    """
+    oh, ow, ks, st, pad = geo[3], geo[4], geo[5], geo[6], geo[7]
+    co = K.shape[3]
+    leak = inv_tau > 0.0
+    ones = cnt.shape[0] == 0
+    t_ref = ref[0]
+    zero = np.float32(0.0)
+    reach = (ks + st - 1) // st
+    cap = oi.shape[0] - reach * reach * co
+    for k in range(start, idx.shape[0]):
+        if emit and m > cap:
+            ref[0] = t_ref
+            return k, m
+        c, y, x = _where(idx[k], geo)
+        g = np.float32(1.0) if ones else cnt[k]
+        f = np.float32(1.0)
+        if leak:
+            a = (t[k] - t_ref) * inv_tau
+            if a > RENORM:
+                d = np.float32(math.exp(-a))
+                for j in range(phi.shape[0]):
+                    phi[j] *= d
+                t_ref = float(t[k])
+                a = 0.0
+            f = np.float32(math.exp(a))
+            g *= f
+        thr = theta * f
+        ry = y + pad
+        rx = x + pad
+        for dy in range(ry % st, ks, st):
+            oy = (ry - dy) // st
+            if oy >= oh:
+                continue
+            if oy < 0:
+                break
+            for dx in range(rx % st, ks, st):
+                ox = (rx - dx) // st
+                if ox >= ow:
+                    continue
+                if ox < 0:
+                    break
+                wrow = K[c, dy, dx]
+                base = (oy * ow + ox) * co
+                if not emit:
+                    for j in range(co):
+                        v = phi[base + j] + g * wrow[j]
+                        n = np.ceil(v - theta)
+                        n = n if n > zero else zero
+                        phi[base + j] = v - n
+                        counts[base + j] += n
+                    continue
+                above = zero
+                for j in range(co):
+                    v = phi[base + j] + g * wrow[j]
+                    phi[base + j] = v
+                    above += np.float32(v > thr)
+                if above > zero:
+                    left = int(above)
+                    for j in range(co):
+                        v = phi[base + j]
+                        if v > thr:
+                            n = np.float32(math.ceil((v - thr) / f))
+                            phi[base + j] = v - n * f
+                            counts[base + j] += n
+                            oi[m] = base + j
+                            oc[m] = n
+                            if leak:
+                                ot[m] = t[k]
+                            m += 1
+                            left -= 1
+                            if left == 0:
+                                break
+    ref[0] = t_ref
+    return idx.shape[0], m
+
+
+@njit(cache=True, nogil=True, fastmath=True)
+def conv_backward(act_in, a_in, delta, K, geo, lr, want_delta_in):
+    """One SGD step of a convolution on spike counts, sparse over the active inputs, in place.
+
+    ``act_in``/``a_in``: active input units and their counts; ``delta`` (OH*OW*C_out,
+    channel-last): the error of each output unit (zero where it did not spike). The kernel
+    gradient ``dK[c, dy, dx, :] = sum a(c, y, x) * delta(oy, ox, :)`` is gathered over the active
+    inputs only and applied once at the end (``K -= lr * dK``). Returns the error at the active
+    inputs, ``sum K[c, dy, dx, :] . delta(oy, ox, :)`` over the positions they reach, with K
+    before the step (zeros unless ``want_delta_in``).
+    """
+    oh, ow, ks, st, pad = geo[3], geo[4], geo[5], geo[6], geo[7]
+    co = K.shape[3]
+    dK = np.zeros(K.shape, np.float32)
+    d_in = np.zeros(act_in.shape[0], np.float32)
+    for ii in range(act_in.shape[0]):
+        c, y, x = _where(act_in[ii], geo)
+        a = a_in[ii]
+        s = np.float32(0.0)
+        ry = y + pad
+        rx = x + pad
+        for dy in range(ry % st, ks, st):
+            oy = (ry - dy) // st
+            if oy >= oh:
+                continue
+            if oy < 0:
+                break
+            for dx in range(rx % st, ks, st):
+                ox = (rx - dx) // st
+                if ox >= ow:
+                    continue
+                if ox < 0:
+                    break
+                wrow = K[c, dy, dx]
+                gk = dK[c, dy, dx]
+                base = (oy * ow + ox) * co
+                if want_delta_in:
+                    for j in range(co):
+                        s += wrow[j] * delta[base + j]
+                for j in range(co):
+                    gk[j] += a * delta[base + j]
+        d_in[ii] = s
+    flat = K.reshape(-1)
+    gflat = dK.reshape(-1)
+    for j in range(flat.shape[0]):
+        flat[j] -= lr * gflat[j]
+    return d_in
