@@ -39,13 +39,13 @@ def load_network(cfg: Config):
         raise CheckpointError(f"model.checkpoint {path} is a folder; name a .npz file")
     if path is not None and path.exists():
         net = SpikingNetwork.load(path)
-        log.info("model: resumed from %s (%d samples seen, %d updates)", path, net.samples_seen, net.updates)
+        log.info("model: resumed from %s (%s -> %d classes, %d samples seen, %d updates)", path, net.arch,
+                 net.n_classes, net.samples_seen, net.updates)
         return net, path
-    kwargs = {"lr": m.lr} if m.lr > 0 else {}
-    net = SpikingNetwork((m.input_width * m.input_height * 2, m.hidden, m.classes),
-                         input_shape=(m.input_width, m.input_height, 2), seed=m.seed,
-                         learning=m.learning, **kwargs)
-    log.info("model: fresh %s network (seed %d)%s", "x".join(map(str, net.sizes)), m.seed,
+    arch = f"dense:{m.hidden}" if m.hidden else (m.arch or None)
+    net = SpikingNetwork(arch=arch, input_shape=(m.input_width, m.input_height, 2), classes=m.classes,
+                         seed=m.seed, learning=m.learning, lr=m.lr or None, lr_out=m.lr_out or None)
+    log.info("model: fresh network %s -> %d classes (seed %d)%s", net.arch, net.n_classes, m.seed,
              f", will be saved to {path}" if path else ", not saved (model.checkpoint is empty)")
     return net, path
 
@@ -109,10 +109,10 @@ async def serve(cfg: Config, *, quiet: bool = False) -> int:
 
             sinks.append(JsonlSink(cfg.jsonl.path))
         if cfg.mqtt.enabled:
-            broker, mqtt_sink = await _start_mqtt(cfg, settings, int(net.sizes[-1]))
+            broker, mqtt_sink = await _start_mqtt(cfg, settings, net.n_classes)
             sinks.append(mqtt_sink)
         if cfg.liveview.enabled:
-            source = await _start_liveview(cfg, source, sinks, node, int(net.sizes[-1]), quiet)
+            source = await _start_liveview(cfg, source, sinks, node, net, quiet)
         if hasattr(source, "open"):  # a live stream starts flowing now; an absent camera fails here
             await source.open()
         for sink in sinks:
@@ -187,13 +187,14 @@ async def _start_mqtt(cfg: Config, settings, n_classes: int):
     return broker, sink
 
 
-async def _start_liveview(cfg: Config, source, sinks: list, node: str, n_classes: int, quiet: bool):
+async def _start_liveview(cfg: Config, source, sinks: list, node: str, net, quiet: bool):
     """Start the live web page as a sink that also sees every batch; returns the source to read from."""
     from .liveview import LiveView, tap
 
     lv = cfg.liveview
     live = await LiveView(lv.host, lv.port, fps=lv.fps, decay_ms=lv.decay_ms,
-                          classes=[str(k) for k in range(n_classes)], title=f"streamsnn · {node}").start()
+                          classes=list(net.classes), title=f"streamsnn · {node}",
+                          model=f"{net.arch} → {net.n_classes} classes").start()
     sinks.append(live)
     log.info("live view on %s", live.url)
     if not quiet:

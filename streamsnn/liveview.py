@@ -95,9 +95,10 @@ class LiveView:
     """The live web page of one daemon. `await start()` binds host:port (port 0: any free port, see `url`)."""
 
     def __init__(self, host: str = "127.0.0.1", port: int = 8080, *, fps: float = 10.0, decay_ms: float = 50.0,
-                 classes: list[str] | None = None, title: str = "streamsnn"):
+                 classes: list[str] | None = None, title: str = "streamsnn", model: str = ""):
         self.host, self.port, self.fps, self.decay_s = host, port, fps, decay_ms / 1000.0
         self.classes, self.title = classes or [str(k) for k in range(10)], title
+        self.model = model                             # the network's layers, shown beside the title
         self.size: tuple[int, int] | None = None      # sensor (width, height)
         self._frame: np.ndarray | None = None          # event counts, each fading with its age
         self._faded_at = time.monotonic()
@@ -167,7 +168,7 @@ class LiveView:
         self.decisions += 1
         self.last_decision = msg
         slim = {k: msg.get(k) for k in ("label", "scores", "confidence", "true_label", "sample", "events",
-                                        "latency_ms", "t_end_us")}
+                                        "spikes", "latency_ms", "t_end_us")}
         for c in self._clients:
             c.decisions.append(slim)
             c.wake.set()
@@ -227,7 +228,7 @@ class LiveView:
         return self.frame_png
 
     def snapshot(self) -> dict:
-        return {"title": self.title, "classes": self.classes, "frame": self.frame_seq,
+        return {"title": self.title, "classes": self.classes, "model": self.model, "frame": self.frame_seq,
                 "sensor": list(self.size) if self.size else None, "events": self.events,
                 "decisions": self.decisions, "decision": self.last_decision, "metrics": self.metrics}
 
@@ -280,7 +281,7 @@ class LiveView:
     async def _stream(self, writer: asyncio.StreamWriter) -> None:
         writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nCache-Control: no-store\r\n"
                      b"Connection: keep-alive\r\n\r\nretry: 1000\n\n")
-        writer.write(_sse("hello", {"title": self.title, "classes": self.classes}))
+        writer.write(_sse("hello", {"title": self.title, "classes": self.classes, "model": self.model}))
         if self.last_decision is not None:
             writer.write(_sse("decisions", [self.last_decision]))
         await writer.drain()

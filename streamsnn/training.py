@@ -126,6 +126,19 @@ class Augment:
         return np.ascontiguousarray(idx), np.ascontiguousarray(t)
 
 
+def learning_settings(layers, several: bool = False) -> dict:
+    """Default lr, lr_out, lr_conv and epochs for a network with these layers (a copy, to change).
+
+    ``several``: training on several folders (real plus synthetic samples: many more per epoch).
+    """
+    from .snn.arch import learning_defaults
+
+    s = learning_defaults(layers)
+    s["epochs"] = s.pop("epochs_several") if several else s["epochs"]
+    s.pop("epochs_several", None)
+    return s
+
+
 def lr_schedule(epoch: int, epochs: int, final: float = 0.1) -> float:
     """Learning-rate multiplier: cosine decay from 1 to ``final`` over the epochs."""
     if epochs <= 1:

@@ -1,4 +1,4 @@
-"""`streamsnn info PATH [--json]`: what an event file or an N-MNIST dataset folder holds."""
+"""`streamsnn info PATH [--json]`: what an event file, a dataset folder or a model checkpoint holds."""
 
 from __future__ import annotations
 
@@ -11,13 +11,16 @@ ORDER = 50
 def add_parser(subparsers) -> None:
     p = subparsers.add_parser(
         "info",
-        help="describe an event file or a dataset folder",
+        help="describe an event file, a dataset folder or a model checkpoint",
         description="Describe an event file (format, sensor size, events, duration, polarity counts, "
-                    "label) or an N-MNIST dataset folder (samples, samples per class, splits). "
-                    "Folder event counts come from file sizes (5 bytes per N-MNIST event), so nothing "
-                    "is decoded. In --json output, class labels are object keys and hence strings.",
+                    "label), an N-MNIST dataset folder (samples, samples per class, splits) or a model "
+                    "checkpoint .npz (layers with kind and shapes, classes, input map, parameters, "
+                    "training counters). Folder event counts come from file sizes (5 bytes per N-MNIST "
+                    "event), so nothing is decoded. In --json output, class labels are object keys and "
+                    "hence strings.",
     )
-    p.add_argument("path", type=Path, help="event file (.bin .bs2 .aedat4 .raw .aedat) or dataset folder")
+    p.add_argument("path", type=Path,
+                   help="event file (.bin .bs2 .aedat4 .raw .aedat), dataset folder or model (.npz)")
     p.add_argument("--json", action="store_true", help="print exactly one JSON object on stdout")
     p.set_defaults(func=run)
 
@@ -64,15 +67,52 @@ def folder_info(path: Path) -> dict:
     }
 
 
+def model_info(path: Path) -> dict:
+    """A checkpoint: layers (kind, shapes, parameters), classes, input map, counters."""
+    from ..snn import SpikingNetwork
+
+    net = SpikingNetwork.load(path)
+    return {"path": str(path), "kind": "model", **net.describe()}
+
+
 def describe(path: Path) -> dict:
-    """The facts `info` prints, as a dict (folder -> dataset summary, file -> decoded events)."""
-    return folder_info(path) if path.is_dir() else file_info(path)
+    """The facts `info` prints, as a dict (folder -> dataset summary, .npz -> model, file -> decoded events)."""
+    if path.is_dir():
+        return folder_info(path)
+    if path.suffix.lower() == ".npz":
+        return model_info(path)
+    return file_info(path)
+
+
+def _layer_line(d: dict) -> str:
+    shape = lambda s: "x".join(map(str, s))  # noqa: E731
+    if d["kind"] == "conv":
+        what = f"conv {d['channels']} ch, {d['kernel']}x{d['kernel']} kernel, stride {d['stride']}, pad {d['padding']}"
+    elif d["kind"] == "dense":
+        what = f"dense {d['units']} units"
+    else:
+        what = f"output {d['units']} classes"
+    return f"{what}: {shape(d['in'])} -> {shape(d['out'])}, {d['parameters']:,} parameters"
 
 
 def _table(info: dict) -> str:
     rows: list[tuple[str, str]] = []
     for key, value in info.items():
         if key == "kind":
+            continue
+        if key == "layers":
+            rows += [(f"layer {k + 1}", _layer_line(d)) for k, d in enumerate(value)]
+            continue
+        if key == "classes" and isinstance(value, list):
+            rows.append(("classes", " ".join(value)))
+            continue
+        if key == "input" and isinstance(value, dict):
+            x0, y0, w, h = value["roi"]
+            rows.append(("input", f"sensor {value['sensor'][0]}x{value['sensor'][1]}, region ({x0}, {y0}) "
+                                  f"{w}x{h}, grid {'x'.join(map(str, value['grid']))}"))
+            continue
+        if isinstance(value, float):
+            rows.append((key, f"{value:g}"))
             continue
         if key == "polarity":
             rows.append(("polarity", f"on {value['on']:,}  off {value['off']:,}"))

@@ -26,6 +26,13 @@ from ..errors import ConfigError
 #: The default architecture for N-MNIST, chosen by measurement (benchmarks/README.md, "Choosing the default").
 DEFAULT_ARCH = "conv:16:5:2:2,conv:32:3:2:1,dense:128"
 
+#: Learning settings per kind of network, chosen on a validation split held out of the real training
+#: samples (benchmarks/README.md): learning rates of the hidden layers (``lr_conv`` multiplies ``lr``
+#: for convolutions) and of the output layer, and epochs for one folder / for several (real plus
+#: synthetic samples, ten times the data per epoch).
+CONV_SETTINGS = {"lr": 0.002, "lr_out": 0.0005, "lr_conv": 1.0, "epochs": 20, "epochs_several": 6}
+DENSE_SETTINGS = {"lr": 0.001, "lr_out": 0.001, "lr_conv": 1.0, "epochs": 20, "epochs_several": 6}
+
 
 @dataclass(frozen=True)
 class Layer:
@@ -102,6 +109,12 @@ def parse_arch(arch) -> tuple[Layer, ...]:
     if not layers:
         raise ConfigError("an architecture needs at least one hidden layer (e.g. dense:800)")
     return tuple(layers)
+
+
+def learning_defaults(layers) -> dict:
+    """A copy of CONV_SETTINGS when any layer is a convolution, else of DENSE_SETTINGS."""
+    conv = any(lay.kind == "conv" for lay in parse_arch(layers))
+    return dict(CONV_SETTINGS if conv else DENSE_SETTINGS)
 
 
 def format_arch(layers) -> str:

@@ -21,7 +21,7 @@ import numpy as np
 
 from ..errors import ConfigError, InputError
 from . import kernels
-from .arch import DEFAULT_ARCH, InputMap, format_arch, parse_arch, place
+from .arch import DEFAULT_ARCH, InputMap, format_arch, learning_defaults, parse_arch, place
 from .conv import conv_forward
 from .dense import dense_forward
 
@@ -86,14 +86,16 @@ class SpikingNetwork:
     default ``DEFAULT_ARCH``); ``sizes = (n_in, h1, ..., n_out)`` is the older shorthand for an
     all-dense network. ``input_map`` (or ``input_shape`` = the grid (W, H, P)) maps events to
     inputs; ``classes``: the number of classes or their names. ``lr``: learning rate of the hidden
-    layers (``lr_conv`` multiplies it for convolutions; ``lr_out`` of the output layer, default
-    ``lr``); ``learning``: ``"counts"`` or ``"spikes"`` (dense layers only, ``error_spikes`` steps
+    layers (``lr_conv`` multiplies it for convolutions; ``lr_out`` of the output layer, by default
+    ``lr`` times the measured ratio); each defaults to the measured setting for the kind of network
+    (``arch.learning_defaults``);
+    ``learning``: ``"counts"`` or ``"spikes"`` (dense layers only, ``error_spikes`` steps
     of resolution). Weights start normal with std ``init_gain * sqrt(2 / fan_in)``.
     """
 
     def __init__(self, sizes=None, *, arch=None, input_shape=None, input_map: InputMap | dict | None = None,
-                 classes=None, seed: int = 0, lr: float = 0.0005, lr_out: float | None = None,
-                 lr_conv: float = 1.0, tau_us: float | None = None, learning: str = "counts",
+                 classes=None, seed: int = 0, lr: float | None = None, lr_out: float | None = None,
+                 lr_conv: float | None = None, tau_us: float | None = None, learning: str = "counts",
                  theta: float = 0.5, error_spikes: int = 32, init_gain: float = 1.0):
         if isinstance(input_map, dict):
             input_map = InputMap.from_dict(input_map)
@@ -119,9 +121,14 @@ class SpikingNetwork:
             raise ConfigError(f"learning must be one of {', '.join(LEARNING_MODES)}, got {learning!r}")
         if tau_us is not None and not tau_us > 0:
             raise ConfigError(f"tau_us must be positive or None, got {tau_us}")
-        if not lr >= 0 or (lr_out is not None and not lr_out >= 0) or not lr_conv >= 0:
-            raise ConfigError(f"learning rates must be >= 0, got lr={lr}, lr_out={lr_out}, lr_conv={lr_conv}")
         self.layers = parse_arch(DEFAULT_ARCH if arch is None else arch)
+        preset = learning_defaults(self.layers)
+        if lr_out is None:  # the measured ratio to lr (1 for dense networks, as before)
+            lr_out = preset["lr_out"] if lr is None else lr * preset["lr_out"] / preset["lr"]
+        lr = preset["lr"] if lr is None else lr
+        lr_conv = preset["lr_conv"] if lr_conv is None else lr_conv
+        if not (lr >= 0 and lr_out >= 0 and lr_conv >= 0):
+            raise ConfigError(f"learning rates must be >= 0, got lr={lr}, lr_out={lr_out}, lr_conv={lr_conv}")
         if learning == "spikes" and any(lay.kind != "dense" for lay in self.layers):
             raise ConfigError("learning 'spikes' (error spikes) works on dense layers only; use 'counts' "
                               f"for {format_arch(self.layers)}")
@@ -129,8 +136,7 @@ class SpikingNetwork:
         self.classes = names
         self.geometry = place(self.layers, input_map.grid)
         self.seed = int(seed)
-        self.lr, self.lr_conv = float(lr), float(lr_conv)
-        self.lr_out = float(lr if lr_out is None else lr_out)
+        self.lr, self.lr_out, self.lr_conv = float(lr), float(lr_out), float(lr_conv)
         self.tau_us = None if tau_us is None else float(tau_us)
         self.learning = learning
         self.theta = float(theta)
