@@ -129,7 +129,7 @@ def _table(info: dict) -> str:
         elif isinstance(value, int) and not isinstance(value, bool):
             rows.append((key, f"{value:,}"))
         else:
-            rows.append((key, "unknown" if value is None else str(value)))
+            rows.append((key, ("none" if info.get("kind") == "model" else "unknown") if value is None else str(value)))
     width = max(len(k) for k, _ in rows)
     return "\n".join(f"{k.ljust(width)}  {v}" for k, v in rows)
 
