@@ -121,7 +121,7 @@ def reference_gradients(net, weights, bias, x0, label):
 
 @pytest.mark.parametrize("arch", [SMALL_CONV, "dense:64,dense:32", "conv:6:3:1:0,dense:16"])
 def test_learning_step_is_the_gradient_of_the_counts(samples, arch):
-    net = SpikingNetwork(arch=arch, seed=2, lr=1e-3, lr_out=2e-3, lr_conv=0.5)
+    net = SpikingNetwork(arch=arch, seed=2, lr=1e-3, lr_out=2e-3, lr_conv=0.5, max_step=0)
     b = samples[3]
     idx, t = net.input_events(b)
     before = [w.copy() for w in net.weights]
@@ -133,6 +133,21 @@ def test_learning_step_is_the_gradient_of_the_counts(samples, arch):
         assert np.abs(g).max() > 0, k
         np.testing.assert_allclose((w0 - w1) / lr, g, rtol=1e-3, atol=2e-3 * np.abs(g).max())
     np.testing.assert_allclose((bias - net.bias) / 2e-3, e, atol=1e-4)
+
+
+def test_max_step_bounds_every_layers_step_and_keeps_its_direction(samples):
+    b = samples[3]
+    free = SpikingNetwork(arch=SMALL_CONV, seed=5, lr=0.05, max_step=0)
+    capped = SpikingNetwork(arch=SMALL_CONV, seed=5, lr=0.05, max_step=0.01)
+    w0 = [w.copy() for w in free.weights]
+    for net in (free, capped):
+        net.learn_one(b, (b.label + 1) % 10)  # a wrong label: a large error
+    for k, w in enumerate(w0):
+        big, small = free.weights[k] - w, capped.weights[k] - w
+        assert np.linalg.norm(big) > 0.01 * np.linalg.norm(w), k  # the free step is larger than the bound
+        assert np.linalg.norm(small) <= 0.01 * np.linalg.norm(w) * 1.001, k
+        cos = (big * small).sum() / np.linalg.norm(big) / np.linalg.norm(small)
+        assert cos > 0.9999, k  # the same direction, only shorter
 
 
 @pytest.mark.parametrize("arch,learning,lr,lr_out", [(SMALL_CONV, "counts", 0.001, 0.0003),

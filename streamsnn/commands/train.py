@@ -75,8 +75,8 @@ def run(args) -> int:
             s[key] = getattr(args, key)
     if s["epochs"] < 1:
         raise ConfigError(f"--epochs must be at least 1, got {s['epochs']}")
-    net = SpikingNetwork(arch=layers, seed=args.seed, lr=s["lr"], lr_out=s["lr_out"], lr_conv=s["lr_conv"],
-                         learning=args.learning)
+    net = SpikingNetwork(arch=layers, seed=args.seed, learning=args.learning,
+                         **{k: s[k] for k in ("lr", "lr_out", "lr_conv", "max_step")})
     quiet = args.quiet or args.json
     train, test, test_from = load_folders(args.data, net, limit=args.limit, quiet=quiet)
     say = (lambda *a: None) if quiet else (lambda *a: print(*a, file=sys.stderr, flush=True))

@@ -118,7 +118,7 @@ def conv_forward(idx, cnt, t, start, K, geo, phi, counts, theta, inv_tau, ref, e
 
 
 @njit(cache=True, nogil=True, fastmath=True)
-def conv_backward(act_in, a_in, delta, K, geo, lr, want_delta_in):
+def conv_backward(act_in, a_in, delta, K, geo, lr, want_delta_in, max_norm=0.0):
     """One SGD step of a convolution on spike counts, sparse over the active inputs, in place.
 
     ``act_in``/``a_in``: active input units and their counts; ``delta`` (OH*OW*C_out,
@@ -126,7 +126,8 @@ def conv_backward(act_in, a_in, delta, K, geo, lr, want_delta_in):
     gradient ``dK[c, dy, dx, :] = sum a(c, y, x) * delta(oy, ox, :)`` is gathered over the active
     inputs only and applied once at the end (``K -= lr * dK``). Returns the error at the active
     inputs, ``sum K[c, dy, dx, :] . delta(oy, ox, :)`` over the positions they reach, with K
-    before the step (zeros unless ``want_delta_in``).
+    before the step (zeros unless ``want_delta_in``). With ``max_norm > 0`` the step is scaled down
+    so that its norm ``lr * |dK|`` is at most ``max_norm``.
     """
     oh, ow, ks, st, pad = geo[3], geo[4], geo[5], geo[6], geo[7]
     co = K.shape[3]
@@ -161,6 +162,14 @@ def conv_backward(act_in, a_in, delta, K, geo, lr, want_delta_in):
         d_in[ii] = s
     flat = K.reshape(-1)
     gflat = dK.reshape(-1)
+    step = lr
+    if max_norm > 0.0:
+        sq = 0.0
+        for j in range(gflat.shape[0]):
+            sq += gflat[j] * gflat[j]
+        norm = lr * math.sqrt(sq)
+        if norm > max_norm:
+            step = np.float32(lr * max_norm / norm)
     for j in range(flat.shape[0]):
-        flat[j] -= lr * gflat[j]
+        flat[j] -= step * gflat[j]
     return d_in

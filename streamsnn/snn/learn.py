@@ -29,12 +29,28 @@ def activity(net, idx: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]]:
     return acts
 
 
+def _dense_lr(net, W, lr: float, x: np.ndarray, d: np.ndarray) -> np.float32:
+    """``lr``, scaled down so that the step lr * |x (x) d| is at most net.max_step * |W|."""
+    if net.max_step > 0 and len(x) and len(d):
+        norm = lr * float(np.linalg.norm(x)) * float(np.linalg.norm(d))
+        limit = net.max_step * float(np.linalg.norm(W))
+        if norm > limit:
+            lr *= limit / norm
+    return np.float32(lr)
+
+
 def backprop_counts(net, acts, e: np.ndarray, lr_scale: float) -> None:
-    """One SGD step on the spike counts that occurred: output layer, then each hidden layer down."""
-    lr_out = np.float32(net.lr_out * lr_scale)
+    """One SGD step on the spike counts that occurred: output layer, then each hidden layer down.
+
+    With ``net.max_step > 0`` no layer's weights move by more than that fraction of their norm in
+    one step (a sample with a huge error cannot wreck a layer; online learning has no batch to
+    average it away).
+    """
     n_cls = e.shape[0]
     act, h = acts[-1]
-    d = dense_backward(act, h, e, np.arange(n_cls, dtype=np.int32), net.weights[-1], lr_out, True)
+    W = net.weights[-1]
+    lr_out = _dense_lr(net, W, net.lr_out * lr_scale, h, e)
+    d = dense_backward(act, h, e, np.arange(n_cls, dtype=np.int32), W, lr_out, True)
     net.bias -= lr_out * e
     for layer in range(len(net.geometry) - 1, -1, -1):
         geo = net.geometry[layer]
@@ -42,12 +58,14 @@ def backprop_counts(net, acts, e: np.ndarray, lr_scale: float) -> None:
         delta = np.zeros(geo.n_out, np.float32)
         delta[act_out] = d
         a_in, x_in = acts[layer]
-        lr = np.float32(net.layer_lr(layer) * lr_scale)
+        lr = net.layer_lr(layer) * lr_scale
+        W = net.weights[layer]
         want = layer > 0
         if geo.layer.kind == "dense":
-            d = dense_backward(a_in, x_in, delta, act_out, net.weights[layer], lr, want)
+            d = dense_backward(a_in, x_in, delta, act_out, W, _dense_lr(net, W, lr, x_in, d), want)
         else:
-            d = conv_backward(a_in, x_in, delta, net.weights[layer], net._geo[layer], lr, want)
+            limit = net.max_step * float(np.linalg.norm(W)) if net.max_step > 0 else 0.0
+            d = conv_backward(a_in, x_in, delta, W, net._geo[layer], np.float32(lr), want, limit)
 
 
 def backprop_spikes(net, acts, e: np.ndarray, lr_scale: float) -> tuple[int, ...]:

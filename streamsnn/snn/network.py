@@ -90,13 +90,14 @@ class SpikingNetwork:
     ``lr`` times the measured ratio); each defaults to the measured setting for the kind of network
     (``arch.learning_defaults``);
     ``learning``: ``"counts"`` or ``"spikes"`` (dense layers only, ``error_spikes`` steps
-    of resolution). Weights start normal with std ``init_gain * sqrt(2 / fan_in)``.
+    of resolution). Weights start normal with std ``init_gain * sqrt(2 / fan_in)``. ``max_step``
+    (0 = off) bounds each layer's step per sample to that fraction of its weights' norm.
     """
 
     def __init__(self, sizes=None, *, arch=None, input_shape=None, input_map: InputMap | dict | None = None,
                  classes=None, seed: int = 0, lr: float | None = None, lr_out: float | None = None,
                  lr_conv: float | None = None, tau_us: float | None = None, learning: str = "counts",
-                 theta: float = 0.5, error_spikes: int = 32, init_gain: float = 1.0):
+                 theta: float = 0.5, error_spikes: int = 32, init_gain: float = 1.0, max_step: float | None = None):
         if isinstance(input_map, dict):
             input_map = InputMap.from_dict(input_map)
         if sizes is not None:
@@ -127,6 +128,7 @@ class SpikingNetwork:
             lr_out = preset["lr_out"] if lr is None else lr * preset["lr_out"] / preset["lr"]
         lr = preset["lr"] if lr is None else lr
         lr_conv = preset["lr_conv"] if lr_conv is None else lr_conv
+        max_step = preset["max_step"] if max_step is None else max_step
         if not (lr >= 0 and lr_out >= 0 and lr_conv >= 0):
             raise ConfigError(f"learning rates must be >= 0, got lr={lr}, lr_out={lr_out}, lr_conv={lr_conv}")
         if learning == "spikes" and any(lay.kind != "dense" for lay in self.layers):
@@ -142,6 +144,7 @@ class SpikingNetwork:
         self.theta = float(theta)
         self.error_spikes = int(error_spikes)
         self.init_gain = float(init_gain)
+        self.max_step = float(max_step)
         rng = np.random.default_rng(self.seed)
         self.weights = [(rng.standard_normal(g.weight_shape) * self.init_gain * math.sqrt(2.0 / g.fan_in))
                         .astype(np.float32) for g in self.geometry]
@@ -206,7 +209,7 @@ class SpikingNetwork:
         return {"arch": [lay.to_dict() for lay in self.layers], "input_map": self.input_map.to_dict(),
                 "classes": list(self.classes), "seed": self.seed, "lr": self.lr, "lr_out": self.lr_out,
                 "lr_conv": self.lr_conv, "tau_us": self.tau_us, "learning": self.learning, "theta": self.theta,
-                "error_spikes": self.error_spikes, "init_gain": self.init_gain}
+                "error_spikes": self.error_spikes, "init_gain": self.init_gain, "max_step": self.max_step}
 
     def describe(self) -> dict:
         """Layers (kind, shapes, parameters), classes, input map and the training counters."""
