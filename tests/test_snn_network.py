@@ -87,15 +87,16 @@ def flat(g, img):
     return img.reshape(-1) if g.planar_in else img.transpose(1, 2, 0).reshape(-1)
 
 
-def reference_gradients(net, weights, bias, x0, label):
-    """Backprop in plain NumPy (float64) on the counts of the last forward pass, gated by count > 0."""
+def reference_gradients(net, weights, bias, x0, label, activity=0.0):
+    """Backprop in plain NumPy (float64) on the counts of the last forward pass, gated by count > 0,
+    with ``activity`` times the hidden spike counts added to the loss."""
     acts = [x0.astype(np.float64)] + [c.astype(np.float64) for c in net.counts]
     scores = acts[-1] @ weights[-1] + bias
     e = np.exp(scores - scores.max())
     e /= e.sum()
     e[label] -= 1
     grads = [None] * len(net.geometry) + [np.outer(acts[-1], e)]
-    delta = (weights[-1] @ e) * (acts[-1] > 0)
+    delta = (weights[-1] @ e + activity) * (acts[-1] > 0)
     for k in range(len(net.geometry) - 1, -1, -1):
         g, W = net.geometry[k], weights[k].astype(np.float64)
         a = acts[k]
@@ -115,19 +116,20 @@ def reference_gradients(net, weights, bias, x0, label):
                     grads[k][:, dy, dx, :] = np.tensordot(img[win], dlt, axes=([1, 2], [0, 1]))
                     gin[win] += np.tensordot(W[:, dy, dx, :], dlt, axes=([1], [2]))
             d_in = flat(g, gin[:, p: gin.shape[1] - p, p: gin.shape[2] - p])
-        delta = d_in * (a > 0)
+        delta = (d_in + activity) * (a > 0)
     return grads, e
 
 
-@pytest.mark.parametrize("arch", [SMALL_CONV, "dense:64,dense:32", "conv:6:3:1:0,dense:16"])
-def test_learning_step_is_the_gradient_of_the_counts(samples, arch):
-    net = SpikingNetwork(arch=arch, seed=2, lr=1e-3, lr_out=2e-3, lr_conv=0.5, max_step=0)
+@pytest.mark.parametrize("arch,activity", [(SMALL_CONV, 0.0), ("dense:64,dense:32", 0.0),
+                                           ("conv:6:3:1:0,dense:16", 0.0), (SMALL_CONV, 0.05)])
+def test_learning_step_is_the_gradient_of_the_counts(samples, arch, activity):
+    net = SpikingNetwork(arch=arch, seed=2, lr=1e-3, lr_out=2e-3, lr_conv=0.5, max_step=0, activity=activity)
     b = samples[3]
     idx, t = net.input_events(b)
     before = [w.copy() for w in net.weights]
     bias = net.bias.copy()
     net.learn_indices(idx, b.label, t)  # forward (counts kept in net.counts), then the update
-    grads, e = reference_gradients(net, before, bias, np.bincount(idx, minlength=net.sizes[0]), b.label)
+    grads, e = reference_gradients(net, before, bias, np.bincount(idx, minlength=net.sizes[0]), b.label, activity)
     for k, (w0, w1, g) in enumerate(zip(before, net.weights, grads)):
         lr = 2e-3 if k == len(net.geometry) else 1e-3 * (0.5 if net.layers[k].kind == "conv" else 1.0)
         assert np.abs(g).max() > 0, k

@@ -30,8 +30,10 @@ DEFAULT_ARCH = "conv:16:5:2:2,conv:32:3:2:1,dense:128"
 #: samples (benchmarks/README.md): learning rates of the hidden layers (``lr_conv`` multiplies ``lr``
 #: for convolutions) and of the output layer, and epochs for one folder / for several (real plus
 #: synthetic samples, ten times the data per epoch).
-CONV_SETTINGS = {"lr": 0.001, "lr_out": 0.0003, "lr_conv": 1.0, "max_step": 0.0, "epochs": 20, "epochs_several": 6}
-DENSE_SETTINGS = {"lr": 0.001, "lr_out": 0.001, "lr_conv": 1.0, "max_step": 0.0, "epochs": 20, "epochs_several": 6}
+CONV_SETTINGS = {"lr": 0.001, "lr_out": 0.0003, "lr_conv": 1.0, "max_step": 0.0, "activity": 0.0, "epochs": 20,
+                 "epochs_several": 6}
+DENSE_SETTINGS = {"lr": 0.001, "lr_out": 0.001, "lr_conv": 1.0, "max_step": 0.0, "activity": 0.0, "epochs": 20,
+                 "epochs_several": 6}
 
 
 @dataclass(frozen=True)

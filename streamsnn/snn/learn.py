@@ -42,7 +42,9 @@ def _dense_lr(net, W, lr: float, x: np.ndarray, d: np.ndarray) -> np.float32:
 def backprop_counts(net, acts, e: np.ndarray, lr_scale: float) -> None:
     """One SGD step on the spike counts that occurred: output layer, then each hidden layer down.
 
-    With ``net.max_step > 0`` no layer's weights move by more than that fraction of their norm in
+    ``net.activity`` (>= 0) adds the gradient of ``activity * (spikes of every hidden layer)`` to the
+    loss: the network learns to reach its answer with fewer spikes (less work per event, and no
+    drift towards ever larger counts). With ``net.max_step > 0`` no layer's weights move by more than that fraction of their norm in
     one step (a sample with a huge error cannot wreck a layer; online learning has no batch to
     average it away).
     """
@@ -56,7 +58,7 @@ def backprop_counts(net, acts, e: np.ndarray, lr_scale: float) -> None:
         geo = net.geometry[layer]
         act_out = acts[layer + 1][0]
         delta = np.zeros(geo.n_out, np.float32)
-        delta[act_out] = d
+        delta[act_out] = d + net.activity  # the spikes' own cost: d(activity * sum h)/dh
         a_in, x_in = acts[layer]
         lr = net.layer_lr(layer) * lr_scale
         W = net.weights[layer]

@@ -91,13 +91,15 @@ class SpikingNetwork:
     (``arch.learning_defaults``);
     ``learning``: ``"counts"`` or ``"spikes"`` (dense layers only, ``error_spikes`` steps
     of resolution). Weights start normal with std ``init_gain * sqrt(2 / fan_in)``. ``max_step``
-    (0 = off) bounds each layer's step per sample to that fraction of its weights' norm.
+    (0 = off) bounds each layer's step per sample to that fraction of its weights' norm;
+    ``activity`` is the cost of one hidden spike added to the loss (learning with fewer spikes).
     """
 
     def __init__(self, sizes=None, *, arch=None, input_shape=None, input_map: InputMap | dict | None = None,
                  classes=None, seed: int = 0, lr: float | None = None, lr_out: float | None = None,
                  lr_conv: float | None = None, tau_us: float | None = None, learning: str = "counts",
-                 theta: float = 0.5, error_spikes: int = 32, init_gain: float = 1.0, max_step: float | None = None):
+                 theta: float = 0.5, error_spikes: int = 32, init_gain: float = 1.0, max_step: float | None = None,
+                 activity: float | None = None):
         if isinstance(input_map, dict):
             input_map = InputMap.from_dict(input_map)
         if sizes is not None:
@@ -129,6 +131,9 @@ class SpikingNetwork:
         lr = preset["lr"] if lr is None else lr
         lr_conv = preset["lr_conv"] if lr_conv is None else lr_conv
         max_step = preset["max_step"] if max_step is None else max_step
+        activity = preset["activity"] if activity is None else activity
+        if not (max_step >= 0 and activity >= 0):
+            raise ConfigError(f"max_step and activity must be >= 0, got {max_step}, {activity}")
         if not (lr >= 0 and lr_out >= 0 and lr_conv >= 0):
             raise ConfigError(f"learning rates must be >= 0, got lr={lr}, lr_out={lr_out}, lr_conv={lr_conv}")
         if learning == "spikes" and any(lay.kind != "dense" for lay in self.layers):
@@ -145,6 +150,7 @@ class SpikingNetwork:
         self.error_spikes = int(error_spikes)
         self.init_gain = float(init_gain)
         self.max_step = float(max_step)
+        self.activity = float(activity)
         rng = np.random.default_rng(self.seed)
         self.weights = [(rng.standard_normal(g.weight_shape) * self.init_gain * math.sqrt(2.0 / g.fan_in))
                         .astype(np.float32) for g in self.geometry]
@@ -209,7 +215,8 @@ class SpikingNetwork:
         return {"arch": [lay.to_dict() for lay in self.layers], "input_map": self.input_map.to_dict(),
                 "classes": list(self.classes), "seed": self.seed, "lr": self.lr, "lr_out": self.lr_out,
                 "lr_conv": self.lr_conv, "tau_us": self.tau_us, "learning": self.learning, "theta": self.theta,
-                "error_spikes": self.error_spikes, "init_gain": self.init_gain, "max_step": self.max_step}
+                "error_spikes": self.error_spikes, "init_gain": self.init_gain, "max_step": self.max_step,
+                "activity": self.activity}
 
     def describe(self) -> dict:
         """Layers (kind, shapes, parameters), classes, input map and the training counters."""
