@@ -15,7 +15,7 @@ import pytest
 
 from streamsnn.snn import kernels
 from streamsnn.snn.arch import parse_arch, place
-from streamsnn.snn.conv import conv_backward, conv_forward
+from streamsnn.snn.conv import conv_backward, conv_forward, conv_table
 from streamsnn.snn.dense import dense_backward, dense_forward, dense_relu
 
 THETA = np.float32(0.5)
@@ -25,6 +25,11 @@ NO_T = np.zeros(0, np.int64)
 
 def geometry(spec, grid, layer=0):
     return place(parse_arch(spec), grid)[layer]
+
+
+def conv_args(g):
+    """What the conv kernels take besides the weights: the reach table, output width, stride."""
+    return conv_table(g), g.out_shape[2], g.layer.stride
 
 
 def where(u, g):
@@ -99,7 +104,7 @@ def run_kernel(g, W, idx, cnt=NO_C, t=NO_T, inv_tau=0.0, ref=None, emit=True, si
         if g.layer.kind == "dense":
             done, m = dense_forward(idx, cnt, t, done, W, phi, counts, THETA, inv_tau, ref, emit, oi, oc, ot, m)
         else:
-            done, m = conv_forward(idx, cnt, t, done, W, g.conv_geo(), phi, counts, THETA, inv_tau, ref, emit,
+            done, m = conv_forward(idx, cnt, t, done, W, *conv_args(g), phi, counts, THETA, inv_tau, ref, emit,
                                    oi, oc, ot, m)
         calls += 1
         if done == len(idx):
@@ -119,7 +124,7 @@ def per_event(g, W, idx, cnt=NO_C):
         if g.layer.kind == "dense":
             _, m = dense_forward(*args, W, phi, counts, THETA, 0.0, np.zeros(1), True, oi, oc, ot, 0)
         else:
-            _, m = conv_forward(*args, W, g.conv_geo(), phi, counts, THETA, 0.0, np.zeros(1), True, oi, oc, ot, 0)
+            _, m = conv_forward(*args, W, *conv_args(g), phi, counts, THETA, 0.0, np.zeros(1), True, oi, oc, ot, 0)
         out.append(sorted(zip(oi[:m].tolist(), oc[:m].astype(int).tolist())))
     return out
 
@@ -245,7 +250,7 @@ def test_backward_matches_reference(spec, grid, layer):
     if g.layer.kind == "dense":
         got = dense_backward(act_in, a[act_in], delta, act_out, Wc, lr, True)
     else:
-        got = conv_backward(act_in, a[act_in], delta, Wc, g.conv_geo(), lr, True)
+        got = conv_backward(act_in, a[act_in], delta, Wc, *conv_args(g), lr, True)
     assert np.abs(dW).max() > 0
     np.testing.assert_allclose(Wc, W - lr * dW, atol=1e-5)
     np.testing.assert_allclose(got, d_in[act_in], rtol=1e-4, atol=1e-4)
@@ -254,7 +259,7 @@ def test_backward_matches_reference(spec, grid, layer):
     if g.layer.kind == "dense":
         none = dense_backward(act_in, a[act_in], delta, act_out, Wd, lr, False)
     else:
-        none = conv_backward(act_in, a[act_in], delta, Wd, g.conv_geo(), lr, False)
+        none = conv_backward(act_in, a[act_in], delta, Wd, *conv_args(g), lr, False)
     np.testing.assert_allclose(Wd, Wc, atol=1e-6)
     assert not none.any()
 

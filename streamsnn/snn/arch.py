@@ -157,13 +157,6 @@ class Geometry:
             return self.n_out
         return ((self.layer.kernel + self.layer.stride - 1) // self.layer.stride) ** 2 * self.layer.units
 
-    def conv_geo(self) -> np.ndarray:
-        """int64 (C_in, H, W, OH, OW, K, S, P, planar) for the conv kernels."""
-        c, h, w = self.in_shape
-        _, oh, ow = self.out_shape
-        lay = self.layer
-        return np.array([c, h, w, oh, ow, lay.kernel, lay.stride, lay.padding, int(self.planar_in)], np.int64)
-
     def describe(self) -> dict:
         d = {**self.layer.to_dict(), "in": list(self.in_shape), "out": list(self.out_shape),
              "weights": list(self.weight_shape), "parameters": math.prod(self.weight_shape)}

@@ -4,9 +4,10 @@ Weights ``K[c_in, dy, dx, c_out]`` (float32, C-contiguous), potentials channel-l
 ``phi[(oy * OW + ox) * C_out + c_out]``. An input event at (c, y, x) reaches only the output
 positions whose receptive field holds it: ``oy = (y + pad - dy) / stride`` for the kernel rows dy
 that make this a whole number in range (about ceil(K/S) of them; the same for x), and at each it
-adds the contiguous row ``K[c, dy, dx, :]`` to the C_out potentials there. ``geo`` is the int64
-array (C_in, H, W, OH, OW, K, S, P, planar) of ``arch.Geometry.conv_geo``: ``planar`` numbers the
-input units p*H*W + y*W + x (the input grid), otherwise channel-last like this layer's own units.
+adds the contiguous row ``K[c, dy, dx, :]`` to the C_out potentials there. Which rows and positions
+an input unit reaches is worked out once per layer (``conv_table``), so an event costs no integer
+division: table row u = (c, dy0, oy0, ny, dx0, ox0, nx), the first kernel row/column and output
+row/column it reaches and how many; the others follow with stride S (dy0 + i*S, oy0 - i).
 Event conventions (idx, cnt, t; the leak's scaled frame): see kernels.py.
 """
 
@@ -20,30 +21,46 @@ from numba import njit
 from .kernels import RENORM
 
 
-@njit(cache=True, nogil=True)
-def _where(u, geo):
-    """(c, y, x) of input unit u."""
-    c_in, h, w = geo[0], geo[1], geo[2]
-    if geo[8]:
-        c = u // (h * w)
-        r = u - c * (h * w)
+def conv_table(geo) -> np.ndarray:
+    """int32 (n_in, 7) table of what each input unit of a convolution (an ``arch.Geometry``) reaches.
+
+    Input units are numbered p*H*W + y*W + x when ``geo.planar_in`` (the input grid), otherwise
+    channel-last ((y*W + x)*C + c) like a convolution's own units.
+    """
+    c_in, h, w = geo.in_shape
+    _, oh, ow = geo.out_shape
+    k, s, p = geo.layer.kernel, geo.layer.stride, geo.layer.padding
+    u = np.arange(c_in * h * w)
+    if geo.planar_in:
+        c, r = u // (h * w), u % (h * w)
     else:
-        c = u % c_in
-        r = u // c_in
-    y = r // w
-    return c, y, r - y * w
+        c, r = u % c_in, u // c_in
+    y, x = r // w, r % w
+
+    def axis(v, n_out):
+        d0 = (v + p) % s
+        o0 = (v + p - d0) // s
+        over = np.maximum(o0 - (n_out - 1), 0)  # output rows past the end: start further into the kernel
+        d0, o0 = d0 + s * over, o0 - over
+        n = np.where(d0 < k, np.minimum((k - d0 + s - 1) // s, o0 + 1), 0)
+        return d0, o0, n
+
+    dy0, oy0, ny = axis(y, oh)
+    dx0, ox0, nx = axis(x, ow)
+    return np.ascontiguousarray(np.stack([c, dy0, oy0, ny, dx0, ox0, nx], axis=1), dtype=np.int32)
 
 
 @njit(cache=True, nogil=True, fastmath=True)
-def conv_forward(idx, cnt, t, start, K, geo, phi, counts, theta, inv_tau, ref, emit, oi, oc, ot, m):
+def conv_forward(idx, cnt, t, start, K, tab, ow, st, phi, counts, theta, inv_tau, ref, emit, oi, oc, ot, m):
     """Feed events ``idx[start:]`` through a convolutional layer of integrate-and-fire units, in order.
 
     Same contract as ``dense.dense_forward``: updates ``phi``/``counts`` in place and, with
     ``emit``, writes the spikes in order (channel-last unit, multiplicity, time) into oi/oc/ot
-    from position m; returns (events consumed, events written).
+    from position m; returns (events consumed, events written). ``tab``: ``conv_table`` of the
+    layer; ``ow``: output width; ``st``: stride.
     """
-    oh, ow, ks, st, pad = geo[3], geo[4], geo[5], geo[6], geo[7]
     co = K.shape[3]
+    ks = K.shape[1]
     leak = inv_tau > 0.0
     ones = cnt.shape[0] == 0
     t_ref = ref[0]
@@ -54,7 +71,8 @@ def conv_forward(idx, cnt, t, start, K, geo, phi, counts, theta, inv_tau, ref, e
         if emit and m > cap:
             ref[0] = t_ref
             return k, m
-        c, y, x = _where(idx[k], geo)
+        row = tab[idx[k]]
+        c, dy0, oy0, ny, dx0, ox0, nx = row[0], row[1], row[2], row[3], row[4], row[5], row[6]
         g = np.float32(1.0) if ones else cnt[k]
         f = np.float32(1.0)
         if leak:
@@ -68,20 +86,12 @@ def conv_forward(idx, cnt, t, start, K, geo, phi, counts, theta, inv_tau, ref, e
             f = np.float32(math.exp(a))
             g *= f
         thr = theta * f
-        ry = y + pad
-        rx = x + pad
-        for dy in range(ry % st, ks, st):
-            oy = (ry - dy) // st
-            if oy >= oh:
-                continue
-            if oy < 0:
-                break
-            for dx in range(rx % st, ks, st):
-                ox = (rx - dx) // st
-                if ox >= ow:
-                    continue
-                if ox < 0:
-                    break
+        for iy in range(ny):
+            dy = dy0 + iy * st
+            oy = oy0 - iy
+            for ix in range(nx):
+                dx = dx0 + ix * st
+                ox = ox0 - ix
                 wrow = K[c, dy, dx]
                 base = (oy * ow + ox) * co
                 if not emit:
@@ -118,7 +128,7 @@ def conv_forward(idx, cnt, t, start, K, geo, phi, counts, theta, inv_tau, ref, e
 
 
 @njit(cache=True, nogil=True, fastmath=True)
-def conv_backward(act_in, a_in, delta, K, geo, lr, want_delta_in, max_norm=0.0):
+def conv_backward(act_in, a_in, delta, K, tab, ow, st, lr, want_delta_in, max_norm=0.0):
     """One SGD step of a convolution on spike counts, sparse over the active inputs, in place.
 
     ``act_in``/``a_in``: active input units and their counts; ``delta`` (OH*OW*C_out,
@@ -129,28 +139,20 @@ def conv_backward(act_in, a_in, delta, K, geo, lr, want_delta_in, max_norm=0.0):
     before the step (zeros unless ``want_delta_in``). With ``max_norm > 0`` the step is scaled down
     so that its norm ``lr * |dK|`` is at most ``max_norm``.
     """
-    oh, ow, ks, st, pad = geo[3], geo[4], geo[5], geo[6], geo[7]
     co = K.shape[3]
     dK = np.zeros(K.shape, np.float32)
     d_in = np.zeros(act_in.shape[0], np.float32)
     for ii in range(act_in.shape[0]):
-        c, y, x = _where(act_in[ii], geo)
+        row = tab[act_in[ii]]
+        c, dy0, oy0, ny, dx0, ox0, nx = row[0], row[1], row[2], row[3], row[4], row[5], row[6]
         a = a_in[ii]
         s = np.float32(0.0)
-        ry = y + pad
-        rx = x + pad
-        for dy in range(ry % st, ks, st):
-            oy = (ry - dy) // st
-            if oy >= oh:
-                continue
-            if oy < 0:
-                break
-            for dx in range(rx % st, ks, st):
-                ox = (rx - dx) // st
-                if ox >= ow:
-                    continue
-                if ox < 0:
-                    break
+        for iy in range(ny):
+            dy = dy0 + iy * st
+            oy = oy0 - iy
+            for ix in range(nx):
+                dx = dx0 + ix * st
+                ox = ox0 - ix
                 wrow = K[c, dy, dx]
                 gk = dK[c, dy, dx]
                 base = (oy * ow + ox) * co

@@ -67,7 +67,7 @@ def backprop_counts(net, acts, e: np.ndarray, lr_scale: float) -> None:
             d = dense_backward(a_in, x_in, delta, act_out, W, _dense_lr(net, W, lr, x_in, d), want)
         else:
             limit = net.max_step * float(np.linalg.norm(W)) if net.max_step > 0 else 0.0
-            d = conv_backward(a_in, x_in, delta, W, net._geo[layer], np.float32(lr), want, limit)
+            d = conv_backward(a_in, x_in, delta, W, *net._geo[layer], np.float32(lr), want, limit)
 
 
 def backprop_spikes(net, acts, e: np.ndarray, lr_scale: float) -> tuple[int, ...]:

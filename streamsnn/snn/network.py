@@ -22,7 +22,7 @@ import numpy as np
 from ..errors import ConfigError, InputError
 from . import kernels
 from .arch import DEFAULT_ARCH, InputMap, format_arch, learning_defaults, parse_arch, place
-from .conv import conv_forward
+from .conv import conv_forward, conv_table
 from .dense import dense_forward
 
 LEARNING_MODES = ("counts", "spikes")
@@ -73,7 +73,7 @@ def run_layer(net, k: int, ev_i, ev_c, ev_t, emit: bool, inv_tau: float):
             done, m = dense_forward(ev_i, ev_c, ev_t, done, net.weights[k], net.phi[k], net.counts[k], theta,
                                     inv_tau, net._refs[k], emit, bi, bc, bt, m)
         else:
-            done, m = conv_forward(ev_i, ev_c, ev_t, done, net.weights[k], net._geo[k], net.phi[k], net.counts[k],
+            done, m = conv_forward(ev_i, ev_c, ev_t, done, net.weights[k], *net._geo[k], net.phi[k], net.counts[k],
                                    theta, inv_tau, net._refs[k], emit, bi, bc, bt, m)
         if done == len(ev_i):
             return bi[:m], bc[:m], (bt[:m] if inv_tau > 0 else _NO_T)
@@ -161,7 +161,9 @@ class SpikingNetwork:
         self.samples_seen = self.events_seen = self.updates = self.epochs = 0
         self.progressive_correct = self.progressive_total = 0
         self._token = secrets.token_hex(4)
-        self._geo = [g.conv_geo() if g.layer.kind == "conv" else None for g in self.geometry]
+        # what a convolution's input units reach: (table, output width, stride) per conv layer
+        self._geo = [(conv_table(g), g.out_shape[2], g.layer.stride) if g.layer.kind == "conv" else None
+                     for g in self.geometry]
         n_in = input_map.n_inputs
         self._buf_active = np.empty(n_in, np.int32)
         self._buf_x = np.empty(n_in, np.float32)
@@ -272,7 +274,7 @@ class SpikingNetwork:
                     dense_forward(none, _NO_CNT, _NO_T, 0, self.weights[k], phi, cnt, theta, inv, ref, emit,
                                   bi, bc, bt, 0)
                 else:
-                    conv_forward(none, _NO_CNT, _NO_T, 0, self.weights[k], self._geo[k], phi, cnt, theta, inv, ref,
+                    conv_forward(none, _NO_CNT, _NO_T, 0, self.weights[k], *self._geo[k], phi, cnt, theta, inv, ref,
                                  emit, bi, bc, bt, 0)
         kernels.output_leaky(none, _NO_CNT, _NO_T, self.weights[-1], self.scores, 1.0, np.zeros(1))
 
