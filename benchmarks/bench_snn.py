@@ -1,4 +1,5 @@
-"""Benchmark of the spiking network on nmnist_small: accuracy vs a ReLU MLP, progressive accuracy, events/s.
+"""Benchmark of the one-layer spiking network (2312-800-10) on nmnist_small: accuracy vs a ReLU MLP, progressive
+accuracy, events/s. The deep default network has its own benchmark, bench_deep.py.
 
     NUMBA_NUM_THREADS=1 python -m benchmarks.bench_snn [--quick] [--seeds 0 1 2] [--data DIR]
 
@@ -20,10 +21,11 @@ os.environ.setdefault("NUMBA_NUM_THREADS", "1")
 
 import numpy as np  # noqa: E402
 
-from streamsnn.commands.train import DEFAULTS  # noqa: E402
 from streamsnn.snn import SpikingNetwork  # noqa: E402
 from streamsnn.training import Augment, SampleArrays, evaluate, load_split, lr_schedule, train_epoch  # noqa: E402
 
+#: The one-layer network this benchmark is about (`streamsnn train --arch dense:800`) and its settings.
+DEFAULTS = {"epochs": 20, "hidden": 800, "lr": 0.001}
 ROOT = Path(__file__).resolve().parent
 DATA = ROOT.parent.parent / "shared" / "data" / "nmnist_small"
 #: Learning rate of the ReLU MLP baseline (tuned like the SNN's: best of a small grid).

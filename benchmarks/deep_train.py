@@ -39,12 +39,15 @@ def load_data(nmnist, synth_dir=None, mnist=None, n_synth: int = 9900, quiet: bo
     return real, test, syn
 
 
-def train_snn(arch: str, train, test, *, epochs: int, seed: int, lr=None, lr_out=None, lr_conv=None) -> dict:
-    """Train a fresh SpikingNetwork as `streamsnn train` does; accuracy on ``test`` and wall time."""
+def train_snn(arch: str, train, test, *, epochs: int, seed: int, **settings) -> dict:
+    """Train a fresh SpikingNetwork as `streamsnn train` does; accuracy on ``test`` and wall time.
+
+    ``settings``: SpikingNetwork arguments (lr, lr_out, activity, ...) other than the defaults.
+    """
     from streamsnn.snn import SpikingNetwork
     from streamsnn.training import Augment, evaluate, train_epoch
 
-    net = SpikingNetwork(arch=arch, seed=seed, lr=lr, lr_out=lr_out, lr_conv=lr_conv)
+    net = SpikingNetwork(arch=arch, seed=seed, **settings)
     aug = Augment(**AUGMENT)
     t0 = time.perf_counter()
     rates = []
@@ -57,12 +60,12 @@ def train_snn(arch: str, train, test, *, epochs: int, seed: int, lr=None, lr_out
             "learn_events_per_s": float(np.median(rates))}
 
 
-def train_twin(arch: str, train, test, *, epochs: int, seed: int, lr=None, lr_out=None, lr_conv=None) -> dict:
+def train_twin(arch: str, train, test, *, epochs: int, seed: int, **settings) -> dict:
     """The ReLU twin: same layers, initialisation and schedule, trained on count maps of the same streams."""
     from streamsnn.snn import SpikingNetwork, relu
     from streamsnn.training import Augment, lr_schedule
 
-    net = SpikingNetwork(arch=arch, seed=seed, lr=lr, lr_out=lr_out, lr_conv=lr_conv)
+    net = SpikingNetwork(arch=arch, seed=seed, **settings)
     n_in = net.sizes[0]
     aug = Augment(**AUGMENT)
     t0 = time.perf_counter()

@@ -89,7 +89,7 @@ def ref_forward(g, W, idx, cnt=None, t=None, tau=None, theta=0.5):
 
 
 def run_kernel(g, W, idx, cnt=NO_C, t=NO_T, inv_tau=0.0, ref=None, emit=True, size=64):
-    """The layer kernel over all events, growing its output as network.run_layer does."""
+    """The layer kernel over all events, growing its output as propagate.run_layer does."""
     phi = np.zeros(g.n_out, np.float32)
     counts = np.zeros(g.n_out, np.float32)
     ref = np.zeros(1) if ref is None else ref

@@ -115,7 +115,7 @@ def parse_arch(arch) -> tuple[Layer, ...]:
 
 def learning_defaults(layers) -> dict:
     """A copy of CONV_SETTINGS when any layer is a convolution, else of DENSE_SETTINGS."""
-    conv = any(lay.kind == "conv" for lay in parse_arch(layers))
+    conv = any(lay.kind == "conv" for lay in (parse_arch(layers) if layers else ()))
     return dict(CONV_SETTINGS if conv else DENSE_SETTINGS)
 
 

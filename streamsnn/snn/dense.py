@@ -22,7 +22,7 @@ def dense_forward(idx, cnt, t, start, W, phi, counts, theta, inv_tau, ref, emit,
     written in the order they happen, as events for the next layer, into ``oi``/``oc``/``ot`` from
     position ``m`` on (``ot`` only with a leak, ``inv_tau > 0``). Returns (k, m): events consumed
     up to k and events written up to m; k < len(idx) when the output arrays may not hold the next
-    event's spikes: grow them and call again from k (see ``network.run_layer``). Without ``emit``
+    event's spikes: grow them and call again from k (see ``propagate.run_layer``). Without ``emit``
     (only without a leak: the last hidden layer, whose output is linear in its counts) each event
     is one branch-free SIMD pass that adds, fires and resets.
     """

@@ -20,14 +20,11 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..errors import ConfigError, InputError
-from . import kernels
+from . import propagate
 from .arch import DEFAULT_ARCH, InputMap, format_arch, learning_defaults, parse_arch, place
-from .conv import conv_forward, conv_table
-from .dense import dense_forward
+from .conv import conv_table
 
 LEARNING_MODES = ("counts", "spikes")
-_NO_CNT = np.zeros(0, np.float32)
-_NO_T = np.zeros(0, np.int64)
 
 
 @dataclass
@@ -51,32 +48,6 @@ def softmax(s: np.ndarray) -> np.ndarray:
     z = np.asarray(s, dtype=np.float64)
     z = np.exp(z - z.max())
     return z / z.sum()
-
-
-def run_layer(net, k: int, ev_i, ev_c, ev_t, emit: bool, inv_tau: float):
-    """Feed events through hidden layer k of ``net``; returns its spikes as events (idx, cnt, t).
-
-    Calls the layer's kernel until every event is consumed, growing the layer's output buffers
-    whenever the kernel stops because the next event's spikes might not fit.
-    """
-    g = net.geometry[k]
-    bi, bc, bt = net._out[k]
-    most = g.fan_out
-    theta = np.float32(net.theta)
-    done = m = 0
-    while True:
-        if emit and bi.shape[0] < m + most + 1:
-            size = max(2 * bi.shape[0], m + most + 1)
-            bi, bc, bt = (np.concatenate([b[:m], np.empty(size - m, b.dtype)]) for b in (bi, bc, bt))
-            net._out[k] = (bi, bc, bt)
-        if g.layer.kind == "dense":
-            done, m = dense_forward(ev_i, ev_c, ev_t, done, net.weights[k], net.phi[k], net.counts[k], theta,
-                                    inv_tau, net._refs[k], emit, bi, bc, bt, m)
-        else:
-            done, m = conv_forward(ev_i, ev_c, ev_t, done, net.weights[k], *net._geo[k], net.phi[k], net.counts[k],
-                                   theta, inv_tau, net._refs[k], emit, bi, bc, bt, m)
-        if done == len(ev_i):
-            return bi[:m], bc[:m], (bt[:m] if inv_tau > 0 else _NO_T)
 
 
 class SpikingNetwork:
@@ -263,74 +234,15 @@ class SpikingNetwork:
 
     def warm_up(self) -> None:
         """Load (or compile) the kernels now, without touching state, weights or counters."""
-        none = np.zeros(0, np.int32)
-        theta = np.float32(self.theta)
-        inv = 1.0 / self.tau_us if self.tau_us else 0.0
-        for k, g in enumerate(self.geometry):
-            bi, bc, bt = self._out[k]
-            phi, cnt, ref = self.phi[k], self.counts[k], np.zeros(1)
-            for emit in (True, False):
-                if g.layer.kind == "dense":
-                    dense_forward(none, _NO_CNT, _NO_T, 0, self.weights[k], phi, cnt, theta, inv, ref, emit,
-                                  bi, bc, bt, 0)
-                else:
-                    conv_forward(none, _NO_CNT, _NO_T, 0, self.weights[k], *self._geo[k], phi, cnt, theta, inv, ref,
-                                 emit, bi, bc, bt, 0)
-        kernels.output_leaky(none, _NO_CNT, _NO_T, self.weights[-1], self.scores, 1.0, np.zeros(1))
+        propagate.warm_up(self)
 
     # -- inference ----------------------------------------------------------------------------
     def _run(self, idx: np.ndarray, t: np.ndarray | None) -> tuple[np.ndarray, tuple[int, ...]]:
         """Feed input units through every layer; returns (scores incl. bias, spikes per hidden layer)."""
-        idx = np.ascontiguousarray(idx, dtype=np.int32)
-        n_in = self.input_map.n_inputs
-        if idx.size and (idx.min() < 0 or idx.max() >= n_in):
-            raise InputError(f"input index out of range 0..{n_in - 1}")
-        leak = self.tau_us is not None
-        inv = 1.0 / self.tau_us if leak else 0.0
-        if leak:
-            if t is None or len(t) != len(idx):
-                raise InputError("a leaky network (tau_us set) needs event times")
-            t = np.ascontiguousarray(t, dtype=np.int64)
-            if idx.size:
-                self._align_clock(int(t[0]))
-        else:
-            t = _NO_T
-            self.scores[:] = 0
-        ev_i, ev_c, ev_t = idx, _NO_CNT, t
-        last = len(self.geometry) - 1
-        for k in range(len(self.geometry)):
-            self.counts[k][:] = 0
-            if not leak:
-                self.phi[k][:] = 0
-            ev_i, ev_c, ev_t = run_layer(self, k, ev_i, ev_c, ev_t, leak or k < last, inv)
-        W_out = self.weights[-1]
-        if leak:
-            if len(ev_i):
-                kernels.output_leaky(ev_i, ev_c, ev_t, W_out, self.scores, inv, self._refs[-1])
-            if idx.size:
-                self._t_last = int(t[-1])
-            if self._t_last is None:
-                scores = self.bias.copy()
-            else:
-                scores = self.scores * np.float32(kernels.decay_factor(self._t_last, inv, self._refs[-1])) + self.bias
-        else:
-            h = self.counts[-1]
-            act = np.flatnonzero(h)
-            scores = h[act] @ W_out[act] + self.bias
+        scores, spikes = propagate.forward(self, idx, t)
         self.samples_seen += 1
-        self.events_seen += int(idx.size)
-        return scores.astype(np.float32), tuple(int(c.sum()) for c in self.counts)
-
-    def _align_clock(self, t0: int) -> None:
-        """Start every scaled frame at the first event; carry the state over when time goes backwards."""
-        inv = 1.0 / self.tau_us
-        states = [*self.phi, self.scores]
-        for state, ref in zip(states, self._refs):
-            if np.isnan(ref[0]):
-                ref[0] = float(t0)
-            elif t0 < ref[0]:  # a new stream or a looped replay: keep the state as it was at the last event
-                state *= np.float32(kernels.decay_factor(self._t_last, inv, ref))
-                ref[0] = float(t0)
+        self.events_seen += int(len(idx))
+        return scores, spikes
 
     def predict_indices(self, idx: np.ndarray, t: np.ndarray | None = None) -> Decision:
         """``predict_one`` on precomputed input units (and times, for a leaky network)."""
