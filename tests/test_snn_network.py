@@ -277,3 +277,22 @@ def test_conv_pre_matches_explicit_sum():
         for ox in range(out.shape[1]):
             want = np.einsum("cyx,cyxo->o", xp[:, 2 * oy: 2 * oy + 3, 2 * ox: 2 * ox + 3], K)
             np.testing.assert_allclose(out[oy, ox], want)
+
+
+def test_relu_twin_step_is_the_gradient_of_the_activations(samples):
+    """snn.relu.learn: the same network as a ReLU network, one SGD step on real-valued activations."""
+    from streamsnn.snn import relu
+
+    net = SpikingNetwork(arch=SMALL_CONV, seed=6, lr=1e-3, lr_out=2e-3, lr_conv=0.5, max_step=0)
+    x = np.bincount(net.input_events(samples[7])[0], minlength=net.sizes[0]).astype(np.float32)
+    acts, scores = relu.forward(net, x)
+    assert all((a > 0).sum() > 0 for a in acts)
+    before, bias = [w.copy() for w in net.weights], net.bias.copy()
+    pred = relu.learn(net, x, samples[7].label)
+    assert pred == int(np.argmax(scores)) and net.updates == 1
+    for k, a in enumerate(acts):  # the reference backprops through the activations as "counts"
+        net.counts[k] = a.astype(np.float32)
+    grads, _ = reference_gradients(net, before, bias, x, samples[7].label)
+    for k, (w0, w1, g) in enumerate(zip(before, net.weights, grads)):
+        lr = 2e-3 if k == len(net.geometry) else 1e-3 * (0.5 if net.layers[k].kind == "conv" else 1.0)
+        np.testing.assert_allclose((w0 - w1) / lr, g, rtol=1e-3, atol=2e-3 * np.abs(g).max())
