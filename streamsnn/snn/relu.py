@@ -20,7 +20,7 @@ def conv_pre(x: np.ndarray, K: np.ndarray, stride: int, pad: int) -> np.ndarray:
     oh = (h + 2 * pad - k) // stride + 1
     ow = (w + 2 * pad - k) // stride + 1
     xp = np.pad(x, ((0, 0), (pad, pad), (pad, pad)))
-    out = np.zeros((oh, ow, K.shape[3]), np.float64)
+    out = np.zeros((oh, ow, K.shape[3]), np.result_type(x, K))
     for dy in range(k):
         for dx in range(k):
             patch = xp[:, dy: dy + stride * (oh - 1) + 1: stride, dx: dx + stride * (ow - 1) + 1: stride]
@@ -32,19 +32,20 @@ def forward(net, x: np.ndarray) -> tuple[list[np.ndarray], np.ndarray]:
     """ReLU activations of every hidden layer (flat, in the spiking layer's unit order) and the scores.
 
     ``x``: the input, one value per input unit (e.g. event counts; planar p*H*W + y*W + x).
+    Computed in float32, the precision of the weights.
     """
-    a = np.asarray(x, np.float64).reshape(-1)
+    a = np.asarray(x, np.float32).reshape(-1)
     acts = []
     for g, W in zip(net.geometry, net.weights):
         if g.layer.kind == "dense":
-            z = a @ W.astype(np.float64)
+            z = a @ W
         else:
             c, h, w = g.in_shape
             img = a.reshape(c, h, w) if g.planar_in else a.reshape(h, w, c).transpose(2, 0, 1)
-            z = conv_pre(img, W.astype(np.float64), g.layer.stride, g.layer.padding).reshape(-1)
-        a = np.maximum(z, 0.0)
+            z = conv_pre(img, W, g.layer.stride, g.layer.padding).reshape(-1)
+        a = np.maximum(z, np.float32(0.0))
         acts.append(a)
-    return acts, a @ net.weights[-1].astype(np.float64) + net.bias
+    return acts, a @ net.weights[-1] + net.bias
 
 
 def learn(net, x: np.ndarray, label: int, lr_scale: float = 1.0) -> int:
