@@ -156,7 +156,7 @@ def test_max_step_bounds_every_layers_step_and_keeps_its_direction(samples):
                                                      ("dense:100", "spikes", 0.001, 0.001),
                                                      ("dense:100,dense:50", "spikes", 0.0005, 0.0005)])
 def test_online_learning_fits_real_samples(samples, arch, learning, lr, lr_out):
-    net = SpikingNetwork(arch=arch, seed=0, learning=learning, lr=lr, lr_out=lr_out, error_spikes=16)
+    net = SpikingNetwork(arch=arch, seed=0, learning=learning, lr=lr, lr_out=lr_out, error_spikes=16, activity=0)
     train = samples[:100]
     for _ in range(3):
         for b in train:
@@ -283,7 +283,7 @@ def test_relu_twin_step_is_the_gradient_of_the_activations(samples):
     """snn.relu.learn: the same network as a ReLU network, one SGD step on real-valued activations."""
     from streamsnn.snn import relu
 
-    net = SpikingNetwork(arch=SMALL_CONV, seed=6, lr=1e-3, lr_out=2e-3, lr_conv=0.5, max_step=0)
+    net = SpikingNetwork(arch=SMALL_CONV, seed=6, lr=1e-3, lr_out=2e-3, lr_conv=0.5, max_step=0, activity=0)
     x = np.bincount(net.input_events(samples[7])[0], minlength=net.sizes[0]).astype(np.float32)
     acts, scores = relu.forward(net, x)
     assert all((a > 0).sum() > 0 for a in acts)
