@@ -29,6 +29,9 @@ from .deep_train import load_data, mean_sd, progressive, train_snn, train_twin  
 
 DEFAULT = None  # the package default (streamsnn.snn.DEFAULT_ARCH)
 ARCHS = {"default": DEFAULT, "dense 2312-800-10": "dense:800", "deep dense 2312-800-800-10": "dense:800,dense:800"}
+#: Learning rates of the ReLU twins, chosen for them on the validation split (benchmarks/README.md,
+#: "Choosing the default"; the dense value is bench_snn's MLP_LR); everything else as the spiking network.
+TWIN_LR = {"conv": {"lr": 0.002, "lr_out": 0.0006}, "dense": {"lr": 0.0005, "lr_out": 0.0005}}
 
 
 def arms(quick: bool) -> dict:
@@ -51,7 +54,8 @@ def accuracy_table(data: dict, seeds, quick: bool, log) -> tuple[list, dict]:
         for label, (key, epochs) in arms(quick).items():
             train = data[key]
             snn = [train_snn(arch, train, data["test"], epochs=epochs, seed=s) for s in seeds]
-            twin = [train_twin(arch, train, data["test"], epochs=epochs, seed=s) for s in seeds]
+            kind = "conv" if "conv" in arch else "dense"
+            twin = [train_twin(arch, train, data["test"], epochs=epochs, seed=s, **TWIN_LR[kind]) for s in seeds]
             a, b = [r["accuracy"] for r in snn], [r["accuracy"] for r in twin]
             keep[(name, label)] = {"snn": a, "twin": b, "seconds": [r["seconds"] for r in snn],
                                    "twin_seconds": [r["seconds"] for r in twin],
@@ -246,7 +250,7 @@ def run(ctx: Context) -> Result:
            f"{f' (from {synth_dir})' if synth_dir else ''}; real: nmnist_small train 1-1000, test 60001-60100. "
            "Every arm trains as `streamsnn train` does (online, minibatch 1, augmentation, cosine schedule, the "
            "learning settings for its kind); the ReLU twin is the same network trained the same way on count "
-           "maps (benchmarks/deep_train.py). One test sample is one point.")
+           f"maps (benchmarks/deep_train.py) with its own learning rates {TWIN_LR}. One test sample is one point.")
     r.note("Operations count one synaptic event per spike and unit reached (an event of multiplicity n is one "
            "add of n times the weight, so the adds done are at most this); dense = every synapse every 1 ms step.")
     ctx.cache["deep_summary"] = {"mixed": d_mix, "real": d_real, "speed": sp, "progressive": prog, "ops": ops}
