@@ -38,10 +38,10 @@ def add_parser(subparsers) -> None:
     p.add_argument("--model", type=Path, metavar="CKPT",
                    help="a trained checkpoint (.npz); it is copied, never changed")
     p.add_argument("--retrain", action="store_true", help="train the demo model again even if one was kept")
-    p.add_argument("--epochs", type=int, default=3, help="training passes when training first (default %(default)s)")
+    p.add_argument("--epochs", type=int, default=5, help="training passes when training first (default %(default)s)")
     p.add_argument("--train-limit", type=int, default=None, metavar="N",
                    help="train on at most N real N-MNIST samples (quick runs)")
-    p.add_argument("--synthetic", type=int, default=500, metavar="N",
+    p.add_argument("--synthetic", type=int, default=1000, metavar="N",
                    help="synthetic digits added to the training set (default %(default)s)")
     p.add_argument("--host", default="127.0.0.1", help="live view address (default %(default)s)")
     p.add_argument("--port", type=int, default=8080, help="live view port (default %(default)s; 0 = any free port)")
