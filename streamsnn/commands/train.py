@@ -22,12 +22,17 @@ def add_parser(subparsers) -> None:
     p = subparsers.add_parser(
         "train",
         help="train the spiking network on dataset folders",
-        description="Train the event-driven spiking network online (minibatch 1, test-then-train) on the "
-                    "train split of one or more dataset folders (N-MNIST flat with label lists, or "
-                    "Train/<digit>/; several --data are concatenated, the test split comes from the first "
-                    "folder that has one), report train and test accuracy per epoch, and save the model "
-                    "(.npz) after every epoch. Learning rates and epochs default to the values measured "
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Train the event-driven spiking network online (minibatch 1, test-then-train) on the\n"
+                    "train split of one or more dataset folders (N-MNIST flat with label lists, or\n"
+                    "Train/<digit>/; several --data are concatenated, the test split comes from the first\n"
+                    "folder that has one), report train and test accuracy per epoch, and save the model\n"
+                    "(.npz) after every epoch. Learning rates and epochs default to the values measured\n"
                     "for the kind of network (convolutional or dense, see benchmarks/README.md).",
+        epilog="The best N-MNIST model here: real samples plus synthetic saccade-camera recordings\n"
+               "of MNIST digits that the real test samples were not made from:\n"
+               "  streamsnn synth --mnist ../shared/data/mnist --first 101 --out synth\n"
+               "  streamsnn train --data ../shared/data/nmnist_small --data synth",
     )
     p.add_argument("--data", type=Path, action="append", required=True, metavar="DIR",
                    help="dataset folder; repeat to train on several (e.g. real N-MNIST plus `streamsnn synth` output)")
