@@ -34,14 +34,12 @@ ARCHS = {"default": DEFAULT, "dense 2312-800-10": "dense:800", "deep dense 2312-
 TWIN_LR = {"conv": {"lr": 0.002, "lr_out": 0.0006}, "dense": {"lr": 0.0005, "lr_out": 0.0005}}
 
 
-def arms(quick: bool) -> dict:
+def arms(arch: str, quick: bool) -> dict:
     """(data, epochs) per arm: real + synthetic (as `streamsnn train` with two folders) and real only."""
     from streamsnn.training import learning_settings
 
-    s = learning_settings([], several=False)  # epochs do not depend on the kind
-    several = learning_settings([], several=True)
-    return {"real + synthetic": ("mixed", 2 if quick else several["epochs"]),
-            "real only": ("real", 3 if quick else s["epochs"])}
+    return {"real + synthetic": ("mixed", 2 if quick else learning_settings(arch, several=True)["epochs"]),
+            "real only": ("real", 3 if quick else learning_settings(arch, several=False)["epochs"])}
 
 
 def accuracy_table(data: dict, seeds, quick: bool, log) -> tuple[list, dict]:
@@ -51,7 +49,7 @@ def accuracy_table(data: dict, seeds, quick: bool, log) -> tuple[list, dict]:
     rows, keep = [], {}
     for name, arch in ARCHS.items():
         arch = arch or DEFAULT_ARCH
-        for label, (key, epochs) in arms(quick).items():
+        for label, (key, epochs) in arms(arch, quick).items():
             train = data[key]
             snn = [train_snn(arch, train, data["test"], epochs=epochs, seed=s) for s in seeds]
             kind = "conv" if "conv" in arch else "dense"

@@ -1,6 +1,7 @@
 """Choosing the default network: candidate architectures and settings on a validation split.
 
     python -m benchmarks.tune_deep [--synth DIR] [--seeds 0 1] [--only NAME ...]
+    python -m benchmarks.tune_deep --cv [--only NAME ...]     # real only, 5-fold cross-validation
 
 Every candidate trains as `streamsnn train` does on the real training samples minus a fixed
 validation split of 100 (every tenth sample), with and without the synthetic samples, and is
@@ -26,17 +27,65 @@ import numpy as np  # noqa: E402
 from .common import DATA, ROOT, machine  # noqa: E402
 from .deep_train import load_data, mean_sd, train_snn, validation_split  # noqa: E402
 
-#: name -> (arch, settings that differ from the defaults for its kind)
+#: name -> (arch, settings). Every candidate trains 6 epochs on real + synthetic and 20 on real only.
+C16, C32 = "conv:16:5:2:2,conv:32:3:2:1,dense:128", "conv:32:5:2:2,conv:64:3:2:1,dense:256"
+LR1 = {"lr": 0.001, "lr_out": 0.0003}
 CANDIDATES = {
-    "c16-c32-d128, no activity cost": ("conv:16:5:2:2,conv:32:3:2:1,dense:128", {"activity": 0.0}),
-    "c16-c32-d128, activity 1e-5": ("conv:16:5:2:2,conv:32:3:2:1,dense:128", {"activity": 1e-5}),
-    "c16-c32-d128, activity 3e-5": ("conv:16:5:2:2,conv:32:3:2:1,dense:128", {"activity": 3e-5}),
-    "c16-c32-d128, activity 1e-4": ("conv:16:5:2:2,conv:32:3:2:1,dense:128", {"activity": 1e-4}),
-    "c8-c16-d64, activity 3e-5": ("conv:8:5:2:2,conv:16:3:2:1,dense:64", {"activity": 3e-5}),
-    "c32-c64-d256, activity 3e-5": ("conv:32:5:2:2,conv:64:3:2:1,dense:256", {"activity": 3e-5}),
-    "c32-d256, activity 3e-5": ("conv:32:5:2:2,dense:256", {"activity": 3e-5}),
-    "c16-c32-c64-d128, activity 3e-5": ("conv:16:5:2:2,conv:32:3:2:1,conv:64:3:2:1,dense:128", {"activity": 3e-5}),
+    "c16-c32-d128, no activity cost": (C16, {**LR1, "activity": 0.0}),
+    "c16-c32-d128, activity 1e-5": (C16, {**LR1, "activity": 1e-5}),
+    "c16-c32-d128, activity 3e-5": (C16, {**LR1, "activity": 3e-5}),
+    "c16-c32-d128, activity 1e-4": (C16, {**LR1, "activity": 1e-4}),
+    "c8-c16-d64, activity 3e-5": ("conv:8:5:2:2,conv:16:3:2:1,dense:64", {**LR1, "activity": 3e-5}),
+    "c32-c64-d256, activity 3e-5": (C32, {**LR1, "activity": 3e-5}),
+    "c32-d256, activity 3e-5": ("conv:32:5:2:2,dense:256", {**LR1, "activity": 3e-5}),
+    "c16-c32-c64-d128, activity 3e-5": ("conv:16:5:2:2,conv:32:3:2:1,conv:64:3:2:1,dense:128", {**LR1, "activity": 3e-5}),
+    "c32-c64-d256, activity 3e-5, lr 0.002": (C32, {"lr": 0.002, "lr_out": 0.0006, "activity": 3e-5}),
 }
+EPOCHS = {"real + synthetic": 6, "real only": 20}
+
+
+#: Real-only training on 1,000 samples, 5-fold cross-validation (``--cv``): name -> (arch, settings, epochs).
+CV_CANDIDATES = {
+    "c16-c32-d128, lr 0.001, 20 epochs": (C16, {"lr": 0.001, "lr_out": 0.0003}, 20),
+    "c16-c32-d128, lr 0.002, 40 epochs": (C16, {"lr": 0.002, "lr_out": 0.0006}, 40),
+    "c32-c64-d256, lr 0.001, 20 epochs": (C32, {"lr": 0.001, "lr_out": 0.0003}, 20),
+    "c32-c64-d256, lr 0.002, 40 epochs": (C32, {"lr": 0.002, "lr_out": 0.0006}, 40),
+    "c32-d256, lr 0.001, 20 epochs": ("conv:32:5:2:2,dense:256", {"lr": 0.001, "lr_out": 0.0003}, 20),
+}
+
+
+def cross_validate(real, arch: str, settings: dict, epochs: int, folds: int = 5) -> list[float]:
+    """Accuracy on each fold k (samples k, k + folds, ...) after training on the others (seed k)."""
+    accs = []
+    for k in range(folds):
+        val = np.arange(k, len(real), folds)
+        rest = np.setdiff1d(np.arange(len(real)), val)
+        r = train_snn(arch, real.pick(rest), real.pick(val), epochs=epochs, seed=k,
+                      **{"activity": 3e-5, **settings})
+        accs.append(r["accuracy"])
+        print(f"tune: cv {arch} {settings} {epochs} epochs, fold {k}: {r['accuracy']:.3f}", file=sys.stderr, flush=True)
+    return accs
+
+
+def run_cv(a) -> int:
+    real, _, _ = load_data(a.data / "nmnist_small", n_synth=0)
+    rows = []
+    for name in a.only or CV_CANDIDATES:
+        arch, settings, epochs = CV_CANDIDATES[name]
+        accs = cross_validate(real, arch, settings, epochs)
+        rows.append(f"| {name} | `{arch}` | {settings} | {epochs} | {100 * np.mean(accs):.1f} | "
+                    + ", ".join(f"{100 * x:.1f}" for x in accs) + " |")
+        m = machine()
+        text = ["# Real-only training, 5-fold cross-validation on the 1,000 real training samples", "",
+                f"- date: {m['date']}; commit: {m['commit']}; command: `python -m benchmarks.tune_deep --cv"
+                + "".join(f" {x}" for x in sys.argv[1:] if x != "--cv") + "`",
+                "- fold k holds out samples k, k+5, ... (200), trains on the other 800 with seed k, as "
+                "`streamsnn train` does (augmentation, cosine schedule, activity 3e-5 unless stated).", "",
+                "| candidate | layers | settings | epochs | mean % | folds % |", "| --- | --- | --- | ---: | ---: | --- |",
+                *rows]
+        a.out.mkdir(parents=True, exist_ok=True)
+        (a.out / "deep-cv.md").write_text("\n".join(text) + "\n")
+    return 0
 
 
 def cpu_rate(net, data, repeats: int = 3) -> float:
@@ -59,23 +108,24 @@ def spikes_per_event(net, data) -> list[float]:
 
 
 def main(argv=None) -> int:
-    from streamsnn.training import learning_settings
-
     p = argparse.ArgumentParser(prog="python -m benchmarks.tune_deep", description=__doc__.splitlines()[0])
     p.add_argument("--synth", type=Path, help="folder written by `streamsnn synth` (default: record here)")
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
-    p.add_argument("--only", action="append", choices=list(CANDIDATES), metavar="NAME")
+    p.add_argument("--only", action="append", choices=list(CANDIDATES) + list(CV_CANDIDATES), metavar="NAME")
+    p.add_argument("--cv", action="store_true", help="real-only 5-fold cross-validation of CV_CANDIDATES instead")
     p.add_argument("--data", type=Path, default=DATA)
     p.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results")
     a = p.parse_args(argv)
+    if a.cv:
+        return run_cv(a)
     real, _, syn = load_data(a.data / "nmnist_small", a.synth, a.data / "mnist")
     train, val = validation_split(real)
     rows = []
     for name in a.only or CANDIDATES:
         arch, extra = CANDIDATES[name]
         runs = {}
-        for label, data, several in (("real + synthetic", train + syn, True), ("real only", train, False)):
-            epochs = learning_settings(arch, several)["epochs"]
+        for label, data in (("real + synthetic", train + syn), ("real only", train)):
+            epochs = EPOCHS[label]
             res = []
             for seed in a.seeds:
                 r = train_snn(arch, data, val, epochs=epochs, seed=seed, **extra)
@@ -98,7 +148,14 @@ def main(argv=None) -> int:
 
 
 def write(a, rows) -> None:
+    """deep-candidates.{json,md}: this run's rows replace rows of the same name from earlier runs."""
     m = machine()
+    old = a.out / "deep-candidates.json"
+    rows = [{"date": m["date"], **r} for r in rows]
+    if old.is_file():
+        names = {r["name"] for r in rows}
+        before = json.loads(old.read_text())
+        rows = [{"date": before["machine"]["date"], **r} for r in before["candidates"] if r["name"] not in names] + rows
     out = {"command": "python -m benchmarks.tune_deep" + "".join(f" {x}" for x in sys.argv[1:]),
            "seeds": a.seeds, "machine": m, "candidates": rows}
     a.out.mkdir(parents=True, exist_ok=True)
@@ -106,7 +163,8 @@ def write(a, rows) -> None:
     pct = lambda ms: f"{100 * ms[0]:.1f} ± {100 * ms[1]:.1f}"  # noqa: E731
     lines = ["# Choosing the default network (validation split, never the test split)", "",
              f"- date: {m['date']}; commit: {m['commit']}; machine: {m['cores']} cores, {m['cpu']}; "
-             f"load average at start {m['load_average_1m']}",
+             f"load average at start {m['load_average_1m']}; rows measured on: "
+             + ", ".join(sorted({r['date'] for r in rows})),
              f"- command: `{out['command']}`; seeds {a.seeds}",
              "- validation: 100 of the 1,000 real training samples (every tenth), held out of training; "
              "training: the other 900, plus 9,900 synthetic samples in the mixed arm; as `streamsnn train` "

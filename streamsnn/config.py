@@ -55,7 +55,7 @@ SCHEMA: dict[str, dict[str, Key]] = {
     },
     "model": {
         "checkpoint": Key(str, "", "checkpoint .npz: loaded at start when present, saved periodically and at exit"),
-        "arch": Key(str, "", "hidden layers of a fresh network, e.g. \"conv:16:5:2:2,conv:32:3:2:1,dense:128\" "
+        "arch": Key(str, "", "hidden layers of a fresh network, e.g. \"conv:32:5:2:2,conv:64:3:2:1,dense:256\" "
                     "(a TOML list of such layers works too; empty = the default deep convolutional network; "
                     "a checkpoint keeps its own)"),
         "hidden": Key(int, 0, "shorthand for arch = \"dense:HIDDEN\" (0 = use arch)", min=0),
