@@ -248,12 +248,12 @@ def _cross_checks(cfg: Config) -> None:
     if cfg.liveview.port > 65535:
         raise ConfigError(f"{o}: liveview.port must be at most 65535, got {cfg.liveview.port}")
     if cfg.model.arch:
-        from .snn.arch import parse_arch
+        from .snn.arch import parse_arch, place
 
         if cfg.model.hidden:
             raise ConfigError(f"{o}: set model.arch or model.hidden, not both (hidden = N is arch = \"dense:N\")")
-        try:
-            parse_arch(cfg.model.arch)
+        try:  # the layers must parse and fit the input grid
+            place(parse_arch(cfg.model.arch), (cfg.model.input_width, cfg.model.input_height, 2))
         except ConfigError as exc:
             raise ConfigError(f"{o}: model.arch: {exc}") from None
     if cfg.source.kind == "mqtt" and not cfg.mqtt.enabled:

@@ -127,7 +127,7 @@ class Augment:
 
 
 def learning_settings(layers, several: bool = False) -> dict:
-    """Default lr, lr_out, lr_conv and epochs for a network with these layers (a copy, to change).
+    """Default lr, lr_out, lr_conv, max_step, activity and epochs for a network with these layers (a copy).
 
     ``several``: training on several folders (real plus synthetic samples: many more per epoch).
     """
