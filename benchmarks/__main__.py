@@ -22,7 +22,8 @@ BENCHES = {
     "inference": ("bench_ops", "run_inference", "Inference vs the snnTorch peer"),
     "ops": ("bench_ops", "run_ops", "Synaptic operations per sample"),
     "learning": ("bench_ops", "run_learning", "Learning throughput and training wall time"),
-    "snn": (None, "run_snn", "Spiking network vs ReLU MLP (benchmarks/bench_snn.py)"),
+    "snn": (None, "run_snn", "One-layer spiking network vs ReLU MLP (benchmarks/bench_snn.py)"),
+    "deep": ("bench_deep", "run", "Deep convolutional default vs its ReLU twin, dense networks, snnTorch"),
     "scaling": ("bench_scaling", "run", "Scaling with hidden width and input event rate"),
     "e2e": ("bench_e2e", "run", "End to end through MQTT"),
     "memory": ("bench_memory", "run", "Daemon memory over a looping replay"),
@@ -33,7 +34,7 @@ BENCHES = {
     "feedback": ("bench_feedback", "run", "Feedback attacks: accuracy with and without the protections"),
 }
 #: Too long for --quick (each trains several networks for many epochs); run them with --only NAME.
-SLOW = ("sim2real",)
+SLOW = ("sim2real", "deep")
 
 
 def run_snn(ctx: Context) -> Result:

@@ -32,7 +32,7 @@ async def soak(ctx: Context, port: int, tmp: Path, recordings: Path) -> dict:
     import psutil
 
     overrides = [f"source.path={recordings}", "source.split=", "source.loop=true", "source.speed=0",
-                 "segment.mode=window", "model.checkpoint=", "model.learn_from_labels=false",
+                 "segment.mode=window", "model.checkpoint=", "model.hidden=800", "model.learn_from_labels=false",
                  "model.learn_from_feedback=false", "model.save_every_s=0", "pipeline.metrics_every_s=2"]
     cmd = daemon_command("pipelines/nmnist-replay.toml", port, overrides)
     async with subscribed(port) as sub:

@@ -1,4 +1,5 @@
-"""Benchmark of the spiking network on nmnist_small: accuracy vs a ReLU MLP, progressive accuracy, events/s.
+"""Benchmark of the one-layer spiking network (2312-800-10) on nmnist_small: accuracy vs a ReLU MLP, progressive
+accuracy, events/s. The deep default network has its own benchmark, bench_deep.py.
 
     NUMBA_NUM_THREADS=1 python -m benchmarks.bench_snn [--quick] [--seeds 0 1 2] [--data DIR]
 
@@ -20,46 +21,35 @@ os.environ.setdefault("NUMBA_NUM_THREADS", "1")
 
 import numpy as np  # noqa: E402
 
-from streamsnn.commands.train import DEFAULTS  # noqa: E402
 from streamsnn.snn import SpikingNetwork  # noqa: E402
 from streamsnn.training import Augment, SampleArrays, evaluate, load_split, lr_schedule, train_epoch  # noqa: E402
 
+#: The one-layer network this benchmark is about (`streamsnn train --arch dense:800`) and its settings.
+DEFAULTS = {"epochs": 20, "hidden": 800, "lr": 0.001}
 ROOT = Path(__file__).resolve().parent
 DATA = ROOT.parent.parent / "shared" / "data" / "nmnist_small"
 #: Learning rate of the ReLU MLP baseline (tuned like the SNN's: best of a small grid).
 MLP_LR = 0.0005
 
 
-def train_mlp(Xtr, ytr, Xte, yte, *, hidden: int, epochs: int, lr: float, seed: int,
-              init_scale: float = 0.03, init_scale_out: float = 0.05) -> dict:
+def train_mlp(Xtr, ytr, Xte, yte, *, hidden: int, epochs: int, lr: float, seed: int) -> dict:
     """Conventional ReLU MLP of the same shape (no hidden bias, output bias), per-sample SGD on counts.
 
     Same initialisation, epochs, shuffling and cosine learning-rate schedule as the spiking network;
     h = ReLU(W1^T x) (real-valued), softmax cross-entropy, and the same sparse SGD step (the
-    ``update_counts`` kernel, gate h > 0) with h in place of the spike counts.
+    network's own update kernels, gate h > 0) with h in place of the spike counts (snn.relu).
     """
-    from streamsnn.snn import kernels
+    from streamsnn.snn import relu
 
-    rng = np.random.default_rng(seed)
-    W1 = (rng.standard_normal((Xtr.shape[1], hidden)) * init_scale).astype(np.float32)
-    W2 = (rng.standard_normal((hidden, 10)) * init_scale_out).astype(np.float32)
-    b2 = np.zeros(10, np.float32)
+    net = SpikingNetwork((Xtr.shape[1], hidden, 10), seed=seed, lr=lr)
     t0 = time.perf_counter()
     for ep in range(epochs):
         r = np.random.default_rng([seed, ep])
-        eta = np.float32(lr * lr_schedule(ep, epochs))
+        scale = lr_schedule(ep, epochs)
         for k in r.permutation(len(Xtr)):
-            act = np.flatnonzero(Xtr[k]).astype(np.int32)
-            xa = Xtr[k, act]
-            h = kernels.dense_hidden(act, xa, W1)
-            act_h = np.flatnonzero(h > 0).astype(np.int32)
-            s = h[act_h] @ W2[act_h] + b2
-            p = np.exp(s - s.max())
-            e = (p / p.sum()).astype(np.float32)
-            e[ytr[k]] -= 1
-            kernels.update_counts(act, xa, act_h, h[act_h], e, W1, W2, b2, eta, eta)
+            relu.learn(net, Xtr[k], int(ytr[k]), scale)
     secs = time.perf_counter() - t0
-    pred = (np.maximum(Xte @ W1, 0) @ W2 + b2).argmax(1)
+    pred = np.array([relu.predict(net, x) for x in Xte])
     return {"accuracy": float((pred == yte).mean()), "seconds": secs}
 
 
@@ -96,8 +86,6 @@ def inference_speed(net: SpikingNetwork, data: SampleArrays, repeats: int = 5) -
     Best of ``repeats``, in wall-clock time and in CPU time of this thread (``time.thread_time``):
     the latter is what the kernel achieves when it has a core, the former what it got here.
     """
-    from streamsnn.snn import kernels
-
     def best(fn):
         wall = cpu = 0.0
         for _ in range(repeats):
@@ -115,25 +103,30 @@ def inference_speed(net: SpikingNetwork, data: SampleArrays, repeats: int = 5) -
     net.warm_up()
     out = {}
     out["predict_events_per_s"], out["predict_events_per_cpu_s"] = best(lambda: predict_all(net))
+    from streamsnn.snn.dense import dense_forward
+
     phi = np.zeros(net.sizes[1], np.float32)
     counts = np.zeros_like(phi)
-    scores = np.zeros(net.sizes[2], np.float32)
     spikes = [0]
     theta = np.float32(net.theta)
+    none_c, none_t, buf = np.zeros(0, np.float32), np.zeros(0, np.int64), np.zeros(1, np.int32)
 
-    def kernel():  # the forward kernel per sample from a reset state, without the Python wrapper
+    def kernel():  # the dense layer's kernel per sample from a reset state, then the output sum
         spikes[0] = 0
         for idx in data.idx:
             phi[:] = 0
             counts[:] = 0
-            scores[:] = 0
-            spikes[0] += kernels.forward(idx, net.W1, net.W2, phi, counts, scores, theta)
+            dense_forward(idx, none_c, none_t, 0, net.W1, phi, counts, theta, 0.0, np.zeros(1), False,
+                          buf, none_c, none_t, 0)
+            act = np.flatnonzero(counts)
+            counts[act] @ net.W2[act]
+            spikes[0] += int(counts.sum())
         return data.n_events
 
     out["kernel_events_per_s"], out["kernel_events_per_cpu_s"] = best(kernel)
     out["hidden_spikes_per_event"] = spikes[0] / data.n_events
     leaky = SpikingNetwork(net.sizes, tau_us=50_000.0)
-    leaky.W1, leaky.W2, leaky.b2 = net.W1, net.W2, net.b2
+    leaky.weights, leaky.bias = list(net.weights), net.bias
     leaky.warm_up()
     out["leaky_predict_events_per_s"], out["leaky_predict_events_per_cpu_s"] = best(lambda: predict_all(leaky))
     return out

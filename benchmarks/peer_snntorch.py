@@ -1,4 +1,5 @@
-"""The time-stepped peer: an snnTorch LIF network 2312-800-10 on 1 ms frames made by tonic's ToFrame."""
+"""The time-stepped peer: an snnTorch LIF network (2312-800-10, or any streamsnn architecture with
+convolutions) on 1 ms frames made by tonic's ToFrame."""
 
 from __future__ import annotations
 
@@ -35,9 +36,12 @@ def to_frames(events: np.ndarray) -> np.ndarray:
     return frames.reshape(frames.shape[0], -1).astype(np.float32, copy=False)
 
 
-def make_peer(sizes=(2312, 800, 10), *, beta: float = 0.9, seed: int = 0):
-    """The snnTorch network: Linear + Leaky per layer; weights are PyTorch's random initialisation.
+def make_peer(sizes=(2312, 800, 10), *, arch: str | None = None, beta: float = 0.9, seed: int = 0):
+    """The snnTorch network: per layer Linear or Conv2d + Leaky; weights are PyTorch's random initialisation.
 
+    ``sizes`` (inputs, hidden..., classes) makes dense layers; ``arch`` (streamsnn's spec, e.g.
+    ``conv:16:5:2:2,conv:32:3:2:1,dense:128``, on the 34x34x2 input, 10 classes) the same
+    architecture as a streamsnn network, convolutions included.
     Untrained on purpose: a time-stepped network does the same dense work at every step whatever
     its weights are, so its cost does not depend on them (its accuracy is not what is compared).
     """
@@ -45,18 +49,37 @@ def make_peer(sizes=(2312, 800, 10), *, beta: float = 0.9, seed: int = 0):
     import snntorch as snn
     from torch import nn
 
+    layers = []
+    if arch is None:
+        layers = [nn.Linear(a, b) for a, b in zip(sizes[:-1], sizes[1:])]
+        n_out = sizes[-1]
+    else:
+        from streamsnn.snn.arch import parse_arch, place
+
+        geos = place(parse_arch(arch), (SENSOR_SIZE[0], SENSOR_SIZE[1], SENSOR_SIZE[2]))
+        for g in geos:
+            if g.layer.kind == "conv":
+                layers.append(nn.Conv2d(g.in_shape[0], g.layer.units, g.layer.kernel, stride=g.layer.stride,
+                                        padding=g.layer.padding))
+            else:
+                layers.append(nn.Sequential(nn.Flatten(), nn.Linear(g.n_in, g.n_out)))
+        n_out = 10
+        layers.append(nn.Sequential(nn.Flatten(), nn.Linear(geos[-1].n_out, n_out)))
+    image = arch is not None
+
     class Peer(nn.Module):
         def __init__(self):
             super().__init__()
-            self.fcs = nn.ModuleList(nn.Linear(a, b) for a, b in zip(sizes[:-1], sizes[1:]))
-            self.lifs = nn.ModuleList(snn.Leaky(beta=beta) for _ in sizes[1:])
+            self.fcs = nn.ModuleList(layers)
+            self.lifs = nn.ModuleList(snn.Leaky(beta=beta) for _ in layers)
 
         def forward(self, frames):
             """frames (T, B, n_in) -> output spike counts (B, n_out)."""
             mems = [lif.init_leaky() for lif in self.lifs]
-            counts = torch.zeros(frames.shape[1], sizes[-1])
+            counts = torch.zeros(frames.shape[1], n_out)
+            w, h, p = SENSOR_SIZE
             for step in range(frames.shape[0]):
-                x = frames[step]
+                x = frames[step].reshape(-1, p, h, w) if image else frames[step]
                 for i, (fc, lif) in enumerate(zip(self.fcs, self.lifs)):
                     x, mems[i] = lif(fc(x), mems[i])
                 counts += x
@@ -109,12 +132,13 @@ def run_batched(net, samples) -> dict:
             "labels": [int(c) for c in counts.argmax(dim=1)]}
 
 
-def describe(beta: float = 0.9) -> str:
+def describe(beta: float = 0.9, arch: str | None = None) -> str:
     """One line saying what the peer is, for the result notes."""
     v = versions()
-    return (f"snnTorch {v['snntorch']} on torch {v['torch']}, Linear+Leaky(beta={beta}, threshold 1, "
-            "subtractive reset) 2312-800-10, random PyTorch initialisation (cost does not depend on the "
-            "weights), inputs tonic ToFrame(sensor_size=(34, 34, 2), time_window=1000) flattened")
+    what = (f"Conv2d/Linear+Leaky per layer, {arch} then 10 outputs" if arch else "Linear+Leaky 2312-800-10")
+    return (f"snnTorch {v['snntorch']} on torch {v['torch']}, {what} (Leaky beta={beta}, threshold 1, "
+            "subtractive reset), random PyTorch initialisation (cost does not depend on the "
+            "weights), inputs tonic ToFrame(sensor_size=(34, 34, 2), time_window=1000)")
 
 
 def versions() -> dict:

@@ -66,12 +66,18 @@ SCHEMA: dict[str, dict[str, Key]] = {
     },
     "model": {
         "checkpoint": Key(str, "", "checkpoint .npz: loaded at start when present, saved periodically and at exit"),
-        "hidden": Key(int, 800, "hidden units of a fresh network (a checkpoint keeps its own sizes)", min=1),
+        "arch": Key(str, "", "hidden layers of a fresh network, e.g. \"conv:32:5:2:2,conv:64:3:2:1,dense:256\" "
+                    "(a TOML list of such layers works too; empty = the default deep convolutional network; "
+                    "a checkpoint keeps its own)"),
+        "hidden": Key(int, 0, "shorthand for arch = \"dense:HIDDEN\" (0 = use arch)", min=0),
         "classes": Key(int, 10, "output classes of a fresh network", min=2),
         "input_width": Key(int, 34, "network input width (events from larger sensors are scaled)", min=1),
         "input_height": Key(int, 34, "network input height", min=1),
         "seed": Key(int, 0, "weight initialisation seed of a fresh network"),
-        "lr": Key(float, 0.0, "learning rate of a fresh network (0 = the network's default)", min=0),
+        "lr": Key(float, 0.0, "learning rate of a fresh network's hidden layers (0 = the default for its kind)",
+                  min=0),
+        "lr_out": Key(float, 0.0, "learning rate of a fresh network's output layer (0 = the default for its kind)",
+                      min=0),
         "learning": Key(str, "counts", "learning rule of a fresh network", ("counts", "spikes")),
         "learn_from_labels": Key(bool, True, "learn (test-then-train) when a window carries its true label"),
         "learn_from_feedback": Key(bool, True, "learn from labels sent to <prefix>/feedback"),
@@ -169,6 +175,8 @@ def _check(where: str, section: str, key: str, value: Any) -> Any:
     """Return value converted to the key's type, or raise ConfigError naming section.key."""
     spec = SCHEMA[section][key]
     name = f"{where}: {section}.{key}"
+    if (section, key) == ("model", "arch") and isinstance(value, list) and all(isinstance(v, str) for v in value):
+        value = ",".join(value)  # arch = ["conv:16:5:2:2", "dense:128"]
     if spec.type is float and isinstance(value, int) and not isinstance(value, bool):
         value = float(value)
     if not isinstance(value, spec.type) or (spec.type is not bool and isinstance(value, bool)):
@@ -266,6 +274,15 @@ def _cross_checks(cfg: Config) -> None:
         raise ConfigError(f"{o}: liveview.port must be at most 65535, got {cfg.liveview.port}")
     if not cfg.mqtt.ha_prefix or any(c in cfg.mqtt.ha_prefix for c in "+#"):
         raise ConfigError(f"{o}: mqtt.ha_prefix {cfg.mqtt.ha_prefix!r} must be a topic without wildcards")
+    if cfg.model.arch:
+        from .snn.arch import parse_arch, place
+
+        if cfg.model.hidden:
+            raise ConfigError(f"{o}: set model.arch or model.hidden, not both (hidden = N is arch = \"dense:N\")")
+        try:  # the layers must parse and fit the input grid
+            place(parse_arch(cfg.model.arch), (cfg.model.input_width, cfg.model.input_height, 2))
+        except ConfigError as exc:
+            raise ConfigError(f"{o}: model.arch: {exc}") from None
     if cfg.source.kind == "mqtt" and not cfg.mqtt.enabled:
         raise ConfigError(f"{o}: source.kind = 'mqtt' needs mqtt.enabled = true")
 

@@ -38,13 +38,13 @@ def load_network(cfg: Config):
         raise CheckpointError(f"model.checkpoint {path} is a folder; name a .npz file")
     if path is not None and path.exists():
         net = SpikingNetwork.load(path)
-        log.info("model: resumed from %s (%d samples seen, %d updates)", path, net.samples_seen, net.updates)
+        log.info("model: resumed from %s (%s -> %d classes, %d samples seen, %d updates)", path, net.arch,
+                 net.n_classes, net.samples_seen, net.updates)
         return net, path
-    kwargs = {"lr": m.lr} if m.lr > 0 else {}
-    net = SpikingNetwork((m.input_width * m.input_height * 2, m.hidden, m.classes),
-                         input_shape=(m.input_width, m.input_height, 2), seed=m.seed,
-                         learning=m.learning, **kwargs)
-    log.info("model: fresh %s network (seed %d)%s", "x".join(map(str, net.sizes)), m.seed,
+    arch = f"dense:{m.hidden}" if m.hidden else (m.arch or None)
+    net = SpikingNetwork(arch=arch, input_shape=(m.input_width, m.input_height, 2), classes=m.classes,
+                         seed=m.seed, learning=m.learning, lr=m.lr or None, lr_out=m.lr_out or None)
+    log.info("model: fresh network %s -> %d classes (seed %d)%s", net.arch, net.n_classes, m.seed,
              f", will be saved to {path}" if path else ", not saved (model.checkpoint is empty)")
     return net, path
 
@@ -173,7 +173,8 @@ async def _start_liveview(cfg: Config, source, sinks: list, node: str, net, quie
 
     lv = cfg.liveview
     live = await LiveView(lv.host, lv.port, fps=lv.fps, decay_ms=lv.decay_ms,
-                          classes=list(class_names(net)), title=f"streamsnn · {node}").start()
+                          classes=list(class_names(net)), title=f"streamsnn · {node}",
+                          model=f"{net.arch} → {net.n_classes} classes").start()
     sinks.append(live)
     log.info("live view on %s", live.url)
     if not quiet:

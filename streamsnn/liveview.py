@@ -107,9 +107,10 @@ class LiveView:
     """The live web page of one daemon. `await start()` binds host:port (port 0: any free port, see `url`)."""
 
     def __init__(self, host: str = "127.0.0.1", port: int = 8080, *, fps: float = 10.0, decay_ms: float = 50.0,
-                 classes: list[str] | None = None, title: str = "streamsnn"):
+                 classes: list[str] | None = None, title: str = "streamsnn", model: str = ""):
         self.host, self.port, self.fps, self.decay_s = host, port, fps, decay_ms / 1000.0
         self.classes, self.title = classes or [str(k) for k in range(10)], title
+        self.model = model                             # the network's layers, shown beside the title
         self.size: tuple[int, int] | None = None      # sensor (width, height)
         self._bin = 1                                  # sensor pixels per canvas pixel, per side
         self._frame: np.ndarray | None = None          # (2, h, w) canvas: event counts, each fading with its age
@@ -191,7 +192,7 @@ class LiveView:
                 "confidence": round(float(decision.confidence), 4), "true_label": window.label,
                 "true_label_name": true_label_name(window, info), "sample": window.sample,
                 "source": window.source,
-                "events": int(decision.events), "queue_ms": round(info.queue_ms, 2),
+                "events": int(decision.events), "spikes": [int(s) for s in decision.spikes], "queue_ms": round(info.queue_ms, 2),
                 "compute_ms": round(info.compute_ms, 2), "t_end_us": int(window.t_end_us),
                 "classes": self.classes}
         self.last_decision = slim
@@ -266,7 +267,7 @@ class LiveView:
         return None if self._frame is None else (int(self._frame.shape[2]), int(self._frame.shape[1]))
 
     def snapshot(self) -> dict:
-        return {"title": self.title, "classes": self.classes, "frame": self.frame_seq,
+        return {"title": self.title, "classes": self.classes, "model": self.model, "frame": self.frame_seq,
                 "sensor": list(self.size) if self.size else None,
                 "canvas": list(self.canvas) if self.canvas else None, "events": self.events,
                 "decisions": self.decisions, "decision": self.last_decision, "metrics": self.metrics}
@@ -320,7 +321,7 @@ class LiveView:
     async def _stream(self, writer: asyncio.StreamWriter) -> None:
         writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nCache-Control: no-store\r\n"
                      b"Connection: keep-alive\r\n\r\nretry: 1000\n\n")
-        writer.write(_sse("hello", {"title": self.title, "classes": self.classes}))
+        writer.write(_sse("hello", {"title": self.title, "classes": self.classes, "model": self.model}))
         if self.last_decision is not None:
             writer.write(_sse("decisions", [self.last_decision]))
         await writer.drain()

@@ -38,6 +38,16 @@ class SampleArrays:
         return SampleArrays(self.idx[:n], self.t[:n], self.labels[:n], self.ids[:n], classes=self.classes,
                             skipped=self.skipped)
 
+    def pick(self, which) -> "SampleArrays":
+        """The samples at the positions ``which`` (in that order)."""
+        which = [int(k) for k in which]
+        return SampleArrays([self.idx[k] for k in which], [self.t[k] for k in which], self.labels[which],
+                            [self.ids[k] for k in which])
+
+    def __add__(self, other: "SampleArrays") -> "SampleArrays":
+        return SampleArrays(self.idx + other.idx, self.t + other.t,
+                            np.concatenate([self.labels, other.labels]).astype(np.int64), self.ids + other.ids)
+
     def counts(self, n_in: int) -> np.ndarray:
         """(samples, n_in) float32 event counts per input: what a conventional MLP is trained on."""
         return np.stack([np.bincount(i, minlength=n_in).astype(np.float32) for i in self.idx]) \
@@ -78,8 +88,11 @@ def load_split(data_dir, split: str, net, *, limit: int | None = None, quiet: bo
             out.skipped.append(str(exc))
             log.warning("skipped a sample: %s", exc)
             continue
-        out.idx.append(net.event_indices(batch))
-        out.t.append(np.ascontiguousarray(batch.events["t"], dtype=np.int64))
+        if not 0 <= int(s.label) < net.n_classes:
+            raise InputError(f"{s.path}: label {s.label} is not one of the network's {net.n_classes} classes")
+        idx, t = net.input_events(batch)
+        out.idx.append(idx)
+        out.t.append(t)
         out.ids.append(s.sample_id)
         labels.append(int(s.label))
     out.labels = np.asarray(labels, dtype=np.int64)
@@ -87,6 +100,22 @@ def load_split(data_dir, split: str, net, *, limit: int | None = None, quiet: bo
         raise InputError(f"{data_dir}: none of the {len(samples)} {split} samples could be read "
                          f"(first: {out.skipped[0]})")
     return out
+
+
+def load_folders(folders, net, *, limit: int | None = None, quiet: bool = False):
+    """The train splits of several folders concatenated, and the test split of the first that has one.
+
+    Returns (train, test or None, name of the folder the test split came from or None).
+    """
+    from .io.dataset import open_dataset
+
+    train = SampleArrays()
+    test = test_from = None
+    for folder in folders:
+        train = train + load_split(folder, "train", net, limit=limit, quiet=quiet)
+        if test is None and "test" in open_dataset(folder).splits:
+            test, test_from = load_split(folder, "test", net, limit=limit, quiet=quiet), folder
+    return train, test, test_from
 
 
 @dataclass
@@ -116,6 +145,19 @@ class Augment:
             order = np.argsort(tj, kind="stable")
             idx, t = idx[order], np.maximum.accumulate(tj[order])
         return np.ascontiguousarray(idx), np.ascontiguousarray(t)
+
+
+def learning_settings(layers, several: bool = False) -> dict:
+    """Default lr, lr_out, lr_conv, max_step, activity and epochs for a network with these layers (a copy).
+
+    ``several``: training on several folders (real plus synthetic samples: many more per epoch).
+    """
+    from .snn.arch import learning_defaults
+
+    s = learning_defaults(layers)
+    s["epochs"] = s.pop("epochs_several") if several else s["epochs"]
+    s.pop("epochs_several", None)
+    return s
 
 
 def lr_schedule(epoch: int, epochs: int, final: float = 0.1) -> float:
@@ -151,8 +193,8 @@ def train_epoch(net, data: SampleArrays, *, epoch: int = 0, epochs: int = 1, see
 
 
 def evaluate(net, data: SampleArrays, *, quiet: bool = True) -> dict:
-    """Accuracy, per-class accuracy, confusion matrix (rows true, columns predicted), events/s."""
-    n_cls = net.sizes[-1]
+    """Accuracy, per-class accuracy (by class name), confusion matrix (rows true, columns predicted), events/s."""
+    n_cls = net.n_classes
     confusion = np.zeros((n_cls, n_cls), np.int64)
     events = 0
     net.warm_up()
@@ -163,8 +205,9 @@ def evaluate(net, data: SampleArrays, *, quiet: bool = True) -> dict:
         events += d.events
     dt = time.perf_counter() - t0
     total = confusion.sum(axis=1)
-    per_class = {str(c): (float(confusion[c, c] / total[c]) if total[c] else None) for c in range(n_cls)}
+    per_class = {net.classes[c]: (float(confusion[c, c] / total[c]) if total[c] else None) for c in range(n_cls)}
     n = int(confusion.sum())
     return {"accuracy": float(np.trace(confusion) / n) if n else 0.0, "per_class": per_class,
+            "classes": list(net.classes),
             "confusion": confusion.tolist(), "samples": n, "events": int(events),
             "events_per_s": float(events / dt) if dt > 0 else 0.0}

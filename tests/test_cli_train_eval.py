@@ -101,3 +101,75 @@ def test_user_errors_exit_2_with_one_line(capsys, tmp_path, model, argv, needle)
     assert rc == 2
     lines = err.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("streamsnn: error:") and needle in lines[0]
+
+
+CONV = "conv:4:5:2:2,dense:32"
+
+
+@pytest.fixture(scope="module")
+def synth_folder(tmp_path_factory):
+    """A small second dataset: 30 font digits filmed by the synthetic saccade camera (train split only)."""
+    out = tmp_path_factory.mktemp("synth") / "font"
+    assert main(["synth", "--font", "--count", "30", "--out", str(out), "-q"]) == 0
+    return out
+
+
+def train_json(capsys, *argv):
+    capsys.readouterr()
+    assert main(["train", *map(str, argv), "--json"]) == 0
+    return json.loads(capsys.readouterr().out)  # exactly one JSON object
+
+
+def test_train_on_several_folders_concatenates_their_train_splits(capsys, tmp_path, synth_folder):
+    nmnist = need("nmnist_small")
+    r = train_json(capsys, "--data", nmnist, "--data", synth_folder, "--arch", CONV, "--limit", "40",
+                   "--epochs", "2", "--out", tmp_path / "m.npz")
+    assert r["train_samples"] == 40 + 30 and r["test_samples"] == 40 and r["test_from"] == str(nmnist)
+    assert r["arch"] == CONV and len(r["epochs_run"]) == 2 and r["updates"] == 140
+    assert 0 <= r["test_accuracy"] <= 1 and r["test_accuracy"] == r["epochs_run"][-1]["test_accuracy"]
+    # the first folder without a test split is skipped for testing
+    r = train_json(capsys, "--data", synth_folder, "--data", nmnist, "--arch", CONV, "--limit", "20",
+                   "--epochs", "1", "--out", tmp_path / "m2.npz")
+    assert r["train_samples"] == 20 + 20 and r["test_samples"] == 20 and r["test_from"] == str(nmnist)
+    # a folder alone without a test split trains, and says there was no test
+    r = train_json(capsys, "--data", synth_folder, "--arch", CONV, "--epochs", "1", "--out", tmp_path / "m3.npz")
+    assert r["train_samples"] == 30 and r["test_samples"] == 0 and r["test_accuracy"] is None
+
+
+def test_train_defaults_to_the_deep_convolutional_network(capsys, tmp_path):
+    from streamsnn.snn import DEFAULT_ARCH
+    from streamsnn.snn.arch import CONV_SETTINGS
+
+    r = train_json(capsys, "--data", need("nmnist_small"), "--limit", "20", "--epochs", "1", "--out", tmp_path / "d.npz")
+    assert r["arch"] == DEFAULT_ARCH and r["lr"] == CONV_SETTINGS["lr"] and r["lr_out"] == CONV_SETTINGS["lr_out"]
+    net = SpikingNetwork.load(tmp_path / "d.npz")
+    assert net.arch == DEFAULT_ARCH and net.lr == CONV_SETTINGS["lr"]
+
+
+def test_info_and_eval_describe_a_convolutional_model(capsys, tmp_path):
+    out = tmp_path / "c.npz"
+    train_json(capsys, "--data", need("nmnist_small"), "--arch", CONV, "--limit", "30", "--epochs", "1",
+               "--out", out)
+    assert main(["info", str(out), "--json"]) == 0
+    d = json.loads(capsys.readouterr().out)
+    assert d["kind"] == "model" and [x["kind"] for x in d["layers"]] == ["conv", "dense", "output"]
+    assert d["layers"][0] | {"in": [2, 34, 34], "out": [4, 17, 17]} == d["layers"][0]
+    assert (d["layers"][0]["kernel"], d["layers"][0]["stride"], d["layers"][0]["padding"]) == (5, 2, 2)
+    assert d["layers"][1]["units"] == 32 and d["layers"][1]["in"] == [4, 17, 17]
+    assert d["classes"] == [str(k) for k in range(10)]
+    assert d["parameters"] == 2 * 25 * 4 + 4 * 17 * 17 * 32 + 32 * 10 + 10
+    assert d["updates"] == 30 and d["epochs"] == 1 and d["samples_seen"] == 30 + 30
+    assert main(["info", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert "conv 4 ch, 5x5 kernel, stride 2, pad 2: 2x34x34 -> 4x17x17" in text and "classes" in text
+    r = run_eval_json(capsys, need("nmnist_small"), out)
+    assert r["arch"] == CONV and r["samples"] == 100 and r["classes"] == [str(k) for k in range(10)]
+
+
+def test_train_refuses_bad_architectures_in_one_line(capsys, tmp_path):
+    for argv, needle in ((["--arch", "conv:4:5:2:2,pool:2"], "pool:2"), (["--arch", "dense:8", "--hidden", "8"],
+                                                                        "not both"),
+                         (["--arch", "conv:4:3", "--learning", "spikes"], "dense layers only")):
+        rc = main(["train", "--data", str(need("nmnist_small")), *argv, "--out", str(tmp_path / "x.npz")])
+        lines = capsys.readouterr().err.strip().splitlines()
+        assert rc == 2 and len(lines) == 1 and needle in lines[0], lines

@@ -10,6 +10,7 @@ import pytest
 
 from streamsnn.config import SCHEMA, build_config, load_config, parse_override
 from streamsnn.errors import ConfigError
+from streamsnn.snn import DEFAULT_ARCH
 
 ROOT = Path(__file__).resolve().parent.parent
 PIPELINES = sorted((ROOT / "pipelines").glob("*.toml"))
@@ -131,3 +132,22 @@ def test_pipelines_readme_documents_every_key():
         assert f"## [{section}]" in text
         for key in keys:
             assert f"| `{key}` |" in text, f"{section}.{key} is missing from pipelines/README.md"
+
+
+def test_model_arch_as_string_or_toml_list_and_bad_arch_in_one_line(tmp_path):
+    from streamsnn.daemon import load_network
+
+    p = tmp_path / "p.toml"
+    p.write_text('[model]\narch = ["conv:4:5:2:2", "dense:16"]\ncheckpoint = ""\n')
+    cfg = load_config(p)
+    assert cfg.model.arch == "conv:4:5:2:2,dense:16"
+    net, path = load_network(cfg)
+    assert net.arch == "conv:4:5:2:2,dense:16" and path is None
+    cfg = load_config(p, ["model.arch=", "model.hidden=24"])  # hidden is the dense shorthand
+    assert load_network(cfg)[0].arch == "dense:24"
+    assert load_network(load_config(p, ["model.arch="]))[0].arch == DEFAULT_ARCH  # empty: the default
+    for overrides, needle in ((["model.arch=conv:4:99"], "does not fit"), (["model.arch=conv:4:5,pool:2"], "pool:2"),
+                              (["model.hidden=8"], "not both")):
+        with pytest.raises(ConfigError, match=needle) as e:
+            load_network(load_config(p, overrides))
+        assert "\n" not in str(e.value) and "model." in str(e.value)

@@ -21,7 +21,7 @@ from mqtt_util import Collector, free_port
 
 from streamsnn.commands.demo import DEMO
 from streamsnn.config import build_config, load_config
-from streamsnn.snn import SpikingNetwork
+from streamsnn.snn import DEFAULT_ARCH, SpikingNetwork
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -78,6 +78,7 @@ def test_demo_trains_prints_the_url_serves_the_page_and_stops_on_ctrl_c(tmp_path
         assert url == f"http://127.0.0.1:{port}/"
         text = log.read_text()
         assert "training: 100 real N-MNIST samples" in text and "filming 20 synthetic samples" in text
+        assert f"training: {DEFAULT_ARCH} on 120 samples" in text
         with urllib.request.urlopen(url, timeout=10) as r:
             assert r.status == 200 and b"EventSource" in r.read()
         snap = wait_for(lambda: (s := snapshot(url))["decisions"] >= 3 and s, 120, "three decisions", proc, log)
@@ -102,7 +103,7 @@ def test_demo_trains_prints_the_url_serves_the_page_and_stops_on_ctrl_c(tmp_path
     assert code == 0, log.read_text(errors="replace")[-3000:]
     kept = tmp_path / "cache" / "streamsnn" / "demo-model.npz"
     net = SpikingNetwork.load(kept)  # trained (120 updates), then learned from the demo's labels
-    assert net.updates > 120 and net.sizes == (2312, 800, 10)
+    assert net.updates > 120 and net.arch == DEFAULT_ARCH and net.n_classes == 10
 
 
 @pytest.mark.slow

@@ -288,7 +288,8 @@ async def test_events_fade_from_the_frame():
 
 @pytest.mark.slow
 async def test_daemon_serves_the_live_view_of_a_replay(tmp_path):
-    """`streamsnn run` with [liveview] on: the SSE stream carries frames of the replayed sample and its decision."""
+    """`streamsnn run` with [liveview] on: the SSE stream names the (convolutional) model and carries frames of
+    the replayed sample and its decision with spikes per layer."""
     import os
     import signal
     import subprocess
@@ -302,7 +303,7 @@ async def test_daemon_serves_the_live_view_of_a_replay(tmp_path):
     root = Path(__file__).resolve().parent.parent
     cmd = [sys.executable, "-m", "streamsnn", "run", str(root / "pipelines" / "nmnist-replay.toml"), "-q"]
     for kv in (f"source.path={nmnist}", "source.split=test", "source.speed=1", "source.loop=true",
-               "model.checkpoint=", "model.hidden=32", "mqtt.enabled=false", "liveview.enabled=true",
+               "model.checkpoint=", "model.arch=conv:4:5:2:2,dense:32", "mqtt.enabled=false", "liveview.enabled=true",
                f"liveview.port={port}", "liveview.decay_ms=1000", "pipeline.metrics_every_s=0.5"):
         cmd += ["--set", kv]
     log = tmp_path / "daemon.log"
@@ -312,9 +313,11 @@ async def test_daemon_serves_the_live_view_of_a_replay(tmp_path):
         for _ in range(600):  # the port opens once the network is loaded
             try:
                 async with Sse(port) as sse:
-                    await sse.next("hello")
+                    _, hello = await sse.next("hello")
+                    assert hello["model"] == "conv:4:5:2:2,dense:32 → 10 classes"  # a deep convolutional model
                     _, ds = await sse.next("decisions", timeout=60)
                     assert ds[-1]["sample"] and 0 <= ds[-1]["label"] <= 9 and ds[-1]["true_label"] in range(10)
+                    assert len(ds[-1]["spikes"]) == 2 and len(ds[-1]["scores"]) == 10  # spikes per hidden layer
                     _, frame = await sse.next("frame", timeout=60)
                     assert decode(base64.b64decode(frame["png"])).std() > 5
                     _, m = await sse.next("metrics", timeout=60)

@@ -1,4 +1,5 @@
-"""Checkpoints: round trip, atomic replace, and one-line CheckpointError for every kind of bad file."""
+"""Checkpoints: round trip of deep and convolutional networks, format-1 files, atomic replace, and
+one-line CheckpointError for every kind of bad file."""
 
 from __future__ import annotations
 
@@ -9,16 +10,18 @@ import numpy as np
 import pytest
 
 from streamsnn.errors import CheckpointError
-from streamsnn.snn import SpikingNetwork
-from streamsnn.snn.checkpoint import VERSION
+from streamsnn.snn import InputMap, SpikingNetwork
+from streamsnn.snn.checkpoint import FORMAT, VERSION
+
+ARCH = "conv:4:5:2:2,dense:40"
 
 
-def trained(seed=0):
-    net = SpikingNetwork((2312, 40, 10), seed=seed, lr=0.01)
+def trained(seed=0, arch=ARCH, **kw):
+    net = SpikingNetwork(arch=arch, seed=seed, lr=0.01, **kw)
     rng = np.random.default_rng(seed)
     for k in range(5):
-        idx = rng.integers(0, 2312, 3000).astype(np.int32)
-        net.learn_indices(idx, k % 10)
+        idx = rng.integers(0, net.sizes[0], 3000).astype(np.int32)
+        net.learn_indices(idx, k % net.n_classes, np.arange(3000, dtype=np.int64) * 100 + k * 10**6)
     return net, idx
 
 
@@ -28,15 +31,67 @@ def test_round_trip_keeps_weights_config_and_counters(tmp_path):
     path = net.save(tmp_path / "m.npz")
     assert [p.name for p in tmp_path.iterdir()] == ["m.npz"]  # no temp file left behind
     back = SpikingNetwork.load(path)
-    for k in ("W1", "W2", "b2"):
-        np.testing.assert_array_equal(getattr(back, k), getattr(net, k))
-    assert back.config() == net.config()
+    assert len(back.weights) == 3
+    for a, b in zip(back.weights, net.weights):
+        np.testing.assert_array_equal(a, b)
+    np.testing.assert_array_equal(back.bias, net.bias)
+    assert back.config() == net.config() and back.arch == ARCH
     assert (back.samples_seen, back.events_seen, back.updates, back.epochs) == (5, 15000, 5, 3)
     assert back.progressive_accuracy == net.progressive_accuracy
     assert back.model_version == net.model_version
     np.testing.assert_array_equal(back.predict_indices(idx).scores, net.predict_indices(idx).scores)
     with np.load(path, allow_pickle=False) as z:  # plain arrays and JSON text, nothing pickled
-        assert json.loads(str(z["config"][0]))["sizes"] == [2312, 40, 10]
+        assert int(z["version"][0]) == VERSION == 2
+        cfg = json.loads(str(z["config"][0]))
+        assert cfg["arch"] == [{"kind": "conv", "channels": 4, "kernel": 5, "stride": 2, "padding": 2},
+                               {"kind": "dense", "units": 40}]
+        assert cfg["classes"] == [str(k) for k in range(10)]
+        assert cfg["input_map"] == {"sensor": [34, 34], "roi": [0, 0, 34, 34], "grid": [34, 34, 2]}
+
+
+def test_round_trip_keeps_class_names_input_map_and_leak(tmp_path):
+    m = InputMap(sensor=(128, 128), roi=(0, 0, 40, 40), grid=(20, 20, 1))
+    net, _ = trained(arch="dense:16,dense:8", input_map=m, classes=["club", "diamond", "spade"], tau_us=5e4)
+    back = SpikingNetwork.load(net.save(tmp_path / "cards.npz"))
+    assert back.classes == ["club", "diamond", "spade"] and back.input_map == m and back.tau_us == 5e4
+    assert back.arch == "dense:16,dense:8"
+
+
+def write_format1(path, W1, W2, b2, config, counters):
+    """A checkpoint exactly as streamsnn wrote them before format 2 (one dense hidden layer)."""
+    with open(path, "wb") as fh:
+        np.savez(fh, W1=W1, W2=W2, b2=b2, format=np.array([FORMAT]), version=np.array([1], dtype=np.int64),
+                 config=np.array([json.dumps(config, sort_keys=True)]),
+                 counters=np.array([json.dumps(counters, sort_keys=True)]))
+
+
+def test_format1_file_loads_as_one_dense_layer(tmp_path):
+    rng = np.random.default_rng(0)
+    W1 = (rng.standard_normal((2312, 24)) * 0.03).astype(np.float32)
+    W2 = (rng.standard_normal((24, 10)) * 0.05).astype(np.float32)
+    b2 = rng.standard_normal(10).astype(np.float32)
+    config = {"sizes": [2312, 24, 10], "input_shape": [34, 34, 2], "seed": 3, "lr": 0.001, "lr_out": 0.002,
+              "tau_us": None, "learning": "counts", "theta": 0.5, "error_spikes": 32, "init_scale": 0.03,
+              "init_scale_out": 0.05}
+    counters = {"samples_seen": 7, "events_seen": 700, "updates": 5, "progressive_correct": 2,
+                "progressive_total": 5, "epochs": 1, "token": "abcd1234"}
+    path = tmp_path / "old.npz"
+    write_format1(path, W1, W2, b2, config, counters)
+    net = SpikingNetwork.load(path)
+    assert net.arch == "dense:24" and net.sizes == (2312, 24, 10) and net.classes == [str(k) for k in range(10)]
+    assert net.input_map == InputMap() and net.lr_out == 0.002 and net.seed == 3
+    assert (net.updates, net.progressive_accuracy, net.model_version) == (5, 0.4, "abcd1234.5")
+    idx = rng.integers(0, 2312, 4000).astype(np.int32)
+    d = net.predict_indices(idx)
+    np.testing.assert_array_equal(net.weights[0], W1)
+    np.testing.assert_allclose(d.scores, net.counts[0] @ W2 + b2, rtol=1e-5, atol=1e-4)
+    assert d.spikes[0] > 0
+    # saving it again writes format 2, which loads the same network
+    back = SpikingNetwork.load(net.save(tmp_path / "new.npz"))
+    np.testing.assert_array_equal(back.predict_indices(idx).scores, d.scores)
+    write_format1(path, W1, W2[:5], b2, config, counters)
+    with pytest.raises(CheckpointError, match="weight_1"):
+        SpikingNetwork.load(path)
 
 
 def test_save_replaces_existing_file_whole(tmp_path):
@@ -45,7 +100,7 @@ def test_save_replaces_existing_file_whole(tmp_path):
     b, _ = trained(1)
     a.save(path)
     b.save(path)
-    np.testing.assert_array_equal(SpikingNetwork.load(path).W1, b.W1)
+    np.testing.assert_array_equal(SpikingNetwork.load(path).weights[0], b.weights[0])
     assert sorted(p.name for p in tmp_path.iterdir()) == ["m.npz"]
 
 
@@ -123,19 +178,23 @@ def test_wrong_format_marker(tmp_path):
 def test_missing_array_and_wrong_shape(tmp_path):
     net, _ = trained()
     path = net.save(tmp_path / "m.npz")
-    rewrite(path, W2=None)
-    with pytest.raises(CheckpointError, match="W2"):
+    rewrite(path, weight_1=None)
+    with pytest.raises(CheckpointError, match="weight_1"):
         SpikingNetwork.load(path)
     path = net.save(tmp_path / "m.npz")
-    rewrite(path, W1=np.zeros((2312, 41), np.float32))
-    with pytest.raises(CheckpointError, match="W1"):
+    rewrite(path, weight_0=np.zeros((2, 5, 5, 5), np.float32))
+    with pytest.raises(CheckpointError, match="weight_0"):
+        SpikingNetwork.load(path)
+    path = net.save(tmp_path / "m.npz")
+    rewrite(path, bias=np.full(10, np.nan, np.float32))
+    with pytest.raises(CheckpointError, match="non-finite"):
         SpikingNetwork.load(path)
 
 
 def test_pickled_object_array_is_refused(tmp_path):
     net, _ = trained()
     path = net.save(tmp_path / "m.npz")
-    rewrite(path, W1=np.array([{"evil": 1}], dtype=object))
+    rewrite(path, weight_0=np.array([{"evil": 1}], dtype=object))
     with pytest.raises(CheckpointError):
         SpikingNetwork.load(path)
 
@@ -146,6 +205,10 @@ def test_bad_config(tmp_path):
     rewrite(path, config=np.array([json.dumps({"sizes": [5, 5], "bogus": 1})]))
     with pytest.raises(CheckpointError, match="config"):
         SpikingNetwork.load(path)
+    rewrite(path, config=np.array([json.dumps({"arch": "conv:4:99", "classes": 10})]))
+    with pytest.raises(CheckpointError, match="does not fit") as e:
+        SpikingNetwork.load(path)
+    one_line(e)
     rewrite(path, config=np.array(["{not json"]))
     with pytest.raises(CheckpointError):
         SpikingNetwork.load(path)

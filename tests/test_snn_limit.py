@@ -1,10 +1,12 @@
-"""The paper's limit property: with the same weights, spike counts / K approach the ReLU MLP as K grows."""
+"""The paper's limit property: with the same weights, every layer's spike counts / K approach the ReLU
+network's activations as the presentation gets K times longer, for dense and convolutional stacks."""
 
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
-from streamsnn.snn import kernels
+from streamsnn.snn import SpikingNetwork, relu
 
 
 def present(x: np.ndarray, K: int, rng) -> np.ndarray:
@@ -19,35 +21,32 @@ def present(x: np.ndarray, K: int, rng) -> np.ndarray:
     return np.ascontiguousarray(idx[np.argsort(times, kind="stable")])
 
 
-def test_spike_counts_approach_relu_mlp_as_one_over_k():
+@pytest.mark.parametrize("arch,grid,gain", [
+    ("dense:30", (8, 5, 1), 0.8),                               # the one-layer network of the paper
+    ("dense:40,dense:30,dense:20", (8, 5, 1), 1.0),             # deep dense
+    ("conv:4:3:1:1,conv:6:3:2:1,dense:12", (8, 8, 2), 1.3),     # convolutions, padding, stride, then dense
+])
+def test_spike_counts_approach_relu_network_as_one_over_k(arch, grid, gain):
     rng = np.random.default_rng(0)
-    n_in, n_h, n_out = 40, 30, 6
-    W1 = (rng.standard_normal((n_in, n_h)) * 0.15).astype(np.float32)
-    W2 = (rng.standard_normal((n_h, n_out)) * 0.3).astype(np.float32)
+    net = SpikingNetwork(arch=arch, input_shape=grid, classes=6, seed=1, init_gain=gain)
+    n_in = net.sizes[0]
     x = rng.integers(0, 4, n_in).astype(np.float64)  # input intensities (events per unit of presentation)
-    relu = np.maximum(W1.astype(np.float64).T @ x, 0)
-    out = W2.astype(np.float64).T @ relu
-    assert (relu > 0).sum() > 5 and (relu == 0).sum() > 5  # both sides of the rectifier are exercised
-    # |count_j - K relu_j| <= 1 + 2 sum_i |W1_ij|: each input's count is within one event of its
-    # linear share at every moment, so the running input of unit j strays <= sum_i |W1_ij| from the line.
-    bound_h = 1.0 + 2.0 * np.abs(W1.astype(np.float64)).sum(axis=0)
-    gaps_h, gaps_o = [], []
+    acts, out = relu.forward(net, x)
+    for a in acts:  # both sides of every rectifier are exercised
+        assert (a > 0.5).sum() >= 3 and (a == 0).sum() >= 3, a
     Ks = (1, 4, 16, 64, 256)
+    gaps = []
     for K in Ks:
-        idx = present(x, K, rng)
-        phi = np.zeros(n_h, np.float32)
-        counts = np.zeros(n_h, np.float32)
-        scores = np.zeros(n_out, np.float32)
-        kernels.forward(idx, W1, W2, phi, counts, scores, np.float32(0.5))
-        gap_h = np.abs(counts / K - relu)
-        gap_o = np.abs(scores / K - out)
-        assert np.all(gap_h <= bound_h / K + 1e-4)
-        assert np.all(gap_o <= np.abs(W2).T @ bound_h / K + 1e-3)
-        gaps_h.append(gap_h.max())
-        gaps_o.append(gap_o.max())
-    assert all(a > b for a, b in zip(gaps_h, gaps_h[1:])), gaps_h
-    assert all(a > b for a, b in zip(gaps_o, gaps_o[1:])), gaps_o
-    # roughly 1/K: 256x longer presentation shrinks the gap by well over 30x
-    assert gaps_h[-1] < gaps_h[0] / 30 and gaps_o[-1] < gaps_o[0] / 30
-    # and the classification agrees with the ReLU MLP at the longest presentation
-    assert np.argmax(scores) == np.argmax(out)
+        d = net.predict_indices(present(x, K, rng))
+        layer_gaps = [np.abs(c / K - a).max() for c, a in zip(net.counts, acts)]
+        gaps.append(layer_gaps + [np.abs((d.scores - net.bias) / K - (out - net.bias)).max()])
+        assert d.spikes == tuple(int(c.sum()) for c in net.counts)
+    gaps = np.array(gaps)  # (K, layer): every layer and the output
+    # the gap shrinks with K at every layer and roughly as 1/K: 256x longer, well over 30x smaller
+    assert np.all(gaps[-1] < gaps[0] / 30), gaps
+    assert np.all(np.diff(gaps[1:], axis=0) < 0), gaps
+    # and about as 1/K: gap * K stays within a small band from K = 4 on
+    scaled = gaps[1:] * np.array(Ks[1:])[:, None]
+    assert np.all(scaled.max(axis=0) <= 6 * scaled.min(axis=0)), scaled
+    # at the longest presentation the classification agrees with the ReLU network
+    assert d.label == int(np.argmax(out))

@@ -33,8 +33,8 @@ def test_samples():
 @pytest.fixture(scope="module")
 def model(tmp_path_factory):
     out = tmp_path_factory.mktemp("stream") / "tiny.npz"
-    assert main(["train", "--data", str(need("nmnist_small")), "--epochs", "1", "--hidden", "32",
-                 "--limit", "200", "--out", str(out), "--quiet"]) == 0
+    assert main(["train", "--data", str(need("nmnist_small")), "--epochs", "2", "--hidden", "64",
+                 "--limit", "300", "--out", str(out), "--quiet"]) == 0
     return out
 
 

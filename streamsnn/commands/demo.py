@@ -38,10 +38,10 @@ def add_parser(subparsers) -> None:
     p.add_argument("--model", type=Path, metavar="CKPT",
                    help="a trained checkpoint (.npz); it is copied, never changed")
     p.add_argument("--retrain", action="store_true", help="train the demo model again even if one was kept")
-    p.add_argument("--epochs", type=int, default=3, help="training passes when training first (default %(default)s)")
+    p.add_argument("--epochs", type=int, default=5, help="training passes when training first (default %(default)s)")
     p.add_argument("--train-limit", type=int, default=None, metavar="N",
                    help="train on at most N real N-MNIST samples (quick runs)")
-    p.add_argument("--synthetic", type=int, default=500, metavar="N",
+    p.add_argument("--synthetic", type=int, default=1000, metavar="N",
                    help="synthetic digits added to the training set (default %(default)s)")
     p.add_argument("--host", default="127.0.0.1", help="live view address (default %(default)s)")
     p.add_argument("--port", type=int, default=8080, help="live view port (default %(default)s; 0 = any free port)")
@@ -152,7 +152,7 @@ def _train(args, images, out: Path) -> None:
 
     if args.epochs < 1:
         raise ConfigError(f"--epochs must be at least 1, got {args.epochs}")
-    net = SpikingNetwork((2312, 800, 10), seed=0)
+    net = SpikingNetwork(seed=0)  # the default deep convolutional network
     data = SampleArrays()
     try:
         nmnist = find_nmnist(None, download=False)
@@ -162,11 +162,13 @@ def _train(args, images, out: Path) -> None:
         say("training: no N-MNIST found (see pipelines/README.md, dataset discovery); synthetic digits only")
     synth = _synthetic_training(images, max(args.synthetic, 0 if len(data) else 100))
     if synth:
-        data.idx += [net.event_indices(b) for b in synth]
-        data.t += [np.ascontiguousarray(b.events["t"], dtype=np.int64) for b in synth]
+        for b in synth:
+            idx, t = net.input_events(b)
+            data.idx.append(idx)
+            data.t.append(t)
         data.labels = np.concatenate([data.labels, np.asarray([b.label for b in synth], np.int64)])
         data.ids += [b.sample for b in synth]
-    say(f"training: {len(data)} samples, {args.epochs} epochs (once; the model is kept at {out})")
+    say(f"training: {net.arch} on {len(data)} samples, {args.epochs} epochs (once; the model is kept at {out})")
     augment = Augment(shift=2, dropout=0.1, jitter_us=1000.0)
     for ep in range(args.epochs):
         r = train_epoch(net, data, epoch=ep, epochs=args.epochs, augment=augment)

@@ -1,4 +1,4 @@
-"""`streamsnn eval --data DIR --model model.npz`: accuracy of a trained network on a folder's test split."""
+"""`streamsnn eval --data DIR --model model.npz`: accuracy of a trained network (any architecture) on a folder's test split."""
 
 from __future__ import annotations
 
@@ -62,19 +62,22 @@ def run(args) -> int:
     res["model"] = str(args.model)
     res["skipped"] = len(test.skipped)  # unreadable samples, not scored (each logged on stderr)
     res["skipped_samples"] = test.skipped
+    res["arch"] = net.arch
     if args.json:
         print(json.dumps(res))
         return 0
-    print(f"model {args.model}: {net.sizes}, {net.updates} updates, {net.epochs} epochs")
+    print(f"model {args.model}: {net.arch} -> {net.n_classes} classes ({net.parameters:,} parameters), "
+          f"{net.updates} updates, {net.epochs} epochs")
     print(f"accuracy {res['accuracy']:.4f} on {res['samples']} samples "
           f"({res['events']} events, {res['events_per_s'] / 1e6:.2f} M events/s)")
     if test.skipped:
         print(skipped_line(test.skipped))
     print("per class: " + "  ".join(f"{c}:{'-' if a is None else f'{a:.2f}'}" for c, a in res["per_class"].items()))
     print("confusion (rows true, columns predicted):")
-    print("     " + " ".join(f"{c:>4}" for c in range(len(res["confusion"]))))
-    for c, row in enumerate(res["confusion"]):
-        print(f"{c:>4} " + " ".join(f"{v:>4}" for v in row))
+    width = max(4, *(len(c) for c in net.classes))
+    print(" " * (width + 1) + " ".join(f"{c:>{width}}" for c in net.classes))
+    for c, row in zip(net.classes, res["confusion"]):
+        print(f"{c:>{width}} " + " ".join(f"{v:>{width}}" for v in row))
     return 0
 
 

@@ -1,4 +1,4 @@
-"""`streamsnn info PATH [--json] [--count]`: what an event file or a dataset (any layout) holds."""
+"""`streamsnn info PATH [--json] [--count]`: what an event file, a dataset (any layout) or a model checkpoint holds."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ ORDER = 50
 def add_parser(subparsers) -> None:
     p = subparsers.add_parser(
         "info",
-        help="describe an event file or a dataset",
+        help="describe an event file, a dataset or a model checkpoint",
         description="Describe an event file (format, sensor size, events, duration, polarity counts, "
                     "label) or a dataset: a folder in any layout streamsnn reads (class folders "
                     "Train|Test/<class>/<file>, flat files with train*.txt/test*.txt label lists, recordings "
@@ -19,9 +19,11 @@ def add_parser(subparsers) -> None:
                     "For a dataset: layout, format, sensor, samples, classes (name: samples), splits. "
                     "Listing a dataset decodes nothing: event counts come from file sizes where that is "
                     "exact (N-MNIST, 5 bytes per event) and are 'unknown' otherwise; --count decodes "
-                    "every sample to count them and to measure the active region of the sensor.",
+                    "every sample to count them and to measure the active region of the sensor. A model "
+                    "checkpoint .npz: layers with kind and shapes, classes, input map, parameters, "
+                    "training counters.",
     )
-    p.add_argument("path", help="event file (.bin .bs2 .aedat4 .raw .aedat), dataset folder, or tonic:<Class>:<folder>")
+    p.add_argument("path", help="event file (.bin .bs2 .aedat4 .raw .aedat), dataset folder, tonic:<Class>:<folder> or model (.npz)")
     p.add_argument("--json", action="store_true", help="print exactly one JSON object on stdout")
     p.add_argument("--count", action="store_true",
                    help="dataset: decode every sample (progress bar) for exact event counts and the active region")
@@ -119,13 +121,50 @@ def describe(path, count: bool = False) -> dict:
     from ..io.tonicdata import is_spec
 
     p = Path(path)
-    return folder_info(path, count) if is_spec(str(path)) or p.is_dir() else file_info(p)
+    if is_spec(str(path)) or p.is_dir():
+        return folder_info(path, count)
+    if p.suffix.lower() == ".npz":
+        return model_info(p)
+    return file_info(p)
+
+
+def model_info(path: Path) -> dict:
+    """A checkpoint: layers (kind, shapes, parameters), classes, input map, counters."""
+    from ..snn import SpikingNetwork
+
+    net = SpikingNetwork.load(path)
+    return {"path": str(path), "kind": "model", **net.describe()}
+
+
+def _layer_line(d: dict) -> str:
+    shape = lambda s: "x".join(map(str, s))  # noqa: E731
+    if d["kind"] == "conv":
+        what = f"conv {d['channels']} ch, {d['kernel']}x{d['kernel']} kernel, stride {d['stride']}, pad {d['padding']}"
+    elif d["kind"] == "dense":
+        what = f"dense {d['units']} units"
+    else:
+        what = f"output {d['units']} classes"
+    return f"{what}: {shape(d['in'])} -> {shape(d['out'])}, {d['parameters']:,} parameters"
 
 
 def _table(info: dict) -> str:
     rows: list[tuple[str, str]] = []
     for key, value in info.items():
         if key == "kind":
+            continue
+        if key == "layers":
+            rows += [(f"layer {k + 1}", _layer_line(d)) for k, d in enumerate(value)]
+            continue
+        if key == "classes" and isinstance(value, list):
+            rows.append(("classes", " ".join(value)))
+            continue
+        if key == "input" and isinstance(value, dict):
+            x0, y0, w, h = value["roi"]
+            rows.append(("input", f"sensor {value['sensor'][0]}x{value['sensor'][1]}, region ({x0}, {y0}) "
+                                  f"{w}x{h}, grid {'x'.join(map(str, value['grid']))}"))
+            continue
+        if isinstance(value, float):
+            rows.append((key, f"{value:g}"))
             continue
         if key == "polarity":
             rows.append(("polarity", f"on {value['on']:,}  off {value['off']:,}"))
@@ -156,7 +195,7 @@ def _table(info: dict) -> str:
         elif isinstance(value, int) and not isinstance(value, bool):
             rows.append((key, f"{value:,}"))
         else:
-            rows.append((key, "unknown" if value is None else str(value)))
+            rows.append((key, ("none" if info.get("kind") == "model" else "unknown") if value is None else str(value)))
     width = max(len(k) for k, _ in rows)
     return "\n".join(f"{k.ljust(width)}  {v}" for k, v in rows)
 

@@ -1,36 +1,61 @@
-"""`streamsnn train --data DIR`: train the spiking network online on an N-MNIST folder and save it."""
+"""`streamsnn train --data DIR [--data DIR ...]`: train the spiking network online on dataset folders and save it."""
 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
+import time
 from pathlib import Path
 
 ORDER = 20
 
-#: Defaults that meet the accuracy target on nmnist_small (see benchmarks/bench_snn.py).
-DEFAULTS = {"epochs": 20, "hidden": 800, "lr": 0.001, "seed": 0}
+ARCH_HELP = ("hidden layers, comma-separated: conv:C:K[:S[:P]] (C channels, KxK kernel, stride S = 1, "
+             "padding P = 0) or dense:N (N units), e.g. conv:16:5:2:2,conv:32:3:2:1,dense:128; "
+             "the output layer (one unit per class) is added. Default: the deep convolutional network "
+             "%(default)s; dense:800 is the earlier one-layer network")
 
 
 def add_parser(subparsers) -> None:
+    from ..snn.arch import DEFAULT_ARCH
+
     p = subparsers.add_parser(
         "train",
-        help="train the spiking network on an N-MNIST folder",
-        description="Train the event-driven spiking network online (minibatch 1, test-then-train) on the "
-                    "train split of an N-MNIST folder (flat with label lists, or Train/<digit>/), report "
-                    "train and test accuracy per epoch, and save the model (.npz) after every epoch.",
+        help="train the spiking network on dataset folders",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Train the event-driven spiking network online (minibatch 1, test-then-train) on the\n"
+                    "train split of one or more dataset folders (N-MNIST flat with label lists, or\n"
+                    "Train/<digit>/; several --data are concatenated, the test split comes from the first\n"
+                    "folder that has one), report train and test accuracy per epoch, and save the model\n"
+                    "(.npz) after every epoch. Learning rates and epochs default to the values measured\n"
+                    "for the kind of network (convolutional or dense, see benchmarks/README.md).",
+        epilog="The best N-MNIST model here: real samples plus synthetic saccade-camera recordings\n"
+               "of MNIST digits that the real test samples were not made from:\n"
+               "  streamsnn synth --mnist ../shared/data/mnist --first 101 --out synth\n"
+               "  streamsnn train --data ../shared/data/nmnist_small --data synth",
     )
-    p.add_argument("--data", type=Path, required=True, help="N-MNIST dataset folder")
-    p.add_argument("--epochs", type=int, default=DEFAULTS["epochs"], help="passes over the training split (default %(default)s)")
-    p.add_argument("--hidden", type=int, default=DEFAULTS["hidden"], help="hidden units (default %(default)s)")
-    p.add_argument("--seed", type=int, default=DEFAULTS["seed"], help="seed of weights, order and augmentation")
-    p.add_argument("--lr", type=float, default=DEFAULTS["lr"], help="learning rate (default %(default)s), cosine-decayed to 0.1x")
+    p.add_argument("--data", type=Path, action="append", required=True, metavar="DIR",
+                   help="dataset folder; repeat to train on several (e.g. real N-MNIST plus `streamsnn synth` output)")
+    p.add_argument("--arch", default=None, help=ARCH_HELP.replace("%(default)s", DEFAULT_ARCH))
+    p.add_argument("--hidden", type=int, default=None, help="shorthand for --arch dense:HIDDEN")
+    p.add_argument("--epochs", type=int, default=None,
+                   help="passes over the training data (default: by network kind and number of folders: 40 / 6 "
+                        "for a convolutional network on one folder / several, 20 / 6 for a dense one)")
+    p.add_argument("--seed", type=int, default=0, help="seed of weights, order and augmentation")
+    p.add_argument("--lr", type=float, default=None,
+                   help="learning rate of the hidden layers, cosine-decayed to 0.1x (default: by network kind)")
+    p.add_argument("--lr-out", type=float, default=None, help="learning rate of the output layer")
+    p.add_argument("--lr-conv", type=float, default=None, help="multiplies --lr for convolutional layers")
     p.add_argument("--learning", choices=("counts", "spikes"), default="counts",
-                   help="backprop on spike counts, or the error sent back as spikes (default %(default)s)")
+                   help="backprop on spike counts, or the error sent back as spikes (dense layers only) "
+                        "(default %(default)s)")
     p.add_argument("--out", type=Path, default=Path("model.npz"), help="model file to write (default %(default)s)")
     p.add_argument("--augment", action=argparse.BooleanOptionalAction, default=True,
-                   help="random shifts (+-2 px), 10%% event dropout and 1 ms time jitter on the training stream (default: on)")
+                   help="random shifts (+-2 px), 10%% event dropout and 1 ms time jitter on the training "
+                        "stream (default: on)")
     p.add_argument("--limit", type=int, default=None, help="use only N samples of each split, evenly spread (quick runs)")
+    p.add_argument("--json", action="store_true", help="print exactly one JSON object (per-epoch figures, "
+                                                       "final test accuracy) on stdout")
     p.add_argument("--quiet", action="store_true", help="no progress bars or per-epoch lines")
     p.set_defaults(func=run)
 
@@ -38,31 +63,56 @@ def add_parser(subparsers) -> None:
 def run(args) -> int:
     from ..errors import ConfigError
     from ..snn import SpikingNetwork
-    from ..training import Augment, evaluate, load_split, train_epoch
+    from ..training import Augment, evaluate, learning_settings, load_folders, train_epoch
 
-    if args.epochs < 1 or args.hidden < 1:
-        raise ConfigError(f"--epochs and --hidden must be at least 1 (got {args.epochs}, {args.hidden})")
+    if args.hidden is not None and args.arch is not None:
+        raise ConfigError("give --arch or --hidden, not both (--hidden H is --arch dense:H)")
+    if args.hidden is not None and args.hidden < 1:
+        raise ConfigError(f"--hidden must be at least 1, got {args.hidden}")
+    arch = f"dense:{args.hidden}" if args.hidden is not None else args.arch
     if not args.out.parent.is_dir():
         raise ConfigError(f"--out {args.out}: folder {args.out.parent} does not exist; create it first")
-    net = SpikingNetwork((2312, args.hidden, 10), seed=args.seed, lr=args.lr, learning=args.learning)
-    train = load_split(args.data, "train", net, limit=args.limit, quiet=args.quiet)
-    from ..io.dataset import open_dataset
+    from ..snn.arch import DEFAULT_ARCH, parse_arch
 
-    test = load_split(args.data, "test", net, limit=args.limit, quiet=args.quiet) \
-        if "test" in open_dataset(args.data).splits else None
-    say = (lambda *a: None) if args.quiet else (lambda *a: print(*a, file=sys.stderr, flush=True))
-    say(f"training {net.sizes} on {len(train)} samples ({train.n_events} events), "
-        f"{len(test) if test else 0} test samples, augment={'on' if args.augment else 'off'}")
+    layers = parse_arch(arch or DEFAULT_ARCH)
+    s = learning_settings(layers, several=len(args.data) > 1)
+    for key in ("epochs", "lr", "lr_out", "lr_conv"):
+        if getattr(args, key) is not None:
+            s[key] = getattr(args, key)
+    if s["epochs"] < 1:
+        raise ConfigError(f"--epochs must be at least 1, got {s['epochs']}")
+    net = SpikingNetwork(arch=layers, seed=args.seed, learning=args.learning,
+                         **{k: s[k] for k in ("lr", "lr_out", "lr_conv", "max_step")})
+    quiet = args.quiet or args.json
+    train, test, test_from = load_folders(args.data, net, limit=args.limit, quiet=quiet)
+    say = (lambda *a: None) if quiet else (lambda *a: print(*a, file=sys.stderr, flush=True))
+    say(f"training {net.arch} ({net.parameters:,} parameters) on {len(train)} samples ({train.n_events:,} events) "
+        f"from {len(args.data)} folder(s), {len(test) if test else 0} test samples"
+        f"{f' from {test_from}' if test else ''}, {s['epochs']} epochs, augment={'on' if args.augment else 'off'}")
     augment = Augment(shift=2, dropout=0.1, jitter_us=1000.0) if args.augment else None
-    for ep in range(args.epochs):
-        r = train_epoch(net, train, epoch=ep, epochs=args.epochs, seed=args.seed, augment=augment, quiet=args.quiet)
-        line = (f"epoch {ep + 1}/{args.epochs}: train {r['accuracy']:.3f}"
-                f"{' (augmented)' if augment else ''}")
+    epochs = []
+    t0 = time.perf_counter()
+    for ep in range(s["epochs"]):
+        r = train_epoch(net, train, epoch=ep, epochs=s["epochs"], seed=args.seed, augment=augment, quiet=quiet)
+        row = {"epoch": ep + 1, "train_accuracy": r["accuracy"], "seconds": r["seconds"],
+               "learn_events_per_s": r["events_per_s"]}
+        line = f"epoch {ep + 1}/{s['epochs']}: train {r['accuracy']:.3f}{' (augmented)' if augment else ''}"
         if test:
-            line += f"  test {evaluate(net, test)['accuracy']:.3f}"
+            row["test_accuracy"] = evaluate(net, test)["accuracy"]
+            line += f"  test {row['test_accuracy']:.3f}"
         line += f"  {r['seconds']:.1f} s  {r['events_per_s'] / 1e6:.2f} M events/s learning"
         say(line)
+        epochs.append(row)
         net.save(args.out)
-    print(f"saved {args.out} (progressive accuracy {net.progressive_accuracy:.3f} over {net.progressive_total} "
-          f"samples, {net.updates} updates)")
+    summary = (f"saved {args.out} (progressive accuracy {net.progressive_accuracy:.3f} over {net.progressive_total} "
+               f"samples, {net.updates} updates)")
+    if args.json:
+        print(json.dumps({"model": str(args.out), "arch": net.arch, "parameters": net.parameters,
+                          "classes": net.classes, "train_samples": len(train), "test_samples": len(test or []),
+                          "test_from": str(test_from) if test_from else None, **s, "seed": args.seed,
+                          "epochs_run": epochs, "test_accuracy": epochs[-1].get("test_accuracy"),
+                          "seconds": time.perf_counter() - t0, "updates": net.updates,
+                          "progressive_accuracy": net.progressive_accuracy}))
+    else:
+        print(summary)
     return 0

@@ -1,5 +1,6 @@
-"""The event-driven spiking network of O'Connor & Welling (2016): kernels, model, checkpoints."""
+"""The deep, event-driven spiking network of O'Connor & Welling (2016): layers, kernels, model, checkpoints."""
 
+from .arch import DEFAULT_ARCH, InputMap, parse_arch
 from .network import Decision, SpikingNetwork
 
-__all__ = ["SpikingNetwork", "Decision"]
+__all__ = ["SpikingNetwork", "Decision", "InputMap", "DEFAULT_ARCH", "parse_arch"]

@@ -1,0 +1,263 @@
+"""Architecture as data: layer specs (``conv:16:5:2:2,dense:128``), their shapes, and the input mapping.
+
+A network is a stack of hidden layers, each dense or convolutional, then an output layer of one
+unit per class. The compact text form used by ``streamsnn train --arch`` and the pipeline key
+``[model] arch`` is a comma-separated list of
+
+- ``conv:C:K[:S[:P]]``: C output channels, K x K kernel, stride S (default 1), zero padding P
+  (default 0); its units form a map of ``C x H' x W'`` with ``H' = (H + 2P - K) // S + 1``;
+- ``dense:N``: N units, each connected to every unit of the layer below.
+
+The same layers are kept as a list of dicts (``{"kind": "conv", "channels": 16, "kernel": 5,
+"stride": 2, "padding": 2}``, ``{"kind": "dense", "units": 128}``) in checkpoints. Unit indices:
+the input grid is planar (``p * H * W + y * W + x``); a convolution's own units are channel-last
+(``(y * W' + x) * C + c``), the order its event-driven kernel writes them in.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..errors import ConfigError
+
+#: The default architecture for N-MNIST, chosen by measurement (benchmarks/README.md, "Choosing the default").
+DEFAULT_ARCH = "conv:32:5:2:2,conv:64:3:2:1,dense:256"
+
+#: Learning settings per kind of network, chosen on held-out real training samples (benchmarks/README.md,
+#: "Choosing the default"): learning rates of the hidden layers (``lr_conv`` multiplies ``lr`` for
+#: convolutions) and of the output layer, the step bound ``max_step`` (0 = none), the price of a
+#: hidden spike ``activity`` (3e-5 halves the spikes at the same validation accuracy, and without it
+#: lr 0.002 let the activity run away until the network fell silent), and epochs for one folder /
+#: for several (real plus synthetic samples, ten times the data per epoch).
+CONV_SETTINGS = {"lr": 0.002, "lr_out": 0.0006, "lr_conv": 1.0, "max_step": 0.0, "activity": 3e-5, "epochs": 40,
+                 "epochs_several": 6}
+DENSE_SETTINGS = {"lr": 0.001, "lr_out": 0.001, "lr_conv": 1.0, "max_step": 0.0, "activity": 0.0, "epochs": 20,
+                 "epochs_several": 6}
+
+
+@dataclass(frozen=True)
+class Layer:
+    """One hidden layer: ``kind`` "conv" (channels, kernel, stride, padding) or "dense" (units)."""
+
+    kind: str
+    units: int = 0          # dense: units; conv: output channels
+    kernel: int = 0
+    stride: int = 1
+    padding: int = 0
+
+    def spec(self) -> str:
+        if self.kind == "dense":
+            return f"dense:{self.units}"
+        return f"conv:{self.units}:{self.kernel}:{self.stride}:{self.padding}"
+
+    def to_dict(self) -> dict:
+        if self.kind == "dense":
+            return {"kind": "dense", "units": self.units}
+        return {"kind": "conv", "channels": self.units, "kernel": self.kernel, "stride": self.stride,
+                "padding": self.padding}
+
+
+def _layer_from_text(text: str) -> Layer:
+    parts = [p.strip() for p in text.strip().split(":")]
+    kind = parts[0].lower()
+    try:
+        nums = [int(p) for p in parts[1:]]
+    except ValueError:
+        raise ConfigError(f"layer {text!r}: sizes must be integers (conv:C:K[:S[:P]] or dense:N)") from None
+    if kind == "dense" and len(nums) == 1:
+        return _checked(Layer("dense", nums[0]), text)
+    if kind == "conv" and 2 <= len(nums) <= 4:
+        c, k, s, p = nums + [1, 0][len(nums) - 2:]  # stride 1, padding 0 unless given
+        return _checked(Layer("conv", c, k, s, p), text)
+    raise ConfigError(f"layer {text!r} is not conv:C:K[:S[:P]] or dense:N (e.g. conv:16:5:2:2,dense:128)")
+
+
+def _layer_from_dict(d: dict) -> Layer:
+    try:
+        if d.get("kind") == "dense":
+            return _checked(Layer("dense", int(d["units"])), str(d))
+        if d.get("kind") == "conv":
+            return _checked(Layer("conv", int(d["channels"]), int(d["kernel"]), int(d.get("stride", 1)),
+                                  int(d.get("padding", 0))), str(d))
+    except (KeyError, TypeError, ValueError):
+        pass
+    raise ConfigError(f"layer {d!r} is not a conv (channels, kernel, stride, padding) or dense (units) layer")
+
+
+def _checked(layer: Layer, text: str) -> Layer:
+    if layer.units < 1 or (layer.kind == "conv" and (layer.kernel < 1 or layer.stride < 1 or layer.padding < 0
+                                                      or layer.padding >= layer.kernel)):
+        raise ConfigError(f"layer {text!r}: sizes must be positive (padding 0..kernel-1)")
+    return layer
+
+
+def parse_arch(arch) -> tuple[Layer, ...]:
+    """Layers from a spec string, a list of strings or dicts (TOML, checkpoints), or Layer objects."""
+    if isinstance(arch, str):
+        items = [p for p in arch.replace(" ", "").split(",") if p]
+    else:
+        items = list(arch)
+    layers = []
+    for item in items:
+        if isinstance(item, Layer):
+            layers.append(_checked(item, item.spec()))
+        elif isinstance(item, str):
+            layers.append(_layer_from_text(item))
+        elif isinstance(item, dict):
+            layers.append(_layer_from_dict(item))
+        else:
+            raise ConfigError(f"layer {item!r} is not a spec string or a dict")
+    if not layers:
+        raise ConfigError("an architecture needs at least one hidden layer (e.g. dense:800)")
+    return tuple(layers)
+
+
+def learning_defaults(layers) -> dict:
+    """A copy of CONV_SETTINGS when any layer is a convolution, else of DENSE_SETTINGS."""
+    conv = any(lay.kind == "conv" for lay in (parse_arch(layers) if layers else ()))
+    return dict(CONV_SETTINGS if conv else DENSE_SETTINGS)
+
+
+def format_arch(layers) -> str:
+    return ",".join(layer.spec() for layer in layers)
+
+
+@dataclass(frozen=True)
+class Geometry:
+    """A layer placed on its input: shapes in and out (C, H, W; dense has H = W = 1) and unit counts."""
+
+    layer: Layer
+    in_shape: tuple[int, int, int]
+    out_shape: tuple[int, int, int]
+    planar_in: bool   # input units numbered p*H*W + y*W + x (the input grid) rather than channel-last
+
+    @property
+    def n_in(self) -> int:
+        return math.prod(self.in_shape)
+
+    @property
+    def n_out(self) -> int:
+        return math.prod(self.out_shape)
+
+    @property
+    def weight_shape(self) -> tuple[int, ...]:
+        if self.layer.kind == "dense":
+            return (self.n_in, self.n_out)
+        return (self.in_shape[0], self.layer.kernel, self.layer.kernel, self.layer.units)
+
+    @property
+    def fan_in(self) -> int:
+        return self.n_in if self.layer.kind == "dense" else self.in_shape[0] * self.layer.kernel ** 2
+
+    @property
+    def fan_out(self) -> int:
+        """The most units one input event can reach (and make spike)."""
+        if self.layer.kind == "dense":
+            return self.n_out
+        return ((self.layer.kernel + self.layer.stride - 1) // self.layer.stride) ** 2 * self.layer.units
+
+    def describe(self) -> dict:
+        d = {**self.layer.to_dict(), "in": list(self.in_shape), "out": list(self.out_shape),
+             "weights": list(self.weight_shape), "parameters": math.prod(self.weight_shape)}
+        d["units"] = self.n_out
+        return d
+
+
+def place(layers, grid) -> tuple[Geometry, ...]:
+    """Geometry of every layer on an input grid (W, H, P); raises ConfigError when a kernel does not fit."""
+    w, h, p = grid
+    shape = (p, h, w)
+    planar = True
+    out = []
+    for i, lay in enumerate(layers):
+        if lay.kind == "dense":
+            geo = Geometry(lay, shape, (lay.units, 1, 1), planar)
+        else:
+            c, hh, ww = shape
+            oh = (hh + 2 * lay.padding - lay.kernel) // lay.stride + 1
+            ow = (ww + 2 * lay.padding - lay.kernel) // lay.stride + 1
+            if oh < 1 or ow < 1:
+                raise ConfigError(f"layer {i + 1} ({lay.spec()}) does not fit its {ww}x{hh} input; "
+                                  "use a smaller kernel or more padding")
+            geo = Geometry(lay, shape, (lay.units, oh, ow), planar)
+        out.append(geo)
+        shape = geo.out_shape
+        planar = False
+    return tuple(out)
+
+
+@dataclass(frozen=True)
+class InputMap:
+    """Which sensor events reach which input unit: crop to a region, scale onto a grid.
+
+    ``sensor`` (width, height) the sensor the model was made for; ``roi`` (x0, y0, w, h) the part
+    of it that is used (default: all of it); ``grid`` (W, H, P) the input units, P = 2 keeps
+    polarity (unit ``p*H*W + y*W + x``), P = 1 ignores it. Events outside the region are dropped;
+    a batch from a sensor of another size is mapped with the region scaled to that sensor.
+    """
+
+    sensor: tuple[int, int] = (34, 34)
+    roi: tuple[int, int, int, int] | None = None
+    grid: tuple[int, int, int] = (34, 34, 2)
+
+    def __post_init__(self):
+        sensor = tuple(int(v) for v in self.sensor)
+        grid = tuple(int(v) for v in self.grid)
+        roi = (0, 0, *sensor) if self.roi is None else tuple(int(v) for v in self.roi)
+        if len(sensor) != 2 or min(sensor) < 1:
+            raise ConfigError(f"input sensor must be (width, height) > 0, got {self.sensor}")
+        if len(grid) != 3 or min(grid) < 1 or grid[2] > 2:
+            raise ConfigError(f"input grid must be (width, height, polarities 1 or 2), got {self.grid}")
+        x0, y0, w, h = roi if len(roi) == 4 else (-1, -1, 0, 0)
+        if x0 < 0 or y0 < 0 or w < 1 or h < 1 or x0 + w > sensor[0] or y0 + h > sensor[1]:
+            raise ConfigError(f"input roi must be (x0, y0, w, h) inside the {sensor[0]}x{sensor[1]} sensor, "
+                              f"got {self.roi}")
+        object.__setattr__(self, "sensor", sensor)
+        object.__setattr__(self, "grid", grid)
+        object.__setattr__(self, "roi", roi)
+
+    @property
+    def n_inputs(self) -> int:
+        return math.prod(self.grid)
+
+    def to_dict(self) -> dict:
+        return {"sensor": list(self.sensor), "roi": list(self.roi), "grid": list(self.grid)}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "InputMap":
+        try:
+            return cls(tuple(d["sensor"]), tuple(d["roi"]) if d.get("roi") is not None else None, tuple(d["grid"]))
+        except (KeyError, TypeError, ValueError):
+            raise ConfigError(f"input map {d!r} needs sensor [w, h], roi [x0, y0, w, h] and grid [W, H, P]") from None
+
+    def events(self, batch) -> tuple[np.ndarray, np.ndarray]:
+        """(int32 input unit, int64 time) of every event of an EventBatch inside the region, in order."""
+        ev = batch.events
+        gw, gh, gp = self.grid
+        x0, y0, w, h = self.roi
+        bw, bh = int(batch.width), int(batch.height)
+        if (bw, bh) != self.sensor:  # another sensor size: the same region, scaled to it
+            x0, w = x0 * bw // self.sensor[0], max(1, w * bw // self.sensor[0])
+            y0, h = y0 * bh // self.sensor[1], max(1, h * bh // self.sensor[1])
+        x = ev["x"].astype(np.int32) - x0
+        y = ev["y"].astype(np.int32) - y0
+        t = ev["t"]
+        if x0 or y0 or w < bw or h < bh:
+            keep = (x >= 0) & (x < w) & (y >= 0) & (y < h)
+            if not keep.all():
+                x, y, t, ev = x[keep], y[keep], t[keep], ev[keep]
+        if w != gw:
+            x = x * gw // w
+        if h != gh:
+            y = y * gh // h
+        idx = y * gw + x
+        if gp == 2:
+            idx += ev["p"].astype(np.int32) * (gw * gh)
+        return np.ascontiguousarray(idx, dtype=np.int32), np.ascontiguousarray(t, dtype=np.int64)
+
+    def event_indices(self, batch) -> np.ndarray:
+        """int32 input unit of every event inside the region (see ``events``)."""
+        return self.events(batch)[0]
