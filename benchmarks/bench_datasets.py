@@ -30,7 +30,7 @@ def build(where: Path, data: Path, n: int) -> dict[str, str]:
     from streamsnn.io.dataset import read_label_list
 
     nmnist = data / "nmnist_small"
-    labels = list(read_label_list(nmnist / "train1K.txt").items()) + list(read_label_list(nmnist / "test100.txt").items())
+    labels = [*read_label_list(nmnist / "train1K.txt").items(), *read_label_list(nmnist / "test100.txt").items()]
     poker = sorted((data / "poker_dvs_inverted").rglob("*.aedat"))
     if not labels or not poker:
         raise NotMeasurable(f"real data not found in {data}")
@@ -38,7 +38,8 @@ def build(where: Path, data: Path, n: int) -> dict[str, str]:
     # N-MNIST class folders and tonic's NMNIST layout: Train|Test/<digit>/<k>.bin
     for k in range(n):
         sample_id, digit = labels[k % len(labels)]
-        _link(nmnist / f"{sample_id}.bs2", where / "tonic" / "NMNIST" / ("Train" if k % 10 else "Test") / str(digit) / f"{k}.bin")
+        split = "Train" if k % 10 else "Test"
+        _link(nmnist / f"{sample_id}.bs2", where / "tonic" / "NMNIST" / split / str(digit) / f"{k}.bin")
     out["class folders, N-MNIST .bin"] = str(where / "tonic" / "NMNIST")
     out["tonic:NMNIST"] = f"tonic:NMNIST:{where / 'tonic'}"
     # flat: <k>.bs2 with train/test label lists
@@ -116,9 +117,9 @@ def run(ctx: Context) -> Result:
         open_dataset(next(iter(layouts.values())))  # imports, once
         rows = []
         for name, path in layouts.items():
-            t_open, ds = _timed(lambda: open_dataset(path), repeats)
-            t_info, info = _timed(lambda: describe(path), repeats)
-            t_first, _ = _timed(lambda: asyncio.run(_first_batch(path)), repeats)
+            t_open, ds = _timed(lambda p=path: open_dataset(p), repeats)
+            t_info, info = _timed(lambda p=path: describe(p), repeats)
+            t_first, _ = _timed(lambda p=path: asyncio.run(_first_batch(p)), repeats)
             t = time.perf_counter()
             proc = subprocess.run([sys.executable, "-m", "streamsnn", "info", path, "--json"], cwd=ROOT,
                                   capture_output=True, text=True, timeout=600,

@@ -1,4 +1,5 @@
-"""End to end: `streamsnn run` replaying N-MNIST to a local Mosquitto, paced and as fast as it can, timed by a subscriber."""
+"""End to end: `streamsnn run` replaying N-MNIST to a local Mosquitto, paced and as fast as it can, timed by a
+subscriber."""
 
 from __future__ import annotations
 
@@ -150,7 +151,8 @@ async def one_run(ctx: Context, port: int, tmp: Path, model: Path, queue_size: i
     overrides = [f"source.path={ctx.nmnist}", "source.split=train", f"source.speed={speed:g}", "source.shuffle=false",
                  "source.loop=true", f"source.limit={samples}",
                  f"model.checkpoint={model}", f"model.learn_from_labels={str(learn).lower()}",
-                 "model.learn_from_feedback=false", "model.save_every_s=0", f"pipeline.queue_size={queue_size}", "pipeline.metrics_every_s=1"]
+                 "model.learn_from_feedback=false", "model.save_every_s=0", f"pipeline.queue_size={queue_size}",
+                 "pipeline.metrics_every_s=1"]
     cmd = daemon_command("pipelines/nmnist-replay.toml", port, overrides)
     async with subscribed(port) as sub:
         proc = subprocess.Popen(cmd, cwd=tmp, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
@@ -269,7 +271,8 @@ def run(ctx: Context) -> Result:
            "scheduled for tens of milliseconds (other work on the 2 cores); the decisions delayed by one such "
            "pause are consecutive, so one pause can move the p99 of a run on its own.")
     r.note("Network: 2312-800-10 trained online in this run (inference only, learning off, except in the "
-           "last run, where each decision is published after `learn_one` has also updated the weights); QoS 1 (the outbox "
+           "last run, where each decision is published after `learn_one` has also updated the weights); "
+           "QoS 1 (the outbox "
            "releases a decision only on its PUBACK); the daemon, Mosquitto and the subscriber (in the "
            "benchmark process) share the 2 cores.")
     return r

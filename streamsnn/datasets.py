@@ -1,4 +1,4 @@
-"""Finding the N-MNIST dataset the way users expect: a path, $STREAMSNN_DATA, the cache, ../shared/data, or a download."""
+"""Finding the N-MNIST dataset as users expect: a path, $STREAMSNN_DATA, the cache, ../shared/data, or a download."""
 
 from __future__ import annotations
 

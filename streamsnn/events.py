@@ -118,18 +118,18 @@ class EventBatch:
     def sensor_size(self) -> tuple[int, int]:
         return (self.width, self.height)
 
-    def with_events(self, events: np.ndarray) -> "EventBatch":
+    def with_events(self, events: np.ndarray) -> EventBatch:
         """Same sensor and metadata, other events (validated)."""
         return replace(self, events=events)
 
-    def with_meta(self, **changes) -> "EventBatch":
+    def with_meta(self, **changes) -> EventBatch:
         """Same events, other `sample`, `label`, `source` or `meta`; the events are not checked again."""
         bad = set(changes) - {"sample", "label", "source", "meta"}
         if bad:
             raise TypeError(f"with_meta changes only sample, label, source and meta, not {', '.join(sorted(bad))}")
         return self._trusted(self.events, **changes)
 
-    def _trusted(self, events: np.ndarray, **changes) -> "EventBatch":
+    def _trusted(self, events: np.ndarray, **changes) -> EventBatch:
         """A batch known to be valid (a slice of this one, or new metadata): skips `validate`."""
         new = object.__new__(EventBatch)
         for f in fields(self):
@@ -138,24 +138,24 @@ class EventBatch:
         return new
 
     # -- slicing ------------------------------------------------------------------------------
-    def slice_count(self, start: int, stop: int | None = None) -> "EventBatch":
+    def slice_count(self, start: int, stop: int | None = None) -> EventBatch:
         """Events with index in [start, stop)."""
         return self._trusted(self.events[start:stop])  # a slice of a valid batch is valid
 
-    def slice_time(self, t_start: int | None = None, t_end: int | None = None) -> "EventBatch":
+    def slice_time(self, t_start: int | None = None, t_end: int | None = None) -> EventBatch:
         """Events with t_start <= t < t_end (either bound may be None). Uses binary search."""
         t = self.events["t"]
         lo = 0 if t_start is None else int(np.searchsorted(t, t_start, side="left"))
         hi = len(t) if t_end is None else int(np.searchsorted(t, t_end, side="left"))
         return self._trusted(self.events[lo:max(lo, hi)])
 
-    def split_count(self, n: int) -> list["EventBatch"]:
+    def split_count(self, n: int) -> list[EventBatch]:
         """Consecutive batches of at most n events."""
         if n <= 0:
             raise ValueError("n must be positive")
         return [self.slice_count(i, i + n) for i in range(0, len(self), n)]
 
-    def split_time(self, dt_us: int) -> list["EventBatch"]:
+    def split_time(self, dt_us: int) -> list[EventBatch]:
         """Consecutive batches covering dt_us each, starting at the first event (empty ones dropped)."""
         if dt_us <= 0:
             raise ValueError("dt_us must be positive")
@@ -168,7 +168,7 @@ class EventBatch:
         return [self.slice_count(a, b) for a, b in zip(idx[:-1], idx[1:]) if b > a]
 
     @staticmethod
-    def concatenate(batches: Iterable["EventBatch"]) -> "EventBatch":
+    def concatenate(batches: Iterable[EventBatch]) -> EventBatch:
         """Join batches from the same sensor, in order; the result keeps the first batch's metadata."""
         batches = list(batches)
         if not batches:

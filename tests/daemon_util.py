@@ -27,7 +27,7 @@ class Daemon:
             self.cmd += ["--set", f"{k}={str(v).lower() if isinstance(v, bool) else v}"]
         self.proc: subprocess.Popen | None = None
 
-    def start(self) -> "Daemon":
+    def start(self) -> Daemon:
         env = {**os.environ, "PYTHONUNBUFFERED": "1", **self.env}
         self._out = self.log.open("ab")
         self.proc = subprocess.Popen(self.cmd, stdout=self._out, stderr=subprocess.STDOUT, env=env, cwd=self.log.parent)

@@ -1,12 +1,13 @@
-"""Test datasets built in tmp from the real shared data: AEDAT4 class folders on a bigger sensor, labelled recordings, tonic layouts."""
+"""Test datasets built in tmp from the real shared data: AEDAT4 class folders on a bigger sensor, labelled
+recordings, tonic layouts."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 import numpy as np
-
 from conftest import need
+
 from streamsnn.io import read_events
 from streamsnn.io.dataset import read_label_list
 

@@ -142,7 +142,7 @@ class Mosquitto:
     def running(self) -> bool:
         return self.proc is not None and self.proc.poll() is None
 
-    def start(self, timeout: float = 10.0) -> "Mosquitto":
+    def start(self, timeout: float = 10.0) -> Mosquitto:
         if self.running:
             return self
         deadline = time.monotonic() + timeout
@@ -173,7 +173,7 @@ class Mosquitto:
             self.proc.stderr.close()
         self.proc = None
 
-    def __enter__(self) -> "Mosquitto":
+    def __enter__(self) -> Mosquitto:
         return self.start()
 
     def __exit__(self, *exc) -> None:
@@ -243,7 +243,7 @@ class Collector:
                 self._client = None
                 await asyncio.sleep(0.2)
 
-    async def __aenter__(self) -> "Collector":
+    async def __aenter__(self) -> Collector:
         self._task = asyncio.create_task(self._run())
         await asyncio.wait_for(self._subscribed.wait(), 15)
         return self

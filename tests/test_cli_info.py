@@ -5,6 +5,7 @@ import subprocess
 import sys
 
 from conftest import need
+
 from streamsnn.cli import main
 
 

@@ -5,9 +5,9 @@ import subprocess
 import sys
 
 import pytest
-
 from conftest import need
 from dataset_util import aedat4_class_folders, labelled_recording, nmnist_picks
+
 from streamsnn.cli import main
 from streamsnn.commands.info import describe
 

@@ -140,7 +140,8 @@ def test_train_defaults_to_the_deep_convolutional_network(capsys, tmp_path):
     from streamsnn.snn import DEFAULT_ARCH
     from streamsnn.snn.arch import CONV_SETTINGS
 
-    r = train_json(capsys, "--data", need("nmnist_small"), "--limit", "20", "--epochs", "1", "--out", tmp_path / "d.npz")
+    r = train_json(capsys, "--data", need("nmnist_small"), "--limit", "20", "--epochs", "1",
+                   "--out", tmp_path / "d.npz")
     assert r["arch"] == DEFAULT_ARCH and r["lr"] == CONV_SETTINGS["lr"] and r["lr_out"] == CONV_SETTINGS["lr_out"]
     net = SpikingNetwork.load(tmp_path / "d.npz")
     assert net.arch == DEFAULT_ARCH and net.lr == CONV_SETTINGS["lr"]

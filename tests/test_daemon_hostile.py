@@ -18,9 +18,9 @@ from conftest import need
 from daemon_util import Daemon, daemons  # noqa: F401 (fixture)
 from mqtt_util import Collector, make_tls_files, mosquitto  # noqa: F401 (fixture)
 
-from streamsnn.mqtt import packets
 from streamsnn.events import MAX_SENSOR_SIDE, EventBatch
 from streamsnn.io import open_dataset, read_events
+from streamsnn.mqtt import packets
 
 ROOT = Path(__file__).resolve().parent.parent
 MQTT_EVENTS = ROOT / "pipelines" / "mqtt-events.toml"

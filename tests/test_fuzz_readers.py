@@ -17,8 +17,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from conftest import need
+
 from streamsnn.errors import InputError
 from streamsnn.events import MAX_SENSOR_SIDE
 from streamsnn.io import DecodeLimits, read_events

@@ -6,17 +6,17 @@ from __future__ import annotations
 import threading
 
 import pytest
-
-import streamsnn.io
 from conftest import need
 from dataset_util import labelled_recording, nmnist_picks
+from test_io_hardening import hanging_aedat4
+
+import streamsnn.io
 from streamsnn.errors import InputError
 from streamsnn.io import open_dataset
 from streamsnn.io.isolated import DecodeCancelled
 from streamsnn.snn import SpikingNetwork
 from streamsnn.sources.files import ReplaySource
 from streamsnn.training import load_split
-from test_io_hardening import hanging_aedat4
 
 
 @pytest.fixture

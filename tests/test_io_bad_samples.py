@@ -9,8 +9,8 @@ from __future__ import annotations
 import json
 
 import pytest
-
 from conftest import need
+
 from streamsnn.cli import main
 from streamsnn.snn import SpikingNetwork
 from streamsnn.sources.files import ReplaySource

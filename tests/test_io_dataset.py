@@ -3,8 +3,8 @@
 import shutil
 
 import pytest
-
 from conftest import need
+
 from streamsnn.errors import InputError
 from streamsnn.io import open_dataset, read_events
 from streamsnn.io.dataset import read_label_list

@@ -5,8 +5,8 @@ import sys
 
 import numpy as np
 import pytest
-
 from conftest import need
+
 from streamsnn.errors import InputError
 from streamsnn.io import SUPPORTED_EXTENSIONS, open_dataset, read_events
 

@@ -5,9 +5,9 @@ import shutil
 
 import numpy as np
 import pytest
-
 from conftest import need
 from dataset_util import BIG_SENSOR, aedat4_class_folders, labelled_recording, nmnist_events, nmnist_picks, shifted
+
 from streamsnn.errors import InputError
 from streamsnn.io import open_dataset, read_events
 from streamsnn.io.dataset import class_name, class_order

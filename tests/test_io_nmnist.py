@@ -1,8 +1,8 @@
 """N-MNIST file reader on real samples: counts, sensor, labels from the dataset folder, decoding."""
 
 import numpy as np
-
 from conftest import need
+
 from streamsnn.events import EVENT_DTYPE
 from streamsnn.io import read_events
 from streamsnn.io.nmnist import count_events

@@ -2,8 +2,8 @@
 
 import numpy as np
 import pytest
-
 from conftest import DATA, need
+
 from streamsnn.errors import InputError
 from streamsnn.io import probe, read_events
 from streamsnn.io.aedat2 import read_aedat2

@@ -3,9 +3,9 @@ sensor at an offset; robust to background noise and hot pixels."""
 
 import numpy as np
 import pytest
-
 from conftest import need
 from dataset_util import BIG_SENSOR, OFFSET, aedat4_class_folders
+
 from streamsnn.errors import InputError
 from streamsnn.io import open_dataset
 from streamsnn.io.region import Region, active_region, pixel_counts, region_from_counts

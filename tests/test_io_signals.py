@@ -17,7 +17,6 @@ import time
 from pathlib import Path
 
 import pytest
-
 from conftest import need
 from test_io_hardening import AEDAT4, hanging_aedat4
 

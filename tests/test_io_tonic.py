@@ -3,9 +3,9 @@ built from the real shared files (NMNIST from nmnist_small, POKERDVS from poker_
 
 import numpy as np
 import pytest
-
 from conftest import need
 from dataset_util import nmnist_picks, poker_files
+
 from streamsnn.errors import InputError
 from streamsnn.io import open_dataset, read_events
 
@@ -84,8 +84,9 @@ def test_dvs_gesture_layout_through_tonic(tmp_path):
     built here from 100 ms slices of a real DVS128 recording (classes assigned by the test)."""
     rec = read_events(need("recordings/dvs128_aedat2/alex_walking_again.aedat"))
     slices = {}
-    for k, (folder, user, cls) in enumerate([("ibmGestureTrain", "user01_led", 0), ("ibmGestureTrain", "user01_led", 4),
-                                            ("ibmGestureTrain", "user02_natural", 10), ("ibmGestureTest", "user24_led", 4)]):
+    cases = [("ibmGestureTrain", "user01_led", 0), ("ibmGestureTrain", "user01_led", 4),
+             ("ibmGestureTrain", "user02_natural", 10), ("ibmGestureTest", "user24_led", 4)]
+    for k, (folder, user, cls) in enumerate(cases):
         t0 = rec.t_start + 1_000_000 * (k + 1)
         ev = rec.slice_time(t0, t0 + 100_000).events
         rows = np.stack([ev["x"], ev["y"], ev["p"], (ev["t"] - rec.t_start) // 1000], axis=1).astype(np.int64)

@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 from conftest import need
 
-from streamsnn.mqtt import packets
 from streamsnn.errors import InputError
 from streamsnn.events import MAX_SENSOR_SIDE, MAX_TIME_US, EventBatch, make_events
+from streamsnn.mqtt import packets
 
 
 def same(a: EventBatch, b: EventBatch) -> None:

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from conftest import need
 from dv_util import free_port
+
 from streamsnn.io import open_dataset, read_events
 from streamsnn.sources.dvstream import DvStreamSource
 

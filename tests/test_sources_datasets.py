@@ -5,9 +5,9 @@ import json
 
 import numpy as np
 import pytest
-
 from conftest import need
-from dataset_util import aedat4_class_folders, labelled_recording, nmnist_picks, shifted, nmnist_events
+from dataset_util import aedat4_class_folders, labelled_recording, nmnist_events, nmnist_picks, shifted
+
 from streamsnn.cli import main
 from streamsnn.errors import InputError
 from streamsnn.io import open_dataset
@@ -45,7 +45,8 @@ async def test_replay_labelled_recording_in_chunks(tmp_path):
 async def test_replay_aedat4_class_folders_and_tonic(tmp_path):
     written = aedat4_class_folders(tmp_path / "a", n_train=2, n_test=2)
     batches = await collect(ReplaySource(tmp_path / "a", split="test", speed=0))
-    assert sorted((b.sample, b.label) for b in batches) == sorted((i, d) for i, (s, d) in written.items() if s == "test")
+    want = sorted((i, d) for i, (s, d) in written.items() if s == "test")
+    assert sorted((b.sample, b.label) for b in batches) == want
     np.testing.assert_array_equal(batches[0].events, shifted(nmnist_events(batches[0].sample)))
     src = need("nmnist_small")
     for sample_id, digit in nmnist_picks("test", 3):

@@ -8,9 +8,9 @@ import asyncio
 
 import numpy as np
 import pytest
-
 from conftest import need
 from dv_util import event_writer, free_port, wait_for_client
+
 from streamsnn.errors import InputError
 from streamsnn.io import read_events
 from streamsnn.sources.dvstream import DvStreamSource, parse_address

@@ -5,8 +5,8 @@ import time
 
 import numpy as np
 import pytest
-
 from conftest import need
+
 from streamsnn.errors import ConfigError, InputError
 from streamsnn.io import open_dataset, read_events
 from streamsnn.io.dataset import read_label_list

@@ -12,7 +12,6 @@ from streamsnn.errors import ConfigError
 from streamsnn.synth import SaccadeCamera, SaccadeParams
 from streamsnn.synth.kernels import saccade_events
 
-
 QUIET = dict(noise_hz=0.0, threshold_sigma=0.0)
 
 

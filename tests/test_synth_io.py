@@ -7,6 +7,7 @@ import gzip
 
 import numpy as np
 import pytest
+from conftest import need
 
 from streamsnn.cli import main
 from streamsnn.errors import ConfigError, InputError
@@ -15,8 +16,6 @@ from streamsnn.io.mnist_idx import load_mnist, read_idx
 from streamsnn.synth import SaccadeCamera
 from streamsnn.synth.images import font_digits, png_digits
 from streamsnn.synth.writer import encode_nmnist, write_label_list
-
-from conftest import need
 
 TONIC_DTYPE = np.dtype([("x", "<i4"), ("y", "<i4"), ("t", "<i8"), ("p", "<i4")])
 

@@ -16,12 +16,11 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from conftest import need
 
 from streamsnn.io.dataset import open_dataset
 from streamsnn.io.mnist_idx import load_mnist
 from streamsnn.synth import SaccadeCamera
-
-from conftest import need
 
 SACCADES_US = (0, 92_000, 210_000, 400_000)
 

@@ -39,7 +39,8 @@ def read_header(path: str | Path) -> tuple[dict[str, str], int]:
         while True:
             pos = f.tell()
             if pos > MAX_HEADER_BYTES:
-                raise InputError(f"{path}: AEDAT header is longer than {MAX_HEADER_BYTES >> 20} MB; the file is corrupt")
+                raise InputError(f"{path}: AEDAT header is longer than {MAX_HEADER_BYTES >> 20} MB; "
+                                 "the file is corrupt")
             line = f.readline(MAX_HEADER_BYTES)
             if not line.startswith(b"#"):
                 return facts, pos

@@ -1,4 +1,4 @@
-"""Datasets of event recordings: Sample and Dataset (splits, class names in index order), and open_dataset for every layout.
+"""Datasets of event recordings: Sample and Dataset (splits, class names in index order), open_dataset for any layout.
 
 Layouts (see `open_dataset`): class folders `Train|Test/<class>/<file>` (N-MNIST's digit folders are
 one case), flat folders with `train*.txt`/`test*.txt` label lists, long recordings cut by
@@ -140,7 +140,7 @@ class Dataset:
         return self.name or str(self.root)
 
     @classmethod
-    def labelled(cls, root: Path, layout: str, samples: list[Sample], **kw) -> "Dataset":
+    def labelled(cls, root: Path, layout: str, samples: list[Sample], **kw) -> Dataset:
         """A dataset whose samples carry `label_name`s: the class list and each sample's index are set here."""
         classes = kw.pop("classes", None) or class_order(s.label_name for s in samples if s.label_name is not None)
         index = {name: i for i, name in enumerate(classes)}
@@ -161,7 +161,7 @@ class Dataset:
         """Split names in first-seen order (e.g. ['train', 'test'])."""
         return list(dict.fromkeys(s.split for s in self.samples))
 
-    def split(self, name: str) -> "Dataset":
+    def split(self, name: str) -> Dataset:
         """The samples of one split, as a Dataset of its own with the same class list (same indices)."""
         if name not in self.splits:
             raise InputError(f"{self}: no split {name!r}; available: {', '.join(self.splits) or 'none'}")

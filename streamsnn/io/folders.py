@@ -1,4 +1,4 @@
-"""Folder layouts: class folders (`Train|Test/<class>/<file>`, the ImageFolder convention) and folders of unlabelled recordings."""
+"""Folder layouts: class folders (`Train|Test/<class>/<file>`, the ImageFolder convention), unlabelled recordings."""
 
 from __future__ import annotations
 

@@ -59,7 +59,7 @@ class DecodeLimits:
         return int(self.memory_mb * _MB + self.memory_per_mb * size)
 
     @classmethod
-    def from_env(cls, env=None) -> "DecodeLimits":
+    def from_env(cls, env=None) -> DecodeLimits:
         """Defaults, overridden by STREAMSNN_DECODE_TIMEOUT_S / _S_PER_MB / _MEMORY_MB when set."""
         env = os.environ if env is None else env
         values = {}

@@ -1,4 +1,4 @@
-"""Prophesee EVT 2.0 / EVT 3.0 `.raw` recordings: text header checked in Python, events decoded by expelliarmus in a worker.
+"""Prophesee EVT 2.0 / EVT 3.0 `.raw` recordings: header checked in Python, events decoded by expelliarmus in a worker.
 
 expelliarmus skips every leading line that starts with '%' up to its newline, and spins forever
 when the file ends inside such a line; it prints its errors on the C stderr and returns None. So

@@ -32,7 +32,7 @@ class Region:
         """(x0, y0, width, height)."""
         return self.x0, self.y0, self.width, self.height
 
-    def padded(self, margin: int) -> "Region":
+    def padded(self, margin: int) -> Region:
         """The box grown by `margin` pixels on every side, clipped to the sensor."""
         x0, y0 = max(0, self.x0 - margin), max(0, self.y0 - margin)
         x1 = min(self.sensor[0], self.x0 + self.width + margin)

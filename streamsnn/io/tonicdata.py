@@ -45,7 +45,8 @@ def _dataset_class(name: str, spec: str):
     cls = getattr(tonic.datasets, name, None)
     if not (inspect.isclass(cls) and issubclass(cls, tonic.dataset.Dataset)):
         known = sorted(n for n, c in vars(tonic.datasets).items()
-                       if inspect.isclass(c) and issubclass(c, tonic.dataset.Dataset) and c is not tonic.dataset.Dataset)
+                       if inspect.isclass(c) and issubclass(c, tonic.dataset.Dataset)
+                       and c is not tonic.dataset.Dataset)
         raise InputError(f"{spec}: tonic has no dataset class {name!r}; available: {', '.join(known)}")
     return cls
 

@@ -51,7 +51,7 @@ class LiveSource(Source):
                 self.input = await asyncio.to_thread(self._open)
                 self.width, self.height = (int(v) for v in self.input.getEventResolution())
 
-    async def __aenter__(self) -> "LiveSource":
+    async def __aenter__(self) -> LiveSource:
         await self.open()
         return self
 

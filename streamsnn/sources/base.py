@@ -42,7 +42,7 @@ class Source:
     def _batches(self) -> AsyncIterator[EventBatch]:  # pragma: no cover - abstract
         raise NotImplementedError
 
-    def __aiter__(self) -> "Source":
+    def __aiter__(self) -> Source:
         return self
 
     async def __anext__(self) -> EventBatch:
@@ -69,7 +69,7 @@ class Source:
             except RuntimeError:  # another task is inside __anext__; it stops at its next step
                 pass
 
-    async def __aenter__(self) -> "Source":
+    async def __aenter__(self) -> Source:
         return self
 
     async def __aexit__(self, *exc) -> None:

@@ -13,7 +13,8 @@ class CameraSource(LiveSource):
 
     `async with CameraSource() as cam:` raises InputError at once when no camera is connected. The
     batches are the camera's packets as they arrive (typically every few milliseconds), with
-    `source` = "camera:<name>" and no label; `reconnect=True` waits for an unplugged camera to return. The packet read loop is the one DvStreamSource uses
+    `source` = "camera:<name>" and no label; `reconnect=True` waits for an unplugged camera to return.
+    The packet read loop is the one DvStreamSource uses
     (sources/_dv.py PacketReader), so the DV-stream test exercises it on real data; only the opening
     below is camera-specific, and without a camera here only its error path is tested.
     """

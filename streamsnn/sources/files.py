@@ -111,7 +111,8 @@ class ReplaySource(Source):
             if self.split:
                 ds = ds.split(self.split)
             if not len(ds):
-                raise InputError(f"{self.path}: dataset has no samples{f' in split {self.split!r}' if self.split else ''}")
+                where = f" in split {self.split!r}" if self.split else ""
+                raise InputError(f"{self.path}: dataset has no samples{where}")
             self.dataset = ds
         else:
             if self.split:
@@ -125,7 +126,7 @@ class ReplaySource(Source):
             await asyncio.to_thread(self._open)
             self._opened = True
 
-    async def __aenter__(self) -> "ReplaySource":
+    async def __aenter__(self) -> ReplaySource:
         await self.open()
         return self
 
