@@ -88,6 +88,13 @@ SCHEMA: dict[str, dict[str, Key]] = {
                               "more are counted (rate_limited) and not learned (0 = no limit)", min=0),
         "feedback_burst": Key(int, 20, "feedback messages learned at once at most before feedback_per_s applies",
                               min=1),
+        "feedback_lr_scale": Key(float, 0.1, "learning-rate multiplier for feedback (a wrong label that gets "
+                                 "through costs less; measured in benchmarks/bench_feedback.py)", min=0),
+        "new_classes": Key(bool, False, "feedback naming a class the model does not know adds an output unit "
+                           "for it (else refused, counted: unknown_class)"),
+        "max_classes": Key(int, 32, "most classes the model may grow to through new_classes", min=2),
+        "new_class_lr": Key(float, 1.0, "output learning-rate multiplier of a class added by feedback (see "
+                            "benchmarks/bench_incremental.py)", min=0),
         "save_every_s": Key(float, 60.0, "checkpoint period in seconds (0 = only at exit)", min=0),
     },
     "pipeline": {

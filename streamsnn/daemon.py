@@ -117,7 +117,9 @@ async def run_service(cfg: Config, *, quiet: bool = False, announce=None) -> int
             max_feedback_bytes=settings.max_feedback_bytes if settings is not None else 4096,
             extra_metrics=lambda: _extra_metrics(source, mqtt_sink),
             feedback_per_s=cfg.model.feedback_per_s, feedback_burst=cfg.model.feedback_burst,
-            recent_events=cfg.model.recent_events,
+            recent_events=cfg.model.recent_events, feedback_lr_scale=cfg.model.feedback_lr_scale,
+            new_classes=cfg.model.new_classes, max_classes=cfg.model.max_classes,
+            new_class_lr=cfg.model.new_class_lr,
         )
         if stopping:
             pipe.stop()  # a signal arrived while starting: run() then only drains and saves

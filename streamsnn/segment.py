@@ -27,6 +27,7 @@ class Window:
     source: str | None = None
     ready: float = field(default_factory=time.monotonic)  # when the window was complete (for latency)
     learned: bool = False  # the network learned from this window (its label, or one feedback message)
+    predicted: int | None = None  # the label published for this window (scored when feedback arrives)
 
     @property
     def events(self) -> int:
