@@ -108,7 +108,8 @@ async def run_service(cfg: Config, *, quiet: bool = False, announce=None) -> int
         pipe = Pipeline(
             source, net, sinks,
             segmenter=Segmenter(cfg.segment.mode, cfg.segment.window_us, cfg.segment.hop_us, cfg.segment.min_events,
-                                max_events=cfg.segment.max_events, max_sample_us=cfg.segment.max_sample_us),
+                                max_events=cfg.segment.max_events, max_sample_us=cfg.segment.max_sample_us,
+                                label_windows=cfg.segment.label_windows),
             queue_size=cfg.pipeline.queue_size, policy=cfg.pipeline.policy,
             learn_from_labels=cfg.model.learn_from_labels, learn_from_feedback=cfg.model.learn_from_feedback,
             recent=cfg.model.recent, metrics_every_s=cfg.pipeline.metrics_every_s,

@@ -21,6 +21,9 @@ from .segment import Window
 FEEDBACK_KEYS = frozenset({"sample", "t_end_us", "label"})
 #: Largest feedback message accepted, in bytes.
 MAX_FEEDBACK_BYTES = 4096
+#: Feedback learns at this fraction of the network's learning rates (model.feedback_lr_scale): chosen in
+#: benchmarks/bench_feedback.py, where wrong labels at the full rate cost tens of points.
+FEEDBACK_LR_SCALE = 0.1
 
 
 class Refused(Exception):
