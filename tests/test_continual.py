@@ -192,7 +192,6 @@ async def test_feedback_adds_a_class_only_when_allowed_and_within_the_bound(samp
     off._worker.shutdown()
 
     pipe, sink = pipeline(new_classes=True, max_classes=11)
-    w2 = pipe.net.W2.copy()
     assert await pipe.apply_feedback({"sample": samples[0].sample, "label": "ten"}) is True
     assert pipe.net.classes[-1] == "ten" and pipe.net.n_classes == 11 and sink.class_lists == [pipe.net.classes]
     assert pipe.net.W2.shape == (32, 11) and pipe.net.bias.shape == (11,)

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from conftest import need
 
-from streamsnn.feedback import Feedback, Message, Refused, TokenBucket, parse, resolve_label
+from streamsnn.feedback import FEEDBACK_LR_SCALE, Feedback, Message, Refused, TokenBucket, parse, resolve_label
 from streamsnn.io import open_dataset
 from streamsnn.pipeline import Pipeline
 from streamsnn.segment import Window
@@ -180,7 +180,7 @@ async def test_feedback_by_class_name_teaches_that_class_and_every_message_is_co
         before = weights(pipe.net)
         assert await pipe.apply_feedback({"sample": samples[0].sample, "label": "3"}) is True
         ref = SpikingNetwork((2312, 32, 10), seed=5)
-        ref.learn_one(samples[0], 3)  # the name "3" taught class 3, exactly as the index would
+        ref.learn_one(samples[0], 3, lr_scale=FEEDBACK_LR_SCALE)  # the name "3" taught class 3, as the index would
         np.testing.assert_array_equal(ref.W1, pipe.net.W1)
         assert not unchanged(before, pipe.net)
     finally:
