@@ -163,7 +163,7 @@ def run(ctx: Context) -> Result:
                 net, fb = asyncio.run(attack(ckpt, samples, targets, times, wrong, protected=protected,
                                              labelled=labelled, lr_scale=FEEDBACK_LR_SCALE))
                 after = evaluate(net, test)["accuracy"]
-                refused = {k: v for k, v in fb.items() if k not in ("learned", "ignored", "disabled") and v}
+                refused = {k: v for k, v in fb.items() if k not in ("received", "learned", "ignored", "disabled") and v}
                 rows.append([name, "on" if protected else "off (old)", len(targets), fb["learned"],
                              ", ".join(f"{k} {v}" for k, v in refused.items()) or "-",
                              round(before, 3), round(after, 3)])

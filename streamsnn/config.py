@@ -12,7 +12,7 @@ from types import SimpleNamespace
 from typing import Any
 
 from .errors import ConfigError
-from .feedback import FEEDBACK_LR_SCALE
+from .feedback import FEEDBACK_LR_SCALE, NEW_CLASS_LR
 
 log = logging.getLogger(__name__)
 #: Old names of source kinds, still accepted (with one warning line).
@@ -96,7 +96,7 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "new_classes": Key(bool, False, "feedback naming a class the model does not know adds an output unit "
                            "for it (else refused, counted: unknown_class)"),
         "max_classes": Key(int, 32, "most classes the model may grow to through new_classes", min=2),
-        "new_class_lr": Key(float, 1.0, "output learning-rate multiplier of a class added by feedback (see "
+        "new_class_lr": Key(float, NEW_CLASS_LR, "output learning-rate multiplier of a class added by feedback (see "
                             "benchmarks/bench_incremental.py)", min=0),
         "save_every_s": Key(float, 60.0, "checkpoint period in seconds (0 = only at exit)", min=0),
     },

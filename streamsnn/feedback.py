@@ -24,6 +24,9 @@ MAX_FEEDBACK_BYTES = 4096
 #: Feedback learns at this fraction of the network's learning rates (model.feedback_lr_scale): chosen in
 #: benchmarks/bench_feedback.py, where wrong labels at the full rate cost tens of points.
 FEEDBACK_LR_SCALE = 0.1
+#: A class added by feedback learns its output weights this many times faster (model.new_class_lr):
+#: chosen in benchmarks/bench_incremental.py.
+NEW_CLASS_LR = 30.0
 
 
 class Refused(Exception):

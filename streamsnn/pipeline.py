@@ -12,8 +12,18 @@ from typing import Callable
 
 from .decide import decide
 from .errors import ConfigError, StageFailed, StreamsnnError
-from .feedback import FEEDBACK_LR_SCALE, MAX_FEEDBACK_BYTES, RECENT_EVENTS, Recent, Refused, TokenBucket, judge, parse
-from .runtime import _END, POLICIES, BoundedQueue, _low_latency_runtime  # noqa: F401 - BoundedQueue, POLICIES: public here too
+from .feedback import (
+    FEEDBACK_LR_SCALE,
+    MAX_FEEDBACK_BYTES,
+    NEW_CLASS_LR,
+    RECENT_EVENTS,
+    Recent,
+    Refused,
+    TokenBucket,
+    judge,
+    parse,
+)
+from .runtime import _END, POLICIES, BoundedQueue, _low_latency_runtime  # noqa: F401 - public here too
 from .segment import Segmenter, Window
 from .stages import DecisionInfo, Sink, Source, class_names
 
@@ -87,7 +97,7 @@ class Pipeline:
                  extra_metrics: Callable[[], dict] | None = None, feedback_per_s: float = 10.0,
                  feedback_burst: int = 20, clock: Callable[[], float] = time.monotonic,
                  recent_events: int = RECENT_EVENTS, feedback_lr_scale: float = FEEDBACK_LR_SCALE,
-                 new_classes: bool = False, max_classes: int = 32, new_class_lr: float = 1.0):
+                 new_classes: bool = False, max_classes: int = 32, new_class_lr: float = NEW_CLASS_LR):
         if not (feedback_lr_scale >= 0 and new_class_lr > 0 and max_classes >= 2):
             raise ConfigError(f"feedback_lr_scale must be >= 0 ({feedback_lr_scale}), new_class_lr > 0 "
                               f"({new_class_lr}) and max_classes >= 2 ({max_classes})")
@@ -280,6 +290,8 @@ class Pipeline:
 
     def _add_class(self, name: str) -> tuple[str, ...]:
         """On the worker: a new output unit for `name`; returns the class names now."""
+        if name in self.net.classes:  # added meanwhile (feedback applied from two tasks)
+            return class_names(self.net)
         index = self.net.add_class(name, lr_boost=self.new_class_lr)
         self.counters.classes_added += 1
         names = class_names(self.net)

@@ -211,3 +211,18 @@ async def test_feedback_adds_a_class_only_when_allowed_and_within_the_bound(samp
     assert await labelled.apply_feedback({"sample": "nope", "label": "ten"}) is False  # no such decision
     assert labelled.net.n_classes == 10
     labelled._worker.shutdown()
+
+
+def test_late_feedback_leaves_a_leaky_networks_running_state_alone(samples):
+    net = SpikingNetwork((2312, 32, 10), seed=6, tau_us=30_000)
+    old, now = samples[0], samples[1]
+    net.predict_one(now)  # the stream has moved on to `now`
+    state = [p.copy() for p in net.phi] + [net.scores.copy()]
+    w = net.W2.copy()
+    net.learn_one(old, 3, prediction=5)  # feedback about an earlier window
+    assert not np.array_equal(w, net.W2)  # it learned
+    for a, b in zip(state, [*net.phi, net.scores]):
+        np.testing.assert_array_equal(a, b)  # and the stream goes on where it was
+    fresh = SpikingNetwork((2312, 32, 10), seed=6, tau_us=30_000)
+    fresh.learn_one(old, 3, prediction=5)  # learned on the window alone, as from a fresh state
+    np.testing.assert_array_equal(fresh.W2, net.W2)

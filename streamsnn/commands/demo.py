@@ -100,7 +100,7 @@ def announce(settings) -> None:
     say(f"MQTT: embedded broker on {settings.host}:{settings.port}, topics under {settings.prefix}/")
     say(f"  watch:    mosquitto_sub {where} -t '{settings.prefix}/#' -v")
     say(f"  feedback: mosquitto_pub {where} -t '{settings.prefix}/feedback' "
-        "-m '{\"sample\": \"<a sample of a classification>\", \"label\": \"3\"}'")
+        "-m '{\"t_end_us\": <t_end_us of a classification>, \"label\": \"3\"}'")
     say("            (the demo learns each window's label, the digit filmed during most of it, so feedback on a "
         "window is refused as a duplicate and counted; with --set model.learn_from_labels=false it learns "
         "from feedback instead, as a camera pipeline does)")
