@@ -128,8 +128,8 @@ async def stream(base: Path, batches: list, evalset, *, lr_scale: float, boost: 
     from streamsnn.snn import SpikingNetwork
 
     net = SpikingNetwork.load(base)
-    if bias == "mean":  # the unit's bias: the mean of the known classes' instead of their lowest
-        net.add_class = partial(type(net).add_class, net, bias=float(net.bias.mean()))
+    if bias == "min":  # the unit's bias: the lowest of the known classes' instead of their mean (add_class)
+        net.add_class = partial(type(net).add_class, net, bias=float(net.bias.min()))
     clock = Clock()
     pipe = Pipeline(None, net, [], recent=16, clock=clock, feedback_lr_scale=lr_scale, new_classes=True,
                     max_classes=16, new_class_lr=boost)

@@ -26,7 +26,7 @@ MAX_FEEDBACK_BYTES = 4096
 FEEDBACK_LR_SCALE = 0.1
 #: A class added by feedback learns its output weights this many times faster (model.new_class_lr):
 #: chosen in benchmarks/bench_incremental.py.
-NEW_CLASS_LR = 30.0
+NEW_CLASS_LR = 100.0
 
 
 class Refused(Exception):

@@ -326,10 +326,11 @@ class SpikingNetwork:
     def add_class(self, name: str, *, bias: float | None = None, lr_boost: float = 1.0) -> int:
         """Append an output unit for the class ``name``; returns its index.
 
-        Its output weights start at zero and its bias at ``bias`` (default: the lowest bias of the
-        known classes), so every known class's score is unchanged and the new one wins only once it
-        has learned. ``lr_boost`` multiplies the output layer's learning rate for this unit (its
-        weights have everything to learn; the hidden layers and the old units keep their rates).
+        Its output weights start at zero and its bias at ``bias`` (default: the mean bias of the
+        known classes), so every known class's score is unchanged and the new one, scoring only that
+        bias, wins only once it has learned. ``lr_boost`` multiplies the output layer's learning rate
+        for this unit (its weights have everything to learn; the hidden layers and the old units keep
+        their rates). Both defaults were chosen in benchmarks/bench_incremental.py.
         """
         name = str(name)
         if not name or name in self.classes:
@@ -338,7 +339,7 @@ class SpikingNetwork:
             raise ConfigError(f"lr_boost must be positive, got {lr_boost}")
         W = self.weights[-1]
         self.weights[-1] = np.ascontiguousarray(np.concatenate([W, np.zeros((W.shape[0], 1), np.float32)], axis=1))
-        b = float(self.bias.min()) if bias is None else float(bias)
+        b = float(self.bias.mean()) if bias is None else float(bias)
         self.bias = np.append(self.bias, np.float32(b)).astype(np.float32)
         self.class_lr = np.append(self.class_lr, np.float32(lr_boost)).astype(np.float32)
         self.classes.append(name)
