@@ -12,6 +12,7 @@ from types import SimpleNamespace
 from typing import Any
 
 from .errors import ConfigError
+from .feedback import FEEDBACK_LR_SCALE, NEW_CLASS_LR
 
 log = logging.getLogger(__name__)
 #: Old names of source kinds, still accepted (with one warning line).
@@ -63,6 +64,8 @@ SCHEMA: dict[str, dict[str, Key]] = {
                           "classified with what it has (counted: segment.cut)", min=1),
         "max_sample_us": Key(int, 60_000_000, "longest sample in microseconds; a sample that never ends is "
                              "classified in pieces this long (counted: segment.cut; 0 = no limit)", min=0),
+        "label_windows": Key(bool, False, "window mode over labelled samples (a simulated camera, a replay): each "
+                             "window takes the label and sample id of the sample covering most of it"),
     },
     "model": {
         "checkpoint": Key(str, "", "checkpoint .npz: loaded at start when present, saved periodically and at exit"),
@@ -88,6 +91,13 @@ SCHEMA: dict[str, dict[str, Key]] = {
                               "more are counted (rate_limited) and not learned (0 = no limit)", min=0),
         "feedback_burst": Key(int, 20, "feedback messages learned at once at most before feedback_per_s applies",
                               min=1),
+        "feedback_lr_scale": Key(float, FEEDBACK_LR_SCALE, "learning-rate multiplier for feedback (a wrong label "
+                                 "that gets through costs less; measured in benchmarks/bench_feedback.py)", min=0),
+        "new_classes": Key(bool, False, "feedback naming a class the model does not know adds an output unit "
+                           "for it (else refused, counted: unknown_class)"),
+        "max_classes": Key(int, 32, "most classes the model may grow to through new_classes", min=2),
+        "new_class_lr": Key(float, NEW_CLASS_LR, "output learning-rate multiplier of a class added by feedback (see "
+                            "benchmarks/bench_incremental.py)", min=0),
         "save_every_s": Key(float, 60.0, "checkpoint period in seconds (0 = only at exit)", min=0),
     },
     "pipeline": {

@@ -108,7 +108,8 @@ async def run_service(cfg: Config, *, quiet: bool = False, announce=None) -> int
         pipe = Pipeline(
             source, net, sinks,
             segmenter=Segmenter(cfg.segment.mode, cfg.segment.window_us, cfg.segment.hop_us, cfg.segment.min_events,
-                                max_events=cfg.segment.max_events, max_sample_us=cfg.segment.max_sample_us),
+                                max_events=cfg.segment.max_events, max_sample_us=cfg.segment.max_sample_us,
+                                label_windows=cfg.segment.label_windows),
             queue_size=cfg.pipeline.queue_size, policy=cfg.pipeline.policy,
             learn_from_labels=cfg.model.learn_from_labels, learn_from_feedback=cfg.model.learn_from_feedback,
             recent=cfg.model.recent, metrics_every_s=cfg.pipeline.metrics_every_s,
@@ -117,7 +118,9 @@ async def run_service(cfg: Config, *, quiet: bool = False, announce=None) -> int
             max_feedback_bytes=settings.max_feedback_bytes if settings is not None else 4096,
             extra_metrics=lambda: _extra_metrics(source, mqtt_sink),
             feedback_per_s=cfg.model.feedback_per_s, feedback_burst=cfg.model.feedback_burst,
-            recent_events=cfg.model.recent_events,
+            recent_events=cfg.model.recent_events, feedback_lr_scale=cfg.model.feedback_lr_scale,
+            new_classes=cfg.model.new_classes, max_classes=cfg.model.max_classes,
+            new_class_lr=cfg.model.new_class_lr,
         )
         if stopping:
             pipe.stop()  # a signal arrived while starting: run() then only drains and saves

@@ -21,6 +21,12 @@ from .segment import Window
 FEEDBACK_KEYS = frozenset({"sample", "t_end_us", "label"})
 #: Largest feedback message accepted, in bytes.
 MAX_FEEDBACK_BYTES = 4096
+#: Feedback learns at this fraction of the network's learning rates (model.feedback_lr_scale): chosen in
+#: benchmarks/bench_feedback.py, where wrong labels at the full rate cost tens of points.
+FEEDBACK_LR_SCALE = 0.1
+#: A class added by feedback learns its output weights this many times faster (model.new_class_lr):
+#: chosen in benchmarks/bench_incremental.py.
+NEW_CLASS_LR = 100.0
 
 
 class Refused(Exception):
@@ -99,8 +105,11 @@ def parse(msg: Message | bytes | str | dict | Feedback, max_bytes: int = MAX_FEE
     return Feedback(label=label, t_end_us=t_end)
 
 
-def resolve_label(label: int | str, classes: tuple[str, ...] | list[str]) -> int:
-    """The output index of a label given by index or by class name; Refused when the model has no such class."""
+def resolve_label(label: int | str, classes: tuple[str, ...] | list[str], may_add: bool = False) -> int:
+    """The output index of a label given by index or by class name; Refused when the model has no such class.
+
+    With `may_add`, a name the model does not know resolves to `len(classes)`: the unit to add for it.
+    """
     if _is_int(label):
         if not 0 <= label < len(classes):
             raise Refused("label_out_of_range", f"label {label} is outside 0..{len(classes) - 1}")
@@ -108,8 +117,12 @@ def resolve_label(label: int | str, classes: tuple[str, ...] | list[str]) -> int
     try:
         return list(classes).index(label)
     except ValueError:
+        if may_add:
+            return len(classes)
         shown = ", ".join(classes[:20]) + (", ..." if len(classes) > 20 else "")
-        raise Refused("unknown_label", f"label {str(label)[:40]!r} is not a class of the model ({shown})") from None
+        raise Refused("unknown_class", f"label {str(label)[:40]!r} is not a class of the model ({shown}); "
+                                       "model.new_classes = true lets feedback add classes, up to "
+                                       "model.max_classes") from None
 
 
 class TokenBucket:
@@ -175,16 +188,18 @@ class Recent:
 
 
 def judge(fb: Feedback, recent: Recent, classes: tuple[str, ...] | list[str],
-          bucket: TokenBucket) -> tuple[Window, int]:
+          bucket: TokenBucket, may_add: bool = False) -> tuple[Window, int]:
     """The window a parsed feedback item teaches and its label index, or Refused with the reason.
 
-    Reasons, in the order they are checked: `label_out_of_range`, `unknown_label` (a name the model
+    With `may_add` (new classes allowed, and room for one more), a class name the model does not
+    have gets the index `len(classes)`: the caller adds that class before learning.
+    Reasons, in the order they are checked: `label_out_of_range`, `unknown_class` (a name the model
     does not have), `unknown_sample` (not among the recent decisions), `contradicts_label` (the
     window's true label is known and differs), `duplicate` (the window was learned from already: its
     label or an earlier feedback), `rate_limited` (the bucket is empty). The caller marks the window
     `learned` when it teaches it.
     """
-    label = resolve_label(fb.label, classes)
+    label = resolve_label(fb.label, classes, may_add)
     if fb.sample is not None:
         w = recent.find(sample=fb.sample)
         what = f"sample {fb.sample}"

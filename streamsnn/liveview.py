@@ -5,8 +5,10 @@
 source with `tap(source, live.publish_events)`). It serves, on a plain asyncio server in the same loop:
 
 - `GET /`             the page (streamsnn/web/index.html)
-- `GET /events`       server-sent events: `frame` ({seq, width, height, png: base64}), `decisions`
-                      (the decisions since the last message, at most `KEEP` of them) and `metrics`
+- `GET /events`       server-sent events: `frame` ({seq, width, height, png: base64}: the camera now),
+                      `decided` (the newest decision drawn, with `frame` {width, height, png} of the
+                      window's own events: what the decision was made on), `decisions` (every decision
+                      since the last message, at most `KEEP`, with window times and wall time) and `metrics`
 - `GET /frame.png`    the latest accumulated frame (ON events green, OFF events red, fading)
 - `GET /metrics.json` the latest metrics, last decision and frame number
 
@@ -23,7 +25,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import io
 import json
 import logging
 import math
@@ -34,12 +35,12 @@ from importlib import resources
 import numpy as np
 
 from .errors import ConfigError
+from .liveframes import MAX_CANVAS_SIDE, canvas_bin, event_counts, render_png, window_png  # noqa: F401
 
 log = logging.getLogger(__name__)
 KEEP = 16            # decisions kept per client between two messages
 MAX_REQUEST = 8192   # bytes of request line and headers accepted
 KEEPALIVE_S = 15.0   # SSE comment sent to idle clients (detects closed connections)
-MAX_CANVAS_SIDE = 640  # frames of larger sensors are binned down to this
 
 
 class Tapped:
@@ -78,28 +79,12 @@ def tap(source, fn) -> Tapped:
     return Tapped(source, fn)
 
 
-def render_png(frame: np.ndarray) -> bytes:
-    """(2, h, w) float ON/OFF activity -> RGB PNG bytes: ON green, OFF red (brighter: more events), dark background."""
-    from PIL import Image
-
-    seen = frame >= 0.3  # one event stays visible for 1.2 decay times
-    scale = max(float(np.percentile(frame[seen], 99)) if seen.any() else 1.0, 1.0)
-    level = np.where(seen, 50 + 205 * np.sqrt(np.clip(frame / scale, 0, 1)), 0)
-    off, on = level.astype(np.uint8)  # channel 0: OFF (p = 0), 1: ON
-    rgb = np.empty(on.shape + (3,), np.uint8)
-    rgb[..., 0] = np.maximum(off, 20)
-    rgb[..., 1] = np.maximum(on, 20)
-    rgb[..., 2] = np.maximum(np.minimum(on, off), 28)
-    buf = io.BytesIO()
-    Image.fromarray(rgb, "RGB").save(buf, "PNG")
-    return buf.getvalue()
-
-
 class _Client:
     def __init__(self):
         self.wake = asyncio.Event()
         self.decisions: deque = deque(maxlen=KEEP)
         self.frame_seq = -1
+        self.decided_seq = 0
         self.metrics_seq = -1
 
 
@@ -123,6 +108,9 @@ class LiveView:
         self.metrics: dict | None = None
         self.metrics_seq = 0
         self.last_decision: dict | None = None
+        self.decided: dict | None = None              # the latest decision drawn, with the frame of its events
+        self.decided_seq = 0
+        self._undrawn: tuple | None = None             # (decision, window batch) not drawn yet
         self.decisions = 0
         self.events = 0
         self._rate = None                              # (monotonic, decisions) at the last metrics
@@ -169,15 +157,11 @@ class LiveView:
         w, h = int(batch.width), int(batch.height)
         if self.size != (w, h):
             self.size = (w, h)
-            self._bin = max(1, -(-max(w, h) // MAX_CANVAS_SIDE))
+            self._bin = canvas_bin(w, h)
             self._frame = np.zeros((2, -(-h // self._bin), -(-w // self._bin)), np.float32)
         if len(ev):
-            _, h, w = self._frame.shape
-            p = (ev["p"] > 0).astype(np.int64)
-            x = np.minimum(ev["x"].astype(np.int64) // self._bin, w - 1)
-            y = np.minimum(ev["y"].astype(np.int64) // self._bin, h - 1)
             self._fade()
-            self._frame += np.bincount((p * h + y) * w + x, minlength=2 * h * w).reshape(2, h, w)
+            self._frame += event_counts(ev, self._frame.shape, self._bin)
             self._new = True
 
     def publish_decision(self, window, decision, info) -> None:
@@ -193,12 +177,18 @@ class LiveView:
                 "true_label_name": true_label_name(window, info), "sample": window.sample,
                 "source": window.source,
                 "events": int(decision.events), "spikes": [int(s) for s in decision.spikes], "queue_ms": round(info.queue_ms, 2),
-                "compute_ms": round(info.compute_ms, 2), "t_end_us": int(window.t_end_us),
+                "compute_ms": round(info.compute_ms, 2), "t_start_us": int(window.t_start_us),
+                "t_end_us": int(window.t_end_us), "time": round(time.time(), 3), "seq": self.decisions,
                 "classes": self.classes}
         self.last_decision = slim
+        self._undrawn = (slim, window.batch)  # drawn with its own events by the render loop
         for c in self._clients:
             c.decisions.append(slim)
             c.wake.set()
+
+    def publish_classes(self, classes) -> None:
+        """The model's class names changed (a class was added): later decisions carry them to the page."""
+        self.classes = [str(c) for c in classes]
 
     def publish_metrics(self, m: dict) -> None:
         now = time.monotonic()
@@ -240,6 +230,7 @@ class LiveView:
                 self._wanted.clear()
                 await self._wanted.wait()
             await self.render()
+            await self.render_decision()
             for c in self._clients:
                 c.wake.set()
             await asyncio.sleep(period)
@@ -261,6 +252,22 @@ class LiveView:
         self.frame_seq += 1
         return self.frame_png
 
+    async def render_decision(self) -> dict | None:
+        """Draw the newest decision's own window (the events it was made on; in a worker thread), at most
+        once per render; decisions in between are in the strip of recent decisions only."""
+        if self._undrawn is None:
+            return self.decided
+        slim, batch = self._undrawn
+        self._undrawn = None
+        try:
+            w, h, png = await asyncio.to_thread(window_png, batch)
+        except Exception as exc:  # a frame that fails to render must not stop the view
+            log.warning("live view decision frame not rendered: %s", exc)
+            return self.decided
+        self.decided = {**slim, "frame": {"width": w, "height": h, "png": base64.b64encode(png).decode("ascii")}}
+        self.decided_seq += 1
+        return self.decided
+
     @property
     def canvas(self) -> tuple[int, int] | None:
         """(width, height) of the frames drawn: the sensor's, binned to at most MAX_CANVAS_SIDE."""
@@ -270,7 +277,8 @@ class LiveView:
         return {"title": self.title, "classes": self.classes, "model": self.model, "frame": self.frame_seq,
                 "sensor": list(self.size) if self.size else None,
                 "canvas": list(self.canvas) if self.canvas else None, "events": self.events,
-                "decisions": self.decisions, "decision": self.last_decision, "metrics": self.metrics}
+                "decisions": self.decisions, "decision": self.last_decision, "metrics": self.metrics,
+                "decided": {k: v for k, v in (self.decided or {}).items() if k != "frame"} or None}
 
     # -- HTTP -------------------------------------------------------------------------------------
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -324,8 +332,11 @@ class LiveView:
         writer.write(_sse("hello", {"title": self.title, "classes": self.classes, "model": self.model}))
         if self.last_decision is not None:
             writer.write(_sse("decisions", [self.last_decision]))
-        await writer.drain()
         client = _Client()
+        if self.decided is not None:
+            writer.write(_sse("decided", self.decided))
+            client.decided_seq = self.decided_seq
+        await writer.drain()
         self._clients.add(client)
         self._wanted.set()
         period = 1.0 / self.fps
@@ -341,6 +352,9 @@ class LiveView:
                 if client.decisions:
                     writer.write(_sse("decisions", list(client.decisions)))
                     client.decisions.clear()
+                if self.decided is not None and client.decided_seq != self.decided_seq:
+                    client.decided_seq = self.decided_seq
+                    writer.write(_sse("decided", self.decided))
                 if self.frame_png is not None and client.frame_seq != self.frame_seq:
                     client.frame_seq = self.frame_seq
                     w, h = self.frame_size

@@ -3,10 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import gc
 import logging
-import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -14,14 +11,23 @@ from pathlib import Path
 from typing import Callable
 
 from .decide import decide
-from .errors import StageFailed, StreamsnnError
-from .feedback import MAX_FEEDBACK_BYTES, RECENT_EVENTS, Recent, Refused, TokenBucket, judge, parse
+from .errors import ConfigError, StageFailed, StreamsnnError
+from .feedback import (
+    FEEDBACK_LR_SCALE,
+    MAX_FEEDBACK_BYTES,
+    NEW_CLASS_LR,
+    RECENT_EVENTS,
+    Recent,
+    Refused,
+    TokenBucket,
+    judge,
+    parse,
+)
+from .runtime import _END, POLICIES, BoundedQueue, _low_latency_runtime  # noqa: F401 - public here too
 from .segment import Segmenter, Window
 from .stages import DecisionInfo, Sink, Source, class_names
 
 log = logging.getLogger(__name__)
-_END = object()  # end of stream marker on the queues
-POLICIES = ("block", "drop_oldest", "drop_newest")
 LOG_FIRST = 20  # skipped batches and windows logged at WARNING; further ones at DEBUG
 
 
@@ -32,37 +38,6 @@ def _one_line(stage: str, exc: BaseException) -> BaseException:
     log.debug("%s failed", stage, exc_info=exc)
     return StageFailed(f"{stage} failed: {type(exc).__name__}: {exc}; this is a defect, please report it "
                        "(run with -vv for the traceback)")
-
-
-class BoundedQueue:
-    """An asyncio queue of fixed capacity with a policy for a full queue; drops are counted."""
-
-    def __init__(self, size: int, policy: str = "block"):
-        if policy not in POLICIES:
-            raise ValueError(f"policy must be one of {POLICIES}")
-        self.q: asyncio.Queue = asyncio.Queue(size)
-        self.policy = policy
-        self.dropped = 0
-
-    async def put(self, item) -> None:
-        if self.policy == "block" or item is _END:
-            await self.q.put(item)
-        elif self.q.full() and self.policy == "drop_newest":
-            self.dropped += 1
-        else:
-            while self.q.full():
-                old = self.q.get_nowait()
-                if old is _END:  # never lose the end marker
-                    self.q.put_nowait(old)
-                    return
-                self.dropped += 1
-            self.q.put_nowait(item)
-
-    async def get(self):
-        return await self.q.get()
-
-    def qsize(self) -> int:
-        return self.q.qsize()
 
 
 @dataclass
@@ -77,6 +52,10 @@ class Counters:
     #: received, learned, ignored (refused for any reason), disabled, and the count of each refusal reason
     feedback: dict = field(default_factory=lambda: {"received": 0, "learned": 0, "ignored": 0, "disabled": 0,
                                                     "duplicate": 0, "contradicts_label": 0, "rate_limited": 0})
+    #: decisions taught by feedback, and how many of those the published prediction had right
+    feedback_scored: int = 0
+    feedback_correct: int = 0
+    classes_added: int = 0
     checkpoints: int = 0
     checkpoint_errors: int = 0
     bad_windows: int = 0
@@ -98,7 +77,11 @@ class Pipeline:
     by reason, in `counters.feedback`. Feedback teaches a decision at most once (later labels:
     reason `duplicate`), never against the window's known true label (`contradicts_label`), and at
     most `feedback_per_s` times a second on average with bursts of `feedback_burst` (`rate_limited`;
-    `feedback_per_s = 0`: no limit).
+    `feedback_per_s = 0`: no limit). A feedback label scores the prediction published for the window
+    (delayed progressive validation; the window is not counted twice) and is learned with the
+    learning rates times `feedback_lr_scale`. A class name the model does not know adds an output
+    unit when `new_classes` is on and the model has fewer than `max_classes` classes (the unit's
+    output learning rate times `new_class_lr`); otherwise it is refused (`unknown_class`).
 
     Bad input never stalls the run: a batch the segmenter refuses, or a window the network cannot
     take, is logged (one line), counted (`bad_batches`, `bad_windows`) and skipped; an error of the
@@ -113,7 +96,11 @@ class Pipeline:
                  feedback: asyncio.Queue | None = None, max_feedback_bytes: int = MAX_FEEDBACK_BYTES,
                  extra_metrics: Callable[[], dict] | None = None, feedback_per_s: float = 10.0,
                  feedback_burst: int = 20, clock: Callable[[], float] = time.monotonic,
-                 recent_events: int = RECENT_EVENTS):
+                 recent_events: int = RECENT_EVENTS, feedback_lr_scale: float = FEEDBACK_LR_SCALE,
+                 new_classes: bool = False, max_classes: int = 32, new_class_lr: float = NEW_CLASS_LR):
+        if not (feedback_lr_scale >= 0 and new_class_lr > 0 and max_classes >= 2):
+            raise ConfigError(f"feedback_lr_scale must be >= 0 ({feedback_lr_scale}), new_class_lr > 0 "
+                              f"({new_class_lr}) and max_classes >= 2 ({max_classes})")
         self.source, self.net, self.sinks = source, net, sinks
         self.segmenter = segmenter or Segmenter()
         self.windows = BoundedQueue(queue_size, policy)
@@ -123,6 +110,8 @@ class Pipeline:
         self.feedback, self.max_feedback_bytes, self.extra_metrics = feedback, max_feedback_bytes, extra_metrics
         self.counters = Counters()
         self.feedback_bucket = TokenBucket(feedback_per_s, feedback_burst, clock)
+        self.feedback_lr_scale, self.new_class_lr = float(feedback_lr_scale), float(new_class_lr)
+        self.new_classes, self.max_classes = bool(new_classes), int(max_classes)
         self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="streamsnn-net")
         self._stopping = asyncio.Event()
         self._last_rate = (time.monotonic(), 0)
@@ -244,6 +233,7 @@ class Pipeline:
                 level = logging.WARNING if self.counters.bad_windows <= LOG_FIRST else logging.DEBUG
                 log.log(level, "window %s skipped: %s", w.sample or f"{w.t_start_us}..{w.t_end_us} us", text)
                 continue
+            w.predicted = int(d.label)  # what feedback on this window will score
             self.recent.add(w)
             c = self.counters
             c.decisions += 1
@@ -275,13 +265,39 @@ class Pipeline:
             return False
         try:
             fb = parse(msg, self.max_feedback_bytes)
-            w, label = judge(fb, self.recent, class_names(self.net), self.feedback_bucket)
+            classes = class_names(self.net)
+            may_add = self.new_classes and len(classes) < self.max_classes
+            w, label = judge(fb, self.recent, classes, self.feedback_bucket, may_add)
         except Refused as exc:
+            if exc.reason == "unknown_class" and self.new_classes:
+                exc = Refused(exc.reason, f"{exc}; the model has model.max_classes = {self.max_classes} classes")
             return self._ignore(exc.reason, str(exc))
         w.learned = True  # before the worker runs: another message meanwhile is a duplicate
-        await self.in_worker(self.net.learn_one, w.batch, label)
+        if label == len(classes):
+            names = await self.in_worker(self._add_class, str(fb.label))
+            for sink in self.sinks:  # the new class list goes out now, not with the next decision
+                if hasattr(sink, "publish_classes"):
+                    sink.publish_classes(names)
+        d = await self.in_worker(self._learn_feedback, w, label)
         c["learned"] += 1
+        self.counters.feedback_scored += 1
+        self.counters.feedback_correct += int((w.predicted if w.predicted is not None else d.label) == label)
         return True
+
+    def _learn_feedback(self, w: Window, label: int):
+        """On the worker: learn the label of a decided window, scoring the prediction published for it."""
+        return self.net.learn_one(w.batch, label, prediction=w.predicted, lr_scale=self.feedback_lr_scale)
+
+    def _add_class(self, name: str) -> tuple[str, ...]:
+        """On the worker: a new output unit for `name`; returns the class names now."""
+        if name in self.net.classes:  # added meanwhile (feedback applied from two tasks)
+            return class_names(self.net)
+        index = self.net.add_class(name, lr_boost=self.new_class_lr)
+        self.counters.classes_added += 1
+        names = class_names(self.net)
+        log.info("feedback added class %r (output %d; now %d classes of at most %d)", name, index, len(names),
+                 self.max_classes)
+        return names
 
     # -- metrics and checkpoints ----------------------------------------------------------------
     def metrics(self) -> dict:
@@ -298,6 +314,9 @@ class Pipeline:
             "queues": {"windows": self.windows.qsize(), "decisions": 0},  # decisions go straight to the sinks
             "accuracy": round(c.correct / c.labelled, 4) if c.labelled else None,
             "progressive_accuracy": _round(net.progressive_accuracy),
+            "feedback_accuracy": round(c.feedback_correct / c.feedback_scored, 4) if c.feedback_scored else None,
+            "classes": len(class_names(net)),
+            "classes_added": c.classes_added,
             "samples_seen": int(net.samples_seen),
             "events_seen": int(net.events_seen),
             "updates": int(net.updates),
@@ -359,28 +378,6 @@ class Pipeline:
         level = logging.WARNING if c[reason] <= LOG_FIRST else logging.DEBUG
         log.log(level, "feedback ignored (%s): %s", reason, detail)
         return False
-
-
-#: GIL switch interval while the pipeline runs. CPython's default (5 ms) lets the network's worker
-#: thread (or a source's loader thread) keep the event loop waiting up to 5 ms each time the loop
-#: comes back from a system call (epoll, a socket send): that alone added milliseconds per decision
-#: (1 ms measured best at 1.2 M events/s: 0.2 ms spends more CPU on switching).
-SWITCH_INTERVAL_S = 0.001
-
-
-@contextlib.contextmanager
-def _low_latency_runtime():
-    """A short GIL switch interval, and every object that exists at start-up (modules, kernels, the
-    network) moved out of the garbage collector's sight (`gc.freeze`), so a full collection walks only
-    what the run allocates instead of pausing the loop for tens of milliseconds. Restored on exit."""
-    previous = sys.getswitchinterval()
-    sys.setswitchinterval(min(previous, SWITCH_INTERVAL_S))
-    gc.freeze()
-    try:
-        yield
-    finally:
-        sys.setswitchinterval(previous)
-        gc.unfreeze()
 
 
 def _round(x):

@@ -27,6 +27,7 @@ class Window:
     source: str | None = None
     ready: float = field(default_factory=time.monotonic)  # when the window was complete (for latency)
     learned: bool = False  # the network learned from this window (its label, or one feedback message)
+    predicted: int | None = None  # the label published for this window (scored when feedback arrives)
 
     @property
     def events(self) -> int:
@@ -55,13 +56,18 @@ class Segmenter:
       continues as a new window of the same sample id; a stream window that would overflow is
       classified early with the events it holds and the window grid restarts at the next event.
     `counters` counts `restarts` (new streams or samples begun anew) and `cut` (windows closed at a bound).
+
+    `label_windows` (window mode): when the stream's batches belong to labelled samples (a simulated
+    camera filming known digits, a replay played as one stream), each window takes the sample id and
+    label of the sample covering most of it (ties: the later one), as stream evaluation scores it.
     """
 
     def __init__(self, mode: str = "auto", window_us: int = 100_000, hop_us: int = 50_000, min_events: int = 1, *,
-                 max_events: int = MAX_EVENTS, max_sample_us: int = MAX_SAMPLE_US):
+                 max_events: int = MAX_EVENTS, max_sample_us: int = MAX_SAMPLE_US, label_windows: bool = False):
         if max_events < 1 or max_sample_us < 0:
             raise ValueError("max_events must be positive and max_sample_us >= 0")
         self.mode, self.window_us, self.hop_us, self.min_events = mode, window_us, hop_us, min_events
+        self.label_windows = label_windows
         self.max_events, self.max_sample_us = max_events, max_sample_us
         self.counters = {"restarts": 0, "cut": 0}
         self.reset()
@@ -75,6 +81,7 @@ class Segmenter:
         self._start: int | None = None            # start of the next sliding window (None: at the next event)
         self._proto: EventBatch | None = None     # sensor size and source of the stream (None: no stream)
         self._last: int | None = None             # last stream timestamp received
+        self._spans: list[list] = []              # label_windows: [sample, label, first t, last t + 1], oldest first
 
     def feed(self, batch: EventBatch) -> list[Window]:
         """The windows this batch completes; InputError (state unchanged) for a duplicated or late batch."""
@@ -164,6 +171,11 @@ class Segmenter:
             self._proto = batch
         if self._start is None:
             self._start = t0
+        if self.label_windows and batch.sample is not None and batch.label is not None:
+            if self._spans and self._spans[-1][0] == batch.sample:
+                self._spans[-1][3] = batch.t_end + 1
+            else:
+                self._spans.append([batch.sample, int(batch.label), t0, batch.t_end + 1])
         self._last = batch.t_end
         self._buf = np.concatenate([self._buf, batch.events]) if len(self._buf) else batch.events
         W, H = self.window_us, self.hop_us
@@ -177,6 +189,8 @@ class Segmenter:
                 out.append(self._window(self._buf[:hi], self._start, self._start + W))
             self._start += H
             self._buf = self._buf[int(np.searchsorted(t, self._start, side="left")):]
+        while len(self._spans) > 1 and self._spans[0][3] <= self._start:  # behind every window to come
+            self._spans.pop(0)
         return out
 
     def _flush_stream(self) -> list[Window]:
@@ -185,8 +199,16 @@ class Segmenter:
             out.append(self._window(self._buf, self._start, self._start + self.window_us))
         self._buf = np.empty(0, EVENT_DTYPE)
         self._start = self._proto = self._last = None
+        self._spans = []
         return out
 
     def _window(self, events: np.ndarray, t_start: int, t_end: int) -> Window:
         p = self._proto
-        return Window(EventBatch(events.copy(), p.width, p.height, source=p.source), t_start, t_end, source=p.source)
+        sample = label = None
+        best = 0
+        for name, lab, a, b in self._spans:  # the labelled sample covering most of the window
+            overlap = min(b, t_end) - max(a, t_start)
+            if overlap > 0 and overlap >= best:
+                sample, label, best = name, lab, overlap
+        batch = EventBatch(events.copy(), p.width, p.height, sample=sample, label=label, source=p.source)
+        return Window(batch, t_start, t_end, sample=sample, label=label, source=p.source)

@@ -17,6 +17,7 @@ from conftest import need
 from daemon_util import Daemon, daemons  # noqa: F401 (fixture)
 from mqtt_util import Collector, Mosquitto, free_port, mosquitto  # noqa: F401 (fixture)
 
+from streamsnn.feedback import FEEDBACK_LR_SCALE
 from streamsnn.io import open_dataset
 from streamsnn.mqtt.schema import FIELDS
 from streamsnn.snn import SpikingNetwork
@@ -163,7 +164,7 @@ async def test_malformed_feedback_is_counted_and_ignored(tmp_path, nmnist_dir, m
     assert "Traceback" not in d.text()
     saved = SpikingNetwork.load(ckpt)
     ref = SpikingNetwork((2312, HIDDEN, 10), seed=0)
-    ref.learn_one(test_samples[known["sample"]], known["true_label"])
+    ref.learn_one(test_samples[known["sample"]], known["true_label"], lr_scale=FEEDBACK_LR_SCALE)  # feedback's rate
     assert saved.updates == 1
     for name in ("W1", "W2", "b2"):
         np.testing.assert_array_equal(getattr(saved, name), getattr(ref, name))

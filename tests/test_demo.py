@@ -28,6 +28,14 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def test_demo_toml_is_the_demo_pipeline():
     assert load_config(ROOT / "pipelines" / "demo.toml").data == build_config(DEMO).data
+
+
+def test_the_demo_segments_the_camera_as_the_live_camera_pipeline_does():
+    demo = load_config(ROOT / "pipelines" / "demo.toml").data["segment"]
+    live = load_config(ROOT / "pipelines" / "live-camera.toml").data["segment"]
+    assert demo["mode"] == live["mode"] == "window" and demo["label_windows"] is True
+    assert {k: v for k, v in demo.items() if k != "label_windows"} == {k: v for k, v in live.items()
+                                                                         if k != "label_windows"}
     cfg = build_config(DEMO)
     assert cfg.liveview.enabled and cfg.source.kind == "synthetic" and cfg.source.speed == 1.0
 

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from conftest import need
 
-from streamsnn.feedback import Feedback, Message, Refused, TokenBucket, parse, resolve_label
+from streamsnn.feedback import FEEDBACK_LR_SCALE, Feedback, Message, Refused, TokenBucket, parse, resolve_label
 from streamsnn.io import open_dataset
 from streamsnn.pipeline import Pipeline
 from streamsnn.segment import Window
@@ -159,8 +159,8 @@ def test_parse_accepts_an_index_or_a_name_and_refuses_retained():
 def test_labels_resolve_by_index_or_class_name():
     classes = ("club", "diamond", "heart", "spade")
     assert resolve_label(2, classes) == 2 and resolve_label("spade", classes) == 3
-    for label, reason in ((4, "label_out_of_range"), (-1, "label_out_of_range"), ("joker", "unknown_label"),
-                          ("2", "unknown_label")):
+    for label, reason in ((4, "label_out_of_range"), (-1, "label_out_of_range"), ("joker", "unknown_class"),
+                          ("2", "unknown_class")):
         with pytest.raises(Refused) as err:
             resolve_label(label, classes)
         assert err.value.reason == reason
@@ -180,13 +180,13 @@ async def test_feedback_by_class_name_teaches_that_class_and_every_message_is_co
         before = weights(pipe.net)
         assert await pipe.apply_feedback({"sample": samples[0].sample, "label": "3"}) is True
         ref = SpikingNetwork((2312, 32, 10), seed=5)
-        ref.learn_one(samples[0], 3)  # the name "3" taught class 3, exactly as the index would
+        ref.learn_one(samples[0], 3, lr_scale=FEEDBACK_LR_SCALE)  # the name "3" taught class 3, as the index would
         np.testing.assert_array_equal(ref.W1, pipe.net.W1)
         assert not unchanged(before, pipe.net)
     finally:
         pipe._worker.shutdown()
     c = pipe.counters.feedback
     reasons = {k: v for k, v in c.items() if k not in ("received", "learned", "ignored", "disabled") and v}
-    assert reasons == {"bad_json": 1, "retained": 1, "unknown_label": 1, "label_out_of_range": 1,
+    assert reasons == {"bad_json": 1, "retained": 1, "unknown_class": 1, "label_out_of_range": 1,
                        "unknown_sample": 1}
     assert c["received"] == 6 == c["learned"] + c["ignored"] and sum(reasons.values()) == c["ignored"]

@@ -335,3 +335,27 @@ async def test_daemon_serves_the_live_view_of_a_replay(tmp_path):
             proc.send_signal(signal.SIGINT)
         code = await asyncio.to_thread(proc.wait, 60)
     assert code == 0, log.read_text()
+
+
+async def test_each_decision_is_drawn_with_the_events_it_was_made_on(live):
+    """The camera frame shows what arrives now; the decision comes with the frame of its own window."""
+    b = sample()
+    ev = b.events
+    left, right = ev[ev["x"] < 17], ev[ev["x"] >= 17]
+    async with Sse(live.port) as sse:
+        await sse.next("hello")
+        live.publish_events(EventBatch(left, 34, 34))  # the camera now: the left half only
+        w = Window(EventBatch(right, 34, 34), int(right["t"][0]), int(right["t"][-1]) + 1, sample="s7")
+        d = Decision(label=4, scores=np.arange(10.0), confidence=0.5, events=len(right))
+        live.publish_decision(w, d, DecisionInfo(1.0, 2.0, "v", tuple(str(k) for k in range(10))))
+        _, decided = await sse.next("decided")
+        _, frame = await sse.next("frame")
+    assert (decided["label"], decided["sample"], decided["seq"]) == (4, "s7", 1)
+    assert decided["t_end_us"] == w.t_end_us and decided["time"] > 0
+    mine = decode(base64.b64decode(decided["frame"]["png"])).astype(int)
+    now = decode(base64.b64decode(frame["png"])).astype(int)
+    lit = lambda rgb: rgb.max(axis=2) > 40  # noqa: E731
+    assert lit(mine)[:, 17:].any() and not lit(mine)[:, :17].any()  # the decision's window: right half
+    assert lit(now)[:, :17].any() and not lit(now)[:, 17:].any()    # the camera now: left half
+    snap = json.loads((await get(f"{live.url}metrics.json"))[2])
+    assert snap["decided"]["seq"] == 1 and "frame" not in snap["decided"]

@@ -1,5 +1,6 @@
 """The live view in a real headless Chromium (Debian's chromium + chromium-driver, driven by Selenium):
-a replay daemon serves the page, a frame and a decision appear, and a screenshot is taken."""
+a replay daemon serves the page, a frame and a decision appear (the decision beside the frame of its own
+events), the strip of recent decisions fills with times and class names, and a screenshot is taken."""
 
 from __future__ import annotations
 
@@ -63,7 +64,8 @@ def test_page_shows_frames_decisions_and_metrics_of_a_replay(browser, tmp_path):
     port = free_port()
     log = tmp_path / "daemon.log"
     sets = {"source.kind": "replay", "source.path": nmnist, "source.split": "test", "source.speed": 1,
-            "source.loop": "true", "source.chunk_us": 0, "model.hidden": 64, "liveview.port": port,
+            "source.loop": "true", "source.chunk_us": 0, "segment.mode": "auto", "segment.label_windows": "false",
+            "model.hidden": 64, "liveview.port": port,
             "liveview.decay_ms": 1000,  # whole samples arrive every 0.3 s: keep each visible until the next
             "mqtt.port": 0}
     cmd = [sys.executable, "-m", "streamsnn", "run", str(ROOT / "pipelines" / "demo.toml")]
@@ -86,6 +88,25 @@ def test_page_shows_frames_decisions_and_metrics_of_a_replay(browser, tmp_path):
         assert label in [str(k) for k in range(10)]
         assert js("return document.querySelectorAll('#bars .bar.top').length") == 1
         assert "sample" in js("return document.getElementById('decision-info').textContent")
+        # the decision is shown with the frame of its own window: same sample, drawn together
+        shown = wait_for(lambda: js("const c = document.getElementById('decided-frame'), i = "
+                                    "document.getElementById('decision-info').textContent;"
+                                    "return Number(c.dataset.frames) >= 2 && c.dataset.sample && "
+                                    "i.includes('sample ' + c.dataset.sample) && "
+                                    "document.getElementById('decision').textContent.trim() === "
+                                    "(document.getElementById('bars').querySelector('.bar.top span').textContent) "
+                                    "&& [c.dataset.sample, c.width, c.height]"),
+                         30, "a decision drawn with its own events", log)
+        assert re.fullmatch(r"600\d\d", shown[0]) and shown[1:] == [34, 34]
+        caption = js("return document.getElementById('decided-caption').textContent")
+        assert f"sample {shown[0]}" in caption and "events of the window" in caption
+        # the strip of recent decisions: class name (right or wrong), window end, wall time
+        items = wait_for(lambda: (t := js("return [...document.querySelectorAll('#history .item')]"
+                                          ".map((e) => [e.className, e.textContent])")) and len(t) >= 3 and t,
+                         30, "the strip of recent decisions", log)
+        for cls, text in items:
+            assert re.search(r"^\d [✓✗]\s*\d+\.\d\d s\d\d:\d\d:\d\d$", text.strip()), text
+            assert ("ok" in cls) == ("✓" in text) and ("miss" in cls) == ("✗" in text)
         wait_for(lambda: js("const f = document.getElementById('frame');"
                             "return Number(f.dataset.frames) >= 2 && f.width === 34 && f.height === 34"),
                  30, "event frames drawn on the page", log)
@@ -109,6 +130,10 @@ def test_page_shows_frames_decisions_and_metrics_of_a_replay(browser, tmp_path):
                "return [b.left, b.top, b.right, b.bottom]")
         frame = rgb[int(r[1] * ratio):int(r[3] * ratio), int(r[0] * ratio):int(r[2] * ratio)]
         assert frame.size and frame.std() > 10, "the event frame in the screenshot is blank"
+        r = js("const b = document.getElementById('decided-frame').getBoundingClientRect();"
+               "return [b.left, b.top, b.right, b.bottom]")
+        mine = rgb[int(r[1] * ratio):int(r[3] * ratio), int(r[0] * ratio):int(r[2] * ratio)]
+        assert mine.size and mine.std() > 10, "the decision's own frame in the screenshot is blank"
         print(f"screenshot: {shot}")
     finally:
         if proc.poll() is None:

@@ -169,3 +169,26 @@ def test_a_stream_window_that_would_overflow_is_classified_early(recording):
         windows += seg.feed(b)
         assert len(seg._buf) <= 5000
     assert windows and all(w.events <= 5000 for w in windows) and seg.counters["cut"] >= len(windows)
+
+
+def test_label_windows_take_the_sample_covering_most_of_each_window(samples):
+    from streamsnn.streameval import cover, make_stream
+
+    stream = make_stream(samples, chunk_us=20_000)
+    whole = EventBatch.concatenate(stream.batches)
+    labelled = []  # each sample's stretch of the stream in 20 ms chunks, with its id and label (a simulated camera)
+    for i, (a, b) in enumerate(zip(stream.starts, stream.ends)):
+        t = whole.events["t"]
+        part = whole.events[(t >= a) & (t < b)]
+        piece = EventBatch(part, 34, 34, sample=stream.ids[i], label=int(stream.labels[i]))
+        labelled += piece.split_time(20_000)
+    seg = Segmenter("window", 100_000, 50_000, label_windows=True)
+    windows = [w for b in labelled for w in seg.feed(b)] + seg.flush()
+    assert len(windows) > 10
+    for w in windows:
+        i = cover(stream.starts, stream.ends, w.t_start_us, w.t_end_us)
+        assert (w.sample, w.label) == (stream.ids[i], int(stream.labels[i]))
+        assert (w.batch.sample, w.batch.label) == (w.sample, w.label)
+    assert {w.label for w in windows} == {int(x) for x in stream.labels}
+    plain = Segmenter("window", 100_000, 50_000)  # off by default: stream windows carry no label
+    assert all(w.label is None and w.sample is None for b in labelled for w in plain.feed(b))

@@ -264,3 +264,16 @@ def test_synth_command_errors_are_one_line(tmp_path, capsys, argv, message):
     assert main(["synth", *argv, "--out", str(tmp_path / "o"), "-q"]) == 2
     err = capsys.readouterr().err
     assert err.startswith("streamsnn: error:") and message in err and err.count("\n") == 1
+
+
+async def test_chunks_run_on_one_clock_like_a_camera(mnist):
+    from streamsnn.sources.synthetic import SyntheticSource
+
+    images, labels = mnist
+    src = SyntheticSource(images=images[100:103], labels=labels[100:103], speed=0, chunk_us=20_000)
+    parts = [b async for b in src]
+    length_us = int(src.camera.params.length * 1000)
+    t = np.concatenate([b.events["t"] for b in parts])
+    assert np.all(np.diff(t) >= 0)  # never goes back: sliding windows see one stream
+    starts = [b.t_start for a, b in zip(parts, parts[1:]) if a.meta["index"] != b.meta["index"]]
+    assert [s // length_us for s in starts] == [1, 2]  # sample k starts k recording lengths in

@@ -12,7 +12,9 @@ ORDER = 5
 #: The demo pipeline; pipelines/demo.toml holds the same values (a test keeps them equal).
 DEMO = {
     "source": {"kind": "synthetic", "path": "", "speed": 1.0, "loop": True, "chunk_us": 20000, "seed": 0},
-    "segment": {"mode": "auto"},
+    # sliding windows as for a live camera (pipelines/live-camera.toml; a test keeps them equal), each
+    # labelled with the digit filmed during most of it, so the page can mark decisions right or wrong
+    "segment": {"mode": "window", "window_us": 100000, "hop_us": 50000, "min_events": 200, "label_windows": True},
     "model": {"checkpoint": "", "learn_from_labels": True, "save_every_s": 0.0},
     "pipeline": {"node_id": "demo", "policy": "drop_oldest", "metrics_every_s": 1.0},
     "mqtt": {"broker": "embedded", "port": 0},
@@ -66,10 +68,11 @@ def main(args) -> int:
     images = None
     if args.camera is not None:
         raw["source"] = {"kind": "camera", "serial": args.camera}
-        raw["segment"] = {"mode": "window"}
+        raw["segment"]["label_windows"] = False  # a real camera has no labels
         say(f"camera: the iniVation camera {args.camera or '(first found)'}, 100 ms windows")
     elif args.recording:
         raw["source"] = {"kind": "replay", "path": args.recording, "speed": args.speed, "loop": True}
+        raw["segment"] = {"mode": "auto"}  # a dataset folder: per sample; one recording: sliding windows
         say(f"camera: the recording {args.recording}, replayed in a loop at {args.speed:g}x real time")
     else:
         images = args.images or _find_mnist()
@@ -97,9 +100,10 @@ def announce(settings) -> None:
     say(f"MQTT: embedded broker on {settings.host}:{settings.port}, topics under {settings.prefix}/")
     say(f"  watch:    mosquitto_sub {where} -t '{settings.prefix}/#' -v")
     say(f"  feedback: mosquitto_pub {where} -t '{settings.prefix}/feedback' "
-        "-m '{\"sample\": \"<a sample of a classification>\", \"label\": \"3\"}'")
-    say("            (the demo learns each digit's own label already, so it refuses feedback and counts why; "
-        "a camera pipeline learns from it)")
+        "-m '{\"t_end_us\": <t_end_us of a classification>, \"label\": \"3\"}'")
+    say("            (the demo learns each window's label, the digit filmed during most of it, so feedback on a "
+        "window is refused as a duplicate and counted; with --set model.learn_from_labels=false it learns "
+        "from feedback instead, as a camera pipeline does)")
 
 
 def _find_mnist() -> Path | None:

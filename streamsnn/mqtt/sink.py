@@ -205,11 +205,16 @@ class MqttSink:
     # publishing
     def publish_decision(self, window, decision, info) -> None:
         """Queue the classification JSON of one decision (and the class names when they changed); never blocks."""
-        if info.classes != self._classes:
-            self._classes = info.classes
-            self.publish(self.topic_classes, to_json(list(info.classes)), retain=True)
+        self.publish_classes(info.classes)
         payload = classification_payload(window, decision, info, node_id=self.settings.node_id)
         self.publish(self.topic_classification, to_json(payload))
+
+    def publish_classes(self, classes) -> None:
+        """Queue the retained class list now (a class was added); unchanged names are not sent again."""
+        classes = tuple(str(c) for c in classes)
+        if classes != self._classes:
+            self._classes = classes
+            self.publish(self.topic_classes, to_json(list(classes)), retain=True)
 
     def publish(self, topic: str, payload: bytes, retain: bool = False) -> None:
         """Queue any message for reliable delivery through the outbox (drops the oldest when full)."""

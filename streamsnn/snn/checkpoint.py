@@ -2,7 +2,8 @@
 
 Format 2 (written now): arrays ``weight_0`` .. ``weight_L`` (each hidden layer, then the output
 layer) and ``bias``; JSON ``config`` with ``arch`` (list of layer dicts), ``input_map`` (sensor,
-roi, grid), ``classes`` (names in output order) and the learning settings; JSON ``counters``.
+roi, grid), ``classes`` (names in output order, including classes added by feedback) and the
+learning settings (``class_lr`` only when a class has its own output rate); JSON ``counters``.
 Format 1 (the one-hidden-layer network, arrays ``W1``, ``W2``, ``b2``, config ``sizes`` and
 ``input_shape``) still loads, as a one-dense-layer network with classes "0".."n-1".
 """

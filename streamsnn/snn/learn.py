@@ -39,6 +39,18 @@ def _dense_lr(net, W, lr: float, x: np.ndarray, d: np.ndarray) -> np.float32:
     return np.float32(lr)
 
 
+def boost_new_classes(net, acts, e: np.ndarray, lr: float) -> None:
+    """The extra output step of classes whose rate multiplier ``net.class_lr`` is above 1 (see add_class):
+    their weights from the active last-layer units and their bias move (class_lr - 1) times further."""
+    extra = (net.class_lr - np.float32(1.0)) * e
+    if not np.any(extra):
+        return
+    act, h = acts[-1]
+    W = net.weights[-1]
+    W[act] -= np.float32(lr) * np.outer(h, extra).astype(np.float32)
+    net.bias -= np.float32(lr) * extra
+
+
 def backprop_counts(net, acts, e: np.ndarray, lr_scale: float) -> None:
     """One SGD step on the spike counts that occurred: output layer, then each hidden layer down.
 
@@ -54,6 +66,7 @@ def backprop_counts(net, acts, e: np.ndarray, lr_scale: float) -> None:
     lr_out = _dense_lr(net, W, net.lr_out * lr_scale, h, e)
     d = dense_backward(act, h, e, np.arange(n_cls, dtype=np.int32), W, lr_out, True)
     net.bias -= lr_out * e
+    boost_new_classes(net, acts, e, lr_out)
     for layer in range(len(net.geometry) - 1, -1, -1):
         geo = net.geometry[layer]
         act_out = acts[layer + 1][0]
@@ -76,6 +89,7 @@ def backprop_spikes(net, acts, e: np.ndarray, lr_scale: float) -> tuple[int, ...
     units, signs = output_error_spikes(e.astype(np.float32), K, net._herd[-1])
     step = np.float32(net.lr_out * lr_scale / K)
     np.add.at(net.bias, units, -step * signs)
+    boost_new_classes(net, acts, e, net.lr_out * lr_scale)
     made = [len(units)]
     L = len(net.geometry)
     act, h = acts[-1]

@@ -64,13 +64,14 @@ class SpikingNetwork:
     of resolution). Weights start normal with std ``init_gain * sqrt(2 / fan_in)``. ``max_step``
     (0 = off) bounds each layer's step per sample to that fraction of its weights' norm;
     ``activity`` is the cost of one hidden spike added to the loss (learning with fewer spikes).
+    ``class_lr``: a multiplier of the output learning rate per class (see ``add_class``).
     """
 
     def __init__(self, sizes=None, *, arch=None, input_shape=None, input_map: InputMap | dict | None = None,
                  classes=None, seed: int = 0, lr: float | None = None, lr_out: float | None = None,
                  lr_conv: float | None = None, tau_us: float | None = None, learning: str = "counts",
                  theta: float = 0.5, error_spikes: int = 32, init_gain: float = 1.0, max_step: float | None = None,
-                 activity: float | None = None):
+                 activity: float | None = None, class_lr=None):
         if isinstance(input_map, dict):
             input_map = InputMap.from_dict(input_map)
         if sizes is not None:
@@ -129,6 +130,10 @@ class SpikingNetwork:
         self.weights.append((rng.standard_normal((n_last, len(names))) * self.init_gain * math.sqrt(2.0 / n_last))
                             .astype(np.float32))
         self.bias = np.zeros(len(names), np.float32)
+        # output learning-rate multiplier per class (above 1 for classes added with a boost)
+        self.class_lr = np.ones(len(names), np.float32) if class_lr is None else np.asarray(class_lr, np.float32)
+        if self.class_lr.shape != (len(names),) or not np.all(self.class_lr > 0):
+            raise ConfigError(f"class_lr must hold one positive rate per class ({len(names)}), got {class_lr!r}")
         self.samples_seen = self.events_seen = self.updates = self.epochs = 0
         self.progressive_correct = self.progressive_total = 0
         self._token = secrets.token_hex(4)
@@ -189,7 +194,8 @@ class SpikingNetwork:
                 "classes": list(self.classes), "seed": self.seed, "lr": self.lr, "lr_out": self.lr_out,
                 "lr_conv": self.lr_conv, "tau_us": self.tau_us, "learning": self.learning, "theta": self.theta,
                 "error_spikes": self.error_spikes, "init_gain": self.init_gain, "max_step": self.max_step,
-                "activity": self.activity}
+                "activity": self.activity,
+                **({"class_lr": [float(x) for x in self.class_lr]} if np.any(self.class_lr != 1) else {})}
 
     def describe(self) -> dict:
         """Layers (kind, shapes, parameters), classes, input map and the training counters."""
@@ -237,16 +243,18 @@ class SpikingNetwork:
         propagate.warm_up(self)
 
     # -- inference ----------------------------------------------------------------------------
-    def _run(self, idx: np.ndarray, t: np.ndarray | None) -> tuple[np.ndarray, tuple[int, ...]]:
-        """Feed input units through every layer; returns (scores incl. bias, spikes per hidden layer)."""
+    def _run(self, idx: np.ndarray, t: np.ndarray | None, count: bool = True) -> tuple[np.ndarray, tuple[int, ...]]:
+        """Feed input units through every layer; returns (scores incl. bias, spikes per hidden layer).
+        ``count``: add the window to ``samples_seen``/``events_seen`` (not when it was counted already)."""
         scores, spikes = propagate.forward(self, idx, t)
-        self.samples_seen += 1
-        self.events_seen += int(len(idx))
+        if count:
+            self.samples_seen += 1
+            self.events_seen += int(len(idx))
         return scores, spikes
 
-    def predict_indices(self, idx: np.ndarray, t: np.ndarray | None = None) -> Decision:
+    def predict_indices(self, idx: np.ndarray, t: np.ndarray | None = None, *, count: bool = True) -> Decision:
         """``predict_one`` on precomputed input units (and times, for a leaky network)."""
-        scores, spikes = self._run(idx, t)
+        scores, spikes = self._run(idx, t, count)
         prob = softmax(scores)
         label = int(np.argmax(scores))
         return Decision(label=label, scores=scores, confidence=float(prob[label]), events=int(len(idx)),
@@ -258,32 +266,87 @@ class SpikingNetwork:
 
     # -- learning -----------------------------------------------------------------------------
     def learn_indices(self, idx: np.ndarray, label: int, t: np.ndarray | None = None,
-                      lr_scale: float = 1.0) -> Decision:
-        """``learn_one`` on precomputed input units; ``lr_scale`` multiplies every learning rate."""
+                      lr_scale: float = 1.0, *, prediction: int | None = None) -> Decision:
+        """``learn_one`` on precomputed input units; ``lr_scale`` multiplies every learning rate.
+
+        Without ``prediction``: test then train (the window is counted in ``samples_seen`` and the
+        prediction made here is scored in the progressive accuracy). With ``prediction`` (the label
+        published when the window was decided, e.g. for feedback that arrives later): that prediction
+        is scored, and the window is not counted again; a leaky network then learns from the window
+        on a fresh state and keeps its running state (the stream goes on where it was).
+        """
         from .learn import activity, backprop_counts, backprop_spikes
 
         label = int(label)
         if not 0 <= label < self.n_classes:
             raise InputError(f"label {label} outside the network's classes 0..{self.n_classes - 1}")
-        d = self.predict_indices(idx, t)
-        self.progressive_total += 1
-        self.progressive_correct += int(d.label == label)
-        if len(idx) == 0:
+        if not lr_scale >= 0:
+            raise InputError(f"lr_scale must be >= 0, got {lr_scale}")
+        later = prediction is not None
+        saved = self._save_state() if later and self.tau_us is not None else None
+        try:
+            if saved is not None:
+                self.reset()
+            d = self.predict_indices(idx, t, count=not later)
+            self.progressive_total += 1
+            self.progressive_correct += int((int(prediction) if later else d.label) == label)
+            if len(idx) == 0:
+                return d
+            e = softmax(d.scores).astype(np.float32)
+            e[label] -= 1.0
+            acts = activity(self, np.ascontiguousarray(idx, dtype=np.int32))
+            if self.learning == "counts":
+                backprop_counts(self, acts, e, lr_scale)
+            else:
+                backprop_spikes(self, acts, e, lr_scale)
+            self.updates += 1
             return d
-        e = softmax(d.scores).astype(np.float32)
-        e[label] -= 1.0
-        acts = activity(self, np.ascontiguousarray(idx, dtype=np.int32))
-        if self.learning == "counts":
-            backprop_counts(self, acts, e, lr_scale)
-        else:
-            backprop_spikes(self, acts, e, lr_scale)
-        self.updates += 1
-        return d
+        finally:
+            if saved is not None:
+                self._restore_state(saved)
 
-    def learn_one(self, batch, label: int) -> Decision:
-        """Test then train on one window: returns the prediction made before the update."""
+    def learn_one(self, batch, label: int, *, prediction: int | None = None, lr_scale: float = 1.0) -> Decision:
+        """Test then train on one window: returns the prediction made before the update.
+
+        ``prediction``: the label published for this window earlier (delayed progressive validation:
+        it is scored instead, and the window is not counted twice); ``lr_scale`` multiplies the
+        learning rates (e.g. ``model.feedback_lr_scale`` for feedback).
+        """
         idx, t = self.input_events(batch)
-        return self.learn_indices(idx, label, t)
+        return self.learn_indices(idx, label, t, lr_scale, prediction=prediction)
+
+    def _save_state(self) -> tuple:
+        return ([p.copy() for p in self.phi], [c.copy() for c in self.counts], self.scores.copy(),
+                [r.copy() for r in self._refs], self._t_last)
+
+    def _restore_state(self, saved: tuple) -> None:
+        self.phi, self.counts, self.scores, self._refs, self._t_last = saved
+
+    # -- classes ------------------------------------------------------------------------------
+    def add_class(self, name: str, *, bias: float | None = None, lr_boost: float = 1.0) -> int:
+        """Append an output unit for the class ``name``; returns its index.
+
+        Its output weights start at zero and its bias at ``bias`` (default: the mean bias of the
+        known classes), so every known class's score is unchanged and the new one, scoring only that
+        bias, wins only once it has learned. ``lr_boost`` multiplies the output layer's learning rate
+        for this unit (its weights have everything to learn; the hidden layers and the old units keep
+        their rates). Both defaults were chosen in benchmarks/bench_incremental.py.
+        """
+        name = str(name)
+        if not name or name in self.classes:
+            raise ConfigError(f"class name {name!r} is empty or taken (classes: {', '.join(self.classes)})")
+        if not lr_boost > 0:
+            raise ConfigError(f"lr_boost must be positive, got {lr_boost}")
+        W = self.weights[-1]
+        self.weights[-1] = np.ascontiguousarray(np.concatenate([W, np.zeros((W.shape[0], 1), np.float32)], axis=1))
+        b = float(self.bias.mean()) if bias is None else float(bias)
+        self.bias = np.append(self.bias, np.float32(b)).astype(np.float32)
+        self.class_lr = np.append(self.class_lr, np.float32(lr_boost)).astype(np.float32)
+        self.classes.append(name)
+        self.scores = np.append(self.scores, np.float32(0.0)).astype(np.float32)
+        self._herd[-1] = np.append(self._herd[-1], np.float32(0.0)).astype(np.float32)
+        self.updates += 1  # the model changed: a new model_version
+        return self.n_classes - 1
 
     # -- checkpoints --------------------------------------------------------------------------
     def counters(self) -> dict:

@@ -27,7 +27,8 @@ class SyntheticSource(Source):
       `speed=k` k times faster, `speed=0` as fast as the simulator goes. `loop` repeats the images
       forever; `limit` caps the number of samples. `seed` fixes the sensor and every recording.
     - `chunk_us`: deliver each sample in chunks of that much sensor time, as a live camera would
-      (the last chunk carries end_of_sample).
+      (the last chunk carries end_of_sample), on one running clock: sample k's events are shifted
+      to start k recording lengths after the first (a camera's clock does not restart per digit).
     """
 
     def __init__(self, images=None, labels: Sequence[int] | None = None, *, speed: float = 1.0,
@@ -118,9 +119,15 @@ class SyntheticSource(Source):
                 job = start(emitted + 1) if self.limit is None or emitted + 1 < self.limit else None
                 meta = {**batch.meta, "pass": passes, "index": index}
                 if self.chunk_us:
+                    t0 = emitted * length_us + (batch.t_start or 0)  # where the sample starts on the pacing clock
+                    if emitted:  # one running clock, as a camera's
+                        ev = batch.events.copy()
+                        ev["t"] += emitted * length_us
+                        batch = EventBatch(ev, batch.width, batch.height, sample=batch.sample, label=batch.label,
+                                           source=batch.source, meta=batch.meta)
                     chunks = list(time_chunks(batch, self.chunk_us))
                     for k, (chunk, end) in enumerate(chunks):
-                        await self.pacer.wait(emitted * length_us + (batch.t_start or 0) + end)
+                        await self.pacer.wait(t0 + end)
                         yield chunk.with_meta(meta={**meta, "end_of_sample": k == len(chunks) - 1})
                 else:
                     await self.pacer.wait((emitted + 1) * length_us)
