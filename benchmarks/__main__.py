@@ -32,9 +32,10 @@ BENCHES = {
     "datasets": ("bench_datasets", "run", "Datasets: listing 10,000 samples per layout"),
     "stream": ("bench_stream", "run", "Stream evaluation: the test split as one stream, a grid of decision settings"),
     "feedback": ("bench_feedback", "run", "Feedback attacks: accuracy with and without the protections"),
+    "own_data": ("bench_own_data", "run", "Own data: train defaults vs a scikit-learn MLP (POKER-DVS, N-MNIST on 346x260)"),
 }
 #: Too long for --quick (each trains several networks for many epochs); run them with --only NAME.
-SLOW = ("sim2real", "deep")
+SLOW = ("sim2real", "deep", "own_data")
 
 
 def run_snn(ctx: Context) -> Result:
