@@ -1,0 +1,123 @@
+"""`train`, `eval`, `eval --stream` and a replay on POKER-DVS: classes by name, the input map picked from the data."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import numpy as np
+import pytest
+
+from conftest import ROOT, need
+from streamsnn.cli import main
+from streamsnn.snn import InputMap, SpikingNetwork
+
+CLASSES = ["club", "diamond", "spade"]
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """A model trained by `streamsnn train --data poker_dvs_inverted --epochs 20 --json`, and that JSON."""
+    out = tmp_path_factory.mktemp("poker") / "poker.npz"
+    import contextlib
+    import io
+
+    buf = io.StringIO()
+    with contextlib.redirect_stdout(buf):
+        assert main(["train", "--data", str(need("poker_dvs_inverted")), "--epochs", "20", "--out", str(out),
+                     "--json"]) == 0
+    return out, json.loads(buf.getvalue())
+
+
+def test_train_picks_classes_region_grid_and_small_data_settings(trained):
+    path, res = trained
+    assert res["classes"] == CLASSES and res["why"]["classes"] == "3, from the class folders"
+    assert res["small_data"] is True and res["why"]["arch"] == "small data"
+    m = InputMap.from_dict(res["input"])
+    assert m.sensor == (128, 128) and m.roi[2] <= 48 and m.grid == (m.roi[2], m.roi[3], 2)
+    assert res["augment"]["shift"] >= 3 and res["augment"]["dropout"] == 0.2
+    net = SpikingNetwork.load(path)  # checkpoint round trip of classes and input map
+    assert net.classes == CLASSES and net.input_map == m and net.arch == res["arch"]
+    assert res["test_samples"] == 15 and res["train_samples"] == 16
+
+
+def test_train_says_what_it_picked(tmp_path, capsys):
+    assert main(["train", "--data", str(need("poker_dvs_inverted")), "--epochs", "1", "--grid", "16x17",
+                 "--roi", "96,94,32,34", "--polarities", "1", "--out", str(tmp_path / "m.npz")]) == 0
+    err = capsys.readouterr().err
+    line = next(x for x in err.splitlines() if x.startswith("classes:"))
+    assert line == ("classes: club, diamond, spade (3, from the class folders); sensor 128x128 (from the file "
+                    "headers); roi x 96..127 y 94..127 (--roi); grid 16x17x1 (--grid, --polarities 1)")
+    assert "small data, under 50" in err
+    assert SpikingNetwork.load(tmp_path / "m.npz").input_map == InputMap((128, 128), (96, 94, 32, 34), (16, 17, 1))
+    assert main(["train", "--data", str(need("poker_dvs_inverted")), "--grid", "16", "--out",
+                 str(tmp_path / "m.npz")]) == 2
+    assert "--grid '16'" in capsys.readouterr().err
+
+
+def eval_json(capsys, *args):
+    capsys.readouterr()
+    assert main(["eval", *map(str, args), "--json"]) == 0
+    return json.loads(capsys.readouterr().out)
+
+
+def test_eval_reports_by_class_name(trained, capsys):
+    path, res = trained
+    r = eval_json(capsys, "--data", need("poker_dvs_inverted"), "--model", path)
+    assert r["classes"] == CLASSES and list(r["per_class"]) == CLASSES
+    conf = np.array(r["confusion"])
+    assert conf.shape == (3, 3) and conf.sum() == 15 and conf.sum(axis=1).tolist() == [6, 4, 5]
+    assert r["accuracy"] == pytest.approx(res["test_accuracy"]) and r["unknown_classes"] == {}
+    assert r["accuracy"] >= 0.6  # chance is 1/3
+    assert main(["eval", "--data", str(need("poker_dvs_inverted")), "--model", str(path), "--quiet"]) == 0
+    out = capsys.readouterr().out
+    assert "club:" in out and "diamond" in out.splitlines()[-2]
+
+
+@pytest.fixture
+def renamed(tmp_path):
+    """POKER-DVS test split with `diamond` renamed `ace`: dataset classes ace, club, spade (other indices)."""
+    src = need("poker_dvs_inverted") / "Test"
+    for cls in ("club", "diamond", "spade"):
+        d = tmp_path / "Test" / ("ace" if cls == "diamond" else cls)
+        d.mkdir(parents=True)
+        for f in (src / cls).iterdir():
+            os.symlink(f, d / f.name)
+    return tmp_path
+
+
+def test_eval_maps_by_name_and_reports_a_class_the_model_lacks(trained, renamed, capsys):
+    path, _ = trained
+    ref = eval_json(capsys, "--data", need("poker_dvs_inverted"), "--model", path)
+    r = eval_json(capsys, "--data", renamed, "--model", path)
+    assert r["unknown_classes"] == {"ace": 4} and r["samples"] == 11
+    # club and spade are scored as the model's club and spade, though their dataset indices moved
+    assert r["per_class"]["club"] == ref["per_class"]["club"] and r["per_class"]["spade"] == ref["per_class"]["spade"]
+    assert r["per_class"]["diamond"] is None
+    assert main(["eval", "--data", str(renamed), "--model", str(path), "--quiet"]) == 0
+    assert "not scored: 4 sample(s) of classes the model does not have: ace (4)" in capsys.readouterr().out
+    s = eval_json(capsys, "--data", renamed, "--model", path, "--stream", "--window-us", "5000", "--hop-us", "2500",
+                  "--min-events", "20")
+    assert s["unknown_classes"] == {"ace": 4} and s["predicted_classes"] == CLASSES
+
+
+def test_replay_through_the_daemon_decides_as_eval(trained, tmp_path, capsys):
+    """The same samples through `streamsnn run` (replay, one decision per sample) and `eval`: same confusion."""
+    path, _ = trained
+    ref = eval_json(capsys, "--data", need("poker_dvs_inverted"), "--model", path)
+    model = tmp_path / "copy.npz"
+    model.write_bytes(path.read_bytes())
+    jsonl = tmp_path / "d.jsonl"
+    sets = {"source.path": need("poker_dvs_inverted"), "source.split": "test", "source.shuffle": "false",
+            "model.checkpoint": model, "model.learn_from_labels": "false", "model.learn_from_feedback": "false",
+            "mqtt.enabled": "false", "console.enabled": "false", "jsonl.path": jsonl}
+    argv = ["run", str(ROOT / "pipelines" / "nmnist-replay.toml")]
+    for k, v in sets.items():
+        argv += ["--set", f"{k}={v}"]
+    assert main(argv) == 0
+    rows = [json.loads(x) for x in jsonl.read_text().splitlines()]
+    assert len(rows) == 15 and {r["label_name"] for r in rows} <= set(CLASSES)
+    conf = np.zeros((3, 3), int)
+    for r in rows:
+        conf[CLASSES.index(r["true_label_name"]), CLASSES.index(r["label_name"])] += 1
+    assert conf.tolist() == ref["confusion"]
