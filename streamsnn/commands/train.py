@@ -40,7 +40,8 @@ def add_parser(subparsers) -> None:
     p.add_argument("--hidden", type=int, default=None, help="shorthand for --arch dense:HIDDEN")
     p.add_argument("--epochs", type=int, default=None,
                    help="passes over the training data (default: by network kind and number of folders: 40 / 6 "
-                        "for a convolutional network on one folder / several, 20 / 6 for a dense one)")
+                        "for a convolutional network on one folder / several, 20 / 6 for a dense one; small data: "
+                        "ceil(3000 / training samples), 40 to 400)")
     p.add_argument("--seed", type=int, default=0, help="seed of weights, order and augmentation")
     p.add_argument("--lr", type=float, default=None,
                    help="learning rate of the hidden layers, cosine-decayed to 0.1x (default: by network kind)")
@@ -53,20 +54,25 @@ def add_parser(subparsers) -> None:
     p.add_argument("--augment", action=argparse.BooleanOptionalAction, default=True,
                    help="random shifts (+-2 px; small data: 1/8 of the grid), 10%% event dropout (small data: "
                         "20%%) and 1 ms time jitter on the training stream (default: on)")
+    from .. import datadefaults as dd
+
     g = p.add_argument_group(
         "input and data-driven defaults",
-        "Classes (names and count) come from the data. Input map: a sensor of at most 48x48 (N-MNIST) is used "
-        "whole; on a bigger sensor the region of interest is the data's active region plus a margin of 1/8 of "
-        "its longest side, and the grid is that region at native resolution when its longest side is <= 48 px, "
-        "else pooled by the integer factor ceil(longest / 48) (346x260 -> 44x33). With fewer than 50 training "
-        "samples per class the small-data settings apply (arch conv:16:5:2:2,dense:64, shifts of 1/8 of the "
-        "grid, 20%% event dropout, about 3000 learning steps); train prints what it picked.")
+        "Classes (names and count) come from the data. Input map: a sensor of at most\n"
+        f"{dd.MAX_NATIVE}x{dd.MAX_NATIVE} (N-MNIST) is used whole; on a bigger sensor the region of interest is the\n"
+        "data's active region plus a margin of 1/8 of its longest side, and the grid is that\n"
+        f"region at native resolution when its longest side is <= {dd.MAX_NATIVE} px, else pooled by the\n"
+        f"integer factor ceil(longest / {dd.MAX_NATIVE}) (346x260 -> 44x33, 640x480 -> 46x35). With fewer\n"
+        f"than {dd.SMALL_PER_CLASS} training samples per class in the dataset the small-data settings apply\n"
+        f"(arch {dd.SMALL_DATA['arch']}, shifts of 1/8 of the grid, {dd.SMALL_DATA['dropout']:.0%} event dropout,\n"
+        f"about {dd.SMALL_DATA['updates']} learning steps). train prints what it picked and why.")
     g.add_argument("--grid", default=None, metavar="WxH", help="input grid in units (default: from the region, see above)")
     g.add_argument("--roi", default=None, metavar="X,Y,W,H",
                    help="region of interest of the sensor in pixels (default: active region + margin, see above)")
     g.add_argument("--polarities", type=int, choices=(1, 2), default=None,
                    help="2 keeps ON and OFF events apart, 1 merges them (default 2)")
-    p.add_argument("--limit", type=int, default=None, help="use only N samples of each split, evenly spread (quick runs)")
+    p.add_argument("--limit", type=int, default=None,
+                   help="use only N samples of each split, evenly spread (quick runs of the same settings)")
     p.add_argument("--json", action="store_true", help="print exactly one JSON object (per-epoch figures, "
                                                        "final test accuracy) on stdout")
     p.add_argument("--quiet", action="store_true", help="no progress bars or per-epoch lines")
