@@ -25,6 +25,7 @@ class SampleArrays:
     classes: list[str] = field(default_factory=list)  # class names in index order, when known
     skipped: list[str] = field(default_factory=list)  # one line per sample that could not be read
     unknown: dict[str, int] = field(default_factory=dict)  # samples of classes the network lacks, by name
+    outside: int = 0  # events dropped by the input map (outside the model's region of interest)
 
     def __len__(self) -> int:
         return len(self.idx)
@@ -48,7 +49,8 @@ class SampleArrays:
     def __add__(self, other: "SampleArrays") -> "SampleArrays":
         return SampleArrays(self.idx + other.idx, self.t + other.t,
                             np.concatenate([self.labels, other.labels]).astype(np.int64), self.ids + other.ids,
-                            classes=self.classes or other.classes, skipped=self.skipped + other.skipped)
+                            classes=self.classes or other.classes, skipped=self.skipped + other.skipped,
+                            outside=self.outside + other.outside)
 
     def counts(self, n_in: int) -> np.ndarray:
         """(samples, n_in) float32 event counts per input: what a conventional MLP is trained on."""
@@ -98,6 +100,7 @@ def load_split(data_dir, split: str, net, *, limit: int | None = None, quiet: bo
             log.warning("skipped a sample: %s", exc)
             continue
         idx, t = net.input_events(batch)
+        out.outside += len(batch) - len(idx)
         out.idx.append(idx)
         out.t.append(t)
         out.ids.append(s.sample_id)

@@ -69,6 +69,8 @@ def test_eval_reports_by_class_name(trained, capsys):
     assert conf.shape == (3, 3) and conf.sum() == 15 and conf.sum(axis=1).tolist() == [6, 4, 5]
     assert r["accuracy"] == pytest.approx(res["test_accuracy"]) and r["unknown_classes"] == {}
     assert r["accuracy"] >= 0.6  # chance is 1/3
+    # every test event is either fed or dropped outside the region (18,617 events: `info --count`)
+    assert r["events"] + r["events_outside_region"] == 18617 and r["events_outside_region"] < 100
     assert main(["eval", "--data", str(need("poker_dvs_inverted")), "--model", str(path), "--quiet"]) == 0
     out = capsys.readouterr().out
     assert "club:" in out and "diamond" in out.splitlines()[-2]

@@ -67,6 +67,7 @@ def run(args) -> int:
     res["skipped_samples"] = test.skipped
     res["arch"] = net.arch
     res["unknown_classes"] = dict(test.unknown)  # dataset classes the model lacks: samples not scored
+    res["events_outside_region"] = test.outside  # dropped by the model's input map
     if args.json:
         print(json.dumps(res))
         return 0
