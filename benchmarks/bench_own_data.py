@@ -149,15 +149,16 @@ def run(ctx: Context) -> Result:
     r = Result("own_data", "Own data: `streamsnn train` defaults vs a scikit-learn MLP on count images")
     rows, raw = [], {}
     with tempfile.TemporaryDirectory() as tmp:
-        big = write_big_nmnist(Path(tmp) / "nmnist346", ctx.nmnist)
-        big30 = write_big_nmnist(Path(tmp) / "nmnist346_30", ctx.nmnist, per_class=30)
-        arms = [("poker_dvs_inverted", poker, "developed on its train split (CV)"),
-                ("N-MNIST on 346x260, 30 per class", big30, "held out (small-data settings)"),
-                ("N-MNIST on 346x260, all 1,000", big, "held out (input map; arch is N-MNIST's)")]
+        arms = [("poker_dvs_inverted", lambda: poker, "developed on its train split (CV)"),
+                ("N-MNIST on 346x260, 30 per class",
+                 lambda: write_big_nmnist(Path(tmp) / "nmnist346_30", ctx.nmnist, per_class=30),
+                 "held out (small-data settings)"),
+                ("N-MNIST on 346x260, all 1,000", lambda: write_big_nmnist(Path(tmp) / "nmnist346", ctx.nmnist),
+                 "held out (input map; arch is N-MNIST's)")]
         if ctx.quick:
             arms = arms[:2]
-        for name, data, checked in arms:
-            row, raw[name] = compare(name, data, seeds, log, checked)
+        for name, make, checked in arms:
+            row, raw[name] = compare(name, make(), seeds, log, checked)
             rows.append(row)
     r.table("Test accuracy (%, mean ± sd over seeds, then each seed): streamsnn defaults vs MLP on count images",
             ["data", "train / test samples", "region (picked)", "grid", "arch (picked)", "epochs", "streamsnn defaults",
