@@ -78,11 +78,12 @@ def fit(net, train, epochs: int, aug: dict | None, seed: int) -> float:
 
 def mlp_accuracy(train, test, n_in: int, seed: int) -> float:
     """A scikit-learn MLP (one hidden layer of 256, log counts standardised) on count images."""
+    import warnings
+
     from sklearn.exceptions import ConvergenceWarning
     from sklearn.neural_network import MLPClassifier
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import FunctionTransformer, StandardScaler
-    import warnings
 
     model = make_pipeline(FunctionTransformer(np.log1p), StandardScaler(),
                           MLPClassifier(hidden_layer_sizes=(256,), max_iter=500, random_state=seed))
@@ -171,7 +172,8 @@ def run(ctx: Context) -> Result:
             for name, data, extra in (
                     ("reference: poker_dvs_inverted, as before (whole 128x128 onto 34x34, N-MNIST defaults)", poker,
                      ["--roi", "0,0,128,128", "--grid", "34x34", *nmnist]),
-                    ("reference: poker_dvs_inverted, N-MNIST arch and augmentation on the picked region", poker, nmnist),
+                    ("reference: poker_dvs_inverted, N-MNIST arch and augmentation on the picked region", poker,
+                     nmnist),
                     ("reference: N-MNIST on 346x260, 30 per class, N-MNIST arch and augmentation",
                      made["N-MNIST on 346x260, 30 per class"], nmnist)):
                 row, _ = compare(name, data, seeds, log, "reference, after the choice", extra, dict(N_MNIST_AUGMENT))
@@ -184,11 +186,12 @@ def run(ctx: Context) -> Result:
         r.metric(f"{name}: defaults minus MLP", 100 * (m_s - m_m), "points", target="> 0",
                  met=(m_s > m_m) if not ctx.quick else None)
         r.note(f"{name}: `streamsnn train` says: " + " / ".join(v["train_lines"]))
-    r.note(f"Seeds {seeds}. streamsnn: exactly what `streamsnn train --data DIR --seed S` builds (commands/train.py::plan), "
-           "trained as `train` does; MLP: scikit-learn MLPClassifier(256 hidden, adam, max_iter 500) on log(1 + counts) "
-           "per input unit, standardised, on the same region and grid, no augmentation. N-MNIST on 346x260: nmnist_small "
-           f"written as AEDAT4 class folders at offset {OFFSET}; '30 per class' keeps the first 30 training samples of "
-           "each digit and the same 100 test samples.")
+    r.note(f"Seeds {seeds}. streamsnn: exactly what `streamsnn train --data DIR --seed S` builds "
+           "(commands/train.py::plan), trained as `train` does; MLP: scikit-learn MLPClassifier(256 hidden, adam, "
+           "max_iter 500) on log(1 + counts) per input unit, standardised, on the same region and grid, no "
+           f"augmentation. N-MNIST on 346x260: nmnist_small written as AEDAT4 class folders at offset {OFFSET}; "
+           "'30 per class' keeps the first 30 training samples of each digit and the same 100 test samples. "
+           "Reference rows: `train` with --arch/--epochs (and --roi/--grid) and the N-MNIST augmentation.")
     return r
 
 

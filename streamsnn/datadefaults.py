@@ -47,8 +47,9 @@ class InputChoice:
     def describe(self) -> str:
         m = self.input_map
         x0, y0, w, h = m.roi
-        return (f"sensor {m.sensor[0]}x{m.sensor[1]} ({self.sensor_from}); roi x {x0}..{x0 + w - 1} y {y0}..{y0 + h - 1} "
-                f"({self.roi_from}); grid {'x'.join(map(str, m.grid))} ({self.grid_from})")
+        return (f"sensor {m.sensor[0]}x{m.sensor[1]} ({self.sensor_from}); "
+                f"roi x {x0}..{x0 + w - 1} y {y0}..{y0 + h - 1} ({self.roi_from}); "
+                f"grid {'x'.join(map(str, m.grid))} ({self.grid_from})")
 
 
 LAYOUT_WORDS = {"class-folders": "the class folders", "flat": "the label lists",

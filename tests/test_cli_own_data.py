@@ -7,8 +7,8 @@ import os
 
 import numpy as np
 import pytest
-
 from conftest import ROOT, need
+
 from streamsnn.cli import main
 from streamsnn.snn import InputMap, SpikingNetwork
 

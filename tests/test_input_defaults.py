@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
 from conftest import need
 from dataset_util import nmnist_events, nmnist_picks, write_aedat4
+
 from streamsnn import datadefaults as dd
 from streamsnn.errors import ConfigError, InputError
 from streamsnn.events import EventBatch

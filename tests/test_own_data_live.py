@@ -13,10 +13,10 @@ import time
 
 import numpy as np
 import pytest
-
 from conftest import ROOT, need
 from daemon_util import Daemon, daemons  # noqa: F401  (fixture)
 from dv_util import event_writer, free_port, wait_for_client
+
 from streamsnn.cli import main
 from streamsnn.io.dataset import open_dataset
 from streamsnn.segment import Segmenter

@@ -66,7 +66,8 @@ def add_parser(subparsers) -> None:
         f"than {dd.SMALL_PER_CLASS} training samples per class in the dataset the small-data settings apply\n"
         f"(arch {dd.SMALL_DATA['arch']}, shifts of 1/8 of the grid, {dd.SMALL_DATA['dropout']:.0%} event dropout,\n"
         f"about {dd.SMALL_DATA['updates']} learning steps). train prints what it picked and why.")
-    g.add_argument("--grid", default=None, metavar="WxH", help="input grid in units (default: from the region, see above)")
+    g.add_argument("--grid", default=None, metavar="WxH",
+                   help="input grid in units (default: from the region, see above)")
     g.add_argument("--roi", default=None, metavar="X,Y,W,H",
                    help="region of interest of the sensor in pixels (default: active region + margin, see above)")
     g.add_argument("--polarities", type=int, choices=(1, 2), default=None,
