@@ -123,3 +123,40 @@ def test_replay_through_the_daemon_decides_as_eval(trained, tmp_path, capsys):
     for r in rows:
         conf[CLASSES.index(r["true_label_name"]), CLASSES.index(r["label_name"])] += 1
     assert conf.tolist() == ref["confusion"]
+
+
+def flat_poker(root):
+    """POKER-DVS as a flat folder with train.txt / test.txt naming the classes (sensor 128x128)."""
+    src = need("poker_dvs_inverted")
+    for f in src.rglob("*.aedat"):
+        (root / f.name).symlink_to(f)
+    for split in ("Train", "Test"):
+        files = sorted((src / split).rglob("*.aedat"))
+        (root / f"{split.lower()}.txt").write_text("".join(f"{f.stem} {f.parent.name}\n" for f in files))
+    return 16, 15
+
+
+def labelled_nmnist(root):
+    """Two AEDAT4 recordings of real N-MNIST samples back to back, cut by their _labels.csv files."""
+    from dataset_util import labelled_recording, nmnist_picks
+
+    labelled_recording(root / "Train", "session1", nmnist_picks("train", 20))
+    labelled_recording(root / "Test", "session2", nmnist_picks("test", 10))
+    return 20, 10
+
+
+@pytest.mark.parametrize("layout", [flat_poker, labelled_nmnist])
+def test_train_and_eval_on_other_layouts(layout, tmp_path, capsys):
+    data, model = tmp_path / "data", tmp_path / "m.npz"
+    data.mkdir()
+    n_train, n_test = layout(data)
+    capsys.readouterr()
+    assert main(["train", "--data", str(data), "--epochs", "2", "--out", str(model), "--json"]) == 0
+    res = json.loads(capsys.readouterr().out)
+    assert (res["train_samples"], res["test_samples"]) == (n_train, n_test)
+    from streamsnn.io.dataset import open_dataset
+
+    ds = open_dataset(data)
+    assert res["classes"] == ds.classes and res["small_data"] is True
+    r = eval_json(capsys, "--data", data, "--model", model)
+    assert r["samples"] == n_test and r["classes"] == ds.classes and list(r["per_class"]) == ds.classes
