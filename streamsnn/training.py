@@ -69,7 +69,9 @@ def load_split(data_dir, split: str, net, *, limit: int | None = None, quiet: bo
     """Load one split of a dataset (any layout `streamsnn.io.open_dataset` reads) as network input indices.
 
     Labels are mapped by class **name** onto the network's classes (`labels` index `net.classes`;
-    `classes` of the result are the network's). A sample of a class the network does not have is
+    `classes` of the result are the network's); a network made from a class count (classes
+    "0".."n-1") takes a named dataset's label indices as they are (`decide.by_name`), and
+    `classes` are then the dataset's. A sample of a class the network does not have is
     left out and counted by name in `unknown`. A sample that cannot be read (truncated, corrupt,
     empty) is logged, skipped and listed in `skipped`, as replay does; InputError only when no
     sample of the split is readable.
@@ -83,13 +85,20 @@ def load_split(data_dir, split: str, net, *, limit: int | None = None, quiet: bo
     samples = ds.split(split).samples
     if limit is not None and limit < len(samples):  # spread out: tonic layouts are sorted by class
         samples = [samples[int(i)] for i in np.linspace(0, len(samples) - 1, max(limit, 0))]
-    out = SampleArrays(classes=list(net.classes))
+    from .decide import by_name
+
+    names = by_name(net.classes, ds.classes)  # else a network without names: labels are indices
+    out = SampleArrays(classes=list(net.classes if names else ds.classes))
     index = {name: i for i, name in enumerate(net.classes)}
     labels = []
     for s in _bar(samples, f"loading {split}", quiet):
         if s.label is None:
             raise InputError(f"{s.path}: sample has no label; add it to the folder's label list")
         name = s.label_name if s.label_name is not None else ds.classes[int(s.label)]
+        if not names:
+            if not 0 <= int(s.label) < net.n_classes:
+                raise InputError(f"{s.path}: label {s.label} is not one of the network's {net.n_classes} classes")
+            name = net.classes[int(s.label)]
         if name not in index:
             out.unknown[name] = out.unknown.get(name, 0) + 1
             continue

@@ -160,3 +160,21 @@ def test_train_and_eval_on_other_layouts(layout, tmp_path, capsys):
     assert res["classes"] == ds.classes and res["small_data"] is True
     r = eval_json(capsys, "--data", data, "--model", model)
     assert r["samples"] == n_test and r["classes"] == ds.classes and list(r["per_class"]) == ds.classes
+
+
+def test_replay_labels_are_matched_by_name_unless_the_network_has_no_names():
+    """The daemon learns and scores a dataset window by its class name (the model's order may differ)."""
+    from streamsnn.decide import by_name, true_output
+    from streamsnn.io.dataset import open_dataset
+    from streamsnn.segment import Window
+
+    spade = open_dataset(need("poker_dvs_inverted")).split("test").samples[-1].load()
+    assert spade.meta["label_name"] == "spade" and spade.label == 2
+    w = Window(spade.with_meta(label=0), 0, 1, label=0)  # a dataset where spade is class 0 (e.g. ace-less order)
+    named = SpikingNetwork(arch="dense:4", input_shape=(34, 34, 2), classes=["club", "diamond", "spade"])
+    assert true_output(named, w) == 2
+    other = SpikingNetwork(arch="dense:4", input_shape=(34, 34, 2), classes=["club", "diamond", "heart"])
+    assert true_output(other, w) is None  # a class the model lacks: neither learned nor scored
+    numbered = SpikingNetwork(arch="dense:4", input_shape=(34, 34, 2), classes=3)
+    assert true_output(numbered, w) == 0  # no names to match: the label is the output index
+    assert by_name([str(i) for i in range(10)], ["3", "7"]) and not by_name(["0", "1", "2"], ["club"])
