@@ -38,8 +38,7 @@ def test_nmnist_keeps_the_whole_34x34_sensor_and_the_n_mnist_defaults():
     ds = open_dataset(need("nmnist_small"))
     c = dd.choose_input(ds)
     assert c.input_map == InputMap()  # sensor 34x34, all of it, grid 34x34x2: as before
-    assert not dd.is_small(len(ds.split("train")), len(ds.classes))  # 1,000 samples: N-MNIST defaults
-    assert dd.augment_for(c.input_map.grid, small=False) == dd.LARGE_AUGMENT
+    assert not dd.is_small(len(ds.split("train")), len(ds.classes))  # 1,000 samples: not few
 
 
 @pytest.mark.parametrize("w,h,grid", [(346, 260, (44, 33)), (640, 480, (46, 35)), (304, 240, (44, 35)),
@@ -84,11 +83,8 @@ def test_overrides_and_bad_values():
         dd.choose_input(ds, roi=(120, 0, 32, 32))
 
 
-def test_small_data_rule():
+def test_few_samples_rule():
     assert dd.is_small(16, 3) and dd.is_small(300, 10) and not dd.is_small(1000, 10)
-    assert dd.small_epochs(16) == 188 and dd.small_epochs(10_000) == dd.SMALL_DATA["min_epochs"]
-    a = dd.augment_for((33, 35, 2), small=True)
-    assert a["shift"] == 4 and a["dropout"] > dd.LARGE_AUGMENT["dropout"]
 
 
 def test_another_sensor_is_scaled_when_the_region_is_the_whole_sensor_else_refused():

@@ -52,8 +52,8 @@ def add_parser(subparsers) -> None:
                         "(default %(default)s)")
     p.add_argument("--out", type=Path, default=Path("model.npz"), help="model file to write (default %(default)s)")
     p.add_argument("--augment", action=argparse.BooleanOptionalAction, default=True,
-                   help="random shifts (+-2 px; small data: 1/8 of the grid), 10%% event dropout (small data: "
-                        "20%%) and 1 ms time jitter on the training stream (default: on)")
+                   help="random shifts (+-2 px), 10%% event dropout and 1 ms time jitter on the training "
+                        "stream (default: on)")
     from .. import datadefaults as dd
 
     g = p.add_argument_group(
@@ -62,10 +62,10 @@ def add_parser(subparsers) -> None:
         f"{dd.MAX_NATIVE}x{dd.MAX_NATIVE} (N-MNIST) is used whole; on a bigger sensor the region of interest is the\n"
         "data's active region plus a margin of 1/8 of its longest side, and the grid is that\n"
         f"region at native resolution when its longest side is <= {dd.MAX_NATIVE} px, else pooled by the\n"
-        f"integer factor ceil(longest / {dd.MAX_NATIVE}) (346x260 -> 44x33, 640x480 -> 46x35). With fewer\n"
-        f"than {dd.SMALL_PER_CLASS} training samples per class in the dataset the small-data settings apply\n"
-        f"(arch {dd.SMALL_DATA['arch']}, shifts of 1/8 of the grid, {dd.SMALL_DATA['dropout']:.0%} event dropout,\n"
-        f"about {dd.SMALL_DATA['updates']} learning steps). train prints what it picked and why.")
+        f"integer factor ceil(longest / {dd.MAX_NATIVE}) (346x260 -> 44x33, 640x480 -> 46x35). The\n"
+        "architecture, augmentation and epochs are the N-MNIST defaults for any number of samples\n"
+        "(measured on small data too: benchmarks/README.md, \"Own data\"). train prints what it\n"
+        "picked and why.")
     g.add_argument("--grid", default=None, metavar="WxH",
                    help="input grid in units (default: from the region, see above)")
     g.add_argument("--roi", default=None, metavar="X,Y,W,H",
@@ -102,15 +102,13 @@ def plan(args, say) -> tuple:
         ds.require_labels()
     classes, classes_from = dd.data_classes(datasets)
     choice = dd.choose_input(datasets[0], roi=roi, grid=grid, polarities=args.polarities)
-    # the dataset's size decides (not --limit, which makes a quick run of the same settings)
+    # the dataset's size (not --limit, which makes a quick run of the same settings)
     n_train = sum(len(ds.split("train")) if "train" in ds.splits else 0 for ds in datasets)
     small = dd.is_small(n_train, len(classes))
     arch = f"dense:{args.hidden}" if args.hidden is not None else args.arch
-    arch_from = "--arch" if arch else ("small data" if small else "default")
-    layers = parse_arch(arch or (dd.SMALL_DATA["arch"] if small else DEFAULT_ARCH))
+    arch_from = "--arch" if arch else "default"
+    layers = parse_arch(arch or DEFAULT_ARCH)
     s = learning_settings(layers, several=len(args.data) > 1)
-    if small:
-        s["epochs"] = dd.small_epochs(n_train)
     for key in ("epochs", "lr", "lr_out", "lr_conv"):
         if getattr(args, key) is not None:
             s[key] = getattr(args, key)
@@ -118,11 +116,11 @@ def plan(args, say) -> tuple:
         raise ConfigError(f"--epochs must be at least 1, got {s['epochs']}")
     net = SpikingNetwork(arch=layers, input_map=choice.input_map, classes=classes, seed=args.seed,
                          learning=args.learning, **{k: s[k] for k in ("lr", "lr_out", "lr_conv", "max_step")})
-    aug = dd.augment_for(choice.input_map.grid, small) if args.augment else None
+    aug = dict(dd.AUGMENT) if args.augment else None
     per_class = n_train / max(1, len(classes))
     say(f"classes: {', '.join(classes)} ({classes_from}); {choice.describe()}")
-    say(f"data: {n_train} training samples ({per_class:.0f} per class: "
-        f"{'small data, under' if small else 'at least'} {dd.SMALL_PER_CLASS}); arch {net.arch} ({arch_from}); "
+    say(f"data: {n_train} training samples ({per_class:.0f} per class"
+        f"{': few, the defaults suit them (benchmarks/README.md)' if small else ''}); arch {net.arch} ({arch_from}); "
         f"{s['epochs']} epochs; augment "
         + (f"shift +-{aug['shift']} px, dropout {aug['dropout']:.0%}, jitter {aug['jitter_us'] / 1000:g} ms"
            if aug else "off"))
