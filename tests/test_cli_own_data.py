@@ -52,7 +52,7 @@ def test_train_says_what_it_picked(tmp_path, capsys):
     line = next(x for x in err.splitlines() if x.startswith("classes:"))
     assert line == ("classes: club, diamond, spade (3, from the class folders); sensor 128x128 (from the file "
                     "headers); roi x 96..127 y 94..127 (--roi); grid 16x17x1 (--grid, --polarities 1)")
-    assert "16 training samples (5 per class: few, the defaults suit them" in err
+    assert "16 training samples (5 per class, fewer than 50: the defaults were checked on such data" in err
     assert SpikingNetwork.load(tmp_path / "m.npz").input_map == InputMap((128, 128), (96, 94, 32, 34), (16, 17, 1))
     assert main(["train", "--data", str(need("poker_dvs_inverted")), "--grid", "16", "--out",
                  str(tmp_path / "m.npz")]) == 2

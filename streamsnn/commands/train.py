@@ -119,8 +119,9 @@ def plan(args, say) -> tuple:
     aug = dict(dd.AUGMENT) if args.augment else None
     per_class = n_train / max(1, len(classes))
     say(f"classes: {', '.join(classes)} ({classes_from}); {choice.describe()}")
-    say(f"data: {n_train} training samples ({per_class:.0f} per class"
-        f"{': few, the defaults suit them (benchmarks/README.md)' if small else ''}); arch {net.arch} ({arch_from}); "
+    few = f", fewer than {dd.SMALL_PER_CLASS}: the defaults were checked on such data, benchmarks/README.md"
+    say(f"data: {n_train} training samples ({per_class:.0f} per class{few if small else ''}); "
+        f"arch {net.arch} ({arch_from}); "
         f"{s['epochs']} epochs; augment "
         + (f"shift +-{aug['shift']} px, dropout {aug['dropout']:.0%}, jitter {aug['jitter_us'] / 1000:g} ms"
            if aug else "off"))
