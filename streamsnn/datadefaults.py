@@ -1,4 +1,4 @@
-"""Choices `train` makes from the data: class names, the input map (sensor, region, grid) and small-data settings.
+"""Choices `train` makes from the data: class names, the input map (sensor, region, grid), and whether the data are few.
 
 Input map rule (`choose_input`):
 - sensor: the dataset's (from the file headers, else from decoding samples);
@@ -12,8 +12,8 @@ Input map rule (`choose_input`):
 ``--roi``, ``--grid`` and ``--polarities`` override each part.
 
 Small data: no settings of their own. A smaller network with stronger augmentation and more
-steps (CV_CHOICE) won a cross-validation on the POKER-DVS train split by one validation sample,
-then lost to the N-MNIST defaults on the held-out checks (POKER-DVS test, N-MNIST with 30 samples
+steps (CV_CHOICE) won a cross-validation on the POKER-DVS train split by one to three validation
+samples of 48, then lost to the N-MNIST defaults on the held-out checks (POKER-DVS test, N-MNIST with 30 samples
 per digit on a 346x260 sensor; benchmarks/README.md, "Own data"), so every dataset gets the
 N-MNIST architecture and AUGMENT; `is_small` only makes `train` say that the data are few.
 """
