@@ -33,9 +33,10 @@ BENCHES = {
     "stream": ("bench_stream", "run", "Stream evaluation: the test split as one stream, a grid of decision settings"),
     "feedback": ("bench_feedback", "run", "Feedback attacks: accuracy with and without the protections"),
     "incremental": ("bench_incremental", "run", "Class-incremental learning: a new digit introduced by feedback"),
+    "own_data": ("bench_own_data", "run", "Own data: train defaults vs a scikit-learn MLP"),
 }
 #: Too long for --quick (each trains several networks for many epochs); run them with --only NAME.
-SLOW = ("sim2real", "deep", "incremental")
+SLOW = ("sim2real", "deep", "incremental", "own_data")
 
 
 def run_snn(ctx: Context) -> Result:

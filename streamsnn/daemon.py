@@ -88,6 +88,8 @@ async def run_service(cfg: Config, *, quiet: bool = False, announce=None) -> int
         await asyncio.to_thread(net.warm_up)  # compile/load the kernels before events arrive
         if cfg.source.kind in ("camera", "dvstream"):  # a live stream: opened just before it is read (an
             await source.open()  # absent camera or stream still fails before the broker starts)
+            # a model whose region is part of its sensor cannot read another sensor: one line, exit 2
+            net.input_map.check_sensor(source.width, source.height, f"{cfg.source.kind} {source.name}")
         if cfg.console.enabled and not quiet:
             from .sinks.console import ConsoleSink
 

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from .decide import decide
+from .decide import decide, true_output
 from .errors import ConfigError, StageFailed, StreamsnnError
 from .feedback import (
     FEEDBACK_LR_SCALE,
@@ -218,7 +218,7 @@ class Pipeline:
         start = time.monotonic()
         d = decide(self.net, w, learn=self.learn_from_labels)
         done = time.monotonic()
-        w.learned = w.label is not None and self.learn_from_labels
+        w.learned = true_output(self.net, w) is not None and self.learn_from_labels
         info = DecisionInfo(queue_ms=(start - w.ready) * 1000.0, compute_ms=(done - start) * 1000.0,
                             model_version=self.net.model_version, classes=class_names(self.net))
         return d, info
@@ -237,9 +237,10 @@ class Pipeline:
             self.recent.add(w)
             c = self.counters
             c.decisions += 1
-            if w.label is not None:
+            truth = true_output(self.net, w)  # by class name: the model's order may differ from the dataset's
+            if truth is not None:
                 c.labelled += 1
-                c.correct += int(d.label == w.label)
+                c.correct += int(d.label == truth)
             # Sinks never block (the MQTT sink queues into its outbox), so the decision goes out from
             # here: no further queue hop between the network and the sinks.
             for sink in self.sinks:

@@ -172,7 +172,11 @@ def stream_evaluate(net, samples: Sequence[EventBatch], *, window_us: int = LIVE
     finally:
         net.tau_us = saved_tau
         net.reset()
-    res = score(stream, pairs, targets(net, names, n_labels), names, model_classes(net))
+    target = targets(net, names, n_labels)
+    res = score(stream, pairs, target, names, model_classes(net))
+    # dataset classes the model does not have: reported by name (their windows cannot be right)
+    res["unknown_classes"] = {names[c]: int((stream.labels == c).sum()) for c in range(n_labels)
+                              if target[c] < 0 and (stream.labels == c).any()}
     res.update({
         "events": stream.events, "events_fed": int(sum(d.events for _, d in pairs)),
         "stream_seconds": stream.duration_us / 1e6, "seconds": seconds,
@@ -288,4 +292,7 @@ def report_lines(res: dict) -> list[str]:
     ]
     lines += [f"{name[:4]:>4} " + " ".join(f"{v:>4}" for v in row)
               for name, row in zip(res["classes"], res["confusion"])]
+    if res.get("unknown_classes"):
+        lines.append("classes the model does not have (their windows count as wrong): " + ", ".join(
+            f"{c} ({n} samples)" for c, n in res["unknown_classes"].items()))
     return lines

@@ -24,6 +24,8 @@ class SampleArrays:
     ids: list[str] = field(default_factory=list)
     classes: list[str] = field(default_factory=list)  # class names in index order, when known
     skipped: list[str] = field(default_factory=list)  # one line per sample that could not be read
+    unknown: dict[str, int] = field(default_factory=dict)  # samples of classes the network lacks, by name
+    outside: int = 0  # events dropped by the input map (outside the model's region of interest)
 
     def __len__(self) -> int:
         return len(self.idx)
@@ -46,7 +48,9 @@ class SampleArrays:
 
     def __add__(self, other: "SampleArrays") -> "SampleArrays":
         return SampleArrays(self.idx + other.idx, self.t + other.t,
-                            np.concatenate([self.labels, other.labels]).astype(np.int64), self.ids + other.ids)
+                            np.concatenate([self.labels, other.labels]).astype(np.int64), self.ids + other.ids,
+                            classes=self.classes or other.classes, skipped=self.skipped + other.skipped,
+                            outside=self.outside + other.outside)
 
     def counts(self, n_in: int) -> np.ndarray:
         """(samples, n_in) float32 event counts per input: what a conventional MLP is trained on."""
@@ -64,9 +68,13 @@ def _bar(iterable, desc: str, quiet: bool, total: int | None = None, unit: str =
 def load_split(data_dir, split: str, net, *, limit: int | None = None, quiet: bool = False) -> SampleArrays:
     """Load one split of a dataset (any layout `streamsnn.io.open_dataset` reads) as network input indices.
 
-    `classes` of the result are the dataset's class names in index order (the labels index them).
-    A sample that cannot be read (truncated, corrupt, empty) is logged, skipped and listed in
-    `skipped`, as replay does; InputError only when no sample of the split is readable.
+    Labels are mapped by class **name** onto the network's classes (`labels` index `net.classes`;
+    `classes` of the result are the network's); a network made from a class count (classes
+    "0".."n-1") takes a named dataset's label indices as they are (`decide.by_name`), and
+    `classes` are then the dataset's. A sample of a class the network does not have is
+    left out and counted by name in `unknown`. A sample that cannot be read (truncated, corrupt,
+    empty) is logged, skipped and listed in `skipped`, as replay does; InputError only when no
+    sample of the split is readable.
     """
     from .io.dataset import open_dataset
 
@@ -77,26 +85,40 @@ def load_split(data_dir, split: str, net, *, limit: int | None = None, quiet: bo
     samples = ds.split(split).samples
     if limit is not None and limit < len(samples):  # spread out: tonic layouts are sorted by class
         samples = [samples[int(i)] for i in np.linspace(0, len(samples) - 1, max(limit, 0))]
-    out = SampleArrays(classes=list(ds.classes))
+    from .decide import by_name
+
+    names = by_name(net.classes, ds.classes)  # else a network without names: labels are indices
+    out = SampleArrays(classes=list(net.classes if names else ds.classes))
+    index = {name: i for i, name in enumerate(net.classes)}
     labels = []
     for s in _bar(samples, f"loading {split}", quiet):
         if s.label is None:
             raise InputError(f"{s.path}: sample has no label; add it to the folder's label list")
+        name = s.label_name if s.label_name is not None else ds.classes[int(s.label)]
+        if not names:
+            if not 0 <= int(s.label) < net.n_classes:
+                raise InputError(f"{s.path}: label {s.label} is not one of the network's {net.n_classes} classes")
+            name = net.classes[int(s.label)]
+        if name not in index:
+            out.unknown[name] = out.unknown.get(name, 0) + 1
+            continue
         try:
             batch = s.load()
         except InputError as exc:
             out.skipped.append(str(exc))
             log.warning("skipped a sample: %s", exc)
             continue
-        if not 0 <= int(s.label) < net.n_classes:
-            raise InputError(f"{s.path}: label {s.label} is not one of the network's {net.n_classes} classes")
         idx, t = net.input_events(batch)
+        out.outside += len(batch) - len(idx)
         out.idx.append(idx)
         out.t.append(t)
         out.ids.append(s.sample_id)
-        labels.append(int(s.label))
+        labels.append(index[name])
     out.labels = np.asarray(labels, dtype=np.int64)
-    if samples and not len(out):
+    if out.unknown:
+        log.warning("%s %s: %d sample(s) of classes the model does not have, not scored: %s", data_dir, split,
+                    sum(out.unknown.values()), ", ".join(f"{k} ({v})" for k, v in out.unknown.items()))
+    if samples and not len(out) and not out.unknown:
         raise InputError(f"{data_dir}: none of the {len(samples)} {split} samples could be read "
                          f"(first: {out.skipped[0]})")
     return out

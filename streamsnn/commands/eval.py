@@ -11,13 +11,16 @@ ORDER = 21
 def add_parser(subparsers) -> None:
     p = subparsers.add_parser(
         "eval",
-        help="evaluate a trained model on the test split of an N-MNIST folder",
+        help="evaluate a trained model on the test split of a dataset folder",
         description="Classify every sample of the test split (without learning) and report accuracy, "
-                    "per-class accuracy, the confusion matrix (rows: true class, columns: predicted), "
-                    "samples, events and events per second. A sample that cannot be read (truncated, "
-                    "corrupt, empty) is skipped, logged and counted (`skipped` in --json), as replay does.",
+                    "per-class accuracy by class name, the confusion matrix (rows: true class, columns: "
+                    "predicted, in the model's class order), samples, events and events per second. Dataset "
+                    "classes are matched to the model's by name; samples of a class the model does not have "
+                    "are not scored and are reported (`unknown_classes` in --json). A sample that cannot be "
+                    "read (truncated, corrupt, empty) is skipped, logged and counted (`skipped` in --json), "
+                    "as replay does. Events go through the model's input map (its region and grid).",
     )
-    p.add_argument("--data", type=Path, required=True, help="N-MNIST dataset folder")
+    p.add_argument("--data", type=Path, required=True, help="dataset folder (any layout `streamsnn info` reads)")
     p.add_argument("--model", type=Path, required=True, help="model file written by `streamsnn train`")
     p.add_argument("--json", action="store_true", help="print exactly one JSON object on stdout")
     p.add_argument("--limit", type=int, default=None, help="use only N test samples, evenly spread")
@@ -63,6 +66,8 @@ def run(args) -> int:
     res["skipped"] = len(test.skipped)  # unreadable samples, not scored (each logged on stderr)
     res["skipped_samples"] = test.skipped
     res["arch"] = net.arch
+    res["unknown_classes"] = dict(test.unknown)  # dataset classes the model lacks: samples not scored
+    res["events_outside_region"] = test.outside  # dropped by the model's input map
     if args.json:
         print(json.dumps(res))
         return 0
@@ -72,6 +77,9 @@ def run(args) -> int:
           f"({res['events']} events, {res['events_per_s'] / 1e6:.2f} M events/s)")
     if test.skipped:
         print(skipped_line(test.skipped))
+    if test.unknown:
+        print(f"not scored: {sum(test.unknown.values())} sample(s) of classes the model does not have: "
+              + ", ".join(f"{c} ({n})" for c, n in test.unknown.items()))
     print("per class: " + "  ".join(f"{c}:{'-' if a is None else f'{a:.2f}'}" for c, a in res["per_class"].items()))
     print("confusion (rows true, columns predicted):")
     width = max(4, *(len(c) for c in net.classes))

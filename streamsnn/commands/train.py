@@ -40,7 +40,8 @@ def add_parser(subparsers) -> None:
     p.add_argument("--hidden", type=int, default=None, help="shorthand for --arch dense:HIDDEN")
     p.add_argument("--epochs", type=int, default=None,
                    help="passes over the training data (default: by network kind and number of folders: 40 / 6 "
-                        "for a convolutional network on one folder / several, 20 / 6 for a dense one)")
+                        "for a convolutional network on one folder / several, 20 / 6 for a dense one; small data: "
+                        "ceil(3000 / training samples), 40 to 400)")
     p.add_argument("--seed", type=int, default=0, help="seed of weights, order and augmentation")
     p.add_argument("--lr", type=float, default=None,
                    help="learning rate of the hidden layers, cosine-decayed to 0.1x (default: by network kind)")
@@ -53,27 +54,59 @@ def add_parser(subparsers) -> None:
     p.add_argument("--augment", action=argparse.BooleanOptionalAction, default=True,
                    help="random shifts (+-2 px), 10%% event dropout and 1 ms time jitter on the training "
                         "stream (default: on)")
-    p.add_argument("--limit", type=int, default=None, help="use only N samples of each split, evenly spread (quick runs)")
+    from .. import datadefaults as dd
+
+    g = p.add_argument_group(
+        "input and data-driven defaults",
+        "Classes (names and count) come from the data. Input map: a sensor of at most\n"
+        f"{dd.MAX_NATIVE}x{dd.MAX_NATIVE} (N-MNIST) is used whole; on a bigger sensor the region of interest is the\n"
+        "data's active region plus a margin of 1/8 of its longest side, and the grid is that\n"
+        f"region at native resolution when its longest side is <= {dd.MAX_NATIVE} px, else pooled by the\n"
+        f"integer factor ceil(longest / {dd.MAX_NATIVE}) (346x260 -> 44x33, 640x480 -> 46x35). The\n"
+        "architecture, augmentation and epochs are the N-MNIST defaults for any number of samples\n"
+        "(measured on small data too: benchmarks/README.md, \"Own data\"). train prints what it\n"
+        "picked and why.")
+    g.add_argument("--grid", default=None, metavar="WxH",
+                   help="input grid in units (default: from the region, see above)")
+    g.add_argument("--roi", default=None, metavar="X,Y,W,H",
+                   help="region of interest of the sensor in pixels (default: active region + margin, see above)")
+    g.add_argument("--polarities", type=int, choices=(1, 2), default=None,
+                   help="2 keeps ON and OFF events apart, 1 merges them (default 2)")
+    p.add_argument("--limit", type=int, default=None,
+                   help="use only N samples of each split, evenly spread (quick runs of the same settings)")
     p.add_argument("--json", action="store_true", help="print exactly one JSON object (per-epoch figures, "
                                                        "final test accuracy) on stdout")
     p.add_argument("--quiet", action="store_true", help="no progress bars or per-epoch lines")
     p.set_defaults(func=run)
 
 
-def run(args) -> int:
+def plan(args, say) -> tuple:
+    """The network and settings `train` uses, from the arguments and the data; says what it picked."""
+    from .. import datadefaults as dd
     from ..errors import ConfigError
+    from ..io.dataset import open_dataset
     from ..snn import SpikingNetwork
-    from ..training import Augment, evaluate, learning_settings, load_folders, train_epoch
+    from ..snn.arch import DEFAULT_ARCH, parse_arch
+    from ..training import learning_settings
 
     if args.hidden is not None and args.arch is not None:
         raise ConfigError("give --arch or --hidden, not both (--hidden H is --arch dense:H)")
     if args.hidden is not None and args.hidden < 1:
         raise ConfigError(f"--hidden must be at least 1, got {args.hidden}")
-    arch = f"dense:{args.hidden}" if args.hidden is not None else args.arch
     if not args.out.parent.is_dir():
         raise ConfigError(f"--out {args.out}: folder {args.out.parent} does not exist; create it first")
-    from ..snn.arch import DEFAULT_ARCH, parse_arch
-
+    grid = dd.parse_box(args.grid, 2, "--grid", "x") if args.grid else None
+    roi = dd.parse_box(args.roi, 4, "--roi", ",") if args.roi else None
+    datasets = [open_dataset(d) for d in args.data]
+    for ds in datasets:
+        ds.require_labels()
+    classes, classes_from = dd.data_classes(datasets)
+    choice = dd.choose_input(datasets[0], roi=roi, grid=grid, polarities=args.polarities)
+    # the dataset's size (not --limit, which makes a quick run of the same settings)
+    n_train = sum(len(ds.split("train")) if "train" in ds.splits else 0 for ds in datasets)
+    small = dd.is_small(n_train, len(classes))
+    arch = f"dense:{args.hidden}" if args.hidden is not None else args.arch
+    arch_from = "--arch" if arch else "default"
     layers = parse_arch(arch or DEFAULT_ARCH)
     s = learning_settings(layers, several=len(args.data) > 1)
     for key in ("epochs", "lr", "lr_out", "lr_conv"):
@@ -81,15 +114,35 @@ def run(args) -> int:
             s[key] = getattr(args, key)
     if s["epochs"] < 1:
         raise ConfigError(f"--epochs must be at least 1, got {s['epochs']}")
-    net = SpikingNetwork(arch=layers, seed=args.seed, learning=args.learning,
-                         **{k: s[k] for k in ("lr", "lr_out", "lr_conv", "max_step")})
+    net = SpikingNetwork(arch=layers, input_map=choice.input_map, classes=classes, seed=args.seed,
+                         learning=args.learning, **{k: s[k] for k in ("lr", "lr_out", "lr_conv", "max_step")})
+    aug = dict(dd.AUGMENT) if args.augment else None
+    per_class = n_train / max(1, len(classes))
+    say(f"classes: {', '.join(classes)} ({classes_from}); {choice.describe()}")
+    few = f", fewer than {dd.SMALL_PER_CLASS}: the defaults were checked on such data, benchmarks/README.md"
+    say(f"data: {n_train} training samples ({per_class:.0f} per class{few if small else ''}); "
+        f"arch {net.arch} ({arch_from}); "
+        f"{s['epochs']} epochs; augment "
+        + (f"shift +-{aug['shift']} px, dropout {aug['dropout']:.0%}, jitter {aug['jitter_us'] / 1000:g} ms"
+           if aug else "off"))
+    picked = {"classes": classes, "input": choice.input_map.to_dict(), "small_data": small,
+              "augment": aug, "why": {"classes": classes_from, "sensor": choice.sensor_from,
+                                      "roi": choice.roi_from, "grid": choice.grid_from, "arch": arch_from}}
+    return net, s, aug, picked
+
+
+def run(args) -> int:
+    from ..training import Augment, evaluate, load_folders, train_epoch
+
     quiet = args.quiet or args.json
-    train, test, test_from = load_folders(args.data, net, limit=args.limit, quiet=quiet)
     say = (lambda *a: None) if quiet else (lambda *a: print(*a, file=sys.stderr, flush=True))
-    say(f"training {net.arch} ({net.parameters:,} parameters) on {len(train)} samples ({train.n_events:,} events) "
+    net, s, aug, picked = plan(args, say)
+    train, test, test_from = load_folders(args.data, net, limit=args.limit, quiet=quiet)
+    say(f"training {net.arch} ({net.parameters:,} parameters) on {len(train)} samples ({train.n_events:,} events"
+        f"{f', {train.outside:,} outside the region dropped' if train.outside else ''}) "
         f"from {len(args.data)} folder(s), {len(test) if test else 0} test samples"
-        f"{f' from {test_from}' if test else ''}, {s['epochs']} epochs, augment={'on' if args.augment else 'off'}")
-    augment = Augment(shift=2, dropout=0.1, jitter_us=1000.0) if args.augment else None
+        f"{f' from {test_from}' if test else ''}, {s['epochs']} epochs, augment={'on' if aug else 'off'}")
+    augment = Augment(**aug) if aug else None
     epochs = []
     t0 = time.perf_counter()
     for ep in range(s["epochs"]):
@@ -108,8 +161,8 @@ def run(args) -> int:
                f"samples, {net.updates} updates)")
     if args.json:
         print(json.dumps({"model": str(args.out), "arch": net.arch, "parameters": net.parameters,
-                          "classes": net.classes, "train_samples": len(train), "test_samples": len(test or []),
-                          "test_from": str(test_from) if test_from else None, **s, "seed": args.seed,
+                          "train_samples": len(train), "test_samples": len(test or []),
+                          "test_from": str(test_from) if test_from else None, **s, "seed": args.seed, **picked,
                           "epochs_run": epochs, "test_accuracy": epochs[-1].get("test_accuracy"),
                           "seconds": time.perf_counter() - t0, "updates": net.updates,
                           "progressive_accuracy": net.progressive_accuracy}))

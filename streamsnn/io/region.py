@@ -70,7 +70,8 @@ def region_from_counts(counts: np.ndarray, keep: float = 0.998, floor: float = 0
     cum = np.cumsum(active)
     level = float(active[np.searchsorted(cum, cum[-1] / 2)])
     near = _box_mean(np.minimum(c, level), radius)
-    c = np.where(near >= floor * level, c, 0.0)
+    kept = np.where(near >= floor * level, c, 0.0)
+    c = kept if kept.any() else c  # events so sparse that all look like noise: keep them all
     cut = (1.0 - keep) / 2.0
 
     def span(profile: np.ndarray) -> tuple[int, int]:

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..errors import ConfigError
+from ..errors import ConfigError, InputError
 
 #: The default architecture for N-MNIST, chosen by measurement (benchmarks/README.md, "Choosing the default").
 DEFAULT_ARCH = "conv:32:5:2:2,conv:64:3:2:1,dense:256"
@@ -195,8 +195,11 @@ class InputMap:
 
     ``sensor`` (width, height) the sensor the model was made for; ``roi`` (x0, y0, w, h) the part
     of it that is used (default: all of it); ``grid`` (W, H, P) the input units, P = 2 keeps
-    polarity (unit ``p*H*W + y*W + x``), P = 1 ignores it. Events outside the region are dropped;
-    a batch from a sensor of another size is mapped with the region scaled to that sensor.
+    polarity (unit ``p*H*W + y*W + x``), P = 1 ignores it. Events outside the region are dropped.
+    A batch from a sensor of another size is scaled onto the grid when the region is the whole
+    sensor (the field of view maps to the grid, as a 34x34 N-MNIST model reads a 640x480 camera);
+    when the region is part of the sensor (measured on that sensor's recordings) such a batch is
+    refused with InputError (`check_sensor`): the region would mean another place on another sensor.
     """
 
     sensor: tuple[int, int] = (34, 34)
@@ -223,6 +226,20 @@ class InputMap:
     def n_inputs(self) -> int:
         return math.prod(self.grid)
 
+    @property
+    def whole_sensor(self) -> bool:
+        """True when the region is the whole sensor (then any sensor size is scaled onto the grid)."""
+        return self.roi == (0, 0, *self.sensor)
+
+    def check_sensor(self, width: int, height: int, source: str = "events") -> None:
+        """InputError (one line) when events of a width x height sensor cannot be mapped (see the class doc)."""
+        if (int(width), int(height)) != self.sensor and not self.whole_sensor:
+            x0, y0, w, h = self.roi
+            raise InputError(f"{source}: {width}x{height} sensor, but the model reads the region ({x0}, {y0}) "
+                             f"{w}x{h} of a {self.sensor[0]}x{self.sensor[1]} sensor; use a model trained on "
+                             f"this camera's recordings (or one trained with --roi 0,0,{self.sensor[0]},"
+                             f"{self.sensor[1]}, which is scaled to any sensor)")
+
     def to_dict(self) -> dict:
         return {"sensor": list(self.sensor), "roi": list(self.roi), "grid": list(self.grid)}
 
@@ -239,9 +256,9 @@ class InputMap:
         gw, gh, gp = self.grid
         x0, y0, w, h = self.roi
         bw, bh = int(batch.width), int(batch.height)
-        if (bw, bh) != self.sensor:  # another sensor size: the same region, scaled to it
-            x0, w = x0 * bw // self.sensor[0], max(1, w * bw // self.sensor[0])
-            y0, h = y0 * bh // self.sensor[1], max(1, h * bh // self.sensor[1])
+        if (bw, bh) != self.sensor:  # another sensor size: the whole sensor scaled onto the grid, or refused
+            self.check_sensor(bw, bh, str(batch.source or "events"))
+            w, h = bw, bh
         x = ev["x"].astype(np.int32) - x0
         y = ev["y"].astype(np.int32) - y0
         t = ev["t"]

@@ -1,0 +1,133 @@
+"""Choices `train` makes from the data: class names, the input map (sensor, region, grid), and whether the data are few.
+
+Input map rule (`choose_input`):
+- sensor: the dataset's (from the file headers, else from decoding samples);
+- region: a sensor no bigger than MAX_NATIVE on each side is used whole (N-MNIST's 34x34 stays as it
+  was); on a bigger sensor, the active region of the data (``io.region.active_region``) grown by a
+  margin of an eighth of its longest side (at least 2 px) on every side, so shifted samples and
+  augmentation stay inside;
+- grid: the region at native resolution when its longest side is at most MAX_NATIVE pixels, else
+  pooled by the integer factor ``ceil(longest / MAX_NATIVE)`` (346x260 -> 44x33, 640x480 -> 46x35);
+- polarities: 2 (ON and OFF apart).
+``--roi``, ``--grid`` and ``--polarities`` override each part.
+
+Small data: no settings of their own. A smaller network with stronger augmentation and more
+steps (CV_CHOICE) won a cross-validation on the POKER-DVS train split by one to three validation
+samples of 48, then lost to the N-MNIST defaults on the held-out checks (POKER-DVS test, N-MNIST with 30 samples
+per digit on a 346x260 sensor; benchmarks/README.md, "Own data"), so every dataset gets the
+N-MNIST architecture and AUGMENT; `is_small` only makes `train` say that the data are few.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from .errors import ConfigError
+from .snn.arch import InputMap
+
+#: Longest side (pixels) of a region kept at native resolution, and the bound on a pooled grid's side.
+MAX_NATIVE = 48
+#: Below this many training samples per class (mean) `train` says the data are few.
+SMALL_PER_CLASS = 50
+#: Augmentation of every training run (picked on N-MNIST; it also won the small-data checks).
+AUGMENT = {"shift": 2, "dropout": 0.1, "jitter_us": 1000.0}
+#: The small-data settings cross-validation on POKER-DVS train picked, then rejected on held-out data
+#: (kept for benchmarks/bench_own_data.py, which shows both): shifts of 1/8 of the grid, about 3000 steps.
+CV_CHOICE = {"arch": "conv:16:5:2:2,dense:64", "shift_frac": 0.125, "dropout": 0.2, "jitter_us": 1000.0,
+             "updates": 3000, "min_epochs": 40, "max_epochs": 400}
+
+
+@dataclass(frozen=True)
+class InputChoice:
+    """An input map and one line per part saying where it came from."""
+
+    input_map: InputMap
+    sensor_from: str
+    roi_from: str
+    grid_from: str
+
+    def describe(self) -> str:
+        m = self.input_map
+        x0, y0, w, h = m.roi
+        return (f"sensor {m.sensor[0]}x{m.sensor[1]} ({self.sensor_from}); "
+                f"roi x {x0}..{x0 + w - 1} y {y0}..{y0 + h - 1} ({self.roi_from}); "
+                f"grid {'x'.join(map(str, m.grid))} ({self.grid_from})")
+
+
+LAYOUT_WORDS = {"class-folders": "the class folders", "flat": "the label lists",
+                "labelled-recordings": "the label CSV files", "tonic": "the tonic dataset"}
+
+
+def data_classes(datasets) -> tuple[list[str], str]:
+    """Class names (index order) of one or more Datasets, and where they came from (for the `train` line).
+
+    Several folders with different class lists get the union, ordered as `io.dataset.class_order` does.
+    """
+    from .io.dataset import class_order
+
+    lists = [list(ds.classes) for ds in datasets]
+    names = lists[0] if all(c == lists[0] for c in lists) else class_order({n for c in lists for n in c})
+    where = ", ".join(dict.fromkeys(LAYOUT_WORDS.get(ds.layout, ds.layout) for ds in datasets))
+    return names, f"{len(names)}, from {where}"
+
+
+def parse_box(text: str, n: int, what: str, sep: str) -> tuple[int, ...]:
+    """`text` split at `sep` (or 'x' / ',') into n positive-or-zero integers, else ConfigError naming `what`."""
+    parts = [p for p in str(text).replace("x", sep).replace(",", sep).split(sep) if p.strip()]
+    try:
+        vals = tuple(int(p) for p in parts)
+    except ValueError:
+        vals = ()
+    if len(vals) != n or min(vals) < 0:
+        raise ConfigError(f"{what} {text!r}: expected {n} whole numbers ({'WxH' if n == 2 else 'X,Y,W,H'}), "
+                          f"e.g. {'32x32' if n == 2 else '96,94,32,34'}")
+    return vals
+
+
+def default_grid(w: int, h: int) -> tuple[int, int, str]:
+    """(grid width, grid height, why) for a region of w x h pixels, by the rule above."""
+    longest = max(w, h)
+    if longest <= MAX_NATIVE:
+        return w, h, "native resolution"
+    f = math.ceil(longest / MAX_NATIVE)
+    return math.ceil(w / f), math.ceil(h / f), f"region pooled {f}x{f} (longest side <= {MAX_NATIVE})"
+
+
+def margin_for(w: int, h: int) -> int:
+    return max(2, math.ceil(max(w, h) / 8))
+
+
+def choose_input(ds, *, roi=None, grid=None, polarities: int | None = None, max_samples: int = 64) -> InputChoice:
+    """The input map for a Dataset (see the module docstring); `roi` (x0, y0, w, h) and `grid` (W, H) override."""
+    from .io.region import active_region, pixel_counts
+
+    region = None
+    if ds.sensor_size is not None:
+        sensor, sensor_from = tuple(ds.sensor_size), "from the file headers"
+    else:
+        counts, _ = pixel_counts(ds, max_samples=1)
+        sensor, sensor_from = (counts.shape[1], counts.shape[0]), "from a decoded sample"
+    if roi is not None:
+        box, roi_from = tuple(int(v) for v in roi), "--roi"
+    elif max(sensor) <= MAX_NATIVE:
+        box, roi_from = (0, 0, *sensor), "the whole sensor: it is small"
+    else:
+        region = active_region(ds, max_samples=max_samples)
+        m = margin_for(region.width, region.height)
+        box = region.padded(m).box
+        roi_from = f"active region {region.width}x{region.height} + {m} px margin"
+    p = 2 if polarities is None else int(polarities)
+    if grid is not None:
+        gw, gh = (int(v) for v in grid)
+        grid_from = "--grid"
+    else:
+        gw, gh, grid_from = default_grid(box[2], box[3])
+    if polarities is not None:
+        grid_from += f", --polarities {p}"
+    return InputChoice(InputMap(sensor, box, (gw, gh, p)), sensor_from, roi_from, grid_from)
+
+
+def is_small(n_train: int, n_classes: int) -> bool:
+    """True when the training split has fewer than SMALL_PER_CLASS samples per class (mean)."""
+    return n_train < SMALL_PER_CLASS * max(1, n_classes)
