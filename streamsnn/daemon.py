@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 from .config import Config
+from .decide import Decider
 from .errors import CheckpointError, ConfigError
 from .pipeline import Pipeline
 from .segment import Segmenter
@@ -117,7 +118,7 @@ async def run_service(cfg: Config, *, quiet: bool = False, announce=None) -> int
             max_feedback_bytes=settings.max_feedback_bytes if settings is not None else 4096,
             extra_metrics=lambda: _extra_metrics(source, mqtt_sink),
             feedback_per_s=cfg.model.feedback_per_s, feedback_burst=cfg.model.feedback_burst,
-            recent_events=cfg.model.recent_events,
+            recent_events=cfg.model.recent_events, decider=Decider(cfg.segment.smooth_us),
         )
         if stopping:
             pipe.stop()  # a signal arrived while starting: run() then only drains and saves

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from .decide import decide
+from .decide import Decider
 from .errors import StageFailed, StreamsnnError
 from .feedback import MAX_FEEDBACK_BYTES, RECENT_EVENTS, Recent, Refused, TokenBucket, judge, parse
 from .segment import Segmenter, Window
@@ -93,6 +93,8 @@ class Pipeline:
     (queue and compute time, model version, class names) and `publish_metrics(dict)`, both
     non-blocking; at the end the pipeline saves the checkpoint, lets the sinks `flush()`, and
     publishes the final metrics; the caller closes the sinks.
+    `decider` (`decide.Decider`) turns a window into a decision, smoothing stream windows' evidence
+    when it has a time constant (the same step `eval --stream` uses).
     `feedback` is an asyncio.Queue of feedback messages (`feedback.Message`, raw JSON, a dict or a
     `feedback.Feedback`), each checked by `feedback.parse` and `feedback.judge` and counted once,
     by reason, in `counters.feedback`. Feedback teaches a decision at most once (later labels:
@@ -113,9 +115,10 @@ class Pipeline:
                  feedback: asyncio.Queue | None = None, max_feedback_bytes: int = MAX_FEEDBACK_BYTES,
                  extra_metrics: Callable[[], dict] | None = None, feedback_per_s: float = 10.0,
                  feedback_burst: int = 20, clock: Callable[[], float] = time.monotonic,
-                 recent_events: int = RECENT_EVENTS):
+                 recent_events: int = RECENT_EVENTS, decider: Decider | None = None):
         self.source, self.net, self.sinks = source, net, sinks
         self.segmenter = segmenter or Segmenter()
+        self.decider = decider or Decider()
         self.windows = BoundedQueue(queue_size, policy)
         self.learn_from_labels, self.learn_from_feedback = learn_from_labels, learn_from_feedback
         self.recent = Recent(recent, recent_events)
@@ -227,7 +230,7 @@ class Pipeline:
     def _decide(self, w: Window) -> tuple:
         """On the worker: the decision and how long it waited and took (DecisionInfo)."""
         start = time.monotonic()
-        d = decide(self.net, w, learn=self.learn_from_labels)
+        d = self.decider(self.net, w, learn=self.learn_from_labels)
         done = time.monotonic()
         w.learned = w.label is not None and self.learn_from_labels
         info = DecisionInfo(queue_ms=(start - w.ready) * 1000.0, compute_ms=(done - start) * 1000.0,

@@ -168,8 +168,12 @@ def lr_schedule(epoch: int, epochs: int, final: float = 0.1) -> float:
 
 
 def train_epoch(net, data: SampleArrays, *, epoch: int = 0, epochs: int = 1, seed: int = 0,
-                augment: Augment | None = None, quiet: bool = False) -> dict:
-    """One shuffled pass of test-then-train learning; returns train accuracy, events and speed."""
+                augment: Augment | None = None, stream=None, quiet: bool = False) -> dict:
+    """One shuffled pass of test-then-train learning; returns train accuracy, events and speed.
+
+    ``stream`` (an ``augment.StreamCrops``) turns each item into a whole sample, a time crop or a
+    crossing into another sample, as live windows see them; ``augment`` is applied after it.
+    """
     rng = np.random.default_rng([seed, epoch])
     scale = lr_schedule(epoch, epochs)
     order = rng.permutation(len(data))
@@ -177,11 +181,14 @@ def train_epoch(net, data: SampleArrays, *, epoch: int = 0, epochs: int = 1, see
     t0, c0 = time.perf_counter(), time.thread_time()
     bar = _bar(order, f"epoch {epoch + 1}/{epochs}", quiet)
     for n, k in enumerate(bar, 1):
-        idx, t = data.idx[k], data.t[k]
+        if stream is not None:
+            idx, t, label = stream(data, k, rng)
+        else:
+            idx, t, label = data.idx[k], data.t[k], int(data.labels[k])
         if augment is not None:
             idx, t = augment(idx, t, net.input_shape, rng)
-        d = net.learn_indices(idx, int(data.labels[k]), t, lr_scale=scale)
-        correct += int(d.label == data.labels[k])
+        d = net.learn_indices(idx, label, t, lr_scale=scale)
+        correct += int(d.label == label)
         events += d.events
         if n % 100 == 0:
             bar.set_postfix(acc=f"{correct / n:.3f}")

@@ -14,6 +14,7 @@ import streamsnn.pipeline
 import streamsnn.streameval
 from streamsnn.cli import main
 from streamsnn.config import load_config
+from streamsnn.decide import Decider
 from streamsnn.errors import InputError
 from streamsnn.io import open_dataset
 from streamsnn.pipeline import Pipeline
@@ -138,14 +139,15 @@ def test_outputs_match_classes_by_name_when_the_model_has_names():
 
 # -- the same path as the daemon ------------------------------------------------------------------
 def test_both_paths_call_the_one_decision_step():
-    assert streamsnn.pipeline.decide is streamsnn.streameval.decide
+    assert streamsnn.pipeline.Decider is streamsnn.streameval.Decider
 
 
-@pytest.mark.parametrize("tau_us", [None, 30_000.0])
-async def test_same_decisions_as_a_pipeline_run_over_the_same_stream(test_samples, model, tau_us):
+@pytest.mark.parametrize("tau_us,smooth_us", [(None, 0), (30_000.0, 0), (None, 100_000)])
+async def test_same_decisions_as_a_pipeline_run_over_the_same_stream(test_samples, model, tau_us, smooth_us):
     samples = test_samples[0][:12]
     net = SpikingNetwork.load(model)
-    res = stream_evaluate(net, samples, classes=test_samples[1], tau_us=tau_us or 0, keep_decisions=True)
+    res = stream_evaluate(net, samples, classes=test_samples[1], tau_us=tau_us or 0, smooth_us=smooth_us,
+                          keep_decisions=True)
 
     daemon_net = SpikingNetwork.load(model)
     daemon_net.tau_us = tau_us
@@ -166,7 +168,8 @@ async def test_same_decisions_as_a_pipeline_run_over_the_same_stream(test_sample
                                                                           "label": d.label}),
                            publish_metrics=lambda m: None, check=lambda: None, flush=flushed)
     pipe = Pipeline(source(), daemon_net, [sink], segmenter=Segmenter("window", LIVE_WINDOW_US, LIVE_HOP_US,
-                                                                      LIVE_MIN_EVENTS))
+                                                                      LIVE_MIN_EVENTS),
+                    decider=Decider(smooth_us))
     counters = await pipe.run()
     assert counters.decisions == res["decisions"] == len(got) > 20
     assert [g["t"] for g in got] == [(d["t_start_us"], d["t_end_us"]) for d in res["decision_list"]]

@@ -17,7 +17,10 @@ ARCH_HELP = ("hidden layers, comma-separated: conv:C:K[:S[:P]] (C channels, KxK 
 
 
 def add_parser(subparsers) -> None:
+    from ..augment import StreamCrops
     from ..snn.arch import DEFAULT_ARCH
+
+    STREAM = StreamCrops()
 
     p = subparsers.add_parser(
         "train",
@@ -53,6 +56,14 @@ def add_parser(subparsers) -> None:
     p.add_argument("--augment", action=argparse.BooleanOptionalAction, default=True,
                    help="random shifts (+-2 px), 10%% event dropout and 1 ms time jitter on the training "
                         "stream (default: on)")
+    p.add_argument("--stream-crops", action=argparse.BooleanOptionalAction, default=True,
+                   help="train for live streams as well as whole samples: each training item is a whole sample "
+                        f"({STREAM.whole * 100:.0f}%%), a random time crop of one "
+                        f"({(1 - STREAM.whole - STREAM.crossing) * 100:.0f}%%, "
+                        f"{STREAM.min_us // 1000}-{STREAM.max_us // 1000} ms, log-uniform) or a crossing "
+                        f"({STREAM.crossing * 100:.0f}%%): a {STREAM.window_us // 1000} ms window over the end "
+                        "of one sample and the start of another, labelled with the one covering more of it, as "
+                        "the daemon's sliding windows see a camera (default: on)")
     p.add_argument("--limit", type=int, default=None, help="use only N samples of each split, evenly spread (quick runs)")
     p.add_argument("--json", action="store_true", help="print exactly one JSON object (per-epoch figures, "
                                                        "final test accuracy) on stdout")
@@ -61,6 +72,7 @@ def add_parser(subparsers) -> None:
 
 
 def run(args) -> int:
+    from ..augment import StreamCrops
     from ..errors import ConfigError
     from ..snn import SpikingNetwork
     from ..training import Augment, evaluate, learning_settings, load_folders, train_epoch
@@ -88,15 +100,19 @@ def run(args) -> int:
     say = (lambda *a: None) if quiet else (lambda *a: print(*a, file=sys.stderr, flush=True))
     say(f"training {net.arch} ({net.parameters:,} parameters) on {len(train)} samples ({train.n_events:,} events) "
         f"from {len(args.data)} folder(s), {len(test) if test else 0} test samples"
-        f"{f' from {test_from}' if test else ''}, {s['epochs']} epochs, augment={'on' if args.augment else 'off'}")
+        f"{f' from {test_from}' if test else ''}, {s['epochs']} epochs, augment={'on' if args.augment else 'off'}, "
+        f"stream crops={'on' if args.stream_crops else 'off'}")
     augment = Augment(shift=2, dropout=0.1, jitter_us=1000.0) if args.augment else None
+    stream = StreamCrops() if args.stream_crops else None
     epochs = []
     t0 = time.perf_counter()
     for ep in range(s["epochs"]):
-        r = train_epoch(net, train, epoch=ep, epochs=s["epochs"], seed=args.seed, augment=augment, quiet=quiet)
+        r = train_epoch(net, train, epoch=ep, epochs=s["epochs"], seed=args.seed, augment=augment,
+                        stream=stream, quiet=quiet)
         row = {"epoch": ep + 1, "train_accuracy": r["accuracy"], "seconds": r["seconds"],
                "learn_events_per_s": r["events_per_s"]}
-        line = f"epoch {ep + 1}/{s['epochs']}: train {r['accuracy']:.3f}{' (augmented)' if augment else ''}"
+        line = (f"epoch {ep + 1}/{s['epochs']}: train {r['accuracy']:.3f}"
+                f"{' (augmented)' if augment or stream else ''}")
         if test:
             row["test_accuracy"] = evaluate(net, test)["accuracy"]
             line += f"  test {row['test_accuracy']:.3f}"
@@ -110,6 +126,7 @@ def run(args) -> int:
         print(json.dumps({"model": str(args.out), "arch": net.arch, "parameters": net.parameters,
                           "classes": net.classes, "train_samples": len(train), "test_samples": len(test or []),
                           "test_from": str(test_from) if test_from else None, **s, "seed": args.seed,
+                          "stream_crops": args.stream_crops,
                           "epochs_run": epochs, "test_accuracy": epochs[-1].get("test_accuracy"),
                           "seconds": time.perf_counter() - t0, "updates": net.updates,
                           "progressive_accuracy": net.progressive_accuracy}))
