@@ -31,6 +31,8 @@ LIVE_WINDOW_US = SCHEMA["segment"]["window_us"].default
 LIVE_HOP_US = SCHEMA["segment"]["hop_us"].default
 LIVE_MIN_EVENTS = 200
 LIVE_SMOOTH_US = SCHEMA["segment"]["smooth_us"].default
+#: The live pipelines run the model without a leak (0: no leak, as `stream_evaluate`'s tau_us).
+LIVE_TAU_US = 0
 #: Sensor time per batch handed to the segmenter: a camera delivers packets of about 10 ms.
 CHUNK_US = 10_000
 
