@@ -21,11 +21,13 @@ import numpy as np
 from .common import DATA, ROOT, Result, command_line, machine, write
 
 SYNTH = Path("/work/synth")
-#: Arms: name -> StreamCrops arguments (None: whole samples only).
+#: Arms: name -> (StreamCrops arguments or None for whole samples only, SpikingNetwork arguments).
 ARMS = {
-    "whole": None,
-    "crops": {"whole": 0.4, "crossing": 0.2},
-    "crops-more": {"whole": 0.2, "crossing": 0.3},
+    "whole": (None, {}),
+    "crops": ({"whole": 0.4, "crossing": 0.2}, {}),
+    "crops-lr1": ({"whole": 0.4, "crossing": 0.2}, {"lr": 0.001}),
+    "crops-act": ({"whole": 0.4, "crossing": 0.2}, {"activity": 1e-4}),
+    "crops-more-lr1": ({"whole": 0.2, "crossing": 0.3}, {"lr": 0.001}),
 }
 WINDOWS_US = (50_000, 100_000, 150_000, 200_000)
 HOPS_US = (25_000, 50_000)
@@ -34,19 +36,23 @@ SMOOTH_US = (0, 50_000, 100_000, 200_000)
 MIN_EVENTS = (100, 200, 400)
 
 
-def train_arm(crops: dict | None, train, *, epochs: int, seed: int):
+def train_arm(arm: tuple, train, *, epochs: int, seed: int):
     from streamsnn.augment import StreamCrops
     from streamsnn.snn import SpikingNetwork
     from streamsnn.training import Augment, train_epoch
 
     from .deep_train import AUGMENT
 
-    net = SpikingNetwork(seed=seed)
+    crops, settings = arm
+    net = SpikingNetwork(seed=seed, **settings)
     stream = StreamCrops(**crops) if crops is not None else None
     t0 = time.perf_counter()
     for ep in range(epochs):
-        train_epoch(net, train, epoch=ep, epochs=epochs, seed=seed, augment=Augment(**AUGMENT), stream=stream,
-                    quiet=True)
+        r = train_epoch(net, train, epoch=ep, epochs=epochs, seed=seed, augment=Augment(**AUGMENT), stream=stream,
+                        quiet=True)
+        print(f"  epoch {ep + 1}: train {r['accuracy']:.3f}, {r['seconds']:.0f} s", file=sys.stderr, flush=True)
+        if not all(np.isfinite(w).all() for w in net.weights):
+            return None, time.perf_counter() - t0
     return net, time.perf_counter() - t0
 
 
@@ -115,10 +121,19 @@ def main(argv=None) -> int:
                               f"({len(val_samples)} held-out real training samples), seed {args.seed}")
     rows, best_rows = [], []
     for arm in args.arms.split(","):
-        net, secs = train_arm(ARMS[arm], train, epochs=args.epochs, seed=args.seed)
+        try:
+            net, secs = train_arm(ARMS[arm], train, epochs=args.epochs, seed=args.seed)
+        except (OverflowError, FloatingPointError) as exc:
+            net, secs = None, float("nan")
+            print(f"{arm}: {exc}", file=sys.stderr)
+        if net is None:
+            print(f"{arm}: diverged (weights not finite)", file=sys.stderr, flush=True)
+            best_rows.append([arm, None, secs, None, "diverged", None])
+            continue
         whole = evaluate(net, val)["accuracy"]
         g = grid(net, val_samples, classes)
-        print(f"{arm}: whole {whole:.3f}, {secs:.0f} s", file=sys.stderr, flush=True)
+        print(f"{arm}: whole {whole:.3f}, {secs:.0f} s, best {max(v['stream_accuracy'] for v in g.values()):.3f}",
+              file=sys.stderr, flush=True)
         for key, v in sorted(g.items(), key=lambda kv: -kv[1]["stream_accuracy"]):
             rows.append([arm, key[0] // 1000, key[1] // 1000, key[2] // 1000 or "off", key[3] // 1000 or "off",
                          key[4], v["stream_accuracy"], v["delay_median_ms"], v["delay_p90_ms"], v["never_right"],

@@ -12,6 +12,9 @@ set of whole samples into a mix of such items (tonic style: NumPy in and out, co
   at once by the start of another on one clock (the second sample's first event 1 us after the first
   one's last, as `streameval.make_stream` joins them), labelled with the sample that covers more of
   the window (ties: the later one), as stream evaluation scores it.
+
+Like the daemon, which skips windows with fewer than `min_events` events, crops and crossings that
+hold fewer are drawn again (after `tries` draws the whole sample is used).
 """
 
 from __future__ import annotations
@@ -32,11 +35,15 @@ class StreamCrops:
     min_us: int = 30_000        # shortest crop
     max_us: int = 300_000       # longest crop
     window_us: int = 100_000    # length of a crossing (the live window)
+    min_events: int = 200       # a crop or crossing with fewer events is drawn again (the live windows' minimum)
+    tries: int = 4              # draws before falling back to the whole sample
 
     def __post_init__(self):
         if not (0 <= self.whole <= 1 and 0 <= self.crossing <= 1 and self.whole + self.crossing <= 1):
             raise ConfigError(f"whole and crossing shares must be in [0, 1] with a sum <= 1, "
                               f"got {self.whole} and {self.crossing}")
+        if self.min_events < 0 or self.tries < 1:
+            raise ConfigError(f"need min_events >= 0 and tries >= 1, got {self.min_events} and {self.tries}")
         if not 0 < self.min_us <= self.max_us or self.window_us < 2:
             raise ConfigError(f"need 0 < min_us <= max_us and window_us >= 2, got {self.min_us}, {self.max_us}, "
                               f"{self.window_us}")
@@ -48,14 +55,18 @@ class StreamCrops:
         u = rng.random()
         if u < self.whole or len(t) == 0:
             return idx, t, label
-        if u < self.whole + self.crossing and len(data) > 1:
-            other = int(rng.integers(len(data) - 1))
-            other += other >= k
-            return crossing(idx, t, label, data.idx[other], data.t[other], int(data.labels[other]),
-                            self.window_us, rng)
-        length = int(np.exp(rng.uniform(np.log(self.min_us), np.log(self.max_us))))
-        i, tt = crop(idx, t, length, rng)
-        return i, tt, label
+        for _ in range(self.tries):  # the daemon skips windows with fewer than min_events: so does training
+            if u < self.whole + self.crossing and len(data) > 1:
+                other = int(rng.integers(len(data) - 1))
+                other += other >= k
+                item = crossing(idx, t, label, data.idx[other], data.t[other], int(data.labels[other]),
+                                self.window_us, rng)
+            else:
+                length = int(np.exp(rng.uniform(np.log(self.min_us), np.log(self.max_us))))
+                item = (*crop(idx, t, length, rng), label)
+            if len(item[0]) >= self.min_events:
+                return item
+        return idx, t, label
 
 
 def crop(idx: np.ndarray, t: np.ndarray, length_us: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:

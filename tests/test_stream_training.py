@@ -61,6 +61,20 @@ def test_stream_crops_mix_whole_crops_and_crossings_by_share(real):
     assert all(abs(kinds[k] / 600 - share) < 0.07 for k, share in (("whole", 0.3), ("crop", 0.4), ("crossing", 0.3)))
 
 
+def test_stream_crops_hold_at_least_min_events_as_live_windows_do(real):
+    tr = StreamCrops(whole=0.0, crossing=0.5, min_us=5_000, max_us=40_000, min_events=300)
+    rng = np.random.default_rng(0)
+    sizes, fell_back = [], 0
+    for n in range(300):
+        k = n % len(real)
+        idx, t, _ = tr(real, k, rng)
+        sizes.append(len(idx))
+        fell_back += len(idx) == len(real.idx[k])
+    assert min(sizes) >= 300 and 0 < fell_back < 300  # short crops redrawn; whole samples only after 4 misses
+    free = StreamCrops(whole=0.0, crossing=0.0, min_us=5_000, max_us=40_000, min_events=0)
+    assert min(len(free(real, k, rng)[0]) for k in range(40)) < 300
+
+
 def test_stream_crops_are_deterministic_by_seed(real):
     tr = StreamCrops()
     a = [tr(real, k, np.random.default_rng(3)) for k in range(20)]
@@ -117,7 +131,7 @@ def test_crossing_is_the_stream_window_labelled_by_majority_coverage(real):
 def test_stream_crops_crossing_continues_into_another_sample():
     two = SampleArrays([np.arange(5, dtype=np.int32), np.arange(100, 105, dtype=np.int32)],
                        [np.arange(0, 50_000, 10_000, dtype=np.int64)] * 2, np.array([3, 4]), ["a", "b"])
-    tr = StreamCrops(whole=0.0, crossing=1.0, window_us=60_000)
+    tr = StreamCrops(whole=0.0, crossing=1.0, window_us=60_000, min_events=0)
     for seed in range(20):
         idx, t, label = tr(two, 0, np.random.default_rng(seed))
         after = t >= 40_001  # past the end of sample "a": events of "b", never "a" again

@@ -20,7 +20,8 @@ from streamsnn.io import open_dataset
 from streamsnn.pipeline import Pipeline
 from streamsnn.segment import Segmenter, Window
 from streamsnn.snn import Decision, SpikingNetwork
-from streamsnn.streameval import (LIVE_HOP_US, LIVE_MIN_EVENTS, LIVE_WINDOW_US, Stream, cover,
+from streamsnn.streameval import (LIVE_HOP_US, LIVE_MIN_EVENTS, LIVE_SMOOTH_US, LIVE_TAU_US, LIVE_WINDOW_US,
+                                  Stream, cover,
                                   first_right_delays, make_stream, score, stream_evaluate, targets)
 from tests.conftest import ROOT, need
 
@@ -199,10 +200,18 @@ def test_leak_is_honoured_and_the_model_is_restored(test_samples, model):
 
 
 def test_defaults_are_the_live_pipelines_settings():
+    from streamsnn.config import SCHEMA
+
     for name in ("live-camera.toml", "dv-stream.toml"):
-        seg = load_config(ROOT / "pipelines" / name).segment
-        assert (seg.mode, seg.window_us, seg.hop_us, seg.min_events) == \
-            ("window", LIVE_WINDOW_US, LIVE_HOP_US, LIVE_MIN_EVENTS), name
+        cfg = load_config(ROOT / "pipelines" / name)
+        seg = cfg.segment
+        assert (seg.mode, seg.window_us, seg.hop_us, seg.min_events, seg.smooth_us) == \
+            ("window", LIVE_WINDOW_US, LIVE_HOP_US, LIVE_MIN_EVENTS, LIVE_SMOOTH_US), name
+        assert LIVE_TAU_US == 0  # the live pipelines run the model without a leak: the trained one has none
+    defaults = SCHEMA["segment"]
+    assert (defaults["window_us"].default, defaults["hop_us"].default, defaults["smooth_us"].default) == \
+        (LIVE_WINDOW_US, LIVE_HOP_US, LIVE_SMOOTH_US)
+    assert LIVE_SMOOTH_US > 0  # the live settings smooth evidence across windows (measured best)
 
 
 # -- the command line -----------------------------------------------------------------------------
