@@ -28,6 +28,7 @@ ARMS = {
     "crops-lr1": ({"whole": 0.4, "crossing": 0.2}, {"lr": 0.001}),
     "crops-act": ({"whole": 0.4, "crossing": 0.2}, {"activity": 1e-4}),
     "crops-more-lr1": ({"whole": 0.2, "crossing": 0.3}, {"lr": 0.001}),
+    "whole-lr1": (None, {"lr": 0.001}),
 }
 WINDOWS_US = (50_000, 100_000, 150_000, 200_000)
 HOPS_US = (25_000, 50_000)
@@ -151,7 +152,8 @@ def main(argv=None) -> int:
     r.note(f"arms: {ARMS}; {args.epochs} epochs on {len(train)} samples (real minus validation, plus synthetic)")
     r.seconds = time.perf_counter() - t_start
     run = {"command": command_line().replace("python -m benchmarks", "python -m benchmarks.tune_stream", 1),
-           "quick": False, "machine": machine(), "results": [r.as_dict()]}
+           "quick": False, "machine": machine(), "results": [r.as_dict()],
+           "contention": "Other work shares the machine (see the load average): seconds are upper bounds."}
     js, md = write(run, args.out, f"stream-tune-{args.arms.replace(',', '-')}-s{args.seed}")
     print(f"wrote {js} and {md}", file=sys.stderr)
     return 0

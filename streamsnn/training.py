@@ -147,16 +147,27 @@ class Augment:
         return np.ascontiguousarray(idx), np.ascontiguousarray(t)
 
 
-def learning_settings(layers, several: bool = False) -> dict:
+#: Learning rates of a convolutional network trained with the stream transforms are this fraction of the
+#: whole-sample ones: at the full rate its activity ran away (weights not finite) within 3 epochs of
+#: real + synthetic training with crops, at half it trained stably (benchmarks/tune_stream.py).
+STREAM_LR_SCALE = 0.5
+
+
+def learning_settings(layers, several: bool = False, stream: bool = False) -> dict:
     """Default lr, lr_out, lr_conv, max_step, activity and epochs for a network with these layers (a copy).
 
     ``several``: training on several folders (real plus synthetic samples: many more per epoch).
+    ``stream``: with the stream transforms (``augment.StreamCrops``): a convolutional network's learning
+    rates times ``STREAM_LR_SCALE``.
     """
-    from .snn.arch import learning_defaults
+    from .snn.arch import learning_defaults, parse_arch
 
     s = learning_defaults(layers)
     s["epochs"] = s.pop("epochs_several") if several else s["epochs"]
     s.pop("epochs_several", None)
+    if stream and any(lay.kind == "conv" for lay in parse_arch(layers)):
+        s["lr"] *= STREAM_LR_SCALE
+        s["lr_out"] *= STREAM_LR_SCALE
     return s
 
 

@@ -191,6 +191,16 @@ def test_decider_refuses_bad_time_constants(bad):
 
 
 # -- train -------------------------------------------------------------------------------------------
+def test_stream_training_halves_a_convolutional_networks_learning_rates():
+    from streamsnn.snn.arch import DEFAULT_ARCH
+    from streamsnn.training import STREAM_LR_SCALE, learning_settings
+
+    whole, stream = learning_settings(DEFAULT_ARCH, True), learning_settings(DEFAULT_ARCH, True, stream=True)
+    assert stream["lr"] == pytest.approx(whole["lr"] * STREAM_LR_SCALE) and STREAM_LR_SCALE < 1
+    assert stream["lr_out"] == pytest.approx(whole["lr_out"] * STREAM_LR_SCALE)
+    assert learning_settings("dense:800", stream=True) == learning_settings("dense:800")  # measured on conv only
+
+
 def test_train_with_and_without_stream_crops(capsys, tmp_path):
     data = str(need("nmnist_small"))
     runs = {}

@@ -224,8 +224,8 @@ def test_cli_stream_json(capsys, model):
             "delay_p90_ms", "never_right", "events", "events_per_s", "samples", "model"} <= set(r)
     assert r["samples"] == 100
     assert r["events"] == sum((data / f"{60000 + k}.bs2").stat().st_size // 5 for k in range(1, 101))
-    assert (r["window_us"], r["hop_us"], r["min_events"], r["tau_us"], r["gap_us"]) == \
-        (LIVE_WINDOW_US, LIVE_HOP_US, LIVE_MIN_EVENTS, None, 0)
+    assert (r["window_us"], r["hop_us"], r["min_events"], r["tau_us"], r["smooth_us"], r["gap_us"]) == \
+        (LIVE_WINDOW_US, LIVE_HOP_US, LIVE_MIN_EVENTS, None, LIVE_SMOOTH_US, 0)
     # about one decision per hop over the 30 s stream
     assert abs(r["decisions"] - r["stream_seconds"] * 1e6 / LIVE_HOP_US) <= 3
     conf = np.array(r["confusion"])
@@ -238,9 +238,11 @@ def test_cli_stream_json(capsys, model):
     assert 0 < r["delay_median_ms"] <= r["delay_p90_ms"] < 400 and 0 <= r["never_right"] < 100
     capsys.readouterr()
     assert main(["eval", "--data", str(data), "--model", str(model), "--stream", "--window-us", "200000",
-                 "--hop-us", "25000", "--tau-us", "30000", "--gap-us", "50000", "--limit", "20", "--json"]) == 0
+                 "--hop-us", "25000", "--tau-us", "30000", "--gap-us", "50000", "--smooth-us", "70000", "--limit", "20",
+                 "--json"]) == 0
     r2 = json.loads(capsys.readouterr().out)
-    assert (r2["window_us"], r2["hop_us"], r2["tau_us"], r2["gap_us"], r2["samples"]) == (200_000, 25_000, 30_000, 50_000, 20)
+    assert (r2["window_us"], r2["hop_us"], r2["tau_us"], r2["gap_us"], r2["smooth_us"], r2["samples"]) == \
+        (200_000, 25_000, 30_000, 50_000, 70_000, 20)
 
 
 def test_cli_stream_text_report(capsys, model):
@@ -253,6 +255,8 @@ def test_cli_stream_text_report(capsys, model):
     (["--window-us", "50000"], "--window-us applies to stream evaluation only"),
     (["--stream", "--hop-us", "0"], "hop_us must be an integer >= 1"),
     (["--stream", "--tau-us", "-5"], "tau_us must be >= 0"),
+    (["--stream", "--smooth-us", "-1"], "smooth_us must be >= 0"),
+    (["--smooth-us", "50000"], "--smooth-us applies to stream evaluation only"),
 ])
 def test_cli_stream_bad_settings_exit_2_with_one_line(capsys, model, argv, needle):
     rc = main(["eval", "--data", str(need("nmnist_small")), "--model", str(model), "--limit", "5"] + argv)

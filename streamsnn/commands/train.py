@@ -46,7 +46,8 @@ def add_parser(subparsers) -> None:
                         "for a convolutional network on one folder / several, 20 / 6 for a dense one)")
     p.add_argument("--seed", type=int, default=0, help="seed of weights, order and augmentation")
     p.add_argument("--lr", type=float, default=None,
-                   help="learning rate of the hidden layers, cosine-decayed to 0.1x (default: by network kind)")
+                   help="learning rate of the hidden layers, cosine-decayed to 0.1x (default: by network kind; "
+                        "halved for a convolutional network with --stream-crops)")
     p.add_argument("--lr-out", type=float, default=None, help="learning rate of the output layer")
     p.add_argument("--lr-conv", type=float, default=None, help="multiplies --lr for convolutional layers")
     p.add_argument("--learning", choices=("counts", "spikes"), default="counts",
@@ -63,7 +64,8 @@ def add_parser(subparsers) -> None:
                         f"{STREAM.min_us // 1000}-{STREAM.max_us // 1000} ms, log-uniform) or a crossing "
                         f"({STREAM.crossing * 100:.0f}%%): a {STREAM.window_us // 1000} ms window over the end "
                         "of one sample and the start of another, labelled with the one covering more of it, as "
-                        "the daemon's sliding windows see a camera (default: on)")
+                        "the daemon's sliding windows see a camera; crops and crossings under 200 events are drawn "
+                        "again (default: on)")
     p.add_argument("--limit", type=int, default=None, help="use only N samples of each split, evenly spread (quick runs)")
     p.add_argument("--json", action="store_true", help="print exactly one JSON object (per-epoch figures, "
                                                        "final test accuracy) on stdout")
@@ -87,7 +89,7 @@ def run(args) -> int:
     from ..snn.arch import DEFAULT_ARCH, parse_arch
 
     layers = parse_arch(arch or DEFAULT_ARCH)
-    s = learning_settings(layers, several=len(args.data) > 1)
+    s = learning_settings(layers, several=len(args.data) > 1, stream=args.stream_crops)
     for key in ("epochs", "lr", "lr_out", "lr_conv"):
         if getattr(args, key) is not None:
             s[key] = getattr(args, key)
