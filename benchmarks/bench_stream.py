@@ -82,9 +82,11 @@ def measure(model: Path, data: Path, samples: list, classes: list[str], grid: bo
     net = SpikingNetwork.load(model)
     whole = evaluate(net, load_split(data, "test", net, quiet=True))["accuracy"]
     settings = live()
-    res = {"whole_accuracy": whole, "live": stream_evaluate(net, samples, classes=classes, **settings),
+    at_live = stream_evaluate(net, samples, classes=classes, keep_decisions=True, **settings)
+    res = {"live": at_live,
            "live_unsmoothed": stream_evaluate(net, samples, classes=classes, **{**settings, "smooth_us": 0})}
-    res = {"whole_accuracy": whole, **{k: {f: v[f] for f in FIGURES} for k, v in res.items() if k != "whole_accuracy"}}
+    res = {"whole_accuracy": whole, **{k: {f: v[f] for f in FIGURES} for k, v in res.items()}}
+    res["live"].update(straddle(samples, at_live["decision_list"]))
     res["grid"] = {}
     if grid:
         for w in WINDOWS_US:
@@ -95,6 +97,20 @@ def measure(model: Path, data: Path, samples: list, classes: list[str], grid: bo
                                             min_events=settings["min_events"], classes=classes)
                         res["grid"][(w, h, tau, sm)] = {f: r[f] for f in FIGURES}
     return res
+
+
+def straddle(samples: list, decisions: list) -> dict:
+    """How the decisions whose window spans a boundary between two samples fare against the others."""
+    from streamsnn.streameval import make_stream
+
+    st = make_stream(samples)
+    inner = np.searchsorted(st.ends, [d["t_start_us"] for d in decisions], side="right")
+    across = np.array([k + 1 < len(st.starts) and d["t_end_us"] > st.starts[k + 1]
+                       for k, d in zip(inner, decisions)], bool)
+    ok = np.array([d["correct"] for d in decisions], bool)
+    return {"straddling": int(across.sum()), "straddling_accuracy": float(ok[across].mean()) if across.any() else None,
+            "inside_accuracy": float(ok[~across].mean()) if (~across).any() else None,
+            "errors_straddling": int((~ok & across).sum()), "errors": int((~ok).sum())}
 
 
 def _mean(values):
@@ -177,11 +193,16 @@ def report_models(r: Result, results: dict, train_s: dict, settings: dict, full:
                      acc, _per([x["live"]["stream_accuracy"] for x in runs]),
                      _mean([x["live_unsmoothed"]["stream_accuracy"] for x in runs]),
                      _mean([x["live"]["delay_median_ms"] for x in runs]), _mean([x["live"]["delay_p90_ms"] for x in runs]),
-                     _mean([x["live"]["never_right"] for x in runs]), _mean(train_s.get(arm, [None]))])
+                     _mean([x["live"]["never_right"] for x in runs]),
+                     _mean([x["live"]["inside_accuracy"] for x in runs]),
+                     _mean([x["live"]["straddling_accuracy"] for x in runs]),
+                     f"{sum(x['live']['errors_straddling'] for x in runs)} of {sum(x['live']['errors'] for x in runs)}",
+                     _mean(train_s.get(arm, [None]))])
     r.table(f"Per arm (means over seeds; live settings: {name})",
             ["model", "whole-sample accuracy", "per seed", "stream accuracy", "per seed",
              "stream accuracy without smoothing", "delay median ms", "delay p90 ms", "samples never right",
-             "training s"], rows)
+             "accuracy, windows inside one sample", "accuracy, windows across a boundary",
+             "errors across a boundary (all seeds)", "training s"], rows)
     main_arm = DEFAULT_ARM if DEFAULT_ARM in results else next(iter(results))
     runs = results[main_arm]
     whole = _mean([x["whole_accuracy"] for x in runs])
