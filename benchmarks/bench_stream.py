@@ -34,6 +34,7 @@ SYNTH = Path(os.environ.get("STREAMSNN_SYNTH", ROOT.parent / "synth"))
 WINDOWS_US = (50_000, 100_000, 200_000)
 HOPS_US = (25_000, 50_000)
 TAUS_US = (0, 30_000)  # 0: no leak
+SMOOTHS_US = (0, 50_000, 100_000)  # 0: no smoothing
 SEEDS = (0, 1, 2)
 QUICK_EPOCHS = 2  # --quick trains one seed of the default arm for this many epochs
 #: arm -> (uses the synthetic samples, extra `streamsnn train` arguments)
@@ -74,7 +75,7 @@ FIGURES = ("stream_accuracy", "decisions", "delay_median_ms", "delay_p90_ms", "n
 
 def measure(model: Path, data: Path, samples: list, classes: list[str], grid: bool) -> dict:
     """Whole-sample accuracy (as `eval`), the stream figures at the live settings and without smoothing
-    (as `eval --stream`), and with `grid` every grid setting (live min_events; smoothing off or live)."""
+    (as `eval --stream`), and with `grid` every grid setting (at the live min_events)."""
     from streamsnn.snn import SpikingNetwork
     from streamsnn.streameval import stream_evaluate
     from streamsnn.training import evaluate, load_split
@@ -92,7 +93,7 @@ def measure(model: Path, data: Path, samples: list, classes: list[str], grid: bo
         for w in WINDOWS_US:
             for h in HOPS_US:
                 for tau in TAUS_US:
-                    for sm in sorted({0, settings["smooth_us"]}):
+                    for sm in sorted({*SMOOTHS_US, settings["smooth_us"]}):
                         r = stream_evaluate(net, samples, window_us=w, hop_us=h, tau_us=tau, smooth_us=sm,
                                             min_events=settings["min_events"], classes=classes)
                         res["grid"][(w, h, tau, sm)] = {f: r[f] for f in FIGURES}

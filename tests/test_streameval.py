@@ -211,7 +211,6 @@ def test_defaults_are_the_live_pipelines_settings():
     defaults = SCHEMA["segment"]
     assert (defaults["window_us"].default, defaults["hop_us"].default, defaults["smooth_us"].default) == \
         (LIVE_WINDOW_US, LIVE_HOP_US, LIVE_SMOOTH_US)
-    assert LIVE_SMOOTH_US > 0  # the live settings smooth evidence across windows (measured best)
 
 
 # -- the command line -----------------------------------------------------------------------------
