@@ -1,4 +1,4 @@
-"""Models that work live: whole-sample and stream accuracy (`eval --stream`) of `streamsnn train`'s default model, and the daemon keeping up.
+"""Models that work live: whole-sample and stream accuracy of `streamsnn train`'s default model; the daemon keeping up.
 
 Run with `python -m benchmarks --only stream` (or `--quick`), or alone:
 `python -m benchmarks.bench_stream [--quick] [--model M] [--seeds N] [--epochs E] [--arms a,b] [--no-daemon]`.
@@ -193,7 +193,8 @@ def report_models(r: Result, results: dict, train_s: dict, settings: dict, full:
         rows.append([arm, _mean([x["whole_accuracy"] for x in runs]), _per([x["whole_accuracy"] for x in runs]),
                      acc, _per([x["live"]["stream_accuracy"] for x in runs]),
                      _mean([x["live_unsmoothed"]["stream_accuracy"] for x in runs]),
-                     _mean([x["live"]["delay_median_ms"] for x in runs]), _mean([x["live"]["delay_p90_ms"] for x in runs]),
+                     _mean([x["live"]["delay_median_ms"] for x in runs]),
+                     _mean([x["live"]["delay_p90_ms"] for x in runs]),
                      _mean([x["live"]["never_right"] for x in runs]),
                      _mean([x["live"]["inside_accuracy"] for x in runs]),
                      _mean([x["live"]["straddling_accuracy"] for x in runs]),
@@ -299,7 +300,8 @@ def keeps_up(r: Result, ctx: Context, model: Path, samples: list, tmp: Path) -> 
     r.metric("daemon: windows dropped", drops, "")
     r.metric("daemon: compute time per decision, median / p99", f"{np.median(compute):.2f} / "
              f"{percentile(compute, 99):.2f}", "ms")
-    r.metric("daemon: queue time per decision, median / p99", f"{np.median(queue):.2f} / {percentile(queue, 99):.2f}", "ms")
+    r.metric("daemon: queue time per decision, median / p99",
+             f"{np.median(queue):.2f} / {percentile(queue, 99):.2f}", "ms")
     r.table("`streamsnn run` on the test stream at real time",
             ["stream s", "wall s (start to exit)", "decisions", "expected (one per hop)", "decisions/s", "drops",
              "compute ms median", "compute ms p99", "queue ms median", "queue ms p99", "deepest window queue"],

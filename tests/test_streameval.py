@@ -20,9 +20,20 @@ from streamsnn.io import open_dataset
 from streamsnn.pipeline import Pipeline
 from streamsnn.segment import Segmenter, Window
 from streamsnn.snn import Decision, SpikingNetwork
-from streamsnn.streameval import (LIVE_HOP_US, LIVE_MIN_EVENTS, LIVE_SMOOTH_US, LIVE_TAU_US, LIVE_WINDOW_US,
-                                  Stream, cover,
-                                  first_right_delays, make_stream, score, stream_evaluate, targets)
+from streamsnn.streameval import (
+    LIVE_HOP_US,
+    LIVE_MIN_EVENTS,
+    LIVE_SMOOTH_US,
+    LIVE_TAU_US,
+    LIVE_WINDOW_US,
+    Stream,
+    cover,
+    first_right_delays,
+    make_stream,
+    score,
+    stream_evaluate,
+    targets,
+)
 from tests.conftest import ROOT, need
 
 

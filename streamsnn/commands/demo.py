@@ -146,10 +146,10 @@ def _train(args, images, out: Path) -> None:
     with the stream transforms of `streamsnn train` (whole samples, time crops, crossings)."""
     import numpy as np
 
+    from ..augment import StreamCrops
     from ..datasets import find_nmnist
     from ..errors import ConfigError, InputError
     from ..snn import SpikingNetwork
-    from ..augment import StreamCrops
     from ..snn.arch import DEFAULT_ARCH
     from ..training import Augment, SampleArrays, learning_settings, load_split, train_epoch
 
