@@ -272,3 +272,39 @@ def test_cli_stream_bad_settings_exit_2_with_one_line(capsys, model, argv, needl
     rc = main(["eval", "--data", str(need("nmnist_small")), "--model", str(model), "--limit", "5"] + argv)
     lines = capsys.readouterr().err.strip().splitlines()
     assert rc == 2 and len(lines) == 1 and lines[0].startswith("streamsnn: error:") and needle in lines[0]
+
+
+def test_the_daemon_smooths_as_configured_and_as_eval_stream_does(tmp_path, test_samples, model):
+    """`streamsnn run` with [segment] smooth_us on a recording of the joined samples publishes the very
+    decisions (labels and smoothed scores) that `eval --stream --smooth-us` scores."""
+    import dv_processing as dv
+
+    from streamsnn.config import build_config
+    from streamsnn.daemon import run
+    from streamsnn.sources._dv import array_to_store
+
+    samples = test_samples[0][:10]
+    rec = tmp_path / "stream.aedat4"
+    writer = dv.io.MonoCameraWriter(str(rec), dv.io.MonoCameraWriter.EventOnlyConfig("test", (34, 34)))
+    writer.writeEvents(array_to_store(np.concatenate([b.events for b in make_stream(samples).batches])))
+    del writer
+    ckpt = tmp_path / "model.npz"
+    ckpt.write_bytes(model.read_bytes())
+    got = {}
+    for smooth in (0, 100_000):
+        out = tmp_path / f"decisions-{smooth}.jsonl"
+        cfg = build_config({
+            "source": {"kind": "replay", "path": str(rec), "speed": 0.0, "chunk_us": 10_000},
+            "segment": {"mode": "window", "window_us": LIVE_WINDOW_US, "hop_us": LIVE_HOP_US,
+                        "min_events": LIVE_MIN_EVENTS, "smooth_us": smooth},
+            "model": {"checkpoint": str(ckpt), "learn_from_labels": False, "learn_from_feedback": False,
+                      "save_every_s": 0.0},
+            "mqtt": {"enabled": False}, "console": {"enabled": False}, "jsonl": {"path": str(out)}}, "test")
+        assert run(cfg, quiet=True) == 0
+        got[smooth] = [json.loads(line) for line in out.read_text().splitlines()]
+        res = stream_evaluate(SpikingNetwork.load(model), samples, smooth_us=smooth, keep_decisions=True)
+        assert len(got[smooth]) == res["decisions"] > 20
+        assert [g["label"] for g in got[smooth]] == [d["label"] for d in res["decision_list"]]
+    assert [g["label"] for g in got[0]] != [g["label"] for g in got[100_000]]  # smoothing changed decisions
+    for g in got[100_000]:  # smoothed scores are mean log-probabilities
+        assert max(g["scores"]) <= 0 and g["scores"].index(max(g["scores"])) == g["label"]
