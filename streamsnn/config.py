@@ -60,6 +60,8 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "window_us": Key(int, 100_000, "sliding window length in microseconds", min=1),
         "hop_us": Key(int, 50_000, "time between the starts of consecutive windows", min=1),
         "min_events": Key(int, 1, "skip windows with fewer events than this (an idle sensor)", min=1),
+        "smooth_us": Key(int, 0, "window mode: time constant in microseconds of the evidence averaged over "
+                         "consecutive windows before deciding (0 = each window alone)", min=0),
         "max_events": Key(int, 1_000_000, "most events one window or sample may hold; one that reaches it is "
                           "classified with what it has (counted: segment.cut)", min=1),
         "max_sample_us": Key(int, 60_000_000, "longest sample in microseconds; a sample that never ends is "

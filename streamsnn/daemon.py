@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 from .config import Config
+from .decide import Decider
 from .errors import CheckpointError, ConfigError
 from .pipeline import Pipeline
 from .segment import Segmenter
@@ -122,7 +123,7 @@ async def run_service(cfg: Config, *, quiet: bool = False, announce=None) -> int
             feedback_per_s=cfg.model.feedback_per_s, feedback_burst=cfg.model.feedback_burst,
             recent_events=cfg.model.recent_events, feedback_lr_scale=cfg.model.feedback_lr_scale,
             new_classes=cfg.model.new_classes, max_classes=cfg.model.max_classes,
-            new_class_lr=cfg.model.new_class_lr,
+            new_class_lr=cfg.model.new_class_lr, decider=Decider(cfg.segment.smooth_us),
         )
         if stopping:
             pipe.stop()  # a signal arrived while starting: run() then only drains and saves

@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
+import math
+from dataclasses import replace
+
+import numpy as np
+
+from .errors import ConfigError
 from .segment import Window
 
 
 def decide(net, window: Window, *, learn: bool = False):
-    """The network's Decision on one window.
+    """The network's Decision on one window, without smoothing (see `Decider`).
 
     With `learn` and a window that carries its true label (dataset replay), the network learns
     test-then-train and the returned Decision is the prediction made before the update; otherwise
-    it only predicts. Any later step between a window and its decision (e.g. smoothing evidence
-    over windows) belongs here, so that `streamsnn run` and `streamsnn eval --stream` stay alike.
+    it only predicts.
     """
     label = true_output(net, window)
     if learn and label is not None:
@@ -46,3 +51,56 @@ def by_name(classes, names) -> bool:
         return False
     numbered = classes == [str(i) for i in range(len(classes))]
     return not numbered or set(map(str, names)) <= set(classes)
+
+
+def log_softmax(scores: np.ndarray) -> np.ndarray:
+    z = np.asarray(scores, np.float64)
+    z = z - z.max()
+    return z - math.log(np.exp(z).sum())
+
+
+class Decider:
+    """Window -> Decision with the evidence of consecutive stream windows smoothed over time.
+
+    `smooth_us` = 0: each window is decided alone (`decide`). Otherwise the decision of a stream window
+    (one without a sample id) is the argmax of an exponentially weighted mean of the log-probabilities
+    (log-softmax of the scores) of the windows so far, a window ending dt earlier weighing
+    exp(-dt / smooth_us) as much; `scores` of the returned Decision are that mean, `confidence` its
+    softmax probability of the label. Windows of whole samples are decided alone and leave the state
+    as it was; a stream whose clock goes back (a new stream, a looped recording) starts afresh.
+    Learning (labelled windows) always uses the window alone; the returned Decision is the prediction.
+    One Decider per stream: `streamsnn run` (Pipeline) and `eval --stream` use the same class.
+    """
+
+    def __init__(self, smooth_us: float = 0.0):
+        if not (isinstance(smooth_us, (int, float)) and smooth_us >= 0 and math.isfinite(smooth_us)):
+            raise ConfigError(f"smooth_us must be a number >= 0 (0: no smoothing), got {smooth_us!r}")
+        self.smooth_us = float(smooth_us)
+        self.reset()
+
+    def reset(self) -> None:
+        """Forget the evidence of earlier windows."""
+        self._mean: np.ndarray | None = None
+        self._weight = 0.0
+        self._t_end: int | None = None
+
+    def smooth(self, t_end_us: int, scores: np.ndarray) -> np.ndarray:
+        """Fold one window's scores (ending at `t_end_us`) into the evidence; returns the smoothed mean."""
+        logp = log_softmax(scores)
+        if self._mean is None or self._t_end is None or t_end_us < self._t_end or len(logp) != len(self._mean):
+            self._mean, self._weight = logp, 1.0
+        else:
+            keep = self._weight * math.exp(-(t_end_us - self._t_end) / self.smooth_us)
+            self._weight = keep + 1.0
+            self._mean = (keep * self._mean + logp) / self._weight
+        self._t_end = int(t_end_us)
+        return self._mean
+
+    def __call__(self, net, window: Window, *, learn: bool = False):
+        d = decide(net, window, learn=learn)
+        if self.smooth_us <= 0 or window.sample is not None:
+            return d
+        mean = self.smooth(window.t_end_us, d.scores)
+        label = int(np.argmax(mean))
+        p = np.exp(mean - mean.max())
+        return replace(d, label=label, scores=mean.astype(np.float32), confidence=float(p[label] / p.sum()))

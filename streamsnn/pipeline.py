@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from .decide import decide, true_output
+from .decide import Decider, true_output
 from .errors import ConfigError, StageFailed, StreamsnnError
 from .feedback import (
     FEEDBACK_LR_SCALE,
@@ -72,6 +72,8 @@ class Pipeline:
     (queue and compute time, model version, class names) and `publish_metrics(dict)`, both
     non-blocking; at the end the pipeline saves the checkpoint, lets the sinks `flush()`, and
     publishes the final metrics; the caller closes the sinks.
+    `decider` (`decide.Decider`) turns a window into a decision, smoothing stream windows' evidence
+    when it has a time constant (the same step `eval --stream` uses).
     `feedback` is an asyncio.Queue of feedback messages (`feedback.Message`, raw JSON, a dict or a
     `feedback.Feedback`), each checked by `feedback.parse` and `feedback.judge` and counted once,
     by reason, in `counters.feedback`. Feedback teaches a decision at most once (later labels:
@@ -97,12 +99,14 @@ class Pipeline:
                  extra_metrics: Callable[[], dict] | None = None, feedback_per_s: float = 10.0,
                  feedback_burst: int = 20, clock: Callable[[], float] = time.monotonic,
                  recent_events: int = RECENT_EVENTS, feedback_lr_scale: float = FEEDBACK_LR_SCALE,
-                 new_classes: bool = False, max_classes: int = 32, new_class_lr: float = NEW_CLASS_LR):
+                 new_classes: bool = False, max_classes: int = 32, new_class_lr: float = NEW_CLASS_LR,
+                 decider: Decider | None = None):
         if not (feedback_lr_scale >= 0 and new_class_lr > 0 and max_classes >= 2):
             raise ConfigError(f"feedback_lr_scale must be >= 0 ({feedback_lr_scale}), new_class_lr > 0 "
                               f"({new_class_lr}) and max_classes >= 2 ({max_classes})")
         self.source, self.net, self.sinks = source, net, sinks
         self.segmenter = segmenter or Segmenter()
+        self.decider = decider or Decider()
         self.windows = BoundedQueue(queue_size, policy)
         self.learn_from_labels, self.learn_from_feedback = learn_from_labels, learn_from_feedback
         self.recent = Recent(recent, recent_events)
@@ -216,7 +220,7 @@ class Pipeline:
     def _decide(self, w: Window) -> tuple:
         """On the worker: the decision and how long it waited and took (DecisionInfo)."""
         start = time.monotonic()
-        d = decide(self.net, w, learn=self.learn_from_labels)
+        d = self.decider(self.net, w, learn=self.learn_from_labels)
         done = time.monotonic()
         w.learned = true_output(self.net, w) is not None and self.learn_from_labels
         info = DecisionInfo(queue_ms=(start - w.ready) * 1000.0, compute_ms=(done - start) * 1000.0,

@@ -18,7 +18,7 @@ from typing import Sequence
 import numpy as np
 
 from .config import SCHEMA
-from .decide import decide
+from .decide import Decider
 from .errors import ConfigError, InputError
 from .events import EventBatch
 from .segment import Segmenter
@@ -30,6 +30,9 @@ log = logging.getLogger(__name__)
 LIVE_WINDOW_US = SCHEMA["segment"]["window_us"].default
 LIVE_HOP_US = SCHEMA["segment"]["hop_us"].default
 LIVE_MIN_EVENTS = 200
+LIVE_SMOOTH_US = SCHEMA["segment"]["smooth_us"].default
+#: The live pipelines run the model without a leak (0: no leak, as `stream_evaluate`'s tau_us).
+LIVE_TAU_US = 0
 #: Sensor time per batch handed to the segmenter: a camera delivers packets of about 10 ms.
 CHUNK_US = 10_000
 
@@ -128,34 +131,41 @@ def targets(net, classes: Sequence[str] | None, n_labels: int) -> np.ndarray:
     return np.asarray([i if i < n_out else -1 for i in range(n_labels)], np.int64)
 
 
-def play(net, stream: Stream, *, window_us: int, hop_us: int, min_events: int) -> tuple[list, float]:
-    """Every (window, decision) of the stream through the daemon's segmenter and decision step, and the
-    wall seconds it took (segmenting and network)."""
+def play(net, stream: Stream, *, window_us: int, hop_us: int, min_events: int,
+         smooth_us: float = 0.0) -> tuple[list, float]:
+    """Every (window, decision) of the stream through the daemon's segmenter and decision step
+    (`Decider`), and the wall seconds it took (segmenting and network)."""
     seg = Segmenter("window", window_us, hop_us, min_events)
+    decider = Decider(smooth_us)
     out = []
     t0 = time.perf_counter()
     for batch in stream.batches:
         for w in seg.feed(batch):
-            out.append((w, decide(net, w, learn=False)))
+            out.append((w, decider(net, w, learn=False)))
     for w in seg.flush():
-        out.append((w, decide(net, w, learn=False)))
+        out.append((w, decider(net, w, learn=False)))
     return out, time.perf_counter() - t0
 
 
 def stream_evaluate(net, samples: Sequence[EventBatch], *, window_us: int = LIVE_WINDOW_US,
                     hop_us: int = LIVE_HOP_US, min_events: int = LIVE_MIN_EVENTS, tau_us: float | None = None,
-                    gap_us: int = 0, classes: Sequence[str] | None = None, chunk_us: int = CHUNK_US,
+                    smooth_us: float = LIVE_SMOOTH_US, gap_us: int = 0, classes: Sequence[str] | None = None,
+                    chunk_us: int = CHUNK_US,
                     keep_decisions: bool = False) -> dict:
     """Play labelled samples back to back as one stream and score every decision (see the module doc).
 
     `tau_us`: None runs the model as it is (its own leak, if any), 0 without a leak, > 0 with that
-    lazy leak (the network is restored afterwards). `classes`: the dataset's class names in label
-    order (per-class figures are keyed by them). `keep_decisions` adds every decision to the result.
+    lazy leak (the network is restored afterwards). `smooth_us`: time constant of the evidence
+    smoothing across windows (`decide.Decider`; 0: each window alone). `classes`: the dataset's
+    class names in label order (per-class figures are keyed by them). `keep_decisions` adds every
+    decision to the result.
     """
     for name, v, least in (("window_us", window_us, 1), ("hop_us", hop_us, 1), ("min_events", min_events, 1),
                            ("gap_us", gap_us, 0)):
         if not isinstance(v, (int, np.integer)) or v < least:
             raise ConfigError(f"{name} must be an integer >= {least}, got {v!r}")
+    if not (isinstance(smooth_us, (int, float, np.integer, np.floating)) and smooth_us >= 0):
+        raise ConfigError(f"smooth_us must be >= 0 (0: no smoothing), got {smooth_us!r}")
     if tau_us is not None and not tau_us >= 0:
         raise ConfigError(f"tau_us must be >= 0 (0: no leak), got {tau_us!r}")
     stream = make_stream(samples, gap_us=gap_us, chunk_us=chunk_us)
@@ -168,7 +178,8 @@ def stream_evaluate(net, samples: Sequence[EventBatch], *, window_us: int = LIVE
         net.reset()
         net.warm_up()
         effective_tau = net.tau_us
-        pairs, seconds = play(net, stream, window_us=window_us, hop_us=hop_us, min_events=min_events)
+        pairs, seconds = play(net, stream, window_us=window_us, hop_us=hop_us, min_events=min_events,
+                              smooth_us=float(smooth_us))
     finally:
         net.tau_us = saved_tau
         net.reset()
@@ -183,7 +194,7 @@ def stream_evaluate(net, samples: Sequence[EventBatch], *, window_us: int = LIVE
         "events_per_s": stream.events / seconds if seconds > 0 else 0.0,
         "realtime_factor": stream.duration_us / 1e6 / seconds if seconds > 0 else 0.0,
         "window_us": int(window_us), "hop_us": int(hop_us), "min_events": int(min_events),
-        "tau_us": effective_tau, "gap_us": int(gap_us),
+        "tau_us": effective_tau, "smooth_us": float(smooth_us), "gap_us": int(gap_us),
     })
     if keep_decisions:
         res["decision_list"] = [
@@ -274,12 +285,13 @@ def load_samples(data, split: str = "test", limit: int | None = None, quiet: boo
 def report_lines(res: dict) -> list[str]:
     """The stream result as text lines for people."""
     tau = "off" if res["tau_us"] is None else f"{res['tau_us'] / 1000:g} ms"
+    smooth = f"{res['smooth_us'] / 1000:g} ms" if res.get("smooth_us") else "off"
     delay = ("-" if res["delay_median_ms"] is None
              else f"median {res['delay_median_ms']:.0f} ms, p90 {res['delay_p90_ms']:.0f} ms")
     lines = [
         f"stream of {res['samples']} samples, {res['stream_seconds']:.1f} s, {res['events']:,} events; "
         f"windows {res['window_us'] / 1000:g} ms every {res['hop_us'] / 1000:g} ms, "
-        f"min {res['min_events']} events, leak {tau}, gap {res['gap_us'] / 1000:g} ms",
+        f"min {res['min_events']} events, leak {tau}, smoothing {smooth}, gap {res['gap_us'] / 1000:g} ms",
         f"stream accuracy {res['stream_accuracy']:.4f} over {res['decisions']} decisions "
         f"({res['events_per_s'] / 1e6:.2f} M events/s, {res['realtime_factor']:.0f}x real time)",
         f"first right decision after a sample starts: {delay}; never right: {res['never_right']} "

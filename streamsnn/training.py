@@ -169,16 +169,27 @@ class Augment:
         return np.ascontiguousarray(idx), np.ascontiguousarray(t)
 
 
-def learning_settings(layers, several: bool = False) -> dict:
+#: Learning rates of a convolutional network trained with the stream transforms are this fraction of the
+#: whole-sample ones: at the full rate its activity ran away (weights not finite) within 3 epochs of
+#: real + synthetic training with crops, at half it trained stably (benchmarks/tune_stream.py).
+STREAM_LR_SCALE = 0.5
+
+
+def learning_settings(layers, several: bool = False, stream: bool = False) -> dict:
     """Default lr, lr_out, lr_conv, max_step, activity and epochs for a network with these layers (a copy).
 
     ``several``: training on several folders (real plus synthetic samples: many more per epoch).
+    ``stream``: with the stream transforms (``augment.StreamCrops``): a convolutional network's learning
+    rates times ``STREAM_LR_SCALE``.
     """
-    from .snn.arch import learning_defaults
+    from .snn.arch import learning_defaults, parse_arch
 
     s = learning_defaults(layers)
     s["epochs"] = s.pop("epochs_several") if several else s["epochs"]
     s.pop("epochs_several", None)
+    if stream and any(lay.kind == "conv" for lay in parse_arch(layers)):
+        s["lr"] *= STREAM_LR_SCALE
+        s["lr_out"] *= STREAM_LR_SCALE
     return s
 
 
@@ -190,8 +201,12 @@ def lr_schedule(epoch: int, epochs: int, final: float = 0.1) -> float:
 
 
 def train_epoch(net, data: SampleArrays, *, epoch: int = 0, epochs: int = 1, seed: int = 0,
-                augment: Augment | None = None, quiet: bool = False) -> dict:
-    """One shuffled pass of test-then-train learning; returns train accuracy, events and speed."""
+                augment: Augment | None = None, stream=None, quiet: bool = False) -> dict:
+    """One shuffled pass of test-then-train learning; returns train accuracy, events and speed.
+
+    ``stream`` (an ``augment.StreamCrops``) turns each item into a whole sample, a time crop or a
+    crossing into another sample, as live windows see them; ``augment`` is applied after it.
+    """
     rng = np.random.default_rng([seed, epoch])
     scale = lr_schedule(epoch, epochs)
     order = rng.permutation(len(data))
@@ -199,11 +214,14 @@ def train_epoch(net, data: SampleArrays, *, epoch: int = 0, epochs: int = 1, see
     t0, c0 = time.perf_counter(), time.thread_time()
     bar = _bar(order, f"epoch {epoch + 1}/{epochs}", quiet)
     for n, k in enumerate(bar, 1):
-        idx, t = data.idx[k], data.t[k]
+        if stream is not None:
+            idx, t, label = stream(data, k, rng)
+        else:
+            idx, t, label = data.idx[k], data.t[k], int(data.labels[k])
         if augment is not None:
             idx, t = augment(idx, t, net.input_shape, rng)
-        d = net.learn_indices(idx, int(data.labels[k]), t, lr_scale=scale)
-        correct += int(d.label == data.labels[k])
+        d = net.learn_indices(idx, label, t, lr_scale=scale)
+        correct += int(d.label == label)
         events += d.events
         if n % 100 == 0:
             bar.set_postfix(acc=f"{correct / n:.3f}")

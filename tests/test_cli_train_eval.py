@@ -139,12 +139,19 @@ def test_train_on_several_folders_concatenates_their_train_splits(capsys, tmp_pa
 def test_train_defaults_to_the_deep_convolutional_network(capsys, tmp_path):
     from streamsnn.snn import DEFAULT_ARCH
     from streamsnn.snn.arch import CONV_SETTINGS
+    from streamsnn.training import STREAM_LR_SCALE
 
     r = train_json(capsys, "--data", need("nmnist_small"), "--limit", "20", "--epochs", "1",
                    "--out", tmp_path / "d.npz")
-    assert r["arch"] == DEFAULT_ARCH and r["lr"] == CONV_SETTINGS["lr"] and r["lr_out"] == CONV_SETTINGS["lr_out"]
+    # the stream transforms are on by default, and with them the convolutional rates are scaled
+    assert r["arch"] == DEFAULT_ARCH and r["stream_crops"] is True
+    assert r["lr"] == pytest.approx(CONV_SETTINGS["lr"] * STREAM_LR_SCALE)
+    assert r["lr_out"] == pytest.approx(CONV_SETTINGS["lr_out"] * STREAM_LR_SCALE)
     net = SpikingNetwork.load(tmp_path / "d.npz")
-    assert net.arch == DEFAULT_ARCH and net.lr == CONV_SETTINGS["lr"]
+    assert net.arch == DEFAULT_ARCH and net.lr == pytest.approx(CONV_SETTINGS["lr"] * STREAM_LR_SCALE)
+    r = train_json(capsys, "--data", need("nmnist_small"), "--limit", "20", "--epochs", "1", "--no-stream-crops",
+                   "--out", tmp_path / "w.npz")
+    assert r["stream_crops"] is False and r["lr"] == CONV_SETTINGS["lr"] and r["lr_out"] == CONV_SETTINGS["lr_out"]
 
 
 def test_info_and_eval_describe_a_convolutional_model(capsys, tmp_path):

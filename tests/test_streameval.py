@@ -14,13 +14,26 @@ import streamsnn.pipeline
 import streamsnn.streameval
 from streamsnn.cli import main
 from streamsnn.config import load_config
+from streamsnn.decide import Decider
 from streamsnn.errors import InputError
 from streamsnn.io import open_dataset
 from streamsnn.pipeline import Pipeline
 from streamsnn.segment import Segmenter, Window
 from streamsnn.snn import Decision, SpikingNetwork
-from streamsnn.streameval import (LIVE_HOP_US, LIVE_MIN_EVENTS, LIVE_WINDOW_US, Stream, cover,
-                                  first_right_delays, make_stream, score, stream_evaluate, targets)
+from streamsnn.streameval import (
+    LIVE_HOP_US,
+    LIVE_MIN_EVENTS,
+    LIVE_SMOOTH_US,
+    LIVE_TAU_US,
+    LIVE_WINDOW_US,
+    Stream,
+    cover,
+    first_right_delays,
+    make_stream,
+    score,
+    stream_evaluate,
+    targets,
+)
 from tests.conftest import ROOT, need
 
 
@@ -138,14 +151,15 @@ def test_outputs_match_classes_by_name_when_the_model_has_names():
 
 # -- the same path as the daemon ------------------------------------------------------------------
 def test_both_paths_call_the_one_decision_step():
-    assert streamsnn.pipeline.decide is streamsnn.streameval.decide
+    assert streamsnn.pipeline.Decider is streamsnn.streameval.Decider
 
 
-@pytest.mark.parametrize("tau_us", [None, 30_000.0])
-async def test_same_decisions_as_a_pipeline_run_over_the_same_stream(test_samples, model, tau_us):
+@pytest.mark.parametrize("tau_us,smooth_us", [(None, 0), (30_000.0, 0), (None, 100_000)])
+async def test_same_decisions_as_a_pipeline_run_over_the_same_stream(test_samples, model, tau_us, smooth_us):
     samples = test_samples[0][:12]
     net = SpikingNetwork.load(model)
-    res = stream_evaluate(net, samples, classes=test_samples[1], tau_us=tau_us or 0, keep_decisions=True)
+    res = stream_evaluate(net, samples, classes=test_samples[1], tau_us=tau_us or 0, smooth_us=smooth_us,
+                          keep_decisions=True)
 
     daemon_net = SpikingNetwork.load(model)
     daemon_net.tau_us = tau_us
@@ -166,7 +180,8 @@ async def test_same_decisions_as_a_pipeline_run_over_the_same_stream(test_sample
                                                                           "label": d.label}),
                            publish_metrics=lambda m: None, check=lambda: None, flush=flushed)
     pipe = Pipeline(source(), daemon_net, [sink], segmenter=Segmenter("window", LIVE_WINDOW_US, LIVE_HOP_US,
-                                                                      LIVE_MIN_EVENTS))
+                                                                      LIVE_MIN_EVENTS),
+                    decider=Decider(smooth_us))
     counters = await pipe.run()
     assert counters.decisions == res["decisions"] == len(got) > 20
     assert [g["t"] for g in got] == [(d["t_start_us"], d["t_end_us"]) for d in res["decision_list"]]
@@ -196,10 +211,17 @@ def test_leak_is_honoured_and_the_model_is_restored(test_samples, model):
 
 
 def test_defaults_are_the_live_pipelines_settings():
+    from streamsnn.config import SCHEMA
+
     for name in ("live-camera.toml", "dv-stream.toml"):
-        seg = load_config(ROOT / "pipelines" / name).segment
-        assert (seg.mode, seg.window_us, seg.hop_us, seg.min_events) == \
-            ("window", LIVE_WINDOW_US, LIVE_HOP_US, LIVE_MIN_EVENTS), name
+        cfg = load_config(ROOT / "pipelines" / name)
+        seg = cfg.segment
+        assert (seg.mode, seg.window_us, seg.hop_us, seg.min_events, seg.smooth_us) == \
+            ("window", LIVE_WINDOW_US, LIVE_HOP_US, LIVE_MIN_EVENTS, LIVE_SMOOTH_US), name
+        assert LIVE_TAU_US == 0  # the live pipelines run the model without a leak: the trained one has none
+    defaults = SCHEMA["segment"]
+    assert (defaults["window_us"].default, defaults["hop_us"].default, defaults["smooth_us"].default) == \
+        (LIVE_WINDOW_US, LIVE_HOP_US, LIVE_SMOOTH_US)
 
 
 # -- the command line -----------------------------------------------------------------------------
@@ -212,8 +234,8 @@ def test_cli_stream_json(capsys, model):
             "delay_p90_ms", "never_right", "events", "events_per_s", "samples", "model"} <= set(r)
     assert r["samples"] == 100
     assert r["events"] == sum((data / f"{60000 + k}.bs2").stat().st_size // 5 for k in range(1, 101))
-    assert (r["window_us"], r["hop_us"], r["min_events"], r["tau_us"], r["gap_us"]) == \
-        (LIVE_WINDOW_US, LIVE_HOP_US, LIVE_MIN_EVENTS, None, 0)
+    assert (r["window_us"], r["hop_us"], r["min_events"], r["tau_us"], r["smooth_us"], r["gap_us"]) == \
+        (LIVE_WINDOW_US, LIVE_HOP_US, LIVE_MIN_EVENTS, None, LIVE_SMOOTH_US, 0)
     # about one decision per hop over the 30 s stream
     assert abs(r["decisions"] - r["stream_seconds"] * 1e6 / LIVE_HOP_US) <= 3
     conf = np.array(r["confusion"])
@@ -226,9 +248,11 @@ def test_cli_stream_json(capsys, model):
     assert 0 < r["delay_median_ms"] <= r["delay_p90_ms"] < 400 and 0 <= r["never_right"] < 100
     capsys.readouterr()
     assert main(["eval", "--data", str(data), "--model", str(model), "--stream", "--window-us", "200000",
-                 "--hop-us", "25000", "--tau-us", "30000", "--gap-us", "50000", "--limit", "20", "--json"]) == 0
+                 "--hop-us", "25000", "--tau-us", "30000", "--gap-us", "50000", "--smooth-us", "70000", "--limit", "20",
+                 "--json"]) == 0
     r2 = json.loads(capsys.readouterr().out)
-    assert (r2["window_us"], r2["hop_us"], r2["tau_us"], r2["gap_us"], r2["samples"]) == (200_000, 25_000, 30_000, 50_000, 20)
+    assert (r2["window_us"], r2["hop_us"], r2["tau_us"], r2["gap_us"], r2["smooth_us"], r2["samples"]) == \
+        (200_000, 25_000, 30_000, 50_000, 70_000, 20)
 
 
 def test_cli_stream_text_report(capsys, model):
@@ -241,8 +265,46 @@ def test_cli_stream_text_report(capsys, model):
     (["--window-us", "50000"], "--window-us applies to stream evaluation only"),
     (["--stream", "--hop-us", "0"], "hop_us must be an integer >= 1"),
     (["--stream", "--tau-us", "-5"], "tau_us must be >= 0"),
+    (["--stream", "--smooth-us", "-1"], "smooth_us must be >= 0"),
+    (["--smooth-us", "50000"], "--smooth-us applies to stream evaluation only"),
 ])
 def test_cli_stream_bad_settings_exit_2_with_one_line(capsys, model, argv, needle):
     rc = main(["eval", "--data", str(need("nmnist_small")), "--model", str(model), "--limit", "5"] + argv)
     lines = capsys.readouterr().err.strip().splitlines()
     assert rc == 2 and len(lines) == 1 and lines[0].startswith("streamsnn: error:") and needle in lines[0]
+
+
+def test_the_daemon_smooths_as_configured_and_as_eval_stream_does(tmp_path, test_samples, model):
+    """`streamsnn run` with [segment] smooth_us on a recording of the joined samples publishes the very
+    decisions (labels and smoothed scores) that `eval --stream --smooth-us` scores."""
+    import dv_processing as dv
+
+    from streamsnn.config import build_config
+    from streamsnn.daemon import run
+    from streamsnn.sources._dv import array_to_store
+
+    samples = test_samples[0][:10]
+    rec = tmp_path / "stream.aedat4"
+    writer = dv.io.MonoCameraWriter(str(rec), dv.io.MonoCameraWriter.EventOnlyConfig("test", (34, 34)))
+    writer.writeEvents(array_to_store(np.concatenate([b.events for b in make_stream(samples).batches])))
+    del writer
+    ckpt = tmp_path / "model.npz"
+    ckpt.write_bytes(model.read_bytes())
+    got = {}
+    for smooth in (0, 100_000):
+        out = tmp_path / f"decisions-{smooth}.jsonl"
+        cfg = build_config({
+            "source": {"kind": "replay", "path": str(rec), "speed": 0.0, "chunk_us": 10_000},
+            "segment": {"mode": "window", "window_us": LIVE_WINDOW_US, "hop_us": LIVE_HOP_US,
+                        "min_events": LIVE_MIN_EVENTS, "smooth_us": smooth},
+            "model": {"checkpoint": str(ckpt), "learn_from_labels": False, "learn_from_feedback": False,
+                      "save_every_s": 0.0},
+            "mqtt": {"enabled": False}, "console": {"enabled": False}, "jsonl": {"path": str(out)}}, "test")
+        assert run(cfg, quiet=True) == 0
+        got[smooth] = [json.loads(line) for line in out.read_text().splitlines()]
+        res = stream_evaluate(SpikingNetwork.load(model), samples, smooth_us=smooth, keep_decisions=True)
+        assert len(got[smooth]) == res["decisions"] > 20
+        assert [g["label"] for g in got[smooth]] == [d["label"] for d in res["decision_list"]]
+    assert [g["label"] for g in got[0]] != [g["label"] for g in got[100_000]]  # smoothing changed decisions
+    for g in got[100_000]:  # smoothed scores are mean log-probabilities
+        assert max(g["scores"]) <= 0 and g["scores"].index(max(g["scores"])) == g["label"]

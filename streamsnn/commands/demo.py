@@ -146,17 +146,21 @@ def _model(args, images) -> Path:
 
 
 def _train(args, images, out: Path) -> None:
-    """Train a fresh network briefly on real N-MNIST (when found) plus synthetic digits like the ones shown."""
+    """Train a fresh network briefly on real N-MNIST (when found) plus synthetic digits like the ones shown,
+    with the stream transforms of `streamsnn train` (whole samples, time crops, crossings)."""
     import numpy as np
 
+    from ..augment import StreamCrops
     from ..datasets import find_nmnist
     from ..errors import ConfigError, InputError
     from ..snn import SpikingNetwork
-    from ..training import Augment, SampleArrays, load_split, train_epoch
+    from ..snn.arch import DEFAULT_ARCH
+    from ..training import Augment, SampleArrays, learning_settings, load_split, train_epoch
 
     if args.epochs < 1:
         raise ConfigError(f"--epochs must be at least 1, got {args.epochs}")
-    net = SpikingNetwork(seed=0)  # the default deep convolutional network
+    rates = learning_settings(DEFAULT_ARCH, several=True, stream=True)  # as `streamsnn train` sets them
+    net = SpikingNetwork(seed=0, lr=rates["lr"], lr_out=rates["lr_out"])  # the default deep convolutional network
     data = SampleArrays()
     try:
         nmnist = find_nmnist(None, download=False)
@@ -175,7 +179,7 @@ def _train(args, images, out: Path) -> None:
     say(f"training: {net.arch} on {len(data)} samples, {args.epochs} epochs (once; the model is kept at {out})")
     augment = Augment(shift=2, dropout=0.1, jitter_us=1000.0)
     for ep in range(args.epochs):
-        r = train_epoch(net, data, epoch=ep, epochs=args.epochs, augment=augment)
+        r = train_epoch(net, data, epoch=ep, epochs=args.epochs, augment=augment, stream=StreamCrops())
         say(f"training: epoch {ep + 1}/{args.epochs}, accuracy {r['accuracy']:.3f}, {r['seconds']:.1f} s")
     net.save(out)
 

@@ -30,7 +30,7 @@ def add_parser(subparsers) -> None:
 
 
 def add_stream_arguments(p) -> None:
-    from ..streameval import LIVE_HOP_US, LIVE_MIN_EVENTS, LIVE_WINDOW_US
+    from ..streameval import LIVE_HOP_US, LIVE_MIN_EVENTS, LIVE_SMOOTH_US, LIVE_WINDOW_US
 
     g = p.add_argument_group(
         "stream evaluation", "--stream plays the test samples back to back as one stream (no sample "
@@ -45,13 +45,18 @@ def add_stream_arguments(p) -> None:
                    help=f"skip windows with fewer events (default: the live pipelines', {LIVE_MIN_EVENTS})")
     g.add_argument("--tau-us", type=float, default=None,
                    help="run the model with this lazy leak time constant in us (0: no leak; default: the model's own)")
+    g.add_argument("--smooth-us", type=float, default=None,
+                   help="decide on the evidence (log-probabilities) of consecutive windows averaged with this time "
+                        f"constant in us, as the daemon's [segment] smooth_us (0: each window alone; default: the "
+                        f"live pipelines', {LIVE_SMOOTH_US})")
     g.add_argument("--gap-us", type=int, default=None, help="idle time between samples in us (default 0)")
 
 
 def run(args) -> int:
     if args.stream:
         return run_stream(args)
-    given = [f for f in ("window_us", "hop_us", "min_events", "tau_us", "gap_us") if getattr(args, f) is not None]
+    given = [f for f in ("window_us", "hop_us", "min_events", "tau_us", "smooth_us", "gap_us")
+             if getattr(args, f) is not None]
     if given:
         from ..errors import ConfigError
 
@@ -98,6 +103,7 @@ def run_stream(args) -> int:
                                                         quiet=args.quiet or args.json)
     settings = {k: v for k, v in (("window_us", args.window_us), ("hop_us", args.hop_us),
                                   ("min_events", args.min_events), ("tau_us", args.tau_us),
+                                  ("smooth_us", args.smooth_us),
                                   ("gap_us", args.gap_us)) if v is not None}
     res = streameval.stream_evaluate(net, samples, classes=classes, **settings)
     res["model"] = str(args.model)

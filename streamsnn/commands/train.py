@@ -17,7 +17,10 @@ ARCH_HELP = ("hidden layers, comma-separated: conv:C:K[:S[:P]] (C channels, KxK 
 
 
 def add_parser(subparsers) -> None:
+    from ..augment import StreamCrops
     from ..snn.arch import DEFAULT_ARCH
+
+    STREAM = StreamCrops()
 
     p = subparsers.add_parser(
         "train",
@@ -44,7 +47,8 @@ def add_parser(subparsers) -> None:
                         "ceil(3000 / training samples), 40 to 400)")
     p.add_argument("--seed", type=int, default=0, help="seed of weights, order and augmentation")
     p.add_argument("--lr", type=float, default=None,
-                   help="learning rate of the hidden layers, cosine-decayed to 0.1x (default: by network kind)")
+                   help="learning rate of the hidden layers, cosine-decayed to 0.1x (default: by network kind; "
+                        "halved for a convolutional network with --stream-crops)")
     p.add_argument("--lr-out", type=float, default=None, help="learning rate of the output layer")
     p.add_argument("--lr-conv", type=float, default=None, help="multiplies --lr for convolutional layers")
     p.add_argument("--learning", choices=("counts", "spikes"), default="counts",
@@ -72,6 +76,15 @@ def add_parser(subparsers) -> None:
                    help="region of interest of the sensor in pixels (default: active region + margin, see above)")
     g.add_argument("--polarities", type=int, choices=(1, 2), default=None,
                    help="2 keeps ON and OFF events apart, 1 merges them (default 2)")
+    p.add_argument("--stream-crops", action=argparse.BooleanOptionalAction, default=True,
+                   help="train for live streams as well as whole samples: each training item is a whole sample "
+                        f"({STREAM.whole * 100:.0f}%%), a random time crop of one "
+                        f"({(1 - STREAM.whole - STREAM.crossing) * 100:.0f}%%, "
+                        f"{STREAM.min_us // 1000}-{STREAM.max_us // 1000} ms, log-uniform) or a crossing "
+                        f"({STREAM.crossing * 100:.0f}%%): a {STREAM.window_us // 1000} ms window over the end "
+                        "of one sample and the start of another, labelled with the one covering more of it, as "
+                        "the daemon's sliding windows see a camera; crops and crossings under 200 events are drawn "
+                        "again (default: on)")
     p.add_argument("--limit", type=int, default=None,
                    help="use only N samples of each split, evenly spread (quick runs of the same settings)")
     p.add_argument("--json", action="store_true", help="print exactly one JSON object (per-epoch figures, "
@@ -108,7 +121,7 @@ def plan(args, say) -> tuple:
     arch = f"dense:{args.hidden}" if args.hidden is not None else args.arch
     arch_from = "--arch" if arch else "default"
     layers = parse_arch(arch or DEFAULT_ARCH)
-    s = learning_settings(layers, several=len(args.data) > 1)
+    s = learning_settings(layers, several=len(args.data) > 1, stream=args.stream_crops)
     for key in ("epochs", "lr", "lr_out", "lr_conv"):
         if getattr(args, key) is not None:
             s[key] = getattr(args, key)
@@ -132,6 +145,7 @@ def plan(args, say) -> tuple:
 
 
 def run(args) -> int:
+    from ..augment import StreamCrops
     from ..training import Augment, evaluate, load_folders, train_epoch
 
     quiet = args.quiet or args.json
@@ -141,15 +155,19 @@ def run(args) -> int:
     say(f"training {net.arch} ({net.parameters:,} parameters) on {len(train)} samples ({train.n_events:,} events"
         f"{f', {train.outside:,} outside the region dropped' if train.outside else ''}) "
         f"from {len(args.data)} folder(s), {len(test) if test else 0} test samples"
-        f"{f' from {test_from}' if test else ''}, {s['epochs']} epochs, augment={'on' if aug else 'off'}")
+        f"{f' from {test_from}' if test else ''}, {s['epochs']} epochs, augment={'on' if aug else 'off'}, "
+        f"stream crops={'on' if args.stream_crops else 'off'}")
     augment = Augment(**aug) if aug else None
+    stream = StreamCrops() if args.stream_crops else None
     epochs = []
     t0 = time.perf_counter()
     for ep in range(s["epochs"]):
-        r = train_epoch(net, train, epoch=ep, epochs=s["epochs"], seed=args.seed, augment=augment, quiet=quiet)
+        r = train_epoch(net, train, epoch=ep, epochs=s["epochs"], seed=args.seed, augment=augment,
+                        stream=stream, quiet=quiet)
         row = {"epoch": ep + 1, "train_accuracy": r["accuracy"], "seconds": r["seconds"],
                "learn_events_per_s": r["events_per_s"]}
-        line = f"epoch {ep + 1}/{s['epochs']}: train {r['accuracy']:.3f}{' (augmented)' if augment else ''}"
+        line = (f"epoch {ep + 1}/{s['epochs']}: train {r['accuracy']:.3f}"
+                f"{' (augmented)' if augment or stream else ''}")
         if test:
             row["test_accuracy"] = evaluate(net, test)["accuracy"]
             line += f"  test {row['test_accuracy']:.3f}"
@@ -163,6 +181,7 @@ def run(args) -> int:
         print(json.dumps({"model": str(args.out), "arch": net.arch, "parameters": net.parameters,
                           "train_samples": len(train), "test_samples": len(test or []),
                           "test_from": str(test_from) if test_from else None, **s, "seed": args.seed, **picked,
+                          "stream_crops": args.stream_crops,
                           "epochs_run": epochs, "test_accuracy": epochs[-1].get("test_accuracy"),
                           "seconds": time.perf_counter() - t0, "updates": net.updates,
                           "progressive_accuracy": net.progressive_accuracy}))
