@@ -30,7 +30,7 @@ BENCHES = {
     "sim2real": ("bench_sim2real", "run", "Sim-to-real: synthetic samples added to real training"),
     "sources": ("bench_sources", "run", "Sources: replay, pacing, DV stream"),
     "datasets": ("bench_datasets", "run", "Datasets: listing 10,000 samples per layout"),
-    "stream": ("bench_stream", "run", "Models that work live: stream and whole-sample accuracy, decision settings, the daemon"),
+    "stream": ("bench_stream", "run", "Models that work live: stream and whole-sample accuracy, decisions, the daemon"),
     "feedback": ("bench_feedback", "run", "Feedback attacks: accuracy with and without the protections"),
     "incremental": ("bench_incremental", "run", "Class-incremental learning: a new digit introduced by feedback"),
     "own_data": ("bench_own_data", "run", "Own data: train defaults vs a scikit-learn MLP"),

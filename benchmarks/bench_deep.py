@@ -163,7 +163,8 @@ def speed(net, test, events, quick: bool, r: Result, log) -> dict:
     wall2, _ = best_rate(predict_all, n_ev, 3 if quick else 10)  # again after the peer: load drifts
     a_rate = max(wall, wall2)
     b_rate, c_rate = b["events"] / b["seconds"], c["events"] / c["seconds"]
-    log(f"deep: inference {a_rate / 1e6:.2f} M events/s, snnTorch batch 1 {b_rate / 1e3:.1f} k, batched {c_rate / 1e3:.1f} k")
+    log(f"deep: inference {a_rate / 1e6:.2f} M events/s, snnTorch batch 1 {b_rate / 1e3:.1f} k, "
+        f"batched {c_rate / 1e3:.1f} k")
     r.metric("snnTorch same architecture, batch 1 (1 ms frames)", b_rate, "events/s")
     r.metric(f"snnTorch same architecture, {c['batch']} samples batched", c_rate, "events/s")
     r.metric("ratio to snnTorch batch 1", a_rate / b_rate, "x", target=">= 100", met=a_rate / b_rate >= 100)
@@ -264,7 +265,8 @@ def main(argv=None) -> int:
     p.add_argument("--data", type=Path, default=DATA)
     p.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results")
     a = p.parse_args(argv)
-    ctx = Context(quick=a.quick, out=a.out.resolve(), data=a.data.resolve(), stem="deep" + ("-quick" if a.quick else ""))
+    stem = "deep" + ("-quick" if a.quick else "")
+    ctx = Context(quick=a.quick, out=a.out.resolve(), data=a.data.resolve(), stem=stem)
     if a.seeds:
         ctx.cache["seeds"] = a.seeds
     if a.synth:

@@ -120,7 +120,7 @@ def git_commit() -> str | None:
 def machine() -> dict:
     """Cores, CPU model, memory, load, OS, date (UTC), versions and the commit, for every result file."""
     info = {
-        "date": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "date": _dt.datetime.now(_dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
         "cores": os.cpu_count(),
         "cpu": cpu_model(),
         "os": f"{platform.system()} {platform.release()}",

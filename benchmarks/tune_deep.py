@@ -38,7 +38,8 @@ CANDIDATES = {
     "c8-c16-d64, activity 3e-5": ("conv:8:5:2:2,conv:16:3:2:1,dense:64", {**LR1, "activity": 3e-5}),
     "c32-c64-d256, activity 3e-5": (C32, {**LR1, "activity": 3e-5}),
     "c32-d256, activity 3e-5": ("conv:32:5:2:2,dense:256", {**LR1, "activity": 3e-5}),
-    "c16-c32-c64-d128, activity 3e-5": ("conv:16:5:2:2,conv:32:3:2:1,conv:64:3:2:1,dense:128", {**LR1, "activity": 3e-5}),
+    "c16-c32-c64-d128, activity 3e-5": ("conv:16:5:2:2,conv:32:3:2:1,conv:64:3:2:1,dense:128",
+                                        {**LR1, "activity": 3e-5}),
     "c32-c64-d256, activity 3e-5, lr 0.002": (C32, {"lr": 0.002, "lr_out": 0.0006, "activity": 3e-5}),
 }
 EPOCHS = {"real + synthetic": 6, "real only": 20}
@@ -81,7 +82,8 @@ def run_cv(a) -> int:
                 + "".join(f" {x}" for x in sys.argv[1:] if x != "--cv") + "`",
                 "- fold k holds out samples k, k+5, ... (200), trains on the other 800 with seed k, as "
                 "`streamsnn train` does (augmentation, cosine schedule, activity 3e-5 unless stated).", "",
-                "| candidate | layers | settings | epochs | mean % | folds % |", "| --- | --- | --- | ---: | ---: | --- |",
+                "| candidate | layers | settings | epochs | mean % | folds % |",
+                "| --- | --- | --- | ---: | ---: | --- |",
                 *rows]
         a.out.mkdir(parents=True, exist_ok=True)
         (a.out / "deep-cv.md").write_text("\n".join(text) + "\n")
@@ -138,7 +140,8 @@ def main(argv=None) -> int:
             runs[label] = res
         mix, rl = runs["real + synthetic"], runs["real only"]
         rows.append({"name": name, "arch": arch, **extra, "parameters": mix[0]["net"].parameters,
-                     "val_mixed": mean_sd([r["accuracy"] for r in mix]), "val_real": mean_sd([r["accuracy"] for r in rl]),
+                     "val_mixed": mean_sd([r["accuracy"] for r in mix]),
+                     "val_real": mean_sd([r["accuracy"] for r in rl]),
                      "train_s_mixed": float(np.mean([r["seconds"] for r in mix])),
                      "infer_cpu": float(np.mean([r["cpu_rate"] for r in mix])),
                      "spikes_per_event": [float(x) for x in np.mean([r["spikes"] for r in mix], axis=0)],

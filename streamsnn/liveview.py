@@ -176,7 +176,8 @@ class LiveView:
                 "confidence": round(float(decision.confidence), 4), "true_label": window.label,
                 "true_label_name": true_label_name(window, info), "sample": window.sample,
                 "source": window.source,
-                "events": int(decision.events), "spikes": [int(s) for s in decision.spikes], "queue_ms": round(info.queue_ms, 2),
+                "events": int(decision.events), "spikes": [int(s) for s in decision.spikes],
+                "queue_ms": round(info.queue_ms, 2),
                 "compute_ms": round(info.compute_ms, 2), "t_start_us": int(window.t_start_us),
                 "t_end_us": int(window.t_end_us), "time": round(time.time(), 3), "seq": self.decisions,
                 "classes": self.classes}

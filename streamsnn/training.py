@@ -34,19 +34,19 @@ class SampleArrays:
     def n_events(self) -> int:
         return int(sum(len(i) for i in self.idx))
 
-    def subset(self, n: int | None) -> "SampleArrays":
+    def subset(self, n: int | None) -> SampleArrays:
         if n is None:
             return self
         return SampleArrays(self.idx[:n], self.t[:n], self.labels[:n], self.ids[:n], classes=self.classes,
                             skipped=self.skipped)
 
-    def pick(self, which) -> "SampleArrays":
+    def pick(self, which) -> SampleArrays:
         """The samples at the positions ``which`` (in that order)."""
         which = [int(k) for k in which]
         return SampleArrays([self.idx[k] for k in which], [self.t[k] for k in which], self.labels[which],
                             [self.ids[k] for k in which])
 
-    def __add__(self, other: "SampleArrays") -> "SampleArrays":
+    def __add__(self, other: SampleArrays) -> SampleArrays:
         return SampleArrays(self.idx + other.idx, self.t + other.t,
                             np.concatenate([self.labels, other.labels]).astype(np.int64), self.ids + other.ids,
                             classes=self.classes or other.classes, skipped=self.skipped + other.skipped,

@@ -201,7 +201,8 @@ def test_leak_is_honoured_and_the_model_is_restored(test_samples, model):
     fresh = SpikingNetwork.load(model)
     seg = Segmenter("window", LIVE_WINDOW_US, LIVE_HOP_US, LIVE_MIN_EVENTS)
     windows = [w for b in make_stream(samples).batches for w in seg.feed(b)]
-    assert [fresh.predict_one(w.batch).label for w in windows] == [d["label"] for d in off["decision_list"][:len(windows)]]
+    published = [d["label"] for d in off["decision_list"][:len(windows)]]
+    assert [fresh.predict_one(w.batch).label for w in windows] == published
     leaky_alone = []
     for w in windows:
         fresh.tau_us = 30_000.0

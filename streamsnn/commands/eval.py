@@ -1,4 +1,4 @@
-"""`streamsnn eval --data DIR --model model.npz`: accuracy of a trained network (any architecture) on a folder's test split."""
+"""`streamsnn eval --data DIR --model model.npz`: accuracy of a trained network on a dataset's test split."""
 
 from __future__ import annotations
 

@@ -23,7 +23,8 @@ def add_parser(subparsers) -> None:
                     "checkpoint .npz: layers with kind and shapes, classes, input map, parameters, "
                     "training counters.",
     )
-    p.add_argument("path", help="event file (.bin .bs2 .aedat4 .raw .aedat), dataset folder, tonic:<Class>:<folder> or model (.npz)")
+    p.add_argument("path", help="event file (.bin .bs2 .aedat4 .raw .aedat), dataset folder, "
+                                "tonic:<Class>:<folder> or model (.npz)")
     p.add_argument("--json", action="store_true", help="print exactly one JSON object on stdout")
     p.add_argument("--count", action="store_true",
                    help="dataset: decode every sample (progress bar) for exact event counts and the active region")

@@ -244,7 +244,7 @@ class InputMap:
         return {"sensor": list(self.sensor), "roi": list(self.roi), "grid": list(self.grid)}
 
     @classmethod
-    def from_dict(cls, d: dict) -> "InputMap":
+    def from_dict(cls, d: dict) -> InputMap:
         try:
             return cls(tuple(d["sensor"]), tuple(d["roi"]) if d.get("roi") is not None else None, tuple(d["grid"]))
         except (KeyError, TypeError, ValueError):

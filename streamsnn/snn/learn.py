@@ -56,9 +56,9 @@ def backprop_counts(net, acts, e: np.ndarray, lr_scale: float) -> None:
 
     ``net.activity`` (>= 0) adds the gradient of ``activity * (spikes of every hidden layer)`` to the
     loss: the network learns to reach its answer with fewer spikes (less work per event, and no
-    drift towards ever larger counts). With ``net.max_step > 0`` no layer's weights move by more than that fraction of their norm in
-    one step (a sample with a huge error cannot wreck a layer; online learning has no batch to
-    average it away).
+    drift towards ever larger counts). With ``net.max_step > 0`` no layer's weights move by more than
+    that fraction of their norm in one step (a sample with a huge error cannot wreck a layer; online
+    learning has no batch to average it away).
     """
     n_cls = e.shape[0]
     act, h = acts[-1]

@@ -77,7 +77,8 @@ class SpikingNetwork:
         if sizes is not None:
             sizes = tuple(int(s) for s in sizes)
             if arch is not None or len(sizes) < 3 or min(sizes) <= 0:
-                raise ConfigError(f"sizes must be (inputs, hidden..., classes), all positive, without arch; got {sizes}")
+                raise ConfigError(f"sizes must be (inputs, hidden..., classes), all positive, without arch; "
+                                  f"got {sizes}")
             arch = [f"dense:{h}" for h in sizes[1:-1]]
             classes = sizes[-1] if classes is None else classes
         if input_map is None:
@@ -86,7 +87,8 @@ class SpikingNetwork:
                 raise ConfigError(f"input_shape must be (width, height, polarities<=2), got {input_shape}")
             input_map = InputMap(sensor=grid[:2], grid=grid)
         if sizes is not None and input_map.n_inputs != sizes[0]:
-            raise ConfigError(f"input_shape {input_map.grid} has {input_map.n_inputs} inputs but sizes[0] is {sizes[0]}")
+            raise ConfigError(f"input_shape {input_map.grid} has {input_map.n_inputs} inputs "
+                              f"but sizes[0] is {sizes[0]}")
         classes = 10 if classes is None else classes
         names = [str(k) for k in range(int(classes))] if isinstance(classes, (int, np.integer)) else \
             [str(c) for c in classes]
@@ -361,7 +363,7 @@ class SpikingNetwork:
         return save_network(self, path)
 
     @classmethod
-    def load(cls, path) -> "SpikingNetwork":
+    def load(cls, path) -> SpikingNetwork:
         """Read a checkpoint (format 2, or format 1 of the one-layer network); CheckpointError when bad."""
         from .checkpoint import load_network
 

@@ -51,7 +51,7 @@ class SyntheticSource(Source):
                 raise ConfigError("synthetic camera got no images; give at least one, or None for font digits")
 
     @classmethod
-    def from_path(cls, path=None, *, first: int = 101, count: int | None = None, **kw) -> "SyntheticSource":
+    def from_path(cls, path=None, *, first: int = 101, count: int | None = None, **kw) -> SyntheticSource:
         """The camera fed from a folder of MNIST idx files (test split, images `first`.. on; 101 skips
         the sources of the real N-MNIST test samples), a folder of PNG digits, or, with no path (or
         "font"), font-rendered digits. Other keywords go to the constructor."""
