@@ -52,22 +52,25 @@ def cv_augment(grid) -> dict:
             "jitter_us": c["jitter_us"]}
 #: Candidates of --cv: (name, train arguments, augmentation or None for the one `train` picks, learning steps).
 SMALL = {"shift_frac": 0.125, "dropout": 0.2, "jitter_us": 1000.0}
+NMNIST_AUG = {"shift_frac": 0, "shift": 2, "dropout": 0.1, "jitter_us": 1000.0}
+DEEP = "conv:32:5:2:2,conv:64:3:2:1,dense:256"
+SMALL_NET = "conv:16:5:2:2,dense:64"
+WHOLE = "--no-stream-crops"  # the candidates measured before the stream transforms became train's default
 CANDIDATES = [
-    ("before: whole 128x128 sensor onto 34x34, N-MNIST defaults", ["--roi", "0,0,128,128", "--grid", "34x34",
-                                                                    "--arch", "conv:32:5:2:2,conv:64:3:2:1,dense:256"],
-     {"shift_frac": 0, "shift": 2, "dropout": 0.1, "jitter_us": 1000.0}, "40 epochs"),
-    ("N-MNIST arch and augmentation, 40 epochs", ["--arch", "conv:32:5:2:2,conv:64:3:2:1,dense:256"],
-     {"shift_frac": 0, "shift": 2, "dropout": 0.1, "jitter_us": 1000.0}, "40 epochs"),
-    ("N-MNIST arch, small-data augmentation", ["--arch", "conv:32:5:2:2,conv:64:3:2:1,dense:256"], SMALL, 3000),
-    ("conv:16:5:2:2,dense:64, small-data augmentation", ["--arch", "conv:16:5:2:2,dense:64"], SMALL, 3000),
-    ("conv:16:5:2:2,dense:64, N-MNIST augmentation", ["--arch", "conv:16:5:2:2,dense:64"],
-     {"shift_frac": 0, "shift": 2, "dropout": 0.1, "jitter_us": 1000.0}, 3000),
-    ("conv:16:5:2:2,dense:64, 1000 steps", ["--arch", "conv:16:5:2:2,dense:64"], SMALL, 1000),
-    ("conv:16:5:2:2,dense:64, 1 polarity", ["--arch", "conv:16:5:2:2,dense:64", "--polarities", "1"], SMALL, 3000),
-    ("conv:16:5:2:2,dense:64, shifts 1/4 grid, dropout 30%", ["--arch", "conv:16:5:2:2,dense:64"],
+    ("before: whole 128x128 sensor onto 34x34, N-MNIST defaults",
+     ["--roi", "0,0,128,128", "--grid", "34x34", "--arch", DEEP, WHOLE], NMNIST_AUG, "40 epochs"),
+    ("N-MNIST arch and augmentation, 40 epochs", ["--arch", DEEP, WHOLE], NMNIST_AUG, "40 epochs"),
+    ("N-MNIST arch, small-data augmentation", ["--arch", DEEP, WHOLE], SMALL, 3000),
+    ("conv:16:5:2:2,dense:64, small-data augmentation", ["--arch", SMALL_NET, WHOLE], SMALL, 3000),
+    ("conv:16:5:2:2,dense:64, N-MNIST augmentation", ["--arch", SMALL_NET, WHOLE], NMNIST_AUG, 3000),
+    ("conv:16:5:2:2,dense:64, 1000 steps", ["--arch", SMALL_NET, WHOLE], SMALL, 1000),
+    ("conv:16:5:2:2,dense:64, 1 polarity", ["--arch", SMALL_NET, "--polarities", "1", WHOLE], SMALL, 3000),
+    ("conv:16:5:2:2,dense:64, shifts 1/4 grid, dropout 30%", ["--arch", SMALL_NET, WHOLE],
      {"shift_frac": 0.25, "dropout": 0.3, "jitter_us": 1000.0}, 3000),
-    ("conv:8:5:2:2,conv:16:3:2:1,dense:64", ["--arch", "conv:8:5:2:2,conv:16:3:2:1,dense:64"], SMALL, 3000),
-    ("dense:128", ["--arch", "dense:128"], SMALL, 3000),
+    ("conv:8:5:2:2,conv:16:3:2:1,dense:64", ["--arch", "conv:8:5:2:2,conv:16:3:2:1,dense:64", WHOLE], SMALL, 3000),
+    ("dense:128", ["--arch", "dense:128", WHOLE], SMALL, 3000),
+    ("N-MNIST defaults with the stream transforms (time crops, crossings; half the learning rates)",
+     ["--stream-crops"], NMNIST_AUG, "40 epochs"),
 ]
 
 
@@ -83,13 +86,16 @@ def plan_for(data: Path, seed: int, extra=()):
     return net, s, aug, picked, lines
 
 
-def fit(net, train, epochs: int, aug: dict | None, seed: int) -> float:
+def fit(net, train, epochs: int, aug: dict | None, seed: int, stream: bool = True) -> float:
+    """Train as `streamsnn train` does: augmentation, and the stream transforms unless turned off."""
+    from streamsnn.augment import StreamCrops
     from streamsnn.training import Augment, train_epoch
 
     augment = Augment(**aug) if aug else None
+    crops = StreamCrops() if stream else None
     t0 = time.perf_counter()
     for ep in range(epochs):
-        train_epoch(net, train, epoch=ep, epochs=epochs, seed=seed, augment=augment, quiet=True)
+        train_epoch(net, train, epoch=ep, epochs=epochs, seed=seed, augment=augment, stream=crops, quiet=True)
     return time.perf_counter() - t0
 
 
@@ -151,7 +157,7 @@ def compare(name: str, data: Path, seeds, log, checked: str, extra=(), aug_overr
         if aug_override is not None:
             aug = aug_override(net.input_map.grid) if callable(aug_override) else aug_override
         train, test, _ = load_folders([data], net, quiet=True)
-        secs.append(fit(net, train, s["epochs"], aug, seed))
+        secs.append(fit(net, train, s["epochs"], aug, seed, stream=picked["stream_crops"]))
         snn.append(evaluate(net, test)["accuracy"])
         mlp.append(mlp_accuracy(train, test, net.input_map.n_inputs, seed))
         log(f"own_data: {name} seed {seed}: streamsnn {snn[-1]:.3f}  MLP {mlp[-1]:.3f}  ({secs[-1]:.0f} s)")
@@ -228,7 +234,7 @@ def cross_validate(ctx: Context, reps: int, log) -> Result:
             train = load_split(poker, "train", net0, quiet=True)
             folds = StratifiedKFold(4, shuffle=True, random_state=rep).split(np.zeros(len(train)), train.labels)
             for k, (tr, va) in enumerate(folds):
-                net, s, _, _, _ = plan_for(poker, 100 * rep + k, extra)
+                net, s, _, picked, _ = plan_for(poker, 100 * rep + k, extra)
                 part = train.pick(tr)
                 epochs = 40 if steps == "40 epochs" else math.ceil(steps / len(part))
                 grid = net.input_map.grid
@@ -236,7 +242,7 @@ def cross_validate(ctx: Context, reps: int, log) -> Result:
                 shift = a.pop("shift", None)
                 a["shift"] = shift if not a["shift_frac"] else max(2, round(a["shift_frac"] * max(grid[:2])))
                 a.pop("shift_frac")
-                fit(net, part, epochs, a, 100 * rep + k)
+                fit(net, part, epochs, a, 100 * rep + k, stream=picked["stream_crops"])
                 val = train.pick(va)
                 accs.append(float(np.mean([net.predict_indices(val.idx[i], val.t[i]).label == val.labels[i]
                                            for i in range(len(val))])))

@@ -23,7 +23,9 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from .errors import ConfigError
+import numpy as np
+
+from .errors import ConfigError, InputError
 from .snn.arch import InputMap
 
 #: Longest side (pixels) of a region kept at native resolution, and the bound on a pooled grid's side.
@@ -131,3 +133,34 @@ def choose_input(ds, *, roi=None, grid=None, polarities: int | None = None, max_
 def is_small(n_train: int, n_classes: int) -> bool:
     """True when the training split has fewer than SMALL_PER_CLASS samples per class (mean)."""
     return n_train < SMALL_PER_CLASS * max(1, n_classes)
+
+
+def choose_stream(datasets, asked: bool | None, window_us: int, max_samples: int = 16) -> tuple[bool, str]:
+    """Whether `train` uses the stream transforms (time crops and crossings), and why.
+
+    `asked` (--stream-crops / --no-stream-crops) wins. Otherwise they are on when the training samples
+    last at least one live window (`window_us`): only then does a window hold part of a sample, and a
+    crossing the end of one and the start of the next. Samples shorter than a window (card pips of a
+    few milliseconds) would be cropped to themselves, and a crossing window would hold two whole samples
+    of different classes under one label: then they are off. The median length of up to `max_samples`
+    training samples, spread over the first dataset, decides (unreadable ones are passed over).
+    """
+    if asked is not None:
+        return bool(asked), "--stream-crops" if asked else "--no-stream-crops"
+    samples = [s for ds in datasets[:1] for s in ds.samples if s.split == "train"] or list(datasets[0].samples)
+    step = max(1, len(samples) // max_samples)
+    lengths = []
+    for s in samples[::step][:max_samples]:
+        try:
+            t = s.load().events["t"]
+        except InputError:
+            continue
+        if len(t):
+            lengths.append(int(t[-1]) - int(t[0]))
+    if not lengths:
+        return True, "no training sample could be read to measure"
+    median = float(np.median(lengths))
+    on = median >= window_us
+    why = (f"samples last {median / 1000:.0f} ms (median), {'at least' if on else 'less than'} "
+           f"a {window_us // 1000} ms live window")
+    return on, why

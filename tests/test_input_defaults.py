@@ -100,3 +100,32 @@ def test_another_sensor_is_scaled_when_the_region_is_the_whole_sensor_else_refus
     net = SpikingNetwork(arch="dense:8", input_map=part, classes=["club", "diamond", "spade"])
     with pytest.raises(InputError):
         net.predict_one(cam)
+
+
+def test_stream_transforms_follow_the_length_of_the_samples():
+    """On for samples at least a live window long (N-MNIST: about 300 ms), off for shorter ones (pips of
+    5-15 ms: a crop would be the whole pip and a crossing two whole pips under one label); flags win."""
+    from streamsnn.augment import StreamCrops
+    from streamsnn.cli import build_parser
+    from streamsnn.commands.train import plan
+
+    window = StreamCrops().window_us
+    nmnist, poker = open_dataset(need("nmnist_small")), open_dataset(need("poker_dvs_inverted"))
+    on, why = dd.choose_stream([nmnist], None, window)
+    assert on and "at least" in why
+    off, why = dd.choose_stream([poker], None, window)
+    assert not off and "less than" in why
+    # the rule compares with the window: a window shorter than the pips turns them on
+    assert dd.choose_stream([poker], None, 1_000)[0]
+    assert dd.choose_stream([poker], True, window) == (True, "--stream-crops")
+    assert dd.choose_stream([nmnist], False, window) == (False, "--no-stream-crops")
+    # what train builds: the stream setting halves a convolutional network's rates only when on
+    rates = {}
+    for name, data in (("nmnist", nmnist.root), ("poker", poker.root)):
+        args = build_parser().parse_args(["train", "--data", str(data), "--out", "/tmp/x.npz"])
+        lines = []
+        net, s, _, picked = plan(args, lines.append)
+        assert picked["stream_crops"] is (name == "nmnist") and args.stream_crops is picked["stream_crops"]
+        assert f"stream crops {'on' if name == 'nmnist' else 'off'}" in lines[-1]
+        rates[name] = net.lr
+    assert rates["nmnist"] < rates["poker"]
