@@ -61,3 +61,20 @@ def daemons():
     yield started
     for d in started:
         d.stop()
+
+
+class QuietSink:
+    """The rest of a stages.Sink for test sinks that only record decisions: metrics ignored, always healthy,
+    nothing to flush or close. Subclasses define `publish_decision`."""
+
+    def publish_metrics(self, m) -> None:
+        pass
+
+    def check(self) -> None:
+        pass
+
+    async def flush(self, timeout=None) -> bool:
+        return True
+
+    async def close(self) -> None:
+        pass

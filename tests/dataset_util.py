@@ -84,3 +84,13 @@ def labelled_recording(folder: Path, name: str, picks: list[tuple[str, int]], ga
 def poker_files() -> list[Path]:
     return sorted(need("poker_dvs_inverted").rglob("*.aedat"))
 
+
+def tonic_nmnist_links(root: Path, per_split: int) -> None:
+    """tonic's N-MNIST layout under root (`NMNIST/{Train,Test}/<digit>/<id>.bin`), `per_split` real samples
+    of each split linked from nmnist_small."""
+    src = need("nmnist_small")
+    for split, folder in (("train", "Train"), ("test", "Test")):
+        for sample_id, digit in nmnist_picks(split, per_split):
+            d = root / "NMNIST" / folder / str(digit)
+            d.mkdir(parents=True, exist_ok=True)
+            (d / f"{sample_id}.bin").symlink_to(src / f"{sample_id}.bs2")

@@ -303,3 +303,16 @@ def spawn_sink(port: int, node_id: str, host: str = "127.0.0.1") -> subprocess.P
 async def spawn_sink_async(port: int, node_id: str, host: str = "127.0.0.1") -> subprocess.Popen:
     """spawn_sink without blocking the event loop (needed when the broker runs in this loop)."""
     return await asyncio.to_thread(spawn_sink, port, node_id, host)
+
+
+def hostile_packet(batch, **fields) -> bytes:
+    """The event packet of `batch` with header fields (width, height, t0, n) overwritten, as an attacker sends it."""
+    import struct
+
+    from streamsnn.mqtt import packets
+
+    payload = bytearray(packets.encode(batch))
+    for name, value in fields.items():
+        fmt, at = {"width": ("<H", 6), "height": ("<H", 8), "t0": ("<q", 20), "n": ("<I", 28)}[name]
+        struct.pack_into(fmt, payload, at, value)
+    return bytes(payload)

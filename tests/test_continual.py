@@ -9,6 +9,7 @@ import asyncio
 import numpy as np
 import pytest
 from conftest import need
+from daemon_util import QuietSink
 
 from streamsnn.errors import ConfigError
 from streamsnn.io import open_dataset
@@ -22,7 +23,7 @@ def samples():
     return [s.load() for s in open_dataset(need("nmnist_small")).split("test").samples[:8]]
 
 
-class Collect:
+class Collect(QuietSink):
     """A sink keeping (sample, published label) of every decision, and every class list it is sent."""
 
     def __init__(self):
@@ -33,18 +34,6 @@ class Collect:
 
     def publish_classes(self, classes) -> None:
         self.class_lists.append(list(classes))
-
-    def publish_metrics(self, m) -> None:
-        pass
-
-    def check(self) -> None:
-        pass
-
-    async def flush(self, timeout=None) -> bool:
-        return True
-
-    async def close(self) -> None:
-        pass
 
 
 class Source:

@@ -8,7 +8,6 @@ import asyncio
 import json
 import re
 import signal
-import struct
 import urllib.request
 from pathlib import Path
 
@@ -16,7 +15,7 @@ import aiomqtt
 import pytest
 from conftest import need
 from daemon_util import Daemon, daemons  # noqa: F401 (fixture)
-from mqtt_util import Collector, make_tls_files, mosquitto  # noqa: F401 (fixture)
+from mqtt_util import Collector, hostile_packet, make_tls_files, mosquitto  # noqa: F401 (fixture)
 
 from streamsnn.events import MAX_SENSOR_SIDE, EventBatch
 from streamsnn.io import open_dataset, read_events
@@ -26,15 +25,6 @@ ROOT = Path(__file__).resolve().parent.parent
 MQTT_EVENTS = ROOT / "pipelines" / "mqtt-events.toml"
 
 pytestmark = pytest.mark.slow
-
-
-def patched(batch: EventBatch, **fields) -> bytes:
-    """The packet of `batch` with header fields overwritten, as an attacker sends it."""
-    payload = bytearray(packets.encode(batch))
-    for name, value in fields.items():
-        fmt, at = {"width": ("<H", 6), "height": ("<H", 8), "t0": ("<q", 20), "n": ("<I", 28)}[name]
-        struct.pack_into(fmt, payload, at, value)
-    return bytes(payload)
 
 
 def metrics(col: Collector, node: str) -> list[dict]:
@@ -65,9 +55,9 @@ async def test_hostile_packets_leave_a_daemon_that_classifies_and_stops(tmp_path
         packets.encode(stream[2]),                       # far back: a new stream
         packets.encode(part), packets.encode(part),      # a sample's part twice
         packets.encode(moved),                           # the sample changes sensor size
-        patched(stream[3], t0=2**63 - 100),              # timestamps that wrap in int64
-        patched(stream[3], width=65535, height=65535),   # a 65535x65535 sensor
-        patched(stream[3], n=2**32 - 1),                 # a header announcing 4 G events
+        hostile_packet(stream[3], t0=2**63 - 100),              # timestamps that wrap in int64
+        hostile_packet(stream[3], width=65535, height=65535),   # a 65535x65535 sensor
+        hostile_packet(stream[3], n=2**32 - 1),                 # a header announcing 4 G events
         packets.encode(rec.with_meta(source=None)),      # 111,954 real events in one packet: over the limit
         packets.encode(big),
     ]

@@ -6,8 +6,7 @@ from __future__ import annotations
 import threading
 
 import pytest
-from conftest import need
-from dataset_util import labelled_recording, nmnist_picks
+from dataset_util import labelled_recording, nmnist_picks, tonic_nmnist_links
 from test_io_hardening import hanging_aedat4
 
 import streamsnn.io
@@ -77,12 +76,7 @@ def test_cancel_reaches_the_decode_of_a_labelled_recording(tmp_path, monkeypatch
 
 def tonic_nmnist_with_an_empty_item(root):
     """tonic's NMNIST layout under root: two real samples per split and an empty Test/3/99999.bin."""
-    src = need("nmnist_small")
-    for split, folder in (("train", "Train"), ("test", "Test")):
-        for sample_id, digit in nmnist_picks(split, 2):
-            d = root / "NMNIST" / folder / str(digit)
-            d.mkdir(parents=True, exist_ok=True)
-            (d / f"{sample_id}.bin").symlink_to(src / f"{sample_id}.bs2")
+    tonic_nmnist_links(root, 2)
     (root / "NMNIST" / "Test" / "3").mkdir(exist_ok=True)
     (root / "NMNIST" / "Test" / "3" / "99999.bin").touch()
     return f"tonic:NMNIST:{root}"

@@ -4,7 +4,7 @@ built from the real shared files (NMNIST from nmnist_small, POKERDVS from poker_
 import numpy as np
 import pytest
 from conftest import need
-from dataset_util import nmnist_picks, poker_files
+from dataset_util import poker_files, tonic_nmnist_links
 
 from streamsnn.errors import InputError
 from streamsnn.io import open_dataset, read_events
@@ -33,12 +33,7 @@ def no_downloads(monkeypatch):
 def tonic_root(tmp_path_factory):
     """save_to folder with NMNIST/{Train,Test}/<digit>/<id>.bin and POKERDVS/pips_{train,test}/<cl|di|sp>/*.npy."""
     root = tmp_path_factory.mktemp("tonic")
-    src = need("nmnist_small")
-    for split, folder in (("train", "Train"), ("test", "Test")):
-        for sample_id, digit in nmnist_picks(split, 12):
-            d = root / "NMNIST" / folder / str(digit)
-            d.mkdir(parents=True, exist_ok=True)
-            (d / f"{sample_id}.bin").symlink_to(src / f"{sample_id}.bs2")
+    tonic_nmnist_links(root, 12)
     for f in poker_files():
         e = read_events(f).events
         rows = np.stack([e["t"], e["x"].astype(np.int64) - CROP, e["y"].astype(np.int64) - CROP, e["p"]], axis=1)

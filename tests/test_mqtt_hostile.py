@@ -13,10 +13,9 @@ import aiomqtt
 import numpy as np
 import pytest
 from conftest import need
-from mqtt_util import Mosquitto, free_port, make_tls_files, mosquitto  # noqa: F401 (fixture)
+from mqtt_util import Mosquitto, free_port, hostile_packet, make_tls_files, mosquitto  # noqa: F401 (fixture)
 
 from streamsnn.errors import ConfigError
-from streamsnn.events import EventBatch
 from streamsnn.feedback import Message
 from streamsnn.mqtt import MqttSettings, MqttSink, packets
 from streamsnn.mqtt.source import MqttEventSource
@@ -137,25 +136,14 @@ async def test_broker_acl_keeps_feedback_of_other_users_away(tmp_path):
                     assert json.loads(msg.payload) == {"label": 2}
 
 
-def packet(batch: EventBatch, **fields) -> bytes:
-    """An event packet with header fields overwritten, as an attacker sends it."""
-    import struct
-
-    payload = bytearray(packets.encode(batch))
-    for name, value in fields.items():
-        fmt, at = {"width": ("<H", 6), "height": ("<H", 8), "t0": ("<q", 20), "n": ("<I", 28)}[name]
-        struct.pack_into(fmt, payload, at, value)
-    return bytes(payload)
-
-
 async def test_hostile_packets_are_counted_and_skipped_by_the_source(mosquitto, caplog):
     from streamsnn.io import read_events
 
     rec = read_events(need("recordings/tonic_sample.aedat4"))
     good = rec.slice_count(0, 2000).with_meta(meta={"end_of_sample": True})
     big = rec.slice_count(0, 5001)
-    hostile = [packet(good, width=65535, height=65535), packet(good, t0=2**63 - 10), packet(good, n=2**32 - 1),
-               packets.encode(big), b"SSEV" + b"\xff" * 60]
+    hostile = [hostile_packet(good, width=65535, height=65535), hostile_packet(good, t0=2**63 - 10),
+               hostile_packet(good, n=2**32 - 1), packets.encode(big), b"SSEV" + b"\xff" * 60]
     source = MqttEventSource(settings(mosquitto.port), "ev/hostile", idle_timeout=2.0, max_events=5000)
     await source.start()
     await asyncio.wait_for(source.subscribed.wait(), 10)

@@ -7,6 +7,7 @@ import asyncio
 
 import numpy as np
 import pytest
+from daemon_util import QuietSink
 
 from streamsnn.events import EventBatch
 from streamsnn.io import open_dataset, read_events
@@ -268,7 +269,7 @@ async def test_a_segmenter_defect_is_counted_and_the_segmenter_starts_afresh(nmn
     assert out == [samples[0].sample, samples[2].sample, samples[3].sample] and counters.bad_batches == 1
 
 
-class _Collect:
+class _Collect(QuietSink):
     """A sink (stages.Sink) that keeps `what(window, decision)` of every decision."""
 
     def __init__(self, into: list, what):
@@ -276,15 +277,3 @@ class _Collect:
 
     def publish_decision(self, window, decision, info) -> None:
         self.into.append(self.what(window, decision))
-
-    def publish_metrics(self, m) -> None:
-        pass
-
-    def check(self) -> None:
-        pass
-
-    async def flush(self, timeout=None) -> bool:
-        return True
-
-    async def close(self) -> None:
-        pass
