@@ -40,6 +40,23 @@ def true_output(net, window: Window) -> int | None:
     return int(window.label)
 
 
+def true_class(classes, window: Window) -> str | None:
+    """The class name of the window's true label in the space of the network's `classes`, or None.
+
+    This is the label's identity for comparisons with anything in the network's output space (feedback
+    labels): the dataset's class name when it is matched by name, else the name of the output whose index
+    the label is. A dataset class the model lacks keeps its name, so it never equals another class.
+    """
+    if window.label is None:
+        return None
+    classes = [str(c) for c in classes]
+    name = window.batch.meta.get("label_name") if window.batch is not None else None
+    if name is not None and by_name(classes, [str(name)]):
+        return str(name)
+    index = int(window.label)
+    return classes[index] if 0 <= index < len(classes) else str(index)
+
+
 def by_name(classes, names) -> bool:
     """Whether dataset class `names` are matched to a network's `classes` by name.
 

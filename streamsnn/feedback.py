@@ -15,6 +15,7 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any, Callable
 
+from .decide import true_class
 from .segment import Window
 
 #: Keys a feedback message may hold.
@@ -208,8 +209,10 @@ def judge(fb: Feedback, recent: Recent, classes: tuple[str, ...] | list[str],
         what = f"t_end_us {fb.t_end_us}"
     if w is None:
         raise Refused("unknown_sample", f"no recent decision for {what} (the last {recent.size} are kept)")
-    if w.label is not None and label != w.label:
-        raise Refused("contradicts_label", f"label {label} for {what}, whose true label is {w.label}")
+    truth = true_class(classes, w)  # by class identity: the dataset's label order may differ from the model's
+    claimed = classes[label] if label < len(classes) else str(fb.label)
+    if truth is not None and claimed != truth:
+        raise Refused("contradicts_label", f"label {claimed!r} for {what}, whose true label is {truth!r}")
     if w.learned:
         raise Refused("duplicate", f"{what} was learned from already; a decision is taught once")
     if not bucket.take():

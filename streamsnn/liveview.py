@@ -165,7 +165,7 @@ class LiveView:
             self._new = True
 
     def publish_decision(self, window, decision, info) -> None:
-        from .stages import true_label_name
+        from .stages import true_label_index, true_label_name
 
         self.decisions += 1
         if info.classes and list(info.classes) != self.classes:
@@ -173,7 +173,7 @@ class LiveView:
         label = int(decision.label)
         slim = {"label": label, "label_name": info.name(label),
                 "scores": [round(float(x), 4) for x in decision.scores],
-                "confidence": round(float(decision.confidence), 4), "true_label": window.label,
+                "confidence": round(float(decision.confidence), 4), "true_label": true_label_index(window, info),
                 "true_label_name": true_label_name(window, info), "sample": window.sample,
                 "source": window.source,
                 "events": int(decision.events), "spikes": [int(s) for s in decision.spikes],

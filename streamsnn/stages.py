@@ -48,8 +48,23 @@ def true_label_name(window: Window, info: DecisionInfo) -> str | None:
     """The class name of the window's true label: the dataset's name when the batch carries one."""
     if window.label is None:
         return None
+    if info.classes:
+        from .decide import true_class
+
+        return true_class(info.classes, window)
     name = window.batch.meta.get("label_name") if window.batch is not None else None
     return str(name) if name is not None else info.name(window.label)
+
+
+def true_label_index(window: Window, info: DecisionInfo) -> int | None:
+    """The model's output index of the window's true class (compare it with the decision's label), or None
+    when the label is unknown or the model lacks that class. Never the dataset's index: the two orders differ."""
+    if window.label is None:
+        return None
+    if not info.classes:
+        return int(window.label)
+    name = true_label_name(window, info)
+    return info.classes.index(name) if name in info.classes else None
 
 
 @runtime_checkable

@@ -6,7 +6,7 @@ import json
 import time
 from typing import Any
 
-from ..stages import DecisionInfo, true_label_name
+from ..stages import DecisionInfo, true_label_index, true_label_name
 
 #: Version of the classification JSON. 2 added label_name, true_label_name, queue_ms and compute_ms.
 #: `latency_ms` means what it meant in 1: window complete -> payload built.
@@ -56,7 +56,7 @@ def classification_payload(window, decision, info: DecisionInfo, *, node_id: str
         "compute_ms": round(float(info.compute_ms), 3),
         "latency_ms": round((time.monotonic() - window.ready) * 1000.0, 3),
         "model_version": info.model_version,
-        "true_label": None if window.label is None else int(window.label),
+        "true_label": true_label_index(window, info),
         "true_label_name": true_label_name(window, info),
         "time": round(time.time(), 6),
     }

@@ -53,7 +53,8 @@ class ConsoleSink:
         where = f"sample {window.sample}" if window.sample is not None else \
             f"t {window.t_start_us}..{window.t_end_us} us"
         truth = true_label_name(window, info)
-        mark = "" if truth is None else f"  (true {truth} {'ok' if window.label == decision.label else 'MISS'})"
+        right = truth == info.name(int(decision.label))  # by class name: the dataset's order may differ
+        mark = "" if truth is None else f"  (true {truth} {'ok' if right else 'MISS'})"
         return (f"{where:>24}: {info.name(int(decision.label))}  conf {float(decision.confidence):.2f}  "
                 f"{int(decision.events)} ev  queue {info.queue_ms:.1f} ms + network {info.compute_ms:.1f} ms{mark}")
 

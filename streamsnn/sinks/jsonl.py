@@ -6,7 +6,7 @@ import json
 import time
 from pathlib import Path
 
-from ..stages import true_label_name
+from ..stages import true_label_index, true_label_name
 
 
 def record(window, decision, info) -> dict:
@@ -16,7 +16,8 @@ def record(window, decision, info) -> dict:
         "source": window.source, "sample": window.sample, "t_start_us": int(window.t_start_us),
         "t_end_us": int(window.t_end_us), "label": label, "label_name": info.name(label),
         "confidence": round(float(decision.confidence), 6), "scores": [round(float(x), 6) for x in decision.scores],
-        "events": int(decision.events), "true_label": window.label, "true_label_name": true_label_name(window, info),
+        "events": int(decision.events), "true_label": true_label_index(window, info),
+        "true_label_name": true_label_name(window, info),
         "queue_ms": round(info.queue_ms, 3), "compute_ms": round(info.compute_ms, 3),
         "model_version": info.model_version, "time": round(time.time(), 6),
     }
