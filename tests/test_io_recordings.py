@@ -74,8 +74,10 @@ def test_dvs128_bit_layout(tmp_path):
     def addr(col_raw, row_raw, raw_pol):
         return (row_raw << 8) | (col_raw << 1) | raw_pol
 
+    T = 0xFFFF_FF00  # a clock near its wrap (a step of more than 35.8 minutes would be refused as corrupt)
+
     rec = np.array(
-        [(addr(0, 0, 0), 10), (addr(127, 0, 1), 20), (0x8000, 25), (addr(5, 100, 1), 30),
+        [(addr(0, 0, 0), T + 10), (addr(127, 0, 1), T + 20), (0x8000, T + 25), (addr(5, 100, 1), T + 30),
          (addr(3, 4, 0), 0xFFFF_FFF0), (addr(3, 4, 0), 0x10)],  # last: 32-bit timestamp wrap
         dtype=[("a", ">u4"), ("t", ">u4")])
     f = tmp_path / "hand.aedat"
@@ -86,7 +88,7 @@ def test_dvs128_bit_layout(tmp_path):
     assert list(ev["x"]) == [127, 0, 122, 124, 124]   # jAER flips the raw column
     assert list(ev["y"]) == [127, 127, 27, 123, 123]  # raw rows count from the bottom
     assert list(ev["p"]) == [1, 0, 0, 1, 1]           # raw polarity 0 is ON
-    assert list(ev["t"]) == [10, 20, 30, 0xFFFF_FFF0, (1 << 32) + 0x10]
+    assert list(ev["t"]) == [T + 10, T + 20, T + 30, 0xFFFF_FFF0, (1 << 32) + 0x10]
 
 
 def test_prophesee_header_without_events_is_an_empty_sample(tmp_path):

@@ -26,6 +26,8 @@ CHIPS = ("DVS128", "Tmpdiff128")
 MAGIC = b"#!AER-DAT"
 #: Longest text header accepted (jAER writes a few KB of comments at most).
 MAX_HEADER_BYTES = 1 << 20
+#: Largest forward step between consecutive events (half the 32-bit clock's range, 35.8 minutes).
+MAX_STEP_US = 1 << 31
 
 
 def read_header(path: str | Path) -> tuple[dict[str, str], int]:
@@ -82,10 +84,19 @@ def read_aedat2(path: str | Path) -> EventBatch:
     rec = rec[(rec["address"] & SPECIAL_BITS) == 0]
     addr = rec["address"]
     t = rec["t"].astype(np.int64)
-    # Timestamps are 32-bit: unwrap where the counter overflowed (a backward jump of more than 2^31 us),
-    # in one pass however many wraps a damaged file holds.
+    # Timestamps are 32-bit: unwrap where the counter overflowed (a backward jump of more than 2^31 us).
+    # A step forward of more than 2^31 us cannot be told from a backward step across the wrap, and a
+    # DVS128 never goes 35.8 minutes without an event: such a file's clock is corrupt (a "wrap storm"
+    # of 0xFFFFFFFF, 0, 0xFFFFFFFF, ... would otherwise read as months), so it is refused.
     if t.size > 1:
-        t[1:] += np.cumsum(np.diff(t) < -(1 << 31), dtype=np.int64) << 32
+        step = np.diff(t)
+        leaps = int(np.count_nonzero(step > MAX_STEP_US))
+        if leaps:
+            wraps = int(np.count_nonzero(step < -MAX_STEP_US))
+            raise InputError(f"{path}: timestamps jump ahead by more than {MAX_STEP_US / 6e7:.1f} minutes {leaps} "
+                             f"times (and wrap {wraps} times); a DVS128's 32-bit clock wraps once every "
+                             f"{(1 << 32) / 6e7:.1f} minutes, so the timestamps are corrupt; re-export the recording")
+        t[1:] += np.cumsum(step < -MAX_STEP_US, dtype=np.int64) << 32
     if t.size > 1 and np.any(np.diff(t) < 0):
         # jAER writes events in arrival order, which is time order for one DVS128; a stable sort
         # repairs small inversions (e.g. merged streams) and keeps the order of equal timestamps.
