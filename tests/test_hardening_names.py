@@ -96,6 +96,22 @@ def test_the_cli_log_format_escapes_whatever_a_message_holds():
     assert line == "WARNING bad a\\x0ab\\x1b[31m\\u202e"
 
 
+def test_console_lines_and_skipped_sample_lines_escape_sample_ids_and_reasons():
+    from streamsnn.commands.eval import skipped_line
+    from streamsnn.sinks.console import ConsoleSink
+    from streamsnn.snn.network import Decision
+    from streamsnn.stages import DecisionInfo
+
+    b = batch(1, sample="id\x1b]0;title\x07\nforged")
+    b = b.with_meta(meta={"label_name": "cup\u202e"}, label=0)
+    w = Window(b, b.t_start, b.t_end, b.sample, 0)
+    d = Decision(label=1, scores=np.zeros(2, np.float32), confidence=0.5, events=len(b))
+    line = ConsoleSink.decision_line(w, d, DecisionInfo(1.0, 2.0, classes=("cup", "plate")))
+    assert_safe(line, lines=1)
+    assert "id\\x1b]0;title\\x07\\x0aforged" in line and "true cup\\u202e MISS" in line
+    assert_safe(skipped_line(["Train/a\nb.bin: bad\x1b[2J", "c"]), lines=1)
+
+
 def bad_model(tmp_path, names) -> str:
     """A checkpoint whose classes hold names no longer accepted (as an older version let feedback add them)."""
     m = SpikingNetwork((2312, 8, len(names)), seed=1)
