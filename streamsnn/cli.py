@@ -13,6 +13,7 @@ import threading
 
 from . import __version__
 from .errors import StreamsnnError
+from .textsafe import printable
 
 
 def _command_modules():
@@ -38,6 +39,14 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+class OneLineFormatter(logging.Formatter):
+    """Log lines whose message cannot forge others: control, invisible and bidi characters in it are escaped
+    (a traceback, added after the message, keeps its lines)."""
+
+    def formatMessage(self, record: logging.LogRecord) -> str:
+        return printable(super().formatMessage(record))
+
+
 class Terminated(KeyboardInterrupt):
     """SIGTERM, raised in the main thread like Ctrl-C, so that cleanup runs (e.g. a decoder worker is killed)."""
 
@@ -61,11 +70,10 @@ def main(argv: list[str] | None = None) -> int:
 def _main(argv: list[str] | None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    logging.basicConfig(
-        level=logging.WARNING - 10 * min(args.verbose, 2) if args.verbose else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(OneLineFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    logging.basicConfig(level=logging.WARNING - 10 * min(args.verbose, 2) if args.verbose else logging.INFO,
+                        handlers=[handler])
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
@@ -77,7 +85,7 @@ def _main(argv: list[str] | None) -> int:
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 141  # the status of a process ended by SIGPIPE
     except StreamsnnError as exc:
-        print(f"streamsnn: error: {exc}", file=sys.stderr)
+        print(f"streamsnn: error: {printable(str(exc))}", file=sys.stderr)
         return exc.exit_code
     except Terminated:
         print("streamsnn: terminated (SIGTERM)", file=sys.stderr)

@@ -7,6 +7,7 @@ from dataclasses import replace
 
 import numpy as np
 
+from . import classnames
 from .errors import ConfigError
 from .segment import Window
 
@@ -36,7 +37,7 @@ def true_output(net, window: Window) -> int | None:
     name = window.batch.meta.get("label_name") if window.batch is not None else None
     classes = list(getattr(net, "classes", None) or ())
     if name is not None and by_name(classes, [str(name)]):
-        return classes.index(str(name)) if str(name) in classes else None
+        return classnames.find(str(name), classes)
     return int(window.label)
 
 
@@ -52,7 +53,8 @@ def true_class(classes, window: Window) -> str | None:
     classes = [str(c) for c in classes]
     name = window.batch.meta.get("label_name") if window.batch is not None else None
     if name is not None and by_name(classes, [str(name)]):
-        return str(name)
+        index = classnames.find(str(name), classes)  # the model's spelling (names match regardless of case)
+        return classes[index] if index is not None else str(name)
     index = int(window.label)
     return classes[index] if 0 <= index < len(classes) else str(index)
 

@@ -15,8 +15,10 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any, Callable
 
+from . import classnames
 from .decide import true_class
 from .segment import Window
+from .textsafe import shown
 
 #: Keys a feedback message may hold.
 FEEDBACK_KEYS = frozenset({"sample", "t_end_us", "label"})
@@ -64,10 +66,12 @@ def parse(msg: Message | bytes | str | dict | Feedback, max_bytes: int = MAX_FEE
 
     Reasons: retained (a retained message replayed on subscribing: it would be applied again after
     every reconnect), oversized, bad_json (not UTF-8 JSON, or nested too deeply), not_object,
-    unknown_keys, missing_label, missing_target (neither or both of sample / t_end_us), wrong_type.
+    unknown_keys, missing_label, missing_target (neither or both of sample / t_end_us), wrong_type,
+    bad_class_name (a label name that is not a class name: see `classnames`; a good one comes back
+    normalised).
     """
     if isinstance(msg, Feedback):
-        return msg
+        return _named(msg)
     if isinstance(msg, Message):
         if msg.retained:
             raise Refused("retained", "publish feedback without the retain flag")
@@ -86,7 +90,7 @@ def parse(msg: Message | bytes | str | dict | Feedback, max_bytes: int = MAX_FEE
         raise Refused("not_object", f"expected a JSON object, got {type(msg).__name__}")
     unknown = sorted(set(msg) - FEEDBACK_KEYS)
     if unknown:
-        raise Refused("unknown_keys", f"unknown key(s) {', '.join(str(k)[:40] for k in unknown[:5])}; "
+        raise Refused("unknown_keys", f"unknown key(s) {', '.join(repr(shown(k, 40)) for k in unknown[:5])}; "
                                       "allowed: sample or t_end_us, and label")
     if "label" not in msg:
         raise Refused("missing_label", "no 'label'")
@@ -99,31 +103,43 @@ def parse(msg: Message | bytes | str | dict | Feedback, max_bytes: int = MAX_FEE
         sample = msg["sample"]
         if not (isinstance(sample, str) or _is_int(sample)) or sample == "":
             raise Refused("wrong_type", f"'sample' must be a non-empty string or integer, got {type(sample).__name__}")
-        return Feedback(label=label, sample=str(sample))
+        return _named(Feedback(label=label, sample=str(sample)))
     t_end = msg["t_end_us"]
     if not _is_int(t_end):
         raise Refused("wrong_type", f"'t_end_us' must be an integer, got {type(t_end).__name__}")
-    return Feedback(label=label, t_end_us=t_end)
+    return _named(Feedback(label=label, t_end_us=t_end))
+
+
+def _named(fb: Feedback) -> Feedback:
+    """The feedback with its label name normalised (`classnames.normalise`), or Refused("bad_class_name")."""
+    if not isinstance(fb.label, str):
+        return fb
+    try:
+        name = classnames.normalise(fb.label)
+    except ValueError as exc:
+        raise Refused("bad_class_name", str(exc)) from None
+    return fb if name == fb.label else Feedback(label=name, sample=fb.sample, t_end_us=fb.t_end_us)
 
 
 def resolve_label(label: int | str, classes: tuple[str, ...] | list[str], may_add: bool = False) -> int:
     """The output index of a label given by index or by class name; Refused when the model has no such class.
 
-    With `may_add`, a name the model does not know resolves to `len(classes)`: the unit to add for it.
+    A name is matched as `classnames.find` does (the exact name, else regardless of case). With
+    `may_add`, a name the model does not know resolves to `len(classes)`: the unit to add for it.
     """
     if _is_int(label):
         if not 0 <= label < len(classes):
             raise Refused("label_out_of_range", f"label {label} is outside 0..{len(classes) - 1}")
         return int(label)
-    try:
-        return list(classes).index(label)
-    except ValueError:
-        if may_add:
-            return len(classes)
-        shown = ", ".join(classes[:20]) + (", ..." if len(classes) > 20 else "")
-        raise Refused("unknown_class", f"label {str(label)[:40]!r} is not a class of the model ({shown}); "
-                                       "model.new_classes = true lets feedback add classes, up to "
-                                       "model.max_classes") from None
+    index = classnames.find(str(label), classes)
+    if index is not None:
+        return index
+    if may_add:
+        return len(classes)
+    names = ", ".join(shown(c, 40) for c in classes[:20]) + (", ..." if len(classes) > 20 else "")
+    raise Refused("unknown_class", f"label '{shown(label, 40)}' is not a class of the model ({names}); "
+                                   "model.new_classes = true lets feedback add classes, up to "
+                                   "model.max_classes")
 
 
 class TokenBucket:
@@ -203,7 +219,7 @@ def judge(fb: Feedback, recent: Recent, classes: tuple[str, ...] | list[str],
     label = resolve_label(fb.label, classes, may_add)
     if fb.sample is not None:
         w = recent.find(sample=fb.sample)
-        what = f"sample {fb.sample}"
+        what = f"sample '{shown(fb.sample)}'"
     else:
         w = recent.find(t_end_us=fb.t_end_us)
         what = f"t_end_us {fb.t_end_us}"
@@ -211,7 +227,7 @@ def judge(fb: Feedback, recent: Recent, classes: tuple[str, ...] | list[str],
         raise Refused("unknown_sample", f"no recent decision for {what} (the last {recent.size} are kept)")
     truth = true_class(classes, w)  # by class identity: the dataset's label order may differ from the model's
     claimed = classes[label] if label < len(classes) else str(fb.label)
-    if truth is not None and claimed != truth:
+    if truth is not None and classnames.key(claimed) != classnames.key(truth):
         raise Refused("contradicts_label", f"label {claimed!r} for {what}, whose true label is {truth!r}")
     if w.learned:
         raise Refused("duplicate", f"{what} was learned from already; a decision is taught once")

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
+from . import classnames
 from .decide import Decider, true_output
 from .errors import ConfigError, StageFailed, StreamsnnError
 from .feedback import (
@@ -26,6 +27,7 @@ from .feedback import (
 from .runtime import _END, POLICIES, BoundedQueue, _low_latency_runtime  # noqa: F401 - public here too
 from .segment import Segmenter, Window
 from .stages import DecisionInfo, Sink, Source, class_names
+from .textsafe import printable, shown
 
 log = logging.getLogger(__name__)
 LOG_FIRST = 20  # skipped batches and windows logged at WARNING; further ones at DEBUG
@@ -51,7 +53,8 @@ class Counters:
     correct: int = 0
     #: received, learned, ignored (refused for any reason), disabled, and the count of each refusal reason
     feedback: dict = field(default_factory=lambda: {"received": 0, "learned": 0, "ignored": 0, "disabled": 0,
-                                                    "duplicate": 0, "contradicts_label": 0, "rate_limited": 0})
+                                                    "duplicate": 0, "contradicts_label": 0, "rate_limited": 0,
+                                                    "bad_class_name": 0})
     #: decisions taught by feedback, and how many of those the published prediction had right
     feedback_scored: int = 0
     feedback_correct: int = 0
@@ -197,7 +200,7 @@ class Pipeline:
     def _bad_batch(self, detail: str) -> None:
         self.counters.bad_batches += 1
         level = logging.WARNING if self.counters.bad_batches <= LOG_FIRST else logging.DEBUG
-        log.log(level, "batch skipped: %s", detail)
+        log.log(level, "batch skipped: %s", printable(detail))
 
     async def _finish_reading(self) -> None:
         """Close the source, queue what the segmenter still holds, then the end marker (always)."""
@@ -235,7 +238,8 @@ class Pipeline:
                 self.counters.bad_windows += 1
                 text = str(exc) if isinstance(exc, StreamsnnError) else f"{type(exc).__name__}: {exc}"
                 level = logging.WARNING if self.counters.bad_windows <= LOG_FIRST else logging.DEBUG
-                log.log(level, "window %s skipped: %s", w.sample or f"{w.t_start_us}..{w.t_end_us} us", text)
+                where = shown(w.sample) if w.sample is not None else f"{w.t_start_us}..{w.t_end_us} us"
+                log.log(level, "window %s skipped: %s", where, printable(text))
                 continue
             w.predicted = int(d.label)  # what feedback on this window will score
             self.recent.add(w)
@@ -295,13 +299,13 @@ class Pipeline:
 
     def _add_class(self, name: str) -> tuple[str, ...]:
         """On the worker: a new output unit for `name`; returns the class names now."""
-        if name in self.net.classes:  # added meanwhile (feedback applied from two tasks)
+        if classnames.find(name, self.net.classes) is not None:  # added meanwhile (feedback from two tasks)
             return class_names(self.net)
         index = self.net.add_class(name, lr_boost=self.new_class_lr)
         self.counters.classes_added += 1
         names = class_names(self.net)
-        log.info("feedback added class %r (output %d; now %d classes of at most %d)", name, index, len(names),
-                 self.max_classes)
+        log.info("feedback added class '%s' (output %d; now %d classes of at most %d)", shown(name), index,
+                 len(names), self.max_classes)
         return names
 
     # -- metrics and checkpoints ----------------------------------------------------------------
@@ -381,7 +385,7 @@ class Pipeline:
         c["ignored"] += 1
         c[reason] = c.get(reason, 0) + 1
         level = logging.WARNING if c[reason] <= LOG_FIRST else logging.DEBUG
-        log.log(level, "feedback ignored (%s): %s", reason, detail)
+        log.log(level, "feedback ignored (%s): %s", reason, printable(detail))
         return False
 
 

@@ -9,6 +9,7 @@ import numpy as np
 
 from .errors import InputError
 from .events import EVENT_DTYPE, EventBatch
+from .textsafe import shown
 
 #: Default bounds on one window or sample (see Segmenter): events, and sensor time of a sample.
 MAX_EVENTS = 1_000_000
@@ -119,7 +120,7 @@ class Segmenter:
                 out += self._close_sample()
             elif len(batch) and self._span is not None and batch.t_start < self._span[1]:
                 raise InputError(
-                    f"batch of sample {batch.sample} starts at {batch.t_start} us, inside what the sample "
+                    f"batch of sample {shown(batch.sample)} starts at {batch.t_start} us, inside what the sample "
                     f"already holds ({self._span[0]}..{self._span[1]} us): a duplicated or late packet, skipped")
         if self._parts and self._part_events + len(batch) > self.max_events:
             self.counters["cut"] += 1  # the sample would grow past the bound: classify what it has

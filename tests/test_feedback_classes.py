@@ -7,8 +7,9 @@ import numpy as np
 import pytest
 from conftest import need
 
-from streamsnn.decide import true_class
+from streamsnn.decide import true_class, true_output
 from streamsnn.events import EventBatch, make_events
+from streamsnn.feedback import Feedback, Recent, Refused, TokenBucket, judge
 from streamsnn.io import open_dataset
 from streamsnn.liveview import LiveView
 from streamsnn.mqtt.schema import classification_payload
@@ -113,3 +114,21 @@ async def test_outputs_give_the_true_class_in_the_models_order():
     lacking = DecisionInfo(1.0, 1.0, "v", ("spade", "diamond"))  # a model without the true class
     p = classification_payload(w, wrong, lacking, node_id="n")
     assert p["true_label"] is None and p["true_label_name"] == "club"
+
+
+def test_the_true_class_is_matched_regardless_of_case(cards):
+    """A dataset folder `CLUB` and a model class `club` are one class (class names match regardless of case)."""
+    _, samples = cards
+    s = samples[0]
+    batch = s.with_meta(meta={**s.meta, "label_name": s.meta["label_name"].upper()})
+    w = Window(batch, s.t_start, s.t_end, s.sample, s.label)
+    classes = ("spade", "diamond", "club", "heart")
+    right = classes.index(s.meta["label_name"])
+    assert true_class(classes, w) == s.meta["label_name"]
+    assert true_output(type("Net", (), {"classes": classes})(), w) == right
+    recent = Recent(8)
+    recent.add(w)
+    assert judge(Feedback(s.meta["label_name"], sample=s.sample), recent, classes, TokenBucket(0, 1))[1] == right
+    with pytest.raises(Refused, match="whose true label is .club.") as exc:
+        judge(Feedback((right + 1) % 4, sample=s.sample), recent, classes, TokenBucket(0, 1))
+    assert exc.value.reason == "contradicts_label"

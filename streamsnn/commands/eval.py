@@ -121,5 +121,7 @@ def run_stream(args) -> int:
 
 def skipped_line(skipped: list[str], what: str = "not scored") -> str:
     """One line for people about unreadable samples: how many, and the first reasons."""
-    return (f"skipped {len(skipped)} unreadable sample(s), {what}: " + "; ".join(skipped[:3])
-            + (" ..." if len(skipped) > 3 else ""))
+    from ..textsafe import printable  # the reasons name files of the dataset: no raw control characters
+
+    return printable(f"skipped {len(skipped)} unreadable sample(s), {what}: " + "; ".join(skipped[:3])
+                     + (" ..." if len(skipped) > 3 else ""))

@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from ..textsafe import printable, shown
+
 ORDER = 50
 
 
@@ -157,7 +159,7 @@ def _table(info: dict) -> str:
             rows += [(f"layer {k + 1}", _layer_line(d)) for k, d in enumerate(value)]
             continue
         if key == "classes" and isinstance(value, list):
-            rows.append(("classes", " ".join(value)))
+            rows.append(("classes", " ".join(shown(c, None) for c in value)))
             continue
         if key == "input" and isinstance(value, dict):
             x0, y0, w, h = value["roi"]
@@ -198,7 +200,8 @@ def _table(info: dict) -> str:
         else:
             rows.append((key, ("none" if info.get("kind") == "model" else "unknown") if value is None else str(value)))
     width = max(len(k) for k, _ in rows)
-    return "\n".join(f"{k.ljust(width)}  {v}" for k, v in rows)
+    # names, ids and paths come from files: nothing in them may reach the terminal raw
+    return "\n".join(f"{k.ljust(width)}  {printable(v)}" for k, v in rows)
 
 
 def run(args) -> int:

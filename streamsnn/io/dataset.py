@@ -15,16 +15,25 @@ from typing import Callable, Iterable
 
 from ..errors import InputError
 from ..events import EventBatch
+from ..textsafe import printable, shown
 from .labellists import label_for_file, label_lists, read_label_list, read_labels  # noqa: F401  (public here too)
 
 #: Class names that are all whole numbers below this are class indices (N-MNIST's digits).
 MAX_NUMBERED_CLASS = 1000
 
 
-def class_name(raw: str) -> str:
-    """A class name as written in a folder name, label list or CSV, made canonical ("07" -> "7")."""
+def class_name(raw: str, where: str = "") -> str:
+    """A class name as written in a folder name, label list or CSV, made canonical ("07" -> "7"; otherwise as
+    `classnames.normalise` says); InputError naming `where` (the folder or line) when it cannot be one."""
+    from ..classnames import normalise
+
     name = raw.strip()
-    return str(int(name)) if name.isdigit() and name.isascii() else name
+    if name.isdigit() and name.isascii():
+        return str(int(name))
+    try:
+        return normalise(name)
+    except ValueError as exc:
+        raise InputError(f"{printable(where)}: {exc}; rename it (class names: streamsnn/classnames.py)") from None
 
 
 def class_order(names: Iterable[str]) -> list[str]:
@@ -42,6 +51,18 @@ def class_order(names: Iterable[str]) -> list[str]:
             return [str(i) for i in range(top + 1)]
         return sorted(names, key=int)
     return sorted(names)
+
+
+def _same_names(root, classes: list[str]) -> None:
+    """InputError when two class names of a dataset match regardless of case (one model cannot hold both)."""
+    from ..classnames import key
+
+    seen: dict[str, str] = {}
+    for name in classes:
+        other = seen.setdefault(key(name), name)
+        if other != name:
+            raise InputError(f"{printable(str(root))}: classes '{shown(other)}' and '{shown(name)}' differ only in "
+                             "case; class names are matched regardless of case: rename or merge one")
 
 
 @dataclass(frozen=True)
@@ -143,6 +164,7 @@ class Dataset:
     def labelled(cls, root: Path, layout: str, samples: list[Sample], **kw) -> Dataset:
         """A dataset whose samples carry `label_name`s: the class list and each sample's index are set here."""
         classes = kw.pop("classes", None) or class_order(s.label_name for s in samples if s.label_name is not None)
+        _same_names(root, classes)
         index = {name: i for i, name in enumerate(classes)}
         samples = [s if s.label_name is None else replace(s, label=index[s.label_name]) for s in samples]
         return cls(root, layout, samples, classes=classes, **kw)

@@ -49,7 +49,7 @@ def open_class_folders(root: Path, dirs: list[tuple[str, Path]]):
     samples = []
     for split, d in dirs:
         for name, files in class_dirs(d):
-            label = class_name(name)
+            label = class_name(name, str(d / name))
             samples += [Sample(f, f.stem, None, split, label_name=label) for f in files]
     if not samples:
         raise InputError(f"{root}: no <class>/<file> event files in {', '.join(str(d) for _, d in dirs)}; "

@@ -69,7 +69,7 @@ def read_label_csv(path: str | Path) -> list[tuple[str, int, int]]:
                 or int(cells[2]) <= int(cells[1]):
             raise InputError(f"{path}: line {n} is {','.join(row)!r}, expected class,start_us,end_us with whole "
                              "microseconds and end after start; fix the label file")
-        rows.append((class_name(cells[0]), int(cells[1]), int(cells[2])))
+        rows.append((class_name(cells[0], f"{path}: line {n}"), int(cells[1]), int(cells[2])))
     return rows
 
 

@@ -36,7 +36,7 @@ def _parse(path: Path, mtime_ns: int) -> tuple[tuple[str, str], ...]:
         sample = parts[0]
         if is_event_name(sample):  # some lists name files, not ids
             sample = sample.rsplit(".", 1)[0]
-        pairs.append((sample, class_name(parts[1])))
+        pairs.append((sample, class_name(parts[1], f"{path}: line {n}")))
     return tuple(pairs)
 
 

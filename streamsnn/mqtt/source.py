@@ -28,6 +28,7 @@ import aiomqtt
 
 from ..errors import ConfigError, InputError, StreamsnnError
 from ..events import EventBatch
+from ..textsafe import printable, shown
 from .connection import Connection
 from .packets import decode
 from .settings import MqttSettings
@@ -152,12 +153,13 @@ class MqttEventSource:
         if not isinstance(payload, (bytes, bytearray)):
             payload = b"" if payload is None else str(payload).encode()
         try:
-            batch = decode(payload, where=f"MQTT topic {msg.topic}", max_events=self.max_events)
+            batch = decode(payload, where=f"MQTT topic {shown(str(msg.topic))}", max_events=self.max_events)
         except Exception as exc:  # noqa: BLE001 - InputError, or anything else a hostile packet provokes
             self._counts["bad_packets"] += 1
-            text = str(exc) if isinstance(exc, InputError) else f"MQTT topic {msg.topic}: {type(exc).__name__}: {exc}"
+            text = str(exc) if isinstance(exc, InputError) else \
+                f"MQTT topic {shown(str(msg.topic))}: {type(exc).__name__}: {exc}"
             level = logging.WARNING if self._counts["bad_packets"] <= 20 else logging.DEBUG
-            log.log(level, "skipped a bad event packet: %s", text)
+            log.log(level, "skipped a bad event packet: %s", printable(text))
             return None
         self._counts["packets"] += 1
         self._counts["events"] += len(batch)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import sys
 
 from ..stages import true_label_name
+from ..textsafe import shown
 
 
 def _fmt_acc(x) -> str:
@@ -50,12 +51,12 @@ class ConsoleSink:
 
     @staticmethod
     def decision_line(window, decision, info) -> str:
-        where = f"sample {window.sample}" if window.sample is not None else \
+        where = f"sample {shown(window.sample, 40)}" if window.sample is not None else \
             f"t {window.t_start_us}..{window.t_end_us} us"
         truth = true_label_name(window, info)
         right = truth == info.name(int(decision.label))  # by class name: the dataset's order may differ
-        mark = "" if truth is None else f"  (true {truth} {'ok' if right else 'MISS'})"
-        return (f"{where:>24}: {info.name(int(decision.label))}  conf {float(decision.confidence):.2f}  "
+        mark = "" if truth is None else f"  (true {shown(truth)} {'ok' if right else 'MISS'})"
+        return (f"{where:>24}: {shown(info.name(int(decision.label)))}  conf {float(decision.confidence):.2f}  "
                 f"{int(decision.events)} ev  queue {info.queue_ms:.1f} ms + network {info.compute_ms:.1f} ms{mark}")
 
     def publish_metrics(self, m: dict) -> None:

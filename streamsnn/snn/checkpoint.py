@@ -131,17 +131,37 @@ def _format1(arrays: dict, config: dict) -> tuple[dict, dict]:
     return {k: v for k, v in renamed.items() if v is not None}, config
 
 
-def load_network(cls, path):
-    """Read a checkpoint into a new ``cls`` (SpikingNetwork); CheckpointError names what is wrong."""
+def load_network(cls, path, any_names: bool = False):
+    """Read a checkpoint into a new ``cls`` (SpikingNetwork); CheckpointError names what is wrong.
+
+    Class names are normalised as `streamsnn.classnames` says (a valid name written by an older
+    version, e.g. with a trailing space, loads in its canonical form); a name that cannot be a class
+    name, or two that match, refuse the checkpoint with a line saying how to repair it, unless
+    `any_names`: then they are kept exactly as stored (for `streamsnn classes`)."""
+    from .. import classnames
     from ..errors import ConfigError
+    from ..textsafe import printable
 
     version, arrays, config, counters = load_checkpoint(path)
+    raw_names = None
     try:
         if version == 1:
             arrays, config = _format1(arrays, dict(config))
+        names = config.get("classes")
+        if isinstance(names, list) and len(names) >= 2 and all(isinstance(c, str) for c in names):
+            try:
+                classnames.check_all(names)
+            except ValueError as exc:
+                if not any_names:
+                    raise CheckpointError(f"{path}: {exc}; list and repair the classes with `streamsnn classes "
+                                          f"{path}` (--rename '#N' NAME, --remove '#N')") from None
+                raw_names, config = names, {**config, "classes": len(names)}
         net = cls(**{**config, "seed": config.get("seed", 0)})
     except (TypeError, ValueError, ConfigError) as exc:
-        raise CheckpointError(f"{path} holds an unusable network config ({str(exc).splitlines()[0]})") from None
+        raise CheckpointError(f"{path} holds an unusable network config "
+                              f"({printable(str(exc).splitlines()[0])})") from None
+    if raw_names is not None:
+        net.classes = list(raw_names)
     want = {f"weight_{k}": w.shape for k, w in enumerate(net.weights)}
     want["bias"] = net.bias.shape
     for k, shape in want.items():

@@ -19,7 +19,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from .. import classnames
 from ..errors import ConfigError, InputError
+from ..textsafe import shown
 from . import propagate
 from .arch import DEFAULT_ARCH, InputMap, format_arch, learning_defaults, parse_arch, place
 from .conv import conv_table
@@ -91,9 +93,13 @@ class SpikingNetwork:
                               f"but sizes[0] is {sizes[0]}")
         classes = 10 if classes is None else classes
         names = [str(k) for k in range(int(classes))] if isinstance(classes, (int, np.integer)) else \
-            [str(c) for c in classes]
-        if len(names) < 2 or len(set(names)) != len(names):
-            raise ConfigError(f"classes must be at least 2 distinct names (or a count >= 2), got {classes!r}")
+            [c if isinstance(c, str) else str(c) for c in classes]
+        if len(names) < 2:
+            raise ConfigError(f"classes must be at least 2 distinct names (or a count >= 2), got {shown(classes)}")
+        try:
+            names = classnames.check_all(names)  # one rule for class names: see streamsnn/classnames.py
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from None
         if learning not in LEARNING_MODES:
             raise ConfigError(f"learning must be one of {', '.join(LEARNING_MODES)}, got {learning!r}")
         if tau_us is not None and not tau_us > 0:
@@ -334,9 +340,13 @@ class SpikingNetwork:
         for this unit (its weights have everything to learn; the hidden layers and the old units keep
         their rates). Both defaults were chosen in benchmarks/bench_incremental.py.
         """
-        name = str(name)
-        if not name or name in self.classes:
-            raise ConfigError(f"class name {name!r} is empty or taken (classes: {', '.join(self.classes)})")
+        try:
+            name = classnames.normalise(name)
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from None
+        if classnames.find(name, self.classes) is not None:
+            raise ConfigError(f"class name '{shown(name)}' is taken (names are matched regardless of case; "
+                              f"classes: {', '.join(shown(c, 40) for c in self.classes)})")
         if not lr_boost > 0:
             raise ConfigError(f"lr_boost must be positive, got {lr_boost}")
         W = self.weights[-1]
@@ -349,6 +359,25 @@ class SpikingNetwork:
         self._herd[-1] = np.append(self._herd[-1], np.float32(0.0)).astype(np.float32)
         self.updates += 1  # the model changed: a new model_version
         return self.n_classes - 1
+
+    def class_index(self, name) -> int:
+        """The output of class `name` (exact, else regardless of case; `#N`: output N); ConfigError if none."""
+        from .classedit import class_index
+
+        return class_index(self, name)
+
+    def remove_class(self, name) -> int:
+        """Remove the output unit of class `name` (undoing what `add_class` does); returns its old index.
+        The other classes' scores stay as they were. See `classedit.remove_class`."""
+        from .classedit import remove_class
+
+        return remove_class(self, name)
+
+    def rename_class(self, old, new: str) -> int:
+        """Give class `old` the name `new` (a valid, untaken class name); returns its index."""
+        from .classedit import rename_class
+
+        return rename_class(self, old, new)
 
     # -- checkpoints --------------------------------------------------------------------------
     def counters(self) -> dict:
@@ -363,8 +392,12 @@ class SpikingNetwork:
         return save_network(self, path)
 
     @classmethod
-    def load(cls, path) -> SpikingNetwork:
-        """Read a checkpoint (format 2, or format 1 of the one-layer network); CheckpointError when bad."""
+    def load(cls, path, *, any_names: bool = False) -> SpikingNetwork:
+        """Read a checkpoint (format 2, or format 1 of the one-layer network); CheckpointError when bad.
+
+        Class names are normalised (`classnames`); a checkpoint holding a name that cannot be one, or
+        two that match, is refused, unless `any_names` (for `streamsnn classes`, which repairs them):
+        then the names are kept exactly as stored."""
         from .checkpoint import load_network
 
-        return load_network(cls, path)
+        return load_network(cls, path, any_names=any_names)

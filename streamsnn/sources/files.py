@@ -12,6 +12,7 @@ import numpy as np
 
 from ..errors import ConfigError, InputError
 from ..events import EventBatch
+from ..textsafe import printable
 from ._pacing import Pacer
 from .base import Source, check_playback
 
@@ -138,7 +139,7 @@ class ReplaySource(Source):
 
     def _bad(self, what: str, exc: Exception) -> None:
         self.counters["bad_samples"] += 1
-        log.warning("replay: skipped a %s: %s", what, exc)
+        log.warning("replay: skipped a %s: %s", what, printable(str(exc)))
 
     async def _read(self, load, *args) -> EventBatch:
         """`load(*args, cancel=event)` in a worker thread; cancelling the caller abandons the decode."""

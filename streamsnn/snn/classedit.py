@@ -1,0 +1,70 @@
+"""Editing a network's classes after the fact: find a class by name, remove its output unit, rename it."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .. import classnames
+from ..errors import ConfigError
+from ..textsafe import shown
+
+
+def class_index(net, name) -> int:
+    """The output of class `name` in `net`: the exact stored name, else `classnames.find` (normalised,
+    regardless of case); `#N` (or the int N) names output N. ConfigError naming the classes when there is none."""
+    if isinstance(name, (int, np.integer)) and not isinstance(name, bool) and 0 <= name < net.n_classes:
+        return int(name)
+    text = str(name)
+    if text in net.classes:
+        return net.classes.index(text)
+    if text.startswith("#") and text[1:].isascii() and text[1:].isdigit() and int(text[1:]) < net.n_classes:
+        return int(text[1:])
+    try:
+        index = classnames.find(classnames.normalise(text), net.classes)
+    except ValueError:
+        index = None
+    if index is None:
+        raise ConfigError(f"the model has no class '{shown(text)}' (classes: "
+                          f"{', '.join(shown(c, 40) for c in net.classes)}); name one of them, or #N for output N")
+    return index
+
+
+def remove_class(net, name) -> int:
+    """Remove the output unit of class `name`; returns the index it had.
+
+    Undoes for any class what `SpikingNetwork.add_class` does for a new one: its column of the output
+    weights, its bias, its output learning-rate multiplier (`class_lr`), its evidence (`scores`) and
+    its error-spike state go, and `model_version` changes. The other classes keep their weights and
+    biases, so their scores for any input are unchanged; the classes after it move down by one
+    output. A model keeps at least 2 classes. Meant for a model at rest (`streamsnn classes`): a
+    running daemon's recent decisions name outputs by index.
+    """
+    index = class_index(net, name)
+    if net.n_classes <= 2:
+        raise ConfigError(f"cannot remove class '{shown(net.classes[index])}': a model keeps at least 2 classes")
+    keep = np.arange(net.n_classes) != index
+    net.weights[-1] = np.ascontiguousarray(net.weights[-1][:, keep])
+    net.bias = np.ascontiguousarray(net.bias[keep])
+    net.class_lr = np.ascontiguousarray(net.class_lr[keep])
+    net.scores = np.ascontiguousarray(net.scores[keep])
+    net._herd[-1] = np.ascontiguousarray(net._herd[-1][keep])
+    del net.classes[index]
+    net.updates += 1  # the model changed: a new model_version
+    return index
+
+
+def rename_class(net, old, new: str) -> int:
+    """Give class `old` (see `class_index`) the name `new`, normalised; returns its index. Refused (ConfigError)
+    when `new` is not a class name or names another class. Weights and everything learned stay."""
+    index = class_index(net, old)
+    try:
+        name = classnames.normalise(new)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
+    other = classnames.find(name, net.classes)
+    if other is not None and other != index:
+        raise ConfigError(f"class name '{shown(name)}' is taken by output {other} (names are matched regardless "
+                          "of case)")
+    net.classes[index] = name
+    net.updates += 1
+    return index
