@@ -140,6 +140,8 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "port": Key(int, 8080, "port of the page (0 = any free port; the URL is printed)", min=0),
         "fps": Key(float, 10.0, "frames per second sent to each browser, at most", min=0.5),
         "decay_ms": Key(float, 50.0, "how fast events fade from the frame (time constant)", min=1),
+        "max_clients": Key(int, 32, "connections served at once (each open page holds one); more are answered "
+                           "503 with Retry-After", min=1),
     },
     "jsonl": {
         "path": Key(str, "", "append one JSON line per decision to this file (empty = off)"),

@@ -109,3 +109,41 @@ async def test_mqtt_sink_sends_the_retained_class_list_only_when_it_changes():
     decisions = [json.loads(p) for t, p, _ in sent if t == sink.topic_classification]
     assert len(decisions) == 100 and decisions[-1]["label_name"] == "new"
     assert all("classes" not in d for d in decisions)  # each decision names its class, never the whole list
+
+
+async def test_live_view_sends_the_class_list_once_per_change_never_with_each_decision():
+    from test_liveview import Sse
+
+    from streamsnn.liveview import LiveView
+
+    lv = await LiveView("127.0.0.1", 0, fps=50).start()
+    names = tuple(f"class{k}" for k in range(MAX_CLASSES - 1))
+    got: list[tuple[str, object]] = []
+
+    async def read_until(seq: int) -> None:
+        while True:
+            got.append(await sse.next())
+            if got[-1][0] == "decisions" and got[-1][1][-1]["seq"] == seq:
+                return
+
+    try:
+        async with Sse(lv.port) as sse:
+            for k in range(10):
+                lv.publish_decision(*decided(k, names, f"s{k}"))
+            await read_until(10)
+            lv.publish_classes(names + ("new",))  # feedback added a class
+            for k in range(10):
+                lv.publish_decision(*decided(len(names), names + ("new",), f"t{k}"))
+            await read_until(20)
+        hello = [data for name, data in got if name == "hello"]
+        lists = [data["classes"] for name, data in got if name == "classes"]
+        decisions = [d for name, data in got if name == "decisions" for d in data]
+        assert hello[0]["classes"] == [str(k) for k in range(10)]
+        assert lists == [list(names), list(names) + ["new"]]  # once per change
+        assert [d["seq"] for d in decisions] == list(range(1, 21)) and decisions[-1]["label_name"] == "new"
+        assert all("classes" not in d for d in decisions)
+        assert all("classes" not in data for name, data in got if name == "decided")
+        assert got.index(("classes", {"classes": lists[1]})) < next(
+            i for i, (name, data) in enumerate(got) if name == "decisions" and data[-1]["seq"] > 10)
+    finally:
+        await lv.close()
