@@ -105,15 +105,15 @@ class LiveServer:
         finally:
             self._open -= not full
             self._tasks.discard(task)
-            await self._close(writer, abort or self._closing)
+            await self._close(writer, abort or self._closing, 1.0 if full else self.send_timeout_s)
             self._writers.discard(writer)
 
-    async def _close(self, writer: asyncio.StreamWriter, abort: bool) -> None:
-        """Close the connection; one that does not take what is left to send in time is cut."""
+    async def _close(self, writer: asyncio.StreamWriter, abort: bool, timeout: float) -> None:
+        """Close the connection; one that does not take what is left to send within `timeout` is cut."""
         if not abort:
             writer.close()
             try:
-                await asyncio.wait_for(writer.wait_closed(), self.send_timeout_s)
+                await asyncio.wait_for(writer.wait_closed(), timeout)
                 return
             except (TimeoutError, ConnectionError, asyncio.CancelledError):
                 pass

@@ -9,6 +9,7 @@ import json
 import numpy as np
 import pytest
 from mqtt_util import Collector, mosquitto  # noqa: F401 (fixture)
+from test_liveview_browser import browser  # noqa: F401 (fixture)
 
 from streamsnn.config import build_config
 from streamsnn.errors import ConfigError
@@ -145,5 +146,37 @@ async def test_live_view_sends_the_class_list_once_per_change_never_with_each_de
         assert all("classes" not in data for name, data in got if name == "decided")
         assert got.index(("classes", {"classes": lists[1]})) < next(
             i for i, (name, data) in enumerate(got) if name == "decisions" and data[-1]["seq"] > 10)
+    finally:
+        await lv.close()
+
+
+@pytest.mark.slow
+async def test_the_page_takes_class_names_from_the_classes_event(browser):
+    """In headless Chromium: the score bars are named from `hello`, then from `classes` when a class is added."""
+    from streamsnn.liveview import LiveView
+
+    lv = await LiveView("127.0.0.1", 0, fps=20).start()
+
+    async def bars_show(*names: str) -> str:
+        for _ in range(200):
+            text = await asyncio.to_thread(lambda: browser.find_element("id", "bars").text)
+            if all(n in text for n in names):
+                return text
+            await asyncio.sleep(0.1)
+        raise AssertionError(f"the score bars never showed {names}: {text!r}")
+
+    try:
+        await asyncio.to_thread(browser.get, lv.url)
+        for _ in range(100):  # the page connected: its event stream is open
+            if lv._clients:
+                break
+            await asyncio.sleep(0.1)
+        cards = ("club", "diamond", "heart", "spade")
+        lv.publish_decision(*decided(2, cards, "a"))
+        await bars_show(*cards)
+        lv.publish_classes(cards + ("joker",))
+        lv.publish_decision(*decided(4, cards + ("joker",), "b"))
+        text = await bars_show(*cards, "joker")
+        assert (await asyncio.to_thread(lambda: browser.find_element("id", "decision").text)) == "joker", text
     finally:
         await lv.close()
