@@ -12,7 +12,7 @@ from types import SimpleNamespace
 from typing import Any
 
 from .errors import ConfigError
-from .feedback import FEEDBACK_LR_SCALE, NEW_CLASS_LR
+from .feedback import FEEDBACK_LR_SCALE, MAX_CLASSES, NEW_CLASS_LR
 
 log = logging.getLogger(__name__)
 #: Old names of source kinds, still accepted (with one warning line).
@@ -97,7 +97,8 @@ SCHEMA: dict[str, dict[str, Key]] = {
                                  "that gets through costs less; measured in benchmarks/bench_feedback.py)", min=0),
         "new_classes": Key(bool, False, "feedback naming a class the model does not know adds an output unit "
                            "for it (else refused, counted: unknown_class)"),
-        "max_classes": Key(int, 32, "most classes the model may grow to through new_classes", min=2),
+        "max_classes": Key(int, 32, f"most classes the model may grow to through new_classes (at most {MAX_CLASSES})",
+                           min=2),
         "new_class_lr": Key(float, NEW_CLASS_LR, "output learning-rate multiplier of a class added by feedback (see "
                             "benchmarks/bench_incremental.py)", min=0),
         "save_every_s": Key(float, 60.0, "checkpoint period in seconds (0 = only at exit)", min=0),
@@ -139,6 +140,8 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "port": Key(int, 8080, "port of the page (0 = any free port; the URL is printed)", min=0),
         "fps": Key(float, 10.0, "frames per second sent to each browser, at most", min=0.5),
         "decay_ms": Key(float, 50.0, "how fast events fade from the frame (time constant)", min=1),
+        "max_clients": Key(int, 32, "connections served at once (each open page holds one); more are answered "
+                           "503 with Retry-After", min=1),
     },
     "jsonl": {
         "path": Key(str, "", "append one JSON line per decision to this file (empty = off)"),
@@ -282,6 +285,8 @@ def _cross_checks(cfg: Config) -> None:
     if cfg.source.kind == "mqtt" and cfg.source.group and cfg.mqtt.broker == "embedded":
         raise ConfigError(f"{o}: source.group (a shared subscription) needs an MQTT 5 broker such as Mosquitto; "
                           "the embedded broker lacks them: set mqtt.broker, or clear source.group")
+    if cfg.model.max_classes > MAX_CLASSES:
+        raise ConfigError(f"{o}: model.max_classes must be at most {MAX_CLASSES}, got {cfg.model.max_classes}")
     if cfg.liveview.port > 65535:
         raise ConfigError(f"{o}: liveview.port must be at most 65535, got {cfg.liveview.port}")
     if not cfg.mqtt.ha_prefix or any(c in cfg.mqtt.ha_prefix for c in "+#"):

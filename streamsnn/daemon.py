@@ -178,7 +178,7 @@ async def _start_liveview(cfg: Config, source, sinks: list, node: str, net, quie
     from .stages import class_names
 
     lv = cfg.liveview
-    live = await LiveView(lv.host, lv.port, fps=lv.fps, decay_ms=lv.decay_ms,
+    live = await LiveView(lv.host, lv.port, fps=lv.fps, decay_ms=lv.decay_ms, max_clients=lv.max_clients,
                           classes=list(class_names(net)), title=f"streamsnn · {node}",
                           model=f"{net.arch} → {net.n_classes} classes").start()
     sinks.append(live)

@@ -30,6 +30,9 @@ FEEDBACK_LR_SCALE = 0.1
 #: A class added by feedback learns its output weights this many times faster (model.new_class_lr):
 #: chosen in benchmarks/bench_incremental.py.
 NEW_CLASS_LR = 100.0
+#: Most classes a model may grow to through feedback (the upper bound of model.max_classes): every decision
+#: carries one score per class, and the class list goes to each page and to the retained MQTT message.
+MAX_CLASSES = 256
 
 
 class Refused(Exception):

@@ -5,42 +5,59 @@
 source with `tap(source, live.publish_events)`). It serves, on a plain asyncio server in the same loop:
 
 - `GET /`             the page (streamsnn/web/index.html)
-- `GET /events`       server-sent events: `frame` ({seq, width, height, png: base64}: the camera now),
+- `GET /events`       server-sent events: `hello` ({title, classes, model}), `classes` ({classes}, when
+                      they change), `frame` ({seq, width, height, png: base64}: the camera now),
                       `decided` (the newest decision drawn, with `frame` {width, height, png} of the
                       window's own events: what the decision was made on), `decisions` (every decision
                       since the last message, at most `KEEP`, with window times and wall time) and `metrics`
 - `GET /frame.png`    the latest accumulated frame (ON events green, OFF events red, fading)
-- `GET /metrics.json` the latest metrics, last decision and frame number
+- `GET /metrics.json` the latest metrics, last decision, frame number and connection counts
 
 Events are histogrammed with NumPy as they arrive, each fading with its age (time constant `decay_ms`),
 onto a canvas of at most `MAX_CANVAS_SIDE` pixels a side (a larger sensor is binned by a whole factor,
 so any accepted sensor costs at most a few MB); `frame` messages give the canvas size;
 a frame is rendered at most `fps` times a second, only while somebody is watching, in a worker thread
-(PNG encoding by Pillow). Each client
-gets at most `fps` messages a second; a slow client simply skips frames (it always receives the
-newest one) and keeps only the last `KEEP` decisions, so it never holds up the pipeline.
+(PNG encoding by Pillow). The class names go out in `hello` and, when they change, in a `classes` event
+({classes: [...]}); decisions carry their class name only.
+
+The pipeline never waits for a page: `publish_decision` and `publish_metrics` serialise their message
+once into shared state (the last `KEEP` decisions, the latest frame, decision, metrics and class list)
+and touch no client, whatever the number of clients. Each client's own task sends, at most `fps`
+times a second, what changed since its last send; a slow client skips frames (it always receives the
+newest one) and decisions beyond the last `KEEP`, and holds at most one such round beyond its socket's
+buffer. At most `max_clients` connections are served at once (beyond: HTTP 503 with Retry-After); a
+request must arrive within `HEADER_TIMEOUT_S`, and a client that accepts no data for `SEND_TIMEOUT_S`
+is dropped, so no connection holds a slot forever.
 """
 
 from __future__ import annotations
 
 import asyncio
 import base64
-import json
 import logging
 import math
 import time
 from collections import deque
-from importlib import resources
 
 import numpy as np
 
 from .errors import ConfigError
 from .liveframes import MAX_CANVAS_SIDE, canvas_bin, event_counts, render_png, window_png  # noqa: F401
+from .livehttp import (  # noqa: F401 - public here too
+    HEADER_TIMEOUT_S,
+    KEEP,
+    KEEPALIVE_S,
+    MAX_CLIENTS,
+    MAX_REQUEST,
+    RETRY_AFTER_S,
+    SEND_TIMEOUT_S,
+    LiveServer,
+    _Client,
+    _json,
+    _Message,
+)
 
 log = logging.getLogger(__name__)
-KEEP = 16            # decisions kept per client between two messages
-MAX_REQUEST = 8192   # bytes of request line and headers accepted
-KEEPALIVE_S = 15.0   # SSE comment sent to idle clients (detects closed connections)
 
 
 class Tapped:
@@ -79,21 +96,17 @@ def tap(source, fn) -> Tapped:
     return Tapped(source, fn)
 
 
-class _Client:
-    def __init__(self):
-        self.wake = asyncio.Event()
-        self.decisions: deque = deque(maxlen=KEEP)
-        self.frame_seq = -1
-        self.decided_seq = 0
-        self.metrics_seq = -1
-
-
-class LiveView:
+class LiveView(LiveServer):
     """The live web page of one daemon. `await start()` binds host:port (port 0: any free port, see `url`)."""
 
     def __init__(self, host: str = "127.0.0.1", port: int = 8080, *, fps: float = 10.0, decay_ms: float = 50.0,
-                 classes: list[str] | None = None, title: str = "streamsnn", model: str = ""):
+                 classes: list[str] | None = None, title: str = "streamsnn", model: str = "",
+                 max_clients: int = MAX_CLIENTS, header_timeout_s: float = HEADER_TIMEOUT_S,
+                 send_timeout_s: float = SEND_TIMEOUT_S):
+        if not max_clients >= 1:
+            raise ConfigError(f"liveview.max_clients must be at least 1, got {max_clients}")
         self.host, self.port, self.fps, self.decay_s = host, port, fps, decay_ms / 1000.0
+        self.max_clients, self.header_timeout_s, self.send_timeout_s = max_clients, header_timeout_s, send_timeout_s
         self.classes, self.title = classes or [str(k) for k in range(10)], title
         self.model = model                             # the network's layers, shown beside the title
         self.size: tuple[int, int] | None = None      # sensor (width, height)
@@ -114,7 +127,15 @@ class LiveView:
         self.decisions = 0
         self.events = 0
         self._rate = None                              # (monotonic, decisions) at the last metrics
-        self._clients: set[_Client] = set()
+        self._recent: deque[tuple[int, bytes]] = deque(maxlen=KEEP)  # (seq, JSON) of the newest decisions
+        self._latest: dict[str, _Message] = {}         # the latest frame, decided, metrics and classes messages
+        self._clients: set[_Client] = set()            # open event streams
+        self._open = 0                                 # connections being served (at most max_clients)
+        self._writers: set[asyncio.StreamWriter] = set()  # open connections
+        self._closing = False
+        self.refused = 0                               # connections answered 503 (the view was full)
+        self.dropped = 0                               # clients dropped: no request in time, or not reading
+        self._refused_logged = -math.inf
         self._server: asyncio.base_events.Server | None = None
         self._tasks: set[asyncio.Task] = set()
         self._render_task: asyncio.Task | None = None
@@ -138,6 +159,7 @@ class LiveView:
         return f"http://{'[' + host + ']' if ':' in host else host}:{self.port}/"
 
     async def close(self) -> None:
+        self._closing = True
         if self._server is not None:
             self._server.close()
         for t in [self._render_task, *self._tasks]:
@@ -168,8 +190,8 @@ class LiveView:
         from .stages import true_label_index, true_label_name
 
         self.decisions += 1
-        if info.classes and list(info.classes) != self.classes:
-            self.classes = list(info.classes)  # the page picks them up with each decision
+        if info.classes:
+            self.publish_classes(info.classes)  # sent to the pages only when they changed
         label = int(decision.label)
         slim = {"label": label, "label_name": info.name(label),
                 "scores": [round(float(x), 4) for x in decision.scores],
@@ -179,17 +201,17 @@ class LiveView:
                 "events": int(decision.events), "spikes": [int(s) for s in decision.spikes],
                 "queue_ms": round(info.queue_ms, 2),
                 "compute_ms": round(info.compute_ms, 2), "t_start_us": int(window.t_start_us),
-                "t_end_us": int(window.t_end_us), "time": round(time.time(), 3), "seq": self.decisions,
-                "classes": self.classes}
+                "t_end_us": int(window.t_end_us), "time": round(time.time(), 3), "seq": self.decisions}
         self.last_decision = slim
         self._undrawn = (slim, window.batch)  # drawn with its own events by the render loop
-        for c in self._clients:
-            c.decisions.append(slim)
-            c.wake.set()
+        self._recent.append((self.decisions, _json(slim).encode()))  # once, whatever the number of clients
 
     def publish_classes(self, classes) -> None:
-        """The model's class names changed (a class was added): later decisions carry them to the page."""
-        self.classes = [str(c) for c in classes]
+        """The model's class names (e.g. a class was added): a `classes` event to every page, when they changed."""
+        names = [str(c) for c in classes]
+        if names != self.classes:
+            self.classes = names
+            self._put("classes", {"classes": names})
 
     def publish_metrics(self, m: dict) -> None:
         now = time.monotonic()
@@ -199,8 +221,12 @@ class LiveView:
         self._rate = (now, m.get("decisions", 0))
         self.metrics = m
         self.metrics_seq += 1
-        for c in self._clients:
-            c.wake.set()
+        self._put("metrics", m, self.metrics_seq)
+
+    def _put(self, event: str, data, seq: int | None = None) -> None:
+        """The latest `event` message (`data`, or a function making it), serialised once when first sent."""
+        seq = (self._latest[event].seq + 1 if event in self._latest else 1) if seq is None else seq
+        self._latest[event] = _Message(seq, event, data)
 
     def check(self) -> None:
         """Nothing can go wrong here that should end the run (a page that fails is logged)."""
@@ -232,8 +258,6 @@ class LiveView:
                 await self._wanted.wait()
             await self.render()
             await self.render_decision()
-            for c in self._clients:
-                c.wake.set()
             await asyncio.sleep(period)
 
     async def render(self) -> bytes | None:
@@ -251,6 +275,10 @@ class LiveView:
             log.warning("live view frame not rendered: %s", exc)
             return self.frame_png
         self.frame_seq += 1
+        w, h = self.frame_size
+        png, seq = self.frame_png, self.frame_seq
+        self._put("frame", lambda: {"seq": seq, "width": w, "height": h,
+                                    "png": base64.b64encode(png).decode("ascii")}, seq)
         return self.frame_png
 
     async def render_decision(self) -> dict | None:
@@ -267,6 +295,7 @@ class LiveView:
             return self.decided
         self.decided = {**slim, "frame": {"width": w, "height": h, "png": base64.b64encode(png).decode("ascii")}}
         self.decided_seq += 1
+        self._put("decided", self.decided, self.decided_seq)
         return self.decided
 
     @property
@@ -279,100 +308,6 @@ class LiveView:
                 "sensor": list(self.size) if self.size else None,
                 "canvas": list(self.canvas) if self.canvas else None, "events": self.events,
                 "decisions": self.decisions, "decision": self.last_decision, "metrics": self.metrics,
-                "decided": {k: v for k, v in (self.decided or {}).items() if k != "frame"} or None}
-
-    # -- HTTP -------------------------------------------------------------------------------------
-    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        task = asyncio.current_task()
-        self._tasks.add(task)
-        try:
-            try:
-                head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 10)
-                method, target, _ = head.split(b"\r\n", 1)[0].decode("latin-1").split(" ", 2)
-            except (TimeoutError, asyncio.IncompleteReadError, asyncio.LimitOverrunError, ValueError):
-                return await self._reply(writer, 400, "text/plain", b"bad request\n")
-            if method not in ("GET", "HEAD"):
-                return await self._reply(writer, 405, "text/plain", b"only GET\n", head_only=False)
-            path = target.split("?", 1)[0]
-            head_only = method == "HEAD"
-            if path in ("/", "/index.html"):
-                page = resources.files("streamsnn.web").joinpath("index.html").read_bytes()
-                await self._reply(writer, 200, "text/html; charset=utf-8", page, head_only)
-            elif path == "/frame.png":
-                png = await self.render() if not self._clients else self.frame_png
-                png = png or await asyncio.to_thread(render_png, np.zeros((2, 34, 34), np.float32))
-                await self._reply(writer, 200, "image/png", png, head_only)
-            elif path == "/metrics.json":
-                await self._reply(writer, 200, "application/json", _json(self.snapshot()).encode(), head_only)
-            elif path == "/events" and not head_only:
-                await self._stream(writer)
-            else:
-                await self._reply(writer, 404, "text/plain", b"not found: try /, /events, /frame.png, /metrics.json\n")
-        except (ConnectionError, asyncio.IncompleteReadError):
-            pass
-        finally:
-            self._tasks.discard(task)
-            writer.close()
-            try:
-                await writer.wait_closed()
-            except (ConnectionError, asyncio.CancelledError):
-                pass
-
-    @staticmethod
-    async def _reply(writer, status: int, ctype: str, body: bytes, head_only: bool = False) -> None:
-        reason = {200: "OK", 400: "Bad Request", 404: "Not Found", 405: "Method Not Allowed"}[status]
-        writer.write(f"HTTP/1.1 {status} {reason}\r\nContent-Type: {ctype}\r\nContent-Length: {len(body)}\r\n"
-                     "Cache-Control: no-store\r\nConnection: close\r\n\r\n".encode("latin-1"))
-        if not head_only:
-            writer.write(body)
-        await writer.drain()
-
-    async def _stream(self, writer: asyncio.StreamWriter) -> None:
-        writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nCache-Control: no-store\r\n"
-                     b"Connection: keep-alive\r\n\r\nretry: 1000\n\n")
-        writer.write(_sse("hello", {"title": self.title, "classes": self.classes, "model": self.model}))
-        if self.last_decision is not None:
-            writer.write(_sse("decisions", [self.last_decision]))
-        client = _Client()
-        if self.decided is not None:
-            writer.write(_sse("decided", self.decided))
-            client.decided_seq = self.decided_seq
-        await writer.drain()
-        self._clients.add(client)
-        self._wanted.set()
-        period = 1.0 / self.fps
-        try:
-            while True:
-                try:
-                    await asyncio.wait_for(client.wake.wait(), KEEPALIVE_S)
-                except TimeoutError:
-                    writer.write(b": keep-alive\n\n")
-                    await writer.drain()
-                    continue
-                client.wake.clear()
-                if client.decisions:
-                    writer.write(_sse("decisions", list(client.decisions)))
-                    client.decisions.clear()
-                if self.decided is not None and client.decided_seq != self.decided_seq:
-                    client.decided_seq = self.decided_seq
-                    writer.write(_sse("decided", self.decided))
-                if self.frame_png is not None and client.frame_seq != self.frame_seq:
-                    client.frame_seq = self.frame_seq
-                    w, h = self.frame_size
-                    writer.write(_sse("frame", {"seq": self.frame_seq, "width": w, "height": h,
-                                                "png": base64.b64encode(self.frame_png).decode("ascii")}))
-                if self.metrics is not None and client.metrics_seq != self.metrics_seq:
-                    client.metrics_seq = self.metrics_seq
-                    writer.write(_sse("metrics", self.metrics))
-                await writer.drain()       # a slow client waits here; newer frames replace older ones
-                await asyncio.sleep(period)
-        finally:
-            self._clients.discard(client)
-
-
-def _json(obj) -> str:
-    return json.dumps(obj, separators=(",", ":"), default=str)
-
-
-def _sse(event: str, data) -> bytes:
-    return f"event: {event}\ndata: {_json(data)}\n\n".encode()
+                "decided": {k: v for k, v in (self.decided or {}).items() if k != "frame"} or None,
+                "clients": {"open": self._open, "streams": len(self._clients), "max": self.max_clients,
+                            "refused": self.refused, "dropped": self.dropped}}

@@ -15,6 +15,7 @@ from .decide import Decider, true_output
 from .errors import ConfigError, StageFailed, StreamsnnError
 from .feedback import (
     FEEDBACK_LR_SCALE,
+    MAX_CLASSES,
     MAX_FEEDBACK_BYTES,
     NEW_CLASS_LR,
     RECENT_EVENTS,
@@ -107,6 +108,8 @@ class Pipeline:
         if not (feedback_lr_scale >= 0 and new_class_lr > 0 and max_classes >= 2):
             raise ConfigError(f"feedback_lr_scale must be >= 0 ({feedback_lr_scale}), new_class_lr > 0 "
                               f"({new_class_lr}) and max_classes >= 2 ({max_classes})")
+        if max_classes > MAX_CLASSES:
+            raise ConfigError(f"max_classes must be at most {MAX_CLASSES}, got {max_classes}")
         self.source, self.net, self.sinks = source, net, sinks
         self.segmenter = segmenter or Segmenter()
         self.decider = decider or Decider()

@@ -184,8 +184,10 @@ async def test_sse_streams_frames_decisions_and_metrics(live):
         poker = ("club", "diamond", "heart", "spade")
         live.publish_decision(*decided(3, [0, 0, 0, 1], 0.9, true_label=1, sample="y", classes=poker,
                                        label_name="diamond"))
+        _, names = await sse.next("classes")  # the new class list, once, before the decisions that use it
         _, ds = await sse.next("decisions")
-        assert (ds[-1]["label_name"], ds[-1]["true_label_name"], ds[-1]["classes"]) == ("spade", "diamond", list(poker))
+        assert (ds[-1]["label_name"], ds[-1]["true_label_name"], names["classes"]) == ("spade", "diamond", list(poker))
+        assert "classes" not in ds[-1]
         assert ds[-1]["queue_ms"] == 1.0 and ds[-1]["compute_ms"] == 2.0
         live.publish_metrics({"decisions": 10, "progressive_accuracy": 0.5})
         await sse.next("metrics")

@@ -11,7 +11,7 @@ from conftest import need
 from mqtt_util import Collector, mosquitto  # noqa: F401 (fixture)
 
 from streamsnn.io import open_dataset
-from streamsnn.mqtt.discovery import SENSORS, Discovery
+from streamsnn.mqtt.discovery import SENSORS, Discovery, ha_id
 from streamsnn.mqtt.settings import MqttSettings
 from streamsnn.mqtt.sink import MqttSink
 from streamsnn.pipeline import Pipeline
@@ -55,13 +55,15 @@ async def test_discovery_configs_describe_a_device_whose_templates_resolve_and_c
     classification = json.loads(got.payloads(f"{prefix}/classification")[0])
     metrics = json.loads(got.payloads(f"{prefix}/metrics")[0])
 
-    assert set(configs) == {f"homeassistant/sensor/streamsnn_cam_1/{oid}/config" for oid, *_ in SENSORS}
+    dev = ha_id("cam.1")  # "cam.1" is not a Home Assistant id: streamsnn_cam_1_<hash>
+    assert dev.startswith("streamsnn_cam_1_")
+    assert set(configs) == {f"homeassistant/sensor/{dev}/{oid}/config" for oid, *_ in SENSORS}
     by_id = {t.split("/")[-2]: json.loads(p) for t, p in configs.items()}
     for oid, cfg in by_id.items():
-        assert cfg["unique_id"] == f"streamsnn_cam_1_{oid}"
+        assert cfg["unique_id"] == f"{dev}_{oid}"
         assert cfg["availability"] == [{"topic": f"{prefix}/status", "payload_available": "online",
                                         "payload_not_available": "offline"}]
-        assert cfg["device"]["identifiers"] == ["streamsnn_cam_1"] and cfg["device"]["name"] == "streamsnn cam.1"
+        assert cfg["device"]["identifiers"] == [dev] and cfg["device"]["name"] == "streamsnn cam.1"
         assert cfg["state_topic"] in (f"{prefix}/classification", f"{prefix}/metrics")
     # the templates, rendered as Home Assistant renders them, on what the daemon really published
     main = by_id["classification"]

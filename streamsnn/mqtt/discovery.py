@@ -1,7 +1,8 @@
 """Home Assistant MQTT discovery: retained configs that make a "streamsnn <node>" device appear without YAML.
 
 With `mqtt.ha_discovery = true` the sink publishes, retained, one config per sensor on
-`<ha_prefix>/sensor/streamsnn_<node>/<object>/config` (Home Assistant's discovery topic layout):
+`<ha_prefix>/sensor/streamsnn_<node>/<object>/config` (Home Assistant's discovery topic layout; a node id
+with characters other than [A-Za-z0-9_-] gets a hash suffix, see `ha_id`):
 
 - `classification`: state = the class name of each decision (`value_template` on the classification
   JSON), attributes `label`, `confidence`, `scores`, `sample`, `true_label_name` (`json_attributes_topic`);
@@ -16,6 +17,7 @@ entity in Home Assistant), so turning the option off removes the device.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 
@@ -46,10 +48,21 @@ SENSORS = (
      {"state_class": "measurement", "entity_category": "diagnostic", "icon": "mdi:tray-full"}),
 )
 
+#: Hex digits of SHA-256 appended to a node id that had to be changed to fit Home Assistant's ids.
+HASH_DIGITS = 8
+
 
 def ha_id(node: str) -> str:
-    """The device's id in discovery topics and unique ids: `streamsnn_<node>` with only [A-Za-z0-9_-]."""
-    return "streamsnn_" + re.sub(r"[^A-Za-z0-9_-]", "_", node)
+    """The device's id in discovery topics and unique ids: `streamsnn_<node>`, only [A-Za-z0-9_-].
+
+    A node id of those characters only is kept as it is; any other character becomes `_` and the id
+    gets `_` and 8 hex digits of the SHA-256 of the node id, so `cam.1` and `cam_1` get different
+    devices, and one daemon cannot clear another's configs.
+    """
+    clean = re.sub(r"[^A-Za-z0-9_-]", "_", node)
+    if clean == node:
+        return "streamsnn_" + node
+    return f"streamsnn_{clean}_{hashlib.sha256(node.encode('utf-8', 'surrogatepass')).hexdigest()[:HASH_DIGITS]}"
 
 
 class Discovery:
