@@ -102,13 +102,12 @@ class Pipeline:
                  recent_events: int = RECENT_EVENTS, feedback_lr_scale: float = FEEDBACK_LR_SCALE,
                  new_classes: bool = False, max_classes: int = 32, new_class_lr: float = NEW_CLASS_LR,
                  decider: Decider | None = None):
-        numbers = (feedback_lr_scale, new_class_lr, feedback_per_s, metrics_every_s, save_every_s)
-        if not (all(math.isfinite(v) for v in numbers) and feedback_lr_scale >= 0 and new_class_lr > 0
-                and max_classes >= 2 and feedback_per_s >= 0 and metrics_every_s > 0 and save_every_s >= 0):
-            raise ConfigError(f"feedback_lr_scale must be >= 0 ({feedback_lr_scale}), new_class_lr > 0 "
-                              f"({new_class_lr}), max_classes >= 2 ({max_classes}), feedback_per_s >= 0 "
-                              f"({feedback_per_s}), metrics_every_s > 0 ({metrics_every_s}) and save_every_s >= 0 "
-                              f"({save_every_s}), all finite")
+        numbers = dict(feedback_lr_scale=feedback_lr_scale, new_class_lr=new_class_lr, feedback_per_s=feedback_per_s,
+                       metrics_every_s=metrics_every_s, save_every_s=save_every_s, max_classes=max_classes)
+        if not (all(v >= 0 and math.isfinite(v) for v in numbers.values()) and new_class_lr > 0
+                and metrics_every_s > 0 and max_classes >= 2):
+            raise ConfigError(f"pipeline settings must be finite and >= 0 (new_class_lr, metrics_every_s > 0, "
+                              f"max_classes >= 2), got {numbers}")
         self.source, self.net, self.sinks = source, net, sinks
         self.segmenter = segmenter or Segmenter()
         self.decider = decider or Decider()
