@@ -5,6 +5,7 @@ from __future__ import annotations
 import difflib
 import json
 import logging
+import math
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
@@ -197,6 +198,8 @@ def _check(where: str, section: str, key: str, value: Any) -> Any:
     if not isinstance(value, spec.type) or (spec.type is not bool and isinstance(value, bool)):
         kind = {bool: "true or false", int: "an integer", float: "a number", str: "a string"}[spec.type]
         raise ConfigError(f"{name} must be {kind}, got {value!r}")
+    if spec.type is float and not math.isfinite(value):
+        raise ConfigError(f"{name} must be a finite number, got {value!r}")
     if spec.choices and value not in spec.choices:
         raise ConfigError(f"{name} must be one of {', '.join(map(repr, spec.choices))}, got {value!r}")
     if spec.min is not None and value < spec.min:
@@ -291,17 +294,30 @@ def _cross_checks(cfg: Config) -> None:
         raise ConfigError(f"{o}: liveview.port must be at most 65535, got {cfg.liveview.port}")
     if not cfg.mqtt.ha_prefix or any(c in cfg.mqtt.ha_prefix for c in "+#"):
         raise ConfigError(f"{o}: mqtt.ha_prefix {cfg.mqtt.ha_prefix!r} must be a topic without wildcards")
-    if cfg.model.arch:
-        from .snn.arch import parse_arch, place
-
-        if cfg.model.hidden:
-            raise ConfigError(f"{o}: set model.arch or model.hidden, not both (hidden = N is arch = \"dense:N\")")
-        try:  # the layers must parse and fit the input grid
-            place(parse_arch(cfg.model.arch), (cfg.model.input_width, cfg.model.input_height, 2))
-        except ConfigError as exc:
-            raise ConfigError(f"{o}: model.arch: {exc}") from None
+    if cfg.model.arch and cfg.model.hidden:
+        raise ConfigError(f"{o}: set model.arch or model.hidden, not both (hidden = N is arch = \"dense:N\")")
+    _model_sizes(cfg)
     if cfg.source.kind == "mqtt" and not cfg.mqtt.enabled:
         raise ConfigError(f"{o}: source.kind = 'mqtt' needs mqtt.enabled = true")
+
+
+def _model_sizes(cfg: Config) -> None:
+    """A fresh network's sizes and rates within snn.limits (checked without building it)."""
+    from .snn.arch import DEFAULT_ARCH, parse_arch
+    from .snn.limits import MAX_LR, MAX_LR_FACTOR, check_sizes
+
+    o, m = cfg.origin, cfg.model
+    for key, value, high in (("lr", m.lr, MAX_LR), ("lr_out", m.lr_out, MAX_LR),
+                             ("feedback_lr_scale", m.feedback_lr_scale, MAX_LR_FACTOR),
+                             ("new_class_lr", m.new_class_lr, MAX_LR_FACTOR)):
+        if value > high:
+            raise ConfigError(f"{o}: model.{key} must be at most {high:g}, got {value!r}")
+    key = "model.arch" if m.arch else "model.hidden" if m.hidden else "model.classes/input_width/input_height"
+    try:  # the layers must parse, fit the input grid and stay within the limits
+        arch = f"dense:{m.hidden}" if m.hidden else (m.arch or DEFAULT_ARCH)
+        check_sizes(parse_arch(arch), (m.input_width, m.input_height, 2), m.classes)
+    except ConfigError as exc:
+        raise ConfigError(f"{o}: {key}: {exc}") from None
 
 
 def load_config(path: str | Path, overrides: list[str] = ()) -> Config:

@@ -129,7 +129,7 @@ async def run_service(cfg: Config, *, quiet: bool = False, announce=None) -> int
             pipe.stop()  # a signal arrived while starting: run() then only drains and saves
         notify("READY=1", f"STATUS=classifying as {node}")
         await pipe.run()
-        if ckpt is not None:
+        if ckpt is not None and pipe.exit_saved:
             log.info("checkpoint saved to %s", ckpt)
     finally:
         notify("STOPPING=1")

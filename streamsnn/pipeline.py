@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -105,9 +106,12 @@ class Pipeline:
                  recent_events: int = RECENT_EVENTS, feedback_lr_scale: float = FEEDBACK_LR_SCALE,
                  new_classes: bool = False, max_classes: int = 32, new_class_lr: float = NEW_CLASS_LR,
                  decider: Decider | None = None):
-        if not (feedback_lr_scale >= 0 and new_class_lr > 0 and max_classes >= 2):
-            raise ConfigError(f"feedback_lr_scale must be >= 0 ({feedback_lr_scale}), new_class_lr > 0 "
-                              f"({new_class_lr}) and max_classes >= 2 ({max_classes})")
+        numbers = dict(feedback_lr_scale=feedback_lr_scale, new_class_lr=new_class_lr, feedback_per_s=feedback_per_s,
+                       metrics_every_s=metrics_every_s, save_every_s=save_every_s, max_classes=max_classes)
+        if not (all(v >= 0 and math.isfinite(v) for v in numbers.values()) and new_class_lr > 0
+                and metrics_every_s > 0 and max_classes >= 2):
+            raise ConfigError(f"pipeline settings must be finite and >= 0 (new_class_lr, metrics_every_s > 0, "
+                              f"max_classes >= 2), got {numbers}")
         if max_classes > MAX_CLASSES:
             raise ConfigError(f"max_classes must be at most {MAX_CLASSES}, got {max_classes}")
         self.source, self.net, self.sinks = source, net, sinks
@@ -124,6 +128,7 @@ class Pipeline:
         self.new_classes, self.max_classes = bool(new_classes), int(max_classes)
         self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="streamsnn-net")
         self._stopping = asyncio.Event()
+        self.exit_saved = False  # the checkpoint was written when the run ended
         self._last_rate = (time.monotonic(), 0)
 
     # -- control --------------------------------------------------------------------------------
@@ -172,7 +177,7 @@ class Pipeline:
             await asyncio.gather(stopper, *side, reader, classify, return_exceptions=True)
             try:
                 if self.checkpoint is not None:
-                    await self.save()
+                    self.exit_saved = await self._save_logged("at exit")
             finally:
                 self._worker.shutdown(wait=True)
                 await self._final_metrics()
@@ -376,11 +381,19 @@ class Pipeline:
     async def _checkpoint_loop(self) -> None:
         while True:
             await asyncio.sleep(self.save_every_s)
-            try:
-                await self.save()
-            except Exception as exc:  # noqa: BLE001 - a full disk must not stop the classification
-                self.counters.checkpoint_errors += 1
-                log.warning("checkpoint not saved: %s", exc)
+            await self._save_logged("periodic")
+
+    async def _save_logged(self, when: str) -> bool:
+        """Save; a failure (a full disk, a network with non-finite weights, which is never written over the
+        last good checkpoint) is counted and logged in one line, and the run goes on. True when saved."""
+        try:
+            await self.save()
+            return True
+        except Exception as exc:  # noqa: BLE001 - the classification, and the file already there, must survive
+            self.counters.checkpoint_errors += 1
+            log.warning("checkpoint not saved (%s): %s", when, str(exc).splitlines()[0] if str(exc) else
+                        type(exc).__name__)
+            return False
 
 
     def _ignore(self, reason: str, detail: str) -> bool:

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..errors import ConfigError, InputError
+from .limits import MAX_GRID_SIDE, check_grid
 
 #: The default architecture for N-MNIST, chosen by measurement (benchmarks/README.md, "Choosing the default").
 DEFAULT_ARCH = "conv:32:5:2:2,conv:64:3:2:1,dense:256"
@@ -82,7 +83,7 @@ def _layer_from_dict(d: dict) -> Layer:
         if d.get("kind") == "conv":
             return _checked(Layer("conv", int(d["channels"]), int(d["kernel"]), int(d.get("stride", 1)),
                                   int(d.get("padding", 0))), str(d))
-    except (KeyError, TypeError, ValueError):
+    except (KeyError, TypeError, ValueError, OverflowError, AttributeError):
         pass
     raise ConfigError(f"layer {d!r} is not a conv (channels, kernel, stride, padding) or dense (units) layer")
 
@@ -210,10 +211,11 @@ class InputMap:
         sensor = tuple(int(v) for v in self.sensor)
         grid = tuple(int(v) for v in self.grid)
         roi = (0, 0, *sensor) if self.roi is None else tuple(int(v) for v in self.roi)
-        if len(sensor) != 2 or min(sensor) < 1:
-            raise ConfigError(f"input sensor must be (width, height) > 0, got {self.sensor}")
+        if len(sensor) != 2 or min(sensor) < 1 or max(sensor) > MAX_GRID_SIDE:
+            raise ConfigError(f"input sensor must be (width, height), 1..{MAX_GRID_SIDE} each, got {self.sensor}")
         if len(grid) != 3 or min(grid) < 1 or grid[2] > 2:
             raise ConfigError(f"input grid must be (width, height, polarities 1 or 2), got {self.grid}")
+        check_grid(grid)
         x0, y0, w, h = roi if len(roi) == 4 else (-1, -1, 0, 0)
         if x0 < 0 or y0 < 0 or w < 1 or h < 1 or x0 + w > sensor[0] or y0 + h > sensor[1]:
             raise ConfigError(f"input roi must be (x0, y0, w, h) inside the {sensor[0]}x{sensor[1]} sensor, "
@@ -247,7 +249,7 @@ class InputMap:
     def from_dict(cls, d: dict) -> InputMap:
         try:
             return cls(tuple(d["sensor"]), tuple(d["roi"]) if d.get("roi") is not None else None, tuple(d["grid"]))
-        except (KeyError, TypeError, ValueError):
+        except (KeyError, TypeError, ValueError, OverflowError):
             raise ConfigError(f"input map {d!r} needs sensor [w, h], roi [x0, y0, w, h] and grid [W, H, P]") from None
 
     def events(self, batch) -> tuple[np.ndarray, np.ndarray]:

@@ -11,20 +11,29 @@ Format 1 (the one-hidden-layer network, arrays ``W1``, ``W2``, ``b2``, config ``
 from __future__ import annotations
 
 import json
+import math
 import os
+import re
 import tempfile
 import zipfile
 from pathlib import Path
 
 import numpy as np
 
-from ..errors import CheckpointError
+from ..errors import CheckpointError, ConfigError
+from . import limits, npzread
 
 FORMAT = "streamsnn-snn"
 VERSION = 2
 #: Versions this code reads.
 READABLE = (1, 2)
 _META_KEYS = ("format", "version", "config", "counters")
+#: The arrays of format 2 and of format 1; any other member is never read.
+_ARRAY_NAME = re.compile(r"weight_\d{1,3}|bias|W1|W2|b2")
+#: Largest checkpoint file: every parameter stored as float64, plus room for the config.
+MAX_FILE_BYTES = 8 * limits.MAX_PARAMETERS + (16 << 20)
+#: Largest magnitude of a stored weight or bias (float32 reaches 3.4e38; trained weights stay below 100).
+MAX_WEIGHT = 1e6
 
 
 def save_checkpoint(path, arrays: dict[str, np.ndarray], config: dict, counters: dict) -> Path:
@@ -67,51 +76,87 @@ def save_checkpoint(path, arrays: dict[str, np.ndarray], config: dict, counters:
 
 
 def load_checkpoint(path) -> tuple[int, dict[str, np.ndarray], dict, dict]:
-    """Read a checkpoint fully into memory: (version, arrays, config, counters), or raise CheckpointError.
+    """Read a checkpoint into memory: (version, arrays, config, counters), or raise CheckpointError.
 
-    Every array is read (pickled objects refused). Nothing is returned unless every check passed,
-    so a caller never ends up with a half-loaded model.
+    Sizes are checked before anything is read (see npzread): the file at most MAX_FILE_BYTES, at most
+    npzread.MAX_MEMBERS members, each weight array's declared shape matching its stored size and all of
+    them together at most limits.MAX_PARAMETERS values; members other than the format's arrays are
+    never read. Nothing is returned unless every check passed, so a caller never ends up with a
+    half-loaded model.
     """
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"model file {path} not found; train one with `streamsnn train --out {path}`")
     try:
+        size = path.stat().st_size
         with open(path, "rb") as fh:
             magic = fh.read(4)
-        if magic != b"PK\x03\x04":
-            raise CheckpointError(f"{path} is not a .npz checkpoint (not a zip archive); pass a file written "
-                                  "by `streamsnn train`")
-        with np.load(path, allow_pickle=False) as npz:
-            names = set(npz.files)
-            if "format" not in names or "version" not in names:
-                raise CheckpointError(f"{path} is not a streamsnn model checkpoint (no format marker); "
-                                      "pass a file written by `streamsnn train`")
-            fmt = str(npz["format"][0])
-            if fmt != FORMAT:
-                raise CheckpointError(f"{path} is a {fmt!r} file, not a streamsnn model checkpoint")
-            version = int(npz["version"][0])
-            if version not in READABLE:
-                raise CheckpointError(f"{path} has checkpoint format version {version}; this streamsnn "
-                                      f"reads versions {', '.join(map(str, READABLE))}: retrain or use a "
-                                      "matching streamsnn")
-            missing = [k for k in _META_KEYS if k not in names]
-            if missing:
-                raise CheckpointError(f"{path} lacks {', '.join(missing)}; the file is damaged or foreign")
-            arrays = {k: np.array(npz[k]) for k in names if k not in _META_KEYS}
-            config = json.loads(str(npz["config"][0]))
-            counters = json.loads(str(npz["counters"][0]))
+            if magic != b"PK\x03\x04":
+                raise CheckpointError(f"{path} is not a .npz checkpoint (not a zip archive); pass a file written "
+                                      "by `streamsnn train`")
+            if size > MAX_FILE_BYTES:
+                raise CheckpointError(f"{path} is {size:,} bytes, more than a checkpoint may be ({MAX_FILE_BYTES:,})")
+            npzread.check_directory(fh, size)
+            with zipfile.ZipFile(fh) as zf:
+                names = {n[:-4] for n in zf.namelist() if n.endswith(".npy")}
+                if "format" not in names or "version" not in names:
+                    raise CheckpointError(f"{path} is not a streamsnn model checkpoint (no format marker); "
+                                          "pass a file written by `streamsnn train`")
+                meta = npzread.read_members(zf, ["format", "version"], max_elements=256)
+                fmt = str(meta["format"].reshape(-1)[0]) if meta["format"].size else ""
+                if fmt != FORMAT:
+                    raise CheckpointError(f"{path} is a {fmt[:40]!r} file, not a streamsnn model checkpoint")
+                v = meta["version"].reshape(-1)
+                version = int(v[0]) if v.size and v.dtype.kind in "iu" else -1
+                if version not in READABLE:
+                    raise CheckpointError(f"{path} has checkpoint format version {version}; this streamsnn "
+                                          f"reads versions {', '.join(map(str, READABLE))}: retrain or use a "
+                                          "matching streamsnn")
+                missing = [k for k in _META_KEYS if k not in names]
+                if missing:
+                    raise CheckpointError(f"{path} lacks {', '.join(missing)}; the file is damaged or foreign")
+                text = npzread.read_members(zf, ["config", "counters"], max_elements=2 * npzread.MAX_JSON_CHARS,
+                                            kinds="U")
+                config, counters = (npzread.parse_json(str(text[k].reshape(-1)[0]) if text[k].size else "", k)
+                                    for k in ("config", "counters"))
+                wanted = sorted(n for n in names if _ARRAY_NAME.fullmatch(n))
+                arrays = npzread.read_members(zf, wanted, max_elements=limits.MAX_PARAMETERS, kinds="f")
     except CheckpointError:
         raise
-    except (zipfile.BadZipFile, EOFError, OSError, ValueError, KeyError, IndexError) as exc:
+    except (zipfile.BadZipFile, EOFError, OSError, ValueError, KeyError, IndexError, OverflowError,
+            TypeError, MemoryError, RecursionError, UnicodeError) as exc:
         reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise CheckpointError(f"cannot read model {path}: truncated or not a .npz checkpoint ({reason})") from None
+        raise CheckpointError(f"cannot read model {path}: damaged, truncated or not a .npz checkpoint ({reason})"
+                              ) from None
     if not isinstance(config, dict) or not isinstance(counters, dict):
         raise CheckpointError(f"{path} has a malformed config or counters record; the file is damaged")
     return version, arrays, config, counters
 
 
+def problems(net) -> str | None:
+    """What would make the loader refuse a checkpoint of ``net`` (non-finite or absurd values), or None."""
+    for k, a in enumerate([*net.weights, net.bias]):
+        if not np.all(np.isfinite(a)) or np.abs(a).max(initial=0) > MAX_WEIGHT:
+            name = f"weight_{k}" if k < len(net.weights) else "bias"
+            return f"{name} holds non-finite values (or beyond {MAX_WEIGHT:g})"
+    if not np.all((net.class_lr > 0) & (net.class_lr <= limits.MAX_LR_FACTOR)):
+        return f"class_lr holds values that are not finite in (0, {limits.MAX_LR_FACTOR:g}]"
+    try:
+        for k, high in (("lr", limits.MAX_LR), ("lr_out", limits.MAX_LR), ("lr_conv", limits.MAX_LR_FACTOR),
+                        ("max_step", limits.MAX_GAIN), ("activity", limits.MAX_GAIN), ("init_gain", limits.MAX_GAIN),
+                        ("theta", limits.MAX_GAIN)):
+            limits.finite(k, getattr(net, k), 0, high)
+    except ConfigError as exc:
+        return str(exc)
+    return None
+
+
 def save_network(net, path) -> Path:
-    """Write a SpikingNetwork in format 2."""
+    """Write a SpikingNetwork in format 2; CheckpointError (nothing written, an earlier file kept) when it
+    holds non-finite values, which the loader refuses."""
+    wrong = problems(net)
+    if wrong is not None:
+        raise CheckpointError(f"model not saved to {path}: {wrong}; the file there is kept as it was")
     arrays = {f"weight_{k}": w for k, w in enumerate(net.weights)}
     arrays["bias"] = net.bias
     return save_checkpoint(path, arrays, net.config(), net.counters())
@@ -131,15 +176,46 @@ def _format1(arrays: dict, config: dict) -> tuple[dict, dict]:
     return {k: v for k, v in renamed.items() if v is not None}, config
 
 
+def _declared_shapes(config: dict) -> dict[str, tuple]:
+    """The array shapes the config's network has, from its declared sizes alone (checked against the
+    limits; nothing allocated)."""
+    from .arch import DEFAULT_ARCH, InputMap, parse_arch
+
+    arch, imap, classes = config.get("arch", DEFAULT_ARCH), config.get("input_map"), config.get("classes", 10)
+    if not isinstance(arch, (str, list)) or not isinstance(imap, (dict, type(None))) \
+            or not isinstance(classes, (int, list)) or isinstance(classes, bool):
+        raise ValueError("arch must be a spec or a list of layers, input_map an object, classes a count or a list")
+    if imap is None:
+        grid = config.get("input_shape", (34, 34, 2))
+        imap = {"sensor": list(grid)[:2], "grid": grid} if isinstance(grid, (list, tuple)) else {}
+    n = classes if isinstance(classes, int) else len(classes)
+    limits.check_classes(n)
+    geometry = limits.check_sizes(parse_arch(arch), InputMap.from_dict(imap).grid, n)
+    shapes = {f"weight_{k}": g.weight_shape for k, g in enumerate(geometry)}
+    shapes[f"weight_{len(geometry)}"] = (geometry[-1].n_out, n)
+    shapes["bias"] = (n,)
+    return shapes
+
+
+def _counter(counters: dict, k: str) -> int:
+    v = counters.get(k, 0)
+    if isinstance(v, float) and math.isfinite(v) and v.is_integer():
+        v = int(v)
+    if isinstance(v, bool) or not isinstance(v, int) or not 0 <= v <= limits.MAX_COUNTER:
+        raise ValueError(f"counter {k} is {str(v)[:40]}, not an integer 0..{limits.MAX_COUNTER}")
+    return v
+
+
 def load_network(cls, path, any_names: bool = False):
     """Read a checkpoint into a new ``cls`` (SpikingNetwork); CheckpointError names what is wrong.
 
+    The declared sizes (classes, layers, grid) are checked against the limits and the arrays' shapes
+    before the network is built; the settings (learning rates, threshold, ...) by the constructor.
     Class names are normalised as `streamsnn.classnames` says (a valid name written by an older
     version, e.g. with a trailing space, loads in its canonical form); a name that cannot be a class
     name, or two that match, refuse the checkpoint with a line saying how to repair it, unless
     `any_names`: then they are kept exactly as stored (for `streamsnn classes`)."""
     from .. import classnames
-    from ..errors import ConfigError
     from ..textsafe import printable
 
     version, arrays, config, counters = load_checkpoint(path)
@@ -147,6 +223,7 @@ def load_network(cls, path, any_names: bool = False):
     try:
         if version == 1:
             arrays, config = _format1(arrays, dict(config))
+        want = _declared_shapes(config)
         names = config.get("classes")
         if isinstance(names, list) and len(names) >= 2 and all(isinstance(c, str) for c in names):
             try:
@@ -156,14 +233,9 @@ def load_network(cls, path, any_names: bool = False):
                     raise CheckpointError(f"{path}: {exc}; list and repair the classes with `streamsnn classes "
                                           f"{path}` (--rename '#N' NAME, --remove '#N')") from None
                 raw_names, config = names, {**config, "classes": len(names)}
-        net = cls(**{**config, "seed": config.get("seed", 0)})
-    except (TypeError, ValueError, ConfigError) as exc:
+    except (TypeError, ValueError, OverflowError, ConfigError) as exc:
         raise CheckpointError(f"{path} holds an unusable network config "
                               f"({printable(str(exc).splitlines()[0])})") from None
-    if raw_names is not None:
-        net.classes = list(raw_names)
-    want = {f"weight_{k}": w.shape for k, w in enumerate(net.weights)}
-    want["bias"] = net.bias.shape
     for k, shape in want.items():
         if k not in arrays:
             old = {"weight_0": "W1", "weight_1": "W2", "bias": "b2"}.get(k, k) if version == 1 else k
@@ -172,16 +244,28 @@ def load_network(cls, path, any_names: bool = False):
         if a.shape != shape or a.dtype.kind != "f":
             raise CheckpointError(f"{path}: array {k} has shape {a.shape} ({a.dtype}), expected {shape} "
                                   "floats; the file is damaged or foreign")
-        if not np.all(np.isfinite(a)):
-            raise CheckpointError(f"{path}: array {k} holds non-finite weights; the file is damaged")
+        if not np.all(np.isfinite(a)) or np.abs(a).max(initial=0) > MAX_WEIGHT:
+            raise CheckpointError(f"{path}: array {k} holds non-finite weights (or beyond {MAX_WEIGHT:g}); "
+                                  "the file is damaged")
     try:
-        vals = {k: int(counters.get(k, 0)) for k in ("samples_seen", "events_seen", "updates",
-                                                        "progressive_correct", "progressive_total", "epochs")}
-    except (TypeError, ValueError):
-        raise CheckpointError(f"{path} has malformed training counters; the file is damaged") from None
+        vals = {k: _counter(counters, k) for k in ("samples_seen", "events_seen", "updates",
+                                                   "progressive_correct", "progressive_total", "epochs")}
+        token = counters.get("token")
+        if token is not None and not (isinstance(token, str) and 0 < len(token) <= 64):
+            raise ValueError("token is not a short string")
+    except ValueError as exc:
+        raise CheckpointError(f"{path} has malformed training counters ({exc}); the file is damaged") from None
+    try:
+        net = cls(**{**config, "seed": config.get("seed", 0)})
+    except (TypeError, ValueError, OverflowError, ConfigError) as exc:
+        raise CheckpointError(f"{path} holds an unusable network config "
+                              f"({printable(str(exc).splitlines()[0])})") from None
+    if raw_names is not None:
+        net.classes = list(raw_names)
     net.weights = [np.ascontiguousarray(arrays[f"weight_{k}"], dtype=np.float32) for k in range(len(net.weights))]
     net.bias = np.ascontiguousarray(arrays["bias"], dtype=np.float32)
     for k, v in vals.items():
         setattr(net, k, v)
-    net._token = str(counters.get("token", net._token))
+    if token is not None:
+        net._token = token
     return net

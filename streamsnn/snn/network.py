@@ -20,13 +20,17 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .. import classnames
-from ..errors import ConfigError, InputError
+from ..errors import ConfigError, InputError, StreamsnnError
 from ..textsafe import shown
-from . import propagate
-from .arch import DEFAULT_ARCH, InputMap, format_arch, learning_defaults, parse_arch, place
+from . import limits, propagate
+from .arch import DEFAULT_ARCH, InputMap, format_arch, learning_defaults, parse_arch
 from .conv import conv_table
 
 LEARNING_MODES = ("counts", "spikes")
+
+
+class NonFinite(StreamsnnError):
+    """The network computed non-finite scores or weights: the decision is withheld, the update undone."""
 
 
 @dataclass
@@ -92,8 +96,14 @@ class SpikingNetwork:
             raise ConfigError(f"input_shape {input_map.grid} has {input_map.n_inputs} inputs "
                               f"but sizes[0] is {sizes[0]}")
         classes = 10 if classes is None else classes
-        names = [str(k) for k in range(int(classes))] if isinstance(classes, (int, np.integer)) else \
-            [c if isinstance(c, str) else str(c) for c in classes]
+        if isinstance(classes, (int, np.integer)):
+            limits.check_classes(int(classes))
+            names = [str(k) for k in range(int(classes))]
+        else:
+            if not isinstance(classes, (list, tuple)):
+                raise ConfigError(f"classes must be a count or a list of names, got {type(classes).__name__}")
+            limits.check_classes(len(classes))
+            names = [c if isinstance(c, str) else str(c) for c in classes]
         if len(names) < 2:
             raise ConfigError(f"classes must be at least 2 distinct names (or a count >= 2), got {shown(classes)}")
         try:
@@ -102,9 +112,10 @@ class SpikingNetwork:
             raise ConfigError(str(exc)) from None
         if learning not in LEARNING_MODES:
             raise ConfigError(f"learning must be one of {', '.join(LEARNING_MODES)}, got {learning!r}")
-        if tau_us is not None and not tau_us > 0:
-            raise ConfigError(f"tau_us must be positive or None, got {tau_us}")
+        if tau_us is not None:
+            tau_us = limits.finite("tau_us", tau_us, 0, limits.MAX_TAU_US, low_open=True)
         self.layers = parse_arch(DEFAULT_ARCH if arch is None else arch)
+        geometry = limits.check_sizes(self.layers, input_map.grid, len(names))  # before anything is allocated
         preset = learning_defaults(self.layers)
         if lr_out is None:  # the measured ratio to lr (1 for dense networks, as before)
             lr_out = preset["lr_out"] if lr is None else lr * preset["lr_out"] / preset["lr"]
@@ -112,16 +123,22 @@ class SpikingNetwork:
         lr_conv = preset["lr_conv"] if lr_conv is None else lr_conv
         max_step = preset["max_step"] if max_step is None else max_step
         activity = preset["activity"] if activity is None else activity
-        if not (max_step >= 0 and activity >= 0):
-            raise ConfigError(f"max_step and activity must be >= 0, got {max_step}, {activity}")
-        if not (lr >= 0 and lr_out >= 0 and lr_conv >= 0):
-            raise ConfigError(f"learning rates must be >= 0, got lr={lr}, lr_out={lr_out}, lr_conv={lr_conv}")
+        max_step = limits.finite("max_step", max_step, 0, limits.MAX_GAIN)
+        activity = limits.finite("activity", activity, 0, limits.MAX_GAIN)
+        lr, lr_out = limits.finite("lr", lr, 0, limits.MAX_LR), limits.finite("lr_out", lr_out, 0, limits.MAX_LR)
+        lr_conv = limits.finite("lr_conv", lr_conv, 0, limits.MAX_LR_FACTOR)
+        theta = limits.finite("theta", theta, 0, limits.MAX_GAIN, low_open=True)
+        init_gain = limits.finite("init_gain", init_gain, 0, limits.MAX_GAIN)
+        if not (isinstance(error_spikes, (int, np.integer)) and 1 <= error_spikes <= limits.MAX_ERROR_SPIKES):
+            raise ConfigError(f"error_spikes must be an integer 1..{limits.MAX_ERROR_SPIKES}, got {error_spikes!r}")
+        if not (isinstance(seed, (int, np.integer)) and 0 <= seed < 2**63):
+            raise ConfigError(f"seed must be an integer 0..2**63-1, got {seed!r}")
         if learning == "spikes" and any(lay.kind != "dense" for lay in self.layers):
             raise ConfigError("learning 'spikes' (error spikes) works on dense layers only; use 'counts' "
                               f"for {format_arch(self.layers)}")
         self.input_map = input_map
         self.classes = names
-        self.geometry = place(self.layers, input_map.grid)
+        self.geometry = geometry
         self.seed = int(seed)
         self.lr, self.lr_out, self.lr_conv = float(lr), float(lr_out), float(lr_conv)
         self.tau_us = None if tau_us is None else float(tau_us)
@@ -139,11 +156,17 @@ class SpikingNetwork:
                             .astype(np.float32))
         self.bias = np.zeros(len(names), np.float32)
         # output learning-rate multiplier per class (above 1 for classes added with a boost)
-        self.class_lr = np.ones(len(names), np.float32) if class_lr is None else np.asarray(class_lr, np.float32)
-        if self.class_lr.shape != (len(names),) or not np.all(self.class_lr > 0):
-            raise ConfigError(f"class_lr must hold one positive rate per class ({len(names)}), got {class_lr!r}")
+        try:
+            rates = np.ones(len(names)) if class_lr is None else np.asarray(class_lr, np.float64)
+        except (TypeError, ValueError):
+            rates = np.zeros(0)
+        if rates.shape != (len(names),) or not np.all((rates > 0) & (rates <= limits.MAX_LR_FACTOR)):
+            raise ConfigError(f"class_lr must hold one rate multiplier per class ({len(names)}), each above 0 and "
+                              f"at most {limits.MAX_LR_FACTOR:g}")
+        self.class_lr = rates.astype(np.float32)
         self.samples_seen = self.events_seen = self.updates = self.epochs = 0
         self.progressive_correct = self.progressive_total = 0
+        self.nonfinite = 0  # decisions withheld and updates undone because of non-finite values (not saved)
         self._token = secrets.token_hex(4)
         # what a convolution's input units reach: (table, output width, stride) per conv layer
         self._geo = [(conv_table(g), g.out_shape[2], g.layer.stride) if g.layer.kind == "conv" else None
@@ -263,6 +286,10 @@ class SpikingNetwork:
     def predict_indices(self, idx: np.ndarray, t: np.ndarray | None = None, *, count: bool = True) -> Decision:
         """``predict_one`` on precomputed input units (and times, for a leaky network)."""
         scores, spikes = self._run(idx, t, count)
+        if not np.all(np.isfinite(scores)):  # never handed on: a sink would publish NaN, learning would spread it
+            self.nonfinite += 1
+            raise NonFinite(f"the model's scores are not finite ({self.nonfinite} so far; its weights are damaged): "
+                            "decision withheld; restart from the last checkpoint")
         prob = softmax(scores)
         label = int(np.argmax(scores))
         return Decision(label=label, scores=scores, confidence=float(prob[label]), events=int(len(idx)),
@@ -288,8 +315,8 @@ class SpikingNetwork:
         label = int(label)
         if not 0 <= label < self.n_classes:
             raise InputError(f"label {label} outside the network's classes 0..{self.n_classes - 1}")
-        if not lr_scale >= 0:
-            raise InputError(f"lr_scale must be >= 0, got {lr_scale}")
+        if not 0 <= lr_scale <= limits.MAX_LR_FACTOR:
+            raise InputError(f"lr_scale must be a finite number 0..{limits.MAX_LR_FACTOR:g}, got {lr_scale}")
         later = prediction is not None
         saved = self._save_state() if later and self.tau_us is not None else None
         try:
@@ -303,10 +330,17 @@ class SpikingNetwork:
             e = softmax(d.scores).astype(np.float32)
             e[label] -= 1.0
             acts = activity(self, np.ascontiguousarray(idx, dtype=np.int32))
+            rows = acts[-1][0]  # the output rows this update touches, and the bias: kept to undo a bad step
+            old = (self.weights[-1][rows], self.bias.copy())
             if self.learning == "counts":
                 backprop_counts(self, acts, e, lr_scale)
             else:
                 backprop_spikes(self, acts, e, lr_scale)
+            if not (np.all(np.isfinite(self.bias)) and np.all(np.isfinite(self.weights[-1][rows]))):
+                self.weights[-1][rows], self.bias = old
+                self.nonfinite += 1
+                raise NonFinite(f"an update made the output weights non-finite ({self.nonfinite} so far); it was "
+                                "undone: the learning rates are too high for this input")
             self.updates += 1
             return d
         finally:
@@ -347,8 +381,8 @@ class SpikingNetwork:
         if classnames.find(name, self.classes) is not None:
             raise ConfigError(f"class name '{shown(name)}' is taken (names are matched regardless of case; "
                               f"classes: {', '.join(shown(c, 40) for c in self.classes)})")
-        if not lr_boost > 0:
-            raise ConfigError(f"lr_boost must be positive, got {lr_boost}")
+        lr_boost = limits.finite("lr_boost", lr_boost, 0, limits.MAX_LR_FACTOR, low_open=True)
+        limits.check_classes(self.n_classes + 1)
         W = self.weights[-1]
         self.weights[-1] = np.ascontiguousarray(np.concatenate([W, np.zeros((W.shape[0], 1), np.float32)], axis=1))
         b = float(self.bias.mean()) if bias is None else float(bias)

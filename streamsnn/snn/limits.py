@@ -1,0 +1,92 @@
+"""Hard limits on what a network may declare (checked before anything is allocated) and on its learning settings.
+
+A checkpoint, a pipeline file or a command line that asks for more is refused with one line, so
+an absurd size never turns into a MemoryError and an absurd rate never into NaN weights. The
+limits are far above every network this project trains (the default one has 1.35 M parameters
+on a 34x34 grid; training grids are at most 48 units wide).
+"""
+
+from __future__ import annotations
+
+import math
+
+from ..errors import ConfigError
+
+#: Widest and tallest input grid or sensor (the sensor bound of the event readers, events.MAX_SENSOR_SIDE),
+#: and most input units (width x height x polarities: 1920x1080x2 fits).
+MAX_GRID_SIDE = 4096
+MAX_INPUT_UNITS = 1 << 22
+#: Most output classes of a network.
+MAX_CLASSES = 4096
+#: Most hidden layers, and most units in one hidden layer (a convolution's units are channels x height x width).
+MAX_LAYERS = 32
+MAX_LAYER_UNITS = 1 << 23
+#: Most weights plus biases of a whole network: 64 Mi parameters, 256 MiB of float32.
+MAX_PARAMETERS = 1 << 26
+#: Learning rates (``lr``, ``lr_out``) lie in [0, MAX_LR]; multipliers of a rate (``lr_conv``, a class's
+#: ``class_lr`` / ``lr_boost``, feedback's ``lr_scale``) in [0, MAX_LR_FACTOR]. The defaults are 0.0006-0.002
+#: for rates and 0.1-100 for multipliers.
+MAX_LR = 10.0
+MAX_LR_FACTOR = 10_000.0
+#: Other settings: spike threshold and initial gain in (0, MAX_GAIN], error spikes per sample, leak time constant.
+MAX_GAIN = 1000.0
+MAX_ERROR_SPIKES = 4096
+MAX_TAU_US = 1e18
+#: Largest value of a training counter (samples, events, updates, epochs).
+MAX_COUNTER = 1 << 62
+
+
+def finite(name: str, value, low: float, high: float, *, low_open: bool = False) -> float:
+    """``value`` as a float when it is a finite number in [low, high] (or (low, high]); else ConfigError."""
+    try:
+        v = float(value)
+    except (TypeError, ValueError, OverflowError):
+        raise ConfigError(f"{name} must be a number, got {value!r}") from None
+    if not math.isfinite(v) or v > high or v < low or (low_open and v == low):
+        side = "above" if low_open else "at least"
+        raise ConfigError(f"{name} must be a finite number {side} {low:g} and at most {high:g}, got {value!r}")
+    return v
+
+
+def check_grid(grid, what: str = "input grid") -> None:
+    """ConfigError unless every side of ``grid`` (width, height[, polarities]) is at most MAX_GRID_SIDE and
+    the grid has at most MAX_INPUT_UNITS units."""
+    sides = tuple(int(v) for v in grid)
+    if any(v > MAX_GRID_SIDE for v in sides[:2]) or math.prod(sides) > MAX_INPUT_UNITS:
+        raise ConfigError(f"{what} {'x'.join(map(str, sides))} is larger than {MAX_GRID_SIDE}x{MAX_GRID_SIDE} "
+                          f"or {MAX_INPUT_UNITS:,} units")
+
+
+def check_classes(n: int) -> None:
+    if n > MAX_CLASSES:
+        raise ConfigError(f"{n} classes are more than the {MAX_CLASSES} a network may have")
+
+
+def check_sizes(layers, grid, n_classes: int) -> tuple:
+    """The layers' geometry on ``grid`` when the whole network is within the limits, else ConfigError.
+
+    Only shapes are computed (nothing is allocated), so a declared network of 10^9 units is refused
+    in microseconds.
+    """
+    from .arch import place
+
+    check_grid(grid)
+    check_classes(n_classes)
+    if len(layers) > MAX_LAYERS:
+        raise ConfigError(f"{len(layers)} hidden layers are more than {MAX_LAYERS}")
+    for i, lay in enumerate(layers):  # before place: a layer's own sizes alone may be absurd
+        if lay.units > MAX_LAYER_UNITS or lay.kernel > 2 * MAX_GRID_SIDE:
+            raise ConfigError(f"layer {i + 1} ({lay.spec()}) is larger than {MAX_LAYER_UNITS} units "
+                              f"(or a kernel wider than {2 * MAX_GRID_SIDE})")
+    geometry = place(layers, tuple(int(v) for v in grid))
+    total = n_classes
+    for i, g in enumerate(geometry):
+        if g.n_out > MAX_LAYER_UNITS:
+            raise ConfigError(f"layer {i + 1} ({g.layer.spec()}) has {g.n_out} units on this grid, more than "
+                              f"{MAX_LAYER_UNITS}")
+        total += math.prod(g.weight_shape)
+    total += geometry[-1].n_out * n_classes
+    if total > MAX_PARAMETERS:
+        raise ConfigError(f"the network would have {total:,} parameters, more than {MAX_PARAMETERS:,}; "
+                          "use fewer or smaller layers, or a coarser grid")
+    return geometry
