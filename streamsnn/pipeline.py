@@ -27,6 +27,7 @@ from .outputs import Outputs
 from .runtime import _END, POLICIES, BoundedQueue, _low_latency_runtime  # noqa: F401 - public here too
 from .segment import Segmenter, Window
 from .stages import DecisionInfo, Sink, Source, class_names
+from .watchdog import watchdog, watchdog_period
 
 log = logging.getLogger(__name__)
 LOG_FIRST = 20  # skipped batches and windows logged at WARNING; further ones at DEBUG
@@ -144,6 +145,8 @@ class Pipeline:
             side.append(asyncio.create_task(self._checkpoint_loop(), name="checkpoint"))
         if self.feedback is not None:
             side.append(asyncio.create_task(self._feedback_loop(), name="feedback"))
+        if (period := watchdog_period()) is not None:  # systemd's WatchdogSec: beats only while it progresses
+            side.append(asyncio.create_task(watchdog(self, period), name="watchdog"))
         classify = asyncio.create_task(self._classify(), name="classify")
         try:
             await asyncio.wait([reader, stopper, classify], return_when=asyncio.FIRST_COMPLETED)
