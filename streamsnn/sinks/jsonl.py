@@ -6,7 +6,8 @@ ConfigError at start-up (one line, exit 2). The file is opened non-blocking: a F
 does not hold up the start or a signal (one line says so; lines are written once a reader opens it),
 and a slow reader gets whole lines later, up to `max_pending` bytes behind; beyond that a line is
 refused. A write error (a full disk, a reader that left) raises from `publish_decision` for the
-pipeline to count and retry (`outputs.Outputs`); the file is opened again on the next try.
+pipeline to count and retry (`outputs.Outputs`: after 1 s, doubling up to a minute); the file is
+opened again on the next try, so a FIFO reader that comes (back) later gets lines within a minute.
 Lines are strict JSON: non-finite numbers (NaN, infinity) are written as null and counted.
 """
 
