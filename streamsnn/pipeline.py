@@ -26,10 +26,12 @@ from .feedback import (
     judge,
     parse,
 )
+from .outputs import Outputs
 from .runtime import _END, POLICIES, BoundedQueue, _low_latency_runtime  # noqa: F401 - public here too
 from .segment import Segmenter, Window
 from .stages import DecisionInfo, Sink, Source, class_names
 from .textsafe import printable, shown
+from .watchdog import watchdog, watchdog_period
 
 log = logging.getLogger(__name__)
 LOG_FIRST = 20  # skipped batches and windows logged at WARNING; further ones at DEBUG
@@ -91,9 +93,10 @@ class Pipeline:
     output learning rate times `new_class_lr`); otherwise it is refused (`unknown_class`).
 
     Bad input never stalls the run: a batch the segmenter refuses, or a window the network cannot
-    take, is logged (one line), counted (`bad_batches`, `bad_windows`) and skipped; an error of the
-    source or a sink ends the run with one line (`StageFailed` for an unexpected one), after what
-    was read is classified and published.
+    take, is logged (one line), counted (`bad_batches`, `bad_windows`) and skipped; a sink that
+    raises while publishing is counted and retried later while the others go on (`outputs.Outputs`);
+    an error of the source, or a sink's fatal error (`check()`), ends the run with one line
+    (`StageFailed` for an unexpected one), after what was read is classified and published.
     """
 
     def __init__(self, source: Source, net, sinks: list[Sink], *, segmenter: Segmenter | None = None,
@@ -126,6 +129,7 @@ class Pipeline:
         self.feedback_bucket = TokenBucket(feedback_per_s, feedback_burst, clock)
         self.feedback_lr_scale, self.new_class_lr = float(feedback_lr_scale), float(new_class_lr)
         self.new_classes, self.max_classes = bool(new_classes), int(max_classes)
+        self.outputs = Outputs(sinks)  # each sink isolated: its errors are counted and retried
         self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="streamsnn-net")
         self._stopping = asyncio.Event()
         self.exit_saved = False  # the checkpoint was written when the run ended
@@ -152,6 +156,8 @@ class Pipeline:
             side.append(asyncio.create_task(self._checkpoint_loop(), name="checkpoint"))
         if self.feedback is not None:
             side.append(asyncio.create_task(self._feedback_loop(), name="feedback"))
+        if (period := watchdog_period()) is not None:  # systemd's WatchdogSec: beats only while it progresses
+            side.append(asyncio.create_task(watchdog(self, period), name="watchdog"))
         classify = asyncio.create_task(self._classify(), name="classify")
         try:
             await asyncio.wait([reader, stopper, classify], return_when=asyncio.FIRST_COMPLETED)
@@ -259,9 +265,9 @@ class Pipeline:
                 c.correct += int(d.label == truth)
             # Sinks never block (the MQTT sink queues into its outbox), so the decision goes out from
             # here: no further queue hop between the network and the sinks.
-            for sink in self.sinks:
-                sink.publish_decision(w, d, info)
-                sink.check()  # raises the sink's fatal error, e.g. a broker that now refuses the login
+            # A sink that raises is counted and retried later; check() raises the sink's fatal error
+            # (e.g. a broker that now refuses the login), which ends the run.
+            self.outputs.decision(w, d, info)
 
     # -- feedback -----------------------------------------------------------------------------
     async def _feedback_loop(self) -> None:
@@ -292,9 +298,7 @@ class Pipeline:
         w.learned = True  # before the worker runs: another message meanwhile is a duplicate
         if label == len(classes):
             names = await self.in_worker(self._add_class, str(fb.label))
-            for sink in self.sinks:  # the new class list goes out now, not with the next decision
-                if hasattr(sink, "publish_classes"):
-                    sink.publish_classes(names)
+            self.outputs.classes(names)  # the new class list goes out now, not with the next decision
         d = await self.in_worker(self._learn_feedback, w, label)
         c["learned"] += 1
         self.counters.feedback_scored += 1
@@ -346,14 +350,13 @@ class Pipeline:
             "segment": dict(self.segmenter.counters),
             "uptime_s": round(now - c.started, 1),
         }
+        m.update(self.outputs.counters())
         if self.extra_metrics is not None:
             m.update(self.extra_metrics())
         return m
 
     async def publish_metrics(self) -> None:
-        m = self.metrics()
-        for sink in self.sinks:
-            sink.publish_metrics(m)
+        self.outputs.metrics(self.metrics())
 
     async def _final_metrics(self, flush_s: float = 5.0) -> None:
         """After the checkpoint: let the sinks deliver what they hold, then publish the metrics of the

@@ -83,7 +83,9 @@ class Source(Protocol):
 class Sink(Protocol):
     """What the pipeline hands each decision to. None of the calls may block the event loop.
 
-    `check()` raises the sink's fatal error, if it has one (e.g. a broker that refused the login);
+    A `publish_*` call that raises is counted, logged and tried again later while the other sinks go on
+    (`outputs.Outputs`); `check()` raises the sink's fatal error, if it has one (e.g. a broker that
+    refused the login), which ends the run;
     `flush(timeout)` waits (at most `timeout` seconds) until what was handed over is delivered, True
     when it is; `close()` delivers what is pending and releases the sink.
     """
