@@ -72,7 +72,7 @@ def test_the_unit_file_restarts_notifies_and_keeps_secrets_out_of_the_command_li
     assert lines["EnvironmentFile"].endswith("streamsnn.env") and "STREAMSNN_MQTT_PASSWORD" not in lines["ExecStart"]
     assert "model.checkpoint=" in lines["ExecStart"] and lines["StateDirectory"] == "streamsnn"
     assert lines["KillSignal"] == "SIGTERM" and "StandardOutput" in lines and "journal" in lines["StandardError"]
-    readme = (ROOT / "README.md").read_text()
+    readme = (ROOT / "docs" / "service.md").read_text()  # the README's "Running as a service", now in docs/
     assert "contrib/streamsnn.service" in readme and "NOTIFY_SOCKET" in readme
 
 
