@@ -24,6 +24,8 @@ import numpy as np  # noqa: E402
 from streamsnn.snn import SpikingNetwork  # noqa: E402
 from streamsnn.training import Augment, SampleArrays, evaluate, load_split, lr_schedule, train_epoch  # noqa: E402
 
+from .stamp import stamp, stamp_line  # noqa: E402
+
 #: The one-layer network this benchmark is about (`streamsnn train --arch dense:800`) and its settings.
 DEFAULTS = {"epochs": 20, "hidden": 800, "lr": 0.001}
 ROOT = Path(__file__).resolve().parent
@@ -140,6 +142,7 @@ def mean_sd(xs):
 def measure(data: Path, *, seeds, epochs: int, hidden: int, lr: float, mlp_lr: float, quick: bool,
             log=lambda *x: None) -> dict:
     """Run every measurement; returns the JSON-ready record (summary plus per-seed runs)."""
+    start = stamp()  # the tree, machine and load this run measures
     probe = SpikingNetwork((2312, 1, 10))
     train = load_split(data, "train", probe, quiet=True)
     test = load_split(data, "test", probe, quiet=True)
@@ -180,7 +183,8 @@ def measure(data: Path, *, seeds, epochs: int, hidden: int, lr: float, mlp_lr: f
         "progressive_learn_events_per_s": mean_sd([r["events_per_s"] for r in res["progressive"]]),
         **speed,
     }
-    return {"benchmark": "snn", "quick": quick, "seeds": list(seeds), "epochs": epochs, "hidden": hidden,
+    return {"benchmark": "snn", "stamp": start, "quick": quick, "seeds": list(seeds), "epochs": epochs,
+            "hidden": hidden,
             "lr": lr, "mlp_lr": mlp_lr, "numba_threads": os.environ.get("NUMBA_NUM_THREADS"),
             "machine": platform.machine(), "cpus": os.cpu_count(), "load_average": os.getloadavg(),
             "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "summary": summary, "runs": res}
@@ -272,7 +276,8 @@ def markdown(out: dict) -> str:
             f"seeds {out['seeds']} (mean ± sd over {n}, then each seed); {out['time']}, load average "
             f"{out['load_average'][0]:.1f} on {out['cpus']} CPUs (speed figures under that load)"
             f"{'; QUICK MODE' if out['quick'] else ''}.\n\n")
-    return head + "| measure | value |\n|---|---|\n" + "".join(f"| {a} | {b} |\n" for a, b in rows)
+    table = "| measure | value |\n|---|---|\n" + "".join(f"| {a} | {b} |\n" for a, b in rows)
+    return stamp_line(out["stamp"]) + "\n\n" + head + table
 
 
 if __name__ == "__main__":

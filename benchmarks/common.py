@@ -7,12 +7,13 @@ import json
 import math
 import os
 import platform
-import subprocess
 import sys
 import time
 from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
+
+from .stamp import cpu_model, git_state, stamp, stamp_line
 
 ROOT = Path(__file__).resolve().parent.parent
 #: Real data beside the repository (never copied into it), as the tests find it.
@@ -86,16 +87,6 @@ class Result:
 
 
 # -- machine facts ----------------------------------------------------------------------------------
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
 def versions() -> dict:
     out = {"python": platform.python_version()}
     for name in PACKAGES:
@@ -106,28 +97,28 @@ def versions() -> dict:
     return out
 
 
-def git_commit() -> str | None:
-    try:
-        rev = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True,
-                             text=True, timeout=10).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=ROOT,
-                               capture_output=True, text=True, timeout=10).stdout.strip()
-    except (OSError, subprocess.SubprocessError):
+def git_commit(state: dict | None = None) -> str | None:
+    """The short commit, with `+uncommitted` when the tree was dirty (see benchmarks/stamp.py)."""
+    state = state or git_state(ROOT)
+    if not state["commit"]:
         return None
-    return (rev + ("+uncommitted" if dirty else "")) or None
+    return state["commit"][:7] + ("+uncommitted" if state["dirty"] else "")
 
 
 def machine() -> dict:
-    """Cores, CPU model, memory, load, OS, date (UTC), versions and the commit, for every result file."""
+    """Cores, CPU model, memory, load, OS, date (UTC), versions, the commit and the stamp, for every result
+    file; call it when a run starts, so the stamp describes the tree the run measured."""
+    s = stamp(ROOT)
     info = {
         "date": _dt.datetime.now(_dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
         "cores": os.cpu_count(),
         "cpu": cpu_model(),
         "os": f"{platform.system()} {platform.release()}",
         "load_average_1m": round(os.getloadavg()[0], 2),
-        "commit": git_commit(),
+        "commit": git_commit(s),
         "versions": versions(),
         "threads": {k: os.environ.get(k) for k in ("NUMBA_NUM_THREADS", "OMP_NUM_THREADS")},
+        "stamp": s,
     }
     try:
         import psutil
@@ -162,6 +153,7 @@ def markdown(run: dict) -> str:
     lines = [
         "# streamsnn benchmarks",
         "",
+        stamp_line(stamped(run)["stamp"]),
         f"- date: {m['date']}; commit: {m['commit']}",
         f"- machine: {m['cores']} cores, {m['cpu']}, {m.get('memory_gib', '?')} GiB, {m['os']}; "
         f"load average (1 min) at start {m['load_average_1m']}, at end {run.get('load_average_end', '?')}",
@@ -193,7 +185,9 @@ def markdown(run: dict) -> str:
 
 
 def write(run: dict, out: Path, stem: str) -> tuple[Path, Path]:
-    """Write `<stem>.json` and `<stem>.md` atomically into `out`; return both paths."""
+    """Write `<stem>.json` and `<stem>.md` atomically into `out`, stamped (the stamp taken by `machine()` when
+    the run started, else one taken now); return both paths."""
+    stamped(run)
     out.mkdir(parents=True, exist_ok=True)
     paths = []
     for suffix, text in ((".json", json.dumps(run, indent=2, default=_jsonable) + "\n"),
@@ -204,6 +198,13 @@ def write(run: dict, out: Path, stem: str) -> tuple[Path, Path]:
         os.replace(tmp, path)
         paths.append(path)
     return paths[0], paths[1]
+
+
+def stamped(run: dict) -> dict:
+    """`run` with its top-level `stamp` (benchmarks/stamp.py), from its machine facts when they hold one."""
+    if "stamp" not in run:
+        run["stamp"] = (run.get("machine") or {}).get("stamp") or stamp(ROOT)
+    return run
 
 
 def _jsonable(obj):

@@ -26,6 +26,7 @@ import numpy as np  # noqa: E402
 
 from .common import DATA, ROOT, machine  # noqa: E402
 from .deep_train import load_data, mean_sd, train_snn, validation_split  # noqa: E402
+from .stamp import stamp_line  # noqa: E402
 
 #: name -> (arch, settings). Every candidate trains 6 epochs on real + synthetic and 20 on real only.
 C16, C32 = "conv:16:5:2:2,conv:32:3:2:1,dense:128", "conv:32:5:2:2,conv:64:3:2:1,dense:256"
@@ -70,7 +71,7 @@ def cross_validate(real, arch: str, settings: dict, epochs: int, folds: int = 5)
 
 def run_cv(a) -> int:
     real, _, _ = load_data(a.data / "nmnist_small", n_synth=0)
-    rows = []
+    rows, start = [], machine()  # stamped when the run starts
     for name in a.only or CV_CANDIDATES:
         arch, settings, epochs = CV_CANDIDATES[name]
         accs = cross_validate(real, arch, settings, epochs)
@@ -78,6 +79,7 @@ def run_cv(a) -> int:
                     + ", ".join(f"{100 * x:.1f}" for x in accs) + " |")
         m = machine()
         text = ["# Real-only training, 5-fold cross-validation on the 1,000 real training samples", "",
+                stamp_line(start["stamp"]),
                 f"- date: {m['date']}; commit: {m['commit']}; command: `python -m benchmarks.tune_deep --cv"
                 + "".join(f" {x}" for x in sys.argv[1:] if x != "--cv") + "`",
                 "- fold k holds out samples k, k+5, ... (200), trains on the other 800 with seed k, as "
@@ -120,6 +122,7 @@ def main(argv=None) -> int:
     a = p.parse_args(argv)
     if a.cv:
         return run_cv(a)
+    start = machine()  # stamped when the run starts
     real, _, syn = load_data(a.data / "nmnist_small", a.synth, a.data / "mnist")
     train, val = validation_split(real)
     rows = []
@@ -146,13 +149,13 @@ def main(argv=None) -> int:
                      "infer_cpu": float(np.mean([r["cpu_rate"] for r in mix])),
                      "spikes_per_event": [float(x) for x in np.mean([r["spikes"] for r in mix], axis=0)],
                      "each_mixed": [r["accuracy"] for r in mix], "each_real": [r["accuracy"] for r in rl]})
-        write(a, rows)
+        write(a, rows, start)
     return 0
 
 
-def write(a, rows) -> None:
-    """deep-candidates.{json,md}: this run's rows replace rows of the same name from earlier runs."""
-    m = machine()
+def write(a, rows, m: dict) -> None:
+    """deep-candidates.{json,md}: this run's rows replace rows of the same name from earlier runs; `m` is
+    `machine()` taken when the run started, stamp included (rows kept from earlier runs keep their own date)."""
     old = a.out / "deep-candidates.json"
     rows = [{"date": m["date"], **r} for r in rows]
     if old.is_file():
@@ -160,11 +163,12 @@ def write(a, rows) -> None:
         before = json.loads(old.read_text())
         rows = [{"date": before["machine"]["date"], **r} for r in before["candidates"] if r["name"] not in names] + rows
     out = {"command": "python -m benchmarks.tune_deep" + "".join(f" {x}" for x in sys.argv[1:]),
-           "seeds": a.seeds, "machine": m, "candidates": rows}
+           "seeds": a.seeds, "stamp": m["stamp"], "machine": m, "candidates": rows}
     a.out.mkdir(parents=True, exist_ok=True)
     (a.out / "deep-candidates.json").write_text(json.dumps(out, indent=2) + "\n")
     pct = lambda ms: f"{100 * ms[0]:.1f} ± {100 * ms[1]:.1f}"  # noqa: E731
     lines = ["# Choosing the default network (validation split, never the test split)", "",
+             stamp_line(m["stamp"]),
              f"- date: {m['date']}; commit: {m['commit']}; machine: {m['cores']} cores, {m['cpu']}; "
              f"load average at start {m['load_average_1m']}; rows measured on: "
              + ", ".join(sorted({r['date'] for r in rows})),
