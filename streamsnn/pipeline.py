@@ -43,7 +43,7 @@ def _one_line(stage: str, exc: BaseException) -> BaseException:
         return exc
     log.debug("%s failed", stage, exc_info=exc)
     return StageFailed(f"{stage} failed: {type(exc).__name__}: {exc}; this is a defect, please report it "
-                       "(run with -vv for the traceback)")
+                       "(run with -v for the traceback)")
 
 
 @dataclass
