@@ -72,10 +72,10 @@ async def test_a_broker_that_is_down_is_still_retried(tmp_path, tls):
             await asyncio.sleep(1.0)
             assert sink.error is None and sink.counters["connects"] == 0
             with Mosquitto(tmp_path / f"late{n}", port=port, tls=use_tls):  # the broker comes up later
-                async def connected() -> None:
+                async def connected(sink: MqttSink) -> None:
                     while sink.counters["connects"] < 1:
                         await asyncio.sleep(0.05)
-                await asyncio.wait_for(connected(), 30)  # a retry after the outage reached it
+                await asyncio.wait_for(connected(sink), 30)  # a retry after the outage reached it
                 assert sink.error is None
         finally:
             await sink.close(timeout=0.2)
