@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import ConfigError
@@ -65,6 +65,3 @@ class PipelineSettings:
                    feedback_per_s=m.feedback_per_s, feedback_burst=m.feedback_burst,
                    feedback_lr_scale=m.feedback_lr_scale, new_classes=m.new_classes, max_classes=m.max_classes,
                    new_class_lr=m.new_class_lr, checkpoint=checkpoint, save_every_s=m.save_every_s)
-
-    def as_dict(self) -> dict:
-        return asdict(self)
