@@ -117,6 +117,17 @@ def test_verbose_flag_gives_debug_logging(args, level):
     assert out.stdout.split()[-2:] == ["2", str(level)], out.stderr  # no command: help, exit 2
 
 
+def test_run_quiet_still_logs_warnings_only_even_with_verbose(tmp_path):
+    pipeline = tmp_path / "p.toml"
+    pipeline.write_text(f'[source]\nkind = "replay"\npath = "{tmp_path / "absent"}"\n[mqtt]\nenabled = false\n')
+    code = ("import logging, sys; from streamsnn.cli import main; rc = main(sys.argv[1:]); "
+            "print(rc, logging.getLogger().level)")
+    out = subprocess.run([sys.executable, "-c", code, "-v", "run", "-q", str(pipeline)], capture_output=True,
+                         text=True, timeout=60, env=os.environ.copy())
+    assert out.stdout.split()[-2:] == ["2", str(logging.WARNING)]  # the missing dataset: exit 2, at WARNING
+    assert "absent does not exist" in out.stderr
+
+
 # -- MQTT: received messages beyond mqtt.incoming ---------------------------------------------------
 async def test_received_messages_that_do_not_fit_are_dropped_and_counted_by_us(mosquitto, caplog):  # noqa: F811
     s = MqttSettings(host="127.0.0.1", port=mosquitto.port, node_id="drops", incoming=3, reconnect_min=0.2)
