@@ -32,7 +32,8 @@ def build_parser() -> argparse.ArgumentParser:
                     "and publish the decisions over MQTT.",
     )
     parser.add_argument("--version", action="version", version=f"streamsnn {__version__}")
-    parser.add_argument("-v", "--verbose", action="count", default=0, help="more log output (-vv for debug)")
+    parser.add_argument("-v", "--verbose", action="count", default=0,
+                        help="debug log output, with tracebacks (the default is INFO; `run -q`: WARNING)")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for mod in _command_modules():
         mod.add_parser(sub)
@@ -72,8 +73,7 @@ def _main(argv: list[str] | None) -> int:
     args = parser.parse_args(argv)
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(OneLineFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-    logging.basicConfig(level=logging.WARNING - 10 * min(args.verbose, 2) if args.verbose else logging.INFO,
-                        handlers=[handler])
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, handlers=[handler])
     if not getattr(args, "func", None):
         parser.print_help()
         return 2

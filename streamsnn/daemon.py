@@ -13,7 +13,8 @@ from pathlib import Path
 from .config import Config
 from .decide import Decider
 from .errors import CheckpointError, ConfigError
-from .pipeline import Pipeline
+from .feedback import MAX_FEEDBACK_BYTES
+from .pipeline import Pipeline, PipelineSettings
 from .segment import Segmenter
 from .sources.build import build_source
 from .systemd import notify
@@ -110,20 +111,14 @@ async def run_service(cfg: Config, *, quiet: bool = False, announce=None) -> int
             await source.open()
         pipe = Pipeline(
             source, net, sinks,
+            PipelineSettings.from_config(cfg, checkpoint=ckpt, max_feedback_bytes=(
+                settings.max_feedback_bytes if settings is not None else MAX_FEEDBACK_BYTES)),
             segmenter=Segmenter(cfg.segment.mode, cfg.segment.window_us, cfg.segment.hop_us, cfg.segment.min_events,
                                 max_events=cfg.segment.max_events, max_sample_us=cfg.segment.max_sample_us,
                                 label_windows=cfg.segment.label_windows),
-            queue_size=cfg.pipeline.queue_size, policy=cfg.pipeline.policy,
-            learn_from_labels=cfg.model.learn_from_labels, learn_from_feedback=cfg.model.learn_from_feedback,
-            recent=cfg.model.recent, metrics_every_s=cfg.pipeline.metrics_every_s,
-            checkpoint=ckpt, save_every_s=cfg.model.save_every_s,
+            decider=Decider(cfg.segment.smooth_us),
             feedback=mqtt_sink.feedback if mqtt_sink is not None else None,
-            max_feedback_bytes=settings.max_feedback_bytes if settings is not None else 4096,
             extra_metrics=lambda: _extra_metrics(source, mqtt_sink),
-            feedback_per_s=cfg.model.feedback_per_s, feedback_burst=cfg.model.feedback_burst,
-            recent_events=cfg.model.recent_events, feedback_lr_scale=cfg.model.feedback_lr_scale,
-            new_classes=cfg.model.new_classes, max_classes=cfg.model.max_classes,
-            new_class_lr=cfg.model.new_class_lr, decider=Decider(cfg.segment.smooth_us),
         )
         if stopping:
             pipe.stop()  # a signal arrived while starting: run() then only drains and saves

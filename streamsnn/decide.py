@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import replace
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -11,8 +12,12 @@ from . import classnames
 from .errors import ConfigError
 from .segment import Window
 
+if TYPE_CHECKING:  # pragma: no cover
+    from .snn.network import Decision
+    from .stages import Classifier
 
-def decide(net, window: Window, *, learn: bool = False):
+
+def decide(net: Classifier, window: Window, *, learn: bool = False) -> Decision:
     """The network's Decision on one window, without smoothing (see `Decider`).
 
     With `learn` and a window that carries its true label (dataset replay), the network learns
@@ -25,7 +30,7 @@ def decide(net, window: Window, *, learn: bool = False):
     return net.predict_one(window.batch)
 
 
-def true_output(net, window: Window) -> int | None:
+def true_output(net: Classifier, window: Window) -> int | None:
     """The network output meant by the window's true label, or None (no label, or a class the model lacks).
 
     A dataset batch carries its class name (`meta["label_name"]`): it is matched to the network's class
@@ -35,7 +40,7 @@ def true_output(net, window: Window) -> int | None:
     if window.label is None:
         return None
     name = window.batch.meta.get("label_name") if window.batch is not None else None
-    classes = list(getattr(net, "classes", None) or ())
+    classes = list(net.classes)
     if name is not None and by_name(classes, [str(name)]):
         return classnames.find(str(name), classes)
     return int(window.label)
@@ -115,7 +120,7 @@ class Decider:
         self._t_end = int(t_end_us)
         return self._mean
 
-    def __call__(self, net, window: Window, *, learn: bool = False):
+    def __call__(self, net: Classifier, window: Window, *, learn: bool = False) -> Decision:
         d = decide(net, window, learn=learn)
         if self.smooth_us <= 0 or window.sample is not None:
             return d

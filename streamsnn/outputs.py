@@ -1,9 +1,10 @@
 """The pipeline's sinks kept apart: one sink's errors are counted, logged once per interval and retried later.
 
-A sink whose `publish_decision`, `publish_metrics` or `publish_classes` raises (a full disk, a FIFO
-whose reader left, a console whose pipe closed) does not stop the others nor the pipeline: the
-error is counted per sink (`sink_errors` in the metrics), logged at WARNING the first time and then
-at most once every `log_every_s` seconds with how many errors there were meanwhile, and the sink
+A sink whose `publish_decision`, `publish_metrics` or `publish_classes` (`stages.Sink`) raises (a full
+disk, a FIFO whose reader left, a console whose pipe closed), or that lacks one of them, does not stop
+the others nor the pipeline: the error is counted per sink (`sink_errors` in the metrics), logged at
+WARNING the first time and then at most once every `log_every_s` seconds with how many errors there
+were meanwhile, and the sink
 is left out for a backoff (1 s, doubling up to 60 s; what it misses is counted in `sink_skipped`)
 before it is tried again. A call that succeeds again ends the backoff and is logged once.
 A sink's deliberate fatal error still ends the run: `check()` is called outside this isolation
@@ -59,16 +60,13 @@ class Outputs:
         return st
 
     def _call(self, sink, method: str, *args) -> None:
-        fn = getattr(sink, method, None)
-        if fn is None:
-            return
         st = self._st(sink)
         now = self.clock()
         if now < st.retry_at:
             st.skipped += 1
             return
         try:
-            fn(*args)
+            getattr(sink, method)(*args)  # a `stages.Sink` method (one it lacks fails like one that raises)
         except Exception as exc:  # noqa: BLE001 - one sink's error never stops the others or the run
             self._failed(st, exc, now)
             return

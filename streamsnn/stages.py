@@ -1,8 +1,9 @@
-"""Stage contracts: the `Source` and `Sink` protocols, and `DecisionInfo`, given to sinks with (Window, Decision)."""
+"""Stage contracts: the `Source`, `Sink` and `Classifier` protocols, and the `DecisionInfo` sinks get with decisions."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from os import PathLike
 from typing import TYPE_CHECKING, AsyncIterator, Protocol, runtime_checkable
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -37,11 +38,49 @@ class DecisionInfo:
         return self.classes[label] if 0 <= label < len(self.classes) else str(label)
 
 
-def class_names(net) -> tuple[str, ...]:
-    """The network's class names in output order: `net.classes` when it has them, else "0", "1", ..."""
-    n_out = int(net.sizes[-1])
-    names = getattr(net, "classes", None) or [str(i) for i in range(n_out)]
-    return tuple(str(c) for c in names)
+@runtime_checkable
+class Classifier(Protocol):
+    """What the pipeline, the decider, the stream evaluator and the sinks need of a network
+    (`snn.SpikingNetwork` is one).
+
+    `classes`: the class names in output order (a network made from a class count has "0", "1", ...);
+    `sizes`: units per layer, the last one `n_classes`. `predict_one` decides a batch; `learn_one`
+    learns its label test-then-train (returning the prediction made before the update), scoring
+    `prediction` instead when given and scaling the learning rates by `lr_scale`; `add_class` adds an
+    output unit and returns its index; `save` writes a checkpoint. The counters and `model_version`
+    are lifetime figures (restored from a checkpoint); `model_version` changes whenever it learns.
+    """
+
+    classes: list[str]
+    samples_seen: int
+    events_seen: int
+    updates: int
+
+    @property
+    def sizes(self) -> tuple[int, ...]: ...
+
+    @property
+    def n_classes(self) -> int: ...
+
+    @property
+    def model_version(self) -> str: ...
+
+    @property
+    def progressive_accuracy(self) -> float | None: ...
+
+    def predict_one(self, batch: EventBatch) -> Decision: ...
+
+    def learn_one(self, batch: EventBatch, label: int, *, prediction: int | None = None,
+                  lr_scale: float = 1.0) -> Decision: ...
+
+    def add_class(self, name: str, *, bias: float | None = None, lr_boost: float = 1.0) -> int: ...
+
+    def save(self, path: str | PathLike) -> None: ...
+
+
+def class_names(net: Classifier) -> tuple[str, ...]:
+    """The network's class names in output order, as a tuple of strings (what `DecisionInfo` carries)."""
+    return tuple(str(c) for c in net.classes)
 
 
 def true_label_name(window: Window, info: DecisionInfo) -> str | None:
@@ -83,6 +122,9 @@ class Source(Protocol):
 class Sink(Protocol):
     """What the pipeline hands each decision to. None of the calls may block the event loop.
 
+    `publish_classes(names)` gets the model's class names in output order when they change between
+    decisions (feedback added a class); every decision's `DecisionInfo.classes` carries them too.
+
     A `publish_*` call that raises is counted, logged and tried again later while the other sinks go on
     (`outputs.Outputs`); `check()` raises the sink's fatal error, if it has one (e.g. a broker that
     refused the login), which ends the run;
@@ -93,6 +135,8 @@ class Sink(Protocol):
     def publish_decision(self, window: Window, decision: Decision, info: DecisionInfo) -> None: ...
 
     def publish_metrics(self, metrics: dict) -> None: ...
+
+    def publish_classes(self, classes: tuple[str, ...]) -> None: ...
 
     def check(self) -> None: ...
 

@@ -13,15 +13,19 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
 
 from .config import SCHEMA
-from .decide import Decider
+from .decide import Decider, by_name
 from .errors import ConfigError, InputError
 from .events import EventBatch
 from .segment import Segmenter
+from .stages import Classifier
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .snn import SpikingNetwork
 
 log = logging.getLogger(__name__)
 
@@ -113,25 +117,25 @@ def first_right_delays(starts: np.ndarray, sample_of: np.ndarray, correct: np.nd
     return delays
 
 
-def model_classes(net) -> list[str]:
-    """Names of the network's outputs: its `classes` when it carries them, else "0", "1", ..."""
-    names = getattr(net, "classes", None)
-    return [str(c) for c in names] if names else [str(i) for i in range(int(net.sizes[-1]))]
+def model_classes(net: Classifier) -> list[str]:
+    """Names of the network's outputs, in output order."""
+    return [str(c) for c in net.classes]
 
 
-def targets(net, classes: Sequence[str] | None, n_labels: int) -> np.ndarray:
+def targets(net: Classifier, classes: Sequence[str] | None, n_labels: int) -> np.ndarray:
     """For each dataset label index, the network output that means it (-1: the model lacks the class).
 
-    A network with class names is matched by name; one without is matched by index (what training
-    on the dataset's labels produced)."""
-    if getattr(net, "classes", None) and classes:
+    Matched by name when the network has names for the dataset's classes (`decide.by_name`, as the
+    daemon matches labels); a network made from a class count, given other names, by index (what
+    training on the dataset's labels produced)."""
+    if classes and by_name(net.classes, classes):
         index = {name: i for i, name in enumerate(model_classes(net))}
         return np.asarray([index.get(str(c), -1) for c in classes], np.int64)
-    n_out = int(net.sizes[-1])
+    n_out = len(net.classes)
     return np.asarray([i if i < n_out else -1 for i in range(n_labels)], np.int64)
 
 
-def play(net, stream: Stream, *, window_us: int, hop_us: int, min_events: int,
+def play(net: Classifier, stream: Stream, *, window_us: int, hop_us: int, min_events: int,
          smooth_us: float = 0.0) -> tuple[list, float]:
     """Every (window, decision) of the stream through the daemon's segmenter and decision step
     (`Decider`), and the wall seconds it took (segmenting and network)."""
@@ -147,7 +151,7 @@ def play(net, stream: Stream, *, window_us: int, hop_us: int, min_events: int,
     return out, time.perf_counter() - t0
 
 
-def stream_evaluate(net, samples: Sequence[EventBatch], *, window_us: int = LIVE_WINDOW_US,
+def stream_evaluate(net: SpikingNetwork, samples: Sequence[EventBatch], *, window_us: int = LIVE_WINDOW_US,
                     hop_us: int = LIVE_HOP_US, min_events: int = LIVE_MIN_EVENTS, tau_us: float | None = None,
                     smooth_us: float = LIVE_SMOOTH_US, gap_us: int = 0, classes: Sequence[str] | None = None,
                     chunk_us: int = CHUNK_US,

@@ -64,10 +64,13 @@ def daemons():
 
 
 class QuietSink:
-    """The rest of a stages.Sink for test sinks that only record decisions: metrics ignored, always healthy,
-    nothing to flush or close. Subclasses define `publish_decision`."""
+    """The rest of a stages.Sink for test sinks that only record decisions: metrics and class lists ignored,
+    always healthy, nothing to flush or close. Subclasses define `publish_decision`."""
 
     def publish_metrics(self, m) -> None:
+        pass
+
+    def publish_classes(self, classes) -> None:
         pass
 
     def check(self) -> None:

@@ -62,14 +62,23 @@ async def test_tls_to_a_plain_port_stops_the_start_in_one_line(mosquitto, tls):
             await _start(thing)
 
 
-async def test_a_broker_that_is_down_is_still_retried(tls):
-    port = free_port()
-    for s in (settings(port, timeout=2.0), settings(port, timeout=2.0, tls={"ca_file": str(tls.ca_file)})):
+async def test_a_broker_that_is_down_is_still_retried(tmp_path, tls):
+    for n, use_tls in enumerate((None, tls)):
+        port = free_port()
+        s = settings(port, timeout=2.0, **({"tls": {"ca_file": str(tls.ca_file)}} if use_tls else {}))
         sink = MqttSink(s)
         await sink.start()  # returns: decisions wait in the outbox until the broker comes up
-        await asyncio.sleep(1.0)
-        assert sink.error is None and sink.counters["connects"] == 0
-        await sink.close(timeout=0.2)
+        try:
+            await asyncio.sleep(1.0)
+            assert sink.error is None and sink.counters["connects"] == 0
+            with Mosquitto(tmp_path / f"late{n}", port=port, tls=use_tls):  # the broker comes up later
+                async def connected(sink: MqttSink) -> None:
+                    while sink.counters["connects"] < 1:
+                        await asyncio.sleep(0.05)
+                await asyncio.wait_for(connected(sink), 30)  # a retry after the outage reached it
+                assert sink.error is None
+        finally:
+            await sink.close(timeout=0.2)
 
 
 async def _start(thing) -> None:

@@ -145,7 +145,7 @@ def test_score_on_a_hand_made_stream():
 def test_outputs_match_classes_by_name_when_the_model_has_names():
     named = SimpleNamespace(sizes=(4, 3), classes=["two", "zero", "x"])
     np.testing.assert_array_equal(targets(named, ["zero", "one", "two"], 3), [1, -1, 0])
-    plain = SimpleNamespace(sizes=(4, 2))  # no names: output k means dataset label k
+    plain = SimpleNamespace(sizes=(4, 2), classes=["0", "1"])  # made from a count: output k means dataset label k
     np.testing.assert_array_equal(targets(plain, ["zero", "one", "two"], 3), [0, 1, -1])
 
 
@@ -178,7 +178,8 @@ async def test_same_decisions_as_a_pipeline_run_over_the_same_stream(test_sample
 
     sink = SimpleNamespace(publish_decision=lambda w, d, info: got.append({"t": (w.t_start_us, w.t_end_us),
                                                                           "label": d.label}),
-                           publish_metrics=lambda m: None, check=lambda: None, flush=flushed)
+                           publish_metrics=lambda m: None, publish_classes=lambda names: None,
+                           check=lambda: None, flush=flushed)
     pipe = Pipeline(source(), daemon_net, [sink], segmenter=Segmenter("window", LIVE_WINDOW_US, LIVE_HOP_US,
                                                                       LIVE_MIN_EVENTS),
                     decider=Decider(smooth_us))

@@ -28,34 +28,63 @@ from .settings import MqttSettings
 log = logging.getLogger("streamsnn.mqtt")
 #: paho/aiomqtt protocol chatter goes here (DEBUG); it never contains the password.
 PROTOCOL_LOG = logging.getLogger("streamsnn.mqtt.protocol")
-#: aiomqtt's line for a received message dropped because `max_queued_incoming_messages` was reached.
-QUEUE_FULL = "Message queue is full"
 
 
 class ProtocolLog(logging.LoggerAdapter):
-    """The logger one client hands paho and aiomqtt: forwards to PROTOCOL_LOG at DEBUG, remembers the
-    last error line (a TLS alert such as "certificate required" only shows up there) and counts
-    received messages aiomqtt dropped because its incoming queue was full (`dropped`)."""
+    """The logger one client hands paho and aiomqtt: forwards to PROTOCOL_LOG and remembers the last error
+    line (a TLS alert such as "certificate required" only shows up there), which it forwards at DEBUG."""
 
     def __init__(self) -> None:
         super().__init__(PROTOCOL_LOG, {})
         self.last_error: str | None = None
-        self.dropped = 0
 
     def log(self, level, msg, *args, **kwargs):  # noqa: ANN001, ANN201
         text = str(msg) % args if args else str(msg)
-        if text.startswith(QUEUE_FULL):
-            self.dropped += 1
-            level = logging.WARNING if self.dropped <= 5 else logging.DEBUG
-        elif level >= logging.ERROR and not kwargs.get("exc_info"):
+        if level >= logging.ERROR and not kwargs.get("exc_info"):
             self.last_error = text
             level = logging.DEBUG  # the connection loop reports the outage itself, with this text
         super().log(level, "%s", text, **kwargs)
 
 
+class IncomingDrops:
+    """Counts received messages that did not fit in a client's bounded incoming queue.
+
+    `queue_type(limit)` is the queue class handed to aiomqtt (its public `queue_type` argument): it holds
+    at most `limit` messages (0: no bound) and drops a message that does not fit itself, counting it
+    here, so aiomqtt never sees a full queue. One counter serves every client of a connection."""
+
+    def __init__(self) -> None:
+        self.count = 0
+
+    def dropped(self, limit: int) -> None:
+        self.count += 1
+        level = logging.WARNING if self.count <= 5 else logging.DEBUG
+        log.log(level, "received MQTT message dropped: %d wait already (mqtt.incoming); %d dropped so far",
+                limit, self.count)
+
+    def queue_type(self, limit: int) -> type[asyncio.Queue]:
+        drops = self
+
+        class BoundedIncoming(asyncio.Queue):
+            def __init__(self, maxsize: int = 0) -> None:
+                super().__init__(maxsize=0)  # bounded here, not by asyncio: a full queue never raises
+                self.limit = max(int(limit), 0)
+
+            def put_nowait(self, item) -> None:  # noqa: ANN001
+                if self.limit and self.qsize() >= self.limit:
+                    drops.dropped(self.limit)
+                    return
+                super().put_nowait(item)
+
+        return BoundedIncoming
+
+
 def make_client(settings: MqttSettings, logger: ProtocolLog, *, will: aiomqtt.Will | None = None,
-                protocol: aiomqtt.ProtocolVersion | None = None, client_id: str | None = None) -> aiomqtt.Client:
-    """One aiomqtt.Client for one connection attempt, with credentials, TLS and bounds from the settings."""
+                protocol: aiomqtt.ProtocolVersion | None = None, client_id: str | None = None,
+                drops: IncomingDrops | None = None) -> aiomqtt.Client:
+    """One aiomqtt.Client for one connection attempt, with credentials, TLS and bounds from the settings;
+    received messages beyond `settings.incoming` waiting are dropped and counted in `drops`."""
+    drops = drops if drops is not None else IncomingDrops()
     tls_params = None
     tls_insecure = None
     if settings.tls is not None:
@@ -68,7 +97,7 @@ def make_client(settings: MqttSettings, logger: ProtocolLog, *, will: aiomqtt.Wi
         identifier=client_id or settings.client_id, will=will, protocol=protocol,
         keepalive=settings.keepalive, timeout=settings.timeout, tls_params=tls_params, tls_insecure=tls_insecure,
         logger=logger, socket_options=[(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)],
-        max_queued_incoming_messages=settings.incoming,
+        queue_type=drops.queue_type(settings.incoming),
     )
     client.pending_calls_threshold = settings.inflight + 50
     return client
@@ -137,16 +166,15 @@ class Connection:
         self.settings, self.what, self.will, self.protocol = settings, what, will, protocol
         self.client_id, self.waiting = client_id, waiting
         self.connects = self.disconnects = 0
-        self._dropped_before = 0
-        self._log: ProtocolLog | None = None
+        self.drops = IncomingDrops()
         self.error: StreamsnnError | None = None
         self.connected = asyncio.Event()
         self.attempted = asyncio.Event()
 
     @property
     def incoming_dropped(self) -> int:
-        """Received messages aiomqtt dropped because its bounded incoming queue was full."""
-        return self._dropped_before + (self._log.dropped if self._log is not None else 0)
+        """Received messages dropped because the bounded incoming queue (`settings.incoming`) was full."""
+        return self.drops.count
 
     def ready(self) -> None:
         self.connected.set()
@@ -156,8 +184,9 @@ class Connection:
         s = self.settings
         backoff = Backoff(s.reconnect_min, s.reconnect_max)
         while True:
-            plog = self._log = ProtocolLog()
-            client = make_client(s, plog, will=self.will, protocol=self.protocol, client_id=self.client_id)
+            plog = ProtocolLog()
+            client = make_client(s, plog, will=self.will, protocol=self.protocol, client_id=self.client_id,
+                                 drops=self.drops)
             up = False
             try:
                 async with client:
@@ -189,5 +218,3 @@ class Connection:
                 await asyncio.sleep(delay)
             finally:
                 self.connected.clear()
-                self._dropped_before += plog.dropped
-                self._log = None

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 from ..errors import ConfigError
+from ..feedback import MAX_FEEDBACK_BYTES
 
 #: Environment variable holding the MQTT password (read by `streamsnn run` and `streamsnn publish`).
 PASSWORD_ENV = "STREAMSNN_MQTT_PASSWORD"
@@ -51,7 +52,7 @@ class MqttSettings:
     reconnect_max: float = 30.0
     client_id: str | None = None       # default streamsnn-<node_id>-<random>
     feedback: bool = True
-    max_feedback_bytes: int = 4096
+    max_feedback_bytes: int = MAX_FEEDBACK_BYTES
     incoming: int = 1000               # received messages aiomqtt may queue before it drops (and logs) more
 
     def __post_init__(self) -> None:

@@ -200,7 +200,7 @@ class MqttSink:
         if task is not None and task.done() and not task.cancelled() and task.exception() is not None:
             exc = task.exception()
             raise StageFailed(f"the MQTT connection failed: {type(exc).__name__}: {exc}; this is a defect, "
-                              "please report it (run with -vv for the traceback)") from exc
+                              "please report it (run with -v for the traceback)") from exc
 
     # publishing
     def publish_decision(self, window, decision, info) -> None:

@@ -69,12 +69,15 @@ class ConsoleSink:
         else:
             self._write(self.progress_line(m))
 
+    def publish_classes(self, classes) -> None:
+        """Nothing to print: each decision line names its class."""
+
     @staticmethod
     def progress_line(m: dict) -> str:
         q = m.get("queues", {})
         line = (f"[streamsnn] decisions {m.get('decisions', 0)}  events/s {m.get('events_per_s', 0):,.0f}  "
                 f"accuracy {_fmt_acc(m.get('accuracy'))}  progressive {_fmt_acc(m.get('progressive_accuracy'))}  "
-                f"drops {m.get('drops', 0)}  queues {q.get('windows', 0)}/{q.get('decisions', 0)}  "
+                f"drops {m.get('drops', 0)}  queue {q.get('windows', 0)}  "
                 f"samples seen {m.get('samples_seen', 0)}")
         mq = m.get("mqtt")
         if mq:

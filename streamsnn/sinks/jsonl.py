@@ -164,6 +164,9 @@ class JsonlSink:
         if self.metrics:
             self._line({"metrics": m})
 
+    def publish_classes(self, classes) -> None:
+        """Nothing to write: every line names its class (`label_name`) in the model's classes of the time."""
+
     def check(self) -> None:
         """Write errors raise from publish_decision itself (the pipeline counts and retries them)."""
 

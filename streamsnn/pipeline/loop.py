@@ -1,0 +1,248 @@
+"""The streaming loop: source -> segmenter -> network (one worker thread) -> sinks, with bounded queues."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
+from typing import Callable
+
+from ..decide import Decider, true_output
+from ..errors import StageFailed, StreamsnnError
+from ..feedback import Recent
+from ..outputs import Outputs
+from ..runtime import _END, BoundedQueue, _low_latency_runtime
+from ..segment import Segmenter, Window
+from ..stages import Classifier, DecisionInfo, Sink, Source, class_names
+from ..textsafe import printable, shown
+from ..watchdog import watchdog, watchdog_period
+from .checkpoints import Checkpoints
+from .growth import Growth
+from .metrics import Counters, Metrics
+from .settings import PipelineSettings
+from .teacher import Teacher
+
+log = logging.getLogger(__name__)
+LOG_FIRST = 20  # skipped batches and windows logged at WARNING; further ones at DEBUG
+
+
+def _one_line(stage: str, exc: BaseException) -> BaseException:
+    """A user-facing error stays as it is; anything else becomes one line naming the stage."""
+    if isinstance(exc, StreamsnnError):
+        return exc
+    log.debug("%s failed", stage, exc_info=exc)
+    return StageFailed(f"{stage} failed: {type(exc).__name__}: {exc}; this is a defect, please report it "
+                       "(run with -v for the traceback)")
+
+
+class Pipeline:
+    """Runs one source through the network into the sinks until the source ends or `stop()` is called.
+
+    All calls into the network (predict, learn, save) run on one worker thread, in order, so the event
+    loop keeps serving MQTT while numba works. `source` follows `stages.Source`, `net` `stages.Classifier`;
+    each of `sinks` (`stages.Sink`) receives `publish_decision(window, decision, info)` with a
+    `DecisionInfo` (queue and compute time, model version, class names), `publish_metrics(dict)` and
+    `publish_classes(names)`, all non-blocking; at the end the pipeline saves the checkpoint, lets the
+    sinks `flush()`, and publishes the final metrics; the caller closes the sinks.
+    `settings` (`PipelineSettings`; keyword arguments, when given, replace its fields) say how it runs.
+    `segmenter` cuts batches into windows; `decider` (`decide.Decider`) turns a window into a decision,
+    smoothing stream windows' evidence when it has a time constant (the same step `eval --stream` uses).
+    `feedback` is an asyncio.Queue of feedback messages, taught by `teacher.Teacher` (classes added by
+    `growth.Growth`; `clock` is its rate limit's); `extra_metrics()` adds to the metrics
+    (`metrics.Metrics`); the checkpoint is written by `checkpoints.Checkpoints`.
+
+    Bad input never stalls the run: a batch the segmenter refuses, or a window the network cannot
+    take, is logged (one line), counted (`bad_batches`, `bad_windows`) and skipped; a sink that
+    raises while publishing is counted and retried later while the others go on (`outputs.Outputs`);
+    an error of the source, or a sink's fatal error (`check()`), ends the run with one line
+    (`StageFailed` for an unexpected one), after what was read is classified and published.
+    """
+
+    def __init__(self, source: Source, net: Classifier, sinks: list[Sink], settings: PipelineSettings | None = None,
+                 *, segmenter: Segmenter | None = None, decider: Decider | None = None,
+                 feedback: asyncio.Queue | None = None, extra_metrics: Callable[[], dict] | None = None,
+                 clock: Callable[[], float] = time.monotonic, **options):
+        settings = settings or PipelineSettings()
+        if options:  # the same settings, some fields given by keyword (checked again)
+            settings = replace(settings, **options)
+        self.settings = s = settings
+        self.source, self.net, self.sinks = source, net, sinks
+        self.segmenter = segmenter or Segmenter()
+        self.decider = decider or Decider()
+        self.windows = BoundedQueue(s.queue_size, s.policy)
+        self.learn_from_labels = s.learn_from_labels
+        self.recent = Recent(s.recent, s.recent_events)
+        self.feedback = feedback
+        self.counters = Counters()
+        self.outputs = Outputs(sinks)  # each sink isolated: its errors are counted and retried
+        self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="streamsnn-net")
+        self.growth = Growth(net, self.counters, enabled=s.new_classes, max_classes=s.max_classes,
+                             lr_boost=s.new_class_lr)
+        self.teacher = Teacher(net, self.recent, self.counters, s, self.growth, self.in_worker,
+                               self.outputs.classes, clock)
+        self.stats = Metrics(self.counters, net, self.windows, self.segmenter, self.outputs, extra=extra_metrics)
+        self.checkpoints = (Checkpoints(net, s.checkpoint, self.counters, self.in_worker)
+                            if s.checkpoint is not None else None)
+        self._stopping = asyncio.Event()
+        self.exit_saved = False  # the checkpoint was written when the run ended
+
+    # -- control --------------------------------------------------------------------------------
+    def stop(self) -> None:
+        """Ask the pipeline to stop reading, drain what it holds and return (safe from a signal handler)."""
+        self._stopping.set()
+
+    async def in_worker(self, fn, *args):
+        """Run fn(*args) on the network's worker thread."""
+        return await asyncio.get_running_loop().run_in_executor(self._worker, fn, *args)
+
+    async def run(self) -> Counters:
+        with _low_latency_runtime():
+            return await self._run()
+
+    async def _run(self) -> Counters:
+        reader = asyncio.create_task(self._read(), name="read")
+        stopper = asyncio.create_task(self._stopping.wait(), name="stop")
+        s = self.settings
+        side = [asyncio.create_task(self.stats.loop(s.metrics_every_s), name="metrics")]
+        if self.checkpoints is not None and s.save_every_s > 0:
+            side.append(asyncio.create_task(self.checkpoints.loop(s.save_every_s), name="checkpoint"))
+        if self.feedback is not None:
+            side.append(asyncio.create_task(self.teacher.loop(self.feedback), name="feedback"))
+        if (period := watchdog_period()) is not None:  # systemd's WatchdogSec: beats only while it progresses
+            side.append(asyncio.create_task(watchdog(self, period), name="watchdog"))
+        classify = asyncio.create_task(self._classify(), name="classify")
+        try:
+            await asyncio.wait([reader, stopper, classify], return_when=asyncio.FIRST_COMPLETED)
+            # classify ends early only on a fatal error (e.g. a refused login)
+            if classify.done() and classify.exception() is not None:
+                raise _one_line("publishing", classify.exception())
+            if not reader.done():  # stop requested: stop the source, keep what was read
+                log.info("stopping: closing the source and draining the queues")
+                reader.cancel()
+                await asyncio.gather(reader, return_exceptions=True)
+                await self._finish_reading()
+            try:
+                await classify  # drain (the reader always queues the end marker); a fatal sink error ends the run
+            except Exception as exc:
+                raise _one_line("publishing", exc) from None
+            if not reader.cancelled() and reader.exception() is not None:
+                # a source error ends the run, after what it delivered is published
+                raise _one_line("reading the source", reader.exception())
+        finally:
+            stopper.cancel()
+            for t in side + [reader, classify]:
+                t.cancel()
+            await asyncio.gather(stopper, *side, reader, classify, return_exceptions=True)
+            try:
+                if self.checkpoints is not None:
+                    self.exit_saved = await self.checkpoints.save_logged("at exit")
+            finally:
+                self._worker.shutdown(wait=True)
+                await self.stats.final()
+        return self.counters
+
+    # -- stages -------------------------------------------------------------------------------
+    async def _read(self) -> None:
+        try:
+            async for batch in self.source:
+                self.counters.events_in += len(batch)
+                try:
+                    windows = self.segmenter.feed(batch)
+                except StreamsnnError as exc:  # a duplicated, late or inconsistent batch: skip it
+                    self._bad_batch(str(exc))
+                    continue
+                except Exception as exc:  # noqa: BLE001 - a defect: skip the batch, start the segmenter afresh
+                    self._bad_batch(f"{type(exc).__name__}: {exc}; segmenter state reset")
+                    log.debug("segmenter error", exc_info=True)
+                    self.segmenter.reset()
+                    continue
+                for w in windows:
+                    self.counters.windows += 1
+                    await self.windows.put(w)
+        finally:
+            if not self._stopping.is_set():
+                await self._finish_reading()
+
+    def _bad_batch(self, detail: str) -> None:
+        self.counters.bad_batches += 1
+        level = logging.WARNING if self.counters.bad_batches <= LOG_FIRST else logging.DEBUG
+        log.log(level, "batch skipped: %s", printable(detail))
+
+    async def _finish_reading(self) -> None:
+        """Close the source, queue what the segmenter still holds, then the end marker (always)."""
+        try:
+            try:
+                await self.source.aclose()
+            except Exception as exc:  # a source that fails to close must not block the shutdown
+                log.warning("closing the source failed: %s", exc)
+            try:
+                windows = self.segmenter.flush()
+            except Exception as exc:  # noqa: BLE001 - never lose the end marker
+                log.warning("windows still open at the end were dropped: %s: %s", type(exc).__name__, exc)
+                windows = []
+            for w in windows:
+                self.counters.windows += 1
+                await self.windows.put(w)
+        finally:
+            await self.windows.put(_END)
+
+    def _decide(self, w: Window) -> tuple:
+        """On the worker: the decision and how long it waited and took (DecisionInfo)."""
+        start = time.monotonic()
+        d = self.decider(self.net, w, learn=self.learn_from_labels)
+        done = time.monotonic()
+        w.learned = true_output(self.net, w) is not None and self.learn_from_labels
+        info = DecisionInfo(queue_ms=(start - w.ready) * 1000.0, compute_ms=(done - start) * 1000.0,
+                            model_version=self.net.model_version, classes=class_names(self.net))
+        return d, info
+
+    async def _classify(self) -> None:
+        while (w := await self.windows.get()) is not _END:
+            try:
+                d, info = await self.in_worker(self._decide, w)
+            except Exception as exc:  # noqa: BLE001 - a window the network cannot take: log, count, go on
+                self.counters.bad_windows += 1
+                text = str(exc) if isinstance(exc, StreamsnnError) else f"{type(exc).__name__}: {exc}"
+                level = logging.WARNING if self.counters.bad_windows <= LOG_FIRST else logging.DEBUG
+                where = shown(w.sample) if w.sample is not None else f"{w.t_start_us}..{w.t_end_us} us"
+                log.log(level, "window %s skipped: %s", where, printable(text))
+                continue
+            w.predicted = int(d.label)  # what feedback on this window will score
+            self.recent.add(w)
+            c = self.counters
+            c.decisions += 1
+            truth = true_output(self.net, w)  # by class name: the model's order may differ from the dataset's
+            if truth is not None:
+                c.labelled += 1
+                c.correct += int(d.label == truth)
+            # Sinks never block (the MQTT sink queues into its outbox), so the decision goes out from
+            # here: no further queue hop between the network and the sinks.
+            # A sink that raises is counted and retried later; check() raises the sink's fatal error
+            # (e.g. a broker that now refuses the login), which ends the run.
+            self.outputs.decision(w, d, info)
+
+    # -- the parts, for callers and tests ------------------------------------------------------
+    @property
+    def learn_from_feedback(self) -> bool:
+        return self.teacher.enabled
+
+    @learn_from_feedback.setter
+    def learn_from_feedback(self, on: bool) -> None:
+        self.teacher.enabled = bool(on)
+
+    async def apply_feedback(self, msg) -> bool:
+        """Teach one feedback message (`teacher.Teacher.apply`); True when it learned."""
+        return await self.teacher.apply(msg)
+
+    def metrics(self) -> dict:
+        """The metrics now (`metrics.Metrics.snapshot`)."""
+        return self.stats.snapshot()
+
+    async def publish_metrics(self) -> None:
+        self.stats.publish()
+
+    async def save(self) -> None:
+        """Write the checkpoint now (raises what the save raised)."""
+        await self.checkpoints.save()

@@ -1,0 +1,67 @@
+"""The pipeline's settings in one object: `PipelineSettings`, built from a configuration in one place."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..errors import ConfigError
+from ..feedback import FEEDBACK_LR_SCALE, MAX_CLASSES, MAX_FEEDBACK_BYTES, NEW_CLASS_LR, RECENT_EVENTS
+
+
+@dataclass(frozen=True)
+class PipelineSettings:
+    """How a `Pipeline` runs; checked when made (a bad value is a ConfigError naming it).
+
+    Streaming: `queue_size` windows wait for the network at most, `policy` says what a full queue does
+    (`runtime.POLICIES`); `learn_from_labels`: labelled windows teach the network test-then-train.
+    Feedback (`teacher.Teacher`): `learn_from_feedback`; the last `recent` decisions (holding at most
+    `recent_events` events) may be taught; messages of at most `max_feedback_bytes`; at most
+    `feedback_per_s` a second on average with bursts of `feedback_burst` (0: no limit); learned at the
+    learning rates times `feedback_lr_scale`. Class growth (`growth.Growth`): with `new_classes`, an
+    unknown class name adds an output while the model has fewer than `max_classes` classes, its
+    output learning `new_class_lr` times faster. Metrics every `metrics_every_s`; the checkpoint
+    `checkpoint` (None: not saved) every `save_every_s` (0: only at exit).
+    """
+
+    queue_size: int = 64
+    policy: str = "block"
+    learn_from_labels: bool = True
+    learn_from_feedback: bool = True
+    recent: int = 128
+    recent_events: int = RECENT_EVENTS
+    max_feedback_bytes: int = MAX_FEEDBACK_BYTES
+    feedback_per_s: float = 10.0
+    feedback_burst: int = 20
+    feedback_lr_scale: float = FEEDBACK_LR_SCALE
+    new_classes: bool = False
+    max_classes: int = 32
+    new_class_lr: float = NEW_CLASS_LR
+    metrics_every_s: float = 5.0
+    checkpoint: Path | None = None
+    save_every_s: float = 0.0
+
+    def __post_init__(self) -> None:
+        numbers = dict(feedback_lr_scale=self.feedback_lr_scale, new_class_lr=self.new_class_lr,
+                       feedback_per_s=self.feedback_per_s, metrics_every_s=self.metrics_every_s,
+                       save_every_s=self.save_every_s, max_classes=self.max_classes)
+        if not (all(v >= 0 and math.isfinite(v) for v in numbers.values()) and self.new_class_lr > 0
+                and self.metrics_every_s > 0 and self.max_classes >= 2):
+            raise ConfigError(f"pipeline settings must be finite and >= 0 (new_class_lr, metrics_every_s > 0, "
+                              f"max_classes >= 2), got {numbers}")
+        if self.max_classes > MAX_CLASSES:
+            raise ConfigError(f"max_classes must be at most {MAX_CLASSES}, got {self.max_classes}")
+
+    @classmethod
+    def from_config(cls, cfg, *, checkpoint: Path | None = None,
+                    max_feedback_bytes: int = MAX_FEEDBACK_BYTES) -> PipelineSettings:
+        """The settings of `streamsnn run` from a `config.Config` ([pipeline] and [model]); `checkpoint` is
+        the file the model was loaded from or will be saved to, `max_feedback_bytes` the MQTT bound."""
+        p, m = cfg.pipeline, cfg.model
+        return cls(queue_size=p.queue_size, policy=p.policy, metrics_every_s=p.metrics_every_s,
+                   learn_from_labels=m.learn_from_labels, learn_from_feedback=m.learn_from_feedback,
+                   recent=m.recent, recent_events=m.recent_events, max_feedback_bytes=max_feedback_bytes,
+                   feedback_per_s=m.feedback_per_s, feedback_burst=m.feedback_burst,
+                   feedback_lr_scale=m.feedback_lr_scale, new_classes=m.new_classes, max_classes=m.max_classes,
+                   new_class_lr=m.new_class_lr, checkpoint=checkpoint, save_every_s=m.save_every_s)

@@ -1,0 +1,88 @@
+"""Feedback teaching: each message checked (`feedback.parse`, `feedback.judge`), counted once, rate-limited, learned."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import Awaitable, Callable
+
+from ..feedback import Recent, Refused, TokenBucket, judge, parse
+from ..segment import Window
+from ..stages import Classifier, class_names
+from ..textsafe import printable
+from .growth import Growth
+from .metrics import Counters
+from .settings import PipelineSettings
+
+log = logging.getLogger(__name__)
+LOG_FIRST = 20  # refusals of one reason logged at WARNING; further ones at DEBUG
+
+
+class Teacher:
+    """Teaches `net` the true labels that feedback gives for the decisions in `recent`.
+
+    A message (`feedback.Message`, raw JSON, a dict or a `feedback.Feedback`) is counted once in
+    `counters.feedback`: `learned`, `disabled` (`enabled` is off: model.learn_from_feedback), or
+    `ignored` with its reason (see `feedback.judge`). Feedback teaches a decision at most once, never
+    against the window's known true label, at most `feedback_per_s` times a second on average with
+    bursts of `feedback_burst` (a `TokenBucket` on `clock`). It scores the prediction published for the
+    window (delayed progressive validation) and learns with the learning rates times
+    `feedback_lr_scale`. A class name the model lacks goes to `growth`; the new class list is handed
+    to `on_classes` at once. All network calls go through `in_worker` (the network's worker thread).
+    """
+
+    def __init__(self, net: Classifier, recent: Recent, counters: Counters, settings: PipelineSettings,
+                 growth: Growth, in_worker: Callable[..., Awaitable], on_classes: Callable[[tuple], None],
+                 clock: Callable[[], float] = time.monotonic):
+        self.net, self.recent, self.counters, self.growth = net, recent, counters, growth
+        self.in_worker, self.on_classes = in_worker, on_classes
+        self.enabled = bool(settings.learn_from_feedback)
+        self.max_bytes = settings.max_feedback_bytes
+        self.lr_scale = float(settings.feedback_lr_scale)
+        self.bucket = TokenBucket(settings.feedback_per_s, settings.feedback_burst, clock)
+
+    async def loop(self, queue: asyncio.Queue) -> None:
+        """Apply every message of `queue` until cancelled; no message can end it."""
+        while True:
+            msg = await queue.get()
+            try:
+                await self.apply(msg)
+            except Exception as exc:  # noqa: BLE001 - never let a message end the daemon
+                self._ignore("error", f"{type(exc).__name__}: {exc}")
+
+    async def apply(self, msg) -> bool:
+        """Teach the network the true label of a recent decision; True when it learned (see the class)."""
+        c = self.counters.feedback
+        c["received"] += 1
+        if not self.enabled:
+            c["disabled"] += 1
+            return False
+        try:
+            fb = parse(msg, self.max_bytes)
+            classes = class_names(self.net)
+            w, label = judge(fb, self.recent, classes, self.bucket, self.growth.may_add())
+        except Refused as exc:
+            exc = self.growth.refusal(exc)
+            return self._ignore(exc.reason, str(exc))
+        w.learned = True  # before the worker runs: another message meanwhile is a duplicate
+        if label == len(classes):
+            names = await self.in_worker(self.growth.add, str(fb.label))
+            self.on_classes(names)  # the new class list goes out now, not with the next decision
+        d = await self.in_worker(self._learn, w, label)
+        c["learned"] += 1
+        self.counters.feedback_scored += 1
+        self.counters.feedback_correct += int((w.predicted if w.predicted is not None else d.label) == label)
+        return True
+
+    def _learn(self, w: Window, label: int):
+        """On the worker: learn the label of a decided window, scoring the prediction published for it."""
+        return self.net.learn_one(w.batch, label, prediction=w.predicted, lr_scale=self.lr_scale)
+
+    def _ignore(self, reason: str, detail: str) -> bool:
+        c = self.counters.feedback
+        c["ignored"] += 1
+        c[reason] = c.get(reason, 0) + 1
+        level = logging.WARNING if c[reason] <= LOG_FIRST else logging.DEBUG
+        log.log(level, "feedback ignored (%s): %s", reason, printable(detail))
+        return False
