@@ -23,8 +23,8 @@ from .. import classnames
 from ..errors import ConfigError, InputError, StreamsnnError
 from ..textsafe import shown
 from . import limits, propagate
+from .layers.base import ArrayView
 from .arch import DEFAULT_ARCH, InputMap, format_arch, learning_defaults, parse_arch
-from .conv import conv_table
 
 LEARNING_MODES = ("counts", "spikes")
 
@@ -133,7 +133,7 @@ class SpikingNetwork:
             raise ConfigError(f"error_spikes must be an integer 1..{limits.MAX_ERROR_SPIKES}, got {error_spikes!r}")
         if not (isinstance(seed, (int, np.integer)) and 0 <= seed < 2**63):
             raise ConfigError(f"seed must be an integer 0..2**63-1, got {seed!r}")
-        if learning == "spikes" and any(lay.kind != "dense" for lay in self.layers):
+        if learning == "spikes" and not all(lay.cls.error_spikes_ok for lay in self.layers):
             raise ConfigError("learning 'spikes' (error spikes) works on dense layers only; use 'counts' "
                               f"for {format_arch(self.layers)}")
         self.input_map = input_map
@@ -149,11 +149,15 @@ class SpikingNetwork:
         self.max_step = float(max_step)
         self.activity = float(activity)
         rng = np.random.default_rng(self.seed)
-        self.weights = [(rng.standard_normal(g.weight_shape) * self.init_gain * math.sqrt(2.0 / g.fan_in))
-                        .astype(np.float32) for g in self.geometry]
+        #: The hidden layers (``layers.Layer`` objects: weights, state, kernels), bottom first.
+        self.hidden = [g.layer.cls(g) for g in geometry]
+        for layer in self.hidden:
+            layer.init_weights(rng, self.init_gain)
         n_last = self.geometry[-1].n_out
-        self.weights.append((rng.standard_normal((n_last, len(names))) * self.init_gain * math.sqrt(2.0 / n_last))
-                            .astype(np.float32))
+        #: The output layer: weights (n_last, classes), bias, evidence ``scores``, its leak clock ``out_ref``
+        #: and error herders ``out_herd``; ``t_last`` the time of the last input event of a leaky network.
+        self.out_weight = (rng.standard_normal((n_last, len(names))) * self.init_gain * math.sqrt(2.0 / n_last)
+                           ).astype(np.float32)
         self.bias = np.zeros(len(names), np.float32)
         # output learning-rate multiplier per class (above 1 for classes added with a boost)
         try:
@@ -168,17 +172,7 @@ class SpikingNetwork:
         self.progressive_correct = self.progressive_total = 0
         self.nonfinite = 0  # decisions withheld and updates undone because of non-finite values (not saved)
         self._token = secrets.token_hex(4)
-        # what a convolution's input units reach: (table, output width, stride) per conv layer
-        self._geo = [(conv_table(g), g.out_shape[2], g.layer.stride) if g.layer.kind == "conv" else None
-                     for g in self.geometry]
-        n_in = input_map.n_inputs
-        self._buf_active = np.empty(n_in, np.int32)
-        self._buf_x = np.empty(n_in, np.float32)
-        self._out = [(np.empty(4096, np.int32), np.empty(4096, np.float32), np.empty(4096, np.int64))
-                     for _ in self.geometry]
-        # error herders of the "spikes" learning mode, per hidden layer then the output; kept across
-        # samples (not saved in checkpoints)
-        self._herd = [np.zeros(g.n_out, np.float32) for g in self.geometry] + [np.zeros(len(names), np.float32)]
+        self.out_herd = np.zeros(len(names), np.float32)  # kept across samples (not saved in checkpoints)
         self.reset()
 
     # -- description ----------------------------------------------------------------------------
@@ -202,22 +196,48 @@ class SpikingNetwork:
 
     @property
     def parameters(self) -> int:
-        return int(sum(w.size for w in self.weights) + self.bias.size)
+        return int(sum(layer.parameters for layer in self.hidden) + self.out_weight.size + self.bias.size)
 
     @property
-    def W1(self) -> np.ndarray:  # the first layer's weights (the older two-layer names)
+    def weights(self) -> ArrayView:
+        """The weight array of every hidden layer, then the output weights (a view: item assignment sets them)."""
+        return ArrayView([(layer, "weight") for layer in self.hidden] + [(self, "out_weight")])
+
+    @weights.setter
+    def weights(self, arrays) -> None:
+        *inner, self.out_weight = [np.ascontiguousarray(a, dtype=np.float32) for a in arrays]
+        for layer, w in zip(self.hidden, inner, strict=True):
+            layer.weight = w
+
+    @property
+    def phi(self) -> ArrayView:
+        """The potentials of every hidden layer (stored in the leak's scaled frame when it leaks)."""
+        return ArrayView([(layer, "phi") for layer in self.hidden])
+
+    @property
+    def counts(self) -> ArrayView:
+        """The spikes of every hidden layer in the last window."""
+        return ArrayView([(layer, "counts") for layer in self.hidden])
+
+    @property
+    def _herd(self) -> ArrayView:  # the error herders of every hidden layer, then the output's (for tests)
+        return ArrayView([(layer, "herd") for layer in self.hidden] + [(self, "out_herd")])
+
+    # the older two-layer names: the first layer's weights, the output weights and bias
+    @property
+    def W1(self) -> np.ndarray:
         return self.weights[0]
 
     @property
     def W2(self) -> np.ndarray:
-        return self.weights[1]
+        return self.out_weight
 
     @property
     def b2(self) -> np.ndarray:
         return self.bias
 
     def layer_lr(self, layer: int) -> float:
-        return self.lr * (self.lr_conv if self.layers[layer].kind == "conv" else 1.0)
+        return self.lr * (self.lr_conv if self.layers[layer].conv_like else 1.0)
 
     def config(self) -> dict:
         """Constructor arguments, enough to rebuild an identical (untrained) network."""
@@ -230,7 +250,7 @@ class SpikingNetwork:
 
     def describe(self) -> dict:
         """Layers (kind, shapes, parameters), classes, input map and the training counters."""
-        layers = [g.describe() for g in self.geometry]
+        layers = [layer.describe() for layer in self.hidden]
         n_last = self.geometry[-1].n_out
         layers.append({"kind": "output", "units": self.n_classes, "in": [n_last], "out": [self.n_classes],
                        "weights": [n_last, self.n_classes], "parameters": n_last * self.n_classes + self.n_classes})
@@ -242,11 +262,11 @@ class SpikingNetwork:
 
     def reset(self) -> None:
         """Clear the dynamic state (potentials, evidence, leak clocks); weights and counters stay."""
-        self.phi = [np.zeros(g.n_out, np.float32) for g in self.geometry]
-        self.counts = [np.zeros(g.n_out, np.float32) for g in self.geometry]
+        for layer in self.hidden:
+            layer.reset()
         self.scores = np.zeros(self.n_classes, np.float32)
-        self._refs = [np.full(1, np.nan) for _ in range(len(self.geometry) + 1)]
-        self._t_last = None
+        self.out_ref = np.full(1, np.nan)
+        self.t_last = None
 
     @property
     def progressive_accuracy(self) -> float | None:
@@ -358,11 +378,12 @@ class SpikingNetwork:
         return self.learn_indices(idx, label, t, lr_scale, prediction=prediction)
 
     def _save_state(self) -> tuple:
-        return ([p.copy() for p in self.phi], [c.copy() for c in self.counts], self.scores.copy(),
-                [r.copy() for r in self._refs], self._t_last)
+        return [layer.save_state() for layer in self.hidden], self.scores.copy(), self.out_ref.copy(), self.t_last
 
     def _restore_state(self, saved: tuple) -> None:
-        self.phi, self.counts, self.scores, self._refs, self._t_last = saved
+        states, self.scores, self.out_ref, self.t_last = saved
+        for layer, state in zip(self.hidden, states):
+            layer.restore_state(state)
 
     # -- classes ------------------------------------------------------------------------------
     def add_class(self, name: str, *, bias: float | None = None, lr_boost: float = 1.0) -> int:
@@ -374,25 +395,9 @@ class SpikingNetwork:
         for this unit (its weights have everything to learn; the hidden layers and the old units keep
         their rates). Both defaults were chosen in benchmarks/bench_incremental.py.
         """
-        try:
-            name = classnames.normalise(name)
-        except ValueError as exc:
-            raise ConfigError(str(exc)) from None
-        if classnames.find(name, self.classes) is not None:
-            raise ConfigError(f"class name '{shown(name)}' is taken (names are matched regardless of case; "
-                              f"classes: {', '.join(shown(c, 40) for c in self.classes)})")
-        lr_boost = limits.finite("lr_boost", lr_boost, 0, limits.MAX_LR_FACTOR, low_open=True)
-        limits.check_classes(self.n_classes + 1)
-        W = self.weights[-1]
-        self.weights[-1] = np.ascontiguousarray(np.concatenate([W, np.zeros((W.shape[0], 1), np.float32)], axis=1))
-        b = float(self.bias.mean()) if bias is None else float(bias)
-        self.bias = np.append(self.bias, np.float32(b)).astype(np.float32)
-        self.class_lr = np.append(self.class_lr, np.float32(lr_boost)).astype(np.float32)
-        self.classes.append(name)
-        self.scores = np.append(self.scores, np.float32(0.0)).astype(np.float32)
-        self._herd[-1] = np.append(self._herd[-1], np.float32(0.0)).astype(np.float32)
-        self.updates += 1  # the model changed: a new model_version
-        return self.n_classes - 1
+        from .classedit import add_class
+
+        return add_class(self, name, bias=bias, lr_boost=lr_boost)
 
     def class_index(self, name) -> int:
         """The output of class `name` (exact, else regardless of case; `#N`: output N); ConfigError if none."""
@@ -414,6 +419,13 @@ class SpikingNetwork:
         return rename_class(self, old, new)
 
     # -- checkpoints --------------------------------------------------------------------------
+    def restore_counters(self, counters: dict, token: str | None) -> None:
+        """Take the training counters (and the model token, when given) of a checkpoint."""
+        for k, v in counters.items():
+            setattr(self, k, v)
+        if token is not None:
+            self._token = token
+
     def counters(self) -> dict:
         return {"samples_seen": self.samples_seen, "events_seen": self.events_seen, "updates": self.updates,
                 "progressive_correct": self.progressive_correct, "progressive_total": self.progressive_total,
