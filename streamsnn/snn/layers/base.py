@@ -60,31 +60,20 @@ class LayerSpec:
         return self.cls.conv_like
 
 
-class ArrayView:
-    """A list-like view of one array attribute per object (e.g. every layer's ``phi``): reading an item reads
-    the attribute, assigning an item assigns it (``net.counts[k] = a`` sets layer k's counts)."""
+class ArrayView(list):
+    """A list of one array attribute per object (e.g. every layer's ``phi``), taken when it is made;
+    assigning an item also assigns the attribute (``net.counts[k] = a`` sets layer k's counts)."""
 
     def __init__(self, pairs: list[tuple[object, str]]):
+        super().__init__(getattr(o, a) for o, a in pairs)
         self._pairs = pairs
 
-    def __len__(self) -> int:
-        return len(self._pairs)
-
-    def __getitem__(self, k):
-        if isinstance(k, slice):
-            return [getattr(o, a) for o, a in self._pairs[k]]
-        o, a = self._pairs[k]
-        return getattr(o, a)
-
     def __setitem__(self, k, value) -> None:
+        if isinstance(k, slice):
+            raise TypeError("assign the arrays of an ArrayView one at a time")
         o, a = self._pairs[k]
         setattr(o, a, value)
-
-    def __iter__(self):
-        return (getattr(o, a) for o, a in self._pairs)
-
-    def __repr__(self) -> str:
-        return f"ArrayView({list(self)!r})"
+        super().__setitem__(k, value)
 
 
 class Layer:
