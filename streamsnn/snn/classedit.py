@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 
 from .. import classnames
-from . import limits
 from ..errors import ConfigError
 from ..textsafe import shown
+from . import limits
 
 
 def add_class(net, name: str, *, bias: float | None = None, lr_boost: float = 1.0) -> int:

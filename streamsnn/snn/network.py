@@ -19,14 +19,12 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .. import classnames
-from ..errors import ConfigError, InputError, StreamsnnError
-from ..textsafe import shown
-from . import limits, propagate
+from ..errors import InputError, StreamsnnError
+from . import limits, propagate, settings
+from .arch import DEFAULT_ARCH, InputMap, format_arch, parse_arch
 from .layers.base import ArrayView
-from .arch import DEFAULT_ARCH, InputMap, format_arch, learning_defaults, parse_arch
 
-LEARNING_MODES = ("counts", "spikes")
+LEARNING_MODES = settings.LEARNING_MODES
 
 
 class NonFinite(StreamsnnError):
@@ -78,76 +76,19 @@ class SpikingNetwork:
                  lr_conv: float | None = None, tau_us: float | None = None, learning: str = "counts",
                  theta: float = 0.5, error_spikes: int = 32, init_gain: float = 1.0, max_step: float | None = None,
                  activity: float | None = None, class_lr=None):
-        if isinstance(input_map, dict):
-            input_map = InputMap.from_dict(input_map)
-        if sizes is not None:
-            sizes = tuple(int(s) for s in sizes)
-            if arch is not None or len(sizes) < 3 or min(sizes) <= 0:
-                raise ConfigError(f"sizes must be (inputs, hidden..., classes), all positive, without arch; "
-                                  f"got {sizes}")
-            arch = [f"dense:{h}" for h in sizes[1:-1]]
-            classes = sizes[-1] if classes is None else classes
-        if input_map is None:
-            grid = tuple(int(s) for s in (input_shape or (34, 34, 2)))
-            if len(grid) != 3 or min(grid) <= 0 or grid[2] > 2:
-                raise ConfigError(f"input_shape must be (width, height, polarities<=2), got {input_shape}")
-            input_map = InputMap(sensor=grid[:2], grid=grid)
-        if sizes is not None and input_map.n_inputs != sizes[0]:
-            raise ConfigError(f"input_shape {input_map.grid} has {input_map.n_inputs} inputs "
-                              f"but sizes[0] is {sizes[0]}")
-        classes = 10 if classes is None else classes
-        if isinstance(classes, (int, np.integer)):
-            limits.check_classes(int(classes))
-            names = [str(k) for k in range(int(classes))]
-        else:
-            if not isinstance(classes, (list, tuple)):
-                raise ConfigError(f"classes must be a count or a list of names, got {type(classes).__name__}")
-            limits.check_classes(len(classes))
-            names = [c if isinstance(c, str) else str(c) for c in classes]
-        if len(names) < 2:
-            raise ConfigError(f"classes must be at least 2 distinct names (or a count >= 2), got {shown(classes)}")
-        try:
-            names = classnames.check_all(names)  # one rule for class names: see streamsnn/classnames.py
-        except ValueError as exc:
-            raise ConfigError(str(exc)) from None
-        if learning not in LEARNING_MODES:
-            raise ConfigError(f"learning must be one of {', '.join(LEARNING_MODES)}, got {learning!r}")
-        if tau_us is not None:
-            tau_us = limits.finite("tau_us", tau_us, 0, limits.MAX_TAU_US, low_open=True)
+        arch, input_map, names = settings.inputs_and_classes(sizes, arch, input_shape, input_map, classes)
+        tau_us = settings.checked_mode(learning, tau_us)
         self.layers = parse_arch(DEFAULT_ARCH if arch is None else arch)
         geometry = limits.check_sizes(self.layers, input_map.grid, len(names))  # before anything is allocated
-        preset = learning_defaults(self.layers)
-        if lr_out is None:  # the measured ratio to lr (1 for dense networks, as before)
-            lr_out = preset["lr_out"] if lr is None else lr * preset["lr_out"] / preset["lr"]
-        lr = preset["lr"] if lr is None else lr
-        lr_conv = preset["lr_conv"] if lr_conv is None else lr_conv
-        max_step = preset["max_step"] if max_step is None else max_step
-        activity = preset["activity"] if activity is None else activity
-        max_step = limits.finite("max_step", max_step, 0, limits.MAX_GAIN)
-        activity = limits.finite("activity", activity, 0, limits.MAX_GAIN)
-        lr, lr_out = limits.finite("lr", lr, 0, limits.MAX_LR), limits.finite("lr_out", lr_out, 0, limits.MAX_LR)
-        lr_conv = limits.finite("lr_conv", lr_conv, 0, limits.MAX_LR_FACTOR)
-        theta = limits.finite("theta", theta, 0, limits.MAX_GAIN, low_open=True)
-        init_gain = limits.finite("init_gain", init_gain, 0, limits.MAX_GAIN)
-        if not (isinstance(error_spikes, (int, np.integer)) and 1 <= error_spikes <= limits.MAX_ERROR_SPIKES):
-            raise ConfigError(f"error_spikes must be an integer 1..{limits.MAX_ERROR_SPIKES}, got {error_spikes!r}")
-        if not (isinstance(seed, (int, np.integer)) and 0 <= seed < 2**63):
-            raise ConfigError(f"seed must be an integer 0..2**63-1, got {seed!r}")
-        if learning == "spikes" and not all(lay.cls.error_spikes_ok for lay in self.layers):
-            raise ConfigError("learning 'spikes' (error spikes) works on dense layers only; use 'counts' "
-                              f"for {format_arch(self.layers)}")
+        learning_settings = settings.learning_settings(
+            self.layers, lr=lr, lr_out=lr_out, lr_conv=lr_conv, max_step=max_step, activity=activity, theta=theta,
+            init_gain=init_gain, error_spikes=error_spikes, seed=seed, learning=learning)
         self.input_map = input_map
         self.classes = names
         self.geometry = geometry
-        self.seed = int(seed)
-        self.lr, self.lr_out, self.lr_conv = float(lr), float(lr_out), float(lr_conv)
-        self.tau_us = None if tau_us is None else float(tau_us)
-        self.learning = learning
-        self.theta = float(theta)
-        self.error_spikes = int(error_spikes)
-        self.init_gain = float(init_gain)
-        self.max_step = float(max_step)
-        self.activity = float(activity)
+        self.tau_us = tau_us
+        for key, value in learning_settings.items():  # lr, lr_out, lr_conv, max_step, activity, theta, ...
+            setattr(self, key, value)
         rng = np.random.default_rng(self.seed)
         #: The hidden layers (``layers.Layer`` objects: weights, state, kernels), bottom first.
         self.hidden = [g.layer.cls(g) for g in geometry]
@@ -159,15 +100,7 @@ class SpikingNetwork:
         self.out_weight = (rng.standard_normal((n_last, len(names))) * self.init_gain * math.sqrt(2.0 / n_last)
                            ).astype(np.float32)
         self.bias = np.zeros(len(names), np.float32)
-        # output learning-rate multiplier per class (above 1 for classes added with a boost)
-        try:
-            rates = np.ones(len(names)) if class_lr is None else np.asarray(class_lr, np.float64)
-        except (TypeError, ValueError):
-            rates = np.zeros(0)
-        if rates.shape != (len(names),) or not np.all((rates > 0) & (rates <= limits.MAX_LR_FACTOR)):
-            raise ConfigError(f"class_lr must hold one rate multiplier per class ({len(names)}), each above 0 and "
-                              f"at most {limits.MAX_LR_FACTOR:g}")
-        self.class_lr = rates.astype(np.float32)
+        self.class_lr = settings.class_rates(class_lr, len(names))  # output rate multiplier per class
         self.samples_seen = self.events_seen = self.updates = self.epochs = 0
         self.progressive_correct = self.progressive_total = 0
         self.nonfinite = 0  # decisions withheld and updates undone because of non-finite values (not saved)

@@ -148,7 +148,8 @@ class Layer:
         n = geo.n_out
         self.weight = np.zeros(0, np.float32)
         self.herd = np.zeros(n, np.float32)  # error herders of the "spikes" mode; kept across samples, not saved
-        self.out_i, self.out_c, self.out_t = np.empty(4096, np.int32), np.empty(4096, np.float32), np.empty(4096, np.int64)
+        # the layer's spikes of one call, as events for the next layer (grown when needed)
+        self.out_i, self.out_c, self.out_t = (np.empty(4096, dt) for dt in (np.int32, np.float32, np.int64))
         self.reset()
 
     def init_weights(self, rng: np.random.Generator, gain: float) -> None:
@@ -211,13 +212,11 @@ class Layer:
                 return bi[:m], bc[:m], (bt[:m] if inv_tau > 0 else NO_T)
 
     def warm_up(self, theta, inv_tau: float) -> None:
-        """Load (or compile) the forward kernels without touching state or weights."""
+        """Load (or compile) the forward kernels without touching state or weights (no events)."""
         none = np.zeros(0, np.int32)
-        phi, counts = self.phi, self.counts
         for emit in (True, False):
             self.kernel(none, NO_CNT, NO_T, 0, theta, inv_tau, np.zeros(1), emit, self.out_i, self.out_c,
                         self.out_t, 0)
-        self.phi, self.counts = phi, counts
 
     # -- learning -----------------------------------------------------------------------------
     def backward(self, a_in, x_in, act_out, d_out, delta, lr: float, max_step: float, want: bool) -> np.ndarray:

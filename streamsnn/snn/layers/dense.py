@@ -171,8 +171,8 @@ class DenseLayer(Layer):
                              bi, bc, bt, m)
 
     def backward(self, a_in, x_in, act_out, d_out, delta, lr, max_step, want):
-        return dense_backward(a_in, x_in, delta, act_out, self.weight, bounded_lr(max_step, self.weight, lr, x_in, d_out),
-                              want)
+        lr = bounded_lr(max_step, self.weight, lr, x_in, d_out)
+        return dense_backward(a_in, x_in, delta, act_out, self.weight, lr, want)
 
     def error_spikes(self, units, signs, a_in, x_in, step, herd_in, propagate):
         return dense_error_spikes(units, signs, a_in, x_in, self.weight, step, herd_in, propagate)
