@@ -12,6 +12,10 @@ The same layers are kept as a list of dicts (``{"kind": "conv", "channels": 16, 
 "stride": 2, "padding": 2}``, ``{"kind": "dense", "units": 128}``) in checkpoints. Unit indices:
 the input grid is planar (``p * H * W + y * W + x``); a convolution's own units are channel-last
 (``(y * W' + x) * C + c``), the order its event-driven kernel writes them in.
+
+Each layer is an ``layers.LayerSpec`` (kind plus sizes); what the sizes mean, how the text and dict
+forms read, and the shapes on an input all come from the kind's class in the registry
+(``layers/__init__.py``), so this module names no kind.
 """
 
 from __future__ import annotations
@@ -38,10 +42,6 @@ CONV_SETTINGS = {"lr": 0.002, "lr_out": 0.0006, "lr_conv": 1.0, "max_step": 0.0,
                  "epochs_several": 6}
 DENSE_SETTINGS = {"lr": 0.001, "lr_out": 0.001, "lr_conv": 1.0, "max_step": 0.0, "activity": 0.0, "epochs": 20,
                  "epochs_several": 6}
-
-
-#: One hidden layer as data (kept under its older name too).
-Layer = LayerSpec
 
 
 def _layer_from_text(text: str) -> LayerSpec:

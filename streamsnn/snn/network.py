@@ -1,6 +1,6 @@
 """SpikingNetwork: a deep, event-driven spiking network (O'Connor & Welling, 2016) that learns online.
 
-A stack of hidden layers, each dense or convolutional (see arch.py), of integrate-and-fire units
+A stack of hidden layers, each an object of its kind (``layers/``: dense, convolutional), of integrate-and-fire units
 (threshold ``theta``, subtract 1 per spike, positive spikes only), then an output layer that
 accumulates evidence. An input event reaches only the units whose receptive field holds it; each
 spike of a layer is an input event of the next, so the cost follows spikes x fan-out and an idle
