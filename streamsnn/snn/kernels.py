@@ -13,8 +13,9 @@ compared with ``theta * exp((t - t_ref)/tau)``: one ``exp`` per event and nothin
 the factor passes exp(RENORM) the frame is renormalised (one pass over the layer's state).
 
 The blocks every kind repeats are shared here as inline helpers (compiled into each caller, so a
-kernel keeps one loop and its SIMD passes): ``renormalise`` (the leak's frame), ``integrate_fire``
-and ``integrate_fire_silent`` (add a weight row to a block of units and fire), and ``herd_emit``
+kernel keeps one loop and its SIMD passes): ``renormalise`` (the leak's frame), ``integrate`` and
+``fire`` (add a weight row to a block of units, then fire those above threshold and emit their
+spikes), ``integrate_fire_silent`` (both in one pass, without emitting), and ``herd_emit``
 (a non-resetting signed herder that turns an error into spikes).
 """
 
@@ -82,37 +83,45 @@ def integrate_fire_silent(phi, counts, base, row, g, theta):
 
 
 @njit(inline="always")
-def integrate_fire(phi, counts, base, row, g, thr, f, leak, t_k, oi, oc, ot, m):
-    """Add ``g * row`` to the units ``base .. base + len(row)``, fire those above ``thr`` and emit their spikes.
+def integrate(phi, base, row, g, thr):
+    """Add ``g * row`` to the potentials ``phi[base : base + len(row)]``; returns how many are now above ``thr``.
 
-    ``phi``/``counts`` float32 (n_units,), in place; ``row`` float32 (n,); ``g`` float32 (multiplicity
-    times the frame factor ``f``); ``thr`` float32 (theta * f). A unit above ``thr`` fires
-    n = ceil((v - thr) / f) spikes at once and loses n * f; each firing unit is written as one event
-    at position m: ``oi`` int32 unit (base + j), ``oc`` float32 n, ``ot`` int64 ``t_k`` (only when
-    ``leak``). The caller leaves room for len(row) events. Returns the new m.
+    ``phi`` float32 (n_units,), in place; ``row`` float32 (n,); ``g`` float32 (multiplicity times the frame
+    factor); ``thr`` float32. Returns float32 (a float count vectorises; a running max does not).
     """
-    zero = np.float32(0.0)
-    above = zero
+    above = np.float32(0.0)
     for j in range(row.shape[0]):
         v = phi[base + j] + g * row[j]
         phi[base + j] = v
-        above += np.float32(v > thr)  # a float count vectorises; a running max does not
-    if above > zero:
-        left = int(above)
-        for j in range(row.shape[0]):
-            v = phi[base + j]
-            if v > thr:
-                n = np.float32(math.ceil((v - thr) / f))
-                phi[base + j] = v - n * f
-                counts[base + j] += n
-                oi[m] = base + j
-                oc[m] = n
-                if leak:
-                    ot[m] = t_k
-                m += 1
-                left -= 1
-                if left == 0:
-                    break
+        above += np.float32(v > thr)
+    return above
+
+
+@njit(inline="always")
+def fire(phi, counts, base, n, above, thr, f, leak, t, k, oi, oc, ot, m):
+    """Fire the ``above`` units of ``phi[base : base + n]`` that are above ``thr`` and emit their spikes.
+
+    A unit fires c = ceil((v - thr) / f) spikes at once and loses c * f (``f``, float32: the leak frame's
+    factor, 1 without a leak); ``counts`` float32 (n_units,) gains c. Each firing unit is written as one
+    event at position m: ``oi`` int32 unit (base + j), ``oc`` float32 c, ``ot`` int64 ``t[k]`` (the
+    event's time; only when ``leak``, ``t`` is empty without one). The caller leaves room for n events.
+    Returns the new m.
+    """
+    left = int(above)
+    for j in range(n):
+        v = phi[base + j]
+        if v > thr:
+            c = np.float32(math.ceil((v - thr) / f))
+            phi[base + j] = v - c * f
+            counts[base + j] += c
+            oi[m] = base + j
+            oc[m] = c
+            if leak:
+                ot[m] = t[k]
+            m += 1
+            left -= 1
+            if left == 0:
+                break
     return m
 
 

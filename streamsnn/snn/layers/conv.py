@@ -18,7 +18,7 @@ import math
 import numpy as np
 from numba import njit
 
-from ..kernels import integrate_fire, integrate_fire_silent, renormalise
+from ..kernels import fire, integrate, integrate_fire_silent, renormalise
 from .base import Layer, LayerSpec
 
 
@@ -71,6 +71,7 @@ def conv_forward(idx, cnt, t, start, K, tab, ow, st, phi, counts, theta, inv_tau
     leak = inv_tau > 0.0
     ones = cnt.shape[0] == 0
     t_ref = ref[0]
+    zero = np.float32(0.0)
     reach = (ks + st - 1) // st
     cap = oi.shape[0] - reach * reach * co
     for k in range(start, idx.shape[0]):
@@ -97,7 +98,9 @@ def conv_forward(idx, cnt, t, start, K, tab, ow, st, phi, counts, theta, inv_tau
                 if not emit:
                     integrate_fire_silent(phi, counts, base, wrow, g, theta)
                     continue
-                m = integrate_fire(phi, counts, base, wrow, g, thr, f, leak, t[k], oi, oc, ot, m)
+                above = integrate(phi, base, wrow, g, thr)
+                if above > zero:
+                    m = fire(phi, counts, base, co, above, thr, f, leak, t, k, oi, oc, ot, m)
     ref[0] = t_ref
     return idx.shape[0], m
 

@@ -12,7 +12,7 @@ import math
 import numpy as np
 from numba import njit
 
-from ..kernels import herd_emit, integrate_fire, integrate_fire_silent, renormalise
+from ..kernels import fire, herd_emit, integrate, integrate_fire_silent, renormalise
 from .base import Layer, LayerSpec, bounded_lr
 
 
@@ -38,6 +38,7 @@ def dense_forward(idx, cnt, t, start, W, phi, counts, theta, inv_tau, ref, emit,
     leak = inv_tau > 0.0
     ones = cnt.shape[0] == 0
     t_ref = ref[0]
+    zero = np.float32(0.0)
     cap = oi.shape[0] - no
     for k in range(start, idx.shape[0]):
         if emit and m > cap:
@@ -53,7 +54,10 @@ def dense_forward(idx, cnt, t, start, W, phi, counts, theta, inv_tau, ref, emit,
         if not emit:
             integrate_fire_silent(phi, counts, 0, row, g, theta)
             continue
-        m = integrate_fire(phi, counts, 0, row, g, theta * f, f, leak, t[k], oi, oc, ot, m)
+        thr = theta * f
+        above = integrate(phi, 0, row, g, thr)
+        if above > zero:
+            m = fire(phi, counts, 0, no, above, thr, f, leak, t, k, oi, oc, ot, m)
     ref[0] = t_ref
     return idx.shape[0], m
 
