@@ -1,7 +1,7 @@
 """The protocol every hidden layer kind follows: its spec (text, dict, shapes), parameters, state, kernels, learning.
 
 A kind is a subclass of ``Layer`` registered in ``layers/__init__.py``. The class side (classmethods)
-reads and writes the kind's spec (an ``arch.LayerSpec``: ``kind`` plus up to four integers) and
+reads and writes the kind's spec (a ``LayerSpec``, below: ``kind`` plus up to four integers) and
 places it on an input shape; an instance is one layer of a network on its ``arch.Geometry``, and
 owns everything that changes: its parameters (``weight``, and whatever ``arrays`` lists for the
 checkpoint), its dynamic state (potentials ``phi``, spike ``counts``, the leak clock ``ref``, the
