@@ -99,13 +99,7 @@ def layer_reach(geo) -> np.ndarray:
 
 def dense_macs(net) -> int:
     """Multiply-adds of one time step of the same network run densely (every unit, every synapse)."""
-    total = 0
-    for g in net.geometry:
-        if g.layer.kind == "dense":
-            total += g.n_in * g.n_out
-        else:
-            total += g.n_out * g.in_shape[0] * g.layer.kernel ** 2
-    return total + net.sizes[-2] * net.n_classes
+    return sum(g.n_out * g.fan_in for g in net.geometry) + net.sizes[-2] * net.n_classes
 
 
 def per_layer(net, test, events) -> tuple[list, dict]:

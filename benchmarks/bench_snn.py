@@ -105,7 +105,7 @@ def inference_speed(net: SpikingNetwork, data: SampleArrays, repeats: int = 5) -
     net.warm_up()
     out = {}
     out["predict_events_per_s"], out["predict_events_per_cpu_s"] = best(lambda: predict_all(net))
-    from streamsnn.snn.dense import dense_forward
+    from streamsnn.snn.layers.dense import dense_forward
 
     phi = np.zeros(net.sizes[1], np.float32)
     counts = np.zeros_like(phi)

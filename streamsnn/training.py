@@ -187,7 +187,7 @@ def learning_settings(layers, several: bool = False, stream: bool = False) -> di
     s = learning_defaults(layers)
     s["epochs"] = s.pop("epochs_several") if several else s["epochs"]
     s.pop("epochs_several", None)
-    if stream and any(lay.kind == "conv" for lay in parse_arch(layers)):
+    if stream and any(lay.conv_like for lay in parse_arch(layers)):
         s["lr"] *= STREAM_LR_SCALE
         s["lr_out"] *= STREAM_LR_SCALE
     return s

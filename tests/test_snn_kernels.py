@@ -15,8 +15,8 @@ import pytest
 
 from streamsnn.snn import kernels
 from streamsnn.snn.arch import parse_arch, place
-from streamsnn.snn.conv import conv_backward, conv_forward, conv_table
-from streamsnn.snn.dense import dense_backward, dense_forward, dense_relu
+from streamsnn.snn.layers.conv import conv_backward, conv_forward, conv_table
+from streamsnn.snn.layers.dense import DenseLayer, dense_backward, dense_forward
 
 THETA = np.float32(0.5)
 NO_C = np.zeros(0, np.float32)
@@ -279,11 +279,15 @@ def test_dense_backward_sparse_and_full_paths_agree():
 
 
 def test_dense_relu_matches_matrix_product():
+    """The dense layer's ReLU twin: pre-activations sum_i a_i * W[i] over the active inputs."""
     rng = np.random.default_rng(8)
-    W = rng.standard_normal((60, 41)).astype(np.float32)
+    layer = DenseLayer(place(parse_arch("dense:41"), (60, 1, 1))[0])
+    layer.weight = W = rng.standard_normal((60, 41)).astype(np.float32)
     active = np.sort(rng.choice(60, 30, replace=False)).astype(np.int32)
     x = rng.integers(1, 9, 30).astype(np.float32)
-    np.testing.assert_allclose(dense_relu(active, x, W), x @ W[active], rtol=1e-5, atol=1e-5)
+    a = np.zeros(60, np.float32)
+    a[active] = x
+    np.testing.assert_allclose(layer.relu(a), x @ W[active], rtol=1e-5, atol=1e-5)
 
 
 def test_output_leaky_matches_explicit_decay():

@@ -141,13 +141,9 @@ def model_info(path: Path) -> dict:
 
 def _layer_line(d: dict) -> str:
     shape = lambda s: "x".join(map(str, s))  # noqa: E731
-    if d["kind"] == "conv":
-        what = f"conv {d['channels']} ch, {d['kernel']}x{d['kernel']} kernel, stride {d['stride']}, pad {d['padding']}"
-    elif d["kind"] == "dense":
-        what = f"dense {d['units']} units"
-    else:
-        what = f"output {d['units']} classes"
-    return f"{what}: {shape(d['in'])} -> {shape(d['out'])}, {d['parameters']:,} parameters"
+    from ..snn.layers import layer_line
+
+    return f"{layer_line(d)}: {shape(d['in'])} -> {shape(d['out'])}, {d['parameters']:,} parameters"
 
 
 def _table(info: dict) -> str:

@@ -1,8 +1,8 @@
 """Architecture as data: layer specs (``conv:16:5:2:2,dense:128``), their shapes, and the input mapping.
 
-A network is a stack of hidden layers, each dense or convolutional, then an output layer of one
-unit per class. The compact text form used by ``streamsnn train --arch`` and the pipeline key
-``[model] arch`` is a comma-separated list of
+A network is a stack of hidden layers, each of a kind in the registry (``layers/``: dense or
+convolutional), then an output layer of one unit per class. The compact text form used by
+``streamsnn train --arch`` and the pipeline key ``[model] arch`` is a comma-separated list of
 
 - ``conv:C:K[:S[:P]]``: C output channels, K x K kernel, stride S (default 1), zero padding P
   (default 0); its units form a map of ``C x H' x W'`` with ``H' = (H + 2P - K) // S + 1``;
@@ -12,6 +12,10 @@ The same layers are kept as a list of dicts (``{"kind": "conv", "channels": 16, 
 "stride": 2, "padding": 2}``, ``{"kind": "dense", "units": 128}``) in checkpoints. Unit indices:
 the input grid is planar (``p * H * W + y * W + x``); a convolution's own units are channel-last
 (``(y * W' + x) * C + c``), the order its event-driven kernel writes them in.
+
+Each layer is an ``layers.LayerSpec`` (kind plus sizes); what the sizes mean, how the text and dict
+forms read, and the shapes on an input all come from the kind's class in the registry
+(``layers/__init__.py``), so this module names no kind.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..errors import ConfigError, InputError
+from .layers import KINDS, LayerSpec, usage
 from .limits import MAX_GRID_SIDE, check_grid
 
 #: The default architecture for N-MNIST, chosen by measurement (benchmarks/README.md, "Choosing the default").
@@ -39,71 +44,44 @@ DENSE_SETTINGS = {"lr": 0.001, "lr_out": 0.001, "lr_conv": 1.0, "max_step": 0.0,
                  "epochs_several": 6}
 
 
-@dataclass(frozen=True)
-class Layer:
-    """One hidden layer: ``kind`` "conv" (channels, kernel, stride, padding) or "dense" (units)."""
-
-    kind: str
-    units: int = 0          # dense: units; conv: output channels
-    kernel: int = 0
-    stride: int = 1
-    padding: int = 0
-
-    def spec(self) -> str:
-        if self.kind == "dense":
-            return f"dense:{self.units}"
-        return f"conv:{self.units}:{self.kernel}:{self.stride}:{self.padding}"
-
-    def to_dict(self) -> dict:
-        if self.kind == "dense":
-            return {"kind": "dense", "units": self.units}
-        return {"kind": "conv", "channels": self.units, "kernel": self.kernel, "stride": self.stride,
-                "padding": self.padding}
-
-
-def _layer_from_text(text: str) -> Layer:
+def _layer_from_text(text: str) -> LayerSpec:
     parts = [p.strip() for p in text.strip().split(":")]
-    kind = parts[0].lower()
+    cls = KINDS.get(parts[0].lower())
     try:
         nums = [int(p) for p in parts[1:]]
     except ValueError:
-        raise ConfigError(f"layer {text!r}: sizes must be integers (conv:C:K[:S[:P]] or dense:N)") from None
-    if kind == "dense" and len(nums) == 1:
-        return _checked(Layer("dense", nums[0]), text)
-    if kind == "conv" and 2 <= len(nums) <= 4:
-        c, k, s, p = nums + [1, 0][len(nums) - 2:]  # stride 1, padding 0 unless given
-        return _checked(Layer("conv", c, k, s, p), text)
-    raise ConfigError(f"layer {text!r} is not conv:C:K[:S[:P]] or dense:N (e.g. conv:16:5:2:2,dense:128)")
+        raise ConfigError(f"layer {text!r}: sizes must be integers ({usage()})") from None
+    spec = cls.from_numbers(nums) if cls is not None else None
+    if spec is None:
+        raise ConfigError(f"layer {text!r} is not {usage()} (e.g. conv:16:5:2:2,dense:128)")
+    return _checked(spec, text)
 
 
-def _layer_from_dict(d: dict) -> Layer:
+def _layer_from_dict(d: dict) -> LayerSpec:
     try:
-        if d.get("kind") == "dense":
-            return _checked(Layer("dense", int(d["units"])), str(d))
-        if d.get("kind") == "conv":
-            return _checked(Layer("conv", int(d["channels"]), int(d["kernel"]), int(d.get("stride", 1)),
-                                  int(d.get("padding", 0))), str(d))
+        cls = KINDS.get(d.get("kind"))
+        if cls is not None:
+            return _checked(cls.from_dict(d), str(d))
     except (KeyError, TypeError, ValueError, OverflowError, AttributeError):
         pass
-    raise ConfigError(f"layer {d!r} is not a conv (channels, kernel, stride, padding) or dense (units) layer")
+    raise ConfigError(f"layer {d!r} is not a layer of a known kind ({usage()}) with its sizes")
 
 
-def _checked(layer: Layer, text: str) -> Layer:
-    if layer.units < 1 or (layer.kind == "conv" and (layer.kernel < 1 or layer.stride < 1 or layer.padding < 0
-                                                      or layer.padding >= layer.kernel)):
+def _checked(layer: LayerSpec, text: str) -> LayerSpec:
+    if not layer.cls.valid(layer):
         raise ConfigError(f"layer {text!r}: sizes must be positive (padding 0..kernel-1)")
     return layer
 
 
-def parse_arch(arch) -> tuple[Layer, ...]:
-    """Layers from a spec string, a list of strings or dicts (TOML, checkpoints), or Layer objects."""
+def parse_arch(arch) -> tuple[LayerSpec, ...]:
+    """Layers from a spec string, a list of strings or dicts (TOML, checkpoints), or LayerSpec objects."""
     if isinstance(arch, str):
         items = [p for p in arch.replace(" ", "").split(",") if p]
     else:
         items = list(arch)
     layers = []
     for item in items:
-        if isinstance(item, Layer):
+        if isinstance(item, LayerSpec):
             layers.append(_checked(item, item.spec()))
         elif isinstance(item, str):
             layers.append(_layer_from_text(item))
@@ -117,8 +95,8 @@ def parse_arch(arch) -> tuple[Layer, ...]:
 
 
 def learning_defaults(layers) -> dict:
-    """A copy of CONV_SETTINGS when any layer is a convolution, else of DENSE_SETTINGS."""
-    conv = any(lay.kind == "conv" for lay in (parse_arch(layers) if layers else ()))
+    """A copy of CONV_SETTINGS when any layer takes the convolution settings, else of DENSE_SETTINGS."""
+    conv = any(lay.conv_like for lay in (parse_arch(layers) if layers else ()))
     return dict(CONV_SETTINGS if conv else DENSE_SETTINGS)
 
 
@@ -128,9 +106,11 @@ def format_arch(layers) -> str:
 
 @dataclass(frozen=True)
 class Geometry:
-    """A layer placed on its input: shapes in and out (C, H, W; dense has H = W = 1) and unit counts."""
+    """A layer placed on its input: shapes in and out (C, H, W; dense has H = W = 1) and unit counts.
 
-    layer: Layer
+    ``weight_shape``, ``fan_in``, ``fan_out`` and the checkpoint ``array_shapes`` come from the layer's kind."""
+
+    layer: LayerSpec
     in_shape: tuple[int, int, int]
     out_shape: tuple[int, int, int]
     planar_in: bool   # input units numbered p*H*W + y*W + x (the input grid) rather than channel-last
@@ -145,26 +125,21 @@ class Geometry:
 
     @property
     def weight_shape(self) -> tuple[int, ...]:
-        if self.layer.kind == "dense":
-            return (self.n_in, self.n_out)
-        return (self.in_shape[0], self.layer.kernel, self.layer.kernel, self.layer.units)
+        return self.layer.cls.weight_shape(self)
 
     @property
     def fan_in(self) -> int:
-        return self.n_in if self.layer.kind == "dense" else self.in_shape[0] * self.layer.kernel ** 2
+        return self.layer.cls.fan_in(self)
 
     @property
     def fan_out(self) -> int:
         """The most units one input event can reach (and make spike)."""
-        if self.layer.kind == "dense":
-            return self.n_out
-        return ((self.layer.kernel + self.layer.stride - 1) // self.layer.stride) ** 2 * self.layer.units
+        return self.layer.cls.fan_out(self)
 
-    def describe(self) -> dict:
-        d = {**self.layer.to_dict(), "in": list(self.in_shape), "out": list(self.out_shape),
-             "weights": list(self.weight_shape), "parameters": math.prod(self.weight_shape)}
-        d["units"] = self.n_out
-        return d
+    @property
+    def parameters(self) -> int:
+        """Values in the layer's checkpoint arrays."""
+        return sum(math.prod(s) for s in self.layer.cls.array_shapes(self).values())
 
 
 def place(layers, grid) -> tuple[Geometry, ...]:
@@ -174,16 +149,11 @@ def place(layers, grid) -> tuple[Geometry, ...]:
     planar = True
     out = []
     for i, lay in enumerate(layers):
-        if lay.kind == "dense":
-            geo = Geometry(lay, shape, (lay.units, 1, 1), planar)
-        else:
-            c, hh, ww = shape
-            oh = (hh + 2 * lay.padding - lay.kernel) // lay.stride + 1
-            ow = (ww + 2 * lay.padding - lay.kernel) // lay.stride + 1
-            if oh < 1 or ow < 1:
-                raise ConfigError(f"layer {i + 1} ({lay.spec()}) does not fit its {ww}x{hh} input; "
-                                  "use a smaller kernel or more padding")
-            geo = Geometry(lay, shape, (lay.units, oh, ow), planar)
+        out_shape = lay.cls.out_shape(lay, shape)
+        if out_shape is None:
+            raise ConfigError(f"layer {i + 1} ({lay.spec()}) does not fit its {shape[2]}x{shape[1]} input; "
+                              "use a smaller kernel or more padding")
+        geo = Geometry(lay, shape, tuple(int(v) for v in out_shape), planar)
         out.append(geo)
         shape = geo.out_shape
         planar = False

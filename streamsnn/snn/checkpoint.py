@@ -1,7 +1,8 @@
 """Model checkpoints: atomic .npz write and strict load (format version, JSON config, no pickles).
 
-Format 2 (written now): arrays ``weight_0`` .. ``weight_L`` (each hidden layer, then the output
-layer) and ``bias``; JSON ``config`` with ``arch`` (list of layer dicts), ``input_map`` (sensor,
+Format 2 (written now): the arrays each hidden layer lists (``layers.Layer.arrays``): ``weight_k``
+for layer k's weights, ``weight_k_NAME`` for any other array of its kind; then ``weight_L`` (the
+output layer, L hidden layers) and ``bias``; JSON ``config`` with ``arch`` (list of layer dicts), ``input_map`` (sensor,
 roi, grid), ``classes`` (names in output order, including classes added by feedback) and the
 learning settings (``class_lr`` only when a class has its own output rate); JSON ``counters``.
 Format 1 (the one-hidden-layer network, arrays ``W1``, ``W2``, ``b2``, config ``sizes`` and
@@ -29,7 +30,7 @@ VERSION = 2
 READABLE = (1, 2)
 _META_KEYS = ("format", "version", "config", "counters")
 #: The arrays of format 2 and of format 1; any other member is never read.
-_ARRAY_NAME = re.compile(r"weight_\d{1,3}|bias|W1|W2|b2")
+_ARRAY_NAME = re.compile(r"weight_\d{1,3}(?:_[a-z][a-z0-9]{0,15})?|bias|W1|W2|b2")
 #: Largest checkpoint file: every parameter stored as float64, plus room for the config.
 MAX_FILE_BYTES = 8 * limits.MAX_PARAMETERS + (16 << 20)
 #: Largest magnitude of a stored weight or bias (float32 reaches 3.4e38; trained weights stay below 100).
@@ -133,11 +134,23 @@ def load_checkpoint(path) -> tuple[int, dict[str, np.ndarray], dict, dict]:
     return version, arrays, config, counters
 
 
+def array_name(layer: int, suffix: str = "") -> str:
+    """The checkpoint name of hidden layer ``layer``'s array ``suffix`` ("": its weights)."""
+    return f"weight_{layer}_{suffix}" if suffix else f"weight_{layer}"
+
+
+def network_arrays(net) -> dict[str, np.ndarray]:
+    """Every array a checkpoint of ``net`` holds, by name: each hidden layer's, the output weights, the bias."""
+    arrays = {array_name(k, sfx): a for k, layer in enumerate(net.hidden) for sfx, a in layer.arrays().items()}
+    arrays[array_name(len(net.hidden))] = net.out_weight
+    arrays["bias"] = net.bias
+    return arrays
+
+
 def problems(net) -> str | None:
     """What would make the loader refuse a checkpoint of ``net`` (non-finite or absurd values), or None."""
-    for k, a in enumerate([*net.weights, net.bias]):
+    for name, a in network_arrays(net).items():
         if not np.all(np.isfinite(a)) or np.abs(a).max(initial=0) > MAX_WEIGHT:
-            name = f"weight_{k}" if k < len(net.weights) else "bias"
             return f"{name} holds non-finite values (or beyond {MAX_WEIGHT:g})"
     if not np.all((net.class_lr > 0) & (net.class_lr <= limits.MAX_LR_FACTOR)):
         return f"class_lr holds values that are not finite in (0, {limits.MAX_LR_FACTOR:g}]"
@@ -157,9 +170,7 @@ def save_network(net, path) -> Path:
     wrong = problems(net)
     if wrong is not None:
         raise CheckpointError(f"model not saved to {path}: {wrong}; the file there is kept as it was")
-    arrays = {f"weight_{k}": w for k, w in enumerate(net.weights)}
-    arrays["bias"] = net.bias
-    return save_checkpoint(path, arrays, net.config(), net.counters())
+    return save_checkpoint(path, network_arrays(net), net.config(), net.counters())
 
 
 def _format1(arrays: dict, config: dict) -> tuple[dict, dict]:
@@ -191,8 +202,9 @@ def _declared_shapes(config: dict) -> dict[str, tuple]:
     n = classes if isinstance(classes, int) else len(classes)
     limits.check_classes(n)
     geometry = limits.check_sizes(parse_arch(arch), InputMap.from_dict(imap).grid, n)
-    shapes = {f"weight_{k}": g.weight_shape for k, g in enumerate(geometry)}
-    shapes[f"weight_{len(geometry)}"] = (geometry[-1].n_out, n)
+    shapes = {array_name(k, sfx): shape for k, g in enumerate(geometry)
+              for sfx, shape in g.layer.cls.array_shapes(g).items()}
+    shapes[array_name(len(geometry))] = (geometry[-1].n_out, n)
     shapes["bias"] = (n,)
     return shapes
 
@@ -262,10 +274,9 @@ def load_network(cls, path, any_names: bool = False):
                               f"({printable(str(exc).splitlines()[0])})") from None
     if raw_names is not None:
         net.classes = list(raw_names)
-    net.weights = [np.ascontiguousarray(arrays[f"weight_{k}"], dtype=np.float32) for k in range(len(net.weights))]
+    for k, layer in enumerate(net.hidden):
+        layer.set_arrays({sfx: arrays[array_name(k, sfx)] for sfx in layer.array_shapes(layer.geo)})
+    net.out_weight = np.ascontiguousarray(arrays[array_name(len(net.hidden))], dtype=np.float32)
     net.bias = np.ascontiguousarray(arrays["bias"], dtype=np.float32)
-    for k, v in vals.items():
-        setattr(net, k, v)
-    if token is not None:
-        net._token = token
+    net.restore_counters(vals, token)
     return net

@@ -1,4 +1,4 @@
-"""Editing a network's classes after the fact: find a class by name, remove its output unit, rename it."""
+"""Editing a network's classes: add an output unit for a new class, find a class by name, remove it, rename it."""
 
 from __future__ import annotations
 
@@ -7,6 +7,31 @@ import numpy as np
 from .. import classnames
 from ..errors import ConfigError
 from ..textsafe import shown
+from . import limits
+
+
+def add_class(net, name: str, *, bias: float | None = None, lr_boost: float = 1.0) -> int:
+    """Append an output unit for the class ``name`` to ``net``; returns its index (see
+    ``SpikingNetwork.add_class``)."""
+    try:
+        name = classnames.normalise(name)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
+    if classnames.find(name, net.classes) is not None:
+        raise ConfigError(f"class name '{shown(name)}' is taken (names are matched regardless of case; "
+                          f"classes: {', '.join(shown(c, 40) for c in net.classes)})")
+    lr_boost = limits.finite("lr_boost", lr_boost, 0, limits.MAX_LR_FACTOR, low_open=True)
+    limits.check_classes(net.n_classes + 1)
+    W = net.out_weight
+    net.out_weight = np.ascontiguousarray(np.concatenate([W, np.zeros((W.shape[0], 1), np.float32)], axis=1))
+    b = float(net.bias.mean()) if bias is None else float(bias)
+    net.bias = np.append(net.bias, np.float32(b)).astype(np.float32)
+    net.class_lr = np.append(net.class_lr, np.float32(lr_boost)).astype(np.float32)
+    net.classes.append(name)
+    net.scores = np.append(net.scores, np.float32(0.0)).astype(np.float32)
+    net.out_herd = np.append(net.out_herd, np.float32(0.0)).astype(np.float32)
+    net.updates += 1  # the model changed: a new model_version
+    return net.n_classes - 1
 
 
 def class_index(net, name) -> int:
@@ -43,11 +68,11 @@ def remove_class(net, name) -> int:
     if net.n_classes <= 2:
         raise ConfigError(f"cannot remove class '{shown(net.classes[index])}': a model keeps at least 2 classes")
     keep = np.arange(net.n_classes) != index
-    net.weights[-1] = np.ascontiguousarray(net.weights[-1][:, keep])
+    net.out_weight = np.ascontiguousarray(net.out_weight[:, keep])
     net.bias = np.ascontiguousarray(net.bias[keep])
     net.class_lr = np.ascontiguousarray(net.class_lr[keep])
     net.scores = np.ascontiguousarray(net.scores[keep])
-    net._herd[-1] = np.ascontiguousarray(net._herd[-1][keep])
+    net.out_herd = np.ascontiguousarray(net.out_herd[keep])
     del net.classes[index]
     net.updates += 1  # the model changed: a new model_version
     return index

@@ -1,6 +1,6 @@
 """Numba kernels shared by every layer kind: input counts, the leak's scaled frame, the output layer.
 
-Conventions of all kernels (here, in ``dense.py`` and in ``conv.py``): plain arrays, no Python
+Conventions of all kernels (here, in ``layers/dense.py`` and in ``layers/conv.py``): plain arrays, no Python
 objects. A stream of *events* into a layer is three parallel arrays: ``idx`` (int32 unit of the
 layer below, or input unit), ``cnt`` (float32 multiplicity: a unit that fires n spikes at once
 sends one event of multiplicity n; an empty array means 1 for every event) and ``t`` (int64 µs;
@@ -11,6 +11,12 @@ The leak keeps each layer's potentials in a scaled frame: the true state is
 ``stored * exp(-(t - t_ref)/tau)``, so an event at time t adds ``w * exp((t - t_ref)/tau)`` and is
 compared with ``theta * exp((t - t_ref)/tau)``: one ``exp`` per event and nothing while idle. When
 the factor passes exp(RENORM) the frame is renormalised (one pass over the layer's state).
+
+The blocks every kind repeats are shared here as inline helpers (compiled into each caller, so a
+kernel keeps one loop and its SIMD passes): ``renormalise`` (the leak's frame), ``integrate`` and
+``fire`` (add a weight row to a block of units, then fire those above threshold and emit their
+spikes), ``integrate_fire_silent`` (both in one pass, without emitting), and ``herd_emit``
+(a non-resetting signed herder that turns an error into spikes).
 """
 
 from __future__ import annotations
@@ -26,7 +32,8 @@ RENORM = 16.0
 
 @njit(cache=True, nogil=True)
 def grow(a, need):
-    """``a`` copied into an array of at least ``need`` (and twice its) entries."""
+    """``a`` (1-D, any dtype) copied into a new array of the same dtype with at least ``need`` (and
+    twice ``len(a)``) entries; the entries past ``len(a)`` are uninitialised."""
     b = np.empty(max(need, 2 * a.shape[0]), a.dtype)
     b[:a.shape[0]] = a
     return b
@@ -34,16 +41,116 @@ def grow(a, need):
 
 @njit(cache=True, nogil=True)
 def decay_factor(t_now, inv_tau, ref):
-    """exp(-(t_now - t_ref)/tau): multiply stored state by this to read its true value."""
+    """exp(-(t_now - t_ref)/tau) (float): multiply state stored in the scaled frame by this to read it.
+
+    ``t_now`` int µs; ``inv_tau`` float 1/µs; ``ref`` float64 (1,), the frame's reference time ``t_ref``.
+    """
     return math.exp(-(t_now - ref[0]) * inv_tau)
+
+
+@njit(inline="always")
+def renormalise(state, t_k, t_ref, inv_tau):
+    """The leak's scaled frame at an event of time ``t_k`` (int64 µs): returns (a, t_ref), a = (t_k - t_ref)/tau.
+
+    When the factor exp(a) passes exp(RENORM), every entry of ``state`` (float32, 1-D, in place) is
+    multiplied by exp(-a) and the frame restarts at ``t_k`` (returns a = 0 and t_ref = t_k).
+    ``t_ref`` float (µs), ``inv_tau`` float (1/µs).
+    """
+    a = (t_k - t_ref) * inv_tau
+    if a > RENORM:
+        d = np.float32(math.exp(-a))
+        for j in range(state.shape[0]):
+            state[j] *= d
+        t_ref = float(t_k)
+        a = 0.0
+    return a, t_ref
+
+
+@njit(inline="always")
+def integrate_fire_silent(phi, counts, base, row, g, theta):
+    """Add ``g * row`` to the units ``base .. base + len(row)`` and fire them, without emitting spikes.
+
+    ``phi``/``counts`` float32 (n_units,), in place; ``row`` float32 (n,); ``g`` float32 (the event's
+    multiplicity); ``theta`` float32. One branch-free pass: n = max(ceil(v - theta), 0) spikes, v -= n.
+    """
+    zero = np.float32(0.0)
+    for j in range(row.shape[0]):
+        v = phi[base + j] + g * row[j]
+        n = np.ceil(v - theta)
+        n = n if n > zero else zero
+        phi[base + j] = v - n
+        counts[base + j] += n
+
+
+@njit(inline="always")
+def integrate(phi, base, row, g, thr):
+    """Add ``g * row`` to the potentials ``phi[base : base + len(row)]``; returns how many are now above ``thr``.
+
+    ``phi`` float32 (n_units,), in place; ``row`` float32 (n,); ``g`` float32 (multiplicity times the frame
+    factor); ``thr`` float32. Returns float32 (a float count vectorises; a running max does not).
+    """
+    above = np.float32(0.0)
+    for j in range(row.shape[0]):
+        v = phi[base + j] + g * row[j]
+        phi[base + j] = v
+        above += np.float32(v > thr)
+    return above
+
+
+@njit(inline="always")
+def fire(phi, counts, base, n, above, thr, f, leak, t, k, oi, oc, ot, m):
+    """Fire the ``above`` units of ``phi[base : base + n]`` that are above ``thr`` and emit their spikes.
+
+    A unit fires c = ceil((v - thr) / f) spikes at once and loses c * f (``f``, float32: the leak frame's
+    factor, 1 without a leak); ``counts`` float32 (n_units,) gains c. Each firing unit is written as one
+    event at position m: ``oi`` int32 unit (base + j), ``oc`` float32 c, ``ot`` int64 ``t[k]`` (the
+    event's time; only when ``leak``, ``t`` is empty without one). The caller leaves room for n events.
+    Returns the new m.
+    """
+    left = int(above)
+    for j in range(n):
+        v = phi[base + j]
+        if v > thr:
+            c = np.float32(math.ceil((v - thr) / f))
+            phi[base + j] = v - c * f
+            counts[base + j] += c
+            oi[m] = base + j
+            oc[m] = c
+            if leak:
+                ot[m] = t[k]
+            m += 1
+            left -= 1
+            if left == 0:
+                break
+    return m
+
+
+@njit(inline="always")
+def herd_emit(herd, i, x, out_u, out_s, m):
+    """Add ``x`` (float32) to the signed herder ``herd[i]`` (float32 array, in place); while |herd[i]| > 0.5
+    emit a spike s = +-1 (``out_u[m] = i`` int32, ``out_s[m] = s`` float32) and subtract s.
+
+    Returns (out_u, out_s, m): the arrays are replaced by larger copies when they fill up.
+    """
+    herd[i] += x
+    while herd[i] > 0.5 or herd[i] < -0.5:
+        s = np.float32(1.0) if herd[i] > 0 else np.float32(-1.0)
+        herd[i] -= s
+        if m == out_u.shape[0]:
+            out_u = grow(out_u, m + 1)
+            out_s = grow(out_s, m + 1)
+        out_u[m] = i
+        out_s[m] = s
+        m += 1
+    return out_u, out_s, m
 
 
 @njit(cache=True, nogil=True, fastmath=True)
 def input_counts(idx, n_in, active, x):
     """Count events per input: fills ``x[:n]`` and ``active[:n]`` with the distinct inputs and counts.
 
-    ``active`` (int32) and ``x`` (float32) need room for min(len(idx), n_in) entries; returns n.
-    Inputs appear in increasing index order.
+    ``idx`` int32 (n_events,) input units in 0..n_in-1; ``active`` (int32) and ``x`` (float32) need
+    room for min(len(idx), n_in) entries; returns n. Inputs appear in increasing index order.
     """
     buf = np.zeros(n_in, np.int32)
     for k in range(idx.shape[0]):
@@ -59,17 +166,16 @@ def input_counts(idx, n_in, active, x):
 
 @njit(cache=True, nogil=True, fastmath=True)
 def output_leaky(idx, cnt, t, W, scores, inv_tau, ref):
-    """Add the rows ``W[idx[k]] * cnt[k]`` to the decaying output evidence ``scores`` (scaled frame)."""
+    """Add the rows ``W[idx[k]] * cnt[k]`` to the decaying output evidence ``scores`` (scaled frame).
+
+    ``idx`` int32, ``cnt`` float32, ``t`` int64 (n_events,): the last hidden layer's spikes; ``W``
+    float32 (n_last, n_classes); ``scores`` float32 (n_classes,), in place; ``inv_tau`` float (1/µs);
+    ``ref`` float64 (1,): the frame's reference time, updated in place.
+    """
     no = W.shape[1]
     t_ref = ref[0]
     for k in range(idx.shape[0]):
-        a = (t[k] - t_ref) * inv_tau
-        if a > RENORM:
-            d = np.float32(math.exp(-a))
-            for c in range(no):
-                scores[c] *= d
-            t_ref = float(t[k])
-            a = 0.0
+        a, t_ref = renormalise(scores, t[k], t_ref, inv_tau)
         g = cnt[k] * np.float32(math.exp(a))
         row = W[idx[k]]
         for c in range(no):
@@ -81,9 +187,10 @@ def output_leaky(idx, cnt, t, W, scores, inv_tau, ref):
 def output_error_spikes(e, K, herd):
     """The output error as spikes: ``K`` steps of adding ``e`` into non-resetting signed herders.
 
-    Each step adds e_c to ``herd[c]``; while |herd[c]| > 0.5 it emits a spike s = +-1 and subtracts
-    s. ``herd`` is updated in place (kept between samples, residuals add up over the stream).
-    Returns (units, signs) of the spikes in the order they were emitted.
+    ``e`` float32 (n_classes,): softmax - one-hot; ``K`` int: steps (the resolution); ``herd``
+    float32 (n_classes,), updated in place (kept between samples, residuals add up over the stream).
+    Each step adds e_c to ``herd[c]``; while |herd[c]| > 0.5 it emits a spike s = +-1 and subtracts s.
+    Returns (units int32, signs float32) of the spikes in the order they were emitted.
     """
     no = e.shape[0]
     units = np.empty(16, np.int32)
@@ -91,14 +198,5 @@ def output_error_spikes(e, K, herd):
     m = 0
     for _ in range(K):
         for c in range(no):
-            herd[c] += e[c]
-            while herd[c] > 0.5 or herd[c] < -0.5:
-                s = np.float32(1.0) if herd[c] > 0 else np.float32(-1.0)
-                herd[c] -= s
-                if m == units.shape[0]:
-                    units = grow(units, m + 1)
-                    signs = grow(signs, m + 1)
-                units[m] = c
-                signs[m] = s
-                m += 1
+            units, signs, m = herd_emit(herd, c, e[c], units, signs, m)
     return units[:m], signs[:m]

@@ -84,7 +84,7 @@ def check_sizes(layers, grid, n_classes: int) -> tuple:
         if g.n_out > MAX_LAYER_UNITS:
             raise ConfigError(f"layer {i + 1} ({g.layer.spec()}) has {g.n_out} units on this grid, more than "
                               f"{MAX_LAYER_UNITS}")
-        total += math.prod(g.weight_shape)
+        total += g.parameters
     total += geometry[-1].n_out * n_classes
     if total > MAX_PARAMETERS:
         raise ConfigError(f"the network would have {total:,} parameters, more than {MAX_PARAMETERS:,}; "

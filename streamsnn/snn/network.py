@@ -1,6 +1,6 @@
 """SpikingNetwork: a deep, event-driven spiking network (O'Connor & Welling, 2016) that learns online.
 
-A stack of hidden layers, each dense or convolutional (see arch.py), of integrate-and-fire units
+A stack of hidden layers, each an object of its kind (``layers/``: dense, convolutional), of integrate-and-fire units
 (threshold ``theta``, subtract 1 per spike, positive spikes only), then an output layer that
 accumulates evidence. An input event reaches only the units whose receptive field holds it; each
 spike of a layer is an input event of the next, so the cost follows spikes x fan-out and an idle
@@ -19,14 +19,12 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .. import classnames
-from ..errors import ConfigError, InputError, StreamsnnError
-from ..textsafe import shown
-from . import limits, propagate
-from .arch import DEFAULT_ARCH, InputMap, format_arch, learning_defaults, parse_arch
-from .conv import conv_table
+from ..errors import InputError, StreamsnnError
+from . import limits, propagate, settings
+from .arch import DEFAULT_ARCH, InputMap, format_arch, parse_arch
+from .layers.base import ArrayView
 
-LEARNING_MODES = ("counts", "spikes")
+LEARNING_MODES = settings.LEARNING_MODES
 
 
 class NonFinite(StreamsnnError):
@@ -78,107 +76,36 @@ class SpikingNetwork:
                  lr_conv: float | None = None, tau_us: float | None = None, learning: str = "counts",
                  theta: float = 0.5, error_spikes: int = 32, init_gain: float = 1.0, max_step: float | None = None,
                  activity: float | None = None, class_lr=None):
-        if isinstance(input_map, dict):
-            input_map = InputMap.from_dict(input_map)
-        if sizes is not None:
-            sizes = tuple(int(s) for s in sizes)
-            if arch is not None or len(sizes) < 3 or min(sizes) <= 0:
-                raise ConfigError(f"sizes must be (inputs, hidden..., classes), all positive, without arch; "
-                                  f"got {sizes}")
-            arch = [f"dense:{h}" for h in sizes[1:-1]]
-            classes = sizes[-1] if classes is None else classes
-        if input_map is None:
-            grid = tuple(int(s) for s in (input_shape or (34, 34, 2)))
-            if len(grid) != 3 or min(grid) <= 0 or grid[2] > 2:
-                raise ConfigError(f"input_shape must be (width, height, polarities<=2), got {input_shape}")
-            input_map = InputMap(sensor=grid[:2], grid=grid)
-        if sizes is not None and input_map.n_inputs != sizes[0]:
-            raise ConfigError(f"input_shape {input_map.grid} has {input_map.n_inputs} inputs "
-                              f"but sizes[0] is {sizes[0]}")
-        classes = 10 if classes is None else classes
-        if isinstance(classes, (int, np.integer)):
-            limits.check_classes(int(classes))
-            names = [str(k) for k in range(int(classes))]
-        else:
-            if not isinstance(classes, (list, tuple)):
-                raise ConfigError(f"classes must be a count or a list of names, got {type(classes).__name__}")
-            limits.check_classes(len(classes))
-            names = [c if isinstance(c, str) else str(c) for c in classes]
-        if len(names) < 2:
-            raise ConfigError(f"classes must be at least 2 distinct names (or a count >= 2), got {shown(classes)}")
-        try:
-            names = classnames.check_all(names)  # one rule for class names: see streamsnn/classnames.py
-        except ValueError as exc:
-            raise ConfigError(str(exc)) from None
-        if learning not in LEARNING_MODES:
-            raise ConfigError(f"learning must be one of {', '.join(LEARNING_MODES)}, got {learning!r}")
-        if tau_us is not None:
-            tau_us = limits.finite("tau_us", tau_us, 0, limits.MAX_TAU_US, low_open=True)
+        arch, input_map, names = settings.inputs_and_classes(sizes, arch, input_shape, input_map, classes)
+        tau_us = settings.checked_mode(learning, tau_us)
         self.layers = parse_arch(DEFAULT_ARCH if arch is None else arch)
         geometry = limits.check_sizes(self.layers, input_map.grid, len(names))  # before anything is allocated
-        preset = learning_defaults(self.layers)
-        if lr_out is None:  # the measured ratio to lr (1 for dense networks, as before)
-            lr_out = preset["lr_out"] if lr is None else lr * preset["lr_out"] / preset["lr"]
-        lr = preset["lr"] if lr is None else lr
-        lr_conv = preset["lr_conv"] if lr_conv is None else lr_conv
-        max_step = preset["max_step"] if max_step is None else max_step
-        activity = preset["activity"] if activity is None else activity
-        max_step = limits.finite("max_step", max_step, 0, limits.MAX_GAIN)
-        activity = limits.finite("activity", activity, 0, limits.MAX_GAIN)
-        lr, lr_out = limits.finite("lr", lr, 0, limits.MAX_LR), limits.finite("lr_out", lr_out, 0, limits.MAX_LR)
-        lr_conv = limits.finite("lr_conv", lr_conv, 0, limits.MAX_LR_FACTOR)
-        theta = limits.finite("theta", theta, 0, limits.MAX_GAIN, low_open=True)
-        init_gain = limits.finite("init_gain", init_gain, 0, limits.MAX_GAIN)
-        if not (isinstance(error_spikes, (int, np.integer)) and 1 <= error_spikes <= limits.MAX_ERROR_SPIKES):
-            raise ConfigError(f"error_spikes must be an integer 1..{limits.MAX_ERROR_SPIKES}, got {error_spikes!r}")
-        if not (isinstance(seed, (int, np.integer)) and 0 <= seed < 2**63):
-            raise ConfigError(f"seed must be an integer 0..2**63-1, got {seed!r}")
-        if learning == "spikes" and any(lay.kind != "dense" for lay in self.layers):
-            raise ConfigError("learning 'spikes' (error spikes) works on dense layers only; use 'counts' "
-                              f"for {format_arch(self.layers)}")
+        learning_settings = settings.learning_settings(
+            self.layers, lr=lr, lr_out=lr_out, lr_conv=lr_conv, max_step=max_step, activity=activity, theta=theta,
+            init_gain=init_gain, error_spikes=error_spikes, seed=seed, learning=learning)
         self.input_map = input_map
         self.classes = names
         self.geometry = geometry
-        self.seed = int(seed)
-        self.lr, self.lr_out, self.lr_conv = float(lr), float(lr_out), float(lr_conv)
-        self.tau_us = None if tau_us is None else float(tau_us)
-        self.learning = learning
-        self.theta = float(theta)
-        self.error_spikes = int(error_spikes)
-        self.init_gain = float(init_gain)
-        self.max_step = float(max_step)
-        self.activity = float(activity)
+        self.tau_us = tau_us
+        for key, value in learning_settings.items():  # lr, lr_out, lr_conv, max_step, activity, theta, ...
+            setattr(self, key, value)
         rng = np.random.default_rng(self.seed)
-        self.weights = [(rng.standard_normal(g.weight_shape) * self.init_gain * math.sqrt(2.0 / g.fan_in))
-                        .astype(np.float32) for g in self.geometry]
+        #: The hidden layers (``layers.Layer`` objects: weights, state, kernels), bottom first.
+        self.hidden = [g.layer.cls(g) for g in geometry]
+        for layer in self.hidden:
+            layer.init_weights(rng, self.init_gain)
         n_last = self.geometry[-1].n_out
-        self.weights.append((rng.standard_normal((n_last, len(names))) * self.init_gain * math.sqrt(2.0 / n_last))
-                            .astype(np.float32))
+        #: The output layer: weights (n_last, classes), bias, evidence ``scores``, its leak clock ``out_ref``
+        #: and error herders ``out_herd``; ``t_last`` the time of the last input event of a leaky network.
+        self.out_weight = (rng.standard_normal((n_last, len(names))) * self.init_gain * math.sqrt(2.0 / n_last)
+                           ).astype(np.float32)
         self.bias = np.zeros(len(names), np.float32)
-        # output learning-rate multiplier per class (above 1 for classes added with a boost)
-        try:
-            rates = np.ones(len(names)) if class_lr is None else np.asarray(class_lr, np.float64)
-        except (TypeError, ValueError):
-            rates = np.zeros(0)
-        if rates.shape != (len(names),) or not np.all((rates > 0) & (rates <= limits.MAX_LR_FACTOR)):
-            raise ConfigError(f"class_lr must hold one rate multiplier per class ({len(names)}), each above 0 and "
-                              f"at most {limits.MAX_LR_FACTOR:g}")
-        self.class_lr = rates.astype(np.float32)
+        self.class_lr = settings.class_rates(class_lr, len(names))  # output rate multiplier per class
         self.samples_seen = self.events_seen = self.updates = self.epochs = 0
         self.progressive_correct = self.progressive_total = 0
         self.nonfinite = 0  # decisions withheld and updates undone because of non-finite values (not saved)
         self._token = secrets.token_hex(4)
-        # what a convolution's input units reach: (table, output width, stride) per conv layer
-        self._geo = [(conv_table(g), g.out_shape[2], g.layer.stride) if g.layer.kind == "conv" else None
-                     for g in self.geometry]
-        n_in = input_map.n_inputs
-        self._buf_active = np.empty(n_in, np.int32)
-        self._buf_x = np.empty(n_in, np.float32)
-        self._out = [(np.empty(4096, np.int32), np.empty(4096, np.float32), np.empty(4096, np.int64))
-                     for _ in self.geometry]
-        # error herders of the "spikes" learning mode, per hidden layer then the output; kept across
-        # samples (not saved in checkpoints)
-        self._herd = [np.zeros(g.n_out, np.float32) for g in self.geometry] + [np.zeros(len(names), np.float32)]
+        self.out_herd = np.zeros(len(names), np.float32)  # kept across samples (not saved in checkpoints)
         self.reset()
 
     # -- description ----------------------------------------------------------------------------
@@ -202,22 +129,48 @@ class SpikingNetwork:
 
     @property
     def parameters(self) -> int:
-        return int(sum(w.size for w in self.weights) + self.bias.size)
+        return int(sum(layer.parameters for layer in self.hidden) + self.out_weight.size + self.bias.size)
 
     @property
-    def W1(self) -> np.ndarray:  # the first layer's weights (the older two-layer names)
+    def weights(self) -> ArrayView:
+        """The weight array of every hidden layer, then the output weights (a view: item assignment sets them)."""
+        return ArrayView([(layer, "weight") for layer in self.hidden] + [(self, "out_weight")])
+
+    @weights.setter
+    def weights(self, arrays) -> None:
+        *inner, self.out_weight = [np.ascontiguousarray(a, dtype=np.float32) for a in arrays]
+        for layer, w in zip(self.hidden, inner, strict=True):
+            layer.weight = w
+
+    @property
+    def phi(self) -> ArrayView:
+        """The potentials of every hidden layer (stored in the leak's scaled frame when it leaks)."""
+        return ArrayView([(layer, "phi") for layer in self.hidden])
+
+    @property
+    def counts(self) -> ArrayView:
+        """The spikes of every hidden layer in the last window."""
+        return ArrayView([(layer, "counts") for layer in self.hidden])
+
+    @property
+    def _herd(self) -> ArrayView:  # the error herders of every hidden layer, then the output's (for tests)
+        return ArrayView([(layer, "herd") for layer in self.hidden] + [(self, "out_herd")])
+
+    # the older two-layer names: the first layer's weights, the output weights and bias
+    @property
+    def W1(self) -> np.ndarray:
         return self.weights[0]
 
     @property
     def W2(self) -> np.ndarray:
-        return self.weights[1]
+        return self.out_weight
 
     @property
     def b2(self) -> np.ndarray:
         return self.bias
 
     def layer_lr(self, layer: int) -> float:
-        return self.lr * (self.lr_conv if self.layers[layer].kind == "conv" else 1.0)
+        return self.lr * (self.lr_conv if self.layers[layer].conv_like else 1.0)
 
     def config(self) -> dict:
         """Constructor arguments, enough to rebuild an identical (untrained) network."""
@@ -230,7 +183,7 @@ class SpikingNetwork:
 
     def describe(self) -> dict:
         """Layers (kind, shapes, parameters), classes, input map and the training counters."""
-        layers = [g.describe() for g in self.geometry]
+        layers = [layer.describe() for layer in self.hidden]
         n_last = self.geometry[-1].n_out
         layers.append({"kind": "output", "units": self.n_classes, "in": [n_last], "out": [self.n_classes],
                        "weights": [n_last, self.n_classes], "parameters": n_last * self.n_classes + self.n_classes})
@@ -242,11 +195,11 @@ class SpikingNetwork:
 
     def reset(self) -> None:
         """Clear the dynamic state (potentials, evidence, leak clocks); weights and counters stay."""
-        self.phi = [np.zeros(g.n_out, np.float32) for g in self.geometry]
-        self.counts = [np.zeros(g.n_out, np.float32) for g in self.geometry]
+        for layer in self.hidden:
+            layer.reset()
         self.scores = np.zeros(self.n_classes, np.float32)
-        self._refs = [np.full(1, np.nan) for _ in range(len(self.geometry) + 1)]
-        self._t_last = None
+        self.out_ref = np.full(1, np.nan)
+        self.t_last = None
 
     @property
     def progressive_accuracy(self) -> float | None:
@@ -358,11 +311,12 @@ class SpikingNetwork:
         return self.learn_indices(idx, label, t, lr_scale, prediction=prediction)
 
     def _save_state(self) -> tuple:
-        return ([p.copy() for p in self.phi], [c.copy() for c in self.counts], self.scores.copy(),
-                [r.copy() for r in self._refs], self._t_last)
+        return [layer.save_state() for layer in self.hidden], self.scores.copy(), self.out_ref.copy(), self.t_last
 
     def _restore_state(self, saved: tuple) -> None:
-        self.phi, self.counts, self.scores, self._refs, self._t_last = saved
+        states, self.scores, self.out_ref, self.t_last = saved
+        for layer, state in zip(self.hidden, states):
+            layer.restore_state(state)
 
     # -- classes ------------------------------------------------------------------------------
     def add_class(self, name: str, *, bias: float | None = None, lr_boost: float = 1.0) -> int:
@@ -374,25 +328,9 @@ class SpikingNetwork:
         for this unit (its weights have everything to learn; the hidden layers and the old units keep
         their rates). Both defaults were chosen in benchmarks/bench_incremental.py.
         """
-        try:
-            name = classnames.normalise(name)
-        except ValueError as exc:
-            raise ConfigError(str(exc)) from None
-        if classnames.find(name, self.classes) is not None:
-            raise ConfigError(f"class name '{shown(name)}' is taken (names are matched regardless of case; "
-                              f"classes: {', '.join(shown(c, 40) for c in self.classes)})")
-        lr_boost = limits.finite("lr_boost", lr_boost, 0, limits.MAX_LR_FACTOR, low_open=True)
-        limits.check_classes(self.n_classes + 1)
-        W = self.weights[-1]
-        self.weights[-1] = np.ascontiguousarray(np.concatenate([W, np.zeros((W.shape[0], 1), np.float32)], axis=1))
-        b = float(self.bias.mean()) if bias is None else float(bias)
-        self.bias = np.append(self.bias, np.float32(b)).astype(np.float32)
-        self.class_lr = np.append(self.class_lr, np.float32(lr_boost)).astype(np.float32)
-        self.classes.append(name)
-        self.scores = np.append(self.scores, np.float32(0.0)).astype(np.float32)
-        self._herd[-1] = np.append(self._herd[-1], np.float32(0.0)).astype(np.float32)
-        self.updates += 1  # the model changed: a new model_version
-        return self.n_classes - 1
+        from .classedit import add_class
+
+        return add_class(self, name, bias=bias, lr_boost=lr_boost)
 
     def class_index(self, name) -> int:
         """The output of class `name` (exact, else regardless of case; `#N`: output N); ConfigError if none."""
@@ -414,6 +352,13 @@ class SpikingNetwork:
         return rename_class(self, old, new)
 
     # -- checkpoints --------------------------------------------------------------------------
+    def restore_counters(self, counters: dict, token: str | None) -> None:
+        """Take the training counters (and the model token, when given) of a checkpoint."""
+        for k, v in counters.items():
+            setattr(self, k, v)
+        if token is not None:
+            self._token = token
+
     def counters(self) -> dict:
         return {"samples_seen": self.samples_seen, "events_seen": self.events_seen, "updates": self.updates,
                 "progressive_correct": self.progressive_correct, "progressive_total": self.progressive_total,

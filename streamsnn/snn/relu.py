@@ -10,22 +10,10 @@ from __future__ import annotations
 
 import numpy as np
 
+from .layers.conv import conv_pre
 from .network import softmax
 
-
-def conv_pre(x: np.ndarray, K: np.ndarray, stride: int, pad: int) -> np.ndarray:
-    """Pre-activations (OH, OW, C_out) of a convolution of x (C, H, W) with K (C, k, k, C_out)."""
-    c, h, w = x.shape
-    k = K.shape[1]
-    oh = (h + 2 * pad - k) // stride + 1
-    ow = (w + 2 * pad - k) // stride + 1
-    xp = np.pad(x, ((0, 0), (pad, pad), (pad, pad)))
-    out = np.zeros((oh, ow, K.shape[3]), np.result_type(x, K))
-    for dy in range(k):
-        for dx in range(k):
-            patch = xp[:, dy: dy + stride * (oh - 1) + 1: stride, dx: dx + stride * (ow - 1) + 1: stride]
-            out += np.tensordot(patch, K[:, dy, dx, :], axes=([0], [0]))
-    return out
+__all__ = ["conv_pre", "forward", "learn", "predict"]
 
 
 def forward(net, x: np.ndarray) -> tuple[list[np.ndarray], np.ndarray]:
@@ -36,16 +24,10 @@ def forward(net, x: np.ndarray) -> tuple[list[np.ndarray], np.ndarray]:
     """
     a = np.asarray(x, np.float32).reshape(-1)
     acts = []
-    for g, W in zip(net.geometry, net.weights):
-        if g.layer.kind == "dense":
-            z = a @ W
-        else:
-            c, h, w = g.in_shape
-            img = a.reshape(c, h, w) if g.planar_in else a.reshape(h, w, c).transpose(2, 0, 1)
-            z = conv_pre(img, W, g.layer.stride, g.layer.padding).reshape(-1)
-        a = np.maximum(z, np.float32(0.0))
+    for layer in net.hidden:
+        a = np.maximum(layer.relu(a), np.float32(0.0))
         acts.append(a)
-    return acts, a @ net.weights[-1] + net.bias
+    return acts, a @ net.out_weight + net.bias
 
 
 def learn(net, x: np.ndarray, label: int, lr_scale: float = 1.0) -> int:

@@ -1,7 +1,8 @@
-"""Numba kernels of a dense spiking layer: event-driven forward pass, count backprop, error spikes.
+"""The dense layer kind ("dense:N"): N units, each connected to every unit below; its kernels and class.
 
 ``W`` is (n_in, n_out) float32, C-contiguous: an event of input unit i adds the row ``W[i]`` (times
 its multiplicity) to the potentials ``phi`` of all n_out units. Event conventions: see kernels.py.
+The output layer of every network is dense too (``dense_backward``, ``dense_error_spikes``).
 """
 
 from __future__ import annotations
@@ -11,7 +12,8 @@ import math
 import numpy as np
 from numba import njit
 
-from .kernels import RENORM, grow
+from ..kernels import fire, herd_emit, integrate, integrate_fire_silent, renormalise
+from .base import Layer, LayerSpec, bounded_lr
 
 
 @njit(cache=True, nogil=True, fastmath=True)
@@ -25,6 +27,12 @@ def dense_forward(idx, cnt, t, start, W, phi, counts, theta, inv_tau, ref, emit,
     event's spikes: grow them and call again from k (see ``propagate.run_layer``). Without ``emit``
     (only without a leak: the last hidden layer, whose output is linear in its counts) each event
     is one branch-free SIMD pass that adds, fires and resets.
+
+    Arguments: ``idx`` int32, ``cnt`` float32 (or empty: all 1), ``t`` int64 µs (or empty without a
+    leak), all (n_events,); ``start`` int; ``W`` float32 (n_in, n_out); ``phi``, ``counts`` float32
+    (n_out,); ``theta`` float32; ``inv_tau`` float 1/µs (0: no leak); ``ref`` float64 (1,), the leak
+    frame's reference time, updated; ``emit`` bool; ``oi`` int32, ``oc`` float32, ``ot`` int64, all
+    (capacity,), capacity at least n_out beyond ``m``; ``m`` int.
     """
     no = W.shape[1]
     leak = inv_tau > 0.0
@@ -40,45 +48,16 @@ def dense_forward(idx, cnt, t, start, W, phi, counts, theta, inv_tau, ref, emit,
         g = np.float32(1.0) if ones else cnt[k]
         f = np.float32(1.0)
         if leak:
-            a = (t[k] - t_ref) * inv_tau
-            if a > RENORM:
-                d = np.float32(math.exp(-a))
-                for j in range(no):
-                    phi[j] *= d
-                t_ref = float(t[k])
-                a = 0.0
+            a, t_ref = renormalise(phi, t[k], t_ref, inv_tau)
             f = np.float32(math.exp(a))
             g *= f
         if not emit:
-            for j in range(no):
-                v = phi[j] + g * row[j]
-                n = np.ceil(v - theta)
-                n = n if n > zero else zero
-                phi[j] = v - n
-                counts[j] += n
+            integrate_fire_silent(phi, counts, 0, row, g, theta)
             continue
         thr = theta * f
-        above = zero
-        for j in range(no):
-            v = phi[j] + g * row[j]
-            phi[j] = v
-            above += np.float32(v > thr)  # a float count vectorises; a running max does not
+        above = integrate(phi, 0, row, g, thr)
         if above > zero:
-            left = int(above)
-            for j in range(no):
-                v = phi[j]
-                if v > thr:
-                    n = np.float32(math.ceil((v - thr) / f))
-                    phi[j] = v - n * f
-                    counts[j] += n
-                    oi[m] = j
-                    oc[m] = n
-                    if leak:
-                        ot[m] = t[k]
-                    m += 1
-                    left -= 1
-                    if left == 0:
-                        break
+            m = fire(phi, counts, 0, no, above, thr, f, leak, t, k, oi, oc, ot, m)
     ref[0] = t_ref
     return idx.shape[0], m
 
@@ -91,6 +70,10 @@ def dense_backward(act_in, a_in, delta, act_out, W, lr, want_delta_in):
     error of each output unit (zero where the unit did not spike), ``act_out`` the units where it
     is not zero. ``W[i, j] -= lr * a_i * delta_j`` for active i, j. Returns the error at the active
     inputs, ``sum_j W[i, j] * delta_j`` with W before the step (or zeros unless ``want_delta_in``).
+
+    Arguments: ``act_in`` int32, ``a_in`` float32 (n_active,); ``delta`` float32 (n_out,); ``act_out``
+    int32 (n_active_out,); ``W`` float32 (n_in, n_out), in place; ``lr`` float32; ``want_delta_in``
+    bool. Returns float32 (n_active,).
     """
     no = W.shape[1]
     d_in = np.zeros(act_in.shape[0], np.float32)
@@ -123,6 +106,10 @@ def dense_error_spikes(units, signs, act_in, a_in, W, step, herd, propagate):
     ``propagate``; each herder emits a spike +-1 whenever |state| > 0.5. Then the column moves:
     ``W[act_in, j] -= step * s * a_in``. ``herd`` (n_in) is updated in place. Returns the (units,
     signs) of the input error spikes, in order, for the layer below.
+
+    Arguments: ``units`` int32, ``signs`` float32 (n_spikes,): the error spikes at the outputs;
+    ``act_in`` int32, ``a_in`` float32 (n_active,); ``W`` float32 (n_in, n_out), in place; ``step``
+    float32; ``herd`` float32 (n_in,); ``propagate`` bool. Returns (int32, float32) arrays.
     """
     out_u = np.empty(64, np.int32)
     out_s = np.empty(64, np.float32)
@@ -133,30 +120,66 @@ def dense_error_spikes(units, signs, act_in, a_in, W, step, herd, propagate):
         if propagate:
             for ii in range(act_in.shape[0]):
                 i = act_in[ii]
-                herd[i] += s * W[i, j]
-                while herd[i] > 0.5 or herd[i] < -0.5:
-                    sh = np.float32(1.0) if herd[i] > 0 else np.float32(-1.0)
-                    herd[i] -= sh
-                    if m == out_u.shape[0]:
-                        out_u = grow(out_u, m + 1)
-                        out_s = grow(out_s, m + 1)
-                    out_u[m] = i
-                    out_s[m] = sh
-                    m += 1
+                out_u, out_s, m = herd_emit(herd, i, s * W[i, j], out_u, out_s, m)
         g = step * s
         for ii in range(act_in.shape[0]):
             W[act_in[ii], j] -= g * a_in[ii]
     return out_u[:m], out_s[:m]
 
 
-@njit(cache=True, nogil=True, fastmath=True)
-def dense_relu(act_in, a_in, W):
-    """Pre-activations of the equivalent ReLU layer: sum_i a_i * W[act_i] (float32, n_out)."""
-    no = W.shape[1]
-    z = np.zeros(no, np.float32)
-    for ii in range(act_in.shape[0]):
-        row = W[act_in[ii]]
-        xi = a_in[ii]
-        for j in range(no):
-            z[j] += xi * row[j]
-    return z
+class DenseLayer(Layer):
+    """``dense:N``: N integrate-and-fire units, each connected to every unit below (weights (n_in, N))."""
+
+    kind = "dense"
+    error_spikes_ok = True
+    usage = "dense:N"
+
+    @classmethod
+    def from_numbers(cls, nums):
+        return LayerSpec("dense", nums[0]) if len(nums) == 1 else None
+
+    @classmethod
+    def from_dict(cls, d):
+        return LayerSpec("dense", int(d["units"]))
+
+    @classmethod
+    def text(cls, spec):
+        return f"dense:{spec.units}"
+
+    @classmethod
+    def as_dict(cls, spec):
+        return {"kind": "dense", "units": spec.units}
+
+    @classmethod
+    def out_shape(cls, spec, in_shape):
+        return (spec.units, 1, 1)
+
+    @classmethod
+    def weight_shape(cls, geo):
+        return (geo.n_in, geo.n_out)
+
+    @classmethod
+    def fan_in(cls, geo):
+        return geo.n_in
+
+    @classmethod
+    def fan_out(cls, geo):
+        return geo.n_out
+
+    @classmethod
+    def line(cls, d):
+        return f"dense {d['units']} units"
+
+    def kernel(self, ev_i, ev_c, ev_t, start, theta, inv_tau, ref, emit, bi, bc, bt, m):
+        return dense_forward(ev_i, ev_c, ev_t, start, self.weight, self.phi, self.counts, theta, inv_tau, ref, emit,
+                             bi, bc, bt, m)
+
+    def backward(self, a_in, x_in, act_out, d_out, delta, lr, max_step, want):
+        lr = bounded_lr(max_step, self.weight, lr, x_in, d_out)
+        return dense_backward(a_in, x_in, delta, act_out, self.weight, lr, want)
+
+    def error_spikes(self, units, signs, a_in, x_in, step, herd_in, propagate):
+        return dense_error_spikes(units, signs, a_in, x_in, self.weight, step, herd_in, propagate)
+
+    def relu(self, a):
+        return a @ self.weight

@@ -1,4 +1,4 @@
-"""Numba kernels of a convolutional spiking layer: event-driven forward pass and count backprop.
+"""The convolutional layer kind ("conv:C:K[:S[:P]]"): its event-driven kernels, its ReLU twin and its class.
 
 Weights ``K[c_in, dy, dx, c_out]`` (float32, C-contiguous), potentials channel-last
 ``phi[(oy * OW + ox) * C_out + c_out]``. An input event at (c, y, x) reaches only the output
@@ -18,7 +18,8 @@ import math
 import numpy as np
 from numba import njit
 
-from .kernels import RENORM
+from ..kernels import fire, integrate, integrate_fire_silent, renormalise
+from .base import Layer, LayerSpec
 
 
 def conv_table(geo) -> np.ndarray:
@@ -58,6 +59,12 @@ def conv_forward(idx, cnt, t, start, K, tab, ow, st, phi, counts, theta, inv_tau
     ``emit``, writes the spikes in order (channel-last unit, multiplicity, time) into oi/oc/ot
     from position m; returns (events consumed, events written). ``tab``: ``conv_table`` of the
     layer; ``ow``: output width; ``st``: stride.
+
+    Arguments: ``idx`` int32, ``cnt`` float32 (or empty: all 1), ``t`` int64 µs (or empty without a
+    leak), all (n_events,); ``start`` int; ``K`` float32 (C_in, k, k, C_out); ``tab`` int32 (n_in, 7);
+    ``ow``, ``st`` int; ``phi``, ``counts`` float32 (OH*OW*C_out,), channel-last; ``theta`` float32;
+    ``inv_tau`` float 1/µs (0: no leak); ``ref`` float64 (1,), updated; ``emit`` bool; ``oi`` int32,
+    ``oc`` float32, ``ot`` int64 (capacity,), capacity at least ceil(k/S)^2 * C_out beyond ``m``; ``m`` int.
     """
     co = K.shape[3]
     ks = K.shape[1]
@@ -76,13 +83,7 @@ def conv_forward(idx, cnt, t, start, K, tab, ow, st, phi, counts, theta, inv_tau
         g = np.float32(1.0) if ones else cnt[k]
         f = np.float32(1.0)
         if leak:
-            a = (t[k] - t_ref) * inv_tau
-            if a > RENORM:
-                d = np.float32(math.exp(-a))
-                for j in range(phi.shape[0]):
-                    phi[j] *= d
-                t_ref = float(t[k])
-                a = 0.0
+            a, t_ref = renormalise(phi, t[k], t_ref, inv_tau)
             f = np.float32(math.exp(a))
             g *= f
         thr = theta * f
@@ -95,34 +96,11 @@ def conv_forward(idx, cnt, t, start, K, tab, ow, st, phi, counts, theta, inv_tau
                 wrow = K[c, dy, dx]
                 base = (oy * ow + ox) * co
                 if not emit:
-                    for j in range(co):
-                        v = phi[base + j] + g * wrow[j]
-                        n = np.ceil(v - theta)
-                        n = n if n > zero else zero
-                        phi[base + j] = v - n
-                        counts[base + j] += n
+                    integrate_fire_silent(phi, counts, base, wrow, g, theta)
                     continue
-                above = zero
-                for j in range(co):
-                    v = phi[base + j] + g * wrow[j]
-                    phi[base + j] = v
-                    above += np.float32(v > thr)
+                above = integrate(phi, base, wrow, g, thr)
                 if above > zero:
-                    left = int(above)
-                    for j in range(co):
-                        v = phi[base + j]
-                        if v > thr:
-                            n = np.float32(math.ceil((v - thr) / f))
-                            phi[base + j] = v - n * f
-                            counts[base + j] += n
-                            oi[m] = base + j
-                            oc[m] = n
-                            if leak:
-                                ot[m] = t[k]
-                            m += 1
-                            left -= 1
-                            if left == 0:
-                                break
+                    m = fire(phi, counts, base, co, above, thr, f, leak, t, k, oi, oc, ot, m)
     ref[0] = t_ref
     return idx.shape[0], m
 
@@ -138,6 +116,10 @@ def conv_backward(act_in, a_in, delta, K, tab, ow, st, lr, want_delta_in, max_no
     inputs, ``sum K[c, dy, dx, :] . delta(oy, ox, :)`` over the positions they reach, with K
     before the step (zeros unless ``want_delta_in``). With ``max_norm > 0`` the step is scaled down
     so that its norm ``lr * |dK|`` is at most ``max_norm``.
+
+    Arguments: ``act_in`` int32, ``a_in`` float32 (n_active,); ``delta`` float32 (OH*OW*C_out,);
+    ``K`` float32 (C_in, k, k, C_out), in place; ``tab`` int32 (n_in, 7); ``ow``, ``st`` int; ``lr``
+    float32; ``want_delta_in`` bool; ``max_norm`` float. Returns float32 (n_active,).
     """
     co = K.shape[3]
     dK = np.zeros(K.shape, np.float32)
@@ -175,3 +157,92 @@ def conv_backward(act_in, a_in, delta, K, tab, ow, st, lr, want_delta_in, max_no
     for j in range(flat.shape[0]):
         flat[j] -= step * gflat[j]
     return d_in
+
+
+def conv_pre(x: np.ndarray, K: np.ndarray, stride: int, pad: int) -> np.ndarray:
+    """Pre-activations (OH, OW, C_out) of a convolution of x (C, H, W) with K (C, k, k, C_out) (NumPy)."""
+    c, h, w = x.shape
+    k = K.shape[1]
+    oh = (h + 2 * pad - k) // stride + 1
+    ow = (w + 2 * pad - k) // stride + 1
+    xp = np.pad(x, ((0, 0), (pad, pad), (pad, pad)))
+    out = np.zeros((oh, ow, K.shape[3]), np.result_type(x, K))
+    for dy in range(k):
+        for dx in range(k):
+            patch = xp[:, dy: dy + stride * (oh - 1) + 1: stride, dx: dx + stride * (ow - 1) + 1: stride]
+            out += np.tensordot(patch, K[:, dy, dx, :], axes=([0], [0]))
+    return out
+
+
+class ConvLayer(Layer):
+    """``conv:C:K[:S[:P]]``: C channels of K x K kernels, stride S, zero padding P (weights (C_in, K, K, C))."""
+
+    kind = "conv"
+    conv_like = True
+    usage = "conv:C:K[:S[:P]]"
+
+    @classmethod
+    def from_numbers(cls, nums):
+        if not 2 <= len(nums) <= 4:
+            return None
+        c, k, s, p = nums + [1, 0][len(nums) - 2:]  # stride 1, padding 0 unless given
+        return LayerSpec("conv", c, k, s, p)
+
+    @classmethod
+    def from_dict(cls, d):
+        return LayerSpec("conv", int(d["channels"]), int(d["kernel"]), int(d.get("stride", 1)),
+                         int(d.get("padding", 0)))
+
+    @classmethod
+    def text(cls, spec):
+        return f"conv:{spec.units}:{spec.kernel}:{spec.stride}:{spec.padding}"
+
+    @classmethod
+    def as_dict(cls, spec):
+        return {"kind": "conv", "channels": spec.units, "kernel": spec.kernel, "stride": spec.stride,
+                "padding": spec.padding}
+
+    @classmethod
+    def valid(cls, spec):
+        return spec.units >= 1 and spec.kernel >= 1 and spec.stride >= 1 and 0 <= spec.padding < spec.kernel
+
+    @classmethod
+    def out_shape(cls, spec, in_shape):
+        _, h, w = in_shape
+        oh = (h + 2 * spec.padding - spec.kernel) // spec.stride + 1
+        ow = (w + 2 * spec.padding - spec.kernel) // spec.stride + 1
+        return (spec.units, oh, ow) if oh >= 1 and ow >= 1 else None
+
+    @classmethod
+    def weight_shape(cls, geo):
+        return (geo.in_shape[0], geo.layer.kernel, geo.layer.kernel, geo.layer.units)
+
+    @classmethod
+    def fan_in(cls, geo):
+        return geo.in_shape[0] * geo.layer.kernel ** 2
+
+    @classmethod
+    def fan_out(cls, geo):
+        return ((geo.layer.kernel + geo.layer.stride - 1) // geo.layer.stride) ** 2 * geo.layer.units
+
+    @classmethod
+    def line(cls, d):
+        return f"conv {d['channels']} ch, {d['kernel']}x{d['kernel']} kernel, stride {d['stride']}, pad {d['padding']}"
+
+    def __init__(self, geo):
+        super().__init__(geo)
+        self.table = conv_table(geo)  # what each input unit reaches (see conv_table)
+
+    def kernel(self, ev_i, ev_c, ev_t, start, theta, inv_tau, ref, emit, bi, bc, bt, m):
+        return conv_forward(ev_i, ev_c, ev_t, start, self.weight, self.table, self.geo.out_shape[2],
+                            self.geo.layer.stride, self.phi, self.counts, theta, inv_tau, ref, emit, bi, bc, bt, m)
+
+    def backward(self, a_in, x_in, act_out, d_out, delta, lr, max_step, want):
+        limit = max_step * float(np.linalg.norm(self.weight)) if max_step > 0 else 0.0
+        return conv_backward(a_in, x_in, delta, self.weight, self.table, self.geo.out_shape[2], self.geo.layer.stride,
+                             np.float32(lr), want, limit)
+
+    def relu(self, a):
+        c, h, w = self.geo.in_shape
+        img = a.reshape(c, h, w) if self.geo.planar_in else a.reshape(h, w, c).transpose(2, 0, 1)
+        return conv_pre(img, self.weight, self.geo.layer.stride, self.geo.layer.padding).reshape(-1)

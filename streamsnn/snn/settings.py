@@ -1,0 +1,104 @@
+"""Checking and completing SpikingNetwork's constructor arguments: inputs, classes, learning settings, class rates.
+
+Every value is checked against ``limits`` before anything is allocated; a wrong one is a ConfigError
+of one line naming it. Defaults that depend on the network's layers come from ``arch.learning_defaults``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .. import classnames
+from ..errors import ConfigError
+from ..textsafe import shown
+from . import limits
+from .arch import InputMap, format_arch, learning_defaults
+
+LEARNING_MODES = ("counts", "spikes")
+
+
+def inputs_and_classes(sizes, arch, input_shape, input_map, classes) -> tuple[object, InputMap, list[str]]:
+    """(arch, input map, class names) from the constructor's ``sizes``/``arch``, ``input_shape``/``input_map``
+    and ``classes`` (a count or names; default 10)."""
+    if isinstance(input_map, dict):
+        input_map = InputMap.from_dict(input_map)
+    if sizes is not None:
+        sizes = tuple(int(s) for s in sizes)
+        if arch is not None or len(sizes) < 3 or min(sizes) <= 0:
+            raise ConfigError(f"sizes must be (inputs, hidden..., classes), all positive, without arch; got {sizes}")
+        arch = [f"dense:{h}" for h in sizes[1:-1]]
+        classes = sizes[-1] if classes is None else classes
+    if input_map is None:
+        grid = tuple(int(s) for s in (input_shape or (34, 34, 2)))
+        if len(grid) != 3 or min(grid) <= 0 or grid[2] > 2:
+            raise ConfigError(f"input_shape must be (width, height, polarities<=2), got {input_shape}")
+        input_map = InputMap(sensor=grid[:2], grid=grid)
+    if sizes is not None and input_map.n_inputs != sizes[0]:
+        raise ConfigError(f"input_shape {input_map.grid} has {input_map.n_inputs} inputs but sizes[0] is {sizes[0]}")
+    classes = 10 if classes is None else classes
+    if isinstance(classes, (int, np.integer)):
+        limits.check_classes(int(classes))
+        names = [str(k) for k in range(int(classes))]
+    else:
+        if not isinstance(classes, (list, tuple)):
+            raise ConfigError(f"classes must be a count or a list of names, got {type(classes).__name__}")
+        limits.check_classes(len(classes))
+        names = [c if isinstance(c, str) else str(c) for c in classes]
+    if len(names) < 2:
+        raise ConfigError(f"classes must be at least 2 distinct names (or a count >= 2), got {shown(classes)}")
+    try:
+        names = classnames.check_all(names)  # one rule for class names: see streamsnn/classnames.py
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
+    return arch, input_map, names
+
+
+def checked_mode(learning: str, tau_us) -> float | None:
+    """The learning mode checked; returns ``tau_us`` as a float in (0, MAX_TAU_US], or None (no leak)."""
+    if learning not in LEARNING_MODES:
+        raise ConfigError(f"learning must be one of {', '.join(LEARNING_MODES)}, got {learning!r}")
+    if tau_us is None:
+        return None
+    return float(limits.finite("tau_us", tau_us, 0, limits.MAX_TAU_US, low_open=True))
+
+
+def learning_settings(layers, *, lr, lr_out, lr_conv, max_step, activity, theta, init_gain, error_spikes, seed,
+                      learning) -> dict:
+    """The learning settings, each checked, with the measured defaults of this kind of network for the
+    ones left None (``lr_out`` keeps the measured ratio to ``lr``)."""
+    preset = learning_defaults(layers)
+    if lr_out is None:  # the measured ratio to lr (1 for dense networks, as before)
+        lr_out = preset["lr_out"] if lr is None else lr * preset["lr_out"] / preset["lr"]
+    lr = preset["lr"] if lr is None else lr
+    lr_conv = preset["lr_conv"] if lr_conv is None else lr_conv
+    max_step = preset["max_step"] if max_step is None else max_step
+    activity = preset["activity"] if activity is None else activity
+    max_step = limits.finite("max_step", max_step, 0, limits.MAX_GAIN)
+    activity = limits.finite("activity", activity, 0, limits.MAX_GAIN)
+    lr, lr_out = limits.finite("lr", lr, 0, limits.MAX_LR), limits.finite("lr_out", lr_out, 0, limits.MAX_LR)
+    lr_conv = limits.finite("lr_conv", lr_conv, 0, limits.MAX_LR_FACTOR)
+    theta = limits.finite("theta", theta, 0, limits.MAX_GAIN, low_open=True)
+    init_gain = limits.finite("init_gain", init_gain, 0, limits.MAX_GAIN)
+    if not (isinstance(error_spikes, (int, np.integer)) and 1 <= error_spikes <= limits.MAX_ERROR_SPIKES):
+        raise ConfigError(f"error_spikes must be an integer 1..{limits.MAX_ERROR_SPIKES}, got {error_spikes!r}")
+    if not (isinstance(seed, (int, np.integer)) and 0 <= seed < 2**63):
+        raise ConfigError(f"seed must be an integer 0..2**63-1, got {seed!r}")
+    if learning == "spikes" and not all(lay.cls.error_spikes_ok for lay in layers):
+        raise ConfigError("learning 'spikes' (error spikes) works on dense layers only; use 'counts' "
+                          f"for {format_arch(layers)}")
+    return {"seed": int(seed), "lr": float(lr), "lr_out": float(lr_out), "lr_conv": float(lr_conv),
+            "learning": learning, "theta": float(theta), "error_spikes": int(error_spikes),
+            "init_gain": float(init_gain), "max_step": float(max_step), "activity": float(activity)}
+
+
+def class_rates(class_lr, n: int) -> np.ndarray:
+    """float32 (n,): the output learning-rate multiplier per class (default 1; above 1 for classes added
+    with a boost), each in (0, MAX_LR_FACTOR]."""
+    try:
+        rates = np.ones(n) if class_lr is None else np.asarray(class_lr, np.float64)
+    except (TypeError, ValueError):
+        rates = np.zeros(0)
+    if rates.shape != (n,) or not np.all((rates > 0) & (rates <= limits.MAX_LR_FACTOR)):
+        raise ConfigError(f"class_lr must hold one rate multiplier per class ({n}), each above 0 and "
+                          f"at most {limits.MAX_LR_FACTOR:g}")
+    return rates.astype(np.float32)
