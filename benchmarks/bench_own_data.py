@@ -122,7 +122,7 @@ def write_big_nmnist(root: Path, nmnist: Path, per_class: int | None = None, tes
     import dv_processing as dv
 
     from streamsnn.io import read_events
-    from streamsnn.io.dataset import read_label_list
+    from streamsnn.io.labellists import read_label_list
 
     splits = [("Train", "train1K.txt")] + ([("Test", "test100.txt")] if test else [])
     for split, lst in splits:

@@ -64,9 +64,9 @@ LAYOUT_WORDS = {"class-folders": "the class folders", "flat": "the label lists",
 def data_classes(datasets) -> tuple[list[str], str]:
     """Class names (index order) of one or more Datasets, and where they came from (for the `train` line).
 
-    Several folders with different class lists get the union, ordered as `io.dataset.class_order` does.
+    Several folders with different class lists get the union, ordered as `io.classes.class_order` does.
     """
-    from .io.dataset import class_order
+    from .io.classes import class_order
 
     lists = [list(ds.classes) for ds in datasets]
     names = lists[0] if all(c == lists[0] for c in lists) else class_order({n for c in lists for n in c})
