@@ -129,3 +129,13 @@ def test_io_imports_streamsnn_modules_at_module_top_only():
                 late += [f"{path.name}:{node.lineno}" for node in ast.walk(fn)
                          if isinstance(node, (ast.Import, ast.ImportFrom)) and _targets(module, node)]
     assert late == []
+
+
+def test_no_class_name_is_used_twice():
+    """Two classes of one name in different modules read as one thing (e.g. the Source protocol and a base class)."""
+    where: dict[str, list[str]] = {}
+    for module, path in MODULES.items():
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.ClassDef):
+                where.setdefault(node.name, []).append(module)
+    assert {name: mods for name, mods in where.items() if len(mods) > 1} == {}

@@ -130,6 +130,6 @@ def test_serve_plays_a_dataset_of_any_layout_as_one_stream():
 
 
 def test_daemon_replay_path_may_name_a_tonic_dataset():
-    from streamsnn.datasets import find_nmnist
+    from streamsnn.io.nmnist_fetch import find_nmnist
 
     assert find_nmnist("tonic:NMNIST:/data", download=False) == "tonic:NMNIST:/data"

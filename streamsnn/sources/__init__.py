@@ -1,6 +1,6 @@
 """Async sources of EventBatch: file and dataset replay, iniVation cameras, DV network streams."""
 
-_WHERE = {"ReplaySource": "files", "CameraSource": "camera", "DvStreamSource": "dvstream", "Source": "base"}
+_WHERE = {"ReplaySource": "files", "CameraSource": "camera", "DvStreamSource": "dvstream", "SourceBase": "base"}
 
 __all__ = list(_WHERE)
 
