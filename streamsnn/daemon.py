@@ -169,8 +169,8 @@ async def _start_mqtt(cfg: Config, settings):
 
 async def _start_liveview(cfg: Config, source, sinks: list, node: str, net, quiet: bool):
     """Start the live web page as a sink that also sees every batch; returns the source to read from."""
-    from .liveview import LiveView, tap
     from .stages import class_names
+    from .web.view import LiveView, tap
 
     lv = cfg.liveview
     live = await LiveView(lv.host, lv.port, fps=lv.fps, decay_ms=lv.decay_ms, max_clients=lv.max_clients,

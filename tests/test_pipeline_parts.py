@@ -195,10 +195,10 @@ def test_the_network_and_the_test_double_are_classifiers():
 
 
 def test_every_sink_has_every_method_of_the_sink_protocol():
-    from streamsnn.liveview import LiveView
     from streamsnn.mqtt.sink import MqttSink
     from streamsnn.sinks.console import ConsoleSink
     from streamsnn.sinks.jsonl import JsonlSink
+    from streamsnn.web.view import LiveView
 
     methods = ("publish_decision", "publish_metrics", "publish_classes", "check", "flush", "close")
     for cls in (ConsoleSink, JsonlSink, MqttSink, LiveView):
