@@ -151,7 +151,7 @@ async def _start_mqtt(cfg: Config, settings):
 
     broker = None
     if cfg.mqtt.broker == "embedded":
-        from .broker import EmbeddedBroker
+        from .mqtt.broker import EmbeddedBroker
 
         broker = await EmbeddedBroker("127.0.0.1", cfg.mqtt.port).start()
         settings.port = broker.port  # mqtt.port = 0: the port the broker found
