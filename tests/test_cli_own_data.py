@@ -30,7 +30,7 @@ def trained(tmp_path_factory):
 
 
 def test_train_picks_classes_region_and_grid_and_keeps_the_default_network(trained):
-    from streamsnn.datadefaults import AUGMENT
+    from streamsnn.learn.datadefaults import AUGMENT
     from streamsnn.snn import DEFAULT_ARCH
 
     path, res = trained

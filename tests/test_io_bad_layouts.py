@@ -13,9 +13,9 @@ import streamsnn.io.segments
 from streamsnn.errors import InputError
 from streamsnn.io import open_dataset
 from streamsnn.io.isolated import DecodeCancelled
+from streamsnn.learn.training import load_split
 from streamsnn.snn import SpikingNetwork
 from streamsnn.sources.files import ReplaySource
-from streamsnn.training import load_split
 
 
 @pytest.fixture

@@ -12,9 +12,9 @@ import pytest
 from conftest import need
 
 from streamsnn.cli import main
+from streamsnn.learn.training import load_split
 from streamsnn.snn import SpikingNetwork
 from streamsnn.sources.files import ReplaySource
-from streamsnn.training import load_split
 
 GOOD = [60001, 60002, 60003, 60004, 60005, 60006]
 

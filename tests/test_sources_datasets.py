@@ -11,9 +11,9 @@ from dataset_util import aedat4_class_folders, labelled_recording, nmnist_events
 from streamsnn.cli import main
 from streamsnn.errors import InputError
 from streamsnn.io import open_dataset
+from streamsnn.learn.training import load_split
 from streamsnn.snn import SpikingNetwork
 from streamsnn.sources.files import ReplaySource
-from streamsnn.training import load_split
 
 
 async def collect(src):

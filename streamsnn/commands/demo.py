@@ -150,12 +150,12 @@ def _train(args, images, out: Path) -> None:
     with the stream transforms of `streamsnn train` (whole samples, time crops, crossings)."""
     import numpy as np
 
-    from ..augment import StreamCrops
     from ..errors import ConfigError, InputError
     from ..io.nmnist_fetch import find_nmnist
+    from ..learn.augment import StreamCrops
+    from ..learn.training import Augment, SampleArrays, learning_settings, load_split, train_epoch
     from ..snn import SpikingNetwork
     from ..snn.arch import DEFAULT_ARCH
-    from ..training import Augment, SampleArrays, learning_settings, load_split, train_epoch
 
     if args.epochs < 1:
         raise ConfigError(f"--epochs must be at least 1, got {args.epochs}")

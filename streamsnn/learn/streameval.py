@@ -17,15 +17,15 @@ from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
 
-from .config import SCHEMA
-from .decide import Decider, by_name
-from .errors import ConfigError, InputError
-from .events import EventBatch
-from .segment import Segmenter
-from .stages import Classifier
+from ..config import SCHEMA
+from ..decide import Decider, by_name
+from ..errors import ConfigError, InputError
+from ..events import EventBatch
+from ..segment import Segmenter
+from ..stages import Classifier
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .snn import SpikingNetwork
+    from ..snn import SpikingNetwork
 
 log = logging.getLogger(__name__)
 
@@ -261,7 +261,7 @@ def load_samples(data, split: str = "test", limit: int | None = None, quiet: boo
 
     from tqdm import tqdm
 
-    from .io.dataset import open_dataset
+    from ..io.dataset import open_dataset
 
     ds = open_dataset(data)
     ds.require_labels()
