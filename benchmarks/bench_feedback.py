@@ -27,7 +27,7 @@ import numpy as np
 from .common import Context, NotMeasurable, Result
 
 try:
-    from streamsnn.feedback import FEEDBACK_LR_SCALE
+    from streamsnn.pipeline.feedback import FEEDBACK_LR_SCALE
 except ImportError:  # pragma: no cover - older code
     FEEDBACK_LR_SCALE = 1.0
 
@@ -72,7 +72,7 @@ async def attack(ckpt: Path, samples: list, targets: list[int], times: list[floa
     as a live daemon makes it before anyone can answer it. Returns the attacked network and counters.
     """
     from streamsnn.pipeline import Pipeline
-    from streamsnn.segment import Window
+    from streamsnn.pipeline.segment import Window
     from streamsnn.snn import SpikingNetwork
 
     net = SpikingNetwork.load(ckpt)

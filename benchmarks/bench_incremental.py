@@ -31,7 +31,7 @@ import numpy as np
 from .common import Context, NotMeasurable, Result
 
 try:
-    from streamsnn.feedback import FEEDBACK_LR_SCALE
+    from streamsnn.pipeline.feedback import FEEDBACK_LR_SCALE
 except ImportError:  # pragma: no cover - older code
     FEEDBACK_LR_SCALE = 1.0
 
@@ -124,7 +124,7 @@ async def stream(base: Path, batches: list, evalset, *, lr_scale: float, boost: 
     from functools import partial
 
     from streamsnn.pipeline import Pipeline
-    from streamsnn.segment import Window
+    from streamsnn.pipeline.segment import Window
     from streamsnn.snn import SpikingNetwork
 
     net = SpikingNetwork.load(base)

@@ -61,8 +61,8 @@ def grid(net, samples, classes) -> dict:
     """Every grid setting's figures. The network runs once per (window, hop, leak) at the lowest
     min_events; higher min_events drop the windows with fewer events, and smoothing folds the kept
     windows' scores with a fresh `Decider`, as `stream_evaluate` would (the same decisions, cheaper)."""
-    from streamsnn.decide import Decider
     from streamsnn.learn.streameval import make_stream, model_classes, play, score, targets
+    from streamsnn.pipeline.decide import Decider
 
     stream = make_stream(samples)
     names = list(classes)

@@ -13,7 +13,7 @@ from types import SimpleNamespace
 from typing import Any
 
 from .errors import ConfigError
-from .feedback import FEEDBACK_LR_SCALE, MAX_CLASSES, NEW_CLASS_LR
+from .pipeline.feedback import FEEDBACK_LR_SCALE, MAX_CLASSES, NEW_CLASS_LR
 
 log = logging.getLogger(__name__)
 #: Old names of source kinds, still accepted (with one warning line).

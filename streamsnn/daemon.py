@@ -11,11 +11,11 @@ import sys
 from pathlib import Path
 
 from .config import Config
-from .decide import Decider
 from .errors import CheckpointError, ConfigError
-from .feedback import MAX_FEEDBACK_BYTES
 from .pipeline import Pipeline, PipelineSettings
-from .segment import Segmenter
+from .pipeline.decide import Decider
+from .pipeline.feedback import MAX_FEEDBACK_BYTES
+from .pipeline.segment import Segmenter
 from .sources.build import build_source
 from .systemd import notify
 

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, AsyncIterator, Protocol, runtime_checkable
 
 if TYPE_CHECKING:  # pragma: no cover
     from .events import EventBatch
-    from .segment import Window
+    from .pipeline.segment import Window
     from .snn.network import Decision
 
 
@@ -88,7 +88,7 @@ def true_label_name(window: Window, info: DecisionInfo) -> str | None:
     if window.label is None:
         return None
     if info.classes:
-        from .decide import true_class
+        from .pipeline.decide import true_class
 
         return true_class(info.classes, window)
     name = window.batch.meta.get("label_name") if window.batch is not None else None

@@ -14,12 +14,12 @@ from test_liveview_browser import browser  # noqa: F401 (fixture)
 from streamsnn.config import build_config
 from streamsnn.errors import ConfigError
 from streamsnn.events import EVENT_DTYPE, EventBatch
-from streamsnn.feedback import MAX_CLASSES
 from streamsnn.mqtt.discovery import SENSORS, Discovery, ha_id
 from streamsnn.mqtt.settings import MqttSettings
 from streamsnn.mqtt.sink import MqttSink
 from streamsnn.pipeline import Pipeline
-from streamsnn.segment import Window
+from streamsnn.pipeline.feedback import MAX_CLASSES
+from streamsnn.pipeline.segment import Window
 from streamsnn.snn.network import Decision
 from streamsnn.stages import DecisionInfo
 

@@ -18,7 +18,7 @@ from PIL import Image
 from streamsnn.errors import ConfigError
 from streamsnn.events import EVENT_DTYPE, EventBatch
 from streamsnn.io import read_events
-from streamsnn.segment import Window
+from streamsnn.pipeline.segment import Window
 from streamsnn.snn.network import Decision
 from streamsnn.stages import DecisionInfo
 from streamsnn.web.view import KEEP, LiveView, tap

@@ -20,7 +20,7 @@ from dv_util import event_writer, free_port, wait_for_client
 from streamsnn.cli import main
 from streamsnn.io.dataset import open_dataset
 from streamsnn.learn.streameval import make_stream
-from streamsnn.segment import Segmenter
+from streamsnn.pipeline.segment import Segmenter
 from streamsnn.snn import SpikingNetwork
 
 CLASSES = ["club", "diamond", "spade"]

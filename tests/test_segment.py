@@ -12,7 +12,7 @@ from conftest import need
 from streamsnn.errors import InputError
 from streamsnn.events import EventBatch
 from streamsnn.io import open_dataset, read_events
-from streamsnn.segment import Segmenter
+from streamsnn.pipeline.segment import Segmenter
 
 
 @pytest.fixture(scope="module")

@@ -9,13 +9,13 @@ import numpy as np
 import pytest
 
 from streamsnn.cli import main
-from streamsnn.decide import Decider, log_softmax
 from streamsnn.errors import ConfigError
 from streamsnn.events import EVENT_DTYPE, EventBatch
 from streamsnn.learn.augment import StreamCrops, crop, crossing
 from streamsnn.learn.streameval import cover, make_stream
 from streamsnn.learn.training import SampleArrays, load_split
-from streamsnn.segment import Window
+from streamsnn.pipeline.decide import Decider, log_softmax
+from streamsnn.pipeline.segment import Window
 from streamsnn.snn import Decision, SpikingNetwork
 from tests.conftest import need
 

@@ -14,7 +14,6 @@ import streamsnn.learn.streameval
 import streamsnn.pipeline
 from streamsnn.cli import main
 from streamsnn.config import load_config
-from streamsnn.decide import Decider
 from streamsnn.errors import InputError
 from streamsnn.io import open_dataset
 from streamsnn.learn.streameval import (
@@ -32,7 +31,8 @@ from streamsnn.learn.streameval import (
     targets,
 )
 from streamsnn.pipeline import Pipeline
-from streamsnn.segment import Segmenter, Window
+from streamsnn.pipeline.decide import Decider
+from streamsnn.pipeline.segment import Segmenter, Window
 from streamsnn.snn import Decision, SpikingNetwork
 from tests.conftest import ROOT, need
 

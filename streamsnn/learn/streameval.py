@@ -3,7 +3,7 @@
 A live camera has no sample boundaries. `stream_evaluate` joins the samples on one clock (each one
 starting where the previous ended, plus an optional gap), strips sample ids and labels, cuts the
 stream into chunks as a camera delivers them, and runs it through the same `Segmenter` (window mode)
-and the same window -> decision step (`streamsnn.decide.decide`) as `streamsnn run`. Each decision
+and the same window -> decision step (`streamsnn.pipeline.decide.decide`) as `streamsnn run`. Each decision
 is scored against the sample that covers most of its window (ties: the later one); for each sample,
 the delay is from its start to the end of the first window scored against it that names its class.
 """
@@ -18,10 +18,10 @@ from typing import TYPE_CHECKING, Sequence
 import numpy as np
 
 from ..config import SCHEMA
-from ..decide import Decider, by_name
 from ..errors import ConfigError, InputError
 from ..events import EventBatch
-from ..segment import Segmenter
+from ..pipeline.decide import Decider, by_name
+from ..pipeline.segment import Segmenter
 from ..stages import Classifier
 
 if TYPE_CHECKING:  # pragma: no cover
