@@ -120,7 +120,7 @@ def test_train_refuses_unlabelled_recordings_in_one_line(tmp_path):
 
 
 def test_serve_plays_a_dataset_of_any_layout_as_one_stream():
-    from streamsnn.serve import dataset_as_stream
+    from streamsnn.sources.serve import dataset_as_stream
 
     rec = dataset_as_stream(need("poker_dvs_inverted"), split="test", limit=3)
     ds = open_dataset(need("poker_dvs_inverted")).split("test")

@@ -42,7 +42,7 @@ def add_parser(subparsers) -> None:
 def run(args) -> int:
     from ..errors import ConfigError
     from ..io import read_events
-    from ..serve import ServeStats, StreamServer, dataset_as_stream, prepare_chunks, serve_recording
+    from ..sources.serve import ServeStats, StreamServer, dataset_as_stream, prepare_chunks, serve_recording
 
     if args.speed < 0:
         raise ConfigError(f"--speed {args.speed} must be >= 0 (1 = real time, 0 = as fast as possible)")

@@ -1,4 +1,5 @@
-"""Async sources of EventBatch: file and dataset replay, iniVation cameras, DV network streams."""
+"""Async sources of EventBatch: file and dataset replay, iniVation cameras, DV network streams; `serve` is the other
+end of a DV stream (a recording served as one)."""
 
 _WHERE = {"ReplaySource": "files", "CameraSource": "camera", "DvStreamSource": "dvstream", "SourceBase": "base"}
 
