@@ -139,3 +139,21 @@ def test_no_class_name_is_used_twice():
             if isinstance(node, ast.ClassDef):
                 where.setdefault(node.name, []).append(module)
     assert {name: mods for name, mods in where.items() if len(mods) > 1} == {}
+
+
+#: What may sit at the top of the package: what every part uses, and the service's entry points.
+#: Everything else lives in the sub-package of its concern (see docs/development.md, Layout).
+TOP_LEVEL_MODULES = {
+    "__init__", "__main__", "cli", "daemon", "systemd",  # the command line and the service's lifecycle
+    "config", "defaults",  # the pipeline file's schema; every default value (issue 18, item 4)
+    "events", "errors", "classnames", "textsafe",  # what every part uses
+    "stages",  # the Source, Sink and Classifier protocols shared by sources, sinks, web, learn and pipeline
+}
+SUB_PACKAGES = {"commands", "io", "learn", "mqtt", "pipeline", "sinks", "snn", "sources", "synth", "web"}
+
+
+def test_the_top_level_holds_only_cross_cutting_modules():
+    modules = {p.stem for p in PACKAGE.glob("*.py")}
+    assert modules - TOP_LEVEL_MODULES == set()
+    packages = {p.parent.name for p in PACKAGE.glob("*/__init__.py")}
+    assert packages - SUB_PACKAGES == set()
