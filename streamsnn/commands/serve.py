@@ -89,7 +89,7 @@ def run(args) -> int:
         f"{'es' if stats.passes != 1 else ''}) to {stats.clients} client(s)"
         f"{'; stopped' if stop.is_set() else ''}")
     # End the process here: letting Python tear the NetworkWriter down can hang (a dv-processing
-    # 2.0.4 deadlock, see streamsnn/serve.py), so flush what we printed and leave; the OS closes the
+    # 2.0.4 deadlock, see streamsnn/sources/serve.py), so flush what we printed and leave; the OS closes the
     # sockets and clients see the end of the stream.
     import logging
     import os
