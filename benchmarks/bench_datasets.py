@@ -27,7 +27,7 @@ def _link(target: Path, link: Path) -> None:
 def build(where: Path, data: Path, n: int) -> dict[str, str]:
     """n-sample datasets of every layout from the real shared files (symlinks; one written AEDAT4)."""
     from streamsnn.io import read_events
-    from streamsnn.io.dataset import read_label_list
+    from streamsnn.io.labellists import read_label_list
 
     nmnist = data / "nmnist_small"
     labels = [*read_label_list(nmnist / "train1K.txt").items(), *read_label_list(nmnist / "test100.txt").items()]

@@ -36,7 +36,7 @@ TWIN_LR = {"conv": {"lr": 0.002, "lr_out": 0.0006}, "dense": {"lr": 0.0005, "lr_
 
 def arms(arch: str, quick: bool) -> dict:
     """(data, epochs) per arm: real + synthetic (as `streamsnn train` with two folders) and real only."""
-    from streamsnn.training import learning_settings
+    from streamsnn.learn.training import learning_settings
 
     return {"real + synthetic": ("mixed", 2 if quick else learning_settings(arch, several=True)["epochs"]),
             "real only": ("real", 3 if quick else learning_settings(arch, several=False)["epochs"])}

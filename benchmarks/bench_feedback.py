@@ -27,7 +27,7 @@ import numpy as np
 from .common import Context, NotMeasurable, Result
 
 try:
-    from streamsnn.feedback import FEEDBACK_LR_SCALE
+    from streamsnn.pipeline.feedback import FEEDBACK_LR_SCALE
 except ImportError:  # pragma: no cover - older code
     FEEDBACK_LR_SCALE = 1.0
 
@@ -47,8 +47,8 @@ class Clock:
 def train(ctx: Context, folder: Path):
     """A network trained with the project's training loop; returns (checkpoint path, settings)."""
     try:
+        from streamsnn.learn.training import Augment, evaluate, load_split, train_epoch
         from streamsnn.snn import SpikingNetwork
-        from streamsnn.training import Augment, evaluate, load_split, train_epoch
     except ImportError as exc:
         raise NotMeasurable(f"training API not available ({exc})") from exc
     hidden, epochs = (200, 4) if ctx.quick else (800, 10)
@@ -72,7 +72,7 @@ async def attack(ckpt: Path, samples: list, targets: list[int], times: list[floa
     as a live daemon makes it before anyone can answer it. Returns the attacked network and counters.
     """
     from streamsnn.pipeline import Pipeline
-    from streamsnn.segment import Window
+    from streamsnn.pipeline.segment import Window
     from streamsnn.snn import SpikingNetwork
 
     net = SpikingNetwork.load(ckpt)
@@ -177,7 +177,7 @@ def run(ctx: Context) -> Result:
     r.table("What one learning step does: n labels (distinct decisions, wrong or right) learned at a fraction "
             "of the network's learning rates (model.feedback_lr_scale); mean test accuracy of 3 draws, before "
             f"{before:.3f}", ["labels learned", *(f"scale {s:g}" for s in SCALES)], step_rows)
-    r.note(f"Network 2312-{info['hidden']}-10 trained by `streamsnn.training` ({info['epochs']} epochs, "
+    r.note(f"Network 2312-{info['hidden']}-10 trained by `streamsnn.learn.training` ({info['epochs']} epochs, "
            f"augmentation, {info['train_seconds']} s); each attack starts from the same checkpoint.")
     r.note("Protections (defaults of `pipeline.Pipeline`, as `model.feedback_per_s = 10`, "
            "`model.feedback_burst = 20`): a decision is taught once, never against its known true label, "

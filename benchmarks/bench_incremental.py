@@ -31,7 +31,7 @@ import numpy as np
 from .common import Context, NotMeasurable, Result
 
 try:
-    from streamsnn.feedback import FEEDBACK_LR_SCALE
+    from streamsnn.pipeline.feedback import FEEDBACK_LR_SCALE
 except ImportError:  # pragma: no cover - older code
     FEEDBACK_LR_SCALE = 1.0
 
@@ -51,8 +51,8 @@ def load(ctx: Context, synth_dir: Path = SYNTH):
     """
     try:
         from streamsnn.io.dataset import open_dataset
+        from streamsnn.learn.training import load_split
         from streamsnn.snn import SpikingNetwork
-        from streamsnn.training import load_split
     except ImportError as exc:
         raise NotMeasurable(f"training API not available ({exc})") from exc
     from .deep_train import validation_split
@@ -80,8 +80,8 @@ def load(ctx: Context, synth_dir: Path = SYNTH):
 
 def base_model(train, *, seed: int, epochs: int):
     """The default deep network trained on `train` (digits 0-8), cached on disk between runs."""
+    from streamsnn.learn.training import Augment, train_epoch
     from streamsnn.snn import SpikingNetwork
-    from streamsnn.training import Augment, train_epoch
 
     from .deep_train import AUGMENT
 
@@ -124,7 +124,7 @@ async def stream(base: Path, batches: list, evalset, *, lr_scale: float, boost: 
     from functools import partial
 
     from streamsnn.pipeline import Pipeline
-    from streamsnn.segment import Window
+    from streamsnn.pipeline.segment import Window
     from streamsnn.snn import SpikingNetwork
 
     net = SpikingNetwork.load(base)

@@ -39,14 +39,14 @@ N_MNIST_AUGMENT = {"shift": 2, "dropout": 0.1, "jitter_us": 1000.0}
 
 def cv_choice_args(n_train: int) -> list[str]:
     """`train` arguments of the small-data settings --cv picked (datadefaults.CV_CHOICE), for n_train samples."""
-    from streamsnn.datadefaults import CV_CHOICE as c
+    from streamsnn.learn.datadefaults import CV_CHOICE as c
 
     epochs = min(c["max_epochs"], max(c["min_epochs"], math.ceil(c["updates"] / n_train)))
     return ["--arch", c["arch"], "--epochs", str(epochs)]
 
 
 def cv_augment(grid) -> dict:
-    from streamsnn.datadefaults import CV_CHOICE as c
+    from streamsnn.learn.datadefaults import CV_CHOICE as c
 
     return {"shift": max(2, round(c["shift_frac"] * max(grid[:2]))), "dropout": c["dropout"],
             "jitter_us": c["jitter_us"]}
@@ -88,8 +88,8 @@ def plan_for(data: Path, seed: int, extra=()):
 
 def fit(net, train, epochs: int, aug: dict | None, seed: int, stream: bool = True) -> float:
     """Train as `streamsnn train` does: augmentation, and the stream transforms unless turned off."""
-    from streamsnn.augment import StreamCrops
-    from streamsnn.training import Augment, train_epoch
+    from streamsnn.learn.augment import StreamCrops
+    from streamsnn.learn.training import Augment, train_epoch
 
     augment = Augment(**aug) if aug else None
     crops = StreamCrops() if stream else None
@@ -122,7 +122,7 @@ def write_big_nmnist(root: Path, nmnist: Path, per_class: int | None = None, tes
     import dv_processing as dv
 
     from streamsnn.io import read_events
-    from streamsnn.io.dataset import read_label_list
+    from streamsnn.io.labellists import read_label_list
 
     splits = [("Train", "train1K.txt")] + ([("Test", "test100.txt")] if test else [])
     for split, lst in splits:
@@ -149,7 +149,7 @@ def write_big_nmnist(root: Path, nmnist: Path, per_class: int | None = None, tes
 def compare(name: str, data: Path, seeds, log, checked: str, extra=(), aug_override=None) -> tuple[list, dict]:
     """Defaults (or `train` with `extra` arguments and `aug_override`) vs the MLP on one dataset over the
     seeds: a table row and the raw figures."""
-    from streamsnn.training import evaluate, load_folders
+    from streamsnn.learn.training import evaluate, load_folders
 
     snn, mlp, secs, picked, lines = [], [], [], None, None
     for seed in seeds:
@@ -222,7 +222,7 @@ def cross_validate(ctx: Context, reps: int, log) -> Result:
     """Each CANDIDATES entry by stratified 4-fold CV on POKER-DVS train only (the test split is not read)."""
     from sklearn.model_selection import StratifiedKFold
 
-    from streamsnn.training import load_split
+    from streamsnn.learn.training import load_split
 
     poker = ctx.data / "poker_dvs_inverted"
     r = Result("own_data_cv", "Small-data settings by cross-validation on POKER-DVS train (16 recordings)")

@@ -28,9 +28,9 @@ HIDDEN, LR = 800, 0.001
 
 def synthetic_arrays(mnist_dir, first: int, count: int, net, seed: int = 0):
     """SampleArrays of synthetic recordings of MNIST test images first..first+count-1 (1-based)."""
+    from streamsnn.learn.training import SampleArrays, _bar
     from streamsnn.synth import SaccadeCamera
     from streamsnn.synth.images import mnist_digits
-    from streamsnn.training import SampleArrays, _bar
 
     cam = SaccadeCamera(seed=seed)
     out, labels = SampleArrays(), []
@@ -45,15 +45,15 @@ def synthetic_arrays(mnist_dir, first: int, count: int, net, seed: int = 0):
 
 
 def join(a, b):
-    from streamsnn.training import SampleArrays
+    from streamsnn.learn.training import SampleArrays
 
     return SampleArrays(a.idx + b.idx, a.t + b.t, np.concatenate([a.labels, b.labels]), a.ids + b.ids)
 
 
 def train_and_test(train, test, epochs: int, seed: int) -> dict:
     """Train a fresh network online (augmented, cosine lr) and evaluate it on the real test split."""
+    from streamsnn.learn.training import Augment, evaluate, train_epoch
     from streamsnn.snn import SpikingNetwork
-    from streamsnn.training import Augment, evaluate, train_epoch
 
     net = SpikingNetwork((2312, HIDDEN, 10), seed=seed, lr=LR)
     aug = Augment(shift=2, dropout=0.1, jitter_us=1000.0)
@@ -67,8 +67,8 @@ def train_and_test(train, test, epochs: int, seed: int) -> dict:
 
 
 def run(ctx: Context) -> Result:
+    from streamsnn.learn.training import load_split
     from streamsnn.snn import SpikingNetwork
-    from streamsnn.training import load_split
 
     r = Result("sim2real", "Sim-to-real: synthetic saccade-camera samples added to real N-MNIST training")
     mnist = ctx.data / "mnist"

@@ -21,8 +21,8 @@ os.environ.setdefault("NUMBA_NUM_THREADS", "1")
 
 import numpy as np  # noqa: E402
 
+from streamsnn.learn.training import Augment, SampleArrays, evaluate, load_split, lr_schedule, train_epoch  # noqa: E402
 from streamsnn.snn import SpikingNetwork  # noqa: E402
-from streamsnn.training import Augment, SampleArrays, evaluate, load_split, lr_schedule, train_epoch  # noqa: E402
 
 from .stamp import stamp, stamp_line  # noqa: E402
 

@@ -52,7 +52,7 @@ async def _network_throughput(path, repeats):
         port = s.getsockname()[1]
     stream = dv.io.Stream.EventStream(0, "events", "bench", (320, 240))
     writer = dv.io.NetworkWriter("127.0.0.1", port, stream)
-    _KEEP.append(writer)  # never destroyed: see streamsnn/serve.py
+    _KEEP.append(writer)  # never destroyed: see streamsnn/sources/serve.py
     rec = dv.io.MonoCameraRecording(str(path))
     stores = []
     while rec.isRunning():

@@ -64,7 +64,7 @@ def train_model(data: list[Path], seed: int, out: Path, epochs: int | None, extr
 
 def live() -> dict:
     """The live pipelines' decision settings (`streameval.LIVE_*`) as stream_evaluate arguments."""
-    from streamsnn.streameval import LIVE_HOP_US, LIVE_MIN_EVENTS, LIVE_SMOOTH_US, LIVE_TAU_US, LIVE_WINDOW_US
+    from streamsnn.learn.streameval import LIVE_HOP_US, LIVE_MIN_EVENTS, LIVE_SMOOTH_US, LIVE_TAU_US, LIVE_WINDOW_US
 
     return {"window_us": LIVE_WINDOW_US, "hop_us": LIVE_HOP_US, "min_events": LIVE_MIN_EVENTS,
             "tau_us": LIVE_TAU_US, "smooth_us": LIVE_SMOOTH_US}
@@ -76,9 +76,9 @@ FIGURES = ("stream_accuracy", "decisions", "delay_median_ms", "delay_p90_ms", "n
 def measure(model: Path, data: Path, samples: list, classes: list[str], grid: bool) -> dict:
     """Whole-sample accuracy (as `eval`), the stream figures at the live settings and without smoothing
     (as `eval --stream`), and with `grid` every grid setting (at the live min_events)."""
+    from streamsnn.learn.streameval import stream_evaluate
+    from streamsnn.learn.training import evaluate, load_split
     from streamsnn.snn import SpikingNetwork
-    from streamsnn.streameval import stream_evaluate
-    from streamsnn.training import evaluate, load_split
 
     net = SpikingNetwork.load(model)
     whole = evaluate(net, load_split(data, "test", net, quiet=True))["accuracy"]
@@ -102,7 +102,7 @@ def measure(model: Path, data: Path, samples: list, classes: list[str], grid: bo
 
 def straddle(samples: list, decisions: list) -> dict:
     """How the decisions whose window spans a boundary between two samples fare against the others."""
-    from streamsnn.streameval import make_stream
+    from streamsnn.learn.streameval import make_stream
 
     st = make_stream(samples)
     inner = np.searchsorted(st.ends, [d["t_start_us"] for d in decisions], side="right")
@@ -241,8 +241,8 @@ def write_stream_recording(samples: list, path: Path) -> None:
     """The samples joined as `eval --stream` joins them, as one AEDAT4 recording (dv-processing)."""
     import dv_processing as dv
 
+    from streamsnn.learn.streameval import make_stream
     from streamsnn.sources._dv import array_to_store
-    from streamsnn.streameval import make_stream
 
     st = make_stream(samples)
     ev = np.concatenate([b.events for b in st.batches])

@@ -22,8 +22,8 @@ def load_data(nmnist, synth_dir=None, mnist=None, n_synth: int = 9900, quiet: bo
     Synthetic samples come from ``synth_dir`` (a folder written by ``streamsnn synth``) when given,
     else they are recorded here by the saccade camera from MNIST test images 101 on.
     """
+    from streamsnn.learn.training import load_split
     from streamsnn.snn import SpikingNetwork
-    from streamsnn.training import load_split
 
     probe = SpikingNetwork(arch="dense:1")
     real = load_split(nmnist, "train", probe, quiet=quiet)
@@ -44,8 +44,8 @@ def train_snn(arch: str, train, test, *, epochs: int, seed: int, **settings) -> 
 
     ``settings``: SpikingNetwork arguments (lr, lr_out, activity, ...) other than the defaults.
     """
+    from streamsnn.learn.training import Augment, evaluate, train_epoch
     from streamsnn.snn import SpikingNetwork
-    from streamsnn.training import Augment, evaluate, train_epoch
 
     net = SpikingNetwork(arch=arch, seed=seed, **settings)
     aug = Augment(**AUGMENT)
@@ -62,8 +62,8 @@ def train_snn(arch: str, train, test, *, epochs: int, seed: int, **settings) -> 
 
 def train_twin(arch: str, train, test, *, epochs: int, seed: int, **settings) -> dict:
     """The ReLU twin: same layers, initialisation and schedule, trained on count maps of the same streams."""
+    from streamsnn.learn.training import Augment, lr_schedule
     from streamsnn.snn import SpikingNetwork, relu
-    from streamsnn.training import Augment, lr_schedule
 
     net = SpikingNetwork(arch=arch, seed=seed, **settings)
     n_in = net.sizes[0]

@@ -38,9 +38,9 @@ MIN_EVENTS = (100, 200, 400)
 
 
 def train_arm(arm: tuple, train, *, epochs: int, seed: int):
-    from streamsnn.augment import StreamCrops
+    from streamsnn.learn.augment import StreamCrops
+    from streamsnn.learn.training import Augment, train_epoch
     from streamsnn.snn import SpikingNetwork
-    from streamsnn.training import Augment, train_epoch
 
     from .deep_train import AUGMENT
 
@@ -61,8 +61,8 @@ def grid(net, samples, classes) -> dict:
     """Every grid setting's figures. The network runs once per (window, hop, leak) at the lowest
     min_events; higher min_events drop the windows with fewer events, and smoothing folds the kept
     windows' scores with a fresh `Decider`, as `stream_evaluate` would (the same decisions, cheaper)."""
-    from streamsnn.decide import Decider
-    from streamsnn.streameval import make_stream, model_classes, play, score, targets
+    from streamsnn.learn.streameval import make_stream, model_classes, play, score, targets
+    from streamsnn.pipeline.decide import Decider
 
     stream = make_stream(samples)
     names = list(classes)
@@ -97,8 +97,8 @@ def _smoothed(dec, win, d):
 
 
 def main(argv=None) -> int:
-    from streamsnn.streameval import load_samples
-    from streamsnn.training import evaluate
+    from streamsnn.learn.streameval import load_samples
+    from streamsnn.learn.training import evaluate
 
     from .deep_train import load_data, validation_split
 

@@ -13,7 +13,7 @@ from types import SimpleNamespace
 from typing import Any
 
 from .errors import ConfigError
-from .feedback import FEEDBACK_LR_SCALE, MAX_CLASSES, NEW_CLASS_LR
+from .pipeline.feedback import FEEDBACK_LR_SCALE, MAX_CLASSES, NEW_CLASS_LR
 
 log = logging.getLogger(__name__)
 #: Old names of source kinds, still accepted (with one warning line).
@@ -37,7 +37,7 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "kind": Key(str, "replay", "where events come from ('network' is the old name of 'dvstream')",
                     ("replay", "camera", "dvstream", "mqtt", "synthetic", "network")),
         "path": Key(str, "", "replay: a recording, a dataset folder or a folder of recordings (played in turn); "
-                    "empty = find N-MNIST (see datasets.py). "
+                    "empty = find N-MNIST (see io/nmnist_fetch.py). "
                     "synthetic: a folder of MNIST idx files or PNG digits; empty = font-rendered digits"),
         "split": Key(str, "", "replay: dataset split to play (e.g. train, test); empty = all samples"),
         "speed": Key(float, 0.0, "replay and synthetic pacing: 1 = real time, k = k times faster, "

@@ -11,11 +11,11 @@ import sys
 from pathlib import Path
 
 from .config import Config
-from .decide import Decider
 from .errors import CheckpointError, ConfigError
-from .feedback import MAX_FEEDBACK_BYTES
 from .pipeline import Pipeline, PipelineSettings
-from .segment import Segmenter
+from .pipeline.decide import Decider
+from .pipeline.feedback import MAX_FEEDBACK_BYTES
+from .pipeline.segment import Segmenter
 from .sources.build import build_source
 from .systemd import notify
 
@@ -151,7 +151,7 @@ async def _start_mqtt(cfg: Config, settings):
 
     broker = None
     if cfg.mqtt.broker == "embedded":
-        from .broker import EmbeddedBroker
+        from .mqtt.broker import EmbeddedBroker
 
         broker = await EmbeddedBroker("127.0.0.1", cfg.mqtt.port).start()
         settings.port = broker.port  # mqtt.port = 0: the port the broker found
@@ -169,8 +169,8 @@ async def _start_mqtt(cfg: Config, settings):
 
 async def _start_liveview(cfg: Config, source, sinks: list, node: str, net, quiet: bool):
     """Start the live web page as a sink that also sees every batch; returns the source to read from."""
-    from .liveview import LiveView, tap
     from .stages import class_names
+    from .web.view import LiveView, tap
 
     lv = cfg.liveview
     live = await LiveView(lv.host, lv.port, fps=lv.fps, decay_ms=lv.decay_ms, max_clients=lv.max_clients,

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, AsyncIterator, Protocol, runtime_checkable
 
 if TYPE_CHECKING:  # pragma: no cover
     from .events import EventBatch
-    from .segment import Window
+    from .pipeline.segment import Window
     from .snn.network import Decision
 
 
@@ -88,7 +88,7 @@ def true_label_name(window: Window, info: DecisionInfo) -> str | None:
     if window.label is None:
         return None
     if info.classes:
-        from .decide import true_class
+        from .pipeline.decide import true_class
 
         return true_class(info.classes, window)
     name = window.batch.meta.get("label_name") if window.batch is not None else None
@@ -121,6 +121,13 @@ class Source(Protocol):
 @runtime_checkable
 class Sink(Protocol):
     """What the pipeline hands each decision to. None of the calls may block the event loop.
+
+    Not blocking means never waiting on a peer: a sink that sends over a network or to a reader queues the
+    message and returns (MQTT, the live view). It may write an already-encoded line to a local file in the
+    call, as logging does: to a FIFO or terminal opened O_NONBLOCK (a reader that falls behind makes the
+    write return short, never wait; `sinks.jsonl` keeps the rest, bounded), or appended to a regular file,
+    which lands in the page cache (O_NONBLOCK means nothing there; like a log line, it waits only when the
+    kernel throttles a disk that cannot keep up).
 
     `publish_classes(names)` gets the model's class names in output order when they change between
     decisions (feedback added a class); every decision's `DecisionInfo.classes` carries them too.

@@ -9,7 +9,7 @@ import numpy as np
 from conftest import need
 
 from streamsnn.io import read_events
-from streamsnn.io.dataset import read_label_list
+from streamsnn.io.labellists import read_label_list
 
 #: A simulated sensor bigger than N-MNIST's, and where the 34x34 samples are put on it.
 BIG_SENSOR = (96, 72)

@@ -7,9 +7,9 @@ import aiomqtt
 import pytest
 from mqtt_util import Collector, spawn_sink
 
-from streamsnn.broker import EmbeddedBroker
 from streamsnn.errors import ConfigError
 from streamsnn.mqtt import MqttSettings, MqttSink
+from streamsnn.mqtt.broker import EmbeddedBroker
 
 
 async def test_publish_subscribe_and_retained():

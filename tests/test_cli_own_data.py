@@ -30,7 +30,7 @@ def trained(tmp_path_factory):
 
 
 def test_train_picks_classes_region_and_grid_and_keeps_the_default_network(trained):
-    from streamsnn.datadefaults import AUGMENT
+    from streamsnn.learn.datadefaults import AUGMENT
     from streamsnn.snn import DEFAULT_ARCH
 
     path, res = trained
@@ -168,9 +168,9 @@ def test_train_and_eval_on_other_layouts(layout, tmp_path, capsys):
 
 def test_replay_labels_are_matched_by_name_unless_the_network_has_no_names():
     """The daemon learns and scores a dataset window by its class name (the model's order may differ)."""
-    from streamsnn.decide import by_name, true_output
     from streamsnn.io.dataset import open_dataset
-    from streamsnn.segment import Window
+    from streamsnn.pipeline.decide import by_name, true_output
+    from streamsnn.pipeline.segment import Window
 
     spade = open_dataset(need("poker_dvs_inverted")).split("test").samples[-1].load()
     assert spade.meta["label_name"] == "spade" and spade.label == 2

@@ -137,9 +137,9 @@ def test_train_on_several_folders_concatenates_their_train_splits(capsys, tmp_pa
 
 
 def test_train_defaults_to_the_deep_convolutional_network(capsys, tmp_path):
+    from streamsnn.learn.training import STREAM_LR_SCALE
     from streamsnn.snn import DEFAULT_ARCH
     from streamsnn.snn.arch import CONV_SETTINGS
-    from streamsnn.training import STREAM_LR_SCALE
 
     r = train_json(capsys, "--data", need("nmnist_small"), "--limit", "20", "--epochs", "1",
                    "--out", tmp_path / "d.npz")

@@ -14,7 +14,7 @@ from daemon_util import QuietSink
 from streamsnn.errors import ConfigError
 from streamsnn.io import open_dataset
 from streamsnn.pipeline import Pipeline
-from streamsnn.segment import Window
+from streamsnn.pipeline.segment import Window
 from streamsnn.snn import SpikingNetwork
 
 

@@ -17,9 +17,9 @@ from conftest import need
 from daemon_util import Daemon, daemons  # noqa: F401 (fixture)
 from mqtt_util import Collector, Mosquitto, free_port, mosquitto  # noqa: F401 (fixture)
 
-from streamsnn.feedback import FEEDBACK_LR_SCALE
 from streamsnn.io import open_dataset
 from streamsnn.mqtt.schema import FIELDS
+from streamsnn.pipeline.feedback import FEEDBACK_LR_SCALE
 from streamsnn.snn import SpikingNetwork
 
 ROOT = Path(__file__).resolve().parent.parent

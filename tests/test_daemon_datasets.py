@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from streamsnn import datasets
-from streamsnn.datasets import cache_dir, find_nmnist
 from streamsnn.errors import InputError
+from streamsnn.io import nmnist_fetch
+from streamsnn.io.nmnist_fetch import cache_dir, find_nmnist
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -22,7 +22,7 @@ def clean_env(tmp_path, monkeypatch):
     """No $STREAMSNN_DATA, an empty cache, a working directory without ../shared, no repository fallback."""
     monkeypatch.delenv("STREAMSNN_DATA", raising=False)
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
-    monkeypatch.setattr(datasets, "REPO", tmp_path / "repo")
+    monkeypatch.setattr(nmnist_fetch, "REPO", tmp_path / "repo")
     (tmp_path / "work").mkdir()
     return tmp_path / "work"
 

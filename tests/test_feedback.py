@@ -7,10 +7,10 @@ import numpy as np
 import pytest
 from conftest import need
 
-from streamsnn.feedback import FEEDBACK_LR_SCALE, Feedback, Message, Refused, TokenBucket, parse, resolve_label
 from streamsnn.io import open_dataset
 from streamsnn.pipeline import Pipeline
-from streamsnn.segment import Window
+from streamsnn.pipeline.feedback import FEEDBACK_LR_SCALE, Feedback, Message, Refused, TokenBucket, parse, resolve_label
+from streamsnn.pipeline.segment import Window
 from streamsnn.snn import SpikingNetwork
 
 
@@ -107,7 +107,7 @@ def test_token_bucket():
 
 
 def test_the_recent_decisions_hold_a_bounded_number_of_events(samples):
-    from streamsnn.feedback import Recent
+    from streamsnn.pipeline.feedback import Recent
 
     r = Recent(128, max_events=3 * max(len(s) for s in samples))
     for s in samples:  # twelve real samples: only the last few fit the event budget

@@ -7,19 +7,19 @@ import numpy as np
 import pytest
 from conftest import need
 
-from streamsnn.decide import true_class, true_output
 from streamsnn.events import EventBatch, make_events
-from streamsnn.feedback import Feedback, Recent, Refused, TokenBucket, judge
 from streamsnn.io import open_dataset
-from streamsnn.liveview import LiveView
 from streamsnn.mqtt.schema import classification_payload
 from streamsnn.pipeline import Pipeline
-from streamsnn.segment import Window
+from streamsnn.pipeline.decide import true_class, true_output
+from streamsnn.pipeline.feedback import Feedback, Recent, Refused, TokenBucket, judge
+from streamsnn.pipeline.segment import Window
 from streamsnn.sinks.console import ConsoleSink
 from streamsnn.sinks.jsonl import record
 from streamsnn.snn import SpikingNetwork
 from streamsnn.snn.network import Decision
 from streamsnn.stages import DecisionInfo
+from streamsnn.web.view import LiveView
 
 
 @pytest.fixture(scope="module")

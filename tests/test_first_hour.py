@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 from conftest import need
 
-from streamsnn.broker import EmbeddedBroker
 from streamsnn.errors import ConfigError
+from streamsnn.mqtt.broker import EmbeddedBroker
 
 ROOT = Path(__file__).resolve().parent.parent
 CLI = [sys.executable, "-m", "streamsnn"]

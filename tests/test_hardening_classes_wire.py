@@ -14,12 +14,12 @@ from test_liveview_browser import browser  # noqa: F401 (fixture)
 from streamsnn.config import build_config
 from streamsnn.errors import ConfigError
 from streamsnn.events import EVENT_DTYPE, EventBatch
-from streamsnn.feedback import MAX_CLASSES
 from streamsnn.mqtt.discovery import SENSORS, Discovery, ha_id
 from streamsnn.mqtt.settings import MqttSettings
 from streamsnn.mqtt.sink import MqttSink
 from streamsnn.pipeline import Pipeline
-from streamsnn.segment import Window
+from streamsnn.pipeline.feedback import MAX_CLASSES
+from streamsnn.pipeline.segment import Window
 from streamsnn.snn.network import Decision
 from streamsnn.stages import DecisionInfo
 
@@ -115,7 +115,7 @@ async def test_mqtt_sink_sends_the_retained_class_list_only_when_it_changes():
 async def test_live_view_sends_the_class_list_once_per_change_never_with_each_decision():
     from test_liveview import Sse
 
-    from streamsnn.liveview import LiveView
+    from streamsnn.web.view import LiveView
 
     lv = await LiveView("127.0.0.1", 0, fps=50).start()
     names = tuple(f"class{k}" for k in range(MAX_CLASSES - 1))
@@ -153,7 +153,7 @@ async def test_live_view_sends_the_class_list_once_per_change_never_with_each_de
 @pytest.mark.slow
 async def test_the_page_takes_class_names_from_the_classes_event(browser):
     """In headless Chromium: the score bars are named from `hello`, then from `classes` when a class is added."""
-    from streamsnn.liveview import LiveView
+    from streamsnn.web.view import LiveView
 
     lv = await LiveView("127.0.0.1", 0, fps=20).start()
 

@@ -12,7 +12,7 @@ import numpy as np
 from test_liveview import Sse, decided
 
 from streamsnn.events import EVENT_DTYPE, EventBatch
-from streamsnn.liveview import KEEP, MAX_CLIENTS, LiveView
+from streamsnn.web.view import KEEP, MAX_CLIENTS, LiveView
 
 GET_EVENTS = b"GET /events HTTP/1.1\r\nHost: x\r\nAccept: text/event-stream\r\n\r\n"
 

@@ -16,7 +16,7 @@ from streamsnn.errors import CheckpointError, ConfigError, InputError
 from streamsnn.events import EventBatch, make_events
 from streamsnn.io import open_dataset
 from streamsnn.pipeline import Pipeline
-from streamsnn.segment import Window
+from streamsnn.pipeline.segment import Window
 from streamsnn.snn import SpikingNetwork
 from streamsnn.textsafe import shown
 

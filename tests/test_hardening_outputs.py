@@ -22,9 +22,9 @@ from mqtt_util import Collector, mosquitto  # noqa: F401 (fixture)
 
 from streamsnn.errors import ConfigError
 from streamsnn.events import EventBatch
-from streamsnn.outputs import Outputs
 from streamsnn.pipeline import Pipeline
-from streamsnn.segment import Window
+from streamsnn.pipeline.outputs import Outputs
+from streamsnn.pipeline.segment import Window
 from streamsnn.sinks.jsonl import JsonlSink
 from streamsnn.snn.network import Decision
 from streamsnn.stages import DecisionInfo
@@ -209,7 +209,7 @@ def test_a_failing_sink_is_left_out_for_a_backoff_logged_once_per_interval_and_r
     broken, keep = _Broken(fail=5), _Keep()
     outputs = Outputs([broken, keep], clock=lambda: now[0], backoff_s=(1.0, 4.0), log_every_s=60.0)
     w, d, info = decision()
-    with caplog.at_level(logging.WARNING, logger="streamsnn.outputs"):
+    with caplog.at_level(logging.WARNING, logger="streamsnn.pipeline.outputs"):
         for step in range(200):  # 20 s of decisions at 10 a second
             now[0] = step * 0.1
             outputs.decision(w, d, info)
@@ -224,7 +224,7 @@ def test_a_failing_sink_is_left_out_for_a_backoff_logged_once_per_interval_and_r
 
 async def test_a_raising_sink_does_not_stop_the_pipeline_but_a_fatal_check_still_does(recordings_dir):
     from streamsnn.io import read_events
-    from streamsnn.segment import Segmenter
+    from streamsnn.pipeline.segment import Segmenter
     from streamsnn.snn import SpikingNetwork
 
     rec = read_events(recordings_dir / "tonic_sample.aedat4")

@@ -7,10 +7,10 @@ import pytest
 from conftest import need
 from dataset_util import nmnist_events, nmnist_picks, write_aedat4
 
-from streamsnn import datadefaults as dd
 from streamsnn.errors import ConfigError, InputError
 from streamsnn.events import EventBatch
 from streamsnn.io.dataset import open_dataset
+from streamsnn.learn import datadefaults as dd
 from streamsnn.snn import InputMap, SpikingNetwork
 
 
@@ -105,9 +105,9 @@ def test_another_sensor_is_scaled_when_the_region_is_the_whole_sensor_else_refus
 def test_stream_transforms_follow_the_length_of_the_samples():
     """On for samples at least a live window long (N-MNIST: about 300 ms), off for shorter ones (pips of
     5-15 ms: a crop would be the whole pip and a crossing two whole pips under one label); flags win."""
-    from streamsnn.augment import StreamCrops
     from streamsnn.cli import build_parser
     from streamsnn.commands.train import plan
+    from streamsnn.learn.augment import StreamCrops
 
     window = StreamCrops().window_us
     nmnist, poker = open_dataset(need("nmnist_small")), open_dataset(need("poker_dvs_inverted"))

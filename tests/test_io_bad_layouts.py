@@ -9,13 +9,13 @@ import pytest
 from dataset_util import labelled_recording, nmnist_picks, tonic_nmnist_links
 from test_io_hardening import hanging_aedat4
 
-import streamsnn.io
+import streamsnn.io.segments
 from streamsnn.errors import InputError
 from streamsnn.io import open_dataset
 from streamsnn.io.isolated import DecodeCancelled
+from streamsnn.learn.training import load_split
 from streamsnn.snn import SpikingNetwork
 from streamsnn.sources.files import ReplaySource
-from streamsnn.training import load_split
 
 
 @pytest.fixture
@@ -28,13 +28,13 @@ def recordings(tmp_path, monkeypatch):
     a = tmp_path / "a.aedat4"
     a.write_bytes(a.read_bytes()[: a.stat().st_size // 2])
     calls = []
-    real = streamsnn.io.read_events
+    real = streamsnn.io.segments.read_events
 
     def spy(path, **kw):
         calls.append(path.name)
         return real(path, **kw)
 
-    monkeypatch.setattr(streamsnn.io, "read_events", spy)
+    monkeypatch.setattr(streamsnn.io.segments, "read_events", spy)  # where a recording's slices read it
     return tmp_path, ["b#1", "b#2", "b#3"], calls
 
 

@@ -12,9 +12,9 @@ import pytest
 from conftest import need
 
 from streamsnn.cli import main
+from streamsnn.learn.training import load_split
 from streamsnn.snn import SpikingNetwork
 from streamsnn.sources.files import ReplaySource
-from streamsnn.training import load_split
 
 GOOD = [60001, 60002, 60003, 60004, 60005, 60006]
 
@@ -77,7 +77,7 @@ def test_eval_stream_leaves_out_and_counts_bad_samples(folder, model, capsys):
 
 def test_serve_dataset_skips_the_same_samples(folder):
     from streamsnn.io import read_events
-    from streamsnn.serve import dataset_as_stream
+    from streamsnn.sources.serve import dataset_as_stream
 
     stream = dataset_as_stream(folder)
     assert stream.meta["skipped"] == 2

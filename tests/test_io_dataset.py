@@ -7,7 +7,7 @@ from conftest import need
 
 from streamsnn.errors import InputError
 from streamsnn.io import open_dataset, read_events
-from streamsnn.io.dataset import read_label_list
+from streamsnn.io.labellists import read_label_list
 
 
 def test_flat_folder_counts():

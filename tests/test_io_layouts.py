@@ -10,7 +10,7 @@ from dataset_util import BIG_SENSOR, aedat4_class_folders, labelled_recording, n
 
 from streamsnn.errors import InputError
 from streamsnn.io import open_dataset, read_events
-from streamsnn.io.dataset import class_name, class_order
+from streamsnn.io.classes import class_name, class_order
 
 
 # -- class order ---------------------------------------------------------------------------------

@@ -18,10 +18,10 @@ from PIL import Image
 from streamsnn.errors import ConfigError
 from streamsnn.events import EVENT_DTYPE, EventBatch
 from streamsnn.io import read_events
-from streamsnn.liveview import KEEP, LiveView, tap
-from streamsnn.segment import Window
+from streamsnn.pipeline.segment import Window
 from streamsnn.snn.network import Decision
 from streamsnn.stages import DecisionInfo
+from streamsnn.web.view import KEEP, LiveView, tap
 
 
 def decided(label: int, scores=(), confidence: float = 0.0, true_label=None, sample=None, classes=(), **meta):
@@ -114,7 +114,7 @@ async def test_frame_png_shows_on_and_off_events_where_they_happened(live):
 
 async def test_any_accepted_sensor_is_drawn_on_a_bounded_canvas(live):
     from streamsnn.events import MAX_SENSOR_SIDE
-    from streamsnn.liveview import MAX_CANVAS_SIDE
+    from streamsnn.web.view import MAX_CANVAS_SIDE
 
     rec = read_events(need("recordings/tonic_sample.aedat4")).slice_count(0, 20_000)
     # the largest sensor streamsnn accepts, events spread over it (a packet may announce that)

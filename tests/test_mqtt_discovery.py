@@ -15,7 +15,7 @@ from streamsnn.mqtt.discovery import SENSORS, Discovery, ha_id
 from streamsnn.mqtt.settings import MqttSettings
 from streamsnn.mqtt.sink import MqttSink
 from streamsnn.pipeline import Pipeline
-from streamsnn.segment import Window
+from streamsnn.pipeline.segment import Window
 from streamsnn.snn import SpikingNetwork
 from streamsnn.stages import DecisionInfo, class_names
 

@@ -16,9 +16,9 @@ from conftest import need
 from mqtt_util import Mosquitto, free_port, hostile_packet, make_tls_files, mosquitto  # noqa: F401 (fixture)
 
 from streamsnn.errors import ConfigError
-from streamsnn.feedback import Message
 from streamsnn.mqtt import MqttSettings, MqttSink, packets
 from streamsnn.mqtt.source import MqttEventSource
+from streamsnn.pipeline.feedback import Message
 
 ROOT = Path(__file__).resolve().parent.parent
 

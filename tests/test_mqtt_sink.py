@@ -10,11 +10,11 @@ from mqtt_util import Collector, Mosquitto, free_port, mosquitto, spawn_sink  # 
 
 from streamsnn.errors import ConfigError
 from streamsnn.events import EventBatch, make_events
-from streamsnn.feedback import Message
 from streamsnn.mqtt.schema import FIELDS, SCHEMA_VERSION, classification_payload
 from streamsnn.mqtt.settings import MqttSettings
 from streamsnn.mqtt.sink import MqttSink
-from streamsnn.segment import Window
+from streamsnn.pipeline.feedback import Message
+from streamsnn.pipeline.segment import Window
 from streamsnn.snn.network import Decision
 from streamsnn.stages import DecisionInfo
 

@@ -19,9 +19,9 @@ from dv_util import event_writer, free_port, wait_for_client
 
 from streamsnn.cli import main
 from streamsnn.io.dataset import open_dataset
-from streamsnn.segment import Segmenter
+from streamsnn.learn.streameval import make_stream
+from streamsnn.pipeline.segment import Segmenter
 from streamsnn.snn import SpikingNetwork
-from streamsnn.streameval import make_stream
 
 CLASSES = ["club", "diamond", "spade"]
 WINDOW = {"segment.window_us": 20000, "segment.hop_us": 10000, "segment.min_events": 50}

@@ -12,7 +12,7 @@ from daemon_util import QuietSink
 from streamsnn.events import EventBatch
 from streamsnn.io import open_dataset, read_events
 from streamsnn.pipeline import BoundedQueue, Pipeline, Recent
-from streamsnn.segment import Segmenter, Window
+from streamsnn.pipeline.segment import Segmenter, Window
 from streamsnn.snn import SpikingNetwork
 
 

@@ -20,10 +20,8 @@ from mqtt_util import mosquitto  # noqa: F401 (fixture)
 from streamsnn.config import build_config
 from streamsnn.errors import ConfigError
 from streamsnn.events import EVENT_DTYPE, EventBatch
-from streamsnn.feedback import MAX_CLASSES, MAX_FEEDBACK_BYTES, Recent
 from streamsnn.mqtt import MqttSettings
 from streamsnn.mqtt.connection import Connection
-from streamsnn.outputs import Outputs
 from streamsnn.pipeline import (
     BoundedQueue,
     Checkpoints,
@@ -34,7 +32,9 @@ from streamsnn.pipeline import (
     PipelineSettings,
     Teacher,
 )
-from streamsnn.segment import Segmenter, Window
+from streamsnn.pipeline.feedback import MAX_CLASSES, MAX_FEEDBACK_BYTES, Recent
+from streamsnn.pipeline.outputs import Outputs
+from streamsnn.pipeline.segment import Segmenter, Window
 from streamsnn.snn import SpikingNetwork
 from streamsnn.snn.network import Decision
 from streamsnn.stages import Classifier, Sink
@@ -195,10 +195,10 @@ def test_the_network_and_the_test_double_are_classifiers():
 
 
 def test_every_sink_has_every_method_of_the_sink_protocol():
-    from streamsnn.liveview import LiveView
     from streamsnn.mqtt.sink import MqttSink
     from streamsnn.sinks.console import ConsoleSink
     from streamsnn.sinks.jsonl import JsonlSink
+    from streamsnn.web.view import LiveView
 
     methods = ("publish_decision", "publish_metrics", "publish_classes", "check", "flush", "close")
     for cls in (ConsoleSink, JsonlSink, MqttSink, LiveView):
@@ -281,7 +281,7 @@ def test_growth_adds_a_class_once_within_its_bound(caplog):
     assert g.add("lamp") == ("cup", "mug", "pen", "Lamp")  # the same class (any case): added meanwhile
     assert c.classes_added == 1 and net.boosts == [3.0] and not g.may_add()
     assert "added class 'Lamp' (output 3; now 4 classes of at most 4)" in caplog.text
-    from streamsnn.feedback import Refused
+    from streamsnn.pipeline.feedback import Refused
     said = g.refusal(Refused("unknown_class", "no class 'book'"))
     assert said.reason == "unknown_class" and "model.max_classes = 4" in str(said)
     assert str(off.refusal(Refused("unknown_class", "no class 'book'"))) == "no class 'book'"

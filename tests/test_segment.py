@@ -12,7 +12,7 @@ from conftest import need
 from streamsnn.errors import InputError
 from streamsnn.events import EventBatch
 from streamsnn.io import open_dataset, read_events
-from streamsnn.segment import Segmenter
+from streamsnn.pipeline.segment import Segmenter
 
 
 @pytest.fixture(scope="module")
@@ -172,7 +172,7 @@ def test_a_stream_window_that_would_overflow_is_classified_early(recording):
 
 
 def test_label_windows_take_the_sample_covering_most_of_each_window(samples):
-    from streamsnn.streameval import cover, make_stream
+    from streamsnn.learn.streameval import cover, make_stream
 
     stream = make_stream(samples, chunk_us=20_000)
     whole = EventBatch.concatenate(stream.batches)

@@ -11,9 +11,9 @@ from dataset_util import aedat4_class_folders, labelled_recording, nmnist_events
 from streamsnn.cli import main
 from streamsnn.errors import InputError
 from streamsnn.io import open_dataset
+from streamsnn.learn.training import load_split
 from streamsnn.snn import SpikingNetwork
 from streamsnn.sources.files import ReplaySource
-from streamsnn.training import load_split
 
 
 async def collect(src):
@@ -120,7 +120,7 @@ def test_train_refuses_unlabelled_recordings_in_one_line(tmp_path):
 
 
 def test_serve_plays_a_dataset_of_any_layout_as_one_stream():
-    from streamsnn.serve import dataset_as_stream
+    from streamsnn.sources.serve import dataset_as_stream
 
     rec = dataset_as_stream(need("poker_dvs_inverted"), split="test", limit=3)
     ds = open_dataset(need("poker_dvs_inverted")).split("test")
@@ -130,6 +130,6 @@ def test_serve_plays_a_dataset_of_any_layout_as_one_stream():
 
 
 def test_daemon_replay_path_may_name_a_tonic_dataset():
-    from streamsnn.datasets import find_nmnist
+    from streamsnn.io.nmnist_fetch import find_nmnist
 
     assert find_nmnist("tonic:NMNIST:/data", download=False) == "tonic:NMNIST:/data"

@@ -9,7 +9,7 @@ from conftest import need
 
 from streamsnn.errors import ConfigError, InputError
 from streamsnn.io import open_dataset, read_events
-from streamsnn.io.dataset import read_label_list
+from streamsnn.io.labellists import read_label_list
 from streamsnn.sources._pacing import Pacer
 from streamsnn.sources.files import ReplaySource
 

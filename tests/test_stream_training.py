@@ -8,15 +8,15 @@ import json
 import numpy as np
 import pytest
 
-from streamsnn.augment import StreamCrops, crop, crossing
 from streamsnn.cli import main
-from streamsnn.decide import Decider, log_softmax
 from streamsnn.errors import ConfigError
 from streamsnn.events import EVENT_DTYPE, EventBatch
-from streamsnn.segment import Window
+from streamsnn.learn.augment import StreamCrops, crop, crossing
+from streamsnn.learn.streameval import cover, make_stream
+from streamsnn.learn.training import SampleArrays, load_split
+from streamsnn.pipeline.decide import Decider, log_softmax
+from streamsnn.pipeline.segment import Window
 from streamsnn.snn import Decision, SpikingNetwork
-from streamsnn.streameval import cover, make_stream
-from streamsnn.training import SampleArrays, load_split
 from tests.conftest import need
 
 
@@ -192,8 +192,8 @@ def test_decider_refuses_bad_time_constants(bad):
 
 # -- train -------------------------------------------------------------------------------------------
 def test_stream_training_halves_a_convolutional_networks_learning_rates():
+    from streamsnn.learn.training import STREAM_LR_SCALE, learning_settings
     from streamsnn.snn.arch import DEFAULT_ARCH
-    from streamsnn.training import STREAM_LR_SCALE, learning_settings
 
     whole, stream = learning_settings(DEFAULT_ARCH, True), learning_settings(DEFAULT_ARCH, True, stream=True)
     assert stream["lr"] == pytest.approx(whole["lr"] * STREAM_LR_SCALE) and STREAM_LR_SCALE < 1

@@ -10,17 +10,13 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
+import streamsnn.learn.streameval
 import streamsnn.pipeline
-import streamsnn.streameval
 from streamsnn.cli import main
 from streamsnn.config import load_config
-from streamsnn.decide import Decider
 from streamsnn.errors import InputError
 from streamsnn.io import open_dataset
-from streamsnn.pipeline import Pipeline
-from streamsnn.segment import Segmenter, Window
-from streamsnn.snn import Decision, SpikingNetwork
-from streamsnn.streameval import (
+from streamsnn.learn.streameval import (
     LIVE_HOP_US,
     LIVE_MIN_EVENTS,
     LIVE_SMOOTH_US,
@@ -34,6 +30,10 @@ from streamsnn.streameval import (
     stream_evaluate,
     targets,
 )
+from streamsnn.pipeline import Pipeline
+from streamsnn.pipeline.decide import Decider
+from streamsnn.pipeline.segment import Segmenter, Window
+from streamsnn.snn import Decision, SpikingNetwork
 from tests.conftest import ROOT, need
 
 
@@ -71,8 +71,8 @@ def test_stream_is_the_samples_back_to_back(test_samples, gap_us):
         lo += len(s)
     for b in st.batches:  # what the segmenter gets: chunks of one sensor, no sample ids or labels
         assert b.sample is None and b.label is None and not b.meta and b.sensor_size == (34, 34)
-        assert b.duration_us < streamsnn.streameval.CHUNK_US
-    assert len(st.batches) > st.duration_us // streamsnn.streameval.CHUNK_US // 2
+        assert b.duration_us < streamsnn.learn.streameval.CHUNK_US
+    assert len(st.batches) > st.duration_us // streamsnn.learn.streameval.CHUNK_US // 2
 
 
 def test_stream_refuses_mixed_sensors_and_unlabelled_samples(test_samples):
@@ -151,7 +151,7 @@ def test_outputs_match_classes_by_name_when_the_model_has_names():
 
 # -- the same path as the daemon ------------------------------------------------------------------
 def test_both_paths_call_the_one_decision_step():
-    assert streamsnn.pipeline.Decider is streamsnn.streameval.Decider
+    assert streamsnn.pipeline.Decider is streamsnn.learn.streameval.Decider
 
 
 @pytest.mark.parametrize("tau_us,smooth_us", [(None, 0), (30_000.0, 0), (None, 100_000)])

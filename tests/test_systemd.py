@@ -125,7 +125,7 @@ async def test_watchdog_beats_while_the_pipeline_runs_and_stops_while_its_worker
                                                                                          recordings_dir):
     from streamsnn.io import read_events
     from streamsnn.pipeline import Pipeline
-    from streamsnn.segment import Segmenter
+    from streamsnn.pipeline.segment import Segmenter
     from streamsnn.snn import SpikingNetwork
 
     sock = watchdog_env
@@ -157,7 +157,7 @@ async def test_watchdog_withholds_beats_while_windows_wait_and_none_is_decided(w
     from concurrent.futures import ThreadPoolExecutor
 
     from streamsnn.pipeline import Counters
-    from streamsnn.watchdog import watchdog
+    from streamsnn.pipeline.watchdog import watchdog
 
     sock = watchdog_env
 
@@ -188,7 +188,7 @@ async def test_watchdog_withholds_beats_while_windows_wait_and_none_is_decided(w
 
 
 def test_watchdog_only_when_systemd_asks_this_process():
-    from streamsnn.watchdog import watchdog_period
+    from streamsnn.pipeline.watchdog import watchdog_period
 
     me = str(os.getpid())
     assert watchdog_period({}) is None

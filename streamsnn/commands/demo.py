@@ -107,7 +107,7 @@ def announce(settings) -> None:
 
 
 def _find_mnist() -> Path | None:
-    from ..datasets import REPO
+    from ..io.nmnist_fetch import REPO
 
     for folder in (Path.cwd().parent / "shared" / "data" / "mnist", REPO.parent / "shared" / "data" / "mnist"):
         if _is_mnist(folder):
@@ -120,7 +120,7 @@ def _is_mnist(folder) -> bool:
 
 
 def _demo_dir() -> Path:
-    from ..datasets import cache_dir
+    from ..io.nmnist_fetch import cache_dir
 
     return cache_dir().parent
 
@@ -150,12 +150,12 @@ def _train(args, images, out: Path) -> None:
     with the stream transforms of `streamsnn train` (whole samples, time crops, crossings)."""
     import numpy as np
 
-    from ..augment import StreamCrops
-    from ..datasets import find_nmnist
     from ..errors import ConfigError, InputError
+    from ..io.nmnist_fetch import find_nmnist
+    from ..learn.augment import StreamCrops
+    from ..learn.training import Augment, SampleArrays, learning_settings, load_split, train_epoch
     from ..snn import SpikingNetwork
     from ..snn.arch import DEFAULT_ARCH
-    from ..training import Augment, SampleArrays, learning_settings, load_split, train_epoch
 
     if args.epochs < 1:
         raise ConfigError(f"--epochs must be at least 1, got {args.epochs}")

@@ -30,7 +30,7 @@ def add_parser(subparsers) -> None:
 
 
 def add_stream_arguments(p) -> None:
-    from ..streameval import LIVE_HOP_US, LIVE_MIN_EVENTS, LIVE_SMOOTH_US, LIVE_WINDOW_US
+    from ..learn.streameval import LIVE_HOP_US, LIVE_MIN_EVENTS, LIVE_SMOOTH_US, LIVE_WINDOW_US
 
     g = p.add_argument_group(
         "stream evaluation", "--stream plays the test samples back to back as one stream (no sample "
@@ -61,8 +61,8 @@ def run(args) -> int:
         from ..errors import ConfigError
 
         raise ConfigError(f"--{given[0].replace('_', '-')} applies to stream evaluation only; add --stream")
+    from ..learn.training import evaluate, load_split
     from ..snn import SpikingNetwork
-    from ..training import evaluate, load_split
 
     net = SpikingNetwork.load(args.model)
     test = load_split(args.data, "test", net, limit=args.limit, quiet=args.quiet or args.json)
@@ -95,7 +95,7 @@ def run(args) -> int:
 
 
 def run_stream(args) -> int:
-    from .. import streameval
+    from ..learn import streameval
     from ..snn import SpikingNetwork
 
     net = SpikingNetwork.load(args.model)

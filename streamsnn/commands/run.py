@@ -55,7 +55,7 @@ def _derived(cfg) -> str:
 
             lines.append(f"# home assistant: {cfg.mqtt.ha_prefix}/sensor/{ha_id(node)}/<sensor>/config (retained)")
     if cfg.source.kind == "replay":
-        from ..datasets import find_nmnist
+        from ..io.nmnist_fetch import find_nmnist
 
         try:
             lines.append(f"# dataset: {find_nmnist(cfg.source.path or None, download=False)}")

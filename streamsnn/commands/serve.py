@@ -42,7 +42,7 @@ def add_parser(subparsers) -> None:
 def run(args) -> int:
     from ..errors import ConfigError
     from ..io import read_events
-    from ..serve import ServeStats, StreamServer, dataset_as_stream, prepare_chunks, serve_recording
+    from ..sources.serve import ServeStats, StreamServer, dataset_as_stream, prepare_chunks, serve_recording
 
     if args.speed < 0:
         raise ConfigError(f"--speed {args.speed} must be >= 0 (1 = real time, 0 = as fast as possible)")
@@ -89,7 +89,7 @@ def run(args) -> int:
         f"{'es' if stats.passes != 1 else ''}) to {stats.clients} client(s)"
         f"{'; stopped' if stop.is_set() else ''}")
     # End the process here: letting Python tear the NetworkWriter down can hang (a dv-processing
-    # 2.0.4 deadlock, see streamsnn/serve.py), so flush what we printed and leave; the OS closes the
+    # 2.0.4 deadlock, see streamsnn/sources/serve.py), so flush what we printed and leave; the OS closes the
     # sockets and clients see the end of the stream.
     import logging
     import os

@@ -17,7 +17,7 @@ ARCH_HELP = ("hidden layers, comma-separated: conv:C:K[:S[:P]] (C channels, KxK 
 
 
 def add_parser(subparsers) -> None:
-    from ..augment import StreamCrops
+    from ..learn.augment import StreamCrops
     from ..snn.arch import DEFAULT_ARCH
 
     STREAM = StreamCrops()
@@ -58,7 +58,7 @@ def add_parser(subparsers) -> None:
     p.add_argument("--augment", action=argparse.BooleanOptionalAction, default=True,
                    help="random shifts (+-2 px), 10%% event dropout and 1 ms time jitter on the training "
                         "stream (default: on)")
-    from .. import datadefaults as dd
+    from ..learn import datadefaults as dd
 
     g = p.add_argument_group(
         "input and data-driven defaults",
@@ -96,12 +96,12 @@ def add_parser(subparsers) -> None:
 
 def plan(args, say) -> tuple:
     """The network and settings `train` uses, from the arguments and the data; says what it picked."""
-    from .. import datadefaults as dd
     from ..errors import ConfigError
     from ..io.dataset import open_dataset
+    from ..learn import datadefaults as dd
+    from ..learn.training import learning_settings
     from ..snn import SpikingNetwork
     from ..snn.arch import DEFAULT_ARCH, parse_arch
-    from ..training import learning_settings
 
     if args.hidden is not None and args.arch is not None:
         raise ConfigError("give --arch or --hidden, not both (--hidden H is --arch dense:H)")
@@ -122,7 +122,7 @@ def plan(args, say) -> tuple:
     arch = f"dense:{args.hidden}" if args.hidden is not None else args.arch
     arch_from = "--arch" if arch else "default"
     layers = parse_arch(arch or DEFAULT_ARCH)
-    from ..augment import StreamCrops
+    from ..learn.augment import StreamCrops
 
     args.stream_crops, stream_from = dd.choose_stream(datasets, args.stream_crops, StreamCrops().window_us)
     s = learning_settings(layers, several=len(args.data) > 1, stream=args.stream_crops)
@@ -152,8 +152,8 @@ def plan(args, say) -> tuple:
 
 
 def run(args) -> int:
-    from ..augment import StreamCrops
-    from ..training import Augment, evaluate, load_folders, train_epoch
+    from ..learn.augment import StreamCrops
+    from ..learn.training import Augment, evaluate, load_folders, train_epoch
 
     quiet = args.quiet or args.json
     say = (lambda *a: None) if quiet else (lambda *a: print(*a, file=sys.stderr, flush=True))

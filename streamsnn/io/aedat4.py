@@ -22,6 +22,7 @@ import numpy as np
 
 from ..errors import InputError
 from ..events import MAX_SENSOR_SIDE, EventBatch, make_events
+from .isolated import DecodeFailed, decode
 
 log = logging.getLogger(__name__)
 
@@ -179,8 +180,6 @@ def decode_native(path: str) -> tuple[np.ndarray, dict]:
 
 def read_aedat4(path: str | Path, *, limits=None, cancel=None) -> EventBatch:
     """Read every event of an AEDAT4 file; the sensor size comes from the recording's event stream."""
-    from .isolated import DecodeFailed, decode
-
     path = Path(path)
     header = read_header(path)
     try:

@@ -13,6 +13,9 @@ import json
 import os
 import sys
 
+from .aedat4 import decode_native as aedat4
+from .prophesee import decode_native as prophesee
+
 
 def _die_with_parent(parent: int | None) -> None:
     """Linux: get SIGKILL when the parent dies, even while stuck in native code."""
@@ -67,9 +70,6 @@ def _first_line(exc: BaseException) -> str:
 
 
 def _jobs():
-    from .aedat4 import decode_native as aedat4
-    from .prophesee import decode_native as prophesee
-
     return {"aedat4": aedat4, "evt2": lambda p: prophesee(p, "evt2"), "evt3": lambda p: prophesee(p, "evt3")}
 
 

@@ -6,6 +6,9 @@ import os
 from pathlib import Path
 
 from ..errors import InputError
+from .classes import class_name
+from .probe import is_event_name
+from .samples import Dataset, Sample, describe_format, describe_sensor, unique_ids
 
 _SPLITS = ("train", "test")
 
@@ -23,8 +26,6 @@ def split_dirs(root: Path) -> list[tuple[str, Path]]:
 
 def _event_files(folder: Path) -> list[Path]:
     """Event files directly in a folder (one listing, no stat per file), numbers first in numeric order."""
-    from .probe import is_event_name
-
     with os.scandir(folder) as it:
         names = [e.name for e in it if is_event_name(e.name) and e.is_file()]
     return [folder / n for n in sorted(names, key=_sort_key)]
@@ -44,8 +45,6 @@ def class_dirs(folder: Path) -> list[tuple[str, list[Path]]]:
 
 def open_class_folders(root: Path, dirs: list[tuple[str, Path]]):
     """Samples of `<split folder>/<class>/<file>`; the class is the folder's name, the same in every split."""
-    from .dataset import Dataset, Sample, class_name, describe_format, describe_sensor, unique_ids
-
     samples = []
     for split, d in dirs:
         for name, files in class_dirs(d):
@@ -62,8 +61,6 @@ def open_class_folders(root: Path, dirs: list[tuple[str, Path]]):
 
 def open_recordings(root: Path, files: list[Path]):
     """A folder of unlabelled recordings: one sample per file, in name order, split 'all'."""
-    from .dataset import Dataset, Sample, describe_format, describe_sensor, unique_ids
-
     files = sorted(files, key=lambda p: p.name)
     samples = unique_ids([Sample(f, f.stem, None, "all") for f in files], root)
     width, height = describe_sensor(samples)

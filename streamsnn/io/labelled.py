@@ -16,12 +16,13 @@ from __future__ import annotations
 import csv
 import io
 import os
-import threading
-from collections import OrderedDict
 from pathlib import Path
 
 from ..errors import InputError
-from ..events import EventBatch
+from .classes import class_name
+from .folders import split_dirs
+from .probe import extensions
+from .samples import Dataset, Sample, describe_format, describe_sensor, unique_ids
 
 LABELS_SUFFIX = "_labels.csv"
 _TRIAL_LISTS = {"trials_to_train.txt": "train", "trials_to_test.txt": "test"}
@@ -32,8 +33,6 @@ def recording_pairs(folder: Path, *, strict: bool = False) -> list[tuple[Path, P
 
     With `strict`, a label file without its recording is an InputError (its samples would be lost).
     """
-    from .probe import extensions
-
     with os.scandir(folder) as it:
         names = {e.name for e in it}
     pairs = []
@@ -53,8 +52,6 @@ def recording_pairs(folder: Path, *, strict: bool = False) -> list[tuple[Path, P
 
 def read_label_csv(path: str | Path) -> list[tuple[str, int, int]]:
     """(class name, start_us, end_us) rows of a label file; one-line InputError naming the line if one is bad."""
-    from .dataset import class_name
-
     path = Path(path)
     text = path.read_bytes().decode("utf-8-sig", "replace")
     rows, first = [], True
@@ -91,8 +88,6 @@ def _trial_splits(folder: Path) -> dict[str, str] | None:
 
 
 def _samples(pairs, split_of) -> list:
-    from .dataset import Sample
-
     out = []
     for rec, labels in pairs:
         split = split_of(rec)
@@ -103,9 +98,6 @@ def _samples(pairs, split_of) -> list:
 
 def open_labelled(root: Path):
     """The samples of every recording + label file pair under root (directly, or in Train/ and Test/)."""
-    from .dataset import Dataset, describe_format, describe_sensor, unique_ids
-    from .folders import split_dirs
-
     samples = []
     pairs = recording_pairs(root, strict=True)
     if pairs:
@@ -128,53 +120,3 @@ def open_labelled(root: Path):
     width, height = describe_sensor(samples)
     return Dataset.labelled(root, "labelled-recordings", samples, format=describe_format(samples),
                             width=width, height=height)
-
-
-_CACHE: OrderedDict[tuple, EventBatch | InputError] = OrderedDict()
-_CACHE_LOCK = threading.Lock()
-_CACHE_SIZE = 2  # recordings kept decoded (the one being cut, and the one before)
-
-
-def _recording(path: Path, cancel=None) -> EventBatch:
-    """The whole recording, decoded once for all its segments; a recording that cannot be read is
-    remembered too, so its other segments fail at once instead of each waiting out the decoder."""
-    from . import read_events
-    from .isolated import DecodeCancelled
-
-    st = path.stat()
-    key = (str(path), st.st_mtime_ns, st.st_size)
-    with _CACHE_LOCK:
-        hit = _CACHE.get(key)
-        if hit is not None:
-            _CACHE.move_to_end(key)
-    if hit is None:
-        try:
-            hit = read_events(path, cancel=cancel)
-        except DecodeCancelled:
-            raise  # not the file's fault: the next reader tries again
-        except InputError as exc:
-            hit = exc
-        with _CACHE_LOCK:
-            _CACHE[key] = hit
-            while len(_CACHE) > _CACHE_SIZE:
-                _CACHE.popitem(last=False)
-    if isinstance(hit, InputError):
-        raise InputError(str(hit))
-    return hit
-
-
-def read_segment(path: Path, start_us: int, end_us: int, sample_id: str, *, cancel=None) -> EventBatch:
-    """Events of a recording with start_us <= t < end_us (the last two recordings read stay decoded).
-
-    The recording is read by `read_events` (header checks, native decoders in the worker, `cancel`);
-    a slice without events is refused like an empty file, naming its label times.
-    """
-    path = Path(path)
-    rec = _recording(path, cancel)
-    batch = rec.slice_time(start_us, end_us)
-    if not len(batch):
-        span = f"{rec.t_start}..{rec.t_end} us" if len(rec) else "no events at all"
-        raise InputError(f"{path}: sample {sample_id} ({start_us}..{end_us} us): empty sample: no events in that "
-                         f"time; the recording spans {span}, and label times are absolute timestamps of the "
-                         "recording (as in DVS Gesture), not offsets from its start; fix the label file")
-    return batch.with_meta(meta={**rec.meta, "segment_us": (start_us, end_us)})

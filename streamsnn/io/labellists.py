@@ -1,4 +1,4 @@
-"""Flat dataset folders: event files beside `train*.txt` / `test*.txt` label lists (`<sample> <class>` per line).
+"""Label lists `train*.txt` / `test*.txt` (`<sample> <class>` a line) read once per version; an N-MNIST file's label.
 
 This is N-MNIST's small-set layout (`1.bs2` ... with `train1K.txt`, `test100.txt`); classes may be
 numbers (N-MNIST digits: the number is the class index) or names (`xclub02i club`). A listed sample
@@ -8,12 +8,13 @@ streamsnn reads.
 
 from __future__ import annotations
 
-import os
 import re
 from functools import lru_cache
 from pathlib import Path
 
 from ..errors import InputError
+from .classes import class_name
+from .probe import is_event_name
 
 _LIST_NAME = re.compile(r"^(train|test)[^.]*\.txt$", re.IGNORECASE)
 
@@ -21,9 +22,6 @@ _LIST_NAME = re.compile(r"^(train|test)[^.]*\.txt$", re.IGNORECASE)
 @lru_cache(maxsize=64)
 def _parse(path: Path, mtime_ns: int) -> tuple[tuple[str, str], ...]:
     """(sample id, class name) pairs of a label list, in file order (whitespace separated, CRLF tolerated)."""
-    from .dataset import class_name
-    from .probe import is_event_name
-
     pairs = []
     text = path.read_bytes().decode("utf-8", "replace")
     for n, line in enumerate(text.splitlines(), 1):
@@ -71,47 +69,6 @@ def label_lists(folder: str | Path) -> list[tuple[str, Path]]:
     """
     folder = Path(folder)
     return list(_label_lists(folder, folder.stat().st_mtime_ns))
-
-
-def event_files(folder: Path) -> dict[str, Path]:
-    """Event files directly in a folder, by file name and by stem (one directory listing, no stat calls).
-
-    When two files share a stem (`1.bin` and `1.bs2`) the stem names the first in extension order.
-    """
-    from .probe import extensions
-
-    order = {ext: i for i, ext in enumerate(extensions())}
-    found: dict[str, Path] = {}
-    stems: dict[str, tuple[int, Path]] = {}
-    with os.scandir(folder) as it:
-        for entry in it:
-            stem, dot, ext = entry.name.rpartition(".")
-            rank = order.get("." + ext.lower()) if dot else None
-            if rank is None or not stem or not entry.is_file():
-                continue
-            path = Path(entry.path)
-            found[entry.name] = path
-            if stem not in stems or rank < stems[stem][0]:
-                stems[stem] = (rank, path)
-    return {**{stem: p for stem, (_, p) in stems.items()}, **found}
-
-
-def open_flat(root: Path, lists: list[tuple[str, Path]]):
-    """The samples every label list names, in list order, with their class names."""
-    from .dataset import Dataset, Sample, describe_format, describe_sensor
-
-    files = event_files(root)
-    samples = []
-    for split, lst in lists:
-        for sample_id, name in read_labels(lst).items():
-            p = files.get(sample_id)
-            if p is None:
-                raise InputError(f"{lst} lists sample {sample_id} but {root} has no event file {sample_id}.* "
-                                 f"(e.g. {sample_id}.bs2 or {sample_id}.bin); restore the file or remove it "
-                                 "from the list")
-            samples.append(Sample(p, sample_id, None, split, label_name=name))
-    width, height = describe_sensor(samples)
-    return Dataset.labelled(root, "flat", samples, format=describe_format(samples), width=width, height=height)
 
 
 def label_for_file(path: Path) -> tuple[str | None, int | None]:

@@ -18,6 +18,7 @@ import numpy as np
 
 from ..errors import InputError
 from ..events import MAX_SENSOR_SIDE, EventBatch, make_events
+from .isolated import DecodeFailed, decode
 
 log = logging.getLogger(__name__)
 
@@ -152,8 +153,6 @@ def _one_line(text: str) -> str:
 
 def read_prophesee(path: str | Path, *, limits=None, cancel=None) -> EventBatch:
     """Read every CD event of an EVT 2.0/3.0 file (polarity 1 = ON, timestamps in us)."""
-    from .isolated import DecodeFailed, decode
-
     path = Path(path)
     header, encoding, size, start = check_header(path)
     name = f"Prophesee {encoding.upper()}"

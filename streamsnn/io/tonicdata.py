@@ -15,6 +15,7 @@ import numpy as np
 
 from ..errors import InputError
 from ..events import EventBatch, make_events
+from .samples import Dataset, Sample, unique_ids
 
 #: Class names where tonic's are abbreviations or decorated, so that a model trained on a folder
 #: of the same data (N-MNIST digit folders, POKER-DVS `club/` ...) has the same names.
@@ -106,8 +107,6 @@ def _load_item(obj, index: int, sensor: tuple[int, int] | None, source: str) -> 
 
 def open_tonic(spec: str):
     """Open `tonic:<Class>:<folder>` as a Dataset (listing through tonic; items decoded on load)."""
-    from .dataset import Dataset, Sample, unique_ids
-
     name, folder = parse_spec(spec)
     cls = _dataset_class(name, spec)
     if not folder.is_dir():

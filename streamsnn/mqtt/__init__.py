@@ -4,8 +4,8 @@ Modules: `settings` (MqttSettings, TlsSettings), `connection` (aiomqtt clients, 
 reconnect loop), `probe` (telling a TLS mix-up from an outage), `schema` (topics and the
 classification JSON), `sink` (MqttSink) and `inflight` (its publishes awaiting a PUBACK),
 `discovery` (Home Assistant), `packets` (the binary event packet format), `source`
-(MqttEventSource) and `publisher` (MqttEventPublisher). Names are imported on first use, so
-`import streamsnn.mqtt` does not load aiomqtt.
+(MqttEventSource), `publisher` (MqttEventPublisher) and `broker` (the embedded amqtt broker of the
+zero-config default). Names are imported on first use, so `import streamsnn.mqtt` does not load aiomqtt.
 """
 
 _WHERE = {
@@ -13,7 +13,7 @@ _WHERE = {
     "settings_from_config": "settings", "Connection": "connection", "Backoff": "connection",
     "SCHEMA_VERSION": "schema", "classification_payload": "schema", "MqttSink": "sink",
     "Discovery": "discovery", "MqttEventSource": "source", "MqttEventPublisher": "publisher",
-    "encode": "packets", "decode": "packets",
+    "encode": "packets", "decode": "packets", "EmbeddedBroker": "broker",
 }
 
 __all__ = list(_WHERE)

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 from ..errors import ConfigError
-from ..feedback import MAX_FEEDBACK_BYTES
+from ..pipeline.feedback import MAX_FEEDBACK_BYTES
 
 #: Environment variable holding the MQTT password (read by `streamsnn run` and `streamsnn publish`).
 PASSWORD_ENV = "STREAMSNN_MQTT_PASSWORD"

@@ -11,7 +11,7 @@ Topics under `prefix` (default `streamsnn/<node_id>`), see `schema.TOPICS`:
   metrics message is kept (older ones are dropped and counted in `counters["metrics_dropped"]`).
 - `<prefix>/feedback` (subscribed when `settings.feedback`): each message goes, as it arrived
   (`feedback.Message`: payload and retain flag), onto `sink.feedback`, a bounded asyncio.Queue;
-  the pipeline checks and counts it (`streamsnn.feedback`). A full queue drops the message
+  the pipeline checks and counts it (`streamsnn.pipeline.feedback`). A full queue drops the message
   (`counters["feedback_dropped"]`).
 - Home Assistant discovery configs (`discovery.Discovery`), retained, when given.
 
@@ -49,7 +49,7 @@ from typing import Any
 import aiomqtt
 
 from ..errors import StageFailed, StreamsnnError
-from ..feedback import Message
+from ..pipeline.feedback import Message
 from .connection import Connection
 from .inflight import Inflight
 from .probe import PROBE_TIMEOUT

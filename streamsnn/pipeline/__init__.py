@@ -1,14 +1,16 @@
 """The streaming pipeline, one job per module: `loop` (Pipeline: source -> windows -> network -> sinks),
-`teacher` (feedback), `growth` (new classes), `metrics`, `checkpoints`, and `settings` (PipelineSettings)."""
+`segment` (windows), `decide` (a window's decision), `runtime` (bounded queues), `outputs` (each sink
+isolated), `watchdog` (systemd's watchdog from progress), `feedback` (which feedback may teach), `teacher`
+(feedback teaching), `growth` (new classes), `metrics`, `checkpoints`, and `settings` (PipelineSettings)."""
 
-from ..decide import Decider
 from ..errors import StageFailed
-from ..feedback import Recent
-from ..runtime import POLICIES, BoundedQueue
 from .checkpoints import Checkpoints
+from .decide import Decider
+from .feedback import Recent
 from .growth import Growth
 from .loop import Pipeline
 from .metrics import Counters, Metrics
+from .runtime import POLICIES, BoundedQueue
 from .settings import PipelineSettings
 from .teacher import Teacher
 

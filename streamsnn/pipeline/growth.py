@@ -5,9 +5,9 @@ from __future__ import annotations
 import logging
 
 from .. import classnames
-from ..feedback import Refused
 from ..stages import Classifier, class_names
 from ..textsafe import shown
+from .feedback import Refused
 from .metrics import Counters
 
 log = logging.getLogger(__name__)

@@ -9,20 +9,20 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from typing import Callable
 
-from ..decide import Decider, true_output
 from ..errors import StageFailed, StreamsnnError
-from ..feedback import Recent
-from ..outputs import Outputs
-from ..runtime import _END, BoundedQueue, _low_latency_runtime
-from ..segment import Segmenter, Window
 from ..stages import Classifier, DecisionInfo, Sink, Source, class_names
 from ..textsafe import printable, shown
-from ..watchdog import watchdog, watchdog_period
 from .checkpoints import Checkpoints
+from .decide import Decider, true_output
+from .feedback import Recent
 from .growth import Growth
 from .metrics import Counters, Metrics
+from .outputs import Outputs
+from .runtime import _END, BoundedQueue, _low_latency_runtime
+from .segment import Segmenter, Window
 from .settings import PipelineSettings
 from .teacher import Teacher
+from .watchdog import watchdog, watchdog_period
 
 log = logging.getLogger(__name__)
 LOG_FIRST = 20  # skipped batches and windows logged at WARNING; further ones at DEBUG

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import ConfigError
-from ..feedback import FEEDBACK_LR_SCALE, MAX_CLASSES, MAX_FEEDBACK_BYTES, NEW_CLASS_LR, RECENT_EVENTS
+from .feedback import FEEDBACK_LR_SCALE, MAX_CLASSES, MAX_FEEDBACK_BYTES, NEW_CLASS_LR, RECENT_EVENTS
 
 
 @dataclass(frozen=True)

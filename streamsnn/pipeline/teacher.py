@@ -7,12 +7,12 @@ import logging
 import time
 from typing import Awaitable, Callable
 
-from ..feedback import Recent, Refused, TokenBucket, judge, parse
-from ..segment import Window
 from ..stages import Classifier, class_names
 from ..textsafe import printable
+from .feedback import Recent, Refused, TokenBucket, judge, parse
 from .growth import Growth
 from .metrics import Counters
+from .segment import Window
 from .settings import PipelineSettings
 
 log = logging.getLogger(__name__)

@@ -1,4 +1,4 @@
-"""JSON-lines sink: appends every decision (and optionally metrics) as one JSON object per line, never blocking.
+"""JSON-lines sink: each decision (and, if asked, metrics) as one JSON line, never waiting for a reader.
 
 `jsonl.path` may name a regular file (created, parent folders too), a FIFO or a character device
 (/dev/stdout, /dev/null); a folder, a socket, a block device or a folder that cannot be created is a
@@ -9,6 +9,8 @@ refused. A write error (a full disk, a reader that left) raises from `publish_de
 pipeline to count and retry (`outputs.Outputs`: after 1 s, doubling up to a minute); the file is
 opened again on the next try, so a FIFO reader that comes (back) later gets lines within a minute.
 Lines are strict JSON: non-finite numbers (NaN, infinity) are written as null and counted.
+Lines are written in the call, on the event loop: what the `stages.Sink` contract allows for an encoded line
+(a non-blocking write to a FIFO or terminal, an append to a regular file's page cache), so no thread is needed.
 """
 
 from __future__ import annotations

@@ -1,6 +1,7 @@
-"""Async sources of EventBatch: file and dataset replay, iniVation cameras, DV network streams."""
+"""Async sources of EventBatch: file and dataset replay, iniVation cameras, DV network streams; `serve` is the other
+end of a DV stream (a recording served as one)."""
 
-_WHERE = {"ReplaySource": "files", "CameraSource": "camera", "DvStreamSource": "dvstream", "Source": "base"}
+_WHERE = {"ReplaySource": "files", "CameraSource": "camera", "DvStreamSource": "dvstream", "SourceBase": "base"}
 
 __all__ = list(_WHERE)
 

@@ -9,7 +9,7 @@ from typing import AsyncIterator
 from ..errors import InputError
 from ..events import EventBatch
 from ._dv import PacketReader
-from .base import Source
+from .base import SourceBase
 
 log = logging.getLogger("streamsnn.sources")
 
@@ -17,7 +17,7 @@ log = logging.getLogger("streamsnn.sources")
 RETRY_MIN_S, RETRY_MAX_S = 0.2, 5.0
 
 
-class LiveSource(Source):
+class LiveSource(SourceBase):
     """A dv-processing input opened in a worker thread and read by a PacketReader thread.
 
     Subclasses implement `_open()` (blocking; returns the dv-processing input object, or raises

@@ -1,4 +1,4 @@
-"""Source: the async-iterator shape shared by all event sources (iteration, aclose, async with, counters)."""
+"""SourceBase: the async-iterator shape shared by all event sources (iteration, aclose, async with, counters)."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ def check_playback(what: str, speed: float, limit: int | None, chunk_us: int | N
         raise ConfigError(f"{what} chunk_us must be positive, got {chunk_us}")
 
 
-class Source:
+class SourceBase:
     """An async iterator of EventBatch. Subclasses write `_batches()` as an async generator.
 
     Use it as `async for batch in source` or `async with source: ...`; `aclose()` stops it and releases
@@ -42,7 +42,7 @@ class Source:
     def _batches(self) -> AsyncIterator[EventBatch]:  # pragma: no cover - abstract
         raise NotImplementedError
 
-    def __aiter__(self) -> Source:
+    def __aiter__(self) -> SourceBase:
         return self
 
     async def __anext__(self) -> EventBatch:
@@ -69,7 +69,7 @@ class Source:
             except RuntimeError:  # another task is inside __anext__; it stops at its next step
                 pass
 
-    async def __aenter__(self) -> Source:
+    async def __aenter__(self) -> SourceBase:
         return self
 
     async def __aexit__(self, *exc) -> None:

@@ -13,7 +13,7 @@ def build_source(cfg, *, progress: bool = True, mqtt=None) -> Source:
     """
     s = cfg.source
     if s.kind == "replay":
-        from ..datasets import find_nmnist
+        from ..io.nmnist_fetch import find_nmnist
         from .files import ReplaySource
 
         path = find_nmnist(s.path or None, progress=progress)

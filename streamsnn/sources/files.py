@@ -14,7 +14,7 @@ from ..errors import ConfigError, InputError
 from ..events import EventBatch
 from ..textsafe import printable
 from ._pacing import Pacer
-from .base import Source, check_playback
+from .base import SourceBase, check_playback
 
 log = logging.getLogger("streamsnn.sources")
 
@@ -43,7 +43,7 @@ def time_chunks(batch: EventBatch, chunk_us: int) -> Iterator[tuple[EventBatch, 
             yield batch.slice_count(a, b), min((k + 1) * chunk_us, span)
 
 
-class ReplaySource(Source):
+class ReplaySource(SourceBase):
     """Events from a file (any format `streamsnn.io.read_events` reads) or a dataset (`open_dataset`).
 
     - Dataset, any layout: a folder or `tonic:<Class>:<folder>` (optionally one `split`): one batch

@@ -10,11 +10,11 @@ import numpy as np
 from ..errors import ConfigError
 from ..events import EventBatch
 from ._pacing import Pacer
-from .base import Source, check_playback
+from .base import SourceBase, check_playback
 from .files import time_chunks
 
 
-class SyntheticSource(Source):
+class SyntheticSource(SourceBase):
     """One 34x34 N-MNIST-like sample per still image, made by `streamsnn.synth.SaccadeCamera`.
 
     - `images`: an (n, 28, 28) array or a sequence of 2-D grey images (0..255, bright digit on dark),

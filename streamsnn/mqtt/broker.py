@@ -17,7 +17,7 @@ import errno
 import logging
 import socket
 
-from .errors import ConfigError
+from ..errors import ConfigError
 
 log = logging.getLogger("streamsnn.broker")
 #: amqtt log lines that are no failures of ours: a connection that closed without data, and the

@@ -3,7 +3,7 @@
 A live camera has no sample boundaries. `stream_evaluate` joins the samples on one clock (each one
 starting where the previous ended, plus an optional gap), strips sample ids and labels, cuts the
 stream into chunks as a camera delivers them, and runs it through the same `Segmenter` (window mode)
-and the same window -> decision step (`streamsnn.decide.decide`) as `streamsnn run`. Each decision
+and the same window -> decision step (`streamsnn.pipeline.decide.decide`) as `streamsnn run`. Each decision
 is scored against the sample that covers most of its window (ties: the later one); for each sample,
 the delay is from its start to the end of the first window scored against it that names its class.
 """
@@ -17,15 +17,15 @@ from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
 
-from .config import SCHEMA
-from .decide import Decider, by_name
-from .errors import ConfigError, InputError
-from .events import EventBatch
-from .segment import Segmenter
-from .stages import Classifier
+from ..config import SCHEMA
+from ..errors import ConfigError, InputError
+from ..events import EventBatch
+from ..pipeline.decide import Decider, by_name
+from ..pipeline.segment import Segmenter
+from ..stages import Classifier
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .snn import SpikingNetwork
+    from ..snn import SpikingNetwork
 
 log = logging.getLogger(__name__)
 
@@ -261,7 +261,7 @@ def load_samples(data, split: str = "test", limit: int | None = None, quiet: boo
 
     from tqdm import tqdm
 
-    from .io.dataset import open_dataset
+    from ..io.dataset import open_dataset
 
     ds = open_dataset(data)
     ds.require_labels()

@@ -21,11 +21,11 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .errors import ConfigError, InputError, first_line
-from .events import EventBatch
-from .sources._dv import array_to_store
-from .sources._pacing import Pacer
-from .sources.files import CHUNK_US, time_chunks
+from ..errors import ConfigError, InputError, first_line
+from ..events import EventBatch
+from ._dv import array_to_store
+from ._pacing import Pacer
+from .files import CHUNK_US, time_chunks
 
 log = logging.getLogger("streamsnn.serve")
 
@@ -114,7 +114,7 @@ def dataset_as_stream(path: str | Path, *, split: str | None = None, limit: int 
     """
     import numpy as np
 
-    from .io import open_dataset
+    from ..io import open_dataset
 
     ds = open_dataset(path)
     if split:

@@ -6,10 +6,10 @@ import logging
 import os
 from pathlib import Path
 
-from .errors import InputError
+from ..errors import InputError
 
 log = logging.getLogger(__name__)
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 _EVENT_FILES = ("*.bin", "*.bs2")
 
 

@@ -15,10 +15,10 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any, Callable
 
-from . import classnames
+from .. import classnames
+from ..textsafe import shown
 from .decide import true_class
 from .segment import Window
-from .textsafe import shown
 
 #: Keys a feedback message may hold.
 FEEDBACK_KEYS = frozenset({"sample", "t_end_us", "label"})

@@ -7,9 +7,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .errors import InputError
-from .events import EVENT_DTYPE, EventBatch
-from .textsafe import shown
+from ..errors import InputError
+from ..events import EVENT_DTYPE, EventBatch
+from ..textsafe import shown
 
 #: Default bounds on one window or sample (see Segmenter): events, and sensor time of a sample.
 MAX_EVENTS = 1_000_000

@@ -21,7 +21,7 @@ import asyncio
 import logging
 import os
 
-from .systemd import notify
+from ..systemd import notify
 
 log = logging.getLogger(__name__)
 

@@ -1,6 +1,6 @@
 """The live view's HTTP side: a bounded number of connections, request and send deadlines, event streams.
 
-`LiveServer` is mixed into `liveview.LiveView`, which holds the state it serves (`render`, `snapshot`,
+`LiveServer` is mixed into `view.LiveView`, which holds the state it serves (`render`, `snapshot`,
 `frame_png`, `last_decision`, the shared `_recent` decisions and `_latest` messages). Connections
 beyond `max_clients` are answered `503 Service Unavailable` with `Retry-After` and closed; a request
 line and headers must arrive within `header_timeout_s` (else `408`); a client that takes no data for
@@ -18,7 +18,7 @@ from importlib import resources
 
 import numpy as np
 
-from .liveframes import render_png
+from .frames import render_png
 
 log = logging.getLogger("streamsnn.liveview")
 

@@ -25,8 +25,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .errors import ConfigError, InputError
-from .snn.arch import InputMap
+from ..errors import ConfigError, InputError
+from ..snn.arch import InputMap
 
 #: Longest side (pixels) of a region kept at native resolution, and the bound on a pooled grid's side.
 MAX_NATIVE = 48
@@ -64,9 +64,9 @@ LAYOUT_WORDS = {"class-folders": "the class folders", "flat": "the label lists",
 def data_classes(datasets) -> tuple[list[str], str]:
     """Class names (index order) of one or more Datasets, and where they came from (for the `train` line).
 
-    Several folders with different class lists get the union, ordered as `io.dataset.class_order` does.
+    Several folders with different class lists get the union, ordered as `io.classes.class_order` does.
     """
-    from .io.dataset import class_order
+    from ..io.classes import class_order
 
     lists = [list(ds.classes) for ds in datasets]
     names = lists[0] if all(c == lists[0] for c in lists) else class_order({n for c in lists for n in c})
@@ -102,7 +102,7 @@ def margin_for(w: int, h: int) -> int:
 
 def choose_input(ds, *, roi=None, grid=None, polarities: int | None = None, max_samples: int = 64) -> InputChoice:
     """The input map for a Dataset (see the module docstring); `roi` (x0, y0, w, h) and `grid` (W, H) override."""
-    from .io.region import active_region, pixel_counts
+    from ..io.region import active_region, pixel_counts
 
     region = None
     if ds.sensor_size is not None:

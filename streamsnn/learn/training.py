@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .errors import InputError
+from ..errors import InputError
 
 log = logging.getLogger(__name__)
 
@@ -76,7 +76,7 @@ def load_split(data_dir, split: str, net, *, limit: int | None = None, quiet: bo
     empty) is logged, skipped and listed in `skipped`, as replay does; InputError only when no
     sample of the split is readable.
     """
-    from .io.dataset import open_dataset
+    from ..io.dataset import open_dataset
 
     ds = open_dataset(data_dir)
     ds.require_labels()
@@ -85,7 +85,7 @@ def load_split(data_dir, split: str, net, *, limit: int | None = None, quiet: bo
     samples = ds.split(split).samples
     if limit is not None and limit < len(samples):  # spread out: tonic layouts are sorted by class
         samples = [samples[int(i)] for i in np.linspace(0, len(samples) - 1, max(limit, 0))]
-    from .decide import by_name
+    from ..pipeline.decide import by_name
 
     names = by_name(net.classes, ds.classes)  # else a network without names: labels are indices
     out = SampleArrays(classes=list(net.classes if names else ds.classes))
@@ -129,7 +129,7 @@ def load_folders(folders, net, *, limit: int | None = None, quiet: bool = False)
 
     Returns (train, test or None, name of the folder the test split came from or None).
     """
-    from .io.dataset import open_dataset
+    from ..io.dataset import open_dataset
 
     train = SampleArrays()
     test = test_from = None
@@ -182,7 +182,7 @@ def learning_settings(layers, several: bool = False, stream: bool = False) -> di
     ``stream``: with the stream transforms (``augment.StreamCrops``): a convolutional network's learning
     rates times ``STREAM_LR_SCALE``.
     """
-    from .snn.arch import learning_defaults, parse_arch
+    from ..snn.arch import learning_defaults, parse_arch
 
     s = learning_defaults(layers)
     s["epochs"] = s.pop("epochs_several") if several else s["epochs"]

@@ -8,13 +8,13 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from . import classnames
-from .errors import ConfigError
+from .. import classnames
+from ..errors import ConfigError
 from .segment import Window
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .snn.network import Decision
-    from .stages import Classifier
+    from ..snn.network import Decision
+    from ..stages import Classifier
 
 
 def decide(net: Classifier, window: Window, *, learn: bool = False) -> Decision:

@@ -41,9 +41,9 @@ from collections import deque
 
 import numpy as np
 
-from .errors import ConfigError
-from .liveframes import MAX_CANVAS_SIDE, canvas_bin, event_counts, render_png, window_png  # noqa: F401
-from .livehttp import (  # noqa: F401 - public here too
+from ..errors import ConfigError
+from .frames import MAX_CANVAS_SIDE, canvas_bin, event_counts, render_png, window_png  # noqa: F401
+from .server import (  # noqa: F401 - public here too
     HEADER_TIMEOUT_S,
     KEEP,
     KEEPALIVE_S,
@@ -57,7 +57,7 @@ from .livehttp import (  # noqa: F401 - public here too
     _Message,
 )
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("streamsnn.liveview")
 
 
 class Tapped:
@@ -187,7 +187,7 @@ class LiveView(LiveServer):
             self._new = True
 
     def publish_decision(self, window, decision, info) -> None:
-        from .stages import true_label_index, true_label_name
+        from ..stages import true_label_index, true_label_name
 
         self.decisions += 1
         if info.classes:
