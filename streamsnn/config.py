@@ -303,8 +303,8 @@ def _cross_checks(cfg: Config) -> None:
 
 def _model_sizes(cfg: Config) -> None:
     """A fresh network's sizes and rates within snn.limits (checked without building it)."""
-    from .snn.arch import DEFAULT_ARCH, parse_arch
-    from .snn.limits import MAX_LR, MAX_LR_FACTOR, check_sizes
+    from .snn.arch import DEFAULT_ARCH, check_sizes, parse_arch
+    from .snn.limits import MAX_LR, MAX_LR_FACTOR
 
     o, m = cfg.origin, cfg.model
     for key, value, high in (("lr", m.lr, MAX_LR), ("lr_out", m.lr_out, MAX_LR),

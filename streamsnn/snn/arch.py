@@ -26,6 +26,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..errors import ConfigError, InputError
+from . import limits
 from .layers import KINDS, LayerSpec, usage
 from .limits import MAX_GRID_SIDE, check_grid
 
@@ -250,3 +251,31 @@ class InputMap:
     def event_indices(self, batch) -> np.ndarray:
         """int32 input unit of every event inside the region (see ``events``)."""
         return self.events(batch)[0]
+
+
+def check_sizes(layers, grid, n_classes: int) -> tuple:
+    """The layers' geometry on ``grid`` when the whole network is within the limits, else ConfigError.
+
+    Only shapes are computed (nothing is allocated), so a declared network of 10^9 units is refused
+    in microseconds.
+    """
+    limits.check_grid(grid)
+    limits.check_classes(n_classes)
+    if len(layers) > limits.MAX_LAYERS:
+        raise ConfigError(f"{len(layers)} hidden layers are more than {limits.MAX_LAYERS}")
+    for i, lay in enumerate(layers):  # before place: a layer's own sizes alone may be absurd
+        if lay.units > limits.MAX_LAYER_UNITS or lay.kernel > 2 * limits.MAX_GRID_SIDE:
+            raise ConfigError(f"layer {i + 1} ({lay.spec()}) is larger than {limits.MAX_LAYER_UNITS} units "
+                              f"(or a kernel wider than {2 * limits.MAX_GRID_SIDE})")
+    geometry = place(layers, tuple(int(v) for v in grid))
+    total = n_classes
+    for i, g in enumerate(geometry):
+        if g.n_out > limits.MAX_LAYER_UNITS:
+            raise ConfigError(f"layer {i + 1} ({g.layer.spec()}) has {g.n_out} units on this grid, more than "
+                              f"{limits.MAX_LAYER_UNITS}")
+        total += g.parameters
+    total += geometry[-1].n_out * n_classes
+    if total > limits.MAX_PARAMETERS:
+        raise ConfigError(f"the network would have {total:,} parameters, more than {limits.MAX_PARAMETERS:,}; "
+                          "use fewer or smaller layers, or a coarser grid")
+    return geometry

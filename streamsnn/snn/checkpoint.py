@@ -190,7 +190,7 @@ def _format1(arrays: dict, config: dict) -> tuple[dict, dict]:
 def _declared_shapes(config: dict) -> dict[str, tuple]:
     """The array shapes the config's network has, from its declared sizes alone (checked against the
     limits; nothing allocated)."""
-    from .arch import DEFAULT_ARCH, InputMap, parse_arch
+    from .arch import DEFAULT_ARCH, InputMap, check_sizes, parse_arch
 
     arch, imap, classes = config.get("arch", DEFAULT_ARCH), config.get("input_map"), config.get("classes", 10)
     if not isinstance(arch, (str, list)) or not isinstance(imap, (dict, type(None))) \
@@ -201,7 +201,7 @@ def _declared_shapes(config: dict) -> dict[str, tuple]:
         imap = {"sensor": list(grid)[:2], "grid": grid} if isinstance(grid, (list, tuple)) else {}
     n = classes if isinstance(classes, int) else len(classes)
     limits.check_classes(n)
-    geometry = limits.check_sizes(parse_arch(arch), InputMap.from_dict(imap).grid, n)
+    geometry = check_sizes(parse_arch(arch), InputMap.from_dict(imap).grid, n)
     shapes = {array_name(k, sfx): shape for k, g in enumerate(geometry)
               for sfx, shape in g.layer.cls.array_shapes(g).items()}
     shapes[array_name(len(geometry))] = (geometry[-1].n_out, n)

@@ -60,33 +60,3 @@ def check_grid(grid, what: str = "input grid") -> None:
 def check_classes(n: int) -> None:
     if n > MAX_CLASSES:
         raise ConfigError(f"{n} classes are more than the {MAX_CLASSES} a network may have")
-
-
-def check_sizes(layers, grid, n_classes: int) -> tuple:
-    """The layers' geometry on ``grid`` when the whole network is within the limits, else ConfigError.
-
-    Only shapes are computed (nothing is allocated), so a declared network of 10^9 units is refused
-    in microseconds.
-    """
-    from .arch import place
-
-    check_grid(grid)
-    check_classes(n_classes)
-    if len(layers) > MAX_LAYERS:
-        raise ConfigError(f"{len(layers)} hidden layers are more than {MAX_LAYERS}")
-    for i, lay in enumerate(layers):  # before place: a layer's own sizes alone may be absurd
-        if lay.units > MAX_LAYER_UNITS or lay.kernel > 2 * MAX_GRID_SIDE:
-            raise ConfigError(f"layer {i + 1} ({lay.spec()}) is larger than {MAX_LAYER_UNITS} units "
-                              f"(or a kernel wider than {2 * MAX_GRID_SIDE})")
-    geometry = place(layers, tuple(int(v) for v in grid))
-    total = n_classes
-    for i, g in enumerate(geometry):
-        if g.n_out > MAX_LAYER_UNITS:
-            raise ConfigError(f"layer {i + 1} ({g.layer.spec()}) has {g.n_out} units on this grid, more than "
-                              f"{MAX_LAYER_UNITS}")
-        total += g.parameters
-    total += geometry[-1].n_out * n_classes
-    if total > MAX_PARAMETERS:
-        raise ConfigError(f"the network would have {total:,} parameters, more than {MAX_PARAMETERS:,}; "
-                          "use fewer or smaller layers, or a coarser grid")
-    return geometry

@@ -21,7 +21,7 @@ import numpy as np
 
 from ..errors import InputError, StreamsnnError
 from . import limits, propagate, settings
-from .arch import DEFAULT_ARCH, InputMap, format_arch, parse_arch
+from .arch import DEFAULT_ARCH, InputMap, check_sizes, format_arch, parse_arch
 from .layers.base import ArrayView
 
 LEARNING_MODES = settings.LEARNING_MODES
@@ -79,7 +79,7 @@ class SpikingNetwork:
         arch, input_map, names = settings.inputs_and_classes(sizes, arch, input_shape, input_map, classes)
         tau_us = settings.checked_mode(learning, tau_us)
         self.layers = parse_arch(DEFAULT_ARCH if arch is None else arch)
-        geometry = limits.check_sizes(self.layers, input_map.grid, len(names))  # before anything is allocated
+        geometry = check_sizes(self.layers, input_map.grid, len(names))  # before anything is allocated
         learning_settings = settings.learning_settings(
             self.layers, lr=lr, lr_out=lr_out, lr_conv=lr_conv, max_step=max_step, activity=activity, theta=theta,
             init_gain=init_gain, error_spikes=error_spikes, seed=seed, learning=learning)

@@ -17,6 +17,8 @@ from typing import ClassVar
 
 import numpy as np
 
+from ...errors import ConfigError
+
 NO_CNT = np.zeros(0, np.float32)
 NO_T = np.zeros(0, np.int64)
 
@@ -45,8 +47,6 @@ class LayerSpec:
     @property
     def cls(self) -> type[Layer]:
         """The layer class of this kind (from the registry)."""
-        from . import kind_of
-
         return kind_of(self.kind)
 
     def spec(self) -> str:
@@ -234,3 +234,25 @@ class Layer:
     def relu(self, a: np.ndarray) -> np.ndarray:
         """Pre-activations (float32, n_out, in this layer's unit order) of the ReLU twin on input values ``a``."""
         raise NotImplementedError
+
+
+#: The registry: kind name in specs and checkpoints -> the class that implements it (filled by `register`
+#: in ``layers/__init__.py``).
+KINDS: dict[str, type[Layer]] = {}
+
+
+def register(cls: type[Layer]) -> type[Layer]:
+    """Add (or replace) a layer kind under ``cls.kind``; returns ``cls`` (usable as a class decorator)."""
+    if not (isinstance(cls, type) and issubclass(cls, Layer) and cls.kind):
+        raise TypeError(f"{cls!r} is not a Layer subclass with a kind")
+    KINDS[cls.kind] = cls
+    return cls
+
+
+def kind_of(kind: str) -> type[Layer]:
+    """The class of a layer kind; ConfigError naming the known kinds when there is none."""
+    try:
+        return KINDS[kind]
+    except (KeyError, TypeError):
+        known = " or ".join(cls.usage for cls in KINDS.values())
+        raise ConfigError(f"unknown layer kind {str(kind)[:40]!r}; known: {known}") from None
