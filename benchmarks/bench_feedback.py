@@ -56,7 +56,8 @@ def train(ctx: Context, folder: Path):
     data = load_split(ctx.nmnist, "train", net, quiet=True)
     t0 = time.perf_counter()
     for e in range(epochs):
-        train_epoch(net, data, epoch=e, epochs=epochs, seed=0, augment=Augment(), quiet=True)
+        train_epoch(net, data, epoch=e, epochs=epochs, seed=0, augment=Augment(jitter_us=0.0),  # as measured: no jitter
+                    quiet=True)
     seconds = time.perf_counter() - t0
     test = load_split(ctx.nmnist, "test", net, quiet=True)
     path = folder / "trained.npz"

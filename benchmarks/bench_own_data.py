@@ -30,11 +30,13 @@ from pathlib import Path  # noqa: E402
 
 import numpy as np  # noqa: E402
 
+from streamsnn import defaults  # noqa: E402
+
 from .common import DATA, ROOT, Context, NotMeasurable, Result, machine, write  # noqa: E402
 
 BIG_SENSOR, OFFSET = (346, 260), (150, 100)
-N_MNIST_ARCH = "conv:32:5:2:2,conv:64:3:2:1,dense:256"
-N_MNIST_AUGMENT = {"shift": 2, "dropout": 0.1, "jitter_us": 1000.0}
+N_MNIST_ARCH = defaults.DEFAULT_ARCH
+N_MNIST_AUGMENT = defaults.AUGMENT
 
 
 def cv_choice_args(n_train: int) -> list[str]:
@@ -53,7 +55,7 @@ def cv_augment(grid) -> dict:
 #: Candidates of --cv: (name, train arguments, augmentation or None for the one `train` picks, learning steps).
 SMALL = {"shift_frac": 0.125, "dropout": 0.2, "jitter_us": 1000.0}
 NMNIST_AUG = {"shift_frac": 0, "shift": 2, "dropout": 0.1, "jitter_us": 1000.0}
-DEEP = "conv:32:5:2:2,conv:64:3:2:1,dense:256"
+DEEP = defaults.DEFAULT_ARCH
 SMALL_NET = "conv:16:5:2:2,dense:64"
 WHOLE = "--no-stream-crops"  # the candidates measured before the stream transforms became train's default
 CANDIDATES = [

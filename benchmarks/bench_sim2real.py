@@ -56,7 +56,7 @@ def train_and_test(train, test, epochs: int, seed: int) -> dict:
     from streamsnn.snn import SpikingNetwork
 
     net = SpikingNetwork((2312, HIDDEN, 10), seed=seed, lr=LR)
-    aug = Augment(shift=2, dropout=0.1, jitter_us=1000.0)
+    aug = Augment()
     t0 = time.perf_counter()
     for ep in range(epochs):
         train_epoch(net, train, epoch=ep, epochs=epochs, seed=seed, augment=aug, quiet=True)

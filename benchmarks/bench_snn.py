@@ -59,7 +59,7 @@ def train_snn(train: SampleArrays, test: SampleArrays, *, hidden: int, epochs: i
               augment: bool, learning: str = "counts"):
     """Train the default spiking network (as `streamsnn train` does) and evaluate it on the test split."""
     net = SpikingNetwork((2312, hidden, 10), seed=seed, lr=lr, learning=learning)
-    aug = Augment(shift=2, dropout=0.1, jitter_us=1000.0) if augment else None
+    aug = Augment() if augment else None
     t0 = time.perf_counter()
     epochs_out = []
     for ep in range(epochs):

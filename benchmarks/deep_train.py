@@ -12,8 +12,10 @@ import time
 
 import numpy as np
 
+from streamsnn import defaults
+
 #: The augmentation `streamsnn train` uses.
-AUGMENT = {"shift": 2, "dropout": 0.1, "jitter_us": 1000.0}
+AUGMENT = defaults.AUGMENT
 
 
 def load_data(nmnist, synth_dir=None, mnist=None, n_synth: int = 9900, quiet: bool = True):

@@ -12,8 +12,9 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
+from . import defaults as d
 from .errors import ConfigError
-from .pipeline.feedback import FEEDBACK_LR_SCALE, MAX_CLASSES, NEW_CLASS_LR
+from .pipeline.feedback import MAX_CLASSES
 
 log = logging.getLogger(__name__)
 #: Old names of source kinds, still accepted (with one warning line).
@@ -87,29 +88,31 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "learning": Key(str, "counts", "learning rule of a fresh network", ("counts", "spikes")),
         "learn_from_labels": Key(bool, True, "learn (test-then-train) when a window carries its true label"),
         "learn_from_feedback": Key(bool, True, "learn from labels sent to <prefix>/feedback"),
-        "recent": Key(int, 128, "how many recent decisions feedback can still refer to", min=1),
-        "recent_events": Key(int, 4_000_000, "most events the recent decisions may hold together (about 13 bytes "
+        "recent": Key(int, d.RECENT, "how many recent decisions feedback can still refer to", min=1),
+        "recent_events": Key(int, d.RECENT_EVENTS, "most events the recent decisions may hold together (about 13 bytes "
                              "each); the oldest are forgotten first", min=1),
-        "feedback_per_s": Key(float, 10.0, "feedback messages learned per second at most, on average; "
+        "feedback_per_s": Key(float, d.FEEDBACK_PER_S, "feedback messages learned per second at most, on average; "
                               "more are counted (rate_limited) and not learned (0 = no limit)", min=0),
-        "feedback_burst": Key(int, 20, "feedback messages learned at once at most before feedback_per_s applies",
+        "feedback_burst": Key(int, d.FEEDBACK_BURST,
+                              "feedback messages learned at once at most before feedback_per_s applies",
                               min=1),
-        "feedback_lr_scale": Key(float, FEEDBACK_LR_SCALE, "learning-rate multiplier for feedback (a wrong label "
+        "feedback_lr_scale": Key(float, d.FEEDBACK_LR_SCALE, "learning-rate multiplier for feedback (a wrong label "
                                  "that gets through costs less; measured in benchmarks/bench_feedback.py)", min=0),
         "new_classes": Key(bool, False, "feedback naming a class the model does not know adds an output unit "
                            "for it (else refused, counted: unknown_class)"),
-        "max_classes": Key(int, 32, f"most classes the model may grow to through new_classes (at most {MAX_CLASSES})",
+        "max_classes": Key(int, d.MAX_CLASSES_GROWN,
+                           f"most classes the model may grow to through new_classes (at most {MAX_CLASSES})",
                            min=2),
-        "new_class_lr": Key(float, NEW_CLASS_LR, "output learning-rate multiplier of a class added by feedback (see "
+        "new_class_lr": Key(float, d.NEW_CLASS_LR, "output learning-rate multiplier of a class added by feedback (see "
                             "benchmarks/bench_incremental.py)", min=0),
         "save_every_s": Key(float, 60.0, "checkpoint period in seconds (0 = only at exit)", min=0),
     },
     "pipeline": {
         "node_id": Key(str, "", "name of this daemon in topics and payloads (empty = host name)"),
-        "queue_size": Key(int, 64, "capacity of each queue between stages", min=1),
-        "policy": Key(str, "block", "when the network falls behind: wait, or drop the oldest/newest window",
+        "queue_size": Key(int, d.QUEUE_SIZE, "capacity of each queue between stages", min=1),
+        "policy": Key(str, d.POLICY, "when the network falls behind: wait, or drop the oldest/newest window",
                       ("block", "drop_oldest", "drop_newest")),
-        "metrics_every_s": Key(float, 5.0, "period of metrics messages and progress lines", min=0.05),
+        "metrics_every_s": Key(float, d.METRICS_EVERY_S, "period of metrics messages and progress lines", min=0.05),
     },
     "mqtt": {
         "enabled": Key(bool, True, "publish decisions over MQTT"),
@@ -303,7 +306,7 @@ def _cross_checks(cfg: Config) -> None:
 
 def _model_sizes(cfg: Config) -> None:
     """A fresh network's sizes and rates within snn.limits (checked without building it)."""
-    from .snn.arch import DEFAULT_ARCH, check_sizes, parse_arch
+    from .snn.arch import check_sizes, parse_arch
     from .snn.limits import MAX_LR, MAX_LR_FACTOR
 
     o, m = cfg.origin, cfg.model
@@ -314,7 +317,7 @@ def _model_sizes(cfg: Config) -> None:
             raise ConfigError(f"{o}: model.{key} must be at most {high:g}, got {value!r}")
     key = "model.arch" if m.arch else "model.hidden" if m.hidden else "model.classes/input_width/input_height"
     try:  # the layers must parse, fit the input grid and stay within the limits
-        arch = f"dense:{m.hidden}" if m.hidden else (m.arch or DEFAULT_ARCH)
+        arch = f"dense:{m.hidden}" if m.hidden else (m.arch or d.DEFAULT_ARCH)
         check_sizes(parse_arch(arch), (m.input_width, m.input_height, 2), m.classes)
     except ConfigError as exc:
         raise ConfigError(f"{o}: {key}: {exc}") from None

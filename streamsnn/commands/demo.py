@@ -177,7 +177,7 @@ def _train(args, images, out: Path) -> None:
         data.labels = np.concatenate([data.labels, np.asarray([b.label for b in synth], np.int64)])
         data.ids += [b.sample for b in synth]
     say(f"training: {net.arch} on {len(data)} samples, {args.epochs} epochs (once; the model is kept at {out})")
-    augment = Augment(shift=2, dropout=0.1, jitter_us=1000.0)
+    augment = Augment()  # streamsnn/defaults.py AUGMENT
     for ep in range(args.epochs):
         r = train_epoch(net, data, epoch=ep, epochs=args.epochs, augment=augment, stream=StreamCrops())
         say(f"training: epoch {ep + 1}/{args.epochs}, accuracy {r['accuracy']:.3f}, {r['seconds']:.1f} s")

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .. import defaults
 from ..errors import ConfigError, InputError
 from ..snn.arch import InputMap
 
@@ -33,7 +34,7 @@ MAX_NATIVE = 48
 #: Below this many training samples per class (mean) `train` says the data are few.
 SMALL_PER_CLASS = 50
 #: Augmentation of every training run (picked on N-MNIST; it also won the small-data checks).
-AUGMENT = {"shift": 2, "dropout": 0.1, "jitter_us": 1000.0}
+AUGMENT = defaults.AUGMENT
 #: The small-data settings cross-validation on POKER-DVS train picked, then rejected on held-out data
 #: (kept for benchmarks/bench_own_data.py, which shows both): shifts of 1/8 of the grid, about 3000 steps.
 CV_CHOICE = {"arch": "conv:16:5:2:2,dense:64", "shift_frac": 0.125, "dropout": 0.2, "jitter_us": 1000.0,

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from .. import defaults
 from ..errors import InputError
 
 log = logging.getLogger(__name__)
@@ -144,9 +145,10 @@ def load_folders(folders, net, *, limit: int | None = None, quiet: bool = False)
 class Augment:
     """Random variations of a training sample: spatial shift, event dropout, time jitter."""
 
-    shift: int = 2          # pixels, uniform in [-shift, shift] per axis; events pushed off the sensor drop
-    dropout: float = 0.1    # probability of dropping each event
-    jitter_us: float = 0.0  # std of Gaussian time jitter (events are re-sorted by the jittered time)
+    shift: int = defaults.AUGMENT["shift"]            # pixels, uniform in [-shift, shift] per axis; events
+                                                      # pushed off the sensor drop
+    dropout: float = defaults.AUGMENT["dropout"]      # probability of dropping each event
+    jitter_us: float = defaults.AUGMENT["jitter_us"]  # std of Gaussian time jitter (events re-sorted by it)
 
     def __call__(self, idx: np.ndarray, t: np.ndarray, input_shape, rng: np.random.Generator):
         w, h, _ = input_shape
@@ -169,10 +171,7 @@ class Augment:
         return np.ascontiguousarray(idx), np.ascontiguousarray(t)
 
 
-#: Learning rates of a convolutional network trained with the stream transforms are this fraction of the
-#: whole-sample ones: at the full rate its activity ran away (weights not finite) within 3 epochs of
-#: real + synthetic training with crops, at half it trained stably (benchmarks/tune_stream.py).
-STREAM_LR_SCALE = 0.5
+STREAM_LR_SCALE = defaults.STREAM_LR_SCALE  # see streamsnn/defaults.py
 
 
 def learning_settings(layers, several: bool = False, stream: bool = False) -> dict:

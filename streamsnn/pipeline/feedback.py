@@ -15,21 +15,16 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any, Callable
 
-from .. import classnames
+from .. import classnames, defaults
 from ..textsafe import shown
 from .decide import true_class
 from .segment import Window
 
 #: Keys a feedback message may hold.
 FEEDBACK_KEYS = frozenset({"sample", "t_end_us", "label"})
-#: Largest feedback message accepted, in bytes.
-MAX_FEEDBACK_BYTES = 4096
-#: Feedback learns at this fraction of the network's learning rates (model.feedback_lr_scale): chosen in
-#: benchmarks/bench_feedback.py, where wrong labels at the full rate cost tens of points.
-FEEDBACK_LR_SCALE = 0.1
-#: A class added by feedback learns its output weights this many times faster (model.new_class_lr):
-#: chosen in benchmarks/bench_incremental.py.
-NEW_CLASS_LR = 100.0
+# Defaults from streamsnn/defaults.py, under the names callers use.
+MAX_FEEDBACK_BYTES, FEEDBACK_LR_SCALE, NEW_CLASS_LR = (defaults.MAX_FEEDBACK_BYTES, defaults.FEEDBACK_LR_SCALE,
+                                                       defaults.NEW_CLASS_LR)
 #: Most classes a model may grow to through feedback (the upper bound of model.max_classes): every decision
 #: carries one score per class, and the class list goes to each page and to the retained MQTT message.
 MAX_CLASSES = 256
@@ -165,8 +160,7 @@ class TokenBucket:
         return False
 
 
-#: Default bound on the events the recent windows hold together (about 52 MB).
-RECENT_EVENTS = 4_000_000
+RECENT_EVENTS = defaults.RECENT_EVENTS
 
 
 class Recent:

@@ -6,8 +6,9 @@ import math
 from dataclasses import dataclass
 from pathlib import Path
 
+from .. import defaults as d
 from ..errors import ConfigError
-from .feedback import FEEDBACK_LR_SCALE, MAX_CLASSES, MAX_FEEDBACK_BYTES, NEW_CLASS_LR, RECENT_EVENTS
+from .feedback import MAX_CLASSES
 
 
 @dataclass(frozen=True)
@@ -25,20 +26,20 @@ class PipelineSettings:
     `checkpoint` (None: not saved) every `save_every_s` (0: only at exit).
     """
 
-    queue_size: int = 64
-    policy: str = "block"
+    queue_size: int = d.QUEUE_SIZE
+    policy: str = d.POLICY
     learn_from_labels: bool = True
     learn_from_feedback: bool = True
-    recent: int = 128
-    recent_events: int = RECENT_EVENTS
-    max_feedback_bytes: int = MAX_FEEDBACK_BYTES
-    feedback_per_s: float = 10.0
-    feedback_burst: int = 20
-    feedback_lr_scale: float = FEEDBACK_LR_SCALE
+    recent: int = d.RECENT
+    recent_events: int = d.RECENT_EVENTS
+    max_feedback_bytes: int = d.MAX_FEEDBACK_BYTES
+    feedback_per_s: float = d.FEEDBACK_PER_S
+    feedback_burst: int = d.FEEDBACK_BURST
+    feedback_lr_scale: float = d.FEEDBACK_LR_SCALE
     new_classes: bool = False
-    max_classes: int = 32
-    new_class_lr: float = NEW_CLASS_LR
-    metrics_every_s: float = 5.0
+    max_classes: int = d.MAX_CLASSES_GROWN
+    new_class_lr: float = d.NEW_CLASS_LR
+    metrics_every_s: float = d.METRICS_EVERY_S
     checkpoint: Path | None = None
     save_every_s: float = 0.0
 
@@ -55,7 +56,7 @@ class PipelineSettings:
 
     @classmethod
     def from_config(cls, cfg, *, checkpoint: Path | None = None,
-                    max_feedback_bytes: int = MAX_FEEDBACK_BYTES) -> PipelineSettings:
+                    max_feedback_bytes: int = d.MAX_FEEDBACK_BYTES) -> PipelineSettings:
         """The settings of `streamsnn run` from a `config.Config` ([pipeline] and [model]); `checkpoint` is
         the file the model was loaded from or will be saved to, `max_feedback_bytes` the MQTT bound."""
         p, m = cfg.pipeline, cfg.model

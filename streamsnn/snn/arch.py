@@ -25,24 +25,14 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .. import defaults
 from ..errors import ConfigError, InputError
 from . import limits
 from .layers import KINDS, LayerSpec, usage
 from .limits import MAX_GRID_SIDE, check_grid
 
-#: The default architecture for N-MNIST, chosen by measurement (benchmarks/README.md, "Choosing the default").
-DEFAULT_ARCH = "conv:32:5:2:2,conv:64:3:2:1,dense:256"
-
-#: Learning settings per kind of network, chosen on held-out real training samples (benchmarks/README.md,
-#: "Choosing the default"): learning rates of the hidden layers (``lr_conv`` multiplies ``lr`` for
-#: convolutions) and of the output layer, the step bound ``max_step`` (0 = none), the price of a
-#: hidden spike ``activity`` (3e-5 halves the spikes at the same validation accuracy, and without it
-#: lr 0.002 let the activity run away until the network fell silent), and epochs for one folder /
-#: for several (real plus synthetic samples, ten times the data per epoch).
-CONV_SETTINGS = {"lr": 0.002, "lr_out": 0.0006, "lr_conv": 1.0, "max_step": 0.0, "activity": 3e-5, "epochs": 40,
-                 "epochs_several": 6}
-DENSE_SETTINGS = {"lr": 0.001, "lr_out": 0.001, "lr_conv": 1.0, "max_step": 0.0, "activity": 0.0, "epochs": 20,
-                 "epochs_several": 6}
+# The defaults live in streamsnn/defaults.py; kept here under their old names for callers.
+DEFAULT_ARCH, CONV_SETTINGS, DENSE_SETTINGS = defaults.DEFAULT_ARCH, defaults.CONV_SETTINGS, defaults.DENSE_SETTINGS
 
 
 def _layer_from_text(text: str) -> LayerSpec:

@@ -1,0 +1,59 @@
+"""Every default value that more than one module uses, in one place: learning, augmentation, feedback, the pipeline.
+
+Modules import their defaults from here (and keep the names for their callers); the pipeline file's
+schema (`config.py`) takes its defaults from here too, so the library, the daemon and the docs
+agree. Limits (what a value may be at most) live beside the checks that enforce them
+(`snn/limits.py`, `pipeline/feedback.MAX_CLASSES`).
+"""
+
+from __future__ import annotations
+
+# -- the network and its training ----------------------------------------------------------------
+#: The default architecture for N-MNIST, chosen by measurement (benchmarks/README.md, "Choosing the default").
+DEFAULT_ARCH = "conv:32:5:2:2,conv:64:3:2:1,dense:256"
+
+#: Learning settings per kind of network, chosen on held-out real training samples (benchmarks/README.md,
+#: "Choosing the default"): learning rates of the hidden layers (``lr_conv`` multiplies ``lr`` for
+#: convolutions) and of the output layer, the step bound ``max_step`` (0 = none), the price of a
+#: hidden spike ``activity`` (3e-5 halves the spikes at the same validation accuracy, and without it
+#: lr 0.002 let the activity run away until the network fell silent), and epochs for one folder /
+#: for several (real plus synthetic samples, ten times the data per epoch).
+CONV_SETTINGS = {"lr": 0.002, "lr_out": 0.0006, "lr_conv": 1.0, "max_step": 0.0, "activity": 3e-5, "epochs": 40,
+                 "epochs_several": 6}
+DENSE_SETTINGS = {"lr": 0.001, "lr_out": 0.001, "lr_conv": 1.0, "max_step": 0.0, "activity": 0.0, "epochs": 20,
+                  "epochs_several": 6}
+
+#: Learning rates of a convolutional network trained with the stream transforms are this fraction of the
+#: whole-sample ones: at the full rate its activity ran away (weights not finite) within 3 epochs of
+#: real + synthetic training with crops, at half it trained stably (benchmarks/tune_stream.py).
+STREAM_LR_SCALE = 0.5
+
+#: Augmentation of every training run (picked on N-MNIST; it also won the small-data checks): shifts of
+#: up to 2 pixels per axis, 10 % of the events dropped, 1 ms of Gaussian time jitter.
+AUGMENT = {"shift": 2, "dropout": 0.1, "jitter_us": 1000.0}
+
+# -- feedback and class growth ---------------------------------------------------------------------
+#: Largest feedback message accepted, in bytes.
+MAX_FEEDBACK_BYTES = 4096
+#: Feedback learns at this fraction of the network's learning rates (model.feedback_lr_scale): chosen in
+#: benchmarks/bench_feedback.py, where wrong labels at the full rate cost tens of points.
+FEEDBACK_LR_SCALE = 0.1
+#: A class added by feedback learns its output weights this many times faster (model.new_class_lr):
+#: chosen in benchmarks/bench_incremental.py.
+NEW_CLASS_LR = 100.0
+#: Feedback learned per second at most on average (model.feedback_per_s), and at once (model.feedback_burst).
+FEEDBACK_PER_S = 10.0
+FEEDBACK_BURST = 20
+#: How many recent decisions feedback may refer to (model.recent), and the events they hold together
+#: at most (model.recent_events, about 52 MB).
+RECENT = 128
+RECENT_EVENTS = 4_000_000
+#: Most classes a model grows to through feedback by default (model.max_classes).
+MAX_CLASSES_GROWN = 32
+
+# -- the pipeline ------------------------------------------------------------------------------
+#: Windows waiting for the network at most (pipeline.queue_size), and what a full queue does (pipeline.policy).
+QUEUE_SIZE = 64
+POLICY = "block"
+#: Period of metrics messages and progress lines (pipeline.metrics_every_s).
+METRICS_EVERY_S = 5.0
