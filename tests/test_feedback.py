@@ -31,14 +31,21 @@ def samples():
 
 def pipeline(samples, *, labelled: bool, learned: bool = False, **kw) -> Pipeline:
     """A pipeline whose recent decisions are the given samples (with or without their true labels)."""
-    pipe = Pipeline(None, SpikingNetwork((2312, 32, 10), seed=5), [], **kw)
+    pipe = Pipeline(None, deep_net(), [], **kw)
     for s in samples:
         pipe.recent.add(Window(s, s.t_start, s.t_end, s.sample, s.label if labelled else None, learned=learned))
     return pipe
 
 
+def deep_net() -> SpikingNetwork:
+    """A small network of the default's shape (a convolution, a dense layer, the output), so that "the model
+    did not change" is checked on every layer, not only on a one-hidden-layer network."""
+    return SpikingNetwork(arch="conv:4:5:2:2,dense:32", classes=10, seed=5)
+
+
 def weights(net) -> list[np.ndarray]:
-    return [net.W1.copy(), net.W2.copy(), net.b2.copy()]
+    """Every parameter of the network: each hidden layer's weights, the output weights and biases."""
+    return [w.copy() for w in net.weights] + [net.bias.copy()]
 
 
 def unchanged(before, net) -> bool:
@@ -179,9 +186,10 @@ async def test_feedback_by_class_name_teaches_that_class_and_every_message_is_co
             assert await pipe.apply_feedback(m) is False
         before = weights(pipe.net)
         assert await pipe.apply_feedback({"sample": samples[0].sample, "label": "3"}) is True
-        ref = SpikingNetwork((2312, 32, 10), seed=5)
+        ref = deep_net()
         ref.learn_one(samples[0], 3, lr_scale=FEEDBACK_LR_SCALE)  # the name "3" taught class 3, as the index would
-        np.testing.assert_array_equal(ref.W1, pipe.net.W1)
+        for a, b in zip(weights(ref), weights(pipe.net)):
+            np.testing.assert_array_equal(a, b)
         assert not unchanged(before, pipe.net)
     finally:
         pipe._worker.shutdown()

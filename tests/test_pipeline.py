@@ -113,7 +113,7 @@ def test_recent_ring_forgets_the_oldest():
 
 @pytest.fixture(scope="module")
 def small_net():
-    return SpikingNetwork((2312, 64, 10), seed=3)
+    return SpikingNetwork(arch="conv:4:5:2:2,dense:32", classes=10, seed=3)  # the default's shape, small
 
 
 async def test_invalid_feedback_never_changes_the_model(nmnist_dir, small_net):
@@ -121,7 +121,8 @@ async def test_invalid_feedback_never_changes_the_model(nmnist_dir, small_net):
     sample = open_dataset(nmnist_dir).split("test").samples[0].load()
     pipe = Pipeline(None, net, [], recent=4)
     pipe.recent.add(Window(sample, sample.t_start, sample.t_end, sample.sample, None))
-    before = (net.W1.copy(), net.W2.copy(), net.b2.copy(), net.updates, net.model_version)
+    params = lambda: [*net.weights, net.bias]  # every layer, the output weights and biases
+    before = ([p.copy() for p in params()], net.updates, net.model_version)
     bad = [{"sample": sample.sample, "label": 10}, {"sample": sample.sample, "label": -1},
            {"sample": sample.sample, "label": "three"}, {"sample": sample.sample, "label": True},
            {"sample": "no-such-sample", "label": 3}, {"t_end_us": sample.t_end + 1, "label": 3},
@@ -129,19 +130,20 @@ async def test_invalid_feedback_never_changes_the_model(nmnist_dir, small_net):
     for fb in bad:
         assert await pipe.apply_feedback(fb) is False
     assert pipe.counters.feedback["ignored"] == len(bad) and pipe.counters.feedback["learned"] == 0
-    for a, b in zip(before[:3], (net.W1, net.W2, net.b2)):
+    for a, b in zip(before[0], params()):
         np.testing.assert_array_equal(a, b)
-    assert (net.updates, net.model_version) == before[3:]
+    assert (net.updates, net.model_version) == before[1:]
     # a valid message about the same decision does teach the network; a second one (here by window
     # end) names the same decision and is counted, not learned: a decision is taught once
     assert await pipe.apply_feedback({"sample": sample.sample, "label": sample.label}) is True
     assert await pipe.apply_feedback({"t_end_us": sample.t_end, "label": sample.label}) is False
-    assert net.updates == before[3] + 1 and not np.array_equal(before[0], net.W1)
+    assert net.updates == before[1] + 1 and not np.array_equal(before[0][0], net.weights[0])
     assert pipe.counters.feedback["duplicate"] == 1
     pipe.learn_from_feedback = False
-    w1 = net.W1.copy()
+    now = [p.copy() for p in params()]
     assert await pipe.apply_feedback({"sample": sample.sample, "label": sample.label}) is False
-    np.testing.assert_array_equal(w1, net.W1)
+    for a, b in zip(now, params()):
+        np.testing.assert_array_equal(a, b)
     pipe._worker.shutdown()
 
 
