@@ -200,10 +200,11 @@ async def test_a_run_that_breaks_the_weights_keeps_the_checkpoint_loadable(tmp_p
     for line in out.read_text().splitlines():  # every published decision is JSON with finite scores
         assert all(math.isfinite(s) for s in json.loads(line)["scores"])
     assert counters.decisions + counters.bad_windows == 12 and counters.bad_windows > 0
-    if rate == "lr":  # hidden weights become non-finite: their decisions are withheld
-        assert not all(np.all(np.isfinite(w)) for w in net.weights)
-    else:  # every output update overflows and is undone (its window skipped): the weights stay finite
-        assert net.nonfinite == 12 and all(np.all(np.isfinite(w)) for w in [*net.weights, net.bias])
+    # every update overflows (hidden or output weights) and is undone (its window skipped): the weights stay
+    # finite (issue 19: hidden layers are checked too, they used to become non-finite with rate "lr")
+    # (with "lr" a window whose update reaches no hidden weight, or one small enough after the halvings, may pass)
+    assert (net.nonfinite == 12 if rate == "lr_out" else net.nonfinite >= 10)
+    assert all(np.all(np.isfinite(w)) for w in [*net.weights, net.bias])
     # either way the network is not saved over the good file, in one line per attempt
     assert counters.checkpoint_errors >= 1 and not pipe.exit_saved and path.read_bytes() == before
     assert any("checkpoint not saved (at exit)" in r.getMessage() for r in caplog.records)

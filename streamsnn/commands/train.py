@@ -172,13 +172,17 @@ def run(args) -> int:
         r = train_epoch(net, train, epoch=ep, epochs=s["epochs"], seed=args.seed, augment=augment,
                         stream=stream, quiet=quiet)
         row = {"epoch": ep + 1, "train_accuracy": r["accuracy"], "seconds": r["seconds"],
-               "learn_events_per_s": r["events_per_s"]}
+               "learn_events_per_s": r["events_per_s"], "nonfinite": r["nonfinite"], "revivals": r["revivals"],
+               "lr_backoff": r["lr_backoff"]}
         line = (f"epoch {ep + 1}/{s['epochs']}: train {r['accuracy']:.3f}"
                 f"{' (augmented)' if augment or stream else ''}")
         if test:
             row["test_accuracy"] = evaluate(net, test)["accuracy"]
             line += f"  test {row['test_accuracy']:.3f}"
         line += f"  {r['seconds']:.1f} s  {r['events_per_s'] / 1e6:.2f} M events/s learning"
+        if r["nonfinite"] or r["revivals"]:
+            line += (f"  ({r['nonfinite']} non-finite updates undone, {r['revivals']} revivals; learning rates now "
+                     f"x{r['lr_backoff']:g})")
         say(line)
         epochs.append(row)
         net.save(args.out)

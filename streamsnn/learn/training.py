@@ -205,7 +205,16 @@ def train_epoch(net, data: SampleArrays, *, epoch: int = 0, epochs: int = 1, see
 
     ``stream`` (an ``augment.StreamCrops``) turns each item into a whole sample, a time crop or a
     crossing into another sample, as live windows see them; ``augment`` is applied after it.
+    A sample whose update is not finite is skipped (the network undid it) and a network that falls
+    silent is revived (``watch.py``): the result counts both (``nonfinite``, ``revivals``) and gives
+    the learning-rate multiplier ``lr_backoff``; ``watch.NetworkSilent`` when it cannot be revived.
     """
+    from ..snn.guard import NonFinite
+    from .watch import Watch
+
+    watch = Watch.of(net)
+    watch.start_epoch()
+    refused, revivals = net.nonfinite, watch.revivals
     rng = np.random.default_rng([seed, epoch])
     scale = lr_schedule(epoch, epochs)
     order = rng.permutation(len(data))
@@ -219,7 +228,12 @@ def train_epoch(net, data: SampleArrays, *, epoch: int = 0, epochs: int = 1, see
             idx, t, label = data.idx[k], data.t[k], int(data.labels[k])
         if augment is not None:
             idx, t = augment(idx, t, net.input_shape, rng)
-        d = net.learn_indices(idx, label, t, lr_scale=scale)
+        try:
+            d = net.learn_indices(idx, label, t, lr_scale=scale)
+        except NonFinite as exc:
+            watch.refused(exc, epoch, data.ids[k] if k < len(data.ids) else f"#{k}")
+            continue
+        watch.spiked(d.spikes, d.events, epoch)
         correct += int(d.label == label)
         events += d.events
         if n % 100 == 0:
@@ -228,7 +242,8 @@ def train_epoch(net, data: SampleArrays, *, epoch: int = 0, epochs: int = 1, see
     net.epochs += 1
     return {"accuracy": correct / max(1, len(data)), "events": events, "seconds": dt, "cpu_seconds": dc,
             "events_per_s": events / dt if dt > 0 else 0.0,
-            "events_per_cpu_s": events / dc if dc > 0 else 0.0, "lr_scale": scale}
+            "events_per_cpu_s": events / dc if dc > 0 else 0.0, "lr_scale": scale,
+            "nonfinite": net.nonfinite - refused, "revivals": watch.revivals - revivals, "lr_backoff": net.lr_backoff}
 
 
 def evaluate(net, data: SampleArrays, *, quiet: bool = True) -> dict:

@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import CheckpointError, ConfigError
-from . import limits, npzread
+from . import guard, limits, npzread
 
 FORMAT = "streamsnn-snn"
 VERSION = 2
@@ -33,8 +33,7 @@ _META_KEYS = ("format", "version", "config", "counters")
 _ARRAY_NAME = re.compile(r"weight_\d{1,3}(?:_[a-z][a-z0-9]{0,15})?|bias|W1|W2|b2")
 #: Largest checkpoint file: every parameter stored as float64, plus room for the config.
 MAX_FILE_BYTES = 8 * limits.MAX_PARAMETERS + (16 << 20)
-#: Largest magnitude of a stored weight or bias (float32 reaches 3.4e38; trained weights stay below 100).
-MAX_WEIGHT = 1e6
+MAX_WEIGHT = limits.MAX_WEIGHT  # largest magnitude of a stored weight or bias
 
 
 def save_checkpoint(path, arrays: dict[str, np.ndarray], config: dict, counters: dict) -> Path:
@@ -262,6 +261,10 @@ def load_network(cls, path, any_names: bool = False):
     try:
         vals = {k: _counter(counters, k) for k in ("samples_seen", "events_seen", "updates",
                                                    "progressive_correct", "progressive_total", "epochs")}
+        backoff = counters.get("lr_backoff", 1.0)
+        if isinstance(backoff, bool) or not isinstance(backoff, (int, float)) or not guard.MIN_BACKOFF <= backoff <= 1:
+            raise ValueError(f"lr_backoff is {str(backoff)[:40]}, not a number {guard.MIN_BACKOFF:g}..1")
+        vals["lr_backoff"] = float(backoff)
         token = counters.get("token")
         if token is not None and not (isinstance(token, str) and 0 < len(token) <= 64):
             raise ValueError("token is not a short string")

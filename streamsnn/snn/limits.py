@@ -16,6 +16,9 @@ from ..errors import ConfigError
 #: and most input units (width x height x polarities: 1920x1080x2 fits).
 MAX_GRID_SIDE = 4096
 MAX_INPUT_UNITS = 1 << 22
+#: Largest magnitude of a weight or bias: a checkpoint holding more is refused, an update making more is undone
+#: (float32 reaches 3.4e38; trained weights stay below 100).
+MAX_WEIGHT = 1e6
 #: Most output classes of a network.
 MAX_CLASSES = 4096
 #: Most hidden layers, and most units in one hidden layer (a convolution's units are channels x height x width).

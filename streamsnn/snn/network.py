@@ -19,16 +19,13 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..errors import InputError, StreamsnnError
-from . import limits, propagate, settings
+from ..errors import InputError
+from . import guard, limits, propagate, settings
 from .arch import DEFAULT_ARCH, InputMap, check_sizes, format_arch, parse_arch
+from .guard import NonFinite
 from .layers.base import ArrayView
 
 LEARNING_MODES = settings.LEARNING_MODES
-
-
-class NonFinite(StreamsnnError):
-    """The network computed non-finite scores or weights: the decision is withheld, the update undone."""
 
 
 @dataclass
@@ -104,6 +101,7 @@ class SpikingNetwork:
         self.samples_seen = self.events_seen = self.updates = self.epochs = 0
         self.progressive_correct = self.progressive_total = 0
         self.nonfinite = 0  # decisions withheld and updates undone because of non-finite values (not saved)
+        self.lr_backoff = 1.0  # multiplies every learning rate; halved by each update found non-finite (guard.py)
         self._token = secrets.token_hex(4)
         self.out_herd = np.zeros(len(names), np.float32)  # kept across samples (not saved in checkpoints)
         self.reset()
@@ -241,6 +239,7 @@ class SpikingNetwork:
         scores, spikes = self._run(idx, t, count)
         if not np.all(np.isfinite(scores)):  # never handed on: a sink would publish NaN, learning would spread it
             self.nonfinite += 1
+            self.reset()  # a leaky network's state would carry the damage to the next window
             raise NonFinite(f"the model's scores are not finite ({self.nonfinite} so far; its weights are damaged): "
                             "decision withheld; restart from the last checkpoint")
         prob = softmax(scores)
@@ -283,17 +282,19 @@ class SpikingNetwork:
             e = softmax(d.scores).astype(np.float32)
             e[label] -= 1.0
             acts = activity(self, np.ascontiguousarray(idx, dtype=np.int32))
-            rows = acts[-1][0]  # the output rows this update touches, and the bias: kept to undo a bad step
-            old = (self.weights[-1][rows], self.bias.copy())
+            old = guard.touched(self, acts)  # what this update may change: kept to undo a bad step
+            step = lr_scale * self.lr_backoff
             if self.learning == "counts":
-                backprop_counts(self, acts, e, lr_scale)
+                backprop_counts(self, acts, e, step)
             else:
-                backprop_spikes(self, acts, e, lr_scale)
-            if not (np.all(np.isfinite(self.bias)) and np.all(np.isfinite(self.weights[-1][rows]))):
-                self.weights[-1][rows], self.bias = old
+                backprop_spikes(self, acts, e, step)
+            where = guard.damaged(self, acts)
+            if where is not None:
+                guard.undo(self, acts, old)
                 self.nonfinite += 1
-                raise NonFinite(f"an update made the output weights non-finite ({self.nonfinite} so far); it was "
-                                "undone: the learning rates are too high for this input")
+                raise NonFinite(f"an update made the weights of {where} non-finite or huge ({self.nonfinite} so far); "
+                                f"it was undone and the learning rates halved (now x{guard.back_off(self):g})",
+                                undone=True)
             self.updates += 1
             return d
         finally:
@@ -362,7 +363,7 @@ class SpikingNetwork:
     def counters(self) -> dict:
         return {"samples_seen": self.samples_seen, "events_seen": self.events_seen, "updates": self.updates,
                 "progressive_correct": self.progressive_correct, "progressive_total": self.progressive_total,
-                "epochs": self.epochs, "token": self._token}
+                "epochs": self.epochs, "lr_backoff": self.lr_backoff, "token": self._token}
 
     def save(self, path):
         """Write weights, architecture, input map, classes and counters to ``path`` (.npz) atomically."""

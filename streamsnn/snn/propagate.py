@@ -2,7 +2,8 @@
 
 Each hidden layer (``layers/``) takes the events of the layer below in order and returns its own
 spikes, in the order they happen, as events for the next; without a leak the output evidence is
-linear in the last layer's counts and summed once at the end.
+linear in the last layer's counts and summed once at the end. Potentials or counts that overflowed
+give NaN scores (never an exception or a warning here): the network refuses them (``NonFinite``).
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..errors import InputError
-from . import kernels
+from . import guard, kernels
 from .layers.base import NO_CNT, NO_T
 
 
@@ -42,6 +43,8 @@ def forward(net, idx: np.ndarray, t: np.ndarray | None) -> tuple[np.ndarray, tup
         if not leak:
             layer.phi[:] = 0
         ev_i, ev_c, ev_t = layer.forward(ev_i, ev_c, ev_t, leak or k < last, theta, inv)
+    if not guard.state_finite(net.hidden):
+        return np.full(net.n_classes, np.nan, np.float32), tuple(0 for _ in net.hidden)
     W_out = net.out_weight
     if leak:
         if len(ev_i):
@@ -55,7 +58,8 @@ def forward(net, idx: np.ndarray, t: np.ndarray | None) -> tuple[np.ndarray, tup
     else:
         h = net.hidden[-1].counts
         act = np.flatnonzero(h)
-        scores = h[act] @ W_out[act] + net.bias
+        with np.errstate(over="ignore", invalid="ignore"):  # checked by the caller
+            scores = h[act] @ W_out[act] + net.bias
     return scores.astype(np.float32), tuple(int(layer.counts.sum()) for layer in net.hidden)
 
 

@@ -18,6 +18,7 @@ from typing import ClassVar
 import numpy as np
 
 from ...errors import ConfigError
+from ..limits import MAX_WEIGHT
 
 NO_CNT = np.zeros(0, np.float32)
 NO_T = np.zeros(0, np.int64)
@@ -31,6 +32,11 @@ def bounded_lr(max_step: float, W: np.ndarray, lr: float, x: np.ndarray, d: np.n
         if norm > limit:
             lr *= limit / norm
     return np.float32(lr)
+
+
+def sound(a: np.ndarray) -> bool:
+    """True when every entry of ``a`` is finite and within ``limits.MAX_WEIGHT`` (NaN fails the comparison)."""
+    return bool(np.abs(a).max(initial=0) <= MAX_WEIGHT)
 
 
 @dataclass(frozen=True)
@@ -226,6 +232,20 @@ class Layer:
         (0: none) bounds the step to that fraction of the weights' norm. Returns the error at the active inputs
         (float32, one per ``a_in``; zeros unless ``want``)."""
         raise NotImplementedError
+
+    def touched(self, a_in) -> dict:
+        """A copy of what ``backward``/``error_spikes`` may change when the inputs ``a_in`` were active (to undo a
+        step: ``untouch``). Here every array of the layer; a kind whose step touches less copies less."""
+        return {sfx: a.copy() for sfx, a in self.arrays().items()}
+
+    def untouch(self, a_in, saved: dict) -> None:
+        """Put back what ``touched(a_in)`` copied, in place."""
+        for sfx, a in self.arrays().items():
+            a[...] = saved[sfx]
+
+    def finite(self, a_in) -> bool:
+        """True when everything ``touched(a_in)`` names is finite."""
+        return all(sound(a) for a in self.arrays().values())
 
     def error_spikes(self, units, signs, a_in, x_in, step, herd_in, propagate: bool):
         """The event-driven update (learning "spikes"); returns the input error spikes (units, signs)."""

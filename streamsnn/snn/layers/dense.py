@@ -13,7 +13,7 @@ import numpy as np
 from numba import njit
 
 from ..kernels import fire, herd_emit, integrate, integrate_fire_silent, renormalise
-from .base import Layer, LayerSpec, bounded_lr
+from .base import Layer, LayerSpec, bounded_lr, sound
 
 
 @njit(cache=True, nogil=True, fastmath=True)
@@ -177,6 +177,15 @@ class DenseLayer(Layer):
     def backward(self, a_in, x_in, act_out, d_out, delta, lr, max_step, want):
         lr = bounded_lr(max_step, self.weight, lr, x_in, d_out)
         return dense_backward(a_in, x_in, delta, act_out, self.weight, lr, want)
+
+    def touched(self, a_in):  # a step changes only the rows of the active inputs
+        return {"": self.weight[a_in]}
+
+    def untouch(self, a_in, saved):
+        self.weight[a_in] = saved[""]
+
+    def finite(self, a_in):
+        return sound(self.weight[a_in])
 
     def error_spikes(self, units, signs, a_in, x_in, step, herd_in, propagate):
         return dense_error_spikes(units, signs, a_in, x_in, self.weight, step, herd_in, propagate)

@@ -1,0 +1,117 @@
+"""Watching a training run: updates refused as non-finite, and a network that falls silent, revived or stopped.
+
+A network is *silent* when its last hidden layer fires no spike on ``SILENT_SAMPLES`` training
+samples in a row (each with input events): its output is then its bias alone, the same for every
+input, and learning cannot reach the hidden layers any more (no spike carries an error back).
+An update the network found non-finite (or huge) it undid itself and halved its learning rates
+(``NonFinite.undone``, ``lr_backoff``): that is logged and counted. A network that is silent,
+whose scores are not finite with its weights as they are, or whose updates were refused
+``MAX_REFUSED`` times since its last good state (its weights, not its step, are the trouble: spike
+counts grown so large that any step overflows) is *revived*: its weights go back to those it had at
+the start of the last epoch that began in good health (the initial ones in the first epoch), with
+half the learning-rate multiplier it had then (``lr_backoff``, kept in the checkpoint). After
+``MAX_REVIVALS`` revivals training stops with ``NetworkSilent`` (one line; the CLI exits 2).
+None of this acts on a run where nothing goes wrong, apart from one copy of the weights per epoch.
+"""
+
+from __future__ import annotations
+
+import logging
+import weakref
+
+from ..errors import StreamsnnError
+from ..snn.guard import NonFinite, back_off
+
+log = logging.getLogger(__name__)
+
+#: Consecutive samples (with events) without a spike of the last hidden layer that make a network silent.
+SILENT_SAMPLES = 50
+#: Updates refused since the last good state that make a revival.
+MAX_REFUSED = 5
+#: Revivals before training gives up.
+MAX_REVIVALS = 4
+#: Refused updates logged per epoch at WARNING (the rest at DEBUG; train_epoch reports the count).
+LOG_FIRST = 3
+
+
+class NetworkSilent(StreamsnnError):
+    """Training stopped: the network fell silent (or kept computing non-finite scores) and could not be revived."""
+
+
+def _weights(net) -> list:
+    return [{sfx: a.copy() for sfx, a in layer.arrays().items()} for layer in net.hidden] + \
+        [net.out_weight.copy(), net.bias.copy(), net.lr_backoff]
+
+
+_WATCHES: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # network -> its Watch
+
+
+class Watch:
+    """The state of one network's training run across epochs (see the module doc); ``Watch.of(net)``."""
+
+    def __init__(self, net):
+        self.net = net
+        self.silent = 0  # consecutive silent samples so far
+        self.revivals = 0
+        self.good = None  # the weights (and lr_backoff) to go back to
+        self.logged = 0
+        self.refused_since = 0  # updates refused since the good state
+
+    @classmethod
+    def of(cls, net) -> Watch:
+        """The watch kept with ``net`` (made on first use)."""
+        watch = _WATCHES.get(net)
+        if watch is None:
+            watch = _WATCHES[net] = cls(net)
+        return watch
+
+    def start_epoch(self) -> None:
+        """Keep the weights as the ones to go back to, unless the network is falling silent already."""
+        self.logged = 0
+        if (self.silent == 0 and self.refused_since == 0) or self.good is None:
+            self.good = _weights(self.net)
+
+    def refused(self, exc: NonFinite, epoch: int, sample: str) -> None:
+        """A sample whose update (or scores) were not finite: log it in one line; revive unless it was undone."""
+        self.logged += 1
+        level = logging.WARNING if self.logged <= LOG_FIRST else logging.DEBUG
+        log.log(level, "epoch %d, sample %s: %s", epoch + 1, sample, exc)
+        if not exc.undone:
+            self.revive(epoch, "its scores were not finite")
+            return
+        self.refused_since += 1
+        if self.refused_since >= MAX_REFUSED:
+            self.revive(epoch, f"{self.refused_since} updates refused as non-finite or huge")
+
+    def spiked(self, spikes: tuple, events: int, epoch: int) -> None:
+        """After a sample: count a silent one; revive the network after ``SILENT_SAMPLES`` in a row."""
+        if not events or not spikes:
+            return
+        self.silent = self.silent + 1 if spikes[-1] == 0 else 0
+        if self.silent >= SILENT_SAMPLES:
+            self.revive(epoch, f"its last hidden layer fired no spike on {self.silent} samples in a row")
+
+    def revive(self, epoch: int, why: str) -> None:
+        """Back to the good weights with the learning rates halved; NetworkSilent after MAX_REVIVALS."""
+        net = self.net
+        if self.revivals >= MAX_REVIVALS:
+            raise NetworkSilent(
+                f"training stopped in epoch {epoch + 1}: the network failed ({why}) again after {self.revivals} "
+                f"revivals with halved learning rates (now x{net.lr_backoff:g}); try lower --lr and --lr-out "
+                "(e.g. a quarter), another --seed, or shorter samples")
+        *layers, out, bias, backoff = self.good
+        for layer, arrays in zip(net.hidden, layers):
+            for sfx, a in layer.arrays().items():
+                a[...] = arrays[sfx]
+        net.out_weight[...] = out
+        net.bias[:] = bias
+        net.reset()
+        net.lr_backoff = backoff
+        back_off(net)
+        self.good[-1] = net.lr_backoff  # a second revival from the same weights halves again
+        self.revivals += 1
+        self.silent = self.refused_since = 0
+        log.warning("epoch %d: the network failed (%s); revived with the weights of an earlier epoch and the "
+                    "learning rates halved (now x%g; revival %d of %d)", epoch + 1, why, net.lr_backoff,
+                    self.revivals, MAX_REVIVALS)
+

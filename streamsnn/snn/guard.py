@@ -1,0 +1,81 @@
+"""Keeping learning finite: what one update touches is kept, checked after the step, and put back when it is not finite.
+
+Not finite here also means beyond ``limits.MAX_WEIGHT`` (what a checkpoint may hold): such weights
+are finite but overflow the potentials or scores of the next sample.
+
+``touched`` copies, before a step, exactly what the step may change: per hidden layer what its
+``Layer.touched`` names (a dense layer: the weight rows of the active inputs; a convolution: its
+whole kernel, which is small), the output rows of the active last-layer units, the bias, and (for
+learning "spikes") the error herders. ``damaged`` checks those same parts after the step, ``undo``
+writes the copies back, bit for bit. The cost is one copy and one check (finite, within MAX_WEIGHT) over what the
+step wrote, about as much memory traffic as the step itself; nothing is kept between samples.
+A step found non-finite also halves the network's ``lr_backoff`` (kept in the checkpoint's counters).
+"""
+
+from __future__ import annotations
+
+import math
+
+from ..errors import StreamsnnError
+from .layers.base import sound
+
+#: ``lr_backoff`` never goes below this (after 30 halvings learning has stopped in all but name).
+MIN_BACKOFF = 2.0 ** -30
+
+
+class NonFinite(StreamsnnError):
+    """The network computed non-finite scores or weights: the decision is withheld, the update undone.
+
+    ``undone``: the weights are as they were before the update that failed (False: the scores were
+    not finite with the weights as they are, e.g. after a run of steps that made them too large)."""
+
+    def __init__(self, message: str, undone: bool = False):
+        super().__init__(message)
+        self.undone = undone
+
+
+def herds(net) -> list:
+    """The error herders of every hidden layer, then the output's."""
+    return [layer.herd for layer in net.hidden] + [net.out_herd]
+
+
+def touched(net, acts) -> tuple:
+    """Copies of everything one update of ``net`` on the activity ``acts`` (``learn.activity``) may change."""
+    layers = [layer.touched(acts[k][0]) for k, layer in enumerate(net.hidden)]
+    kept = [h.copy() for h in herds(net)] if net.learning == "spikes" else None
+    return layers, net.out_weight[acts[-1][0]], net.bias.copy(), kept
+
+
+def damaged(net, acts) -> str | None:
+    """The first layer whose touched part holds a non-finite number after an update, or None."""
+    for k, layer in enumerate(net.hidden):
+        if not layer.finite(acts[k][0]):
+            return f"hidden layer {k + 1} ({layer.geo.layer.spec()})"
+    if not (sound(net.bias) and sound(net.out_weight[acts[-1][0]])):
+        return "the output layer"
+    if net.learning == "spikes" and not all(math.isfinite(float(h.sum())) for h in herds(net)):
+        return "the error herders"
+    return None
+
+
+def undo(net, acts, saved: tuple) -> None:
+    """Write back what ``touched`` copied: the network is bit for bit as it was before the update."""
+    layers, out, bias, kept = saved
+    for k, layer in enumerate(net.hidden):
+        layer.untouch(acts[k][0], layers[k])
+    net.out_weight[acts[-1][0]] = out
+    net.bias[:] = bias
+    if kept is not None:
+        for h, old in zip(herds(net), kept):
+            h[:] = old
+
+
+def back_off(net) -> float:
+    """Halve the network's step multiplier ``lr_backoff`` (not below ``MIN_BACKOFF``); returns the new value."""
+    net.lr_backoff = max(MIN_BACKOFF, net.lr_backoff * 0.5)
+    return net.lr_backoff
+
+
+def state_finite(layers) -> bool:
+    """True when every hidden layer's potentials and spike counts are finite (one sum over each)."""
+    return all(math.isfinite(float(layer.phi.sum())) and math.isfinite(float(layer.counts.sum())) for layer in layers)
