@@ -23,6 +23,7 @@ import numpy as np
 
 from ..errors import CheckpointError, ConfigError
 from . import guard, limits, npzread
+from .layers.base import sound
 
 FORMAT = "streamsnn-snn"
 VERSION = 2
@@ -149,7 +150,7 @@ def network_arrays(net) -> dict[str, np.ndarray]:
 def problems(net) -> str | None:
     """What would make the loader refuse a checkpoint of ``net`` (non-finite or absurd values), or None."""
     for name, a in network_arrays(net).items():
-        if not np.all(np.isfinite(a)) or np.abs(a).max(initial=0) > MAX_WEIGHT:
+        if not sound(a):
             return f"{name} holds non-finite values (or beyond {MAX_WEIGHT:g})"
     if not np.all((net.class_lr > 0) & (net.class_lr <= limits.MAX_LR_FACTOR)):
         return f"class_lr holds values that are not finite in (0, {limits.MAX_LR_FACTOR:g}]"
@@ -255,7 +256,7 @@ def load_network(cls, path, any_names: bool = False):
         if a.shape != shape or a.dtype.kind != "f":
             raise CheckpointError(f"{path}: array {k} has shape {a.shape} ({a.dtype}), expected {shape} "
                                   "floats; the file is damaged or foreign")
-        if not np.all(np.isfinite(a)) or np.abs(a).max(initial=0) > MAX_WEIGHT:
+        if not sound(a):
             raise CheckpointError(f"{path}: array {k} holds non-finite weights (or beyond {MAX_WEIGHT:g}); "
                                   "the file is damaged")
     try:

@@ -76,6 +76,7 @@ def back_off(net) -> float:
     return net.lr_backoff
 
 
-def state_finite(layers) -> bool:
-    """True when every hidden layer's potentials and spike counts are finite (one sum over each)."""
-    return all(math.isfinite(float(layer.phi.sum())) and math.isfinite(float(layer.counts.sum())) for layer in layers)
+def state_finite(layers, spikes) -> bool:
+    """True when every hidden layer's potentials and spike counts are finite; ``spikes`` holds each layer's
+    count sum already taken by the caller, so only the potentials are summed here."""
+    return all(math.isfinite(s) and math.isfinite(float(layer.phi.sum())) for layer, s in zip(layers, spikes))

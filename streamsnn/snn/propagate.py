@@ -43,7 +43,8 @@ def forward(net, idx: np.ndarray, t: np.ndarray | None) -> tuple[np.ndarray, tup
         if not leak:
             layer.phi[:] = 0
         ev_i, ev_c, ev_t = layer.forward(ev_i, ev_c, ev_t, leak or k < last, theta, inv)
-    if not guard.state_finite(net.hidden):
+    spikes = [float(layer.counts.sum()) for layer in net.hidden]  # one pass: the decision's spikes and the check
+    if not guard.state_finite(net.hidden, spikes):
         return np.full(net.n_classes, np.nan, np.float32), tuple(0 for _ in net.hidden)
     W_out = net.out_weight
     if leak:
@@ -60,7 +61,7 @@ def forward(net, idx: np.ndarray, t: np.ndarray | None) -> tuple[np.ndarray, tup
         act = np.flatnonzero(h)
         with np.errstate(over="ignore", invalid="ignore"):  # checked by the caller
             scores = h[act] @ W_out[act] + net.bias
-    return scores.astype(np.float32), tuple(int(layer.counts.sum()) for layer in net.hidden)
+    return scores.astype(np.float32), tuple(int(s) for s in spikes)
 
 
 def align_clock(net, t0: int) -> None:
