@@ -23,6 +23,13 @@ CONV_SETTINGS = {"lr": 0.002, "lr_out": 0.0006, "lr_conv": 1.0, "max_step": 0.0,
 DENSE_SETTINGS = {"lr": 0.001, "lr_out": 0.001, "lr_conv": 1.0, "max_step": 0.0, "activity": 0.0, "epochs": 20,
                   "epochs_several": 6}
 
+#: Scale-free learning (issue 19): a window of n input events learns as if it held at most REF_EVENTS of them.
+#: Counts grow with the events, so an unnormalised step grows with the sample's length, rate and sensor; above
+#: this many events every learning rate is divided by ``n / REF_EVENTS`` and the error's softmax sees the
+#: scores divided by the same factor. 8192 is above every real N-MNIST sample (1.9k-7.2k events, median 4.1k),
+#: the data the rates were chosen on, so they learn exactly as before.
+REF_EVENTS = 8192
+
 #: Learning rates of a convolutional network trained with the stream transforms are this fraction of the
 #: whole-sample ones: at the full rate its activity ran away (weights not finite) within 3 epochs of
 #: real + synthetic training with crops, at half it trained stably (benchmarks/tune_stream.py).

@@ -157,7 +157,7 @@ def problems(net) -> str | None:
     try:
         for k, high in (("lr", limits.MAX_LR), ("lr_out", limits.MAX_LR), ("lr_conv", limits.MAX_LR_FACTOR),
                         ("max_step", limits.MAX_GAIN), ("activity", limits.MAX_GAIN), ("init_gain", limits.MAX_GAIN),
-                        ("theta", limits.MAX_GAIN)):
+                        ("theta", limits.MAX_GAIN), ("ref_events", limits.MAX_REF_EVENTS)):
             limits.finite(k, getattr(net, k), 0, high)
     except ConfigError as exc:
         return str(exc)

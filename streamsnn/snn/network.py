@@ -66,20 +66,22 @@ class SpikingNetwork:
     (0 = off) bounds each layer's step per sample to that fraction of its weights' norm;
     ``activity`` is the cost of one hidden spike added to the loss (learning with fewer spikes).
     ``class_lr``: a multiplier of the output learning rate per class (see ``add_class``).
+    ``ref_events`` (default ``defaults.REF_EVENTS``): a window of more input events than this learns as if
+    it held this many (``learn_scale``), so the step does not grow with a sample's length, rate or sensor.
     """
 
     def __init__(self, sizes=None, *, arch=None, input_shape=None, input_map: InputMap | dict | None = None,
                  classes=None, seed: int = 0, lr: float | None = None, lr_out: float | None = None,
                  lr_conv: float | None = None, tau_us: float | None = None, learning: str = "counts",
                  theta: float = 0.5, error_spikes: int = 32, init_gain: float = 1.0, max_step: float | None = None,
-                 activity: float | None = None, class_lr=None):
+                 activity: float | None = None, class_lr=None, ref_events: float | None = None):
         arch, input_map, names = settings.inputs_and_classes(sizes, arch, input_shape, input_map, classes)
         tau_us = settings.checked_mode(learning, tau_us)
         self.layers = parse_arch(DEFAULT_ARCH if arch is None else arch)
         geometry = check_sizes(self.layers, input_map.grid, len(names))  # before anything is allocated
         learning_settings = settings.learning_settings(
             self.layers, lr=lr, lr_out=lr_out, lr_conv=lr_conv, max_step=max_step, activity=activity, theta=theta,
-            init_gain=init_gain, error_spikes=error_spikes, seed=seed, learning=learning)
+            init_gain=init_gain, error_spikes=error_spikes, seed=seed, learning=learning, ref_events=ref_events)
         self.input_map = input_map
         self.classes = names
         self.geometry = geometry
@@ -176,7 +178,7 @@ class SpikingNetwork:
                 "classes": list(self.classes), "seed": self.seed, "lr": self.lr, "lr_out": self.lr_out,
                 "lr_conv": self.lr_conv, "tau_us": self.tau_us, "learning": self.learning, "theta": self.theta,
                 "error_spikes": self.error_spikes, "init_gain": self.init_gain, "max_step": self.max_step,
-                "activity": self.activity,
+                "activity": self.activity, "ref_events": self.ref_events,
                 **({"class_lr": [float(x) for x in self.class_lr]} if np.any(self.class_lr != 1) else {})}
 
     def describe(self) -> dict:
@@ -188,7 +190,8 @@ class SpikingNetwork:
         return {"arch": self.arch, "layers": layers, "classes": list(self.classes),
                 "input": self.input_map.to_dict(), "parameters": self.parameters, "learning": self.learning,
                 "tau_us": self.tau_us, "theta": self.theta, "lr": self.lr, "lr_out": self.lr_out,
-                "lr_conv": self.lr_conv, **{k: v for k, v in self.counters().items() if k != "token"},
+                "lr_conv": self.lr_conv, "ref_events": self.ref_events,
+                **{k: v for k, v in self.counters().items() if k != "token"},
                 "progressive_accuracy": self.progressive_accuracy, "model_version": self.model_version}
 
     def reset(self) -> None:
@@ -279,11 +282,12 @@ class SpikingNetwork:
             self.progressive_correct += int((int(prediction) if later else d.label) == label)
             if len(idx) == 0:
                 return d
-            e = softmax(d.scores).astype(np.float32)
+            over = self.learn_scale(len(idx))
+            e = softmax(d.scores / np.float32(over)).astype(np.float32)
             e[label] -= 1.0
             acts = activity(self, np.ascontiguousarray(idx, dtype=np.int32))
             old = guard.touched(self, acts)  # what this update may change: kept to undo a bad step
-            step = lr_scale * self.lr_backoff
+            step = lr_scale * self.lr_backoff / over
             if self.learning == "counts":
                 backprop_counts(self, acts, e, step)
             else:
@@ -300,6 +304,17 @@ class SpikingNetwork:
         finally:
             if saved is not None:
                 self._restore_state(saved)
+
+    def learn_scale(self, n_events: int) -> float:
+        """How many times more events than ``ref_events`` a window of ``n_events`` holds (at least 1).
+
+        Every count in the network grows with the events (integrate-and-fire is linear in the long run), so
+        each layer's gradient (its input counts times the error from above) does too, and the scores sharpen
+        the softmax towards a hard 0/1 error. A window above ``ref_events`` learns with every rate divided by
+        this factor and the error computed on the scores divided by it: its step is that of a window of
+        ``ref_events`` events with the same rates, whatever its length, event rate or sensor (issue 19).
+        """
+        return max(1.0, float(n_events) / self.ref_events)
 
     def learn_one(self, batch, label: int, *, prediction: int | None = None, lr_scale: float = 1.0) -> Decision:
         """Test then train on one window: returns the prediction made before the update.

@@ -9,6 +9,7 @@ from __future__ import annotations
 import numpy as np
 
 from .. import classnames
+from ..defaults import REF_EVENTS
 from ..errors import ConfigError
 from ..textsafe import shown
 from . import limits
@@ -63,7 +64,7 @@ def checked_mode(learning: str, tau_us) -> float | None:
 
 
 def learning_settings(layers, *, lr, lr_out, lr_conv, max_step, activity, theta, init_gain, error_spikes, seed,
-                      learning) -> dict:
+                      learning, ref_events=None) -> dict:
     """The learning settings, each checked, with the measured defaults of this kind of network for the
     ones left None (``lr_out`` keeps the measured ratio to ``lr``)."""
     preset = learning_defaults(layers)
@@ -79,6 +80,8 @@ def learning_settings(layers, *, lr, lr_out, lr_conv, max_step, activity, theta,
     lr_conv = limits.finite("lr_conv", lr_conv, 0, limits.MAX_LR_FACTOR)
     theta = limits.finite("theta", theta, 0, limits.MAX_GAIN, low_open=True)
     init_gain = limits.finite("init_gain", init_gain, 0, limits.MAX_GAIN)
+    ref_events = limits.finite("ref_events", REF_EVENTS if ref_events is None else ref_events, 1,
+                               limits.MAX_REF_EVENTS)
     if not (isinstance(error_spikes, (int, np.integer)) and 1 <= error_spikes <= limits.MAX_ERROR_SPIKES):
         raise ConfigError(f"error_spikes must be an integer 1..{limits.MAX_ERROR_SPIKES}, got {error_spikes!r}")
     if not (isinstance(seed, (int, np.integer)) and 0 <= seed < 2**63):
@@ -88,7 +91,8 @@ def learning_settings(layers, *, lr, lr_out, lr_conv, max_step, activity, theta,
                           f"for {format_arch(layers)}")
     return {"seed": int(seed), "lr": float(lr), "lr_out": float(lr_out), "lr_conv": float(lr_conv),
             "learning": learning, "theta": float(theta), "error_spikes": int(error_spikes),
-            "init_gain": float(init_gain), "max_step": float(max_step), "activity": float(activity)}
+            "init_gain": float(init_gain), "max_step": float(max_step), "activity": float(activity),
+            "ref_events": float(ref_events)}
 
 
 def class_rates(class_lr, n: int) -> np.ndarray:
