@@ -19,6 +19,7 @@ from .common import DATA, ROOT, Context, NotMeasurable, Result, command_line, ma
 
 #: name -> (module, function, title); run in this order. Each function takes a Context, returns a Result.
 BENCHES = {
+    "first": ("bench_first", "run", "The README's first command: progressive accuracy of one pass"),
     "inference": ("bench_ops", "run_inference", "Inference vs the snnTorch peer"),
     "ops": ("bench_ops", "run_ops", "Synaptic operations per sample"),
     "learning": ("bench_ops", "run_learning", "Learning throughput and training wall time"),
