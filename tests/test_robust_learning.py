@@ -163,3 +163,22 @@ def test_a_nonfinite_update_in_error_spikes_mode_is_undone_with_its_herders():
         net.learn_indices(data.idx[3], 1)
     after = everything(net) + [layer.herd for layer in net.hidden] + [net.out_herd]
     assert all(np.array_equal(a, b) for a, b in zip(before, after))
+
+
+@pytest.mark.timeout(120)
+def test_error_spikes_with_absurd_weights_end_in_bounded_time():
+    """Before: a herder fed by a weight of 1e30 no longer changed when 1 was subtracted (float32), and the emit
+    loop spun for ever. Now a herder holds at most HERD_CAP and a layer sends down
+    at most MAX_LAYER_ERROR_SPIKES per sample; the step is then refused as huge and undone, as any other."""
+    from streamsnn.snn.kernels import HERD_CAP
+
+    net = SpikingNetwork(arch="dense:64,dense:32", input_shape=(16, 16, 2), classes=3, learning="spikes", seed=1)
+    data = samples(3)
+    net.learn_indices(data.idx[0], 0)
+    before = everything(net)
+    net.out_weight[:] = 1e30  # finite, far beyond what float32 can count down by 1
+    with pytest.raises(NonFinite, match="undone"):
+        net.learn_indices(data.idx[1], 1)
+    for h in (*[layer.herd for layer in net.hidden], net.out_herd):
+        assert np.all(np.abs(h) <= HERD_CAP)
+    assert all(np.array_equal(a, b) for a, b in zip(everything(net)[:-2], before[:-2]))  # hidden layers undone

@@ -125,14 +125,28 @@ def fire(phi, counts, base, n, above, thr, f, leak, t, k, oi, oc, ot, m):
     return m
 
 
+#: A herder holds at most this much error, so one call emits at most HERD_CAP spikes. A herder stays below
+#: 0.5 + |x| after each call, and x (an output error, or an error spike times one weight) stays below 1 in training;
+#: an absurd weight or rate would otherwise make it so large that subtracting 1 no longer changes it in float32
+#: (or infinite), and the emit loop would never end.
+HERD_CAP = np.float32(64.0)
+#: Most error spikes one layer sends down per sample: 15 times the most seen in training (17k, a 2-hidden-layer
+#: dense network on N-MNIST); beyond it the layer's weights still move but no more error goes down this sample.
+MAX_LAYER_ERROR_SPIKES = 1 << 18
+
+
 @njit(inline="always")
 def herd_emit(herd, i, x, out_u, out_s, m):
-    """Add ``x`` (float32) to the signed herder ``herd[i]`` (float32 array, in place); while |herd[i]| > 0.5
-    emit a spike s = +-1 (``out_u[m] = i`` int32, ``out_s[m] = s`` float32) and subtract s.
+    """Add ``x`` (float32) to the signed herder ``herd[i]`` (float32 array, in place), clipped to +-HERD_CAP;
+    while |herd[i]| > 0.5 emit a spike s = +-1 (``out_u[m] = i`` int32, ``out_s[m] = s`` float32) and subtract s.
 
     Returns (out_u, out_s, m): the arrays are replaced by larger copies when they fill up.
     """
     herd[i] += x
+    if herd[i] > HERD_CAP:
+        herd[i] = HERD_CAP
+    elif herd[i] < -HERD_CAP:
+        herd[i] = -HERD_CAP
     while herd[i] > 0.5 or herd[i] < -0.5:
         s = np.float32(1.0) if herd[i] > 0 else np.float32(-1.0)
         herd[i] -= s

@@ -12,7 +12,7 @@ import math
 import numpy as np
 from numba import njit
 
-from ..kernels import fire, herd_emit, integrate, integrate_fire_silent, renormalise
+from ..kernels import MAX_LAYER_ERROR_SPIKES, fire, herd_emit, integrate, integrate_fire_silent, renormalise
 from .base import Layer, LayerSpec, bounded_lr, sound
 
 
@@ -105,7 +105,8 @@ def dense_error_spikes(units, signs, act_in, a_in, W, step, herd, propagate):
     herder of every active input unit i (the ReLU gate: only units that spiked carry error), when
     ``propagate``; each herder emits a spike +-1 whenever |state| > 0.5. Then the column moves:
     ``W[act_in, j] -= step * s * a_in``. ``herd`` (n_in) is updated in place. Returns the (units,
-    signs) of the input error spikes, in order, for the layer below.
+    signs) of the input error spikes, in order, for the layer below: at most about
+    ``kernels.MAX_LAYER_ERROR_SPIKES`` (an absurd step could otherwise send down billions).
 
     Arguments: ``units`` int32, ``signs`` float32 (n_spikes,): the error spikes at the outputs;
     ``act_in`` int32, ``a_in`` float32 (n_active,); ``W`` float32 (n_in, n_out), in place; ``step``
@@ -117,7 +118,7 @@ def dense_error_spikes(units, signs, act_in, a_in, W, step, herd, propagate):
     for q in range(units.shape[0]):
         j = units[q]
         s = signs[q]
-        if propagate:
+        if propagate and m < MAX_LAYER_ERROR_SPIKES:
             for ii in range(act_in.shape[0]):
                 i = act_in[ii]
                 out_u, out_s, m = herd_emit(herd, i, s * W[i, j], out_u, out_s, m)
