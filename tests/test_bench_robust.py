@@ -3,15 +3,18 @@ dataset reader, and its reading of a training run (divergences, dead networks) o
 
 from __future__ import annotations
 
+import sys
 from collections import Counter, defaultdict
 
 import pytest
-from conftest import need
+from conftest import ROOT, need
 
-from benchmarks.bench_robust import by_recording, dead_at_test, parse_train, pieces, recut
 from streamsnn.io import read_events
 from streamsnn.io.dataset import open_dataset
 from streamsnn.io.labelled import read_label_csv
+
+sys.path.insert(0, str(ROOT))  # the benchmarks package lives beside streamsnn, not in it
+from benchmarks.bench_robust import by_recording, dead_at_test, parse_train, pieces, recut  # noqa: E402
 
 CLASSES = ["box", "box_cutter", "mouse", "mug", "pencil", "phone", "scissors"]
 
