@@ -35,9 +35,10 @@ BENCHES = {
     "feedback": ("bench_feedback", "run", "Feedback attacks: accuracy with and without the protections"),
     "incremental": ("bench_incremental", "run", "Class-incremental learning: a new digit introduced by feedback"),
     "own_data": ("bench_own_data", "run", "Own data: train defaults vs a scikit-learn MLP"),
+    "robust": ("bench_robust", "run", "Robustness: the default train on real datasets over seeds, vs an MLP"),
 }
 #: Too long for --quick (each trains several networks for many epochs); run them with --only NAME.
-SLOW = ("sim2real", "deep", "incremental", "own_data")
+SLOW = ("sim2real", "deep", "incremental", "own_data", "robust")
 
 
 def run_snn(ctx: Context) -> Result:
