@@ -133,3 +133,12 @@ def test_a_malformed_choice_record_refuses_the_checkpoint(tmp_path, chosen):
     bad = save_checkpoint(tmp_path / "bad.npz", arrays, {**config, "chosen": chosen}, counters)
     with pytest.raises(CheckpointError, match="chosen"):
         SpikingNetwork.load(bad)
+
+
+def test_one_sample_per_class_keeps_the_defaults():
+    data = need("poker_dvs_inverted")
+    net, _, _, _ = planned(data)
+    train = load_split(data, "train", net, quiet=True).pick([0, 8, 15])
+    assert len(set(train.labels.tolist())) == 3
+    c = choose.search(lambda cand: pytest.fail("nothing may train"), train, choose.Candidate(), epochs=7)
+    assert c.winner.candidate == choose.Candidate() and c.winner.epochs == 7 and c.held == 0 and not c.results

@@ -166,6 +166,8 @@ def search(make_net, data, base: Candidate, *, epochs: int, seed: int = 0, vary_
     """Coordinate search over the settings not fixed (see the docstring) on `data` (a `training.SampleArrays`
     of the training split); `make_net(candidate)` builds a fresh network for a candidate."""
     rest_pos, held_pos = hold_out(data.labels)
+    if not len(held_pos):  # every class has a single sample: nothing to score on, the defaults stay
+        return Choice(Result(base, epochs=epochs), base, [], 0, len(data), "nothing (one sample per class)", epochs)
     rest, held = data.pick(rest_pos), data.pick(held_pos)
     results: list[Result] = []
 
