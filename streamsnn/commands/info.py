@@ -136,7 +136,8 @@ def model_info(path: Path) -> dict:
     from ..snn import SpikingNetwork
 
     net = SpikingNetwork.load(path)
-    return {"path": str(path), "kind": "model", **net.describe()}
+    chosen = getattr(net, "chosen", None)
+    return {"path": str(path), "kind": "model", **net.describe(), **({"chosen": chosen} if chosen else {})}
 
 
 def _layer_line(d: dict) -> str:
@@ -164,6 +165,10 @@ def _table(info: dict) -> str:
             continue
         if isinstance(value, float):
             rows.append((key, f"{value:g}"))
+            continue
+        if key == "chosen" and isinstance(value, dict):  # what train chose on held-out training samples
+            rows += [(f"chosen {k}", ("yes" if v else "no") if isinstance(v, bool) else f"{v:g}"
+                      if isinstance(v, float) else str(v)) for k, v in value.items()]
             continue
         if key == "polarity":
             rows.append(("polarity", f"on {value['on']:,}  off {value['off']:,}"))

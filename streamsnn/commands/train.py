@@ -17,6 +17,8 @@ ARCH_HELP = ("hidden layers, comma-separated: conv:C:K[:S[:P]] (C channels, KxK 
 
 
 def add_parser(subparsers) -> None:
+    from ..learn import choose
+    from ..learn import datadefaults as dd
     from ..learn.augment import StreamCrops
     from ..snn.arch import DEFAULT_ARCH
 
@@ -43,8 +45,8 @@ def add_parser(subparsers) -> None:
     p.add_argument("--hidden", type=int, default=None, help="shorthand for --arch dense:HIDDEN")
     p.add_argument("--epochs", type=int, default=None,
                    help="passes over the training data (default: by network kind and number of folders: 40 / 6 "
-                        "for a convolutional network on one folder / several, 20 / 6 for a dense one; small data: "
-                        "ceil(3000 / training samples), 40 to 400)")
+                        "for a convolutional network on one folder / several, 20 / 6 for a dense one; at most that "
+                        "many as --choose picks)")
     p.add_argument("--seed", type=int, default=0, help="seed of weights, order and augmentation")
     p.add_argument("--lr", type=float, default=None,
                    help="learning rate of the hidden layers, cosine-decayed to 0.1x (default: by network kind; "
@@ -55,11 +57,17 @@ def add_parser(subparsers) -> None:
                    help="backprop on spike counts, or the error sent back as spikes (dense layers only) "
                         "(default %(default)s)")
     p.add_argument("--out", type=Path, default=Path("model.npz"), help="model file to write (default %(default)s)")
-    p.add_argument("--augment", action=argparse.BooleanOptionalAction, default=True,
+    p.add_argument("--augment", action=argparse.BooleanOptionalAction, default=None,
                    help="random shifts (+-2 px), 10%% event dropout and 1 ms time jitter on the training "
-                        "stream (default: on)")
-    from ..learn import datadefaults as dd
-
+                        "stream (default: on, or as --choose picks)")
+    p.add_argument("--choose", choices=choose.MODES, default="auto",
+                   help="choose learning rates (x1, x0.5, x0.25), epochs, augmentation and stream crops on a "
+                        "held-out part of the training split (the last quarter of each class; never the test "
+                        "split), then train on the whole split with the winner; the default settings win ties. "
+                        "auto (default): when the data are few (under "
+                        f"{dd.SMALL_PER_CLASS} training samples per class) or the sensor is not N-MNIST's "
+                        "34x34; settings given on the command line are kept, not searched. Costs up to 5 "
+                        "shorter training runs; train prints what it tried")
     g = p.add_argument_group(
         "input and data-driven defaults",
         "Classes (names and count) come from the data. Input map: a sensor of at most\n"
@@ -67,9 +75,10 @@ def add_parser(subparsers) -> None:
         "data's active region plus a margin of 1/8 of its longest side, and the grid is that\n"
         f"region at native resolution when its longest side is <= {dd.MAX_NATIVE} px, else pooled by the\n"
         f"integer factor ceil(longest / {dd.MAX_NATIVE}) (346x260 -> 44x33, 640x480 -> 46x35). The\n"
-        "architecture, augmentation and epochs are the N-MNIST defaults for any number of samples\n"
-        "(measured on small data too: benchmarks/README.md, \"Own data\"). train prints what it\n"
-        "picked and why.")
+        "architecture is the N-MNIST default for any number of samples (measured on small data too:\n"
+        "benchmarks/README.md, \"Own data\"); on few samples or another sensor, learning rates,\n"
+        "epochs, augmentation and stream crops are chosen on held-out training samples (--choose).\n"
+        "train prints what it picked and why.")
     g.add_argument("--grid", default=None, metavar="WxH",
                    help="input grid in units (default: from the region, see above)")
     g.add_argument("--roi", default=None, metavar="X,Y,W,H",
@@ -98,6 +107,7 @@ def plan(args, say) -> tuple:
     """The network and settings `train` uses, from the arguments and the data; says what it picked."""
     from ..errors import ConfigError
     from ..io.dataset import open_dataset
+    from ..learn import choose
     from ..learn import datadefaults as dd
     from ..learn.training import learning_settings
     from ..snn import SpikingNetwork
@@ -133,7 +143,7 @@ def plan(args, say) -> tuple:
         raise ConfigError(f"--epochs must be at least 1, got {s['epochs']}")
     net = SpikingNetwork(arch=layers, input_map=choice.input_map, classes=classes, seed=args.seed,
                          learning=args.learning, **{k: s[k] for k in ("lr", "lr_out", "lr_conv", "max_step")})
-    aug = dict(dd.AUGMENT) if args.augment else None
+    aug = dict(dd.AUGMENT) if args.augment in (None, True) else None
     per_class = n_train / max(1, len(classes))
     say(f"classes: {', '.join(classes)} ({classes_from}); {choice.describe()}")
     few = f", fewer than {dd.SMALL_PER_CLASS}: the defaults were checked on such data, benchmarks/README.md"
@@ -148,7 +158,46 @@ def plan(args, say) -> tuple:
               "augment": aug, "why": {"classes": classes_from, "sensor": choice.sensor_from,
                                       "roi": choice.roi_from, "grid": choice.grid_from, "arch": arch_from,
                                       "stream_crops": stream_from}}
+    picked["choose"], picked["why"]["choose"] = choose.should_search(args.choose, n_train, len(classes),
+                                                                     choice.input_map.sensor)
     return net, s, aug, picked
+
+
+def choose_settings(args, net, s, aug, picked, train, say):
+    """Search the settings the user did not give on held-out training samples (`learn.choose`); returns
+    the network to train and the augmentation, and updates `s` and `picked` (and `args.stream_crops`)."""
+    from ..learn import choose
+    from ..learn import datadefaults as dd
+    from ..learn.training import learning_settings
+
+    several = len(args.data) > 1
+
+    def rates(stream: bool) -> tuple[float, float]:
+        d = learning_settings(net.layers, several=several, stream=stream)
+        return (args.lr if args.lr is not None else d["lr"],
+                args.lr_out if args.lr_out is not None else (d["lr_out"] if args.lr is None else net.lr_out))
+
+    def make_net(c):
+        lr, lr_out = rates(c.stream)
+        return type(net)(**{**net.config(), "lr": lr * c.lr_scale, "lr_out": lr_out * c.lr_scale})
+
+    crops_apply = picked["why"]["stream_crops"].startswith("samples last") and args.stream_crops
+    base = choose.Candidate(1.0, aug is not None, bool(args.stream_crops))
+    say(f"choosing settings on held-out training samples ({picked['why']['choose']}; --choose off skips)")
+    c = choose.search(make_net, train, base, epochs=s["epochs"], seed=args.seed,
+                      vary_lr=args.lr is None and args.lr_out is None, vary_augment=args.augment is None,
+                      vary_stream=crops_apply, fixed_epochs=args.epochs is not None, progress=say)
+    say(c.brief())
+    w = c.winner.candidate
+    lr, lr_out = rates(w.stream)
+    s.update(lr=lr * w.lr_scale, lr_out=lr_out * w.lr_scale, epochs=c.winner.epochs or s["epochs"],
+             schedule_epochs=s["epochs"])
+    args.stream_crops = w.stream
+    aug = dict(dd.AUGMENT) if w.augment else None
+    net = make_net(w)
+    net.chosen = c.record()
+    picked.update(stream_crops=w.stream, augment=aug, chosen=net.chosen)
+    return net, aug
 
 
 def run(args) -> int:
@@ -159,6 +208,10 @@ def run(args) -> int:
     say = (lambda *a: None) if quiet else (lambda *a: print(*a, file=sys.stderr, flush=True))
     net, s, aug, picked = plan(args, say)
     train, test, test_from = load_folders(args.data, net, limit=args.limit, quiet=quiet)
+    if picked["choose"]:
+        net, aug = choose_settings(args, net, s, aug, picked, train, say)
+    else:
+        say(f"settings: the defaults, not searched ({picked['why']['choose']}; --choose on searches)")
     say(f"training {net.arch} ({net.parameters:,} parameters) on {len(train)} samples ({train.n_events:,} events"
         f"{f', {train.outside:,} outside the region dropped' if train.outside else ''}) "
         f"from {len(args.data)} folder(s), {len(test) if test else 0} test samples"
@@ -169,7 +222,8 @@ def run(args) -> int:
     epochs = []
     t0 = time.perf_counter()
     for ep in range(s["epochs"]):
-        r = train_epoch(net, train, epoch=ep, epochs=s["epochs"], seed=args.seed, augment=augment,
+        r = train_epoch(net, train, epoch=ep, epochs=s.get("schedule_epochs", s["epochs"]), seed=args.seed,
+                        augment=augment,
                         stream=stream, quiet=quiet)
         row = {"epoch": ep + 1, "train_accuracy": r["accuracy"], "seconds": r["seconds"],
                "learn_events_per_s": r["events_per_s"], "nonfinite": r["nonfinite"], "revivals": r["revivals"],

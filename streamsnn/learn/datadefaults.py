@@ -15,7 +15,8 @@ Small data: no settings of their own. A smaller network with stronger augmentati
 steps (CV_CHOICE) won a cross-validation on the POKER-DVS train split by one to three validation
 samples of 48, then lost to the N-MNIST defaults on the held-out checks (POKER-DVS test, N-MNIST with 30 samples
 per digit on a 346x260 sensor; benchmarks/README.md, "Own data"), so every dataset gets the
-N-MNIST architecture and AUGMENT; `is_small` only makes `train` say that the data are few.
+N-MNIST architecture and AUGMENT. `is_small` makes `train` say that the data are few and choose its
+learning rates, epochs, augmentation and stream crops on held-out training samples (`choose.py`).
 """
 
 from __future__ import annotations

@@ -4,7 +4,8 @@ Format 2 (written now): the arrays each hidden layer lists (``layers.Layer.array
 for layer k's weights, ``weight_k_NAME`` for any other array of its kind; then ``weight_L`` (the
 output layer, L hidden layers) and ``bias``; JSON ``config`` with ``arch`` (list of layer dicts), ``input_map`` (sensor,
 roi, grid), ``classes`` (names in output order, including classes added by feedback) and the
-learning settings (``class_lr`` only when a class has its own output rate); JSON ``counters``.
+learning settings (``class_lr`` only when a class has its own output rate; ``chosen``, what `train` chose on
+held-out training samples, only when it searched: a small flat dict, `check_chosen`); JSON ``counters``.
 Format 1 (the one-hidden-layer network, arrays ``W1``, ``W2``, ``b2``, config ``sizes`` and
 ``input_shape``) still loads, as a one-dense-layer network with classes "0".."n-1".
 """
@@ -164,13 +165,39 @@ def problems(net) -> str | None:
     return None
 
 
+#: Bounds of the ``chosen`` record: entries, characters of a key and of a text value.
+MAX_CHOSEN_KEYS, MAX_CHOSEN_KEY, MAX_CHOSEN_TEXT = 32, 40, 2000
+
+
+def check_chosen(chosen) -> dict:
+    """``chosen`` if it is a dict of at most MAX_CHOSEN_KEYS entries, each a short string key with a bool,
+    an integer, a finite number or a text of at most MAX_CHOSEN_TEXT characters; else ValueError."""
+    if not isinstance(chosen, dict) or len(chosen) > MAX_CHOSEN_KEYS:
+        raise ValueError(f"chosen must be an object of at most {MAX_CHOSEN_KEYS} entries")
+    for k, v in chosen.items():
+        if not isinstance(k, str) or not 0 < len(k) <= MAX_CHOSEN_KEY:
+            raise ValueError(f"chosen has a key that is not a name of at most {MAX_CHOSEN_KEY} characters")
+        ok = (isinstance(v, (bool, int)) and abs(v) <= limits.MAX_COUNTER) \
+            or (isinstance(v, float) and math.isfinite(v)) or (isinstance(v, str) and len(v) <= MAX_CHOSEN_TEXT)
+        if not ok:
+            raise ValueError(f"chosen {k[:40]} is not a bool, a finite number or a short text")
+    return chosen
+
+
 def save_network(net, path) -> Path:
     """Write a SpikingNetwork in format 2; CheckpointError (nothing written, an earlier file kept) when it
     holds non-finite values, which the loader refuses."""
     wrong = problems(net)
+    chosen = getattr(net, "chosen", None)
+    if wrong is None and chosen:
+        try:
+            check_chosen(chosen)
+        except ValueError as exc:
+            wrong = str(exc)
     if wrong is not None:
         raise CheckpointError(f"model not saved to {path}: {wrong}; the file there is kept as it was")
-    return save_checkpoint(path, network_arrays(net), net.config(), net.counters())
+    return save_checkpoint(path, network_arrays(net), {**net.config(), **({"chosen": chosen} if chosen else {})},
+                           net.counters())
 
 
 def _format1(arrays: dict, config: dict) -> tuple[dict, dict]:
@@ -233,6 +260,8 @@ def load_network(cls, path, any_names: bool = False):
     version, arrays, config, counters = load_checkpoint(path)
     raw_names = None
     try:
+        config = dict(config)
+        chosen = check_chosen(config.pop("chosen")) if "chosen" in config else None
         if version == 1:
             arrays, config = _format1(arrays, dict(config))
         want = _declared_shapes(config)
@@ -278,6 +307,8 @@ def load_network(cls, path, any_names: bool = False):
                               f"({printable(str(exc).splitlines()[0])})") from None
     if raw_names is not None:
         net.classes = list(raw_names)
+    if chosen:
+        net.chosen = chosen
     for k, layer in enumerate(net.hidden):
         layer.set_arrays({sfx: arrays[array_name(k, sfx)] for sfx in layer.array_shapes(layer.geo)})
     net.out_weight = np.ascontiguousarray(arrays[array_name(len(net.hidden))], dtype=np.float32)
