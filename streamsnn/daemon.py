@@ -169,7 +169,7 @@ async def _start_mqtt(cfg: Config, settings):
 
 async def _start_liveview(cfg: Config, source, sinks: list, node: str, net, quiet: bool):
     """Start the live web page as a sink that also sees every batch; returns the source to read from."""
-    from .stages import class_names
+    from .pipeline.stages import class_names
     from .web.view import LiveView, tap
 
     lv = cfg.liveview

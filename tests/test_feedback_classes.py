@@ -14,11 +14,11 @@ from streamsnn.pipeline import Pipeline
 from streamsnn.pipeline.decide import true_class, true_output
 from streamsnn.pipeline.feedback import Feedback, Recent, Refused, TokenBucket, judge
 from streamsnn.pipeline.segment import Window
+from streamsnn.pipeline.stages import DecisionInfo
 from streamsnn.sinks.console import ConsoleSink
 from streamsnn.sinks.jsonl import record
 from streamsnn.snn import SpikingNetwork
 from streamsnn.snn.network import Decision
-from streamsnn.stages import DecisionInfo
 from streamsnn.web.view import LiveView
 
 

@@ -20,8 +20,8 @@ from streamsnn.mqtt.sink import MqttSink
 from streamsnn.pipeline import Pipeline
 from streamsnn.pipeline.feedback import MAX_CLASSES
 from streamsnn.pipeline.segment import Window
+from streamsnn.pipeline.stages import DecisionInfo
 from streamsnn.snn.network import Decision
-from streamsnn.stages import DecisionInfo
 
 # -- item 9: Home Assistant ids ---------------------------------------------------------------------------
 

@@ -98,9 +98,9 @@ def test_the_cli_log_format_escapes_whatever_a_message_holds():
 
 def test_console_lines_and_skipped_sample_lines_escape_sample_ids_and_reasons():
     from streamsnn.commands.eval import skipped_line
+    from streamsnn.pipeline.stages import DecisionInfo
     from streamsnn.sinks.console import ConsoleSink
     from streamsnn.snn.network import Decision
-    from streamsnn.stages import DecisionInfo
 
     b = batch(1, sample="id\x1b]0;title\x07\nforged")
     b = b.with_meta(meta={"label_name": "cup\u202e"}, label=0)

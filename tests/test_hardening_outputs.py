@@ -25,9 +25,9 @@ from streamsnn.events import EventBatch
 from streamsnn.pipeline import Pipeline
 from streamsnn.pipeline.outputs import Outputs
 from streamsnn.pipeline.segment import Window
+from streamsnn.pipeline.stages import DecisionInfo
 from streamsnn.sinks.jsonl import JsonlSink
 from streamsnn.snn.network import Decision
-from streamsnn.stages import DecisionInfo
 
 ROOT = Path(__file__).resolve().parent.parent
 DEMO = ROOT / "pipelines" / "demo.toml"  # font digits filmed live: no dataset needed

@@ -147,7 +147,6 @@ TOP_LEVEL_MODULES = {
     "__init__", "__main__", "cli", "daemon", "systemd",  # the command line and the service's lifecycle
     "config", "defaults",  # the pipeline file's schema; every default value (issue 18, item 4)
     "events", "errors", "classnames", "textsafe",  # what every part uses
-    "stages",  # the Source, Sink and Classifier protocols shared by sources, sinks, web, learn and pipeline
 }
 SUB_PACKAGES = {"commands", "io", "learn", "mqtt", "pipeline", "sinks", "snn", "sources", "synth", "web"}
 

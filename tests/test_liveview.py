@@ -19,8 +19,8 @@ from streamsnn.errors import ConfigError
 from streamsnn.events import EVENT_DTYPE, EventBatch
 from streamsnn.io import read_events
 from streamsnn.pipeline.segment import Window
+from streamsnn.pipeline.stages import DecisionInfo
 from streamsnn.snn.network import Decision
-from streamsnn.stages import DecisionInfo
 from streamsnn.web.view import KEEP, LiveView, tap
 
 

@@ -16,8 +16,8 @@ from streamsnn.mqtt.settings import MqttSettings
 from streamsnn.mqtt.sink import MqttSink
 from streamsnn.pipeline import Pipeline
 from streamsnn.pipeline.segment import Window
+from streamsnn.pipeline.stages import DecisionInfo, class_names
 from streamsnn.snn import SpikingNetwork
-from streamsnn.stages import DecisionInfo, class_names
 
 jinja2 = pytest.importorskip("jinja2", reason="jinja2 (the test extra) renders Home Assistant's templates")
 

@@ -15,8 +15,8 @@ from streamsnn.mqtt.settings import MqttSettings
 from streamsnn.mqtt.sink import MqttSink
 from streamsnn.pipeline.feedback import Message
 from streamsnn.pipeline.segment import Window
+from streamsnn.pipeline.stages import DecisionInfo
 from streamsnn.snn.network import Decision
-from streamsnn.stages import DecisionInfo
 
 CLASSES = tuple(f"class{k}" for k in range(10))
 

@@ -35,9 +35,9 @@ from streamsnn.pipeline import (
 from streamsnn.pipeline.feedback import MAX_CLASSES, MAX_FEEDBACK_BYTES, Recent
 from streamsnn.pipeline.outputs import Outputs
 from streamsnn.pipeline.segment import Segmenter, Window
+from streamsnn.pipeline.stages import Classifier, Sink
 from streamsnn.snn import SpikingNetwork
 from streamsnn.snn.network import Decision
-from streamsnn.stages import Classifier, Sink
 
 
 class TinyNet:

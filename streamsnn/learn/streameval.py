@@ -22,7 +22,7 @@ from ..errors import ConfigError, InputError
 from ..events import EventBatch
 from ..pipeline.decide import Decider, by_name
 from ..pipeline.segment import Segmenter
-from ..stages import Classifier
+from ..pipeline.stages import Classifier
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..snn import SpikingNetwork

@@ -6,7 +6,7 @@ import json
 import time
 from typing import Any
 
-from ..stages import DecisionInfo, true_label_index, true_label_name
+from ..pipeline.stages import DecisionInfo, true_label_index, true_label_name
 
 #: Version of the classification JSON. 2 added label_name, true_label_name, queue_ms and compute_ms.
 #: `latency_ms` means what it meant in 1: window complete -> payload built.

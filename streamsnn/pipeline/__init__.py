@@ -1,7 +1,8 @@
 """The streaming pipeline, one job per module: `loop` (Pipeline: source -> windows -> network -> sinks),
 `segment` (windows), `decide` (a window's decision), `runtime` (bounded queues), `outputs` (each sink
 isolated), `watchdog` (systemd's watchdog from progress), `feedback` (which feedback may teach), `teacher`
-(feedback teaching), `growth` (new classes), `metrics`, `checkpoints`, and `settings` (PipelineSettings)."""
+(feedback teaching), `growth` (new classes), `metrics`, `checkpoints`, `settings` (PipelineSettings), and
+`stages` (the Source, Sink and Classifier protocols)."""
 
 from ..errors import StageFailed
 from .checkpoints import Checkpoints

@@ -7,8 +7,8 @@ import logging
 from pathlib import Path
 from typing import Awaitable, Callable
 
-from ..stages import Classifier
 from .metrics import Counters
+from .stages import Classifier
 
 log = logging.getLogger(__name__)
 

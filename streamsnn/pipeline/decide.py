@@ -14,7 +14,7 @@ from .segment import Window
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..snn.network import Decision
-    from ..stages import Classifier
+    from .stages import Classifier
 
 
 def decide(net: Classifier, window: Window, *, learn: bool = False) -> Decision:

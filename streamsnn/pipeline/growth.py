@@ -5,10 +5,10 @@ from __future__ import annotations
 import logging
 
 from .. import classnames
-from ..stages import Classifier, class_names
 from ..textsafe import shown
 from .feedback import Refused
 from .metrics import Counters
+from .stages import Classifier, class_names
 
 log = logging.getLogger(__name__)
 

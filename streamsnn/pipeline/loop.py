@@ -10,7 +10,6 @@ from dataclasses import replace
 from typing import Callable
 
 from ..errors import StageFailed, StreamsnnError
-from ..stages import Classifier, DecisionInfo, Sink, Source, class_names
 from ..textsafe import printable, shown
 from .checkpoints import Checkpoints
 from .decide import Decider, true_output
@@ -21,6 +20,7 @@ from .outputs import Outputs
 from .runtime import _END, BoundedQueue, _low_latency_runtime
 from .segment import Segmenter, Window
 from .settings import PipelineSettings
+from .stages import Classifier, DecisionInfo, Sink, Source, class_names
 from .teacher import Teacher
 from .watchdog import watchdog, watchdog_period
 

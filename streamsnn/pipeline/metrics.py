@@ -8,10 +8,10 @@ import time
 from dataclasses import dataclass, field
 from typing import Callable
 
-from ..stages import Classifier
 from .outputs import Outputs
 from .runtime import BoundedQueue
 from .segment import Segmenter
+from .stages import Classifier
 
 log = logging.getLogger(__name__)
 

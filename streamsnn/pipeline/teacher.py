@@ -7,13 +7,13 @@ import logging
 import time
 from typing import Awaitable, Callable
 
-from ..stages import Classifier, class_names
 from ..textsafe import printable
 from .feedback import Recent, Refused, TokenBucket, judge, parse
 from .growth import Growth
 from .metrics import Counters
 from .segment import Window
 from .settings import PipelineSettings
+from .stages import Classifier, class_names
 
 log = logging.getLogger(__name__)
 LOG_FIRST = 20  # refusals of one reason logged at WARNING; further ones at DEBUG

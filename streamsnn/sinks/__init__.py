@@ -1,1 +1,1 @@
-"""Sinks that receive decisions (stages.Sink): console and JSON lines; the MQTT sink is streamsnn.mqtt.sink."""
+"""Sinks that receive decisions (pipeline.stages.Sink): console and JSON lines; the MQTT sink is streamsnn.mqtt.sink."""

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 
-from ..stages import true_label_name
+from ..pipeline.stages import true_label_name
 from ..textsafe import shown
 
 

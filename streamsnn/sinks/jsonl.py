@@ -9,7 +9,7 @@ refused. A write error (a full disk, a reader that left) raises from `publish_de
 pipeline to count and retry (`outputs.Outputs`: after 1 s, doubling up to a minute); the file is
 opened again on the next try, so a FIFO reader that comes (back) later gets lines within a minute.
 Lines are strict JSON: non-finite numbers (NaN, infinity) are written as null and counted.
-Lines are written in the call, on the event loop: what the `stages.Sink` contract allows for an encoded line
+Lines are written in the call, on the event loop: what the `pipeline.stages.Sink` contract allows for an encoded line
 (a non-blocking write to a FIFO or terminal, an append to a regular file's page cache), so no thread is needed.
 """
 
@@ -26,7 +26,7 @@ import time
 from pathlib import Path
 
 from ..errors import ConfigError
-from ..stages import true_label_index, true_label_name
+from ..pipeline.stages import true_label_index, true_label_name
 
 log = logging.getLogger(__name__)
 MAX_PENDING = 1 << 20  # bytes a slow reader may be behind before lines are refused

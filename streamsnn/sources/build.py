@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from ..stages import Source
+from ..pipeline.stages import Source
 
 
 def build_source(cfg, *, progress: bool = True, mqtt=None) -> Source:
-    """The configured source (`stages.Source`); `mqtt`: the MqttSettings an `mqtt` source connects with.
+    """The configured source (`pipeline.stages.Source`); `mqtt`: the MqttSettings an `mqtt` source connects with.
 
     Nothing is opened or read here (see `Source.open`), except that a replay without `source.path`
     finds N-MNIST (and may download it, with a progress bar when `progress`).

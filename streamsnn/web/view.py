@@ -1,6 +1,6 @@
 """Live view: a small web page served from the daemon's event loop showing frames, decisions and metrics.
 
-`LiveView` is a sink (`stages.Sink`: `publish_decision(window, decision, info)`, `publish_metrics(dict)`,
+`LiveView` is a sink (`pipeline.stages.Sink`: `publish_decision(window, decision, info)`, `publish_metrics(dict)`,
 `check()`, `flush()`, `close()`) that also receives the raw event batches (`publish_events(batch)`, or wrap the
 source with `tap(source, live.publish_events)`). It serves, on a plain asyncio server in the same loop:
 
@@ -187,7 +187,7 @@ class LiveView(LiveServer):
             self._new = True
 
     def publish_decision(self, window, decision, info) -> None:
-        from ..stages import true_label_index, true_label_name
+        from ..pipeline.stages import true_label_index, true_label_name
 
         self.decisions += 1
         if info.classes:

@@ -6,10 +6,12 @@ from dataclasses import dataclass
 from os import PathLike
 from typing import TYPE_CHECKING, AsyncIterator, Protocol, runtime_checkable
 
+from .decide import true_class
+
 if TYPE_CHECKING:  # pragma: no cover
-    from .events import EventBatch
-    from .pipeline.segment import Window
-    from .snn.network import Decision
+    from ..events import EventBatch
+    from ..snn.network import Decision
+    from .segment import Window
 
 
 @dataclass(frozen=True)
@@ -88,8 +90,6 @@ def true_label_name(window: Window, info: DecisionInfo) -> str | None:
     if window.label is None:
         return None
     if info.classes:
-        from .pipeline.decide import true_class
-
         return true_class(info.classes, window)
     name = window.batch.meta.get("label_name") if window.batch is not None else None
     return str(name) if name is not None else info.name(window.label)
