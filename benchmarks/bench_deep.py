@@ -24,7 +24,7 @@ from pathlib import Path  # noqa: E402
 
 import numpy as np  # noqa: E402
 
-from .common import DATA, ROOT, Context, Result, machine, write  # noqa: E402
+from .common import DATA, ROOT, Context, Result, run_alone  # noqa: E402
 from .deep_train import load_data, mean_sd, progressive, train_snn, train_twin  # noqa: E402
 
 DEFAULT = None  # the package default (streamsnn.snn.DEFAULT_ARCH)
@@ -265,19 +265,8 @@ def main(argv=None) -> int:
         ctx.cache["seeds"] = a.seeds
     if a.synth:
         ctx.cache["synth_dir"] = a.synth.resolve()
-    run_ = {"command": "python -m benchmarks.bench_deep" + "".join(f" {x}" for x in sys.argv[1:]),
-            "quick": a.quick, "machine": machine(),
-            "contention": "Accuracy does not depend on load; speed and seconds do (shared machine).", "results": []}
-    t0 = time.perf_counter()
-    res = run(ctx)
-    res.seconds = time.perf_counter() - t0
-    run_["results"].append(res.as_dict())
-    run_["load_average_end"] = round(os.getloadavg()[0], 2)
-    js, md = write(run_, ctx.out, ctx.stem)
-    print(md.read_text())
-    print(f"bench_deep: wrote {js} and {md}", file=sys.stderr)
-    return 0
-
+    return run_alone("python -m benchmarks.bench_deep", ctx, lambda: run(ctx), label="bench_deep",
+                     contention="Accuracy does not depend on load; speed and seconds do (shared machine).")
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .common import DATA, ROOT, Context, NotMeasurable, Result, command_line, machine, write
+from .common import DATA, ROOT, Context, NotMeasurable, Result, run_alone
 
 PIPELINE = ROOT / "pipelines" / "nmnist-replay.toml"
 SEEDS = (0, 1, 2)
@@ -72,22 +72,15 @@ def main(argv=None) -> int:
     p.add_argument("--quick", action="store_true", help="one seed")
     p.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results")
     a = p.parse_args(argv)
-    ctx = Context(quick=a.quick, out=a.out, data=DATA)
-    facts = machine()  # the stamp is taken when the run starts
-    t0 = time.perf_counter()
+    ctx = Context(quick=a.quick, out=a.out, data=DATA, stem="first")
     try:
-        r = run(ctx, tuple(a.seeds))
+        return run_alone("python -m benchmarks.bench_first", ctx, lambda: run(ctx, tuple(a.seeds)), argv=argv,
+                         label="bench_first",
+                         contention="Other work may share the machine (see the load average): seconds are upper "
+                                    "bounds.")
     except NotMeasurable as exc:
         print(f"not measurable: {exc}", file=sys.stderr)
         return 2
-    r.seconds = time.perf_counter() - t0
-    rec = {"command": command_line().replace("python -m benchmarks", "python -m benchmarks.bench_first", 1),
-           "quick": a.quick, "machine": facts, "results": [r.as_dict()],
-           "contention": "Other work may share the machine (see the load average): seconds are upper bounds."}
-    js, md = write(rec, a.out, "first")
-    print(f"wrote {js} and {md}", file=sys.stderr)
-    return 0
-
 
 if __name__ == "__main__":
     sys.exit(main())

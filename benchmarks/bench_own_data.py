@@ -32,7 +32,7 @@ import numpy as np  # noqa: E402
 
 from streamsnn import defaults  # noqa: E402
 
-from .common import DATA, ROOT, Context, NotMeasurable, Result, machine, write  # noqa: E402
+from .common import DATA, ROOT, Context, NotMeasurable, Result, run_alone  # noqa: E402
 
 BIG_SENSOR, OFFSET = (346, 260), (150, 100)
 N_MNIST_ARCH = defaults.DEFAULT_ARCH
@@ -277,19 +277,10 @@ def main(argv=None) -> int:
     ctx = Context(quick=a.quick, out=a.out.resolve(), data=a.data.resolve(), stem=stem)
     if a.seeds:
         ctx.cache["seeds"] = a.seeds
-    run_ = {"command": "python -m benchmarks.bench_own_data" + "".join(f" {x}" for x in sys.argv[1:]),
-            "quick": a.quick, "machine": machine(),
-            "contention": "Accuracy does not depend on load; seconds do (shared machine).", "results": []}
-    t0 = time.perf_counter()
-    res = cross_validate(ctx, a.reps, lambda *m: print(*m, file=sys.stderr, flush=True)) if a.cv else run(ctx)
-    res.seconds = time.perf_counter() - t0
-    run_["results"].append(res.as_dict())
-    run_["load_average_end"] = round(os.getloadavg()[0], 2)
-    js, md = write(run_, ctx.out, ctx.stem)
-    print(md.read_text())
-    print(f"bench_own_data: wrote {js} and {md}", file=sys.stderr)
-    return 0
-
+    measure = (lambda: cross_validate(ctx, a.reps, lambda *m: print(*m, file=sys.stderr, flush=True))) if a.cv \
+        else (lambda: run(ctx))
+    return run_alone("python -m benchmarks.bench_own_data", ctx, measure, label="bench_own_data",
+                     contention="Accuracy does not depend on load; seconds do (shared machine).")
 
 if __name__ == "__main__":
     sys.exit(main())

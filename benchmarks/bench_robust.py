@@ -32,7 +32,7 @@ from pathlib import Path  # noqa: E402
 
 import numpy as np  # noqa: E402
 
-from .common import DATA, ROOT, Context, NotMeasurable, Result, machine, write  # noqa: E402
+from .common import DATA, ROOT, Context, NotMeasurable, Result, run_alone  # noqa: E402
 
 SEEDS = (0, 1, 2)
 QUICK = ("biolab_1s", "poker")  # --quick: these, one seed, `--epochs 2`
@@ -317,22 +317,9 @@ def main(argv=None) -> int:
         ctx.cache["seeds"] = a.seeds
     if a.only:
         ctx.cache["only"] = a.only
-    run_ = {"command": "python -m benchmarks.bench_robust" + "".join(f" {x}" for x in (argv or sys.argv[1:])),
-            "quick": a.quick, "machine": machine(),
-            "contention": "Accuracy does not depend on load; seconds do (shared machine).", "results": []}
-    t0 = time.perf_counter()
-    try:
-        res = run(ctx)
-    except NotMeasurable as exc:
-        res = Result("robust", "Robustness", status=f"not yet measurable: {exc}")
-    res.seconds = time.perf_counter() - t0
-    run_["results"].append(res.as_dict())
-    run_["load_average_end"] = round(os.getloadavg()[0], 2)
-    js, md = write(run_, ctx.out, ctx.stem)
-    print(md.read_text())
-    print(f"bench_robust: wrote {js} and {md}", file=sys.stderr)
-    return 0
-
+    return run_alone("python -m benchmarks.bench_robust", ctx, lambda: run(ctx), argv=argv, label="bench_robust",
+                     contention="Accuracy does not depend on load; seconds do (shared machine).",
+                     unmeasurable=("robust", "Robustness"))
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -20,7 +20,7 @@ from pathlib import Path  # noqa: E402
 
 import numpy as np  # noqa: E402
 
-from .common import DATA, ROOT, Context, NotMeasurable, Result, machine, write  # noqa: E402
+from .common import DATA, ROOT, Context, NotMeasurable, Result, run_alone  # noqa: E402
 
 #: Training setup shared by every arm (the `streamsnn train` defaults).
 HIDDEN, LR = 800, 0.001
@@ -141,19 +141,8 @@ def main(argv=None) -> int:
                      ("real_epochs", args.real_epochs)):
         if val is not None:
             ctx.cache[key] = val
-    run_ = {"command": "python -m benchmarks.bench_sim2real" + "".join(f" {a}" for a in sys.argv[1:]),
-            "quick": args.quick, "machine": machine(),
-            "contention": "Accuracy does not depend on load; the seconds do (shared machine).", "results": []}
-    t0 = time.perf_counter()
-    res = run(ctx)
-    res.seconds = time.perf_counter() - t0
-    run_["results"].append(res.as_dict())
-    run_["load_average_end"] = round(os.getloadavg()[0], 2)
-    js, md = write(run_, ctx.out, ctx.stem)
-    print(md.read_text())
-    print(f"sim2real: wrote {js} and {md}", file=sys.stderr)
-    return 0
-
+    return run_alone("python -m benchmarks.bench_sim2real", ctx, lambda: run(ctx), label="sim2real",
+                     contention="Accuracy does not depend on load; the seconds do (shared machine).")
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -238,3 +238,26 @@ def percentile(values, q: float) -> float:
 
 def command_line() -> str:
     return "python -m benchmarks" + ("" if len(sys.argv) <= 1 else " " + " ".join(sys.argv[1:]))
+
+
+def run_alone(prog: str, ctx: Context, measure, *, contention: str, label: str, argv=None,
+              unmeasurable: tuple[str, str] | None = None) -> int:
+    """A benchmark run on its own (`python -m benchmarks.X`): stamp the machine, time `measure()` (a Result),
+    write `ctx.stem`.json/.md into `ctx.out`, print the markdown; returns 0. `unmeasurable` (name, title): a
+    NotMeasurable becomes a result with that status instead of propagating."""
+    run = {"command": prog + "".join(f" {x}" for x in (sys.argv[1:] if argv is None else argv)),
+           "quick": ctx.quick, "machine": machine(), "contention": contention, "results": []}
+    t0 = time.perf_counter()
+    try:
+        res = measure()
+    except NotMeasurable as exc:
+        if unmeasurable is None:
+            raise
+        res = Result(*unmeasurable, status=f"not yet measurable: {exc}")
+    res.seconds = time.perf_counter() - t0
+    run["results"].append(res.as_dict())
+    run["load_average_end"] = round(os.getloadavg()[0], 2)
+    js, md = write(run, ctx.out, ctx.stem)
+    print(md.read_text())
+    print(f"{label}: wrote {js} and {md}", file=sys.stderr)
+    return 0
