@@ -85,7 +85,10 @@ SCHEMA: dict[str, dict[str, Key]] = {
                   min=0),
         "lr_out": Key(float, 0.0, "learning rate of a fresh network's output layer (0 = the default for its kind)",
                       min=0),
-        "learning": Key(str, "counts", "learning rule of a fresh network", ("counts", "spikes")),
+        "learning": Key(str, "counts", "learning rule of a fresh network (membrane: learns the order of events, "
+                        "needs tau_ms)", ("counts", "spikes", "membrane")),
+        "tau_ms": Key(float, 0.0, "leak time constant of a fresh network in ms (0 = no leak; its state then carries "
+                      "across windows); a checkpoint keeps its own", min=0),
         "learn_from_labels": Key(bool, True, "learn (test-then-train) when a window carries its true label"),
         "learn_from_feedback": Key(bool, True, "learn from labels sent to <prefix>/feedback"),
         "recent": Key(int, d.RECENT, "how many recent decisions feedback can still refer to", min=1),

@@ -45,7 +45,8 @@ def load_network(cfg: Config):
         return net, path
     arch = f"dense:{m.hidden}" if m.hidden else (m.arch or None)
     net = SpikingNetwork(arch=arch, input_shape=(m.input_width, m.input_height, 2), classes=m.classes,
-                         seed=m.seed, learning=m.learning, lr=m.lr or None, lr_out=m.lr_out or None)
+                         seed=m.seed, learning=m.learning, lr=m.lr or None, lr_out=m.lr_out or None,
+                         tau_us=m.tau_ms * 1000.0 if m.tau_ms else None)
     log.info("model: fresh network %s -> %d classes (seed %d)%s", net.arch, net.n_classes, m.seed,
              f", will be saved to {path}" if path else ", not saved (model.checkpoint is empty)")
     return net, path

@@ -53,9 +53,16 @@ def add_parser(subparsers) -> None:
                         "halved for a convolutional network with --stream-crops)")
     p.add_argument("--lr-out", type=float, default=None, help="learning rate of the output layer")
     p.add_argument("--lr-conv", type=float, default=None, help="multiplies --lr for convolutional layers")
-    p.add_argument("--learning", choices=("counts", "spikes"), default="counts",
-                   help="backprop on spike counts, or the error sent back as spikes (dense layers only) "
-                        "(default %(default)s)")
+    p.add_argument("--learning", choices=("counts", "spikes", "membrane"), default=None,
+                   help="counts: backprop on spike counts; spikes: the error sent back as spikes (dense layers "
+                        "only) (both O'Connor & Welling 2016); membrane: backprop on leaky membrane traces "
+                        "(Lee, Delbruck & Pfeiffer 2016), learns the order of events, needs a leak "
+                        "(--tau-ms). Default: membrane when the training split needs time (a linear probe on "
+                        "held-out training samples: does a sample played backwards become another class?), else "
+                        "counts; train says which and why")
+    p.add_argument("--tau-ms", type=float, default=None, metavar="MS",
+                   help="leak time constant of every layer in ms (0: no leak); default: none for counts and "
+                        "spikes, half the median training sample's length for membrane")
     p.add_argument("--out", type=Path, default=Path("model.npz"), help="model file to write (default %(default)s)")
     p.add_argument("--augment", action=argparse.BooleanOptionalAction, default=None,
                    help="random shifts (+-2 px), 10%% event dropout and 1 ms time jitter on the training "
@@ -141,8 +148,14 @@ def plan(args, say) -> tuple:
             s[key] = getattr(args, key)
     if s["epochs"] < 1:
         raise ConfigError(f"--epochs must be at least 1, got {s['epochs']}")
+    if args.tau_ms is not None and not 0 <= args.tau_ms <= 1e6:
+        raise ConfigError(f"--tau-ms must be 0 (no leak) .. 1000000, got {args.tau_ms}")
+    # until the training split is loaded, probed and measured (`pick_learning`): a rule that needs a leak waits
+    learning = args.learning if args.learning in ("counts", "spikes") or args.tau_ms else "counts"
+    tau_us, tau_from = dd.choose_tau(None, args.tau_ms, learning) if args.tau_ms is not None else (None, "")
     net = SpikingNetwork(arch=layers, input_map=choice.input_map, classes=classes, seed=args.seed,
-                         learning=args.learning, **{k: s[k] for k in ("lr", "lr_out", "lr_conv", "max_step")})
+                         learning=learning, tau_us=tau_us,
+                         **{k: s[k] for k in ("lr", "lr_out", "lr_conv", "max_step")})
     aug = dict(dd.AUGMENT) if args.augment in (None, True) else None
     per_class = n_train / max(1, len(classes))
     say(f"classes: {', '.join(classes)} ({classes_from}); {choice.describe()}")
@@ -161,6 +174,33 @@ def plan(args, say) -> tuple:
     picked["choose"], picked["why"]["choose"] = choose.should_search(args.choose, n_train, len(classes),
                                                                      choice.input_map.sensor)
     return net, s, aug, picked
+
+
+def pick_learning(args, net, train, picked, say):
+    """The learning rule and leak (from the arguments, else from a probe of the loaded training split:
+    `learn.timecheck`); returns the network to train (rebuilt when they change) and records the choice."""
+    import numpy as np
+
+    from ..learn import datadefaults as dd
+    from ..learn import timecheck
+
+    if args.learning is not None:
+        learning, why = args.learning, "--learning"
+    else:
+        check = timecheck.check_time(train, net.input_map.n_inputs, net.n_classes, net.input_shape[2])
+        learning = "membrane" if check.needed else "counts"
+        why = check.describe()
+        picked["time_probe"] = {"forward": check.forward, "reversible": check.reversible, "held_out": check.held_out}
+    lengths = [int(t[-1]) - int(t[0]) for t in train.t if len(t)]
+    median = float(np.median(lengths)) if lengths else None
+    tau_us, tau_from = dd.choose_tau(median, args.tau_ms, learning)
+    say(f"learning {learning} ({why}); leak " + (f"tau {tau_us / 1000:g} ms ({tau_from})" if tau_us
+                                                  else f"none ({tau_from})"))
+    picked.update(learning=learning, tau_us=tau_us)
+    picked["why"].update(learning=why, tau=tau_from)
+    if learning != net.learning or tau_us != net.tau_us:
+        net = type(net)(**{**net.config(), "learning": learning, "tau_us": tau_us})
+    return net
 
 
 def choose_settings(args, net, s, aug, picked, train, say):
@@ -208,6 +248,7 @@ def run(args) -> int:
     say = (lambda *a: None) if quiet else (lambda *a: print(*a, file=sys.stderr, flush=True))
     net, s, aug, picked = plan(args, say)
     train, test, test_from = load_folders(args.data, net, limit=args.limit, quiet=quiet)
+    net = pick_learning(args, net, train, picked, say)
     if picked["choose"]:
         net, aug = choose_settings(args, net, s, aug, picked, train, say)
     else:

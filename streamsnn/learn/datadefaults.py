@@ -149,6 +149,18 @@ def choose_stream(datasets, asked: bool | None, window_us: int, max_samples: int
     """
     if asked is not None:
         return bool(asked), "--stream-crops" if asked else "--no-stream-crops"
+    median = median_length_us(datasets, max_samples)
+    if median is None:
+        return True, "no training sample could be read to measure"
+    on = median >= window_us
+    why = (f"samples last {median / 1000:.0f} ms (median), {'at least' if on else 'less than'} "
+           f"a {window_us // 1000} ms live window")
+    return on, why
+
+
+def median_length_us(datasets, max_samples: int = 16) -> float | None:
+    """Median duration (µs) of up to `max_samples` training samples spread over the first dataset (all its
+    samples when it has no train split); unreadable ones are passed over; None when none could be read."""
     samples = [s for ds in datasets[:1] for s in ds.samples if s.split == "train"] or list(datasets[0].samples)
     step = max(1, len(samples) // max_samples)
     lengths = []
@@ -159,10 +171,30 @@ def choose_stream(datasets, asked: bool | None, window_us: int, max_samples: int
             continue
         if len(t):
             lengths.append(int(t[-1]) - int(t[0]))
-    if not lengths:
-        return True, "no training sample could be read to measure"
-    median = float(np.median(lengths))
-    on = median >= window_us
-    why = (f"samples last {median / 1000:.0f} ms (median), {'at least' if on else 'less than'} "
-           f"a {window_us // 1000} ms live window")
-    return on, why
+    return float(np.median(lengths)) if lengths else None
+
+
+#: The leak's time constant a temporal network gets by default: this share of the median training sample's
+#: length, within [MIN_TAU_US, MAX_TAU_DEFAULT_US].
+TAU_SHARE = 0.5
+MIN_TAU_US, MAX_TAU_DEFAULT_US = 10_000.0, 2_000_000.0
+
+
+def choose_tau(median_us: float | None, asked_ms: float | None, learning: str) -> tuple[float | None, str]:
+    """The network's leak time constant (µs, or None: no leak) for `train`, and why.
+
+    `asked_ms` (--tau-ms; 0: no leak) wins. A learning rule that learns from timing (``membrane``) needs a
+    leak: it gets TAU_SHARE of the median training sample's length `median_us` (bounded, whole ms), so a
+    sample's first events still count at its end, about e^-2 as much as its last ones. Other rules learn
+    without a leak by default.
+    """
+    from ..snn.settings import TEMPORAL_MODES
+
+    if asked_ms is not None:
+        return (float(asked_ms) * 1000.0 if asked_ms > 0 else None), "--tau-ms"
+    if learning not in TEMPORAL_MODES:
+        return None, f"learning {learning} needs none"
+    if not median_us:
+        return 100_000.0, "no training sample to measure; 100 ms"
+    tau = float(round(min(MAX_TAU_DEFAULT_US, max(MIN_TAU_US, TAU_SHARE * median_us)), -3))
+    return tau, f"{TAU_SHARE:g} x the median training sample's length, {median_us / 1000:.0f} ms"

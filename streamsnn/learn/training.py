@@ -214,6 +214,7 @@ def train_epoch(net, data: SampleArrays, *, epoch: int = 0, epochs: int = 1, see
 
     watch = Watch.of(net)
     watch.start_epoch()
+    leaky = net.tau_us is not None
     refused, revivals = net.nonfinite, watch.revivals
     rng = np.random.default_rng([seed, epoch])
     scale = lr_schedule(epoch, epochs)
@@ -228,6 +229,8 @@ def train_epoch(net, data: SampleArrays, *, epoch: int = 0, epochs: int = 1, see
             idx, t, label = data.idx[k], data.t[k], int(data.labels[k])
         if augment is not None:
             idx, t = augment(idx, t, net.input_shape, rng)
+        if leaky:
+            net.reset()  # each training item is a sample of its own: a leaky network's state does not carry over
         try:
             d = net.learn_indices(idx, label, t, lr_scale=scale)
         except NonFinite as exc:
@@ -253,7 +256,10 @@ def evaluate(net, data: SampleArrays, *, quiet: bool = True) -> dict:
     events = 0
     net.warm_up()
     t0 = time.perf_counter()
+    leaky = net.tau_us is not None
     for k in _bar(range(len(data)), "evaluating", quiet):
+        if leaky:
+            net.reset()  # whole samples: each one from a fresh state
         d = net.predict_indices(data.idx[k], data.t[k])
         confusion[int(data.labels[k]), d.label] += 1
         events += d.events

@@ -31,6 +31,34 @@ def activity(net, idx: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]]:
     return acts
 
 
+def traces(net, idx: np.ndarray, t: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Learning "membrane" (Lee, Delbruck & Pfeiffer 2016): (active units, their traces) of the input and of every
+    hidden layer, in place of ``activity``'s counts.
+
+    A unit's trace is what its spikes left at the readout time T (the window's last input event) in a unit
+    below that leaks with the network's time constant: ``sum_k c_k exp(-(T - t_k) / tau)`` over its spikes
+    (time t_k, multiplicity c_k). The output evidence of a window on a fresh state is exactly the output
+    weights times the last layer's traces, so the output step is the exact gradient; for a hidden unit the
+    paper's rule treats its (leaky) membrane potential as the differentiable signal and the jumps at its
+    spikes as noise: its activity passes the error on with slope 1 where it spiked, and the error reaches
+    each weight times the trace of the input that drove it. The traces weigh recent events more, so the
+    step depends on the order of events, which counts cannot see. ``backprop_counts`` then makes the step.
+    """
+    inv = 1.0 / net.tau_us
+    n_in = net.input_map.n_inputs
+    t_end = int(t[-1])
+    x = np.bincount(idx, weights=np.exp((np.asarray(t, np.float64) - t_end) * inv), minlength=n_in)
+    act = np.flatnonzero(x).astype(np.int32)
+    acts = [(act, x[act].astype(np.float32))]
+    for layer, train in zip(net.hidden, net.spike_trains):
+        ev_i, ev_c, ev_t = train
+        h = np.bincount(ev_i, weights=ev_c * np.exp((ev_t.astype(np.float64) - t_end) * inv),
+                        minlength=layer.geo.n_out)
+        act = np.flatnonzero(h).astype(np.int32)
+        acts.append((act, h[act].astype(np.float32)))
+    return acts
+
+
 def boost_new_classes(net, acts, e: np.ndarray, lr: float) -> None:
     """The extra output step of classes whose rate multiplier ``net.class_lr`` is above 1 (see add_class):
     their weights from the active last-layer units and their bias move (class_lr - 1) times further."""

@@ -106,6 +106,9 @@ class SpikingNetwork:
         self.lr_backoff = 1.0  # multiplies every learning rate; halved by each update found non-finite (guard.py)
         self._token = secrets.token_hex(4)
         self.out_herd = np.zeros(len(names), np.float32)  # kept across samples (not saved in checkpoints)
+        #: A leaky network's spikes of the last call per hidden layer (unit, multiplicity, time): views of the
+        #: layers' output buffers, valid until the next call (``learn.traces`` reads them).
+        self.spike_trains = [None] * len(self.hidden)
         self.reset()
 
     # -- description ----------------------------------------------------------------------------
@@ -265,7 +268,7 @@ class SpikingNetwork:
         is scored, and the window is not counted again; a leaky network then learns from the window
         on a fresh state and keeps its running state (the stream goes on where it was).
         """
-        from .learn import activity, backprop_counts, backprop_spikes
+        from .learn import activity, backprop_counts, backprop_spikes, traces
 
         label = int(label)
         if not 0 <= label < self.n_classes:
@@ -285,10 +288,13 @@ class SpikingNetwork:
             over = self.learn_scale(len(idx))
             e = softmax(d.scores / np.float32(over)).astype(np.float32)
             e[label] -= 1.0
-            acts = activity(self, np.ascontiguousarray(idx, dtype=np.int32))
+            if self.learning == "membrane":
+                acts = traces(self, np.ascontiguousarray(idx, dtype=np.int32), t)
+            else:
+                acts = activity(self, np.ascontiguousarray(idx, dtype=np.int32))
             old = guard.touched(self, acts)  # what this update may change: kept to undo a bad step
             step = lr_scale * self.lr_backoff / over
-            if self.learning == "counts":
+            if self.learning in ("counts", "membrane"):
                 backprop_counts(self, acts, e, step)
             else:
                 backprop_spikes(self, acts, e, step)

@@ -43,6 +43,8 @@ def forward(net, idx: np.ndarray, t: np.ndarray | None) -> tuple[np.ndarray, tup
         if not leak:
             layer.phi[:] = 0
         ev_i, ev_c, ev_t = layer.forward(ev_i, ev_c, ev_t, leak or k < last, theta, inv)
+        if leak:  # each layer's spikes (unit, multiplicity, time) of this call, for learning "membrane"
+            net.spike_trains[k] = (ev_i, ev_c, ev_t)
     spikes = [float(layer.counts.sum()) for layer in net.hidden]  # one pass: the decision's spikes and the check
     if not guard.state_finite(net.hidden, spikes):
         return np.full(net.n_classes, np.nan, np.float32), tuple(0 for _ in net.hidden)

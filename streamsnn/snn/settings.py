@@ -15,7 +15,9 @@ from ..textsafe import shown
 from . import limits
 from .arch import InputMap, format_arch, learning_defaults
 
-LEARNING_MODES = ("counts", "spikes")
+LEARNING_MODES = ("counts", "spikes", "membrane")
+#: Learning modes that learn from the timing of events (they need a leak, ``tau_us``).
+TEMPORAL_MODES = ("membrane",)
 
 
 def inputs_and_classes(sizes, arch, input_shape, input_map, classes) -> tuple[object, InputMap, list[str]]:
@@ -59,6 +61,9 @@ def checked_mode(learning: str, tau_us) -> float | None:
     if learning not in LEARNING_MODES:
         raise ConfigError(f"learning must be one of {', '.join(LEARNING_MODES)}, got {learning!r}")
     if tau_us is None:
+        if learning in TEMPORAL_MODES:
+            raise ConfigError(f"learning {learning!r} learns from membrane potentials that leak: give the network a "
+                              "time constant (tau_us, e.g. 100000; `train --tau-ms 100`)")
         return None
     return float(limits.finite("tau_us", tau_us, 0, limits.MAX_TAU_US, low_open=True))
 
