@@ -266,7 +266,8 @@ def score(stream: Stream, pairs: list, target: np.ndarray, names: list[str], pre
         "samples": len(stream.starts), "never_right": int((delays < 0).sum()),
         "delay_median_ms": _ms(delays, 50), "delay_p90_ms": _ms(delays, 90),
         "last_decision_accuracy": float(last_right.mean()), "samples_without_decision": int((last < 0).sum()),
-        "last_decision_per_class": last_per_class, "per_class": per_class, "classes": list(names), "predicted_classes": list(predicted),
+        "last_decision_per_class": last_per_class,
+        "per_class": per_class, "classes": list(names), "predicted_classes": list(predicted),
         "confusion": confusion.tolist(), "_sample_of": sample_of, "_correct": correct,
     }
 
