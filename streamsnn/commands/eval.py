@@ -35,7 +35,9 @@ def add_stream_arguments(p) -> None:
     g = p.add_argument_group(
         "stream evaluation", "--stream plays the test samples back to back as one stream (no sample "
         "boundaries reach the network) through the daemon's sliding windows, and scores each decision "
-        "against the sample covering most of its window")
+        "against the sample covering most of its window, and each sample's last decision (the last window "
+        "ending inside it) against its label (last_decision_accuracy); a model with a leak gets each event "
+        "once, its state carried across windows, as in the daemon")
     g.add_argument("--stream", action="store_true", help="evaluate as a continuous stream")
     g.add_argument("--window-us", type=int, default=None,
                    help=f"window length in us (default: the live pipelines', {LIVE_WINDOW_US})")

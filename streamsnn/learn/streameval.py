@@ -5,7 +5,10 @@ starting where the previous ended, plus an optional gap), strips sample ids and 
 stream into chunks as a camera delivers them, and runs it through the same `Segmenter` (window mode)
 and the same window -> decision step (`streamsnn.pipeline.decide.decide`) as `streamsnn run`. Each decision
 is scored against the sample that covers most of its window (ties: the later one); for each sample,
-the delay is from its start to the end of the first window scored against it that names its class.
+the delay is from its start to the end of the first window scored against it that names its class,
+and its last decision (the last window ending inside it) is scored against its label
+(`last_decision_accuracy`). A temporal network (`decide.temporal`) gets each stream event once, its
+state carried across windows, as in the daemon.
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ import numpy as np
 from ..config import SCHEMA
 from ..errors import ConfigError, InputError
 from ..events import EventBatch
-from ..pipeline.decide import Decider, by_name
+from ..pipeline.decide import Decider, by_name, temporal
 from ..pipeline.segment import Segmenter
 from ..pipeline.stages import Classifier
 
@@ -138,8 +141,9 @@ def targets(net: Classifier, classes: Sequence[str] | None, n_labels: int) -> np
 def play(net: Classifier, stream: Stream, *, window_us: int, hop_us: int, min_events: int,
          smooth_us: float = 0.0) -> tuple[list, float]:
     """Every (window, decision) of the stream through the daemon's segmenter and decision step
-    (`Decider`), and the wall seconds it took (segmenting and network)."""
-    seg = Segmenter("window", window_us, hop_us, min_events)
+    (`Decider`), and the wall seconds it took (segmenting and network). A temporal network gets each
+    event once (a continuous segmenter), as `Pipeline` does."""
+    seg = Segmenter("window", window_us, hop_us, min_events, continuous=temporal(net))
     decider = Decider(smooth_us)
     out = []
     t0 = time.perf_counter()
@@ -181,7 +185,7 @@ def stream_evaluate(net: SpikingNetwork, samples: Sequence[EventBatch], *, windo
     try:
         net.reset()
         net.warm_up()
-        effective_tau = net.tau_us
+        effective_tau, carried = net.tau_us, temporal(net)
         pairs, seconds = play(net, stream, window_us=window_us, hop_us=hop_us, min_events=min_events,
                               smooth_us=float(smooth_us))
     finally:
@@ -198,7 +202,7 @@ def stream_evaluate(net: SpikingNetwork, samples: Sequence[EventBatch], *, windo
         "events_per_s": stream.events / seconds if seconds > 0 else 0.0,
         "realtime_factor": stream.duration_us / 1e6 / seconds if seconds > 0 else 0.0,
         "window_us": int(window_us), "hop_us": int(hop_us), "min_events": int(min_events),
-        "tau_us": effective_tau, "smooth_us": float(smooth_us), "gap_us": int(gap_us),
+        "tau_us": effective_tau, "continuous": carried, "smooth_us": float(smooth_us), "gap_us": int(gap_us),
     })
     if keep_decisions:
         res["decision_list"] = [
@@ -210,8 +214,21 @@ def stream_evaluate(net: SpikingNetwork, samples: Sequence[EventBatch], *, windo
     return res
 
 
+def last_decisions(starts: np.ndarray, ends: np.ndarray, t_end: np.ndarray) -> np.ndarray:
+    """Per sample [starts[k], ends[k]), the index of its last decision: the last one (in the given order)
+    whose window ends inside it, t_end in [start, end); -1 for a sample with none."""
+    if not len(t_end):
+        return np.full(len(starts), -1, np.int64)
+    order = np.argsort(t_end, kind="stable")
+    sorted_end = t_end[order]
+    pos = np.searchsorted(sorted_end, ends, side="left") - 1
+    at = np.maximum(pos, 0)
+    found = (pos >= 0) & (sorted_end[at] >= starts)
+    return np.where(found, order[at], -1).astype(np.int64)
+
+
 def score(stream: Stream, pairs: list, target: np.ndarray, names: list[str], predicted: list[str]) -> dict:
-    """Accuracy, per-class figures, confusion and delays of (window, decision) pairs on a stream."""
+    """Accuracy, per-class figures, confusion, delays and last decisions of (window, decision) pairs on a stream."""
     n = len(pairs)
     t_end = np.asarray([w.t_end_us for w, _ in pairs], np.int64)
     label = np.asarray([d.label for _, d in pairs], np.int64)
@@ -221,11 +238,16 @@ def score(stream: Stream, pairs: list, target: np.ndarray, names: list[str], pre
     want = np.where(truth >= 0, target[np.maximum(truth, 0)], -1)
     correct = (want >= 0) & (label == want)
     delays = first_right_delays(stream.starts, sample_of, correct, t_end)
+    last = last_decisions(stream.starts, stream.ends, t_end)
+    want_last = target[stream.labels]
+    last_right = (last >= 0) & (want_last >= 0)
+    if n:
+        last_right &= label[np.maximum(last, 0)] == want_last
     confusion = np.zeros((len(names), len(predicted)), np.int64)
     for tr, lb in zip(truth, label):
         if tr >= 0:
             confusion[tr, lb] += 1
-    per_class = {}
+    per_class, last_per_class = {}, {}
     for c, name in enumerate(names):
         mine = truth == c
         in_class = stream.labels == c
@@ -235,10 +257,16 @@ def score(stream: Stream, pairs: list, target: np.ndarray, names: list[str], pre
             "decisions": int(mine.sum()), "samples": int(in_class.sum()),
             "never_right": int((got < 0).sum()), "delay_median_ms": _ms(got, 50),
         }
+        last_per_class[name] = {
+            "last_decision_accuracy": float(last_right[in_class].mean()) if in_class.any() else None,
+            "samples": int(in_class.sum()), "samples_without_decision": int((last[in_class] < 0).sum()),
+        }
     return {
         "stream_accuracy": float(correct.mean()) if n else 0.0, "decisions": n, "correct": int(correct.sum()),
         "samples": len(stream.starts), "never_right": int((delays < 0).sum()),
         "delay_median_ms": _ms(delays, 50), "delay_p90_ms": _ms(delays, 90),
+        "last_decision_accuracy": float(last_right.mean()), "samples_without_decision": int((last < 0).sum()),
+        "last_decision_per_class": last_per_class,
         "per_class": per_class, "classes": list(names), "predicted_classes": list(predicted),
         "confusion": confusion.tolist(), "_sample_of": sample_of, "_correct": correct,
     }
@@ -295,13 +323,17 @@ def report_lines(res: dict) -> list[str]:
     lines = [
         f"stream of {res['samples']} samples, {res['stream_seconds']:.1f} s, {res['events']:,} events; "
         f"windows {res['window_us'] / 1000:g} ms every {res['hop_us'] / 1000:g} ms, "
-        f"min {res['min_events']} events, leak {tau}, smoothing {smooth}, gap {res['gap_us'] / 1000:g} ms",
+        f"min {res['min_events']} events, leak {tau}, smoothing {smooth}, gap {res['gap_us'] / 1000:g} ms"
+        + ("; state carried across windows (each event fed once)" if res.get("continuous") else ""),
         f"stream accuracy {res['stream_accuracy']:.4f} over {res['decisions']} decisions "
         f"({res['events_per_s'] / 1e6:.2f} M events/s, {res['realtime_factor']:.0f}x real time)",
         f"first right decision after a sample starts: {delay}; never right: {res['never_right']} "
         f"of {res['samples']} samples",
-        "per class (accuracy/decisions/median delay): " + "  ".join(
+        f"last decision of each sample right: {res['last_decision_accuracy']:.4f} of {res['samples']} samples "
+        f"({res['samples_without_decision']} without a decision ending inside them, counted wrong)",
+        "per class (accuracy/decisions/median delay/last decision): " + "  ".join(
             f"{c}:{_num(v['accuracy'], '.2f')}/{v['decisions']}/{_num(v['delay_median_ms'], '.0f')}ms"
+            f"/{_num(res['last_decision_per_class'][c]['last_decision_accuracy'], '.2f')}"
             for c, v in res["per_class"].items()),
         "confusion (rows true, columns predicted):",
         "     " + " ".join(f"{c[:4]:>4}" for c in res["predicted_classes"]),

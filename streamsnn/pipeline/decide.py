@@ -1,4 +1,7 @@
-"""The one step from a window to a decision, shared by the daemon's pipeline and stream evaluation."""
+"""The one step from a window to a decision, shared by the daemon's pipeline and stream evaluation.
+
+A temporal network (`temporal`: its state carries across calls) is fed each stream event once, as it
+arrives (`continuous`); any other decides each window alone (`decide`)."""
 
 from __future__ import annotations
 
@@ -28,6 +31,48 @@ def decide(net: Classifier, window: Window, *, learn: bool = False) -> Decision:
     if learn and label is not None:
         return net.learn_one(window.batch, label)
     return net.predict_one(window.batch)
+
+
+def temporal(net) -> bool:
+    """Whether the network carries its state (potentials, evidence) from one call to the next, so a
+    stream must reach it once, in order, never window by window: its `temporal` attribute when it has
+    one, else whether it leaks (`tau_us` set)."""
+    flag = getattr(net, "temporal", None)
+    if flag is not None:
+        return bool(flag)
+    return getattr(net, "tau_us", None) is not None
+
+
+def continuous(net: Classifier, window: Window, *, learn: bool = False) -> Decision:
+    """A temporal network's Decision at the end of a stream window, fed only `window.fresh` (the stream
+    events it has not received yet; see `segment.Segmenter`'s `continuous`): its state already holds the
+    rest. The scores are its evidence decayed to the window's end (`evidence_at`).
+
+    With `learn` and a labelled window, the network then learns from the whole window on a fresh state
+    and keeps its running state (`learn_one` given the prediction, which is scored and returned).
+    """
+    d = evidence_at(net, net.predict_one(window.fresh), window.t_end_us)
+    label = true_output(net, window)
+    if learn and label is not None:
+        net.learn_one(window.batch, label, prediction=d.label)
+    return d
+
+
+def evidence_at(net, d: Decision, t_us: int) -> Decision:
+    """Decision `d` of a leaky network read out at `t_us` instead of at its last event: the evidence
+    above the bias decays by exp(-dt / tau_us) (the network's `evidence_at(t_us)` when it has one)."""
+    own = getattr(net, "evidence_at", None)
+    if callable(own):
+        scores = np.asarray(own(t_us), np.float32)
+    else:
+        tau, t_last, bias = getattr(net, "tau_us", None), getattr(net, "t_last", None), getattr(net, "bias", None)
+        if not tau or t_last is None or bias is None or t_us <= t_last:
+            return d
+        keep = math.exp(-(int(t_us) - int(t_last)) / float(tau))
+        scores = ((d.scores - bias) * np.float32(keep) + bias).astype(np.float32)
+    p = np.exp(log_softmax(scores))
+    label = int(np.argmax(scores))
+    return replace(d, label=label, scores=scores, confidence=float(p[label]))
 
 
 def true_output(net: Classifier, window: Window) -> int | None:
@@ -92,6 +137,8 @@ class Decider:
     exp(-dt / smooth_us) as much; `scores` of the returned Decision are that mean, `confidence` its
     softmax probability of the label. Windows of whole samples are decided alone and leave the state
     as it was; a stream whose clock goes back (a new stream, a looped recording) starts afresh.
+    A stream window that carries `fresh` events, given a `temporal` network, is decided by `continuous`
+    (each event fed once, state carried); any other window by `decide`.
     Learning (labelled windows) always uses the window alone; the returned Decision is the prediction.
     One Decider per stream: `streamsnn run` (Pipeline) and `eval --stream` use the same class.
     """
@@ -121,7 +168,10 @@ class Decider:
         return self._mean
 
     def __call__(self, net: Classifier, window: Window, *, learn: bool = False) -> Decision:
-        d = decide(net, window, learn=learn)
+        if window.sample is None and window.fresh is not None and temporal(net):
+            d = continuous(net, window, learn=learn)
+        else:
+            d = decide(net, window, learn=learn)
         if self.smooth_us <= 0 or window.sample is not None:
             return d
         mean = self.smooth(window.t_end_us, d.scores)

@@ -12,7 +12,7 @@ from typing import Callable
 from ..errors import StageFailed, StreamsnnError
 from ..textsafe import printable, shown
 from .checkpoints import Checkpoints
-from .decide import Decider, true_output
+from .decide import Decider, temporal, true_output
 from .feedback import Recent
 from .growth import Growth
 from .metrics import Counters, Metrics
@@ -49,6 +49,9 @@ class Pipeline:
     `settings` (`PipelineSettings`; keyword arguments, when given, replace its fields) say how it runs.
     `segmenter` cuts batches into windows; `decider` (`decide.Decider`) turns a window into a decision,
     smoothing stream windows' evidence when it has a time constant (the same step `eval --stream` uses).
+    A temporal network (`decide.temporal`: it carries its state across calls) gets each stream event
+    once, as it arrives: the pipeline makes its segmenter `continuous` and the decider feeds the network
+    only each window's new events, reading its evidence out at every window's end (`decide.continuous`).
     `feedback` is an asyncio.Queue of feedback messages, taught by `teacher.Teacher` (classes added by
     `growth.Growth`; `clock` is its rate limit's); `extra_metrics()` adds to the metrics
     (`metrics.Metrics`); the checkpoint is written by `checkpoints.Checkpoints`.
@@ -70,6 +73,8 @@ class Pipeline:
         self.settings = s = settings
         self.source, self.net, self.sinks = source, net, sinks
         self.segmenter = segmenter or Segmenter()
+        if temporal(net):
+            self.segmenter.continuous = True  # each stream event reaches the network once (decide.continuous)
         self.decider = decider or Decider()
         self.windows = BoundedQueue(s.queue_size, s.policy)
         self.learn_from_labels = s.learn_from_labels
@@ -193,6 +198,7 @@ class Pipeline:
         start = time.monotonic()
         d = self.decider(self.net, w, learn=self.learn_from_labels)
         done = time.monotonic()
+        w.fresh = None  # fed: a window kept for feedback holds only its own events
         w.learned = true_output(self.net, w) is not None and self.learn_from_labels
         info = DecisionInfo(queue_ms=(start - w.ready) * 1000.0, compute_ms=(done - start) * 1000.0,
                             model_version=self.net.model_version, classes=class_names(self.net))

@@ -29,6 +29,7 @@ class Window:
     ready: float = field(default_factory=time.monotonic)  # when the window was complete (for latency)
     learned: bool = False  # the network learned from this window (its label, or one feedback message)
     predicted: int | None = None  # the label published for this window (scored when feedback arrives)
+    fresh: EventBatch | None = None  # continuous segmenter: stream events not handed on before (see Segmenter)
 
     @property
     def events(self) -> int:
@@ -58,17 +59,25 @@ class Segmenter:
       classified early with the events it holds and the window grid restarts at the next event.
     `counters` counts `restarts` (new streams or samples begun anew) and `cut` (windows closed at a bound).
 
+    `continuous` (window mode, for a network that carries its state across windows, see
+    `decide.temporal`): each stream window also carries in `fresh` the stream events not handed on with
+    an earlier window (those since the previous window's end, plus those of windows skipped for
+    `min_events`), so a network fed only `fresh` gets every event exactly once. The windows are the
+    same as without it. Events waiting for a window are bounded by `max_events` (an idle sensor
+    that never fills a window): beyond it the oldest are dropped, counted as `unfed`.
+
     `label_windows` (window mode): when the stream's batches belong to labelled samples (a simulated
     camera filming known digits, a replay played as one stream), each window takes the sample id and
     label of the sample covering most of it (ties: the later one), as stream evaluation scores it.
     """
 
     def __init__(self, mode: str = "auto", window_us: int = 100_000, hop_us: int = 50_000, min_events: int = 1, *,
-                 max_events: int = MAX_EVENTS, max_sample_us: int = MAX_SAMPLE_US, label_windows: bool = False):
+                 max_events: int = MAX_EVENTS, max_sample_us: int = MAX_SAMPLE_US, label_windows: bool = False,
+                 continuous: bool = False):
         if max_events < 1 or max_sample_us < 0:
             raise ValueError("max_events must be positive and max_sample_us >= 0")
         self.mode, self.window_us, self.hop_us, self.min_events = mode, window_us, hop_us, min_events
-        self.label_windows = label_windows
+        self.label_windows, self.continuous = label_windows, continuous
         self.max_events, self.max_sample_us = max_events, max_sample_us
         self.counters = {"restarts": 0, "cut": 0}
         self.reset()
@@ -83,6 +92,7 @@ class Segmenter:
         self._proto: EventBatch | None = None     # sensor size and source of the stream (None: no stream)
         self._last: int | None = None             # last stream timestamp received
         self._spans: list[list] = []              # label_windows: [sample, label, first t, last t + 1], oldest first
+        self._unfed = np.empty(0, EVENT_DTYPE)    # continuous: stream events not yet handed on as a window's `fresh`
 
     def feed(self, batch: EventBatch) -> list[Window]:
         """The windows this batch completes; InputError (state unchanged) for a duplicated or late batch."""
@@ -179,6 +189,8 @@ class Segmenter:
                 self._spans.append([batch.sample, int(batch.label), t0, batch.t_end + 1])
         self._last = batch.t_end
         self._buf = np.concatenate([self._buf, batch.events]) if len(self._buf) else batch.events
+        if self.continuous:
+            self._hold(batch.events)
         W, H = self.window_us, self.hop_us
         while len(self._buf) and int(self._buf["t"][-1]) >= self._start + W:
             t = self._buf["t"]
@@ -198,10 +210,24 @@ class Segmenter:
         out = []
         if self._start is not None and len(self._buf) >= self.min_events:
             out.append(self._window(self._buf, self._start, self._start + self.window_us))
-        self._buf = np.empty(0, EVENT_DTYPE)
+        self._buf = self._unfed = np.empty(0, EVENT_DTYPE)
         self._start = self._proto = self._last = None
         self._spans = []
         return out
+
+    def _hold(self, events: np.ndarray) -> None:
+        """Keep stream events until a window hands them on (continuous), at most `max_events` of them."""
+        held = np.concatenate([self._unfed, events]) if len(self._unfed) else events
+        if len(held) > self.max_events:
+            self.counters["unfed"] = self.counters.get("unfed", 0) + len(held) - self.max_events
+            held = held[len(held) - self.max_events:]
+        self._unfed = held
+
+    def _take_fresh(self, t_end: int) -> np.ndarray:
+        """The held events before `t_end`, no longer held (continuous)."""
+        k = int(np.searchsorted(self._unfed["t"], t_end, side="left"))
+        fresh, self._unfed = self._unfed[:k], self._unfed[k:]
+        return fresh
 
     def _window(self, events: np.ndarray, t_start: int, t_end: int) -> Window:
         p = self._proto
@@ -212,4 +238,7 @@ class Segmenter:
             if overlap > 0 and overlap >= best:
                 sample, label, best = name, lab, overlap
         batch = EventBatch(events.copy(), p.width, p.height, sample=sample, label=label, source=p.source)
-        return Window(batch, t_start, t_end, sample=sample, label=label, source=p.source)
+        fresh = None
+        if self.continuous:
+            fresh = EventBatch(self._take_fresh(t_end).copy(), p.width, p.height, source=p.source)
+        return Window(batch, t_start, t_end, sample=sample, label=label, source=p.source, fresh=fresh)

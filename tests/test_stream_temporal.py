@@ -1,0 +1,208 @@
+"""A temporal (leaky) network on a live stream: each event reaches it once, its state carries across windows,
+a decision at every window's end; in `eval --stream`, in the daemon's Pipeline and in `streamsnn run`. A
+network without time decides each window alone, exactly as before."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+import numpy as np
+import pytest
+from conftest import ROOT, need
+from daemon_util import Daemon, QuietSink, daemons  # noqa: F401 (fixture)
+from dataset_util import write_aedat4
+
+from streamsnn.events import EVENT_DTYPE, EventBatch
+from streamsnn.io import open_dataset
+from streamsnn.learn.streameval import LIVE_HOP_US, LIVE_MIN_EVENTS, LIVE_WINDOW_US, make_stream, stream_evaluate
+from streamsnn.pipeline import Pipeline
+from streamsnn.pipeline.decide import Decider, decide, evidence_at, temporal
+from streamsnn.pipeline.segment import Segmenter
+from streamsnn.snn import SpikingNetwork
+
+SIZES = (2312, 32, 10)
+TAU_US = 30_000.0
+
+
+def leaky() -> SpikingNetwork:
+    return SpikingNetwork(SIZES, seed=6, tau_us=TAU_US)
+
+
+@pytest.fixture(scope="module")
+def samples() -> list[EventBatch]:
+    return [s.load() for s in open_dataset(need("nmnist_small")).split("test").samples[:10]]
+
+
+def recording_net(net: SpikingNetwork) -> list[np.ndarray]:
+    """Record the events of every predict_one call of `net` (in call order)."""
+    fed: list[np.ndarray] = []
+    original = net.predict_one
+
+    def predict_one(batch):
+        fed.append(batch.events.copy())
+        return original(batch)
+
+    net.predict_one = predict_one
+    return fed
+
+
+def windows_of(stream, continuous: bool) -> list:
+    seg = Segmenter("window", LIVE_WINDOW_US, LIVE_HOP_US, LIVE_MIN_EVENTS, continuous=continuous)
+    return [w for b in stream.batches for w in seg.feed(b)] + seg.flush()
+
+
+def test_temporal_is_the_leak_unless_the_network_says():
+    assert temporal(leaky()) and not temporal(SpikingNetwork(SIZES, seed=6))
+
+    class Says:
+        tau_us = None
+        temporal = True
+
+    assert temporal(Says())
+
+
+def test_eval_stream_feeds_each_event_exactly_once_in_order(samples):
+    net = leaky()
+    fed = recording_net(net)
+    res = stream_evaluate(net, samples, keep_decisions=True)
+    stream = make_stream(samples)
+    assert res["continuous"] is True and res["tau_us"] == TAU_US
+    got = np.concatenate(fed)
+    np.testing.assert_array_equal(got, np.concatenate([b.events for b in stream.batches]))  # all, once, in order
+    assert res["events_fed"] == res["events"] == len(got)
+    # the old path fed every window whole: with 100 ms windows every 50 ms, each event about twice
+    assert sum(len(w.batch) for w in windows_of(stream, False)) > 1.8 * res["events"]
+
+
+def test_a_decision_at_every_window_end_from_the_state_carried_so_far(samples):
+    stream = make_stream(samples)
+    whole = np.concatenate([b.events for b in stream.batches])
+    net, decider = leaky(), Decider(0)
+    resets = []
+    original = net.reset
+    net.reset = lambda: (resets.append(1), original())[1]
+    windows = windows_of(stream, True)
+    decisions = [decider(net, w) for w in windows]
+    assert not resets  # never reset between windows
+    # the same windows as without the continuous segmenter: one decision per hop whose window has events
+    assert [(w.t_start_us, w.t_end_us) for w in windows] == \
+        [(w.t_start_us, w.t_end_us) for w in windows_of(stream, False)]
+    ends = np.array([w.t_end_us for w in windows])
+    assert len(windows) > 30 and set(np.diff(ends)) == {LIVE_HOP_US}  # N-MNIST: never an idle window
+    # each decision is the network that saw the whole stream up to the window's end, read out there
+    for w, d in zip(windows, decisions):
+        ref = leaky()
+        before = EventBatch(whole[whole["t"] < w.t_end_us], 34, 34)
+        want = evidence_at(ref, ref.predict_one(before), w.t_end_us)
+        assert d.label == want.label
+        np.testing.assert_allclose(d.scores, want.scores, rtol=1e-4, atol=1e-5)
+    # and not each window alone from a fresh state
+    alone = []
+    for w in windows:
+        net.reset = original
+        net.reset()
+        alone.append(net.predict_one(w.batch).label)
+    assert alone != [d.label for d in decisions]
+
+
+def test_the_readout_is_the_evidence_decayed_to_the_window_end(samples):
+    net = leaky()
+    d = net.predict_one(samples[0])
+    later = evidence_at(net, d, net.t_last + int(TAU_US))
+    np.testing.assert_allclose(later.scores - net.bias, (d.scores - net.bias) * np.exp(-1.0), rtol=1e-5)
+    assert evidence_at(net, d, net.t_last).scores is d.scores
+    assert evidence_at(SpikingNetwork(SIZES, seed=6), d, 10**9) is d  # no leak: nothing decays
+
+
+def test_a_network_without_time_decides_exactly_as_before(samples):
+    net = SpikingNetwork(SIZES, seed=6)
+    res = stream_evaluate(net, samples, keep_decisions=True)
+    assert res["continuous"] is False
+    old = [(w.t_start_us, w.t_end_us, net.predict_one(w.batch).label) for w in windows_of(make_stream(samples), False)]
+    assert [(d["t_start_us"], d["t_end_us"], d["label"]) for d in res["decision_list"]] == old
+    # a window that carries `fresh` events changes nothing for it either
+    for w in windows_of(make_stream(samples[:3]), True):
+        assert w.fresh is not None
+        a, b = Decider(0)(net, w), decide(net, w)
+        assert a.label == b.label and a.events == b.events == len(w.batch)
+        np.testing.assert_array_equal(a.scores, b.scores)
+
+
+async def test_the_pipeline_makes_its_segmenter_continuous_for_a_temporal_network(samples):
+    stream = make_stream(samples)
+
+    class Got(QuietSink):
+        def __init__(self):
+            self.rows = []
+
+        def publish_decision(self, w, d, info):
+            self.rows.append((w.t_start_us, d.label, d.events, w.fresh))
+
+    async def source():
+        for b in stream.batches:
+            yield b
+            await asyncio.sleep(0)
+
+    runs = {}
+    for name, net in (("leaky", leaky()), ("plain", SpikingNetwork(SIZES, seed=6))):
+        sink = Got()
+        pipe = Pipeline(source(), net, [sink], segmenter=Segmenter("window", LIVE_WINDOW_US, LIVE_HOP_US,
+                                                                   LIVE_MIN_EVENTS))
+        await pipe.run()
+        assert pipe.segmenter.continuous is (name == "leaky")
+        assert all(fresh is None for *_, fresh in sink.rows)  # not kept with the windows held for feedback
+        runs[name] = sink.rows
+    assert sum(e for _, _, e, _ in runs["leaky"]) == stream.events
+    res = stream_evaluate(leaky(), samples, keep_decisions=True)  # the very decisions of eval --stream
+    assert [(t, lab) for t, lab, _, _ in runs["leaky"]] == [(d["t_start_us"], d["label"]) for d in res["decision_list"]]
+
+
+def test_labelled_windows_learn_on_a_fresh_state_and_the_stream_goes_on(samples):
+    stream = make_stream(samples[:4])
+    labelled = windows_of(stream, True)  # make_stream strips labels: each window is labelled by hand below
+    net, twin = leaky(), leaky()
+    decider = Decider(0)
+    fed = recording_net(net)
+    for k, w in enumerate(labelled):
+        w.label = k % 10
+        d = decider(net, w, learn=True)
+        want = evidence_at(twin, twin.predict_one(w.fresh), w.t_end_us)
+        assert d.label == want.label  # the prediction comes from the running state, before the update
+        twin.learn_one(w.batch, w.label, prediction=d.label)
+    assert net.updates == twin.updates == len(labelled) and np.array_equal(net.W2, twin.W2)
+    assert sum(len(e) for e in fed) == sum(len(w.fresh) for w in labelled)  # only the fresh events predicted
+    assert net.samples_seen == len(labelled)  # each window counted once
+
+
+def test_events_waiting_for_a_window_are_bounded():
+    # an idle sensor whose windows never reach min_events: at most max_events held, the rest counted
+    t = np.arange(0, 2_000_000, 1_000, dtype=np.int64)
+    ev = np.zeros(len(t), EVENT_DTYPE)
+    ev["t"] = t
+    seg = Segmenter("window", 100_000, 50_000, min_events=1_000, max_events=500, continuous=True)
+    out = [w for b in EventBatch(ev, 34, 34).split_time(10_000) for w in seg.feed(b)]
+    assert out == [] and len(seg._unfed) == 500 and seg.counters["unfed"] == len(t) - 500
+
+
+@pytest.mark.slow
+async def test_the_daemon_runs_a_leaky_model_on_a_continuous_stream(tmp_path, samples, daemons):  # noqa: F811
+    stream = make_stream(samples[:8])
+    events = np.concatenate([b.events for b in stream.batches])
+    rec = tmp_path / "stream.aedat4"
+    write_aedat4(rec, events, (34, 34))
+    ckpt = tmp_path / "leaky.npz"
+    leaky().save(ckpt)
+    jsonl = tmp_path / "decisions.jsonl"
+    sets = {"source.path": rec, "source.split": "", "source.speed": 0, "segment.mode": "window",
+            "segment.window_us": LIVE_WINDOW_US, "segment.hop_us": LIVE_HOP_US,
+            "segment.min_events": LIVE_MIN_EVENTS, "model.checkpoint": ckpt, "model.learn_from_labels": False,
+            "model.learn_from_feedback": False, "model.save_every_s": 0, "mqtt.enabled": False,
+            "console.enabled": False, "jsonl.path": jsonl, "pipeline.policy": "block"}
+    d = Daemon(tmp_path, ROOT / "pipelines" / "nmnist-replay.toml", sets)
+    daemons.append(d.start())
+    assert await d.wait(120) == 0, d.text()[-3000:]
+    rows = [json.loads(x) for x in jsonl.read_text().splitlines()]
+    assert sum(r["events"] for r in rows) == len(events)  # each event reached the network once
+    want = stream_evaluate(leaky(), samples[:8], keep_decisions=True)["decision_list"]
+    assert [(r["t_start_us"], r["label"]) for r in rows] == [(w["t_start_us"], w["label"]) for w in want]
