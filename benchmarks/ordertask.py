@@ -29,6 +29,8 @@ from pathlib import Path
 
 import numpy as np
 
+from streamsnn.errors import StreamsnnError
+
 from .common import DATA
 
 #: Class name -> the order of the three segments.
@@ -127,10 +129,16 @@ def make_order_task(out_dir, *, per_class_train: int = 60, per_class_test: int =
     """
     if len(sources) != 3 or len(set(sources)) != 3:
         raise ValueError(f"sources: three different BioLab recordings, got {sources!r}")
+    root = Path(data) / "biolab_objects"
+    known = sorted(f.stem for f in (root / "Train").glob("*.aedat"))
+    missing = [n for n in sources if n not in known or not (root / "Test" / f"{n}.aedat").is_file()]
+    if missing:
+        raise ValueError(f"sources: no {', '.join(missing)} in {root} (Train/ and Test/); pick three of "
+                         f"{', '.join(known) or 'its recordings'}")
     out = Path(out_dir)
     length = int(round(segment_ms * 1000))
-    recs = load_sources(Path(data), sources)
     clear(out)
+    recs = load_sources(Path(data), sources)
     rng = np.random.default_rng(seed)
     manifest = {"task": "order-only", "classes": list(CLASSES), "sources": list(sources), "seed": seed,
                 "segment_us": length, "sensor": list(SENSOR), "min_events": min_events,
@@ -205,7 +213,7 @@ def main(argv=None) -> int:
         m = make_order_task(a.out, per_class_train=a.per_class_train, per_class_test=a.per_class_test,
                             seed=a.seed, segment_ms=a.segment_ms, sources=tuple(a.sources.split(",")),
                             data=a.data, log=print)
-    except (ValueError, OSError) as exc:
+    except (ValueError, OSError, StreamsnnError) as exc:
         print(f"ordertask: {exc}", file=sys.stderr)
         return 2
     n = {sp: 6 * len(v) for sp, v in m["draws"].items()}
