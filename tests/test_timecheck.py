@@ -82,5 +82,6 @@ def test_train_says_what_it_picked_and_why(tmp_path):
     assert out.returncode == 0, out.stderr
     got = json.loads(out.stdout)
     assert got["learning"] == "membrane" and got["why"]["learning"] == "--learning"
-    assert 140_000 <= got["tau_us"] <= 170_000  # half of N-MNIST's ~307 ms samples
+    assert 45_000 <= got["tau_us"] <= 55_000  # a sixth of N-MNIST's ~307 ms samples
+    assert got["stream_crops"] is False
     assert SpikingNetwork.load(tmp_path / "m2.npz").tau_us == got["tau_us"]

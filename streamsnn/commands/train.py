@@ -183,6 +183,7 @@ def pick_learning(args, net, train, picked, say):
 
     from ..learn import datadefaults as dd
     from ..learn import timecheck
+    from ..snn.settings import TEMPORAL_MODES
 
     if args.learning is not None:
         learning, why = args.learning, "--learning"
@@ -198,6 +199,13 @@ def pick_learning(args, net, train, picked, say):
                                                   else f"none ({tau_from})"))
     picked.update(learning=learning, tau_us=tau_us)
     picked["why"].update(learning=why, tau=tau_from)
+    if learning in TEMPORAL_MODES and args.stream_crops and not picked["why"]["stream_crops"].startswith("--"):
+        # a crop or a crossing keeps part of a sample under its label: where the order is the class, that label
+        # is wrong; live, a temporal model's state carries across windows instead (decide.continuous)
+        args.stream_crops = False
+        picked["stream_crops"] = False
+        picked["why"]["stream_crops"] = "a temporal model learns whole samples; live it carries its state"
+        say("stream crops off: a temporal model learns from whole samples (live, its state carries across windows)")
     if learning != net.learning or tau_us != net.tau_us:
         net = type(net)(**{**net.config(), "learning": learning, "tau_us": tau_us})
     return net

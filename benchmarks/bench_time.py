@@ -1,0 +1,179 @@
+"""Time: the seed systems implemented here on tasks where order matters and on N-MNIST, 3 seeds each.
+
+    python -m benchmarks.bench_time [--quick] [--seeds 0 1 2] [--only NAME] [--learning counts membrane]
+    # or: python -m benchmarks --only time
+
+Each run is `streamsnn train --data FOLDER --out M --seed S --choose off [--learning L]` (in-process through
+`streamsnn.cli.main`, as bench_robust runs it; without --learning, `train` picks the rule from the data), then
+the test split scored as `streamsnn eval` scores it: whole samples (`training.evaluate`) and as one stream
+(`streameval.stream_evaluate`, the live settings: stream accuracy and each sample's last decision). Datasets:
+- `order`: the order-only task from real BioLab DVS128 recordings (benchmarks/ordertask.py, default sizes:
+  six classes with the same events per pixel; a counting model is at chance, 16.7 %);
+- `gestures`: `streamsnn synth --gestures` (10 synthetic gestures, three pairs that differ only in order);
+- `nmnist`: the 1,000 real N-MNIST training samples, 100 test samples.
+`--choose off` keeps the cost at one training run per seed (the search costs about 3.5 times more on small data);
+the default `train` searches learning rates and epochs on these small sets. Writes time.* (or results-time.*).
+"""
+
+from __future__ import annotations
+
+import os
+
+for _var in ("NUMBA_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+    os.environ.setdefault(_var, "1")
+
+import argparse  # noqa: E402
+import sys  # noqa: E402
+import tempfile  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import numpy as np  # noqa: E402
+
+from .bench_robust import spread, train  # noqa: E402
+from .common import DATA, ROOT, Context, NotMeasurable, Result, run_alone  # noqa: E402
+
+SEEDS = (0, 1, 2)
+#: The rules compared; "auto" is `train` without --learning (it picks from the data).
+RULES = ("counts", "membrane")
+QUICK_EPOCHS = 2
+#: The papers' own figures, for the table (what they measured, on what).
+PAPERS = {
+    "counts": "O'Connor & Welling 2016: 97.9 % (MNIST, 60k training images, 2 hidden layers of 200)",
+    "membrane": "Lee, Delbruck & Pfeiffer 2016: 98.66 % (N-MNIST, 60k training samples, 2312-800-10)",
+}
+
+
+def build(name: str, data: Path, tmp: Path, quick: bool) -> Path:
+    """The dataset folder of `name` (NotMeasurable when its source is absent)."""
+    if name == "nmnist":
+        src = data / "nmnist_small"
+        if not src.is_dir():
+            raise NotMeasurable(f"real data not found: {src}")
+        return src
+    out = tmp / name
+    if name == "order":
+        from .ordertask import make_order_task
+
+        if not (data / "biolab_objects").is_dir():
+            raise NotMeasurable(f"real data not found: {data / 'biolab_objects'}")
+        make_order_task(out, **({"per_class_train": 20, "per_class_test": 10} if quick else {}), data=data)
+        return out
+    if name == "gestures":
+        from streamsnn.cli import main
+
+        argv = ["synth", "--gestures", "--out", str(out), "--quiet"] + (["--count", "30"] if quick else [])
+        if main(argv) != 0:
+            raise NotMeasurable("streamsnn synth --gestures failed")
+        return out
+    raise NotMeasurable(f"unknown dataset {name}")
+
+
+DATASETS = {"order": "Order-only task (real BioLab DVS128, 6 orders of 3 real segments)",
+            "gestures": "Synthetic gestures (streamsnn synth --gestures, 10 classes)",
+            "nmnist": "N-MNIST, 1,000 real training samples"}
+
+
+def score(model: Path, data: Path) -> dict:
+    """Whole-sample accuracy, events/s and spikes per input event (first hidden layer, all layers), and the
+    stream figures of the live settings."""
+    from streamsnn.learn.streameval import load_samples, stream_evaluate
+    from streamsnn.learn.training import evaluate, load_split
+    from streamsnn.snn import SpikingNetwork
+
+    net = SpikingNetwork.load(model)
+    test = load_split(data, "test", net, quiet=True)
+    whole = evaluate(net, test)
+    spikes, events = np.zeros(len(net.hidden)), 0
+    for k in range(len(test)):
+        if net.tau_us is not None:
+            net.reset()
+        d = net.predict_indices(test.idx[k], test.t[k], count=False)
+        spikes += d.spikes
+        events += d.events
+    batches, classes, _ = load_samples(data, "test")
+    st = stream_evaluate(net, batches, classes=classes)
+    return {"whole": whole["accuracy"], "events_per_s": whole["events_per_s"],
+            "spikes_per_event": [float(s / max(events, 1)) for s in spikes],
+            "stream": st["stream_accuracy"], "last": st["last_decision_accuracy"], "learning": net.learning,
+            "tau_us": net.tau_us}
+
+
+def run(ctx: Context) -> Result:
+    log = ctx.cache.get("log", lambda *a: print(*a, file=sys.stderr, flush=True))
+    seeds = list(ctx.cache.get("seeds") or ([0] if ctx.quick else SEEDS))
+    names = ctx.cache.get("only") or list(DATASETS)
+    rules = ctx.cache.get("rules") or list(RULES)
+    extra = ["--choose", "off"] + (["--epochs", str(QUICK_EPOCHS)] if ctx.quick else [])
+    r = Result("time", "Time: counting and temporal learning rules, seeds " + ", ".join(map(str, seeds)))
+    rows, per_run, absent = [], [], []
+    with tempfile.TemporaryDirectory() as tmp:
+        for name in names:
+            try:
+                folder = build(name, ctx.data, Path(tmp), ctx.quick)
+            except NotMeasurable as exc:
+                absent.append(f"{name}: {exc}")
+                continue
+            for rule in rules:
+                runs = []
+                for seed in seeds:
+                    model = Path(tmp) / f"{name}-{rule}-{seed}.npz"
+                    tr = train(folder, seed, model, extra + ([] if rule == "auto" else ["--learning", rule]))
+                    got = score(model, folder) if model.exists() else None
+                    runs.append((seed, tr, got))
+                    log(f"time: {name} {rule} seed {seed}: " + (
+                        f"whole {got['whole']:.3f} stream {got['stream']:.3f} last {got['last']:.3f} "
+                        f"{tr['seconds']:.0f} s" if got else f"no model ({tr['error'] or tr['exception']})"))
+                ok = [g for _, _, g in runs if g]
+                col = lambda key: [g[key] for g in ok]  # noqa: E731
+                first = [g["spikes_per_event"][0] for g in ok]
+                rows.append([DATASETS[name], rule, ok[0]["learning"] if ok else "–",
+                             f"{ok[0]['tau_us'] / 1000:g}" if ok and ok[0]["tau_us"] else "–",
+                             spread(col("whole")), spread(col("stream")), spread(col("last")),
+                             f"{np.mean(col('events_per_s')) / 1e6:.2f}" if ok else "–",
+                             f"{np.mean(first):.2f}" if ok else "–",
+                             f"{np.mean([t['seconds'] for _, t, _ in runs]):.0f}",
+                             sum(bool(t["traceback"] or t["diverged"] or t["silent_stop"]) for _, t, _ in runs)])
+                per_run += [[name, rule, s, *(f"{100 * g[k]:.1f}" if g else "–" for k in ("whole", "stream", "last")),
+                             f"{t['seconds']:.0f}", t["epochs_done"], t["revivals"], t["nonfinite"]]
+                            for s, t, g in runs]
+    if not rows:
+        raise NotMeasurable("; ".join(absent))
+    r.table("Per dataset and learning rule: test accuracy % (mean ± std (min–max; each seed))",
+            ["data", "--learning", "rule used", "leak ms", "whole samples %", "stream %", "last decision %",
+             "M events/s (eval, 1 core)", "first-layer spikes per input event", "train s (mean)",
+             "runs with a revival, an undone update or a traceback"], rows)
+    r.table("Per run", ["data", "rule", "seed", "whole %", "stream %", "last decision %", "train s", "epochs",
+                        "revivals", "updates undone"], per_run)
+    r.note("Each run: `streamsnn train --data FOLDER --out M --seed S " + " ".join(extra)
+           + " --learning RULE` in-process; scored as `streamsnn eval` and `streamsnn eval --stream` score it "
+           "(live settings: 100 ms windows every 50 ms; a model with a leak gets each event once, its state carried "
+           "across windows; 'last decision': the last window ending inside each test sample).")
+    r.note("The papers' figures, for scale (60,000 training samples against our 1,000 or fewer): "
+           + "; ".join(PAPERS.values()) + ".")
+    for a in absent:
+        r.note(f"not run: {a}")
+    return r
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(prog="python -m benchmarks.bench_time", description=__doc__.splitlines()[0])
+    p.add_argument("--quick", action="store_true", help=f"one seed, small sets, --epochs {QUICK_EPOCHS}")
+    p.add_argument("--seeds", type=int, nargs="+", help="seeds (default 0 1 2; 0 with --quick)")
+    p.add_argument("--only", action="append", choices=list(DATASETS), metavar="NAME",
+                   help=f"run only this dataset (repeatable): {', '.join(DATASETS)}")
+    p.add_argument("--learning", nargs="+", choices=(*RULES, "auto"), help="rules (default: counts membrane)")
+    p.add_argument("--data", type=Path, default=DATA)
+    p.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results")
+    a = p.parse_args(argv)
+    stem = "time" + ("-quick" if a.quick else "") + ("-" + "-".join(a.only) if a.only else "")
+    ctx = Context(quick=a.quick, out=a.out.resolve(), data=a.data.resolve(), stem=stem)
+    for key, value in (("seeds", a.seeds), ("only", a.only), ("rules", a.learning)):
+        if value:
+            ctx.cache[key] = value
+    return run_alone("python -m benchmarks.bench_time", ctx, lambda: run(ctx), argv=argv, label="bench_time",
+                     contention="Accuracy does not depend on load; seconds and events/s do (shared machine).",
+                     unmeasurable=("time", "Time"))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
