@@ -128,15 +128,16 @@ class Pixels:
         self._cap = 1 << 14
 
     def view(self, img: np.ndarray, t_us: np.ndarray, ox: np.ndarray, oy: np.ndarray, scale: float,
-             length_ms: float, noise_hz: float | None = None) -> np.ndarray:
+             length_ms: float, noise_hz: float | None = None, rng: np.random.Generator | None = None) -> np.ndarray:
         """The events (EVENT_DTYPE, time order) of the pixels watching `img` (linear intensity 0..1, black
         outside it) move: at time t_us[k] the image's top-left corner is at sensor point (ox[k], oy[k]),
         `scale` sensor pixels per image pixel; plus background noise over `length_ms` (at `noise_hz`
-        per pixel, default the params' rate)."""
+        per pixel, default the params' rate). Phases and noise come from `rng` (default: the sensor's)."""
         from .kernels import saccade_events
 
         p = self.params
-        phase = self.rng.uniform(-0.5, 0.5, (p.height, p.width))
+        rng = self.rng if rng is None else rng
+        phase = rng.uniform(-0.5, 0.5, (p.height, p.width))
         while True:
             out_t = np.empty(self._cap, np.int64)
             out_x = np.empty(self._cap, np.uint16)
@@ -148,14 +149,14 @@ class Pixels:
                 break
             self._cap *= 2
         rate = p.noise_hz if noise_hz is None else noise_hz
-        ev = np.empty(n + int(self.rng.poisson(rate * p.width * p.height * length_ms / 1000.0)), EVENT_DTYPE)
+        ev = np.empty(n + int(rng.poisson(rate * p.width * p.height * length_ms / 1000.0)), EVENT_DTYPE)
         ev["t"][:n], ev["x"][:n], ev["y"][:n], ev["p"][:n] = out_t[:n], out_x[:n], out_y[:n], out_p[:n]
         noise = ev[n:]
         k = noise.shape[0]
-        noise["t"] = self.rng.integers(0, int(length_ms * 1000), k)
-        noise["x"] = self.rng.integers(0, p.width, k)
-        noise["y"] = self.rng.integers(0, p.height, k)
-        noise["p"] = self.rng.random(k) < p.noise_on_fraction
+        noise["t"] = rng.integers(0, int(length_ms * 1000), k)
+        noise["x"] = rng.integers(0, p.width, k)
+        noise["y"] = rng.integers(0, p.height, k)
+        noise["p"] = rng.random(k) < p.noise_on_fraction
         return ev[np.argsort(ev["t"], kind="stable")]
 
 
