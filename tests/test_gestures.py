@@ -10,12 +10,21 @@ import subprocess
 
 import numpy as np
 import pytest
+from mqtt_util import free_port
 from test_demo import run_demo, snapshot, wait_for
 
-from mqtt_util import free_port
 from streamsnn.cli import main
-from streamsnn.synth.gestures import (CLASSES, REVERSED, SHAPES, GestureCamera, GestureParams, GestureSpec, draw,
-                                      path, sample_rng)
+from streamsnn.synth.gestures import (
+    CLASSES,
+    REVERSED,
+    SHAPES,
+    GestureCamera,
+    GestureParams,
+    GestureSpec,
+    draw,
+    path,
+    sample_rng,
+)
 
 W = H = 64
 

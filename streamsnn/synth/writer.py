@@ -1,4 +1,4 @@
-"""Writing samples: N-MNIST files (5 bytes per event) with a `#sample #class` list, and AEDAT4 files (any sensor size)."""
+"""Writing samples: N-MNIST files (5 bytes per event) with a `#sample #class` list; AEDAT4 files of any sensor."""
 
 from __future__ import annotations
 
