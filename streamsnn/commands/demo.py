@@ -47,9 +47,9 @@ def add_parser(subparsers) -> None:
     p.add_argument("--epochs", type=int, default=5, help="training passes when training first (default %(default)s)")
     p.add_argument("--train-limit", type=int, default=None, metavar="N",
                    help="train on at most N real N-MNIST samples (quick runs)")
-    p.add_argument("--synthetic", type=int, default=1000, metavar="N",
-                   help="synthetic digits added to the training set (default %(default)s); with --gestures: "
-                        "the gestures trained on")
+    p.add_argument("--synthetic", type=int, default=None, metavar="N",
+                   help="synthetic digits added to the training set (default 1000); with --gestures: the "
+                        "gestures trained on (default 500)")
     p.add_argument("--host", default="127.0.0.1", help="live view address (default %(default)s)")
     p.add_argument("--port", type=int, default=8080, help="live view port (default %(default)s; 0 = any free port)")
     p.add_argument("--speed", type=float, default=1.0, help="1 = real time, k = k times faster (default %(default)s)")
@@ -67,6 +67,8 @@ def main(args) -> int:
     from ._shared import exit_on_sigterm
 
     exit_on_sigterm()
+    if args.synthetic is None:
+        args.synthetic = 500 if getattr(args, "gestures", False) else 1000
     raw = {section: dict(values) for section, values in DEMO.items()}
     raw["liveview"].update(host=args.host, port=args.port)
     raw["source"]["speed"] = args.speed
