@@ -64,8 +64,8 @@ class GestureParams:
 
     def check(self) -> None:
         """Raise ConfigError naming the first parameter that cannot work."""
-        if not (8 <= self.width <= 239 and 8 <= self.height <= 239):
-            raise ConfigError(f"gesture sensor must be 8..239 pixels a side, got {self.width}x{self.height}")
+        if not (8 <= self.width <= 1024 and 8 <= self.height <= 1024):
+            raise ConfigError(f"gesture sensor must be 8..1024 pixels a side, got {self.width}x{self.height}")
         for name in ("duration_ms", "radius", "brightness", "extent", "noise_hz"):
             lo, hi = _pair(getattr(self, name), name)
             if lo <= 0 and name != "noise_hz" or lo < 0 or hi < lo:
