@@ -40,11 +40,11 @@ def film(gesture: str, seed: int = 1, k: int = 0, camera: GestureCamera | None =
     return s, camera.events(s, rng)
 
 
-def counts(ev: np.ndarray) -> np.ndarray:
-    """Events per pixel, both polarities together."""
-    c = np.zeros((H, W))
-    np.add.at(c, (ev["y"], ev["x"]), 1)
-    return c
+def counts(ev: np.ndarray, polarity: bool = False) -> np.ndarray:
+    """Events per pixel, both polarities together or (`polarity`) apart."""
+    c = np.zeros((2, H, W))
+    np.add.at(c, (ev["p"] if polarity else 0, ev["y"], ev["x"]), 1)
+    return c if polarity else c[0]
 
 
 def drift(ev: np.ndarray, field: str, length_us: int) -> float:
@@ -104,8 +104,9 @@ def test_reversed_classes_are_the_same_path_played_backwards():
         x, y = path(dataclasses.replace(spec, gesture=back), s)
         x2, y2 = path(spec, 1 - s)
         assert np.allclose(x, x2) and np.allclose(y, y2), back
-    x, y = path(GestureSpec("swipe_right", centre=(30.0, 33.0), extent=15.0), s)
-    assert x[0] == pytest.approx(15) and x[-1] == pytest.approx(45) and np.all(np.diff(x) >= 0) and np.all(y == 33)
+    # a swipe runs in from beyond one edge and out past the other: every pixel sees the shape come and go
+    x, y = path(GestureSpec("swipe_right", radius=5.0, centre=(30.0, 33.0), extent=15.0, sensor=(W, H)), s)
+    assert x[0] < -5 and x[-1] > W - 1 + 5 and np.all(np.diff(x) >= 0) and np.all(y == 33)
 
 
 @pytest.mark.parametrize("a,b,field", [("swipe_left", "swipe_right", "x"), ("swipe_up", "swipe_down", "y"),
@@ -117,6 +118,8 @@ def test_order_only_pairs_have_the_same_pixel_counts_but_opposite_motion(a, b, f
     assert abs(len(ea) - len(eb)) < 0.02 * len(ea)
     assert np.abs(ca - cb).sum() < 0.1 * ca.sum()  # nearly the same events per pixel
     assert np.corrcoef(ca.ravel(), cb.ravel())[0, 1] > 0.97
+    pa, pb = counts(ea, True), counts(eb, True)  # also per polarity: arriving ON, leaving OFF either way
+    assert np.abs(pa - pb).sum() < 0.2 * pa.sum()
     length_us = round(spec.length_ms * 1000)
     da, db = drift(ea, field, length_us), drift(eb, field, length_us)
     assert abs(da) > 5 and abs(db) > 5 and np.sign(da) == -np.sign(db)  # ... but in the opposite time order

@@ -2,10 +2,12 @@
 
 Ten classes that differ by motion only (the same shapes, sizes, places, speeds and noise in every
 class): swipes in four directions, a circle clockwise and counter-clockwise, a horizontal wave, a
-vertical nod, and an L traced down-then-right or (the same path backwards) left-then-up. Three pairs
-cover the same pixels and differ only in the order of the motion: swipe_left / swipe_right (and
-up / down), circle_cw / circle_ccw, corner_down_right / corner_left_up. Summed over a whole sample
-their per-pixel event counts are nearly equal; only when the events happened tells them apart.
+vertical nod, and an L traced down-then-right or (the same path backwards) left-then-up. Four pairs
+cover the same pixels and differ only in the order of the motion: swipe_left / swipe_right,
+swipe_up / swipe_down, circle_cw / circle_ccw, corner_down_right / corner_left_up. Strokes run in from
+beyond one edge and out past another, so every pixel sees the shape arrive (ON) and leave (OFF) either
+way: summed over a whole sample a pair's per-pixel (and per-polarity) event counts are nearly equal;
+only when the events happened tells them apart.
 
 The sensor is `camera.Pixels` (log-intensity contrast thresholds with per-pixel mismatch, refractory
 period, background noise), the same pixel model as the saccade camera's, on a 64x64 sensor by
@@ -46,7 +48,8 @@ class GestureParams:
     #: Shape radius (pixels) and brightness (linear intensity against a black background, 0..1).
     radius: tuple[float, float] = (3.0, 7.0)
     brightness: tuple[float, float] = (0.5, 1.0)
-    #: Half-length of a swipe (the circle's radius) as a fraction of the shorter sensor side.
+    #: Radius of a circle, half-width of a wave or nod, half the side of an L, as a fraction of the
+    #: shorter sensor side (swipes and the L's strokes run in from beyond one edge and out past another).
     extent: tuple[float, float] = (0.22, 0.32)
     #: How far the gesture's centre may lie from the sensor's centre, as a fraction of each side.
     offset: float = 0.08
@@ -101,6 +104,7 @@ class GestureSpec:
     phase: float = 0.0
     noise_hz: float = 0.5
     rest_ms: float = 50.0
+    sensor: tuple[int, int] = (64, 64)
 
     @property
     def length_ms(self) -> float:
@@ -118,7 +122,7 @@ def draw(params: GestureParams, gesture: str, rng: np.random.Generator) -> Gestu
     cy = h / 2 - 0.5 + rng.uniform(-1, 1) * params.offset * h
     return GestureSpec(gesture, SHAPES[int(rng.integers(len(SHAPES)))], u(params.radius), u(params.brightness),
                        u(params.duration_ms), (float(cx), float(cy)), extent, float(rng.uniform(0, 2 * np.pi)),
-                       u(params.noise_hz), params.rest_ms)
+                       u(params.noise_hz), params.rest_ms, (w, h))
 
 
 def _ease(s: np.ndarray) -> np.ndarray:
@@ -130,25 +134,31 @@ def path(spec: GestureSpec, s: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """The shape centre (x, y) at motion progress s (0..1; image coordinates, y down)."""
     s = np.clip(np.asarray(s, np.float64), 0.0, 1.0)
     if spec.gesture in REVERSED:  # the same path played backwards
-        return path(GestureSpec(REVERSED[spec.gesture], centre=spec.centre, extent=spec.extent, phase=spec.phase),
-                    1.0 - s)
+        return path(GestureSpec(REVERSED[spec.gesture], radius=spec.radius, centre=spec.centre, extent=spec.extent,
+                                phase=spec.phase, sensor=spec.sensor), 1.0 - s)
     (cx, cy), a = spec.centre, spec.extent
+    # Strokes start and end this far beyond the sensor's edges, so that every pixel they cross sees the
+    # shape arrive (ON) and leave (OFF) whichever way it moves.
+    out = spec.radius + 4
+    w, h = spec.sensor
     zero = np.zeros_like(s)
     g = spec.gesture
-    if g in ("swipe_right", "swipe_down"):
-        d = a * (2 * _ease(s) - 1)
-        return (cx + d, cy + zero) if g == "swipe_right" else (cx + zero, cy + d)
+    if g == "swipe_right":
+        return -out + (w - 1 + 2 * out) * _ease(s), cy + zero
+    if g == "swipe_down":
+        return cx + zero, -out + (h - 1 + 2 * out) * _ease(s)
     if g == "circle_cw":  # angle grows: clockwise on screen, where y points down
         th = spec.phase + 2 * np.pi * _ease(s)
         return cx + a * np.cos(th), cy + a * np.sin(th)
     if g in ("wave", "nod"):  # two back-and-forth cycles from a random start phase
         d = a * np.sin(spec.phase + 4 * np.pi * s)
         return (cx + d, cy + zero) if g == "wave" else (cx + zero, cy + d)
-    # corner_down_right: down the left side, stop, then right along the bottom
+    # corner_down_right: in from above the top edge, down to the corner, stop, then right and out
     first = s < 0.5
     e = np.where(first, _ease(np.minimum(2 * s, 1.0)), _ease(np.maximum(2 * s - 1, 0.0)))
-    x = np.where(first, cx - a, cx - a + 2 * a * e)
-    y = np.where(first, cy - a + 2 * a * e, cy + a)
+    x0, y1 = cx - a, cy + a
+    x = np.where(first, x0, x0 + (w - 1 + out - x0) * e)
+    y = np.where(first, -out + (y1 + out) * e, y1)
     return x, y
 
 
