@@ -39,7 +39,8 @@ SCHEMA: dict[str, dict[str, Key]] = {
                     ("replay", "camera", "dvstream", "mqtt", "synthetic", "network")),
         "path": Key(str, "", "replay: a recording, a dataset folder or a folder of recordings (played in turn); "
                     "empty = find N-MNIST (see io/nmnist_fetch.py). "
-                    "synthetic: a folder of MNIST idx files or PNG digits; empty = font-rendered digits"),
+                    "synthetic: a folder of MNIST idx files or PNG digits; empty = font-rendered digits; "
+                    "'gestures' = random synthetic gestures (streamsnn demo --gestures)"),
         "split": Key(str, "", "replay: dataset split to play (e.g. train, test); empty = all samples"),
         "speed": Key(float, 0.0, "replay and synthetic pacing: 1 = real time, k = k times faster, "
                      "0 = as fast as possible", min=0),

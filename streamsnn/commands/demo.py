@@ -30,21 +30,26 @@ def add_parser(subparsers) -> None:
                     "../shared/data/mnist is found, else font-rendered digits), a trained spiking network, "
                     "the embedded MQTT broker and the live view, paced in real time, and print the URL to "
                     "open. Without --model the network is trained briefly first (N-MNIST when found, plus "
-                    "synthetic digits) and kept for the next demo. Ctrl-C stops (exit 0).")
+                    "synthetic digits) and kept for the next demo. With --gestures it films random synthetic gestures "
+                    "instead and trains on synthetic gestures (kept apart from the digit model). "
+                    "Ctrl-C stops (exit 0).")
     what = p.add_mutually_exclusive_group()
     what.add_argument("--recording", metavar="FILE", help="replay this recording or dataset folder instead, in a loop")
     what.add_argument("--camera", nargs="?", const="", metavar="SERIAL",
                       help="use a real iniVation camera (optionally by serial number)")
     what.add_argument("--images", metavar="DIR",
                       help="film this folder of MNIST idx files or PNG digits ('font' = font-rendered digits)")
+    what.add_argument("--gestures", action="store_true",
+                      help="film random synthetic gestures (swipes, circles, wave, nod, L paths) instead of digits")
     p.add_argument("--model", type=Path, metavar="CKPT",
                    help="a trained checkpoint (.npz); it is copied, never changed")
     p.add_argument("--retrain", action="store_true", help="train the demo model again even if one was kept")
     p.add_argument("--epochs", type=int, default=5, help="training passes when training first (default %(default)s)")
     p.add_argument("--train-limit", type=int, default=None, metavar="N",
                    help="train on at most N real N-MNIST samples (quick runs)")
-    p.add_argument("--synthetic", type=int, default=1000, metavar="N",
-                   help="synthetic digits added to the training set (default %(default)s)")
+    p.add_argument("--synthetic", type=int, default=None, metavar="N",
+                   help="synthetic digits added to the training set (default 1000); with --gestures: the "
+                        "gestures trained on (default 500)")
     p.add_argument("--host", default="127.0.0.1", help="live view address (default %(default)s)")
     p.add_argument("--port", type=int, default=8080, help="live view port (default %(default)s; 0 = any free port)")
     p.add_argument("--speed", type=float, default=1.0, help="1 = real time, k = k times faster (default %(default)s)")
@@ -62,6 +67,8 @@ def main(args) -> int:
     from ._shared import exit_on_sigterm
 
     exit_on_sigterm()
+    if args.synthetic is None:
+        args.synthetic = 500 if getattr(args, "gestures", False) else 1000
     raw = {section: dict(values) for section, values in DEMO.items()}
     raw["liveview"].update(host=args.host, port=args.port)
     raw["source"]["speed"] = args.speed
@@ -70,6 +77,12 @@ def main(args) -> int:
         raw["source"] = {"kind": "camera", "serial": args.camera}
         raw["segment"]["label_windows"] = False  # a real camera has no labels
         say(f"camera: the iniVation camera {args.camera or '(first found)'}, 100 ms windows")
+    elif getattr(args, "gestures", False):
+        from ..synth.gestures import CLASSES
+
+        raw["source"]["path"] = "gestures"
+        say("camera: simulated gestures on a 64x64 sensor, one after another: a shape moved along "
+            f"{', '.join(CLASSES)}")
     elif args.recording:
         raw["source"] = {"kind": "replay", "path": args.recording, "speed": args.speed, "loop": True}
         raw["segment"] = {"mode": "auto"}  # a dataset folder: per sample; one recording: sliding windows
@@ -91,17 +104,19 @@ def main(args) -> int:
     from ..daemon import run
 
     say("starting: open the live view URL below in a browser; Ctrl-C stops")
+    if getattr(args, "gestures", False):
+        return run(cfg, announce=lambda settings: announce(settings, "swipe_left", "gesture"))
     return run(cfg, announce=announce)
 
 
-def announce(settings) -> None:
+def announce(settings, example: str = "3", thing: str = "digit") -> None:
     """Where the demo's decisions go, and ready commands to watch them and to send feedback."""
     where = f"-h {settings.host} -p {settings.port}"
     say(f"MQTT: embedded broker on {settings.host}:{settings.port}, topics under {settings.prefix}/")
     say(f"  watch:    mosquitto_sub {where} -t '{settings.prefix}/#' -v")
     say(f"  feedback: mosquitto_pub {where} -t '{settings.prefix}/feedback' "
-        "-m '{\"t_end_us\": <t_end_us of a classification>, \"label\": \"3\"}'")
-    say("            (the demo learns each window's label, the digit filmed during most of it, so feedback on a "
+        "-m '{\"t_end_us\": <t_end_us of a classification>, \"label\": \"" + example + "\"}'")
+    say(f"            (the demo learns each window's label, the {thing} filmed during most of it, so feedback on a "
         "window is refused as a duplicate and counted; with --set model.learn_from_labels=false it learns "
         "from feedback instead, as a camera pipeline does)")
 
@@ -130,7 +145,8 @@ def _model(args, images) -> Path:
     or a model trained now."""
     from ..errors import CheckpointError
 
-    work = _demo_dir() / "demo-model.npz"
+    gestures = getattr(args, "gestures", False)
+    work = _demo_dir() / ("demo-gestures.npz" if gestures else "demo-model.npz")
     work.parent.mkdir(parents=True, exist_ok=True)
     if args.model is not None:
         if not args.model.is_file():
@@ -141,7 +157,12 @@ def _model(args, images) -> Path:
     if work.exists() and not args.retrain:
         say(f"network: the demo model trained earlier, {work} (--retrain to train it again)")
         return work
-    _train(args, images, work)
+    if gestures:
+        from ._demo_gestures import train_gestures
+
+        train_gestures(args, work, say)
+    else:
+        _train(args, images, work)
     return work
 
 

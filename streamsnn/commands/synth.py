@@ -1,4 +1,4 @@
-"""`streamsnn synth`: write an N-MNIST-format dataset made by the synthetic saccade camera."""
+"""`streamsnn synth`: write a dataset made by the synthetic camera: N-MNIST-like digits, or labelled gestures."""
 
 from __future__ import annotations
 
@@ -13,11 +13,14 @@ ORDER = 60
 def add_parser(subparsers) -> None:
     p = subparsers.add_parser(
         "synth",
-        help="make an N-MNIST-format dataset from still digits with the synthetic saccade camera",
+        help="make an N-MNIST-format dataset from still digits with the synthetic saccade camera, or a "
+             "labelled gesture dataset (--gestures)",
         description="Record still digits (MNIST idx files, a PNG folder, or digits rendered from a font) "
                     "with a simulated ATIS sensor making N-MNIST's three saccades, and write them as "
                     "<n>.bin files (N-MNIST encoding) plus a '#sample #class' label list, a flat "
-                    "dataset folder that `streamsnn info`/replay/train read.",
+                    "dataset folder that `streamsnn info`/replay/train read. With --gestures: a shape moved along "
+                    "ten gestures (swipes, circles, wave, nod, L paths) in front of the same simulated pixels "
+                    "on a 64x64 sensor, written as Train/<gesture>/*.aedat4 and Test/<gesture>/*.aedat4.",
     )
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--mnist", type=Path, metavar="DIR",
@@ -25,30 +28,40 @@ def add_parser(subparsers) -> None:
     src.add_argument("--png", type=Path, metavar="DIR",
                      help="folder of PNG digits, labelled by <label>/ subfolders or <label>_*.png names")
     src.add_argument("--font", action="store_true", help="digits rendered from a font with random pose and stroke")
+    src.add_argument("--gestures", action="store_true",
+                     help="labelled synthetic gestures (10 classes that differ by motion only) instead of digits")
     p.add_argument("--mnist-split", choices=("test", "train"), default="test",
                    help="which MNIST files to read: t10k-* (test, default) or train-*")
     p.add_argument("--first", type=int, default=1, metavar="K",
                    help="first image to use, 1-based (MNIST: images 1-100 made the real N-MNIST test "
                         "samples 60001-60100; use 101 to stay clear of them)")
     p.add_argument("--count", type=int, default=None, metavar="N",
-                   help="number of samples (default: all images from --first on; 1000 with --font)")
-    p.add_argument("--out", type=Path, default=Path("synth-nmnist"), metavar="DIR",
-                   help="output folder (default: ./synth-nmnist)")
-    p.add_argument("--split", choices=("train", "test"), default="train",
-                   help="label list to write: train.txt (default) or test.txt")
-    p.add_argument("--seed", type=int, default=0, help="seed of the sensor, the noise and the font digits")
+                   help="number of samples (default: all images from --first on; 1000 with --font); "
+                        "with --gestures: training samples per class (default 100)")
+    p.add_argument("--test-count", type=int, default=None, metavar="N",
+                   help="--gestures: test samples per class (default: a quarter of --count, at least 1)")
+    p.add_argument("--out", type=Path, default=None, metavar="DIR",
+                   help="output folder (default: ./synth-nmnist, or ./synth-gestures with --gestures)")
+    p.add_argument("--split", choices=("train", "test"), default=None,
+                   help="label list to write: train.txt (default) or test.txt; with --gestures: write only "
+                        "this split (default both)")
+    p.add_argument("--seed", type=int, default=0,
+                   help="seed of the sensor, the noise, the font digits and the gestures")
     p.add_argument("--param", action="append", default=[], metavar="KEY=VALUE",
-                   help="override a camera parameter, e.g. threshold_on=0.3 (repeatable; see synth.json)")
+                   help="override a camera parameter, e.g. threshold_on=0.3 or, with --gestures, "
+                        "duration_ms=[300,1500] (repeatable; see synth.json or gestures.json)")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar or summary")
     p.set_defaults(func=run)
 
 
-def parse_params(items: list[str]):
-    """SaccadeParams with KEY=VALUE overrides (values parsed as JSON: numbers, lists, booleans)."""
+def parse_params(items: list[str], cls=None):
+    """SaccadeParams (or `cls`, e.g. GestureParams) with KEY=VALUE overrides (values parsed as JSON:
+    numbers, lists, booleans)."""
     from ..errors import ConfigError
     from ..synth import SaccadeParams
 
-    known = {f.name for f in fields(SaccadeParams)}
+    cls = cls or SaccadeParams
+    known = {f.name for f in fields(cls)}
     kw = {}
     for item in items:
         key, sep, value = item.partition("=")
@@ -59,7 +72,7 @@ def parse_params(items: list[str]):
         except json.JSONDecodeError:
             raise ConfigError(f"--param {item!r}: value is not a number, boolean or JSON list") from None
         kw[key] = _tuples(v)
-    params = SaccadeParams(**kw)
+    params = cls(**kw)
     params.check()
     return params
 
@@ -78,6 +91,11 @@ def run(args) -> int:
 
     if args.count is not None and args.count <= 0:
         raise ConfigError(f"--count must be positive, got {args.count}")
+    if args.gestures:
+        return run_gestures(args)
+    if args.test_count is not None:
+        raise ConfigError("--test-count is for --gestures; digits write one split (--split) of --count samples")
+    args.split = args.split or "train"
     if args.first < 1:
         raise ConfigError(f"--first counts from 1, got {args.first}")
     params = parse_params(args.param)
@@ -97,7 +115,7 @@ def run(args) -> int:
     if unlabelled:
         raise InputError(f"image {unlabelled[0]} has no label; put it in a <label>/ folder or name it <label>_*.png")
 
-    out = args.out
+    out = args.out or Path("synth-nmnist")
     if out.exists() and not out.is_dir():
         raise InputError(f"--out {out} is a file; give a folder")
     out.mkdir(parents=True, exist_ok=True)
@@ -119,4 +137,50 @@ def run(args) -> int:
     if not args.quiet:
         print(f"wrote {len(labels)} samples ({events} events, {events / len(labels):.0f} per sample) "
               f"to {out} with label list {args.split}.txt")
+    return 0
+
+
+def run_gestures(args) -> int:
+    """Train/<gesture>/<gesture>-<k>.aedat4 and Test/<gesture>/<gesture>-test-<k>.aedat4 under --out,
+    plus gestures.json (seed, parameters, every sample's drawn motion)."""
+    from tqdm import tqdm
+
+    from ..errors import ConfigError, InputError
+    from ..synth.gestures import CLASSES, GestureCamera, GestureParams, draw, sample_rng
+    from ..synth.writer import write_aedat4
+
+    count = 100 if args.count is None else args.count
+    test = max(1, count // 4) if args.test_count is None else args.test_count
+    if test <= 0:
+        raise ConfigError(f"--test-count must be positive, got {test}")
+    params = parse_params(args.param, GestureParams)
+    splits = [(0, "train", count), (1, "test", test)]
+    splits = [s for s in splits if args.split in (None, s[1])]
+    out = args.out or Path("synth-gestures")
+    if out.exists() and not out.is_dir():
+        raise InputError(f"--out {out} is a file; give a folder")
+    camera = GestureCamera(params, args.seed)
+    jobs = [(no, split, c, name, k) for no, split, n in splits for c, name in enumerate(CLASSES) for k in range(n)]
+    samples, events, seconds = {}, 0, 0.0
+    bar = tqdm(jobs, desc="gestures", unit="sample", file=sys.stderr,
+               disable=args.quiet or not sys.stderr.isatty())
+    for no, split, c, name, k in bar:
+        rng = sample_rng(args.seed, no, c, k)
+        spec = draw(params, name, rng)
+        sid = f"{name}-{k + 1}" if split == "train" else f"{name}-test-{k + 1}"
+        batch = camera.record(spec, rng, sample=sid)
+        folder = out / split.capitalize() / name
+        folder.mkdir(parents=True, exist_ok=True)
+        write_aedat4(folder / f"{sid}.aedat4", batch)
+        samples[sid] = {"split": split, **asdict(spec), "events": len(batch)}
+        events += len(batch)
+        seconds += spec.length_ms / 1000
+    meta = {"generator": "streamsnn synth --gestures", "seed": args.seed, "classes": list(CLASSES),
+            "params": asdict(params), "samples": samples}
+    (out / "gestures.json").write_text(json.dumps(meta, indent=1) + "\n")
+    if not args.quiet:
+        made = ", ".join(f"{n} {split}" for _, split, n in splits)
+        print(f"wrote {len(samples)} gesture samples ({made} per class, {len(CLASSES)} classes; {events} events, "
+              f"{events / len(samples):.0f} per sample, {seconds / len(samples):.2f} s each on average) "
+              f"to {out} as {'/'.join(s.capitalize() for _, s, _ in splits)}/<gesture>/*.aedat4")
     return 0

@@ -1,4 +1,5 @@
-"""SyntheticSource: a simulated saccade camera recording still digits, paced like a replay."""
+"""SyntheticSource: a simulated saccade camera recording still digits, paced like a replay; GestureSource:
+random synthetic gestures one after another."""
 
 from __future__ import annotations
 
@@ -54,7 +55,8 @@ class SyntheticSource(SourceBase):
     def from_path(cls, path=None, *, first: int = 101, count: int | None = None, **kw) -> SyntheticSource:
         """The camera fed from a folder of MNIST idx files (test split, images `first`.. on; 101 skips
         the sources of the real N-MNIST test samples), a folder of PNG digits, or, with no path (or
-        "font"), font-rendered digits. Other keywords go to the constructor."""
+        "font"), font-rendered digits; "gestures": random synthetic gestures (`GestureSource`). Other keywords
+        go to the constructor."""
         from pathlib import Path
 
         from ..errors import InputError
@@ -62,6 +64,8 @@ class SyntheticSource(SourceBase):
 
         if path is None or str(path) in ("", "font"):
             return cls(None, **kw)
+        if str(path) == "gestures":
+            return GestureSource(**kw)
         folder = Path(path)
         if not folder.is_dir():
             raise InputError(f"synthetic camera input {folder} is not a folder; "
@@ -97,10 +101,13 @@ class SyntheticSource(SourceBase):
         name = digit.name if digit.name else f"synth-{n + 1}"
         return self.camera.record(digit.image, sample=name, label=digit.label, source="synthetic")
 
+    def _length_us(self, batch: EventBatch) -> int:
+        """How much sensor time a recording covers (the same for every digit)."""
+        return int(self.camera.params.length * 1000)
+
     async def _batches(self) -> AsyncIterator[EventBatch]:
-        length_us = int(self.camera.params.length * 1000)
         items = iter(self._stream())
-        emitted = 0
+        emitted = clock = 0  # samples sent; where the next one starts on the pacing clock (us)
         pending: asyncio.Task | None = None
 
         def start(n):
@@ -118,11 +125,12 @@ class SyntheticSource(SourceBase):
                 index = emitted if self.digits is None else emitted % len(self.digits)
                 job = start(emitted + 1) if self.limit is None or emitted + 1 < self.limit else None
                 meta = {**batch.meta, "pass": passes, "index": index}
+                length_us = self._length_us(batch)
                 if self.chunk_us:
-                    t0 = emitted * length_us + (batch.t_start or 0)  # where the sample starts on the pacing clock
+                    t0 = clock + (batch.t_start or 0)  # where the sample starts on the pacing clock
                     if emitted:  # one running clock, as a camera's
                         ev = batch.events.copy()
-                        ev["t"] += emitted * length_us
+                        ev["t"] += clock
                         batch = EventBatch(ev, batch.width, batch.height, sample=batch.sample, label=batch.label,
                                            source=batch.source, meta=batch.meta)
                     chunks = list(time_chunks(batch, self.chunk_us))
@@ -130,14 +138,57 @@ class SyntheticSource(SourceBase):
                         await self.pacer.wait(t0 + end)
                         yield chunk.with_meta(meta={**meta, "end_of_sample": k == len(chunks) - 1})
                 else:
-                    await self.pacer.wait((emitted + 1) * length_us)
+                    await self.pacer.wait(clock + length_us)
                     yield batch.with_meta(meta={**meta, "end_of_sample": True})
                 emitted += 1
+                clock += length_us
         finally:
             if pending is not None:
                 pending.cancel()
             if job is not None:
                 job[0].cancel()
+
+
+class GestureSource(SyntheticSource):
+    """An endless stream of gestures (`streamsnn.synth.gestures`), each of a class drawn at random.
+
+    Each batch is one gesture: `sample` "gesture-<n>", `label` its index in `gestures.CLASSES`,
+    `meta["label_name"]` the gesture's name. Pacing, `limit`, `chunk_us` (one running clock) and
+    `speed` as SyntheticSource; a gesture lasts its own length (motion plus rest, 0.4-1.6 s by
+    default). `seed` fixes the sensor and every gesture; `loop` changes nothing (the stream is endless).
+    """
+
+    def __init__(self, *, speed: float = 1.0, loop: bool = True, limit: int | None = None, seed: int = 0,
+                 params=None, chunk_us: int | None = None, progress=None) -> None:
+        from ..synth.gestures import GestureCamera
+
+        SourceBase.__init__(self, progress=progress)
+        check_playback("synthetic gestures", speed, limit, chunk_us)
+        self.chunk_us = chunk_us
+        self.camera = GestureCamera(params, seed)
+        self.speed, self.loop, self.limit, self.seed = speed, loop, limit, seed
+        self.pacer = Pacer(speed)
+        self.name = "synthetic"
+        self.digits = None
+
+    def _stream(self) -> Iterable[tuple[object, int]]:
+        from ..synth.gestures import CLASSES
+
+        rng = np.random.default_rng([self.seed, 3])
+        n = 0
+        while self.limit is None or n < self.limit:
+            yield CLASSES[int(rng.integers(len(CLASSES)))], 0
+            n += 1
+
+    def _record(self, gesture, n: int) -> EventBatch:
+        from ..synth.gestures import CLASSES, draw, sample_rng
+
+        rng = sample_rng(self.seed, 2, CLASSES.index(gesture), n)
+        spec = draw(self.camera.params, gesture, rng)
+        return self.camera.record(spec, rng, sample=f"gesture-{n + 1}", source="synthetic")
+
+    def _length_us(self, batch: EventBatch) -> int:
+        return int(batch.meta["length_us"])
 
 
 def _as_digits(images, labels) -> list:

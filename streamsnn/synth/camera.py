@@ -110,6 +110,56 @@ def _blur(img: np.ndarray, sigma: float) -> np.ndarray:
     return sum(k[i] * rows[i:i + h, :] for i in range(2 * r + 1))
 
 
+class Pixels:
+    """The simulated sensor's pixels, shared by the saccade camera and the gesture set (`gestures.py`).
+
+    `params` needs width, height, threshold_on, threshold_off, threshold_sigma, refractory_us,
+    background, noise_hz and noise_on_fraction (as SaccadeParams has them). The per-pixel thresholds
+    are drawn from `rng` once (the sensor's fixed pattern); every `view` then draws the pixels'
+    reference phases and the background noise from the same generator.
+    """
+
+    def __init__(self, params, rng: np.random.Generator) -> None:
+        self.params, self.rng = params, rng
+        p = params
+        shape = (p.height, p.width)
+        self.c_on = np.maximum(p.threshold_on + p.threshold_sigma * rng.standard_normal(shape), 0.01)
+        self.c_off = np.maximum(p.threshold_off + p.threshold_sigma * rng.standard_normal(shape), 0.01)
+        self._cap = 1 << 14
+
+    def view(self, img: np.ndarray, t_us: np.ndarray, ox: np.ndarray, oy: np.ndarray, scale: float,
+             length_ms: float, noise_hz: float | None = None, rng: np.random.Generator | None = None) -> np.ndarray:
+        """The events (EVENT_DTYPE, time order) of the pixels watching `img` (linear intensity 0..1, black
+        outside it) move: at time t_us[k] the image's top-left corner is at sensor point (ox[k], oy[k]),
+        `scale` sensor pixels per image pixel; plus background noise over `length_ms` (at `noise_hz`
+        per pixel, default the params' rate). Phases and noise come from `rng` (default: the sensor's)."""
+        from .kernels import saccade_events
+
+        p = self.params
+        rng = self.rng if rng is None else rng
+        phase = rng.uniform(-0.5, 0.5, (p.height, p.width))
+        while True:
+            out_t = np.empty(self._cap, np.int64)
+            out_x = np.empty(self._cap, np.uint16)
+            out_y = np.empty(self._cap, np.uint16)
+            out_p = np.empty(self._cap, np.uint8)
+            n = saccade_events(img, ox, oy, scale, t_us, self.c_on, self.c_off, phase, float(p.refractory_us),
+                               p.background, out_t, out_x, out_y, out_p)
+            if n >= 0:
+                break
+            self._cap *= 2
+        rate = p.noise_hz if noise_hz is None else noise_hz
+        ev = np.empty(n + int(rng.poisson(rate * p.width * p.height * length_ms / 1000.0)), EVENT_DTYPE)
+        ev["t"][:n], ev["x"][:n], ev["y"][:n], ev["p"][:n] = out_t[:n], out_x[:n], out_y[:n], out_p[:n]
+        noise = ev[n:]
+        k = noise.shape[0]
+        noise["t"] = rng.integers(0, int(length_ms * 1000), k)
+        noise["x"] = rng.integers(0, p.width, k)
+        noise["y"] = rng.integers(0, p.height, k)
+        noise["p"] = rng.random(k) < p.noise_on_fraction
+        return ev[np.argsort(ev["t"], kind="stable")]
+
+
 @dataclass
 class SaccadeCamera:
     """A simulated sensor with its fixed threshold pattern; `record(image)` makes one sample.
@@ -124,18 +174,13 @@ class SaccadeCamera:
 
     def __post_init__(self) -> None:
         self.params.check()
-        p = self.params
         self.rng = np.random.default_rng(self.seed)
-        shape = (p.height, p.width)
-        self.c_on = np.maximum(p.threshold_on + p.threshold_sigma * self.rng.standard_normal(shape), 0.01)
-        self.c_off = np.maximum(p.threshold_off + p.threshold_sigma * self.rng.standard_normal(shape), 0.01)
-        self.t_us, self.ox, self.oy = saccade_path(p)
-        self._cap = 1 << 14
+        self.pixels = Pixels(self.params, self.rng)
+        self.c_on, self.c_off = self.pixels.c_on, self.pixels.c_off
+        self.t_us, self.ox, self.oy = saccade_path(self.params)
 
     def events(self, image: np.ndarray) -> np.ndarray:
         """The events (EVENT_DTYPE, time order) of one recording of `image`."""
-        from .kernels import saccade_events
-
         p = self.params
         img = np.asarray(image, dtype=np.float64)
         if img.ndim != 2:
@@ -146,34 +191,8 @@ class SaccadeCamera:
         # The screen around the image shows its background: pad it beyond what the sensor can see.
         img = np.pad(img, _PAD, constant_values=1.0 if p.negative else 0.0)
         img = _blur(img ** p.gamma, p.blur)
-        phase = self.rng.uniform(-0.5, 0.5, (p.height, p.width))
-        while True:
-            out_t = np.empty(self._cap, np.int64)
-            out_x = np.empty(self._cap, np.uint16)
-            out_y = np.empty(self._cap, np.uint16)
-            out_p = np.empty(self._cap, np.uint8)
-            n = saccade_events(img, self.ox - _PAD * p.scale, self.oy - _PAD * p.scale, p.scale, self.t_us,
-                               self.c_on, self.c_off, phase, float(p.refractory_us), p.background,
-                               out_t, out_x, out_y, out_p)
-            if n >= 0:
-                break
-            self._cap *= 2
-        ev = np.empty(n + self._noise_count(), EVENT_DTYPE)
-        ev["t"][:n], ev["x"][:n], ev["y"][:n], ev["p"][:n] = out_t[:n], out_x[:n], out_y[:n], out_p[:n]
-        self._add_noise(ev[n:])
-        return ev[np.argsort(ev["t"], kind="stable")]
-
-    def _noise_count(self) -> int:
-        p = self.params
-        return int(self.rng.poisson(p.noise_hz * p.width * p.height * p.length / 1000.0))
-
-    def _add_noise(self, ev: np.ndarray) -> None:
-        p = self.params
-        k = ev.shape[0]
-        ev["t"] = self.rng.integers(0, int(p.length * 1000), k)
-        ev["x"] = self.rng.integers(0, p.width, k)
-        ev["y"] = self.rng.integers(0, p.height, k)
-        ev["p"] = self.rng.random(k) < p.noise_on_fraction
+        return self.pixels.view(img, self.t_us, self.ox - _PAD * p.scale, self.oy - _PAD * p.scale, p.scale,
+                                p.length)
 
     def record(self, image: np.ndarray, *, sample: str | None = None, label: int | None = None,
                source: str | None = "synthetic") -> EventBatch:

@@ -1,4 +1,4 @@
-"""Writing N-MNIST files (5 bytes per event) and flat dataset folders with a `#sample #class` list."""
+"""Writing samples: N-MNIST files (5 bytes per event) with a `#sample #class` list; AEDAT4 files of any sensor."""
 
 from __future__ import annotations
 
@@ -46,3 +46,22 @@ def write_label_list(path: str | Path, labels: dict[str, int]) -> None:
     """A label list as in N-MNIST: header `#sample #class`, tab separated, CRLF line endings."""
     lines = ["#sample #class"] + [f"{sample}\t{label}" for sample, label in labels.items()]
     Path(path).write_bytes(("\r\n".join(lines) + "\r\n").encode())
+
+
+def write_aedat4(path: str | Path, batch: EventBatch, camera: str = "streamsnn-synth") -> None:
+    """Write one sample as an AEDAT4 file (dv-processing; the header holds the sensor size), via a
+    temporary file, then renamed."""
+    import dv_processing as dv
+
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}")  # dv-processing wants the .aedat4 ending; hidden: never read as a sample
+    ev = batch.events
+    store = dv.EventStore()
+    for t, x, y, p in zip(ev["t"].tolist(), ev["x"].tolist(), ev["y"].tolist(), (ev["p"] > 0).tolist()):
+        store.push_back(t, x, y, p)
+    config = dv.io.MonoCameraWriter.EventOnlyConfig(camera, (batch.width, batch.height))
+    config.compression = dv.CompressionType.ZSTD  # about half the size of the default LZ4
+    writer = dv.io.MonoCameraWriter(str(tmp), config)
+    writer.writeEvents(store)
+    del writer  # closes the file
+    os.replace(tmp, path)
