@@ -176,11 +176,12 @@ def plan(args, say) -> tuple:
     return net, s, aug, picked
 
 
-def pick_learning(args, net, train, picked, say):
+def pick_learning(args, net, s, train, picked, say):
     """The learning rule and leak (from the arguments, else from a probe of the loaded training split:
     `learn.timecheck`); returns the network to train (rebuilt when they change) and records the choice."""
     import numpy as np
 
+    from ..defaults import MEMBRANE_LR_SCALE
     from ..learn import datadefaults as dd
     from ..learn import timecheck
     from ..snn.settings import TEMPORAL_MODES
@@ -206,9 +207,28 @@ def pick_learning(args, net, train, picked, say):
         picked["stream_crops"] = False
         picked["why"]["stream_crops"] = "a temporal model learns whole samples; live it carries its state"
         say("stream crops off: a temporal model learns from whole samples (live, its state carries across windows)")
-    if learning != net.learning or tau_us != net.tau_us:
-        net = type(net)(**{**net.config(), "learning": learning, "tau_us": tau_us})
+    rates = {}
+    if learning in TEMPORAL_MODES and args.lr is None and args.lr_out is None:
+        lr, lr_out = default_rates(args, net.layers, args.stream_crops, learning)
+        rates = {"lr": lr, "lr_out": lr_out}
+        s.update(rates)
+        say(f"learning rates x{MEMBRANE_LR_SCALE:g} for {learning} (defaults.MEMBRANE_LR_SCALE)")
+    if learning != net.learning or tau_us != net.tau_us or rates:
+        net = type(net)(**{**net.config(), "learning": learning, "tau_us": tau_us, **rates})
     return net
+
+
+def default_rates(args, layers, stream: bool, learning: str, lr_out_given: float | None = None) -> tuple[float, float]:
+    """(lr, lr_out) of `train`: the ones given, else the defaults for these layers, data folders and stream crops,
+    times MEMBRANE_LR_SCALE for a rule that learns from timing."""
+    from ..defaults import MEMBRANE_LR_SCALE
+    from ..learn.training import learning_settings
+    from ..snn.settings import TEMPORAL_MODES
+
+    d = learning_settings(layers, several=len(args.data) > 1, stream=stream)
+    k = MEMBRANE_LR_SCALE if learning in TEMPORAL_MODES else 1.0
+    return (args.lr if args.lr is not None else d["lr"] * k,
+            args.lr_out if args.lr_out is not None else (d["lr_out"] * k if args.lr is None else lr_out_given))
 
 
 def choose_settings(args, net, s, aug, picked, train, say):
@@ -216,14 +236,9 @@ def choose_settings(args, net, s, aug, picked, train, say):
     the network to train and the augmentation, and updates `s` and `picked` (and `args.stream_crops`)."""
     from ..learn import choose
     from ..learn import datadefaults as dd
-    from ..learn.training import learning_settings
-
-    several = len(args.data) > 1
 
     def rates(stream: bool) -> tuple[float, float]:
-        d = learning_settings(net.layers, several=several, stream=stream)
-        return (args.lr if args.lr is not None else d["lr"],
-                args.lr_out if args.lr_out is not None else (d["lr_out"] if args.lr is None else net.lr_out))
+        return default_rates(args, net.layers, stream, net.learning, net.lr_out)
 
     def make_net(c):
         lr, lr_out = rates(c.stream)
@@ -256,7 +271,7 @@ def run(args) -> int:
     say = (lambda *a: None) if quiet else (lambda *a: print(*a, file=sys.stderr, flush=True))
     net, s, aug, picked = plan(args, say)
     train, test, test_from = load_folders(args.data, net, limit=args.limit, quiet=quiet)
-    net = pick_learning(args, net, train, picked, say)
+    net = pick_learning(args, net, s, train, picked, say)
     if picked["choose"]:
         net, aug = choose_settings(args, net, s, aug, picked, train, say)
     else:
