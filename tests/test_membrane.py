@@ -174,3 +174,47 @@ def test_membrane_checkpoint_round_trip(tmp_path):
     net.reset()
     back.reset()
     np.testing.assert_array_equal(net.predict_indices(idx, t).scores, back.predict_indices(idx, t).scores)
+
+
+def test_a_time_constant_per_layer():
+    """Each hidden layer leaks with its own time constant; the same value everywhere is the single leak, bit for bit."""
+    rng = np.random.default_rng(7)
+    idx, t = events(rng)
+    one = tiny(arch="dense:12,dense:8")
+    same = tiny(arch="dense:12,dense:8", layer_tau_us=[TAU, TAU])
+    own = tiny(arch="dense:12,dense:8", layer_tau_us=[5_000.0, 400_000.0])
+    assert one.layer_tau_us == same.layer_tau_us == (TAU, TAU) and own.layer_tau_us == (5_000.0, 400_000.0)
+    a, b, c = (n.predict_indices(idx, t).scores for n in (one, same, own))
+    np.testing.assert_array_equal(a, b)
+    assert not np.allclose(a, c)
+    with pytest.raises(ConfigError, match="one time constant per hidden layer"):
+        tiny(arch="dense:12,dense:8", layer_tau_us=[TAU])
+    with pytest.raises(ConfigError, match="needs one too"):
+        tiny(learning="counts", tau=None, layer_tau_us=[TAU])
+
+
+def test_per_layer_traces_decay_with_the_layer_they_drive(tmp_path):
+    """With its own leak per layer, the output step is still the exact gradient: the last layer's traces decay with
+    the output's time constant, and the input's with the first layer's (checked on the hidden step's reference)."""
+    rng = np.random.default_rng(11)
+    idx, t = events(rng)
+    lr = 1e-2
+    net = tiny(lr=lr, lr_out=0.0, layer_tau_us=[20_000.0])
+    W1, Wout, b = net.hidden[0].weight.copy(), net.out_weight.copy(), net.bias.copy()
+    T = t[-1]
+    x = np.bincount(idx, weights=np.exp((t - T) / 20_000.0), minlength=16)
+    net.reset()
+    net.predict_indices(idx, t, count=False)
+    ev_i, ev_c, ev_t = net.spike_trains[0]
+    h = np.bincount(ev_i, weights=ev_c * np.exp((ev_t - T) / TAU), minlength=12)
+    scores = Wout.T.astype(np.float64) @ h + b
+    e = softmax(scores)
+    e[1] -= 1
+    net.reset()
+    np.testing.assert_allclose(net.predict_indices(idx, t, count=False).scores, scores, rtol=1e-4, atol=1e-5)
+    delta = (Wout.astype(np.float64) @ e) * (h > 0)
+    net.reset()
+    net.learn_indices(idx, 1, t)
+    np.testing.assert_allclose(net.hidden[0].weight - W1, -lr * np.outer(x, delta), rtol=5e-3, atol=3e-7)
+    net.save(tmp_path / "m.npz")
+    assert SpikingNetwork.load(tmp_path / "m.npz").layer_tau_us == (20_000.0,)

@@ -60,9 +60,10 @@ def add_parser(subparsers) -> None:
                         "(--tau-ms). Default: membrane when the training split needs time (a linear probe on "
                         "held-out training samples: does a sample played backwards become another class?), else "
                         "counts; train says which and why")
-    p.add_argument("--tau-ms", type=float, default=None, metavar="MS",
-                   help="leak time constant of every layer in ms (0: no leak); default: none for counts and "
-                        "spikes, half the median training sample's length for membrane")
+    p.add_argument("--tau-ms", default=None, metavar="MS[,MS...]",
+                   help="leak time constant in ms: one value for every layer (0: no leak), or one per hidden layer "
+                        "and then the output's (e.g. 20,20,50,200 for three hidden layers); default: none for "
+                        "counts and spikes, a sixth of the median training sample's length for membrane")
     p.add_argument("--out", type=Path, default=Path("model.npz"), help="model file to write (default %(default)s)")
     p.add_argument("--augment", action=argparse.BooleanOptionalAction, default=None,
                    help="random shifts (+-2 px), 10%% event dropout and 1 ms time jitter on the training "
@@ -148,13 +149,12 @@ def plan(args, say) -> tuple:
             s[key] = getattr(args, key)
     if s["epochs"] < 1:
         raise ConfigError(f"--epochs must be at least 1, got {s['epochs']}")
-    if args.tau_ms is not None and not 0 <= args.tau_ms <= 1e6:
-        raise ConfigError(f"--tau-ms must be 0 (no leak) .. 1000000, got {args.tau_ms}")
+    args.tau_ms, layer_tau_us = parse_taus(args.tau_ms, len(layers))
     # until the training split is loaded, probed and measured (`pick_learning`): a rule that needs a leak waits
     learning = args.learning if args.learning in ("counts", "spikes") or args.tau_ms else "counts"
     tau_us, tau_from = dd.choose_tau(None, args.tau_ms, learning) if args.tau_ms is not None else (None, "")
     net = SpikingNetwork(arch=layers, input_map=choice.input_map, classes=classes, seed=args.seed,
-                         learning=learning, tau_us=tau_us,
+                         learning=learning, tau_us=tau_us, layer_tau_us=layer_tau_us if tau_us else None,
                          **{k: s[k] for k in ("lr", "lr_out", "lr_conv", "max_step")})
     aug = dict(dd.AUGMENT) if args.augment in (None, True) else None
     per_class = n_train / max(1, len(classes))
@@ -174,6 +174,27 @@ def plan(args, say) -> tuple:
     picked["choose"], picked["why"]["choose"] = choose.should_search(args.choose, n_train, len(classes),
                                                                      choice.input_map.sensor)
     return net, s, aug, picked
+
+
+def parse_taus(text: str | None, n_hidden: int) -> tuple[float | None, list[float] | None]:
+    """--tau-ms as (the output's ms or None, each hidden layer's µs or None); ConfigError in one line."""
+    from ..errors import ConfigError
+
+    if text is None:
+        return None, None
+    try:
+        vals = [float(v) for v in str(text).split(",")]
+    except ValueError:
+        vals = []
+    if len(vals) not in (1, n_hidden + 1) or not all(0 <= v <= 1e6 for v in vals):
+        raise ConfigError(f"--tau-ms {text}: give one time constant in ms (0: no leak) or one per hidden layer and "
+                          f"then the output's ({n_hidden + 1} values, each above 0), each at most 1000000")
+    if len(vals) == 1:
+        return vals[0], None
+    if min(vals) <= 0:
+        raise ConfigError(f"--tau-ms {text}: a time constant per layer must be above 0 (a single 0 turns the "
+                          "leak off)")
+    return vals[-1], [v * 1000.0 for v in vals[:-1]]
 
 
 def pick_learning(args, net, s, train, picked, say):

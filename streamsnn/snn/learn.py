@@ -35,8 +35,9 @@ def traces(net, idx: np.ndarray, t: np.ndarray) -> list[tuple[np.ndarray, np.nda
     """Learning "membrane" (Lee, Delbruck & Pfeiffer 2016): (active units, their traces) of the input and of every
     hidden layer, in place of ``activity``'s counts.
 
-    A unit's trace is what its spikes left at the readout time T (the window's last input event) in a unit
-    below that leaks with the network's time constant: ``sum_k c_k exp(-(T - t_k) / tau)`` over its spikes
+    A unit's trace is what its spikes left at the readout time T (the window's last input event) in the units
+    above it, which leak with their layer's time constant (``layer_tau_us``; the output's is ``tau_us``):
+    ``sum_k c_k exp(-(T - t_k) / tau)`` over its spikes
     (time t_k, multiplicity c_k). The output evidence of a window on a fresh state is exactly the output
     weights times the last layer's traces, so the output step is the exact gradient; for a hidden unit the
     paper's rule treats its (leaky) membrane potential as the differentiable signal and the jumps at its
@@ -44,13 +45,14 @@ def traces(net, idx: np.ndarray, t: np.ndarray) -> list[tuple[np.ndarray, np.nda
     each weight times the trace of the input that drove it. The traces weigh recent events more, so the
     step depends on the order of events, which counts cannot see. ``backprop_counts`` then makes the step.
     """
-    inv = 1.0 / net.tau_us
+    # a unit's trace decays as the membrane it drives: the layer above's time constant (the output's for the last)
+    invs = [1.0 / tau for tau in (*net.layer_tau_us, net.tau_us)]
     n_in = net.input_map.n_inputs
     t_end = int(t[-1])
-    x = np.bincount(idx, weights=np.exp((np.asarray(t, np.float64) - t_end) * inv), minlength=n_in)
+    x = np.bincount(idx, weights=np.exp((np.asarray(t, np.float64) - t_end) * invs[0]), minlength=n_in)
     act = np.flatnonzero(x).astype(np.int32)
     acts = [(act, x[act].astype(np.float32))]
-    for layer, train in zip(net.hidden, net.spike_trains):
+    for layer, train, inv in zip(net.hidden, net.spike_trains, invs[1:]):
         ev_i, ev_c, ev_t = train
         h = np.bincount(ev_i, weights=ev_c * np.exp((ev_t.astype(np.float64) - t_end) * inv),
                         minlength=layer.geo.n_out)

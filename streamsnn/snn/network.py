@@ -74,7 +74,8 @@ class SpikingNetwork:
                  classes=None, seed: int = 0, lr: float | None = None, lr_out: float | None = None,
                  lr_conv: float | None = None, tau_us: float | None = None, learning: str = "counts",
                  theta: float = 0.5, error_spikes: int = 32, init_gain: float = 1.0, max_step: float | None = None,
-                 activity: float | None = None, class_lr=None, ref_events: float | None = None):
+                 activity: float | None = None, class_lr=None, ref_events: float | None = None,
+                 layer_tau_us=None):
         arch, input_map, names = settings.inputs_and_classes(sizes, arch, input_shape, input_map, classes)
         tau_us = settings.checked_mode(learning, tau_us)
         self.layers = parse_arch(DEFAULT_ARCH if arch is None else arch)
@@ -86,6 +87,8 @@ class SpikingNetwork:
         self.classes = names
         self.geometry = geometry
         self.tau_us = tau_us
+        #: Each hidden layer's own leak time constant (µs), or None: every layer leaks with ``tau_us``.
+        self._layer_tau = settings.layer_taus(layer_tau_us, len(self.layers), tau_us)
         for key, value in learning_settings.items():  # lr, lr_out, lr_conv, max_step, activity, theta, ...
             setattr(self, key, value)
         rng = np.random.default_rng(self.seed)
@@ -172,6 +175,13 @@ class SpikingNetwork:
     def b2(self) -> np.ndarray:
         return self.bias
 
+    @property
+    def layer_tau_us(self) -> tuple[float, ...] | None:
+        """The leak time constant (µs) of every hidden layer (``tau_us`` is the output's), or None without a leak."""
+        if self.tau_us is None:
+            return None
+        return self._layer_tau if self._layer_tau is not None else (self.tau_us,) * len(self.hidden)
+
     def layer_lr(self, layer: int) -> float:
         return self.lr * (self.lr_conv if self.layers[layer].conv_like else 1.0)
 
@@ -182,6 +192,7 @@ class SpikingNetwork:
                 "lr_conv": self.lr_conv, "tau_us": self.tau_us, "learning": self.learning, "theta": self.theta,
                 "error_spikes": self.error_spikes, "init_gain": self.init_gain, "max_step": self.max_step,
                 "activity": self.activity, "ref_events": self.ref_events,
+                **({"layer_tau_us": list(self._layer_tau)} if self._layer_tau is not None else {}),
                 **({"class_lr": [float(x) for x in self.class_lr]} if np.any(self.class_lr != 1) else {})}
 
     def describe(self) -> dict:
@@ -192,7 +203,8 @@ class SpikingNetwork:
                        "weights": [n_last, self.n_classes], "parameters": n_last * self.n_classes + self.n_classes})
         return {"arch": self.arch, "layers": layers, "classes": list(self.classes),
                 "input": self.input_map.to_dict(), "parameters": self.parameters, "learning": self.learning,
-                "tau_us": self.tau_us, "theta": self.theta, "lr": self.lr, "lr_out": self.lr_out,
+                "tau_us": self.tau_us, **({"layer_tau_us": list(self._layer_tau)} if self._layer_tau else {}),
+                "theta": self.theta, "lr": self.lr, "lr_out": self.lr_out,
                 "lr_conv": self.lr_conv, "ref_events": self.ref_events,
                 **{k: v for k, v in self.counters().items() if k != "token"},
                 "progressive_accuracy": self.progressive_accuracy, "model_version": self.model_version}

@@ -25,7 +25,8 @@ def forward(net, idx: np.ndarray, t: np.ndarray | None) -> tuple[np.ndarray, tup
     if idx.size and (idx.min() < 0 or idx.max() >= n_in):
         raise InputError(f"input index out of range 0..{n_in - 1}")
     leak = net.tau_us is not None
-    inv = 1.0 / net.tau_us if leak else 0.0
+    inv = 1.0 / net.tau_us if leak else 0.0  # the output's
+    invs = [1.0 / tau for tau in net.layer_tau_us] if leak else [0.0] * len(net.hidden)
     if leak:
         if t is None or len(t) != len(idx):
             raise InputError("a leaky network (tau_us set) needs event times")
@@ -42,7 +43,7 @@ def forward(net, idx: np.ndarray, t: np.ndarray | None) -> tuple[np.ndarray, tup
         layer.counts[:] = 0
         if not leak:
             layer.phi[:] = 0
-        ev_i, ev_c, ev_t = layer.forward(ev_i, ev_c, ev_t, leak or k < last, theta, inv)
+        ev_i, ev_c, ev_t = layer.forward(ev_i, ev_c, ev_t, leak or k < last, theta, invs[k])
         if leak:  # each layer's spikes (unit, multiplicity, time) of this call, for learning "membrane"
             net.spike_trains[k] = (ev_i, ev_c, ev_t)
     spikes = [float(layer.counts.sum()) for layer in net.hidden]  # one pass: the decision's spikes and the check
@@ -68,9 +69,8 @@ def forward(net, idx: np.ndarray, t: np.ndarray | None) -> tuple[np.ndarray, tup
 
 def align_clock(net, t0: int) -> None:
     """Start every scaled frame at the first event; carry the state over when time goes backwards."""
-    inv = 1.0 / net.tau_us
-    frames = [(layer.phi, layer.ref) for layer in net.hidden] + [(net.scores, net.out_ref)]
-    for state, ref in frames:
+    frames = [(layer.phi, layer.ref, 1.0 / tau) for layer, tau in zip(net.hidden, net.layer_tau_us)]
+    for state, ref, inv in frames + [(net.scores, net.out_ref, 1.0 / net.tau_us)]:
         if np.isnan(ref[0]):
             ref[0] = float(t0)
         elif t0 < ref[0]:  # a new stream or a looped replay: keep the state as it was at the last event
@@ -82,7 +82,6 @@ def warm_up(net) -> None:
     """Load (or compile) the forward kernels of ``net`` without touching its state or weights."""
     none = np.zeros(0, np.int32)
     theta = np.float32(net.theta)
-    inv = 1.0 / net.tau_us if net.tau_us else 0.0
-    for layer in net.hidden:
-        layer.warm_up(theta, inv)
+    for layer, tau in zip(net.hidden, net.layer_tau_us or [0.0] * len(net.hidden)):
+        layer.warm_up(theta, 1.0 / tau if tau else 0.0)
     kernels.output_leaky(none, NO_CNT, NO_T, net.out_weight, net.scores, 1.0, np.zeros(1))

@@ -68,6 +68,24 @@ def checked_mode(learning: str, tau_us) -> float | None:
     return float(limits.finite("tau_us", tau_us, 0, limits.MAX_TAU_US, low_open=True))
 
 
+def layer_taus(layer_tau_us, n_hidden: int, tau_us: float | None) -> tuple[float, ...] | None:
+    """Each hidden layer's leak time constant (µs), checked; None when they all take the network's ``tau_us``.
+
+    ``layer_tau_us``: None, or one value per hidden layer (each in (0, MAX_TAU_US]); the network must leak
+    (``tau_us`` set, the output's time constant) for them to mean anything."""
+    if layer_tau_us is None:
+        return None
+    if tau_us is None:
+        raise ConfigError("layer_tau_us sets each layer's leak: the network needs one too (tau_us, the output's)")
+    try:
+        values = [float(v) for v in layer_tau_us]
+    except (TypeError, ValueError):
+        values = []
+    if len(values) != n_hidden:
+        raise ConfigError(f"layer_tau_us needs one time constant per hidden layer ({n_hidden}), got {layer_tau_us!r}")
+    return tuple(float(limits.finite("layer_tau_us", v, 0, limits.MAX_TAU_US, low_open=True)) for v in values)
+
+
 def learning_settings(layers, *, lr, lr_out, lr_conv, max_step, activity, theta, init_gain, error_spikes, seed,
                       learning, ref_events=None) -> dict:
     """The learning settings, each checked, with the measured defaults of this kind of network for the
