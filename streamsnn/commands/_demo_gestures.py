@@ -8,13 +8,17 @@ from pathlib import Path
 
 def train_gestures(args, out: Path, say) -> None:
     """Train the default network briefly on `args.synthetic` synthetic gestures (classes in turn, the
-    training split's samples of `streamsnn synth --gestures`), with the stream transforms of `train`."""
+    training split's samples of `streamsnn synth --gestures`), choosing the learning rule as `train` does:
+    when the gestures need time (`learn.timecheck`), learning "membrane" with a leak and whole samples (live,
+    its state carries across windows); else counts with the stream transforms."""
     import numpy as np
     from tqdm import tqdm
 
+    from ..defaults import MEMBRANE_LR_SCALE
     from ..errors import ConfigError
     from ..learn.augment import StreamCrops
-    from ..learn.datadefaults import default_grid
+    from ..learn.datadefaults import choose_tau, default_grid
+    from ..learn.timecheck import check_time
     from ..learn.training import Augment, SampleArrays, learning_settings, train_epoch
     from ..snn import SpikingNetwork
     from ..snn.arch import DEFAULT_ARCH, InputMap
@@ -44,9 +48,19 @@ def train_gestures(args, out: Path, say) -> None:
         labels.append(c)
     data.labels = np.asarray(labels, np.int64)
     data.classes = list(CLASSES)
+    check = check_time(data, net.input_map.n_inputs, len(CLASSES), 2)
+    stream = StreamCrops()
+    if check.needed:
+        tau_us, _ = choose_tau(float(np.median([t[-1] - t[0] for t in data.t])), None, "membrane")
+        whole = learning_settings(DEFAULT_ARCH, several=False, stream=False)
+        net = SpikingNetwork(**{**net.config(), "learning": "membrane", "tau_us": tau_us,
+                                "lr": whole["lr"] * MEMBRANE_LR_SCALE, "lr_out": whole["lr_out"] * MEMBRANE_LR_SCALE})
+        stream = None
+    say(f"training: {check.describe()}: learning {net.learning}"
+        + (f", leak {net.tau_us / 1000:g} ms, whole samples" if net.tau_us else ", stream crops"))
     say(f"training: {net.arch} on {len(data)} gestures, {args.epochs} epochs (once; the model is kept at {out})")
     augment = Augment()
     for ep in range(args.epochs):
-        r = train_epoch(net, data, epoch=ep, epochs=args.epochs, augment=augment, stream=StreamCrops())
+        r = train_epoch(net, data, epoch=ep, epochs=args.epochs, augment=augment, stream=stream)
         say(f"training: epoch {ep + 1}/{args.epochs}, accuracy {r['accuracy']:.3f}, {r['seconds']:.1f} s")
     net.save(out)
