@@ -94,6 +94,7 @@ def backprop_counts(net, acts, e: np.ndarray, lr_scale: float) -> None:
         delta = np.zeros(layer.geo.n_out, np.float32)
         delta[act_out] = d + net.activity  # the spikes' own cost: d(activity * sum h)/dh
         a_in, x_in = acts[k]
+        layer.note_activity(*acts[k + 1])
         d = layer.backward(a_in, x_in, act_out, d, delta, net.layer_lr(k) * lr_scale, net.max_step, k > 0)
 
 

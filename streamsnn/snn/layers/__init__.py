@@ -10,13 +10,15 @@ from __future__ import annotations
 from .base import KINDS, Layer, LayerSpec, kind_of, register
 from .conv import ConvLayer
 from .dense import DenseLayer
+from .src import SrcLayer
 
 register(DenseLayer)
 register(ConvLayer)
+register(SrcLayer)
 
 
 def usage() -> str:
-    """The text forms of every kind, for messages ("conv:C:K[:S[:P]] or dense:N")."""
+    """The text forms of every kind, for messages ("conv:C:K[:S[:P]] or dense:N or src:N")."""
     return " or ".join(cls.usage for cls in KINDS.values())
 
 
