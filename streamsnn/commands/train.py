@@ -11,7 +11,9 @@ from pathlib import Path
 ORDER = 20
 
 ARCH_HELP = ("hidden layers, comma-separated: conv:C:K[:S[:P]] (C channels, KxK kernel, stride S = 1, "
-             "padding P = 0) or dense:N (N units), e.g. conv:16:5:2:2,conv:32:3:2:1,dense:128; "
+             "padding P = 0), dense:N (N units) or src:N (N recurrent spiking units: their own spikes feed back "
+             "into the layer; learned by one-step truncated backpropagation through time, not full BPTT), "
+             "e.g. conv:16:5:2:2,conv:32:3:2:1,dense:128 or conv:16:5:2:2,src:128; "
              "the output layer (one unit per class) is added. Default: the deep convolutional network "
              "%(default)s; dense:800 is the earlier one-layer network")
 

@@ -1,17 +1,19 @@
 """Architecture as data: layer specs (``conv:16:5:2:2,dense:128``), their shapes, and the input mapping.
 
-A network is a stack of hidden layers, each of a kind in the registry (``layers/``: dense or
-convolutional), then an output layer of one unit per class. The compact text form used by
+A network is a stack of hidden layers, each of a kind in the registry (``layers/``: dense,
+convolutional or recurrent), then an output layer of one unit per class. The compact text form used by
 ``streamsnn train --arch`` and the pipeline key ``[model] arch`` is a comma-separated list of
 
 - ``conv:C:K[:S[:P]]``: C output channels, K x K kernel, stride S (default 1), zero padding P
   (default 0); its units form a map of ``C x H' x W'`` with ``H' = (H + 2P - K) // S + 1``;
-- ``dense:N``: N units, each connected to every unit of the layer below.
+- ``dense:N``: N units, each connected to every unit of the layer below;
+- ``src:N``: N recurrent units (``layers/src.py``): dense input, and their own spikes feed back into the
+  layer through recurrent weights (N x N), kept in checkpoints as ``weight_k_rec``.
 
 The same layers are kept as a list of dicts (``{"kind": "conv", "channels": 16, "kernel": 5,
-"stride": 2, "padding": 2}``, ``{"kind": "dense", "units": 128}``) in checkpoints. Unit indices:
-the input grid is planar (``p * H * W + y * W + x``); a convolution's own units are channel-last
-(``(y * W' + x) * C + c``), the order its event-driven kernel writes them in.
+"stride": 2, "padding": 2}``, ``{"kind": "dense", "units": 128}``, ``{"kind": "src", "units": 64}``) in
+checkpoints. Unit indices: the input grid is planar (``p * H * W + y * W + x``); a convolution's own units
+are channel-last (``(y * W' + x) * C + c``), the order its event-driven kernel writes them in.
 
 Each layer is an ``layers.LayerSpec`` (kind plus sizes); what the sizes mean, how the text and dict
 forms read, and the shapes on an input all come from the kind's class in the registry
