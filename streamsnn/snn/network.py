@@ -15,40 +15,17 @@ from __future__ import annotations
 
 import math
 import secrets
-from dataclasses import dataclass, field
 
 import numpy as np
 
 from ..errors import InputError
 from . import guard, limits, propagate, settings
 from .arch import DEFAULT_ARCH, InputMap, check_sizes, format_arch, parse_arch
+from .decision import Decision, softmax
 from .guard import NonFinite
 from .layers.base import ArrayView
 
 LEARNING_MODES = settings.LEARNING_MODES
-
-
-@dataclass
-class Decision:
-    """One classification: the winning class, per-class scores, and what it cost.
-
-    ``scores`` is the output evidence (sum of output rows over last-layer spikes, plus bias,
-    decayed when the network leaks); ``confidence`` its softmax probability of ``label``;
-    ``events`` the input events used; ``spikes`` the spikes fired per hidden layer (outputs
-    accumulate, they do not spike).
-    """
-
-    label: int
-    scores: np.ndarray
-    confidence: float
-    events: int
-    spikes: tuple[int, ...] = field(default=())
-
-
-def softmax(s: np.ndarray) -> np.ndarray:
-    z = np.asarray(s, dtype=np.float64)
-    z = np.exp(z - z.max())
-    return z / z.sum()
 
 
 class SpikingNetwork:

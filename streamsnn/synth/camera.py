@@ -21,11 +21,30 @@ from ..events import EVENT_DTYPE, EventBatch
 
 
 @dataclass(frozen=True)
-class SaccadeParams:
-    """Sensor, motion and noise parameters of the synthetic camera (times in ms unless noted)."""
+class PixelParams:
+    """The simulated pixels' parameters (`Pixels`), shared by the saccade camera and the gesture set."""
 
     width: int = 34
     height: int = 34
+    #: Simulation step in microseconds; event times are interpolated within a step.
+    step_us: int = 1000
+    #: ON / OFF contrast thresholds (log intensity) and the Gaussian sigma of their per-pixel mismatch.
+    threshold_on: float = 0.28
+    threshold_off: float = 0.28
+    threshold_sigma: float = 0.03
+    #: Events of one pixel closer than this (microseconds) are lost.
+    refractory_us: int = 1500
+    #: Black level relative to white (the LCD's for the saccade camera).
+    background: float = 0.1
+    #: Gaussian blur of the optics, in image pixels (0 = none).
+    blur: float = 0.7
+
+
+@dataclass(frozen=True)
+class SaccadeParams(PixelParams):
+    """Sensor, motion and noise parameters of the synthetic camera (times in ms unless noted); the pixel model's
+    are `PixelParams`'."""
+
     #: Where the image's top-left corner lands on the sensor before the first saccade (x, y pixels).
     origin: tuple[float, float] = (0.4, 0.5)
     #: Sensor pixels per image pixel (how large the screen's digit appears).
@@ -38,22 +57,11 @@ class SaccadeParams:
     tilt: tuple[tuple[float, float], ...] = ((0.0, 80.0), (108.0, 85.0), (210.0, 95.0))
     #: Length of the recording (noise events fill it).
     length: float = 312.0
-    #: Simulation step in microseconds; event times are interpolated within a step.
-    step_us: int = 1000
-    #: ON / OFF contrast thresholds (log intensity) and the Gaussian sigma of their per-pixel mismatch.
-    threshold_on: float = 0.28
-    threshold_off: float = 0.28
-    threshold_sigma: float = 0.03
-    #: Events of one pixel closer than this (microseconds) are lost.
-    refractory_us: int = 1500
-    #: LCD black level relative to white, and the display gamma applied to the 0..255 grey levels.
-    background: float = 0.1
+    #: The display gamma applied to the 0..255 grey levels.
     gamma: float = 2.2
     #: Show the digit dark on a bright screen. Real N-MNIST looks like this: OFF events lead the
     #: motion and ON events trail it.
     negative: bool = True
-    #: Gaussian blur of the optics, in image pixels (0 = none).
-    blur: float = 0.7
     #: Background shot noise: events per pixel per second, and the fraction of them that are ON.
     noise_hz: float = 0.22
     noise_on_fraction: float = 0.99
@@ -113,8 +121,8 @@ def _blur(img: np.ndarray, sigma: float) -> np.ndarray:
 class Pixels:
     """The simulated sensor's pixels, shared by the saccade camera and the gesture set (`gestures.py`).
 
-    `params` needs width, height, threshold_on, threshold_off, threshold_sigma, refractory_us,
-    background, noise_hz and noise_on_fraction (as SaccadeParams has them). The per-pixel thresholds
+    `params` needs `PixelParams` (width, height, thresholds, refractory period, background, blur)
+    plus noise_hz and noise_on_fraction (as SaccadeParams has them). The per-pixel thresholds
     are drawn from `rng` once (the sensor's fixed pattern); every `view` then draws the pixels'
     reference phases and the background noise from the same generator.
     """

@@ -24,7 +24,7 @@ import numpy as np
 
 from ..errors import ConfigError
 from ..events import EventBatch
-from .camera import Pixels, _blur
+from .camera import PixelParams, Pixels, _blur
 
 #: The gesture classes, in label order.
 CLASSES = ("swipe_left", "swipe_right", "swipe_up", "swipe_down", "circle_cw", "circle_ccw",
@@ -37,8 +37,9 @@ REVERSED = {"swipe_left": "swipe_right", "swipe_up": "swipe_down", "circle_ccw":
 
 
 @dataclass(frozen=True)
-class GestureParams:
-    """Sensor and variation of the gesture set; (low, high) pairs are drawn uniformly per sample."""
+class GestureParams(PixelParams):
+    """Sensor and variation of the gesture set; (low, high) pairs are drawn uniformly per sample. The pixel
+    model's parameters are `PixelParams`' (the saccade camera's), on a 64x64 sensor."""
 
     width: int = 64
     height: int = 64
@@ -56,14 +57,6 @@ class GestureParams:
     #: Background shot noise: events per pixel per second (drawn per sample) and the ON fraction.
     noise_hz: tuple[float, float] = (0.1, 1.0)
     noise_on_fraction: float = 0.6
-    #: Pixel model, as in SaccadeParams.
-    step_us: int = 1000
-    threshold_on: float = 0.28
-    threshold_off: float = 0.28
-    threshold_sigma: float = 0.03
-    refractory_us: int = 1500
-    background: float = 0.1
-    blur: float = 0.7
 
     def check(self) -> None:
         """Raise ConfigError naming the first parameter that cannot work."""

@@ -135,21 +135,22 @@ class DenseLayer(Layer):
     error_spikes_ok = True
     usage = "dense:N"
 
+    # the spec side reads the kind from the class: a kind of N fully connected units (``src``) inherits it
     @classmethod
     def from_numbers(cls, nums):
-        return LayerSpec("dense", nums[0]) if len(nums) == 1 else None
+        return LayerSpec(cls.kind, nums[0]) if len(nums) == 1 else None
 
     @classmethod
     def from_dict(cls, d):
-        return LayerSpec("dense", int(d["units"]))
+        return LayerSpec(cls.kind, int(d["units"]))
 
     @classmethod
     def text(cls, spec):
-        return f"dense:{spec.units}"
+        return f"{cls.kind}:{spec.units}"
 
     @classmethod
     def as_dict(cls, spec):
-        return {"kind": "dense", "units": spec.units}
+        return {"kind": cls.kind, "units": spec.units}
 
     @classmethod
     def out_shape(cls, spec, in_shape):

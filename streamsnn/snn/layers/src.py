@@ -19,8 +19,8 @@ import numpy as np
 from numba import njit
 
 from ..kernels import integrate, renormalise
-from .base import Layer, LayerSpec, bounded_lr, sound
-from .dense import dense_backward
+from .base import Layer, bounded_lr, sound
+from .dense import DenseLayer, dense_backward
 
 #: The cascade's cap: one input event may cause at most CASCADE * N recurrent spikes (multiplicities counted)
 #: in a layer of N units. Beyond it the cascade stops firing: the spikes already fired still add their rows of R,
@@ -117,43 +117,19 @@ def src_forward(idx, cnt, t, start, W, R, phi, counts, theta, inv_tau, ref, emit
     return idx.shape[0], m
 
 
-class SrcLayer(Layer):
-    """``src:N``: N integrate-and-fire units with dense input weights (n_in, N) and recurrent weights (N, N)."""
+class SrcLayer(DenseLayer):
+    """``src:N``: N integrate-and-fire units with dense input weights (n_in, N) and recurrent weights (N, N).
+
+    The spec and the input weights' shape come from ``DenseLayer``; the kernel, the recurrent array, the step,
+    the guard (which covers R too) and the error spikes (refused) are its own."""
 
     kind = "src"
+    error_spikes_ok = False
     usage = "src:N"
-
-    @classmethod
-    def from_numbers(cls, nums):
-        return LayerSpec("src", nums[0]) if len(nums) == 1 else None
-
-    @classmethod
-    def from_dict(cls, d):
-        return LayerSpec("src", int(d["units"]))
-
-    @classmethod
-    def text(cls, spec):
-        return f"src:{spec.units}"
-
-    @classmethod
-    def as_dict(cls, spec):
-        return {"kind": "src", "units": spec.units}
-
-    @classmethod
-    def out_shape(cls, spec, in_shape):
-        return (spec.units, 1, 1)
 
     @classmethod
     def array_shapes(cls, geo):
         return {"": cls.weight_shape(geo), "rec": (geo.n_out, geo.n_out)}
-
-    @classmethod
-    def weight_shape(cls, geo):
-        return (geo.n_in, geo.n_out)
-
-    @classmethod
-    def fan_in(cls, geo):
-        return geo.n_in
 
     @classmethod
     def fan_out(cls, geo):  # the event's own firings, then at most CASCADE * N recurrent spikes
@@ -224,6 +200,5 @@ class SrcLayer(Layer):
     def finite(self, a_in):
         return sound(self.weight[a_in]) and sound(self.rec)
 
-    def relu(self, a):
-        """The ReLU twin of the input part only (``a @ W``): the recurrence has no twin."""
-        return a @ self.weight
+    error_spikes = Layer.error_spikes  # the paper's error spikes are for dense layers only
+    # relu: DenseLayer's, the input part only (``a @ W``): the recurrence has no twin
