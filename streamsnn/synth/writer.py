@@ -48,20 +48,26 @@ def write_label_list(path: str | Path, labels: dict[str, int]) -> None:
     Path(path).write_bytes(("\r\n".join(lines) + "\r\n").encode())
 
 
-def write_aedat4(path: str | Path, batch: EventBatch, camera: str = "streamsnn-synth") -> None:
+def write_aedat4(path: str | Path, batch: EventBatch, camera: str = "streamsnn-synth", *,
+                 tmp: str | Path | None = None) -> None:
     """Write one sample as an AEDAT4 file (dv-processing; the header holds the sensor size), via a
-    temporary file, then renamed."""
+    temporary file (`tmp`, default `.<name>` beside it; removed when writing fails), then renamed."""
     import dv_processing as dv
 
     path = Path(path)
-    tmp = path.with_name(f".{path.name}")  # dv-processing wants the .aedat4 ending; hidden: never read as a sample
+    # dv-processing wants the .aedat4 ending; hidden: never read as a sample
+    tmp = Path(tmp) if tmp is not None else path.with_name(f".{path.name}")
     ev = batch.events
     store = dv.EventStore()
     for t, x, y, p in zip(ev["t"].tolist(), ev["x"].tolist(), ev["y"].tolist(), (ev["p"] > 0).tolist()):
         store.push_back(t, x, y, p)
     config = dv.io.MonoCameraWriter.EventOnlyConfig(camera, (batch.width, batch.height))
     config.compression = dv.CompressionType.ZSTD  # about half the size of the default LZ4
-    writer = dv.io.MonoCameraWriter(str(tmp), config)
-    writer.writeEvents(store)
-    del writer  # closes the file
-    os.replace(tmp, path)
+    try:
+        writer = dv.io.MonoCameraWriter(str(tmp), config)
+        writer.writeEvents(store)
+        del writer  # closes the file
+        os.replace(tmp, path)
+    except BaseException:  # Ctrl-C or a full disk while writing: no half-written file stays behind
+        tmp.unlink(missing_ok=True)
+        raise
