@@ -31,6 +31,7 @@ from ..synth.writer import write_aedat4
 from ..textsafe import printable, shown
 from .classes import class_name
 from .folders import class_dirs
+from .probe import probe
 
 #: Prefix of the temporary file a sample is written to before it is renamed (hidden: never read as a sample).
 PARTIAL = ".partial-"
@@ -85,6 +86,7 @@ class Recorder:
         self.test_every = test_every
         self.notice = notice
         self._open_folder()
+        self.sensor: tuple[int, int] | None = None  # the sensor size of the samples in the folder
         self.counts: dict[str, dict[str, int]] = self._existing()
         self._label: str | None = None
         self._parts: list[np.ndarray] = []
@@ -119,6 +121,7 @@ class Recorder:
             if (self.folder / split).is_dir():
                 for name, files in class_dirs(self.folder / split):
                     counts.setdefault(name, {"train": 0, "test": 0})[split.lower()] = len(files)
+                    self.sensor = self.sensor or probe(files[0])[1]
         return counts
 
     @property
@@ -189,6 +192,11 @@ class Recorder:
         label = self.resolve(raw)
         if not len(batch):
             raise InputError(f"the sample of '{shown(label)}' holds no events; record it again")
+        size = (batch.width, batch.height)
+        if self.sensor and size != self.sensor:
+            raise InputError(f"{printable(str(self.folder))} holds samples of a {self.sensor[0]}x{self.sensor[1]} "
+                             f"sensor, this source is {size[0]}x{size[1]}; record into another folder")
+        self.sensor = size
         counts = self.counts.setdefault(label, {"train": 0, "test": 0})
         split = split_for(counts["train"] + counts["test"] + 1, self.test_every)
         folder = self.folder / split.capitalize() / label
