@@ -69,3 +69,7 @@ QUEUE_SIZE = 64
 POLICY = "block"
 #: Period of metrics messages and progress lines (pipeline.metrics_every_s).
 METRICS_EVERY_S = 5.0
+#: Recording (`streamsnn record`, the live view): seconds of stream per sample, and every how many samples of a
+#: class one goes to the Test split (the n-th when n is a multiple of it).
+RECORD_SECONDS = 2.0
+RECORD_TEST_EVERY = 5

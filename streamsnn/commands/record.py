@@ -5,6 +5,8 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+from .. import defaults as d
+
 ORDER = 55
 
 SPLIT_RULE = "the n-th sample of a class goes to Test when n is a multiple of --test-every, else to Train"
@@ -16,8 +18,9 @@ def add_parser(subparsers) -> None:
                        "into a dataset folder that info/train/eval read",
         description="Read a live source and write samples of --seconds of stream each as "
                     "FOLDER/Train/<class>/<class>-<n>.aedat4 and FOLDER/Test/<class>/... (AEDAT4 by dv-processing; "
-                    f"{SPLIT_RULE}, default 5). Interactive: type a class name (or its number in the list) and "
-                    "Enter to record one sample; the counts per class are shown as it goes; 'q' or Ctrl-D stops. "
+                    f"{SPLIT_RULE}, default {d.RECORD_TEST_EVERY}). Interactive: type a class name (or its "
+                    "number in the list) and Enter to record one sample; the counts per class are shown as it "
+                    "goes; 'q' or Ctrl-D stops. "
                     "With --class NAME --count N: N samples of one class, no questions. A sample is written under "
                     "a temporary name and renamed when complete: Ctrl-C or a crash never leaves half a file "
                     "(leftovers are removed at the next start). The source is --source SPEC or a pipeline file's "
@@ -30,9 +33,9 @@ def add_parser(subparsers) -> None:
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE",
                    help="override a source value, e.g. --set source.speed=0 (repeatable)")
     p.add_argument("--out", type=Path, required=True, metavar="FOLDER", help="dataset folder to record into")
-    p.add_argument("--seconds", type=float, default=2.0,
+    p.add_argument("--seconds", type=float, default=d.RECORD_SECONDS,
                    help="length of one sample in stream time (default %(default)s)")
-    p.add_argument("--test-every", type=int, default=5, metavar="N",
+    p.add_argument("--test-every", type=int, default=d.RECORD_TEST_EVERY, metavar="N",
                    help="every N-th sample of a class goes to Test (default %(default)s; 0 = all to Train)")
     p.add_argument("--classes", default="", metavar="A,B,...",
                    help="class names to list (and number) in the prompt before they have samples")
@@ -122,7 +125,8 @@ async def _record(args, rec, source, say) -> int:
     await source.open()
     flowing = asyncio.Event()
     pump = asyncio.create_task(_pump(source, rec, results, flowing))
-    say(f"recording {args.seconds:g} s samples into {args.out} ({SPLIT_RULE.replace('--test-every', str(args.test_every))})")
+    rule = SPLIT_RULE.replace("--test-every", str(args.test_every))
+    say(f"recording {args.seconds:g} s samples into {args.out} ({rule})")
     written = 0
     try:
         say("waiting for the source's first events ...")

@@ -17,13 +17,13 @@ crash are removed when a Recorder opens the folder.
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
 import numpy as np
 
+from .. import defaults as d
 from ..classnames import find
 from ..errors import ConfigError, InputError
 from ..events import EVENT_DTYPE, EventBatch
@@ -75,8 +75,8 @@ class Recorder:
     removed).
     """
 
-    def __init__(self, folder: str | Path, seconds: float, *, test_every: int = 5,
-                 notice: Callable[[str], None] = print) -> None:
+    def __init__(self, folder: str | Path, seconds: float = d.RECORD_SECONDS, *,
+                 test_every: int = d.RECORD_TEST_EVERY, notice: Callable[[str], None] = print) -> None:
         if not (seconds > 0 and np.isfinite(seconds)):
             raise ConfigError(f"--seconds must be a positive number, got {seconds}")
         if test_every < 0:
