@@ -10,6 +10,7 @@ import time
 import numpy as np
 import pytest
 from dv_util import event_writer, free_port, wait_for_client
+from mqtt_util import mosquitto  # noqa: F401  (a fixture)
 
 from streamsnn.cli import main
 from streamsnn.errors import InputError
@@ -112,6 +113,33 @@ def test_samples_from_a_dv_network_stream(tmp_path):
     assert ev["t"][0] >= 0 and ev["t"][-1] - ev["t"][0] == 99_900 and len(ev) == 1000
 
 
+@pytest.mark.slow  # ~9 s: a recording, then two processes starting beside a broker
+def test_samples_from_mqtt_event_packets(tmp_path, mosquitto):  # noqa: F811
+    digits = tmp_path / "digits"
+    assert main(["record", *SYNTH, "--out", str(digits), "--seconds", "0.2", "--class", "x", "--count", "2",
+                 "-q"]) == 0
+    out = tmp_path / "data"
+    rec = subprocess.Popen([sys.executable, "-m", "streamsnn", "record", "--source",
+                            f"mqtt://127.0.0.1:{mosquitto.port}/cam/events", "--out", str(out), "--seconds", "0.3",
+                            "--class", "seen", "--count", "2"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                           text=True)
+    pub = subprocess.Popen([sys.executable, "-m", "streamsnn", "publish", str(digits), "--broker",
+                            f"127.0.0.1:{mosquitto.port}", "--topic", "cam/events", "--speed", "5", "--loop", "-q"],
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        _, err = rec.communicate(timeout=120)
+    finally:
+        pub.terminate()
+        pub.wait(30)
+    assert rec.returncode == 0, err
+    ds = open_dataset(out)
+    assert ds.classes == ["seen"] and len(ds) == 2 and ds.sensor_size == (34, 34)
+    for sample in ds:
+        ev = sample.load().events
+        assert 0.25e6 < ev["t"][-1] - ev["t"][0] < 0.3e6  # 0.3 s of packets whose clocks each start at 0
+
+
+@pytest.mark.slow  # ~6 s: a process starting a real-time synthetic camera
 def test_ctrl_c_while_recording_leaves_no_file(tmp_path):
     out = tmp_path / "data"
     proc = subprocess.Popen([sys.executable, "-m", "streamsnn", "record", "--source", "synthetic", "--out", str(out),
@@ -122,7 +150,7 @@ def test_ctrl_c_while_recording_leaves_no_file(tmp_path):
     for line in proc.stdout:
         if "recording 'cup'" in line:
             break
-    time.sleep(0.5)
+    time.sleep(0.2)
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 130
