@@ -53,7 +53,6 @@ def test_synthetic_camera_into_class_folders_that_open_dataset_reads(tmp_path):
         assert 0.15e6 < ev["t"][-1] - ev["t"][0] < 0.2e6  # each sample covers its 0.2 s of stream, no more
 
 
-@pytest.mark.slow  # ~7 s: training's start-up, not the recording
 def test_recorded_folder_trains(tmp_path):
     out = tmp_path / "data"
     for name in ("a", "b"):
@@ -113,7 +112,6 @@ def test_samples_from_a_dv_network_stream(tmp_path):
     assert ev["t"][0] >= 0 and ev["t"][-1] - ev["t"][0] == 99_900 and len(ev) == 1000
 
 
-@pytest.mark.slow  # ~9 s: a recording, then two processes starting beside a broker
 def test_samples_from_mqtt_event_packets(tmp_path, mosquitto):  # noqa: F811
     digits = tmp_path / "digits"
     assert main(["record", *SYNTH, "--out", str(digits), "--seconds", "0.2", "--class", "x", "--count", "2",
@@ -139,7 +137,6 @@ def test_samples_from_mqtt_event_packets(tmp_path, mosquitto):  # noqa: F811
         assert 0.25e6 < ev["t"][-1] - ev["t"][0] < 0.3e6  # 0.3 s of packets whose clocks each start at 0
 
 
-@pytest.mark.slow  # ~6 s: a process starting a real-time synthetic camera
 def test_ctrl_c_while_recording_leaves_no_file(tmp_path):
     out = tmp_path / "data"
     proc = subprocess.Popen([sys.executable, "-m", "streamsnn", "record", "--source", "synthetic", "--out", str(out),
