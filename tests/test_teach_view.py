@@ -242,3 +242,28 @@ async def test_two_new_names_at_once_stay_within_max_classes(views):
     assert list(pipe.net.classes) == [*CLASSES, "cup"] and pipe.counters.classes_added == 1
     assert not b.learned  # the refused window may still be taught
     pipe._worker.shutdown()
+
+
+async def test_the_daemon_prints_a_generated_token_once_and_masks_a_chosen_one(capsys):
+    from streamsnn.config import build_config
+    from streamsnn.daemon import _start_liveview
+
+    net = SpikingNetwork((SIDE * SIDE * 2, 8, 3), classes=list(CLASSES), seed=0, input_shape=(SIDE, SIDE, 2))
+    cfg = build_config({"liveview": {"host": "0.0.0.0", "port": 0, "teach": True}})
+    sinks: list = []
+    await _start_liveview(cfg, None, sinks, "n", net, quiet=False)
+    try:
+        token = sinks[0].teaching.token
+        err = capsys.readouterr().err
+        assert f"live view teaching token: {token} " in err and f"#token={token}" in err
+    finally:
+        await sinks[0].close()
+    cfg = build_config({"liveview": {"port": 0, "teach": True, "teach_token": "s3cret"}})
+    assert cfg.masked()["liveview"]["teach_token"] == "***"
+    await _start_liveview(cfg, None, sinks, "n", net, quiet=False)
+    try:
+        assert sinks[1].teaching.token == "s3cret" and "s3cret" not in capsys.readouterr().err
+    finally:
+        await sinks[1].close()
+    off = build_config({"liveview": {"port": 0}})
+    assert off.liveview.teach is False and off.liveview.teach_token == ""  # off by default
