@@ -150,6 +150,10 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "decay_ms": Key(float, 50.0, "how fast events fade from the frame (time constant)", min=1),
         "max_clients": Key(int, 32, "connections served at once (each open page holds one); more are answered "
                            "503 with Retry-After", min=1),
+        "teach": Key(bool, False, "the page may teach: name what the camera sees (a class, or a new name when "
+                     "model.new_classes is on), sent as feedback with all its checks; off: POST /teach answers 403"),
+        "teach_token": Key(str, "", "token a teaching request must carry (empty: none on loopback; beyond "
+                           "loopback one is generated and printed at start)", secret=True),
     },
     "jsonl": {
         "path": Key(str, "", "append one JSON line per decision to this file (empty = off)"),

@@ -71,7 +71,7 @@ async def run_service(cfg: Config, *, quiet: bool = False, announce=None) -> int
         settings = settings_from_config(cfg, node)
     source = build_source(cfg, progress=not quiet, mqtt=settings)
     sinks = []
-    broker = mqtt_sink = pipe = None
+    broker = mqtt_sink = pipe = live = None
     stopping = False
     loop = asyncio.get_running_loop()
 
@@ -108,6 +108,7 @@ async def run_service(cfg: Config, *, quiet: bool = False, announce=None) -> int
                 announce(settings)
         if cfg.liveview.enabled:
             source = await _start_liveview(cfg, source, sinks, node, net, quiet)
+            live = sinks[-1]
         if cfg.source.kind == "mqtt":
             await source.open()
         pipe = Pipeline(
@@ -121,6 +122,8 @@ async def run_service(cfg: Config, *, quiet: bool = False, announce=None) -> int
             feedback=mqtt_sink.feedback if mqtt_sink is not None else None,
             extra_metrics=lambda: _extra_metrics(source, mqtt_sink),
         )
+        if live is not None:  # the page teaches through the same Teacher as MQTT feedback
+            live.teaching.connect(pipe.teacher)
         if stopping:
             pipe.stop()  # a signal arrived while starting: run() then only drains and saves
         notify("READY=1", f"STATUS=classifying as {node}")
@@ -176,11 +179,17 @@ async def _start_liveview(cfg: Config, source, sinks: list, node: str, net, quie
     lv = cfg.liveview
     live = await LiveView(lv.host, lv.port, fps=lv.fps, decay_ms=lv.decay_ms, max_clients=lv.max_clients,
                           classes=list(class_names(net)), title=f"streamsnn · {node}",
-                          model=f"{net.arch} → {net.n_classes} classes").start()
+                          model=f"{net.arch} → {net.n_classes} classes", teach=lv.teach,
+                          teach_token=lv.teach_token).start()
     sinks.append(live)
-    log.info("live view on %s", live.url)
+    t = live.teaching
+    log.info("live view on %s%s", live.url, (" (teaching on" + (", with a token)" if t.token else ")"))
+             if t.enabled else "")
     if not quiet:
         print(f"[streamsnn] live view: open {live.url}", file=sys.stderr, flush=True)
+    if t.generated:  # beyond loopback without liveview.teach_token: the only place this token is shown
+        print(f"[streamsnn] live view teaching token: {t.token} (open {live.url}#token={t.token}, or send it "
+              "as the X-Teach-Token header; set liveview.teach_token to choose it)", file=sys.stderr, flush=True)
     return tap(source, live.publish_events)
 
 

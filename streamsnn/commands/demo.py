@@ -52,6 +52,10 @@ def add_parser(subparsers) -> None:
                         "gestures trained on (default 500)")
     p.add_argument("--host", default="127.0.0.1", help="live view address (default %(default)s)")
     p.add_argument("--port", type=int, default=8080, help="live view port (default %(default)s; 0 = any free port)")
+    p.add_argument("--teach", action="store_true",
+                   help="the page may teach: name what the camera sees, or a new class (liveview.teach, "
+                        "model.new_classes); the windows are then unlabelled, as from a real camera, and the "
+                        "model learns only from what it is taught")
     p.add_argument("--speed", type=float, default=1.0, help="1 = real time, k = k times faster (default %(default)s)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE",
                    help="override a pipeline value, as for streamsnn run")
@@ -93,6 +97,11 @@ def main(args) -> int:
         say("camera: simulated saccade camera filming " + (
             "font-rendered digits with random pose" if images in (None, "font") else
             f"the digits in {images}" + (" (MNIST test images 101 on)" if _is_mnist(images) else "")))
+    if getattr(args, "teach", False):  # a label known for a window would refuse any other name for it
+        raw["liveview"]["teach"] = True
+        raw["segment"]["label_windows"] = False
+        raw["model"].update(learn_from_labels=False, new_classes=True)
+        say("teaching on: name what the camera sees on the page (a class, or a new name adds a class)")
     build_config(raw, "streamsnn demo", args.overrides)  # a wrong --set fails before any training
     try:
         ckpt = _model(args, images)

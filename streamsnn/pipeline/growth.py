@@ -32,9 +32,14 @@ class Growth:
         return exc
 
     def add(self, name: str) -> tuple[str, ...]:
-        """On the network's worker: a new output unit for `name`; returns the class names now."""
-        if classnames.find(name, self.net.classes) is not None:  # added meanwhile (feedback from two tasks)
+        """On the network's worker: a new output unit for `name`; returns the class names now.
+
+        Checked again here, in the worker's order: a class added meanwhile (feedback from two tasks, e.g.
+        MQTT and the live view) is found, not added twice; a model that filled up meanwhile refuses."""
+        if classnames.find(name, self.net.classes) is not None:
             return class_names(self.net)
+        if not self.may_add():
+            raise self.refusal(Refused("unknown_class", f"label '{shown(name, 40)}' is not a class of the model"))
         index = self.net.add_class(name, lr_boost=self.lr_boost)
         self.counters.classes_added += 1
         names = class_names(self.net)

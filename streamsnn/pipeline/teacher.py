@@ -5,8 +5,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from dataclasses import dataclass, field
 from typing import Awaitable, Callable
 
+from .. import classnames
 from ..textsafe import printable
 from .feedback import Recent, Refused, TokenBucket, judge, parse
 from .growth import Growth
@@ -17,6 +19,21 @@ from .stages import Classifier, class_names
 
 log = logging.getLogger(__name__)
 LOG_FIRST = 20  # refusals of one reason logged at WARNING; further ones at DEBUG
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What one feedback message did: `learned`, else the refusal's `reason` (a counter name) and `detail`.
+
+    When learned: `label` is the class name taught, `added` whether it added that class, and `window`
+    the window it taught (e.g. to record it too)."""
+
+    learned: bool
+    reason: str | None = None
+    detail: str = ""
+    label: str | None = None
+    added: bool = False
+    window: Window | None = field(default=None, repr=False, compare=False)
 
 
 class Teacher:
@@ -53,27 +70,41 @@ class Teacher:
 
     async def apply(self, msg) -> bool:
         """Teach the network the true label of a recent decision; True when it learned (see the class)."""
+        return (await self.teach(msg)).learned
+
+    async def teach(self, msg) -> Outcome:
+        """`apply`, saying what happened: learned (which class, added or not), or refused and why."""
         c = self.counters.feedback
         c["received"] += 1
         if not self.enabled:
             c["disabled"] += 1
-            return False
+            return Outcome(False, "disabled", "this daemon does not learn from feedback "
+                                              "(model.learn_from_feedback = false)")
         try:
             fb = parse(msg, self.max_bytes)
             classes = class_names(self.net)
             w, label = judge(fb, self.recent, classes, self.bucket, self.growth.may_add())
         except Refused as exc:
             exc = self.growth.refusal(exc)
-            return self._ignore(exc.reason, str(exc))
+            self._ignore(exc.reason, str(exc))
+            return Outcome(False, exc.reason, str(exc))
         w.learned = True  # before the worker runs: another message meanwhile is a duplicate
-        if label == len(classes):
-            names = await self.in_worker(self.growth.add, str(fb.label))
-            self.on_classes(names)  # the new class list goes out now, not with the next decision
+        added = label == len(classes)
+        if added:
+            try:  # on the worker, in turn: another message may have added a class since `judge`
+                classes = await self.in_worker(self.growth.add, str(fb.label))
+            except Refused as exc:  # the model filled up meanwhile
+                w.learned = False
+                self._ignore(exc.reason, str(exc))
+                return Outcome(False, exc.reason, str(exc))
+            label = classnames.find(str(fb.label), classes)  # its index now (another may have come first)
+            self.on_classes(classes)  # the new class list goes out now, not with the next decision
         d = await self.in_worker(self._learn, w, label)
         c["learned"] += 1
         self.counters.feedback_scored += 1
         self.counters.feedback_correct += int((w.predicted if w.predicted is not None else d.label) == label)
-        return True
+        return Outcome(True, label=str(classes[label]), added=added, window=w,
+                       detail=f"learned '{classes[label]}'" + (" (a new class)" if added else ""))
 
     def _learn(self, w: Window, label: int):
         """On the worker: learn the label of a decided window, scoring the prediction published for it."""

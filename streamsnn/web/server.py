@@ -29,8 +29,9 @@ MAX_CLIENTS = 32       # connections served at once (liveview.max_clients)
 HEADER_TIMEOUT_S = 5.0  # the request line and headers must arrive within this
 SEND_TIMEOUT_S = 30.0  # a client that accepts no data for this long is dropped
 RETRY_AFTER_S = 10     # told to clients refused because the view is full
-REASONS = {200: "OK", 400: "Bad Request", 404: "Not Found", 405: "Method Not Allowed", 408: "Request Timeout",
-           503: "Service Unavailable"}
+REASONS = {200: "OK", 400: "Bad Request", 403: "Forbidden", 404: "Not Found", 405: "Method Not Allowed",
+           408: "Request Timeout", 409: "Conflict", 411: "Length Required", 413: "Content Too Large",
+           429: "Too Many Requests", 500: "Internal Server Error", 503: "Service Unavailable"}
 
 
 class _Client:
@@ -77,9 +78,13 @@ class LiveServer:
                 return await self._reply(writer, 408, "text/plain", b"no request within the time allowed\n")
             except (asyncio.IncompleteReadError, asyncio.LimitOverrunError, ValueError):
                 return await self._reply(writer, 400, "text/plain", b"bad request\n")
+            path = target.split("?", 1)[0]
+            if path == "/teach":
+                if method != "POST":
+                    return await self._reply(writer, 405, "text/plain", b"only POST\n", extra="Allow: POST\r\n")
+                return await self._teach(head, reader, writer)
             if method not in ("GET", "HEAD"):
                 return await self._reply(writer, 405, "text/plain", b"only GET\n", head_only=False)
-            path = target.split("?", 1)[0]
             head_only = method == "HEAD"
             if path in ("/", "/index.html"):
                 page = resources.files("streamsnn.web").joinpath("index.html").read_bytes()
@@ -93,7 +98,8 @@ class LiveServer:
             elif path == "/events" and not head_only:
                 await self._stream(reader, writer)
             else:
-                await self._reply(writer, 404, "text/plain", b"not found: try /, /events, /frame.png, /metrics.json\n")
+                await self._reply(writer, 404, "text/plain",
+                                  b"not found: try /, /events, /frame.png, /metrics.json, POST /teach\n")
         except (ConnectionError, asyncio.IncompleteReadError):
             pass
         except asyncio.CancelledError:  # the view closes: end quietly (asyncio logs a handler that is cancelled)
@@ -107,6 +113,17 @@ class LiveServer:
             self._tasks.discard(task)
             await self._close(writer, abort or self._closing, 1.0 if full else self.send_timeout_s)
             self._writers.discard(writer)
+
+    async def _teach(self, head: bytes, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        """POST /teach: the body is a feedback message, handed to the daemon by `teach.Teaching`."""
+        headers = {}
+        for line in head.decode("latin-1").split("\r\n")[1:]:
+            name, sep, value = line.partition(":")
+            if sep:
+                headers[name.strip().lower()] = value.strip()
+        status, answer = await self.teaching.handle(headers, reader, self.header_timeout_s, lambda: self.classes)
+        await self._reply(writer, status, "application/json", _json(answer).encode(),
+                          extra="Retry-After: 1\r\n" if status == 429 else "")
 
     async def _close(self, writer: asyncio.StreamWriter, abort: bool, timeout: float) -> None:
         """Close the connection; one that does not take what is left to send within `timeout` is cut."""
@@ -146,7 +163,8 @@ class LiveServer:
     async def _stream(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nCache-Control: no-store\r\n"
                      b"Connection: keep-alive\r\n\r\nretry: 1000\n\n")
-        writer.write(_sse("hello", {"title": self.title, "classes": self.classes, "model": self.model}))
+        writer.write(_sse("hello", {"title": self.title, "classes": self.classes, "model": self.model,
+                                    "teach": self.teaching.public()}))
         if self.last_decision is not None:
             writer.write(_sse("decisions", [self.last_decision]))
         if "decided" in self._latest:

@@ -11,7 +11,9 @@ source with `tap(source, live.publish_events)`). It serves, on a plain asyncio s
                       window's own events: what the decision was made on), `decisions` (every decision
                       since the last message, at most `KEEP`, with window times and wall time) and `metrics`
 - `GET /frame.png`    the latest accumulated frame (ON events green, OFF events red, fading)
-- `GET /metrics.json` the latest metrics, last decision, frame number and connection counts
+- `GET /metrics.json` the latest metrics, last decision, frame number, connection and teaching counts
+- `POST /teach`       a feedback message naming what a recent window shows (`teach.Teaching`: off unless
+                      `teach`; with a token beyond loopback), answered with learned or refused and why
 
 Events are histogrammed with NumPy as they arrive, each fading with its age (time constant `decay_ms`),
 onto a canvas of at most `MAX_CANVAS_SIDE` pixels a side (a larger sensor is binned by a whole factor,
@@ -56,6 +58,7 @@ from .server import (  # noqa: F401 - public here too
     _json,
     _Message,
 )
+from .teach import Teaching
 
 log = logging.getLogger("streamsnn.liveview")
 
@@ -102,7 +105,7 @@ class LiveView(LiveServer):
     def __init__(self, host: str = "127.0.0.1", port: int = 8080, *, fps: float = 10.0, decay_ms: float = 50.0,
                  classes: list[str] | None = None, title: str = "streamsnn", model: str = "",
                  max_clients: int = MAX_CLIENTS, header_timeout_s: float = HEADER_TIMEOUT_S,
-                 send_timeout_s: float = SEND_TIMEOUT_S):
+                 send_timeout_s: float = SEND_TIMEOUT_S, teach: bool = False, teach_token: str = ""):
         if not max_clients >= 1:
             raise ConfigError(f"liveview.max_clients must be at least 1, got {max_clients}")
         self.host, self.port, self.fps, self.decay_s = host, port, fps, decay_ms / 1000.0
@@ -140,6 +143,7 @@ class LiveView(LiveServer):
         self._tasks: set[asyncio.Task] = set()
         self._render_task: asyncio.Task | None = None
         self._wanted = asyncio.Event()
+        self.teaching = Teaching(teach, teach_token, host)  # POST /teach; the daemon connects its Teacher
 
     # -- lifecycle --------------------------------------------------------------------------------
     async def start(self) -> LiveView:
@@ -310,4 +314,5 @@ class LiveView(LiveServer):
                 "decisions": self.decisions, "decision": self.last_decision, "metrics": self.metrics,
                 "decided": {k: v for k, v in (self.decided or {}).items() if k != "frame"} or None,
                 "clients": {"open": self._open, "streams": len(self._clients), "max": self.max_clients,
-                            "refused": self.refused, "dropped": self.dropped}}
+                            "refused": self.refused, "dropped": self.dropped},
+                "teach": {**self.teaching.public(), **self.teaching.counts}}
