@@ -36,10 +36,11 @@ BENCHES = {
     "incremental": ("bench_incremental", "run", "Class-incremental learning: a new digit introduced by feedback"),
     "own_data": ("bench_own_data", "run", "Own data: train defaults vs a scikit-learn MLP"),
     "robust": ("bench_robust", "run", "Robustness: the default train on real datasets over seeds, vs an MLP"),
+    "fewshot": ("bench_fewshot", "run", "Few-shot teaching: a new class taught by its examples only, through feedback"),
     "time": ("bench_time", "run", "Time: counting and temporal learning rules on order-only tasks, gestures, N-MNIST"),
 }
 #: Too long for --quick (each trains several networks for many epochs); run them with --only NAME.
-SLOW = ("sim2real", "deep", "incremental", "own_data", "robust", "time")
+SLOW = ("sim2real", "deep", "incremental", "fewshot", "own_data", "robust", "time")
 
 
 def run_snn(ctx: Context) -> Result:

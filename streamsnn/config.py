@@ -109,6 +109,10 @@ SCHEMA: dict[str, dict[str, Key]] = {
                            min=2),
         "new_class_lr": Key(float, d.NEW_CLASS_LR, "output learning-rate multiplier of a class added by feedback (see "
                             "benchmarks/bench_incremental.py)", min=0),
+        "rehearse": Key(int, d.REHEARSE, "after each window taught by feedback, replay this many kept examples of "
+                        "the other classes so they are not forgotten (0 = off, at most 64; see docs/daemon.md)", min=0),
+        "memory_per_class": Key(int, d.MEMORY_PER_CLASS, "examples kept per class for rehearsal (from training, then "
+                                "from taught windows; saved in the checkpoint; at most 1000)", min=0),
         "save_every_s": Key(float, 60.0, "checkpoint period in seconds (0 = only at exit)", min=0),
     },
     "pipeline": {

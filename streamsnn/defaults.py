@@ -53,6 +53,12 @@ FEEDBACK_LR_SCALE = 0.1
 #: A class added by feedback learns its output weights this many times faster (model.new_class_lr):
 #: chosen in benchmarks/bench_incremental.py.
 NEW_CLASS_LR = 100.0
+#: After each window taught by feedback, this many kept examples of the other classes are replayed
+#: (model.rehearse), from a memory of at most MEMORY_PER_CLASS examples per class (model.memory_per_class),
+#: so teaching one class does not erase the others: chosen on held-out training samples
+#: (benchmarks/bench_fewshot.py, snn/memory.py).
+REHEARSE = 3
+MEMORY_PER_CLASS = 10
 #: Feedback learned per second at most on average (model.feedback_per_s), and at once (model.feedback_burst).
 FEEDBACK_PER_S = 10.0
 FEEDBACK_BURST = 20

@@ -304,6 +304,7 @@ def run(args) -> int:
         f"from {len(args.data)} folder(s), {len(test) if test else 0} test samples"
         f"{f' from {test_from}' if test else ''}, {s['epochs']} epochs, augment={'on' if aug else 'off'}, "
         f"stream crops={'on' if args.stream_crops else 'off'}")
+    net.memory.fill(net, train)  # examples per class kept for rehearsal when the daemon is taught one class
     augment = Augment(**aug) if aug else None
     stream = StreamCrops() if args.stream_crops else None
     epochs = []

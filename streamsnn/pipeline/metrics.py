@@ -41,6 +41,7 @@ class Counters:
     feedback_scored: int = 0
     feedback_correct: int = 0
     classes_added: int = 0
+    rehearsed: int = 0  # kept examples replayed after taught windows (snn.memory)
     checkpoints: int = 0
     checkpoint_errors: int = 0
     started: float = field(default_factory=time.monotonic)
@@ -76,6 +77,7 @@ class Metrics:
             "feedback_accuracy": round(c.feedback_correct / c.feedback_scored, 4) if c.feedback_scored else None,
             "classes": len(net.classes),
             "classes_added": c.classes_added,
+            "rehearsed": c.rehearsed,
             "samples_seen": int(net.samples_seen),
             "events_seen": int(net.events_seen),
             "updates": int(net.updates),

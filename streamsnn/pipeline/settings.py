@@ -22,7 +22,9 @@ class PipelineSettings:
     `feedback_per_s` a second on average with bursts of `feedback_burst` (0: no limit); learned at the
     learning rates times `feedback_lr_scale`. Class growth (`growth.Growth`): with `new_classes`, an
     unknown class name adds an output while the model has fewer than `max_classes` classes, its
-    output learning `new_class_lr` times faster. Metrics every `metrics_every_s`; the checkpoint
+    output learning `new_class_lr` times faster. Rehearsal (`snn.memory`): after each taught window
+    `rehearse` kept examples of the other classes are replayed, from at most `memory_per_class` per class.
+    Metrics every `metrics_every_s`; the checkpoint
     `checkpoint` (None: not saved) every `save_every_s` (0: only at exit).
     """
 
@@ -39,6 +41,8 @@ class PipelineSettings:
     new_classes: bool = False
     max_classes: int = d.MAX_CLASSES_GROWN
     new_class_lr: float = d.NEW_CLASS_LR
+    rehearse: int = d.REHEARSE
+    memory_per_class: int = d.MEMORY_PER_CLASS
     metrics_every_s: float = d.METRICS_EVERY_S
     checkpoint: Path | None = None
     save_every_s: float = 0.0
@@ -46,11 +50,15 @@ class PipelineSettings:
     def __post_init__(self) -> None:
         numbers = dict(feedback_lr_scale=self.feedback_lr_scale, new_class_lr=self.new_class_lr,
                        feedback_per_s=self.feedback_per_s, metrics_every_s=self.metrics_every_s,
-                       save_every_s=self.save_every_s, max_classes=self.max_classes)
+                       save_every_s=self.save_every_s, max_classes=self.max_classes, rehearse=self.rehearse,
+                       memory_per_class=self.memory_per_class)
         if not (all(v >= 0 and math.isfinite(v) for v in numbers.values()) and self.new_class_lr > 0
                 and self.metrics_every_s > 0 and self.max_classes >= 2):
             raise ConfigError(f"pipeline settings must be finite and >= 0 (new_class_lr, metrics_every_s > 0, "
                               f"max_classes >= 2), got {numbers}")
+        if not (0 <= self.rehearse <= 64 and 0 <= self.memory_per_class <= 1000):
+            raise ConfigError(f"rehearse must be 0..64 and memory_per_class 0..1000, got {self.rehearse} and "
+                              f"{self.memory_per_class}")
         if self.max_classes > MAX_CLASSES:
             raise ConfigError(f"max_classes must be at most {MAX_CLASSES}, got {self.max_classes}")
 
@@ -65,4 +73,5 @@ class PipelineSettings:
                    recent=m.recent, recent_events=m.recent_events, max_feedback_bytes=max_feedback_bytes,
                    feedback_per_s=m.feedback_per_s, feedback_burst=m.feedback_burst,
                    feedback_lr_scale=m.feedback_lr_scale, new_classes=m.new_classes, max_classes=m.max_classes,
-                   new_class_lr=m.new_class_lr, checkpoint=checkpoint, save_every_s=m.save_every_s)
+                   new_class_lr=m.new_class_lr, rehearse=m.rehearse, memory_per_class=m.memory_per_class,
+                   checkpoint=checkpoint, save_every_s=m.save_every_s)

@@ -45,7 +45,9 @@ class Teacher:
     against the window's known true label, at most `feedback_per_s` times a second on average with
     bursts of `feedback_burst` (a `TokenBucket` on `clock`). It scores the prediction published for the
     window (delayed progressive validation) and learns with the learning rates times
-    `feedback_lr_scale`. A class name the model lacks goes to `growth`; the new class list is handed
+    `feedback_lr_scale`, then replays `rehearse` kept examples of the other classes (`snn.memory`: teaching one
+    class does not erase the others; counted in `counters.rehearsed`). A class name the model lacks goes to
+    `growth`; the new class list is handed
     to `on_classes` at once. All network calls go through `in_worker` (the network's worker thread).
     """
 
@@ -57,6 +59,10 @@ class Teacher:
         self.enabled = bool(settings.learn_from_feedback)
         self.max_bytes = settings.max_feedback_bytes
         self.lr_scale = float(settings.feedback_lr_scale)
+        self.rehearse = int(settings.rehearse)
+        memory = getattr(net, "memory", None)
+        if memory is not None:
+            memory.per_class = int(settings.memory_per_class)
         self.bucket = TokenBucket(settings.feedback_per_s, settings.feedback_burst, clock)
 
     async def loop(self, queue: asyncio.Queue) -> None:
@@ -107,8 +113,15 @@ class Teacher:
                        detail=f"learned '{classes[label]}'" + (" (a new class)" if added else ""))
 
     def _learn(self, w: Window, label: int):
-        """On the worker: learn the label of a decided window, scoring the prediction published for it."""
-        return self.net.learn_one(w.batch, label, prediction=w.predicted, lr_scale=self.lr_scale)
+        """On the worker: learn the label of a decided window, scoring the prediction published for it; then
+        replay `rehearse` kept examples of the other classes and keep this window as an example of its class."""
+        d = self.net.learn_one(w.batch, label, prediction=w.predicted, lr_scale=self.lr_scale)
+        memory = getattr(self.net, "memory", None)
+        if memory is not None:
+            self.counters.rehearsed += memory.rehearse(self.net, label, self.rehearse, self.lr_scale)
+            idx, t = self.net.input_events(w.batch)
+            memory.add(idx, t if getattr(self.net, "tau_us", None) is not None else None, label)
+        return d
 
     def _ignore(self, reason: str, detail: str) -> bool:
         c = self.counters.feedback

@@ -5,7 +5,9 @@ for layer k's weights, ``weight_k_NAME`` for any other array of its kind; then `
 output layer, L hidden layers) and ``bias``; JSON ``config`` with ``arch`` (list of layer dicts), ``input_map`` (sensor,
 roi, grid), ``classes`` (names in output order, including classes added by feedback) and the
 learning settings (``class_lr`` only when a class has its own output rate; ``chosen``, what `train` chose on
-held-out training samples, only when it searched: a small flat dict, `check_chosen`); JSON ``counters``.
+held-out training samples, only when it searched: a small flat dict, `check_chosen`); JSON ``counters``;
+optionally the rehearsal memory (``memory_idx``, ``memory_len``, ``memory_label``, ``memory_t``: integers, see
+``memory.Memory``; files without it load with an empty memory).
 Format 1 (the one-hidden-layer network, arrays ``W1``, ``W2``, ``b2``, config ``sizes`` and
 ``input_shape``) still loads, as a one-dense-layer network with classes "0".."n-1".
 """
@@ -33,8 +35,11 @@ READABLE = (1, 2)
 _META_KEYS = ("format", "version", "config", "counters")
 #: The arrays of format 2 and of format 1; any other member is never read.
 _ARRAY_NAME = re.compile(r"weight_\d{1,3}(?:_[a-z][a-z0-9]{0,15})?|bias|W1|W2|b2")
+#: The rehearsal memory's arrays (``memory.Memory.arrays``; integers, optional).
+_MEMORY_NAME = re.compile(r"memory_(?:idx|len|label|t)")
 #: Largest checkpoint file: every parameter stored as float64, plus room for the config.
-MAX_FILE_BYTES = 8 * limits.MAX_PARAMETERS + (16 << 20)
+MAX_MEMORY_VALUES = 1 << 26  # the rehearsal memory's arrays together
+MAX_FILE_BYTES = 8 * (limits.MAX_PARAMETERS + MAX_MEMORY_VALUES) + (16 << 20)
 MAX_WEIGHT = limits.MAX_WEIGHT  # largest magnitude of a stored weight or bias
 
 
@@ -123,6 +128,8 @@ def load_checkpoint(path) -> tuple[int, dict[str, np.ndarray], dict, dict]:
                                     for k in ("config", "counters"))
                 wanted = sorted(n for n in names if _ARRAY_NAME.fullmatch(n))
                 arrays = npzread.read_members(zf, wanted, max_elements=limits.MAX_PARAMETERS, kinds="f")
+                kept = sorted(n for n in names if _MEMORY_NAME.fullmatch(n))
+                arrays.update(npzread.read_members(zf, kept, max_elements=MAX_MEMORY_VALUES, kinds="iu"))
     except CheckpointError:
         raise
     except (zipfile.BadZipFile, EOFError, OSError, ValueError, KeyError, IndexError, OverflowError,
@@ -196,7 +203,8 @@ def save_network(net, path) -> Path:
             wrong = str(exc)
     if wrong is not None:
         raise CheckpointError(f"model not saved to {path}: {wrong}; the file there is kept as it was")
-    return save_checkpoint(path, network_arrays(net), {**net.config(), **({"chosen": chosen} if chosen else {})},
+    arrays = {**network_arrays(net), **net.memory.arrays()}
+    return save_checkpoint(path, arrays, {**net.config(), **({"chosen": chosen} if chosen else {})},
                            net.counters())
 
 
@@ -313,5 +321,9 @@ def load_network(cls, path, any_names: bool = False):
         layer.set_arrays({sfx: arrays[array_name(k, sfx)] for sfx in layer.array_shapes(layer.geo)})
     net.out_weight = np.ascontiguousarray(arrays[array_name(len(net.hidden))], dtype=np.float32)
     net.bias = np.ascontiguousarray(arrays["bias"], dtype=np.float32)
+    try:
+        net.memory.load_arrays(arrays, net.input_map.n_inputs, net.n_classes)
+    except ValueError as exc:
+        raise CheckpointError(f"{path}: its rehearsal memory is unusable ({exc}); the file is damaged") from None
     net.restore_counters(vals, token)
     return net

@@ -61,7 +61,8 @@ def remove_class(net, name) -> int:
     weights, its bias, its output learning-rate multiplier (`class_lr`), its evidence (`scores`) and
     its error-spike state go, and `model_version` changes. The other classes keep their weights and
     biases, so their scores for any input are unchanged; the classes after it move down by one
-    output. A model keeps at least 2 classes. Meant for a model at rest (`streamsnn classes`): a
+    output (and so do their kept examples, ``memory``; the removed class's go). A model keeps at least 2
+    classes. Meant for a model at rest (`streamsnn classes`): a
     running daemon's recent decisions name outputs by index.
     """
     index = class_index(net, name)
@@ -74,6 +75,7 @@ def remove_class(net, name) -> int:
     net.scores = np.ascontiguousarray(net.scores[keep])
     net.out_herd = np.ascontiguousarray(net.out_herd[keep])
     del net.classes[index]
+    net.memory.drop_class(index)
     net.updates += 1  # the model changed: a new model_version
     return index
 

@@ -24,6 +24,7 @@ from .arch import DEFAULT_ARCH, InputMap, check_sizes, format_arch, parse_arch
 from .decision import Decision, softmax
 from .guard import NonFinite
 from .layers.base import ArrayView
+from .memory import Memory
 
 LEARNING_MODES = settings.LEARNING_MODES
 
@@ -89,6 +90,9 @@ class SpikingNetwork:
         #: A leaky network's spikes of the last call per hidden layer (unit, multiplicity, time): views of the
         #: layers' output buffers, valid until the next call (``learn.traces`` reads them).
         self.spike_trains = [None] * len(self.hidden)
+        #: Examples kept per class, replayed when one class is taught (``memory.Memory``; saved in checkpoints).
+        self.memory = Memory(seed=self.seed)
+        self.last_features = None  # the last-layer spike counts of the last window learned
         self.reset()
 
     # -- description ----------------------------------------------------------------------------
@@ -248,14 +252,15 @@ class SpikingNetwork:
 
     # -- learning -----------------------------------------------------------------------------
     def learn_indices(self, idx: np.ndarray, label: int, t: np.ndarray | None = None,
-                      lr_scale: float = 1.0, *, prediction: int | None = None) -> Decision:
+                      lr_scale: float = 1.0, *, prediction: int | None = None, score: bool = True) -> Decision:
         """``learn_one`` on precomputed input units; ``lr_scale`` multiplies every learning rate.
 
         Without ``prediction``: test then train (the window is counted in ``samples_seen`` and the
         prediction made here is scored in the progressive accuracy). With ``prediction`` (the label
         published when the window was decided, e.g. for feedback that arrives later): that prediction
         is scored, and the window is not counted again; a leaky network then learns from the window
-        on a fresh state and keeps its running state (the stream goes on where it was).
+        on a fresh state and keeps its running state (the stream goes on where it was). ``score=False``: the
+        progressive accuracy does not count it (a rehearsed example, ``memory.Memory.rehearse``).
         """
         from .learn import activity, backprop_counts, backprop_spikes, traces
 
@@ -270,8 +275,9 @@ class SpikingNetwork:
             if saved is not None:
                 self.reset()
             d = self.predict_indices(idx, t, count=not later)
-            self.progressive_total += 1
-            self.progressive_correct += int((int(prediction) if later else d.label) == label)
+            self.last_features = self.counts[-1].astype(np.float32)
+            self.progressive_total += int(score)
+            self.progressive_correct += int(score and (int(prediction) if later else d.label) == label)
             if len(idx) == 0:
                 return d
             over = self.learn_scale(len(idx))
