@@ -38,6 +38,7 @@ BENCHES = {
     "robust": ("bench_robust", "run", "Robustness: the default train on real datasets over seeds, vs an MLP"),
     "fewshot": ("bench_fewshot", "run", "Few-shot teaching: a new class taught by its examples only, through feedback"),
     "time": ("bench_time", "run", "Time: counting and temporal learning rules on order-only tasks, gestures, N-MNIST"),
+    "live": ("bench_live", "run", "Live capacity: real recordings through the daemon, ever faster, against the kernel"),
 }
 #: Too long for --quick (each trains several networks for many epochs); run them with --only NAME.
 SLOW = ("sim2real", "deep", "incremental", "fewshot", "own_data", "robust", "time")

@@ -82,7 +82,7 @@ def test_every_docs_page_is_in_the_nav():
 
 
 #: Counters in the metrics, written like keys (section.name) in the README and the docs.
-METRICS = {"segment.cut", "segment.restarts", "segment.unfed", "source.bad_packets", "source.dropped",
+METRICS = {"segment.cut", "segment.restarts", "segment.unfed", "source.bad_packets", "source.dropped", "source.late",
            "mqtt.feedback_dropped", "mqtt.incoming_dropped", "feedback.retained"}
 NAMED = {key for text in PAGES.values()
          for key in re.findall(r"`((?:source|segment|model|pipeline|mqtt|console|liveview|jsonl)\.[a-z_]+)`", text)}

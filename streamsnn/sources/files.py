@@ -65,7 +65,8 @@ class ReplaySource(SourceBase):
       cut into samples), so a stuck file never blocks a stop.
     - Pacing by sensor time: `speed=1.0` real time, `speed=k` k times faster, `speed=0` unpaced.
       Each batch goes out when its sensor time has elapsed (a sample when it ends), on fixed
-      wall-clock deadlines, so the replay does not drift.
+      wall-clock deadlines, so the replay does not drift. A reader that falls behind gets the overdue
+      batches at once; those over 10 ms late are counted in `counters["late"]`.
     - `loop` repeats forever; `limit` caps the number of samples (a file counts as one per pass).
     `meta` also holds `pass` (0-based repeat count) and `index` (sample number within the pass).
     """
@@ -81,6 +82,7 @@ class ReplaySource(SourceBase):
         self.shuffle, self.seed, self.chunk_us = shuffle, seed, chunk_us
         self.pacer = Pacer(speed)
         self.counters["bad_samples"] = 0
+        self.counters["late"] = 0  # batches that went out over 10 ms behind their paced time (see _paced)
         self.dataset = None  # set by open() for a folder
         self.recording: EventBatch | None = None  # the first recording decoded (one file or a folder)
         self.files: list[Path] = []  # set by open() for one file or a folder of recordings
@@ -151,6 +153,13 @@ class ReplaySource(SourceBase):
             raise
 
     # -- replay ----------------------------------------------------------------------------------
+    async def _paced(self, offset_us: float) -> None:
+        """Wait until the item at `offset_us` is due. An item already over 10 ms overdue (the reader, e.g.
+        an overloaded pipeline, fell behind the pace) is counted in `counters["late"]`: a paced replay
+        that is late does not drop, it falls behind, and this says so."""
+        await self.pacer.wait(offset_us)
+        self.counters["late"] = self.pacer.late
+
     def _order(self, n: int, rng: np.random.Generator) -> list[int]:
         return list(rng.permutation(n)) if self.shuffle else list(range(n))
 
@@ -182,7 +191,7 @@ class ReplaySource(SourceBase):
                 shifted = rec if shift == 0 else rec.with_events(_shift(rec.events, shift))
                 chunks = list(time_chunks(shifted, chunk_us))
                 for k, (chunk, end) in enumerate(chunks):
-                    await self.pacer.wait(at + end)
+                    await self._paced(at + end)
                     yield chunk.with_meta(meta={"pass": passes, "index": index,
                                                "end_of_sample": k == len(chunks) - 1})
                 at += rec.duration_us + chunk_us  # a chunk's gap before the next recording
@@ -247,10 +256,10 @@ class ReplaySource(SourceBase):
                     if self.chunk_us:
                         chunks = list(time_chunks(batch, self.chunk_us))
                         for k, (chunk, end) in enumerate(chunks):
-                            await self.pacer.wait(offset + end)
+                            await self._paced(offset + end)
                             yield chunk.with_meta(meta={**meta, "end_of_sample": k == len(chunks) - 1})
                     else:
-                        await self.pacer.wait(offset + batch.duration_us)
+                        await self._paced(offset + batch.duration_us)
                         yield batch.with_meta(meta={**batch.meta, **meta, "end_of_sample": True})
                     offset += batch.duration_us
                     emitted += 1
