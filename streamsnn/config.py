@@ -156,6 +156,8 @@ SCHEMA: dict[str, dict[str, Key]] = {
                            "503 with Retry-After", min=1),
         "teach": Key(bool, False, "the page may teach: name what the camera sees (a class, or a new name when "
                      "model.new_classes is on), sent as feedback with all its checks; off: POST /teach answers 403"),
+        "record_to": Key(str, "", "with teach on: also write every window taught from the page into this folder, "
+                         "as class folders that train reads (the layout of streamsnn record; empty = off)"),
         "teach_token": Key(str, "", "token a teaching request must carry (empty: none on loopback; beyond "
                            "loopback one is generated and printed at start)", secret=True),
     },

@@ -183,6 +183,11 @@ async def _start_liveview(cfg: Config, source, sinks: list, node: str, net, quie
                           teach_token=lv.teach_token).start()
     sinks.append(live)
     t = live.teaching
+    if lv.teach and lv.record_to:  # the taught windows also become a dataset
+        from .web.teach import record_taught
+
+        t.on_taught = record_taught(lv.record_to)
+        log.info("windows taught from the page are recorded into %s", lv.record_to)
     log.info("live view on %s%s", live.url, (" (teaching on" + (", with a token)" if t.token else ")"))
              if t.enabled else "")
     if not quiet:

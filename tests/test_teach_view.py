@@ -267,3 +267,27 @@ async def test_the_daemon_prints_a_generated_token_once_and_masks_a_chosen_one(c
         await sinks[1].close()
     off = build_config({"liveview": {"port": 0}})
     assert off.liveview.teach is False and off.liveview.teach_token == ""  # off by default
+
+
+async def test_taught_windows_are_recorded_into_class_folders_that_a_dataset_reads(views, tmp_path):
+    from streamsnn.io import open_dataset
+    from streamsnn.web.teach import record_taught
+
+    ws = [window(100_000 * k) for k in range(1, 7)]
+    lv = await views(teach=True)
+    pipe = await daemon(lv, windows=ws, new_classes=True, max_classes=8)
+    lv.teaching.on_taught = record_taught(tmp_path / "taught")
+    answers = []
+    for k, w in enumerate(ws):
+        status, _, a = await post(lv, {"t_end_us": w.t_end_us, "label": "cup" if k % 2 else "b"})
+        assert status == 200 and a["learned"]
+        answers.append(a["recorded"])
+    assert answers[0].startswith("Train/b/") and answers[1].startswith("Train/cup/")
+    pipe._worker.shutdown()
+    data = open_dataset(tmp_path / "taught")
+    assert sorted(data.classes) == ["b", "cup"]
+    samples = data.split("train").samples
+    assert len(samples) == 6
+    back = samples[0].load()
+    assert (back.width, back.height) == (SIDE, SIDE) and len(back) == len(ws[0].batch)
+    assert int(back.events["t"][0]) == 0  # times start at 0, as `streamsnn record` writes them

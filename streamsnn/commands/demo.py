@@ -56,6 +56,9 @@ def add_parser(subparsers) -> None:
                    help="the page may teach: name what the camera sees, or a new class (liveview.teach, "
                         "model.new_classes); the windows are then unlabelled, as from a real camera, and the "
                         "model learns only from what it is taught")
+    p.add_argument("--record", type=Path, metavar="FOLDER",
+                   help="with --teach (implied): also write every window taught from the page into FOLDER as class "
+                        "folders that `streamsnn train` reads (liveview.record_to; the layout of `streamsnn record`)")
     p.add_argument("--speed", type=float, default=1.0, help="1 = real time, k = k times faster (default %(default)s)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE",
                    help="override a pipeline value, as for streamsnn run")
@@ -97,6 +100,9 @@ def main(args) -> int:
         say("camera: simulated saccade camera filming " + (
             "font-rendered digits with random pose" if images in (None, "font") else
             f"the digits in {images}" + (" (MNIST test images 101 on)" if _is_mnist(images) else "")))
+    if getattr(args, "record", None):
+        args.teach = True
+        raw["liveview"]["record_to"] = str(args.record)
     if getattr(args, "teach", False):  # a label known for a window would refuse any other name for it
         raw["liveview"]["teach"] = True
         raw["segment"]["label_windows"] = False

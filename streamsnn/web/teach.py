@@ -63,7 +63,8 @@ class Teaching:
 
     `connect(teacher)` (a `pipeline.teacher.Teacher`) is called by the daemon once the pipeline exists;
     `on_taught(window, label)` is called for every window learned this way: the hook through which the
-    page will also record the taught window into a dataset (`streamsnn record`); None: nothing recorded.
+    taught window is also recorded into a dataset (`record_taught`, with liveview.record_to); what it returns
+    (the file written) goes into the answer as `recorded`; None: nothing recorded.
     """
 
     def __init__(self, enabled: bool = False, token: str = "", host: str = "127.0.0.1",
@@ -114,12 +115,13 @@ class Teaching:
             log.warning("teaching from the live view failed: %s: %s", type(exc).__name__, exc)
             return self._bad(500, "error", f"{type(exc).__name__}: {exc}")
         self.counts["learned" if out.learned else "refused"] += 1
+        recorded = None
         if out.learned and self.on_taught is not None:
             try:
-                self.on_taught(out.window, out.label)
+                recorded = self.on_taught(out.window, out.label)
             except Exception as exc:  # noqa: BLE001 - what was learned stays learned
                 log.warning("the taught window was not recorded: %s: %s", type(exc).__name__, exc)
-        return status_of(out.reason), {
+        return status_of(out.reason), {**({"recorded": printable(str(recorded))} if recorded else {}),
             "learned": out.learned, "reason": out.reason, "detail": printable(out.detail), "label": out.label,
             "added": out.added, "classes": list(classes()),
             "feedback": dict(self.teacher.counters.feedback)}
@@ -133,3 +135,24 @@ class Teaching:
     def _bad(self, status: int, reason: str, detail: str) -> tuple[int, dict]:
         self.counts["bad_requests"] += 1
         return status, {"learned": False, "reason": reason, "detail": detail}
+
+
+def record_taught(folder) -> Callable:
+    """An `on_taught` hook writing each taught window into the class folders of `folder` (`io.record.Recorder`:
+    the layout `streamsnn record` writes and `train` reads), its times starting at 0; returns the file's path."""
+    import numpy as np
+
+    from ..events import EventBatch
+    from ..io.record import Recorder
+
+    recorder = Recorder(folder)
+
+    def hook(window, label):
+        ev = np.array(window.batch.events, copy=True)
+        if len(ev):
+            ev["t"] -= ev["t"][0]
+        done = recorder.capture(str(label), EventBatch(ev, window.batch.width, window.batch.height))
+        log.info("recorded the taught window as %s (%s)", done.path, done.split)
+        return done.path.relative_to(recorder.folder)
+
+    return hook
