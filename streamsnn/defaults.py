@@ -57,7 +57,7 @@ NEW_CLASS_LR = 100.0
 #: (model.rehearse), from a memory of at most MEMORY_PER_CLASS examples per class (model.memory_per_class),
 #: so teaching one class does not erase the others: chosen on held-out training samples
 #: (benchmarks/bench_fewshot.py, snn/memory.py).
-REHEARSE = 3
+REHEARSE = 6
 MEMORY_PER_CLASS = 10
 #: Feedback learned per second at most on average (model.feedback_per_s), and at once (model.feedback_burst).
 FEEDBACK_PER_S = 10.0
