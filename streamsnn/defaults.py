@@ -67,5 +67,8 @@ MAX_CLASSES_GROWN = 32
 #: Windows waiting for the network at most (pipeline.queue_size), and what a full queue does (pipeline.policy).
 QUEUE_SIZE = 64
 POLICY = "block"
+#: How overlapping stream windows reach a network without a leak (segment.overlap; see pipeline/inflight.py):
+#: "inflight" gives the same decisions as feeding each window whole, with the work done as events arrive.
+OVERLAP = "inflight"
 #: Period of metrics messages and progress lines (pipeline.metrics_every_s).
 METRICS_EVERY_S = 5.0
