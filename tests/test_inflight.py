@@ -265,3 +265,15 @@ def test_a_leaky_network_keeps_its_own_continuous_state(recordings_dir):
     out, _, pipe = run_pipeline(net, rec.split_time(7_000)[:40], "inflight")
     assert pipe.segmenter.overlap == "repeat" and pipe.segmenter.continuous and out
     assert pipe.metrics()["overlap"]["fed"] == 0
+
+
+def test_no_sample_id_or_label_reaches_the_network_through_the_windows_in_flight(nmnist_dir):
+    samples = [s.load() for s in open_dataset(nmnist_dir).split("test").samples[:6]]
+    net = small_net()
+    seen = []
+    real = net.input_events
+    net.input_events = lambda batch: (seen.append((batch.sample, batch.label, dict(batch.meta))), real(batch))[1]
+    net.predict_one = lambda batch: pytest.fail("every window is read out from its state")
+    res = streameval.stream_evaluate(net, samples, overlap="chunks")
+    assert res["decisions"] > 0 and seen
+    assert all(s == (None, None, {}) for s in seen)

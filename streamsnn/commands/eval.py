@@ -30,7 +30,7 @@ def add_parser(subparsers) -> None:
 
 
 def add_stream_arguments(p) -> None:
-    from ..learn.streameval import LIVE_HOP_US, LIVE_MIN_EVENTS, LIVE_SMOOTH_US, LIVE_WINDOW_US
+    from ..learn.streameval import LIVE_HOP_US, LIVE_MIN_EVENTS, LIVE_OVERLAP, LIVE_SMOOTH_US, LIVE_WINDOW_US
 
     g = p.add_argument_group(
         "stream evaluation", "--stream plays the test samples back to back as one stream (no sample "
@@ -55,7 +55,7 @@ def add_stream_arguments(p) -> None:
     g.add_argument("--overlap", choices=("inflight", "chunks", "repeat"), default=None,
                    help="how overlapping windows reach a model without a leak, as the daemon's [segment] overlap: "
                         "inflight (each window's own state, fed as events arrive) and repeat give the same "
-                        "decisions; chunks feeds each event once (default: the live pipelines')")
+                        f"decisions; chunks feeds each event once (default: the live pipelines', {LIVE_OVERLAP})")
 
 
 def run(args) -> int:
@@ -110,7 +110,8 @@ def run_stream(args) -> int:
     settings = {k: v for k, v in (("window_us", args.window_us), ("hop_us", args.hop_us),
                                   ("min_events", args.min_events), ("tau_us", args.tau_us),
                                   ("smooth_us", args.smooth_us),
-                                  ("gap_us", args.gap_us), ("overlap", args.overlap)) if v is not None}
+                                  ("gap_us", args.gap_us)) if v is not None}
+    settings["overlap"] = args.overlap or streameval.LIVE_OVERLAP
     res = streameval.stream_evaluate(net, samples, classes=classes, **settings)
     res["model"] = str(args.model)
     res["skipped"] = len(skipped)  # unreadable samples, left out of the stream (each logged on stderr)

@@ -165,7 +165,7 @@ def play(net: Classifier, stream: Stream, *, window_us: int, hop_us: int, min_ev
 def stream_evaluate(net: SpikingNetwork, samples: Sequence[EventBatch], *, window_us: int = LIVE_WINDOW_US,
                     hop_us: int = LIVE_HOP_US, min_events: int = LIVE_MIN_EVENTS, tau_us: float | None = None,
                     smooth_us: float = LIVE_SMOOTH_US, gap_us: int = 0, classes: Sequence[str] | None = None,
-                    chunk_us: int = CHUNK_US, overlap: str = LIVE_OVERLAP,
+                    chunk_us: int = CHUNK_US, overlap: str = "repeat",
                     keep_decisions: bool = False) -> dict:
     """Play labelled samples back to back as one stream and score every decision (see the module doc).
 
@@ -173,7 +173,9 @@ def stream_evaluate(net: SpikingNetwork, samples: Sequence[EventBatch], *, windo
     lazy leak (the network is restored afterwards). `smooth_us`: time constant of the evidence
     smoothing across windows (`decide.Decider`; 0: each window alone). `classes`: the dataset's
     class names in label order (per-class figures are keyed by them). `keep_decisions` adds every
-    decision to the result.
+    decision to the result. `overlap`: how overlapping windows reach a model without a leak (`segment.overlap`;
+    "repeat", each window whole, decides as "inflight" does; `eval --stream` passes the live pipelines'
+    `LIVE_OVERLAP`).
     """
     for name, v, least in (("window_us", window_us, 1), ("hop_us", hop_us, 1), ("min_events", min_events, 1),
                            ("gap_us", gap_us, 0)):

@@ -13,6 +13,7 @@ import numpy as np
 
 from .. import classnames
 from ..errors import ConfigError
+from .inflight import InFlight, temporal  # noqa: F401 - temporal: imported from here by callers
 from .segment import Window
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -31,16 +32,6 @@ def decide(net: Classifier, window: Window, *, learn: bool = False) -> Decision:
     if learn and label is not None:
         return net.learn_one(window.batch, label)
     return net.predict_one(window.batch)
-
-
-def temporal(net) -> bool:
-    """Whether the network carries its state (potentials, evidence) from one call to the next, so a
-    stream must reach it once, in order, never window by window: its `temporal` attribute when it has
-    one, else whether it leaks (`tau_us` set)."""
-    flag = getattr(net, "temporal", None)
-    if flag is not None:
-        return bool(flag)
-    return getattr(net, "tau_us", None) is not None
 
 
 def continuous(net: Classifier, window: Window, *, learn: bool = False) -> Decision:
@@ -149,8 +140,6 @@ class Decider:
         if not (isinstance(smooth_us, (int, float)) and smooth_us >= 0 and math.isfinite(smooth_us)):
             raise ConfigError(f"smooth_us must be a number >= 0 (0: no smoothing), got {smooth_us!r}")
         self.smooth_us = float(smooth_us)
-        from .inflight import InFlight
-
         self.inflight = InFlight()  # the states of the windows in flight (segment.overlap "inflight"/"chunks")
         self.reset()
 

@@ -28,13 +28,22 @@ import logging
 import numpy as np
 
 from ..snn import guard, propagate
-from .decide import temporal
 from .segment import Piece, Window
 
 log = logging.getLogger(__name__)
 
 #: States (windows or chunks in flight, and finished ones not yet read out) kept at most.
 MAX_STATES = 256
+
+
+def temporal(net) -> bool:
+    """Whether the network carries its state (potentials, evidence) from one call to the next, so a
+    stream must reach it once, in order, never window by window: its `temporal` attribute when it has
+    one, else whether it leaks (`tau_us` set)."""
+    flag = getattr(net, "temporal", None)
+    if flag is not None:
+        return bool(flag)
+    return getattr(net, "tau_us", None) is not None
 
 
 def eligible(net) -> bool:
@@ -49,7 +58,7 @@ def _weights(net) -> tuple:
     return net.model_version, id(net.out_weight), tuple(id(layer.weight) for layer in net.hidden)
 
 
-class _State:
+class _Span:
     """One window (or chunk) in flight: its layers' potentials and counts, then, once finished, only the
     last layer's counts and the spikes per layer."""
 
@@ -90,7 +99,7 @@ class InFlight:
 
     def __init__(self, max_states: int = MAX_STATES):
         self.max_states = max_states
-        self.states: dict[tuple[int, int], _State] = {}
+        self.states: dict[tuple[int, int], _Span] = {}
         self.counters = {"read": 0, "recomputed": 0, "feed_errors": 0}
 
     def clear(self) -> None:
@@ -124,7 +133,7 @@ class InFlight:
             st = self.states.get(key)
             if hi_r > lo_r:
                 if st is None:
-                    st = self.states[key] = _State(net, weights)
+                    st = self.states[key] = _Span(net, weights)
                 if st.arrays is not None and st.weights == weights:
                     lo, hi = np.searchsorted(t, (s, s + span), side="left")
                     st.run(net, idx[lo:hi])
@@ -158,7 +167,7 @@ class InFlight:
             return self._decision(net, [st])
         return self._decision(net, self._chunks(net, window, weights))
 
-    def _chunks(self, net, window: Window, weights: tuple) -> list[_State]:
+    def _chunks(self, net, window: Window, weights: tuple) -> list[_Span]:
         epoch, start = window.key
         H = window.chunk_us
         n = max(1, -(-(int(window.t_end_us) - start) // H))
@@ -170,7 +179,7 @@ class InFlight:
         idx, t = net.input_events(window.batch)
         chunks = []
         for i in range(n):
-            st = _State(net, weights)
+            st = _Span(net, weights)
             lo, hi = np.searchsorted(t, (start + i * H, start + (i + 1) * H), side="left")
             st.run(net, idx[lo:hi])
             st.fed = int(hi - lo)
@@ -178,7 +187,7 @@ class InFlight:
         return chunks
 
     @staticmethod
-    def _decision(net, states: list[_State]):
+    def _decision(net, states: list[_Span]):
         for st in states:
             st.finish(net)
         total = states[0].last if len(states) == 1 else np.sum([st.last for st in states], axis=0, dtype=np.float32)

@@ -48,8 +48,9 @@ class Counters:
 
 class Metrics:
     """The metrics of a run (`snapshot()`) from the counters, the network, the window queue, the segmenter
-    and the outputs (and the windows in flight: `overlap()`), plus `extra()` (e.g. the source's and the MQTT connection's counters); handed to
-    every sink every `every_s` seconds (`loop()`) and once at the end (`final()`)."""
+    and the outputs (the windows in flight: `overlap()`), plus `extra()` (e.g. the source's and the MQTT
+    connection's counters); handed to every sink every `every_s` seconds (`loop()`) and once at the end
+    (`final()`)."""
 
     def __init__(self, counters: Counters, net: Classifier, windows: BoundedQueue, segmenter: Segmenter,
                  outputs: Outputs, *, extra: Callable[[], dict] | None = None,

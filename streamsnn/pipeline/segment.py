@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from .. import defaults as d
 from ..errors import ConfigError, InputError
 from ..events import EVENT_DTYPE, EventBatch
 from ..textsafe import shown
@@ -88,8 +89,9 @@ class Segmenter:
     label of the sample covering most of it (ties: the later one), as stream evaluation scores it.
 
     `overlap` (window mode; `OVERLAPS`): "repeat" hands the network each window whole when it closes.
-    "inflight" and "chunks" also hand on each accepted stream batch as a `Piece` (`take_pieces()`, to be
-    fed before the windows the same `feed` returned are decided; see `inflight.InFlight`) and key
+    "inflight" (the default, `defaults.OVERLAP`) and "chunks" also hand on each accepted stream batch as a
+    `Piece` (`take_pieces()` after each `feed`, to be fed before the windows that `feed` returned are
+    decided; see `inflight.InFlight`) and key
     each window by (stream epoch, start): "inflight" feeds every window's own state while its events
     arrive (the same decisions as "repeat"), "chunks" feeds each hop-long chunk once and scores a window
     as the sum of its chunks (`window_us` must be a multiple of `hop_us`). The epoch changes whenever the
@@ -98,7 +100,7 @@ class Segmenter:
 
     def __init__(self, mode: str = "auto", window_us: int = 100_000, hop_us: int = 50_000, min_events: int = 1, *,
                  max_events: int = MAX_EVENTS, max_sample_us: int = MAX_SAMPLE_US, label_windows: bool = False,
-                 continuous: bool = False, overlap: str = "repeat"):
+                 continuous: bool = False, overlap: str = d.OVERLAP):
         if max_events < 1 or max_sample_us < 0:
             raise ValueError("max_events must be positive and max_sample_us >= 0")
         if overlap not in OVERLAPS:
@@ -129,12 +131,13 @@ class Segmenter:
         self._epoch = getattr(self, "_epoch", 0) + 1  # a new window grid: states of the old one never match
 
     def take_pieces(self) -> list[Piece]:
-        """The stream batches accepted since the last call (overlap "inflight"/"chunks"; else none)."""
+        """The stream batches the last `feed` accepted (overlap "inflight"/"chunks"; else none)."""
         pieces, self._pieces = self._pieces, []
         return pieces
 
     def feed(self, batch: EventBatch) -> list[Window]:
         """The windows this batch completes; InputError (state unchanged) for a duplicated or late batch."""
+        self._pieces = []  # only this call's: never more than one batch waits to be taken
         if len(batch) > self.max_events:  # keep every window within the bound
             pieces = batch.split_count(self.max_events)
             end = bool(batch.meta.get("end_of_sample"))
