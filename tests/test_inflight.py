@@ -277,3 +277,16 @@ def test_no_sample_id_or_label_reaches_the_network_through_the_windows_in_flight
     res = streameval.stream_evaluate(net, samples, overlap="chunks")
     assert res["decisions"] > 0 and seen
     assert all(s == (None, None, {}) for s in seen)
+
+
+def test_a_batch_spanning_a_long_idle_gap_costs_only_its_windows(recordings_dir):
+    rec = read_events(recordings_dir / "tonic_sample.aedat4")
+    a, b = rec.slice_time(None, rec.t_start + 120_000), rec.slice_time(rec.t_start + 120_000, rec.t_start + 240_000)
+    ev = np.concatenate([a.events, b.events])
+    ev["t"][len(a):] += 10**13  # one packet whose events lie four months apart: 2e8 hops of idle time
+    packet = EventBatch(ev, rec.width, rec.height)
+    net = small_net()
+    whole, _ = play(net, [packet], "repeat")
+    ahead, inflight = play(net, [packet], "inflight")  # before the gap was skipped, this walked every hop
+    assert len(whole) == len(ahead) >= 4 and all(same(x, y) for (_, x), (_, y) in zip(whole, ahead))
+    assert inflight.counters["recomputed"] == 0

@@ -123,14 +123,20 @@ class InFlight:
         raw_t = piece.batch.events["t"]
         H = piece.hop_us
         span = H if piece.chunks else piece.window_us  # the time one state covers
-        first, last = int(raw_t[0]), int(raw_t[-1])
-        k = max(0, -(-(first - span + 1 - piece.origin) // H))  # the first state this piece reaches
+        last = int(raw_t[-1])
         weights = _weights(net)
-        s = piece.origin + k * H
+
+        def reaching(t_us: int) -> int:  # the first window (or chunk) start on the grid whose span holds t_us
+            return piece.origin + max(0, -(-(t_us - span + 1 - piece.origin) // H)) * H
+
+        s = reaching(int(raw_t[0]))
         while s <= last:
             key = (piece.epoch, s)
             lo_r, hi_r = np.searchsorted(raw_t, (s, s + span), side="left")
             st = self.states.get(key)
+            if hi_r == lo_r and st is None:  # nothing here: on to the next event's first window (idle gaps)
+                s = max(s + H, reaching(int(raw_t[lo_r])))
+                continue
             if hi_r > lo_r:
                 if st is None:
                     st = self.states[key] = _Span(net, weights)
