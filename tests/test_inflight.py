@@ -290,3 +290,16 @@ def test_a_batch_spanning_a_long_idle_gap_costs_only_its_windows(recordings_dir)
     ahead, inflight = play(net, [packet], "inflight")  # before the gap was skipped, this walked every hop
     assert len(whole) == len(ahead) >= 4 and all(same(x, y) for (_, x), (_, y) in zip(whole, ahead))
     assert inflight.counters["recomputed"] == 0
+
+
+def test_only_the_open_windows_keep_their_potentials_on_an_idle_sensor(recordings_dir):
+    rec = read_events(recordings_dir / "tonic_sample.aedat4")
+    net = small_net()
+    seg = Segmenter("window", 100_000, 50_000, min_events=10**6, overlap="inflight")  # every window skipped
+    inflight = InFlight()
+    for b in rec.split_time(7_000):
+        assert not seg.feed(b)
+        for p in seg.take_pieces():
+            inflight.feed(net, p)
+        assert sum(st.arrays is not None for st in inflight.states.values()) <= 3
+    assert len(inflight.states) >= 8  # the rest hold only the last layer's counts

@@ -18,7 +18,9 @@ A window's state is used only when it holds exactly the window's events with the
 with (same event count, same `model_version`, same output layer); otherwise the window is decided
 from its own events (`decide.decide`, or the same chunks computed from the window for "chunks"), so a
 dropped batch, a refused one, a cut, a restart or learning in between never changes a decision.
-Everything here runs on the network's worker thread. States beyond `MAX_STATES` are dropped oldest first.
+Everything here runs on the network's worker thread. Only the states whose span is still open keep
+their potentials (window_us / hop_us of them at most); the others keep the last hidden layer's counts
+until read out, at most `MAX_STATES` in all (the oldest are dropped first).
 """
 
 from __future__ import annotations
@@ -123,13 +125,16 @@ class InFlight:
         raw_t = piece.batch.events["t"]
         H = piece.hop_us
         span = H if piece.chunks else piece.window_us  # the time one state covers
-        last = int(raw_t[-1])
+        first, last = int(raw_t[0]), int(raw_t[-1])
         weights = _weights(net)
+        for (epoch, start), st in self.states.items():  # spans over (or of an old grid): counts only from now
+            if st.arrays is not None and (epoch != piece.epoch or start + span <= first):
+                st.finish(net)
 
         def reaching(t_us: int) -> int:  # the first window (or chunk) start on the grid whose span holds t_us
             return piece.origin + max(0, -(-(t_us - span + 1 - piece.origin) // H)) * H
 
-        s = reaching(int(raw_t[0]))
+        s = reaching(first)
         while s <= last:
             key = (piece.epoch, s)
             lo_r, hi_r = np.searchsorted(raw_t, (s, s + span), side="left")
