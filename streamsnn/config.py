@@ -69,6 +69,11 @@ SCHEMA: dict[str, dict[str, Key]] = {
                           "classified with what it has (counted: segment.cut)", min=1),
         "max_sample_us": Key(int, 60_000_000, "longest sample in microseconds; a sample that never ends is "
                              "classified in pieces this long (counted: segment.cut; 0 = no limit)", min=0),
+        "overlap": Key(str, d.OVERLAP, "window mode, a network without a leak: how overlapping windows reach it. "
+                       "inflight: each window's state is fed as its events arrive, so only the readout waits for "
+                       "the window's end (the same decisions as repeat); chunks: each event is fed once, in "
+                       "hop-long chunks, a window scored as the sum of its chunks (needs window_us a multiple of "
+                       "hop_us); repeat: each window fed whole when it closes", ("inflight", "chunks", "repeat")),
         "label_windows": Key(bool, False, "window mode over labelled samples (a simulated camera, a replay): each "
                              "window takes the label and sample id of the sample covering most of it"),
     },

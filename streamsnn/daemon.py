@@ -117,7 +117,7 @@ async def run_service(cfg: Config, *, quiet: bool = False, announce=None) -> int
                 settings.max_feedback_bytes if settings is not None else MAX_FEEDBACK_BYTES)),
             segmenter=Segmenter(cfg.segment.mode, cfg.segment.window_us, cfg.segment.hop_us, cfg.segment.min_events,
                                 max_events=cfg.segment.max_events, max_sample_us=cfg.segment.max_sample_us,
-                                label_windows=cfg.segment.label_windows),
+                                label_windows=cfg.segment.label_windows, overlap=cfg.segment.overlap),
             decider=Decider(cfg.segment.smooth_us),
             feedback=mqtt_sink.feedback if mqtt_sink is not None else None,
             extra_metrics=lambda: _extra_metrics(source, mqtt_sink),

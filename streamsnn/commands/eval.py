@@ -30,7 +30,7 @@ def add_parser(subparsers) -> None:
 
 
 def add_stream_arguments(p) -> None:
-    from ..learn.streameval import LIVE_HOP_US, LIVE_MIN_EVENTS, LIVE_SMOOTH_US, LIVE_WINDOW_US
+    from ..learn.streameval import LIVE_HOP_US, LIVE_MIN_EVENTS, LIVE_OVERLAP, LIVE_SMOOTH_US, LIVE_WINDOW_US
 
     g = p.add_argument_group(
         "stream evaluation", "--stream plays the test samples back to back as one stream (no sample "
@@ -52,12 +52,16 @@ def add_stream_arguments(p) -> None:
                         f"constant in us, as the daemon's [segment] smooth_us (0: each window alone; default: the "
                         f"live pipelines', {LIVE_SMOOTH_US})")
     g.add_argument("--gap-us", type=int, default=None, help="idle time between samples in us (default 0)")
+    g.add_argument("--overlap", choices=("inflight", "chunks", "repeat"), default=None,
+                   help="how overlapping windows reach a model without a leak, as the daemon's [segment] overlap: "
+                        "inflight (each window's own state, fed as events arrive) and repeat give the same "
+                        f"decisions; chunks feeds each event once (default: the live pipelines', {LIVE_OVERLAP})")
 
 
 def run(args) -> int:
     if args.stream:
         return run_stream(args)
-    given = [f for f in ("window_us", "hop_us", "min_events", "tau_us", "smooth_us", "gap_us")
+    given = [f for f in ("window_us", "hop_us", "min_events", "tau_us", "smooth_us", "gap_us", "overlap")
              if getattr(args, f) is not None]
     if given:
         from ..errors import ConfigError
@@ -107,6 +111,7 @@ def run_stream(args) -> int:
                                   ("min_events", args.min_events), ("tau_us", args.tau_us),
                                   ("smooth_us", args.smooth_us),
                                   ("gap_us", args.gap_us)) if v is not None}
+    settings["overlap"] = args.overlap or streameval.LIVE_OVERLAP
     res = streameval.stream_evaluate(net, samples, classes=classes, **settings)
     res["model"] = str(args.model)
     res["skipped"] = len(skipped)  # unreadable samples, left out of the stream (each logged on stderr)

@@ -38,6 +38,7 @@ LIVE_WINDOW_US = SCHEMA["segment"]["window_us"].default
 LIVE_HOP_US = SCHEMA["segment"]["hop_us"].default
 LIVE_MIN_EVENTS = 200
 LIVE_SMOOTH_US = SCHEMA["segment"]["smooth_us"].default
+LIVE_OVERLAP = SCHEMA["segment"]["overlap"].default
 #: The live pipelines run the model without a leak (0: no leak, as `stream_evaluate`'s tau_us).
 LIVE_TAU_US = 0
 #: Sensor time per batch handed to the segmenter: a camera delivers packets of about 10 ms.
@@ -139,16 +140,22 @@ def targets(net: Classifier, classes: Sequence[str] | None, n_labels: int) -> np
 
 
 def play(net: Classifier, stream: Stream, *, window_us: int, hop_us: int, min_events: int,
-         smooth_us: float = 0.0) -> tuple[list, float]:
+         smooth_us: float = 0.0, overlap: str = "repeat") -> tuple[list, float]:
     """Every (window, decision) of the stream through the daemon's segmenter and decision step
     (`Decider`), and the wall seconds it took (segmenting and network). A temporal network gets each
-    event once (a continuous segmenter), as `Pipeline` does."""
-    seg = Segmenter("window", window_us, hop_us, min_events, continuous=temporal(net))
+    event once (a continuous segmenter), as `Pipeline` does; any other one gets each batch as it arrives
+    when `overlap` says so (`segment.overlap`)."""
+    carried = temporal(net)
+    seg = Segmenter("window", window_us, hop_us, min_events, continuous=carried,
+                    overlap="repeat" if carried else overlap)
     decider = Decider(smooth_us)
     out = []
     t0 = time.perf_counter()
     for batch in stream.batches:
-        for w in seg.feed(batch):
+        windows = seg.feed(batch)
+        for piece in seg.take_pieces():
+            decider.feed(net, piece)
+        for w in windows:
             out.append((w, decider(net, w, learn=False)))
     for w in seg.flush():
         out.append((w, decider(net, w, learn=False)))
@@ -158,7 +165,7 @@ def play(net: Classifier, stream: Stream, *, window_us: int, hop_us: int, min_ev
 def stream_evaluate(net: SpikingNetwork, samples: Sequence[EventBatch], *, window_us: int = LIVE_WINDOW_US,
                     hop_us: int = LIVE_HOP_US, min_events: int = LIVE_MIN_EVENTS, tau_us: float | None = None,
                     smooth_us: float = LIVE_SMOOTH_US, gap_us: int = 0, classes: Sequence[str] | None = None,
-                    chunk_us: int = CHUNK_US,
+                    chunk_us: int = CHUNK_US, overlap: str = "repeat",
                     keep_decisions: bool = False) -> dict:
     """Play labelled samples back to back as one stream and score every decision (see the module doc).
 
@@ -166,7 +173,9 @@ def stream_evaluate(net: SpikingNetwork, samples: Sequence[EventBatch], *, windo
     lazy leak (the network is restored afterwards). `smooth_us`: time constant of the evidence
     smoothing across windows (`decide.Decider`; 0: each window alone). `classes`: the dataset's
     class names in label order (per-class figures are keyed by them). `keep_decisions` adds every
-    decision to the result.
+    decision to the result. `overlap`: how overlapping windows reach a model without a leak (`segment.overlap`;
+    "repeat", each window whole, decides as "inflight" does; `eval --stream` passes the live pipelines'
+    `LIVE_OVERLAP`).
     """
     for name, v, least in (("window_us", window_us, 1), ("hop_us", hop_us, 1), ("min_events", min_events, 1),
                            ("gap_us", gap_us, 0)):
@@ -187,7 +196,7 @@ def stream_evaluate(net: SpikingNetwork, samples: Sequence[EventBatch], *, windo
         net.warm_up()
         effective_tau, carried = net.tau_us, temporal(net)
         pairs, seconds = play(net, stream, window_us=window_us, hop_us=hop_us, min_events=min_events,
-                              smooth_us=float(smooth_us))
+                              smooth_us=float(smooth_us), overlap=overlap)
     finally:
         net.tau_us = saved_tau
         net.reset()
@@ -203,6 +212,7 @@ def stream_evaluate(net: SpikingNetwork, samples: Sequence[EventBatch], *, windo
         "realtime_factor": stream.duration_us / 1e6 / seconds if seconds > 0 else 0.0,
         "window_us": int(window_us), "hop_us": int(hop_us), "min_events": int(min_events),
         "tau_us": effective_tau, "continuous": carried, "smooth_us": float(smooth_us), "gap_us": int(gap_us),
+        "overlap": "continuous" if carried else overlap,
     })
     if keep_decisions:
         res["decision_list"] = [
@@ -324,7 +334,8 @@ def report_lines(res: dict) -> list[str]:
         f"stream of {res['samples']} samples, {res['stream_seconds']:.1f} s, {res['events']:,} events; "
         f"windows {res['window_us'] / 1000:g} ms every {res['hop_us'] / 1000:g} ms, "
         f"min {res['min_events']} events, leak {tau}, smoothing {smooth}, gap {res['gap_us'] / 1000:g} ms"
-        + ("; state carried across windows (each event fed once)" if res.get("continuous") else ""),
+        + ("; state carried across windows (each event fed once)" if res.get("continuous")
+           else f"; overlap {res['overlap']}" if res.get("overlap") else ""),
         f"stream accuracy {res['stream_accuracy']:.4f} over {res['decisions']} decisions "
         f"({res['events_per_s'] / 1e6:.2f} M events/s, {res['realtime_factor']:.0f}x real time)",
         f"first right decision after a sample starts: {delay}; never right: {res['never_right']} "

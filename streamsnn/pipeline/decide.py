@@ -13,6 +13,7 @@ import numpy as np
 
 from .. import classnames
 from ..errors import ConfigError
+from .inflight import InFlight, temporal  # noqa: F401 - temporal: imported from here by callers
 from .segment import Window
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -31,16 +32,6 @@ def decide(net: Classifier, window: Window, *, learn: bool = False) -> Decision:
     if learn and label is not None:
         return net.learn_one(window.batch, label)
     return net.predict_one(window.batch)
-
-
-def temporal(net) -> bool:
-    """Whether the network carries its state (potentials, evidence) from one call to the next, so a
-    stream must reach it once, in order, never window by window: its `temporal` attribute when it has
-    one, else whether it leaks (`tau_us` set)."""
-    flag = getattr(net, "temporal", None)
-    if flag is not None:
-        return bool(flag)
-    return getattr(net, "tau_us", None) is not None
 
 
 def continuous(net: Classifier, window: Window, *, learn: bool = False) -> Decision:
@@ -138,7 +129,9 @@ class Decider:
     softmax probability of the label. Windows of whole samples are decided alone and leave the state
     as it was; a stream whose clock goes back (a new stream, a looped recording) starts afresh.
     A stream window that carries `fresh` events, given a `temporal` network, is decided by `continuous`
-    (each event fed once, state carried); any other window by `decide`.
+    (each event fed once, state carried); a window keyed by an overlapping segmenter (`segment.overlap`
+    "inflight"/"chunks") from the state `inflight` fed while its events arrived (`feed(net, piece)`);
+    any other window by `decide`.
     Learning (labelled windows) always uses the window alone; the returned Decision is the prediction.
     One Decider per stream: `streamsnn run` (Pipeline) and `eval --stream` use the same class.
     """
@@ -147,6 +140,7 @@ class Decider:
         if not (isinstance(smooth_us, (int, float)) and smooth_us >= 0 and math.isfinite(smooth_us)):
             raise ConfigError(f"smooth_us must be a number >= 0 (0: no smoothing), got {smooth_us!r}")
         self.smooth_us = float(smooth_us)
+        self.inflight = InFlight()  # the states of the windows in flight (segment.overlap "inflight"/"chunks")
         self.reset()
 
     def reset(self) -> None:
@@ -154,6 +148,10 @@ class Decider:
         self._mean: np.ndarray | None = None
         self._weight = 0.0
         self._t_end: int | None = None
+
+    def feed(self, net: Classifier, piece) -> None:
+        """Feed one accepted stream batch (`segment.Piece`) to the windows in flight (on the network's thread)."""
+        self.inflight.feed(net, piece)
 
     def smooth(self, t_end_us: int, scores: np.ndarray) -> np.ndarray:
         """Fold one window's scores (ending at `t_end_us`) into the evidence; returns the smoothed mean."""
@@ -170,6 +168,9 @@ class Decider:
     def __call__(self, net: Classifier, window: Window, *, learn: bool = False) -> Decision:
         if window.sample is None and window.fresh is not None and temporal(net):
             d = continuous(net, window, learn=learn)
+        elif window.key is not None and not (learn and true_output(net, window) is not None) and (
+                (d := self.inflight.decide(net, window)) is not None):
+            pass  # read out from the state fed while its events arrived (`inflight`)
         else:
             d = decide(net, window, learn=learn)
         if self.smooth_us <= 0 or window.sample is not None:

@@ -75,9 +75,16 @@ class Pipeline:
         self.segmenter = segmenter or Segmenter()
         if temporal(net):
             self.segmenter.continuous = True  # each stream event reaches the network once (decide.continuous)
+            self.segmenter.overlap = "repeat"  # its own state carries: no windows in flight
         self.decider = decider or Decider()
         self.windows = BoundedQueue(s.queue_size, s.policy)
         self.learn_from_labels = s.learn_from_labels
+        # windows in flight (segment.overlap): each accepted batch is fed on the worker as it arrives; not while
+        # every window learns from its label (each is then decided alone, its state would be stale)
+        self._feeding = self.segmenter.overlap != "repeat" and hasattr(self.decider, "feed") and not (
+            s.learn_from_labels and self.segmenter.label_windows)
+        self._ahead: list[asyncio.Future] = []  # batches handed to the worker and not yet fed (at most queue_size)
+        self.overlap = {"fed": 0, "skipped": 0}  # batches fed as they arrived, and skipped (queue full)
         self.recent = Recent(s.recent, s.recent_events)
         self.feedback = feedback
         self.counters = Counters()
@@ -87,7 +94,9 @@ class Pipeline:
                              lr_boost=s.new_class_lr)
         self.teacher = Teacher(net, self.recent, self.counters, s, self.growth, self.in_worker,
                                self.outputs.classes, clock)
-        self.stats = Metrics(self.counters, net, self.windows, self.segmenter, self.outputs, extra=extra_metrics)
+        inflight = getattr(self.decider, "inflight", None)
+        self.stats = Metrics(self.counters, net, self.windows, self.segmenter, self.outputs, extra=extra_metrics,
+                             overlap=(lambda: {**self.overlap, **inflight.counters}) if inflight is not None else None)
         self.checkpoints = (Checkpoints(net, s.checkpoint, self.counters, self.in_worker)
                             if s.checkpoint is not None else None)
         self._stopping = asyncio.Event()
@@ -163,12 +172,33 @@ class Pipeline:
                     log.debug("segmenter error", exc_info=True)
                     self.segmenter.reset()
                     continue
+                pieces = self.segmenter.take_pieces()
+                if pieces and self._feeding:
+                    await self._feed_ahead(pieces)  # before its windows: their states get this batch first
                 for w in windows:
                     self.counters.windows += 1
                     await self.windows.put(w)
         finally:
             if not self._stopping.is_set():
                 await self._finish_reading()
+
+    async def _feed_ahead(self, pieces: list) -> None:
+        """Hand accepted batches to the worker as they arrive (`inflight.InFlight`), at most `queue_size` pending:
+        beyond that the reader waits ("block"), or the batch is not fed ahead (the drop policies: its windows are
+        then decided from their own events, as the states no longer hold all of them)."""
+        self._ahead = [f for f in self._ahead if not f.done()]
+        if len(self._ahead) >= self.settings.queue_size:
+            if self.settings.policy != "block":
+                self.overlap["skipped"] += len(pieces)
+                return
+            await asyncio.wait(self._ahead[:1])
+        self.overlap["fed"] += len(pieces)
+        self._ahead.append(asyncio.get_running_loop().run_in_executor(self._worker, self._feed_pieces, pieces))
+
+    def _feed_pieces(self, pieces: list) -> None:
+        """On the worker: feed the batches to the windows in flight (never raises)."""
+        for piece in pieces:
+            self.decider.feed(self.net, piece)
 
     def _bad_batch(self, detail: str) -> None:
         self.counters.bad_batches += 1

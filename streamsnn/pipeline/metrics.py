@@ -49,13 +49,15 @@ class Counters:
 
 class Metrics:
     """The metrics of a run (`snapshot()`) from the counters, the network, the window queue, the segmenter
-    and the outputs, plus `extra()` (e.g. the source's and the MQTT connection's counters); handed to
-    every sink every `every_s` seconds (`loop()`) and once at the end (`final()`)."""
+    and the outputs (the windows in flight: `overlap()`), plus `extra()` (e.g. the source's and the MQTT
+    connection's counters); handed to every sink every `every_s` seconds (`loop()`) and once at the end
+    (`final()`)."""
 
     def __init__(self, counters: Counters, net: Classifier, windows: BoundedQueue, segmenter: Segmenter,
                  outputs: Outputs, *, extra: Callable[[], dict] | None = None,
-                 clock: Callable[[], float] = time.monotonic):
+                 clock: Callable[[], float] = time.monotonic, overlap: Callable[[], dict] | None = None):
         self.counters, self.net, self.windows, self.segmenter = counters, net, windows, segmenter
+        self.overlap = overlap
         self.outputs, self.extra, self.clock = outputs, extra, clock
         self._last_rate = (clock(), 0)
 
@@ -88,6 +90,7 @@ class Metrics:
             "bad_windows": c.bad_windows,
             "bad_batches": c.bad_batches,
             "segment": dict(self.segmenter.counters),
+            **({"overlap": self.overlap()} if self.overlap is not None else {}),
             "uptime_s": round(now - c.started, 1),
         }
         m.update(self.outputs.counters())

@@ -7,13 +7,29 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..errors import InputError
+from .. import defaults as d
+from ..errors import ConfigError, InputError
 from ..events import EVENT_DTYPE, EventBatch
 from ..textsafe import shown
 
 #: Default bounds on one window or sample (see Segmenter): events, and sensor time of a sample.
 MAX_EVENTS = 1_000_000
 MAX_SAMPLE_US = 60_000_000
+#: How overlapping stream windows reach the network (Segmenter's `overlap`; config segment.overlap).
+OVERLAPS = ("repeat", "inflight", "chunks")
+
+
+@dataclass(frozen=True)
+class Piece:
+    """One accepted stream batch, handed to the network as it arrives (overlap "inflight"/"chunks"): `epoch`
+    names the window grid, `origin` is a window start on it (the windows start at origin + k * hop_us)."""
+
+    batch: EventBatch
+    epoch: int
+    origin: int
+    window_us: int
+    hop_us: int
+    chunks: bool
 
 
 @dataclass
@@ -30,6 +46,8 @@ class Window:
     learned: bool = False  # the network learned from this window (its label, or one feedback message)
     predicted: int | None = None  # the label published for this window (scored when feedback arrives)
     fresh: EventBatch | None = None  # continuous segmenter: stream events not handed on before (see Segmenter)
+    key: tuple[int, int] | None = None  # overlap "inflight"/"chunks": (stream epoch, start) of its state in flight
+    chunk_us: int = 0  # overlap "chunks": the window is scored as chunks of this much time (the hop)
 
     @property
     def events(self) -> int:
@@ -69,13 +87,29 @@ class Segmenter:
     `label_windows` (window mode): when the stream's batches belong to labelled samples (a simulated
     camera filming known digits, a replay played as one stream), each window takes the sample id and
     label of the sample covering most of it (ties: the later one), as stream evaluation scores it.
+
+    `overlap` (window mode; `OVERLAPS`): "repeat" hands the network each window whole when it closes.
+    "inflight" (the default, `defaults.OVERLAP`) and "chunks" also hand on each accepted stream batch as a
+    `Piece` (`take_pieces()` after each `feed`, to be fed before the windows that `feed` returned are
+    decided; see `inflight.InFlight`) and key
+    each window by (stream epoch, start): "inflight" feeds every window's own state while its events
+    arrive (the same decisions as "repeat"), "chunks" feeds each hop-long chunk once and scores a window
+    as the sum of its chunks (`window_us` must be a multiple of `hop_us`). The epoch changes whenever the
+    window grid starts over (a new stream, a cut, a reset), so a state never meets another grid's window.
     """
 
     def __init__(self, mode: str = "auto", window_us: int = 100_000, hop_us: int = 50_000, min_events: int = 1, *,
                  max_events: int = MAX_EVENTS, max_sample_us: int = MAX_SAMPLE_US, label_windows: bool = False,
-                 continuous: bool = False):
+                 continuous: bool = False, overlap: str = d.OVERLAP):
         if max_events < 1 or max_sample_us < 0:
             raise ValueError("max_events must be positive and max_sample_us >= 0")
+        if overlap not in OVERLAPS:
+            raise ConfigError(f"segment.overlap must be one of {', '.join(OVERLAPS)}, got {shown(overlap)}")
+        if overlap == "chunks" and window_us % hop_us:
+            raise ConfigError(f"segment.overlap = \"chunks\" needs window_us a multiple of hop_us, got {window_us} "
+                              f"and {hop_us}; change one, or use overlap = \"inflight\"")
+        self.overlap = overlap
+        self._epoch = 0
         self.mode, self.window_us, self.hop_us, self.min_events = mode, window_us, hop_us, min_events
         self.label_windows, self.continuous = label_windows, continuous
         self.max_events, self.max_sample_us = max_events, max_sample_us
@@ -93,9 +127,17 @@ class Segmenter:
         self._last: int | None = None             # last stream timestamp received
         self._spans: list[list] = []              # label_windows: [sample, label, first t, last t + 1], oldest first
         self._unfed = np.empty(0, EVENT_DTYPE)    # continuous: stream events not yet handed on as a window's `fresh`
+        self._pieces: list[Piece] = []            # overlap: accepted stream batches not yet taken
+        self._epoch = getattr(self, "_epoch", 0) + 1  # a new window grid: states of the old one never match
+
+    def take_pieces(self) -> list[Piece]:
+        """The stream batches the last `feed` accepted (overlap "inflight"/"chunks"; else none)."""
+        pieces, self._pieces = self._pieces, []
+        return pieces
 
     def feed(self, batch: EventBatch) -> list[Window]:
         """The windows this batch completes; InputError (state unchanged) for a duplicated or late batch."""
+        self._pieces = []  # only this call's: never more than one batch waits to be taken
         if len(batch) > self.max_events:  # keep every window within the bound
             pieces = batch.split_count(self.max_events)
             end = bool(batch.meta.get("end_of_sample"))
@@ -178,6 +220,7 @@ class Segmenter:
             if len(self._buf) >= self.min_events:
                 out.append(self._window(self._buf, self._start, self._last + 1))
             self._buf, self._start = np.empty(0, EVENT_DTYPE), None
+            self._epoch += 1
         if self._proto is None:
             self._proto = batch
         if self._start is None:
@@ -191,6 +234,9 @@ class Segmenter:
         self._buf = np.concatenate([self._buf, batch.events]) if len(self._buf) else batch.events
         if self.continuous:
             self._hold(batch.events)
+        if self.overlap != "repeat":
+            self._pieces.append(Piece(batch, self._epoch, self._start, self.window_us, self.hop_us,
+                                      self.overlap == "chunks"))
         W, H = self.window_us, self.hop_us
         while len(self._buf) and int(self._buf["t"][-1]) >= self._start + W:
             t = self._buf["t"]
@@ -213,6 +259,7 @@ class Segmenter:
         self._buf = self._unfed = np.empty(0, EVENT_DTYPE)
         self._start = self._proto = self._last = None
         self._spans = []
+        self._epoch += 1
         return out
 
     def _hold(self, events: np.ndarray) -> None:
@@ -241,4 +288,6 @@ class Segmenter:
         fresh = None
         if self.continuous:
             fresh = EventBatch(self._take_fresh(t_end).copy(), p.width, p.height, source=p.source)
-        return Window(batch, t_start, t_end, sample=sample, label=label, source=p.source, fresh=fresh)
+        key = (self._epoch, int(t_start)) if self.overlap != "repeat" else None
+        return Window(batch, t_start, t_end, sample=sample, label=label, source=p.source, fresh=fresh, key=key,
+                      chunk_us=self.hop_us if self.overlap == "chunks" else 0)

@@ -236,6 +236,10 @@ class SpikingNetwork:
     def predict_indices(self, idx: np.ndarray, t: np.ndarray | None = None, *, count: bool = True) -> Decision:
         """``predict_one`` on precomputed input units (and times, for a leaky network)."""
         scores, spikes = self._run(idx, t, count)
+        return self.decision_of(scores, spikes, int(len(idx)))
+
+    def decision_of(self, scores: np.ndarray, spikes: tuple[int, ...], events: int) -> Decision:
+        """The Decision of scores computed for a window of ``events`` input events (NonFinite when not finite)."""
         if not np.all(np.isfinite(scores)):  # never handed on: a sink would publish NaN, learning would spread it
             self.nonfinite += 1
             self.reset()  # a leaky network's state would carry the damage to the next window
@@ -243,8 +247,7 @@ class SpikingNetwork:
                             "decision withheld; restart from the last checkpoint")
         prob = softmax(scores)
         label = int(np.argmax(scores))
-        return Decision(label=label, scores=scores, confidence=float(prob[label]), events=int(len(idx)),
-                        spikes=spikes)
+        return Decision(label=label, scores=scores, confidence=float(prob[label]), events=events, spikes=spikes)
 
     def predict_one(self, batch) -> Decision:
         """Classify one window of events (an EventBatch)."""

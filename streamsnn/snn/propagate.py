@@ -60,11 +60,31 @@ def forward(net, idx: np.ndarray, t: np.ndarray | None) -> tuple[np.ndarray, tup
         else:
             scores = net.scores * np.float32(kernels.decay_factor(net.t_last, inv, net.out_ref)) + net.bias
     else:
-        h = net.hidden[-1].counts
-        act = np.flatnonzero(h)
-        with np.errstate(over="ignore", invalid="ignore"):  # checked by the caller
-            scores = h[act] @ W_out[act] + net.bias
+        scores = scores_of(net, net.hidden[-1].counts)
     return scores.astype(np.float32), tuple(int(s) for s in spikes)
+
+
+def scores_of(net, h: np.ndarray) -> np.ndarray:
+    """A network without a leak: its scores (incl. bias) from the last hidden layer's spike counts ``h``
+    (linear in them; summed over the active units only). Non-finite values are checked by the caller."""
+    act = np.flatnonzero(h)
+    with np.errstate(over="ignore", invalid="ignore"):
+        return (h[act] @ net.out_weight[act] + net.bias).astype(np.float32)
+
+
+def feed(net, idx: np.ndarray) -> None:
+    """A network without a leak: feed input units through every layer, continuing from the layers' current
+    potentials and counts (``forward`` starts from the reset state; feeding a window's events in pieces
+    gives the same potentials and counts as one call, the kernels taking events one by one in order)."""
+    idx = np.ascontiguousarray(idx, dtype=np.int32)
+    n_in = net.input_map.n_inputs
+    if idx.size and (idx.min() < 0 or idx.max() >= n_in):
+        raise InputError(f"input index out of range 0..{n_in - 1}")
+    ev_i, ev_c, ev_t = idx, NO_CNT, NO_T
+    last = len(net.hidden) - 1
+    theta = np.float32(net.theta)
+    for k, layer in enumerate(net.hidden):
+        ev_i, ev_c, ev_t = layer.forward(ev_i, ev_c, ev_t, k < last, theta, 0.0)
 
 
 def align_clock(net, t0: int) -> None:
