@@ -69,3 +69,8 @@ QUEUE_SIZE = 64
 POLICY = "block"
 #: Period of metrics messages and progress lines (pipeline.metrics_every_s).
 METRICS_EVERY_S = 5.0
+#: Processes deciding windows (pipeline.workers): 1 = the network thread only; N = it plus N - 1 copies
+#: (pipeline/workers.py). The copies take the learner's weights at most every REFRESH_S seconds
+#: (pipeline.refresh_s), once it changed.
+WORKERS = 1
+REFRESH_S = 1.0

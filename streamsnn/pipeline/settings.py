@@ -10,6 +10,9 @@ from .. import defaults as d
 from ..errors import ConfigError
 from .feedback import MAX_CLASSES
 
+#: Most worker processes a pipeline may start (pipeline.workers).
+MAX_WORKERS = 64
+
 
 @dataclass(frozen=True)
 class PipelineSettings:
@@ -23,7 +26,8 @@ class PipelineSettings:
     learning rates times `feedback_lr_scale`. Class growth (`growth.Growth`): with `new_classes`, an
     unknown class name adds an output while the model has fewer than `max_classes` classes, its
     output learning `new_class_lr` times faster. Metrics every `metrics_every_s`; the checkpoint
-    `checkpoint` (None: not saved) every `save_every_s` (0: only at exit).
+    `checkpoint` (None: not saved) every `save_every_s` (0: only at exit). `workers` processes decide
+    windows, the copies refreshed from the learner at most every `refresh_s` seconds (`workers.InferencePool`).
     """
 
     queue_size: int = d.QUEUE_SIZE
@@ -42,15 +46,19 @@ class PipelineSettings:
     metrics_every_s: float = d.METRICS_EVERY_S
     checkpoint: Path | None = None
     save_every_s: float = 0.0
+    workers: int = d.WORKERS  # pipeline/workers.py
+    refresh_s: float = d.REFRESH_S
 
     def __post_init__(self) -> None:
         numbers = dict(feedback_lr_scale=self.feedback_lr_scale, new_class_lr=self.new_class_lr,
                        feedback_per_s=self.feedback_per_s, metrics_every_s=self.metrics_every_s,
-                       save_every_s=self.save_every_s, max_classes=self.max_classes)
+                       save_every_s=self.save_every_s, max_classes=self.max_classes, refresh_s=self.refresh_s)
         if not (all(v >= 0 and math.isfinite(v) for v in numbers.values()) and self.new_class_lr > 0
                 and self.metrics_every_s > 0 and self.max_classes >= 2):
             raise ConfigError(f"pipeline settings must be finite and >= 0 (new_class_lr, metrics_every_s > 0, "
                               f"max_classes >= 2), got {numbers}")
+        if not (isinstance(self.workers, int) and 1 <= self.workers <= MAX_WORKERS):
+            raise ConfigError(f"pipeline.workers must be a whole number from 1 to {MAX_WORKERS}, got {self.workers!r}")
         if self.max_classes > MAX_CLASSES:
             raise ConfigError(f"max_classes must be at most {MAX_CLASSES}, got {self.max_classes}")
 
@@ -65,4 +73,5 @@ class PipelineSettings:
                    recent=m.recent, recent_events=m.recent_events, max_feedback_bytes=max_feedback_bytes,
                    feedback_per_s=m.feedback_per_s, feedback_burst=m.feedback_burst,
                    feedback_lr_scale=m.feedback_lr_scale, new_classes=m.new_classes, max_classes=m.max_classes,
-                   new_class_lr=m.new_class_lr, checkpoint=checkpoint, save_every_s=m.save_every_s)
+                   new_class_lr=m.new_class_lr, checkpoint=checkpoint, save_every_s=m.save_every_s,
+                   workers=p.workers, refresh_s=p.refresh_s)
