@@ -55,7 +55,7 @@ class WorkerError(StreamsnnError):
     exit_code = 1
 
 
-class _Died(Exception):
+class _WorkerGone(Exception):
     """The worker process went away while it held a window."""
 
 
@@ -137,14 +137,14 @@ class _Proc:
                               "set pipeline.workers = 1 to run in one process")
 
     def call(self, batch, fresh: tuple | None):
-        """Blocking: send one window (and a fresh copy first, when given); its reply. _Died when the process is gone."""
+        """Blocking: send one window (and a fresh copy first, when given); its reply. _WorkerGone when the process is gone."""
         try:
             self.conn.send((batch, fresh[0] if fresh is not None else None))
             if fresh is not None:
                 self.version, self.classes = fresh[1], fresh[2]
             return self.conn.recv()
         except (EOFError, OSError, BrokenPipeError) as exc:
-            raise _Died(f"{self!r} died (exit code {self.process.exitcode})") from exc
+            raise _WorkerGone(f"{self!r} died (exit code {self.process.exitcode})") from exc
 
     def stop(self) -> None:
         """Blocking: ask the process to stop, wait, then terminate and kill it if it hangs."""
@@ -288,7 +288,7 @@ class InferencePool:
         loop = asyncio.get_running_loop()
         try:
             reply = await loop.run_in_executor(slot.thread, slot.call, w.batch, fresh)
-        except _Died as exc:
+        except _WorkerGone as exc:
             self.counts["died"] += 1
             log.warning("%s; its window goes to the main worker%s", exc,
                         "" if self._closing else ", restarting it")
