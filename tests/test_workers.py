@@ -15,6 +15,7 @@ import pytest
 from daemon_util import Daemon, QuietSink, daemons  # noqa: F401 - the fixture
 from dataset_util import nmnist_events, nmnist_picks
 
+from streamsnn.errors import ConfigError
 from streamsnn.events import EventBatch
 from streamsnn.pipeline import Pipeline
 from streamsnn.pipeline.decide import Decider
@@ -155,6 +156,23 @@ def test_a_killed_worker_is_counted_its_window_decided_and_the_stream_goes_on():
     w = pipe.metrics()["workers"]
     assert w["died"] >= 1 and pipe.counters.bad_windows == 0
     assert multiprocessing.active_children() == []  # the restarted one was stopped at the end too
+
+
+class Refused(Collect):
+    """A sink with a fatal error after its third decision (as the MQTT sink when the broker refuses the login)."""
+
+    def check(self) -> None:
+        if len(self.got) >= 3:
+            raise ConfigError("mqtt: the broker refused the login")
+
+
+def test_a_sinks_fatal_error_ends_the_run_with_workers_too_and_stops_them():
+    sink = Refused()
+    pipe = Pipeline(Source(samples(30)), net(), [sink], workers=2, metrics_every_s=60, learn_from_labels=False)
+    with pytest.raises(ConfigError, match="refused the login"):
+        asyncio.run(pipe.run())
+    assert 3 <= len(sink.got) < 30
+    assert multiprocessing.active_children() == []
 
 
 class NoKernels(SpikingNetwork):

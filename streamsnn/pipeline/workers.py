@@ -137,7 +137,8 @@ class _Proc:
                               "set pipeline.workers = 1 to run in one process")
 
     def call(self, batch, fresh: tuple | None):
-        """Blocking: send one window (and a fresh copy first, when given); its reply. _WorkerGone when the process is gone."""
+        """Blocking: send one window (and a fresh copy first, when given); its reply. _WorkerGone when the process
+        is gone."""
         try:
             self.conn.send((batch, fresh[0] if fresh is not None else None))
             if fresh is not None:
@@ -242,17 +243,33 @@ class InferencePool:
             self._free.put_nowait(slot)
         inflight: asyncio.Queue = asyncio.Queue(maxsize=2 * self.n)
         publisher = asyncio.create_task(self._publish(pipe, inflight), name="publish")
+        tasks: set[asyncio.Future] = set()
+
+        async def hand_over(item) -> None:  # a publisher that ended (a sink's fatal error) ends the run here
+            put = asyncio.ensure_future(inflight.put(item))
+            await asyncio.wait({put, publisher}, return_when=asyncio.FIRST_COMPLETED)
+            if not put.done():
+                put.cancel()
+                publisher.result()
+
         try:
             while (w := await pipe.windows.get()) is not _END:
+                if publisher.done():
+                    publisher.result()
                 if pipe.learn_from_labels and true_output(self.net, w) is not None:
                     task = asyncio.ensure_future(self._on_main(pipe, w))  # learning: the learner only
                 else:
                     slot = await self._free.get()
                     task = asyncio.ensure_future(self._on(slot, pipe, w))
-                await inflight.put((w, task))
-        finally:
-            await inflight.put(None)
+                tasks.add(task)
+                task.add_done_callback(tasks.discard)
+                await hand_over((w, task))
+            await hand_over(None)
             await publisher
+        finally:
+            for t in [publisher, *tasks]:
+                t.cancel()
+            await asyncio.gather(publisher, *tasks, return_exceptions=True)
 
     async def _publish(self, pipe, inflight: asyncio.Queue) -> None:
         while (item := await inflight.get()) is not None:
@@ -284,9 +301,9 @@ class InferencePool:
                 return await self._on_main(pipe, w)
             finally:
                 self._free.put_nowait(MAIN)
-        fresh = await self._fresh(pipe, slot)
         loop = asyncio.get_running_loop()
         try:
+            fresh = await self._fresh(pipe, slot)
             reply = await loop.run_in_executor(slot.thread, slot.call, w.batch, fresh)
         except _WorkerGone as exc:
             self.counts["died"] += 1
@@ -294,10 +311,13 @@ class InferencePool:
                         "" if self._closing else ", restarting it")
             self._restart(slot)
             return await self._on_main(pipe, w)
+        except BaseException:
+            self._free.put_nowait(slot)
+            raise
         self._free.put_nowait(slot)
         if reply[0] == "fail":
             self.counts["bad_windows"] += 1
-            raise reply[1] if isinstance(reply[1], Exception) else RuntimeError(reply[1])
+            raise reply[1] if isinstance(reply[1], Exception) else StreamsnnError(reply[1])
         _, d, compute_ms, version = reply
         self.counts["on_copies"] += 1
         w.fresh, w.learned = None, False
