@@ -39,6 +39,7 @@ BENCHES = {
     "fewshot": ("bench_fewshot", "run", "Few-shot teaching: a new class taught by its examples only, through feedback"),
     "time": ("bench_time", "run", "Time: counting and temporal learning rules on order-only tasks, gestures, N-MNIST"),
     "live": ("bench_live", "run", "Live capacity: real recordings through the daemon, ever faster, against the kernel"),
+    "workers": ("bench_workers", "run", "pipeline.workers: the pipeline with 1 and 2 worker processes"),
 }
 #: Too long for --quick (each trains several networks for many epochs); run them with --only NAME.
 SLOW = ("sim2real", "deep", "incremental", "fewshot", "own_data", "robust", "time")

@@ -126,6 +126,10 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "policy": Key(str, d.POLICY, "when the network falls behind: wait, or drop the oldest/newest window",
                       ("block", "drop_oldest", "drop_newest")),
         "metrics_every_s": Key(float, d.METRICS_EVERY_S, "period of metrics messages and progress lines", min=0.05),
+        "workers": Key(int, d.WORKERS, "processes deciding windows: 1 = one (learning and inference); N = the "
+                       "learner plus N - 1 copies that only predict (see docs/daemon.md, 'More than one core')", min=1),
+        "refresh_s": Key(float, d.REFRESH_S, "workers > 1: the copies take the learner's weights at most this often, "
+                         "in seconds, once it learned (0 = before every window; a copy is at most this stale)", min=0),
     },
     "mqtt": {
         "enabled": Key(bool, True, "publish decisions over MQTT"),

@@ -16,6 +16,7 @@ from .pipeline import Pipeline, PipelineSettings
 from .pipeline.decide import Decider
 from .pipeline.feedback import MAX_FEEDBACK_BYTES
 from .pipeline.segment import Segmenter
+from .pipeline.workers import start_pool
 from .sources.build import build_source
 from .systemd import notify
 
@@ -71,7 +72,7 @@ async def run_service(cfg: Config, *, quiet: bool = False, announce=None) -> int
         settings = settings_from_config(cfg, node)
     source = build_source(cfg, progress=not quiet, mqtt=settings)
     sinks = []
-    broker = mqtt_sink = pipe = live = None
+    broker = mqtt_sink = pipe = live = pool = None
     stopping = False
     loop = asyncio.get_running_loop()
 
@@ -89,6 +90,7 @@ async def run_service(cfg: Config, *, quiet: bool = False, announce=None) -> int
             await source.open()
         net, ckpt = load_network(cfg)
         await asyncio.to_thread(net.warm_up)  # compile/load the kernels before events arrive
+        pool = await start_pool(net, cfg.pipeline.workers, cfg.pipeline.refresh_s)  # workers: before the stream opens
         if cfg.source.kind in ("camera", "dvstream"):  # a live stream: opened just before it is read (an
             await source.open()  # absent camera or stream still fails before the broker starts)
             # a model whose region is part of its sensor cannot read another sensor: one line, exit 2
@@ -120,7 +122,7 @@ async def run_service(cfg: Config, *, quiet: bool = False, announce=None) -> int
                                 label_windows=cfg.segment.label_windows, overlap=cfg.segment.overlap),
             decider=Decider(cfg.segment.smooth_us),
             feedback=mqtt_sink.feedback if mqtt_sink is not None else None,
-            extra_metrics=lambda: _extra_metrics(source, mqtt_sink),
+            extra_metrics=lambda: _extra_metrics(source, mqtt_sink), pool=pool,
         )
         if live is not None:  # the page teaches through the same Teacher as MQTT feedback
             live.teaching.connect(pipe.teacher)
@@ -132,6 +134,8 @@ async def run_service(cfg: Config, *, quiet: bool = False, announce=None) -> int
             log.info("checkpoint saved to %s", ckpt)
     finally:
         notify("STOPPING=1")
+        if pool is not None:  # workers: no process outlives the daemon (a no-op when the pipeline stopped them)
+            await pool.close()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.remove_signal_handler(sig)
         try:

@@ -84,3 +84,8 @@ METRICS_EVERY_S = 5.0
 #: class one goes to the Test split (the n-th when n is a multiple of it).
 RECORD_SECONDS = 2.0
 RECORD_TEST_EVERY = 5
+#: Processes deciding windows (pipeline.workers): 1 = the network thread only; N = it plus N - 1 copies
+#: (pipeline/workers.py). The copies take the learner's weights at most every REFRESH_S seconds
+#: (pipeline.refresh_s), once it changed.
+WORKERS = 1
+REFRESH_S = 1.0

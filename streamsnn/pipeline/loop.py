@@ -23,6 +23,7 @@ from .settings import PipelineSettings
 from .stages import Classifier, DecisionInfo, Sink, Source, class_names
 from .teacher import Teacher
 from .watchdog import watchdog, watchdog_period
+from .workers import InferencePool
 
 log = logging.getLogger(__name__)
 LOG_FIRST = 20  # skipped batches and windows logged at WARNING; further ones at DEBUG
@@ -53,7 +54,9 @@ class Pipeline:
     once, as it arrives: the pipeline makes its segmenter `continuous` and the decider feeds the network
     only each window's new events, reading its evidence out at every window's end (`decide.continuous`).
     `feedback` is an asyncio.Queue of feedback messages, taught by `teacher.Teacher` (classes added by
-    `growth.Growth`; `clock` is its rate limit's); `extra_metrics()` adds to the metrics
+    `growth.Growth`; `clock` is its rate limit's); `pool` (`workers.InferencePool`, made from
+    `settings.workers` when not given) spreads windows over worker processes, decisions still published in
+    window order; `extra_metrics()` adds to the metrics
     (`metrics.Metrics`); the checkpoint is written by `checkpoints.Checkpoints`.
 
     Bad input never stalls the run: a batch the segmenter refuses, or a window the network cannot
@@ -66,7 +69,7 @@ class Pipeline:
     def __init__(self, source: Source, net: Classifier, sinks: list[Sink], settings: PipelineSettings | None = None,
                  *, segmenter: Segmenter | None = None, decider: Decider | None = None,
                  feedback: asyncio.Queue | None = None, extra_metrics: Callable[[], dict] | None = None,
-                 clock: Callable[[], float] = time.monotonic, **options):
+                 clock: Callable[[], float] = time.monotonic, pool=None, **options):
         settings = settings or PipelineSettings()
         if options:  # the same settings, some fields given by keyword (checked again)
             settings = replace(settings, **options)
@@ -81,8 +84,9 @@ class Pipeline:
         self.learn_from_labels = s.learn_from_labels
         # windows in flight (segment.overlap): each accepted batch is fed on the worker as it arrives; not while
         # every window learns from its label (each is then decided alone, its state would be stale)
+        # (nor with workers: the copies decide whole windows, the main network's states would go unread)
         self._feeding = self.segmenter.overlap != "repeat" and hasattr(self.decider, "feed") and not (
-            s.learn_from_labels and self.segmenter.label_windows)
+            s.learn_from_labels and self.segmenter.label_windows) and s.workers <= 1
         self._ahead: list[asyncio.Future] = []  # batches handed to the worker and not yet fed (at most queue_size)
         self.overlap = {"fed": 0, "skipped": 0}  # batches fed as they arrived, and skipped (queue full)
         self.recent = Recent(s.recent, s.recent_events)
@@ -94,6 +98,11 @@ class Pipeline:
                              lr_boost=s.new_class_lr)
         self.teacher = Teacher(net, self.recent, self.counters, s, self.growth, self.in_worker,
                                self.outputs.classes, clock)
+        # -- workers (pipeline/workers.py): `pool`, an InferencePool started by the caller, else made here --
+        self.pool = pool if pool is not None else InferencePool(net, s.workers, s.refresh_s) if s.workers > 1 else None
+        if self.pool is not None:
+            extra_metrics = _with_pool(extra_metrics, self.pool)
+        # -- end workers --
         inflight = getattr(self.decider, "inflight", None)
         self.stats = Metrics(self.counters, net, self.windows, self.segmenter, self.outputs, extra=extra_metrics,
                              overlap=(lambda: {**self.overlap, **inflight.counters}) if inflight is not None else None)
@@ -116,6 +125,8 @@ class Pipeline:
             return await self._run()
 
     async def _run(self) -> Counters:
+        if self.pool is not None:  # workers: started before the first window (a no-op when the caller did)
+            await self.pool.start()
         reader = asyncio.create_task(self._read(), name="read")
         stopper = asyncio.create_task(self._stopping.wait(), name="stop")
         s = self.settings
@@ -153,6 +164,8 @@ class Pipeline:
                 if self.checkpoints is not None:
                     self.exit_saved = await self.checkpoints.save_logged("at exit")
             finally:
+                if self.pool is not None:  # workers: stopped after the windows in flight were published
+                    await self.pool.close()
                 self._worker.shutdown(wait=True)
                 await self.stats.final()
         return self.counters
@@ -235,29 +248,39 @@ class Pipeline:
         return d, info
 
     async def _classify(self) -> None:
+        if self.pool is not None and self.pool.active:  # workers: windows spread over processes, same publishing
+            return await self.pool.classify(self)
         while (w := await self.windows.get()) is not _END:
             try:
                 d, info = await self.in_worker(self._decide, w)
             except Exception as exc:  # noqa: BLE001 - a window the network cannot take: log, count, go on
-                self.counters.bad_windows += 1
-                text = str(exc) if isinstance(exc, StreamsnnError) else f"{type(exc).__name__}: {exc}"
-                level = logging.WARNING if self.counters.bad_windows <= LOG_FIRST else logging.DEBUG
-                where = shown(w.sample) if w.sample is not None else f"{w.t_start_us}..{w.t_end_us} us"
-                log.log(level, "window %s skipped: %s", where, printable(text))
+                self._skipped(w, exc)
                 continue
-            w.predicted = int(d.label)  # what feedback on this window will score
-            self.recent.add(w)
-            c = self.counters
-            c.decisions += 1
-            truth = true_output(self.net, w)  # by class name: the model's order may differ from the dataset's
-            if truth is not None:
-                c.labelled += 1
-                c.correct += int(d.label == truth)
-            # Sinks never block (the MQTT sink queues into its outbox), so the decision goes out from
-            # here: no further queue hop between the network and the sinks.
-            # A sink that raises is counted and retried later; check() raises the sink's fatal error
-            # (e.g. a broker that now refuses the login), which ends the run.
-            self.outputs.decision(w, d, info)
+            self._publish(w, d, info)
+
+    def _skipped(self, w: Window, exc: BaseException) -> None:
+        """A window the network could not take: logged (one line) and counted."""
+        self.counters.bad_windows += 1
+        text = str(exc) if isinstance(exc, StreamsnnError) else f"{type(exc).__name__}: {exc}"
+        level = logging.WARNING if self.counters.bad_windows <= LOG_FIRST else logging.DEBUG
+        where = shown(w.sample) if w.sample is not None else f"{w.t_start_us}..{w.t_end_us} us"
+        log.log(level, "window %s skipped: %s", where, printable(text))
+
+    def _publish(self, w: Window, d, info: DecisionInfo) -> None:
+        """Count one decision, keep it for feedback and hand it to the sinks."""
+        w.predicted = int(d.label)  # what feedback on this window will score
+        self.recent.add(w)
+        c = self.counters
+        c.decisions += 1
+        truth = true_output(self.net, w)  # by class name: the model's order may differ from the dataset's
+        if truth is not None:
+            c.labelled += 1
+            c.correct += int(d.label == truth)
+        # Sinks never block (the MQTT sink queues into its outbox), so the decision goes out from
+        # here: no further queue hop between the network and the sinks.
+        # A sink that raises is counted and retried later; check() raises the sink's fatal error
+        # (e.g. a broker that now refuses the login), which ends the run.
+        self.outputs.decision(w, d, info)
 
     # -- the parts, for callers and tests ------------------------------------------------------
     @property
@@ -282,3 +305,8 @@ class Pipeline:
     async def save(self) -> None:
         """Write the checkpoint now (raises what the save raised)."""
         await self.checkpoints.save()
+
+
+def _with_pool(extra: Callable[[], dict] | None, pool) -> Callable[[], dict]:
+    """The caller's extra metrics plus the workers' counters (`workers.InferencePool.metrics`)."""
+    return lambda: {**(extra() if extra is not None else {}), **pool.metrics()}

@@ -10,6 +10,9 @@ from .. import defaults as d
 from ..errors import ConfigError
 from .feedback import MAX_CLASSES
 
+#: Most worker processes a pipeline may start (pipeline.workers).
+MAX_WORKERS = 64
+
 
 @dataclass(frozen=True)
 class PipelineSettings:
@@ -25,7 +28,8 @@ class PipelineSettings:
     output learning `new_class_lr` times faster. Rehearsal (`snn.memory`): after each taught window
     `rehearse` kept examples of the other classes are replayed, from at most `memory_per_class` per class.
     Metrics every `metrics_every_s`; the checkpoint
-    `checkpoint` (None: not saved) every `save_every_s` (0: only at exit).
+    `checkpoint` (None: not saved) every `save_every_s` (0: only at exit). `workers` processes decide
+    windows, the copies refreshed from the learner at most every `refresh_s` seconds (`workers.InferencePool`).
     """
 
     queue_size: int = d.QUEUE_SIZE
@@ -46,12 +50,14 @@ class PipelineSettings:
     metrics_every_s: float = d.METRICS_EVERY_S
     checkpoint: Path | None = None
     save_every_s: float = 0.0
+    workers: int = d.WORKERS  # pipeline/workers.py
+    refresh_s: float = d.REFRESH_S
 
     def __post_init__(self) -> None:
         numbers = dict(feedback_lr_scale=self.feedback_lr_scale, new_class_lr=self.new_class_lr,
                        feedback_per_s=self.feedback_per_s, metrics_every_s=self.metrics_every_s,
                        save_every_s=self.save_every_s, max_classes=self.max_classes, rehearse=self.rehearse,
-                       memory_per_class=self.memory_per_class)
+                       memory_per_class=self.memory_per_class, refresh_s=self.refresh_s)
         if not (all(v >= 0 and math.isfinite(v) for v in numbers.values()) and self.new_class_lr > 0
                 and self.metrics_every_s > 0 and self.max_classes >= 2):
             raise ConfigError(f"pipeline settings must be finite and >= 0 (new_class_lr, metrics_every_s > 0, "
@@ -59,6 +65,8 @@ class PipelineSettings:
         if not (0 <= self.rehearse <= 64 and 0 <= self.memory_per_class <= 1000):
             raise ConfigError(f"rehearse must be 0..64 and memory_per_class 0..1000, got {self.rehearse} and "
                               f"{self.memory_per_class}")
+        if not (isinstance(self.workers, int) and 1 <= self.workers <= MAX_WORKERS):
+            raise ConfigError(f"pipeline.workers must be a whole number from 1 to {MAX_WORKERS}, got {self.workers!r}")
         if self.max_classes > MAX_CLASSES:
             raise ConfigError(f"max_classes must be at most {MAX_CLASSES}, got {self.max_classes}")
 
@@ -74,4 +82,4 @@ class PipelineSettings:
                    feedback_per_s=m.feedback_per_s, feedback_burst=m.feedback_burst,
                    feedback_lr_scale=m.feedback_lr_scale, new_classes=m.new_classes, max_classes=m.max_classes,
                    new_class_lr=m.new_class_lr, rehearse=m.rehearse, memory_per_class=m.memory_per_class,
-                   checkpoint=checkpoint, save_every_s=m.save_every_s)
+                   checkpoint=checkpoint, save_every_s=m.save_every_s, workers=p.workers, refresh_s=p.refresh_s)
