@@ -40,9 +40,11 @@ BENCHES = {
     "time": ("bench_time", "run", "Time: counting and temporal learning rules on order-only tasks, gestures, N-MNIST"),
     "live": ("bench_live", "run", "Live capacity: real recordings through the daemon, ever faster, against the kernel"),
     "workers": ("bench_workers", "run", "pipeline.workers: the pipeline with 1 and 2 worker processes"),
+    "teachflow": ("bench_teach_flow", "run", "Teach it live: docs/demo.md's commands, record to a class taught, timed"),
 }
-#: Too long for --quick (each trains several networks for many epochs); run them with --only NAME.
-SLOW = ("sim2real", "deep", "incremental", "fewshot", "own_data", "robust", "time")
+#: Too long for --quick (each trains several networks for many epochs; teachflow records in real time); run
+#: them with --only NAME.
+SLOW = ("sim2real", "deep", "incremental", "fewshot", "own_data", "robust", "time", "teachflow")
 
 
 def run_snn(ctx: Context) -> Result:
