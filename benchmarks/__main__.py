@@ -37,6 +37,7 @@ BENCHES = {
     "own_data": ("bench_own_data", "run", "Own data: train defaults vs a scikit-learn MLP"),
     "robust": ("bench_robust", "run", "Robustness: the default train on real datasets over seeds, vs an MLP"),
     "time": ("bench_time", "run", "Time: counting and temporal learning rules on order-only tasks, gestures, N-MNIST"),
+    "kernel": ("bench_kernel", "run", "The inference kernel against a bare-loop ceiling for the same work (--model M)"),
 }
 #: Too long for --quick (each trains several networks for many epochs); run them with --only NAME.
 SLOW = ("sim2real", "deep", "incremental", "own_data", "robust", "time")
