@@ -18,7 +18,7 @@ import math
 import numpy as np
 from numba import njit
 
-from ..kernels import fire, integrate, integrate_fire_silent, renormalise
+from ..kernels import fire, integrate_span, renormalise
 from .base import Layer, LayerSpec
 
 
@@ -71,7 +71,6 @@ def conv_forward(idx, cnt, t, start, K, tab, ow, st, phi, counts, theta, inv_tau
     leak = inv_tau > 0.0
     ones = cnt.shape[0] == 0
     t_ref = ref[0]
-    zero = np.float32(0.0)
     reach = (ks + st - 1) // st
     cap = oi.shape[0] - reach * reach * co
     for k in range(start, idx.shape[0]):
@@ -95,12 +94,9 @@ def conv_forward(idx, cnt, t, start, K, tab, ow, st, phi, counts, theta, inv_tau
                 ox = ox0 - ix
                 wrow = K[c, dy, dx]
                 base = (oy * ow + ox) * co
-                if not emit:
-                    integrate_fire_silent(phi, counts, base, wrow, g, theta)
-                    continue
-                above = integrate(phi, base, wrow, g, thr)
-                if above > zero:
-                    m = fire(phi, counts, base, co, above, thr, f, leak, t, k, oi, oc, ot, m)
+                lo, hi = integrate_span(phi, base, wrow, g, thr)
+                if hi > 0:
+                    m = fire(phi, counts, base, lo, hi, thr, f, leak, emit, t, k, oi, oc, ot, m)
     ref[0] = t_ref
     return idx.shape[0], m
 
