@@ -51,6 +51,25 @@ def conv_table(geo) -> np.ndarray:
     return np.ascontiguousarray(np.stack([c, dy0, oy0, ny, dx0, ox0, nx], axis=1), dtype=np.int32)
 
 
+@njit(inline="always")
+def conv_event(row, K, ow, st, phi, counts, g, thr, f, leak, emit, t, k, oi, oc, ot, m):
+    """One event of ``conv_forward``: its table ``row`` (c, dy0, oy0, ny, dx0, ox0, nx); adds ``g`` times the kernel
+    rows to the positions it reaches and fires them (``kernels.fire``: threshold ``thr``, frame factor ``f``).
+    Returns the new m."""
+    co = K.shape[3]
+    c, dy0, oy0, ny, dx0, ox0, nx = row[0], row[1], row[2], row[3], row[4], row[5], row[6]
+    for iy in range(ny):
+        dy = dy0 + iy * st
+        oy = oy0 - iy
+        for ix in range(nx):
+            wrow = K[c, dy, dx0 + ix * st]
+            base = (oy * ow + ox0 - ix) * co
+            lo, hi = integrate_span(phi, base, wrow, g, thr)
+            if hi > 0:
+                m = fire(phi, counts, base, lo, hi, thr, f, leak, emit, t, k, oi, oc, ot, m)
+    return m
+
+
 @njit(cache=True, nogil=True, fastmath=True)
 def conv_forward(idx, cnt, t, start, K, tab, ow, st, phi, counts, theta, inv_tau, ref, emit, oi, oc, ot, m):
     """Feed events ``idx[start:]`` through a convolutional layer of integrate-and-fire units, in order.
@@ -77,26 +96,14 @@ def conv_forward(idx, cnt, t, start, K, tab, ow, st, phi, counts, theta, inv_tau
         if emit and m > cap:
             ref[0] = t_ref
             return k, m
-        row = tab[idx[k]]
-        c, dy0, oy0, ny, dx0, ox0, nx = row[0], row[1], row[2], row[3], row[4], row[5], row[6]
         g = np.float32(1.0) if ones else cnt[k]
-        f = np.float32(1.0)
         if leak:
             a, t_ref = renormalise(phi, t[k], t_ref, inv_tau)
             f = np.float32(math.exp(a))
-            g *= f
-        thr = theta * f
-        for iy in range(ny):
-            dy = dy0 + iy * st
-            oy = oy0 - iy
-            for ix in range(nx):
-                dx = dx0 + ix * st
-                ox = ox0 - ix
-                wrow = K[c, dy, dx]
-                base = (oy * ow + ox) * co
-                lo, hi = integrate_span(phi, base, wrow, g, thr)
-                if hi > 0:
-                    m = fire(phi, counts, base, lo, hi, thr, f, leak, emit, t, k, oi, oc, ot, m)
+            m = conv_event(tab[idx[k]], K, ow, st, phi, counts, g * f, theta * f, f, True, emit, t, k, oi, oc, ot, m)
+        else:  # f = 1 as a constant: the compiler drops the leak's arithmetic from this copy
+            m = conv_event(tab[idx[k]], K, ow, st, phi, counts, g, theta, np.float32(1.0), False, emit, t, k,
+                           oi, oc, ot, m)
     ref[0] = t_ref
     return idx.shape[0], m
 

@@ -45,15 +45,16 @@ def dense_forward(idx, cnt, t, start, W, phi, counts, theta, inv_tau, ref, emit,
             return k, m
         row = W[idx[k]]
         g = np.float32(1.0) if ones else cnt[k]
-        f = np.float32(1.0)
         if leak:
             a, t_ref = renormalise(phi, t[k], t_ref, inv_tau)
             f = np.float32(math.exp(a))
-            g *= f
-        thr = theta * f
-        lo, hi = integrate_span(phi, 0, row, g, thr)
-        if hi > 0:
-            m = fire(phi, counts, 0, lo, hi, thr, f, leak, emit, t, k, oi, oc, ot, m)
+            lo, hi = integrate_span(phi, 0, row, g * f, theta * f)
+            if hi > 0:
+                m = fire(phi, counts, 0, lo, hi, theta * f, f, True, emit, t, k, oi, oc, ot, m)
+        else:  # f = 1 as a constant: the compiler drops the leak's arithmetic from this copy
+            lo, hi = integrate_span(phi, 0, row, g, theta)
+            if hi > 0:
+                m = fire(phi, counts, 0, lo, hi, theta, np.float32(1.0), False, emit, t, k, oi, oc, ot, m)
     ref[0] = t_ref
     return idx.shape[0], m
 
