@@ -137,7 +137,8 @@ def model_info(path: Path) -> dict:
 
     net = SpikingNetwork.load(path)
     chosen = getattr(net, "chosen", None)
-    return {"path": str(path), "kind": "model", **net.describe(), **({"chosen": chosen} if chosen else {})}
+    return {"path": str(path), "kind": "model", **net.describe(), **({"chosen": chosen} if chosen else {}),
+            "spike_rates": getattr(net, "spike_rates", None)}
 
 
 def _layer_line(d: dict) -> str:
@@ -145,6 +146,17 @@ def _layer_line(d: dict) -> str:
     from ..snn.layers import layer_line
 
     return f"{layer_line(d)}: {shape(d['in'])} -> {shape(d['out'])}, {d['parameters']:,} parameters"
+
+
+def _spike_rows(rates: dict | None, updates) -> list[tuple[str, str]]:
+    """One row per hidden layer: its spikes per input event as `train` measured them, and where; or "not measured"."""
+    if not rates:
+        return [("spikes per input event", "not measured (a checkpoint from before `train` recorded it)")]
+    rows = [(f"layer {k + 1} spikes/event", f"{v:.3g}") for k, v in enumerate(rates["per_layer"])]
+    since = (updates or 0) - rates["updates"]
+    rows.append(("spikes measured on", f"{rates['samples']:,} {rates['split']} samples ({rates['events']:,} events)"
+                 + (f", {since:,} updates ago" if since > 0 else "")))
+    return rows
 
 
 def _table(info: dict) -> str:
@@ -165,6 +177,9 @@ def _table(info: dict) -> str:
             continue
         if isinstance(value, float):
             rows.append((key, f"{value:g}"))
+            continue
+        if key == "spike_rates":  # measured by `train`; older checkpoints have none
+            rows += _spike_rows(value, info.get("updates"))
             continue
         if key == "chosen" and isinstance(value, dict):  # what train chose on held-out training samples
             rows += [(f"chosen {k}", ("yes" if v else "no") if isinstance(v, bool) else f"{v:g}"

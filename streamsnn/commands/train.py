@@ -288,7 +288,7 @@ def choose_settings(args, net, s, aug, picked, train, say):
 
 def run(args) -> int:
     from ..learn.augment import StreamCrops
-    from ..learn.training import Augment, evaluate, load_folders, train_epoch
+    from ..learn.training import Augment, evaluate, load_folders, measure_spikes, train_epoch
 
     quiet = args.quiet or args.json
     say = (lambda *a: None) if quiet else (lambda *a: print(*a, file=sys.stderr, flush=True))
@@ -319,8 +319,12 @@ def run(args) -> int:
         line = (f"epoch {ep + 1}/{s['epochs']}: train {r['accuracy']:.3f}"
                 f"{' (augmented)' if augment or stream else ''}")
         if test:
-            row["test_accuracy"] = evaluate(net, test)["accuracy"]
+            ev = evaluate(net, test)
+            row["test_accuracy"] = ev["accuracy"]
             line += f"  test {row['test_accuracy']:.3f}"
+            net.spike_rates = ev["spike_rates"]  # kept in the checkpoint; `streamsnn info` shows it
+        elif ep == s["epochs"] - 1:
+            net.spike_rates = measure_spikes(net, train, "train")
         line += f"  {r['seconds']:.1f} s  {r['events_per_s'] / 1e6:.2f} M events/s learning"
         if r["nonfinite"] or r["revivals"]:
             line += (f"  ({r['nonfinite']} non-finite updates undone, {r['revivals']} revivals; learning rates now "
@@ -336,7 +340,8 @@ def run(args) -> int:
                           "test_from": str(test_from) if test_from else None, **s, "seed": args.seed, **picked,
                           "epochs_run": epochs, "test_accuracy": epochs[-1].get("test_accuracy"),
                           "seconds": time.perf_counter() - t0, "updates": net.updates,
-                          "progressive_accuracy": net.progressive_accuracy}))
+                          "progressive_accuracy": net.progressive_accuracy,
+                          "spikes_per_event": (getattr(net, "spike_rates", None) or {}).get("per_layer")}))
     else:
         print(summary)
     return 0

@@ -59,6 +59,10 @@ class SampleArrays:
             if self.idx else np.zeros((0, n_in), np.float32)
 
 
+#: Training samples `train` runs through the network to measure its spikes per input event when it has no test split.
+SPIKE_SAMPLES = 200
+
+
 def _bar(iterable, desc: str, quiet: bool, total: int | None = None, unit: str = "sample"):
     from tqdm import tqdm
 
@@ -249,11 +253,34 @@ def train_epoch(net, data: SampleArrays, *, epoch: int = 0, epochs: int = 1, see
             "nonfinite": net.nonfinite - refused, "revivals": watch.revivals - revivals, "lr_backoff": net.lr_backoff}
 
 
+def spike_record(net, spikes, events: int, samples: int, split: str) -> dict:
+    """What a checkpoint keeps of a measurement of spikes (``checkpoint.check_spike_rates``): spikes per input event
+    of each hidden layer, over ``samples`` samples of ``split`` holding ``events`` input events, at ``net.updates``."""
+    return {"per_layer": [float(s) / max(events, 1) for s in spikes], "samples": int(samples), "events": int(events),
+            "split": split, "updates": int(net.updates)}
+
+
+def measure_spikes(net, data: SampleArrays, split: str, *, limit: int = SPIKE_SAMPLES) -> dict:
+    """Spikes per input event per hidden layer over up to ``limit`` samples of ``data`` spread over it (inference
+    only: the counters do not move; a leaky network starts each sample fresh, as ``evaluate`` does)."""
+    which = np.unique(np.linspace(0, len(data) - 1, min(limit, len(data))).astype(int)) if len(data) else []
+    spikes, events = np.zeros(len(net.hidden)), 0
+    for k in which:
+        if net.tau_us is not None:
+            net.reset()
+        d = net.predict_indices(data.idx[k], data.t[k], count=False)
+        spikes += d.spikes
+        events += d.events
+    return spike_record(net, spikes, events, len(which), split)
+
+
 def evaluate(net, data: SampleArrays, *, quiet: bool = True) -> dict:
-    """Accuracy, per-class accuracy (by class name), confusion matrix (rows true, columns predicted), events/s."""
+    """Accuracy, per-class accuracy (by class name), confusion matrix (rows true, columns predicted), events/s, and
+    ``spike_rates`` (``spike_record``: spikes per input event per hidden layer, as held-out "test" samples)."""
     n_cls = net.n_classes
     confusion = np.zeros((n_cls, n_cls), np.int64)
     events = 0
+    spikes = np.zeros(len(net.hidden))
     net.warm_up()
     t0 = time.perf_counter()
     leaky = net.tau_us is not None
@@ -263,6 +290,7 @@ def evaluate(net, data: SampleArrays, *, quiet: bool = True) -> dict:
         d = net.predict_indices(data.idx[k], data.t[k])
         confusion[int(data.labels[k]), d.label] += 1
         events += d.events
+        spikes += d.spikes
     dt = time.perf_counter() - t0
     total = confusion.sum(axis=1)
     per_class = {net.classes[c]: (float(confusion[c, c] / total[c]) if total[c] else None) for c in range(n_cls)}
@@ -270,4 +298,5 @@ def evaluate(net, data: SampleArrays, *, quiet: bool = True) -> dict:
     return {"accuracy": float(np.trace(confusion) / n) if n else 0.0, "per_class": per_class,
             "classes": list(net.classes),
             "confusion": confusion.tolist(), "samples": n, "events": int(events),
-            "events_per_s": float(events / dt) if dt > 0 else 0.0}
+            "events_per_s": float(events / dt) if dt > 0 else 0.0,
+            "spike_rates": spike_record(net, spikes, events, n, "test")}

@@ -5,7 +5,8 @@ for layer k's weights, ``weight_k_NAME`` for any other array of its kind; then `
 output layer, L hidden layers) and ``bias``; JSON ``config`` with ``arch`` (list of layer dicts), ``input_map`` (sensor,
 roi, grid), ``classes`` (names in output order, including classes added by feedback) and the
 learning settings (``class_lr`` only when a class has its own output rate; ``chosen``, what `train` chose on
-held-out training samples, only when it searched: a small flat dict, `check_chosen`); JSON ``counters``;
+held-out training samples, only when it searched: a small flat dict, `check_chosen`; ``spike_rates``, the spikes
+per input event per hidden layer `train` measured, optional, `check_spike_rates`); JSON ``counters``;
 optionally the rehearsal memory (``memory_idx``, ``memory_len``, ``memory_label``, ``memory_t``: integers, see
 ``memory.Memory``; files without it load with an empty memory).
 Format 1 (the one-hidden-layer network, arrays ``W1``, ``W2``, ``b2``, config ``sizes`` and
@@ -191,20 +192,50 @@ def check_chosen(chosen) -> dict:
     return chosen
 
 
+#: Bounds of the ``spike_rates`` record: the most spikes per input event a layer may claim, the longest split name.
+MAX_SPIKE_RATE, MAX_SPLIT_NAME = 1e9, 16
+
+
+def check_spike_rates(rates, n_layers: int) -> dict:
+    """``rates`` if it is what `train` records (``training.spike_record``): ``per_layer``, one finite number
+    0..MAX_SPIKE_RATE per hidden layer (``n_layers``), the integers ``samples``, ``events`` and ``updates`` and
+    a short ``split`` name; else ValueError."""
+    keys = {"per_layer", "samples", "events", "split", "updates"}
+    if not isinstance(rates, dict) or set(rates) != keys:
+        raise ValueError("spike_rates must be an object of " + ", ".join(sorted(keys)))
+    per = rates["per_layer"]
+    if not isinstance(per, list) or len(per) != n_layers or not all(
+            isinstance(x, (int, float)) and not isinstance(x, bool) and 0 <= x <= MAX_SPIKE_RATE for x in per):
+        raise ValueError(f"spike_rates per_layer must hold one number 0..{MAX_SPIKE_RATE:g} per hidden layer "
+                         f"({n_layers})")
+    for k in ("samples", "events", "updates"):
+        v = rates[k]
+        if isinstance(v, bool) or not isinstance(v, int) or not 0 <= v <= limits.MAX_COUNTER:
+            raise ValueError(f"spike_rates {k} is not an integer 0..{limits.MAX_COUNTER}")
+    if not isinstance(rates["split"], str) or not 0 < len(rates["split"]) <= MAX_SPLIT_NAME:
+        raise ValueError(f"spike_rates split is not a name of at most {MAX_SPLIT_NAME} characters")
+    return rates
+
+
 def save_network(net, path) -> Path:
     """Write a SpikingNetwork in format 2; CheckpointError (nothing written, an earlier file kept) when it
     holds non-finite values, which the loader refuses."""
     wrong = problems(net)
     chosen = getattr(net, "chosen", None)
-    if wrong is None and chosen:
+    rates = getattr(net, "spike_rates", None)
+    if wrong is None and (chosen or rates):
         try:
-            check_chosen(chosen)
+            if chosen:
+                check_chosen(chosen)
+            if rates:
+                check_spike_rates(rates, len(net.hidden))
         except ValueError as exc:
             wrong = str(exc)
     if wrong is not None:
         raise CheckpointError(f"model not saved to {path}: {wrong}; the file there is kept as it was")
     arrays = {**network_arrays(net), **net.memory.arrays()}
-    return save_checkpoint(path, arrays, {**net.config(), **({"chosen": chosen} if chosen else {})},
+    return save_checkpoint(path, arrays, {**net.config(), **({"chosen": chosen} if chosen else {}),
+                                          **({"spike_rates": rates} if rates else {})},
                            net.counters())
 
 
@@ -270,9 +301,12 @@ def load_network(cls, path, any_names: bool = False):
     try:
         config = dict(config)
         chosen = check_chosen(config.pop("chosen")) if "chosen" in config else None
+        rates = config.pop("spike_rates", None)  # optional: files written before it was measured have none
         if version == 1:
             arrays, config = _format1(arrays, dict(config))
         want = _declared_shapes(config)
+        if rates is not None:
+            check_spike_rates(rates, sum(1 for k in want if re.fullmatch(r"weight_\d+", k)) - 1)
         names = config.get("classes")
         if isinstance(names, list) and len(names) >= 2 and all(isinstance(c, str) for c in names):
             try:
@@ -317,6 +351,8 @@ def load_network(cls, path, any_names: bool = False):
         net.classes = list(raw_names)
     if chosen:
         net.chosen = chosen
+    if rates is not None:
+        net.spike_rates = rates
     for k, layer in enumerate(net.hidden):
         layer.set_arrays({sfx: arrays[array_name(k, sfx)] for sfx in layer.array_shapes(layer.geo)})
     net.out_weight = np.ascontiguousarray(arrays[array_name(len(net.hidden))], dtype=np.float32)

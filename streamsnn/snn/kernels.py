@@ -13,10 +13,17 @@ compared with ``theta * exp((t - t_ref)/tau)``: one ``exp`` per event and nothin
 the factor passes exp(RENORM) the frame is renormalised (one pass over the layer's state).
 
 The blocks every kind repeats are shared here as inline helpers (compiled into each caller, so a
-kernel keeps one loop and its SIMD passes): ``renormalise`` (the leak's frame), ``integrate`` and
-``fire`` (add a weight row to a block of units, then fire those above threshold and emit their
-spikes), ``integrate_fire_silent`` (both in one pass, without emitting), and ``herd_emit``
-(a non-resetting signed herder that turns an error into spikes).
+kernel keeps one loop and its SIMD passes): ``renormalise`` (the leak's frame), ``integrate_span``
+and ``fire`` (add a weight row to a block of units, noting the span of units now above threshold,
+then fire those and, unless silent, emit their spikes), ``integrate`` (the add with a count of the
+units above threshold, for the recurrent layer), and ``herd_emit`` (a non-resetting signed herder
+that turns an error into spikes).
+
+Speed (issue 21, ``benchmarks/bench_kernel.py`` measures the kernels against a bare loop of the same
+adds): a block of units is handled through views (``phi[base:base + n]``), whose indices numba knows
+are not negative, so the add loops vectorise (indexing ``phi[base + j]`` makes numba wrap negative
+indices and keeps the loop scalar); the add reduces the span of units above threshold with integer
+min/max (which vectorise), so firing scans one or two units, not the block.
 """
 
 from __future__ import annotations
@@ -67,22 +74,6 @@ def renormalise(state, t_k, t_ref, inv_tau):
 
 
 @njit(inline="always")
-def integrate_fire_silent(phi, counts, base, row, g, theta):
-    """Add ``g * row`` to the units ``base .. base + len(row)`` and fire them, without emitting spikes.
-
-    ``phi``/``counts`` float32 (n_units,), in place; ``row`` float32 (n,); ``g`` float32 (the event's
-    multiplicity); ``theta`` float32. One branch-free pass: n = max(ceil(v - theta), 0) spikes, v -= n.
-    """
-    zero = np.float32(0.0)
-    for j in range(row.shape[0]):
-        v = phi[base + j] + g * row[j]
-        n = np.ceil(v - theta)
-        n = n if n > zero else zero
-        phi[base + j] = v - n
-        counts[base + j] += n
-
-
-@njit(inline="always")
 def integrate(phi, base, row, g, thr):
     """Add ``g * row`` to the potentials ``phi[base : base + len(row)]``; returns how many are now above ``thr``.
 
@@ -90,38 +81,59 @@ def integrate(phi, base, row, g, thr):
     factor); ``thr`` float32. Returns float32 (a float count vectorises; a running max does not).
     """
     above = np.float32(0.0)
+    ph = phi[base:base + row.shape[0]]  # a view: ph[j] needs no negative-index wrap, so the loop vectorises
     for j in range(row.shape[0]):
-        v = phi[base + j] + g * row[j]
-        phi[base + j] = v
+        v = ph[j] + g * row[j]
+        ph[j] = v
         above += np.float32(v > thr)
     return above
 
 
 @njit(inline="always")
-def fire(phi, counts, base, n, above, thr, f, leak, t, k, oi, oc, ot, m):
-    """Fire the ``above`` units of ``phi[base : base + n]`` that are above ``thr`` and emit their spikes.
+def integrate_span(phi, base, row, g, thr):
+    """Add ``g * row`` to the potentials ``phi[base : base + len(row)]``; returns (lo, hi) (int32): the units
+    now above ``thr`` all lie in ``lo .. hi - 1`` (relative to ``base``); hi = 0 when there are none.
+
+    Same arguments as ``integrate``. Integer min/max reductions vectorise, so the caller scans only that span
+    (usually one or two units) instead of the whole block.
+    """
+    n = row.shape[0]
+    ph = phi[base:base + n]  # a view: ph[j] needs no negative-index wrap, so the loop vectorises
+    lo = np.int32(n)
+    hi = np.int32(0)
+    for j in range(n):
+        v = ph[j] + g * row[j]
+        ph[j] = v
+        a = v > thr
+        hi = max(hi, np.int32(j + 1) if a else np.int32(0))
+        lo = min(lo, np.int32(j) if a else np.int32(n))
+    return lo, hi
+
+
+@njit(inline="always")
+def fire(phi, counts, base, lo, hi, thr, f, leak, emit, t, k, oi, oc, ot, m):
+    """Fire the units of ``phi[base + lo : base + hi]`` that are above ``thr`` and (with ``emit``) emit their spikes.
 
     A unit fires c = ceil((v - thr) / f) spikes at once and loses c * f (``f``, float32: the leak frame's
-    factor, 1 without a leak); ``counts`` float32 (n_units,) gains c. Each firing unit is written as one
-    event at position m: ``oi`` int32 unit (base + j), ``oc`` float32 c, ``ot`` int64 ``t[k]`` (the
-    event's time; only when ``leak``, ``t`` is empty without one). The caller leaves room for n events.
-    Returns the new m.
+    factor, 1 without a leak); ``counts`` float32 (n_units,) gains c.
+    With ``emit`` each firing unit is written as one event at position m: ``oi`` int32 unit (base + j),
+    ``oc`` float32 c, ``ot`` int64 ``t[k]`` (the event's time; only when ``leak``, ``t`` is empty without one).
+    The caller leaves room for hi - lo events. Returns the new m.
     """
-    left = int(above)
-    for j in range(n):
-        v = phi[base + j]
+    ph = phi[base:base + hi]
+    cn = counts[base:base + hi]
+    for j in range(lo, hi):
+        v = ph[j]
         if v > thr:
             c = np.float32(math.ceil((v - thr) / f))
-            phi[base + j] = v - c * f
-            counts[base + j] += c
-            oi[m] = base + j
-            oc[m] = c
-            if leak:
-                ot[m] = t[k]
-            m += 1
-            left -= 1
-            if left == 0:
-                break
+            ph[j] = v - c * f  # one expression for both cases: with f = 1 it is exact, and it stays one fused op
+            cn[j] += c
+            if emit:
+                oi[m] = base + j
+                oc[m] = c
+                if leak:
+                    ot[m] = t[k]
+                m += 1
     return m
 
 

@@ -12,7 +12,7 @@ import math
 import numpy as np
 from numba import njit
 
-from ..kernels import MAX_LAYER_ERROR_SPIKES, fire, herd_emit, integrate, integrate_fire_silent, renormalise
+from ..kernels import MAX_LAYER_ERROR_SPIKES, fire, herd_emit, integrate_span, renormalise
 from .base import Layer, LayerSpec, bounded_lr, sound
 
 
@@ -25,8 +25,8 @@ def dense_forward(idx, cnt, t, start, W, phi, counts, theta, inv_tau, ref, emit,
     position ``m`` on (``ot`` only with a leak, ``inv_tau > 0``). Returns (k, m): events consumed
     up to k and events written up to m; k < len(idx) when the output arrays may not hold the next
     event's spikes: grow them and call again from k (see ``propagate.run_layer``). Without ``emit``
-    (only without a leak: the last hidden layer, whose output is linear in its counts) each event
-    is one branch-free SIMD pass that adds, fires and resets.
+    (only without a leak: the last hidden layer, whose output is linear in its counts) the units
+    fire and reset the same way but no spikes are written.
 
     Arguments: ``idx`` int32, ``cnt`` float32 (or empty: all 1), ``t`` int64 µs (or empty without a
     leak), all (n_events,); ``start`` int; ``W`` float32 (n_in, n_out); ``phi``, ``counts`` float32
@@ -38,7 +38,6 @@ def dense_forward(idx, cnt, t, start, W, phi, counts, theta, inv_tau, ref, emit,
     leak = inv_tau > 0.0
     ones = cnt.shape[0] == 0
     t_ref = ref[0]
-    zero = np.float32(0.0)
     cap = oi.shape[0] - no
     for k in range(start, idx.shape[0]):
         if emit and m > cap:
@@ -46,18 +45,16 @@ def dense_forward(idx, cnt, t, start, W, phi, counts, theta, inv_tau, ref, emit,
             return k, m
         row = W[idx[k]]
         g = np.float32(1.0) if ones else cnt[k]
-        f = np.float32(1.0)
         if leak:
             a, t_ref = renormalise(phi, t[k], t_ref, inv_tau)
             f = np.float32(math.exp(a))
-            g *= f
-        if not emit:
-            integrate_fire_silent(phi, counts, 0, row, g, theta)
-            continue
-        thr = theta * f
-        above = integrate(phi, 0, row, g, thr)
-        if above > zero:
-            m = fire(phi, counts, 0, no, above, thr, f, leak, t, k, oi, oc, ot, m)
+            lo, hi = integrate_span(phi, 0, row, g * f, theta * f)
+            if hi > 0:
+                m = fire(phi, counts, 0, lo, hi, theta * f, f, True, emit, t, k, oi, oc, ot, m)
+        else:  # f = 1 as a constant: the compiler drops the leak's arithmetic from this copy
+            lo, hi = integrate_span(phi, 0, row, g, theta)
+            if hi > 0:
+                m = fire(phi, counts, 0, lo, hi, theta, np.float32(1.0), False, emit, t, k, oi, oc, ot, m)
     ref[0] = t_ref
     return idx.shape[0], m
 
