@@ -130,6 +130,7 @@ def test_record_train_then_teach_a_new_class_from_the_page(browser, mosquitto, t
             split = "Test" if n % RECORD_TEST_EVERY == 0 else "Train"  # the split rule of streamsnn record
             assert said.startswith("learned: the window") and f"recorded as {split}/four/four-{n}.aedat4" in said, said
         wait_for(lambda: bars() == [*trained, "four"], 30, "a decision scoring the new class", log)
+        assert js("return document.getElementById('model').textContent").endswith("→ 4 classes")  # the header too
         try:  # for the picture: the strip showing a decision for the new class, if one comes soon
             wait_for(lambda: js("return [...document.querySelectorAll('#history .item b')]"
                                 ".some((b) => b.textContent.startsWith('four'))"), 10, "", log)
