@@ -64,10 +64,11 @@ def train_model(data: list[Path], seed: int, out: Path, epochs: int | None, extr
 
 def live() -> dict:
     """The live pipelines' decision settings (`streameval.LIVE_*`) as stream_evaluate arguments."""
-    from streamsnn.learn.streameval import LIVE_HOP_US, LIVE_MIN_EVENTS, LIVE_SMOOTH_US, LIVE_TAU_US, LIVE_WINDOW_US
+    from streamsnn.learn.streameval import (LIVE_HOP_US, LIVE_MIN_EVENTS, LIVE_OVERLAP, LIVE_SMOOTH_US, LIVE_TAU_US,
+                                            LIVE_WINDOW_US)
 
     return {"window_us": LIVE_WINDOW_US, "hop_us": LIVE_HOP_US, "min_events": LIVE_MIN_EVENTS,
-            "tau_us": LIVE_TAU_US, "smooth_us": LIVE_SMOOTH_US}
+            "tau_us": LIVE_TAU_US, "smooth_us": LIVE_SMOOTH_US, "overlap": LIVE_OVERLAP}
 
 
 FIGURES = ("stream_accuracy", "decisions", "delay_median_ms", "delay_p90_ms", "never_right", "events_per_s")
@@ -95,7 +96,8 @@ def measure(model: Path, data: Path, samples: list, classes: list[str], grid: bo
                 for tau in TAUS_US:
                     for sm in sorted({*SMOOTHS_US, settings["smooth_us"]}):
                         r = stream_evaluate(net, samples, window_us=w, hop_us=h, tau_us=tau, smooth_us=sm,
-                                            min_events=settings["min_events"], classes=classes)
+                                            min_events=settings["min_events"], classes=classes,
+                                            overlap=settings["overlap"] if w % h == 0 else "repeat")
                         res["grid"][(w, h, tau, sm)] = {f: r[f] for f in FIGURES}
     return res
 
@@ -182,7 +184,7 @@ def _live_name(s: dict) -> str:
     tau = "no leak" if not s["tau_us"] else f"leak {s['tau_us'] / 1000:g} ms"
     sm = "no smoothing" if not s["smooth_us"] else f"smoothing {s['smooth_us'] / 1000:g} ms"
     return (f"{s['window_us'] // 1000} ms windows every {s['hop_us'] // 1000} ms, min {s['min_events']} events, "
-            f"{tau}, {sm}")
+            f"{tau}, {sm}, overlap {s.get('overlap', 'repeat')}")
 
 
 def report_models(r: Result, results: dict, train_s: dict, settings: dict, full: bool) -> None:
