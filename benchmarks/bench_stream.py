@@ -64,8 +64,14 @@ def train_model(data: list[Path], seed: int, out: Path, epochs: int | None, extr
 
 def live() -> dict:
     """The live pipelines' decision settings (`streameval.LIVE_*`) as stream_evaluate arguments."""
-    from streamsnn.learn.streameval import (LIVE_HOP_US, LIVE_MIN_EVENTS, LIVE_OVERLAP, LIVE_SMOOTH_US, LIVE_TAU_US,
-                                            LIVE_WINDOW_US)
+    from streamsnn.learn.streameval import (
+        LIVE_HOP_US,
+        LIVE_MIN_EVENTS,
+        LIVE_OVERLAP,
+        LIVE_SMOOTH_US,
+        LIVE_TAU_US,
+        LIVE_WINDOW_US,
+    )
 
     return {"window_us": LIVE_WINDOW_US, "hop_us": LIVE_HOP_US, "min_events": LIVE_MIN_EVENTS,
             "tau_us": LIVE_TAU_US, "smooth_us": LIVE_SMOOTH_US, "overlap": LIVE_OVERLAP}
