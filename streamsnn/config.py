@@ -73,7 +73,8 @@ SCHEMA: dict[str, dict[str, Key]] = {
                        "inflight: each window's state is fed as its events arrive, so only the readout waits for "
                        "the window's end (the same decisions as repeat); chunks: each event is fed once, in "
                        "hop-long chunks, a window scored as the sum of its chunks (needs window_us a multiple of "
-                       "hop_us); repeat: each window fed whole when it closes", ("inflight", "chunks", "repeat")),
+                       "hop_us); repeat: each window fed whole when it closes; auto: chunks when window_us is a "
+                       "multiple of hop_us, else inflight", ("auto", "inflight", "chunks", "repeat")),
         "label_windows": Key(bool, False, "window mode over labelled samples (a simulated camera, a replay): each "
                              "window takes the label and sample id of the sample covering most of it"),
     },

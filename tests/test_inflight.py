@@ -252,7 +252,9 @@ def test_states_stay_bounded_and_a_bad_piece_drops_them(nmnist_dir):
 
 
 def test_overlap_settings_are_checked():
-    assert SCHEMA["segment"]["overlap"].default in ("inflight", "chunks")
+    assert SCHEMA["segment"]["overlap"].default == "auto"  # chunks where the window is a multiple of the hop
+    assert Segmenter("window", 100_000, 50_000, overlap="auto").overlap == "chunks"
+    assert Segmenter("window", 100_000, 30_000, overlap="auto").overlap == "inflight"
     with pytest.raises(ConfigError, match="multiple of hop_us"):
         Segmenter("window", 100_000, 30_000, overlap="chunks")
     with pytest.raises(ConfigError, match="segment.overlap"):

@@ -62,7 +62,8 @@ def live_daemon(tmp_path, model, port) -> tuple[Daemon, object]:
     jsonl = tmp_path / "decisions.jsonl"
     sets = {"source.kind": "dvstream", "source.address": f"127.0.0.1:{port}", "model.checkpoint": ckpt,
             "model.learn_from_feedback": False, "mqtt.enabled": False, "console.enabled": False,
-            "jsonl.path": jsonl, "pipeline.policy": "block", **WINDOW}  # no drops on a busy test machine
+            "jsonl.path": jsonl, "pipeline.policy": "block", "segment.overlap": "inflight",  # each window alone
+            **WINDOW}  # no drops on a busy test machine
     return Daemon(tmp_path, ROOT / "pipelines" / "live-camera.toml", sets), jsonl
 
 

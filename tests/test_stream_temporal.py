@@ -117,7 +117,7 @@ def test_the_readout_is_the_evidence_decayed_to_the_window_end(samples):
 
 def test_a_network_without_time_decides_exactly_as_before(samples):
     net = SpikingNetwork(SIZES, seed=6)
-    res = stream_evaluate(net, samples, keep_decisions=True)
+    res = stream_evaluate(net, samples, keep_decisions=True, overlap="inflight")  # the live default is chunks
     assert res["continuous"] is False
     old = [(w.t_start_us, w.t_end_us, net.predict_one(w.batch).label) for w in windows_of(make_stream(samples), False)]
     assert [(d["t_start_us"], d["t_end_us"], d["label"]) for d in res["decision_list"]] == old

@@ -19,6 +19,7 @@ from streamsnn.io import open_dataset
 from streamsnn.learn.streameval import (
     LIVE_HOP_US,
     LIVE_MIN_EVENTS,
+    LIVE_OVERLAP,
     LIVE_SMOOTH_US,
     LIVE_TAU_US,
     LIVE_WINDOW_US,
@@ -91,7 +92,7 @@ def test_no_sample_id_or_label_reaches_the_network(test_samples, model):
     real = net.predict_one
     net.predict_one = lambda batch: (seen.append((batch.sample, batch.label, dict(batch.meta))), real(batch))[1]
     net.learn_one = lambda *a: pytest.fail("stream evaluation must never learn")
-    res = stream_evaluate(net, test_samples[0][:10], classes=test_samples[1])
+    res = stream_evaluate(net, test_samples[0][:10], classes=test_samples[1], overlap="repeat")  # via predict_one
     assert len(seen) == res["decisions"] > 0
     assert all(s == (None, None, {}) for s in seen)
 
@@ -181,7 +182,7 @@ async def test_same_decisions_as_a_pipeline_run_over_the_same_stream(test_sample
                            publish_metrics=lambda m: None, publish_classes=lambda names: None,
                            check=lambda: None, flush=flushed)
     pipe = Pipeline(source(), daemon_net, [sink], segmenter=Segmenter("window", LIVE_WINDOW_US, LIVE_HOP_US,
-                                                                      LIVE_MIN_EVENTS),
+                                                                      LIVE_MIN_EVENTS, overlap=LIVE_OVERLAP),
                     decider=Decider(smooth_us))
     counters = await pipe.run()
     assert counters.decisions == res["decisions"] == len(got) > 20
@@ -193,7 +194,7 @@ async def test_same_decisions_as_a_pipeline_run_over_the_same_stream(test_sample
 def test_leak_is_honoured_and_the_model_is_restored(test_samples, model):
     net = SpikingNetwork.load(model)
     samples = test_samples[0][:12]
-    off = stream_evaluate(net, samples, tau_us=0, keep_decisions=True)
+    off = stream_evaluate(net, samples, tau_us=0, keep_decisions=True, overlap="inflight")  # each window alone
     on = stream_evaluate(net, samples, tau_us=30_000, keep_decisions=True)
     assert off["tau_us"] is None and on["tau_us"] == 30_000
     assert net.tau_us is None  # the checkpoint's setting is back

@@ -52,7 +52,7 @@ def add_stream_arguments(p) -> None:
                         f"constant in us, as the daemon's [segment] smooth_us (0: each window alone; default: the "
                         f"live pipelines', {LIVE_SMOOTH_US})")
     g.add_argument("--gap-us", type=int, default=None, help="idle time between samples in us (default 0)")
-    g.add_argument("--overlap", choices=("inflight", "chunks", "repeat"), default=None,
+    g.add_argument("--overlap", choices=("auto", "inflight", "chunks", "repeat"), default=None,
                    help="how overlapping windows reach a model without a leak, as the daemon's [segment] overlap: "
                         "inflight (each window's own state, fed as events arrive) and repeat give the same "
                         f"decisions; chunks feeds each event once (default: the live pipelines', {LIVE_OVERLAP})")

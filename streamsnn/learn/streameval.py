@@ -24,7 +24,7 @@ from ..config import SCHEMA
 from ..errors import ConfigError, InputError
 from ..events import EventBatch
 from ..pipeline.decide import Decider, by_name, temporal
-from ..pipeline.segment import Segmenter
+from ..pipeline.segment import Segmenter, resolve_overlap
 from ..pipeline.stages import Classifier
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -165,7 +165,7 @@ def play(net: Classifier, stream: Stream, *, window_us: int, hop_us: int, min_ev
 def stream_evaluate(net: SpikingNetwork, samples: Sequence[EventBatch], *, window_us: int = LIVE_WINDOW_US,
                     hop_us: int = LIVE_HOP_US, min_events: int = LIVE_MIN_EVENTS, tau_us: float | None = None,
                     smooth_us: float = LIVE_SMOOTH_US, gap_us: int = 0, classes: Sequence[str] | None = None,
-                    chunk_us: int = CHUNK_US, overlap: str = "repeat",
+                    chunk_us: int = CHUNK_US, overlap: str = LIVE_OVERLAP,
                     keep_decisions: bool = False) -> dict:
     """Play labelled samples back to back as one stream and score every decision (see the module doc).
 
@@ -195,6 +195,7 @@ def stream_evaluate(net: SpikingNetwork, samples: Sequence[EventBatch], *, windo
         net.reset()
         net.warm_up()
         effective_tau, carried = net.tau_us, temporal(net)
+        overlap = resolve_overlap(overlap, window_us, hop_us)
         pairs, seconds = play(net, stream, window_us=window_us, hop_us=hop_us, min_events=min_events,
                               smooth_us=float(smooth_us), overlap=overlap)
     finally:

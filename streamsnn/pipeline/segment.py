@@ -7,7 +7,6 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .. import defaults as d
 from ..errors import ConfigError, InputError
 from ..events import EVENT_DTYPE, EventBatch
 from ..textsafe import shown
@@ -16,7 +15,15 @@ from ..textsafe import shown
 MAX_EVENTS = 1_000_000
 MAX_SAMPLE_US = 60_000_000
 #: How overlapping stream windows reach the network (Segmenter's `overlap`; config segment.overlap).
-OVERLAPS = ("repeat", "inflight", "chunks")
+#: "auto": "chunks" when window_us is a multiple of hop_us, else "inflight".
+OVERLAPS = ("auto", "repeat", "inflight", "chunks")
+
+
+def resolve_overlap(overlap: str, window_us: int, hop_us: int) -> str:
+    """The overlap mode `overlap` means for these windows ("auto" made concrete)."""
+    if overlap == "auto":
+        return "chunks" if hop_us > 0 and window_us % hop_us == 0 else "inflight"
+    return overlap
 
 
 @dataclass(frozen=True)
@@ -100,11 +107,12 @@ class Segmenter:
 
     def __init__(self, mode: str = "auto", window_us: int = 100_000, hop_us: int = 50_000, min_events: int = 1, *,
                  max_events: int = MAX_EVENTS, max_sample_us: int = MAX_SAMPLE_US, label_windows: bool = False,
-                 continuous: bool = False, overlap: str = d.OVERLAP):
+                 continuous: bool = False, overlap: str = "repeat"):
         if max_events < 1 or max_sample_us < 0:
             raise ValueError("max_events must be positive and max_sample_us >= 0")
         if overlap not in OVERLAPS:
             raise ConfigError(f"segment.overlap must be one of {', '.join(OVERLAPS)}, got {shown(overlap)}")
+        overlap = resolve_overlap(overlap, window_us, hop_us)
         if overlap == "chunks" and window_us % hop_us:
             raise ConfigError(f"segment.overlap = \"chunks\" needs window_us a multiple of hop_us, got {window_us} "
                               f"and {hop_us}; change one, or use overlap = \"inflight\"")
