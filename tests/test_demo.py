@@ -112,6 +112,7 @@ def test_demo_trains_prints_the_url_serves_the_page_and_stops_on_ctrl_c(tmp_path
     kept = tmp_path / "cache" / "streamsnn" / "demo-model.npz"
     net = SpikingNetwork.load(kept)  # trained (120 updates), then learned from the demo's labels
     assert net.updates > 120 and net.arch == DEFAULT_ARCH and net.n_classes == 10
+    assert len(set(net.memory.labels)) >= 9  # examples kept for rehearsal when the page teaches one class
 
 
 @pytest.mark.slow

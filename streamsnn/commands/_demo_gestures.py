@@ -63,4 +63,5 @@ def train_gestures(args, out: Path, say) -> None:
     for ep in range(args.epochs):
         r = train_epoch(net, data, epoch=ep, epochs=args.epochs, augment=augment, stream=stream)
         say(f"training: epoch {ep + 1}/{args.epochs}, accuracy {r['accuracy']:.3f}, {r['seconds']:.1f} s")
+    net.memory.fill(net, data)  # examples per class for rehearsal, as `train` keeps
     net.save(out)

@@ -217,6 +217,7 @@ def _train(args, images, out: Path) -> None:
     for ep in range(args.epochs):
         r = train_epoch(net, data, epoch=ep, epochs=args.epochs, augment=augment, stream=StreamCrops())
         say(f"training: epoch {ep + 1}/{args.epochs}, accuracy {r['accuracy']:.3f}, {r['seconds']:.1f} s")
+    net.memory.fill(net, data)  # examples per class, replayed when the page teaches one class (as `train` keeps)
     net.save(out)
 
 
