@@ -89,16 +89,6 @@ class Memory:
         self.labels = [y - (y > index) for y in (self.labels[k] for k in keep)]
 
     # -- rehearsing -------------------------------------------------------------------------------
-    def _features(self, net, k: int) -> np.ndarray:
-        """Example k's last-layer spike counts, on a fresh state (the running state is kept)."""
-        saved = net._save_state()
-        try:
-            net.reset()
-            net._run(self.idx[k], self.t[k], count=False)
-            return net.counts[-1].astype(np.float32)
-        finally:
-            net._restore_state(saved)
-
     def picks(self, net, taught: int, n: int) -> list[int]:
         """The ``n`` examples to replay after class ``taught`` was taught: the one it most threatens, then
         one of each other class in turn."""
@@ -107,7 +97,7 @@ class Memory:
             return []
         for k in others:
             if self._h[k] is None:
-                self._h[k] = self._features(net, k)
+                self._h[k] = net.features(self.idx[k], self.t[k])
         H = np.stack([self._h[k] for k in others])
         own = np.asarray([self.labels[k] for k in others])
         S = H @ net.out_weight + net.bias

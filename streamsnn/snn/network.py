@@ -330,6 +330,16 @@ class SpikingNetwork:
         idx, t = self.input_events(batch)
         return self.learn_indices(idx, label, t, lr_scale, prediction=prediction)
 
+    def features(self, idx: np.ndarray, t: np.ndarray | None = None) -> np.ndarray:
+        """The last hidden layer's spike counts for a window on a fresh state; the running state is kept."""
+        saved = self._save_state()
+        try:
+            self.reset()
+            self._run(idx, t, count=False)
+            return self.counts[-1].astype(np.float32)
+        finally:
+            self._restore_state(saved)
+
     def _save_state(self) -> tuple:
         return [layer.save_state() for layer in self.hidden], self.scores.copy(), self.out_ref.copy(), self.t_last
 
