@@ -173,6 +173,10 @@ class Decider:
             pass  # read out from the state fed while its events arrived (`inflight`)
         else:
             d = decide(net, window, learn=learn)
+        return self.smoothed(window, d)
+
+    def smoothed(self, window: Window, d: Decision) -> Decision:
+        """The decision published for `d` (of `window`, stream windows in order): smoothed, or `d` itself."""
         if self.smooth_us <= 0 or window.sample is not None:
             return d
         mean = self.smooth(window.t_end_us, d.scores)

@@ -30,9 +30,6 @@ import pickle
 import signal
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import replace
-
-import numpy as np
 
 from ..errors import StreamsnnError
 from .decide import decide, temporal, true_output
@@ -178,16 +175,6 @@ def _count(net, events: int) -> None:
     net.events_seen += int(events)
 
 
-def smoothed(decider, window, d):
-    """The decision published for `d` after `decide.Decider`'s smoothing of consecutive stream windows (in order)."""
-    if decider.smooth_us <= 0 or window.sample is not None:
-        return d
-    mean = decider.smooth(window.t_end_us, d.scores)
-    label = int(np.argmax(mean))
-    p = np.exp(mean - mean.max())
-    return replace(d, label=label, scores=mean.astype(np.float32), confidence=float(p[label] / p.sum()))
-
-
 class InferencePool:
     """`workers` deciders for one pipeline: the main worker plus `workers - 1` processes with copies (see the module).
 
@@ -279,7 +266,7 @@ class InferencePool:
             except Exception as exc:  # noqa: BLE001 - a window the network cannot take: logged, counted, skipped
                 pipe._skipped(w, exc)
                 continue
-            pipe._publish(w, smoothed(pipe.decider, w, d), info)
+            pipe._publish(w, pipe.decider.smoothed(w, d), info)
 
     def _decide_main(self, w, learn: bool):
         """On the network thread: the learner's decision (learning when labelled), unsmoothed."""
