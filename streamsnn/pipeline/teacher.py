@@ -115,12 +115,13 @@ class Teacher:
     def _learn(self, w: Window, label: int):
         """On the worker: learn the label of a decided window, scoring the prediction published for it; then
         replay `rehearse` kept examples of the other classes and keep this window as an example of its class."""
-        d = self.net.learn_one(w.batch, label, prediction=w.predicted, lr_scale=self.lr_scale)
         memory = getattr(self.net, "memory", None)
-        if memory is not None:
-            self.counters.rehearsed += memory.rehearse(self.net, label, self.rehearse, self.lr_scale)
-            idx, t = self.net.input_events(w.batch)
-            memory.add(idx, t if getattr(self.net, "tau_us", None) is not None else None, label)
+        if memory is None:
+            return self.net.learn_one(w.batch, label, prediction=w.predicted, lr_scale=self.lr_scale)
+        idx, t = self.net.input_events(w.batch)  # once: for learning and for the memory
+        d = self.net.learn_indices(idx, label, t, self.lr_scale, prediction=w.predicted)
+        self.counters.rehearsed += memory.rehearse(self.net, label, self.rehearse, self.lr_scale)
+        memory.add(idx, t if getattr(self.net, "tau_us", None) is not None else None, label)
         return d
 
     def _ignore(self, reason: str, detail: str) -> bool:

@@ -13,6 +13,9 @@ from __future__ import annotations
 
 import numpy as np
 
+from . import guard
+from .decision import softmax
+from .guard import NonFinite
 from .kernels import input_counts, output_error_spikes
 from .layers.base import bounded_lr
 from .layers.dense import dense_backward, dense_error_spikes
@@ -118,3 +121,31 @@ def backprop_spikes(net, acts, e: np.ndarray, lr_scale: float) -> tuple[int, ...
         if k > 0:
             made.append(len(units))
     return tuple(made)
+
+
+def learn_step(net, idx: np.ndarray, t: np.ndarray | None, scores: np.ndarray, label: int, lr_scale: float) -> None:
+    """One online update of ``net`` towards ``label`` from a window it has just run (``scores``; the layers'
+    counts and, for "membrane", its spike trains are still those of that window); ``net.learn_indices`` makes
+    the checks, the forward pass and the scoring around it.
+
+    The step is scale-free (``net.learn_scale``), the error is softmax - one-hot on the scores, the activities
+    are the counts (``activity``) or, for "membrane", the traces; a step that leaves non-finite or huge weights
+    is undone, the rates halved, and NonFinite raised (``guard``).
+    """
+    over = net.learn_scale(len(idx))
+    e = softmax(scores / np.float32(over)).astype(np.float32)
+    e[label] -= 1.0
+    idx = np.ascontiguousarray(idx, dtype=np.int32)
+    acts = traces(net, idx, t) if net.learning == "membrane" else activity(net, idx)
+    old = guard.touched(net, acts)  # what this update may change: kept to undo a bad step
+    step = lr_scale * net.lr_backoff / over
+    if net.learning in ("counts", "membrane"):
+        backprop_counts(net, acts, e, step)
+    else:
+        backprop_spikes(net, acts, e, step)
+    where = guard.damaged(net, acts)
+    if where is not None:
+        guard.undo(net, acts, old)
+        net.nonfinite += 1
+        raise NonFinite(f"an update made the weights of {where} non-finite or huge ({net.nonfinite} so far); "
+                        f"it was undone and the learning rates halved (now x{guard.back_off(net):g})", undone=True)

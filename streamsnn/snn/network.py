@@ -19,7 +19,7 @@ import secrets
 import numpy as np
 
 from ..errors import InputError
-from . import guard, limits, propagate, settings
+from . import limits, propagate, settings
 from .arch import DEFAULT_ARCH, InputMap, check_sizes, format_arch, parse_arch
 from .decision import Decision, softmax
 from .guard import NonFinite
@@ -265,7 +265,7 @@ class SpikingNetwork:
         on a fresh state and keeps its running state (the stream goes on where it was). ``score=False``: the
         progressive accuracy does not count it (a rehearsed example, ``memory.Memory.rehearse``).
         """
-        from .learn import activity, backprop_counts, backprop_spikes, traces
+        from .learn import learn_step
 
         label = int(label)
         if not 0 <= label < self.n_classes:
@@ -283,26 +283,7 @@ class SpikingNetwork:
             self.progressive_correct += int(score and (int(prediction) if later else d.label) == label)
             if len(idx) == 0:
                 return d
-            over = self.learn_scale(len(idx))
-            e = softmax(d.scores / np.float32(over)).astype(np.float32)
-            e[label] -= 1.0
-            if self.learning == "membrane":
-                acts = traces(self, np.ascontiguousarray(idx, dtype=np.int32), t)
-            else:
-                acts = activity(self, np.ascontiguousarray(idx, dtype=np.int32))
-            old = guard.touched(self, acts)  # what this update may change: kept to undo a bad step
-            step = lr_scale * self.lr_backoff / over
-            if self.learning in ("counts", "membrane"):
-                backprop_counts(self, acts, e, step)
-            else:
-                backprop_spikes(self, acts, e, step)
-            where = guard.damaged(self, acts)
-            if where is not None:
-                guard.undo(self, acts, old)
-                self.nonfinite += 1
-                raise NonFinite(f"an update made the weights of {where} non-finite or huge ({self.nonfinite} so far); "
-                                f"it was undone and the learning rates halved (now x{guard.back_off(self):g})",
-                                undone=True)
+            learn_step(self, idx, t, d.scores, label, lr_scale)
             self.updates += 1
             return d
         finally:

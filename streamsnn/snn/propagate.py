@@ -15,15 +15,21 @@ from . import guard, kernels
 from .layers.base import NO_CNT, NO_T
 
 
+def checked(net, idx: np.ndarray) -> np.ndarray:
+    """``idx`` as contiguous int32 input units, InputError when one is outside the network's inputs."""
+    idx = np.ascontiguousarray(idx, dtype=np.int32)
+    n_in = net.input_map.n_inputs
+    if idx.size and (idx.min() < 0 or idx.max() >= n_in):
+        raise InputError(f"input index out of range 0..{n_in - 1}")
+    return idx
+
+
 def forward(net, idx: np.ndarray, t: np.ndarray | None) -> tuple[np.ndarray, tuple[int, ...]]:
     """Feed input units (and times, for a leaky network) through every layer of ``net``.
 
     Returns (scores incl. bias, spikes per hidden layer); leaves each layer's counts in ``net.counts``.
     """
-    idx = np.ascontiguousarray(idx, dtype=np.int32)
-    n_in = net.input_map.n_inputs
-    if idx.size and (idx.min() < 0 or idx.max() >= n_in):
-        raise InputError(f"input index out of range 0..{n_in - 1}")
+    idx = checked(net, idx)
     leak = net.tau_us is not None
     inv = 1.0 / net.tau_us if leak else 0.0  # the output's
     invs = [1.0 / tau for tau in net.layer_tau_us] if leak else [0.0] * len(net.hidden)
@@ -76,10 +82,7 @@ def feed(net, idx: np.ndarray) -> None:
     """A network without a leak: feed input units through every layer, continuing from the layers' current
     potentials and counts (``forward`` starts from the reset state; feeding a window's events in pieces
     gives the same potentials and counts as one call, the kernels taking events one by one in order)."""
-    idx = np.ascontiguousarray(idx, dtype=np.int32)
-    n_in = net.input_map.n_inputs
-    if idx.size and (idx.min() < 0 or idx.max() >= n_in):
-        raise InputError(f"input index out of range 0..{n_in - 1}")
+    idx = checked(net, idx)
     ev_i, ev_c, ev_t = idx, NO_CNT, NO_T
     last = len(net.hidden) - 1
     theta = np.float32(net.theta)
