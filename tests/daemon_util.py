@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -81,3 +82,39 @@ class QuietSink:
 
     async def close(self) -> None:
         pass
+
+
+def stop_with_sigint(proc: subprocess.Popen, log: Path, what: str = "daemon") -> int:
+    """Ctrl-C for a daemon or demo subprocess (if still running); its exit code. A process that does not stop
+    within 60 s is killed and the test fails with the end of its log."""
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGINT)
+    try:
+        return proc.wait(60)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+        pytest.fail(f"{what} did not stop on SIGINT; log:\n{log.read_text(errors='replace')[-3000:]}")
+
+
+class ListSource:
+    """Real batches handed over one by one, as a live source does; then, optionally, silence until closed."""
+
+    def __init__(self, batches, *, then_wait: bool = False, fail: Exception | None = None):
+        self.batches, self.then_wait, self.fail = list(batches), then_wait, fail
+        self.closed = asyncio.Event()
+
+    def __aiter__(self):
+        return self._gen()
+
+    async def _gen(self):
+        for b in self.batches:
+            await asyncio.sleep(0)
+            yield b
+        if self.fail is not None:
+            raise self.fail
+        if self.then_wait:
+            await self.closed.wait()
+
+    async def aclose(self):
+        self.closed.set()

@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from conftest import need
+from daemon_util import stop_with_sigint
 from mqtt_util import Collector, free_port
 
 from streamsnn.commands.demo import DEMO
@@ -101,13 +102,7 @@ def test_demo_trains_prints_the_url_serves_the_page_and_stops_on_ctrl_c(tmp_path
         got = asyncio.run(first_classification(int(watch.group(1))))
         assert got["node"] == "demo" and got["source"] == "synthetic" and got["label_name"] == str(got["label"])
     finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGINT)
-    try:
-        code = proc.wait(60)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        pytest.fail(f"demo did not stop on Ctrl-C; log:\n{log.read_text(errors='replace')[-3000:]}")
+        code = stop_with_sigint(proc, log, "demo")
     assert code == 0, log.read_text(errors="replace")[-3000:]
     kept = tmp_path / "cache" / "streamsnn" / "demo-model.npz"
     net = SpikingNetwork.load(kept)  # trained (120 updates), then learned from the demo's labels

@@ -10,6 +10,7 @@ import subprocess
 
 import numpy as np
 import pytest
+from daemon_util import stop_with_sigint
 from mqtt_util import free_port
 from test_demo import run_demo, snapshot, wait_for
 
@@ -240,13 +241,7 @@ def test_demo_gestures_trains_and_decides(tmp_path):
         assert snap["sensor"] == [W, H] and d["source"] == "synthetic" and d["sample"].startswith("gesture-")
         assert d["label_name"] in CLASSES and d["true_label_name"] in CLASSES and len(d["scores"]) == 10
     finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGINT)
-    try:
-        code = proc.wait(60)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        pytest.fail(f"demo did not stop on Ctrl-C; log:\n{log.read_text(errors='replace')[-3000:]}")
+        code = stop_with_sigint(proc, log, "demo")
     assert code == 0, log.read_text(errors="replace")[-3000:]
     from streamsnn.snn import SpikingNetwork
 

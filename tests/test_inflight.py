@@ -10,7 +10,7 @@ import asyncio
 
 import numpy as np
 import pytest
-from daemon_util import QuietSink
+from daemon_util import ListSource, QuietSink
 
 from streamsnn.config import SCHEMA
 from streamsnn.errors import ConfigError
@@ -80,25 +80,6 @@ def test_stream_evaluation_scores_inflight_like_repeat(nmnist_dir):
            for ov in ("repeat", "inflight")}
     assert res["repeat"]["decision_list"] == res["inflight"]["decision_list"]
     assert res["inflight"]["overlap"] == "inflight"
-
-
-class ListSource:
-    def __init__(self, batches):
-        self.batches = list(batches)
-
-    def __aiter__(self):
-        return self._gen()
-
-    async def _gen(self):
-        for b in self.batches:
-            await asyncio.sleep(0)
-            yield b
-
-    async def open(self):
-        pass
-
-    async def aclose(self):
-        pass
 
 
 class Collect(QuietSink):

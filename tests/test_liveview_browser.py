@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from conftest import need
+from daemon_util import stop_with_sigint
 from mqtt_util import free_port
 from PIL import Image
 
@@ -136,14 +137,7 @@ def test_page_shows_frames_decisions_and_metrics_of_a_replay(browser, tmp_path):
         assert mine.size and mine.std() > 10, "the decision's own frame in the screenshot is blank"
         print(f"screenshot: {shot}")
     finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGINT)
-        try:
-            code = proc.wait(60)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-            pytest.fail(f"daemon did not stop on SIGINT; log:\n{log.read_text(errors='replace')[-3000:]}")
+        code = stop_with_sigint(proc, log)
     assert code == 0, log.read_text(errors="replace")[-3000:]
     keep = os.environ.get("STREAMSNN_SCREENSHOTS")  # a folder to keep the screenshot in (CI artifacts)
     if keep:

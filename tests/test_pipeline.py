@@ -7,7 +7,7 @@ import asyncio
 
 import numpy as np
 import pytest
-from daemon_util import QuietSink
+from daemon_util import ListSource, QuietSink
 
 from streamsnn.events import EventBatch
 from streamsnn.io import open_dataset, read_events
@@ -172,27 +172,6 @@ async def test_pipeline_accounts_for_every_window(tmp_path, nmnist_dir, policy):
     assert saved.samples_seen == net.samples_seen and saved.model_version == lines[-1]["model_version"]
 
 
-class ListSource:
-    """Real batches handed over one by one, as a live source does; then, optionally, silence until closed."""
-
-    def __init__(self, batches, *, then_wait: bool = False, fail: Exception | None = None):
-        self.batches, self.then_wait, self.fail = list(batches), then_wait, fail
-        self.closed = asyncio.Event()
-
-    def __aiter__(self):
-        return self._gen()
-
-    async def _gen(self):
-        for b in self.batches:
-            await asyncio.sleep(0)
-            yield b
-        if self.fail is not None:
-            raise self.fail
-        if self.then_wait:
-            await self.closed.wait()
-
-    async def aclose(self):
-        self.closed.set()
 
 
 def stream_with_hostile_batches(recording: EventBatch) -> tuple[list, list]:

@@ -16,6 +16,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from daemon_util import stop_with_sigint
 from mqtt_util import mosquitto  # noqa: F401 (fixture)
 from test_liveview_browser import browser, wait_for  # noqa: F401 (fixture)
 
@@ -106,14 +107,7 @@ def test_a_new_class_typed_in_the_page_is_learned_and_reaches_the_broker(browser
         assert metrics["teach"]["learned"] == 2 and metrics["teach"]["refused"] == 1
         assert metrics["classes"][-1] == "cup"
     finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGINT)
-        try:
-            code = proc.wait(60)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-            pytest.fail(f"daemon did not stop on SIGINT; log:\n{log.read_text(errors='replace')[-3000:]}")
+        code = stop_with_sigint(proc, log)
     assert code == 0, log.read_text(errors="replace")[-3000:]
     text = log.read_text(errors="replace")
     assert "feedback added class 'cup'" in text

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pytest
 from conftest import need
+from daemon_util import stop_with_sigint
 from mqtt_util import mosquitto  # noqa: F401 (fixture)
 from test_liveview_browser import browser, wait_for  # noqa: F401 (fixture)
 
@@ -145,14 +146,7 @@ def test_record_train_then_teach_a_new_class_from_the_page(browser, mosquitto, t
                                       "metrics.json", log))
         assert metrics["teach"]["learned"] == 5 and metrics["classes"] == [*trained, "four"]
     finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGINT)
-        try:
-            code = proc.wait(60)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-            pytest.fail(f"daemon did not stop on SIGINT; log:\n{log.read_text(errors='replace')[-3000:]}")
+        code = stop_with_sigint(proc, log)
     assert code == 0, log.read_text(errors="replace")[-3000:]
     assert "feedback added class 'four'" in log.read_text(errors="replace")
     # the taught windows are samples of the dataset now, beside the recorded ones: `train` reads them as they are
