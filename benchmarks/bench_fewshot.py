@@ -23,24 +23,30 @@ import asyncio
 
 import numpy as np
 
+from .bench_incremental import NEW as NEW_DIGIT
 from .common import Context, Result
 
 CHECKPOINTS = (5, 10, 20, 100)
 GRID = (0, 1, 3, 6)  # model.rehearse values compared on validation
 
 
-def teach(base, news: list, evalset, *, rehearse: int, per_class: int, train) -> dict:
-    """Teach ``news`` (batches of the new digit) to a copy of ``base`` through the daemon's feedback path;
-    returns {examples: (accuracy on the new digit, on the old digits) on ``evalset``} and the counters."""
+def teach(base, news: list, evalset, *, rehearse: int, per_class: int, train, name: str = str(NEW_DIGIT),
+          score=None) -> dict:
+    """Teach ``news`` (batches of the new class, named ``name`` in the feedback) to a copy of ``base`` through the
+    daemon's feedback path; returns {examples: (accuracy on the new class, on the old ones) on ``evalset``}
+    (``score(net, evalset)``, by default bench_incremental's) and the counters. ``train``: the samples that fill
+    the rehearsal memory (None: keep the checkpoint's, as `streamsnn train` filled it)."""
     from streamsnn.pipeline import Pipeline
     from streamsnn.pipeline.segment import Window
     from streamsnn.snn import SpikingNetwork
 
-    from .bench_incremental import NEW, Clock, scores
+    from .bench_incremental import Clock, scores
 
+    score = score or scores
     net = SpikingNetwork.load(base)
     net.memory.per_class = per_class
-    net.memory.fill(net, train)
+    if train is not None:
+        net.memory.fill(net, train)
     clock = Clock()
     pipe = Pipeline(None, net, [], recent=16, clock=clock, new_classes=True, max_classes=16,
                     rehearse=rehearse, memory_per_class=per_class)
@@ -52,11 +58,11 @@ def teach(base, news: list, evalset, *, rehearse: int, per_class: int, train) ->
             d, _ = pipe._decide(w)
             w.predicted = d.label
             pipe.recent.add(w)
-            if not asyncio.run(pipe.apply_feedback({"sample": b.sample, "label": str(NEW)})):
+            if not asyncio.run(pipe.apply_feedback({"sample": b.sample, "label": name})):
                 raise RuntimeError(f"feedback refused: {pipe.counters.feedback}")
             seen += 1
             if seen in CHECKPOINTS:
-                out[seen] = scores(net, evalset)
+                out[seen] = score(net, evalset)
             if seen == CHECKPOINTS[-1]:
                 break
     finally:
@@ -137,4 +143,68 @@ def run(ctx: Context) -> Result:
            f"(model.feedback_lr_scale {defaults.FEEDBACK_LR_SCALE:g}, model.new_class_lr {defaults.NEW_CLASS_LR:g}); "
            f"memory: {per_class} training samples per class chosen by the seed, then the taught windows. "
            f"Rehearsed examples with the default (seed {seeds[0]}): {d[0]['rehearsed']}.")
+    synthetic_arms(ctx, r, bases, seeds, per_class, train)
     return r
+
+
+def synthetic_arms(ctx: Context, r: Result, bases: list, seeds, per_class: int, train) -> None:
+    """The synthetic camera (fewshot_synth): font digits on the real arm's base models, and gestures on base models
+    trained on nine of them; each with rehearsal off and at the default, the same seeds and teaching orders."""
+    import tempfile
+    from pathlib import Path
+
+    from streamsnn import defaults
+
+    from . import fewshot_synth as fs
+
+    rows, summary = [], {}
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        news, evalset = fs.font_sets(tmp, ctx.quick)
+        arms = {"font digits (new: 9)": (bases, news, evalset, str(NEW_DIGIT), NEW_DIGIT)}
+        full, nine = fs.gesture_folder(tmp, ctx.quick)
+        g_bases = fs.gesture_bases(nine, tmp, seeds, ctx.quick)
+        g_news, g_eval = fs.gesture_sets(full, g_bases[0])
+        arms[f"gestures (new: {fs.NEW_GESTURE})"] = (g_bases, g_news, g_eval, fs.NEW_GESTURE, len(g_eval.classes) - 1)
+        from streamsnn.snn import SpikingNetwork
+
+        for label, (bs, ns, ev, name, new) in arms.items():
+            score = lambda net, data, new=new: fs.new_index_scores(net, data, new)  # noqa: E731
+            before = float(np.mean([score(SpikingNetwork.load(b), ev)[1] for b in bs]))
+            for n in sorted({0, defaults.REHEARSE}):
+                res = []
+                for b, seed in zip(bs, seeds):
+                    order = [ns[int(k)] for k in np.random.default_rng([seed, 22]).permutation(len(ns))]
+                    res.append(teach(b, order, ev, rehearse=n, per_class=per_class, name=name, score=score,
+                                     train=None if label.startswith("gestures") else train))
+                for k in CHECKPOINTS:
+                    if not all(k in x for x in res):
+                        continue
+                    new_acc = [x[k][0] for x in res]
+                    old = float(np.mean([x[k][1] for x in res]))
+                    rows.append([label, n, k, round(float(np.mean(new_acc)), 3), " ".join(f"{v:.2f}" for v in new_acc),
+                                 round(old, 3), round(before - old, 3)])
+                    if n == defaults.REHEARSE:
+                        summary[(label, k)] = (float(np.mean(new_acc)), before - old)
+            r.note(f"{label}: {len(ns)} samples of the new class to teach from, {int(np.sum(ev.labels == new))} "
+                   f"scored, {int(np.sum(ev.labels != new))} of the old classes scored (accuracy before teaching "
+                   f"{before:.3f}).")
+    for label in arms:
+        if (label, 20) in summary:
+            new20, lost20 = summary[(label, 20)]
+            r.metric(f"{label}: new class after 20 examples (default)", round(new20, 3), "", target=">= 0.90",
+                     met=new20 >= 0.9)
+            r.metric(f"{label}: old classes lost after 20 examples (default)", round(lost20, 3), "points/100",
+                     target="<= 0.03", met=lost20 <= 0.03)
+        if (label, 100) in summary:
+            lost100 = summary[(label, 100)][1]
+            r.metric(f"{label}: old classes lost after 100 examples (default)", round(lost100, 3), "points/100",
+                     target="<= 0.05", met=lost100 <= 0.05)
+    r.table(f"The synthetic camera, mean of {len(seeds)} seed(s): a class never seen taught by examples of it only",
+            ["data", "model.rehearse", "examples", "accuracy on the new class", "per seed", "accuracy on the old",
+             "lost on the old"], rows)
+    r.note("Synthetic camera arms (benchmarks/fewshot_synth.py): font digits from `streamsnn synth --font` (seeds "
+           "101 to teach, 202 to score) on the real arm's base models; gestures from `streamsnn synth --gestures` "
+           f"(seed 303), base models by `streamsnn train --learning counts --choose off` on nine gestures, "
+           f"{fs.NEW_GESTURE} (the reverse of circle_cw) taught. No setting was chosen on these arms.")
+

@@ -1,0 +1,95 @@
+"""bench_fewshot's synthetic-camera arms: a class never seen taught by examples of it only, scored on unseen samples.
+
+- `font`: the digits of `streamsnn synth --font` (digits rendered from a font with a random pose and stroke, recorded
+  by the simulated saccade camera): a camera and a handwriting the base models never saw. The base models are the
+  real arm's (digits 0-8, cached by bench_incremental); the 9s of one font set are taught, a second font set
+  (another seed) is scored: the new class on its 9s, the old classes on its 0-8.
+- `gestures`: `streamsnn synth --gestures` (ten motions of a shape before the same simulated pixels). A base model
+  per seed is trained by `streamsnn train --learning counts --choose off` on nine gestures (the tenth's folders
+  left out); the tenth, `NEW_GESTURE`, the reverse of an old gesture (`circle_cw`), is then taught from its
+  training samples and every gesture is scored on the test split. `train` fills the rehearsal memory itself.
+
+Teaching is bench_fewshot.teach: decisions and feedback through `Pipeline.apply_feedback`, the daemon's path.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+
+FONT_TEACH, FONT_SCORE = 1500, 1000   # font samples generated for teaching (only the 9s are used) and for scoring
+GESTURES_PER_CLASS, GESTURES_TEST = 60, 30
+NEW_GESTURE = "circle_ccw"
+
+
+def synth(argv: list[str]) -> None:
+    """`streamsnn synth ARGV --quiet` in a subprocess (its own progress and numba compiles stay out of the log)."""
+    subprocess.run([sys.executable, "-m", "streamsnn", "synth", *argv, "--quiet"], check=True)
+
+
+def font_sets(tmp: Path, quick: bool):
+    """(the font 9s to teach as EventBatches, the scoring set as SampleArrays with labels 0-9)."""
+    from streamsnn.io.dataset import open_dataset
+    from streamsnn.learn.training import load_split
+    from streamsnn.snn import SpikingNetwork
+
+    teach_dir, score_dir = tmp / "font-teach", tmp / "font-score"
+    n_teach, n_score = (400, 300) if quick else (FONT_TEACH, FONT_SCORE)
+    synth(["--font", "--count", str(n_teach), "--seed", "101", "--out", str(teach_dir)])
+    synth(["--font", "--count", str(n_score), "--seed", "202", "--out", str(score_dir)])
+    news = [s.load() for s in open_dataset(teach_dir).split("train").samples if s.label == 9]
+    return news, load_split(score_dir, "train", SpikingNetwork(arch="dense:1"), quiet=True)
+
+
+def gesture_folder(tmp: Path, quick: bool) -> tuple[Path, Path]:
+    """(all ten gestures, the same folder without NEW_GESTURE: class folders linked, not copied)."""
+    full, base = tmp / "gestures", tmp / "gestures-9"
+    per = 12 if quick else GESTURES_PER_CLASS
+    synth(["--gestures", "--count", str(per), "--test-count", str(per // 2 if quick else GESTURES_TEST),
+           "--seed", "303", "--out", str(full)])
+    for split in ("Train", "Test"):
+        (base / split).mkdir(parents=True)
+        for d in sorted((full / split).iterdir()):
+            if d.is_dir() and d.name != NEW_GESTURE:
+                (base / split / d.name).symlink_to(d.resolve())
+    return full, base
+
+
+def gesture_bases(base_dir: Path, tmp: Path, seeds, quick: bool) -> list[Path]:
+    """A base model per seed: `streamsnn train` on the nine gestures (counts, no search; 2 epochs with --quick)."""
+    from .bench_robust import train
+
+    out = []
+    for seed in seeds:
+        model = tmp / f"gestures-base-{seed}.npz"
+        r = train(base_dir, seed, model, ["--learning", "counts", "--choose", "off", "--quiet"]
+                  + (["--epochs", "2"] if quick else []))
+        if not model.exists():
+            raise RuntimeError(f"gesture base model not trained: {r['error'] or r['exception']}")
+        out.append(model)
+    return out
+
+
+def gesture_sets(full: Path, base_model: Path):
+    """(the NEW_GESTURE training samples as EventBatches, the test split of all ten gestures as SampleArrays whose
+    labels index the base model's classes followed by NEW_GESTURE, the order teaching gives them)."""
+    from streamsnn.io.dataset import open_dataset
+    from streamsnn.learn.training import load_split
+    from streamsnn.snn import SpikingNetwork
+
+    mapper = SpikingNetwork.load(base_model)
+    mapper.add_class(NEW_GESTURE)
+    ds = open_dataset(full)
+    news = [s.load() for s in ds.split("train").samples
+            if (s.label_name or ds.classes[int(s.label)]) == NEW_GESTURE]
+    return news, load_split(full, "test", mapper, quiet=True)
+
+
+def new_index_scores(net, data, new: int) -> tuple[float, float]:
+    """(accuracy on class ``new``, accuracy on the others) of ``net`` on ``data``."""
+    pred = np.asarray([net.predict_indices(i, t).label for i, t in zip(data.idx, data.t)])
+    is_new = data.labels == new
+    return float(np.mean(pred[is_new] == new)), float(np.mean(pred[~is_new] == data.labels[~is_new]))
