@@ -30,12 +30,23 @@ from pathlib import Path  # noqa: E402
 
 import numpy as np  # noqa: E402
 
+from .bench_incremental import SYNTH  # noqa: E402
 from .bench_robust import spread, train  # noqa: E402
 from .common import DATA, ROOT, Context, NotMeasurable, Result, run_alone  # noqa: E402
 
 SEEDS = (0, 1, 2)
-#: The rules compared; "auto" is `train` without --learning (it picks from the data).
-RULES = ("counts", "membrane")
+#: The arms compared: name -> (the system it implements, train's extra arguments). "auto" is `train` without
+#: --learning (it picks the rule, and the input, from the data). The dense width of the spikes/timing arms is Lee
+#: et al.'s hidden layer (2312-800-10).
+ARMS = {
+    "counts": ("O'Connor & Welling 2016, backprop on counts", ["--learning", "counts"]),
+    "spikes": ("O'Connor & Welling 2016, error spikes", ["--learning", "spikes", "--arch", "dense:800"]),
+    "membrane": ("Lee, Delbruck & Pfeiffer 2016", ["--learning", "membrane"]),
+    "timing": ("Yamamoto, Sakemi & Aihara 2022", ["--learning", "timing", "--arch", "dense:800"]),
+    "src": ("Spiking Recurrent Cell (De Geeter et al. 2023)", ["--arch", "src:800"]),
+    "auto": ("the default (train picks from the data)", []),
+}
+RULES = ("counts", "membrane")  # the default arms
 QUICK_EPOCHS = 2
 #: The papers' own figures, for the table (what they measured, on what).
 PAPERS = {
@@ -48,10 +59,12 @@ GESTURES_PER_CLASS = 40
 
 def build(name: str, data: Path, tmp: Path, quick: bool) -> Path:
     """The dataset folder of `name` (NotMeasurable when its source is absent)."""
-    if name == "nmnist":
+    if name in ("nmnist", "nmnist_synth"):
         src = data / "nmnist_small"
         if not src.is_dir():
             raise NotMeasurable(f"real data not found: {src}")
+        if name == "nmnist_synth" and not (SYNTH / "train.txt").is_file():
+            raise NotMeasurable(f"synthetic digits not found in {SYNTH} (streamsnn synth --mnist DIR --out {SYNTH})")
         return src
     out = tmp / name
     if name == "order":
@@ -74,7 +87,8 @@ def build(name: str, data: Path, tmp: Path, quick: bool) -> Path:
 
 DATASETS = {"order": "Order-only task (real BioLab DVS128, 6 orders of 3 real segments)",
             "gestures": "Synthetic gestures (streamsnn synth --gestures, 10 classes)",
-            "nmnist": "N-MNIST, 1,000 real training samples"}
+            "nmnist": "N-MNIST, 1,000 real training samples",
+            "nmnist_synth": "N-MNIST, 1,000 real + 9,900 synthetic training samples (the default command's data)"}
 
 
 def score(model: Path, data: Path) -> dict:
@@ -114,6 +128,7 @@ def run(ctx: Context) -> Result:
         for name in names:
             try:
                 folder = build(name, ctx.data, Path(tmp), ctx.quick)
+                more = ["--data", str(SYNTH)] if name == "nmnist_synth" else []
             except NotMeasurable as exc:
                 absent.append(f"{name}: {exc}")
                 continue
@@ -121,7 +136,7 @@ def run(ctx: Context) -> Result:
                 runs = []
                 for seed in seeds:
                     model = Path(tmp) / f"{name}-{rule}-{seed}.npz"
-                    tr = train(folder, seed, model, extra + ([] if rule == "auto" else ["--learning", rule]))
+                    tr = train(folder, seed, model, extra + ARMS[rule][1] + more)
                     got = score(model, folder) if model.exists() else None
                     runs.append((seed, tr, got))
                     log(f"time: {name} {rule} seed {seed}: " + (
@@ -130,7 +145,7 @@ def run(ctx: Context) -> Result:
                 ok = [g for _, _, g in runs if g]
                 col = lambda key, ok=ok: [g[key] for g in ok]  # noqa: E731
                 first = [g["spikes_per_event"][0] for g in ok]
-                rows.append([DATASETS[name], rule, ok[0]["learning"] if ok else "–",
+                rows.append([DATASETS[name], f"{rule} ({ARMS[rule][0]})", ok[0]["learning"] if ok else "–",
                              f"{ok[0]['tau_us'] / 1000:g}" if ok and ok[0]["tau_us"] else "–",
                              spread(col("whole")), spread(col("stream")), spread(col("last")),
                              f"{np.mean(col('events_per_s')) / 1e6:.2f}" if ok else "–",
@@ -143,13 +158,15 @@ def run(ctx: Context) -> Result:
     if not rows:
         raise NotMeasurable("; ".join(absent))
     r.table("Per dataset and learning rule: test accuracy % (mean ± std (min–max; each seed))",
-            ["data", "--learning", "rule used", "leak ms", "whole samples %", "stream %", "last decision %",
+            ["data", "arm (system)", "rule used", "leak ms", "whole samples %", "stream %", "last decision %",
              "M events/s (eval, 1 core)", "first-layer spikes per input event", "train s (mean)",
              "runs with a revival, an undone update or a traceback"], rows)
     r.table("Per run", ["data", "rule", "seed", "whole %", "stream %", "last decision %", "train s", "epochs",
                         "revivals", "updates undone"], per_run)
+    arms = "; ".join(f"{k}: `{' '.join(v[1]) or '(none)'}`" for k, v in ARMS.items() if k in rules)
     r.note("Each run: `streamsnn train --data FOLDER --out M --seed S " + " ".join(extra)
-           + " --learning RULE` in-process; scored as `streamsnn eval` and `streamsnn eval --stream` score it "
+           + f" ARGS` in-process (ARGS per arm: {arms}; nmnist_synth adds `--data {SYNTH}`); "
+           "scored as `streamsnn eval` and `streamsnn eval --stream` score it "
            "(live settings: 100 ms windows every 50 ms; a model with a leak gets each event once, its state carried "
            "across windows; 'last decision': the last window ending inside each test sample).")
     r.note("The paper's figure, for scale (60,000 training samples against our 1,000 or fewer): "
@@ -166,13 +183,14 @@ def main(argv=None) -> int:
     p.add_argument("--seeds", type=int, nargs="+", help="seeds (default 0 1 2; 0 with --quick)")
     p.add_argument("--only", action="append", choices=list(DATASETS), metavar="NAME",
                    help=f"run only this dataset (repeatable): {', '.join(DATASETS)}")
-    p.add_argument("--learning", nargs="+", choices=(*RULES, "auto"), help="rules (default: counts membrane)")
+    p.add_argument("--arms", "--learning", nargs="+", choices=list(ARMS),
+                   help=f"arms (default: {' '.join(RULES)}): " + "; ".join(f"{k}: {v[0]}" for k, v in ARMS.items()))
     p.add_argument("--data", type=Path, default=DATA)
     p.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results")
     a = p.parse_args(argv)
     stem = "time" + ("-quick" if a.quick else "") + ("-" + "-".join(a.only) if a.only else "")
     ctx = Context(quick=a.quick, out=a.out.resolve(), data=a.data.resolve(), stem=stem)
-    for key, value in (("seeds", a.seeds), ("only", a.only), ("rules", a.learning)):
+    for key, value in (("seeds", a.seeds), ("only", a.only), ("rules", a.arms)):
         if value:
             ctx.cache[key] = value
     return run_alone("python -m benchmarks.bench_time", ctx, lambda: run(ctx), argv=argv, label="bench_time",
