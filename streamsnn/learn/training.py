@@ -241,6 +241,7 @@ def train_epoch(net, data: SampleArrays, *, epoch: int = 0, epochs: int = 1, see
             watch.refused(exc, epoch, data.ids[k] if k < len(data.ids) else f"#{k}")
             continue
         watch.spiked(d.spikes, d.events, epoch)
+        watch.decided(d.label, label, epoch)
         correct += int(d.label == label)
         events += d.events
         if n % 100 == 0:

@@ -3,6 +3,9 @@
 A network is *silent* when its last hidden layer fires no spike on ``SILENT_SAMPLES`` training
 samples in a row (each with input events): its output is then its bias alone, the same for every
 input, and learning cannot reach the hidden layers any more (no spike carries an error back).
+A network is *stuck* when it gives the same class on ``STUCK_SAMPLES`` training samples in a row while at
+least ``STUCK_CLASSES`` true classes pass (its hidden layers still fire, but what reaches the output no longer
+depends on the input: the collapse a run away and then nearly silent network shows); it is revived as a silent one.
 An update the network found non-finite (or huge) it undid itself and halved its learning rates
 (``NonFinite.undone``, ``lr_backoff``): that is logged and counted. A network that is silent,
 whose scores are not finite with its weights as they are, or whose updates were refused
@@ -26,6 +29,10 @@ log = logging.getLogger(__name__)
 
 #: Consecutive samples (with events) without a spike of the last hidden layer that make a network silent.
 SILENT_SAMPLES = 50
+#: Consecutive training samples with the same decision, and the distinct true classes among them, that make a
+#: network stuck (a healthy learner's decisions follow the classes long before; 2-class data is never judged).
+STUCK_SAMPLES = 300
+STUCK_CLASSES = 3
 #: Updates refused since the last good state that make a revival.
 MAX_REFUSED = 5
 #: Revivals before training gives up.
@@ -56,6 +63,7 @@ class Watch:
         self.good = None  # the weights (and lr_backoff) to go back to
         self.logged = 0
         self.refused_since = 0  # updates refused since the good state
+        self.same, self.last, self.labels = 0, None, set()  # the run of equal decisions, and its true classes
 
     @classmethod
     def of(cls, net) -> Watch:
@@ -68,7 +76,8 @@ class Watch:
     def start_epoch(self) -> None:
         """Keep the weights as the ones to go back to, unless the network is falling silent already."""
         self.logged = 0
-        if (self.silent == 0 and self.refused_since == 0) or self.good is None:
+        healthy = self.silent == 0 and self.refused_since == 0 and self.same < STUCK_SAMPLES // 2
+        if healthy or self.good is None:
             self.good = _weights(self.net)
 
     def refused(self, exc: NonFinite, epoch: int, sample: str) -> None:
@@ -91,6 +100,16 @@ class Watch:
         if self.silent >= SILENT_SAMPLES:
             self.revive(epoch, f"its last hidden layer fired no spike on {self.silent} samples in a row")
 
+    def decided(self, predicted: int, label: int, epoch: int) -> None:
+        """After a sample: extend or restart the run of equal decisions; revive a stuck network."""
+        if predicted != self.last:
+            self.same, self.last, self.labels = 0, predicted, set()
+        self.same += 1
+        self.labels.add(label)
+        if self.same >= STUCK_SAMPLES and len(self.labels) >= STUCK_CLASSES:
+            self.revive(epoch, f"it gave class {predicted} on {self.same} samples in a row of "
+                               f"{len(self.labels)} different classes")
+
     def revive(self, epoch: int, why: str) -> None:
         """Back to the good weights with the learning rates halved; NetworkSilent after MAX_REVIVALS."""
         net = self.net
@@ -110,7 +129,8 @@ class Watch:
         back_off(net)
         self.good[-1] = net.lr_backoff  # a second revival from the same weights halves again
         self.revivals += 1
-        self.silent = self.refused_since = 0
+        self.silent = self.refused_since = self.same = 0
+        self.last, self.labels = None, set()
         log.warning("epoch %d: the network failed (%s); revived with the weights of an earlier epoch and the "
                     "learning rates halved (now x%g; revival %d of %d)", epoch + 1, why, net.lr_backoff,
                     self.revivals, MAX_REVIVALS)
