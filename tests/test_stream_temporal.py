@@ -206,3 +206,21 @@ async def test_the_daemon_runs_a_leaky_model_on_a_continuous_stream(tmp_path, sa
     assert sum(r["events"] for r in rows) == len(events)  # each event reached the network once
     want = stream_evaluate(leaky(), samples[:8], keep_decisions=True)["decision_list"]
     assert [(r["t_start_us"], r["label"]) for r in rows] == [(w["t_start_us"], w["label"]) for w in want]
+
+
+def test_eval_stream_tau_override_replaces_per_layer_leaks_too(samples):
+    net = SpikingNetwork((2312, 32, 16, 10), seed=6, tau_us=TAU_US, layer_tau_us=[5_000.0, 90_000.0])
+    seen = []
+    original = net.predict_one
+
+    def predict_one(batch):
+        seen.append(net.layer_tau_us)
+        return original(batch)
+
+    net.predict_one = predict_one
+    res = stream_evaluate(net, samples[:3], tau_us=20_000.0)
+    assert res["tau_us"] == 20_000.0 and seen and set(seen) == {(20_000.0, 20_000.0)}
+    assert net.layer_tau_us == (5_000.0, 90_000.0) and net.tau_us == TAU_US  # restored afterwards
+    seen.clear()
+    stream_evaluate(net, samples[:3])
+    assert set(seen) == {(5_000.0, 90_000.0)}
