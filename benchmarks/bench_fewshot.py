@@ -162,9 +162,9 @@ def synthetic_arms(ctx: Context, r: Result, bases: list, seeds, per_class: int, 
         tmp = Path(tmp)
         news, evalset = fs.font_sets(tmp, ctx.quick)
         arms = {"font digits (new: 9)": (bases, news, evalset, str(NEW_DIGIT), NEW_DIGIT)}
-        full, nine = fs.gesture_folder(tmp, ctx.quick)
+        full, nine, teach_set = fs.gesture_folder(tmp, ctx.quick)
         g_bases = fs.gesture_bases(nine, tmp, seeds, ctx.quick)
-        g_news, g_eval = fs.gesture_sets(full, g_bases[0])
+        g_news, g_eval = fs.gesture_sets(full, teach_set, g_bases[0])
         arms[f"gestures (new: {fs.NEW_GESTURE})"] = (g_bases, g_news, g_eval, fs.NEW_GESTURE, len(g_eval.classes) - 1)
         from streamsnn.snn import SpikingNetwork
 
@@ -205,6 +205,7 @@ def synthetic_arms(ctx: Context, r: Result, bases: list, seeds, per_class: int, 
              "lost on the old"], rows)
     r.note("Synthetic camera arms (benchmarks/fewshot_synth.py): font digits from `streamsnn synth --font` (seeds "
            "101 to teach, 202 to score) on the real arm's base models; gestures from `streamsnn synth --gestures` "
-           f"(seed 303), base models by `streamsnn train --learning counts --choose off` on nine gestures, "
+           "(seed 303; the taught samples from a second set, seed 404), base models by "
+           f"`streamsnn train --learning counts --choose off` on nine gestures, "
            f"{fs.NEW_GESTURE} (the reverse of circle_cw) taught. No setting was chosen on these arms.")
 

@@ -6,8 +6,9 @@
   (another seed) is scored: the new class on its 9s, the old classes on its 0-8.
 - `gestures`: `streamsnn synth --gestures` (ten motions of a shape before the same simulated pixels). A base model
   per seed is trained by `streamsnn train --learning counts --choose off` on nine gestures (the tenth's folders
-  left out); the tenth, `NEW_GESTURE`, the reverse of an old gesture (`circle_cw`), is then taught from its
-  training samples and every gesture is scored on the test split. `train` fills the rehearsal memory itself.
+  left out); the tenth, `NEW_GESTURE`, the reverse of an old gesture (`circle_cw`), is then taught from the
+  training samples of a second gesture set (another seed, `GESTURES_TEACH` per class, only NEW_GESTURE used) and
+  every gesture is scored on the first set's test split. `train` fills the rehearsal memory itself.
 
 Teaching is bench_fewshot.teach: decisions and feedback through `Pipeline.apply_feedback`, the daemon's path.
 """
@@ -21,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 FONT_TEACH, FONT_SCORE = 1500, 1000   # font samples generated for teaching (only the 9s are used) and for scoring
-GESTURES_PER_CLASS, GESTURES_TEST = 60, 30
+GESTURES_PER_CLASS, GESTURES_TEST, GESTURES_TEACH = 60, 30, 110
 NEW_GESTURE = "circle_ccw"
 
 
@@ -44,18 +45,20 @@ def font_sets(tmp: Path, quick: bool):
     return news, load_split(score_dir, "train", SpikingNetwork(arch="dense:1"), quiet=True)
 
 
-def gesture_folder(tmp: Path, quick: bool) -> tuple[Path, Path]:
-    """(all ten gestures, the same folder without NEW_GESTURE: class folders linked, not copied)."""
-    full, base = tmp / "gestures", tmp / "gestures-9"
+def gesture_folder(tmp: Path, quick: bool) -> tuple[Path, Path, Path]:
+    """(all ten gestures, the same folder without NEW_GESTURE: class folders linked, not copied; the teaching set)."""
+    full, base, teach = tmp / "gestures", tmp / "gestures-9", tmp / "gestures-teach"
     per = 12 if quick else GESTURES_PER_CLASS
     synth(["--gestures", "--count", str(per), "--test-count", str(per // 2 if quick else GESTURES_TEST),
            "--seed", "303", "--out", str(full)])
+    synth(["--gestures", "--count", str(per if quick else GESTURES_TEACH), "--split", "train", "--seed", "404",
+           "--out", str(teach)])
     for split in ("Train", "Test"):
         (base / split).mkdir(parents=True)
         for d in sorted((full / split).iterdir()):
             if d.is_dir() and d.name != NEW_GESTURE:
                 (base / split / d.name).symlink_to(d.resolve())
-    return full, base
+    return full, base, teach
 
 
 def gesture_bases(base_dir: Path, tmp: Path, seeds, quick: bool) -> list[Path]:
@@ -73,16 +76,16 @@ def gesture_bases(base_dir: Path, tmp: Path, seeds, quick: bool) -> list[Path]:
     return out
 
 
-def gesture_sets(full: Path, base_model: Path):
-    """(the NEW_GESTURE training samples as EventBatches, the test split of all ten gestures as SampleArrays whose
-    labels index the base model's classes followed by NEW_GESTURE, the order teaching gives them)."""
+def gesture_sets(full: Path, teach: Path, base_model: Path):
+    """(the NEW_GESTURE training samples of ``teach`` as EventBatches, the test split of all ten gestures as
+    SampleArrays whose labels index the base model's classes followed by NEW_GESTURE, as teaching orders them)."""
     from streamsnn.io.dataset import open_dataset
     from streamsnn.learn.training import load_split
     from streamsnn.snn import SpikingNetwork
 
     mapper = SpikingNetwork.load(base_model)
     mapper.add_class(NEW_GESTURE)
-    ds = open_dataset(full)
+    ds = open_dataset(teach)
     news = [s.load() for s in ds.split("train").samples
             if (s.label_name or ds.classes[int(s.label)]) == NEW_GESTURE]
     return news, load_split(full, "test", mapper, quiet=True)
