@@ -39,6 +39,9 @@ STREAM_LR_SCALE = 0.5
 #: (benchmarks/ordertask.py, the default deep network, 15 epochs) x0.5 collapsed (train accuracy 0.66 at
 #: epoch 6, then 0.2-0.3) and x1 needed a revival by epoch 7; x0.25 rose steadily (train 0.66 at epoch 15).
 MEMBRANE_LR_SCALE = 0.25
+#: Learning "timing" (Yamamoto et al. 2022): each hidden layer's postsynaptic-current time constant tau_s is this
+#: fraction of its membrane time constant tau_m (its leak, ``layer_tau_us``); see docs/network.md.
+TIMING_TAU_S_RATIO = 0.25
 
 #: Augmentation of every training run (picked on N-MNIST; it also won the small-data checks): shifts of
 #: up to 2 pixels per axis, 10 % of the events dropped, 1 ms of Gaussian time jitter.

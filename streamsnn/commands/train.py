@@ -55,11 +55,12 @@ def add_parser(subparsers) -> None:
                         "halved for a convolutional network with --stream-crops)")
     p.add_argument("--lr-out", type=float, default=None, help="learning rate of the output layer")
     p.add_argument("--lr-conv", type=float, default=None, help="multiplies --lr for convolutional layers")
-    p.add_argument("--learning", choices=("counts", "spikes", "membrane"), default=None,
+    p.add_argument("--learning", choices=("counts", "spikes", "membrane", "timing"), default=None,
                    help="counts: backprop on spike counts; spikes: the error sent back as spikes (dense layers "
                         "only) (both O'Connor & Welling 2016); membrane: backprop on leaky membrane traces "
                         "(Lee, Delbruck & Pfeiffer 2016), learns the order of events, needs a leak "
-                        "(--tau-ms). Default: membrane when the training split needs time (a linear probe on "
+                        "(--tau-ms); timing: exact gradients through every spike's time (Yamamoto, Sakemi & "
+                        "Aihara 2022), current-based units, dense:N layers only, needs a leak. Default: membrane when the training split needs time (a linear probe on "
                         "held-out training samples: does a sample played backwards become another class?), else "
                         "counts; train says which and why")
     p.add_argument("--tau-ms", default=None, metavar="MS[,MS...]",
