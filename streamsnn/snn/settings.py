@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 
 from .. import classnames
-from ..defaults import REF_EVENTS, TIMING_TAU_S_RATIO
+from ..defaults import REF_EVENTS, TIMING_LR, TIMING_LR_OUT, TIMING_TAU_S_RATIO
 from ..errors import ConfigError
 from ..textsafe import shown
 from . import limits
@@ -93,6 +93,8 @@ def learning_settings(layers, *, lr, lr_out, lr_conv, max_step, activity, theta,
     each layer's postsynaptic-current time constant over its membrane one, in (0, 1); default
     ``defaults.TIMING_TAU_S_RATIO``) is in the result only for "timing"."""
     preset = learning_defaults(layers)
+    if learning == "timing":
+        preset.update(lr=TIMING_LR, lr_out=TIMING_LR_OUT)
     if lr_out is None:  # the measured ratio to lr (1 for dense networks, as before)
         lr_out = preset["lr_out"] if lr is None else lr * preset["lr_out"] / preset["lr"]
     lr = preset["lr"] if lr is None else lr
@@ -116,10 +118,7 @@ def learning_settings(layers, *, lr, lr_out, lr_conv, max_step, activity, theta,
                           f"for {format_arch(layers)}")
     timing = {}
     if learning == "timing":
-        bad = [lay.spec() for lay in layers if not lay.cls.timing_ok]
-        if bad:
-            raise ConfigError(f"learning 'timing' (exact spike-time gradients) works on dense:N layers only, not "
-                              f"{', '.join(bad)}; use --arch dense:N[,dense:N] or learning 'membrane'")
+        check_timing_layers(layers)
         ratio = TIMING_TAU_S_RATIO if tau_s_ratio is None else tau_s_ratio
         timing["tau_s_ratio"] = float(limits.finite("tau_s_ratio", ratio, 0, 0.99, low_open=True))
     elif tau_s_ratio is not None:
@@ -128,6 +127,14 @@ def learning_settings(layers, *, lr, lr_out, lr_conv, max_step, activity, theta,
             "learning": learning, "theta": float(theta), "error_spikes": int(error_spikes),
             "init_gain": float(init_gain), "max_step": float(max_step), "activity": float(activity),
             "ref_events": float(ref_events), **timing}
+
+
+def check_timing_layers(layers) -> None:
+    """ConfigError (one line) unless every layer can run as current-based units with exact spike times."""
+    bad = [lay.spec() for lay in layers if not lay.cls.timing_ok]
+    if bad:
+        raise ConfigError(f"learning 'timing' (exact spike-time gradients) works on dense:N layers only, not "
+                          f"{', '.join(bad)}; use --arch dense:N[,dense:N] or learning 'membrane'")
 
 
 def class_rates(class_lr, n: int) -> np.ndarray:
