@@ -3,12 +3,15 @@ against finite differences of the real forward, learning timing, checkpoints, re
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 
 import numpy as np
 import pytest
+from daemon_util import daemons  # noqa: F401 (fixture)
 
+from streamsnn.cli import main
 from streamsnn.errors import ConfigError
 from streamsnn.snn import SpikingNetwork
 from streamsnn.snn import timed
@@ -165,7 +168,8 @@ def accuracy_after(net, rng, epochs=4):
 
 def test_timing_learns_a_task_only_timing_separates_better_than_counts():
     common = dict(arch="dense:8", input_shape=(4, 1, 1), classes=2, seed=0)
-    timing = accuracy_after(SpikingNetwork(**common, learning="timing", tau_us=4_000.0, lr=0.02, lr_out=0.02),
+    timing = accuracy_after(SpikingNetwork(**common, learning="timing", tau_us=4_000.0, lr=0.02, lr_out=0.02,
+                                           tau_s_ratio=0.25),
                             np.random.default_rng(5))
     counts = accuracy_after(SpikingNetwork(**common, learning="counts"), np.random.default_rng(5))
     assert timing >= 0.9
@@ -220,3 +224,57 @@ def test_guard_undoes_a_non_finite_step():
     for w0, w1 in zip(before, net.weights):
         np.testing.assert_array_equal(w0, w1)
     assert net.lr_backoff == 0.5
+
+
+def test_a_saved_timing_model_runs_in_eval_and_eval_stream(tmp_path, nmnist_dir, capsys):
+    from streamsnn.io import open_dataset
+    from streamsnn.learn.streameval import stream_evaluate
+
+    net = SpikingNetwork(arch="dense:16", input_shape=(34, 34, 2), classes=10, seed=0, learning="timing",
+                         tau_us=20_000.0)
+    for s in open_dataset(nmnist_dir).split("train").samples[:3]:
+        net.reset()
+        net.learn_one(s.load(), s.label)
+    ckpt = tmp_path / "timing.npz"
+    net.save(ckpt)
+    for extra in ([], ["--stream"]):
+        assert main(["eval", "--data", str(nmnist_dir), "--model", str(ckpt), "--limit", "4", "--json", "--quiet",
+                     *extra]) == 0
+        out = json.loads(capsys.readouterr().out)
+        assert ("stream_accuracy" in out) == bool(extra) and out["samples"] == 4
+    samples = [s.load() for s in open_dataset(nmnist_dir).split("test").samples[:3]]
+    res = stream_evaluate(SpikingNetwork.load(ckpt), samples, keep_decisions=True)
+    assert res["decision_list"] and res["events"] == sum(len(b.events) for b in samples)
+
+
+@pytest.mark.slow
+async def test_the_daemon_runs_a_timing_model_on_a_continuous_stream(tmp_path, daemons):  # noqa: F811
+    from conftest import ROOT, need
+    from dataset_util import write_aedat4
+
+    from streamsnn.io import open_dataset
+    from daemon_util import Daemon
+
+    from streamsnn.learn.streameval import LIVE_HOP_US, LIVE_MIN_EVENTS, LIVE_WINDOW_US, make_stream, stream_evaluate
+
+    samples = [s.load() for s in open_dataset(need("nmnist_small")).split("test").samples[:4]]
+    stream = make_stream(samples)
+    events = np.concatenate([b.events for b in stream.batches])
+    rec = tmp_path / "stream.aedat4"
+    write_aedat4(rec, events, (34, 34))
+    ckpt = tmp_path / "timing.npz"
+    SpikingNetwork(arch="dense:16", input_shape=(34, 34, 2), classes=10, seed=0, learning="timing",
+                   tau_us=20_000.0).save(ckpt)
+    jsonl = tmp_path / "decisions.jsonl"
+    sets = {"source.path": rec, "source.split": "", "source.speed": 0, "segment.mode": "window",
+            "segment.window_us": LIVE_WINDOW_US, "segment.hop_us": LIVE_HOP_US,
+            "segment.min_events": LIVE_MIN_EVENTS, "model.checkpoint": ckpt, "model.learn_from_labels": False,
+            "model.learn_from_feedback": False, "model.save_every_s": 0, "mqtt.enabled": False,
+            "console.enabled": False, "jsonl.path": jsonl, "pipeline.policy": "block"}
+    d = Daemon(tmp_path, ROOT / "pipelines" / "nmnist-replay.toml", sets)
+    daemons.append(d.start())
+    assert await d.wait(120) == 0, d.text()[-3000:]
+    rows = [json.loads(x) for x in jsonl.read_text().splitlines()]
+    assert sum(r["events"] for r in rows) == len(events)
+    want = stream_evaluate(SpikingNetwork.load(ckpt), samples, keep_decisions=True)["decision_list"]
+    assert [(r["t_start_us"], r["label"]) for r in rows] == [(w["t_start_us"], w["label"]) for w in want]
