@@ -13,8 +13,7 @@ from daemon_util import daemons  # noqa: F401 (fixture)
 
 from streamsnn.cli import main
 from streamsnn.errors import ConfigError
-from streamsnn.snn import SpikingNetwork
-from streamsnn.snn import timed
+from streamsnn.snn import SpikingNetwork, timed
 from streamsnn.snn.guard import NonFinite
 from streamsnn.snn.timing import psp_norm
 
@@ -70,7 +69,7 @@ def test_spike_times_match_an_ode_reference():
     net.predict_indices(idx, t, count=False)
     ref_i, ref_t = idx, t.astype(np.float64)
     ratio = net.tau_s_ratio
-    for k, layer in enumerate(net.hidden):
+    for layer in net.hidden:
         ref_i, ref_t = ode_layer(ref_i, ref_t, layer.weight, net.theta, TAU, TAU * ratio, float(t[-1]))
         got_i, got_t, _ = layer.spikes
         assert len(got_i) >= 5, "the network must spike for the test to mean anything"
@@ -250,11 +249,10 @@ def test_a_saved_timing_model_runs_in_eval_and_eval_stream(tmp_path, nmnist_dir,
 @pytest.mark.slow
 async def test_the_daemon_runs_a_timing_model_on_a_continuous_stream(tmp_path, daemons):  # noqa: F811
     from conftest import ROOT, need
+    from daemon_util import Daemon
     from dataset_util import write_aedat4
 
     from streamsnn.io import open_dataset
-    from daemon_util import Daemon
-
     from streamsnn.learn.streameval import LIVE_HOP_US, LIVE_MIN_EVENTS, LIVE_WINDOW_US, make_stream, stream_evaluate
 
     samples = [s.load() for s in open_dataset(need("nmnist_small")).split("test").samples[:4]]

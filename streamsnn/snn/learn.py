@@ -146,7 +146,8 @@ def learn_step(net, idx: np.ndarray, t: np.ndarray | None, scores: np.ndarray, l
     if net.learning in ("counts", "membrane"):
         backprop_counts(net, acts, e, step)
     elif net.learning == "timing":
-        timed.backprop_timing(net, idx, t, e, step)
+        act, h, lr_out = timed.backprop_timing(net, idx, t, e, step)
+        boost_new_classes(net, [(act, h)], e, lr_out)
     else:
         backprop_spikes(net, acts, e, step)
     where = guard.damaged(net, acts)

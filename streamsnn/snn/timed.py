@@ -115,11 +115,10 @@ def gradients(net, idx: np.ndarray, t, e: np.ndarray) -> tuple[np.ndarray, np.nd
     return act, h[act], grads[::-1]
 
 
-def backprop_timing(net, idx: np.ndarray, t, e: np.ndarray, lr_scale: float) -> None:
+def backprop_timing(net, idx: np.ndarray, t, e: np.ndarray, lr_scale: float) -> tuple[np.ndarray, np.ndarray, float]:
     """One step down the exact gradient (``gradients``), every weight moved after all were computed; each
-    layer's step bounded to ``max_step`` of its weights' norm (``bounded_lr``), as the other modes'."""
-    from .learn import boost_new_classes
-
+    layer's step bounded to ``max_step`` of its weights' norm (``bounded_lr``), as the other modes'. Returns
+    (active last-layer units, their traces, the output rate used) for ``learn.boost_new_classes``."""
     act, h, grads = gradients(net, idx, t, e)
     g_out = np.outer(h, e)
     one = np.ones(1, np.float32)
@@ -133,7 +132,7 @@ def backprop_timing(net, idx: np.ndarray, t, e: np.ndarray, lr_scale: float) -> 
     with np.errstate(over="ignore", invalid="ignore"):
         W[act] -= (float(lr_out) * g_out).astype(np.float32)
         net.bias -= lr_out * e
-    boost_new_classes(net, [(act, h.astype(np.float32))], e, float(lr_out))
+    return act, h.astype(np.float32), float(lr_out)
 
 
 def warm_up(net) -> None:
@@ -141,7 +140,8 @@ def warm_up(net) -> None:
     none, empty = np.zeros(0, np.int32), np.zeros(0)
     for k, layer in enumerate(net.hidden):
         n = layer.geo.n_out
-        cuba_forward(none, empty, 0.0, layer.weight, np.zeros(n), np.zeros(n), np.zeros(n, np.float32), float(net.theta),
-                     *constants(net, k), np.full(1, np.nan), np.empty(1, np.int32), np.empty(1), np.empty(1))
+        cuba_forward(none, empty, 0.0, layer.weight, np.zeros(n), np.zeros(n), np.zeros(n, np.float32),
+                     float(net.theta), *constants(net, k), np.full(1, np.nan), np.empty(1, np.int32), np.empty(1),
+                     np.empty(1))
         cuba_backward(none, empty, none, empty, empty, empty, layer.weight, np.zeros(layer.geo.n_in, np.int32),
                       np.zeros((0, n)), float(net.theta), *constants(net, k), True)

@@ -1,4 +1,4 @@
-"""Kernels of learning "timing" (Yamamoto, Sakemi & Aihara 2022): current-based LIF units, event-driven, exact spike times.
+"""Kernels of learning "timing" (Yamamoto, Sakemi & Aihara 2022): current-based LIF units, exact spike times.
 
 A unit of a dense layer holds two numbers, ``A`` (decays with the membrane time constant tau_m) and ``B``
 (decays with the synaptic one, tau_s < tau_m); its potential is ``v = A - B``. An input spike of weight w
