@@ -93,7 +93,8 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "lr_out": Key(float, 0.0, "learning rate of a fresh network's output layer (0 = the default for its kind)",
                       min=0),
         "learning": Key(str, "counts", "learning rule of a fresh network (membrane: learns the order of events, "
-                        "needs tau_ms)", ("counts", "spikes", "membrane")),
+                        "needs tau_ms; timing: exact spike-time gradients, dense layers only)",
+                        ("counts", "spikes", "membrane", "timing")),
         "tau_ms": Key(float, 0.0, "leak time constant of a fresh network in ms (0 = no leak; its state then carries "
                       "across windows); a checkpoint keeps its own", min=0),
         "learn_from_labels": Key(bool, True, "learn (test-then-train) when a window carries its true label"),

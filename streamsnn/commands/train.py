@@ -55,11 +55,13 @@ def add_parser(subparsers) -> None:
                         "halved for a convolutional network with --stream-crops)")
     p.add_argument("--lr-out", type=float, default=None, help="learning rate of the output layer")
     p.add_argument("--lr-conv", type=float, default=None, help="multiplies --lr for convolutional layers")
-    p.add_argument("--learning", choices=("counts", "spikes", "membrane"), default=None,
+    p.add_argument("--learning", choices=("counts", "spikes", "membrane", "timing"), default=None,
                    help="counts: backprop on spike counts; spikes: the error sent back as spikes (dense layers "
                         "only) (both O'Connor & Welling 2016); membrane: backprop on leaky membrane traces "
                         "(Lee, Delbruck & Pfeiffer 2016), learns the order of events, needs a leak "
-                        "(--tau-ms). Default: membrane when the training split needs time (a linear probe on "
+                        "(--tau-ms); timing: exact gradients through every spike's time (Yamamoto, Sakemi & "
+                        "Aihara 2022), current-based units, dense:N layers only, needs a leak. Default: membrane "
+                        "when the training split needs time (a linear probe on "
                         "held-out training samples: does a sample played backwards become another class?), else "
                         "counts; train says which and why")
     p.add_argument("--tau-ms", default=None, metavar="MS[,MS...]",
@@ -142,6 +144,10 @@ def plan(args, say) -> tuple:
     arch = f"dense:{args.hidden}" if args.hidden is not None else args.arch
     arch_from = "--arch" if arch else "default"
     layers = parse_arch(arch or DEFAULT_ARCH)
+    if args.learning == "timing":  # before any data is read
+        from ..snn.settings import check_timing_layers
+
+        check_timing_layers(layers)
     from ..learn.augment import StreamCrops
 
     args.stream_crops, stream_from = dd.choose_stream(datasets, args.stream_crops, StreamCrops().window_us)
@@ -235,7 +241,9 @@ def pick_learning(args, net, s, train, picked, say):
         lr, lr_out = default_rates(args, net.layers, args.stream_crops, learning)
         rates = {"lr": lr, "lr_out": lr_out}
         s.update(rates)
-        say(f"learning rates x{MEMBRANE_LR_SCALE:g} for {learning} (defaults.MEMBRANE_LR_SCALE)")
+        say(f"learning rates {lr:g} (hidden), {lr_out:g} (output) for timing (defaults.TIMING_LR, TIMING_LR_OUT)"
+            if learning == "timing" else
+            f"learning rates x{MEMBRANE_LR_SCALE:g} for {learning} (defaults.MEMBRANE_LR_SCALE)")
     if learning != net.learning or tau_us != net.tau_us or rates:
         net = type(net)(**{**net.config(), "learning": learning, "tau_us": tau_us, **rates})
     return net
@@ -243,13 +251,16 @@ def pick_learning(args, net, s, train, picked, say):
 
 def default_rates(args, layers, stream: bool, learning: str, lr_out_given: float | None = None) -> tuple[float, float]:
     """(lr, lr_out) of `train`: the ones given, else the defaults for these layers, data folders and stream crops,
-    times MEMBRANE_LR_SCALE for a rule that learns from timing."""
-    from ..defaults import MEMBRANE_LR_SCALE
+    times MEMBRANE_LR_SCALE for a rule that learns from timing (learning "timing": its own, TIMING_LR and _OUT)."""
+    from ..defaults import MEMBRANE_LR_SCALE, TIMING_LR, TIMING_LR_OUT
     from ..learn.training import learning_settings
     from ..snn.settings import TEMPORAL_MODES
 
     d = learning_settings(layers, several=len(args.data) > 1, stream=stream)
-    k = MEMBRANE_LR_SCALE if learning in TEMPORAL_MODES else 1.0
+    if learning == "timing":
+        d, k = {"lr": TIMING_LR, "lr_out": TIMING_LR_OUT}, 1.0
+    else:
+        k = MEMBRANE_LR_SCALE if learning in TEMPORAL_MODES else 1.0
     return (args.lr if args.lr is not None else d["lr"] * k,
             args.lr_out if args.lr_out is not None else (d["lr_out"] * k if args.lr is None else lr_out_given))
 

@@ -4,7 +4,8 @@ Format 2 (written now): the arrays each hidden layer lists (``layers.Layer.array
 for layer k's weights, ``weight_k_NAME`` for any other array of its kind; then ``weight_L`` (the
 output layer, L hidden layers) and ``bias``; JSON ``config`` with ``arch`` (list of layer dicts), ``input_map`` (sensor,
 roi, grid), ``classes`` (names in output order, including classes added by feedback) and the
-learning settings (``class_lr`` only when a class has its own output rate; ``chosen``, what `train` chose on
+learning settings (``class_lr`` only when a class has its own output rate; ``tau_s_ratio`` only under learning
+"timing", files without it are of the other modes; ``chosen``, what `train` chose on
 held-out training samples, only when it searched: a small flat dict, `check_chosen`; ``spike_rates``, the spikes
 per input event per hidden layer `train` measured, optional, `check_spike_rates`); JSON ``counters``;
 optionally the rehearsal memory (``memory_idx``, ``memory_len``, ``memory_label``, ``memory_t``: integers, see

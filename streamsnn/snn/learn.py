@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import guard
+from . import guard, timed
 from .decision import softmax
 from .guard import NonFinite
 from .kernels import input_counts, output_error_spikes
@@ -129,18 +129,25 @@ def learn_step(net, idx: np.ndarray, t: np.ndarray | None, scores: np.ndarray, l
     the checks, the forward pass and the scoring around it.
 
     The step is scale-free (``net.learn_scale``), the error is softmax - one-hot on the scores, the activities
-    are the counts (``activity``) or, for "membrane", the traces; a step that leaves non-finite or huge weights
+    are the counts (``activity``) or, for "membrane", the traces ("timing": ``timed.backprop_timing``, the exact
+    spike-time gradient); a step that leaves non-finite or huge weights
     is undone, the rates halved, and NonFinite raised (``guard``).
     """
     over = net.learn_scale(len(idx))
     e = softmax(scores / np.float32(over)).astype(np.float32)
     e[label] -= 1.0
     idx = np.ascontiguousarray(idx, dtype=np.int32)
-    acts = traces(net, idx, t) if net.learning == "membrane" else activity(net, idx)
+    if net.learning == "timing":
+        acts = timed.activity(net, idx)
+    else:
+        acts = traces(net, idx, t) if net.learning == "membrane" else activity(net, idx)
     old = guard.touched(net, acts)  # what this update may change: kept to undo a bad step
     step = lr_scale * net.lr_backoff / over
     if net.learning in ("counts", "membrane"):
         backprop_counts(net, acts, e, step)
+    elif net.learning == "timing":
+        act, h, lr_out = timed.backprop_timing(net, idx, t, e, step)
+        boost_new_classes(net, [(act, h)], e, lr_out)
     else:
         backprop_spikes(net, acts, e, step)
     where = guard.damaged(net, acts)

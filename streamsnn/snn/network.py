@@ -40,7 +40,8 @@ class SpikingNetwork:
     ``lr`` times the measured ratio); each defaults to the measured setting for the kind of network
     (``arch.learning_defaults``);
     ``learning``: ``"counts"`` or ``"spikes"`` (dense layers only, ``error_spikes`` steps
-    of resolution). Weights start normal with std ``init_gain * sqrt(2 / fan_in)``. ``max_step``
+    of resolution), ``"membrane"`` or ``"timing"`` (``timed.py``; dense layers, ``tau_s_ratio``). Weights start
+    normal with std ``init_gain * sqrt(2 / fan_in)``. ``max_step``
     (0 = off) bounds each layer's step per sample to that fraction of its weights' norm;
     ``activity`` is the cost of one hidden spike added to the loss (learning with fewer spikes).
     ``class_lr``: a multiplier of the output learning rate per class (see ``add_class``).
@@ -53,14 +54,15 @@ class SpikingNetwork:
                  lr_conv: float | None = None, tau_us: float | None = None, learning: str = "counts",
                  theta: float = 0.5, error_spikes: int = 32, init_gain: float = 1.0, max_step: float | None = None,
                  activity: float | None = None, class_lr=None, ref_events: float | None = None,
-                 layer_tau_us=None):
+                 layer_tau_us=None, tau_s_ratio: float | None = None):
         arch, input_map, names = settings.inputs_and_classes(sizes, arch, input_shape, input_map, classes)
         tau_us = settings.checked_mode(learning, tau_us)
         self.layers = parse_arch(DEFAULT_ARCH if arch is None else arch)
         geometry = check_sizes(self.layers, input_map.grid, len(names))  # before anything is allocated
         learning_settings = settings.learning_settings(
             self.layers, lr=lr, lr_out=lr_out, lr_conv=lr_conv, max_step=max_step, activity=activity, theta=theta,
-            init_gain=init_gain, error_spikes=error_spikes, seed=seed, learning=learning, ref_events=ref_events)
+            init_gain=init_gain, error_spikes=error_spikes, seed=seed, learning=learning, ref_events=ref_events,
+            tau_s_ratio=tau_s_ratio)
         self.input_map = input_map
         self.classes = names
         self.geometry = geometry
@@ -174,6 +176,7 @@ class SpikingNetwork:
                 "error_spikes": self.error_spikes, "init_gain": self.init_gain, "max_step": self.max_step,
                 "activity": self.activity, "ref_events": self.ref_events,
                 **({"layer_tau_us": list(self._layer_tau)} if self._layer_tau is not None else {}),
+                **({"tau_s_ratio": self.tau_s_ratio} if self.learning == "timing" else {}),
                 **({"class_lr": [float(x) for x in self.class_lr]} if np.any(self.class_lr != 1) else {})}
 
     def describe(self) -> dict:

@@ -30,6 +30,10 @@ def forward(net, idx: np.ndarray, t: np.ndarray | None) -> tuple[np.ndarray, tup
     Returns (scores incl. bias, spikes per hidden layer); leaves each layer's counts in ``net.counts``.
     """
     idx = checked(net, idx)
+    if net.learning == "timing":  # current-based units with exact spike times (timed.py)
+        from .timed import forward as timed_forward
+
+        return timed_forward(net, idx, t)
     leak = net.tau_us is not None
     inv = 1.0 / net.tau_us if leak else 0.0  # the output's
     invs = [1.0 / tau for tau in net.layer_tau_us] if leak else [0.0] * len(net.hidden)
@@ -105,6 +109,10 @@ def warm_up(net) -> None:
     """Load (or compile) the forward kernels of ``net`` without touching its state or weights."""
     none = np.zeros(0, np.int32)
     theta = np.float32(net.theta)
+    if net.learning == "timing":
+        from .timed import warm_up as timed_warm_up
+
+        timed_warm_up(net)
     for layer, tau in zip(net.hidden, net.layer_tau_us or [0.0] * len(net.hidden)):
         layer.warm_up(theta, 1.0 / tau if tau else 0.0)
     kernels.output_leaky(none, NO_CNT, NO_T, net.out_weight, net.scores, 1.0, np.zeros(1))

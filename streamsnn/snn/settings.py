@@ -9,15 +9,15 @@ from __future__ import annotations
 import numpy as np
 
 from .. import classnames
-from ..defaults import REF_EVENTS
+from ..defaults import REF_EVENTS, TIMING_LR, TIMING_LR_OUT, TIMING_TAU_S_RATIO
 from ..errors import ConfigError
 from ..textsafe import shown
 from . import limits
 from .arch import InputMap, format_arch, learning_defaults
 
-LEARNING_MODES = ("counts", "spikes", "membrane")
+LEARNING_MODES = ("counts", "spikes", "membrane", "timing")
 #: Learning modes that learn from the timing of events (they need a leak, ``tau_us``).
-TEMPORAL_MODES = ("membrane",)
+TEMPORAL_MODES = ("membrane", "timing")
 
 
 def inputs_and_classes(sizes, arch, input_shape, input_map, classes) -> tuple[object, InputMap, list[str]]:
@@ -87,10 +87,14 @@ def layer_taus(layer_tau_us, n_hidden: int, tau_us: float | None) -> tuple[float
 
 
 def learning_settings(layers, *, lr, lr_out, lr_conv, max_step, activity, theta, init_gain, error_spikes, seed,
-                      learning, ref_events=None) -> dict:
+                      learning, ref_events=None, tau_s_ratio=None) -> dict:
     """The learning settings, each checked, with the measured defaults of this kind of network for the
-    ones left None (``lr_out`` keeps the measured ratio to ``lr``)."""
+    ones left None (``lr_out`` keeps the measured ratio to ``lr``). ``tau_s_ratio`` (learning "timing" only:
+    each layer's postsynaptic-current time constant over its membrane one, in (0, 1); default
+    ``defaults.TIMING_TAU_S_RATIO``) is in the result only for "timing"."""
     preset = learning_defaults(layers)
+    if learning == "timing":
+        preset.update(lr=TIMING_LR, lr_out=TIMING_LR_OUT)
     if lr_out is None:  # the measured ratio to lr (1 for dense networks, as before)
         lr_out = preset["lr_out"] if lr is None else lr * preset["lr_out"] / preset["lr"]
     lr = preset["lr"] if lr is None else lr
@@ -112,10 +116,25 @@ def learning_settings(layers, *, lr, lr_out, lr_conv, max_step, activity, theta,
     if learning == "spikes" and not all(lay.cls.error_spikes_ok for lay in layers):
         raise ConfigError("learning 'spikes' (error spikes) works on dense layers only; use 'counts' "
                           f"for {format_arch(layers)}")
+    timing = {}
+    if learning == "timing":
+        check_timing_layers(layers)
+        ratio = TIMING_TAU_S_RATIO if tau_s_ratio is None else tau_s_ratio
+        timing["tau_s_ratio"] = float(limits.finite("tau_s_ratio", ratio, 0, 0.99, low_open=True))
+    elif tau_s_ratio is not None:
+        raise ConfigError(f"tau_s_ratio is a setting of learning 'timing', not of {learning!r}")
     return {"seed": int(seed), "lr": float(lr), "lr_out": float(lr_out), "lr_conv": float(lr_conv),
             "learning": learning, "theta": float(theta), "error_spikes": int(error_spikes),
             "init_gain": float(init_gain), "max_step": float(max_step), "activity": float(activity),
-            "ref_events": float(ref_events)}
+            "ref_events": float(ref_events), **timing}
+
+
+def check_timing_layers(layers) -> None:
+    """ConfigError (one line) unless every layer can run as current-based units with exact spike times."""
+    bad = [lay.spec() for lay in layers if not lay.cls.timing_ok]
+    if bad:
+        raise ConfigError(f"learning 'timing' (exact spike-time gradients) works on dense:N layers only, not "
+                          f"{', '.join(bad)}; use --arch dense:N[,dense:N] or learning 'membrane'")
 
 
 def class_rates(class_lr, n: int) -> np.ndarray:

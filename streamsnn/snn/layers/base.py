@@ -92,6 +92,8 @@ class Layer:
     conv_like: ClassVar[bool] = False
     #: Learns with the paper's error spikes (learning mode "spikes").
     error_spikes_ok: ClassVar[bool] = False
+    #: Runs and learns as current-based LIF units with exact spike-time gradients (learning mode "timing").
+    timing_ok: ClassVar[bool] = False
     #: The spec text form, for messages ("dense:N").
     usage: ClassVar[str] = ""
 
@@ -187,12 +189,14 @@ class Layer:
         self.phi = np.zeros(self.geo.n_out, np.float32)
         self.counts = np.zeros(self.geo.n_out, np.float32)
         self.ref = np.full(1, np.nan)  # the leak's scaled frame: its reference time (µs), NaN before the first event
+        self.cuba = None  # learning "timing": the (A, B) state of its current-based units at ``ref`` (timed.py)
 
     def save_state(self) -> tuple:
-        return self.phi.copy(), self.counts.copy(), self.ref.copy()
+        cuba = None if self.cuba is None else (self.cuba[0].copy(), self.cuba[1].copy())
+        return self.phi.copy(), self.counts.copy(), self.ref.copy(), cuba
 
     def restore_state(self, saved: tuple) -> None:
-        self.phi, self.counts, self.ref = saved
+        self.phi, self.counts, self.ref, self.cuba = saved
 
     # -- forward ------------------------------------------------------------------------------
     def kernel(self, ev_i, ev_c, ev_t, start: int, theta, inv_tau: float, ref, emit: bool, bi, bc, bt, m: int):

@@ -125,6 +125,7 @@ class SrcLayer(DenseLayer):
 
     kind = "src"
     error_spikes_ok = False
+    timing_ok = False
     usage = "src:N"
 
     @classmethod

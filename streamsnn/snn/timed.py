@@ -1,0 +1,147 @@
+"""Learning "timing" in a SpikingNetwork: the current-based forward pass, the readout, and the exact spike-time step.
+
+After Yamamoto, Sakemi & Aihara, "Timing-Based Backpropagation in Spiking Neural Networks Without Single-Spike
+Restrictions" (2022). Every hidden layer (dense only) is a layer of current-based LIF units (``timing.py``):
+its membrane time constant tau_m is the layer's leak (``layer_tau_us``), its postsynaptic-current time
+constant tau_s = ``tau_s_ratio`` x tau_m. The output is not a spiking layer: it is the leaky evidence of
+the other modes, ``score_c = bias_c + sum over last-layer spikes (j, t) of W[j, c] exp(-(T - t) / tau_us)``
+read at the window's last input event T, a differentiable readout of the last layer's spike times. The
+loss is the softmax cross-entropy of those scores (the paper's own output loss, on output spike times,
+is not reproduced). Its gradient is exact with respect to every weight, through the times of every
+spike that happened (``timing.cuba_backward``), for the spikes as they are: a weight change small
+enough that no spike appears or disappears moves the loss by the gradient times the change.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..errors import InputError
+from .layers.base import bounded_lr
+from .timing import cuba_backward, cuba_forward, psp_norm
+
+
+def constants(net, k: int) -> tuple[float, float, float]:
+    """(1/tau_m, 1/tau_s, c) of hidden layer ``k``."""
+    inv_m = 1.0 / net.layer_tau_us[k]
+    inv_s = inv_m / net.tau_s_ratio
+    return inv_m, inv_s, psp_norm(inv_m, inv_s)
+
+
+def forward(net, idx: np.ndarray, t) -> tuple[np.ndarray, tuple[int, ...]]:
+    """``propagate.forward`` for learning "timing": (scores incl. bias, spikes per hidden layer).
+
+    The state (each layer's ``cuba`` pair and its time ``ref``, the output evidence at ``out_ref``) carries
+    over between calls as a leaky network's does; each layer keeps its spikes of this call in ``spikes``
+    (unit, time, dv/dt) for the learning step."""
+    if t is None or len(t) != len(idx):
+        raise InputError("a leaky network (tau_us set) needs event times")
+    ev_i, ev_t = idx, np.ascontiguousarray(t, dtype=np.float64)
+    theta = float(net.theta)
+    T = float(t[-1]) if len(idx) else np.nan  # the readout time: every layer runs up to it
+    for k, layer in enumerate(net.hidden):
+        n = layer.geo.n_out
+        if layer.cuba is None:
+            layer.cuba = (np.zeros(n), np.zeros(n))
+        if len(idx) and layer.ref[0] > float(t[0]):  # a new stream or a looped replay: the state stays as it was
+            layer.ref[0] = float(t[0])
+        layer.counts[:] = 0
+        A, B = layer.cuba
+        size = max(64, 2 * len(ev_i))
+        if not len(idx):
+            layer.spikes = (ev_i[:0], ev_t[:0], ev_t[:0])
+            continue
+        ev_i, ev_t, vdot = cuba_forward(ev_i, ev_t, T, layer.weight, A, B, layer.counts, theta, *constants(net, k),
+                                        layer.ref, np.empty(size, np.int32), np.empty(size), np.empty(size))
+        layer.spikes = (ev_i, ev_t, vdot)
+    spikes = tuple(int(len(layer.spikes[0])) for layer in net.hidden)
+    if not all(np.isfinite(layer.cuba[0].sum() + layer.cuba[1].sum()) for layer in net.hidden):
+        return np.full(net.n_classes, np.nan, np.float32), tuple(0 for _ in net.hidden)
+    if len(idx):
+        inv = 1.0 / net.tau_us
+        keep = np.exp((ev_t - T) * inv)
+        carried = 0.0 if np.isnan(net.out_ref[0]) else np.exp((net.out_ref[0] - T) * inv)
+        with np.errstate(over="ignore", invalid="ignore"):
+            fresh = keep @ net.out_weight[ev_i].astype(np.float64) if len(ev_i) else 0.0
+            net.scores = (net.scores * carried + fresh).astype(np.float32)
+        net.out_ref[0] = T
+        net.t_last = int(t[-1])
+    if net.t_last is None:
+        return net.bias.copy(), spikes
+    return (net.scores + net.bias).astype(np.float32), spikes
+
+
+def activity(net, idx: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]]:
+    """(active units, their spike counts) of the input and of every hidden layer, as ``learn.activity``:
+    what the guard copies before the step (the weight rows of the active inputs of every layer)."""
+    act = np.unique(idx).astype(np.int32)
+    acts = [(act, np.bincount(idx)[act].astype(np.float32))]
+    for layer in net.hidden:
+        act = np.flatnonzero(layer.counts).astype(np.int32)
+        acts.append((act, layer.counts[act]))
+    return acts
+
+
+def gradients(net, idx: np.ndarray, t, e: np.ndarray) -> tuple[np.ndarray, np.ndarray, list]:
+    """The exact gradient of the loss whose score gradient is ``e`` (softmax - one-hot), for the window the
+    network has just run: (active last-layer units, their traces at T (the output-weight gradient rows are
+    their outer product with ``e``), [(active inputs,
+    their weight-gradient rows) per hidden layer, bottom first]); the bias gradient is ``e`` itself."""
+    T = float(t[-1])
+    inv = 1.0 / net.tau_us
+    last = net.hidden[-1]
+    sp_i, sp_t, sp_d = last.spikes
+    keep = np.exp((sp_t - T) * inv)
+    h = np.bincount(sp_i, weights=keep, minlength=last.geo.n_out)
+    act = np.flatnonzero(h).astype(np.int32)
+    e64 = e.astype(np.float64)
+    g = (net.out_weight[sp_i].astype(np.float64) @ e64) * keep * inv  # dL/dt of each last-layer spike
+    grads = []
+    theta = float(net.theta)
+    for k in range(len(net.hidden) - 1, -1, -1):
+        layer = net.hidden[k]
+        if k:
+            in_i, in_t, in_d = net.hidden[k - 1].spikes
+        else:
+            in_i, in_t, in_d = np.ascontiguousarray(idx, np.int32), np.ascontiguousarray(t, np.float64), None
+        act_in = np.unique(in_i).astype(np.int32)
+        row_of = np.full(layer.geo.n_in, -1, np.int32)
+        row_of[act_in] = np.arange(len(act_in), dtype=np.int32)
+        grad = np.zeros((len(act_in), layer.geo.n_out))
+        g_in = cuba_backward(in_i, in_t, sp_i, sp_t, sp_d, np.ascontiguousarray(g), layer.weight, row_of, grad,
+                             theta, *constants(net, k), k > 0)
+        grads.append((act_in, grad))
+        g, sp_i, sp_t, sp_d = g_in, in_i, in_t, in_d
+    return act, h[act], grads[::-1]
+
+
+def backprop_timing(net, idx: np.ndarray, t, e: np.ndarray, lr_scale: float) -> tuple[np.ndarray, np.ndarray, float]:
+    """One step down the exact gradient (``gradients``), every weight moved after all were computed; each
+    layer's step bounded to ``max_step`` of its weights' norm (``bounded_lr``), as the other modes'. Returns
+    (active last-layer units, their traces, the output rate used) for ``learn.boost_new_classes``."""
+    act, h, grads = gradients(net, idx, t, e)
+    g_out = np.outer(h, e)
+    one = np.ones(1, np.float32)
+    for k, (act_in, grad) in enumerate(grads):
+        layer = net.hidden[k]
+        lr = bounded_lr(net.max_step, layer.weight, net.layer_lr(k) * lr_scale, grad.ravel(), one)
+        with np.errstate(over="ignore", invalid="ignore"):
+            layer.weight[act_in] -= (float(lr) * grad).astype(np.float32)
+    W = net.out_weight
+    lr_out = bounded_lr(net.max_step, W, net.lr_out * lr_scale, g_out.ravel(), one)
+    with np.errstate(over="ignore", invalid="ignore"):
+        W[act] -= (float(lr_out) * g_out).astype(np.float32)
+        net.bias -= lr_out * e
+    return act, h.astype(np.float32), float(lr_out)
+
+
+def warm_up(net) -> None:
+    """Load (or compile) the kernels of learning "timing" without touching the network's state or weights."""
+    none, empty = np.zeros(0, np.int32), np.zeros(0)
+    for k, layer in enumerate(net.hidden):
+        n = layer.geo.n_out
+        cuba_forward(none, empty, 0.0, layer.weight, np.zeros(n), np.zeros(n), np.zeros(n, np.float32),
+                     float(net.theta), *constants(net, k), np.full(1, np.nan), np.empty(1, np.int32), np.empty(1),
+                     np.empty(1))
+        cuba_backward(none, empty, none, empty, empty, empty, layer.weight, np.zeros(layer.geo.n_in, np.int32),
+                      np.zeros((0, n)), float(net.theta), *constants(net, k), True)

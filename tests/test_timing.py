@@ -1,0 +1,278 @@
+"""Learning "timing" (Yamamoto, Sakemi & Aihara 2022): spike times against an ODE reference, exact gradients
+against finite differences of the real forward, learning timing, checkpoints, refusals and the guard."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from daemon_util import daemons  # noqa: F401 (fixture)
+
+from streamsnn.cli import main
+from streamsnn.errors import ConfigError
+from streamsnn.snn import SpikingNetwork, timed
+from streamsnn.snn.guard import NonFinite
+from streamsnn.snn.timing import psp_norm
+
+TAU = 5_000.0
+
+
+def tiny(arch="dense:6,dense:5", **kw):
+    base = dict(arch=arch, input_shape=(4, 4, 1), classes=3, seed=3, tau_us=TAU, learning="timing",
+                max_step=0.0, activity=0.0, init_gain=3.0, theta=0.5)
+    return SpikingNetwork(**{**base, **kw})
+
+
+def events(rng, n=60, n_in=16, span=20_000):
+    idx = rng.integers(0, n_in, n).astype(np.int32)
+    t = np.sort(rng.uniform(0, span, n)).astype(np.int64)
+    return idx, t
+
+
+def ode_layer(in_i, in_t, W, theta, tau_m, tau_s, t_end, dt=0.5):
+    """The same units as an ODE, integrated with tiny steps: v' = -v/tau_m + J, J' = -J/tau_s, an input spike
+    of weight w adds c w (1/tau_s - 1/tau_m) to J; a spike where v crosses theta (linear in the step), v -= theta."""
+    inv_m, inv_s = 1 / tau_m, 1 / tau_s
+    c = psp_norm(inv_m, inv_s)
+    n = W.shape[1]
+    v, J = np.zeros(n), np.zeros(n)
+    out = []
+    k = 0
+    now = float(in_t[0])
+    while now < t_end:
+        while k < len(in_i) and in_t[k] <= now:
+            J += c * W[in_i[k]].astype(np.float64) * (inv_s - inv_m)
+            k += 1
+        step = min(dt, t_end - now, (in_t[k] - now) if k < len(in_i) else dt)
+        # Heun on v, J exact over the step
+        J1 = J * np.exp(-step * inv_s)
+        f0 = -v * inv_m + J
+        v1 = v + step * f0
+        v_new = v + 0.5 * step * (f0 + (-v1 * inv_m + J1))
+        for j in np.flatnonzero(v_new >= theta):
+            frac = (theta - v[j]) / (v_new[j] - v[j])
+            out.append((now + frac * step, j))
+            v_new[j] -= theta * np.exp(-(1 - frac) * step * inv_m)  # the reset, decayed since the crossing
+        v, J = v_new, J1
+        now += step
+    out.sort()
+    return np.array([j for _, j in out], np.int32), np.array([s for s, _ in out])
+
+
+def test_spike_times_match_an_ode_reference():
+    rng = np.random.default_rng(0)
+    idx, t = events(rng)
+    net = tiny()
+    net.predict_indices(idx, t, count=False)
+    ref_i, ref_t = idx, t.astype(np.float64)
+    ratio = net.tau_s_ratio
+    for layer in net.hidden:
+        ref_i, ref_t = ode_layer(ref_i, ref_t, layer.weight, net.theta, TAU, TAU * ratio, float(t[-1]))
+        got_i, got_t, _ = layer.spikes
+        assert len(got_i) >= 5, "the network must spike for the test to mean anything"
+        assert list(got_i) == list(ref_i)
+        assert np.max(np.abs(got_t - ref_t)) < 0.5  # µs, against a 0.5 µs ODE step
+        np.testing.assert_array_equal(layer.counts, np.bincount(got_i, minlength=layer.geo.n_out))
+
+
+def loss64(net, idx, t, label):
+    """The loss of the real forward (fresh state), its readout in float64 from the last layer's spike times."""
+    net.reset()
+    d = net.predict_indices(idx, t, count=False)
+    sp_i, sp_t, _ = net.hidden[-1].spikes
+    s = net.bias.astype(np.float64) + np.exp((sp_t - float(t[-1])) / net.tau_us) @ net.out_weight[sp_i].astype(
+        np.float64)
+    s -= s.max()
+    return np.log(np.exp(s).sum()) - s[label], d.spikes
+
+
+def test_gradient_matches_finite_differences_of_the_real_forward():
+    rng = np.random.default_rng(1)
+    idx, t = events(rng)
+    net = tiny()
+    label = 1
+    loss0, spikes0 = loss64(net, idx, t, label)
+    assert min(spikes0) >= 5
+    sp_i, sp_t, _ = net.hidden[-1].spikes
+    s = net.bias.astype(np.float64) + np.exp((sp_t - float(t[-1])) / net.tau_us) @ net.out_weight[sp_i]
+    p = np.exp(s - s.max())
+    e = p / p.sum()
+    e[label] -= 1
+    act, h, grads = timed.gradients(net, idx, t, e)
+    checked = 0
+    for k, (act_in, grad) in enumerate(grads):
+        W = net.hidden[k].weight
+        for r in rng.permutation(len(act_in))[:4]:
+            for j in rng.permutation(W.shape[1])[:3]:
+                i = act_in[r]
+                w0 = W[i, j]
+                sides = []
+                for sgn in (1, -1):
+                    W[i, j] = np.float32(w0 + sgn * 2.0 ** -16)
+                    dw = float(W[i, j]) - float(w0)
+                    sides.append((loss64(net, idx, t, label), dw))
+                W[i, j] = w0
+                (lp, sp), dp = sides[0]
+                (lm, sm), dm = sides[1]
+                if sp != spikes0 or sm != spikes0:
+                    continue  # a spike appeared or vanished: the loss is not differentiable across it
+                fd = (lp - lm) / (dp - dm)
+                assert grad[r, j] == pytest.approx(fd, rel=2e-3, abs=1e-6), (k, i, j)
+                checked += 1
+    assert checked >= 10
+    # the output layer: the traces times e
+    W = net.out_weight
+    j, c = act[0], 2
+    w0 = W[j, c]
+    W[j, c] = np.float32(w0 + 2.0 ** -12)
+    up = loss64(net, idx, t, label)[0]
+    dw = float(W[j, c]) - float(w0)
+    W[j, c] = w0
+    assert h[0] * e[c] == pytest.approx((up - loss0) / dw, rel=1e-2)
+
+
+def timing_task(rng, n, n_in=4, span=60_000):
+    """Two classes with the same events per input in a random order: class 0 fires every input within 2 ms
+    (coincident), class 1 spreads them over ``span``. Only timing tells them apart."""
+    xs, ys = [], []
+    for _ in range(n):
+        y = int(rng.integers(2))
+        idx = np.repeat(np.arange(n_in), 3)
+        if y == 0:
+            t = rng.uniform(0, span - 2_000) + rng.uniform(0, 2_000, len(idx))
+        else:
+            t = rng.uniform(0, span, len(idx))
+        order = np.argsort(t)
+        xs.append((idx[order].astype(np.int32), np.round(t[order]).astype(np.int64)))
+        ys.append(y)
+    return xs, ys
+
+
+def accuracy_after(net, rng, epochs=4):
+    train, ytr = timing_task(rng, 200)
+    test, yte = timing_task(rng, 100)
+    for _ in range(epochs):
+        for (idx, t), y in zip(train, ytr):
+            net.reset()
+            net.learn_indices(idx, y, t)
+    right = 0
+    for (idx, t), y in zip(test, yte):
+        net.reset()
+        right += net.predict_indices(idx, t, count=False).label == y
+    return right / len(yte)
+
+
+def test_timing_learns_a_task_only_timing_separates_better_than_counts():
+    common = dict(arch="dense:8", input_shape=(4, 1, 1), classes=2, seed=0)
+    timing = accuracy_after(SpikingNetwork(**common, learning="timing", tau_us=4_000.0, lr=0.02, lr_out=0.02,
+                                           tau_s_ratio=0.25),
+                            np.random.default_rng(5))
+    counts = accuracy_after(SpikingNetwork(**common, learning="counts"), np.random.default_rng(5))
+    assert timing >= 0.9
+    assert timing > counts + 0.2
+
+
+def test_checkpoint_round_trip(tmp_path):
+    rng = np.random.default_rng(2)
+    idx, t = events(rng)
+    net = tiny(tau_s_ratio=0.4)
+    net.learn_indices(idx, 2, t)
+    net.save(tmp_path / "m.npz")
+    back = SpikingNetwork.load(tmp_path / "m.npz")
+    assert back.learning == "timing" and back.tau_s_ratio == 0.4
+    net.reset()
+    a = net.predict_indices(idx, t, count=False).scores
+    b = back.predict_indices(idx, t, count=False).scores
+    np.testing.assert_array_equal(a, b)
+    # a state carried over a stream split in two gives what one call gives
+    back.reset()
+    back.predict_indices(idx[:30], t[:30], count=False)
+    np.testing.assert_allclose(back.predict_indices(idx[30:], t[30:], count=False).scores, a, rtol=1e-5, atol=1e-5)
+
+
+def test_unsupported_layer_kind_is_one_line():
+    with pytest.raises(ConfigError, match="dense:N layers only") as exc:
+        tiny(arch="conv:4:3,dense:5", input_shape=(8, 8, 1))
+    assert "\n" not in str(exc.value)
+    with pytest.raises(ConfigError, match="timing"):
+        SpikingNetwork(arch="dense:5", input_shape=(4, 4, 1), learning="counts", tau_s_ratio=0.3)
+
+
+def test_cli_refuses_timing_on_conv_with_exit_2(tmp_path, nmnist_dir):
+    r = subprocess.run([sys.executable, "-m", "streamsnn", "train", "--data", str(nmnist_dir), "--limit", "4",
+                        "--learning", "timing", "--arch", "conv:4:3,dense:8", "--out", str(tmp_path / "m.npz")],
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 2
+    lines = [x for x in r.stderr.splitlines() if "dense:N layers only" in x]
+    assert len(lines) == 1 and "conv:4:3" in lines[0]
+
+
+def test_guard_undoes_a_non_finite_step():
+    rng = np.random.default_rng(4)
+    idx, t = events(rng)
+    net = tiny()
+    net.lr = 1e30
+    net.lr_out = 1e30
+    before = [w.copy() for w in net.weights]
+    with pytest.raises(NonFinite) as exc:
+        net.learn_indices(idx, 0, t)
+    assert exc.value.undone
+    for w0, w1 in zip(before, net.weights):
+        np.testing.assert_array_equal(w0, w1)
+    assert net.lr_backoff == 0.5
+
+
+def test_a_saved_timing_model_runs_in_eval_and_eval_stream(tmp_path, nmnist_dir, capsys):
+    from streamsnn.io import open_dataset
+    from streamsnn.learn.streameval import stream_evaluate
+
+    net = SpikingNetwork(arch="dense:16", input_shape=(34, 34, 2), classes=10, seed=0, learning="timing",
+                         tau_us=20_000.0)
+    for s in open_dataset(nmnist_dir).split("train").samples[:3]:
+        net.reset()
+        net.learn_one(s.load(), s.label)
+    ckpt = tmp_path / "timing.npz"
+    net.save(ckpt)
+    for extra in ([], ["--stream"]):
+        assert main(["eval", "--data", str(nmnist_dir), "--model", str(ckpt), "--limit", "4", "--json", "--quiet",
+                     *extra]) == 0
+        out = json.loads(capsys.readouterr().out)
+        assert ("stream_accuracy" in out) == bool(extra) and out["samples"] == 4
+    samples = [s.load() for s in open_dataset(nmnist_dir).split("test").samples[:3]]
+    res = stream_evaluate(SpikingNetwork.load(ckpt), samples, keep_decisions=True)
+    assert res["decision_list"] and res["events"] == sum(len(b.events) for b in samples)
+
+
+@pytest.mark.slow
+async def test_the_daemon_runs_a_timing_model_on_a_continuous_stream(tmp_path, daemons):  # noqa: F811
+    from conftest import ROOT, need
+    from daemon_util import Daemon
+    from dataset_util import write_aedat4
+
+    from streamsnn.io import open_dataset
+    from streamsnn.learn.streameval import LIVE_HOP_US, LIVE_MIN_EVENTS, LIVE_WINDOW_US, make_stream, stream_evaluate
+
+    samples = [s.load() for s in open_dataset(need("nmnist_small")).split("test").samples[:4]]
+    stream = make_stream(samples)
+    events = np.concatenate([b.events for b in stream.batches])
+    rec = tmp_path / "stream.aedat4"
+    write_aedat4(rec, events, (34, 34))
+    ckpt = tmp_path / "timing.npz"
+    SpikingNetwork(arch="dense:16", input_shape=(34, 34, 2), classes=10, seed=0, learning="timing",
+                   tau_us=20_000.0).save(ckpt)
+    jsonl = tmp_path / "decisions.jsonl"
+    sets = {"source.path": rec, "source.split": "", "source.speed": 0, "segment.mode": "window",
+            "segment.window_us": LIVE_WINDOW_US, "segment.hop_us": LIVE_HOP_US,
+            "segment.min_events": LIVE_MIN_EVENTS, "model.checkpoint": ckpt, "model.learn_from_labels": False,
+            "model.learn_from_feedback": False, "model.save_every_s": 0, "mqtt.enabled": False,
+            "console.enabled": False, "jsonl.path": jsonl, "pipeline.policy": "block"}
+    d = Daemon(tmp_path, ROOT / "pipelines" / "nmnist-replay.toml", sets)
+    daemons.append(d.start())
+    assert await d.wait(120) == 0, d.text()[-3000:]
+    rows = [json.loads(x) for x in jsonl.read_text().splitlines()]
+    assert sum(r["events"] for r in rows) == len(events)
+    want = stream_evaluate(SpikingNetwork.load(ckpt), samples, keep_decisions=True)["decision_list"]
+    assert [(r["t_start_us"], r["label"]) for r in rows] == [(w["t_start_us"], w["label"]) for w in want]
