@@ -199,3 +199,27 @@ def choose_tau(median_us: float | None, asked_ms: float | None, learning: str) -
         return 100_000.0, "no training sample to measure; 100 ms"
     tau = float(round(min(MAX_TAU_DEFAULT_US, max(MIN_TAU_US, TAU_SHARE * median_us)), -3))
     return tau, f"1/{1 / TAU_SHARE:.0f} of the median training sample's length, {median_us / 1000:.0f} ms"
+
+
+#: Input delays a network gets when the training split needs time (`learn.timecheck`): DELAY_COPIES copies of
+#: every input unit, DELAY_SHARE of the median training sample's length apart (so the copies span a sample:
+#: "now, a third of a sample ago, two thirds ago"), bounded like the leak. See `snn.delays`.
+DELAY_COPIES = 3
+DELAY_SHARE = 1 / 3
+
+
+def choose_delays(median_us: float | None, asked: int | None, asked_ms: float | None,
+                  needed: bool) -> tuple[int, int, str]:
+    """(copies, delay in µs, why) of the input delays for `train`: `asked` (--delays; 1: none) and `asked_ms`
+    (--delay-ms) win; otherwise DELAY_COPIES copies DELAY_SHARE of the median training sample's length
+    `median_us` apart when the data `needed` time (the probe), else none."""
+    copies = int(asked) if asked is not None else (DELAY_COPIES if needed or asked_ms else 1)
+    if copies <= 1:
+        return 1, 0, "--delays" if asked is not None else "the data do not need time"
+    if asked_ms is not None:
+        return copies, int(round(float(asked_ms) * 1000.0)), "--delay-ms"
+    why = "--delays; " if asked is not None else "the data need time; "
+    if not median_us:
+        return copies, 100_000, why + "no training sample to measure; 100 ms"
+    d = float(round(min(MAX_TAU_DEFAULT_US, max(MIN_TAU_US, DELAY_SHARE * median_us)), -3))
+    return copies, int(d), why + f"1/{1 / DELAY_SHARE:.0f} of the median training sample's length, {median_us / 1000:.0f} ms"

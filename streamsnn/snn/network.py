@@ -22,6 +22,7 @@ from ..errors import InputError
 from . import limits, propagate, settings
 from .arch import DEFAULT_ARCH, InputMap, check_sizes, format_arch, parse_arch
 from .decision import Decision, softmax
+from .delays import DelayLine
 from .guard import NonFinite
 from .layers.base import ArrayView
 from .memory import Memory
@@ -57,7 +58,7 @@ class SpikingNetwork:
         arch, input_map, names = settings.inputs_and_classes(sizes, arch, input_shape, input_map, classes)
         tau_us = settings.checked_mode(learning, tau_us)
         self.layers = parse_arch(DEFAULT_ARCH if arch is None else arch)
-        geometry = check_sizes(self.layers, input_map.grid, len(names))  # before anything is allocated
+        geometry = check_sizes(self.layers, input_map.layer_grid, len(names))  # before anything is allocated
         learning_settings = settings.learning_settings(
             self.layers, lr=lr, lr_out=lr_out, lr_conv=lr_conv, max_step=max_step, activity=activity, theta=theta,
             init_gain=init_gain, error_spikes=error_spikes, seed=seed, learning=learning, ref_events=ref_events)
@@ -93,6 +94,11 @@ class SpikingNetwork:
         #: Examples kept per class, replayed when one class is taught (``memory.Memory``; saved in checkpoints).
         self.memory = Memory(seed=self.seed)
         self.last_features = None  # the last-layer spike counts of the last window learned
+        #: The input's delayed copies not yet due (``delays.DelayLine``), None without delays; ``fed`` the input
+        #: events (unit, time) the last call fed the first layer (every copy that was due), for learning.
+        self.delay_line = (DelayLine(input_map.n_inputs, input_map.delays, input_map.delay_us)
+                           if input_map.delays > 1 else None)
+        self.fed = None
         self.reset()
 
     # -- description ----------------------------------------------------------------------------
@@ -103,7 +109,7 @@ class SpikingNetwork:
     @property
     def sizes(self) -> tuple[int, ...]:
         """Units per layer: inputs, each hidden layer (flattened), classes."""
-        return (self.input_map.n_inputs, *(g.n_out for g in self.geometry), len(self.classes))
+        return (self.input_map.units, *(g.n_out for g in self.geometry), len(self.classes))
 
     @property
     def n_classes(self) -> int:
@@ -197,6 +203,8 @@ class SpikingNetwork:
         self.scores = np.zeros(self.n_classes, np.float32)
         self.out_ref = np.full(1, np.nan)
         self.t_last = None
+        if getattr(self, "delay_line", None) is not None:
+            self.delay_line.reset()
 
     @property
     def progressive_accuracy(self) -> float | None:
@@ -283,7 +291,7 @@ class SpikingNetwork:
             self.progressive_correct += int(score and (int(prediction) if later else d.label) == label)
             if len(idx) == 0:
                 return d
-            learn_step(self, idx, t, d.scores, label, lr_scale)
+            learn_step(self, *self.fed, d.scores, label, lr_scale)
             self.updates += 1
             return d
         finally:
@@ -322,10 +330,13 @@ class SpikingNetwork:
             self._restore_state(saved)
 
     def _save_state(self) -> tuple:
-        return [layer.save_state() for layer in self.hidden], self.scores.copy(), self.out_ref.copy(), self.t_last
+        line = self.delay_line.save() if self.delay_line is not None else None
+        return [layer.save_state() for layer in self.hidden], self.scores.copy(), self.out_ref.copy(), self.t_last, line
 
     def _restore_state(self, saved: tuple) -> None:
-        states, self.scores, self.out_ref, self.t_last = saved
+        states, self.scores, self.out_ref, self.t_last, line = saved
+        if line is not None:
+            self.delay_line.restore(line)
         for layer, state in zip(self.hidden, states):
             layer.restore_state(state)
 
