@@ -187,3 +187,38 @@ def test_train_gives_delays_when_the_data_need_time():
     assert (copies, d) == (dd.DELAY_COPIES, 200_000) and "need time" in why
     assert dd.choose_delays(600_000.0, 1, None, needed=True)[:2] == (1, 0)
     assert dd.choose_delays(600_000.0, 4, 50.0, needed=False)[:2] == (4, 50_000)
+
+
+def test_train_picks_delays_and_a_short_leak_when_the_probe_says_time(capsys):
+    """`train` without --learning on data whose classes differ only by order: membrane, 3 delayed copies a third
+    of the median sample apart, a leak of a quarter of the delay, said in its first lines."""
+    from argparse import Namespace
+
+    from streamsnn.commands.train import pick_learning
+    from streamsnn.learn.training import SampleArrays
+
+    rng = np.random.default_rng(5)
+    samples = order_samples(rng, 160)
+    data = SampleArrays([s[0] for s in samples], [s[1] * 100 for s in samples],
+                        np.array([s[2] for s in samples]), [str(k) for k in range(160)])
+    net = SpikingNetwork(arch="dense:8", input_map=InputMap((4, 4), None, (4, 4, 1)), classes=2)
+    args = Namespace(learning=None, tau_ms=None, delays=None, delay_ms=None, stream_crops=False, lr=None,
+                     lr_out=None, data=["x"])
+    picked, said = {"why": {"stream_crops": "--no-stream-crops"}}, []
+    got = pick_learning(args, net, {}, data, picked, said.append)
+    median = float(np.median([t[-1] - t[0] for t in data.t]))
+    assert got.learning == "membrane" and got.input_map.delays == dd.DELAY_COPIES
+    assert abs(got.input_map.delay_us - median / 3) <= 500
+    assert got.tau_us == round(got.input_map.delay_us / 4, -3)
+    assert "3 delayed copies" in said[0] and picked["input"]["delays"] == 3
+    args.learning, picked = "counts", {"why": {"stream_crops": "--no-stream-crops"}}
+    plain = pick_learning(args, net, {}, data, picked, said.append)  # a rule given: no delays unless asked
+    assert plain.input_map.delays == 1 and plain.tau_us is None
+
+
+def test_info_shows_the_delays(tmp_path, capsys):
+    from streamsnn.cli import main
+
+    SpikingNetwork(arch="dense:8", input_map=IMAP, classes=2).save(tmp_path / "m.npz")
+    assert main(["info", str(tmp_path / "m.npz")]) == 0
+    assert "3 delayed copies 1 ms apart" in capsys.readouterr().out

@@ -65,7 +65,8 @@ def add_parser(subparsers) -> None:
     p.add_argument("--tau-ms", default=None, metavar="MS[,MS...]",
                    help="leak time constant in ms: one value for every layer (0: no leak), or one per hidden layer "
                         "and then the output's (e.g. 20,20,50,200 for three hidden layers); default: none for "
-                        "counts and spikes, a sixth of the median training sample's length for membrane")
+                        "counts and spikes, a sixth of the median training sample's length for membrane (a quarter "
+                        "of the delay with --delays)")
     p.add_argument("--delays", type=int, default=None, metavar="K",
                    help="synaptic delays on the input: K copies of every input unit, copy k receiving each event "
                         "k x --delay-ms later, so the first layer sees what happened now, D ago, 2D ago (1: none). "
@@ -235,8 +236,8 @@ def pick_learning(args, net, s, train, picked, say):
         picked["time_probe"] = {"forward": check.forward, "reversible": check.reversible, "held_out": check.held_out}
     lengths = [int(t[-1]) - int(t[0]) for t in train.t if len(t)]
     median = float(np.median(lengths)) if lengths else None
-    tau_us, tau_from = dd.choose_tau(median, args.tau_ms, learning)
     copies, delay_us, delays_from = dd.choose_delays(median, args.delays, args.delay_ms, needed)
+    tau_us, tau_from = dd.choose_tau(median, args.tau_ms, learning, delay_us)
     input_map = replace(net.input_map, delays=copies, delay_us=delay_us)
     say(f"learning {learning} ({why}); leak " + (f"tau {tau_us / 1000:g} ms ({tau_from})" if tau_us
                                                   else f"none ({tau_from})")

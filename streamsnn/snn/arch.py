@@ -194,8 +194,9 @@ class InputMap:
         except (TypeError, ValueError, OverflowError):
             delays = delay_us = -1
         if not 1 <= delays <= MAX_DELAYS or not 0 <= delay_us <= limits.MAX_TAU_US or (delays > 1) != (delay_us > 0):
-            raise ConfigError(f"input delays must be 1..{MAX_DELAYS} copies, each a delay of 1..{limits.MAX_TAU_US:.0f} "
-                              f"us apart (1 copy: none), got {self.delays} copies {self.delay_us} us apart")
+            raise ConfigError(f"input delays must be 1..{MAX_DELAYS} copies, each a delay of "
+                              f"1..{limits.MAX_TAU_US:.0f} us apart (1 copy: none), got {self.delays} copies "
+                              f"{self.delay_us} us apart")
         check_grid((grid[0], grid[1], grid[2] * delays))
         object.__setattr__(self, "sensor", sensor)
         object.__setattr__(self, "grid", grid)
