@@ -53,7 +53,7 @@ def eligible(net) -> bool:
     and without input delays (their copies need the window's times)."""
     from ..snn.network import SpikingNetwork
 
-    return isinstance(net, SpikingNetwork) and not temporal(net) and net.delay_line is None
+    return isinstance(net, SpikingNetwork) and not temporal(net) and net.delay_line.copies == 1
 
 
 def _weights(net) -> tuple:

@@ -35,6 +35,11 @@ class DelayLine:
         self.n_in, self.copies, self.delay_us = int(n_in), int(copies), int(delay_us)
         self.reset()
 
+    @classmethod
+    def of(cls, input_map) -> DelayLine:
+        """The delay line of a network reading `input_map` (one copy: no delays, nothing is ever pending)."""
+        return cls(input_map.n_inputs, input_map.delays, input_map.delay_us)
+
     def reset(self) -> None:
         """Forget the pending copies (a fresh state)."""
         self.idx = np.zeros(0, np.int32)

@@ -94,11 +94,7 @@ class SpikingNetwork:
         #: Examples kept per class, replayed when one class is taught (``memory.Memory``; saved in checkpoints).
         self.memory = Memory(seed=self.seed)
         self.last_features = None  # the last-layer spike counts of the last window learned
-        #: The input's delayed copies not yet due (``delays.DelayLine``), None without delays; ``fed`` the input
-        #: events (unit, time) the last call fed the first layer (every copy that was due), for learning.
-        self.delay_line = (DelayLine(input_map.n_inputs, input_map.delays, input_map.delay_us)
-                           if input_map.delays > 1 else None)
-        self.fed = None
+        self.delay_line = DelayLine.of(input_map)  # the input's copies not yet due (``delays``; one copy: none)
         self.reset()
 
     # -- description ----------------------------------------------------------------------------
@@ -203,8 +199,8 @@ class SpikingNetwork:
         self.scores = np.zeros(self.n_classes, np.float32)
         self.out_ref = np.full(1, np.nan)
         self.t_last = None
-        if getattr(self, "delay_line", None) is not None:
-            self.delay_line.reset()
+        self.delay_line.reset()
+        self.fed = None  # the input events (unit, time) the last call fed the first layer, for learning
 
     @property
     def progressive_accuracy(self) -> float | None:
@@ -330,13 +326,12 @@ class SpikingNetwork:
             self._restore_state(saved)
 
     def _save_state(self) -> tuple:
-        line = self.delay_line.save() if self.delay_line is not None else None
-        return [layer.save_state() for layer in self.hidden], self.scores.copy(), self.out_ref.copy(), self.t_last, line
+        return ([layer.save_state() for layer in self.hidden], self.scores.copy(), self.out_ref.copy(), self.t_last,
+                self.delay_line.save())
 
     def _restore_state(self, saved: tuple) -> None:
         states, self.scores, self.out_ref, self.t_last, line = saved
-        if line is not None:
-            self.delay_line.restore(line)
+        self.delay_line.restore(line)
         for layer, state in zip(self.hidden, states):
             layer.restore_state(state)
 

@@ -31,7 +31,7 @@ def forward(net, idx: np.ndarray, t: np.ndarray | None) -> tuple[np.ndarray, tup
     """
     idx = checked(net, idx)
     leak = net.tau_us is not None
-    if net.delay_line is not None:  # every delayed copy due by the last event, in time order (``delays``)
+    if net.delay_line.copies > 1:  # every delayed copy due by the last event, in time order (``delays``)
         if t is None or len(t) != len(idx):
             raise InputError("a network with input delays needs event times")
         if not leak:
@@ -90,7 +90,7 @@ def feed(net, idx: np.ndarray) -> None:
     potentials and counts (``forward`` starts from the reset state; feeding a window's events in pieces
     gives the same potentials and counts as one call, the kernels taking events one by one in order). Not for a
     network with input delays (their copies need times: `forward`)."""
-    if net.delay_line is not None:
+    if net.delay_line.copies > 1:
         raise InputError("a network with input delays is fed whole windows with times (forward), not pieces")
     idx = checked(net, idx)
     ev_i, ev_c, ev_t = idx, NO_CNT, NO_T
