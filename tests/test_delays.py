@@ -160,17 +160,25 @@ class Counting(DelayLine):
         return out
 
 
-def test_the_live_stream_feeds_each_event_once_per_copy():
-    """`eval --stream` (and the daemon, the same Decider): a temporal network with delays gets each stream event
-    once, every copy of it once (those due by the end; the rest wait in the line), its state carried."""
-    rng = np.random.default_rng(4)
-    net = SpikingNetwork(arch="dense:8", input_map=IMAP, classes=2, seed=0, tau_us=50_000.0, learning="membrane")
+def stream_samples(seed: int = 4) -> list[EventBatch]:
+    rng = np.random.default_rng(seed)
     samples = []
     for k in range(6):
         n = 3000
         t = np.sort(rng.integers(0, 300_000, n))
         samples.append(EventBatch(make_events(t, rng.integers(0, 4, n), rng.integers(0, 4, n), np.zeros(n)), 4, 4,
                                   sample=f"s{k}", label=k % 2))
+    return samples
+
+
+def delayed_leaky() -> SpikingNetwork:
+    return SpikingNetwork(arch="dense:8", input_map=IMAP, classes=2, seed=0, tau_us=50_000.0, learning="membrane")
+
+
+def test_the_live_stream_feeds_each_event_once_per_copy():
+    """`eval --stream` (and the daemon, the same Decider): a temporal network with delays gets each stream event
+    once, every copy of it once (those due by the end; the rest wait in the line), its state carried."""
+    net, samples = delayed_leaky(), stream_samples()
     net.delay_line = counting = Counting(net.delay_line)
     res = stream_evaluate(net, samples, classes=["0", "1"])
     total = sum(len(s) for s in samples)
@@ -222,3 +230,35 @@ def test_info_shows_the_delays(tmp_path, capsys):
     SpikingNetwork(arch="dense:8", input_map=IMAP, classes=2).save(tmp_path / "m.npz")
     assert main(["info", str(tmp_path / "m.npz")]) == 0
     assert "3 delayed copies 1 ms apart" in capsys.readouterr().out
+
+
+async def test_the_daemons_pipeline_decides_as_eval_stream_with_delays():
+    """The daemon's Pipeline runs a temporal network with delays on the continuous stream: each event once, every
+    copy fed once, and the very decisions of `eval --stream`."""
+    from daemon_util import QuietSink
+
+    from streamsnn.learn.streameval import LIVE_HOP_US, LIVE_MIN_EVENTS, LIVE_WINDOW_US, make_stream
+    from streamsnn.pipeline import Pipeline
+    from streamsnn.pipeline.segment import Segmenter
+
+    samples = stream_samples()
+    stream = make_stream(samples)
+
+    class Got(QuietSink):
+        def __init__(self):
+            self.rows = []
+
+        def publish_decision(self, w, d, info):
+            self.rows.append((w.t_start_us, d.label))
+
+    async def source():
+        for b in stream.batches:
+            yield b
+
+    net, sink = delayed_leaky(), Got()
+    net.delay_line = counting = Counting(net.delay_line)
+    await Pipeline(source(), net, [sink], segmenter=Segmenter("window", LIVE_WINDOW_US, LIVE_HOP_US,
+                                                              LIVE_MIN_EVENTS)).run()
+    assert counting.given == stream.events and counting.fed + counting.dropped + len(counting.idx) == 3 * stream.events
+    res = stream_evaluate(delayed_leaky(), samples, keep_decisions=True)
+    assert len(sink.rows) > 20 and sink.rows == [(d["t_start_us"], d["label"]) for d in res["decision_list"]]
