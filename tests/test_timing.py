@@ -276,3 +276,11 @@ async def test_the_daemon_runs_a_timing_model_on_a_continuous_stream(tmp_path, d
     assert sum(r["events"] for r in rows) == len(events)
     want = stream_evaluate(SpikingNetwork.load(ckpt), samples, keep_decisions=True)["decision_list"]
     assert [(r["t_start_us"], r["label"]) for r in rows] == [(w["t_start_us"], w["label"]) for w in want]
+
+
+def test_timing_with_input_delays_is_refused_in_one_line():
+    m = {"sensor": [34, 34], "roi": [0, 0, 34, 34], "grid": [34, 34, 2], "delays": 2, "delay_us": 1000}
+    SpikingNetwork(arch="dense:8", input_map=m, learning="membrane", tau_us=20_000.0)  # the rule that takes them
+    with pytest.raises(ConfigError, match="delays") as e:
+        SpikingNetwork(arch="dense:8", input_map=m, learning="timing", tau_us=20_000.0)
+    assert "\n" not in str(e.value)

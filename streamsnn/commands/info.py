@@ -173,7 +173,9 @@ def _table(info: dict) -> str:
         if key == "input" and isinstance(value, dict):
             x0, y0, w, h = value["roi"]
             rows.append(("input", f"sensor {value['sensor'][0]}x{value['sensor'][1]}, region ({x0}, {y0}) "
-                                  f"{w}x{h}, grid {'x'.join(map(str, value['grid']))}"))
+                                  f"{w}x{h}, grid {'x'.join(map(str, value['grid']))}"
+                                  + (f", {value['delays']} delayed copies {value['delay_us'] / 1000:g} ms apart"
+                                     if value.get("delays", 1) > 1 else "")))
             continue
         if isinstance(value, float):
             rows.append((key, f"{value:g}"))

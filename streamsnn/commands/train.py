@@ -67,7 +67,15 @@ def add_parser(subparsers) -> None:
     p.add_argument("--tau-ms", default=None, metavar="MS[,MS...]",
                    help="leak time constant in ms: one value for every layer (0: no leak), or one per hidden layer "
                         "and then the output's (e.g. 20,20,50,200 for three hidden layers); default: none for "
-                        "counts and spikes, a sixth of the median training sample's length for membrane")
+                        "counts and spikes, a sixth of the median training sample's length for membrane (a quarter "
+                        "of the delay with --delays)")
+    p.add_argument("--delays", type=int, default=None, metavar="K",
+                   help="synaptic delays on the input: K copies of every input unit, copy k receiving each event "
+                        "k x --delay-ms later, so the first layer sees what happened now, D ago, 2D ago (1: none). "
+                        f"Default: {dd.DELAY_COPIES} when the training split needs time (the probe of --learning), "
+                        "else none")
+    p.add_argument("--delay-ms", type=float, default=None, metavar="MS",
+                   help="time between the delayed copies (default: a third of the median training sample's length)")
     p.add_argument("--out", type=Path, default=Path("model.npz"), help="model file to write (default %(default)s)")
     p.add_argument("--augment", action=argparse.BooleanOptionalAction, default=None,
                    help="random shifts (+-2 px), 10%% event dropout and 1 ms time jitter on the training "
@@ -129,6 +137,12 @@ def plan(args, say) -> tuple:
         raise ConfigError("give --arch or --hidden, not both (--hidden H is --arch dense:H)")
     if args.hidden is not None and args.hidden < 1:
         raise ConfigError(f"--hidden must be at least 1, got {args.hidden}")
+    from ..snn.delays import MAX_DELAYS
+
+    if args.delays is not None and not 1 <= args.delays <= MAX_DELAYS:
+        raise ConfigError(f"--delays {args.delays}: give 1..{MAX_DELAYS} copies of each input (1: no delays)")
+    if args.delay_ms is not None and not 1 <= args.delay_ms <= 1e6:
+        raise ConfigError(f"--delay-ms {args.delay_ms:g}: give a delay of 1..1000000 ms")
     if not args.out.parent.is_dir():
         raise ConfigError(f"--out {args.out}: folder {args.out.parent} does not exist; create it first")
     grid = dd.parse_box(args.grid, 2, "--grid", "x") if args.grid else None
@@ -159,7 +173,7 @@ def plan(args, say) -> tuple:
         raise ConfigError(f"--epochs must be at least 1, got {s['epochs']}")
     args.tau_ms, layer_tau_us = parse_taus(args.tau_ms, len(layers))
     # until the training split is loaded, probed and measured (`pick_learning`): a rule that needs a leak waits
-    learning = args.learning if args.learning in ("counts", "spikes") or args.tau_ms else "counts"
+    learning = args.learning if args.learning in ("counts", "spikes") or (args.learning and args.tau_ms) else "counts"
     tau_us, tau_from = dd.choose_tau(None, args.tau_ms, learning) if args.tau_ms is not None else (None, "")
     net = SpikingNetwork(arch=layers, input_map=choice.input_map, classes=classes, seed=args.seed,
                          learning=learning, tau_us=tau_us, layer_tau_us=layer_tau_us if tau_us else None,
@@ -208,6 +222,8 @@ def parse_taus(text: str | None, n_hidden: int) -> tuple[float | None, list[floa
 def pick_learning(args, net, s, train, picked, say):
     """The learning rule and leak (from the arguments, else from a probe of the loaded training split:
     `learn.timecheck`); returns the network to train (rebuilt when they change) and records the choice."""
+    from dataclasses import replace
+
     import numpy as np
 
     from ..defaults import MEMBRANE_LR_SCALE
@@ -215,20 +231,26 @@ def pick_learning(args, net, s, train, picked, say):
     from ..learn import timecheck
     from ..snn.settings import TEMPORAL_MODES
 
+    needed = False
     if args.learning is not None:
         learning, why = args.learning, "--learning"
     else:
         check = timecheck.check_time(train, net.input_map.n_inputs, net.n_classes, net.input_shape[2])
-        learning = "membrane" if check.needed else "counts"
+        needed = check.needed
+        learning = "membrane" if needed else "counts"
         why = check.describe()
         picked["time_probe"] = {"forward": check.forward, "reversible": check.reversible, "held_out": check.held_out}
     lengths = [int(t[-1]) - int(t[0]) for t in train.t if len(t)]
     median = float(np.median(lengths)) if lengths else None
-    tau_us, tau_from = dd.choose_tau(median, args.tau_ms, learning)
+    copies, delay_us, delays_from = dd.choose_delays(median, args.delays, args.delay_ms, needed)
+    tau_us, tau_from = dd.choose_tau(median, args.tau_ms, learning, delay_us)
+    input_map = replace(net.input_map, delays=copies, delay_us=delay_us)
     say(f"learning {learning} ({why}); leak " + (f"tau {tau_us / 1000:g} ms ({tau_from})" if tau_us
-                                                  else f"none ({tau_from})"))
+                                                  else f"none ({tau_from})")
+        + f"; input {input_map.describe_delays()} ({delays_from})")
     picked.update(learning=learning, tau_us=tau_us)
-    picked["why"].update(learning=why, tau=tau_from)
+    picked["input"] = input_map.to_dict()
+    picked["why"].update(learning=why, tau=tau_from, delays=delays_from)
     if learning in TEMPORAL_MODES and args.stream_crops and not picked["why"]["stream_crops"].startswith("--"):
         # a crop or a crossing keeps part of a sample under its label: where the order is the class, that label
         # is wrong; live, a temporal model's state carries across windows instead (decide.continuous)
@@ -244,8 +266,9 @@ def pick_learning(args, net, s, train, picked, say):
         say(f"learning rates {lr:g} (hidden), {lr_out:g} (output) for timing (defaults.TIMING_LR, TIMING_LR_OUT)"
             if learning == "timing" else
             f"learning rates x{MEMBRANE_LR_SCALE:g} for {learning} (defaults.MEMBRANE_LR_SCALE)")
-    if learning != net.learning or tau_us != net.tau_us or rates:
-        net = type(net)(**{**net.config(), "learning": learning, "tau_us": tau_us, **rates})
+    if learning != net.learning or tau_us != net.tau_us or rates or input_map != net.input_map:
+        net = type(net)(**{**net.config(), "learning": learning, "tau_us": tau_us, "input_map": input_map.to_dict(),
+                           **rates})
     return net
 
 

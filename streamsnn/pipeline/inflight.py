@@ -49,10 +49,11 @@ def temporal(net) -> bool:
 
 
 def eligible(net) -> bool:
-    """Whether `net` can be fed in pieces: a SpikingNetwork without a leak (a temporal one carries its own state)."""
+    """Whether `net` can be fed in pieces: a SpikingNetwork without a leak (a temporal one carries its own state)
+    and without input delays (their copies need the window's times)."""
     from ..snn.network import SpikingNetwork
 
-    return isinstance(net, SpikingNetwork) and not temporal(net)
+    return isinstance(net, SpikingNetwork) and not temporal(net) and net.delay_line.copies == 1
 
 
 def _weights(net) -> tuple:

@@ -30,6 +30,7 @@ import numpy as np
 from .. import defaults
 from ..errors import ConfigError, InputError
 from . import limits
+from .delays import MAX_DELAYS
 from .layers import KINDS, LayerSpec, usage
 from .limits import MAX_GRID_SIDE, check_grid
 
@@ -164,11 +165,16 @@ class InputMap:
     sensor (the field of view maps to the grid, as a 34x34 N-MNIST model reads a 640x480 camera);
     when the region is part of the sensor (measured on that sensor's recordings) such a batch is
     refused with InputError (`check_sensor`): the region would mean another place on another sensor.
+    ``delays`` K > 1 gives the first layer K copies of every unit, copy k receiving each event ``delay_us``
+    * k later (synaptic delays, ``delays.py``): ``units`` = K * ``n_inputs`` first-layer inputs, ``layer_grid``
+    (W, H, P * K) their shape. K = 1 (no delays) is the map of older checkpoints.
     """
 
     sensor: tuple[int, int] = (34, 34)
     roi: tuple[int, int, int, int] | None = None
     grid: tuple[int, int, int] = (34, 34, 2)
+    delays: int = 1
+    delay_us: int = 0
 
     def __post_init__(self):
         sensor = tuple(int(v) for v in self.sensor)
@@ -183,13 +189,39 @@ class InputMap:
         if x0 < 0 or y0 < 0 or w < 1 or h < 1 or x0 + w > sensor[0] or y0 + h > sensor[1]:
             raise ConfigError(f"input roi must be (x0, y0, w, h) inside the {sensor[0]}x{sensor[1]} sensor, "
                               f"got {self.roi}")
+        try:
+            delays, delay_us = int(self.delays), int(self.delay_us)
+        except (TypeError, ValueError, OverflowError):
+            delays = delay_us = -1
+        if not 1 <= delays <= MAX_DELAYS or not 0 <= delay_us <= limits.MAX_TAU_US or (delays > 1) != (delay_us > 0):
+            raise ConfigError(f"input delays must be 1..{MAX_DELAYS} copies, each a delay of "
+                              f"1..{limits.MAX_TAU_US:.0f} us apart (1 copy: none), got {self.delays} copies "
+                              f"{self.delay_us} us apart")
+        check_grid((grid[0], grid[1], grid[2] * delays))
         object.__setattr__(self, "sensor", sensor)
         object.__setattr__(self, "grid", grid)
         object.__setattr__(self, "roi", roi)
+        object.__setattr__(self, "delays", delays)
+        object.__setattr__(self, "delay_us", delay_us if delays > 1 else 0)
 
     @property
     def n_inputs(self) -> int:
+        """The grid's units: where events are mapped (``units`` counts the first layer's inputs)."""
         return math.prod(self.grid)
+
+    @property
+    def units(self) -> int:
+        """The first layer's inputs: every grid unit once per delayed copy."""
+        return self.n_inputs * self.delays
+
+    @property
+    def layer_grid(self) -> tuple[int, int, int]:
+        """The shape the first layer reads: (W, H, P * delays), copy k in planes k*P .. k*P + P - 1."""
+        return (self.grid[0], self.grid[1], self.grid[2] * self.delays)
+
+    def describe_delays(self) -> str:
+        return (f"{self.delays} delayed copies {self.delay_us / 1000:g} ms apart" if self.delays > 1
+                else "no delays")
 
     @property
     def whole_sensor(self) -> bool:
@@ -206,12 +238,14 @@ class InputMap:
                              f"{self.sensor[1]}, which is scaled to any sensor)")
 
     def to_dict(self) -> dict:
-        return {"sensor": list(self.sensor), "roi": list(self.roi), "grid": list(self.grid)}
+        delays = {"delays": self.delays, "delay_us": self.delay_us} if self.delays > 1 else {}
+        return {"sensor": list(self.sensor), "roi": list(self.roi), "grid": list(self.grid), **delays}
 
     @classmethod
     def from_dict(cls, d: dict) -> InputMap:
         try:
-            return cls(tuple(d["sensor"]), tuple(d["roi"]) if d.get("roi") is not None else None, tuple(d["grid"]))
+            return cls(tuple(d["sensor"]), tuple(d["roi"]) if d.get("roi") is not None else None, tuple(d["grid"]),
+                       d.get("delays", 1), d.get("delay_us", 0))
         except (KeyError, TypeError, ValueError, OverflowError):
             raise ConfigError(f"input map {d!r} needs sensor [w, h], roi [x0, y0, w, h] and grid [W, H, P]") from None
 

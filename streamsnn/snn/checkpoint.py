@@ -268,7 +268,7 @@ def _declared_shapes(config: dict) -> dict[str, tuple]:
         imap = {"sensor": list(grid)[:2], "grid": grid} if isinstance(grid, (list, tuple)) else {}
     n = classes if isinstance(classes, int) else len(classes)
     limits.check_classes(n)
-    geometry = check_sizes(parse_arch(arch), InputMap.from_dict(imap).grid, n)
+    geometry = check_sizes(parse_arch(arch), InputMap.from_dict(imap).layer_grid, n)
     shapes = {array_name(k, sfx): shape for k, g in enumerate(geometry)
               for sfx, shape in g.layer.cls.array_shapes(g).items()}
     shapes[array_name(len(geometry))] = (geometry[-1].n_out, n)

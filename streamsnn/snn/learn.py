@@ -23,7 +23,7 @@ from .layers.dense import dense_backward, dense_error_spikes
 
 def activity(net, idx: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]]:
     """(active units, their counts) of the input (from the event indices) and of every hidden layer."""
-    n_in = net.input_map.n_inputs
+    n_in = net.input_map.units
     room = min(len(idx), n_in)
     active, x = np.empty(room, np.int32), np.empty(room, np.float32)
     n = input_counts(idx, n_in, active, x)
@@ -50,7 +50,7 @@ def traces(net, idx: np.ndarray, t: np.ndarray) -> list[tuple[np.ndarray, np.nda
     """
     # a unit's trace decays as the membrane it drives: the layer above's time constant (the output's for the last)
     invs = [1.0 / tau for tau in (*net.layer_tau_us, net.tau_us)]
-    n_in = net.input_map.n_inputs
+    n_in = net.input_map.units
     t_end = int(t[-1])
     x = np.bincount(idx, weights=np.exp((np.asarray(t, np.float64) - t_end) * invs[0]), minlength=n_in)
     act = np.flatnonzero(x).astype(np.int32)

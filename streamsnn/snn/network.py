@@ -22,6 +22,7 @@ from ..errors import InputError
 from . import limits, propagate, settings
 from .arch import DEFAULT_ARCH, InputMap, check_sizes, format_arch, parse_arch
 from .decision import Decision, softmax
+from .delays import DelayLine
 from .guard import NonFinite
 from .layers.base import ArrayView
 from .memory import Memory
@@ -58,12 +59,12 @@ class SpikingNetwork:
         arch, input_map, names = settings.inputs_and_classes(sizes, arch, input_shape, input_map, classes)
         tau_us = settings.checked_mode(learning, tau_us)
         self.layers = parse_arch(DEFAULT_ARCH if arch is None else arch)
-        geometry = check_sizes(self.layers, input_map.grid, len(names))  # before anything is allocated
+        geometry = check_sizes(self.layers, input_map.layer_grid, len(names))  # before anything is allocated
         learning_settings = settings.learning_settings(
             self.layers, lr=lr, lr_out=lr_out, lr_conv=lr_conv, max_step=max_step, activity=activity, theta=theta,
             init_gain=init_gain, error_spikes=error_spikes, seed=seed, learning=learning, ref_events=ref_events,
             tau_s_ratio=tau_s_ratio)
-        self.input_map = input_map
+        self.input_map = settings.checked_delays(learning, input_map)
         self.classes = names
         self.geometry = geometry
         self.tau_us = tau_us
@@ -95,6 +96,7 @@ class SpikingNetwork:
         #: Examples kept per class, replayed when one class is taught (``memory.Memory``; saved in checkpoints).
         self.memory = Memory(seed=self.seed)
         self.last_features = None  # the last-layer spike counts of the last window learned
+        self.delay_line = DelayLine.of(input_map)  # the input's copies not yet due (``delays``; one copy: none)
         self.reset()
 
     # -- description ----------------------------------------------------------------------------
@@ -105,7 +107,7 @@ class SpikingNetwork:
     @property
     def sizes(self) -> tuple[int, ...]:
         """Units per layer: inputs, each hidden layer (flattened), classes."""
-        return (self.input_map.n_inputs, *(g.n_out for g in self.geometry), len(self.classes))
+        return (self.input_map.units, *(g.n_out for g in self.geometry), len(self.classes))
 
     @property
     def n_classes(self) -> int:
@@ -200,6 +202,8 @@ class SpikingNetwork:
         self.scores = np.zeros(self.n_classes, np.float32)
         self.out_ref = np.full(1, np.nan)
         self.t_last = None
+        self.delay_line.reset()
+        self.fed = None  # the input events (unit, time) the last call fed the first layer, for learning
 
     @property
     def progressive_accuracy(self) -> float | None:
@@ -286,7 +290,7 @@ class SpikingNetwork:
             self.progressive_correct += int(score and (int(prediction) if later else d.label) == label)
             if len(idx) == 0:
                 return d
-            learn_step(self, idx, t, d.scores, label, lr_scale)
+            learn_step(self, *self.fed, d.scores, label, lr_scale)
             self.updates += 1
             return d
         finally:
@@ -325,10 +329,12 @@ class SpikingNetwork:
             self._restore_state(saved)
 
     def _save_state(self) -> tuple:
-        return [layer.save_state() for layer in self.hidden], self.scores.copy(), self.out_ref.copy(), self.t_last
+        return ([layer.save_state() for layer in self.hidden], self.scores.copy(), self.out_ref.copy(), self.t_last,
+                self.delay_line.save())
 
     def _restore_state(self, saved: tuple) -> None:
-        states, self.scores, self.out_ref, self.t_last = saved
+        states, self.scores, self.out_ref, self.t_last, line = saved
+        self.delay_line.restore(line)
         for layer, state in zip(self.hidden, states):
             layer.restore_state(state)
 

@@ -33,8 +33,16 @@ def forward(net, idx: np.ndarray, t: np.ndarray | None) -> tuple[np.ndarray, tup
     if net.learning == "timing":  # current-based units with exact spike times (timed.py)
         from .timed import forward as timed_forward
 
+        net.fed = (idx, t)
         return timed_forward(net, idx, t)
     leak = net.tau_us is not None
+    if net.delay_line.copies > 1:  # every delayed copy due by the last event, in time order (``delays``)
+        if t is None or len(t) != len(idx):
+            raise InputError("a network with input delays needs event times")
+        if not leak:
+            net.delay_line.reset()  # a whole window from a fresh state: copies still pending come after its readout
+        idx, t = net.delay_line.take(idx, np.ascontiguousarray(t, dtype=np.int64))
+    net.fed = (idx, t)
     inv = 1.0 / net.tau_us if leak else 0.0  # the output's
     invs = [1.0 / tau for tau in net.layer_tau_us] if leak else [0.0] * len(net.hidden)
     if leak:
@@ -85,7 +93,10 @@ def scores_of(net, h: np.ndarray) -> np.ndarray:
 def feed(net, idx: np.ndarray) -> None:
     """A network without a leak: feed input units through every layer, continuing from the layers' current
     potentials and counts (``forward`` starts from the reset state; feeding a window's events in pieces
-    gives the same potentials and counts as one call, the kernels taking events one by one in order)."""
+    gives the same potentials and counts as one call, the kernels taking events one by one in order). Not for a
+    network with input delays (their copies need times: `forward`)."""
+    if net.delay_line.copies > 1:
+        raise InputError("a network with input delays is fed whole windows with times (forward), not pieces")
     idx = checked(net, idx)
     ev_i, ev_c, ev_t = idx, NO_CNT, NO_T
     last = len(net.hidden) - 1

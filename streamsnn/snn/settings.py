@@ -148,3 +148,10 @@ def class_rates(class_lr, n: int) -> np.ndarray:
         raise ConfigError(f"class_lr must hold one rate multiplier per class ({n}), each above 0 and "
                           f"at most {limits.MAX_LR_FACTOR:g}")
     return rates.astype(np.float32)
+
+
+def checked_delays(learning: str, input_map):
+    """``input_map``, or ConfigError (one line) when it has input delays and the rule cannot take them."""
+    if learning == "timing" and input_map.delays > 1:
+        raise ConfigError("learning 'timing' does not take input delays yet; use --delays 1 or learning membrane")
+    return input_map
