@@ -94,6 +94,8 @@ class Layer:
     error_spikes_ok: ClassVar[bool] = False
     #: The spec text form, for messages ("dense:N").
     usage: ClassVar[str] = ""
+    #: Set by the network while it runs a window it will learn from (a kind that needs the trace records it).
+    recording: bool = False
 
     # -- the spec (class side) ----------------------------------------------------------------
     @classmethod
