@@ -16,12 +16,13 @@ from streamsnn.snn.layers.src import CASCADE
 THETA = 0.5
 
 
-def run_trace(idx, g, W, R):
+def run_trace(idx, g, W, R, t=None, tau=None):
     """The layer without a leak, event by event in float64: returns (steps, spikes), None when a cascade would
     reach the cap. A step is (kind, who, fired):
     ("in", event k) adds g_k * W[idx_k], ("rec", spike q) adds c_q * R[unit_q], then the units above threshold
     fire (in unit order); ``fired`` are the spike numbers. A spike is (unit, multiplicity, depth): 0 when the
-    event's row fired it, d + 1 when the row of a spike of depth d did."""
+    event's row fired it, d + 1 when the row of a spike of depth d did. With ``tau`` the potentials leak between
+    the events' times ``t``."""
     n = W.shape[1]
     phi = np.zeros(n)
     spikes, steps = [], []
@@ -37,6 +38,8 @@ def run_trace(idx, g, W, R):
         return fired
 
     for k in range(len(idx)):
+        if tau and k:
+            phi *= math.exp(-(t[k] - t[k - 1]) / tau)
         phi += g[k] * W[idx[k]]
         first = len(spikes)
         steps.append(("in", k, fire(0)))
@@ -51,28 +54,33 @@ def run_trace(idx, g, W, R):
     return steps, spikes
 
 
-def model(trace, idx, g0, W0, R0, g, W, R):
+def model(trace, idx, g0, W0, R0, g, W, R, om=None):
     """The differentiable model at (g, W, R), step by step on the trace recorded at (g0, W0, R0): a spike carries
     its multiplicity plus the change of the charge its unit received since its previous spike (slope 1), its
     row of R passes that on; a unit that spiked has as its activity its count plus the change of all the charge
-    it received; one that never spiked, 0. At (g0, W0, R0) the activities are the counts."""
+    it received; one that never spiked, 0. At (g0, W0, R0) the activities are the counts. With ``om`` (learning
+    "membrane": per event, exp(-(T - t) / tau)) a charge reaches the activities weighted by its event's ``om``
+    (the spikes still carry it whole), and the activities are the spikes so weighted."""
     steps, spikes = trace
     n = W.shape[1]
     carried = [float(c) for _, c, _ in spikes]
     since, total, counts = np.zeros(n), np.zeros(n), np.zeros(n)
+    event = 0
     for kind, who, fired in steps:
         if kind == "in":
             q = g[who] * W[idx[who]] - g0[who] * W0[idx[who]]
+            event = who
         else:
             j, c, _ = spikes[who]
             q = carried[who] * R[j] - c * R0[j]
+        w = 1.0 if om is None else om[event]
         since += q
-        total += q
+        total += w * q
         for p in fired:
             j, c, _ = spikes[p]
             carried[p] = c + since[j]
             since[j] = 0.0
-            counts[j] += c
+            counts[j] += w * c
     return np.where(counts > 0, counts + total, 0.0)
 
 
@@ -216,3 +224,61 @@ def test_learning_moves_W_through_the_recurrent_paths_on_a_stack():
     assert layer.trace_n[1] > 0
     assert not np.array_equal(layer.weight, W0) and not np.array_equal(layer.rec, R0)
     assert np.all(np.isfinite(layer.weight)) and np.all(np.diag(layer.rec) == np.diag(R0))
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_membrane_weighs_the_charges_by_their_decay_to_the_readout(seed):
+    """Learning "membrane" (leaky layer): the step is the gradient of the model whose activities are the charges
+    weighted by exp(-(T - t) / tau), T the readout, while the spikes respond to the charge itself."""
+    tau = 3000.0
+    trace = None
+    for attempt in range(20):  # a case whose leaky cascades stay under the cap
+        idx, g, W, R, _ = case(10 * attempt + seed)
+        t = np.cumsum(np.random.default_rng(seed).integers(0, 1500, len(idx))).astype(np.int64)
+        trace = run_trace(idx, g, W, R, t, tau)
+        if trace is not None:
+            break
+    assert trace is not None
+    om = np.exp((t - t[-1]) / tau)
+    V = np.random.default_rng(200 + seed).normal(0, 0.7, (W.shape[1], 3))
+
+    def L(W1, R1):
+        return loss(model(trace, idx, g, W, R, g, W1, R1, om), V, 1)
+
+    n_in, n = W.shape
+    net = SpikingNetwork(arch=f"src:{n}", input_shape=(n_in, 1, 1), classes=3, seed=0, tau_us=tau)
+    layer = net.hidden[0]
+    layer.weight[...] = W
+    layer.rec[...] = R
+    layer.recording = True
+    layer.ref[0] = t[0]  # the leak's frame starts at the first event (the network's align_clock)
+    layer.forward(idx, g.astype(np.float32), t, True, np.float32(THETA), 1.0 / tau)
+    h = model(trace, idx, g, W, R, g, W, R, om)
+    counts = np.zeros(n)
+    for j, c, _ in trace[1]:
+        counts[j] += c
+    np.testing.assert_array_equal(layer.counts, counts)  # the kernel's trace is the reference's
+    s = h @ V
+    e = np.exp(s - s.max())
+    e /= e.sum()
+    e[1] -= 1
+    act = np.flatnonzero(counts).astype(np.int32)
+    delta = np.zeros(n, np.float32)
+    delta[act] = (V @ e)[act]
+    a_in = np.unique(idx).astype(np.int32)
+    x_in = np.array([(g * om)[idx == i].sum() for i in a_in], np.float32)  # the inputs' traces
+    layer.note_activity(act, h[act].astype(np.float32))
+    layer.note_readout(int(t[-1]))
+    layer.backward(a_in, x_in, act, delta[act], delta, 1.0, 0.0, False)
+    eps = 1e-5
+    for (i, j), _ in np.ndenumerate(W):
+        d = np.zeros_like(W)
+        d[i, j] = eps
+        assert W[i, j] - layer.weight[i, j] == pytest.approx((L(W + d, R) - L(W - d, R)) / (2 * eps),
+                                                             abs=3e-5, rel=1e-3)
+    for (i, j), _ in np.ndenumerate(R):
+        if i != j:
+            d = np.zeros_like(R)
+            d[i, j] = eps
+            assert R[i, j] - layer.rec[i, j] == pytest.approx((L(W, R + d) - L(W, R - d)) / (2 * eps),
+                                                              abs=3e-5, rel=1e-3)

@@ -231,6 +231,10 @@ class Layer:
         """Called just before ``backward`` with the layer's own active units (int32) and their activity (float32:
         counts, or traces under learning "membrane"). Nothing here; a kind whose step needs them keeps them."""
 
+    def note_readout(self, t_end: int) -> None:
+        """Called before ``backward`` under learning "membrane" with the window's readout time (µs, its last input
+        event). Nothing here; a kind that weighs its own trace by time keeps it."""
+
     def backward(self, a_in, x_in, act_out, d_out, delta, lr: float, max_step: float, want: bool) -> np.ndarray:
         """One SGD step on spike counts, in place: ``a_in``/``x_in`` the active inputs (int32) and their counts
         (float32), ``act_out`` (int32) the units that spiked, ``d_out`` (float32, one per ``act_out``) their error

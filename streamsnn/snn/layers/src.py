@@ -20,6 +20,7 @@ from numba import njit
 
 from ..kernels import integrate, renormalise
 from .base import Layer, bounded_lr, sound
+from .bptt import bounded_by_norm, src_bptt, step_norm, sub_rows
 from .dense import DenseLayer, dense_backward
 
 #: The cascade's cap: one input event may cause at most CASCADE * N recurrent spikes (multiplicities counted)
@@ -80,17 +81,19 @@ def src_forward(idx, cnt, t, start, W, R, phi, counts, theta, inv_tau, ref, emit
     N + cap events beyond ``m``. Records nothing (``src_run`` with ``record`` off).
     """
     return src_run(idx, cnt, t, start, W, R, phi, counts, theta, inv_tau, ref, emit, oi, oc, ot, m, cap, qi, qc,
-                   capped, False, np.zeros((0, 3), np.int32), np.zeros(0, np.float32), np.zeros((0, 2), np.int32),
-                   np.zeros(0, np.float32), np.zeros(2, np.int64))
+                   capped, False, np.zeros((0, 3), np.int32), np.zeros(0, np.float32), np.zeros(0, np.int64),
+                   np.zeros((0, 2), np.int32), np.zeros(0, np.float32), np.zeros(2, np.int64))
 
 
 @njit(cache=True, nogil=True, fastmath=True)
 def src_run(idx, cnt, t, start, W, R, phi, counts, theta, inv_tau, ref, emit, oi, oc, ot, m, cap, qi, qc, capped,
-            record, r_ev, r_g, r_sp, r_c, r_n):
+            record, r_ev, r_g, r_t, r_sp, r_c, r_n):
     """``src_forward``, and with ``record`` the event trace that ``src_bptt`` walks back.
 
+
     The trace: per input event e (``r_n[0]`` so far) ``r_ev[e]`` = (input unit, its first spike's number, the
-    number after the spikes its own row fired) and ``r_g[e]`` its multiplicity; per spike s of the layer
+    number after the spikes its own row fired), ``r_g[e]`` its multiplicity and, with a leak, ``r_t[e]`` its time
+    (int64 µs); per spike s of the layer
     (``r_n[1]`` so far, numbered in the order fired; every spike, direct or recurrent, is one entry)
     ``r_sp[s]`` = (unit, the number after the spikes that its row of R fired) and ``r_c[s]`` its multiplicity.
     Returns early (like a full output) when the trace may not hold the next event: room for one event and
@@ -114,6 +117,8 @@ def src_run(idx, cnt, t, start, W, R, phi, counts, theta, inv_tau, ref, emit, oi
             r_ev[ne, 0] = idx[k]
             r_ev[ne, 1] = ns
             r_g[ne] = g
+            if leak:
+                r_t[ne] = t[k]
         f = np.float32(1.0)
         if leak:
             a, t_ref = renormalise(phi, t[k], t_ref, inv_tau)
@@ -151,114 +156,12 @@ def src_run(idx, cnt, t, start, W, R, phi, counts, theta, inv_tau, ref, emit, oi
     return idx.shape[0], m
 
 
-@njit(cache=True, nogil=True, fastmath=True)
-def src_bptt(r_ev, r_g, r_sp, r_c, ne, ns, W, R, delta, pos, n_act):
-    """Backpropagation through time over a recorded event trace (``src_run``), beyond the direct terms.
-
-    The differentiable model (the counts rule's surrogate, slope 1 where a unit spiked, taken spike by spike):
-    the trace is a sequence of steps, each input event's row of W then, in the order they happened, each
-    spike's row of R, each step followed by the spikes it fired. A unit's spike carries the charge the unit
-    received since its previous spike (up to and including the step that fired it), with slope 1; its row of R
-    passes that on; a unit that spiked has as its activity all the charge it received (its count, slope 1);
-    a unit that never spiked has none. ``delta`` (float32, N) is the loss's gradient at the activities.
-
-    The loss's gradient is then the direct terms (the dense step: input counts times ``delta`` for W, the
-    layer's counts times ``delta`` for R; the one-step truncation) plus what this returns, found by walking the
-    steps backwards once: ``nb[j]`` is the gradient at unit j's next spike (0 after its last), a step's charge
-    to j has gradient ``delta[j] + nb[j]``, and a spike's gradient is its row of R times that at its own step.
-
-    ``pos`` int32 (n_in,): row of an input unit among the active inputs (-1: none), ``n_act`` their number.
-    Returns (EW float32 (n_act, N): W's extra gradient by active input (non-zero only at units that spiked); ER float32
-    (N, N): R's; EX float32 (n_act,): the extra error at each active input, the derivative when all its events
-    scale together). Cost: one pass over the recorded events and spikes, N per step (as the forward's adds),
-    none for the events after the window's last spike that carries a gradient.
-    """
-    n = R.shape[0]
-    EW = np.zeros((n_act, n), np.float32)
-    ER = np.zeros((n, n), np.float32)
-    EX = np.zeros(n_act, np.float32)
-    gsum = np.zeros(n_act, np.float32)
-    nb = np.zeros(n, np.float32)
-    beta = np.zeros(ns, np.float32)
-    live = False  # some nb is non-zero (walking back: from the last spike that carries a gradient on)
-    hi = ns
-    for e in range(ne - 1, -1, -1):
-        lo = r_ev[e, 1]
-        direct = r_ev[e, 2]
-        for q in range(hi - 1, lo - 1, -1):  # the spikes' rows of R, last first
-            for p in range(direct if q == lo else r_sp[q - 1, 1], r_sp[q, 1]):  # the spikes that row fired
-                nb[r_sp[p, 0]] = beta[p]
-                live = live or beta[p] != 0
-            row = R[r_sp[q, 0]]
-            er = ER[r_sp[q, 0]]
-            c = r_c[q]
-            b = np.float32(0.0)
-            for j in range(n):
-                b += row[j] * (delta[j] + nb[j])
-                er[j] += c * nb[j]
-            beta[q] = b
-        for p in range(lo, direct):  # the spikes the event's own row fired
-            nb[r_sp[p, 0]] = beta[p]
-            live = live or beta[p] != 0
-        hi = lo
-        i = r_ev[e, 0]
-        r = pos[i]
-        if r < 0:
-            continue
-        g = r_g[e]
-        gsum[r] += g
-        if not live:
-            continue
-        ew = EW[r]
-        w = W[i]
-        s = np.float32(0.0)
-        for j in range(n):
-            ew[j] += g * nb[j]
-            s += w[j] * nb[j]
-        EX[r] += g * s
-    for r in range(n_act):
-        if gsum[r] > 0:
-            EX[r] /= gsum[r]
-    return EW, ER, EX
-
-
-NO_TRACE = (np.zeros((0, 3), np.int32), np.zeros(0, np.float32), np.zeros((0, 2), np.int32), np.zeros(0, np.float32))
+NO_TRACE = (np.zeros((0, 3), np.int32), np.zeros(0, np.float32), np.zeros(0, np.int64), np.zeros((0, 2), np.int32),
+            np.zeros(0, np.float32))
 
 
 def _grown(a, used, size):
     return np.concatenate([a[:used], np.empty(size - used, a.dtype)])
-
-
-def _bounded(max_step, W, lr, norm):
-    """``lr``, scaled down so that a step of gradient norm ``norm`` is at most ``max_step * |W|`` (0: no bound)."""
-    if max_step > 0 and lr * norm > 0:
-        limit = max_step * float(np.linalg.norm(W))
-        if lr * norm > limit:
-            lr *= limit / (lr * norm)
-    return np.float32(lr)
-
-
-@njit(cache=True, nogil=True, fastmath=True)
-def step_norm(x, d, E):
-    """The norm of the gradient whose row r is ``x[r] * d + E[r]`` (a dense step plus the terms through time)."""
-    s = 0.0
-    for r in range(E.shape[0]):
-        e = E[r]
-        xr = x[r]
-        for j in range(E.shape[1]):
-            v = xr * d[j] + e[j]
-            s += v * v
-    return math.sqrt(s)
-
-
-@njit(cache=True, nogil=True, fastmath=True)
-def sub_rows(W, rows, E, lr):
-    """``W[rows[r]] -= lr * E[r]`` for every r, in place."""
-    for r in range(rows.shape[0]):
-        w = W[rows[r]]
-        e = E[r]
-        for j in range(w.shape[0]):
-            w[j] -= lr * e[j]
 
 
 class SrcLayer(DenseLayer):
@@ -297,8 +200,9 @@ class SrcLayer(DenseLayer):
         #: Record the event trace in ``forward`` (set by the network around a window it learns from).
         self.recording = False
         self.trace_n = np.zeros(2, np.int64)  # events and spikes in the trace of the last recorded forward
-        self._trace = (np.empty((64, 3), np.int32), np.empty(64, np.float32), np.empty((64 + n + self.cap, 2),
-                       np.int32), np.empty(64 + n + self.cap, np.float32))
+        self._trace = (np.empty((64, 3), np.int32), np.empty(64, np.float32), np.empty(64, np.int64),
+                       np.empty((64 + n + self.cap, 2), np.int32), np.empty(64 + n + self.cap, np.float32))
+        self._readout = None  # learning "membrane": (readout time, 1/tau of this layer) for the step
         self._traced = False
         super().__init__(geo)
 
@@ -324,48 +228,63 @@ class SrcLayer(DenseLayer):
     def kernel(self, ev_i, ev_c, ev_t, start, theta, inv_tau, ref, emit, bi, bc, bt, m):
         record = self._traced
         if record:  # room for the remaining events and one event's spikes (the kernel stops at a full trace)
-            ev, g, sp, c = self._trace
+            ev, g, tt, sp, c = self._trace
             ne, ns = (int(v) for v in self.trace_n)
             if ev.shape[0] < ne + len(ev_i) - start:
                 size = max(2 * ev.shape[0], ne + len(ev_i) - start)
-                ev, g = np.concatenate([ev[:ne], np.empty((size - ne, 3), np.int32)]), _grown(g, ne, size)
+                ev, g, tt = (np.concatenate([ev[:ne], np.empty((size - ne, 3), np.int32)]), _grown(g, ne, size),
+                             _grown(tt, ne, size))
             need = ns + self.geo.n_out + self.cap + 1
             if sp.shape[0] < need:
                 size = max(2 * sp.shape[0], need)
                 sp, c = np.concatenate([sp[:ns], np.empty((size - ns, 2), np.int32)]), _grown(c, ns, size)
-            self._trace = (ev, g, sp, c)
+            self._trace = (ev, g, tt, sp, c)
+            self._inv_tau = inv_tau
         else:
-            ev, g, sp, c = NO_TRACE
+            ev, g, tt, sp, c = NO_TRACE
         return src_run(ev_i, ev_c, ev_t, start, self.weight, self.rec, self.phi, self.counts, theta, inv_tau, ref,
-                       emit, bi, bc, bt, m, self.cap, self.queue_i, self.queue_c, self.capped, record, ev, g, sp, c,
+                       emit, bi, bc, bt, m, self.cap, self.queue_i, self.queue_c, self.capped, record, ev, g, tt, sp, c,
                        self.trace_n)
 
     def note_activity(self, act, h):
         self._noted = (act, h)
 
+    def note_readout(self, t_end):
+        self._readout = t_end
+
     def backward(self, a_in, x_in, act_out, d_out, delta, lr, max_step, want):
         """Backpropagation through time over the window's own event trace (recorded by ``forward`` when the
-        network learns; without a trace, the one-step truncation below). The gradient has two parts:
+        network learns; without a trace, the one-step truncation alone). The gradient has two parts:
 
         - the direct terms, the one-step truncation: W as a dense layer's (``x_in`` times ``delta``) and R with
-          the layer's own spikes taken as extra inputs, ``h_j * delta_i`` (h_j unit j's activity: its count, or
-          its trace under "membrane": what ``note_activity`` was given, else its count);
-        - the terms through the recurrent spikes (``src_bptt``): the error sent back through R across the
-          trace's spikes in reverse order, reaching W and R (and the inputs' error) along every recurrent path.
+          the layer's own spikes taken as extra inputs, ``h_j * delta_i`` (h_j unit j's count; under "membrane"
+          its spikes weighted by exp(-(T - t) / tau) with this layer's tau, T from ``note_readout``);
+        - the terms through the recurrent spikes (``bptt.src_bptt``): the error sent back through R across the
+          trace's spikes in reverse order, reaching W and R along every recurrent path.
 
-        Under "counts" the sum is the exact gradient of ``src_bptt``'s differentiable model; under "membrane"
-        the direct terms use the traces and the recurrent terms the trace's multiplicities. The step of each
-        array is bounded as a whole (``max_step``); R's diagonal is left as it is."""
+        The sum is the exact gradient of ``src_bptt``'s differentiable model (tests/test_src_bptt.py checks it by
+        finite differences): under "counts" the counts rule's surrogate taken spike by spike, under "membrane"
+        the same with the activities weighted by time as the traces are. The error handed to the layer below is
+        ``W @ delta`` (per unit of the input's activity, as a dense layer's) plus the recurrent paths' part per
+        input spike (exact under "counts"). Each array's step is bounded as a whole (``max_step``); R's
+        diagonal is left as it is; the cascade cap's clamp counts as a constant."""
         act, h = self._noted if self._noted is not None else (act_out, self.counts[act_out])
         self._noted = None
+        t_end, self._readout = self._readout, None
         EW = ER = None
-        d_more = 0.0
         if self._traced and self.trace_n[1] > 0 and len(a_in):
+            ne, ns = (int(v) for v in self.trace_n)
             pos = np.full(self.weight.shape[0], -1, np.int32)
             pos[a_in] = np.arange(len(a_in), dtype=np.int32)
-            ev, g, sp, c = self._trace
-            EW, ER, d_more = src_bptt(ev, g, sp, c, int(self.trace_n[0]), int(self.trace_n[1]), self.weight,
-                                      self.rec, delta, pos, len(a_in))
+            ev, g, tt, sp, c = self._trace
+            om = np.ones(ne, np.float32)
+            if t_end is not None and self._inv_tau > 0:  # "membrane": the charges weighted by their decay to T
+                om = np.exp(np.minimum(tt[:ne] - t_end, 0) * self._inv_tau).astype(np.float32)
+                spikes = np.bincount(sp[:ns, 0], c[:ns] * np.repeat(om, np.diff(np.append(ev[:ne, 1], ns))),
+                                     minlength=self.geo.n_out)
+                act = np.flatnonzero(spikes).astype(np.int32)  # R's direct term: the spikes as this layer sees them
+                h = spikes[act].astype(np.float32)
+            EW, ER, EX = src_bptt(ev, g, om, sp, c, ne, ns, self.weight, self.rec, delta, pos, len(a_in))
         self._traced = False
         if EW is None or not (EW.any() or ER.any()):  # nothing went through R: the one-step step is the gradient
             lr_w = bounded_lr(max_step, self.weight, lr, x_in, d_out)
@@ -380,8 +299,8 @@ class SrcLayer(DenseLayer):
         d_all, h_all = np.zeros(n, np.float32), np.zeros(n, np.float32)
         d_all[act_out] = d_out
         h_all[act] = h
-        lr_w = _bounded(max_step, self.weight, lr, step_norm(x_in, d_all, EW))
-        lr_r = _bounded(max_step, self.rec, lr, step_norm(h_all, d_all, ER))
+        lr_w = bounded_by_norm(max_step, self.weight, lr, step_norm(x_in, d_all, EW))
+        lr_r = bounded_by_norm(max_step, self.rec, lr, step_norm(h_all, d_all, ER))
         d_in = dense_backward(a_in, x_in, delta, act_out, self.weight, lr_w, want)
         sub_rows(self.weight, a_in, EW, lr_w)
         diag = self.rec[act, act]
@@ -389,7 +308,11 @@ class SrcLayer(DenseLayer):
             dense_backward(act, h, delta, act_out, self.rec, lr_r, False)
         self.rec -= lr_r * ER
         self.rec[act, act] = diag
-        return d_in + d_more if want else d_in
+        if want:  # per unit of the input's count (its spikes scaled together)
+            ev, g = self._trace[:2]
+            d_in += EX / np.bincount(ev[:int(self.trace_n[0]), 0], g[:int(self.trace_n[0])],
+                                     minlength=self.weight.shape[0])[a_in].astype(np.float32)
+        return d_in
 
     def touched(self, a_in):  # the input rows of the active inputs, and all of R (N x N, small beside W)
         return {"": self.weight[a_in], "rec": self.rec.copy()}
