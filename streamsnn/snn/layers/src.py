@@ -1,12 +1,27 @@
 """The recurrent spiking layer kind ("src:N"): dense input plus recurrent weights, its cascade kernel and class.
 
-After the Spiking Recurrent Cell (De Geeter et al. 2023) in one respect: the units talk only by spikes and
-their own spikes feed back into the layer. ``W`` is (n_in, N) like a dense layer's; ``R`` is (N, N),
-float32, C-contiguous, zero on its diagonal: a spike of unit j with multiplicity c adds ``c * R[j]`` to the
-potentials of the layer's own units at the same time, which may make further units fire (a *cascade*
-within one event time). It is not the paper's cell: the units are the same integrate-and-fire units with
-subtractive reset as every other kind (no slow adaptation or bistability variables), and learning is a
-one-step truncation of backpropagation through time (see ``SrcLayer.backward``), not BPTT.
+After the Spiking Recurrent Cell (De Geeter et al. 2023) in two respects: the units talk only by spikes and
+their own spikes feed back into the layer, and the layer learns by backpropagation through time. ``W`` is
+(n_in, N) like a dense layer's; ``R`` is (N, N), float32, C-contiguous, zero on its diagonal: a spike of
+unit j with multiplicity c adds ``c * R[j]`` to the potentials of the layer's own units at the same time,
+which may make further units fire (a *cascade* within one event time).
+
+Learning: while the network runs a window it learns from, ``forward`` records the window's event trace
+(each input event, each spike and the step that fired it; nothing when only predicting) and
+``SrcLayer.backward`` walks it back once (``bptt.src_bptt``): the error goes back through R across the
+recurrent spikes in reverse order, so W and R get the gradient along every recurrent path, not only the
+last step. It is the exact gradient of a differentiable model (the counts rule's surrogate, slope 1 where a
+unit spiked, taken spike by spike; under "membrane" weighted by time as the traces are), checked against a
+NumPy reference by finite differences (tests/test_src_bptt.py). Its cost follows the trace: one pass over
+the recorded events and spikes, N per step, at most what the forward did (the cascade cap bounds both).
+
+It is not the paper's cell: the units are the same integrate-and-fire units with subtractive reset as every
+other kind, event-driven and leaky with the layer's time constant; the paper's cell is a discrete-time cell
+derived from the bistable recurrent cell (a filtered input current, a fast variable whose positive feedback
+makes each spike, a slow variable that brings it back), smooth enough to train by plain BPTT over time
+steps. Here there is no such slow variable (an event-driven adaptation, the threshold raised by each spike
+and decaying with its own time constant, was tried on the order-only task and did not help), and BPTT needs
+the surrogate above because the spikes are real events.
 
 Event conventions (idx, cnt, t; the leak's scaled frame): see kernels.py.
 """
