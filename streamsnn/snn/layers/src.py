@@ -96,23 +96,22 @@ def src_forward(idx, cnt, t, start, W, R, phi, counts, theta, inv_tau, ref, emit
     N + cap events beyond ``m``. Records nothing (``src_run`` with ``record`` off).
     """
     return src_run(idx, cnt, t, start, W, R, phi, counts, theta, inv_tau, ref, emit, oi, oc, ot, m, cap, qi, qc,
-                   capped, False, np.zeros((0, 3), np.int32), np.zeros(0, np.float32), np.zeros(0, np.int64),
-                   np.zeros((0, 2), np.int32), np.zeros(0, np.float32), np.zeros(2, np.int64))
+                   capped, None)
 
 
 @njit(cache=True, nogil=True, fastmath=True)
 def src_run(idx, cnt, t, start, W, R, phi, counts, theta, inv_tau, ref, emit, oi, oc, ot, m, cap, qi, qc, capped,
-            record, r_ev, r_g, r_t, r_sp, r_c, r_n):
-    """``src_forward``, and with ``record`` the event trace that ``src_bptt`` walks back.
+            trace):
+    """``src_forward``, and with ``trace`` (not None) the event trace that ``bptt.src_bptt`` walks back.
 
-
-    The trace: per input event e (``r_n[0]`` so far) ``r_ev[e]`` = (input unit, its first spike's number, the
-    number after the spikes its own row fired), ``r_g[e]`` its multiplicity and, with a leak, ``r_t[e]`` its time
-    (int64 µs); per spike s of the layer
-    (``r_n[1]`` so far, numbered in the order fired; every spike, direct or recurrent, is one entry)
-    ``r_sp[s]`` = (unit, the number after the spikes that its row of R fired) and ``r_c[s]`` its multiplicity.
-    Returns early (like a full output) when the trace may not hold the next event: room for one event and
-    N + cap spikes is needed; the caller grows ``r_*`` and calls again.
+    ``trace`` is None (a compiled copy without any of the recording: inference pays nothing) or the tuple
+    (r_ev, r_g, r_t, r_sp, r_c, r_n): per input event e (``r_n[0]`` so far) ``r_ev[e]`` = (input unit, its
+    first spike's number, the number after the spikes its own row fired), ``r_g[e]`` its multiplicity and,
+    with a leak, ``r_t[e]`` its time (int64 µs); per spike s of the layer (``r_n[1]`` so far, numbered in
+    the order fired; every spike, direct or recurrent, is one entry) ``r_sp[s]`` = (unit, the number after
+    the spikes that its row of R fired) and ``r_c[s]`` its multiplicity. Returns early (like a full output)
+    when the trace may not hold the next event: room for one event and N + cap spikes is needed; the caller
+    grows the arrays and calls again.
     """
     no = W.shape[1]
     leak = inv_tau > 0.0
@@ -121,14 +120,21 @@ def src_run(idx, cnt, t, start, W, R, phi, counts, theta, inv_tau, ref, emit, oi
     zero = np.float32(0.0)
     budget0 = np.float32(cap)
     room = oi.shape[0] - no - cap
-    ne, ns = r_n[0], r_n[1]
+    ne = ns = 0
+    if trace is not None:
+        r_ev, r_g, r_t, r_sp, r_c, r_n = trace
+        ne, ns = r_n[0], r_n[1]
     for k in range(start, idx.shape[0]):
-        if (emit and m > room) or (record and (ne >= r_ev.shape[0] or ns + no + cap > r_sp.shape[0])):
+        full = emit and m > room
+        if trace is not None:
+            full = full or ne >= r_ev.shape[0] or ns + no + cap > r_sp.shape[0]
+        if full:
             ref[0] = t_ref
-            r_n[0], r_n[1] = ne, ns
+            if trace is not None:
+                r_n[0], r_n[1] = ne, ns
             return k, m
         g = np.float32(1.0) if ones else cnt[k]
-        if record:
+        if trace is not None:
             r_ev[ne, 0] = idx[k]
             r_ev[ne, 1] = ns
             r_g[ne] = g
@@ -143,7 +149,7 @@ def src_run(idx, cnt, t, start, W, R, phi, counts, theta, inv_tau, ref, emit, oi
         nq = 0
         if integrate(phi, 0, W[idx[k]], g, thr) > zero:
             m, nq, _ = fire_push(phi, thr, f, np.float32(-1.0), leak, t, k, emit, oi, oc, ot, m, counts, qi, qc, nq)
-        if record:
+        if trace is not None:
             r_ev[ne, 2] = ns + nq
         budget = budget0
         q = 0
@@ -153,26 +159,23 @@ def src_run(idx, cnt, t, start, W, R, phi, counts, theta, inv_tau, ref, emit, oi
             if above > zero and budget > zero:
                 m, nq, spent = fire_push(phi, thr, f, budget, leak, t, k, emit, oi, oc, ot, m, counts, qi, qc, nq)
                 budget -= spent
-            if record:
+            if trace is not None:
                 r_sp[ns + q - 1, 1] = ns + nq
         if budget <= zero:  # the cap was reached: drop the charge that would fire on
             capped[0] += 1
             for j in range(no):
                 if phi[j] > thr:
                     phi[j] = thr
-        if record:
+        if trace is not None:
             for q in range(nq):
                 r_sp[ns + q, 0] = qi[q]
                 r_c[ns + q] = qc[q]
             ne += 1
             ns += nq
     ref[0] = t_ref
-    r_n[0], r_n[1] = ne, ns
+    if trace is not None:
+        r_n[0], r_n[1] = ne, ns
     return idx.shape[0], m
-
-
-NO_TRACE = (np.zeros((0, 3), np.int32), np.zeros(0, np.float32), np.zeros(0, np.int64), np.zeros((0, 2), np.int32),
-            np.zeros(0, np.float32))
 
 
 def _grown(a, used, size):
@@ -241,8 +244,8 @@ class SrcLayer(DenseLayer):
         return super().forward(ev_i, ev_c, ev_t, emit, theta, inv_tau)
 
     def kernel(self, ev_i, ev_c, ev_t, start, theta, inv_tau, ref, emit, bi, bc, bt, m):
-        record = self._traced
-        if record:  # room for the remaining events and one event's spikes (the kernel stops at a full trace)
+        trace = None
+        if self._traced:  # room for the remaining events and one event's spikes (the kernel stops at a full trace)
             ev, g, tt, sp, c = self._trace
             ne, ns = (int(v) for v in self.trace_n)
             if ev.shape[0] < ne + len(ev_i) - start:
@@ -255,11 +258,9 @@ class SrcLayer(DenseLayer):
                 sp, c = np.concatenate([sp[:ns], np.empty((size - ns, 2), np.int32)]), _grown(c, ns, size)
             self._trace = (ev, g, tt, sp, c)
             self._inv_tau = inv_tau
-        else:
-            ev, g, tt, sp, c = NO_TRACE
+            trace = (ev, g, tt, sp, c, self.trace_n)
         return src_run(ev_i, ev_c, ev_t, start, self.weight, self.rec, self.phi, self.counts, theta, inv_tau, ref,
-                       emit, bi, bc, bt, m, self.cap, self.queue_i, self.queue_c, self.capped, record, ev, g, tt, sp, c,
-                       self.trace_n)
+                       emit, bi, bc, bt, m, self.cap, self.queue_i, self.queue_c, self.capped, trace)
 
     def note_activity(self, act, h):
         self._noted = (act, h)
