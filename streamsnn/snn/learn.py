@@ -56,6 +56,7 @@ def traces(net, idx: np.ndarray, t: np.ndarray) -> list[tuple[np.ndarray, np.nda
     act = np.flatnonzero(x).astype(np.int32)
     acts = [(act, x[act].astype(np.float32))]
     for layer, train, inv in zip(net.hidden, net.spike_trains, invs[1:]):
+        layer.note_readout(t_end)
         ev_i, ev_c, ev_t = train
         h = np.bincount(ev_i, weights=ev_c * np.exp((ev_t.astype(np.float64) - t_end) * inv),
                         minlength=layer.geo.n_out)

@@ -281,6 +281,8 @@ class SpikingNetwork:
             raise InputError(f"lr_scale must be a finite number 0..{limits.MAX_LR_FACTOR:g}, got {lr_scale}")
         later = prediction is not None
         saved = self._save_state() if later and self.tau_us is not None else None
+        for layer in self.hidden:  # a kind that learns from the window's event trace records it in this forward
+            layer.recording = True
         try:
             if saved is not None:
                 self.reset()
@@ -294,6 +296,8 @@ class SpikingNetwork:
             self.updates += 1
             return d
         finally:
+            for layer in self.hidden:
+                layer.recording = False
             if saved is not None:
                 self._restore_state(saved)
 

@@ -96,6 +96,8 @@ class Layer:
     timing_ok: ClassVar[bool] = False
     #: The spec text form, for messages ("dense:N").
     usage: ClassVar[str] = ""
+    #: Set by the network while it runs a window it will learn from (a kind that needs the trace records it).
+    recording: bool = False
 
     # -- the spec (class side) ----------------------------------------------------------------
     @classmethod
@@ -232,6 +234,10 @@ class Layer:
     def note_activity(self, act, h) -> None:
         """Called just before ``backward`` with the layer's own active units (int32) and their activity (float32:
         counts, or traces under learning "membrane"). Nothing here; a kind whose step needs them keeps them."""
+
+    def note_readout(self, t_end: int) -> None:
+        """Called before ``backward`` under learning "membrane" with the window's readout time (µs, its last input
+        event). Nothing here; a kind that weighs its own trace by time keeps it."""
 
     def backward(self, a_in, x_in, act_out, d_out, delta, lr: float, max_step: float, want: bool) -> np.ndarray:
         """One SGD step on spike counts, in place: ``a_in``/``x_in`` the active inputs (int32) and their counts
