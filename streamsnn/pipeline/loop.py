@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import replace
 from typing import Callable
 
@@ -15,6 +16,7 @@ from .checkpoints import Checkpoints
 from .decide import Decider, temporal, true_output
 from .feedback import Recent
 from .growth import Growth
+from .inflight import merged
 from .metrics import Counters, Metrics
 from .outputs import Outputs
 from .runtime import _END, BoundedQueue, _low_latency_runtime
@@ -87,7 +89,11 @@ class Pipeline:
         # (nor with workers: the copies decide whole windows, the main network's states would go unread)
         self._feeding = self.segmenter.overlap != "repeat" and hasattr(self.decider, "feed") and not (
             s.learn_from_labels and self.segmenter.label_windows) and s.workers <= 1
-        self._ahead: list[asyncio.Future] = []  # batches handed to the worker and not yet fed (at most queue_size)
+        # batches handed to the worker and not yet fed (at most queue_size), taken all at once by one job on it
+        self._ahead: list = []
+        self._ahead_lock = threading.Lock()
+        self._unfed: list[int] = []  # sensor time (us) from the first to the last event of the batches not fed yet
+        self._feeding_job: Future | None = None  # the worker's job feeding `_ahead`, while there is one
         self.overlap = {"fed": 0, "skipped": 0}  # batches fed as they arrived, and skipped (queue full)
         self.recent = Recent(s.recent, s.recent_events)
         self.feedback = feedback
@@ -198,20 +204,48 @@ class Pipeline:
     async def _feed_ahead(self, pieces: list) -> None:
         """Hand accepted batches to the worker as they arrive (`inflight.InFlight`), at most `queue_size` pending:
         beyond that the reader waits ("block"), or the batch is not fed ahead (the drop policies: its windows are
-        then decided from their own events, as the states no longer hold all of them)."""
-        self._ahead = [f for f in self._ahead if not f.done()]
-        if len(self._ahead) >= self.settings.queue_size:
+        then decided from their own events, as the states no longer hold all of them).
+
+        One job on the worker feeds every batch handed over until none is left (`_feed_pending`), those that
+        piled up while it worked joined into one feed (`inflight.merged`): no event-loop round trip per batch,
+        and a worker that fell behind pays the per-call cost once for the pile. A window's decision, submitted
+        to the worker after its batches were handed over, runs after they were fed (the job is ahead of it, or
+        takes them before it ends)."""
+        while self._behind(pieces) and (job := self._feeding_job) is not None:
             if self.settings.policy != "block":
                 self.overlap["skipped"] += len(pieces)
                 return
-            await asyncio.wait(self._ahead[:1])
+            await asyncio.wrap_future(job)
         self.overlap["fed"] += len(pieces)
-        self._ahead.append(asyncio.get_running_loop().run_in_executor(self._worker, self._feed_pieces, pieces))
+        with self._ahead_lock:
+            self._ahead += pieces
+            self._unfed = [self._unfed[0] if self._unfed else pieces[0].batch.t_start, pieces[-1].batch.t_end]
+            if self._feeding_job is None:
+                self._feeding_job = self._worker.submit(self._feed_pending)
 
-    def _feed_pieces(self, pieces: list) -> None:
-        """On the worker: feed the batches to the windows in flight (never raises)."""
-        for piece in pieces:
-            self.decider.feed(self.net, piece)
+    def _feed_pending(self) -> None:
+        """On the worker: feed the batches handed over to the windows in flight until none is left (never raises)."""
+        while True:
+            with self._ahead_lock:
+                pieces, self._ahead = self._ahead, []
+                if not pieces:
+                    self._feeding_job = None
+                    return
+            try:
+                for piece in merged(pieces):
+                    self.decider.feed(self.net, piece)
+            except Exception:  # noqa: BLE001 - a defect: the windows are then decided from their own events
+                log.debug("feeding batches ahead failed", exc_info=True)
+            finally:
+                with self._ahead_lock:
+                    self._unfed = [self._ahead[0].batch.t_start, self._unfed[1]] if self._ahead else []
+
+    def _behind(self, pieces: list) -> bool:
+        """Whether the batches not fed yet span `queue_size` hops of sensor time or more (the stream the window
+        queue holds): a worker that far behind is not handed more (skipping a batch costs its windows a
+        recomputation from their own events, so only this far behind)."""
+        unfed = self._unfed
+        return bool(unfed) and unfed[1] - unfed[0] >= self.settings.queue_size * pieces[0].hop_us
 
     def _bad_batch(self, detail: str) -> None:
         self.counters.bad_batches += 1
