@@ -202,15 +202,17 @@ class Pipeline:
                 await self._finish_reading()
 
     async def _feed_ahead(self, pieces: list) -> None:
-        """Hand accepted batches to the worker as they arrive (`inflight.InFlight`), at most `queue_size` pending:
-        beyond that the reader waits ("block"), or the batch is not fed ahead (the drop policies: its windows are
-        then decided from their own events, as the states no longer hold all of them).
+        """Hand accepted batches to the worker as they arrive (`inflight.InFlight`) while those not fed yet span
+        less than `queue_size` hops: beyond that the reader waits ("block"), or the batch is not fed ahead (the
+        drop policies: its windows are then decided from their own events, as the states no longer hold all of
+        them).
 
-        One job on the worker feeds every batch handed over until none is left (`_feed_pending`), those that
-        piled up while it worked joined into one feed (`inflight.merged`): no event-loop round trip per batch,
-        and a worker that fell behind pays the per-call cost once for the pile. A window's decision, submitted
-        to the worker after its batches were handed over, runs after they were fed (the job is ahead of it, or
-        takes them before it ends)."""
+        A job on the worker feeds the batches handed over so far (`_feed_pending`), those that piled up while it
+        worked joined into one feed (`inflight.merged`): no event-loop round trip per batch, and a worker that
+        fell behind pays the per-call cost once for the pile. It queues itself again while batches are left,
+        behind the decisions submitted meanwhile; each decision first feeds what is still pending (`_feed_now`),
+        so it waits for the pile in progress and what is pending, never for a feeding job that keeps finding
+        new batches."""
         while self._behind(pieces) and (job := self._feeding_job) is not None:
             if self.settings.policy != "block":
                 self.overlap["skipped"] += len(pieces)
@@ -224,21 +226,29 @@ class Pipeline:
                 self._feeding_job = self._worker.submit(self._feed_pending)
 
     def _feed_pending(self) -> None:
-        """On the worker: feed the batches handed over to the windows in flight until none is left (never raises)."""
-        while True:
-            with self._ahead_lock:
-                pieces, self._ahead = self._ahead, []
-                if not pieces:
-                    self._feeding_job = None
-                    return
+        """On the worker: feed the batches handed over, then queue again behind what was submitted meanwhile
+        while batches are left (never raises)."""
+        self._feed_now()
+        with self._ahead_lock:
             try:
-                for piece in merged(pieces):
-                    self.decider.feed(self.net, piece)
-            except Exception:  # noqa: BLE001 - a defect: the windows are then decided from their own events
-                log.debug("feeding batches ahead failed", exc_info=True)
-            finally:
-                with self._ahead_lock:
-                    self._unfed = [self._ahead[0].batch.t_start, self._unfed[1]] if self._ahead else []
+                self._feeding_job = self._worker.submit(self._feed_pending) if self._ahead else None
+            except RuntimeError:  # the worker is shutting down: what is left is fed by the decisions, if any
+                self._feeding_job = None
+
+    def _feed_now(self) -> None:
+        """On the worker: feed the batches handed over so far to the windows in flight (never raises)."""
+        with self._ahead_lock:
+            pieces, self._ahead = self._ahead, []
+        if not pieces:
+            return
+        try:
+            for piece in merged(pieces):
+                self.decider.feed(self.net, piece)
+        except Exception:  # noqa: BLE001 - a defect: the windows are then decided from their own events
+            log.debug("feeding batches ahead failed", exc_info=True)
+        finally:
+            with self._ahead_lock:
+                self._unfed = [self._ahead[0].batch.t_start, self._unfed[1]] if self._ahead else []
 
     def _behind(self, pieces: list) -> bool:
         """Whether the batches not fed yet span `queue_size` hops of sensor time or more (the stream the window
@@ -272,6 +282,8 @@ class Pipeline:
 
     def _decide(self, w: Window) -> tuple:
         """On the worker: the decision and how long it waited and took (DecisionInfo)."""
+        if self._feeding:
+            self._feed_now()  # the window's own batches, if the feeding job has not taken them yet
         start = time.monotonic()
         d = self.decider(self.net, w, learn=self.learn_from_labels)
         done = time.monotonic()
