@@ -195,3 +195,19 @@ def test_inflight_state_of_a_joined_piece_equals_the_pieces_one_by_one(recording
         sa.finish(net)
         sb.finish(net)
         assert np.array_equal(sa.last, sb.last) and sa.spikes == sb.spikes and (sa.raw, sa.fed) == (sb.raw, sb.fed)
+
+
+def test_small_packets_are_fed_together_with_the_same_decisions(recordings_dir):
+    from streamsnn.pipeline.loop import FEED_EVENTS
+
+    rec = read_events(recordings_dir / "tonic_sample.aedat4")
+    batches = rec.slice_time(None, rec.t_start + 400_000).split_time(250)  # tens of events each
+    whole, _, _ = run(batches, "repeat", gated=False)
+    feeds: list[int] = []
+    got, _, m = run(batches, "inflight", gated=False, feeds=feeds)
+    total = sum(len(b) for b in batches)
+    assert total / len(batches) < FEED_EVENTS / 10 and m["fed"] == len(batches) and m["skipped"] == 0
+    # fed once FEED_EVENTS have come, or when a window closes: not once per packet
+    assert sum(feeds) == total and len(feeds) <= total // FEED_EVENTS + len(got) + 1 < len(batches) / 4
+    assert m["recomputed"] == 0 and len(got) == len(whole) >= 6
+    assert all(a[:2] == b[:2] and same(a[2], b[2]) for a, b in zip(whole, got))

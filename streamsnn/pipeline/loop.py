@@ -29,6 +29,10 @@ from .workers import InferencePool
 
 log = logging.getLogger(__name__)
 LOG_FIRST = 20  # skipped batches and windows logged at WARNING; further ones at DEBUG
+#: Batches handed to the worker wait until they hold this many events (or a window closes) before a job feeds
+#: them: each feed costs ~0.1 ms of Python and kernel calls whatever its size, which a sparse sensor's small
+#: packets (tens of events) would pay once each; fewer events than this take the network well under a ms.
+FEED_EVENTS = 1024
 
 
 def _one_line(stage: str, exc: BaseException) -> BaseException:
@@ -91,6 +95,8 @@ class Pipeline:
             s.learn_from_labels and self.segmenter.label_windows) and s.workers <= 1
         # batches handed to the worker and not yet fed (at most queue_size), taken all at once by one job on it
         self._ahead: list = []
+        self._ahead_events = 0  # events in `_ahead`
+        self._unfed_events = 0  # events handed over and not fed yet (in `_ahead` or being fed)
         self._ahead_lock = threading.Lock()
         self._unfed: list[int] = []  # sensor time (us) from the first to the last event of the batches not fed yet
         self._feeding_job: Future | None = None  # the worker's job feeding `_ahead`, while there is one
@@ -207,12 +213,12 @@ class Pipeline:
         drop policies: its windows are then decided from their own events, as the states no longer hold all of
         them).
 
-        A job on the worker feeds the batches handed over so far (`_feed_pending`), those that piled up while it
-        worked joined into one feed (`inflight.merged`): no event-loop round trip per batch, and a worker that
-        fell behind pays the per-call cost once for the pile. It queues itself again while batches are left,
-        behind the decisions submitted meanwhile; each decision first feeds what is still pending (`_feed_now`),
-        so it waits for the pile in progress and what is pending, never for a feeding job that keeps finding
-        new batches."""
+        A job on the worker feeds the batches handed over so far (`_feed_pending`) once they hold `FEED_EVENTS`,
+        those that piled up joined into one feed (`inflight.merged`): no event-loop round trip per batch, and
+        small packets or a worker that fell behind pay the per-call cost once for the pile. It queues itself
+        again while `FEED_EVENTS` are left, behind the decisions submitted meanwhile; each decision first feeds
+        what is still pending (`_feed_now`), so it waits for the pile in progress and what is pending, never for
+        a feeding job that keeps finding new batches."""
         while self._behind(pieces) and (job := self._feeding_job) is not None:
             if self.settings.policy != "block":
                 self.overlap["skipped"] += len(pieces)
@@ -221,8 +227,11 @@ class Pipeline:
         self.overlap["fed"] += len(pieces)
         with self._ahead_lock:
             self._ahead += pieces
+            n = sum(len(p.batch) for p in pieces)
+            self._ahead_events += n
+            self._unfed_events += n
             self._unfed = [self._unfed[0] if self._unfed else pieces[0].batch.t_start, pieces[-1].batch.t_end]
-            if self._feeding_job is None:
+            if self._feeding_job is None and self._ahead_events >= FEED_EVENTS:
                 self._feeding_job = self._worker.submit(self._feed_pending)
 
     def _feed_pending(self) -> None:
@@ -231,14 +240,15 @@ class Pipeline:
         self._feed_now()
         with self._ahead_lock:
             try:
-                self._feeding_job = self._worker.submit(self._feed_pending) if self._ahead else None
+                more = self._ahead_events >= FEED_EVENTS
+                self._feeding_job = self._worker.submit(self._feed_pending) if more else None
             except RuntimeError:  # the worker is shutting down: what is left is fed by the decisions, if any
                 self._feeding_job = None
 
     def _feed_now(self) -> None:
         """On the worker: feed the batches handed over so far to the windows in flight (never raises)."""
         with self._ahead_lock:
-            pieces, self._ahead = self._ahead, []
+            pieces, self._ahead, self._ahead_events = self._ahead, [], 0
         if not pieces:
             return
         try:
@@ -249,13 +259,16 @@ class Pipeline:
         finally:
             with self._ahead_lock:
                 self._unfed = [self._ahead[0].batch.t_start, self._unfed[1]] if self._ahead else []
+                self._unfed_events -= sum(len(p.batch) for p in pieces)
 
     def _behind(self, pieces: list) -> bool:
         """Whether the batches not fed yet span `queue_size` hops of sensor time or more (the stream the window
-        queue holds): a worker that far behind is not handed more (skipping a batch costs its windows a
-        recomputation from their own events, so only this far behind)."""
+        queue holds) and hold `FEED_EVENTS` or more (not a sparse stream's batches left waiting on purpose): a
+        worker that far behind is not handed more (skipping a batch costs its windows a recomputation from their
+        own events, so only this far behind)."""
         unfed = self._unfed
-        return bool(unfed) and unfed[1] - unfed[0] >= self.settings.queue_size * pieces[0].hop_us
+        return (bool(unfed) and unfed[1] - unfed[0] >= self.settings.queue_size * pieces[0].hop_us
+                and self._unfed_events >= FEED_EVENTS)
 
     def _bad_batch(self, detail: str) -> None:
         self.counters.bad_batches += 1
