@@ -211,3 +211,41 @@ def test_small_packets_are_fed_together_with_the_same_decisions(recordings_dir):
     assert sum(feeds) == total and len(feeds) <= total // FEED_EVENTS + len(got) + 1 < len(batches) / 4
     assert m["recomputed"] == 0 and len(got) == len(whole) >= 6
     assert all(a[:2] == b[:2] and same(a[2], b[2]) for a, b in zip(whole, got))
+
+
+def test_a_closing_batch_events_after_its_last_window_wait_for_the_next_batch(recordings_dir):
+    rec = read_events(recordings_dir / "tonic_sample.aedat4")
+    t0 = rec.t_start
+    first, closing = rec.slice_time(t0, t0 + 60_000), rec.slice_time(t0 + 60_000, t0 + 180_000)
+    # the closing batch closes the windows [t0, t0 + 100 ms) and [t0 + 50, t0 + 150 ms)
+    after_end = len(rec.slice_time(t0 + 150_000, t0 + 180_000))
+    assert after_end > 1000
+
+    class First(Collect):
+        def __init__(self):
+            super().__init__()
+            self.decided = asyncio.Event()
+
+        def publish_decision(self, window, decision, info) -> None:
+            super().publish_decision(window, decision, info)
+            self.decided.set()
+
+    async def go():
+        net, sink, feeds = small_net(), First(), []
+        source = ListSource([first, closing], then_wait=True)  # then silence: no next batch
+        pipe = Pipeline(source, net, [sink], segmenter=Segmenter("window", 100_000, 50_000, overlap="inflight"),
+                        metrics_every_s=60)
+        real = pipe.decider.feed
+        pipe.decider.feed = lambda n, piece: (feeds.append(len(piece.batch)), real(n, piece))
+        task = asyncio.create_task(pipe.run())
+        await asyncio.wait_for(sink.decided.wait(), 60)
+        fed_by_then = sum(feeds)  # its windows were decided without the events after t0 + 150 ms
+        pipe.stop()
+        await asyncio.wait_for(task, 60)
+        return fed_by_then, sum(feeds), sink.got, pipe.metrics()["overlap"]
+
+    fed_by_then, fed, got, m = asyncio.run(go())
+    assert fed_by_then == len(first) + len(closing) - after_end
+    assert fed == len(first) + len(closing) and m["fed"] == 2 and m["recomputed"] == 0
+    whole, _, _ = run([first, closing], "repeat", gated=False)
+    assert len(got) == len(whole) == 3 and all(a[:2] == b[:2] and same(a[2], b[2]) for a, b in zip(whole, got))

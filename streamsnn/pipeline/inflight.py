@@ -26,6 +26,7 @@ until read out, at most `MAX_STATES` in all (the oldest are dropped first).
 from __future__ import annotations
 
 import logging
+from dataclasses import replace
 
 import numpy as np
 
@@ -76,6 +77,20 @@ def merged(pieces: list[Piece]) -> list[Piece]:
     if run:
         out.append(_joined(run))
     return out
+
+
+def split_at(pieces: list[Piece], t_us: int) -> tuple[list[Piece], list[Piece]]:
+    """The pieces' events before `t_us`, and those from `t_us` on (pieces in time order; empty parts left out)."""
+    before: list[Piece] = []
+    after: list[Piece] = []
+    for p in pieces:
+        n = len(p.batch)
+        k = int(np.searchsorted(p.batch.events["t"], t_us, side="left"))
+        if k:
+            before.append(p if k == n else replace(p, batch=p.batch.slice_count(0, k)))
+        if k < n:
+            after.append(p if k == 0 else replace(p, batch=p.batch.slice_count(k)))
+    return before, after
 
 
 def _joined(run: list[Piece]) -> Piece:

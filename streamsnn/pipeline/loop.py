@@ -16,7 +16,7 @@ from .checkpoints import Checkpoints
 from .decide import Decider, temporal, true_output
 from .feedback import Recent
 from .growth import Growth
-from .inflight import merged
+from .inflight import merged, split_at
 from .metrics import Counters, Metrics
 from .outputs import Outputs
 from .runtime import _END, BoundedQueue, _low_latency_runtime
@@ -95,6 +95,7 @@ class Pipeline:
             s.learn_from_labels and self.segmenter.label_windows) and s.workers <= 1
         # batches handed to the worker and not yet fed (at most queue_size), taken all at once by one job on it
         self._ahead: list = []
+        self._later: list = []  # pieces after the last window closed, handed over with the next batch
         self._ahead_events = 0  # events in `_ahead`
         self._unfed_events = 0  # events handed over and not fed yet (in `_ahead` or being fed)
         self._ahead_lock = threading.Lock()
@@ -198,8 +199,8 @@ class Pipeline:
                     self.segmenter.reset()
                     continue
                 pieces = self.segmenter.take_pieces()
-                if pieces and self._feeding:
-                    await self._feed_ahead(pieces)  # before its windows: their states get this batch first
+                if self._feeding and (pieces or self._later):
+                    await self._hand_over(pieces, windows)  # before its windows: their states get this batch first
                 for w in windows:
                     self.counters.windows += 1
                     await self.windows.put(w)
@@ -207,7 +208,20 @@ class Pipeline:
             if not self._stopping.is_set():
                 await self._finish_reading()
 
-    async def _feed_ahead(self, pieces: list) -> None:
+    async def _hand_over(self, pieces: list, windows: list) -> None:
+        """Hand this batch's pieces to the worker (`_feed_ahead`), except its events from the end of the last
+        window it closes on: those go with the next batch, after that window's decision was submitted, so the
+        decision does not wait for them (they belong to later windows only)."""
+        count = len(pieces)  # this batch's (the ones held back were counted with theirs)
+        pieces, self._later = self._later + pieces, []
+        if windows:
+            pieces, self._later = split_at(pieces, max(int(w.t_end_us) for w in windows))
+        if pieces:
+            await self._feed_ahead(pieces, count)
+        else:
+            self.overlap["fed"] += count
+
+    async def _feed_ahead(self, pieces: list, count: int) -> None:
         """Hand accepted batches to the worker as they arrive (`inflight.InFlight`) while those not fed yet span
         less than `queue_size` hops: beyond that the reader waits ("block"), or the batch is not fed ahead (the
         drop policies: its windows are then decided from their own events, as the states no longer hold all of
@@ -221,10 +235,10 @@ class Pipeline:
         a feeding job that keeps finding new batches."""
         while self._behind(pieces) and (job := self._feeding_job) is not None:
             if self.settings.policy != "block":
-                self.overlap["skipped"] += len(pieces)
+                self.overlap["skipped"] += count
                 return
             await asyncio.wrap_future(job)
-        self.overlap["fed"] += len(pieces)
+        self.overlap["fed"] += count
         with self._ahead_lock:
             self._ahead += pieces
             n = sum(len(p.batch) for p in pieces)
@@ -282,6 +296,9 @@ class Pipeline:
                 await self.source.aclose()
             except Exception as exc:  # a source that fails to close must not block the shutdown
                 log.warning("closing the source failed: %s", exc)
+            if self._later:  # the last batch's events after its last window: the flushed window holds them
+                later, self._later = self._later, []
+                await self._feed_ahead(later, 0)
             try:
                 windows = self.segmenter.flush()
             except Exception as exc:  # noqa: BLE001 - never lose the end marker
