@@ -1,7 +1,7 @@
 """The daemon's per-packet and per-decision overhead, cut without changing a decision.
 
-The segmenter buffers stream events in an `EventBuffer` (linear in the events, windows are read-only
-views); batches piled up for a busy worker are fed at once (`inflight.merged`) and none is skipped
+The segmenter buffers stream events in an `EventBuffer` (linear in the events; windows get read-only
+copies made as bytes); batches piled up for a busy worker are fed at once (`inflight.merged`) and none is skipped
 while they span fewer than `queue_size` hops; each decision feeds what is still pending first.
 """
 
@@ -64,7 +64,7 @@ def test_event_buffer_matches_joining_and_dropping_arrays():
     assert np.array_equal(join_events(parts), np.concatenate(parts))
 
 
-def test_stream_windows_hold_exactly_their_events_as_read_only_views(recordings_dir):
+def test_stream_windows_hold_exactly_their_events_read_only(recordings_dir):
     rec = read_events(recordings_dir / "tonic_sample.aedat4")
     rng = np.random.default_rng(1)
     cuts = np.unique(rng.integers(0, len(rec), 400))

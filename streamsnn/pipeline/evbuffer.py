@@ -5,8 +5,9 @@ Joining each new packet to everything buffered (`np.concatenate`) copies the who
 event loop milliseconds per packet. Here an append copies only the new events into spare room at the end
 (the storage doubles when full, compacting what is still buffered), and dropping the front moves an offset.
 
-What `view()` returns is never written again: appends go past it and a full buffer moves to new storage,
-so a window may keep a view of the buffer instead of a copy. Views are read-only.
+What `view()` returns is never written again: appends go past it and a full buffer moves to new storage.
+Views are read-only; `copy()` gives a window its own events (a view would keep the whole storage alive
+as long as the window is kept for feedback, beyond what `model.recent_events` counts).
 """
 
 from __future__ import annotations
@@ -65,6 +66,13 @@ class EventBuffer:
         """Events [start, stop) of the buffer, read-only, never overwritten later."""
         stop = len(self) if stop is None else min(int(stop), len(self))
         out = self._store[self._lo + start:self._lo + stop]
+        out.flags.writeable = False
+        return out
+
+    def copy(self, start: int = 0, stop: int | None = None) -> np.ndarray:
+        """Events [start, stop) of the buffer as a new read-only array (copied as bytes: ~25x faster than
+        numpy's field-by-field copy), which keeps nothing of the buffer's storage alive."""
+        out = np.frombuffer(bytearray(_bytes(np.ascontiguousarray(self.view(start, stop)))), EVENT_DTYPE)
         out.flags.writeable = False
         return out
 

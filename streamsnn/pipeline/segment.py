@@ -227,7 +227,7 @@ class Segmenter:
         if len(self._buf) + len(batch) > self.max_events:  # the window would hold too much: classify it now
             self.counters["cut"] += 1
             if len(self._buf) >= self.min_events:
-                out.append(self._window(self._buf.view(), self._start, self._last + 1))
+                out.append(self._window(self._buf.copy(), self._start, self._last + 1))
             self._buf.clear()
             self._start = None
             self._epoch += 1
@@ -254,7 +254,7 @@ class Segmenter:
                 continue
             hi = int(np.searchsorted(t, self._start + W, side="left"))
             if hi >= self.min_events:
-                out.append(self._window(self._buf.view(0, hi), self._start, self._start + W))
+                out.append(self._window(self._buf.copy(0, hi), self._start, self._start + W))
             self._start += H
             self._buf.drop(int(np.searchsorted(t, self._start, side="left")))
         while len(self._spans) > 1 and self._spans[0][3] <= self._start:  # behind every window to come
@@ -264,7 +264,7 @@ class Segmenter:
     def _flush_stream(self) -> list[Window]:
         out = []
         if self._start is not None and len(self._buf) >= self.min_events:
-            out.append(self._window(self._buf.view(), self._start, self._start + self.window_us))
+            out.append(self._window(self._buf.copy(), self._start, self._start + self.window_us))
         self._buf.clear()
         self._unfed.clear()
         self._start = self._proto = self._last = None
@@ -283,7 +283,7 @@ class Segmenter:
     def _take_fresh(self, t_end: int) -> np.ndarray:
         """The held events before `t_end`, no longer held (continuous)."""
         k = int(np.searchsorted(self._unfed.t, t_end, side="left"))
-        fresh = self._unfed.view(0, k)
+        fresh = self._unfed.copy(0, k)
         self._unfed.drop(k)
         return fresh
 
@@ -295,8 +295,8 @@ class Segmenter:
             overlap = min(b, t_end) - max(a, t_start)
             if overlap > 0 and overlap >= best:
                 sample, label, best = name, lab, overlap
-        # the events of accepted batches of one sensor, in time order: valid without checking them again; a
-        # read-only view of the buffer, which never writes over what it handed out (evbuffer.EventBuffer)
+        # the events of accepted batches of one sensor, in time order: valid without checking them again (a
+        # read-only copy, evbuffer.EventBuffer.copy)
         batch = p._trusted(events, sample=sample, label=label, meta={})
         fresh = None
         if self.continuous:
