@@ -26,10 +26,12 @@ until read out, at most `MAX_STATES` in all (the oldest are dropped first).
 from __future__ import annotations
 
 import logging
+from dataclasses import replace
 
 import numpy as np
 
 from ..snn import guard, propagate
+from .evbuffer import join_events
 from .segment import Piece, Window
 
 log = logging.getLogger(__name__)
@@ -59,6 +61,45 @@ def eligible(net) -> bool:
 def _weights(net) -> tuple:
     """What a state's counts depend on besides its events (a change makes them stale)."""
     return net.model_version, id(net.out_weight), tuple(id(layer.weight) for layer in net.hidden)
+
+
+def merged(pieces: list[Piece]) -> list[Piece]:
+    """Consecutive pieces of one window grid joined into one (their events in order, the first one's origin):
+    fed at once, they give every state the same events in the same order as one by one (the kernels take
+    events one by one), for one call's overhead instead of one per piece (a worker that fell behind)."""
+    out: list[Piece] = []
+    run: list[Piece] = []
+    for piece in pieces:
+        if run and (piece.epoch, piece.window_us, piece.hop_us, piece.chunks) != (
+                run[0].epoch, run[0].window_us, run[0].hop_us, run[0].chunks):
+            out.append(_joined(run))
+            run = []
+        run.append(piece)
+    if run:
+        out.append(_joined(run))
+    return out
+
+
+def split_at(pieces: list[Piece], t_us: int) -> tuple[list[Piece], list[Piece]]:
+    """The pieces' events before `t_us`, and those from `t_us` on (pieces in time order; empty parts left out)."""
+    before: list[Piece] = []
+    after: list[Piece] = []
+    for p in pieces:
+        n = len(p.batch)
+        k = int(np.searchsorted(p.batch.events["t"], t_us, side="left"))
+        if k:
+            before.append(p if k == n else replace(p, batch=p.batch.slice_count(0, k)))
+        if k < n:
+            after.append(p if k == 0 else replace(p, batch=p.batch.slice_count(k)))
+    return before, after
+
+
+def _joined(run: list[Piece]) -> Piece:
+    if len(run) == 1:
+        return run[0]
+    first = run[0].batch  # batches the segmenter accepted, of one sensor, in time order: valid when joined
+    batch = first._trusted(join_events([p.batch.events for p in run]))
+    return Piece(batch, run[0].epoch, run[0].origin, run[0].window_us, run[0].hop_us, run[0].chunks)
 
 
 class _Span:

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import replace
 from typing import Callable
 
@@ -15,6 +16,7 @@ from .checkpoints import Checkpoints
 from .decide import Decider, temporal, true_output
 from .feedback import Recent
 from .growth import Growth
+from .inflight import merged, split_at
 from .metrics import Counters, Metrics
 from .outputs import Outputs
 from .runtime import _END, BoundedQueue, _low_latency_runtime
@@ -27,6 +29,10 @@ from .workers import InferencePool
 
 log = logging.getLogger(__name__)
 LOG_FIRST = 20  # skipped batches and windows logged at WARNING; further ones at DEBUG
+#: Batches handed to the worker wait until they hold this many events (or a window closes) before a job feeds
+#: them: each feed costs ~0.1 ms of Python and kernel calls whatever its size, which a sparse sensor's small
+#: packets (tens of events) would pay once each; fewer events than this take the network well under a ms.
+FEED_EVENTS = 1024
 
 
 def _one_line(stage: str, exc: BaseException) -> BaseException:
@@ -87,7 +93,14 @@ class Pipeline:
         # (nor with workers: the copies decide whole windows, the main network's states would go unread)
         self._feeding = self.segmenter.overlap != "repeat" and hasattr(self.decider, "feed") and not (
             s.learn_from_labels and self.segmenter.label_windows) and s.workers <= 1
-        self._ahead: list[asyncio.Future] = []  # batches handed to the worker and not yet fed (at most queue_size)
+        # batches handed to the worker and not yet fed (at most queue_size), taken all at once by one job on it
+        self._ahead: list = []
+        self._later: list = []  # pieces after the last window closed, handed over with the next batch
+        self._ahead_events = 0  # events in `_ahead`
+        self._unfed_events = 0  # events handed over and not fed yet (in `_ahead` or being fed)
+        self._ahead_lock = threading.Lock()
+        self._unfed: list[int] = []  # sensor time (us) from the first to the last event of the batches not fed yet
+        self._feeding_job: Future | None = None  # the worker's job feeding `_ahead`, while there is one
         self.overlap = {"fed": 0, "skipped": 0}  # batches fed as they arrived, and skipped (queue full)
         self.recent = Recent(s.recent, s.recent_events)
         self.feedback = feedback
@@ -186,8 +199,8 @@ class Pipeline:
                     self.segmenter.reset()
                     continue
                 pieces = self.segmenter.take_pieces()
-                if pieces and self._feeding:
-                    await self._feed_ahead(pieces)  # before its windows: their states get this batch first
+                if self._feeding and (pieces or self._later):
+                    await self._hand_over(pieces, windows)  # before its windows: their states get this batch first
                 for w in windows:
                     self.counters.windows += 1
                     await self.windows.put(w)
@@ -195,23 +208,81 @@ class Pipeline:
             if not self._stopping.is_set():
                 await self._finish_reading()
 
-    async def _feed_ahead(self, pieces: list) -> None:
-        """Hand accepted batches to the worker as they arrive (`inflight.InFlight`), at most `queue_size` pending:
-        beyond that the reader waits ("block"), or the batch is not fed ahead (the drop policies: its windows are
-        then decided from their own events, as the states no longer hold all of them)."""
-        self._ahead = [f for f in self._ahead if not f.done()]
-        if len(self._ahead) >= self.settings.queue_size:
-            if self.settings.policy != "block":
-                self.overlap["skipped"] += len(pieces)
-                return
-            await asyncio.wait(self._ahead[:1])
-        self.overlap["fed"] += len(pieces)
-        self._ahead.append(asyncio.get_running_loop().run_in_executor(self._worker, self._feed_pieces, pieces))
+    async def _hand_over(self, pieces: list, windows: list) -> None:
+        """Hand this batch's pieces to the worker (`_feed_ahead`), except its events from the end of the last
+        window it closes on: those go with the next batch, after that window's decision was submitted, so the
+        decision does not wait for them (they belong to later windows only)."""
+        count = len(pieces)  # this batch's (the ones held back were counted with theirs)
+        pieces, self._later = self._later + pieces, []
+        if windows:
+            pieces, self._later = split_at(pieces, max(int(w.t_end_us) for w in windows))
+        if pieces:
+            await self._feed_ahead(pieces, count)
+        else:
+            self.overlap["fed"] += count
 
-    def _feed_pieces(self, pieces: list) -> None:
-        """On the worker: feed the batches to the windows in flight (never raises)."""
-        for piece in pieces:
-            self.decider.feed(self.net, piece)
+    async def _feed_ahead(self, pieces: list, count: int) -> None:
+        """Hand accepted batches to the worker as they arrive (`inflight.InFlight`) while those not fed yet span
+        less than `queue_size` hops: beyond that the reader waits ("block"), or the batch is not fed ahead (the
+        drop policies: its windows are then decided from their own events, as the states no longer hold all of
+        them).
+
+        A job on the worker feeds the batches handed over so far (`_feed_pending`) once they hold `FEED_EVENTS`,
+        those that piled up joined into one feed (`inflight.merged`): no event-loop round trip per batch, and
+        small packets or a worker that fell behind pay the per-call cost once for the pile. It queues itself
+        again while `FEED_EVENTS` are left, behind the decisions submitted meanwhile; each decision first feeds
+        what is still pending (`_feed_now`), so it waits for the pile in progress and what is pending, never for
+        a feeding job that keeps finding new batches."""
+        while self._behind(pieces) and (job := self._feeding_job) is not None:
+            if self.settings.policy != "block":
+                self.overlap["skipped"] += count
+                return
+            await asyncio.wrap_future(job)
+        self.overlap["fed"] += count
+        with self._ahead_lock:
+            self._ahead += pieces
+            n = sum(len(p.batch) for p in pieces)
+            self._ahead_events += n
+            self._unfed_events += n
+            self._unfed = [self._unfed[0] if self._unfed else pieces[0].batch.t_start, pieces[-1].batch.t_end]
+            if self._feeding_job is None and self._ahead_events >= FEED_EVENTS:
+                self._feeding_job = self._worker.submit(self._feed_pending)
+
+    def _feed_pending(self) -> None:
+        """On the worker: feed the batches handed over, then queue again behind what was submitted meanwhile
+        while batches are left (never raises)."""
+        self._feed_now()
+        with self._ahead_lock:
+            try:
+                more = self._ahead_events >= FEED_EVENTS
+                self._feeding_job = self._worker.submit(self._feed_pending) if more else None
+            except RuntimeError:  # the worker is shutting down: what is left is fed by the decisions, if any
+                self._feeding_job = None
+
+    def _feed_now(self) -> None:
+        """On the worker: feed the batches handed over so far to the windows in flight (never raises)."""
+        with self._ahead_lock:
+            pieces, self._ahead, self._ahead_events = self._ahead, [], 0
+        if not pieces:
+            return
+        try:
+            for piece in merged(pieces):
+                self.decider.feed(self.net, piece)
+        except Exception:  # noqa: BLE001 - a defect: the windows are then decided from their own events
+            log.debug("feeding batches ahead failed", exc_info=True)
+        finally:
+            with self._ahead_lock:
+                self._unfed = [self._ahead[0].batch.t_start, self._unfed[1]] if self._ahead else []
+                self._unfed_events -= sum(len(p.batch) for p in pieces)
+
+    def _behind(self, pieces: list) -> bool:
+        """Whether the batches not fed yet span `queue_size` hops of sensor time or more (the stream the window
+        queue holds) and hold `FEED_EVENTS` or more (not a sparse stream's batches left waiting on purpose): a
+        worker that far behind is not handed more (skipping a batch costs its windows a recomputation from their
+        own events, so only this far behind)."""
+        unfed = self._unfed
+        return (bool(unfed) and unfed[1] - unfed[0] >= self.settings.queue_size * pieces[0].hop_us
+                and self._unfed_events >= FEED_EVENTS)
 
     def _bad_batch(self, detail: str) -> None:
         self.counters.bad_batches += 1
@@ -225,6 +296,9 @@ class Pipeline:
                 await self.source.aclose()
             except Exception as exc:  # a source that fails to close must not block the shutdown
                 log.warning("closing the source failed: %s", exc)
+            if self._later:  # the last batch's events after its last window: the flushed window holds them
+                later, self._later = self._later, []
+                await self._feed_ahead(later, 0)
             try:
                 windows = self.segmenter.flush()
             except Exception as exc:  # noqa: BLE001 - never lose the end marker
@@ -238,6 +312,8 @@ class Pipeline:
 
     def _decide(self, w: Window) -> tuple:
         """On the worker: the decision and how long it waited and took (DecisionInfo)."""
+        if self._feeding:
+            self._feed_now()  # the window's own batches, if the feeding job has not taken them yet
         start = time.monotonic()
         d = self.decider(self.net, w, learn=self.learn_from_labels)
         done = time.monotonic()

@@ -8,8 +8,9 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..errors import ConfigError, InputError
-from ..events import EVENT_DTYPE, EventBatch
+from ..events import EventBatch
 from ..textsafe import shown
+from .evbuffer import EventBuffer
 
 #: Default bounds on one window or sample (see Segmenter): events, and sensor time of a sample.
 MAX_EVENTS = 1_000_000
@@ -129,12 +130,12 @@ class Segmenter:
         self._parts: list[EventBatch] = []        # pieces of the current sample
         self._part_events = 0
         self._span: tuple[int, int] | None = None  # first and last timestamp of the current sample
-        self._buf = np.empty(0, EVENT_DTYPE)      # stream events not yet behind the window start
+        self._buf = EventBuffer()                 # stream events not yet behind the window start
         self._start: int | None = None            # start of the next sliding window (None: at the next event)
         self._proto: EventBatch | None = None     # sensor size and source of the stream (None: no stream)
         self._last: int | None = None             # last stream timestamp received
         self._spans: list[list] = []              # label_windows: [sample, label, first t, last t + 1], oldest first
-        self._unfed = np.empty(0, EVENT_DTYPE)    # continuous: stream events not yet handed on as a window's `fresh`
+        self._unfed = EventBuffer()               # continuous: stream events not yet handed on as a window's `fresh`
         self._pieces: list[Piece] = []            # overlap: accepted stream batches not yet taken
         self._epoch = getattr(self, "_epoch", 0) + 1  # a new window grid: states of the old one never match
 
@@ -226,8 +227,9 @@ class Segmenter:
         if len(self._buf) + len(batch) > self.max_events:  # the window would hold too much: classify it now
             self.counters["cut"] += 1
             if len(self._buf) >= self.min_events:
-                out.append(self._window(self._buf, self._start, self._last + 1))
-            self._buf, self._start = np.empty(0, EVENT_DTYPE), None
+                out.append(self._window(self._buf.copy(), self._start, self._last + 1))
+            self._buf.clear()
+            self._start = None
             self._epoch += 1
         if self._proto is None:
             self._proto = batch
@@ -239,23 +241,22 @@ class Segmenter:
             else:
                 self._spans.append([batch.sample, int(batch.label), t0, batch.t_end + 1])
         self._last = batch.t_end
-        self._buf = np.concatenate([self._buf, batch.events]) if len(self._buf) else batch.events
+        self._buf.append(batch.events)
         if self.continuous:
             self._hold(batch.events)
         if self.overlap != "repeat":
             self._pieces.append(Piece(batch, self._epoch, self._start, self.window_us, self.hop_us,
                                       self.overlap == "chunks"))
         W, H = self.window_us, self.hop_us
-        while len(self._buf) and int(self._buf["t"][-1]) >= self._start + W:
-            t = self._buf["t"]
+        while len(self._buf) and int((t := self._buf.t)[-1]) >= self._start + W:
             if int(t[0]) >= self._start + W:  # nothing in this window: jump ahead to the next event
                 self._start += ((int(t[0]) - self._start - W) // H + 1) * H
                 continue
             hi = int(np.searchsorted(t, self._start + W, side="left"))
             if hi >= self.min_events:
-                out.append(self._window(self._buf[:hi], self._start, self._start + W))
+                out.append(self._window(self._buf.copy(0, hi), self._start, self._start + W))
             self._start += H
-            self._buf = self._buf[int(np.searchsorted(t, self._start, side="left")):]
+            self._buf.drop(int(np.searchsorted(t, self._start, side="left")))
         while len(self._spans) > 1 and self._spans[0][3] <= self._start:  # behind every window to come
             self._spans.pop(0)
         return out
@@ -263,8 +264,9 @@ class Segmenter:
     def _flush_stream(self) -> list[Window]:
         out = []
         if self._start is not None and len(self._buf) >= self.min_events:
-            out.append(self._window(self._buf, self._start, self._start + self.window_us))
-        self._buf = self._unfed = np.empty(0, EVENT_DTYPE)
+            out.append(self._window(self._buf.copy(), self._start, self._start + self.window_us))
+        self._buf.clear()
+        self._unfed.clear()
         self._start = self._proto = self._last = None
         self._spans = []
         self._epoch += 1
@@ -272,16 +274,17 @@ class Segmenter:
 
     def _hold(self, events: np.ndarray) -> None:
         """Keep stream events until a window hands them on (continuous), at most `max_events` of them."""
-        held = np.concatenate([self._unfed, events]) if len(self._unfed) else events
+        held = self._unfed
+        held.append(events)
         if len(held) > self.max_events:
             self.counters["unfed"] = self.counters.get("unfed", 0) + len(held) - self.max_events
-            held = held[len(held) - self.max_events:]
-        self._unfed = held
+            held.drop(len(held) - self.max_events)
 
     def _take_fresh(self, t_end: int) -> np.ndarray:
         """The held events before `t_end`, no longer held (continuous)."""
-        k = int(np.searchsorted(self._unfed["t"], t_end, side="left"))
-        fresh, self._unfed = self._unfed[:k], self._unfed[k:]
+        k = int(np.searchsorted(self._unfed.t, t_end, side="left"))
+        fresh = self._unfed.copy(0, k)
+        self._unfed.drop(k)
         return fresh
 
     def _window(self, events: np.ndarray, t_start: int, t_end: int) -> Window:
@@ -292,10 +295,12 @@ class Segmenter:
             overlap = min(b, t_end) - max(a, t_start)
             if overlap > 0 and overlap >= best:
                 sample, label, best = name, lab, overlap
-        batch = EventBatch(events.copy(), p.width, p.height, sample=sample, label=label, source=p.source)
+        # the events of accepted batches of one sensor, in time order: valid without checking them again (a
+        # read-only copy, evbuffer.EventBuffer.copy)
+        batch = p._trusted(events, sample=sample, label=label, meta={})
         fresh = None
         if self.continuous:
-            fresh = EventBatch(self._take_fresh(t_end).copy(), p.width, p.height, source=p.source)
+            fresh = p._trusted(self._take_fresh(t_end), sample=None, label=None, meta={})
         key = (self._epoch, int(t_start)) if self.overlap != "repeat" else None
         return Window(batch, t_start, t_end, sample=sample, label=label, source=p.source, fresh=fresh, key=key,
                       chunk_us=self.hop_us if self.overlap == "chunks" else 0)
