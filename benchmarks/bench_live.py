@@ -43,6 +43,7 @@ PACED_RATE = 1.2e6        # events/s of the paced run (the p99 target is judged 
 SUSTAINED_TARGET = 5e6    # events/s with no dropped window (issue 21)
 P99_TARGET_MS = 1.0
 WALL_CHUNK_US = 1000      # the replay hands over one batch per ms of wall time (a camera's packets) ...
+MIN_CHUNK_US = 100        # ... of at least this much sensor time (a slowed replay: still about 1 ms of wall time)
 MIN_WINDOWS = 40          # windows a run should hold at least, within max_wall seconds (see Runs.at)
 KEPT_PACE = 0.95          # a run keeps up when the stream went through at >= 95 % of the offered pace
 
@@ -53,9 +54,11 @@ def live_settings() -> dict:
 
 
 def chunk_for(speed: float, hop_us: int) -> int:
-    """Sensor time per replay batch: one batch per ms of wall time, ... but at least 1 ms and at most one hop
-    of sensor time (so a batch never completes more than one window at once)."""
-    return int(min(hop_us, max(1000, round(speed * WALL_CHUNK_US))))
+    """Sensor time per replay batch: one batch per ms of wall time, as a camera hands over its packets, ... but at
+    least MIN_CHUNK_US and at most one hop of sensor time (so a batch never completes more than one window at once).
+    (Until 2026-12-03 the floor was 1 ms of sensor time: a replay slowed to 0.3x then handed over 3.3 ms batches,
+    and a window's decision waited for the whole batch holding its end.)"""
+    return int(min(hop_us, max(MIN_CHUNK_US, round(speed * WALL_CHUNK_US))))
 
 
 def _toml(sections: dict) -> str:
@@ -328,8 +331,9 @@ def run(ctx: Context, names: list[str] | None = None) -> Result:
            "sensor time: 20 per second at real time), so a fast replay loads the daemon with far more decisions "
            "per second than a camera at the same events/s would (a camera at 5 M events/s still gets 20 decisions "
            "a second, of bigger windows): per-decision costs weigh more here than live.")
-    r.note(f"Replay batches: one per ms of wall time ({WALL_CHUNK_US} us x speed of sensor time), at least 1 ms "
-           "and at most one hop of sensor time. A run keeps up when no window was dropped (metrics `drops`), no "
+    r.note(f"Replay batches: one per ms of wall time ({WALL_CHUNK_US} us x speed of sensor time), at least "
+           f"{MIN_CHUNK_US} us and at most one hop of sensor time. A run keeps up when no window was dropped "
+           "(metrics `drops`), no "
            "decision was lost between the daemon and the subscriber, and the stream went through at "
            f">= {KEPT_PACE:.0%} of the offered pace (sensor time between the first and last decision over the wall "
            "time between them, so a backlog the window queue absorbed without a drop still counts; a replay that "
