@@ -247,4 +247,8 @@ def test_demo_gestures_trains_and_decides(tmp_path):
 
     net = SpikingNetwork.load(tmp_path / "cache" / "streamsnn" / "demo-gestures.npz")
     assert list(net.classes) == list(CLASSES) and net.updates > 10
+    if net.tau_us is not None:  # time was needed: the same network `train` gives, input delays included
+        from streamsnn.learn.datadefaults import DELAY_COPIES
+
+        assert net.learning == "membrane" and net.input_map.delays == DELAY_COPIES and "delayed copies" in text
     assert not (tmp_path / "cache" / "streamsnn" / "demo-model.npz").exists()  # the digit model is another file

@@ -9,15 +9,17 @@ from pathlib import Path
 def train_gestures(args, out: Path, say) -> None:
     """Train the default network briefly on `args.synthetic` synthetic gestures (classes in turn, the
     training split's samples of `streamsnn synth --gestures`), choosing the learning rule as `train` does:
-    when the gestures need time (`learn.timecheck`), learning "membrane" with a leak and whole samples (live,
-    its state carries across windows); else counts with the stream transforms."""
+    when the gestures need time (`learn.timecheck`), learning "membrane" with input delays, a leak and whole
+    samples (live, its state carries across windows); else counts with the stream transforms."""
+    from dataclasses import replace
+
     import numpy as np
     from tqdm import tqdm
 
     from ..defaults import MEMBRANE_LR_SCALE
     from ..errors import ConfigError
     from ..learn.augment import StreamCrops
-    from ..learn.datadefaults import choose_tau, default_grid
+    from ..learn.datadefaults import choose_delays, choose_tau, default_grid
     from ..learn.timecheck import check_time
     from ..learn.training import Augment, SampleArrays, learning_settings, train_epoch
     from ..snn import SpikingNetwork
@@ -51,13 +53,17 @@ def train_gestures(args, out: Path, say) -> None:
     check = check_time(data, net.input_map.n_inputs, len(CLASSES), 2)
     stream = StreamCrops()
     if check.needed:
-        tau_us, _ = choose_tau(float(np.median([t[-1] - t[0] for t in data.t])), None, "membrane")
+        median = float(np.median([t[-1] - t[0] for t in data.t]))
+        copies, delay_us, _ = choose_delays(median, None, None, True)
+        tau_us, _ = choose_tau(median, None, "membrane", delay_us)
         whole = learning_settings(DEFAULT_ARCH, several=False, stream=False)
-        net = SpikingNetwork(**{**net.config(), "learning": "membrane", "tau_us": tau_us,
+        delayed = replace(net.input_map, delays=copies, delay_us=delay_us).to_dict()
+        net = SpikingNetwork(**{**net.config(), "learning": "membrane", "tau_us": tau_us, "input_map": delayed,
                                 "lr": whole["lr"] * MEMBRANE_LR_SCALE, "lr_out": whole["lr_out"] * MEMBRANE_LR_SCALE})
         stream = None
     say(f"training: {check.describe()}: learning {net.learning}"
-        + (f", leak {net.tau_us / 1000:g} ms, whole samples" if net.tau_us else ", stream crops"))
+        + (f", leak {net.tau_us / 1000:g} ms, input {net.input_map.describe_delays()}, whole samples" if net.tau_us
+           else ", stream crops"))
     say(f"training: {net.arch} on {len(data)} gestures, {args.epochs} epochs (once; the model is kept at {out})")
     augment = Augment()
     for ep in range(args.epochs):
