@@ -40,6 +40,8 @@ SEEDS = (0, 1, 2)
 #: et al.'s hidden layer (2312-800-10).
 ARMS = {
     "counts": ("O'Connor & Welling 2016, backprop on counts", ["--learning", "counts"]),
+    "dense": ("the same, one dense layer (the width the temporal arms use)", ["--learning", "counts", "--arch",
+                                                                           "dense:800"]),
     "spikes": ("O'Connor & Welling 2016, error spikes", ["--learning", "spikes", "--arch", "dense:800"]),
     "membrane": ("Lee, Delbruck & Pfeiffer 2016", ["--learning", "membrane"]),
     "timing": ("Yamamoto, Sakemi & Aihara 2022", ["--learning", "timing", "--arch", "dense:800"]),
