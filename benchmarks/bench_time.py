@@ -172,8 +172,9 @@ def run(ctx: Context) -> Result:
            "(live settings: 100 ms windows every 50 ms; a model with a leak gets each event once, its state carried "
            "across windows; 'last decision': the last window ending inside each test sample).")
     r.note("The paper's figure, for scale (60,000 training samples against our 1,000 or fewer): "
-           + "; ".join(PAPERS.values()) + ". Not here yet: Yamamoto, Sakemi & Aihara 2022 (timing) and the Spiking "
-           "Recurrent Cell (De Geeter et al. 2023).")
+           + "; ".join(PAPERS.values()) + ". Yamamoto, Sakemi & Aihara 2022 (timing) and De Geeter et al. 2023 "
+           "(the Spiking Recurrent Cell): their own N-MNIST figures are not quoted, as neither paper's text was "
+           "available to check them here. What differs from each paper: docs/network.md, 'Time'.")
     for a in absent:
         r.note(f"not run: {a}")
     return r
