@@ -135,8 +135,9 @@ def normalised_lr(lr: float, W: np.ndarray, grad: np.ndarray, err: float) -> flo
 
 
 def backprop_timing(net, idx: np.ndarray, t, e: np.ndarray, lr_scale: float) -> tuple[np.ndarray, np.ndarray, float]:
-    """One step down the exact gradient (``gradients``), every weight moved after all were computed; each
-    layer's step bounded to ``max_step`` of its weights' norm (``bounded_lr``), as the other modes'. Returns
+    """One step down the exact gradient (``gradients``, with ``net.activity`` as the spike price), every weight
+    moved after all were computed; each hidden layer's step normalised (``normalised_lr``), and every layer's
+    bounded to ``max_step`` of its weights' norm (``bounded_lr``), as the other modes'. Returns
     (active last-layer units, their traces, the output rate used) for ``learn.boost_new_classes``."""
     act, h, grads = gradients(net, idx, t, e, net.activity)
     g_out = np.outer(h, e)
