@@ -167,7 +167,7 @@ def accuracy_after(net, rng, epochs=4):
 
 def test_timing_learns_a_task_only_timing_separates_better_than_counts():
     common = dict(arch="dense:8", input_shape=(4, 1, 1), classes=2, seed=0)
-    timing = accuracy_after(SpikingNetwork(**common, learning="timing", tau_us=4_000.0, lr=0.02, lr_out=0.02,
+    timing = accuracy_after(SpikingNetwork(**common, learning="timing", tau_us=4_000.0, lr=0.003, lr_out=0.02,
                                            tau_s_ratio=0.25),
                             np.random.default_rng(5))
     counts = accuracy_after(SpikingNetwork(**common, learning="counts"), np.random.default_rng(5))
@@ -284,3 +284,92 @@ def test_timing_with_input_delays_is_refused_in_one_line():
     with pytest.raises(ConfigError, match="delays") as e:
         SpikingNetwork(arch="dense:8", input_map=m, learning="timing", tau_us=20_000.0)
     assert "\n" not in str(e.value)
+
+
+def hidden_step(net, idx, t, e):
+    """(length of each hidden layer's step, of its raw gradient) of one ``backprop_timing`` on a fresh window."""
+    net.reset()
+    net.predict_indices(idx, t, count=False)
+    before = [layer.weight.copy() for layer in net.hidden]
+    raw = [float(np.linalg.norm(g)) for _, g in timed.gradients(net, idx, t, e)[2]]
+    timed.backprop_timing(net, idx, t, e, 1.0)
+    steps = [float(np.linalg.norm(layer.weight.astype(np.float64) - w)) for layer, w in zip(net.hidden, before)]
+    for layer, w in zip(net.hidden, before):
+        layer.weight[:] = w
+    return steps, raw, before
+
+
+def test_the_hidden_step_is_normalised_and_does_not_grow_with_the_spike_count():
+    rng = np.random.default_rng(6)
+    net = tiny(lr=1e-3, lr_out=0.0)
+    e = np.array([0.3, -0.5, 0.2], np.float32)
+    few = events(rng, n=30)
+    many = events(rng, n=300, span=60_000)
+    out = {}
+    for name, (idx, t) in (("few", few), ("many", many)):
+        steps, raw, before = hidden_step(net, idx, t, e)
+        out[name] = (sum(net.hidden[0].counts), raw)
+        for step, w in zip(steps, before):  # the definition: lr * |W| * |e| for every layer
+            assert step == pytest.approx(1e-3 * np.linalg.norm(w) * np.linalg.norm(e), rel=1e-3)
+    assert out["many"][0] > 4 * out["few"][0]  # many more spikes ...
+    assert out["many"][1][0] > 3 * out["few"][1][0]  # ... a much longer raw gradient, the same step
+
+
+def test_the_spike_price_is_the_gradient_of_the_spikes_time_before_the_readout():
+    rng = np.random.default_rng(7)
+    idx, t = events(rng)
+    net = tiny()
+    T = float(t[-1])
+    price = 0.7
+
+    def cost():
+        net.reset()
+        d = net.predict_indices(idx, t, count=False)
+        return sum(((T - layer.spikes[1]) / tau).sum() for layer, tau in zip(net.hidden, net.layer_tau_us)), d.spikes
+
+    c0, spikes0 = cost()
+    e = np.zeros(3, np.float32)  # no output error: the price alone
+    grads = timed.gradients(net, idx, t, e, price)[2]
+    checked = 0
+    for k, (act_in, grad) in enumerate(grads):
+        W = net.hidden[k].weight
+        for r in range(min(4, len(act_in))):
+            for j in range(3):
+                i, w0 = act_in[r], W[act_in[r], j]
+                W[i, j] = np.float32(w0 + 2.0 ** -16)
+                up, sp = cost()
+                dw = float(W[i, j]) - float(w0)
+                W[i, j] = w0
+                if sp != spikes0:
+                    continue
+                assert grad[r, j] == pytest.approx(price * (up - c0) / dw, rel=2e-2, abs=1e-6), (k, i, j)
+                checked += 1
+    assert checked >= 8
+
+
+def test_the_spike_price_lowers_the_spikes_of_a_toy_run():
+    def spikes_after(activity):
+        rng = np.random.default_rng(8)
+        net = tiny(lr=0.02, lr_out=1e-3, activity=activity)
+        for _ in range(40):
+            idx, t = events(rng)
+            net.reset()
+            net.learn_indices(idx, int(rng.integers(3)), t)
+        total = 0
+        for _ in range(10):
+            idx, t = events(rng)
+            net.reset()
+            total += sum(net.predict_indices(idx, t, count=False).spikes)
+        return total
+
+    free, priced = spikes_after(0.0), spikes_after(1.0)
+    assert free > 20 and priced < 0.7 * free
+
+
+def test_describe_and_info_show_tau_s_ratio(tmp_path, capsys):
+    net = tiny(tau_s_ratio=0.4)
+    assert net.describe()["tau_s_ratio"] == 0.4
+    assert "tau_s_ratio" not in SpikingNetwork(arch="dense:5", input_shape=(4, 4, 1), classes=3).describe()
+    net.save(tmp_path / "m.npz")
+    assert main(["info", str(tmp_path / "m.npz")]) == 0
+    assert [line for line in capsys.readouterr().out.splitlines() if "tau_s_ratio" in line and "0.4" in line]

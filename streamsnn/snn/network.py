@@ -190,6 +190,7 @@ class SpikingNetwork:
         return {"arch": self.arch, "layers": layers, "classes": list(self.classes),
                 "input": self.input_map.to_dict(), "parameters": self.parameters, "learning": self.learning,
                 "tau_us": self.tau_us, **({"layer_tau_us": list(self._layer_tau)} if self._layer_tau else {}),
+                **({"tau_s_ratio": self.tau_s_ratio} if self.learning == "timing" else {}),
                 "theta": self.theta, "lr": self.lr, "lr_out": self.lr_out,
                 "lr_conv": self.lr_conv, "ref_events": self.ref_events,
                 **{k: v for k, v in self.counters().items() if k != "token"},

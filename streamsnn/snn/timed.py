@@ -82,11 +82,15 @@ def activity(net, idx: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]]:
     return acts
 
 
-def gradients(net, idx: np.ndarray, t, e: np.ndarray) -> tuple[np.ndarray, np.ndarray, list]:
+def gradients(net, idx: np.ndarray, t, e: np.ndarray, price: float = 0.0) -> tuple[np.ndarray, np.ndarray, list]:
     """The exact gradient of the loss whose score gradient is ``e`` (softmax - one-hot), for the window the
     network has just run: (active last-layer units, their traces at T (the output-weight gradient rows are
     their outer product with ``e``), [(active inputs,
-    their weight-gradient rows) per hidden layer, bottom first]); the bias gradient is ``e`` itself."""
+    their weight-gradient rows) per hidden layer, bottom first]); the bias gradient is ``e`` itself.
+
+    ``price`` (>= 0) adds ``price * sum over every hidden spike of (T - t) / tau_m`` (its layer's) to the loss:
+    a spike moved to the readout time costs nothing, as one that did not happen; its gradient pushes spikes
+    later, towards fewer (the regulariser of spike counts in the exact, spike-time form)."""
     T = float(t[-1])
     inv = 1.0 / net.tau_us
     last = net.hidden[-1]
@@ -100,6 +104,8 @@ def gradients(net, idx: np.ndarray, t, e: np.ndarray) -> tuple[np.ndarray, np.nd
     theta = float(net.theta)
     for k in range(len(net.hidden) - 1, -1, -1):
         layer = net.hidden[k]
+        if price:  # the spikes' own cost, price * (T - t) / tau_m each: it falls as a spike moves later
+            g = g - price / net.layer_tau_us[k]
         if k:
             in_i, in_t, in_d = net.hidden[k - 1].spikes
         else:
@@ -115,16 +121,32 @@ def gradients(net, idx: np.ndarray, t, e: np.ndarray) -> tuple[np.ndarray, np.nd
     return act, h[act], grads[::-1]
 
 
+def normalised_lr(lr: float, W: np.ndarray, grad: np.ndarray, err: float) -> float:
+    """The rate that makes a hidden layer's step ``lr * |W| * |e|`` long, in the direction of its gradient.
+
+    The exact gradient's length grows with the spikes (every spike adds its dL/dt, each divided by the
+    slope dv/dt at its crossing, some nearly grazing): a raw step of a fixed rate is tiny for one sample and
+    runs away for the next. Normalised, every sample moves a layer by the same fraction of its norm, times
+    how wrong the sample was (``err``, the length of softmax - one-hot), whatever its spike count."""
+    norm = float(np.linalg.norm(grad))
+    if not (norm > 0.0 and np.isfinite(norm)):
+        return 0.0
+    return lr * float(np.linalg.norm(W)) * err / norm
+
+
 def backprop_timing(net, idx: np.ndarray, t, e: np.ndarray, lr_scale: float) -> tuple[np.ndarray, np.ndarray, float]:
-    """One step down the exact gradient (``gradients``), every weight moved after all were computed; each
-    layer's step bounded to ``max_step`` of its weights' norm (``bounded_lr``), as the other modes'. Returns
+    """One step down the exact gradient (``gradients``, with ``net.activity`` as the spike price), every weight
+    moved after all were computed; each hidden layer's step normalised (``normalised_lr``), and every layer's
+    bounded to ``max_step`` of its weights' norm (``bounded_lr``), as the other modes'. Returns
     (active last-layer units, their traces, the output rate used) for ``learn.boost_new_classes``."""
-    act, h, grads = gradients(net, idx, t, e)
+    act, h, grads = gradients(net, idx, t, e, net.activity)
     g_out = np.outer(h, e)
     one = np.ones(1, np.float32)
+    err = float(np.linalg.norm(e))
     for k, (act_in, grad) in enumerate(grads):
         layer = net.hidden[k]
-        lr = bounded_lr(net.max_step, layer.weight, net.layer_lr(k) * lr_scale, grad.ravel(), one)
+        lr = bounded_lr(net.max_step, layer.weight, normalised_lr(net.layer_lr(k) * lr_scale, layer.weight, grad, err),
+                        grad.ravel(), one)
         with np.errstate(over="ignore", invalid="ignore"):
             layer.weight[act_in] -= (float(lr) * grad).astype(np.float32)
     W = net.out_weight
