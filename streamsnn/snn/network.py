@@ -19,7 +19,7 @@ import secrets
 import numpy as np
 
 from ..errors import InputError
-from . import limits, propagate, settings
+from . import classedit, limits, propagate, settings
 from .arch import DEFAULT_ARCH, InputMap, check_sizes, format_arch, parse_arch
 from .decision import Decision, softmax
 from .delays import DelayLine
@@ -353,28 +353,20 @@ class SpikingNetwork:
         for this unit (its weights have everything to learn; the hidden layers and the old units keep
         their rates). Both defaults were chosen in benchmarks/bench_incremental.py.
         """
-        from .classedit import add_class
-
-        return add_class(self, name, bias=bias, lr_boost=lr_boost)
+        return classedit.add_class(self, name, bias=bias, lr_boost=lr_boost)
 
     def class_index(self, name) -> int:
         """The output of class `name` (exact, else regardless of case; `#N`: output N); ConfigError if none."""
-        from .classedit import class_index
-
-        return class_index(self, name)
+        return classedit.class_index(self, name)
 
     def remove_class(self, name) -> int:
         """Remove the output unit of class `name` (undoing what `add_class` does); returns its old index.
         The other classes' scores stay as they were. See `classedit.remove_class`."""
-        from .classedit import remove_class
-
-        return remove_class(self, name)
+        return classedit.remove_class(self, name)
 
     def rename_class(self, old, new: str) -> int:
         """Give class `old` the name `new` (a valid, untaken class name); returns its index."""
-        from .classedit import rename_class
-
-        return rename_class(self, old, new)
+        return classedit.rename_class(self, old, new)
 
     # -- checkpoints --------------------------------------------------------------------------
     def restore_counters(self, counters: dict, token: str | None) -> None:
