@@ -118,3 +118,30 @@ class ListSource:
 
     async def aclose(self):
         self.closed.set()
+
+
+async def live_replay_decisions(folder: Path, daemons: list, samples: list, ckpt: Path) -> tuple[list, int]:
+    """Replay ``samples`` as one stream (an AEDAT4 recording) through `streamsnn run` at the live settings, as
+    fast as possible, with the model ``ckpt`` and learning off; (the decisions it wrote as JSON lines, the
+    stream's events)."""
+    import json
+
+    import numpy as np
+    from conftest import ROOT
+    from dataset_util import write_aedat4
+
+    from streamsnn.learn.streameval import LIVE_HOP_US, LIVE_MIN_EVENTS, LIVE_WINDOW_US, make_stream
+
+    events = np.concatenate([b.events for b in make_stream(samples).batches])
+    rec = folder / "stream.aedat4"
+    write_aedat4(rec, events, (34, 34))
+    jsonl = folder / "decisions.jsonl"
+    sets = {"source.path": rec, "source.split": "", "source.speed": 0, "segment.mode": "window",
+            "segment.window_us": LIVE_WINDOW_US, "segment.hop_us": LIVE_HOP_US,
+            "segment.min_events": LIVE_MIN_EVENTS, "model.checkpoint": ckpt, "model.learn_from_labels": False,
+            "model.learn_from_feedback": False, "model.save_every_s": 0, "mqtt.enabled": False,
+            "console.enabled": False, "jsonl.path": jsonl, "pipeline.policy": "block"}
+    d = Daemon(folder, ROOT / "pipelines" / "nmnist-replay.toml", sets)
+    daemons.append(d.start())
+    assert await d.wait(120) == 0, d.text()[-3000:]
+    return [json.loads(x) for x in jsonl.read_text().splitlines()], len(events)

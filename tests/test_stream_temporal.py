@@ -10,7 +10,7 @@ import json
 import numpy as np
 import pytest
 from conftest import ROOT, need
-from daemon_util import Daemon, QuietSink, daemons  # noqa: F401 (fixture)
+from daemon_util import Daemon, QuietSink, daemons, live_replay_decisions  # noqa: F401 (fixture)
 from dataset_util import write_aedat4
 
 from streamsnn.events import EVENT_DTYPE, EventBatch
@@ -187,23 +187,10 @@ def test_events_waiting_for_a_window_are_bounded():
 
 @pytest.mark.slow
 async def test_the_daemon_runs_a_leaky_model_on_a_continuous_stream(tmp_path, samples, daemons):  # noqa: F811
-    stream = make_stream(samples[:8])
-    events = np.concatenate([b.events for b in stream.batches])
-    rec = tmp_path / "stream.aedat4"
-    write_aedat4(rec, events, (34, 34))
     ckpt = tmp_path / "leaky.npz"
     leaky().save(ckpt)
-    jsonl = tmp_path / "decisions.jsonl"
-    sets = {"source.path": rec, "source.split": "", "source.speed": 0, "segment.mode": "window",
-            "segment.window_us": LIVE_WINDOW_US, "segment.hop_us": LIVE_HOP_US,
-            "segment.min_events": LIVE_MIN_EVENTS, "model.checkpoint": ckpt, "model.learn_from_labels": False,
-            "model.learn_from_feedback": False, "model.save_every_s": 0, "mqtt.enabled": False,
-            "console.enabled": False, "jsonl.path": jsonl, "pipeline.policy": "block"}
-    d = Daemon(tmp_path, ROOT / "pipelines" / "nmnist-replay.toml", sets)
-    daemons.append(d.start())
-    assert await d.wait(120) == 0, d.text()[-3000:]
-    rows = [json.loads(x) for x in jsonl.read_text().splitlines()]
-    assert sum(r["events"] for r in rows) == len(events)  # each event reached the network once
+    rows, n_events = await live_replay_decisions(tmp_path, daemons, samples[:8], ckpt)
+    assert sum(r["events"] for r in rows) == n_events  # each event reached the network once
     want = stream_evaluate(leaky(), samples[:8], keep_decisions=True)["decision_list"]
     assert [(r["t_start_us"], r["label"]) for r in rows] == [(w["t_start_us"], w["label"]) for w in want]
 

@@ -248,32 +248,18 @@ def test_a_saved_timing_model_runs_in_eval_and_eval_stream(tmp_path, nmnist_dir,
 
 @pytest.mark.slow
 async def test_the_daemon_runs_a_timing_model_on_a_continuous_stream(tmp_path, daemons):  # noqa: F811
-    from conftest import ROOT, need
-    from daemon_util import Daemon
-    from dataset_util import write_aedat4
+    from conftest import need
+    from daemon_util import live_replay_decisions
 
     from streamsnn.io import open_dataset
-    from streamsnn.learn.streameval import LIVE_HOP_US, LIVE_MIN_EVENTS, LIVE_WINDOW_US, make_stream, stream_evaluate
+    from streamsnn.learn.streameval import stream_evaluate
 
     samples = [s.load() for s in open_dataset(need("nmnist_small")).split("test").samples[:4]]
-    stream = make_stream(samples)
-    events = np.concatenate([b.events for b in stream.batches])
-    rec = tmp_path / "stream.aedat4"
-    write_aedat4(rec, events, (34, 34))
     ckpt = tmp_path / "timing.npz"
     SpikingNetwork(arch="dense:16", input_shape=(34, 34, 2), classes=10, seed=0, learning="timing",
                    tau_us=20_000.0).save(ckpt)
-    jsonl = tmp_path / "decisions.jsonl"
-    sets = {"source.path": rec, "source.split": "", "source.speed": 0, "segment.mode": "window",
-            "segment.window_us": LIVE_WINDOW_US, "segment.hop_us": LIVE_HOP_US,
-            "segment.min_events": LIVE_MIN_EVENTS, "model.checkpoint": ckpt, "model.learn_from_labels": False,
-            "model.learn_from_feedback": False, "model.save_every_s": 0, "mqtt.enabled": False,
-            "console.enabled": False, "jsonl.path": jsonl, "pipeline.policy": "block"}
-    d = Daemon(tmp_path, ROOT / "pipelines" / "nmnist-replay.toml", sets)
-    daemons.append(d.start())
-    assert await d.wait(120) == 0, d.text()[-3000:]
-    rows = [json.loads(x) for x in jsonl.read_text().splitlines()]
-    assert sum(r["events"] for r in rows) == len(events)
+    rows, n_events = await live_replay_decisions(tmp_path, daemons, samples, ckpt)
+    assert sum(r["events"] for r in rows) == n_events
     want = stream_evaluate(SpikingNetwork.load(ckpt), samples, keep_decisions=True)["decision_list"]
     assert [(r["t_start_us"], r["label"]) for r in rows] == [(w["t_start_us"], w["label"]) for w in want]
 
