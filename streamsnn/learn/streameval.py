@@ -188,9 +188,12 @@ def stream_evaluate(net: SpikingNetwork, samples: Sequence[EventBatch], *, windo
     stream = make_stream(samples, gap_us=gap_us, chunk_us=chunk_us)
     n_labels = max(len(classes or ()), int(stream.labels.max()) + 1)
     names = [str(c) for c in classes or ()] + [str(i) for i in range(len(classes or ()), n_labels)]
-    saved_tau, saved_layers = net.tau_us, net._layer_tau
+    layered = hasattr(net, "_layer_tau")  # a SpikingNetwork (any Classifier can be scored)
+    saved_tau, saved_layers = net.tau_us, getattr(net, "_layer_tau", None)
     if tau_us is not None:  # one leak for every layer: the model's per-layer values give way too
-        net.tau_us, net._layer_tau = (float(tau_us) if tau_us > 0 else None), None
+        net.tau_us = float(tau_us) if tau_us > 0 else None
+        if layered:
+            net._layer_tau = None
     try:
         net.reset()
         net.warm_up()
@@ -199,7 +202,9 @@ def stream_evaluate(net: SpikingNetwork, samples: Sequence[EventBatch], *, windo
         pairs, seconds = play(net, stream, window_us=window_us, hop_us=hop_us, min_events=min_events,
                               smooth_us=float(smooth_us), overlap=overlap)
     finally:
-        net.tau_us, net._layer_tau = saved_tau, saved_layers
+        net.tau_us = saved_tau
+        if layered:
+            net._layer_tau = saved_layers
         net.reset()
     target = targets(net, names, n_labels)
     res = score(stream, pairs, target, names, model_classes(net))
