@@ -1,17 +1,20 @@
 """Time: the seed systems implemented here on tasks where order matters and on N-MNIST, 3 seeds each.
 
-    python -m benchmarks.bench_time [--quick] [--seeds 0 1 2] [--only NAME] [--learning counts membrane]
+    python -m benchmarks.bench_time [--quick] [--seeds 0 1 2] [--only NAME] [--arms counts membrane ...]
     # or: python -m benchmarks --only time
 
-Each run is `streamsnn train --data FOLDER --out M --seed S --choose off [--learning L]` (in-process through
-`streamsnn.cli.main`, as bench_robust runs it; without --learning, `train` picks the rule from the data), then
+Each run is `streamsnn train --data FOLDER --out M --seed S --choose off ARGS` (in-process through
+`streamsnn.cli.main`, as bench_robust runs it), ARGS those of the arm (`ARMS`: one per seed system —
+counts, dense, spikes, membrane, timing, src — and `auto`, the default `train`, which picks the rule and
+the input delays from the data), then
 the test split scored as `streamsnn eval` scores it: whole samples (`training.evaluate`) and as one stream
 (`streameval.stream_evaluate`, the live settings: stream accuracy and each sample's last decision). Datasets:
 - `order`: the order-only task from real BioLab DVS128 recordings (benchmarks/ordertask.py, default sizes:
   six classes with the same events per pixel; a counting model is at chance, 16.7 %);
 - `gestures`: `streamsnn synth --gestures --count 40` (10 synthetic gestures, 400 training and 100 test samples;
   four pairs differ only in the order of the motion);
-- `nmnist`: the 1,000 real N-MNIST training samples, 100 test samples.
+- `nmnist`: the 1,000 real N-MNIST training samples, 100 test samples;
+- `nmnist_synth`: the same plus the 9,900 synthetic samples (`STREAMSNN_SYNTH`), the default command's data.
 `--choose off` keeps the cost at one training run per seed (the search costs about 3.5 times more on small data);
 the default `train` searches learning rates and epochs on these small sets. Writes time.* (or results-time.*).
 """
