@@ -60,6 +60,34 @@ def wait_for(cond, timeout: float, what: str, log: Path):
     pytest.fail(f"{what} did not happen within {timeout} s; daemon log:\n{log.read_text(errors='replace')[-3000:]}")
 
 
+def start_demo(tmp_path: Path, sets: dict, log: Path) -> subprocess.Popen:
+    """`streamsnn run pipelines/demo.toml --set K=V ...` in a subprocess, its output in ``log``."""
+    cmd = [sys.executable, "-m", "streamsnn", "run", str(ROOT / "pipelines" / "demo.toml")]
+    for k, v in sets.items():
+        cmd += ["--set", f"{k}={v}"]
+    with log.open("wb") as out:
+        return subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, cwd=tmp_path,
+                                env={**os.environ, "PYTHONUNBUFFERED": "1"})
+
+
+def live_view_url(log: Path) -> str:
+    """The live view's address, once the daemon has printed it."""
+    return wait_for(lambda: (m := re.search(r"live view: open (http://\S+)", log.read_text())) and m.group(1),
+                    60, "the live view URL", log)
+
+
+def teach_from_page(browser, name: str, log: Path) -> str:
+    """Type ``name`` into the page's teaching field and send it; the answer the page shows."""
+    js = browser.execute_script
+    field = browser.find_element("id", "teach-name")
+    field.clear()
+    field.send_keys(name)
+    js("document.getElementById('teach-result').textContent = ''")
+    browser.find_element("id", "teach-send").click()
+    return wait_for(lambda: js("return document.getElementById('teach-result').textContent"), 30,
+                    f"the answer to teaching {name!r}", log)
+
+
 def test_page_shows_frames_decisions_and_metrics_of_a_replay(browser, tmp_path):
     nmnist = need("nmnist_small")
     port = free_port()
@@ -69,15 +97,9 @@ def test_page_shows_frames_decisions_and_metrics_of_a_replay(browser, tmp_path):
             "model.hidden": 64, "liveview.port": port,
             "liveview.decay_ms": 1000,  # whole samples arrive every 0.3 s: keep each visible until the next
             "mqtt.port": 0}
-    cmd = [sys.executable, "-m", "streamsnn", "run", str(ROOT / "pipelines" / "demo.toml")]
-    for k, v in sets.items():
-        cmd += ["--set", f"{k}={v}"]
-    with log.open("wb") as out:
-        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, cwd=tmp_path,
-                                env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    proc = start_demo(tmp_path, sets, log)
     try:
-        url = wait_for(lambda: (m := re.search(r"live view: open (http://\S+)", log.read_text())) and m.group(1),
-                       60, "the live view URL", log)
+        url = live_view_url(log)
         assert url == f"http://127.0.0.1:{port}/"
         browser.get(url)
         js = browser.execute_script

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 from daemon_util import stop_with_sigint
 from mqtt_util import mosquitto  # noqa: F401 (fixture)
-from test_liveview_browser import browser, wait_for  # noqa: F401 (fixture)
+from test_liveview_browser import browser, live_view_url, start_demo, teach_from_page, wait_for  # noqa: F401
 
 from streamsnn.pipeline.feedback import MAX_CLASSES  # noqa: F401 - the bound new names grow within
 
@@ -38,15 +38,9 @@ def test_a_new_class_typed_in_the_page_is_learned_and_reaches_the_broker(browser
             "model.hidden": 16, "model.learn_from_labels": "false", "model.new_classes": "true",
             "liveview.port": port, "liveview.teach": "true",
             "mqtt.broker": "127.0.0.1", "mqtt.port": mosquitto.port}
-    cmd = [sys.executable, "-m", "streamsnn", "run", str(ROOT / "pipelines" / "demo.toml")]
-    for k, v in sets.items():
-        cmd += ["--set", f"{k}={v}"]
-    with log.open("wb") as out:
-        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, cwd=tmp_path,
-                                env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    proc = start_demo(tmp_path, sets, log)
     try:
-        url = wait_for(lambda: (m := re.search(r"live view: open (http://\S+)", log.read_text())) and m.group(1),
-                       60, "the live view URL", log)
+        url = live_view_url(log)
         assert "teaching token" not in log.read_text()  # loopback: no token
         browser.set_window_size(*PHONE)
         browser.get(url)
@@ -67,13 +61,7 @@ def test_a_new_class_typed_in_the_page_is_learned_and_reaches_the_broker(browser
         assert 0 <= box[0] and box[1] <= width and box[2] >= 36
 
         def teach(name: str) -> str:
-            field = browser.find_element("id", "teach-name")
-            field.clear()
-            field.send_keys(name)
-            js("document.getElementById('teach-result').textContent = ''")
-            browser.find_element("id", "teach-send").click()
-            return wait_for(lambda: js("return document.getElementById('teach-result').textContent"), 30,
-                            f"the answer to teaching {name!r}", log)
+            return teach_from_page(browser, name, log)
 
         said = teach("x" * 70)  # too long for a class name: refused, and the page says why
         assert said.startswith("refused (bad_class_name)") and "more than 64" in said, said

@@ -20,7 +20,7 @@ import pytest
 from conftest import need
 from daemon_util import stop_with_sigint
 from mqtt_util import mosquitto  # noqa: F401 (fixture)
-from test_liveview_browser import browser, wait_for  # noqa: F401 (fixture)
+from test_liveview_browser import browser, live_view_url, start_demo, teach_from_page, wait_for  # noqa: F401
 
 from streamsnn.defaults import RECORD_TEST_EVERY
 
@@ -82,18 +82,12 @@ def test_record_train_then_teach_a_new_class_from_the_page(browser, mosquitto, t
             "model.checkpoint": model, "model.learn_from_labels": "false", "model.new_classes": "true",
             "liveview.port": port, "liveview.teach": "true", "liveview.record_to": data,
             "mqtt.broker": "127.0.0.1", "mqtt.port": mosquitto.port}
-    cmd = [sys.executable, "-m", "streamsnn", "run", str(ROOT / "pipelines" / "demo.toml")]
-    for k, v in sets.items():
-        cmd += ["--set", f"{k}={v}"]
     keep = os.environ.get("STREAMSNN_SCREENSHOTS")  # a folder to keep the screenshots in (docs/img, CI artifacts)
     shots = Path(keep) if keep else tmp_path / "shots"
     shots.mkdir(parents=True, exist_ok=True)
-    with log.open("wb") as out:
-        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, cwd=tmp_path,
-                                env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    proc = start_demo(tmp_path, sets, log)
     try:
-        url = wait_for(lambda: (m := re.search(r"live view: open (http://\S+)", log.read_text())) and m.group(1),
-                       60, "the live view URL", log)
+        url = live_view_url(log)
         browser.set_window_size(*PHONE)
         browser.get(url)
         js = browser.execute_script
@@ -110,13 +104,7 @@ def test_record_train_then_teach_a_new_class_from_the_page(browser, mosquitto, t
         (shots / "teach-flow-1-before.png").write_bytes(browser.get_screenshot_as_png())
 
         def teach(name: str) -> str:
-            field = browser.find_element("id", "teach-name")
-            field.clear()
-            field.send_keys(name)
-            js("document.getElementById('teach-result').textContent = ''")
-            browser.find_element("id", "teach-send").click()
-            return wait_for(lambda: js("return document.getElementById('teach-result').textContent"), 30,
-                            f"the answer to teaching {name!r}", log)
+            return teach_from_page(browser, name, log)
 
         said = teach("four")  # the camera films 4s: a name the model does not know adds a class
         assert said.startswith("learned: the window") and "is four (a new class)" in said, said
