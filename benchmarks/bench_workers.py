@@ -38,27 +38,18 @@ class _Source:
         pass
 
 
-class _Count:
-    def __init__(self):
-        self.got = []
+def _count_sink():
+    """A sink that keeps each decision's label and scores (the rest of the Sink protocol: stages.QuietSink)."""
+    from streamsnn.pipeline.stages import QuietSink
 
-    def publish_decision(self, window, decision, info) -> None:
-        self.got.append((int(decision.label), decision.scores.tobytes()))
+    class Count(QuietSink):
+        def __init__(self):
+            self.got = []
 
-    def publish_metrics(self, m) -> None:
-        pass
+        def publish_decision(self, window, decision, info) -> None:
+            self.got.append((int(decision.label), decision.scores.tobytes()))
 
-    def publish_classes(self, c) -> None:
-        pass
-
-    def check(self) -> None:
-        pass
-
-    async def flush(self, timeout=None) -> bool:
-        return True
-
-    async def close(self) -> None:
-        pass
+    return Count()
 
 
 def _network(model: Path | None):
@@ -87,7 +78,7 @@ def _one(batches, model, workers: int, window: bool) -> dict:
     from streamsnn.pipeline.workers import InferencePool
 
     net = _network(model)
-    sink = _Count()
+    sink = _count_sink()
     seg = Segmenter("window", 100_000, 50_000) if window else Segmenter()
 
     async def go():

@@ -16,6 +16,8 @@ from pathlib import Path
 
 import pytest
 
+from streamsnn.pipeline.stages import QuietSink  # noqa: F401 (the tests import it from here)
+
 
 class Daemon:
     """`python -m streamsnn run PIPELINE --set ...` as a subprocess, its output in a log file."""
@@ -62,26 +64,6 @@ def daemons():
     yield started
     for d in started:
         d.stop()
-
-
-class QuietSink:
-    """The rest of a stages.Sink for test sinks that only record decisions: metrics and class lists ignored,
-    always healthy, nothing to flush or close. Subclasses define `publish_decision`."""
-
-    def publish_metrics(self, m) -> None:
-        pass
-
-    def publish_classes(self, classes) -> None:
-        pass
-
-    def check(self) -> None:
-        pass
-
-    async def flush(self, timeout=None) -> bool:
-        return True
-
-    async def close(self) -> None:
-        pass
 
 
 def stop_with_sigint(proc: subprocess.Popen, log: Path, what: str = "daemon") -> int:

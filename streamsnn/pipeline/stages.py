@@ -150,3 +150,24 @@ class Sink(Protocol):
     async def flush(self, timeout: float | None = None) -> bool: ...
 
     async def close(self) -> None: ...
+
+
+class QuietSink:
+    """A base for a sink that only wants decisions (a collector in a script, test or benchmark): metrics and
+    class lists are ignored, it is always healthy and has nothing to flush or close. Subclasses define
+    ``publish_decision``."""
+
+    def publish_metrics(self, metrics: dict) -> None:
+        pass
+
+    def publish_classes(self, classes: tuple[str, ...]) -> None:
+        pass
+
+    def check(self) -> None:
+        pass
+
+    async def flush(self, timeout: float | None = None) -> bool:
+        return True
+
+    async def close(self) -> None:
+        pass
