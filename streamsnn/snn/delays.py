@@ -18,14 +18,19 @@ import numpy as np
 MAX_DELAYS = 8
 
 
-def delayed(idx: np.ndarray, t: np.ndarray, n_in: int, copies: int, delay_us: int) -> tuple[np.ndarray, np.ndarray]:
+def delayed(idx: np.ndarray, t: np.ndarray, n_in: int, copies: int, delay_us: int,
+            pending: tuple[np.ndarray, np.ndarray] | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Every copy of the events (input units ``idx`` of ``n_in``, times ``t`` in order): copy k is
-    (``idx + k * n_in``, ``t + k * delay_us``); returned merged in time order (at equal times the older copy
-    first, then the events' own order)."""
-    ii = np.concatenate([np.asarray(idx, np.int32) + np.int32(k * n_in) for k in range(copies)])
-    tt = np.concatenate([np.asarray(t, np.int64) + np.int64(k * delay_us) for k in range(copies)])
-    order = np.argsort(tt, kind="stable")
-    return np.ascontiguousarray(ii[order]), np.ascontiguousarray(tt[order])
+    (``idx + k * n_in``, ``t + k * delay_us``); returned merged in time order, after the ``pending`` copies
+    of earlier calls (unit, time) where times are equal, then copy 0, 1, ... and the events' own order."""
+    blocks_i = [np.asarray(idx, np.int32) + np.int32(k * n_in) for k in range(copies)]
+    blocks_t = [np.asarray(t, np.int64) + np.int64(k * delay_us) for k in range(copies)]
+    if pending is not None and len(pending[0]):
+        blocks_i.insert(0, pending[0])
+        blocks_t.insert(0, pending[1])
+    ii, tt = np.concatenate(blocks_i), np.concatenate(blocks_t)
+    order = np.argsort(tt, kind="stable")  # one sort of everything due or pending
+    return ii[order], tt[order]
 
 
 class DelayLine:
@@ -55,11 +60,7 @@ class DelayLine:
             return np.zeros(0, np.int32), np.zeros(0, np.int64)
         if self.now is not None and int(t[0]) < self.now:
             self.reset()
-        ii, tt = delayed(idx, t, self.n_in, self.copies, self.delay_us)
-        if len(self.idx):  # pending copies are older than every new copy of the same time: they go first
-            ii, tt = np.concatenate([self.idx, ii]), np.concatenate([self.t, tt])
-            order = np.argsort(tt, kind="stable")
-            ii, tt = ii[order], tt[order]
+        ii, tt = delayed(idx, t, self.n_in, self.copies, self.delay_us, (self.idx, self.t))
         self.now = int(t[-1])
         cut = int(np.searchsorted(tt, self.now, side="right"))
         self.idx, self.t = ii[cut:].copy(), tt[cut:].copy()
