@@ -12,6 +12,13 @@ from .errors import InputError
 #: One DVS event: timestamp in microseconds, pixel column and row, polarity (1 = ON, 0 = OFF).
 EVENT_DTYPE = np.dtype([("t", "<i8"), ("x", "<u2"), ("y", "<u2"), ("p", "u1")])
 
+def join_events(parts: Iterable[np.ndarray]) -> np.ndarray:
+    """Event arrays joined in order: `np.concatenate` done on their bytes (the same result; numpy copies a
+    structured array field by field, many times slower, which matters per packet)."""
+    joined = np.concatenate([np.ascontiguousarray(p, EVENT_DTYPE).view(np.uint8) for p in parts])
+    return joined.view(EVENT_DTYPE)
+
+
 #: Largest sensor side (pixels) streamsnn accepts anywhere: files, streams, packets, cameras.
 #: Real event cameras stay far below it (1280 x 720 for the largest Prophesee sensors), and it
 #: bounds what one announced sensor size can make the network, the live view or a decoder allocate.
@@ -181,7 +188,7 @@ class EventBatch:
                     f"cannot concatenate events from a {b.width}x{b.height} sensor with a "
                     f"{first.width}x{first.height} one"
                 )
-        return first.with_events(np.concatenate([b.events for b in batches]))
+        return first.with_events(join_events(b.events for b in batches))
 
     def polarity_counts(self) -> tuple[int, int]:
         """(OFF, ON) event counts."""

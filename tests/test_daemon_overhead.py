@@ -14,11 +14,11 @@ import numpy as np
 import pytest
 from daemon_util import ListSource, QuietSink
 
-from streamsnn.events import EVENT_DTYPE, EventBatch
+from streamsnn.events import EVENT_DTYPE, EventBatch, join_events
 from streamsnn.io import read_events
 from streamsnn.pipeline import Pipeline
 from streamsnn.pipeline.decide import Decider
-from streamsnn.pipeline.evbuffer import EventBuffer, join_events
+from streamsnn.pipeline.evbuffer import EventBuffer
 from streamsnn.pipeline.inflight import InFlight, merged
 from streamsnn.pipeline.segment import Segmenter
 from streamsnn.snn import SpikingNetwork

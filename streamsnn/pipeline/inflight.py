@@ -30,8 +30,8 @@ from dataclasses import replace
 
 import numpy as np
 
+from ..events import join_events
 from ..snn import guard, propagate
-from .evbuffer import join_events
 from .segment import Piece, Window
 
 log = logging.getLogger(__name__)
