@@ -120,6 +120,12 @@ SCHEMA: dict[str, dict[str, Key]] = {
                         "the other classes so they are not forgotten (0 = off, at most 64; see docs/daemon.md)", min=0),
         "memory_per_class": Key(int, d.MEMORY_PER_CLASS, "examples kept per class for rehearsal (from training, then "
                                 "from taught windows; saved in the checkpoint; at most 1000)", min=0),
+        "imprint": Key(bool, d.IMPRINT, "a class added by feedback starts from its first taught window's last-layer "
+                       "spikes instead of zero weights (weight imprinting; see docs/daemon.md)"),
+        "keep_every": Key(int, d.KEEP_EVERY, "keep every this-many-th confidently decided window as a rehearsal "
+                          "example of its decided class (at most half of a class's slots; 0 = off)", min=0),
+        "keep_margin": Key(float, d.KEEP_MARGIN, "score margin (best minus second) a decision needs to be kept "
+                           "(0 = measured: the median margin of the kept training examples)", min=0),
         "save_every_s": Key(float, 60.0, "checkpoint period in seconds (0 = only at exit)", min=0),
     },
     "pipeline": {

@@ -17,6 +17,7 @@ from .decide import Decider, temporal, true_output
 from .feedback import Recent
 from .growth import Growth
 from .inflight import merged, split_at
+from .livekeep import LiveKeeper
 from .metrics import Counters, Metrics
 from .outputs import Outputs
 from .runtime import _END, BoundedQueue, _low_latency_runtime
@@ -111,6 +112,7 @@ class Pipeline:
                              lr_boost=s.new_class_lr)
         self.teacher = Teacher(net, self.recent, self.counters, s, self.growth, self.in_worker,
                                self.outputs.classes, clock)
+        self.keeper = LiveKeeper(net, self.counters, s, self._worker)  # rehearsal from what it decides now
         # -- workers (pipeline/workers.py): `pool`, an InferencePool started by the caller, else made here --
         self.pool = pool if pool is not None else InferencePool(net, s.workers, s.refresh_s) if s.workers > 1 else None
         if self.pool is not None:
@@ -346,6 +348,7 @@ class Pipeline:
         """Count one decision, keep it for feedback and hand it to the sinks."""
         w.predicted = int(d.label)  # what feedback on this window will score
         self.recent.add(w)
+        self.keeper.seen(w, d)
         c = self.counters
         c.decisions += 1
         truth = true_output(self.net, w)  # by class name: the model's order may differ from the dataset's

@@ -42,6 +42,8 @@ class Counters:
     feedback_correct: int = 0
     classes_added: int = 0
     rehearsed: int = 0  # kept examples replayed after taught windows (snn.memory)
+    imprinted: int = 0  # classes added by feedback whose unit was imprinted from their first window (classedit)
+    kept_live: int = 0  # confidently decided windows kept as rehearsal examples (livekeep)
     checkpoints: int = 0
     checkpoint_errors: int = 0
     started: float = field(default_factory=time.monotonic)
@@ -80,6 +82,8 @@ class Metrics:
             "classes": len(net.classes),
             "classes_added": c.classes_added,
             "rehearsed": c.rehearsed,
+            "imprinted": c.imprinted,
+            "kept_live": c.kept_live,
             "samples_seen": int(net.samples_seen),
             "events_seen": int(net.events_seen),
             "updates": int(net.updates),

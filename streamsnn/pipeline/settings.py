@@ -26,7 +26,10 @@ class PipelineSettings:
     learning rates times `feedback_lr_scale`. Class growth (`growth.Growth`): with `new_classes`, an
     unknown class name adds an output while the model has fewer than `max_classes` classes, its
     output learning `new_class_lr` times faster. Rehearsal (`snn.memory`): after each taught window
-    `rehearse` kept examples of the other classes are replayed, from at most `memory_per_class` per class.
+    `rehearse` kept examples of the other classes are replayed, from at most `memory_per_class` per class;
+    with `imprint` a class added by feedback starts from its first taught window (`snn.classedit.imprint`);
+    every `keep_every`-th window decided with a score margin of at least `keep_margin` (0: measured on the
+    kept training examples) joins the memory as an example of its decided class (`livekeep.LiveKeeper`).
     Metrics every `metrics_every_s`; the checkpoint
     `checkpoint` (None: not saved) every `save_every_s` (0: only at exit). `workers` processes decide
     windows, the copies refreshed from the learner at most every `refresh_s` seconds (`workers.InferencePool`).
@@ -47,6 +50,9 @@ class PipelineSettings:
     new_class_lr: float = d.NEW_CLASS_LR
     rehearse: int = d.REHEARSE
     memory_per_class: int = d.MEMORY_PER_CLASS
+    imprint: bool = d.IMPRINT
+    keep_every: int = d.KEEP_EVERY
+    keep_margin: float = d.KEEP_MARGIN
     metrics_every_s: float = d.METRICS_EVERY_S
     checkpoint: Path | None = None
     save_every_s: float = 0.0
@@ -57,14 +63,15 @@ class PipelineSettings:
         numbers = dict(feedback_lr_scale=self.feedback_lr_scale, new_class_lr=self.new_class_lr,
                        feedback_per_s=self.feedback_per_s, metrics_every_s=self.metrics_every_s,
                        save_every_s=self.save_every_s, max_classes=self.max_classes, rehearse=self.rehearse,
-                       memory_per_class=self.memory_per_class, refresh_s=self.refresh_s)
+                       memory_per_class=self.memory_per_class, refresh_s=self.refresh_s,
+                       keep_every=self.keep_every, keep_margin=self.keep_margin)
         if not (all(v >= 0 and math.isfinite(v) for v in numbers.values()) and self.new_class_lr > 0
                 and self.metrics_every_s > 0 and self.max_classes >= 2):
             raise ConfigError(f"pipeline settings must be finite and >= 0 (new_class_lr, metrics_every_s > 0, "
                               f"max_classes >= 2), got {numbers}")
-        if not (0 <= self.rehearse <= 64 and 0 <= self.memory_per_class <= 1000):
-            raise ConfigError(f"rehearse must be 0..64 and memory_per_class 0..1000, got {self.rehearse} and "
-                              f"{self.memory_per_class}")
+        if not (0 <= self.rehearse <= 64 and 0 <= self.memory_per_class <= 1000 and 0 <= self.keep_every <= 10**6):
+            raise ConfigError(f"rehearse must be 0..64, memory_per_class 0..1000 and keep_every 0..1000000, got "
+                              f"{self.rehearse}, {self.memory_per_class} and {self.keep_every}")
         if not (isinstance(self.workers, int) and 1 <= self.workers <= MAX_WORKERS):
             raise ConfigError(f"pipeline.workers must be a whole number from 1 to {MAX_WORKERS}, got {self.workers!r}")
         if self.max_classes > MAX_CLASSES:
@@ -82,4 +89,5 @@ class PipelineSettings:
                    feedback_per_s=m.feedback_per_s, feedback_burst=m.feedback_burst,
                    feedback_lr_scale=m.feedback_lr_scale, new_classes=m.new_classes, max_classes=m.max_classes,
                    new_class_lr=m.new_class_lr, rehearse=m.rehearse, memory_per_class=m.memory_per_class,
+                   imprint=m.imprint, keep_every=m.keep_every, keep_margin=m.keep_margin,
                    checkpoint=checkpoint, save_every_s=m.save_every_s, workers=p.workers, refresh_s=p.refresh_s)

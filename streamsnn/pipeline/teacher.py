@@ -8,10 +8,12 @@ import time
 from dataclasses import dataclass, field
 from typing import Awaitable, Callable
 
-from .. import classnames
+from .. import classnames, defaults
+from ..snn import classedit
 from ..textsafe import printable
 from .feedback import Recent, Refused, TokenBucket, judge, parse
 from .growth import Growth
+from .livekeep import window_key
 from .metrics import Counters
 from .segment import Window
 from .settings import PipelineSettings
@@ -47,8 +49,10 @@ class Teacher:
     window (delayed progressive validation) and learns with the learning rates times
     `feedback_lr_scale`, then replays `rehearse` kept examples of the other classes (`snn.memory`: teaching one
     class does not erase the others; counted in `counters.rehearsed`). A class name the model lacks goes to
-    `growth`; the new class list is handed
-    to `on_classes` at once. All network calls go through `in_worker` (the network's worker thread).
+    `growth`; the new class list is handed to `on_classes` at once, and with `imprint` the new unit first takes
+    its weights from the window (`snn.classedit.imprint`; counted in `counters.imprinted`). A window kept as a
+    live example (`livekeep`) leaves the memory when feedback teaches it. All network calls go through
+    `in_worker` (the network's worker thread).
     """
 
     def __init__(self, net: Classifier, recent: Recent, counters: Counters, settings: PipelineSettings,
@@ -60,6 +64,7 @@ class Teacher:
         self.max_bytes = settings.max_feedback_bytes
         self.lr_scale = float(settings.feedback_lr_scale)
         self.rehearse = int(settings.rehearse)
+        self.imprint = bool(settings.imprint)
         memory = getattr(net, "memory", None)
         if memory is not None:
             memory.per_class = int(settings.memory_per_class)
@@ -105,20 +110,27 @@ class Teacher:
                 return Outcome(False, exc.reason, str(exc))
             label = classnames.find(str(fb.label), classes)  # its index now (another may have come first)
             self.on_classes(classes)  # the new class list goes out now, not with the next decision
-        d = await self.in_worker(self._learn, w, label)
+        d = await self.in_worker(self._learn, w, label, added)
         c["learned"] += 1
         self.counters.feedback_scored += 1
         self.counters.feedback_correct += int((w.predicted if w.predicted is not None else d.label) == label)
         return Outcome(True, label=str(classes[label]), added=added, window=w,
                        detail=f"learned '{classes[label]}'" + (" (a new class)" if added else ""))
 
-    def _learn(self, w: Window, label: int):
-        """On the worker: learn the label of a decided window, scoring the prediction published for it; then
-        replay `rehearse` kept examples of the other classes and keep this window as an example of its class."""
+    def _learn(self, w: Window, label: int, added: bool = False):
+        """On the worker: learn the label of a decided window, scoring the prediction published for it (a class
+        it just `added` first imprinted from it); then replay `rehearse` kept examples of the other classes and
+        keep this window as an example of its class (instead of as a live example of the decided one)."""
         memory = getattr(self.net, "memory", None)
         if memory is None:
             return self.net.learn_one(w.batch, label, prediction=w.predicted, lr_scale=self.lr_scale)
         idx, t = self.net.input_events(w.batch)  # once: for learning and for the memory
+        memory.forget(window_key(w))
+        if added and self.imprint and classedit.imprints(self.net):
+            typical = memory.typical_margin(self.net)  # a training example's lead over its runner-up
+            self.counters.imprinted += int(classedit.imprint(
+                self.net, label, self.net.features(idx, t), margin=defaults.IMPRINT_MARGIN * (typical or 1.0),
+                centre=memory.centre(self.net, label)))
         d = self.net.learn_indices(idx, label, t, self.lr_scale, prediction=w.predicted)
         self.counters.rehearsed += memory.rehearse(self.net, label, self.rehearse, self.lr_scale)
         memory.add(idx, t if getattr(self.net, "tau_us", None) is not None else None, label)

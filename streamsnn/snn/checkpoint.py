@@ -8,8 +8,8 @@ learning settings (``class_lr`` only when a class has its own output rate; ``tau
 "timing", files without it are of the other modes; ``chosen``, what `train` chose on
 held-out training samples, only when it searched: a small flat dict, `check_chosen`; ``spike_rates``, the spikes
 per input event per hidden layer `train` measured, optional, `check_spike_rates`); JSON ``counters``;
-optionally the rehearsal memory (``memory_idx``, ``memory_len``, ``memory_label``, ``memory_t``: integers, see
-``memory.Memory``; files without it load with an empty memory).
+optionally the rehearsal memory (``memory_idx``, ``memory_len``, ``memory_label``, ``memory_t``, ``memory_live``:
+integers, see ``memory.Memory``; files without it load with an empty memory, without ``memory_live`` none is live).
 Format 1 (the one-hidden-layer network, arrays ``W1``, ``W2``, ``b2``, config ``sizes`` and
 ``input_shape``) still loads, as a one-dense-layer network with classes "0".."n-1".
 """
@@ -38,7 +38,7 @@ _META_KEYS = ("format", "version", "config", "counters")
 #: The arrays of format 2 and of format 1; any other member is never read.
 _ARRAY_NAME = re.compile(r"weight_\d{1,3}(?:_[a-z][a-z0-9]{0,15})?|bias|W1|W2|b2")
 #: The rehearsal memory's arrays (``memory.Memory.arrays``; integers, optional).
-_MEMORY_NAME = re.compile(r"memory_(?:idx|len|label|t)")
+_MEMORY_NAME = re.compile(r"memory_(?:idx|len|label|t|live)")
 #: Largest checkpoint file: every parameter stored as float64, plus room for the config.
 MAX_MEMORY_VALUES = 1 << 26  # the rehearsal memory's arrays together
 MAX_FILE_BYTES = 8 * (limits.MAX_PARAMETERS + MAX_MEMORY_VALUES) + (16 << 20)

@@ -1,6 +1,8 @@
-"""Editing a network's classes: add an output unit for a new class, find a class by name, remove it, rename it."""
+"""Editing a network's classes: add an output unit for a new class (and imprint it), find a class, remove, rename."""
 
 from __future__ import annotations
+
+import math
 
 import numpy as np
 
@@ -95,3 +97,43 @@ def rename_class(net, old, new: str) -> int:
     net.classes[index] = name
     net.updates += 1
     return index
+
+
+def imprints(net) -> bool:
+    """Whether ``net``'s scores are its last hidden layer's spike counts times the output weights plus the bias (no
+    leak, not learning "timing"): then `imprint` can place a new unit; any other network keeps zero weights."""
+    return (getattr(net, "tau_us", None) is None and getattr(net, "learning", "counts") != "timing"
+            and hasattr(net, "features") and hasattr(net, "out_weight"))
+
+
+def imprint(net, index: int, h: np.ndarray, *, margin: float, centre: np.ndarray | None = None) -> bool:
+    """Set output ``index``'s weights and bias from ``h``, the last-layer spike counts of a window of its class
+    (weight imprinting, Qi, Brown & Lowe 2018); returns False (nothing changed) when it cannot.
+
+    The weights point along ``h - centre`` (``centre``: the mean counts of examples of the other classes, or none):
+    the way this window stands out from the others, whose scores it lowers, with the median length of the other
+    classes' weight columns (the new unit is as loud as they are). The bias puts the window's score ``margin`` above
+    the best other class's, so the window and windows like it are decided as the new class at once while the other
+    classes' scores do not change at all (only the windows the new unit now beats change decision)."""
+    if not imprints(net) or net.n_classes < 2 or not 0 <= index < net.n_classes:
+        return False
+    h = np.asarray(h, np.float64).reshape(-1)
+    W = net.out_weight
+    if h.shape != (W.shape[0],) or not np.any(h) or not np.all(np.isfinite(h)):
+        return False
+    d = h - (np.asarray(centre, np.float64) if centre is not None else 0.0)
+    if not np.any(d):
+        d = h
+    others = np.arange(net.n_classes) != index
+    scale = float(np.median(np.linalg.norm(W[:, others].astype(np.float64), axis=0)))
+    if not (scale > 0 and math.isfinite(scale)):
+        return False
+    w = d / np.linalg.norm(d) * scale
+    best = float(np.max(h @ W[:, others].astype(np.float64) + net.bias[others]))
+    bias = best + float(margin) - float(h @ w)
+    if not math.isfinite(bias):
+        return False
+    W[:, index] = w.astype(np.float32)
+    net.bias[index] = np.float32(bias)
+    net.updates += 1
+    return True

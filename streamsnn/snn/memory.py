@@ -9,7 +9,11 @@ class by the most, read from the example's last-layer spike counts as the networ
 the others in turn, one class after another. The kept examples come from the training split (`train` keeps
 ``per_class`` of each class, chosen by the seed) and from every taught window (a class full of examples
 replaces a random one), and are saved in the checkpoint, so a daemon protects the classes it was trained on
-from its first feedback message.
+from its first feedback message. A daemon also keeps *live* examples (``add_live``): windows it decided with a
+clear margin, as examples of the class it decided, so that after a change of camera or scene the memory holds
+windows like those it is asked about now; they take at most a share of a class's slots (the trained ones stay),
+are saved in the checkpoint marked as live, and one that feedback then teaches is dropped (``forget``): as a
+taught window when feedback agrees, not at all when it names another class.
 """
 
 from __future__ import annotations
@@ -35,6 +39,8 @@ class Memory:
         self.t: list[np.ndarray | None] = []
         self.labels: list[int] = []
         self._h: list[np.ndarray | None] = []  # last-layer spike counts as last seen (None: not yet)
+        self.live: list[bool] = []  # kept from a confident decision (add_live), not from training or feedback
+        self._keys: list = []  # a live example's window key (forget), None otherwise; not saved
         self._turn = 0
         self._rng = np.random.default_rng([int(seed), 22])
 
@@ -57,17 +63,59 @@ class Memory:
         mine = [k for k, y in enumerate(self.labels) if y == label]
         while len(mine) > self.per_class:  # the bound was lowered: forget some at random
             k = mine.pop(int(self._rng.integers(len(mine))))
-            for arr in (self.idx, self.t, self._h, self.labels):
-                del arr[k]
+            self._remove(k)
             mine = [j - (j > k) for j in mine]
         if len(mine) >= self.per_class:
-            k = mine[int(self._rng.integers(len(mine)))]
-            self.idx[k], self.t[k], self._h[k] = idx, t, None
+            self._put(mine[int(self._rng.integers(len(mine)))], idx, t, False, None)
             return
+        self._append(idx, t, label, False, None)
+
+    def add_live(self, idx: np.ndarray, t: np.ndarray | None, label: int, key, share: float) -> bool:
+        """Keep a window decided as class ``label`` with a clear margin (``key`` names the window, for ``forget``);
+        live examples take at most ``share`` of the class's ``per_class`` slots: below that bound one joins (into a
+        free slot, else replacing a random trained or taught one), at it one replaces a random live one. Returns
+        whether it was kept (not when the bound allows none, or the window is empty or too long)."""
+        cap = int(self.per_class * float(share))
+        if cap <= 0 or len(idx) == 0 or len(idx) > MAX_EXAMPLE_EVENTS:
+            return False
+        idx = np.array(idx, dtype=np.int32)
+        t = None if t is None else np.array(t, dtype=np.int64)
+        mine = [k for k, y in enumerate(self.labels) if y == label]
+        live = [k for k in mine if self.live[k]]
+        if len(live) >= cap:
+            self._put(live[int(self._rng.integers(len(live)))], idx, t, True, key)
+        elif len(mine) < self.per_class:
+            self._append(idx, t, label, True, key)
+        else:
+            kept = [k for k in mine if not self.live[k]]
+            self._put(kept[int(self._rng.integers(len(kept)))], idx, t, True, key)
+        return True
+
+    def forget(self, key) -> bool:
+        """Drop the live example kept from the window ``key`` (feedback taught that window); whether one was."""
+        for k, mine in enumerate(self._keys):
+            if mine is not None and mine == key:
+                self._remove(k)
+                return True
+        return False
+
+    def count_live(self, label: int | None = None) -> int:
+        return sum(1 for y, v in zip(self.labels, self.live) if v and (label is None or y == label))
+
+    def _append(self, idx, t, label: int, live: bool, key) -> None:
         self.idx.append(idx)
         self.t.append(t)
         self.labels.append(int(label))
         self._h.append(None)
+        self.live.append(bool(live))
+        self._keys.append(key)
+
+    def _put(self, k: int, idx, t, live: bool, key) -> None:
+        self.idx[k], self.t[k], self._h[k], self.live[k], self._keys[k] = idx, t, None, bool(live), key
+
+    def _remove(self, k: int) -> None:
+        for arr in (self.idx, self.t, self._h, self.labels, self.live, self._keys):
+            del arr[k]
 
     def fill(self, net, data) -> None:
         """Keep up to ``per_class`` samples of each class of ``data`` (a `SampleArrays`), chosen by the seed."""
@@ -86,7 +134,44 @@ class Memory:
         self.idx = [self.idx[k] for k in keep]
         self.t = [self.t[k] for k in keep]
         self._h = [self._h[k] for k in keep]
+        self.live = [self.live[k] for k in keep]
+        self._keys = [self._keys[k] for k in keep]
         self.labels = [y - (y > index) for y in (self.labels[k] for k in keep)]
+
+    # -- reading the examples ------------------------------------------------------------------------
+    def features_of(self, net, ks: list[int]) -> np.ndarray:
+        """The last-layer spike counts of examples ``ks`` as the network last saw them (computed when unknown)."""
+        for k in ks:
+            if self._h[k] is None:
+                self._h[k] = net.features(self.idx[k], self.t[k])
+        return np.stack([self._h[k] for k in ks]) if ks else np.zeros((0, net.out_weight.shape[0]), np.float32)
+
+    def centre(self, net, leave_out: int) -> np.ndarray | None:
+        """The mean last-layer spike counts of the examples of every class but ``leave_out`` (None: there are
+        none), each class weighing the same."""
+        classes = sorted({y for y in self.labels if y != leave_out and y < net.n_classes})
+        if not classes:
+            return None
+        return np.mean([self.features_of(net, [k for k, y in enumerate(self.labels) if y == c]).mean(axis=0)
+                        for c in classes], axis=0)
+
+    def margins(self, net) -> np.ndarray:
+        """The score margins (own class minus the best other) of the trained and taught examples the network
+        decides right, from their spike counts as last seen (``keep_margin`` measured on the training split)."""
+        ks = [k for k, y in enumerate(self.labels) if not self.live[k] and y < net.n_classes]
+        if not ks or net.n_classes < 2:
+            return np.zeros(0)
+        S = self.features_of(net, ks).astype(np.float64) @ net.out_weight + net.bias
+        own = np.asarray([self.labels[k] for k in ks])
+        mine = S[np.arange(len(ks)), own]
+        S[np.arange(len(ks)), own] = -np.inf
+        m = mine - S.max(axis=1)
+        return m[m > 0]
+
+    def typical_margin(self, net, quantile: float = 0.5) -> float | None:
+        """The ``quantile`` of ``margins`` (None when no kept example is decided right)."""
+        m = self.margins(net)
+        return float(np.quantile(m, quantile)) if len(m) else None
 
     # -- rehearsing -------------------------------------------------------------------------------
     def picks(self, net, taught: int, n: int) -> list[int]:
@@ -95,10 +180,7 @@ class Memory:
         others = [k for k, y in enumerate(self.labels) if y != taught and y < net.n_classes]
         if n <= 0 or not others:
             return []
-        for k in others:
-            if self._h[k] is None:
-                self._h[k] = net.features(self.idx[k], self.t[k])
-        H = np.stack([self._h[k] for k in others])
+        H = self.features_of(net, others)
         own = np.asarray([self.labels[k] for k in others])
         S = H @ net.out_weight + net.bias
         margin = S[:, taught] - S[np.arange(len(others)), own]
@@ -137,6 +219,8 @@ class Memory:
                "memory_label": np.asarray(self.labels, np.int64)}
         if all(t is not None for t in self.t):
             out["memory_t"] = np.concatenate(self.t).astype(np.int64)
+        if any(self.live):
+            out["memory_live"] = np.asarray(self.live, np.int64)
         return out
 
     def load_arrays(self, arrays: dict, n_inputs: int, n_classes: int) -> None:
@@ -156,6 +240,9 @@ class Memory:
             raise ValueError(f"memory_idx outside the input units 0..{n_inputs - 1}")
         if t is not None and np.asarray(t).reshape(-1).shape != idx.shape:
             raise ValueError("memory_t does not match memory_idx")
+        live = np.asarray(arrays.get("memory_live", np.zeros(len(labels), np.int64))).reshape(-1)
+        if live.shape != labels.shape or np.any((live != 0) & (live != 1)):
+            raise ValueError("memory_live does not match memory_label, or is not 0/1")
         ends = np.cumsum(lens)
         starts = ends - lens
         self.idx = [idx[a:b].astype(np.int32) for a, b in zip(starts, ends)]
@@ -163,3 +250,5 @@ class Memory:
         self.t = [None if tt is None else tt[a:b] for a, b in zip(starts, ends)]
         self.labels = [int(y) for y in labels]
         self._h = [None] * len(self.labels)
+        self.live = [bool(v) for v in live]
+        self._keys = [None] * len(self.labels)
