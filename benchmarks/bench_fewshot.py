@@ -9,12 +9,18 @@ trained on), shuffled per seed, are decided one at a time and each is answered b
 through `Pipeline.apply_feedback` (`model.new_classes = true`: the first adds the class). After 5, 10, 20
 and 100 examples the model is scored: accuracy on the new class, and what the old classes lost.
 
+Before teaching, each model decides a stretch of unlabelled windows of the old classes from the source it is scored
+on (`LIVE_WINDOWS`, never scored), through the daemon's decision stage, as a running daemon sees the scene before
+someone teaches it: with `model.keep_every` the confident ones join the rehearsal memory (pipeline/livekeep.py; the
+table says how many). A class added by feedback is imprinted from its first window (`model.imprint`).
+
 Two arms: `model.rehearse = 0` (no replay: what issue 22 measured) and the default (`model.rehearse`,
 `model.memory_per_class`). The number of examples replayed is chosen on validation (held-out training samples,
 never the test split): the smallest loss of the old classes after 20 and 100 examples among the settings
 that reach 90 % on the new class after 20; the test split is read only for the final table.
 
-Run alone: `python -m benchmarks --only fewshot` (`--quick`: 1 seed, 2-epoch base model).
+Run alone: `python -m benchmarks --only fewshot` (`--quick`: 1 seed, 2-epoch base model). A sanity check of one arm
+and one seed with fewer examples, on validation samples only: `python -m benchmarks.bench_fewshot --help`.
 """
 
 from __future__ import annotations
@@ -28,14 +34,17 @@ from .common import Context, Result
 
 CHECKPOINTS = (5, 10, 20, 100)
 GRID = (0, 1, 3, 6)  # model.rehearse values compared on validation
+LIVE_WINDOWS = 300  # unlabelled windows of the old classes decided before teaching (at most; the real arm has fewer)
 
 
 def teach(base, news: list, evalset, *, rehearse: int, per_class: int, train, name: str = str(NEW_DIGIT),
-          score=None) -> dict:
+          score=None, live=(), checkpoints=CHECKPOINTS, **settings) -> dict:
     """Teach ``news`` (batches of the new class, named ``name`` in the feedback) to a copy of ``base`` through the
     daemon's feedback path; returns {examples: (accuracy on the new class, on the old ones) on ``evalset``}
     (``score(net, evalset)``, by default bench_incremental's) and the counters. ``train``: the samples that fill
-    the rehearsal memory (None: keep the checkpoint's, as `streamsnn train` filled it)."""
+    the rehearsal memory (None: keep the checkpoint's, as `streamsnn train` filled it). ``live``: batches decided
+    unlabelled before teaching, as a running daemon decides what its camera sees (``decide_live``); ``settings``:
+    more PipelineSettings fields (e.g. imprint, keep_every)."""
     from streamsnn.pipeline import Pipeline
     from streamsnn.pipeline.segment import Window
     from streamsnn.snn import SpikingNetwork
@@ -49,9 +58,10 @@ def teach(base, news: list, evalset, *, rehearse: int, per_class: int, train, na
         net.memory.fill(net, train)
     clock = Clock()
     pipe = Pipeline(None, net, [], recent=16, clock=clock, new_classes=True, max_classes=16,
-                    rehearse=rehearse, memory_per_class=per_class)
+                    rehearse=rehearse, memory_per_class=per_class, **settings)
     out, seen = {}, 0
     try:
+        decide_live(pipe, live, clock)
         for b in news:
             clock.now += 1.0
             w = Window(b, b.t_start, b.t_end, b.sample, None)  # unlabelled, as a live decision is
@@ -61,32 +71,61 @@ def teach(base, news: list, evalset, *, rehearse: int, per_class: int, train, na
             if not asyncio.run(pipe.apply_feedback({"sample": b.sample, "label": name})):
                 raise RuntimeError(f"feedback refused: {pipe.counters.feedback}")
             seen += 1
-            if seen in CHECKPOINTS:
+            if seen in checkpoints:
                 out[seen] = score(net, evalset)
-            if seen == CHECKPOINTS[-1]:
+            if seen == checkpoints[-1]:
                 break
     finally:
         pipe._worker.shutdown(wait=True)
-    out["rehearsed"] = pipe.counters.rehearsed
+    c = pipe.counters
+    out.update(rehearsed=c.rehearsed, kept_live=c.kept_live, imprinted=c.imprinted)
     return out
+
+
+def decide_live(pipe, batches, clock) -> None:
+    """Each batch decided as an unlabelled window on the network's worker and published, as the daemon does with
+    what its camera sees (`Pipeline._decide`, `Pipeline._publish`: the confident ones are kept, livekeep)."""
+    from streamsnn.pipeline.segment import Window
+
+    for b in batches:
+        clock.now += 1.0
+        w = Window(b, b.t_start, b.t_end, b.sample, None)
+        d, info = pipe._worker.submit(pipe._decide, w).result()
+        pipe._publish(w, d, info)
+    pipe._worker.submit(lambda: None).result()  # the windows kept meanwhile are in the memory
+
+
+def live_order(batches: list, seed: int) -> list:
+    """At most LIVE_WINDOWS of ``batches`` in an order of the seed."""
+    return [batches[int(k)] for k in np.random.default_rng([seed, 33]).permutation(len(batches))[:LIVE_WINDOWS]]
+
+
+def real_live(ctx: Context, val, n_real: int) -> tuple[list, list]:
+    """(the real held-out validation samples of the old classes as EventBatches: the real arm's live stretch, their
+    positions in ``val``, whose first ``n_real`` samples are the real ones)."""
+    ids = {i: k for k, i in enumerate(val.ids[:n_real]) if val.labels[k] != NEW_DIGIT}
+    batches = [b for b in ctx.samples("train") if b.sample in ids]
+    return batches, sorted(ids[b.sample] for b in batches)
 
 
 def run(ctx: Context) -> Result:
     from streamsnn import defaults
 
-    from .bench_incremental import NEW, base_model, load, scores
+    from .bench_incremental import NEW, VALIDATION_SYNTH, base_model, load, scores
 
     r = Result("fewshot", "Few-shot teaching: a new digit taught by examples of it only, through feedback")
     seeds, epochs = ((0,), 2) if ctx.quick else ((0, 1, 2), 6)
     train, val, test, stream = load(ctx)
+    live, used = real_live(ctx, val, len(val) - VALIDATION_SYNTH)
+    val = val.pick([k for k in range(len(val)) if k not in set(used)])  # the live stretch is never scored
     news = [b for b in stream if b.label == NEW]
     bases = [base_model(train, seed=seed, epochs=epochs)[2] for seed in seeds]
     orders = [[news[int(k)] for k in np.random.default_rng([seed, 22]).permutation(len(news))] for seed in seeds]
     per_class = defaults.MEMORY_PER_CLASS
 
     def arm(rehearse: int, evalset) -> list[dict]:
-        return [teach(b, o, evalset, rehearse=rehearse, per_class=per_class, train=train)
-                for b, o in zip(bases, orders)]
+        return [teach(b, o, evalset, rehearse=rehearse, per_class=per_class, train=train, live=live_order(live, s))
+                for b, o, s in zip(bases, orders, seeds)]
 
     from streamsnn.snn import SpikingNetwork
 
@@ -114,7 +153,8 @@ def run(ctx: Context) -> Result:
             out_rows.append([n, k, round(float(np.mean(new)), 3), " ".join(f"{v:.2f}" for v in new),
                              round(float(np.mean(old)), 3), round(before - float(np.mean(old)), 3),
                              " ".join(f"{before_s - v:+.2f}" for before_s, v in
-                                      zip([before] * len(old), old))])
+                                      zip([before] * len(old), old)),
+                             round(float(np.mean([x["kept_live"] for x in res])), 1)])
     d = table[defaults.REHEARSE]
     new20 = float(np.mean([x[20][0] for x in d]))
     lost20 = before - float(np.mean([x[20][1] for x in d]))
@@ -133,8 +173,8 @@ def run(ctx: Context) -> Result:
     r.table(f"Test split (real N-MNIST: {int(np.sum(test.labels == NEW))} samples of 9, "
             f"{int(np.sum(test.labels != NEW))} of 0-8), mean of {len(seeds)} seed(s)",
             ["model.rehearse", "examples of 9", "accuracy on 9", "per seed", "accuracy on 0-8", "lost on 0-8",
-             "lost per seed"], out_rows)
-    r.table(f"Choosing model.rehearse on validation ({len(val)} held-out training samples, "
+             "lost per seed", "live examples kept"], out_rows)
+    r.table(f"Choosing model.rehearse on validation ({len(val)} held-out training samples not in the live stretch, "
             f"{int(np.sum(val.labels == NEW))} of 9; 0-8 before: {before_val:.3f}), mean of {len(seeds)} seed(s)",
             ["model.rehearse", *[f"on 9 after {k}" for k in CHECKPOINTS], "lost on 0-8 after 20",
              "lost on 0-8 after 100"], rows)
@@ -142,7 +182,11 @@ def run(ctx: Context) -> Result:
            f"shuffled per seed, the first {CHECKPOINTS[-1]} taught; every one answered by feedback naming '9' "
            f"(model.feedback_lr_scale {defaults.FEEDBACK_LR_SCALE:g}, model.new_class_lr {defaults.NEW_CLASS_LR:g}); "
            f"memory: {per_class} training samples per class chosen by the seed, then the taught windows. "
-           f"Rehearsed examples with the default (seed {seeds[0]}): {d[0]['rehearsed']}.")
+           f"Rehearsed examples with the default (seed {seeds[0]}): {d[0]['rehearsed']}. Live stretch: the "
+           f"{len(live)} real validation samples of 0-8 (held out of training; not scored), decided unlabelled before "
+           f"teaching (model.keep_every {defaults.KEEP_EVERY}, model.keep_margin {defaults.KEEP_MARGIN:g} = the "
+           f"median margin of the kept training examples); the new class imprinted from its first window "
+           f"(model.imprint {str(defaults.IMPRINT).lower()}; imprinted, seed {seeds[0]}: {d[0]['imprinted']}).")
     synthetic_arms(ctx, r, bases, seeds, per_class, train)
     return r
 
@@ -160,15 +204,16 @@ def synthetic_arms(ctx: Context, r: Result, bases: list, seeds, per_class: int, 
     rows, summary = [], {}
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
-        news, evalset = fs.font_sets(tmp, ctx.quick)
-        arms = {"font digits (new: 9)": (bases, news, evalset, str(NEW_DIGIT), NEW_DIGIT)}
+        news, evalset, live = fs.font_sets(tmp, ctx.quick)
+        arms = {"font digits (new: 9)": (bases, news, evalset, str(NEW_DIGIT), NEW_DIGIT, live)}
         full, nine, teach_set = fs.gesture_folder(tmp, ctx.quick)
         g_bases = fs.gesture_bases(nine, tmp, seeds, ctx.quick)
-        g_news, g_eval = fs.gesture_sets(full, teach_set, g_bases[0])
-        arms[f"gestures (new: {fs.NEW_GESTURE})"] = (g_bases, g_news, g_eval, fs.NEW_GESTURE, len(g_eval.classes) - 1)
+        g_news, g_eval, g_live = fs.gesture_sets(full, teach_set, g_bases[0])
+        arms[f"gestures (new: {fs.NEW_GESTURE})"] = (g_bases, g_news, g_eval, fs.NEW_GESTURE, len(g_eval.classes) - 1,
+                                                     g_live)
         from streamsnn.snn import SpikingNetwork
 
-        for label, (bs, ns, ev, name, new) in arms.items():
+        for label, (bs, ns, ev, name, new, live) in arms.items():
             score = lambda net, data, new=new: fs.new_index_scores(net, data, new)  # noqa: E731
             before = float(np.mean([score(SpikingNetwork.load(b), ev)[1] for b in bs]))
             for n in sorted({0, defaults.REHEARSE}):
@@ -176,19 +221,22 @@ def synthetic_arms(ctx: Context, r: Result, bases: list, seeds, per_class: int, 
                 for b, seed in zip(bs, seeds):
                     order = [ns[int(k)] for k in np.random.default_rng([seed, 22]).permutation(len(ns))]
                     res.append(teach(b, order, ev, rehearse=n, per_class=per_class, name=name, score=score,
-                                     train=None if label.startswith("gestures") else train))
+                                     train=None if label.startswith("gestures") else train,
+                                     live=live_order(live, seed)))
                 for k in CHECKPOINTS:
                     if not all(k in x for x in res):
                         continue
                     new_acc = [x[k][0] for x in res]
                     old = float(np.mean([x[k][1] for x in res]))
                     rows.append([label, n, k, round(float(np.mean(new_acc)), 3), " ".join(f"{v:.2f}" for v in new_acc),
-                                 round(old, 3), round(before - old, 3)])
+                                 round(old, 3), round(before - old, 3),
+                                 round(float(np.mean([x["kept_live"] for x in res])), 1)])
                     if n == defaults.REHEARSE:
                         summary[(label, k)] = (float(np.mean(new_acc)), before - old)
             r.note(f"{label}: {len(ns)} samples of the new class to teach from, {int(np.sum(ev.labels == new))} "
                    f"scored, {int(np.sum(ev.labels != new))} of the old classes scored (accuracy before teaching "
-                   f"{before:.3f}).")
+                   f"{before:.3f}); live stretch: {min(len(live), LIVE_WINDOWS)} of {len(live)} old-class samples "
+                   "of the teaching set, decided unlabelled before teaching.")
     for label in arms:
         if (label, 20) in summary:
             new20, lost20 = summary[(label, 20)]
@@ -202,10 +250,73 @@ def synthetic_arms(ctx: Context, r: Result, bases: list, seeds, per_class: int, 
                      target="<= 0.05", met=lost100 <= 0.05)
     r.table(f"The synthetic camera, mean of {len(seeds)} seed(s): a class never seen taught by examples of it only",
             ["data", "model.rehearse", "examples", "accuracy on the new class", "per seed", "accuracy on the old",
-             "lost on the old"], rows)
+             "lost on the old", "live examples kept"], rows)
     r.note("Synthetic camera arms (benchmarks/fewshot_synth.py): font digits from `streamsnn synth --font` (seeds "
            "101 to teach, 202 to score) on the real arm's base models; gestures from `streamsnn synth --gestures` "
            "(seed 303; the taught samples from a second set, seed 404), base models by "
            f"`streamsnn train --learning counts --choose off` on nine gestures, "
            f"{fs.NEW_GESTURE} (the reverse of circle_cw) taught. No setting was chosen on these arms.")
 
+
+
+def sanity(argv=None) -> None:
+    """One arm, one seed, a few examples, scored on validation samples only (never the benchmark's scored ones)."""
+    import argparse
+    import tempfile
+    import time
+    from pathlib import Path
+
+    from streamsnn import defaults
+    from streamsnn.snn import SpikingNetwork
+
+    from . import fewshot_synth as fs
+    from .bench_incremental import NEW, VALIDATION_SYNTH, base_model, load, scores
+
+    p = argparse.ArgumentParser(prog="python -m benchmarks.bench_fewshot", description=sanity.__doc__)
+    p.add_argument("--arm", choices=("real", "font"), default="font",
+                   help="real: scored on the real validation samples not in the live stretch; font: taught and "
+                        "live from font set 101, scored on font set 505 (not the benchmark's 202)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--examples", type=int, nargs="+", default=[5, 20])
+    p.add_argument("--live", type=int, default=LIVE_WINDOWS, help="windows of the live stretch (0: none)")
+    p.add_argument("--imprint", choices=("on", "off"), default="on" if defaults.IMPRINT else "off")
+    p.add_argument("--keep-every", type=int, default=defaults.KEEP_EVERY)
+    p.add_argument("--rehearse", type=int, default=defaults.REHEARSE)
+    p.add_argument("--font-count", type=int, default=400, help="font samples generated per set")
+    a = p.parse_args(argv)
+    ctx = Context()
+    train, val, _test, stream = load(ctx)
+    base = base_model(train, seed=a.seed, epochs=6)[2]
+    with tempfile.TemporaryDirectory() as tmp:
+        if a.arm == "real":
+            live, used = real_live(ctx, val, len(val) - VALIDATION_SYNTH)
+            evalset = val.pick([k for k in range(len(val)) if k not in set(used)])
+            news, score = [b for b in stream if b.label == NEW], scores
+        else:
+            from streamsnn.io.dataset import open_dataset
+            from streamsnn.learn.training import load_split
+
+            teach_dir, check_dir = Path(tmp) / "teach", Path(tmp) / "check"
+            fs.synth(["--font", "--count", str(a.font_count), "--seed", "101", "--out", str(teach_dir)])
+            fs.synth(["--font", "--count", str(a.font_count), "--seed", "505", "--out", str(check_dir)])
+            samples = open_dataset(teach_dir).split("train").samples
+            news = [s.load() for s in samples if s.label == NEW]
+            live = [s.load() for s in samples if s.label != NEW]
+            evalset = load_split(check_dir, "train", SpikingNetwork(arch="dense:1"), quiet=True)
+            score = lambda net, data: fs.new_index_scores(net, data, NEW)  # noqa: E731
+    order = [news[int(k)] for k in np.random.default_rng([a.seed, 22]).permutation(len(news))]
+    before = score(SpikingNetwork.load(base), evalset)[1]
+    t0 = time.perf_counter()
+    res = teach(base, order, evalset, rehearse=a.rehearse, per_class=defaults.MEMORY_PER_CLASS, train=train,
+                score=score, live=live_order(live, a.seed)[:a.live], checkpoints=tuple(sorted(a.examples)),
+                imprint=a.imprint == "on", keep_every=a.keep_every)
+    print(f"arm {a.arm}, seed {a.seed}: old classes before {before:.3f}; live stretch {min(a.live, len(live))}, kept "
+          f"{res['kept_live']}; imprinted {res['imprinted']}; rehearsed {res['rehearsed']}; "
+          f"{time.perf_counter() - t0:.0f} s")
+    for k in sorted(a.examples):
+        if k in res:
+            print(f"  after {k}: new class {res[k][0]:.3f}, old classes {res[k][1]:.3f} (lost {before - res[k][1]:+.3f})")
+
+
+if __name__ == "__main__":
+    sanity()

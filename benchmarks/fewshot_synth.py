@@ -3,12 +3,14 @@
 - `font`: the digits of `streamsnn synth --font` (digits rendered from a font with a random pose and stroke, recorded
   by the simulated saccade camera): a camera and a handwriting the base models never saw. The base models are the
   real arm's (digits 0-8, cached by bench_incremental); the 9s of one font set are taught, a second font set
-  (another seed) is scored: the new class on its 9s, the old classes on its 0-8.
+  (another seed) is scored: the new class on its 9s, the old classes on its 0-8. The first set's 0-8 are the live
+  stretch (decided unlabelled before teaching, never scored).
 - `gestures`: `streamsnn synth --gestures` (ten motions of a shape before the same simulated pixels). A base model
   per seed is trained by `streamsnn train --learning counts --choose off` on nine gestures (the tenth's folders
   left out); the tenth, `NEW_GESTURE`, the reverse of an old gesture (`circle_cw`), is then taught from the
   training samples of a second gesture set (another seed, `GESTURES_TEACH` per class, only NEW_GESTURE used) and
-  every gesture is scored on the first set's test split. `train` fills the rehearsal memory itself.
+  every gesture is scored on the first set's test split. `train` fills the rehearsal memory itself. The second set's
+  other gestures are the live stretch.
 
 Teaching is bench_fewshot.teach: decisions and feedback through `Pipeline.apply_feedback`, the daemon's path.
 """
@@ -32,7 +34,8 @@ def synth(argv: list[str]) -> None:
 
 
 def font_sets(tmp: Path, quick: bool):
-    """(the font 9s to teach as EventBatches, the scoring set as SampleArrays with labels 0-9)."""
+    """(the font 9s to teach as EventBatches, the scoring set as SampleArrays with labels 0-9, the other digits of
+    the teaching set as EventBatches: the live stretch)."""
     from streamsnn.io.dataset import open_dataset
     from streamsnn.learn.training import load_split
     from streamsnn.snn import SpikingNetwork
@@ -41,8 +44,10 @@ def font_sets(tmp: Path, quick: bool):
     n_teach, n_score = (400, 300) if quick else (FONT_TEACH, FONT_SCORE)
     synth(["--font", "--count", str(n_teach), "--seed", "101", "--out", str(teach_dir)])
     synth(["--font", "--count", str(n_score), "--seed", "202", "--out", str(score_dir)])
-    news = [s.load() for s in open_dataset(teach_dir).split("train").samples if s.label == 9]
-    return news, load_split(score_dir, "train", SpikingNetwork(arch="dense:1"), quiet=True)
+    samples = open_dataset(teach_dir).split("train").samples
+    news = [s.load() for s in samples if s.label == 9]
+    live = [s.load() for s in samples if s.label != 9]
+    return news, load_split(score_dir, "train", SpikingNetwork(arch="dense:1"), quiet=True), live
 
 
 def gesture_folder(tmp: Path, quick: bool) -> tuple[Path, Path, Path]:
@@ -78,7 +83,8 @@ def gesture_bases(base_dir: Path, tmp: Path, seeds, quick: bool) -> list[Path]:
 
 def gesture_sets(full: Path, teach: Path, base_model: Path):
     """(the NEW_GESTURE training samples of ``teach`` as EventBatches, the test split of all ten gestures as
-    SampleArrays whose labels index the base model's classes followed by NEW_GESTURE, as teaching orders them)."""
+    SampleArrays whose labels index the base model's classes followed by NEW_GESTURE, as teaching orders them, the
+    other gestures of ``teach`` as EventBatches: the live stretch)."""
     from streamsnn.io.dataset import open_dataset
     from streamsnn.learn.training import load_split
     from streamsnn.snn import SpikingNetwork
@@ -86,9 +92,10 @@ def gesture_sets(full: Path, teach: Path, base_model: Path):
     mapper = SpikingNetwork.load(base_model)
     mapper.add_class(NEW_GESTURE)
     ds = open_dataset(teach)
-    news = [s.load() for s in ds.split("train").samples
-            if (s.label_name or ds.classes[int(s.label)]) == NEW_GESTURE]
-    return news, load_split(full, "test", mapper, quiet=True)
+    named = [(s, s.label_name or ds.classes[int(s.label)]) for s in ds.split("train").samples]
+    news = [s.load() for s, name in named if name == NEW_GESTURE]
+    live = [s.load() for s, name in named if name != NEW_GESTURE]
+    return news, load_split(full, "test", mapper, quiet=True), live
 
 
 def new_index_scores(net, data, new: int) -> tuple[float, float]:
