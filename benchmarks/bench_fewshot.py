@@ -315,7 +315,8 @@ def sanity(argv=None) -> None:
           f"{time.perf_counter() - t0:.0f} s")
     for k in sorted(a.examples):
         if k in res:
-            print(f"  after {k}: new class {res[k][0]:.3f}, old classes {res[k][1]:.3f} (lost {before - res[k][1]:+.3f})")
+            new, old = res[k]
+            print(f"  after {k}: new class {new:.3f}, old classes {old:.3f} (lost {before - old:+.3f})")
 
 
 if __name__ == "__main__":
