@@ -12,7 +12,7 @@ and 100 examples the model is scored: accuracy on the new class, and what the ol
 Before teaching, each model decides a stretch of unlabelled windows of the old classes from the source it is scored
 on (`LIVE_WINDOWS`, never scored), through the daemon's decision stage, as a running daemon sees the scene before
 someone teaches it: with `model.keep_every` the confident ones join the rehearsal memory (pipeline/livekeep.py; the
-table says how many). A class added by feedback is imprinted from its first window (`model.imprint`).
+table says how many). `model.imprint` (imprinting a class added by feedback from its first window) is at its default.
 
 Two arms: `model.rehearse = 0` (no replay: what issue 22 measured) and the default (`model.rehearse`,
 `model.memory_per_class`). The number of examples replayed is chosen on validation (held-out training samples,
@@ -95,9 +95,9 @@ def decide_live(pipe, batches, clock) -> None:
     pipe._worker.submit(lambda: None).result()  # the windows kept meanwhile are in the memory
 
 
-def live_order(batches: list, seed: int) -> list:
-    """At most LIVE_WINDOWS of ``batches`` in an order of the seed."""
-    return [batches[int(k)] for k in np.random.default_rng([seed, 33]).permutation(len(batches))[:LIVE_WINDOWS]]
+def live_order(batches: list, seed: int, n: int = LIVE_WINDOWS) -> list:
+    """At most ``n`` of ``batches`` in an order of the seed."""
+    return [batches[int(k)] for k in np.random.default_rng([seed, 33]).permutation(len(batches))[:n]]
 
 
 def real_live(ctx: Context, val, n_real: int) -> tuple[list, list]:
@@ -185,8 +185,8 @@ def run(ctx: Context) -> Result:
            f"Rehearsed examples with the default (seed {seeds[0]}): {d[0]['rehearsed']}. Live stretch: the "
            f"{len(live)} real validation samples of 0-8 (held out of training; not scored), decided unlabelled before "
            f"teaching (model.keep_every {defaults.KEEP_EVERY}, model.keep_margin {defaults.KEEP_MARGIN:g} = the "
-           f"median margin of the kept training examples); the new class imprinted from its first window "
-           f"(model.imprint {str(defaults.IMPRINT).lower()}; imprinted, seed {seeds[0]}: {d[0]['imprinted']}).")
+           f"median margin of the kept training examples); model.imprint {str(defaults.IMPRINT).lower()} "
+           f"(classes imprinted, seed {seeds[0]}: {d[0]['imprinted']}).")
     synthetic_arms(ctx, r, bases, seeds, per_class, train)
     return r
 
@@ -282,8 +282,12 @@ def sanity(argv=None) -> None:
     p.add_argument("--imprint", choices=("on", "off"), default="on" if defaults.IMPRINT else "off")
     p.add_argument("--keep-every", type=int, default=defaults.KEEP_EVERY)
     p.add_argument("--rehearse", type=int, default=defaults.REHEARSE)
+    p.add_argument("--imprint-margin", type=float, default=defaults.IMPRINT_MARGIN,
+                   help="defaults.IMPRINT_MARGIN for this run")
+    p.add_argument("--new-class-lr", type=float, default=defaults.NEW_CLASS_LR)
     p.add_argument("--font-count", type=int, default=400, help="font samples generated per set")
     a = p.parse_args(argv)
+    defaults.IMPRINT_MARGIN = a.imprint_margin
     ctx = Context()
     train, val, _test, stream = load(ctx)
     base = base_model(train, seed=a.seed, epochs=6)[2]
@@ -308,8 +312,8 @@ def sanity(argv=None) -> None:
     before = score(SpikingNetwork.load(base), evalset)[1]
     t0 = time.perf_counter()
     res = teach(base, order, evalset, rehearse=a.rehearse, per_class=defaults.MEMORY_PER_CLASS, train=train,
-                score=score, live=live_order(live, a.seed)[:a.live], checkpoints=tuple(sorted(a.examples)),
-                imprint=a.imprint == "on", keep_every=a.keep_every)
+                score=score, live=live_order(live, a.seed, a.live), checkpoints=tuple(sorted(a.examples)),
+                imprint=a.imprint == "on", keep_every=a.keep_every, new_class_lr=a.new_class_lr)
     print(f"arm {a.arm}, seed {a.seed}: old classes before {before:.3f}; live stretch {min(a.live, len(live))}, kept "
           f"{res['kept_live']}; imprinted {res['imprinted']}; rehearsed {res['rehearsed']}; "
           f"{time.perf_counter() - t0:.0f} s")
