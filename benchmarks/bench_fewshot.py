@@ -117,7 +117,7 @@ def run(ctx: Context) -> Result:
     seeds, epochs = ((0,), 2) if ctx.quick else ((0, 1, 2), 6)
     train, val, test, stream = load(ctx)
     live, used = real_live(ctx, val, len(val) - VALIDATION_SYNTH)
-    val = val.pick([k for k in range(len(val)) if k not in set(used)])  # the live stretch is never scored
+    val = val.pick(sorted(set(range(len(val))) - set(used)))  # the live stretch is never scored
     news = [b for b in stream if b.label == NEW]
     bases = [base_model(train, seed=seed, epochs=epochs)[2] for seed in seeds]
     orders = [[news[int(k)] for k in np.random.default_rng([seed, 22]).permutation(len(news))] for seed in seeds]
@@ -294,7 +294,7 @@ def sanity(argv=None) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         if a.arm == "real":
             live, used = real_live(ctx, val, len(val) - VALIDATION_SYNTH)
-            evalset = val.pick([k for k in range(len(val)) if k not in set(used)])
+            evalset = val.pick(sorted(set(range(len(val))) - set(used)))
             news, score = [b for b in stream if b.label == NEW], scores
         else:
             from streamsnn.io.dataset import open_dataset

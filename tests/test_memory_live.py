@@ -122,3 +122,21 @@ async def test_feedback_on_a_kept_window_drops_it_from_the_live_examples(scene):
         assert pipe.counters.kept_live == counted  # counted when kept
     finally:
         pipe._worker.shutdown(wait=True)
+
+
+def test_a_damaged_live_mark_refuses_the_checkpoint_and_older_files_have_none(scene, tmp_path):
+    from streamsnn.errors import CheckpointError
+
+    base, batches = scene
+    net = copy.deepcopy(base)
+    idx, _ = net.input_events(batches[0])
+    assert net.memory.add_live(idx, None, 0, "w", defaults.KEEP_SHARE)
+    net.save(tmp_path / "m.npz")
+    arrays = dict(np.load(tmp_path / "m.npz"))
+    assert arrays["memory_live"].sum() == 1
+    np.savez(tmp_path / "bad.npz", **{**arrays, "memory_live": arrays["memory_live"] * 2})
+    with pytest.raises(CheckpointError, match="rehearsal memory is unusable"):
+        SpikingNetwork.load(tmp_path / "bad.npz")
+    del arrays["memory_live"]
+    np.savez(tmp_path / "old.npz", **arrays)  # as streamsnn wrote it before live examples
+    assert not any(SpikingNetwork.load(tmp_path / "old.npz").memory.live)
