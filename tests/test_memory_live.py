@@ -140,3 +140,14 @@ def test_a_damaged_live_mark_refuses_the_checkpoint_and_older_files_have_none(sc
     del arrays["memory_live"]
     np.savez(tmp_path / "old.npz", **arrays)  # as streamsnn wrote it before live examples
     assert not any(SpikingNetwork.load(tmp_path / "old.npz").memory.live)
+
+
+def test_the_new_settings_take_their_defaults_from_one_place():
+    from streamsnn.config import SCHEMA
+    from streamsnn.pipeline.settings import PipelineSettings
+
+    lib = PipelineSettings()
+    assert (lib.imprint, lib.keep_every, lib.keep_margin) == (defaults.IMPRINT, defaults.KEEP_EVERY,
+                                                              defaults.KEEP_MARGIN)
+    for key in ("imprint", "keep_every", "keep_margin"):
+        assert SCHEMA["model"][key].default == getattr(lib, key)
