@@ -42,6 +42,7 @@ BENCHES = {
     "workers": ("bench_workers", "run", "pipeline.workers: the pipeline with 1 and 2 worker processes"),
     "teachflow": ("bench_teach_flow", "run", "Teach it live: docs/demo.md's commands, record to a class taught, timed"),
     "kernel": ("bench_kernel", "run", "The inference kernel against a bare-loop ceiling for the same work (--model M)"),
+    "delays": ("bench_delays", "run", "Input delays: a delay model's inference, merging against sorting delay line"),
 }
 #: Too long for --quick (each trains several networks for many epochs; teachflow records in real time); run
 #: them with --only NAME.

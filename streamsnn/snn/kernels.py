@@ -20,10 +20,13 @@ units above threshold, for the recurrent layer), and ``herd_emit`` (a non-resett
 that turns an error into spikes).
 
 Speed (issue 21, ``benchmarks/bench_kernel.py`` measures the kernels against a bare loop of the same
-adds): a block of units is handled through views (``phi[base:base + n]``), whose indices numba knows
-are not negative, so the add loops vectorise (indexing ``phi[base + j]`` makes numba wrap negative
-indices and keeps the loop scalar); the add reduces the span of units above threshold with integer
-min/max (which vectorise), so firing scans one or two units, not the block.
+adds): a block of units is addressed by unsigned (uint64) offsets into the flat arrays, which numba knows
+are not negative, so the add loops vectorise (indexing ``phi[base + j]`` with signed integers makes numba
+wrap negative indices and keeps the loop scalar). Not through views (``phi[base:base + n]``): each view is
+an array object whose reference count numba raises and drops, a few atomic operations per block, which
+cost a leaky layer about a quarter of its time (issue 20, ``benchmarks/bench_delays.py``). The add reduces
+the span of units above threshold with integer min/max (which vectorise), so firing scans one or two units,
+not the block.
 """
 
 from __future__ import annotations
@@ -90,20 +93,20 @@ def integrate(phi, base, row, g, thr):
 
 
 @njit(inline="always")
-def integrate_span(phi, base, row, g, thr):
-    """Add ``g * row`` to the potentials ``phi[base : base + len(row)]``; returns (lo, hi) (int32): the units
+def integrate_span(phi, base, W, w, n, g, thr):
+    """Add ``g * W[w : w + n]`` to the potentials ``phi[base : base + n]``; returns (lo, hi) (int32): the units
     now above ``thr`` all lie in ``lo .. hi - 1`` (relative to ``base``); hi = 0 when there are none.
 
-    Same arguments as ``integrate``. Integer min/max reductions vectorise, so the caller scans only that span
-    (usually one or two units) instead of the whole block.
+    ``phi`` float32 (n_units,), in place; ``W`` float32, flat (the layer's weights); ``base``, ``w`` uint64
+    offsets; ``n`` int; ``g`` float32 (multiplicity times the frame factor); ``thr`` float32. Integer min/max
+    reductions vectorise, so the caller scans only that span (usually one or two units) instead of the whole block.
     """
-    n = row.shape[0]
-    ph = phi[base:base + n]  # a view: ph[j] needs no negative-index wrap, so the loop vectorises
     lo = np.int32(n)
     hi = np.int32(0)
     for j in range(n):
-        v = ph[j] + g * row[j]
-        ph[j] = v
+        q = np.uint64(j)  # unsigned offsets: no negative-index wrap, so the loop vectorises
+        v = phi[base + q] + g * W[w + q]
+        phi[base + q] = v
         a = v > thr
         hi = max(hi, np.int32(j + 1) if a else np.int32(0))
         lo = min(lo, np.int32(j) if a else np.int32(n))
@@ -114,22 +117,21 @@ def integrate_span(phi, base, row, g, thr):
 def fire(phi, counts, base, lo, hi, thr, f, leak, emit, t, k, oi, oc, ot, m):
     """Fire the units of ``phi[base + lo : base + hi]`` that are above ``thr`` and (with ``emit``) emit their spikes.
 
-    A unit fires c = ceil((v - thr) / f) spikes at once and loses c * f (``f``, float32: the leak frame's
-    factor, 1 without a leak); ``counts`` float32 (n_units,) gains c.
+    ``base`` uint64 (as ``integrate_span``'s). A unit fires c = ceil((v - thr) / f) spikes at once and loses
+    c * f (``f``, float32: the leak frame's factor, 1 without a leak); ``counts`` float32 (n_units,) gains c.
     With ``emit`` each firing unit is written as one event at position m: ``oi`` int32 unit (base + j),
     ``oc`` float32 c, ``ot`` int64 ``t[k]`` (the event's time; only when ``leak``, ``t`` is empty without one).
     The caller leaves room for hi - lo events. Returns the new m.
     """
-    ph = phi[base:base + hi]
-    cn = counts[base:base + hi]
     for j in range(lo, hi):
-        v = ph[j]
+        p = base + np.uint64(j)
+        v = phi[p]
         if v > thr:
             c = np.float32(math.ceil((v - thr) / f))
-            ph[j] = v - c * f  # one expression for both cases: with f = 1 it is exact, and it stays one fused op
-            cn[j] += c
+            phi[p] = v - c * f  # one expression for both cases: with f = 1 it is exact, and it stays one fused op
+            counts[p] += c
             if emit:
-                oi[m] = base + j
+                oi[m] = np.int64(p)
                 oc[m] = c
                 if leak:
                     ot[m] = t[k]

@@ -64,9 +64,10 @@ def conv_event(row, Kf, ks, co, ow, st, phi, counts, g, thr, f, leak, emit, t, k
     base = base_row
     ix = 0
     for _ in range(ny * nx):
-        lo, hi = integrate_span(phi, base, Kf[w:w + co], g, thr)
+        b = np.uint64(base)  # never negative: unsigned offsets into the flat arrays (kernels.integrate_span)
+        lo, hi = integrate_span(phi, b, Kf, np.uint64(w), co, g, thr)
         if hi > 0:
-            m = fire(phi, counts, base, lo, hi, thr, f, leak, emit, t, k, oi, oc, ot, m)
+            m = fire(phi, counts, b, lo, hi, thr, f, leak, emit, t, k, oi, oc, ot, m)
         ix += 1
         w += st * co  # dx += st, ox -= 1
         base -= co

@@ -29,32 +29,34 @@ def dense_forward(idx, cnt, t, start, W, phi, counts, theta, inv_tau, ref, emit,
     fire and reset the same way but no spikes are written.
 
     Arguments: ``idx`` int32, ``cnt`` float32 (or empty: all 1), ``t`` int64 µs (or empty without a
-    leak), all (n_events,); ``start`` int; ``W`` float32 (n_in, n_out); ``phi``, ``counts`` float32
+    leak), all (n_events,); ``start`` int; ``W`` float32 (n_in, n_out), C-contiguous; ``phi``, ``counts`` float32
     (n_out,); ``theta`` float32; ``inv_tau`` float 1/µs (0: no leak); ``ref`` float64 (1,), the leak
     frame's reference time, updated; ``emit`` bool; ``oi`` int32, ``oc`` float32, ``ot`` int64, all
     (capacity,), capacity at least n_out beyond ``m``; ``m`` int.
     """
     no = W.shape[1]
+    Wf = W.reshape(-1)
     leak = inv_tau > 0.0
     ones = cnt.shape[0] == 0
     t_ref = ref[0]
     cap = oi.shape[0] - no
+    zero = np.uint64(0)
     for k in range(start, idx.shape[0]):
         if emit and m > cap:
             ref[0] = t_ref
             return k, m
-        row = W[idx[k]]
+        w = np.uint64(idx[k]) * np.uint64(no)  # the row W[idx[k]], as an offset (kernels.integrate_span)
         g = np.float32(1.0) if ones else cnt[k]
         if leak:
             a, t_ref = renormalise(phi, t[k], t_ref, inv_tau)
             f = np.float32(math.exp(a))
-            lo, hi = integrate_span(phi, 0, row, g * f, theta * f)
+            lo, hi = integrate_span(phi, zero, Wf, w, no, g * f, theta * f)
             if hi > 0:
-                m = fire(phi, counts, 0, lo, hi, theta * f, f, True, emit, t, k, oi, oc, ot, m)
+                m = fire(phi, counts, zero, lo, hi, theta * f, f, True, emit, t, k, oi, oc, ot, m)
         else:  # f = 1 as a constant: the compiler drops the leak's arithmetic from this copy
-            lo, hi = integrate_span(phi, 0, row, g, theta)
+            lo, hi = integrate_span(phi, zero, Wf, w, no, g, theta)
             if hi > 0:
-                m = fire(phi, counts, 0, lo, hi, theta, np.float32(1.0), False, emit, t, k, oi, oc, ot, m)
+                m = fire(phi, counts, zero, lo, hi, theta, np.float32(1.0), False, emit, t, k, oi, oc, ot, m)
     ref[0] = t_ref
     return idx.shape[0], m
 
