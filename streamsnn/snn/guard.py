@@ -76,6 +76,19 @@ def back_off(net) -> float:
     return net.lr_backoff
 
 
+def withheld(net) -> NonFinite:
+    """The NonFinite a decision of ``net`` with non-finite scores raises: one line saying why (a layer whose activity
+    ran away, ``Layer.ran_away``, or damaged weights) and what to do; ``net.nonfinite`` counts them."""
+    away = [(k, layer.ran_away) for k, layer in enumerate(net.hidden) if getattr(layer, "ran_away", None)]
+    if away:
+        k, (m, n) = away[0]
+        return NonFinite(f"the model's activity ran away ({net.nonfinite} so far): hidden layer {k + 1} would fire "
+                         f"more than {m:,} spike events on {n:,} incoming events (limits.MAX_SPIKE_EVENTS); decision "
+                         "withheld; lower the learning rates or restart from the last checkpoint")
+    return NonFinite(f"the model's scores are not finite ({net.nonfinite} so far; its weights are damaged): "
+                     "decision withheld; restart from the last checkpoint")
+
+
 def state_finite(layers, spikes) -> bool:
     """True when every hidden layer's potentials and spike counts are finite; ``spikes`` holds each layer's
     count sum already taken by the caller, so only the potentials are summed here."""

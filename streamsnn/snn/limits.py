@@ -37,6 +37,11 @@ MAX_GAIN = 1000.0
 MAX_REF_EVENTS = 1 << 40
 MAX_ERROR_SPIKES = 4096
 MAX_TAU_US = 1e18
+#: Spike events (unit, multiplicity, time) one hidden layer may emit on one call (a window or a piece of one): a network
+#: whose activity runs away (every unit firing on every event, layer after layer) would otherwise grow its buffers
+#: until the machine runs out of memory (a membrane run on N-MNIST was killed at 22 GiB). 2**25 entries are 0.5 GiB
+#: of buffer; a sound default model emits 2-3 per input event, so a window of 10 million events stays below it.
+MAX_SPIKE_EVENTS = 1 << 25
 #: Largest value of a training counter (samples, events, updates, epochs).
 MAX_COUNTER = 1 << 62
 

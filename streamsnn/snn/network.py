@@ -23,7 +23,7 @@ from . import classedit, limits, propagate, settings
 from .arch import DEFAULT_ARCH, InputMap, check_sizes, format_arch, parse_arch
 from .decision import Decision, softmax
 from .delays import DelayLine
-from .guard import NonFinite
+from .guard import NonFinite, withheld  # noqa: F401 - NonFinite is imported from here too
 from .layers.base import ArrayView
 from .memory import Memory
 
@@ -250,9 +250,9 @@ class SpikingNetwork:
         """The Decision of scores computed for a window of ``events`` input events (NonFinite when not finite)."""
         if not np.all(np.isfinite(scores)):  # never handed on: a sink would publish NaN, learning would spread it
             self.nonfinite += 1
+            exc = withheld(self)  # before the reset, which clears what went wrong
             self.reset()  # a leaky network's state would carry the damage to the next window
-            raise NonFinite(f"the model's scores are not finite ({self.nonfinite} so far; its weights are damaged): "
-                            "decision withheld; restart from the last checkpoint")
+            raise exc
         prob = softmax(scores)
         label = int(np.argmax(scores))
         return Decision(label=label, scores=scores, confidence=float(prob[label]), events=events, spikes=spikes)

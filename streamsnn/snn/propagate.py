@@ -103,6 +103,8 @@ def feed(net, idx: np.ndarray) -> None:
     theta = np.float32(net.theta)
     for k, layer in enumerate(net.hidden):
         ev_i, ev_c, ev_t = layer.forward(ev_i, ev_c, ev_t, k < last, theta, 0.0)
+    if net.hidden[-1].ran_away is None and any(layer.ran_away is not None for layer in net.hidden):
+        net.hidden[-1].counts[:] = np.nan  # a layer below ran away: the readout of these counts must not be finite
 
 
 def align_clock(net, t0: int) -> None:

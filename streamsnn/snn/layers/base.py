@@ -18,6 +18,7 @@ from typing import ClassVar
 import numpy as np
 
 from ...errors import ConfigError
+from .. import limits
 from ..limits import MAX_WEIGHT
 
 NO_CNT = np.zeros(0, np.float32)
@@ -192,6 +193,7 @@ class Layer:
         self.counts = np.zeros(self.geo.n_out, np.float32)
         self.ref = np.full(1, np.nan)  # the leak's scaled frame: its reference time (µs), NaN before the first event
         self.cuba = None  # learning "timing": the (A, B) state of its current-based units at ``ref`` (timed.py)
+        self.ran_away = None  # (spike events emitted, input events) when a call hit limits.MAX_SPIKE_EVENTS
 
     def save_state(self) -> tuple:
         cuba = None if self.cuba is None else (self.cuba[0].copy(), self.cuba[1].copy())
@@ -216,12 +218,25 @@ class Layer:
         done = m = 0
         while True:
             if emit and bi.shape[0] < m + most + 1:
-                size = max(2 * bi.shape[0], m + most + 1)
+                if m + most + 1 > limits.MAX_SPIKE_EVENTS:
+                    return self._ran_away(m, len(ev_i))
+                size = min(max(2 * bi.shape[0], m + most + 1), limits.MAX_SPIKE_EVENTS)
                 bi, bc, bt = (np.concatenate([b[:m], np.empty(size - m, b.dtype)]) for b in (bi, bc, bt))
                 self.out_i, self.out_c, self.out_t = bi, bc, bt
             done, m = self.kernel(ev_i, ev_c, ev_t, done, theta, inv_tau, self.ref, emit, bi, bc, bt, m)
             if done == len(ev_i):
                 return bi[:m], bc[:m], (bt[:m] if inv_tau > 0 else NO_T)
+
+    def _ran_away(self, m: int, n_in: int):
+        """The layer would emit more than ``limits.MAX_SPIKE_EVENTS`` spike events on this call: its potentials and
+        counts become NaN (so the scores are not finite: the decision is withheld, a training run undoes or revives,
+        as for any non-finite state), its buffers go back to their first size, and ``ran_away`` says what happened.
+        Returns no spikes (the layers above see nothing of it)."""
+        self.ran_away = (int(m), int(n_in))
+        self.phi[:] = np.nan
+        self.counts[:] = np.nan
+        self.out_i, self.out_c, self.out_t = (np.empty(4096, dt) for dt in (np.int32, np.float32, np.int64))
+        return self.out_i[:0], self.out_c[:0], self.out_t[:0]
 
     def warm_up(self, theta, inv_tau: float) -> None:
         """Load (or compile) the forward kernels without touching state or weights (no events)."""
