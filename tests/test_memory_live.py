@@ -151,3 +151,17 @@ def test_the_new_settings_take_their_defaults_from_one_place():
                                                               defaults.KEEP_MARGIN)
     for key in ("imprint", "keep_every", "keep_margin"):
         assert SCHEMA["model"][key].default == getattr(lib, key)
+
+
+def test_a_daemon_that_does_not_learn_from_feedback_keeps_no_live_example():
+    from types import SimpleNamespace
+
+    from streamsnn.pipeline.livekeep import LiveKeeper
+    from streamsnn.pipeline.metrics import Counters
+    from streamsnn.pipeline.settings import PipelineSettings
+    from streamsnn.snn import SpikingNetwork
+
+    net = SpikingNetwork(arch="dense:16", input_shape=(8, 8, 2), classes=3, seed=0)
+    on = LiveKeeper(net, Counters(), PipelineSettings(), SimpleNamespace(submit=None))
+    off = LiveKeeper(net, Counters(), PipelineSettings(learn_from_feedback=False), SimpleNamespace(submit=None))
+    assert on.enabled and not off.enabled

@@ -6,7 +6,8 @@ longer look like what the daemon is asked about, and replaying them protects the
 (`model.keep_margin`, or when 0 the median margin of the kept training examples the network decides right,
 `Memory.margins`, measured again after each kept window) is kept as an example of the decided class
 (`Memory.add_live`: at most `defaults.KEEP_SHARE` of a class's slots), on the network's worker after the
-decision went out, never in its way. Windows that carry a true label are not kept (they learn it already).
+decision went out, never in its way. Windows that carry a true label are not kept (they learn it already); a
+daemon that does not learn from feedback (`model.learn_from_feedback = false`) keeps none.
 Feedback on a kept window drops it (`Teacher._learn` calls `Memory.forget` with `window_key`): it then joins as
 a taught window if the label agrees, and not at all if it names another class. Counted in `kept_live`.
 """
@@ -52,7 +53,7 @@ class LiveKeeper:
         self.every = int(settings.keep_every)
         self.fixed = float(settings.keep_margin) if settings.keep_margin > 0 else None
         self.enabled = (self.every > 0 and self.memory is not None and settings.memory_per_class > 0
-                        and hasattr(net, "input_events"))
+                        and settings.learn_from_feedback and hasattr(net, "input_events"))  # rehearsal serves feedback
         self.threshold: float | None = self.fixed
         self._confident = 0
         self._wait = 0  # decisions until the next try at measuring the threshold (0: one may be submitted)
