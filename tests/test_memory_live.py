@@ -162,6 +162,30 @@ def test_a_daemon_that_does_not_learn_from_feedback_keeps_no_live_example():
     from streamsnn.snn import SpikingNetwork
 
     net = SpikingNetwork(arch="dense:16", input_shape=(8, 8, 2), classes=3, seed=0)
-    on = LiveKeeper(net, Counters(), PipelineSettings(), SimpleNamespace(submit=None))
-    off = LiveKeeper(net, Counters(), PipelineSettings(learn_from_feedback=False), SimpleNamespace(submit=None))
+    idle = SimpleNamespace(submit=lambda *a: None)
+    on = LiveKeeper(net, Counters(), PipelineSettings(), idle)
+    off = LiveKeeper(net, Counters(), PipelineSettings(learn_from_feedback=False), idle)
     assert on.enabled and not off.enabled
+
+
+def test_the_kept_examples_are_seen_before_the_first_window_and_later_ones_a_few_at_a_time():
+    from concurrent.futures import ThreadPoolExecutor
+
+    from streamsnn.pipeline import livekeep
+    from streamsnn.pipeline.metrics import Counters
+    from streamsnn.pipeline.settings import PipelineSettings
+    from streamsnn.snn import SpikingNetwork
+
+    net = SpikingNetwork(arch="dense:16", input_shape=(8, 8, 2), classes=3, seed=0)
+    rng = np.random.default_rng(0)
+    for k in range(12):
+        net.memory.add(rng.integers(0, 128, 300).astype(np.int32), None, k % 3)
+    unseen = lambda: sum(h is None for h in net.memory._h)  # noqa: E731
+    assert unseen() == 12
+    with ThreadPoolExecutor(1) as worker:
+        keeper = livekeep.LiveKeeper(net, Counters(), PipelineSettings(), worker)
+    assert unseen() == 0  # all seen on the worker at the start, before any window
+    for k in range(10):  # taught windows join later
+        net.memory.add(rng.integers(0, 128, 300).astype(np.int32), None, k % 3)
+    keeper._measure()  # what a kept window triggers mid-stream
+    assert unseen() == 10 - livekeep.WARM_STEP

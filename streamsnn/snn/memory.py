@@ -139,6 +139,13 @@ class Memory:
         self.labels = [y - (y > index) for y in (self.labels[k] for k in keep)]
 
     # -- reading the examples ------------------------------------------------------------------------
+    def warm(self, net, n: int) -> int:
+        """Compute the last-layer counts of at most ``n`` trained or taught examples (not live ones) that have none yet
+        (``margins`` needs them); returns how many are still without."""
+        ks = [k for k, y in enumerate(self.labels) if not self.live[k] and y < net.n_classes and self._h[k] is None]
+        self.features_of(net, ks[:n])
+        return max(0, len(ks) - n)
+
     def features_of(self, net, ks: list[int]) -> np.ndarray:
         """The last-layer spike counts of examples ``ks`` as the network last saw them (computed when unknown)."""
         for k in ks:
