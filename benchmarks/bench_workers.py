@@ -2,7 +2,8 @@
 
 The daemon's `Pipeline` in this process (no MQTT, a sink that only counts), learning off, fed as fast as it
 takes them: (a) the 100 real N-MNIST test samples looped, one decision per sample; (b) the same samples on
-one clock cut into the live settings' sliding windows (100 ms every 50 ms). Worker start-up is excluded
+one clock cut into the live settings' sliding windows (100 ms every 50 ms, segment.overlap "auto" as the daemon
+has it: "chunks", each 50 ms chunk computed once, on any worker, see pipeline/chunkpool.py). Worker start-up is excluded
 (timed apart); every run's decisions are checked equal to the one-worker run's.
 Alone: `python -m benchmarks.bench_workers [--quick] [--model M.npz] [--workers 1,2]`.
 """
@@ -79,7 +80,7 @@ def _one(batches, model, workers: int, window: bool) -> dict:
 
     net = _network(model)
     sink = _count_sink()
-    seg = Segmenter("window", 100_000, 50_000) if window else Segmenter()
+    seg = Segmenter("window", 100_000, 50_000, overlap="auto") if window else Segmenter()
 
     async def go():
         pool = None
@@ -101,7 +102,9 @@ def _one(batches, model, workers: int, window: bool) -> dict:
     events = sum(len(b) for b in batches)
     return {"workers": workers, "decisions": len(sink.got), "events": events, "seconds": wall,
             "events_per_s": events / wall, "decisions_per_s": len(sink.got) / wall, "start_s": started,
-            "on_copies": m.get("workers", {}).get("on_copies", 0), "got": sink.got}
+            "on_copies": m.get("workers", {}).get("on_copies", 0),
+            "chunks": (m.get("workers", {}).get("chunks_on_copies", 0), m.get("workers", {}).get("chunks_on_main", 0)),
+            "got": sink.got, "m": m.get("workers")}
 
 
 def _predict_all(net_bytes: bytes, batches: list) -> float:
@@ -150,14 +153,15 @@ def run(ctx: Context, model: Path | None = None, counts=(1, 2)) -> Result:
             base = base or out
             ratio = out["events_per_s"] / base["events_per_s"]
             rows.append([arm, n, out["decisions"], f"{out['events_per_s'] / 1e6:.2f}", f"{out['decisions_per_s']:.0f}",
-                         f"{ratio:.2f}", out["on_copies"], f"{out['start_s']:.1f}", "-" if same is None else same])
+                         f"{ratio:.2f}", out["on_copies"], "{} / {}".format(*out["chunks"]) if window else "-",
+                         f"{out['start_s']:.1f}", "-" if same is None else same])
             r.metric(f"{arm}, {n} workers", round(out["events_per_s"] / 1e6, 3), "M events/s")
     bare = [(n, _ceiling(samples * (1 if ctx.quick else 3), model, n)) for n in counts]
     r.table("The kernel alone in n independent processes at once (no pipeline): what the machine gives now",
             ["processes", "M events/s", "x one"], [[n, f"{v / 1e6:.2f}", f"{v / bare[0][1]:.2f}"] for n, v in bare])
     r.table("Throughput (learning off, as fast as possible)",
             ["input", "workers", "decisions", "M events/s", "decisions/s", "x one worker", "decided by copies",
-             "start-up s", "decisions equal"], rows)
+             "chunks on copies / main", "start-up s", "decisions equal"], rows)
     fresh = "a fresh default network (seed 0), untrained: its spike rates differ from a trained one"
     r.note(f"model: {model or fresh}; "
            f"{os.cpu_count()} cores; NUMBA_NUM_THREADS={os.environ.get('NUMBA_NUM_THREADS')}")

@@ -32,7 +32,9 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 
 from ..errors import StreamsnnError
+from .chunkpool import ChunkRouter, run_ops
 from .decide import decide, temporal, true_output
+from .inflight import eligible
 from .runtime import _END
 from .stages import DecisionInfo, class_names
 
@@ -70,6 +72,7 @@ def _child(conn, snapshot: bytes) -> None:
     except Exception as exc:  # noqa: BLE001 - reported to the parent as one line
         conn.send(("error", f"{type(exc).__name__}: {exc}"))
         return
+    states: dict = {}  # segment.overlap "chunks": the chunks this copy computes (chunkpool.py)
     while True:
         try:
             msg = conn.recv()
@@ -80,6 +83,9 @@ def _child(conn, snapshot: bytes) -> None:
         batch, fresh = msg
         if fresh is not None:
             net = pickle.loads(fresh)
+        if isinstance(batch, tuple):  # ("chunks", sensor size, ops): chunk states fed, the closed ones sent back
+            conn.send(("ok", run_ops(net, states, batch[1], batch[2])))
+            continue
         start = time.monotonic()
         try:
             d = net.predict_one(batch)
@@ -99,6 +105,7 @@ class _Proc:
         self.version: str | None = None  # the learner's snapshot this copy holds, and its class names
         self.classes: tuple[str, ...] = ()
         self.restarts = 0
+        self.gone = False  # died, not restarted yet (chunkpool.py)
 
     def __repr__(self) -> str:
         pid = self.process.pid if self.process is not None else None
@@ -112,7 +119,7 @@ class _Proc:
                                    daemon=True)
         self.process.start()
         child.close()
-        self.conn, self.version, self.classes = parent, version, classes
+        self.conn, self.version, self.classes, self.gone = parent, version, classes, False
         deadline = time.monotonic() + START_TIMEOUT_S
         try:
             while not parent.poll(0.1):
@@ -188,7 +195,9 @@ class InferencePool:
         self.active = self.n > 1 and not temporal(net)
         self.snap: tuple[bytes, str, tuple[str, ...]] | None = None
         self._snap_at = 0.0
-        self.counts = {"died": 0, "restarted": 0, "refreshes": 0, "bad_windows": 0, "on_main": 0, "on_copies": 0}
+        self.counts = {"died": 0, "restarted": 0, "refreshes": 0, "bad_windows": 0, "on_main": 0, "on_copies": 0,
+                       "chunks_on_main": 0, "chunks_on_copies": 0, "read": 0, "recomputed": 0}
+        self.router: ChunkRouter | None = None  # segment.overlap "chunks": chunks spread over the workers
         self._free: asyncio.Queue | None = None
         self._closing = False
         self._restarting: set[asyncio.Task] = set()
@@ -214,6 +223,13 @@ class InferencePool:
                 "set pipeline.workers = 1 to run in one process")
         log.info("inference on %d workers: the main one (learns) and %d copies (pids %s), refreshed every %g s",
                  self.n, len(self.procs), ", ".join(str(p.process.pid) for p in self.procs), self.refresh_s)
+
+    def chunking(self, segmenter) -> ChunkRouter | None:
+        """For a pipeline whose `segmenter` scores windows as chunks, with a network that can take them: the
+        router that spreads the chunks over the workers (chunkpool.py), else None (whole windows)."""
+        if self.active and segmenter.overlap == "chunks" and eligible(self.net):
+            self.router = ChunkRouter(self, MAIN)
+        return self.router
 
     def pids(self) -> list[int]:
         return [p.process.pid for p in self.procs if p.process is not None and p.process.pid is not None]
@@ -243,7 +259,14 @@ class InferencePool:
             while (w := await pipe.windows.get()) is not _END:
                 if publisher.done():
                     publisher.result()
-                if pipe.learn_from_labels and true_output(self.net, w) is not None:
+                learn = pipe.learn_from_labels and true_output(self.net, w) is not None
+                if self.router is not None and (learn or (w.key is not None and w.chunk_us)):
+                    # chunks (chunkpool.py): learning and readouts submitted to the learner in window order
+                    spans = [] if learn else await self.router.spans(w)
+                    self.counts["on_main"] += 1
+                    task = asyncio.wrap_future(pipe._worker.submit(self._decide_main, w, True) if learn else
+                                               pipe._worker.submit(self.router.read_out, w, spans))
+                elif learn:
                     task = asyncio.ensure_future(self._on_main(pipe, w))  # learning: the learner only
                 else:
                     slot = await self._free.get()
