@@ -44,6 +44,9 @@ BACKLOG = 8
 #: process also reads the stream, cuts the windows, reads them out and publishes (at the live settings that is
 #: more of its time than the network), so the copies take the chunks while they keep up.
 MAIN_EXTRA = 2
+#: Messages in flight per worker: the next one waits on its thread while the worker computes the current one,
+#: so the worker starts on it as soon as it answered (no round trip through the event loop in between).
+DEPTH = 2
 
 
 # -- on a worker (the main one's network thread, or a copy's process) ---------------------------------------------
@@ -84,6 +87,11 @@ def run_ops(net, states: dict, size: tuple[int, int], ops: list) -> list:
     return out
 
 
+async def _answer(sent):
+    """The reply to a message a worker's thread sent (`sent`: the Future of the Future of the reply)."""
+    return await asyncio.wrap_future(await asyncio.wrap_future(sent))
+
+
 # -- on the main process (event loop) -----------------------------------------------------------------------------
 class _Chunk:
     __slots__ = ("slot", "parts", "waiting", "future")
@@ -104,7 +112,7 @@ class ChunkRouter:
         self.main_states: dict = {}  # the main worker's chunk states (on its network thread)
         self.load: dict = {}  # chunks given and not answered yet, per worker
         self.outbox: dict = {}  # ops not sent yet, per worker
-        self.busy: set = set()  # workers with a message in flight
+        self.busy: dict = {}  # messages in flight, per worker
         self.flushing: set = set()  # tasks sending what piled up while a worker was busy
         self.recompute = InFlight()  # no states: its `_chunks` computes a window's chunks from its events
         self.size: tuple[int, int] | None = None
@@ -184,12 +192,12 @@ class ChunkRouter:
         return sum(self.load.values()) >= BACKLOG * (1 + len(self.pool.procs))
 
     async def _send(self, pipe, ops: dict) -> None:
-        """Queue `ops` per worker; a worker with no message in flight gets its queue now, the others when they
-        answer (so a busy worker gets what piled up in one message, an idle one each chunk at once)."""
+        """Queue `ops` per worker; a worker with fewer than `DEPTH` messages in flight gets its queue now, the others
+        when they answer (so a busy worker gets what piled up in one message, an idle one each chunk at once)."""
         for slot, batch in ops.items():
             self.outbox.setdefault(slot, []).extend(batch)
         for slot in list(self.outbox):
-            if slot not in self.busy:
+            if self.busy.get(slot, 0) < DEPTH:
                 await self._flush(pipe, slot)
         while self._behind() and pipe.settings.policy == "block":
             self._eased.clear()
@@ -201,24 +209,25 @@ class ChunkRouter:
             return
         if slot is not self.main and (slot.gone or slot.process is None):
             return self._lost(slot, batch)
-        self.busy.add(slot)
+        self.busy[slot] = self.busy.get(slot, 0) + 1
         closes = sum(1 for _, _, close in batch if close)
         if slot is self.main:
-            job = pipe._worker.submit(run_ops, self.pool.net, self.main_states, self.size, batch)
+            job = asyncio.wrap_future(pipe._worker.submit(run_ops, self.pool.net, self.main_states, self.size, batch))
             self.pool.counts["chunks_on_main"] += closes
         else:
             try:
                 fresh = await self.pool._fresh(pipe, slot)
             except BaseException:
-                self.busy.discard(slot)
+                self.busy[slot] -= 1
                 self._lost(slot, batch)
                 raise
-            job = slot.thread.submit(slot.call, ("chunks", self.size, batch), fresh)
+            sent = slot.thread.submit(slot.post, ("chunks", self.size, batch), fresh)  # sent on the worker's thread
+            job = asyncio.ensure_future(_answer(sent))
             self.pool.counts["chunks_on_copies"] += closes
-        asyncio.wrap_future(job).add_done_callback(lambda f: self._answered(f, pipe, slot, batch))
+        asyncio.ensure_future(job).add_done_callback(lambda f: self._answered(f, pipe, slot, batch))
 
     def _answered(self, f, pipe, slot, batch: list) -> None:
-        self.busy.discard(slot)
+        self.busy[slot] -= 1
         self._eased.set()
         exc = f.exception() if not f.cancelled() else asyncio.CancelledError()
         if exc is None:

@@ -29,9 +29,10 @@ import os
 import pickle
 import signal
 import time
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 
 from ..errors import StreamsnnError
+from .channel import Channel
 from .chunkpool import ChunkRouter, run_ops
 from .decide import decide, temporal, true_output
 from .inflight import eligible
@@ -97,10 +98,10 @@ def _child(conn, snapshot: bytes) -> None:
 
 
 class _Proc:
-    """One worker process and the thread that talks to it (one window at a time)."""
+    """One worker process, the thread that sends it messages and its pipe (`channel.Channel`)."""
 
     def __init__(self, index: int):
-        self.index, self.process, self.conn = index, None, None
+        self.index, self.process, self.conn, self.channel = index, None, None, None
         self.thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"streamsnn-w{index}")
         self.version: str | None = None  # the learner's snapshot this copy holds, and its class names
         self.classes: tuple[str, ...] = ()
@@ -139,17 +140,22 @@ class _Proc:
             self.stop()
             raise WorkerError(f"inference worker {self.index} failed to start: {detail}; "
                               "set pipeline.workers = 1 to run in one process")
+        self.channel = Channel(parent, f"streamsnn-w{self.index}", lambda p=self.process: _WorkerGone(
+            f"inference worker {self.index} (pid {p.pid}) died (exit code {p.exitcode})"))
 
     def call(self, batch, fresh: tuple | None):
         """Blocking: send one window (and a fresh copy first, when given); its reply. _WorkerGone when the process
         is gone."""
-        try:
-            self.conn.send((batch, fresh[0] if fresh is not None else None))
-            if fresh is not None:
-                self.version, self.classes = fresh[1], fresh[2]
-            return self.conn.recv()
-        except (EOFError, OSError, BrokenPipeError) as exc:
-            raise _WorkerGone(f"{self!r} died (exit code {self.process.exitcode})") from exc
+        return self.post(batch, fresh).result()
+
+    def post(self, payload, fresh: tuple | None) -> Future:
+        """Send one message (and a fresh copy first, when given) without waiting for the reply: its Future."""
+        if self.channel is None:  # stopped, being restarted: as a dead worker
+            raise _WorkerGone(f"{self!r} is not running")
+        fut = self.channel.post((payload, fresh[0] if fresh is not None else None))
+        if fresh is not None:
+            self.version, self.classes = fresh[1], fresh[2]
+        return fut
 
     def stop(self) -> None:
         """Blocking: ask the process to stop, wait, then terminate and kill it if it hangs."""
@@ -167,8 +173,10 @@ class _Proc:
         if p.is_alive():
             p.kill()
             p.join()
+        if self.channel is not None:
+            self.channel.close()  # its thread has seen the pipe close
         self.conn.close()
-        self.process = None
+        self.process, self.channel = None, None
 
 
 def _snapshot(net) -> tuple[bytes, str, tuple[str, ...]]:
