@@ -161,3 +161,15 @@ def test_labelled_windows_are_learned_on_the_main_worker_and_stale_chunks_recomp
     w = pipe.metrics()["workers"]
     assert w["chunks_on_copies"] > 0 and w["recomputed"] > 0
     assert sum(g[5] is None for g in two) > 10 and sum(g[5] is not None for g in two) > 10
+
+
+def test_another_sensor_mid_stream_is_decided_as_on_one_worker(recordings_dir):
+    """An N-MNIST stream (34x34), then a 320x240 recording: a new stream on another sensor, its chunks computed with
+    its own sensor size even when they share a message with the other sensor's."""
+    rec = read_events(recordings_dir / "tonic_sample.aedat4")
+    batches = stream(3, skip=50) + rec.slice_time(None, rec.t_start + 400_000).split_time(10_000)
+    one, _ = run(batches, net(6), workers=1, learn_from_labels=False)
+    two, pipe = run(batches, net(6), workers=2, learn_from_labels=False)
+    assert pipe.segmenter.counters["restarts"] == 1
+    assert len(one) > 15 and [g[:4] + g[5:] for g in two] == [g[:4] + g[5:] for g in one]
+    assert pipe.metrics()["workers"]["chunks_on_copies"] > 0

@@ -15,6 +15,10 @@ from concurrent.futures import Future
 from typing import Callable
 
 
+class WorkerGone(Exception):
+    """The worker process went away while it held a request."""
+
+
 class Channel:
     def __init__(self, conn, name: str, gone: Callable[[], BaseException]):
         self.conn, self.gone = conn, gone

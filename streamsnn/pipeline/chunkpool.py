@@ -30,6 +30,7 @@ import time
 import numpy as np
 
 from ..events import EVENT_DTYPE, EventBatch, join_events
+from .channel import WorkerGone
 from .inflight import MAX_STATES, InFlight, _Span, _weights
 from .stages import DecisionInfo, class_names
 
@@ -50,14 +51,14 @@ DEPTH = 2
 
 
 # -- on a worker (the main one's network thread, or a copy's process) ---------------------------------------------
-def run_ops(net, states: dict, size: tuple[int, int], ops: list) -> list:
-    """Feed chunk states: `ops` are (key, events or None, close); returns (key, finished _Span) for each closed
-    one, its `weights` replaced by the `model_version` that computed it (None: the weights changed meanwhile, or
+def run_ops(net, states: dict, ops: list) -> list:
+    """Feed chunk states: `ops` are (key, events or None, close, sensor size); returns (key, finished _Span) for each
+    closed one, its `weights` replaced by the `model_version` that computed it (None: the weights changed meanwhile, or
     its events were refused). Never raises."""
     weights = _weights(net)
-    proto = EventBatch(np.zeros(0, EVENT_DTYPE), *size)
+    protos: dict = {}
     out = []
-    for key, events, close in ops:
+    for key, events, close, size in ops:
         st = states.get(key)
         if st is None:
             st = states[key] = _Span(net, weights)
@@ -65,6 +66,7 @@ def run_ops(net, states: dict, size: tuple[int, int], ops: list) -> list:
             st.raw += len(events)
             if st.weights == weights and st.arrays is not None:
                 try:
+                    proto = protos.get(size) or protos.setdefault(size, EventBatch(np.zeros(0, EVENT_DTYPE), *size))
                     idx, _ = net.input_events(proto._trusted(events))
                     st.run(net, idx)
                     st.fed += len(idx)
@@ -94,16 +96,16 @@ async def _answer(sent):
 
 # -- on the main process (event loop) -----------------------------------------------------------------------------
 class _Chunk:
-    __slots__ = ("slot", "parts", "waiting", "future")
+    __slots__ = ("slot", "parts", "waiting", "future", "size")
 
     def __init__(self, slot, future):
-        self.slot, self.parts, self.waiting, self.future = slot, [], 0, future
+        self.slot, self.parts, self.waiting, self.future, self.size = slot, [], 0, future, None
 
 
 class ChunkRouter:
     """Routes a stream's chunks to the workers of `pool` (`workers.InferencePool`) and reads windows out; see the
-    module. `route(pipe, pieces, windows)` on the reader, before `windows` are queued; `decide(pipe, w)` on the
-    classifier, in window order."""
+    module. `route(pipe, pieces, windows)` on the reader, before `windows` are queued; `spans(w)` then, on the
+    network thread, `read_out(w, spans)` for each window, in window order."""
 
     def __init__(self, pool, main):
         self.pool, self.main = pool, main
@@ -115,7 +117,6 @@ class ChunkRouter:
         self.busy: dict = {}  # messages in flight, per worker
         self.flushing: set = set()  # tasks sending what piled up while a worker was busy
         self.recompute = InFlight()  # no states: its `_chunks` computes a window's chunks from its events
-        self.size: tuple[int, int] | None = None
         self._eased = asyncio.Event()  # a message was answered
 
     # -- the reader --------------------------------------------------------------------------------
@@ -135,15 +136,14 @@ class ChunkRouter:
         ev = piece.batch.events
         if not len(ev):
             return
-        self.size = piece.batch.sensor_size
+        size = piece.batch.sensor_size
         t = ev["t"]
         H, first, last = piece.hop_us, int(t[0]), int(t[-1])
         for key, ch in list(self.open.items()):  # chunks of an old grid, or over: closed
             if key[0] != piece.epoch or key[1] + H <= first:
                 self._close(key, ch, ops)
-        behind = self._behind()
-        if behind and pipe.settings.policy != "block":
-            pipe.overlap["skipped"] += 1
+        behind = self._behind() and pipe.settings.policy != "block"
+        pipe.overlap["skipped" if behind else "fed"] += 1
         s = piece.origin + max(0, (first - piece.origin) // H) * H
         while s <= last:
             lo, hi = np.searchsorted(t, (s, s + H), side="left")
@@ -155,11 +155,12 @@ class ChunkRouter:
                     self.load[slot] = self.load.get(slot, 0) + 1
                     ch = self.open[key] = _Chunk(slot, asyncio.get_running_loop().create_future())
                     self.done[key] = ch.future
-                if behind and pipe.settings.policy != "block":
+                if behind:
                     self._unassign(ch)  # not fed: its windows are computed on the main worker
                 elif ch.slot is not None:
                     ch.parts.append(ev[lo:hi])
                     ch.waiting += int(hi - lo)
+                ch.size = size
                 if last >= s + H:
                     self._close(key, ch, ops)
                 elif ch.waiting >= FEED_EVENTS:
@@ -168,7 +169,6 @@ class ChunkRouter:
                 s = max(s + H, piece.origin + (int(t[hi]) - piece.origin) // H * H)
             else:
                 break
-        pipe.overlap["fed"] += 1
 
     def _close(self, key, ch: _Chunk, ops: dict) -> None:
         del self.open[key]
@@ -181,7 +181,7 @@ class ChunkRouter:
     def _op(self, ch: _Chunk, key, close: bool, ops: dict) -> None:
         events = join_events(ch.parts) if len(ch.parts) > 1 else ch.parts[0] if ch.parts else None
         ch.parts, ch.waiting = [], 0
-        ops.setdefault(ch.slot, []).append((key, events, close))
+        ops.setdefault(ch.slot, []).append((key, events, close, ch.size))
 
     def _pick(self):
         """The worker with the fewest chunks not answered yet, the main one counted `MAIN_EXTRA` more."""
@@ -210,9 +210,9 @@ class ChunkRouter:
         if slot is not self.main and (slot.gone or slot.process is None):
             return self._lost(slot, batch)
         self.busy[slot] = self.busy.get(slot, 0) + 1
-        closes = sum(1 for _, _, close in batch if close)
+        closes = sum(1 for op in batch if op[2])
         if slot is self.main:
-            job = asyncio.wrap_future(pipe._worker.submit(run_ops, self.pool.net, self.main_states, self.size, batch))
+            job = asyncio.wrap_future(pipe._worker.submit(run_ops, self.pool.net, self.main_states, batch))
             self.pool.counts["chunks_on_main"] += closes
         else:
             try:
@@ -221,7 +221,7 @@ class ChunkRouter:
                 self.busy[slot] -= 1
                 self._lost(slot, batch)
                 raise
-            sent = slot.thread.submit(slot.post, ("chunks", self.size, batch), fresh)  # sent on the worker's thread
+            sent = slot.thread.submit(slot.post, ("chunks", batch), fresh)  # sent on the worker's thread
             job = asyncio.ensure_future(_answer(sent))
             self.pool.counts["chunks_on_copies"] += closes
         asyncio.ensure_future(job).add_done_callback(lambda f: self._answered(f, pipe, slot, batch))
@@ -239,9 +239,7 @@ class ChunkRouter:
                 if fut is not None and not fut.done():
                     fut.set_result(st)
         else:
-            from .workers import _WorkerGone
-
-            if isinstance(exc, _WorkerGone) and not slot.gone:
+            if isinstance(exc, WorkerGone) and not slot.gone:
                 slot.gone = True
                 self.pool.counts["died"] += 1
                 log.warning("%s; its chunks go to the main worker%s", exc,
@@ -257,7 +255,7 @@ class ChunkRouter:
             task.add_done_callback(self.flushing.discard)
 
     def _lost(self, slot, batch: list) -> None:
-        for key, _, close in batch:
+        for key, _, close, _ in batch:
             if close:
                 self.load[slot] -= 1
                 fut = self.done.get(key)

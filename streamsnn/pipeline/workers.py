@@ -33,6 +33,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 
 from ..errors import StreamsnnError
 from .channel import Channel
+from .channel import WorkerGone as _WorkerGone
 from .chunkpool import ChunkRouter, run_ops
 from .decide import decide, temporal, true_output
 from .inflight import eligible
@@ -53,10 +54,6 @@ class WorkerError(StreamsnnError):
     """An inference worker process that could not start (exit status 1)."""
 
     exit_code = 1
-
-
-class _WorkerGone(Exception):
-    """The worker process went away while it held a window."""
 
 
 # -- the worker process ------------------------------------------------------------------------------
@@ -84,8 +81,8 @@ def _child(conn, snapshot: bytes) -> None:
         batch, fresh = msg
         if fresh is not None:
             net = pickle.loads(fresh)
-        if isinstance(batch, tuple):  # ("chunks", sensor size, ops): chunk states fed, the closed ones sent back
-            conn.send(("ok", run_ops(net, states, batch[1], batch[2])))
+        if isinstance(batch, tuple):  # ("chunks", ops): chunk states fed, the closed ones sent back (chunkpool.py)
+            conn.send(("ok", run_ops(net, states, batch[1])))
             continue
         start = time.monotonic()
         try:
