@@ -117,6 +117,8 @@ class Pipeline:
         self.pool = pool if pool is not None else InferencePool(net, s.workers, s.refresh_s) if s.workers > 1 else None
         if self.pool is not None:
             extra_metrics = _with_pool(extra_metrics, self.pool)
+        # overlap "chunks": the chunks spread over the workers as their events arrive (pipeline/chunkpool.py)
+        self._router = self.pool.chunking(self.segmenter) if self.pool is not None else None
         # -- end workers --
         inflight = getattr(self.decider, "inflight", None)
         self.stats = Metrics(self.counters, net, self.windows, self.segmenter, self.outputs, extra=extra_metrics,
@@ -201,7 +203,9 @@ class Pipeline:
                     self.segmenter.reset()
                     continue
                 pieces = self.segmenter.take_pieces()
-                if self._feeding and (pieces or self._later):
+                if self._router is not None:  # before its windows: their chunks get this batch first, on the workers
+                    await self._router.route(self, pieces, windows)
+                elif self._feeding and (pieces or self._later):
                     await self._hand_over(pieces, windows)  # before its windows: their states get this batch first
                 for w in windows:
                     self.counters.windows += 1
@@ -306,6 +310,8 @@ class Pipeline:
             except Exception as exc:  # noqa: BLE001 - never lose the end marker
                 log.warning("windows still open at the end were dropped: %s: %s", type(exc).__name__, exc)
                 windows = []
+            if self._router is not None:
+                await self._router.route(self, [], windows)
             for w in windows:
                 self.counters.windows += 1
                 await self.windows.put(w)

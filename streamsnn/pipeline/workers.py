@@ -29,10 +29,14 @@ import os
 import pickle
 import signal
 import time
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 
 from ..errors import StreamsnnError
+from .channel import Channel
+from .channel import WorkerGone as _WorkerGone
+from .chunkpool import ChunkRouter, run_ops
 from .decide import decide, temporal, true_output
+from .inflight import eligible
 from .runtime import _END
 from .stages import DecisionInfo, class_names
 
@@ -52,10 +56,6 @@ class WorkerError(StreamsnnError):
     exit_code = 1
 
 
-class _WorkerGone(Exception):
-    """The worker process went away while it held a window."""
-
-
 # -- the worker process ------------------------------------------------------------------------------
 def _child(conn, snapshot: bytes) -> None:
     """A worker: load the copy, say ready, then decide each window it is sent until told to stop."""
@@ -70,6 +70,7 @@ def _child(conn, snapshot: bytes) -> None:
     except Exception as exc:  # noqa: BLE001 - reported to the parent as one line
         conn.send(("error", f"{type(exc).__name__}: {exc}"))
         return
+    states: dict = {}  # segment.overlap "chunks": the chunks this copy computes (chunkpool.py)
     while True:
         try:
             msg = conn.recv()
@@ -80,6 +81,9 @@ def _child(conn, snapshot: bytes) -> None:
         batch, fresh = msg
         if fresh is not None:
             net = pickle.loads(fresh)
+        if isinstance(batch, tuple):  # ("chunks", ops): chunk states fed, the closed ones sent back (chunkpool.py)
+            conn.send(("ok", run_ops(net, states, batch[1])))
+            continue
         start = time.monotonic()
         try:
             d = net.predict_one(batch)
@@ -91,14 +95,15 @@ def _child(conn, snapshot: bytes) -> None:
 
 
 class _Proc:
-    """One worker process and the thread that talks to it (one window at a time)."""
+    """One worker process, the thread that sends it messages and its pipe (`channel.Channel`)."""
 
     def __init__(self, index: int):
-        self.index, self.process, self.conn = index, None, None
+        self.index, self.process, self.conn, self.channel = index, None, None, None
         self.thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"streamsnn-w{index}")
         self.version: str | None = None  # the learner's snapshot this copy holds, and its class names
         self.classes: tuple[str, ...] = ()
         self.restarts = 0
+        self.gone = False  # died, not restarted yet (chunkpool.py)
 
     def __repr__(self) -> str:
         pid = self.process.pid if self.process is not None else None
@@ -112,7 +117,7 @@ class _Proc:
                                    daemon=True)
         self.process.start()
         child.close()
-        self.conn, self.version, self.classes = parent, version, classes
+        self.conn, self.version, self.classes, self.gone = parent, version, classes, False
         deadline = time.monotonic() + START_TIMEOUT_S
         try:
             while not parent.poll(0.1):
@@ -132,17 +137,22 @@ class _Proc:
             self.stop()
             raise WorkerError(f"inference worker {self.index} failed to start: {detail}; "
                               "set pipeline.workers = 1 to run in one process")
+        self.channel = Channel(parent, f"streamsnn-w{self.index}", lambda p=self.process: _WorkerGone(
+            f"inference worker {self.index} (pid {p.pid}) died (exit code {p.exitcode})"))
 
     def call(self, batch, fresh: tuple | None):
         """Blocking: send one window (and a fresh copy first, when given); its reply. _WorkerGone when the process
         is gone."""
-        try:
-            self.conn.send((batch, fresh[0] if fresh is not None else None))
-            if fresh is not None:
-                self.version, self.classes = fresh[1], fresh[2]
-            return self.conn.recv()
-        except (EOFError, OSError, BrokenPipeError) as exc:
-            raise _WorkerGone(f"{self!r} died (exit code {self.process.exitcode})") from exc
+        return self.post(batch, fresh).result()
+
+    def post(self, payload, fresh: tuple | None) -> Future:
+        """Send one message (and a fresh copy first, when given) without waiting for the reply: its Future."""
+        if self.channel is None:  # stopped, being restarted: as a dead worker
+            raise _WorkerGone(f"{self!r} is not running")
+        fut = self.channel.post((payload, fresh[0] if fresh is not None else None))
+        if fresh is not None:
+            self.version, self.classes = fresh[1], fresh[2]
+        return fut
 
     def stop(self) -> None:
         """Blocking: ask the process to stop, wait, then terminate and kill it if it hangs."""
@@ -160,8 +170,10 @@ class _Proc:
         if p.is_alive():
             p.kill()
             p.join()
+        if self.channel is not None:
+            self.channel.close()  # its thread has seen the pipe close
         self.conn.close()
-        self.process = None
+        self.process, self.channel = None, None
 
 
 def _snapshot(net) -> tuple[bytes, str, tuple[str, ...]]:
@@ -188,7 +200,9 @@ class InferencePool:
         self.active = self.n > 1 and not temporal(net)
         self.snap: tuple[bytes, str, tuple[str, ...]] | None = None
         self._snap_at = 0.0
-        self.counts = {"died": 0, "restarted": 0, "refreshes": 0, "bad_windows": 0, "on_main": 0, "on_copies": 0}
+        self.counts = {"died": 0, "restarted": 0, "refreshes": 0, "bad_windows": 0, "on_main": 0, "on_copies": 0,
+                       "chunks_on_main": 0, "chunks_on_copies": 0, "read": 0, "recomputed": 0}
+        self.router: ChunkRouter | None = None  # segment.overlap "chunks": chunks spread over the workers
         self._free: asyncio.Queue | None = None
         self._closing = False
         self._restarting: set[asyncio.Task] = set()
@@ -214,6 +228,13 @@ class InferencePool:
                 "set pipeline.workers = 1 to run in one process")
         log.info("inference on %d workers: the main one (learns) and %d copies (pids %s), refreshed every %g s",
                  self.n, len(self.procs), ", ".join(str(p.process.pid) for p in self.procs), self.refresh_s)
+
+    def chunking(self, segmenter) -> ChunkRouter | None:
+        """For a pipeline whose `segmenter` scores windows as chunks, with a network that can take them: the
+        router that spreads the chunks over the workers (chunkpool.py), else None (whole windows)."""
+        if self.active and segmenter.overlap == "chunks" and eligible(self.net):
+            self.router = ChunkRouter(self, MAIN)
+        return self.router
 
     def pids(self) -> list[int]:
         return [p.process.pid for p in self.procs if p.process is not None and p.process.pid is not None]
@@ -243,7 +264,14 @@ class InferencePool:
             while (w := await pipe.windows.get()) is not _END:
                 if publisher.done():
                     publisher.result()
-                if pipe.learn_from_labels and true_output(self.net, w) is not None:
+                learn = pipe.learn_from_labels and true_output(self.net, w) is not None
+                if self.router is not None and (learn or (w.key is not None and w.chunk_us)):
+                    # chunks (chunkpool.py): learning and readouts submitted to the learner in window order
+                    spans = [] if learn else await self.router.spans(w)
+                    self.counts["on_main"] += 1
+                    task = asyncio.wrap_future(pipe._worker.submit(self._decide_main, w, True) if learn else
+                                               pipe._worker.submit(self.router.read_out, w, spans))
+                elif learn:
                     task = asyncio.ensure_future(self._on_main(pipe, w))  # learning: the learner only
                 else:
                     slot = await self._free.get()
