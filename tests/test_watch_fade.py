@@ -73,3 +73,12 @@ def test_a_fading_network_is_not_taken_as_the_good_state_of_the_next_epoch():
     w.start_epoch()  # fading: these weights are not kept as the ones to go back to
     feed(w, lambda k: 0.001, 6 * watch_mod.FADE_SAMPLES)
     assert w.revivals == 1 and np.array_equal(n.out_weight, good)
+
+
+def test_a_rate_that_settles_after_running_away_has_not_faded():
+    w = Watch.of(net())
+    w.start_epoch()
+    feed(w, lambda k: 0.3, 2 * watch_mod.FADE_SAMPLES)
+    feed(w, lambda k: 40.0, 2 * watch_mod.FADE_SAMPLES)  # a run-away stretch: 40 spikes per input event
+    feed(w, lambda k: 0.4, 8 * watch_mod.FADE_SAMPLES)  # settled: a hundredfold down, but a sound rate
+    assert w.revivals == 0

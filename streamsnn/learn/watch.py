@@ -8,9 +8,9 @@ least ``STUCK_CLASSES`` true classes pass (its hidden layers still fire, but wha
 depends on the input: the collapse a run away and then nearly silent network shows); it is revived as a silent one.
 A network has *faded* when its last hidden layer's spikes per input event (a running mean over about
 ``FADE_SAMPLES`` samples) fall below 1/``FADE_RATIO`` of the highest that mean reached since the run (or the last
-revival) began: a few spikes a sample still pass, so it is neither silent nor stuck, but the output barely hears
-the input (a `membrane` run on N-MNIST ended at 6 % this way, its last layer at 1/240 of a sound run's rate); it
-is revived as a silent one.
+revival) began, and below ``FADE_FLOOR``: a few spikes a sample still pass, so it is neither silent nor stuck,
+but the output barely hears the input (a `membrane` run on N-MNIST ended at 6 % this way, its last layer at 1/240
+of a sound run's rate); it is revived as a silent one.
 An update the network found non-finite (or huge) it undid itself and halved its learning rates
 (``NonFinite.undone``, ``lr_backoff``): that is logged and counted. A network that is silent,
 whose scores are not finite with its weights as they are, or whose updates were refused
@@ -44,6 +44,9 @@ STUCK_CLASSES = 3
 #: each epoch at 1.04-1.23x under its peak (0.07-0.098 spikes per input event).
 FADE_SAMPLES = 200
 FADE_RATIO = 100.0
+#: ... and only below this many spikes per input event: a rate that fell a hundredfold from a run-away peak (a
+#: membrane run's last layer reached 40 spikes per input event, then settled at 0.4) has not faded.
+FADE_FLOOR = 0.01
 #: Updates refused since the last good state that make a revival.
 MAX_REFUSED = 5
 #: Revivals before training gives up.
@@ -89,7 +92,7 @@ class Watch:
         """Keep the weights as the ones to go back to, unless the network is falling silent already."""
         self.logged = 0
         healthy = (self.silent == 0 and self.refused_since == 0 and self.same < STUCK_SAMPLES // 2
-                   and self.rate * FADE_RATIO ** 0.5 >= self.peak)  # not fading either
+                   and not (self.rate * FADE_RATIO ** 0.5 < self.peak and self.rate < FADE_FLOOR * FADE_RATIO ** 0.5))
         if healthy or self.good is None:
             self.good = _weights(self.net)
 
@@ -118,7 +121,7 @@ class Watch:
         if self.seen < FADE_SAMPLES:
             return
         self.peak = max(self.peak, self.rate)
-        if self.rate * FADE_RATIO < self.peak:
+        if self.rate * FADE_RATIO < self.peak and self.rate < FADE_FLOOR:
             self.revive(epoch, f"its last hidden layer faded to {self.rate:.3g} spikes per input event, under "
                                f"1/{FADE_RATIO:g} of the {self.peak:.3g} it reached")
 
