@@ -80,17 +80,22 @@ def stop_with_sigint(proc: subprocess.Popen, log: Path, what: str = "daemon") ->
 
 
 class ListSource:
-    """Real batches handed over one by one, as a live source does; then, optionally, silence until closed."""
+    """Real batches handed over one by one, as a live source does; then, optionally, silence until closed.
+    ``each(i, pipe)`` (a coroutine function) runs before batch i, with ``pipe`` as the test set it (to kill a
+    worker, to wait)."""
 
-    def __init__(self, batches, *, then_wait: bool = False, fail: Exception | None = None):
-        self.batches, self.then_wait, self.fail = list(batches), then_wait, fail
+    def __init__(self, batches, each=None, *, then_wait: bool = False, fail: Exception | None = None):
+        self.batches, self.each, self.then_wait, self.fail = list(batches), each, then_wait, fail
+        self.pipe = None
         self.closed = asyncio.Event()
 
     def __aiter__(self):
         return self._gen()
 
     async def _gen(self):
-        for b in self.batches:
+        for i, b in enumerate(self.batches):
+            if self.each is not None:
+                await self.each(i, self.pipe)
             await asyncio.sleep(0)
             yield b
         if self.fail is not None:

@@ -13,6 +13,7 @@ import sys
 import numpy as np
 import pytest
 from daemon_util import Daemon, QuietSink, daemons  # noqa: F401 - the fixture
+from daemon_util import ListSource as Source
 from dataset_util import nmnist_events, nmnist_picks
 
 from streamsnn.errors import ConfigError
@@ -46,26 +47,6 @@ def stream(n: int, chunk_us: int = 10_000) -> list[EventBatch]:
         t0 = int(ev["t"][-1]) + 1000
         parts.append(ev)
     return EventBatch(np.concatenate(parts), 34, 34, source="nmnist stream").split_time(chunk_us)
-
-
-class Source:
-    """Real batches handed over one by one; `each(i, pipe)` runs before batch i (to kill a worker, to wait)."""
-
-    def __init__(self, batches, each=None):
-        self.batches, self.each, self.pipe = list(batches), each, None
-
-    def __aiter__(self):
-        return self._gen()
-
-    async def _gen(self):
-        for i, b in enumerate(self.batches):
-            if self.each is not None:
-                await self.each(i, self.pipe)
-            await asyncio.sleep(0)
-            yield b
-
-    async def aclose(self):
-        pass
 
 
 class Collect(QuietSink):

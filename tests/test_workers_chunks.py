@@ -11,6 +11,7 @@ import signal
 
 import numpy as np
 import pytest
+from daemon_util import ListSource as Source
 from daemon_util import QuietSink
 from dataset_util import nmnist_events, nmnist_picks
 
@@ -41,24 +42,6 @@ def stream(n: int, *, labelled=(), skip: int = 0) -> list[EventBatch]:
                        meta={"label_name": str(digit)} if lab else {})
         out += b.split_time(10_000)
     return out
-
-
-class Source:
-    def __init__(self, batches, each=None):
-        self.batches, self.each, self.pipe = list(batches), each, None
-
-    def __aiter__(self):
-        return self._gen()
-
-    async def _gen(self):
-        for i, b in enumerate(self.batches):
-            if self.each is not None:
-                await self.each(i, self.pipe)
-            await asyncio.sleep(0)
-            yield b
-
-    async def aclose(self):
-        pass
 
 
 class Collect(QuietSink):
