@@ -107,6 +107,20 @@ class ListSource:
         self.closed.set()
 
 
+def worker_killer(at, killed: list, wait_s: float):
+    """A ``ListSource`` ``each`` hook that kills the pipeline's first worker process (SIGKILL) before each batch
+    index in ``at``, notes its pid in ``killed`` and waits ``wait_s`` seconds."""
+
+    async def kill(i, pipe):
+        if i in at and pipe.pool.pids():
+            pid = pipe.pool.pids()[0]
+            os.kill(pid, signal.SIGKILL)
+            killed.append(pid)
+            await asyncio.sleep(wait_s)
+
+    return kill
+
+
 async def live_replay_decisions(folder: Path, daemons: list, samples: list, ckpt: Path) -> tuple[list, int]:
     """Replay ``samples`` as one stream (an AEDAT4 recording) through `streamsnn run` at the live settings, as
     fast as possible, with the model ``ckpt`` and learning off; (the decisions it wrote as JSON lines, the

@@ -12,7 +12,7 @@ import sys
 
 import numpy as np
 import pytest
-from daemon_util import Daemon, QuietSink, daemons  # noqa: F401 - the fixture
+from daemon_util import Daemon, QuietSink, daemons, worker_killer  # noqa: F401 - the fixture
 from daemon_util import ListSource as Source
 from dataset_util import nmnist_events, nmnist_picks
 
@@ -122,13 +122,7 @@ def test_the_copies_are_refreshed_from_the_learner_and_say_which_weights_decided
 def test_a_killed_worker_is_counted_its_window_decided_and_the_stream_goes_on():
     batches = samples(30)
     killed = []
-
-    async def kill(i, pipe):
-        if i in (8, 20) and pipe.pool.pids():
-            pid = pipe.pool.pids()[0]
-            os.kill(pid, signal.SIGKILL)
-            killed.append(pid)
-            await asyncio.sleep(0.2)
+    kill = worker_killer((8, 20), killed, 0.2)
 
     one, _ = run(batches, net(), workers=1, learn_from_labels=False)
     two, pipe = run(batches, net(), workers=2, each=kill, learn_from_labels=False)

@@ -12,7 +12,7 @@ import signal
 import numpy as np
 import pytest
 from daemon_util import ListSource as Source
-from daemon_util import QuietSink
+from daemon_util import QuietSink, worker_killer
 from dataset_util import nmnist_events, nmnist_picks
 
 from streamsnn.events import EventBatch
@@ -108,13 +108,7 @@ def test_a_real_recording_with_bad_packets_cuts_and_a_restart_decides_as_on_one_
 def test_a_worker_killed_mid_stream_loses_no_decision_and_changes_none():
     batches = stream(12, skip=4)
     killed = []
-
-    async def kill(i, pipe):
-        if i in (60, 200) and pipe.pool.pids():
-            pid = pipe.pool.pids()[0]
-            os.kill(pid, signal.SIGKILL)
-            killed.append(pid)
-            await asyncio.sleep(0.1)
+    kill = worker_killer((60, 200), killed, 0.1)
 
     one, _ = run(batches, net(4), workers=1, learn_from_labels=False)
     two, pipe = run(batches, net(4), workers=2, each=kill, learn_from_labels=False)
