@@ -1,13 +1,21 @@
-"""Live capacity: real recordings replayed ever faster through `streamsnn run` at the live settings until it drops
-windows; decisions/s and latency from window end to an MQTT subscriber; the same model's kernel alone, same run.
+"""Live capacity: real recordings through `streamsnn run` at the live settings, ever busier, until it drops windows;
+decisions/s and latency from window end to an MQTT subscriber; the same model's kernel alone, same run.
 
-Per recording (a DVXplorer AEDAT4, a 1280x720 Prophesee EVT3, a DVS128 AEDAT 2.0): a search over the replay's
-speed factor (short replays: doubling or halving from 70 % of the kernel's own pace until one pace keeps up
-and another does not, then bisection) for the highest events/s with no dropped window, no replay falling behind
-and no decision lost; then a longer run paced at 1.2 M events/s (or the highest pace that kept up, if lower)
-for the latency target. First, the network alone on the same recording's windows (no daemon).
+Per recording (a DVXplorer AEDAT4, a 1280x720 Prophesee EVT3, a DVS128 AEDAT 2.0), two ways to load the daemon:
+- a busier camera at real time (live_dense.py; the targets): the recording made k times denser (k copies laid
+  over one another, shifted in time) and looped at real time, so decisions come every 50 ms as a camera gives
+  them; a search over k for the most camera events/s with no dropped window, no replay falling behind and no
+  decision lost, then a longer run of a camera at about 1.2 M events/s for the latency target;
+- the recording replayed k times faster (decisions every 50/k ms, a window queue holding 1/k of its wall time:
+  a harder load per event than a camera's): the same search over the speed factor (from 70 % of the kernel's
+  own pace: doubling or halving until one pace keeps up and another does not, then bisection), and a run paced
+  at 1.2 M events/s (or the highest pace that kept up, if lower).
+First, the network alone on the same recording's windows (no daemon).
 
-    python -m benchmarks.bench_live [--quick] [--model M] [--recordings dvxplorer,prophesee,dvs128]
+    python -m benchmarks.bench_live [--quick] [--model M] [--recordings dvxplorer,prophesee,dvs128] [--workers 1,2]
+
+With `--workers 1,2` each recording is searched once per worker count (`pipeline.workers`), in the same run, so
+the ratio between them is measured under the same conditions.
     python -m benchmarks --only live [--quick] [--model M]
 """
 
@@ -30,6 +38,7 @@ from pathlib import Path
 import numpy as np
 
 from .common import DATA, ROOT, Context, NotMeasurable, Result, percentile, run_alone
+from .live_dense import DenseRuns, copies
 
 #: name -> (path under the data folder, what it is)
 RECORDINGS = {
@@ -71,7 +80,8 @@ def _toml(sections: dict) -> str:
     return "\n".join(out)
 
 
-def write_pipeline(path: Path, live: dict, rec: Path, speed: float, chunk_us: int, passes: int, model: Path) -> Path:
+def write_pipeline(path: Path, live: dict, rec: Path, speed: float, chunk_us: int, passes: int, model: Path,
+                   workers: int = 1) -> Path:
     """The pipeline file of one run: the live pipeline's settings with the recording looped `passes` times at
     `speed` in place of the camera, learning off, metrics every second (MQTT, node and console: `--set`)."""
     sections = {k: dict(v) for k, v in live.items() if k not in ("source", "mqtt", "console", "liveview")}
@@ -79,7 +89,7 @@ def write_pipeline(path: Path, live: dict, rec: Path, speed: float, chunk_us: in
                           "limit": passes, "chunk_us": chunk_us}
     sections.setdefault("model", {}).update(checkpoint=str(model), learn_from_labels=False,
                                             learn_from_feedback=False, save_every_s=0.0)
-    sections.setdefault("pipeline", {}).update(metrics_every_s=1.0)
+    sections.setdefault("pipeline", {}).update(metrics_every_s=1.0, workers=int(workers))
     path.write_text(_toml(sections))
     return path
 
@@ -175,9 +185,9 @@ class Runs:
     """`streamsnn run` on one recording at chosen paces (replays of `seconds` of wall time), and the search."""
 
     def __init__(self, tmp: Path, port: int, live: dict, rec: Recording, model: Path, seconds: float,
-                 max_wall: float):
+                 max_wall: float, workers: int = 1):
         self.tmp, self.port, self.live, self.rec, self.model, self.seconds = tmp, port, live, rec, model, seconds
-        self.max_wall = max_wall
+        self.max_wall, self.workers = max_wall, workers
         self.hop = int(live["segment"]["hop_us"])
         self.runs: list[dict] = []
 
@@ -188,11 +198,14 @@ class Runs:
         # a dense recording such as the Prophesee one, whose windows each take the network a long time)
         wall = max(seconds, min(self.max_wall, MIN_WINDOWS * self.hop / 1e6 / speed))
         passes = max(1, math.ceil(wall * speed * 1e6 / (rec.duration_us + chunk)))
-        toml = write_pipeline(self.tmp / f"live-{rec.name}.toml", self.live, rec.path, speed, chunk, passes, self.model)
+        toml = write_pipeline(self.tmp / f"live-{rec.name}.toml", self.live, rec.path, speed, chunk, passes, self.model,
+                              self.workers)
         raw = asyncio.run(daemon_run(self.tmp, self.port, toml, timeout=wall * 3 + 120))
         res = judge(raw, speed, rec.rate(chunk) * speed)
-        res.update({"cmd": raw["cmd"], "chunk_us": chunk, "passes": passes, "wall_s": raw["wall_s"]})
-        print(f"bench_live: {rec.name} speed {speed:.3g} ({res['offered'] / 1e6:.2f} M events/s offered): "
+        res.update({"cmd": raw["cmd"], "chunk_us": chunk, "passes": passes, "wall_s": raw["wall_s"],
+                    "workers": self.workers})
+        print(f"bench_live: {rec.name}, {self.workers} worker(s), speed {speed:.3g} "
+              f"({res['offered'] / 1e6:.2f} M events/s offered): "
               f"{res['why']}", file=sys.stderr, flush=True)
         return res
 
@@ -259,7 +272,7 @@ def default_model(ctx: Context, folder: Path) -> tuple[Path, str]:
                  "pass --model for figures that count")
 
 
-def run(ctx: Context, names: list[str] | None = None) -> Result:
+def run(ctx: Context, names: list[str] | None = None, workers: tuple[int, ...] = (1,)) -> Result:
     from .bench_e2e import _require, mosquitto
 
     _require("streamsnn.daemon", "streamsnn.sources.files", "streamsnn.mqtt.sink", "aiomqtt")
@@ -291,25 +304,41 @@ def run(ctx: Context, names: list[str] | None = None) -> Result:
                     continue
                 rec = Recording(key, path, what)
                 kern = kernel_alone(model, rec, live, 0.5 if ctx.quick else 2.0)
-                runs = Runs(tmp, broker.port, live, rec, model, seconds, 8.0 if ctx.quick else 30.0)
-                # from just under the kernel's own pace: the daemon's network runs on one thread too
-                best = runs.search(0.7 * kern["events_per_s"], steps, max_runs)
-                search_rows += [[key, x["speed"], x["offered"], x.get("events_per_s"), x["received"],
-                                 x.get("decisions_per_s"), x["drops"], x["late"], x.get("lost"), x["max_queue"],
-                                 x["why"]] for x in runs.runs]
-                paced_speed = rec.speed_for(PACED_RATE, runs.hop)
-                if best is not None and best["speed"] < paced_speed:
-                    paced_speed = best["speed"]
-                paced = runs.at(paced_speed, paced_s)
-                rows.append((rec, kern, best, paced))
+                for n in workers:
+                    runs = Runs(tmp, broker.port, live, rec, model, seconds, 8.0 if ctx.quick else 30.0, n)
+                    # from just under the kernel's own pace (times the workers): the network runs on one thread
+                    best = runs.search(0.7 * kern["events_per_s"] * n, steps, max_runs)
+                    search_rows += [[key, n, x["speed"], x["offered"], x.get("events_per_s"), x["received"],
+                                     x.get("decisions_per_s"), x["drops"], x["late"], x.get("lost"), x["max_queue"],
+                                     x["why"]] for x in runs.runs]
+                    paced_speed = rec.speed_for(PACED_RATE, runs.hop)
+                    if best is not None and best["speed"] < paced_speed:
+                        paced_speed = best["speed"]
+                    paced = runs.at(paced_speed, paced_s)
+                    dense = DenseRuns(runs, max_runs)  # a busier camera at real time: decisions every hop
+                    dense_best = dense.search(0.7 * kern["events_per_s"] * n, steps)
+                    dense_paced = dense.at(copies(PACED_RATE / dense.rate(1.0)), paced_s)
+                    search_rows += [[f"{key} ({x['copies']:g}x denser, real time)", n, 1.0, x["offered"],
+                                     x.get("events_per_s"), x["received"], x.get("decisions_per_s"), x["drops"],
+                                     x["late"], x.get("lost"), x["max_queue"], x["why"]] for x in dense.tried]
+                    if n == workers[0]:  # the kernel alone on the densest stream the first worker count kept up
+                        k = dense_best["copies"] if dense_best else 1.0
+                        dense_rec = Recording(f"{key}-{k:g}x", dense.file(k)[0], f"{what}, {k:g}x denser")
+                        dense_kern = kernel_alone(model, dense_rec, live, 0.5 if ctx.quick else 2.0)
+                        dense_kern["copies"] = k
+                        kernel_rows.append([dense_rec.name, dense_kern["windows"], dense_kern["fed_per_event"],
+                                            dense_kern["windows_per_s"], dense_kern["fed_per_s"],
+                                            dense_kern["events_per_s"]])
+                    rows.append((rec, kern, best, paced, n, {"best": dense_best, "paced": dense_paced,
+                                                             "kern": dense_kern}))
                 kernel_rows.append([key, kern["windows"], kern["fed_per_event"], kern["windows_per_s"],
                                     kern["fed_per_s"], kern["events_per_s"]])
         finally:
             gc.unfreeze()
             broker.stop()
     report(r, rows, ctx.quick)
-    r.table("Search: every run (speed = the replay's speed factor)",
-            ["recording", "speed", "offered events/s", "went through events/s", "decisions", "decisions/s",
+    r.table("Search: every run (speed = the replay's speed factor; the denser runs play at real time)",
+            ["recording", "workers", "speed", "offered events/s", "went through events/s", "decisions", "decisions/s",
              "windows dropped",
              "replay batches late", "decisions lost", "deepest window queue", "verdict"], search_rows)
     r.table("The kernel alone (no daemon): the recording's windows decided one after another, one thread",
@@ -327,6 +356,14 @@ def run(ctx: Context, names: list[str] | None = None) -> Result:
            "over the overdue batches at once, and their windows overflow the queue: windows drop although the "
            "network keeps up on average, where a camera at real time would have ridden the pause out. "
            "`python -m benchmarks.bench_live --queue-size N` shows how much of a pace that is.")
+    r.note("A busier camera (live_dense.py): k copies of the recording's first second (or all of it, if shorter) "
+           "laid over one another, copy j shifted in time by j/k of its length (circularly), every (1/k)-th event "
+           "for k < 1; one AEDAT4 file looped at real time (`source.speed = 1`, 1 ms batches). The same pixels "
+           "fire k times as often: the network's load per event is that of the recording, not of a real busier "
+           "scene (whose spikes per event may differ), but the daemon sees what a busier camera gives it: 20 "
+           "decisions a second of bigger windows, and a queue holding 400 ms. The same search over k (whole "
+           "copies; from 70 % of the kernel alone's events/s times the workers). The kernel alone is then timed "
+           "on the densest stream the first worker count kept up with.")
     r.note("Replaying k times faster multiplies the events/s and the decisions/s alike (one decision per hop of "
            "sensor time: 20 per second at real time), so a fast replay loads the daemon with far more decisions "
            "per second than a camera at the same events/s would (a camera at 5 M events/s still gets 20 decisions "
@@ -356,37 +393,68 @@ def run(ctx: Context, names: list[str] | None = None) -> Result:
 
 
 def report(r: Result, rows: list, quick: bool) -> None:
-    table = []
-    for rec, kern, best, paced in rows:
+    table, dense_table, rows_workers = [], [], sorted({row[4] for row in rows})
+    for rec, kern, best, paced, workers, dense in rows:
         label = f"{rec.name} ({rec.what})"
+        tag = rec.name if workers == 1 else f"{rec.name}, {workers} workers"
+        first = workers == rows_workers[0]
+        # a busier camera at real time (the targets: decisions every 50 ms, as a camera gives them)
+        dbest, dpaced, dkern = dense["best"], dense["paced"], dense["kern"]
+        dreached = dbest["events_per_s"] if dbest else 0.0
+        r.metric(f"[{tag}] busier camera at real time: highest camera events/s with no dropped window", dreached,
+                 "events/s", target=f">= {SUSTAINED_TARGET / 1e6:g} M" if not quick else None,
+                 met=dreached >= SUSTAINED_TARGET if not quick else None)
+        if first:
+            r.metric(f"[{rec.name}] busier camera: kernel alone on the {dkern['copies']:g}x denser stream",
+                     dkern["events_per_s"], "events/s")
+        dshare = dreached / dkern["events_per_s"]
+        r.metric(f"[{tag}] busier camera: daemon / kernel alone", dshare, "",
+                 target=None if quick or not first else ">= 0.9", met=None if quick or not first else dshare >= 0.9)
+        at_target = dpaced["offered"] >= PACED_RATE * 0.9 and dpaced["ok"]
+        p99 = percentile(dpaced.get("lat", []), 99)
+        r.metric(f"[{tag}] camera at {dpaced['offered'] / 1e6:.2f} M events/s, real time: latency p50 / p99",
+                 _pair(dpaced, "lat"), "ms", target=f"p99 <= {P99_TARGET_MS:g} ms at 1.2 M events/s" if not quick
+                 else None, met=(at_target and p99 <= P99_TARGET_MS) if not quick else None)
+        dense_table.append([label, workers, dbest["copies"] if dbest else None, dreached,
+                            dbest["decisions_per_s"] if dbest else None, _pair(dbest, "lat"), dkern["events_per_s"],
+                            dshare, dpaced["copies"], dpaced["offered"], dpaced.get("events_per_s"), dpaced["ok"],
+                            dpaced.get("decisions_per_s"),
+                            *(_pair(dpaced, k) for k in ("lat", "daemon_ms", "compute_ms", "delivery_ms")),
+                            dpaced["drops"], dpaced["late"], dpaced["max_queue"]])
+        # the recording replayed faster (decisions every 50/k ms: a harder load per event than a camera's)
         reached = best["events_per_s"] if best else 0.0
-        r.metric(f"[{rec.name}] highest events/s with no dropped window", reached, "events/s",
-                 target=f">= {SUSTAINED_TARGET / 1e6:g} M" if not quick else None,
-                 met=reached >= SUSTAINED_TARGET if not quick else None)
-        r.metric(f"[{rec.name}] kernel alone, same model, same windows", kern["events_per_s"], "events/s")
+        r.metric(f"[{tag}] replayed faster: highest events/s with no dropped window", reached, "events/s")
+        if first:
+            r.metric(f"[{rec.name}] replayed faster: kernel alone, same model, same windows", kern["events_per_s"],
+                     "events/s")
         share = reached / kern["events_per_s"]
-        r.metric(f"[{rec.name}] daemon / kernel alone", share, "", target=None if quick else ">= 0.9",
-                 met=None if quick else share >= 0.9)
-        at_target = paced["offered"] >= PACED_RATE * 0.99 and paced["ok"]
-        p99 = percentile(paced.get("lat", []), 99)
-        r.metric(f"[{rec.name}] paced at {paced['offered'] / 1e6:.2f} M events/s: latency p50 / p99",
-                 _pair(paced, "lat"), "ms",
-                 target=f"p99 <= {P99_TARGET_MS:g} ms at 1.2 M events/s" if not quick else None,
-                 met=(at_target and p99 <= P99_TARGET_MS) if not quick else None)
-        table.append([label, reached, best["decisions_per_s"] if best else None, best["speed"] if best else None,
+        r.metric(f"[{tag}] replayed faster: daemon / kernel alone", share, "")
+        r.metric(f"[{tag}] replayed faster, paced at {paced['offered'] / 1e6:.2f} M events/s: latency p50 / p99",
+                 _pair(paced, "lat"), "ms")
+        table.append([label, workers, reached, best["decisions_per_s"] if best else None,
+                      best["speed"] if best else None,
                       _pair(best, "lat"), kern["events_per_s"], share, paced["offered"], paced.get("events_per_s"),
                       paced["ok"], paced.get("decisions_per_s"),
                       *(_pair(paced, k) for k in ("lat", "daemon_ms", "compute_ms", "delivery_ms")),
                       paced["drops"], paced["late"], paced["max_queue"]])
-        r.note(f"[{rec.name}] {rec.path.name}: {rec.events:,} events over {rec.duration_us / 1e6:.3f} s "
-               f"({rec.events / rec.duration_us * 1e6:,.0f} events/s at real time); paced run: {paced['why']}, "
-               f"{paced['received']:,} decisions, {paced['passes']} passes in {paced['wall_s']:.1f} s.")
-    r.table("Per recording: the highest pace with no dropped window, the kernel alone, and the paced run",
-            ["recording", "highest events/s kept up", "decisions/s there", "speed there",
-             "latency p50 / p99 there (ms)", "kernel alone events/s", "daemon / kernel", "paced: offered events/s",
-             "paced: went through events/s", "paced: kept up", "paced: decisions/s", "paced: latency p50 / p99 (ms)",
-             "paced: in the daemon p50 / p99 (ms)", "paced: network p50 / p99 (ms)", "paced: delivery p50 / p99 (ms)",
-             "paced: drops", "paced: replay late", "paced: deepest queue"], table)
+        r.note(f"[{tag}] {rec.path.name}: {rec.events:,} events over {rec.duration_us / 1e6:.3f} s "
+               f"({rec.events / rec.duration_us * 1e6:,.0f} events/s at real time); paced run (faster): "
+               f"{paced['why']}, {paced['received']:,} decisions, {paced['passes']} passes in {paced['wall_s']:.1f} s; "
+               f"camera at {dpaced['offered'] / 1e6:.2f} M events/s ({dpaced['copies']:g}x): {dpaced['why']}, "
+               f"{dpaced['received']:,} decisions in {dpaced['wall_s']:.1f} s.")
+    paced_cols = ["offered events/s", "went through events/s", "kept up", "decisions/s", "latency p50 / p99 (ms)",
+                  "in the daemon p50 / p99 (ms)", "network p50 / p99 (ms)", "delivery p50 / p99 (ms)", "drops",
+                  "replay late", "deepest queue"]
+    r.table("A busier camera at real time (the recording k times denser, decisions every 50 ms): the densest "
+            "stream with no dropped window, the kernel alone, and a camera at about 1.2 M events/s",
+            ["recording", "workers", "k (copies)", "highest camera events/s kept up", "decisions/s there",
+             "latency p50 / p99 there (ms)", "kernel alone events/s (first workers' k)", "daemon / kernel",
+             "paced: k", *(f"paced: {c}" for c in paced_cols)], dense_table)
+    r.table("The recording replayed faster (speed k: decisions every 50/k ms): the highest pace with no dropped "
+            "window, the kernel alone, and the paced run",
+            ["recording", "workers", "highest events/s kept up", "decisions/s there", "speed there",
+             "latency p50 / p99 there (ms)", "kernel alone events/s", "daemon / kernel",
+             *(f"paced: {c}" for c in paced_cols)], table)
 
 
 def _pair(res: dict | None, key: str) -> str:
@@ -400,10 +468,18 @@ def main(argv=None) -> int:
     p.add_argument("--model", type=Path, help="the model to run (default: a small one trained here in seconds)")
     p.add_argument("--recordings", default=None, help=f"comma-separated, of: {', '.join(RECORDINGS)} (default: all)")
     p.add_argument("--queue-size", type=int, help="window queue of the daemon (default: the live pipeline's)")
+    p.add_argument("--workers", default="1", help="pipeline.workers values, comma separated, each searched in the same "
+                   "run (default 1; e.g. 1,2)")
     p.add_argument("--data", type=Path, default=DATA)
     p.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results")
     args = p.parse_args(argv)
     names = args.recordings.split(",") if args.recordings else None
+    try:
+        workers = tuple(int(x) for x in args.workers.split(","))
+    except ValueError:
+        p.error(f"--workers: {args.workers!r} is not a comma-separated list of whole numbers (e.g. 1,2)")
+    if not workers or min(workers) < 1:
+        p.error("--workers: each value must be 1 or more")
     if names and not set(names) <= set(RECORDINGS):
         p.error(f"--recordings: unknown {sorted(set(names) - set(RECORDINGS))}; known: {', '.join(RECORDINGS)}")
     ctx = Context(quick=args.quick, out=args.out.resolve(), data=args.data.resolve(),
@@ -411,7 +487,7 @@ def main(argv=None) -> int:
     if args.model:
         ctx.cache["model_path"] = args.model.resolve()
     ctx.cache["queue_size"] = args.queue_size
-    return run_alone("python -m benchmarks.bench_live", ctx, lambda: run(ctx, names),
+    return run_alone("python -m benchmarks.bench_live", ctx, lambda: run(ctx, names, workers),
                      contention="Timings were taken on a shared machine; see the load average.", label="bench_live",
                      argv=argv)
 
