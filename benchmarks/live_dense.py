@@ -24,7 +24,10 @@ MAX_COPIES = 512      # an upper bound on k (a DVS128 recording needs about 200 
 
 def copies(k: float) -> float:
     """k as the arm uses it: a whole number of copies from 1 up, 1/m below 1."""
-    return float(min(MAX_COPIES, max(1, round(k)))) if k >= 1 else 1.0 / max(2, round(1.0 / k))
+    if k >= 1:
+        return float(min(MAX_COPIES, round(k)))
+    m = round(1.0 / k)
+    return 1.0 if m <= 1 else 1.0 / min(m, MAX_COPIES)
 
 
 def dense_events(events: np.ndarray, k: float, base_us: int = BASE_US) -> tuple[np.ndarray, int]:
