@@ -188,10 +188,11 @@ class ReplaySource(SourceBase):
                     continue
                 first = self.recording
                 shift = first.t_start + at - rec.t_start if len(rec) and len(first) else 0
-                shifted = rec if shift == 0 else rec.with_events(_shift(rec.events, shift))
-                chunks = list(time_chunks(shifted, chunk_us))
+                chunks = list(time_chunks(rec, chunk_us))
                 for k, (chunk, end) in enumerate(chunks):
                     await self._paced(at + end)
+                    if shift:  # chunk by chunk: no copy of the whole recording (a pause) at each pass
+                        chunk = chunk.with_events(_shift(chunk.events, shift))
                     yield chunk.with_meta(meta={"pass": passes, "index": index,
                                                "end_of_sample": k == len(chunks) - 1})
                 at += rec.duration_us + chunk_us  # a chunk's gap before the next recording
