@@ -20,6 +20,7 @@ from typing import Callable
 import numpy as np
 
 from .. import defaults as d
+from ..snn import classedit
 from .segment import Window
 
 log = logging.getLogger(__name__)
@@ -27,12 +28,14 @@ log = logging.getLogger(__name__)
 
 class Scene:
     """The recent windows' last-layer counts (see the module); `seen` runs on the event loop, the counting on
-    `worker`. `enabled`: the network can give its last layer's counts (`features`) and feedback may add classes."""
+    `worker`. `enabled`: feedback may add classes and the network's scores are its last layer's counts times the
+    output weights (`classedit.imprints`: no leak, not learning "timing"; other networks teach a new class the
+    whole way, with the replay)."""
 
     def __init__(self, net, worker: Executor, clock: Callable[[], float], *, enabled: bool,
                  size: int = d.SCENE_WINDOWS, per_s: float = d.SCENE_PER_S, gap_s: float = d.SCENE_GAP_S):
         self.net, self.worker, self.clock = net, worker, clock
-        self.enabled = bool(enabled) and hasattr(net, "features") and hasattr(net, "input_events") and size > 0
+        self.enabled = bool(enabled) and classedit.imprints(net) and hasattr(net, "input_events") and size > 0
         self.every_s, self.gap_s = 1.0 / per_s if per_s > 0 else 0.0, float(gap_s)
         self._kept: deque = deque(maxlen=int(size))  # (time, counts)
         self._next = -np.inf

@@ -140,7 +140,8 @@ class Teacher:
                 centre=memory.centre(self.net, label)))
         if added and self.scene is not None:
             self.scene.added(label)
-        new = self.fit and float(self.net.class_lr[label]) > 1  # a class added by feedback: only its unit learns
+        # a class added by feedback, on a network whose scores are its last layer's counts x weights: only its unit
+        new = self.fit and float(self.net.class_lr[label]) > 1 and classedit.imprints(self.net)
         d = self.net.learn_indices(idx, label, t, self.lr_scale, prediction=w.predicted, hidden=not new)
         if new:  # the hidden layers did not move: nothing to replay; the unit is fit instead
             self._fit(label, self.net.last_features)

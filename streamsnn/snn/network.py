@@ -96,7 +96,6 @@ class SpikingNetwork:
         #: Examples kept per class, replayed when one class is taught (``memory.Memory``; saved in checkpoints).
         self.memory = Memory(seed=self.seed)
         self.last_features = None  # the last-layer spike counts of the last window learned
-        self._hidden_frozen = False
         self.delay_line = DelayLine.of(input_map)  # the input's copies not yet due (``delays``; one copy: none)
         self.reset()
 
@@ -266,8 +265,7 @@ class SpikingNetwork:
 
     # -- learning -----------------------------------------------------------------------------
     def learn_indices(self, idx: np.ndarray, label: int, t: np.ndarray | None = None,
-                      lr_scale: float = 1.0, *, prediction: int | None = None, score: bool = True,
-                      hidden: bool = True) -> Decision:
+                      lr_scale: float = 1.0, *, prediction: int | None = None, score: bool = True, hidden=True):
         """``learn_one`` on precomputed input units; ``lr_scale`` multiplies every learning rate.
 
         Without ``prediction``: test then train (the window is counted in ``samples_seen`` and the
@@ -275,8 +273,8 @@ class SpikingNetwork:
         published when the window was decided, e.g. for feedback that arrives later): that prediction
         is scored, and the window is not counted again; a leaky network then learns from the window
         on a fresh state and keeps its running state (the stream goes on where it was). ``score=False``: the
-        progressive accuracy does not count it (a rehearsed example, ``memory.Memory.rehearse``). ``hidden=False``:
-        only the output layer learns (the hidden layers, which every class depends on, are left as they are).
+        progressive accuracy does not count it (a rehearsed example, ``memory.Memory.rehearse``); ``hidden=False``: only
+        the output layer learns (the hidden layers, which every class depends on, stay as they are). Returns a Decision.
         """
         from .learn import learn_step
 
