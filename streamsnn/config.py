@@ -122,6 +122,9 @@ SCHEMA: dict[str, dict[str, Key]] = {
                                 "from taught windows; saved in the checkpoint; at most 1000)", min=0),
         "imprint": Key(bool, d.IMPRINT, "a class added by feedback starts from its first taught window's last-layer "
                        "spikes instead of zero weights (weight imprinting; see docs/daemon.md)"),
+        "new_class_fit": Key(bool, d.NEW_CLASS_FIT, "feedback naming a class added by feedback teaches only its "
+                             "output unit, fit to tell its windows from the old classes' kept examples and the "
+                             "windows seen before it was added (so it does not take theirs; see docs/daemon.md)"),
         "keep_every": Key(int, d.KEEP_EVERY, "keep every this-many-th confidently decided window as a rehearsal "
                           "example of its decided class (at most half of a class's slots; 0 = off)", min=0),
         "keep_margin": Key(float, d.KEEP_MARGIN, "score margin (best minus second) a decision needs to be kept "

@@ -91,6 +91,29 @@ MEMORY_PER_CLASS = 10
 #: 22.3 / 96 % (off: 9.9 / 100 %); at 0.1x the lead 8.7 and 20.1 points, not centred 2.9-3.3 and 19-23 points.
 IMPRINT = False
 IMPRINT_MARGIN = 1.0
+#: A class added by feedback learns only what it needs (model.new_class_fit): a window naming it teaches the output
+#: layer only (the hidden layers, which the old classes depend on, are left alone), then its unit alone is fit to
+#: tell its kept examples from the other classes' and from the scene (pipeline/scene.py: the last-layer counts of at
+#: most SCENE_WINDOWS windows decided until SCENE_GAP_S before the class was added, SCENE_PER_S a second at most):
+#: FIT_STEPS steps of the output's cross-entropy at FIT_RATE / the counts' mean squared length, the negatives
+#: weighing FIT_NEGATIVE_WEIGHT times the positives (snn/classedit.py fit_class); no replay follows (the hidden layers
+#: did not move). Why: after 20 font 9s (bench_fewshot's base model, seed 0, rehearse 3) the old classes scored 74.0 %,
+#: 81.9 % with the new unit silenced (81.4 % before): its unit takes their windows (mostly 8s, 6s, 0s); the hidden
+#: layers' drift cost nothing. Measured on bench_fewshot's validation (3 seeds; real: the held-out real validation
+#: samples; font: taught and live from font set 101, scored on font set 505; new class after 20 / old classes lost
+#: after 20 / 100, points): off (rehearse 3) real 93.8 % / 1.7 / 3.7, font 94.4 % / 7.4 / 10.6; negatives weighing
+#: 3x real 94.8 % / 2.5 / 3.9, font 95.7 % / 2.1 / 0.8; 5x 90.6 % / 2.2 / 3.6 and 93.5 % / 1.2 / 0.2; 10x 88.5 % /
+#: 1.8 / 3.3 and 91.3 % / 0.6 / -0.3 (rule: every aim met on both arms, then the fastest new class: 3x). Worse: the
+#: replay kept after the fit (font: 12.5 points lost after 5, 69 % after 100); no scene, the kept examples only (font
+#: 99.6 % / 17.2 / 17.0: the memory's examples are easy ones); only confidently decided scene windows (99.6 % / 16.2);
+#: the hidden layers learning too (96.1 % / 3.3 / 6.5: the scene's counts go stale). Tried before and dropped (font,
+#: off): the step's part along the old classes' mean taken back (0.5-1: 4-7 points after 20), replaying the most
+#: threatened kept examples only, 30-60 kept per class, the bias capped on the kept examples: 4-10 points after 20.
+#: bench_incremental's stream (feedback on every digit, no scene: its windows are not published), validation, seed 0:
+#: 9 after 100 examples 96.9 % and 3.0 points lost with the fit, 100 % and 0.8 without (not re-chosen there).
+NEW_CLASS_FIT = True
+FIT_STEPS, FIT_RATE, FIT_NEGATIVE_WEIGHT = 5, 10.0, 3.0
+SCENE_WINDOWS, SCENE_PER_S, SCENE_GAP_S = 300, 2.0, 5.0
 #: Rehearsal from what the camera sees now (model.keep_every, model.keep_margin): every KEEP_EVERY-th window decided
 #: with a margin between its best and second score of at least the threshold is kept as an example of the decided
 #: class (0 = off). The threshold: model.keep_margin, or when 0 the KEEP_QUANTILE quantile of the margins of the kept

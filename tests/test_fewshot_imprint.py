@@ -58,7 +58,9 @@ def decisions(net, test) -> np.ndarray:
 def teach_once(base, batch, imprint: bool) -> tuple[SpikingNetwork, Pipeline]:
     """A copy of ``base`` taught one window of a new class "1" through the daemon's feedback path."""
     net = copy.deepcopy(base)
-    pipe = Pipeline(None, net, [], feedback_per_s=0, new_classes=True, max_classes=8, imprint=imprint)
+    # imprinting against zero weights under the backprop path (model.new_class_fit: test_fewshot_protect.py)
+    pipe = Pipeline(None, net, [], feedback_per_s=0, new_classes=True, max_classes=8, imprint=imprint,
+                    new_class_fit=False)
     try:
         w = Window(batch, batch.t_start, batch.t_end, batch.sample, None)
         d, _ = pipe._decide(w)

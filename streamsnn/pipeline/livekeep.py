@@ -10,17 +10,21 @@ decision went out, never in its way. Windows that carry a true label are not kep
 daemon that does not learn from feedback (`model.learn_from_feedback = false`) keeps none.
 Feedback on a kept window drops it (`Teacher._learn` calls `Memory.forget` with `window_key`): it then joins as
 a taught window if the label agrees, and not at all if it names another class. Counted in `kept_live`.
+It also hands every published decision to its `scene.Scene` (what a class added by feedback is told apart from).
 """
 
 from __future__ import annotations
 
 import logging
+import time
 from concurrent.futures import Executor
+from typing import Callable
 
 import numpy as np
 
 from .. import defaults as d
 from .metrics import Counters
+from .scene import Scene
 from .segment import Window
 from .settings import PipelineSettings
 
@@ -51,8 +55,12 @@ class LiveKeeper:
     """Keeps confidently decided windows of `net` in its memory (see the module); `seen` is called on the event
     loop for every published decision and only counts and compares; the keeping runs on `worker`."""
 
-    def __init__(self, net, counters: Counters, settings: PipelineSettings, worker: Executor):
+    def __init__(self, net, counters: Counters, settings: PipelineSettings, worker: Executor,
+                 clock: Callable[[], float] = time.monotonic):
         self.net, self.counters, self.worker = net, counters, worker
+        #: What the camera shows, for the unit of a class added by feedback to tell its windows from (scene.py).
+        self.scene = Scene(net, worker, clock, enabled=settings.new_class_fit and settings.new_classes
+                           and settings.learn_from_feedback)
         self.memory = getattr(net, "memory", None)
         self.every = int(settings.keep_every)
         self.fixed = float(settings.keep_margin) if settings.keep_margin > 0 else None
@@ -67,6 +75,7 @@ class LiveKeeper:
 
     def seen(self, w: Window, d) -> None:
         """A decision `d` on `w` was published: count it if confident; every `every`-th is kept on the worker."""
+        self.scene.seen(w)
         if not self.enabled or w.label is not None or w.batch is None or not len(w.batch):
             return
         if self.threshold is None:

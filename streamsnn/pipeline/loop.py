@@ -110,9 +110,9 @@ class Pipeline:
         self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="streamsnn-net")
         self.growth = Growth(net, self.counters, enabled=s.new_classes, max_classes=s.max_classes,
                              lr_boost=s.new_class_lr)
+        self.keeper = LiveKeeper(net, self.counters, s, self._worker, clock)  # rehearsal from what it decides now
         self.teacher = Teacher(net, self.recent, self.counters, s, self.growth, self.in_worker,
-                               self.outputs.classes, clock)
-        self.keeper = LiveKeeper(net, self.counters, s, self._worker)  # rehearsal from what it decides now
+                               self.outputs.classes, clock, self.keeper.scene)
         # -- workers (pipeline/workers.py): `pool`, an InferencePool started by the caller, else made here --
         self.pool = pool if pool is not None else InferencePool(net, s.workers, s.refresh_s) if s.workers > 1 else None
         if self.pool is not None:

@@ -42,6 +42,7 @@ class Counters:
     feedback_correct: int = 0
     classes_added: int = 0
     rehearsed: int = 0  # kept examples replayed after taught windows (snn.memory)
+    fitted: int = 0  # taught windows after which a class added by feedback had its unit fit (teacher, classedit)
     imprinted: int = 0  # classes added by feedback whose unit was imprinted from their first window (classedit)
     kept_live: int = 0  # confidently decided windows kept as rehearsal examples (livekeep)
     checkpoints: int = 0
@@ -83,6 +84,7 @@ class Metrics:
             "classes_added": c.classes_added,
             "rehearsed": c.rehearsed,
             "imprinted": c.imprinted,
+            "fitted": c.fitted,
             "kept_live": c.kept_live,
             "samples_seen": int(net.samples_seen),
             "events_seen": int(net.events_seen),

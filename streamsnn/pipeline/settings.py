@@ -27,7 +27,8 @@ class PipelineSettings:
     unknown class name adds an output while the model has fewer than `max_classes` classes, its
     output learning `new_class_lr` times faster. Rehearsal (`snn.memory`): after each taught window
     `rehearse` kept examples of the other classes are replayed, from at most `memory_per_class` per class;
-    with `imprint` a class added by feedback starts from its first taught window (`snn.classedit.imprint`);
+    with `imprint` a class added by feedback starts from its first taught window (`snn.classedit.imprint`); with
+    `new_class_fit` it teaches only its output unit, fit against the old classes and the scene (`scene.Scene`);
     every `keep_every`-th window decided with a score margin of at least `keep_margin` (0: measured on the
     kept training examples) joins the memory as an example of its decided class (`livekeep.LiveKeeper`).
     Metrics every `metrics_every_s`; the checkpoint
@@ -51,6 +52,7 @@ class PipelineSettings:
     rehearse: int = d.REHEARSE
     memory_per_class: int = d.MEMORY_PER_CLASS
     imprint: bool = d.IMPRINT
+    new_class_fit: bool = d.NEW_CLASS_FIT
     keep_every: int = d.KEEP_EVERY
     keep_margin: float = d.KEEP_MARGIN
     metrics_every_s: float = d.METRICS_EVERY_S
@@ -89,5 +91,5 @@ class PipelineSettings:
                    feedback_per_s=m.feedback_per_s, feedback_burst=m.feedback_burst,
                    feedback_lr_scale=m.feedback_lr_scale, new_classes=m.new_classes, max_classes=m.max_classes,
                    new_class_lr=m.new_class_lr, rehearse=m.rehearse, memory_per_class=m.memory_per_class,
-                   imprint=m.imprint, keep_every=m.keep_every, keep_margin=m.keep_margin,
+                   imprint=m.imprint, new_class_fit=m.new_class_fit, keep_every=m.keep_every, keep_margin=m.keep_margin,
                    checkpoint=checkpoint, save_every_s=m.save_every_s, workers=p.workers, refresh_s=p.refresh_s)

@@ -8,6 +8,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Awaitable, Callable
 
+import numpy as np
+
 from .. import classnames, defaults
 from ..snn import classedit
 from ..textsafe import printable
@@ -15,6 +17,7 @@ from .feedback import Recent, Refused, TokenBucket, judge, parse
 from .growth import Growth
 from .livekeep import window_key
 from .metrics import Counters
+from .scene import Scene
 from .segment import Window
 from .settings import PipelineSettings
 from .stages import Classifier, class_names
@@ -50,14 +53,17 @@ class Teacher:
     `feedback_lr_scale`, then replays `rehearse` kept examples of the other classes (`snn.memory`: teaching one
     class does not erase the others; counted in `counters.rehearsed`). A class name the model lacks goes to
     `growth`; the new class list is handed to `on_classes` at once, and with `imprint` the new unit first takes
-    its weights from the window (`snn.classedit.imprint`; counted in `counters.imprinted`). A window kept as a
-    live example (`livekeep`) leaves the memory when feedback teaches it. All network calls go through
+    its weights from the window (`snn.classedit.imprint`; counted in `counters.imprinted`). With `new_class_fit`, a
+    window naming a class added by feedback teaches only the output layer and, instead of the replay, that class's
+    unit is fit to tell its windows from the other classes' kept examples and from `scene` (the windows seen before
+    it was added: `scene.Scene`; counted in `counters.fitted`), so it does not take the old classes' windows. A
+    window kept as a live example (`livekeep`) leaves the memory when feedback teaches it. All network calls go through
     `in_worker` (the network's worker thread).
     """
 
     def __init__(self, net: Classifier, recent: Recent, counters: Counters, settings: PipelineSettings,
                  growth: Growth, in_worker: Callable[..., Awaitable], on_classes: Callable[[tuple], None],
-                 clock: Callable[[], float] = time.monotonic):
+                 clock: Callable[[], float] = time.monotonic, scene: Scene | None = None):
         self.net, self.recent, self.counters, self.growth = net, recent, counters, growth
         self.in_worker, self.on_classes = in_worker, on_classes
         self.enabled = bool(settings.learn_from_feedback)
@@ -65,6 +71,7 @@ class Teacher:
         self.lr_scale = float(settings.feedback_lr_scale)
         self.rehearse = int(settings.rehearse)
         self.imprint = bool(settings.imprint)
+        self.fit, self.scene = bool(settings.new_class_fit), scene
         memory = getattr(net, "memory", None)
         if memory is not None:
             memory.per_class = int(settings.memory_per_class)
@@ -131,10 +138,32 @@ class Teacher:
             self.counters.imprinted += int(classedit.imprint(
                 self.net, label, self.net.features(idx, t), margin=defaults.IMPRINT_MARGIN * (typical or 1.0),
                 centre=memory.centre(self.net, label)))
-        d = self.net.learn_indices(idx, label, t, self.lr_scale, prediction=w.predicted)
-        self.counters.rehearsed += memory.rehearse(self.net, label, self.rehearse, self.lr_scale)
+        if added and self.scene is not None:
+            self.scene.added(label)
+        # a class added by feedback, on a network whose scores are its last layer's counts x weights: only its unit
+        new = self.fit and float(self.net.class_lr[label]) > 1 and classedit.imprints(self.net)
+        d = self.net.learn_indices(idx, label, t, self.lr_scale, prediction=w.predicted, hidden=not new)
+        if new:  # the hidden layers did not move: nothing to replay; the unit is fit instead
+            self._fit(label, self.net.last_features)
+        else:
+            self.counters.rehearsed += memory.rehearse(self.net, label, self.rehearse, self.lr_scale)
         memory.add(idx, t if getattr(self.net, "tau_us", None) is not None else None, label)
         return d
+
+    def _fit(self, label: int, h) -> None:
+        """Fit class `label`'s unit to tell its kept examples and the window just taught (counts `h`) from the
+        other classes' kept examples and the scene before it was added (`classedit.fit_class`)."""
+        memory = self.net.memory
+        mine = [k for k, y in enumerate(memory.labels) if y == label]
+        others = [k for k, y in enumerate(memory.labels) if y != label and y < self.net.n_classes]
+        negatives = [memory.features_of(self.net, others)]
+        scene = self.scene.negatives(label) if self.scene is not None else None
+        if scene is not None and scene.shape[1:] == negatives[0].shape[1:]:
+            negatives.append(scene)
+        positives = np.concatenate([memory.features_of(self.net, mine), np.asarray(h, np.float32).reshape(1, -1)])
+        self.counters.fitted += int(classedit.fit_class(
+            self.net, label, positives, np.concatenate(negatives), steps=defaults.FIT_STEPS, rate=defaults.FIT_RATE,
+            weight=defaults.FIT_NEGATIVE_WEIGHT))
 
     def _ignore(self, reason: str, detail: str) -> bool:
         c = self.counters.feedback

@@ -137,3 +137,40 @@ def imprint(net, index: int, h: np.ndarray, *, margin: float, centre: np.ndarray
     net.bias[index] = np.float32(bias)
     net.updates += 1
     return True
+
+
+def fit_class(net, index: int, positives: np.ndarray, negatives: np.ndarray, *, steps: int, rate: float,
+              weight: float) -> bool:
+    """Fit output ``index``'s weights and bias, and only those, to tell ``positives`` (last-layer spike counts of
+    windows of its class, one a row) from ``negatives`` (windows of the other classes): ``steps`` steps down the
+    softmax cross-entropy of the whole output on both sets (each set's mean; the negatives' weighing ``weight``
+    times as much), the step ``rate`` divided by the rows' mean squared length (the same step on any counts' scale).
+    The other units are not touched. Returns whether it changed the weights (not without both sets)."""
+    P = np.asarray(positives, np.float64).reshape(-1, net.out_weight.shape[0])
+    N = np.asarray(negatives, np.float64).reshape(-1, net.out_weight.shape[0])
+    if not (len(P) and len(N) and steps > 0 and 0 <= index < net.n_classes):
+        return False
+    if not (np.all(np.isfinite(P)) and np.all(np.isfinite(N))):
+        return False
+    W, b = net.out_weight.astype(np.float64), net.bias.astype(np.float64)
+    size = float(np.mean(np.concatenate([np.sum(P * P, axis=1), np.sum(N * N, axis=1)])))
+    lr = float(rate) / (size + 1.0)
+    SP, SN = P @ W + b, N @ W + b  # the other units' scores do not change: only this column is updated
+    w, bias = W[:, index].copy(), float(b[index])
+    for _ in range(int(steps)):
+        SP[:, index], SN[:, index] = P @ w + bias, N @ w + bias
+        pp, pn = _share(SP, index), _share(SN, index)
+        w -= lr * (((pp - 1.0) @ P) / len(P) + weight * (pn @ N) / len(N))
+        bias -= lr * (float(np.mean(pp - 1.0)) + weight * float(np.mean(pn)))
+    if not (np.all(np.isfinite(w)) and math.isfinite(bias)):
+        return False
+    net.out_weight[:, index] = w.astype(np.float32)
+    net.bias[index] = np.float32(bias)
+    net.updates += 1
+    return True
+
+
+def _share(S: np.ndarray, index: int) -> np.ndarray:
+    """The softmax probability of output ``index`` for each row of scores ``S``."""
+    E = np.exp(S - S.max(axis=1, keepdims=True))
+    return E[:, index] / E.sum(axis=1)

@@ -168,6 +168,8 @@ class SpikingNetwork:
         return self._layer_tau if self._layer_tau is not None else (self.tau_us,) * len(self.hidden)
 
     def layer_lr(self, layer: int) -> float:
+        if getattr(self, "_hidden_frozen", False):  # learn_indices(hidden=False): only the output layer learns
+            return 0.0
         return self.lr * (self.lr_conv if self.layers[layer].conv_like else 1.0)
 
     def config(self) -> dict:
@@ -263,7 +265,7 @@ class SpikingNetwork:
 
     # -- learning -----------------------------------------------------------------------------
     def learn_indices(self, idx: np.ndarray, label: int, t: np.ndarray | None = None,
-                      lr_scale: float = 1.0, *, prediction: int | None = None, score: bool = True) -> Decision:
+                      lr_scale: float = 1.0, *, prediction: int | None = None, score: bool = True, hidden=True):
         """``learn_one`` on precomputed input units; ``lr_scale`` multiplies every learning rate.
 
         Without ``prediction``: test then train (the window is counted in ``samples_seen`` and the
@@ -271,7 +273,8 @@ class SpikingNetwork:
         published when the window was decided, e.g. for feedback that arrives later): that prediction
         is scored, and the window is not counted again; a leaky network then learns from the window
         on a fresh state and keeps its running state (the stream goes on where it was). ``score=False``: the
-        progressive accuracy does not count it (a rehearsed example, ``memory.Memory.rehearse``).
+        progressive accuracy does not count it (a rehearsed example, ``memory.Memory.rehearse``); ``hidden=False``: only
+        the output layer learns (the hidden layers, which every class depends on, stay as they are). Returns a Decision.
         """
         from .learn import learn_step
 
@@ -293,10 +296,12 @@ class SpikingNetwork:
             self.progressive_correct += int(score and (int(prediction) if later else d.label) == label)
             if len(idx) == 0:
                 return d
+            self._hidden_frozen = not hidden
             learn_step(self, *self.fed, d.scores, label, lr_scale)
             self.updates += 1
             return d
         finally:
+            self._hidden_frozen = False
             for layer in self.hidden:
                 layer.recording = False
             if saved is not None:
