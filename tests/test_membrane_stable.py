@@ -68,7 +68,7 @@ def test_the_price_reaches_lower_layers_through_the_counts():
 
 def test_activity_stays_bounded_on_windows_that_spike_long_before_their_readout():
     """A leaky network taught on windows whose activity is early: the price of its spikes holds them down
-    (before, priced by the traces, nothing did: the activity grew on every pass)."""
+    (19,263 spikes at first, 1,757 after three passes; before, priced by the traces, 18,577)."""
     rng = np.random.default_rng(7)
     data = []
     for k in range(60):
@@ -91,4 +91,4 @@ def test_activity_stays_bounded_on_windows_that_spike_long_before_their_readout(
             net.learn_indices(idx, label, t)
     last = spikes()
     assert all(np.isfinite(layer.weight).all() for layer in net.hidden)
-    assert 0 < last < first
+    assert 0 < last < first / 4
