@@ -39,6 +39,15 @@ STREAM_LR_SCALE = 0.5
 #: (benchmarks/ordertask.py, the default deep network, 15 epochs) x0.5 collapsed (train accuracy 0.66 at
 #: epoch 6, then 0.2-0.3) and x1 needed a revival by epoch 7; x0.25 rose steadily (train 0.66 at epoch 15).
 MEMBRANE_LR_SCALE = 0.25
+#: ... and its price of a hidden spike (``activity``) by this, 1 / MEMBRANE_LR_SCALE: a spike costs the step it costs
+#: under "counts" (the price is stepped on the spike counts, ``learn.backprop_price``). N-MNIST real + synthetic, the
+#: default deep network, seed 1, 6 epochs: the price on the traces (before) ran away (spikes per input event of the
+#: two convolutions 3.5 and 1.9 at the start, 7.6 and 12.4 within two epochs), on the counts at x1 they fell to
+#: 2.3 and 1.6 and then grew again (3.0 and 3.7 at epoch 3, train accuracy falling from 0.85 to 0.79), at x4 they
+#: stayed at 0.5-0.8 and 0.5-1.2 for 6 epochs without a revival (train accuracy 0.85-0.87). Held out: 250 of the
+#: 1,000 real training samples (every fourth), trained on the rest, same run: x2 80.4 % (the convolutions back at 2.3
+#: and 4.0 spikes per input event by epoch 6), x4 85.2 % (87.6 at epochs 4-5; 0.9 and 1.2), x8 78.4 % (0.2 and 0.3).
+MEMBRANE_ACTIVITY_SCALE = 4.0
 #: Learning "timing" (Yamamoto et al. 2022): each hidden layer's postsynaptic-current time constant tau_s is this
 #: fraction of its membrane time constant tau_m (its leak, ``layer_tau_us``); see docs/network.md. Chosen on 200
 #: held-out N-MNIST training samples (dense:128, tau_m 20 ms, one pass over 600 others): 0.125 54.5 %, 0.25 59 %,

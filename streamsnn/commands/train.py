@@ -226,7 +226,7 @@ def pick_learning(args, net, s, train, picked, say):
 
     import numpy as np
 
-    from ..defaults import MEMBRANE_LR_SCALE
+    from ..defaults import MEMBRANE_ACTIVITY_SCALE, MEMBRANE_LR_SCALE
     from ..learn import datadefaults as dd
     from ..learn import timecheck
     from ..snn.settings import TEMPORAL_MODES
@@ -263,9 +263,12 @@ def pick_learning(args, net, s, train, picked, say):
         lr, lr_out = default_rates(args, net.layers, args.stream_crops, learning)
         rates = {"lr": lr, "lr_out": lr_out}
         s.update(rates)
+        if learning == "membrane":  # the spikes' price keeps the step it has under counts (defaults.py)
+            rates["activity"] = net.activity * MEMBRANE_ACTIVITY_SCALE
         say(f"learning rates {lr:g} (hidden), {lr_out:g} (output) for timing (defaults.TIMING_LR, TIMING_LR_OUT)"
             if learning == "timing" else
-            f"learning rates x{MEMBRANE_LR_SCALE:g} for {learning} (defaults.MEMBRANE_LR_SCALE)")
+            f"learning rates x{MEMBRANE_LR_SCALE:g} and spike price x{MEMBRANE_ACTIVITY_SCALE:g} for {learning} "
+            "(defaults.MEMBRANE_LR_SCALE, MEMBRANE_ACTIVITY_SCALE)")
     if learning != net.learning or tau_us != net.tau_us or rates or input_map != net.input_map:
         net = type(net)(**{**net.config(), "learning": learning, "tau_us": tau_us, "input_map": input_map.to_dict(),
                            **rates})
