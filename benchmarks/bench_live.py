@@ -356,14 +356,15 @@ def run(ctx: Context, names: list[str] | None = None, workers: tuple[int, ...] =
            "over the overdue batches at once, and their windows overflow the queue: windows drop although the "
            "network keeps up on average, where a camera at real time would have ridden the pause out. "
            "`python -m benchmarks.bench_live --queue-size N` shows how much of a pace that is.")
-    r.note("A busier camera (live_dense.py): k copies of the recording's first second (or all of it, if shorter) "
-           "laid over one another, copy j shifted in time by j/k of its length (circularly), every (1/k)-th event "
+    r.note("A busier camera (live_dense.py): ceil(k) copies of the recording's first second (or all of it, if "
+           "shorter) laid over one another, copy j shifted in time by j/ceil(k) of its length (circularly; a "
+           "fractional k keeps that share of the last copy's events, a fixed random choice), every (1/k)-th event "
            "for k < 1; one AEDAT4 file looped at real time (`source.speed = 1`, 1 ms batches). The same pixels "
            "fire k times as often: the network's load per event is that of the recording, not of a real busier "
            "scene (whose spikes per event may differ), but the daemon sees what a busier camera gives it: 20 "
-           "decisions a second of bigger windows, and a queue holding 400 ms. The same search over k (whole "
-           "copies; from 70 % of the kernel alone's events/s times the workers). The kernel alone is then timed "
-           "on the densest stream the first worker count kept up with.")
+           "decisions a second of bigger windows, and a queue holding 400 ms. The same search over k (quarters "
+           "below 8, whole copies above; from 70 % of the kernel alone's events/s times the workers). The kernel "
+           "alone is then timed on the densest stream the first worker count kept up with.")
     r.note("Replaying k times faster multiplies the events/s and the decisions/s alike (one decision per hop of "
            "sensor time: 20 per second at real time), so a fast replay loads the daemon with far more decisions "
            "per second than a camera at the same events/s would (a camera at 5 M events/s still gets 20 decisions "

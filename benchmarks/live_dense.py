@@ -4,7 +4,8 @@ Replaying a recording k times faster gives k times the events per second but als
 second (one per hop of sensor time), and a window queue that holds 1/k of the wall time it holds live: a far
 harder load per event than a camera's. A busy camera at real time still gives one decision every 50 ms, of
 bigger windows. This arm emulates that camera: k copies of (at most the first second of) the recording laid over
-one another, copy j shifted in time by j/k of the piece's length (circularly, so the piece keeps its length),
+one another, copy j of n = ceil(k) shifted in time by j/n of the piece's length (circularly, so the piece keeps
+its length; a fractional k keeps that share of the last copy's events, chosen at random with a fixed seed),
 written as one AEDAT4 file (dv-processing) and looped at real time (`source.speed = 1`); for k < 1 every
 (1/k)-th event is kept. The search is over k, as bench_live's is over the speed.
 """
@@ -19,13 +20,14 @@ from pathlib import Path
 import numpy as np
 
 BASE_US = 1_000_000   # the looped piece: at most the recording's first second
-MAX_COPIES = 512      # an upper bound on k (a DVS128 recording needs about 200 for 5 M events/s)
+MAX_COPIES = 2048     # an upper bound on k (the densest DVS128 recording needs about 1,100 for 5 M events/s)
+FINE_BELOW = 8        # k under this is searched in quarters (a dense recording brackets between 1 and 2 copies)
 
 
 def copies(k: float) -> float:
-    """k as the arm uses it: a whole number of copies from 1 up, 1/m below 1."""
+    """k as the arm uses it: quarters from 1 to FINE_BELOW, whole copies above, 1/m below 1."""
     if k >= 1:
-        return float(min(MAX_COPIES, round(k)))
+        return round(k * 4) / 4 if k < FINE_BELOW else float(min(MAX_COPIES, round(k)))
     m = round(1.0 / k)
     return 1.0 if m <= 1 else 1.0 / min(m, MAX_COPIES)
 
@@ -37,10 +39,12 @@ def dense_events(events: np.ndarray, k: float, base_us: int = BASE_US) -> tuple[
     span = int(piece["t"][-1]) - t0 + 1
     if k < 1:
         return piece[::round(1.0 / k)].copy(), span
-    parts = []
-    for j in range(int(k)):
+    n, parts = math.ceil(k), []
+    for j in range(n):
         part = piece.copy()
-        part["t"] = t0 + (part["t"] - t0 + (j * span) // int(k)) % span
+        if j + 1 > k:  # the fractional copy: that share of its events
+            part = part[np.random.default_rng(j).random(len(part)) < k - j]
+        part["t"] = t0 + (part["t"] - t0 + (j * span) // n) % span
         parts.append(part)
     out = np.concatenate(parts)
     return out[np.argsort(out["t"], kind="stable")], span
@@ -111,7 +115,7 @@ class DenseRuns:
             self.tried.append(r)
             good, bad = (r, bad) if r["ok"] else (good, r)
             nxt = copies(k * 2 if r["ok"] else k / 2)
-            if nxt == k:  # at a bound (MAX_COPIES, or one event in 512 kept)
+            if nxt == k:  # at a bound (MAX_COPIES copies, or one event in MAX_COPIES kept)
                 break
             k = nxt
         return good

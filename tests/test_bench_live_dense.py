@@ -46,11 +46,21 @@ def test_below_one_keeps_every_mth_event_and_the_piece_is_at_most_a_second(dvxpl
     assert BASE_US == 1_000_000
 
 
-def test_copies_are_whole_above_one_and_one_over_m_below():
-    assert copies(2.6) == 3.0 and copies(0.9) == 1.0
+def test_a_fractional_k_keeps_that_share_of_one_more_copy(dvxplorer):
+    ev = dvxplorer.events
+    out, _ = dense_events(ev, 1.5)
+    assert abs(len(out) - 1.5 * len(ev)) < 0.01 * len(ev)
+    assert np.all(np.diff(out["t"]) >= 0)
+    again, _ = dense_events(ev, 1.5)
+    assert np.array_equal(out, again)  # the same file every time
+
+
+def test_copies_are_quarters_then_whole_above_one_and_one_over_m_below():
+    assert copies(1.41) == 1.5 and copies(2.6) == 2.5 and copies(0.9) == 1.0
+    assert copies(12.4) == 12.0
     assert copies(0.3) == pytest.approx(1 / 3) and copies(0.01) == pytest.approx(1 / 100)
-    assert copies(1e-6) == pytest.approx(1 / 512)
-    assert copies(1e9) == 512.0
+    assert copies(1e-6) == pytest.approx(1 / 2048)
+    assert copies(1e9) == 2048.0
 
 
 def test_the_denser_file_reads_back_as_the_denser_stream(tmp_path, dvxplorer):
