@@ -267,7 +267,9 @@ def synthetic_arms(ctx: Context, r: Result, bases: list, seeds, per_class: int, 
            "101 to teach, 202 to score) on the real arm's base models; gestures from `streamsnn synth --gestures` "
            "(seed 303; the taught samples from a second set, seed 404), base models by "
            f"`streamsnn train --learning counts --choose off` on nine gestures, "
-           f"{fs.NEW_GESTURE} (the reverse of circle_cw) taught. No setting was chosen on these arms.")
+           f"{fs.NEW_GESTURE} (the reverse of circle_cw) taught. Nothing was chosen on the scored sets; the new "
+           "class's fit (model.new_class_fit and its negatives' weight, streamsnn/defaults.py) was chosen with "
+           "font digits taught from seed 101 and scored on a font set of its own (seed 505), never on seed 202.")
 
 
 
