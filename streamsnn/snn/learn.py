@@ -76,7 +76,7 @@ def boost_new_classes(net, acts, e: np.ndarray, lr: float) -> None:
     net.bias -= np.float32(lr) * extra
 
 
-def backprop_counts(net, acts, e: np.ndarray, lr_scale: float, price: float | None = None) -> None:
+def backprop_counts(net, acts, e: np.ndarray, lr_scale: float, price: float | None = None, hidden: float = 1.0) -> None:
     """One SGD step on the spike counts that occurred: output layer, then each hidden layer down.
 
     ``net.activity`` (>= 0) adds the gradient of ``activity * (spikes of every hidden layer)`` to the
@@ -84,7 +84,8 @@ def backprop_counts(net, acts, e: np.ndarray, lr_scale: float, price: float | No
     drift towards ever larger counts). With ``net.max_step > 0`` no layer's weights move by more than
     that fraction of their norm in one step (a sample with a huge error cannot wreck a layer; online
     learning has no batch to average it away). ``price`` replaces ``net.activity`` (learning "membrane" prices the
-    spikes in a pass of its own, ``backprop_price``).
+    spikes in a pass of its own, ``backprop_price``). ``hidden`` multiplies the hidden layers' rates (0: only the
+    output layer learns, ``learn_step``).
     """
     price = net.activity if price is None else price
     n_cls = e.shape[0]
@@ -101,10 +102,10 @@ def backprop_counts(net, acts, e: np.ndarray, lr_scale: float, price: float | No
         delta[act_out] = d + price  # the spikes' own cost: d(activity * sum h)/dh
         a_in, x_in = acts[k]
         layer.note_activity(*acts[k + 1])
-        d = layer.backward(a_in, x_in, act_out, d, delta, net.layer_lr(k) * lr_scale, net.max_step, k > 0)
+        d = layer.backward(a_in, x_in, act_out, d, delta, net.layer_lr(k) * lr_scale * hidden, net.max_step, k > 0)
 
 
-def backprop_price(net, acts, lr_scale: float) -> None:
+def backprop_price(net, acts, lr_scale: float, hidden: float = 1.0) -> None:
     """Learning "membrane": the step of the spikes' own cost, ``net.activity`` times every hidden spike, on the
     spike counts ``acts`` (``activity``), as learning "counts" prices them: each layer down by the gradient of the
     price of its own spikes and of those above (slope 1 where a unit spiked), the output untouched.
@@ -122,11 +123,11 @@ def backprop_price(net, acts, lr_scale: float) -> None:
         delta[act_out] = d + net.activity
         a_in, x_in = acts[k]
         layer.note_activity(*acts[k + 1])
-        d = layer.backward(a_in, x_in, act_out, delta[act_out], delta, net.layer_lr(k) * lr_scale, net.max_step,
-                           k > 0)
+        d = layer.backward(a_in, x_in, act_out, delta[act_out], delta, net.layer_lr(k) * lr_scale * hidden,
+                           net.max_step, k > 0)
 
 
-def backprop_spikes(net, acts, e: np.ndarray, lr_scale: float) -> tuple[int, ...]:
+def backprop_spikes(net, acts, e: np.ndarray, lr_scale: float, hidden: float = 1.0) -> tuple[int, ...]:
     """The error sent back as spikes (dense layers only); returns the error spikes per layer, top first."""
     K = net.error_spikes
     units, signs = output_error_spikes(e.astype(np.float32), K, net.out_herd)
@@ -140,7 +141,7 @@ def backprop_spikes(net, acts, e: np.ndarray, lr_scale: float) -> tuple[int, ...
     made.append(len(units))
     for k in range(len(hidden) - 1, -1, -1):
         a_in, x_in = acts[k]
-        step = np.float32(net.layer_lr(k) * lr_scale / K)
+        step = np.float32(net.layer_lr(k) * lr_scale * hidden / K)
         herd = hidden[k - 1].herd if k > 0 else net.out_herd  # the input has no herders (not touched)
         units, signs = hidden[k].error_spikes(units, signs, a_in, x_in, step, herd, k > 0)
         if k > 0:
@@ -148,7 +149,8 @@ def backprop_spikes(net, acts, e: np.ndarray, lr_scale: float) -> tuple[int, ...
     return tuple(made)
 
 
-def learn_step(net, idx: np.ndarray, t: np.ndarray | None, scores: np.ndarray, label: int, lr_scale: float) -> None:
+def learn_step(net, idx: np.ndarray, t: np.ndarray | None, scores: np.ndarray, label: int, lr_scale: float,
+               hidden: bool = True) -> None:
     """One online update of ``net`` towards ``label`` from a window it has just run (``scores``; the layers'
     counts and, for "membrane", its spike trains are still those of that window); ``net.learn_indices`` makes
     the checks, the forward pass and the scoring around it.
@@ -156,7 +158,8 @@ def learn_step(net, idx: np.ndarray, t: np.ndarray | None, scores: np.ndarray, l
     The step is scale-free (``net.learn_scale``), the error is softmax - one-hot on the scores, the activities
     are the counts (``activity``) or, for "membrane", the traces ("timing": ``timed.backprop_timing``, the exact
     spike-time gradient); a step that leaves non-finite or huge weights
-    is undone, the rates halved, and NonFinite raised (``guard``).
+    is undone, the rates halved, and NonFinite raised (``guard``). ``hidden=False``: the hidden layers' rates are
+    0 (only the output layer learns; their counts are still noted).
     """
     over = net.learn_scale(len(idx))
     e = softmax(scores / np.float32(over)).astype(np.float32)
@@ -172,17 +175,18 @@ def learn_step(net, idx: np.ndarray, t: np.ndarray | None, scores: np.ndarray, l
     seen = acts if counts is None else counts
     old = guard.touched(net, seen)  # what this update may change: kept to undo a bad step
     step = lr_scale * net.lr_backoff / over
+    rate = 1.0 if hidden else 0.0  # the hidden layers' share of the step
     if net.learning == "counts":
-        backprop_counts(net, acts, e, step)
+        backprop_counts(net, acts, e, step, hidden=rate)
     elif net.learning == "membrane":  # the error through the traces, the spikes' price on the counts
-        backprop_counts(net, acts, e, step, price=0.0)
+        backprop_counts(net, acts, e, step, price=0.0, hidden=rate)
         if net.activity:
-            backprop_price(net, counts, step)
+            backprop_price(net, counts, step, hidden=rate)
     elif net.learning == "timing":
-        act, h, lr_out = timed.backprop_timing(net, idx, t, e, step)
+        act, h, lr_out = timed.backprop_timing(net, idx, t, e, step, hidden=rate)
         boost_new_classes(net, [(act, h)], e, lr_out)
     else:
-        backprop_spikes(net, acts, e, step)
+        backprop_spikes(net, acts, e, step, hidden=rate)
     where = guard.damaged(net, seen)
     if where is not None:
         guard.undo(net, seen, old)

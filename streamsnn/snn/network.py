@@ -168,8 +168,6 @@ class SpikingNetwork:
         return self._layer_tau if self._layer_tau is not None else (self.tau_us,) * len(self.hidden)
 
     def layer_lr(self, layer: int) -> float:
-        if getattr(self, "_hidden_frozen", False):  # learn_indices(hidden=False): only the output layer learns
-            return 0.0
         return self.lr * (self.lr_conv if self.layers[layer].conv_like else 1.0)
 
     def config(self) -> dict:
@@ -296,12 +294,10 @@ class SpikingNetwork:
             self.progressive_correct += int(score and (int(prediction) if later else d.label) == label)
             if len(idx) == 0:
                 return d
-            self._hidden_frozen = not hidden
-            learn_step(self, *self.fed, d.scores, label, lr_scale)
+            learn_step(self, *self.fed, d.scores, label, lr_scale, hidden)
             self.updates += 1
             return d
         finally:
-            self._hidden_frozen = False
             for layer in self.hidden:
                 layer.recording = False
             if saved is not None:

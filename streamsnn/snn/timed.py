@@ -134,7 +134,8 @@ def normalised_lr(lr: float, W: np.ndarray, grad: np.ndarray, err: float) -> flo
     return lr * float(np.linalg.norm(W)) * err / norm
 
 
-def backprop_timing(net, idx: np.ndarray, t, e: np.ndarray, lr_scale: float) -> tuple[np.ndarray, np.ndarray, float]:
+def backprop_timing(net, idx: np.ndarray, t, e: np.ndarray, lr_scale: float,
+                    hidden: float = 1.0) -> tuple[np.ndarray, np.ndarray, float]:
     """One step down the exact gradient (``gradients``, with ``net.activity`` as the spike price), every weight
     moved after all were computed; each hidden layer's step normalised (``normalised_lr``), and every layer's
     bounded to ``max_step`` of its weights' norm (``bounded_lr``), as the other modes'. Returns
@@ -145,8 +146,8 @@ def backprop_timing(net, idx: np.ndarray, t, e: np.ndarray, lr_scale: float) -> 
     err = float(np.linalg.norm(e))
     for k, (act_in, grad) in enumerate(grads):
         layer = net.hidden[k]
-        lr = bounded_lr(net.max_step, layer.weight, normalised_lr(net.layer_lr(k) * lr_scale, layer.weight, grad, err),
-                        grad.ravel(), one)
+        rate = normalised_lr(net.layer_lr(k) * lr_scale * hidden, layer.weight, grad, err)
+        lr = bounded_lr(net.max_step, layer.weight, rate, grad.ravel(), one)
         with np.errstate(over="ignore", invalid="ignore"):
             layer.weight[act_in] -= (float(lr) * grad).astype(np.float32)
     W = net.out_weight
