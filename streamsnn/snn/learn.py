@@ -127,7 +127,7 @@ def backprop_price(net, acts, lr_scale: float, hidden: float = 1.0) -> None:
                            net.max_step, k > 0)
 
 
-def backprop_spikes(net, acts, e: np.ndarray, lr_scale: float, hidden: float = 1.0) -> tuple[int, ...]:
+def backprop_spikes(net, acts, e: np.ndarray, lr_scale: float, hidden_rate: float = 1.0) -> tuple[int, ...]:
     """The error sent back as spikes (dense layers only); returns the error spikes per layer, top first."""
     K = net.error_spikes
     units, signs = output_error_spikes(e.astype(np.float32), K, net.out_herd)
@@ -141,7 +141,7 @@ def backprop_spikes(net, acts, e: np.ndarray, lr_scale: float, hidden: float = 1
     made.append(len(units))
     for k in range(len(hidden) - 1, -1, -1):
         a_in, x_in = acts[k]
-        step = np.float32(net.layer_lr(k) * lr_scale * hidden / K)
+        step = np.float32(net.layer_lr(k) * lr_scale * hidden_rate / K)
         herd = hidden[k - 1].herd if k > 0 else net.out_herd  # the input has no herders (not touched)
         units, signs = hidden[k].error_spikes(units, signs, a_in, x_in, step, herd, k > 0)
         if k > 0:
@@ -186,7 +186,7 @@ def learn_step(net, idx: np.ndarray, t: np.ndarray | None, scores: np.ndarray, l
         act, h, lr_out = timed.backprop_timing(net, idx, t, e, step, hidden=rate)
         boost_new_classes(net, [(act, h)], e, lr_out)
     else:
-        backprop_spikes(net, acts, e, step, hidden=rate)
+        backprop_spikes(net, acts, e, step, hidden_rate=rate)
     where = guard.damaged(net, seen)
     if where is not None:
         guard.undo(net, seen, old)
