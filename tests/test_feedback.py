@@ -198,3 +198,22 @@ async def test_feedback_by_class_name_teaches_that_class_and_every_message_is_co
     assert reasons == {"bad_json": 1, "retained": 1, "unknown_class": 1, "label_out_of_range": 1,
                        "unknown_sample": 1}
     assert c["received"] == 6 == c["learned"] + c["ignored"] and sum(reasons.values()) == c["ignored"]
+
+
+async def test_feedback_whose_update_the_guard_undoes_is_refused_counted_and_the_daemon_goes_on(samples):
+    """Before: the guard's NonFinite went out of `apply_feedback` to the caller (bench_incremental ended on it;
+    the daemon's loop counted it as an unexpected `error`). Now it is a refusal saying why, the model as it was."""
+    pipe = pipeline(samples[:3], labelled=False)
+    pipe.net.lr, pipe.net.lr_out = 1e38, 1e38  # as if a rate had slipped through: the step overflows float32
+    before = weights(pipe.net)
+    out = await pipe.teacher.teach({"sample": samples[0].sample, "label": 3})
+    assert not out.learned and out.reason == "undone" and "undone" in out.detail and "halved" in out.detail
+    assert unchanged(before, pipe.net) and pipe.net.lr_backoff == 0.5 and pipe.net.nonfinite == 1
+    c = pipe.counters.feedback
+    assert c["undone"] == 1 and c["ignored"] == 1 and c["learned"] == 0 and c.get("error", 0) == 0
+    assert await pipe.apply_feedback({"sample": samples[1].sample, "label": 4}) is False  # still refused, counted
+    assert c["undone"] == 2 and pipe.net.lr_backoff == 0.25
+    pipe.net.lr, pipe.net.lr_out = 0.01, 0.01
+    assert await pipe.apply_feedback({"sample": samples[2].sample, "label": 5}) is True  # and it goes on learning
+    assert c["learned"] == 1 and not unchanged(before, pipe.net)
+    pipe._worker.shutdown()

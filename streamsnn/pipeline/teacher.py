@@ -12,6 +12,7 @@ import numpy as np
 
 from .. import classnames, defaults
 from ..snn import classedit
+from ..snn.guard import NonFinite
 from ..textsafe import printable
 from .feedback import Recent, Refused, TokenBucket, judge, parse
 from .growth import Growth
@@ -46,7 +47,8 @@ class Teacher:
 
     A message (`feedback.Message`, raw JSON, a dict or a `feedback.Feedback`) is counted once in
     `counters.feedback`: `learned`, `disabled` (`enabled` is off: model.learn_from_feedback), or
-    `ignored` with its reason (see `feedback.judge`). Feedback teaches a decision at most once, never
+    `ignored` with its reason (see `feedback.judge`; `undone`: the update made the weights non-finite or huge, so the
+    guard put them back and halved the learning rates, `snn.guard`). Feedback teaches a decision at most once, never
     against the window's known true label, at most `feedback_per_s` times a second on average with
     bursts of `feedback_burst` (a `TokenBucket` on `clock`). It scores the prediction published for the
     window (delayed progressive validation) and learns with the learning rates times
@@ -117,7 +119,11 @@ class Teacher:
                 return Outcome(False, exc.reason, str(exc))
             label = classnames.find(str(fb.label), classes)  # its index now (another may have come first)
             self.on_classes(classes)  # the new class list goes out now, not with the next decision
-        d = await self.in_worker(self._learn, w, label, added)
+        try:
+            d = await self.in_worker(self._learn, w, label, added)
+        except NonFinite as exc:  # the guard undid the update and halved the rates: refused, the model intact
+            self._ignore("undone", str(exc))
+            return Outcome(False, "undone", str(exc), label=str(classes[label]), added=added, window=w)
         c["learned"] += 1
         self.counters.feedback_scored += 1
         self.counters.feedback_correct += int((w.predicted if w.predicted is not None else d.label) == label)
