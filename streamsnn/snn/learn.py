@@ -95,14 +95,23 @@ def backprop_counts(net, acts, e: np.ndarray, lr_scale: float, price: float | No
     d = dense_backward(act, h, e, np.arange(n_cls, dtype=np.int32), W, lr_out, True)
     net.bias -= lr_out * e
     boost_new_classes(net, acts, e, lr_out)
+    hidden_down(net, acts, d, price, lr_scale, hidden, passed_on=False)
+
+
+def hidden_down(net, acts, d: np.ndarray, price: float, lr_scale: float, hidden: float, passed_on: bool) -> None:
+    """The hidden layers' steps, top down: each layer's output gradient is ``d`` (from the layer above) plus
+    ``price`` where a unit spiked (the spikes' own cost: d(price * sum h)/dh). ``passed_on``: the priced gradient
+    goes on to the layers below (``backprop_price``), else only ``d`` does (``backprop_counts``: a layer pays
+    for its own spikes)."""
     for k in range(len(net.hidden) - 1, -1, -1):
         layer = net.hidden[k]
         act_out = acts[k + 1][0]
         delta = np.zeros(layer.geo.n_out, np.float32)
-        delta[act_out] = d + price  # the spikes' own cost: d(activity * sum h)/dh
+        delta[act_out] = d + price
         a_in, x_in = acts[k]
         layer.note_activity(*acts[k + 1])
-        d = layer.backward(a_in, x_in, act_out, d, delta, net.layer_lr(k) * lr_scale * hidden, net.max_step, k > 0)
+        d = layer.backward(a_in, x_in, act_out, delta[act_out] if passed_on else d, delta,
+                           net.layer_lr(k) * lr_scale * hidden, net.max_step, k > 0)
 
 
 def backprop_price(net, acts, lr_scale: float, hidden: float = 1.0) -> None:
@@ -115,16 +124,7 @@ def backprop_price(net, acts, lr_scale: float, hidden: float = 1.0) -> None:
     samples last six leak time constants), and the convolutions' activity grew unchecked: on N-MNIST real +
     synthetic (seed 1) from 3.5 and 1.9 spikes per input event to 7.6 and 12.4 within two epochs, then ran away
     (limits.MAX_SPIKE_EVENTS). Every spike costs its work whenever it happened."""
-    d = np.zeros(len(acts[-1][0]), np.float32)
-    for k in range(len(net.hidden) - 1, -1, -1):
-        layer = net.hidden[k]
-        act_out = acts[k + 1][0]
-        delta = np.zeros(layer.geo.n_out, np.float32)
-        delta[act_out] = d + net.activity
-        a_in, x_in = acts[k]
-        layer.note_activity(*acts[k + 1])
-        d = layer.backward(a_in, x_in, act_out, delta[act_out], delta, net.layer_lr(k) * lr_scale * hidden,
-                           net.max_step, k > 0)
+    hidden_down(net, acts, np.zeros(len(acts[-1][0]), np.float32), net.activity, lr_scale, hidden, passed_on=True)
 
 
 def backprop_spikes(net, acts, e: np.ndarray, lr_scale: float, hidden_rate: float = 1.0) -> tuple[int, ...]:
