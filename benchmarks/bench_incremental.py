@@ -2,8 +2,9 @@
 
 The default deep network is trained (as `streamsnn train` does: augmentation, cosine schedule) on the
 digits 0-8 of the real N-MNIST training samples and most of the synthetic ones (`/work/synth`, or
-`--synth`). Then a stream of held-out samples of all ten digits (synthetic samples never trained on,
-plus the real training 9s) is classified one decision at a time, and each decision gets feedback with
+`--synth`), keeping `model.memory_per_class` training samples per class for rehearsal as `streamsnn train`
+does. Then a stream of held-out samples of all ten digits (synthetic samples never trained on, plus the real
+training 9s) is classified one decision at a time, and each decision gets feedback with
 its true class name through `Pipeline.apply_feedback`, the daemon's own path, with
 `model.new_classes = true`: the first "9" adds the output unit. Accuracy on the real test samples of 9
 and of 0-8 is read after 10, 50 and 100 examples of 9, mean over 3 seeds.
@@ -117,17 +118,22 @@ def scores(net, data) -> tuple[float, float]:
 
 
 async def stream(base: Path, batches: list, evalset, *, lr_scale: float, boost: float, bias: str,
-                 only_new: bool = False) -> dict:
+                 only_new: bool = False, train=None) -> dict:
     """Decisions on ``batches`` in order, each answered with its true class name through
     `Pipeline.apply_feedback` (``only_new``: only the new digit's), until CHECKPOINTS[-1] examples of
-    the new digit were taught; returns {examples of the new digit: (new, old accuracy on evalset)}."""
+    the new digit were taught; returns {examples of the new digit: (new, old accuracy on evalset)}. ``train``: the
+    samples whose `model.memory_per_class` per class the model keeps for rehearsal, as `streamsnn train` keeps."""
     from functools import partial
 
+    from streamsnn import defaults
     from streamsnn.pipeline import Pipeline
     from streamsnn.pipeline.segment import Window
     from streamsnn.snn import SpikingNetwork
 
     net = SpikingNetwork.load(base)
+    if train is not None:
+        net.memory.per_class = defaults.MEMORY_PER_CLASS
+        net.memory.fill(net, train)
     if bias == "min":  # the unit's bias: the lowest of the known classes' instead of their mean (add_class)
         net.add_class = partial(type(net).add_class, net, bias=float(net.bias.min()))
     clock = Clock()
@@ -180,7 +186,7 @@ def run(ctx: Context) -> Result:
     before_val = [scores(net, val)[1] for net, _ in bases]
     rows, chosen = [], None
     for ls, bo, bi in grid:
-        res = [asyncio.run(stream(path, order, val, lr_scale=ls, boost=bo, bias=bi))
+        res = [asyncio.run(stream(path, order, val, lr_scale=ls, boost=bo, bias=bi, train=train))
                for (_, path), order in zip(bases, orders)]
         new = float(np.mean([x[n][0] for x in res for n in CHECKPOINTS]))  # how fast 9 is learned
         drop = float(np.mean(before_val) - np.mean([x[CHECKPOINTS[-1]][1] for x in res]))
@@ -194,8 +200,9 @@ def run(ctx: Context) -> Result:
     before = [scores(net, test)[1] for net, _ in bases]
     final, only = [], []
     for (_, path), order in zip(bases, orders):
-        final.append(asyncio.run(stream(path, order, test, lr_scale=ls, boost=bo, bias=bi)))
-        only.append(asyncio.run(stream(path, order, test, lr_scale=ls, boost=bo, bias=bi, only_new=True)))
+        final.append(asyncio.run(stream(path, order, test, lr_scale=ls, boost=bo, bias=bi, train=train)))
+        only.append(asyncio.run(stream(path, order, test, lr_scale=ls, boost=bo, bias=bi, only_new=True,
+                                       train=train)))
     table = []
     for name, res in (("all digits' labels (rehearsal)", final), ("labels of 9 only", only)):
         for n in CHECKPOINTS:

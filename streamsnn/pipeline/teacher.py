@@ -147,7 +147,7 @@ class Teacher:
         if added and self.scene is not None:
             self.scene.added(label)
         # a class added by feedback, on a network whose scores are its last layer's counts x weights: only its unit
-        new = self.fit and float(self.net.class_lr[label]) > 1 and classedit.imprints(self.net)
+        new = self.fit and float(self.net.class_lr[label]) > 1 and classedit.imprints(self.net) and self._fits(label)
         d = self.net.learn_indices(idx, label, t, self.lr_scale, prediction=w.predicted, hidden=not new)
         if new:  # the hidden layers did not move: nothing to replay; the unit is fit instead
             self._fit(label, self.net.last_features)
@@ -155,6 +155,15 @@ class Teacher:
             self.counters.rehearsed += memory.rehearse(self.net, label, self.rehearse, self.lr_scale)
         memory.add(idx, t if getattr(self.net, "tau_us", None) is not None else None, label)
         return d
+
+    def _fits(self, label: int) -> bool:
+        """Whether class `label`'s unit has something to be told apart from: kept examples of other classes or a scene
+        before it was added (a model without kept examples, e.g. model.memory_per_class = 0 or an older checkpoint,
+        teaches a new class the whole way, with the replay, instead of moving one unit at the feedback rate)."""
+        memory = self.net.memory
+        if any(y != label and y < self.net.n_classes for y in memory.labels):
+            return True
+        return self.scene is not None and self.scene.negatives(label) is not None
 
     def _fit(self, label: int, h) -> None:
         """Fit class `label`'s unit to tell its kept examples and the window just taught (counts `h`) from the
