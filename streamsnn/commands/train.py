@@ -226,7 +226,7 @@ def pick_learning(args, net, s, train, picked, say):
 
     import numpy as np
 
-    from ..defaults import MEMBRANE_ACTIVITY_SCALE, MEMBRANE_LR_SCALE
+    from ..defaults import MEMBRANE_ACTIVITY_SCALE, MEMBRANE_LR_CONV, MEMBRANE_LR_SCALE
     from ..learn import datadefaults as dd
     from ..learn import timecheck
     from ..snn.settings import TEMPORAL_MODES
@@ -263,12 +263,17 @@ def pick_learning(args, net, s, train, picked, say):
         lr, lr_out = default_rates(args, net.layers, args.stream_crops, learning)
         rates = {"lr": lr, "lr_out": lr_out}
         s.update(rates)
+        given = getattr(args, "lr_conv", None) is not None
+        conv = learning == "membrane" and not given and any(lay.conv_like for lay in net.layers)
         if learning == "membrane":  # the spikes' price keeps the step it has under counts (defaults.py)
             rates["activity"] = net.activity * MEMBRANE_ACTIVITY_SCALE
+        if conv:  # the convolutions learn slower still (defaults.MEMBRANE_LR_CONV)
+            rates["lr_conv"] = s["lr_conv"] = net.lr_conv * MEMBRANE_LR_CONV
         say(f"learning rates {lr:g} (hidden), {lr_out:g} (output) for timing (defaults.TIMING_LR, TIMING_LR_OUT)"
             if learning == "timing" else
-            f"learning rates x{MEMBRANE_LR_SCALE:g} and spike price x{MEMBRANE_ACTIVITY_SCALE:g} for {learning} "
-            "(defaults.MEMBRANE_LR_SCALE, MEMBRANE_ACTIVITY_SCALE)")
+            f"learning rates x{MEMBRANE_LR_SCALE:g}" + (f" (convolutions x{MEMBRANE_LR_CONV:g} more)" if conv else "")
+            + f" and spike price x{MEMBRANE_ACTIVITY_SCALE:g} for {learning} "
+            "(defaults.MEMBRANE_LR_SCALE" + (", MEMBRANE_LR_CONV" if conv else "") + ", MEMBRANE_ACTIVITY_SCALE)")
     if learning != net.learning or tau_us != net.tau_us or rates or input_map != net.input_map:
         net = type(net)(**{**net.config(), "learning": learning, "tau_us": tau_us, "input_map": input_map.to_dict(),
                            **rates})
