@@ -51,3 +51,17 @@ def test_a_given_lr_conv_is_kept():
 def test_other_rules_and_dense_networks_unchanged(arch, learning):
     net, got, _, said = picked(arch, learning)
     assert got.lr_conv == pytest.approx(net.lr_conv) and "MEMBRANE_LR_CONV" not in said
+
+
+def test_the_gesture_demo_slows_its_convolutions_as_train_does(tmp_path):
+    """`streamsnn demo --gestures` builds its temporal network itself (commands/_demo_gestures.py): 40 gestures need
+    time, so it learns "membrane", and its convolutions get MEMBRANE_LR_CONV as `train`'s do."""
+    import types
+
+    from streamsnn.commands._demo_gestures import train_gestures
+
+    said = []
+    train_gestures(types.SimpleNamespace(synthetic=40, epochs=1), tmp_path / "g.npz", said.append)
+    net = SpikingNetwork.load(tmp_path / "g.npz")
+    assert net.learning == "membrane" and net.tau_us is not None, said
+    assert any(lay.conv_like for lay in net.layers) and net.lr_conv == MEMBRANE_LR_CONV

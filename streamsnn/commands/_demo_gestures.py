@@ -16,7 +16,7 @@ def train_gestures(args, out: Path, say) -> None:
     import numpy as np
     from tqdm import tqdm
 
-    from ..defaults import MEMBRANE_ACTIVITY_SCALE, MEMBRANE_LR_SCALE
+    from ..defaults import MEMBRANE_ACTIVITY_SCALE, MEMBRANE_LR_CONV, MEMBRANE_LR_SCALE
     from ..errors import ConfigError
     from ..learn.augment import StreamCrops
     from ..learn.datadefaults import choose_delays, choose_tau, default_grid
@@ -60,7 +60,9 @@ def train_gestures(args, out: Path, say) -> None:
         delayed = replace(net.input_map, delays=copies, delay_us=delay_us).to_dict()
         net = SpikingNetwork(**{**net.config(), "learning": "membrane", "tau_us": tau_us, "input_map": delayed,
                                 "lr": whole["lr"] * MEMBRANE_LR_SCALE, "lr_out": whole["lr_out"] * MEMBRANE_LR_SCALE,
-                                "activity": whole["activity"] * MEMBRANE_ACTIVITY_SCALE})
+                                "activity": whole["activity"] * MEMBRANE_ACTIVITY_SCALE,
+                                "lr_conv": net.lr_conv * (MEMBRANE_LR_CONV if any(lay.conv_like for lay in net.layers)
+                                                          else 1.0)})
         stream = None
     say(f"training: {check.describe()}: learning {net.learning}"
         + (f", leak {net.tau_us / 1000:g} ms, input {net.input_map.describe_delays()}, whole samples" if net.tau_us
