@@ -75,7 +75,7 @@ def teach(base, news: list, evalset, *, per_class: int, train, rehearse: int | N
         for b in news:
             clock.now += 1.0
             w = Window(b, b.t_start, b.t_end, b.sample, None)  # unlabelled, as a live decision is
-            d, _ = pipe._decide(w)
+            d, _ = pipe._worker.submit(pipe._decide, w).result()  # on the worker, as the daemon decides
             w.predicted = d.label
             pipe.recent.add(w)
             if not asyncio.run(pipe.apply_feedback({"sample": b.sample, "label": name})):

@@ -144,7 +144,7 @@ async def stream(base: Path, batches: list, evalset, *, lr_scale: float, boost: 
         for b in batches:
             clock.now += 1.0
             w = Window(b, b.t_start, b.t_end, b.sample, None)  # unlabelled, as a live decision is
-            d, _ = pipe._decide(w)
+            d, _ = pipe._worker.submit(pipe._decide, w).result()  # on the worker, as the daemon decides
             w.predicted = d.label
             pipe.recent.add(w)
             if only_new and b.label != NEW:

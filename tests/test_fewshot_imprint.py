@@ -63,7 +63,7 @@ def teach_once(base, batch, imprint: bool) -> tuple[SpikingNetwork, Pipeline]:
                     new_class_fit=False)
     try:
         w = Window(batch, batch.t_start, batch.t_end, batch.sample, None)
-        d, _ = pipe._decide(w)
+        d, _ = pipe._worker.submit(pipe._decide, w).result()  # on the worker, as the daemon decides
         w.predicted = d.label
         pipe.recent.add(w)
         assert asyncio.run(pipe.apply_feedback({"sample": batch.sample, "label": "1"}))

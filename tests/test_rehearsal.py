@@ -62,7 +62,7 @@ async def teach_ones(net, ones, rehearse: int) -> Pipeline:
     try:
         for b in ones:
             w = Window(b, b.t_start, b.t_end, b.sample, None)
-            d, _ = pipe._decide(w)
+            d, _ = pipe._worker.submit(pipe._decide, w).result()  # on the worker, as the daemon decides
             w.predicted = d.label
             pipe.recent.add(w)
             assert await pipe.apply_feedback({"sample": b.sample, "label": "1"})
