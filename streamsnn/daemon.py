@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import faulthandler
 import logging
+import os
 import re
 import signal
 import socket
@@ -21,6 +23,27 @@ from .sources.build import build_source
 from .systemd import notify
 
 log = logging.getLogger(__name__)
+
+# A stop that has not finished this long after SIGINT/SIGTERM prints every thread's stack to stderr (the log),
+# once, so that what holds it up can be seen; the daemon goes on stopping (systemd's TimeoutStopSec kills it).
+STOP_REPORT_S = 30.0
+
+
+def _stderr_fd() -> int | None:
+    """stderr's file descriptor, when it has one (faulthandler writes to a descriptor, not a Python stream)."""
+    try:
+        return sys.stderr.fileno()
+    except (AttributeError, OSError, ValueError):
+        return None
+
+
+def _stack_dumps() -> None:
+    """`kill -USR1 PID` prints every thread's stack to stderr (the daemon goes on)."""
+    if (fd := _stderr_fd()) is not None and hasattr(signal, "SIGUSR1"):
+        try:
+            faulthandler.register(signal.SIGUSR1, file=fd, all_threads=True, chain=False)
+        except (RuntimeError, ValueError):  # not the main thread
+            pass
 
 
 def node_id(cfg: Config) -> str:
@@ -78,10 +101,20 @@ async def run_service(cfg: Config, *, quiet: bool = False, announce=None) -> int
 
     def on_signal(sig: signal.Signals) -> None:  # also during start-up: then the run is skipped
         nonlocal stopping
+        name = signal.Signals(sig).name
+        if stopping:  # a second Ctrl-C: the user does not want to wait for the drain
+            log.warning("%s received again: exiting now, without finishing the stop (what was not saved yet is "
+                        "lost; the last checkpoint saved stays intact)", name)
+            logging.shutdown()
+            os._exit(128 + int(sig))
         stopping = True
-        log.info("%s received: stopping (drain, publish, checkpoint)", signal.Signals(sig).name)
+        log.info("%s received: stopping (drain, publish, checkpoint; %s again to exit at once)", name, name)
+        if (fd := _stderr_fd()) is not None:  # a stop that hangs shows where (every thread's stack, once)
+            faulthandler.dump_traceback_later(STOP_REPORT_S, repeat=False, file=fd, exit=False)
         if pipe is not None:
             pipe.stop()
+
+    _stack_dumps()
 
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, on_signal, sig)
@@ -136,8 +169,6 @@ async def run_service(cfg: Config, *, quiet: bool = False, announce=None) -> int
         notify("STOPPING=1")
         if pool is not None:  # workers: no process outlives the daemon (a no-op when the pipeline stopped them)
             await pool.close()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.remove_signal_handler(sig)
         try:
             await source.aclose()  # idempotent; the pipeline normally closed it already
         except Exception as exc:
@@ -149,6 +180,8 @@ async def run_service(cfg: Config, *, quiet: bool = False, announce=None) -> int
                 log.warning("closing %s failed: %s", type(sink).__name__, exc)
         if broker is not None:
             await broker.stop()
+        for sig in (signal.SIGTERM, signal.SIGINT):  # until here: a second signal while closing exits at once
+            loop.remove_signal_handler(sig)
     return 0
 
 

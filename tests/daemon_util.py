@@ -76,7 +76,8 @@ def stop_with_sigint(proc: subprocess.Popen, log: Path, what: str = "daemon") ->
     except subprocess.TimeoutExpired:
         proc.kill()
         proc.wait()
-        pytest.fail(f"{what} did not stop on SIGINT; log:\n{log.read_text(errors='replace')[-3000:]}")
+        # a stop still running 30 s after the signal has printed every thread's stack into the log
+        pytest.fail(f"{what} did not stop on SIGINT; log:\n{log.read_text(errors='replace')[-12000:]}")
 
 
 class ListSource:

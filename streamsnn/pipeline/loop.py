@@ -183,7 +183,9 @@ class Pipeline:
             finally:
                 if self.pool is not None:  # workers: stopped after the windows in flight were published
                     await self.pool.close()
-                self._worker.shutdown(wait=True)
+                # waited for off the event loop: a long job still on the worker (a teaching fit) leaves the
+                # loop free to answer a second signal and the web server's last requests
+                await asyncio.to_thread(self._worker.shutdown, True)
                 await self.stats.final()
         return self.counters
 

@@ -1,0 +1,79 @@
+"""Stopping the daemon when the stop itself is slow: a second Ctrl-C exits at once, and `kill -USR1` shows every
+thread's stack (what a hung stop would be reported with) while the daemon goes on. Real subprocesses, a real
+Mosquitto (frozen with SIGSTOP to make the stop wait for it), real N-MNIST samples."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import time
+
+import pytest
+from daemon_util import Daemon, daemons  # noqa: F401 (fixture)
+from mqtt_util import Collector, mosquitto  # noqa: F401 (fixture)
+from test_daemon import REPLAY, classifications, replay_sets
+
+from streamsnn.snn import SpikingNetwork
+
+pytestmark = pytest.mark.slow
+
+
+async def _until(check, timeout: float, what: str, d: Daemon) -> None:
+    end = time.monotonic() + timeout
+    while not check():
+        if time.monotonic() > end:
+            pytest.fail(f"{what} not seen within {timeout} s; log:\n{d.text()[-3000:]}")
+        await asyncio.sleep(0.1)
+
+
+async def test_usr1_prints_every_threads_stack_and_the_daemon_goes_on(tmp_path, nmnist_dir, mosquitto, daemons):
+    node = "usr1"
+    sets = replay_sets(nmnist_dir, mosquitto.port, node, tmp_path / "m.npz", source__speed=1.0, source__loop=True)
+    async with Collector(mosquitto.port, f"streamsnn/{node}/#") as col:
+        d = Daemon(tmp_path, REPLAY, sets)
+        daemons.append(d.start())
+        await col.wait_for(lambda m: len(classifications(col, node)) >= 2, timeout=120)
+        d.signal(signal.SIGUSR1)
+        await _until(lambda: "most recent call first" in d.text(), 20, "a stack dump", d)
+        text = d.text()
+        assert "Thread 0x" in text and 'File "' in text  # frames, not just a header
+        assert text.count("Thread 0x") >= 2  # every thread: the event loop's and the network's at least
+        assert "asyncio" in text  # the main thread's event loop is among the stacks
+        before = len(classifications(col, node))
+        await col.wait_for(lambda m: len(classifications(col, node)) >= before + 2, timeout=60)  # it goes on
+        assert d.proc.poll() is None
+        d.signal(signal.SIGTERM)
+        assert await d.wait() == 0, d.text()[-3000:]
+
+
+async def test_a_second_sigint_exits_at_once_when_the_stop_waits_for_a_frozen_broker(tmp_path, nmnist_dir, mosquitto,
+                                                                                      daemons):
+    node, ckpt = "twice", tmp_path / "m.npz"
+    sets = replay_sets(nmnist_dir, mosquitto.port, node, ckpt, source__speed=1.0, source__loop=True,
+                       model__save_every_s=0)
+    async with Collector(mosquitto.port, f"streamsnn/{node}/#") as col:
+        d = Daemon(tmp_path, REPLAY, sets)
+        daemons.append(d.start())
+        await col.wait_for(lambda m: len(classifications(col, node)) >= 2, timeout=120)
+    mosquitto.proc.send_signal(signal.SIGSTOP)  # the broker stops answering: the stop's MQTT drain waits for it
+    try:
+        d.signal(signal.SIGINT)
+        await _until(lambda: "SIGINT received: stopping" in d.text(), 20, "the first stop", d)
+        await asyncio.sleep(1.0)
+        assert d.proc.poll() is None, d.text()[-3000:]  # still stopping: waiting for the broker
+        t0 = time.monotonic()
+        d.signal(signal.SIGINT)
+        code = await d.wait(timeout=30)
+        took = time.monotonic() - t0
+    finally:
+        mosquitto.proc.send_signal(signal.SIGCONT)
+    text = d.text()
+    assert code == 128 + signal.SIGINT, text[-3000:]
+    assert "SIGINT received again: exiting now, without finishing the stop" in text, text[-3000:]
+    assert took < 10, (took, text[-3000:])  # the MQTT drain alone would have waited 10 s more
+    assert "Traceback" not in text, text[-3000:]
+    # the checkpoint was saved before the sinks were closed (the wait for the broker): whole, with what was learned
+    assert "checkpoint saved to" in text
+    net = SpikingNetwork.load(ckpt)
+    assert net.samples_seen >= 2
+    assert [f.name for f in tmp_path.glob("m.npz*")] == ["m.npz"]  # no temporary file left beside it
