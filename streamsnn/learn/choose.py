@@ -175,6 +175,7 @@ class Choice:
     total: int
     searched: str
     cap: int
+    leak_searched: bool = False  # the leak was a coordinate (record its share only then)
 
     def brief(self) -> str:
         tried = "; ".join(f"{r.candidate.name(self.base)} {r.accuracy:.0%} at {r.epochs} ep"
@@ -190,7 +191,7 @@ class Choice:
         return {"held_out": self.held, "training_samples": self.total, "searched": self.searched,
                 "winner": w.candidate.name(self.base), "lr_scale": w.candidate.lr_scale, "epochs": w.epochs,
                 "schedule_epochs": self.cap, "augment": w.candidate.augment, "stream_crops": w.candidate.stream,
-                "leak_share": w.candidate.leak, "held_out_accuracy": w.accuracy,
+                **({"leak_share": w.candidate.leak} if self.leak_searched else {}), "held_out_accuracy": w.accuracy,
                 **({"held_out_last_decision": w.last} if w.last is not None else {}),
                 "tried": "; ".join(f"{r.candidate.name(self.base)} {r.accuracy:.3f} at {r.epochs}"
                                    + (f" last {r.last:.3f}" if r.last is not None else "")
@@ -247,4 +248,4 @@ def search(make_net, data, base: Candidate, *, epochs: int, seed: int = 0, vary_
             if takes(r, best, leak=leak):
                 best = r
     searched.append(f"epochs 1-{epochs}" if not fixed_epochs else f"{epochs} epochs fixed")
-    return Choice(best, base, results, len(held), len(data), ", ".join(searched), epochs)
+    return Choice(best, base, results, len(held), len(data), ", ".join(searched), epochs, bool(leaks))
