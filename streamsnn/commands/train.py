@@ -81,12 +81,14 @@ def add_parser(subparsers) -> None:
                    help="random shifts (+-2 px), 10%% event dropout and 1 ms time jitter on the training "
                         "stream (default: on, or as --choose picks)")
     p.add_argument("--choose", choices=choose.MODES, default="auto",
-                   help="choose learning rates (x1, x0.5, x0.25), epochs, augmentation and stream crops on a "
+                   help="choose learning rates (x1, x0.5, x0.25), epochs, augmentation, stream crops and, for a "
+                        "temporal network with input delays and no --tau-ms, the leak (1/4 or 1/2 of the delay; "
+                        "1/2 only if no worse on the held-out samples' last decisions as a stream) on a "
                         "held-out part of the training split (the last quarter of each class; never the test "
                         "split), then train on the whole split with the winner; the default settings win ties. "
                         "auto (default): when the data are few (under "
                         f"{dd.SMALL_PER_CLASS} training samples per class) or the sensor is not N-MNIST's "
-                        "34x34; settings given on the command line are kept, not searched. Costs up to 5 "
+                        "34x34; settings given on the command line are kept, not searched. Costs up to 6 "
                         "shorter training runs; train prints what it tried")
     g = p.add_argument_group(
         "input and data-driven defaults",
