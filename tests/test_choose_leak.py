@@ -176,3 +176,23 @@ def test_a_leak_the_user_gives_is_not_searched(gestures, tmp_path, capsys):
     assert "leak" not in res["chosen"]["searched"] and res["chosen"]["tried"].count(";") == 0
     assert "leak_share" not in res["chosen"] and "held_out_last_decision" not in res["chosen"]
     assert res["tau_us"] == 40_000.0
+
+
+class Carried:
+    """A network whose decision is how many samples it saw since its last reset (its carried state)."""
+
+    def __init__(self, tau_us):
+        self.tau_us, self.seen = tau_us, 0
+
+    def reset(self):
+        self.seen = 0
+
+    def predict_indices(self, idx, t):
+        self.seen += 1
+        return type("D", (), {"label": self.seen - 1})()
+
+
+def test_held_out_whole_samples_are_scored_from_a_fresh_state_when_the_network_leaks():
+    held = tiny(3, 1)  # three samples of class 0
+    assert choose.score(Carried(50_000.0), held) == 1.0      # reset before each: always its first decision
+    assert choose.score(Carried(None), held) == pytest.approx(1 / 3)  # no leak, no state to reset
