@@ -37,6 +37,38 @@ def _stderr_fd() -> int | None:
         return None
 
 
+#: How long the source or one sink may take to close before the daemon goes on without it (the MQTT sink's own
+#: drain is bounded at 10 s + 2 s: this is longer).
+CLOSE_TIMEOUT_S = 20.0
+
+
+async def _close_within(what: str, closing) -> None:
+    """Await `closing` (a close coroutine) for at most CLOSE_TIMEOUT_S; one that fails or overruns is logged in one
+    line and left behind (not awaited after its cancel: a close that ignored it would hang the stop again)."""
+    task = asyncio.ensure_future(closing)
+    done, _ = await asyncio.wait({task}, timeout=CLOSE_TIMEOUT_S)
+    if not done:
+        task.cancel()
+        log.warning("closing %s took more than %g s; going on without it", what, CLOSE_TIMEOUT_S)
+        _log_pending_tasks(f"closing {what}")
+    elif not task.cancelled() and task.exception() is not None:
+        log.warning("closing %s failed: %s", what, task.exception())
+
+
+def _log_pending_tasks(why: str = "") -> None:
+    """Log every asyncio task still pending, with where each waits (a stop that hangs on the event loop)."""
+    import io
+
+    tasks = [t for t in asyncio.all_tasks() if not t.done()]
+    out = io.StringIO()
+    for t in tasks:
+        t.print_stack(limit=8, file=out)
+    log.warning("%s; %d asyncio task(s) pending (stacks below)",
+                why or f"the stop is still running {STOP_REPORT_S:g} s after the signal", len(tasks))
+    sys.stderr.write(out.getvalue())  # as they are: a stack's lines are not one log line
+    sys.stderr.flush()
+
+
 def _stack_dumps() -> None:
     """`kill -USR1 PID` prints every thread's stack to stderr (the daemon goes on)."""
     if (fd := _stderr_fd()) is not None and hasattr(signal, "SIGUSR1"):
@@ -111,6 +143,7 @@ async def run_service(cfg: Config, *, quiet: bool = False, announce=None) -> int
         log.info("%s received: stopping (drain, publish, checkpoint; %s again to exit at once)", name, name)
         if (fd := _stderr_fd()) is not None:  # a stop that hangs shows where (every thread's stack, once)
             faulthandler.dump_traceback_later(STOP_REPORT_S, repeat=False, file=fd, exit=False)
+        loop.call_later(STOP_REPORT_S, _log_pending_tasks, "")  # ... and what the event loop still waits for
         if pipe is not None:
             pipe.stop()
 
@@ -169,15 +202,9 @@ async def run_service(cfg: Config, *, quiet: bool = False, announce=None) -> int
         notify("STOPPING=1")
         if pool is not None:  # workers: no process outlives the daemon (a no-op when the pipeline stopped them)
             await pool.close()
-        try:
-            await source.aclose()  # idempotent; the pipeline normally closed it already
-        except Exception as exc:
-            log.warning("closing the source failed: %s", exc)
-        for sink in reversed(sinks):
-            try:
-                await sink.close()
-            except Exception as exc:  # a sink that fails to close must not hide the others
-                log.warning("closing %s failed: %s", type(sink).__name__, exc)
+        await _close_within("the source", source.aclose())  # idempotent; the pipeline normally closed it already
+        for sink in reversed(sinks):  # a sink that fails or hangs while closing must not hide the others
+            await _close_within(type(sink).__name__, sink.close())
         if broker is not None:
             await broker.stop()
         for sig in (signal.SIGTERM, signal.SIGINT):  # until here: a second signal while closing exits at once
