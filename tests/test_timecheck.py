@@ -83,5 +83,7 @@ def test_train_says_what_it_picked_and_why(tmp_path):
     got = json.loads(out.stdout)
     assert got["learning"] == "membrane" and got["why"]["learning"] == "--learning"
     assert 45_000 <= got["tau_us"] <= 55_000  # a sixth of N-MNIST's ~307 ms samples
-    assert got["stream_crops"] is False
+    # whole samples: prefixes (augment.PrefixCrops) only when --choose finds them better (not searched on N-MNIST)
+    assert got["stream_crops"] is False and got["prefixes_searchable"] is True
+    assert "--choose" in got["why"]["stream_crops"]
     assert SpikingNetwork.load(tmp_path / "m2.npz").tau_us == got["tau_us"]

@@ -9,8 +9,9 @@ from pathlib import Path
 def train_gestures(args, out: Path, say) -> None:
     """Train the default network briefly on `args.synthetic` synthetic gestures (classes in turn, the
     training split's samples of `streamsnn synth --gestures`), choosing the learning rule as `train` does:
-    when the gestures need time (`learn.timecheck`), learning "membrane" with input delays, a leak and whole
-    samples (live, its state carries across windows); else counts with the stream transforms."""
+    when the gestures need time (`learn.timecheck`), learning "membrane" with input delays, a leak, whole samples,
+    prefixes and gestures after another (`augment.PrefixCrops`: live, its state carries across windows); else
+    counts with the stream transforms."""
     from dataclasses import replace
 
     import numpy as np
@@ -18,7 +19,7 @@ def train_gestures(args, out: Path, say) -> None:
 
     from ..defaults import MEMBRANE_ACTIVITY_SCALE, MEMBRANE_LR_CONV, MEMBRANE_LR_SCALE
     from ..errors import ConfigError
-    from ..learn.augment import StreamCrops
+    from ..learn.augment import stream_items
     from ..learn.datadefaults import choose_delays, choose_tau, default_grid
     from ..learn.timecheck import check_time
     from ..learn.training import Augment, SampleArrays, learning_settings, train_epoch
@@ -51,7 +52,6 @@ def train_gestures(args, out: Path, say) -> None:
     data.labels = np.asarray(labels, np.int64)
     data.classes = list(CLASSES)
     check = check_time(data, net.input_map.n_inputs, len(CLASSES), 2)
-    stream = StreamCrops()
     if check.needed:
         median = float(np.median([t[-1] - t[0] for t in data.t]))
         copies, delay_us, _ = choose_delays(median, None, None, True)
@@ -63,10 +63,10 @@ def train_gestures(args, out: Path, say) -> None:
                                 "activity": whole["activity"] * MEMBRANE_ACTIVITY_SCALE,
                                 "lr_conv": net.lr_conv * (MEMBRANE_LR_CONV if any(lay.conv_like for lay in net.layers)
                                                           else 1.0)})
-        stream = None
+    stream = stream_items(net)  # a temporal model: prefixes and gestures after another (augment.PrefixCrops)
     say(f"training: {check.describe()}: learning {net.learning}"
-        + (f", leak {net.tau_us / 1000:g} ms, input {net.input_map.describe_delays()}, whole samples" if net.tau_us
-           else ", stream crops"))
+        + (f", leak {net.tau_us / 1000:g} ms, input {net.input_map.describe_delays()}, {stream.describe()}"
+           if net.tau_us else ", stream crops"))
     say(f"training: {net.arch} on {len(data)} gestures, {args.epochs} epochs (once; the model is kept at {out})")
     augment = Augment()
     for ep in range(args.epochs):

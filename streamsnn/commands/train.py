@@ -21,10 +21,10 @@ ARCH_HELP = ("hidden layers, comma-separated: conv:C:K[:S[:P]] (C channels, KxK 
 def add_parser(subparsers) -> None:
     from ..learn import choose
     from ..learn import datadefaults as dd
-    from ..learn.augment import StreamCrops
+    from ..learn.augment import PrefixCrops, StreamCrops
     from ..snn.arch import DEFAULT_ARCH
 
-    STREAM = StreamCrops()
+    STREAM, PREFIX = StreamCrops(), PrefixCrops()
 
     p = subparsers.add_parser(
         "train",
@@ -115,8 +115,12 @@ def add_parser(subparsers) -> None:
                         f"({STREAM.crossing * 100:.0f}%%): a {STREAM.window_us // 1000} ms window over the end "
                         "of one sample and the start of another, labelled with the one covering more of it, as "
                         "the daemon's sliding windows see a camera; crops and crossings under 200 events are drawn "
-                        "again (default: on when the training samples last at least that window, as N-MNIST's "
-                        "300 ms do; off for shorter ones, e.g. card pips of a few ms; train says which)")
+                        "again. A temporal model (--learning membrane or timing) learns instead from prefixes of "
+                        f"samples ({PREFIX.prefix * 100:.0f}%%, cut at {PREFIX.min_us // 1000} ms or later; the "
+                        f"rest whole), each item following another whole sample {PREFIX.after * 100:.0f}%% of the "
+                        "time, as its live state carries across windows. Default: on when the training samples last "
+                        "at least that window, "
+                        "as N-MNIST's 300 ms do; off for shorter ones, e.g. card pips of a few ms; train says which")
     p.add_argument("--limit", type=int, default=None,
                    help="use only N samples of each split, evenly spread (quick runs of the same settings)")
     p.add_argument("--json", action="store_true", help="print exactly one JSON object (per-epoch figures, "
@@ -231,6 +235,7 @@ def pick_learning(args, net, s, train, picked, say):
     from ..defaults import MEMBRANE_ACTIVITY_SCALE, MEMBRANE_LR_CONV, MEMBRANE_LR_SCALE
     from ..learn import datadefaults as dd
     from ..learn import timecheck
+    from ..learn.augment import PrefixCrops
     from ..snn.settings import TEMPORAL_MODES
 
     needed = False
@@ -253,13 +258,22 @@ def pick_learning(args, net, s, train, picked, say):
     picked.update(learning=learning, tau_us=tau_us)
     picked["input"] = input_map.to_dict()
     picked["why"].update(learning=why, tau=tau_from, delays=delays_from)
-    if learning in TEMPORAL_MODES and args.stream_crops and not picked["why"]["stream_crops"].startswith("--"):
-        # a crop or a crossing keeps part of a sample under its label: where the order is the class, that label
-        # is wrong; live, a temporal model's state carries across windows instead (decide.continuous)
-        args.stream_crops = False
-        picked["stream_crops"] = False
-        picked["why"]["stream_crops"] = "a temporal model learns whole samples; live it carries its state"
-        say("stream crops off: a temporal model learns from whole samples (live, its state carries across windows)")
+    if learning in TEMPORAL_MODES and args.stream_crops:
+        # a crop or a crossing starts in the middle of a sample, where a live temporal model's state (decide.continuous)
+        # already holds what came before: its stream items are prefixes and samples after another (augment.PrefixCrops).
+        # They lift its decisions inside gestures but cost an order-only task whole samples: given, or chosen on
+        # held-out training samples (`--choose`), never on by default
+        picked["stream_items"] = "prefixes"
+        if picked["why"]["stream_crops"].startswith("--"):
+            say(f"stream items: {PrefixCrops().describe()} (--stream-crops, for a temporal model)")
+        else:
+            args.stream_crops = False
+            picked["stream_crops"] = False
+            picked["prefixes_searchable"] = True
+            picked["why"]["stream_crops"] = ("a temporal model learns whole samples; prefixes only where --choose "
+                                             "finds them better on held-out training samples")
+            say("stream crops off: a temporal model learns from whole samples (live, its state carries across "
+                f"windows); --choose tries prefixes ({PrefixCrops().describe()})")
     rates = {}
     if learning in TEMPORAL_MODES and args.lr is None and args.lr_out is None:
         lr, lr_out = default_rates(args, net.layers, args.stream_crops, learning)
@@ -289,7 +303,8 @@ def default_rates(args, layers, stream: bool, learning: str, lr_out_given: float
     from ..learn.training import learning_settings
     from ..snn.settings import TEMPORAL_MODES
 
-    d = learning_settings(layers, several=len(args.data) > 1, stream=stream)
+    # the stream transforms' rates belong to the crops of a counting model, not to a temporal model's prefixes
+    d = learning_settings(layers, several=len(args.data) > 1, stream=stream and learning not in TEMPORAL_MODES)
     if learning == "timing":
         d, k = {"lr": TIMING_LR, "lr_out": TIMING_LR_OUT}, 1.0
     else:
@@ -322,7 +337,9 @@ def choose_settings(args, net, s, aug, picked, train, say):
         return type(net)(**{**net.config(), "lr": lr * c.lr_scale, "lr_out": lr_out * c.lr_scale,
                             "tau_us": tau(c)[0]})
 
-    crops_apply = picked["why"]["stream_crops"].startswith("samples last") and args.stream_crops
+    # a temporal model's prefixes (augment.PrefixCrops) win only when strictly better on held-out whole samples
+    crops_apply = ((picked["why"]["stream_crops"].startswith("samples last") and args.stream_crops)
+                   or picked.get("prefixes_searchable", False))
     base = choose.Candidate(1.0, aug is not None, bool(args.stream_crops))
     say(f"choosing settings on held-out training samples ({picked['why']['choose']}; --choose off skips)")
     c = choose.search(make_net, train, base, epochs=s["epochs"], seed=args.seed,
@@ -385,8 +402,9 @@ class HeldStream:
 
 
 def run(args) -> int:
-    from ..learn.augment import StreamCrops
+    from ..learn.augment import stream_items
     from ..learn.training import Augment, evaluate, load_folders, measure_spikes, train_epoch
+    from ..snn.settings import TEMPORAL_MODES
 
     quiet = args.quiet or args.json
     say = (lambda *a: None) if quiet else (lambda *a: print(*a, file=sys.stderr, flush=True))
@@ -401,11 +419,11 @@ def run(args) -> int:
         f"{f', {train.outside:,} outside the region dropped' if train.outside else ''}) "
         f"from {len(args.data)} folder(s), {len(test) if test else 0} test samples"
         f"{f' from {test_from}' if test else ''}, {s['epochs']} epochs, augment={'on' if aug else 'off'}, "
-        f"stream crops={'on' if args.stream_crops else 'off'}, "
+        f"stream crops={('prefixes' if net.learning in TEMPORAL_MODES else 'on') if args.stream_crops else 'off'}, "
         f"leak={f'{net.tau_us / 1000:g} ms' if net.tau_us else 'none'}")
     net.memory.fill(net, train)  # examples per class kept for rehearsal when the daemon is taught one class
     augment = Augment(**aug) if aug else None
-    stream = StreamCrops() if args.stream_crops else None
+    stream = stream_items(net) if args.stream_crops else None
     epochs = []
     t0 = time.perf_counter()
     for ep in range(s["epochs"]):

@@ -98,3 +98,74 @@ def crossing(idx_a, t_a, label_a: int, idx_b, t_b, label_b: int, window_us: int,
     idx = np.concatenate([idx_a[lo:], idx_b[:hi]]).astype(np.int32)
     t = np.concatenate([t_a[lo:].astype(np.int64), tb[:hi]])
     return idx, t, (label_a if before > after else label_b)
+
+
+@dataclass
+class PrefixCrops:
+    """Training items for a temporal model (its state carries across live windows): a whole sample, or a prefix.
+
+    Live, a temporal network is read out at the end of every window from the state the stream has built so far
+    (`decide.continuous`), so in the middle of a gesture it answers from the gesture's first part. Trained on
+    whole samples only, it learns to be right at their ends and nowhere else. A **prefix** (share `prefix`) is the
+    sample's events up to a random time, uniform between `min_us` (or the sample's length when shorter) and its
+    end, under the sample's label: the state at that time is what the live network has, its decision what the
+    window ending there reads. With share `after`, the item is preceded by another whole training sample on one
+    clock (it ends 1 us before this one starts, as `streameval.make_stream` joins them): live, the previous
+    sample's state and its input copies still due (`delays`) run into the next one, and the label is still this
+    sample's. A prefix with fewer than `min_events` events is the whole sample instead.
+    """
+
+    prefix: float = 0.5       # share of prefixes (the rest: whole samples)
+    after: float = 0.5        # share of items preceded by another sample
+    min_us: int = 150_000     # earliest cut
+    min_events: int = 200     # a prefix with fewer events is the whole sample
+
+    def __post_init__(self):
+        if not (0 <= self.prefix <= 1 and 0 <= self.after <= 1):
+            raise ConfigError(f"prefix and after shares must be in [0, 1], got {self.prefix} and {self.after}")
+        if self.min_us < 1 or self.min_events < 0:
+            raise ConfigError(f"need min_us >= 1 and min_events >= 0, got {self.min_us} and {self.min_events}")
+
+    def describe(self) -> str:
+        """What the items are, in a few words."""
+        return (f"{self.prefix:.0%} prefixes (cut at {self.min_us / 1000:g} ms or later), {self.after:.0%} "
+                "after another sample")
+
+    def __call__(self, data, k: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, int]:
+        """(input units, times, label) of one training item made from sample `k` of `data` (a `SampleArrays`)."""
+        idx, t, label = data.idx[k], data.t[k], int(data.labels[k])
+        if len(t) == 0:
+            return idx, t, label
+        if rng.random() < self.prefix:
+            idx, t = prefix(idx, t, self.min_us, rng, self.min_events)
+        if self.after and len(data) > 1 and rng.random() < self.after:
+            other = int(rng.integers(len(data) - 1))
+            other += other >= k
+            t_o = np.asarray(data.t[other], np.int64)
+            if len(t_o):
+                t = np.asarray(t, np.int64)
+                idx = np.concatenate([data.idx[other], idx]).astype(np.int32)
+                t = np.concatenate([t_o - t_o[-1] - 1 + t[0], t])
+        return idx, t, label
+
+
+def prefix(idx: np.ndarray, t: np.ndarray, min_us: int, rng: np.random.Generator,
+           min_events: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """The sample's events up to a random cut, uniform in [t[0] + min(min_us, span), t[-1] + 1); the whole sample
+    when that leaves fewer than `min_events` events."""
+    if not len(t):
+        return idx, t
+    first, end = int(t[0]), int(t[-1]) + 1
+    cut = first + int(rng.integers(min(min_us, end - first - 1), end - first)) + 1 if end - first > 1 else end
+    n = int(np.searchsorted(t, cut, side="left"))
+    if n < max(1, min_events):
+        return idx, t
+    return idx[:n], t[:n]
+
+
+def stream_items(net):
+    """The stream transform `train` uses for `net` when training for live streams: `PrefixCrops` for a temporal
+    network (its learning rule learns from time: `snn.settings.TEMPORAL_MODES`), `StreamCrops` otherwise."""
+    from ..snn.settings import TEMPORAL_MODES
+
+    return PrefixCrops() if getattr(net, "learning", None) in TEMPORAL_MODES else StreamCrops()

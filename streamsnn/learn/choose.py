@@ -134,13 +134,13 @@ def run_candidate(make_net, cand: Candidate, rest, held, *, epochs: int, seed: i
     """Train `make_net(cand)` on `rest` for `epochs` epochs, scoring `held` after each (see the docstring).
     With `stream_score(net, held)`, also the held-out stream's last decisions, at every epoch that could be
     the chosen one (the last epoch, or one at least as good as all before), so the figure belongs to it."""
-    from .augment import StreamCrops
+    from .augment import stream_items
     from .training import Augment, train_epoch
     from .watch import NetworkSilent
 
     net, res = make_net(cand), Result(cand)
     augment = Augment(**dd.AUGMENT) if cand.augment else None
-    stream = StreamCrops() if cand.stream else None
+    stream = stream_items(net) if cand.stream else None
     for ep in range(epochs):
         try:
             train_epoch(net, rest, epoch=ep, epochs=epochs, seed=seed, augment=augment, stream=stream, quiet=True)
