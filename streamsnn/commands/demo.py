@@ -7,6 +7,8 @@ import shutil
 import sys
 from pathlib import Path
 
+from ._demo_gestures import DIGIT_EPOCHS, GESTURE_EPOCHS
+
 ORDER = 5
 
 #: The demo pipeline; pipelines/demo.toml holds the same values (a test keeps them equal).
@@ -44,7 +46,9 @@ def add_parser(subparsers) -> None:
     p.add_argument("--model", type=Path, metavar="CKPT",
                    help="a trained checkpoint (.npz); it is copied, never changed")
     p.add_argument("--retrain", action="store_true", help="train the demo model again even if one was kept")
-    p.add_argument("--epochs", type=int, default=5, help="training passes when training first (default %(default)s)")
+    p.add_argument("--epochs", type=int, default=None,
+                   help=f"training passes when training first (default {DIGIT_EPOCHS}; with --gestures "
+                        f"{GESTURE_EPOCHS} when the gestures need time: it then also learns from prefixes)")
     p.add_argument("--train-limit", type=int, default=None, metavar="N",
                    help="train on at most N real N-MNIST samples (quick runs)")
     p.add_argument("--synthetic", type=int, default=None, metavar="N",
@@ -193,6 +197,8 @@ def _train(args, images, out: Path) -> None:
     from ..snn import SpikingNetwork
     from ..snn.arch import DEFAULT_ARCH
 
+    if args.epochs is None:
+        args.epochs = DIGIT_EPOCHS
     if args.epochs < 1:
         raise ConfigError(f"--epochs must be at least 1, got {args.epochs}")
     rates = learning_settings(DEFAULT_ARCH, several=True, stream=True)  # as `streamsnn train` sets them
