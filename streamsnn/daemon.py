@@ -10,6 +10,7 @@ import re
 import signal
 import socket
 import sys
+import time
 from pathlib import Path
 
 from .config import Config
@@ -36,6 +37,10 @@ def _stderr_fd() -> int | None:
     except (AttributeError, OSError, ValueError):
         return None
 
+
+#: A stop signal repeated within this many seconds of the first is the same request (GNU `timeout` sends its
+#: signal to the process and then to its process group, and both can arrive); later, it means "exit now".
+REPEAT_S = 0.25
 
 #: How long the source or one sink may take to close before the daemon goes on without it (the MQTT sink's own
 #: drain is bounded at 10 s + 2 s: this is longer).
@@ -131,15 +136,21 @@ async def run_service(cfg: Config, *, quiet: bool = False, announce=None) -> int
     stopping = False
     loop = asyncio.get_running_loop()
 
+    first_at = None  # when the stop began (time.monotonic())
+
     def on_signal(sig: signal.Signals) -> None:  # also during start-up: then the run is skipped
-        nonlocal stopping
+        nonlocal stopping, first_at
         name = signal.Signals(sig).name
+        if stopping and time.monotonic() - first_at < REPEAT_S:
+            # the same request delivered twice at once (GNU timeout signals the process and then its group): ignored
+            log.debug("%s received again within %g s: the same stop", name, REPEAT_S)
+            return
         if stopping:  # a second Ctrl-C: the user does not want to wait for the drain
             log.warning("%s received again: exiting now, without finishing the stop (what was not saved yet is "
                         "lost; the last checkpoint saved stays intact)", name)
             logging.shutdown()
             os._exit(128 + int(sig))
-        stopping = True
+        stopping, first_at = True, time.monotonic()
         log.info("%s received: stopping (drain, publish, checkpoint; %s again to exit at once)", name, name)
         if (fd := _stderr_fd()) is not None:  # a stop that hangs shows where (every thread's stack, once)
             faulthandler.dump_traceback_later(STOP_REPORT_S, repeat=False, file=fd, exit=False)

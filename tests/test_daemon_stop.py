@@ -110,3 +110,29 @@ async def test_a_close_that_hangs_is_left_behind_after_its_time_with_one_line_an
     assert "closing FailingSink failed: socket already gone" in text
     never.set()  # the stuck close is still there (left behind, not awaited): end it for the test
     await asyncio.sleep(0)
+
+
+async def test_the_same_sigint_delivered_twice_at_once_is_one_stop(tmp_path, nmnist_dir, mosquitto, daemons):
+    """GNU `timeout -s INT` signals the daemon and then its process group: two SIGINTs a moment apart are one
+    request, so the stop finishes (checkpoint saved, exit 0); a second Ctrl-C later still exits at once (above)."""
+    node, ckpt = "dup", tmp_path / "m.npz"
+    sets = replay_sets(nmnist_dir, mosquitto.port, node, ckpt, source__speed=1.0, source__loop=True,
+                       model__save_every_s=0)
+    async with Collector(mosquitto.port, f"streamsnn/{node}/#") as col:
+        d = Daemon(tmp_path, REPLAY, sets)
+        daemons.append(d.start())
+        await col.wait_for(lambda m: len(classifications(col, node)) >= 2, timeout=120)
+    mosquitto.proc.send_signal(signal.SIGSTOP)  # the stop waits for the broker: the second signal finds it stopping
+    try:
+        d.signal(signal.SIGINT)
+        time.sleep(0.01)  # two deliveries (not merged into one), well within REPEAT_S, as `timeout`'s come
+        d.signal(signal.SIGINT)
+        await asyncio.sleep(1.0)
+        assert d.proc.poll() is None, d.text()[-3000:]  # not cut short: still waiting for the broker
+    finally:
+        mosquitto.proc.send_signal(signal.SIGCONT)
+    code = await d.wait(timeout=60)
+    text = d.text()
+    assert code == 0, text[-3000:]
+    assert "exiting now" not in text and "checkpoint saved to" in text, text[-3000:]
+    assert SpikingNetwork.load(ckpt).samples_seen >= 2
