@@ -26,6 +26,17 @@ async def _until(check, timeout: float, what: str, d: Daemon) -> None:
         await asyncio.sleep(0.1)
 
 
+async def _deciding(tmp_path, nmnist_dir, mosquitto, daemons, node: str, ckpt) -> Daemon:
+    """A daemon looping real samples at real time into `ckpt` (saved only when it stops), once it has decided twice."""
+    sets = replay_sets(nmnist_dir, mosquitto.port, node, ckpt, source__speed=1.0, source__loop=True,
+                       model__save_every_s=0)
+    async with Collector(mosquitto.port, f"streamsnn/{node}/#") as col:
+        d = Daemon(tmp_path, REPLAY, sets)
+        daemons.append(d.start())
+        await col.wait_for(lambda m: len(classifications(col, node)) >= 2, timeout=120)
+    return d
+
+
 async def test_usr1_prints_every_threads_stack_and_the_daemon_goes_on(tmp_path, nmnist_dir, mosquitto, daemons):
     node = "usr1"
     sets = replay_sets(nmnist_dir, mosquitto.port, node, tmp_path / "m.npz", source__speed=1.0, source__loop=True)
@@ -50,13 +61,8 @@ async def test_usr1_prints_every_threads_stack_and_the_daemon_goes_on(tmp_path, 
 
 async def test_a_second_sigint_exits_at_once_when_the_stop_waits_for_a_frozen_broker(tmp_path, nmnist_dir, mosquitto,
                                                                                       daemons):
-    node, ckpt = "twice", tmp_path / "m.npz"
-    sets = replay_sets(nmnist_dir, mosquitto.port, node, ckpt, source__speed=1.0, source__loop=True,
-                       model__save_every_s=0)
-    async with Collector(mosquitto.port, f"streamsnn/{node}/#") as col:
-        d = Daemon(tmp_path, REPLAY, sets)
-        daemons.append(d.start())
-        await col.wait_for(lambda m: len(classifications(col, node)) >= 2, timeout=120)
+    ckpt = tmp_path / "m.npz"
+    d = await _deciding(tmp_path, nmnist_dir, mosquitto, daemons, "twice", ckpt)
     mosquitto.proc.send_signal(signal.SIGSTOP)  # the broker stops answering: the stop's MQTT drain waits for it
     try:
         d.signal(signal.SIGINT)
@@ -115,13 +121,8 @@ async def test_a_close_that_hangs_is_left_behind_after_its_time_with_one_line_an
 async def test_the_same_sigint_delivered_twice_at_once_is_one_stop(tmp_path, nmnist_dir, mosquitto, daemons):
     """GNU `timeout -s INT` signals the daemon and then its process group: two SIGINTs a moment apart are one
     request, so the stop finishes (checkpoint saved, exit 0); a second Ctrl-C later still exits at once (above)."""
-    node, ckpt = "dup", tmp_path / "m.npz"
-    sets = replay_sets(nmnist_dir, mosquitto.port, node, ckpt, source__speed=1.0, source__loop=True,
-                       model__save_every_s=0)
-    async with Collector(mosquitto.port, f"streamsnn/{node}/#") as col:
-        d = Daemon(tmp_path, REPLAY, sets)
-        daemons.append(d.start())
-        await col.wait_for(lambda m: len(classifications(col, node)) >= 2, timeout=120)
+    ckpt = tmp_path / "m.npz"
+    d = await _deciding(tmp_path, nmnist_dir, mosquitto, daemons, "dup", ckpt)
     mosquitto.proc.send_signal(signal.SIGSTOP)  # the stop waits for the broker: the second signal finds it stopping
     try:
         d.signal(signal.SIGINT)

@@ -8,6 +8,8 @@ import sys
 import time
 from pathlib import Path
 
+from ._train_choose import HeldStream, choose_settings  # noqa: F401 (HeldStream: part of this command's API)
+
 ORDER = 20
 
 ARCH_HELP = ("hidden layers, comma-separated: conv:C:K[:S[:P]] (C channels, KxK kernel, stride S = 1, "
@@ -313,98 +315,9 @@ def default_rates(args, layers, stream: bool, learning: str, lr_out_given: float
             args.lr_out if args.lr_out is not None else (d["lr_out"] * k if args.lr is None else lr_out_given))
 
 
-def choose_settings(args, net, s, aug, picked, train, say):
-    """Search the settings the user did not give on held-out training samples (`learn.choose`); returns
-    the network to train and the augmentation, and updates `s` and `picked` (and `args.stream_crops`)."""
-    from ..learn import choose
-    from ..learn import datadefaults as dd
-    from ..snn.settings import TEMPORAL_MODES
-
-    # the leak is searched only where train set it from the input delays: a temporal rule, delays, no --tau-ms
-    delay_us = net.input_map.delay_us if net.input_map.delays > 1 else 0
-    vary_leak = net.learning in TEMPORAL_MODES and bool(delay_us) and args.tau_ms is None
-
-    def rates(stream: bool) -> tuple[float, float]:
-        return default_rates(args, net.layers, stream, net.learning, net.lr_out)
-
-    def tau(c) -> tuple[float | None, str]:
-        if not vary_leak:
-            return net.tau_us, picked["why"]["tau"]
-        return dd.choose_tau(None, None, net.learning, delay_us, delay_share=c.leak)
-
-    def make_net(c):
-        lr, lr_out = rates(c.stream)
-        return type(net)(**{**net.config(), "lr": lr * c.lr_scale, "lr_out": lr_out * c.lr_scale,
-                            "tau_us": tau(c)[0]})
-
-    # a temporal model's prefixes (augment.PrefixCrops) win only when strictly better on held-out whole samples
-    crops_apply = ((picked["why"]["stream_crops"].startswith("samples last") and args.stream_crops)
-                   or picked.get("prefixes_searchable", False))
-    base = choose.Candidate(1.0, aug is not None, bool(args.stream_crops))
-    say(f"choosing settings on held-out training samples ({picked['why']['choose']}; --choose off skips)")
-    c = choose.search(make_net, train, base, epochs=s["epochs"], seed=args.seed,
-                      vary_lr=args.lr is None and args.lr_out is None, vary_augment=args.augment is None,
-                      vary_stream=crops_apply, fixed_epochs=args.epochs is not None,
-                      leaks=choose.LEAKS if vary_leak else (),
-                      stream_score=HeldStream(args.data) if vary_leak else None, progress=say)
-    say(c.brief())
-    w = c.winner.candidate
-    if vary_leak:
-        tau_us, why = tau(w)
-        why += ("; chosen on held-out training samples: better on whole samples, no worse on last decisions"
-                if w.leak != base.leak else "; the default: a longer leak did not win on held-out samples")
-        picked.update(tau_us=tau_us)
-        picked["why"]["tau"] = why
-        say(f"leak tau {tau_us / 1000:g} ms ({why})")
-    lr, lr_out = rates(w.stream)
-    s.update(lr=lr * w.lr_scale, lr_out=lr_out * w.lr_scale, epochs=c.winner.epochs or s["epochs"],
-             schedule_epochs=s["epochs"])
-    args.stream_crops = w.stream
-    aug = dict(dd.AUGMENT) if w.augment else None
-    net = make_net(w)
-    net.chosen = c.record()
-    picked.update(stream_crops=w.stream, augment=aug, chosen=net.chosen)
-    return net, aug
-
-
-class HeldStream:
-    """`choose.search`'s `stream_score`: the held-out training samples played back to back as one live stream
-    (`streameval.stream_evaluate`, the live window settings), scored by each sample's last decision. The
-    samples are read again from the folders by id (the loaded split holds input indices, not events)."""
-
-    def __init__(self, folders):
-        self.folders, self.batches = folders, {}
-
-    def __call__(self, net, held) -> float:
-        from dataclasses import replace
-
-        from ..learn.streameval import stream_evaluate
-
-        key = tuple(held.ids)
-        if key not in self.batches:
-            self.batches[key] = [replace(b, label=int(lab)) for b, lab in zip(self.load(held.ids), held.labels)]
-        return stream_evaluate(net, self.batches[key], classes=list(net.classes))["last_decision_accuracy"]
-
-    def load(self, ids) -> list:
-        from ..errors import InputError
-        from ..io.dataset import open_dataset
-
-        # the held-out ids come in the split's order, folder after folder: two folders may share an id
-        folders = [{smp.sample_id: smp for smp in open_dataset(f).split("train").samples} for f in self.folders]
-        out, f = [], 0
-        for i in ids:
-            while f < len(folders) and i not in folders[f]:
-                f += 1
-            if f == len(folders):
-                raise InputError(f"held-out sample {i} is no longer in the training folders; run train again")
-            out.append(folders[f][i].load())
-        return out
-
-
 def run(args) -> int:
-    from ..learn.augment import stream_items
+    from ..learn.augment import PrefixCrops, stream_items
     from ..learn.training import Augment, evaluate, load_folders, measure_spikes, train_epoch
-    from ..snn.settings import TEMPORAL_MODES
 
     quiet = args.quiet or args.json
     say = (lambda *a: None) if quiet else (lambda *a: print(*a, file=sys.stderr, flush=True))
@@ -415,15 +328,15 @@ def run(args) -> int:
         net, aug = choose_settings(args, net, s, aug, picked, train, say)
     else:
         say(f"settings: the defaults, not searched ({picked['why']['choose']}; --choose on searches)")
+    stream = stream_items(net) if args.stream_crops else None
     say(f"training {net.arch} ({net.parameters:,} parameters) on {len(train)} samples ({train.n_events:,} events"
         f"{f', {train.outside:,} outside the region dropped' if train.outside else ''}) "
         f"from {len(args.data)} folder(s), {len(test) if test else 0} test samples"
         f"{f' from {test_from}' if test else ''}, {s['epochs']} epochs, augment={'on' if aug else 'off'}, "
-        f"stream crops={('prefixes' if net.learning in TEMPORAL_MODES else 'on') if args.stream_crops else 'off'}, "
+        f"stream crops={('prefixes' if isinstance(stream, PrefixCrops) else 'on') if stream is not None else 'off'}, "
         f"leak={f'{net.tau_us / 1000:g} ms' if net.tau_us else 'none'}")
     net.memory.fill(net, train)  # examples per class kept for rehearsal when the daemon is taught one class
     augment = Augment(**aug) if aug else None
-    stream = stream_items(net) if args.stream_crops else None
     epochs = []
     t0 = time.perf_counter()
     for ep in range(s["epochs"]):

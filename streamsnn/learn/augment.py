@@ -57,8 +57,7 @@ class StreamCrops:
             return idx, t, label
         for _ in range(self.tries):  # the daemon skips windows with fewer than min_events: so does training
             if u < self.whole + self.crossing and len(data) > 1:
-                other = int(rng.integers(len(data) - 1))
-                other += other >= k
+                other = another(len(data), k, rng)
                 item = crossing(idx, t, label, data.idx[other], data.t[other], int(data.labels[other]),
                                 self.window_us, rng)
             else:
@@ -67,6 +66,12 @@ class StreamCrops:
             if len(item[0]) >= self.min_events:
                 return item
         return idx, t, label
+
+
+def another(n: int, k: int, rng: np.random.Generator) -> int:
+    """A random sample index of 0..n-1 other than `k` (n >= 2), uniform, one draw."""
+    other = int(rng.integers(n - 1))
+    return other + (other >= k)
 
 
 def crop(idx: np.ndarray, t: np.ndarray, length_us: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
@@ -139,8 +144,7 @@ class PrefixCrops:
         if rng.random() < self.prefix:
             idx, t = prefix(idx, t, self.min_us, rng, self.min_events)
         if self.after and len(data) > 1 and rng.random() < self.after:
-            other = int(rng.integers(len(data) - 1))
-            other += other >= k
+            other = another(len(data), k, rng)
             t_o = np.asarray(data.t[other], np.int64)
             if len(t_o):
                 t = np.asarray(t, np.int64)
