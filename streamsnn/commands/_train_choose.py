@@ -1,7 +1,24 @@
-"""`streamsnn train`'s search of settings on held-out training samples (`learn.choose`), and the held-out stream
-it scores a leak on."""
+"""`streamsnn train`'s learning rates for a rule, its search of settings on held-out training samples
+(`learn.choose`), and the held-out stream it scores a leak on."""
 
 from __future__ import annotations
+
+
+def default_rates(args, layers, stream: bool, learning: str, lr_out_given: float | None = None) -> tuple[float, float]:
+    """(lr, lr_out) of `train`: the ones given, else the defaults for these layers, data folders and stream crops,
+    times MEMBRANE_LR_SCALE for a rule that learns from timing (learning "timing": its own, TIMING_LR and _OUT)."""
+    from ..defaults import MEMBRANE_LR_SCALE, TIMING_LR, TIMING_LR_OUT
+    from ..learn.training import learning_settings
+    from ..snn.settings import TEMPORAL_MODES
+
+    # the stream transforms' rates belong to the crops of a counting model, not to a temporal model's prefixes
+    d = learning_settings(layers, several=len(args.data) > 1, stream=stream and learning not in TEMPORAL_MODES)
+    if learning == "timing":
+        d, k = {"lr": TIMING_LR, "lr_out": TIMING_LR_OUT}, 1.0
+    else:
+        k = MEMBRANE_LR_SCALE if learning in TEMPORAL_MODES else 1.0
+    return (args.lr if args.lr is not None else d["lr"] * k,
+            args.lr_out if args.lr_out is not None else (d["lr_out"] * k if args.lr is None else lr_out_given))
 
 
 def choose_settings(args, net, s, aug, picked, train, say):
@@ -10,7 +27,6 @@ def choose_settings(args, net, s, aug, picked, train, say):
     from ..learn import choose
     from ..learn import datadefaults as dd
     from ..snn.settings import TEMPORAL_MODES
-    from .train import default_rates
 
     # the leak is searched only where train set it from the input delays: a temporal rule, delays, no --tau-ms
     delay_us = net.input_map.delay_us if net.input_map.delays > 1 else 0

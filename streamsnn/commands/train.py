@@ -8,7 +8,7 @@ import sys
 import time
 from pathlib import Path
 
-from ._train_choose import HeldStream, choose_settings  # noqa: F401 (HeldStream: part of this command's API)
+from ._train_choose import HeldStream, choose_settings, default_rates  # noqa: F401 (HeldStream: this command's API)
 
 ORDER = 20
 
@@ -296,23 +296,6 @@ def pick_learning(args, net, s, train, picked, say):
         net = type(net)(**{**net.config(), "learning": learning, "tau_us": tau_us, "input_map": input_map.to_dict(),
                            **rates})
     return net
-
-
-def default_rates(args, layers, stream: bool, learning: str, lr_out_given: float | None = None) -> tuple[float, float]:
-    """(lr, lr_out) of `train`: the ones given, else the defaults for these layers, data folders and stream crops,
-    times MEMBRANE_LR_SCALE for a rule that learns from timing (learning "timing": its own, TIMING_LR and _OUT)."""
-    from ..defaults import MEMBRANE_LR_SCALE, TIMING_LR, TIMING_LR_OUT
-    from ..learn.training import learning_settings
-    from ..snn.settings import TEMPORAL_MODES
-
-    # the stream transforms' rates belong to the crops of a counting model, not to a temporal model's prefixes
-    d = learning_settings(layers, several=len(args.data) > 1, stream=stream and learning not in TEMPORAL_MODES)
-    if learning == "timing":
-        d, k = {"lr": TIMING_LR, "lr_out": TIMING_LR_OUT}, 1.0
-    else:
-        k = MEMBRANE_LR_SCALE if learning in TEMPORAL_MODES else 1.0
-    return (args.lr if args.lr is not None else d["lr"] * k,
-            args.lr_out if args.lr_out is not None else (d["lr_out"] * k if args.lr is None else lr_out_given))
 
 
 def run(args) -> int:
