@@ -29,7 +29,7 @@ def rigged(monkeypatch, figures):
     """choose.run_candidate replaced by one that returns `figures[leak]` = (whole accuracy, last decisions)."""
     ran = []
 
-    def fake(make_net, cand, rest, held, *, epochs, seed, fixed_epochs, stream_score=None):
+    def fake(make_net, cand, rest, held, *, epochs, seed, fixed_epochs, stream_score=None, pieces=0.0):
         ran.append(cand)
         acc, last = figures[cand.leak]
         return choose.Result(cand, acc, epochs, last=last if stream_score else None)

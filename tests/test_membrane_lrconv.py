@@ -65,5 +65,7 @@ def test_the_gesture_demo_slows_its_convolutions_as_train_does(tmp_path):
     net = SpikingNetwork.load(tmp_path / "g.npz")
     assert net.learning == "membrane" and net.tau_us is not None, said
     assert any(lay.conv_like for lay in net.layers) and net.lr_conv == MEMBRANE_LR_CONV
-    # and, gestures being its only data, it learns from prefixes and gestures after another (augment.PrefixCrops)
-    assert any("50% prefixes" in line and "50% after another sample" in line for line in said), said
+    # and, gestures being its only data, it learns from pieces, prefixes and gestures after another
+    # (augment.PrefixCrops; the share of pieces: _demo_gestures.GESTURE_PIECES)
+    assert any("50% pieces of 100-300 ms" in line and "25% prefixes" in line and "50% after another sample" in line
+               for line in said), said

@@ -54,7 +54,8 @@ def choose_settings(args, net, s, aug, picked, train, say):
                       vary_lr=args.lr is None and args.lr_out is None, vary_augment=args.augment is None,
                       vary_stream=crops_apply, fixed_epochs=args.epochs is not None,
                       leaks=choose.LEAKS if vary_leak else (),
-                      stream_score=HeldStream(args.data) if vary_leak else None, progress=say)
+                      stream_score=HeldStream(args.data) if vary_leak else None, progress=say,
+                      pieces=getattr(args, "pieces", 0.0))
     say(c.brief())
     w = c.winner.candidate
     if vary_leak:

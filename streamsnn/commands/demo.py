@@ -48,7 +48,7 @@ def add_parser(subparsers) -> None:
     p.add_argument("--retrain", action="store_true", help="train the demo model again even if one was kept")
     p.add_argument("--epochs", type=int, default=None,
                    help=f"training passes when training first (default {DIGIT_EPOCHS}; with --gestures "
-                        f"{GESTURE_EPOCHS} when the gestures need time: it then also learns from prefixes)")
+                        f"{GESTURE_EPOCHS} when the gestures need time: it then also learns from pieces and prefixes)")
     p.add_argument("--train-limit", type=int, default=None, metavar="N",
                    help="train on at most N real N-MNIST samples (quick runs)")
     p.add_argument("--synthetic", type=int, default=None, metavar="N",

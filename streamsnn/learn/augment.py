@@ -118,30 +118,49 @@ class PrefixCrops:
     clock (it ends 1 us before this one starts, as `streameval.make_stream` joins them): live, the previous
     sample's state and its input copies still due (`delays`) run into the next one, and the label is still this
     sample's. A prefix with fewer than `min_events` events is the whole sample instead.
+
+    With share `piece` (0 unless asked for), an item is instead a **piece**: a stretch of `piece_us` (uniform
+    between its two bounds) from anywhere inside the sample (`crop`), under the sample's label; `prefix` is then the
+    share of prefixes among the other items. A piece holds neither the sample's start nor its end, so the network
+    must tell the class from what happens inside it: the direction of a motion rather than where the shape is. It
+    helps classes told apart by their motion (gestures) and harms classes told apart only by the order of motions
+    that also occur alone (a piece of one is a piece of another): so it is asked for, never on by default
+    (docs/network.md). A piece with fewer than `min_piece_events` events is the whole sample instead.
     """
 
-    prefix: float = 0.5       # share of prefixes (the rest: whole samples)
+    prefix: float = 0.5       # share of prefixes (the rest: whole samples); among the items that are not pieces
     after: float = 0.5        # share of items preceded by another sample
     min_us: int = 150_000     # earliest cut
     min_events: int = 200     # a prefix with fewer events is the whole sample
+    piece: float = 0.0        # share of pieces from inside the sample
+    piece_us: tuple[int, int] = (100_000, 300_000)  # a piece's length: uniform between these (us)
+    min_piece_events: int = 50  # a piece with fewer events is the whole sample
 
     def __post_init__(self):
-        if not (0 <= self.prefix <= 1 and 0 <= self.after <= 1):
-            raise ConfigError(f"prefix and after shares must be in [0, 1], got {self.prefix} and {self.after}")
-        if self.min_us < 1 or self.min_events < 0:
-            raise ConfigError(f"need min_us >= 1 and min_events >= 0, got {self.min_us} and {self.min_events}")
+        if not (0 <= self.prefix <= 1 and 0 <= self.after <= 1 and 0 <= self.piece <= 1):
+            raise ConfigError(f"prefix, after and piece shares must be in [0, 1], got {self.prefix}, {self.after} "
+                              f"and {self.piece}")
+        if self.min_us < 1 or self.min_events < 0 or self.min_piece_events < 0:
+            raise ConfigError(f"need min_us >= 1 and min_events, min_piece_events >= 0, got {self.min_us}, "
+                              f"{self.min_events} and {self.min_piece_events}")
+        if not 1 <= self.piece_us[0] <= self.piece_us[1]:
+            raise ConfigError(f"piece_us must be two lengths 1 <= shortest <= longest (us), got {self.piece_us}")
 
     def describe(self) -> str:
         """What the items are, in a few words."""
-        return (f"{self.prefix:.0%} prefixes (cut at {self.min_us / 1000:g} ms or later), {self.after:.0%} "
-                "after another sample")
+        pieces = (f"{self.piece:.0%} pieces of {self.piece_us[0] / 1000:g}-{self.piece_us[1] / 1000:g} ms from inside "
+                  "a sample, " if self.piece else "")
+        return (f"{pieces}{(1 - self.piece) * self.prefix:.0%} prefixes (cut at {self.min_us / 1000:g} ms or later), "
+                f"{self.after:.0%} after another sample")
 
     def __call__(self, data, k: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, int]:
         """(input units, times, label) of one training item made from sample `k` of `data` (a `SampleArrays`)."""
         idx, t, label = data.idx[k], data.t[k], int(data.labels[k])
         if len(t) == 0:
             return idx, t, label
-        if rng.random() < self.prefix:
+        if self.piece and rng.random() < self.piece:  # no draw when 0: the other items are drawn as before
+            idx, t = piece(idx, t, self.piece_us, rng, self.min_piece_events)
+        elif rng.random() < self.prefix:
             idx, t = prefix(idx, t, self.min_us, rng, self.min_events)
         if self.after and len(data) > 1 and rng.random() < self.after:
             other = another(len(data), k, rng)
@@ -167,9 +186,22 @@ def prefix(idx: np.ndarray, t: np.ndarray, min_us: int, rng: np.random.Generator
     return idx[:n], t[:n]
 
 
-def stream_items(net):
+def piece(idx: np.ndarray, t: np.ndarray, length_us: tuple[int, int], rng: np.random.Generator,
+          min_events: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """The events of a random stretch from inside the sample (`crop`), its length uniform in `length_us`
+    (inclusive); the whole sample when the stretch holds fewer than `min_events` events."""
+    pi, pt = crop(idx, t, int(rng.integers(length_us[0], length_us[1] + 1)), rng)
+    if len(pt) < max(1, min_events):
+        return idx, t
+    return pi, pt
+
+
+def stream_items(net, pieces: float = 0.0):
     """The stream transform `train` uses for `net` when training for live streams: `PrefixCrops` for a temporal
-    network (its learning rule learns from time: `snn.settings.TEMPORAL_MODES`), `StreamCrops` otherwise."""
+    network (its learning rule learns from time: `snn.settings.TEMPORAL_MODES`; `pieces`: its share of pieces from
+    inside samples), `StreamCrops` otherwise."""
     from ..snn.settings import TEMPORAL_MODES
 
-    return PrefixCrops() if getattr(net, "learning", None) in TEMPORAL_MODES else StreamCrops()
+    if getattr(net, "learning", None) in TEMPORAL_MODES:
+        return PrefixCrops(piece=pieces)
+    return StreamCrops()

@@ -130,17 +130,18 @@ def score(net, data) -> float:
 
 
 def run_candidate(make_net, cand: Candidate, rest, held, *, epochs: int, seed: int, fixed_epochs: bool,
-                  stream_score=None) -> Result:
+                  stream_score=None, pieces: float = 0.0) -> Result:
     """Train `make_net(cand)` on `rest` for `epochs` epochs, scoring `held` after each (see the docstring).
     With `stream_score(net, held)`, also the held-out stream's last decisions, at every epoch that could be
-    the chosen one (the last epoch, or one at least as good as all before), so the figure belongs to it."""
+    the chosen one (the last epoch, or one at least as good as all before), so the figure belongs to it.
+    `pieces`: a temporal network's share of pieces among its stream items (`augment.PrefixCrops`)."""
     from .augment import stream_items
     from .training import Augment, train_epoch
     from .watch import NetworkSilent
 
     net, res = make_net(cand), Result(cand)
     augment = Augment(**dd.AUGMENT) if cand.augment else None
-    stream = stream_items(net) if cand.stream else None
+    stream = stream_items(net, pieces=pieces) if cand.stream else None
     for ep in range(epochs):
         try:
             train_epoch(net, rest, epoch=ep, epochs=epochs, seed=seed, augment=augment, stream=stream, quiet=True)
@@ -205,10 +206,11 @@ class Choice:
 
 def search(make_net, data, base: Candidate, *, epochs: int, seed: int = 0, vary_lr: bool = True,
            vary_augment: bool = True, vary_stream: bool = False, fixed_epochs: bool = False,
-           multipliers=MULTIPLIERS, leaks=(), stream_score=None, progress=None) -> Choice:
+           multipliers=MULTIPLIERS, leaks=(), stream_score=None, progress=None, pieces: float = 0.0) -> Choice:
     """Coordinate search over the settings not fixed (see the docstring) on `data` (a `training.SampleArrays`
     of the training split); `make_net(candidate)` builds a fresh network for a candidate. `leaks`: leak shares
-    tried besides `base.leak`, which need `stream_score(net, held)` (held-out last-decision accuracy)."""
+    tried besides `base.leak`, which need `stream_score(net, held)` (held-out last-decision accuracy). `pieces`:
+    as in `run_candidate`."""
     if leaks and stream_score is None:
         raise ValueError("search: leaks are judged on the held-out stream too; give stream_score")
     rest_pos, held_pos = hold_out(data.labels)
@@ -221,7 +223,7 @@ def search(make_net, data, base: Candidate, *, epochs: int, seed: int = 0, vary_
         r = next((r for r in results if r.candidate == cand), None)
         if r is None:
             r = run_candidate(make_net, cand, rest, held, epochs=epochs, seed=seed, fixed_epochs=fixed_epochs,
-                              stream_score=stream_score if leaks else None)
+                              stream_score=stream_score if leaks else None, pieces=pieces)
             results.append(r)
             if progress:
                 progress(f"  tried {cand.name(base)}: held-out {r.accuracy:.0%} at epoch {r.epochs}"
