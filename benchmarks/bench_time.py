@@ -51,6 +51,9 @@ ARMS = {
                ["--learning", "timing", "--arch", "dense:800", "--epochs", "4"]),
     "src": ("Spiking Recurrent Cell (De Geeter et al. 2023)", ["--arch", "src:800"]),
     "auto": ("the default (train picks from the data)", []),
+    "prefixes": ("the default with its live stream items: prefixes, items after another", ["--stream-crops"]),
+    "pieces": ("the same, half the items pieces from inside samples (for motion classes)",
+               ["--stream-crops", "--pieces", "0.5"]),
 }
 RULES = ("counts", "membrane")  # the default arms
 QUICK_EPOCHS = 2
