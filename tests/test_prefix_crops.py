@@ -156,6 +156,18 @@ def test_train_refuses_a_share_of_pieces_outside_0_to_1_in_one_line(tmp_path):
 
 
 @pytest.mark.slow
+def test_train_says_when_pieces_have_nothing_to_act_on(tmp_path):
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, "-m", "streamsnn", "train", "--data", str(need("nmnist_small")),
+                          "--limit", "30", "--epochs", "1", "--learning", "counts", "--pieces", "0.5", "--choose",
+                          "off", "--out", str(tmp_path / "m.npz")], capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr
+    assert "--pieces 0.5 has no effect here" in out.stderr and (tmp_path / "m.npz").exists()
+
+
+@pytest.mark.slow
 @pytest.mark.parametrize("pieces", [0.0, 0.5])
 def test_train_with_stream_crops_given_trains_a_temporal_model_on_prefixes(tmp_path, pieces):
     import json
