@@ -149,7 +149,7 @@ def plan(args, say) -> tuple:
     from ..snn import SpikingNetwork
     from ..snn.arch import DEFAULT_ARCH, parse_arch
 
-    if not 0.0 <= args.pieces <= 1.0:
+    if not 0.0 <= getattr(args, "pieces", 0.0) <= 1.0:
         raise ConfigError(f"--pieces is a share of training items in [0, 1], got {args.pieces}")
     if args.hidden is not None and args.arch is not None:
         raise ConfigError("give --arch or --hidden, not both (--hidden H is --arch dense:H)")
@@ -270,15 +270,16 @@ def pick_learning(args, net, s, train, picked, say):
     picked.update(learning=learning, tau_us=tau_us)
     picked["input"] = input_map.to_dict()
     picked["why"].update(learning=why, tau=tau_from, delays=delays_from)
+    pieces = getattr(args, "pieces", 0.0)  # a caller's own Namespace may predate --pieces
     if learning in TEMPORAL_MODES and args.stream_crops:
         # a crop or a crossing starts in the middle of a sample, where a live temporal model's state (decide.continuous)
         # already holds what came before: its stream items are prefixes and samples after another (augment.PrefixCrops).
         # They lift its decisions inside gestures but cost an order-only task whole samples: given, or chosen on
         # held-out training samples (`--choose`), never on by default
-        picked["stream_items"] = "prefixes and pieces" if args.pieces else "prefixes"
-        picked["pieces"] = args.pieces
+        picked["stream_items"] = "prefixes and pieces" if pieces else "prefixes"
+        picked["pieces"] = pieces
         if picked["why"]["stream_crops"].startswith("--"):
-            say(f"stream items: {PrefixCrops(piece=args.pieces).describe()} (--stream-crops, for a temporal model)")
+            say(f"stream items: {PrefixCrops(piece=pieces).describe()} (--stream-crops, for a temporal model)")
         else:
             args.stream_crops = False
             picked["stream_crops"] = False
@@ -286,10 +287,10 @@ def pick_learning(args, net, s, train, picked, say):
             picked["why"]["stream_crops"] = ("a temporal model learns whole samples; prefixes only where --choose "
                                              "finds them better on held-out training samples")
             say("stream crops off: a temporal model learns from whole samples (live, its state carries across "
-                f"windows); --choose tries prefixes ({PrefixCrops(piece=args.pieces).describe()})")
-    elif args.pieces:
+                f"windows); --choose tries prefixes ({PrefixCrops(piece=pieces).describe()})")
+    elif pieces:
         picked["pieces"] = 0.0
-        say(f"--pieces {args.pieces:g} has no effect here: pieces are stream items of a temporal model (--learning "
+        say(f"--pieces {pieces:g} has no effect here: pieces are stream items of a temporal model (--learning "
             "membrane or timing, or the data needing time) with stream items on")
     rates = {}
     if learning in TEMPORAL_MODES and args.lr is None and args.lr_out is None:
@@ -337,7 +338,7 @@ def run(args) -> int:
         net, aug = choose_settings(args, net, s, aug, picked, train, say)
     else:
         say(f"settings: the defaults, not searched ({picked['why']['choose']}; --choose on searches)")
-    stream = stream_items(net, pieces=args.pieces) if args.stream_crops else None
+    stream = stream_items(net, pieces=getattr(args, "pieces", 0.0)) if args.stream_crops else None
     say(f"training {net.arch} ({net.parameters:,} parameters) on {len(train)} samples ({train.n_events:,} events"
         f"{f', {train.outside:,} outside the region dropped' if train.outside else ''}) "
         f"from {len(args.data)} folder(s), {len(test) if test else 0} test samples"
