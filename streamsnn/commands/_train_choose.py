@@ -55,7 +55,7 @@ def choose_settings(args, net, s, aug, picked, train, say):
                       vary_stream=crops_apply, fixed_epochs=args.epochs is not None,
                       leaks=choose.LEAKS if vary_leak else (),
                       stream_score=HeldStream(args.data) if vary_leak else None, progress=say,
-                      pieces=getattr(args, "pieces", 0.0))
+                      pieces=args.pieces)
     say(c.brief())
     w = c.winner.candidate
     if vary_leak:

@@ -149,7 +149,7 @@ def plan(args, say) -> tuple:
     from ..snn import SpikingNetwork
     from ..snn.arch import DEFAULT_ARCH, parse_arch
 
-    if not 0.0 <= getattr(args, "pieces", 0.0) <= 1.0:
+    if not 0.0 <= args.pieces <= 1.0:
         raise ConfigError(f"--pieces is a share of training items in [0, 1], got {args.pieces}")
     if args.hidden is not None and args.arch is not None:
         raise ConfigError("give --arch or --hidden, not both (--hidden H is --arch dense:H)")
@@ -276,10 +276,11 @@ def pick_learning(args, net, s, train, picked, say):
         # already holds what came before: its stream items are prefixes and samples after another (augment.PrefixCrops).
         # They lift its decisions inside gestures but cost an order-only task whole samples: given, or chosen on
         # held-out training samples (`--choose`), never on by default
-        picked["stream_items"] = "prefixes and pieces" if pieces else "prefixes"
+        items = PrefixCrops(piece=pieces)
+        picked["stream_items"] = items.name
         picked["pieces"] = pieces
         if picked["why"]["stream_crops"].startswith("--"):
-            say(f"stream items: {PrefixCrops(piece=pieces).describe()} (--stream-crops, for a temporal model)")
+            say(f"stream items: {items.describe()} (--stream-crops, for a temporal model)")
         else:
             args.stream_crops = False
             picked["stream_crops"] = False
@@ -287,7 +288,7 @@ def pick_learning(args, net, s, train, picked, say):
             picked["why"]["stream_crops"] = ("a temporal model learns whole samples; prefixes only where --choose "
                                              "finds them better on held-out training samples")
             say("stream crops off: a temporal model learns from whole samples (live, its state carries across "
-                f"windows); --choose tries prefixes ({PrefixCrops(piece=pieces).describe()})")
+                f"windows); --choose tries prefixes ({items.describe()})")
     elif pieces:
         picked["pieces"] = 0.0
         say(f"--pieces {pieces:g} has no effect here: pieces are stream items of a temporal model (--learning "
@@ -320,9 +321,7 @@ def _items(stream) -> str:
 
     if stream is None:
         return "off"
-    if isinstance(stream, PrefixCrops):
-        return "prefixes and pieces" if stream.piece else "prefixes"
-    return "on"
+    return stream.name if isinstance(stream, PrefixCrops) else "on"
 
 
 def run(args) -> int:
@@ -338,7 +337,7 @@ def run(args) -> int:
         net, aug = choose_settings(args, net, s, aug, picked, train, say)
     else:
         say(f"settings: the defaults, not searched ({picked['why']['choose']}; --choose on searches)")
-    stream = stream_items(net, pieces=getattr(args, "pieces", 0.0)) if args.stream_crops else None
+    stream = stream_items(net, pieces=args.pieces) if args.stream_crops else None
     say(f"training {net.arch} ({net.parameters:,} parameters) on {len(train)} samples ({train.n_events:,} events"
         f"{f', {train.outside:,} outside the region dropped' if train.outside else ''}) "
         f"from {len(args.data)} folder(s), {len(test) if test else 0} test samples"

@@ -146,6 +146,11 @@ class PrefixCrops:
         if not 1 <= self.piece_us[0] <= self.piece_us[1]:
             raise ConfigError(f"piece_us must be two lengths 1 <= shortest <= longest (us), got {self.piece_us}")
 
+    @property
+    def name(self) -> str:
+        """What `train` calls these items (its line, its JSON's `stream_items`)."""
+        return "prefixes and pieces" if self.piece else "prefixes"
+
     def describe(self) -> str:
         """What the items are, in a few words."""
         pieces = (f"{self.piece:.0%} pieces of {self.piece_us[0] / 1000:g}-{self.piece_us[1] / 1000:g} ms from inside "
