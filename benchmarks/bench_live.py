@@ -170,6 +170,7 @@ def judge(raw: dict, speed: float, offered: float) -> dict:
     out.update({
         "left_out": left_out, "lat": (recv - ready) * 1000.0, "daemon_ms": daemon_ms,
         "queue_ms": np.array([p.get("queue_ms", np.nan) for _, p in kept]),
+        "feed_ms": np.array([p.get("feed_ms", np.nan) for _, p in kept]),
         "compute_ms": np.array([p.get("compute_ms", np.nan) for _, p in kept]),
         "delivery_ms": (recv - built) * 1000.0, "lost": lost, "pace": achieved / speed,
         "events_per_s": offered * achieved / speed, "decisions_per_s": (len(kept) - 1) / max(recv[-1] - recv[0], 1e-9),
@@ -382,9 +383,11 @@ def run(ctx: Context, names: list[str] | None = None, workers: tuple[int, ...] =
            "(a dense recording at a slow pace) judges its pace roughly.")
     r.note("Latency: subscriber receive time - (payload `time` - payload `latency_ms`), i.e. from the moment the "
            "window was complete in the daemon (the batch holding its end arrived) until the subscriber has the "
-           "decision; in the daemon: `latency_ms` (queue wait + network); delivery: the rest (JSON, outbox, "
-           "Mosquitto with set_tcp_nodelay, the subscriber in this process, QoS 1). Both clocks are this "
-           "machine's. Start-up decisions are left out as in `e2e`.")
+           "decision; in the daemon: `latency_ms`, of it `queue_ms` (waiting for the network's thread: earlier "
+           "windows, and the stream's batches being fed to the windows in flight), `feed_ms` (feeding the window's "
+           "events not yet fed when the thread took it: mostly the batch that closed it) and `compute_ms` (the "
+           "readout); delivery: the rest (JSON, outbox, Mosquitto with set_tcp_nodelay, the subscriber in this "
+           "process, QoS 1). Both clocks are this machine's. Start-up decisions are left out as in `e2e`.")
     r.note("The kernel alone: `SpikingNetwork.load` + `warm_up`, the recording looped as the replay loops it "
            "(at least 2 s; the gap between passes as at the paced speed), cut by the same Segmenter (10 ms "
            "batches) and decided by the same Decider as in the daemon, one thread; camera events/s = the "
@@ -420,7 +423,7 @@ def report(r: Result, rows: list, quick: bool) -> None:
                             dbest["decisions_per_s"] if dbest else None, _pair(dbest, "lat"), dkern["events_per_s"],
                             dshare, dpaced["copies"], dpaced["offered"], dpaced.get("events_per_s"), dpaced["ok"],
                             dpaced.get("decisions_per_s"),
-                            *(_pair(dpaced, k) for k in ("lat", "daemon_ms", "compute_ms", "delivery_ms")),
+                            *(_pair(dpaced, k) for k in LATENCY_PARTS),
                             dpaced["drops"], dpaced["late"], dpaced["max_queue"]])
         # the recording replayed faster (decisions every 50/k ms: a harder load per event than a camera's)
         reached = best["events_per_s"] if best else 0.0
@@ -436,7 +439,7 @@ def report(r: Result, rows: list, quick: bool) -> None:
                       best["speed"] if best else None,
                       _pair(best, "lat"), kern["events_per_s"], share, paced["offered"], paced.get("events_per_s"),
                       paced["ok"], paced.get("decisions_per_s"),
-                      *(_pair(paced, k) for k in ("lat", "daemon_ms", "compute_ms", "delivery_ms")),
+                      *(_pair(paced, k) for k in LATENCY_PARTS),
                       paced["drops"], paced["late"], paced["max_queue"]])
         r.note(f"[{tag}] {rec.path.name}: {rec.events:,} events over {rec.duration_us / 1e6:.3f} s "
                f"({rec.events / rec.duration_us * 1e6:,.0f} events/s at real time); paced run (faster): "
@@ -444,8 +447,9 @@ def report(r: Result, rows: list, quick: bool) -> None:
                f"camera at {dpaced['offered'] / 1e6:.2f} M events/s ({dpaced['copies']:g}x): {dpaced['why']}, "
                f"{dpaced['received']:,} decisions in {dpaced['wall_s']:.1f} s.")
     paced_cols = ["offered events/s", "went through events/s", "kept up", "decisions/s", "latency p50 / p99 (ms)",
-                  "in the daemon p50 / p99 (ms)", "network p50 / p99 (ms)", "delivery p50 / p99 (ms)", "drops",
-                  "replay late", "deepest queue"]
+                  "in the daemon p50 / p99 (ms)", "of it waiting for the network p50 / p99 (ms)",
+                  "feeding the window's last events p50 / p99 (ms)", "readout p50 / p99 (ms)",
+                  "delivery p50 / p99 (ms)", "drops", "replay late", "deepest queue"]
     r.table("A busier camera at real time (the recording k times denser, decisions every 50 ms): the densest "
             "stream with no dropped window, the kernel alone, and a camera at about 1.2 M events/s",
             ["recording", "workers", "k (copies)", "highest camera events/s kept up", "decisions/s there",
@@ -456,6 +460,10 @@ def report(r: Result, rows: list, quick: bool) -> None:
             ["recording", "workers", "highest events/s kept up", "decisions/s there", "speed there",
              "latency p50 / p99 there (ms)", "kernel alone events/s", "daemon / kernel",
              *(f"paced: {c}" for c in paced_cols)], table)
+
+
+#: The paced runs' latency and its parts (judge): the whole, in the daemon (queue, feeding, readout), delivery.
+LATENCY_PARTS = ("lat", "daemon_ms", "queue_ms", "feed_ms", "compute_ms", "delivery_ms")
 
 
 def _pair(res: dict | None, key: str) -> str:

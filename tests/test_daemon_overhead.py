@@ -249,3 +249,37 @@ def test_a_closing_batch_events_after_its_last_window_wait_for_the_next_batch(re
     assert fed == len(first) + len(closing) and m["fed"] == 2 and m["recomputed"] == 0
     whole, _, _ = run([first, closing], "repeat", gated=False)
     assert len(got) == len(whole) == 3 and all(a[:2] == b[:2] and same(a[2], b[2]) for a, b in zip(whole, got))
+
+
+def test_feeding_a_windows_last_events_is_timed_apart_from_its_wait(recordings_dir):
+    """A decision first feeds the window's events still pending (`feed_ms`), then reads it out (`compute_ms`); the
+    wait before the worker took the window (`queue_ms`) does not include that feeding (schema 3)."""
+    import time
+
+    from streamsnn.pipeline.inflight import split_at
+
+    rec = read_events(recordings_dir / "tonic_sample.aedat4")
+    batches = rec.slice_time(None, rec.t_start + 160_000).split_time(1_000)
+    net, sink = small_net(), Collect()
+    pipe = Pipeline(ListSource([]), net, [sink], segmenter=Segmenter("window", 100_000, 50_000, overlap="chunks"),
+                    metrics_every_s=60)
+    assert pipe._feeding
+    slow = 0.05  # each feed held 50 ms longer: it must show in feed_ms, not in queue_ms
+    real = pipe.decider.feed
+    pipe.decider.feed = lambda n, piece: (real(n, piece), time.sleep(slow))
+    pieces, closed = [], []
+    for b in batches:  # handed over and not fed yet, as when no feeding job ran before the window closed
+        closed = pipe.segmenter.feed(b)
+        pieces += pipe.segmenter.take_pieces()
+        if closed:
+            break
+    w = closed[0]
+    pipe._ahead, _ = split_at(pieces, int(w.t_end_us))  # the pipeline holds back what comes after its end
+    assert sum(len(p.batch) for p in pipe._ahead) == w.events > 1000
+    w.ready = time.monotonic()
+    d, info = pipe._decide(w)
+    assert not pipe._ahead and info.feed_ms >= slow * 1000 > info.queue_ms
+    assert info.latency_ms == info.queue_ms + info.feed_ms + info.compute_ms and info.compute_ms > 0
+    assert pipe.decider.inflight.counters == {"read": 1, "recomputed": 0, "feed_errors": 0}  # from its fed state
+    assert d.events == w.events
+    pipe._worker.shutdown()

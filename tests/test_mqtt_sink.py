@@ -48,14 +48,15 @@ def test_classification_payload_schema():
     d = Decision(label=3, scores=np.array([0.1, 0.2, 0.9], dtype=np.float32), confidence=0.7, events=4681,
                  spikes=(10, 2))
     info = DecisionInfo(queue_ms=2.0, compute_ms=0.25, model_version="abc",
-                        classes=("club", "diamond", "heart", "spade"))
+                        classes=("club", "diamond", "heart", "spade"), feed_ms=0.5)
     p = classification_payload(window(None), d, info, node_id="n")
-    assert set(p) == set(FIELDS) and p["schema"] == SCHEMA_VERSION == 2
+    assert set(p) == set(FIELDS) and p["schema"] == SCHEMA_VERSION == 3
     assert (p["label"], p["label_name"], p["events"]) == (3, "spade", 4681)
     assert (p["t_start_us"], p["t_end_us"]) == (1000, 11000)
     assert p["scores"] == pytest.approx([0.1, 0.2, 0.9]) and p["sample"] is None and p["true_label"] is None
     assert p["spikes"] == [10, 2] and p["true_label_name"] is None
-    assert (p["queue_ms"], p["compute_ms"]) == (2.0, 0.25) and p["latency_ms"] >= 0  # the window is new here
+    assert (p["queue_ms"], p["feed_ms"], p["compute_ms"]) == (2.0, 0.5, 0.25) and p["latency_ms"] >= 0  # a new window
+    assert info.latency_ms == 2.75  # the wait, feeding its last events, and the readout
     json.dumps(p)  # plain JSON types only
     # a replayed sample carries its true class by name (the dataset's); else the model's name for it
     p = classification_payload(window("7", label=1, label_name="diamond"), d, info, node_id="n")

@@ -8,9 +8,10 @@ from typing import Any
 
 from ..pipeline.stages import DecisionInfo, true_label_index, true_label_name
 
-#: Version of the classification JSON. 2 added label_name, true_label_name, queue_ms and compute_ms.
+#: Version of the classification JSON. 2 added label_name, true_label_name, queue_ms and compute_ms. 3 added
+#: feed_ms, the network feeding the window's last events once it took the window, which queue_ms counted until then.
 #: `latency_ms` means what it meant in 1: window complete -> payload built.
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 STATUS_ONLINE = "online"
 STATUS_OFFLINE = "offline"
 
@@ -24,7 +25,8 @@ TOPICS = {
 }
 
 FIELDS = ("schema", "node", "source", "sample", "t_start_us", "t_end_us", "label", "label_name", "scores",
-          "confidence", "events", "spikes", "queue_ms", "compute_ms", "latency_ms", "model_version",
+          "confidence", "events", "spikes", "queue_ms", "feed_ms", "compute_ms",
+          "latency_ms", "model_version",
           "true_label", "true_label_name", "time")
 
 
@@ -32,7 +34,7 @@ def classification_payload(window, decision, info: DecisionInfo, *, node_id: str
     """The JSON object published on `<prefix>/classification` for one decision (schema SCHEMA_VERSION).
 
     `window`: a segment.Window (sample id, time span, true label); `decision`: the network's
-    Decision (label, scores, confidence, events, spikes). `queue_ms` and `compute_ms` as in
+    Decision (label, scores, confidence, events, spikes). `queue_ms`, `feed_ms` and `compute_ms` as in
     DecisionInfo; `latency_ms`: from the window being complete until this payload is built (the
     queue wait, the network, and the hand-back to the event loop); `time` is Unix seconds with µs
     resolution, when the payload was built. Absent values are null.
@@ -53,6 +55,7 @@ def classification_payload(window, decision, info: DecisionInfo, *, node_id: str
         "events": int(decision.events),
         "spikes": None if spikes is None else [int(s) for s in spikes],
         "queue_ms": round(float(info.queue_ms), 3),
+        "feed_ms": round(float(info.feed_ms), 3),
         "compute_ms": round(float(info.compute_ms), 3),
         "latency_ms": round((time.monotonic() - window.ready) * 1000.0, 3),
         "model_version": info.model_version,

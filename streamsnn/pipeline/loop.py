@@ -322,6 +322,7 @@ class Pipeline:
 
     def _decide(self, w: Window) -> tuple:
         """On the worker: the decision and how long it waited and took (DecisionInfo)."""
+        taken = time.monotonic()
         if self._feeding:
             self._feed_now()  # the window's own batches, if the feeding job has not taken them yet
         start = time.monotonic()
@@ -329,8 +330,9 @@ class Pipeline:
         done = time.monotonic()
         w.fresh = None  # fed: a window kept for feedback holds only its own events
         w.learned = true_output(self.net, w) is not None and self.learn_from_labels
-        info = DecisionInfo(queue_ms=(start - w.ready) * 1000.0, compute_ms=(done - start) * 1000.0,
-                            model_version=self.net.model_version, classes=class_names(self.net))
+        info = DecisionInfo(queue_ms=(taken - w.ready) * 1000.0, compute_ms=(done - start) * 1000.0,
+                            model_version=self.net.model_version, classes=class_names(self.net),
+                            feed_ms=(start - taken) * 1000.0)
         return d, info
 
     async def _classify(self) -> None:

@@ -19,19 +19,23 @@ class DecisionInfo:
     """How one decision was made: time waiting in the queue, time in the network, model and class names.
 
     `queue_ms`: from the moment the window was complete (its last event handed to the pipeline) until
-    the network took it; `compute_ms`: the network's own work on it (prediction, and learning when
-    the window carried its label). `classes`: the model's class names in output order.
+    the network took it (waiting behind earlier windows, and behind the stream's batches being fed to the
+    windows in flight); `feed_ms`: once it took it, feeding the window's last events that had not been fed
+    yet (windows in flight, `segment.overlap`; 0 otherwise); `compute_ms`: the network's own work on it
+    (prediction or the readout of its state, and learning when the window carried its label).
+    `classes`: the model's class names in output order.
     """
 
     queue_ms: float
     compute_ms: float
     model_version: str | None = None
     classes: tuple[str, ...] = ()
+    feed_ms: float = 0.0
 
     @property
     def latency_ms(self) -> float:
-        """Window complete -> decision made (queue wait plus compute)."""
-        return self.queue_ms + self.compute_ms
+        """Window complete -> decision made (queue wait, feeding its last events, compute)."""
+        return self.queue_ms + self.feed_ms + self.compute_ms
 
     def name(self, label: int | None) -> str | None:
         """The class name of output `label` (its number as text when the model has no names)."""

@@ -56,8 +56,9 @@ class ConsoleSink:
         truth = true_label_name(window, info)
         right = truth == info.name(int(decision.label))  # by class name: the dataset's order may differ
         mark = "" if truth is None else f"  (true {shown(truth)} {'ok' if right else 'MISS'})"
+        network = info.feed_ms + info.compute_ms  # feeding the window's last events, then the readout
         return (f"{where:>24}: {shown(info.name(int(decision.label)))}  conf {float(decision.confidence):.2f}  "
-                f"{int(decision.events)} ev  queue {info.queue_ms:.1f} ms + network {info.compute_ms:.1f} ms{mark}")
+                f"{int(decision.events)} ev  queue {info.queue_ms:.1f} ms + network {network:.1f} ms{mark}")
 
     def publish_metrics(self, m: dict) -> None:
         self.last_metrics = m

@@ -41,7 +41,8 @@ def record(window, decision, info) -> dict:
         "confidence": round(float(decision.confidence), 6), "scores": [round(float(x), 6) for x in decision.scores],
         "events": int(decision.events), "true_label": true_label_index(window, info),
         "true_label_name": true_label_name(window, info),
-        "queue_ms": round(info.queue_ms, 3), "compute_ms": round(info.compute_ms, 3),
+        "queue_ms": round(info.queue_ms, 3), "feed_ms": round(info.feed_ms, 3),
+        "compute_ms": round(info.compute_ms, 3),
         "model_version": info.model_version, "time": round(time.time(), 6),
     }
 

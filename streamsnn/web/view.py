@@ -203,7 +203,7 @@ class LiveView(LiveServer):
                 "true_label_name": true_label_name(window, info), "sample": window.sample,
                 "source": window.source,
                 "events": int(decision.events), "spikes": [int(s) for s in decision.spikes],
-                "queue_ms": round(info.queue_ms, 2),
+                "queue_ms": round(info.queue_ms, 2), "feed_ms": round(info.feed_ms, 2),
                 "compute_ms": round(info.compute_ms, 2), "t_start_us": int(window.t_start_us),
                 "t_end_us": int(window.t_end_us), "time": round(time.time(), 3), "seq": self.decisions}
         self.last_decision = slim
