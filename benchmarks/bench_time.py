@@ -47,6 +47,8 @@ ARMS = {
                                                                            "dense:800"]),
     "spikes": ("O'Connor & Welling 2016, error spikes", ["--learning", "spikes", "--arch", "dense:800"]),
     "membrane": ("Lee, Delbruck & Pfeiffer 2016", ["--learning", "membrane"]),
+    "membrane-1s": ("the same with a 1 s leak: it keeps a whole sample, and live, the one before",
+                    ["--learning", "membrane", "--tau-ms", "1000"]),
     "timing": ("Yamamoto, Sakemi & Aihara 2022, 4 epochs: it learns at about 0.08 M events/s",
                ["--learning", "timing", "--arch", "dense:800", "--epochs", "4"]),
     "src": ("Spiking Recurrent Cell (De Geeter et al. 2023)", ["--arch", "src:800"]),
