@@ -25,8 +25,7 @@ TOPICS = {
 }
 
 FIELDS = ("schema", "node", "source", "sample", "t_start_us", "t_end_us", "label", "label_name", "scores",
-          "confidence", "events", "spikes", "queue_ms", "feed_ms", "compute_ms",
-          "latency_ms", "model_version",
+          "confidence", "events", "spikes", "queue_ms", "feed_ms", "compute_ms", "latency_ms", "model_version",
           "true_label", "true_label_name", "time")
 
 
