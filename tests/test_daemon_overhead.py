@@ -198,7 +198,7 @@ def test_inflight_state_of_a_joined_piece_equals_the_pieces_one_by_one(recording
 
 
 def test_small_packets_are_fed_together_with_the_same_decisions(recordings_dir):
-    from streamsnn.pipeline.loop import FEED_EVENTS
+    from streamsnn.pipeline.ahead import FEED_EVENTS
 
     rec = read_events(recordings_dir / "tonic_sample.aedat4")
     batches = rec.slice_time(None, rec.t_start + 400_000).split_time(250)  # tens of events each
@@ -274,11 +274,11 @@ def test_feeding_a_windows_last_events_is_timed_apart_from_its_wait(recordings_d
         if closed:
             break
     w = closed[0]
-    pipe._ahead, _ = split_at(pieces, int(w.t_end_us))  # the pipeline holds back what comes after its end
-    assert sum(len(p.batch) for p in pipe._ahead) == w.events > 1000
+    pipe.ahead.pending, _ = split_at(pieces, int(w.t_end_us))  # the pipeline holds back what comes after its end
+    assert sum(len(p.batch) for p in pipe.ahead.pending) == w.events > 1000
     w.ready = time.monotonic()
     d, info = pipe._decide(w)
-    assert not pipe._ahead and info.feed_ms >= slow * 1000 > info.queue_ms
+    assert not pipe.ahead.pending and info.feed_ms >= slow * 1000 > info.queue_ms
     assert info.latency_ms == info.queue_ms + info.feed_ms + info.compute_ms and info.compute_ms > 0
     assert pipe.decider.inflight.counters == {"read": 1, "recomputed": 0, "feed_errors": 0}  # from its fed state
     assert d.events == w.events

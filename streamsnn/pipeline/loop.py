@@ -4,19 +4,18 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import threading
 import time
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from typing import Callable
 
 from ..errors import StageFailed, StreamsnnError
 from ..textsafe import printable, shown
+from .ahead import FeedAhead
 from .checkpoints import Checkpoints
 from .decide import Decider, temporal, true_output
 from .feedback import Recent
 from .growth import Growth
-from .inflight import merged, split_at
 from .livekeep import LiveKeeper
 from .metrics import Counters, Metrics
 from .outputs import Outputs
@@ -30,10 +29,6 @@ from .workers import InferencePool
 
 log = logging.getLogger(__name__)
 LOG_FIRST = 20  # skipped batches and windows logged at WARNING; further ones at DEBUG
-#: Batches handed to the worker wait until they hold this many events (or a window closes) before a job feeds
-#: them: each feed costs ~0.1 ms of Python and kernel calls whatever its size, which a sparse sensor's small
-#: packets (tens of events) would pay once each; fewer events than this take the network well under a ms.
-FEED_EVENTS = 1024
 
 
 def _one_line(stage: str, exc: BaseException) -> BaseException:
@@ -94,20 +89,15 @@ class Pipeline:
         # (nor with workers: the copies decide whole windows, the main network's states would go unread)
         self._feeding = self.segmenter.overlap != "repeat" and hasattr(self.decider, "feed") and not (
             s.learn_from_labels and self.segmenter.label_windows) and s.workers <= 1
-        # batches handed to the worker and not yet fed (at most queue_size), taken all at once by one job on it
-        self._ahead: list = []
-        self._later: list = []  # pieces after the last window closed, handed over with the next batch
-        self._ahead_events = 0  # events in `_ahead`
-        self._unfed_events = 0  # events handed over and not fed yet (in `_ahead` or being fed)
-        self._ahead_lock = threading.Lock()
-        self._unfed: list[int] = []  # sensor time (us) from the first to the last event of the batches not fed yet
-        self._feeding_job: Future | None = None  # the worker's job feeding `_ahead`, while there is one
         self.overlap = {"fed": 0, "skipped": 0}  # batches fed as they arrived, and skipped (queue full)
         self.recent = Recent(s.recent, s.recent_events)
         self.feedback = feedback
         self.counters = Counters()
         self.outputs = Outputs(sinks)  # each sink isolated: its errors are counted and retried
         self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="streamsnn-net")
+        # the batches handed to the worker as they arrive, fed to the windows in flight (`ahead.FeedAhead`)
+        self.ahead = FeedAhead(self._worker, lambda piece: self.decider.feed(self.net, piece), s.queue_size, s.policy,
+                               self.overlap)
         self.growth = Growth(net, self.counters, enabled=s.new_classes, max_classes=s.max_classes,
                              lr_boost=s.new_class_lr)
         self.keeper = LiveKeeper(net, self.counters, s, self._worker, clock)  # rehearsal from what it decides now
@@ -207,90 +197,14 @@ class Pipeline:
                 pieces = self.segmenter.take_pieces()
                 if self._router is not None:  # before its windows: their chunks get this batch first, on the workers
                     await self._router.route(self, pieces, windows)
-                elif self._feeding and (pieces or self._later):
-                    await self._hand_over(pieces, windows)  # before its windows: their states get this batch first
+                elif self._feeding and (pieces or self.ahead.later):
+                    await self.ahead.hand_over(pieces, windows)  # before its windows: their states get it first
                 for w in windows:
                     self.counters.windows += 1
                     await self.windows.put(w)
         finally:
             if not self._stopping.is_set():
                 await self._finish_reading()
-
-    async def _hand_over(self, pieces: list, windows: list) -> None:
-        """Hand this batch's pieces to the worker (`_feed_ahead`), except its events from the end of the last
-        window it closes on: those go with the next batch, after that window's decision was submitted, so the
-        decision does not wait for them (they belong to later windows only)."""
-        count = len(pieces)  # this batch's (the ones held back were counted with theirs)
-        pieces, self._later = self._later + pieces, []
-        if windows:
-            pieces, self._later = split_at(pieces, max(int(w.t_end_us) for w in windows))
-        if pieces:
-            await self._feed_ahead(pieces, count)
-        else:
-            self.overlap["fed"] += count
-
-    async def _feed_ahead(self, pieces: list, count: int) -> None:
-        """Hand accepted batches to the worker as they arrive (`inflight.InFlight`) while those not fed yet span
-        less than `queue_size` hops: beyond that the reader waits ("block"), or the batch is not fed ahead (the
-        drop policies: its windows are then decided from their own events, as the states no longer hold all of
-        them).
-
-        A job on the worker feeds the batches handed over so far (`_feed_pending`) once they hold `FEED_EVENTS`,
-        those that piled up joined into one feed (`inflight.merged`): no event-loop round trip per batch, and
-        small packets or a worker that fell behind pay the per-call cost once for the pile. It queues itself
-        again while `FEED_EVENTS` are left, behind the decisions submitted meanwhile; each decision first feeds
-        what is still pending (`_feed_now`), so it waits for the pile in progress and what is pending, never for
-        a feeding job that keeps finding new batches."""
-        while self._behind(pieces) and (job := self._feeding_job) is not None:
-            if self.settings.policy != "block":
-                self.overlap["skipped"] += count
-                return
-            await asyncio.wrap_future(job)
-        self.overlap["fed"] += count
-        with self._ahead_lock:
-            self._ahead += pieces
-            n = sum(len(p.batch) for p in pieces)
-            self._ahead_events += n
-            self._unfed_events += n
-            self._unfed = [self._unfed[0] if self._unfed else pieces[0].batch.t_start, pieces[-1].batch.t_end]
-            if self._feeding_job is None and self._ahead_events >= FEED_EVENTS:
-                self._feeding_job = self._worker.submit(self._feed_pending)
-
-    def _feed_pending(self) -> None:
-        """On the worker: feed the batches handed over, then queue again behind what was submitted meanwhile
-        while batches are left (never raises)."""
-        self._feed_now()
-        with self._ahead_lock:
-            try:
-                more = self._ahead_events >= FEED_EVENTS
-                self._feeding_job = self._worker.submit(self._feed_pending) if more else None
-            except RuntimeError:  # the worker is shutting down: what is left is fed by the decisions, if any
-                self._feeding_job = None
-
-    def _feed_now(self) -> None:
-        """On the worker: feed the batches handed over so far to the windows in flight (never raises)."""
-        with self._ahead_lock:
-            pieces, self._ahead, self._ahead_events = self._ahead, [], 0
-        if not pieces:
-            return
-        try:
-            for piece in merged(pieces):
-                self.decider.feed(self.net, piece)
-        except Exception:  # noqa: BLE001 - a defect: the windows are then decided from their own events
-            log.debug("feeding batches ahead failed", exc_info=True)
-        finally:
-            with self._ahead_lock:
-                self._unfed = [self._ahead[0].batch.t_start, self._unfed[1]] if self._ahead else []
-                self._unfed_events -= sum(len(p.batch) for p in pieces)
-
-    def _behind(self, pieces: list) -> bool:
-        """Whether the batches not fed yet span `queue_size` hops of sensor time or more (the stream the window
-        queue holds) and hold `FEED_EVENTS` or more (not a sparse stream's batches left waiting on purpose): a
-        worker that far behind is not handed more (skipping a batch costs its windows a recomputation from their
-        own events, so only this far behind)."""
-        unfed = self._unfed
-        return (bool(unfed) and unfed[1] - unfed[0] >= self.settings.queue_size * pieces[0].hop_us
-                and self._unfed_events >= FEED_EVENTS)
 
     def _bad_batch(self, detail: str) -> None:
         self.counters.bad_batches += 1
@@ -304,9 +218,7 @@ class Pipeline:
                 await self.source.aclose()
             except Exception as exc:  # a source that fails to close must not block the shutdown
                 log.warning("closing the source failed: %s", exc)
-            if self._later:  # the last batch's events after its last window: the flushed window holds them
-                later, self._later = self._later, []
-                await self._feed_ahead(later, 0)
+            await self.ahead.flush()  # the last batch's events after its last window: the flushed window holds them
             try:
                 windows = self.segmenter.flush()
             except Exception as exc:  # noqa: BLE001 - never lose the end marker
@@ -324,7 +236,7 @@ class Pipeline:
         """On the worker: the decision and how long it waited and took (DecisionInfo)."""
         taken = time.monotonic()
         if self._feeding:
-            self._feed_now()  # the window's own batches, if the feeding job has not taken them yet
+            self.ahead.feed_now()  # the window's own batches, if the feeding job has not taken them yet
         start = time.monotonic()
         d = self.decider(self.net, w, learn=self.learn_from_labels)
         done = time.monotonic()
