@@ -4,8 +4,9 @@ What a person does with a camera: show it a new object and name it, again and ag
 The base models are bench_incremental's (the default deep network trained on the digits 0-8 of the real
 N-MNIST training samples and most of the synthetic ones, cached); `streamsnn train` would also keep
 `model.memory_per_class` training samples per class for rehearsal, and so does this benchmark (the same
-`Memory.fill`). Then the 9s of bench_incremental's held-out stream (real training 9s and synthetic 9s never
-trained on), shuffled per seed, are decided one at a time and each is answered by feedback naming "9"
+`Memory.fill`). Then the 9s of bench_incremental's held-out stream (never trained on), the real training 9s
+first and the synthetic ones after them (`real_first`: a class taught with real samples of it), each shuffled
+per seed, are decided one at a time and each is answered by feedback naming "9"
 through `Pipeline.apply_feedback` (`model.new_classes = true`: the first adds the class). After 5, 10, 20
 and 100 examples the model is scored: accuracy on the new class, and what the old classes lost.
 
@@ -27,6 +28,7 @@ and one seed with fewer examples, on validation samples only: `python -m benchma
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 
 import numpy as np
 
@@ -118,6 +120,22 @@ def real_live(ctx: Context, val, n_real: int) -> tuple[list, list]:
     return batches, sorted(ids[b.sample] for b in batches)
 
 
+def read_from(batch, folder: Path) -> bool:
+    """Whether ``batch`` was read from a file in ``folder``."""
+    return Path(batch.source).resolve().parent == folder.resolve()
+
+
+def real_first(news: list, seed: int, real: Path) -> list:
+    """The real arm's teaching order for ``seed``: the new class's real samples (those read from the folder ``real``)
+    first, shuffled, then the synthetic ones, shuffled. The issue's flow is a class taught with real samples of it,
+    as a person with a camera teaches; the synthetic ones only make up the count past the real ones (about 90 real
+    training 9s for 100 examples)."""
+    rng = np.random.default_rng([seed, 22])
+    mine = [b for b in news if read_from(b, real)]
+    other = [b for b in news if not read_from(b, real)]
+    return [mine[int(k)] for k in rng.permutation(len(mine))] + [other[int(k)] for k in rng.permutation(len(other))]
+
+
 def run(ctx: Context) -> Result:
     from streamsnn import defaults
 
@@ -130,7 +148,8 @@ def run(ctx: Context) -> Result:
     val = val.pick(sorted(set(range(len(val))) - set(used)))  # the live stretch is never scored
     news = [b for b in stream if b.label == NEW]
     bases = [base_model(train, seed=seed, epochs=epochs)[2] for seed in seeds]
-    orders = [[news[int(k)] for k in np.random.default_rng([seed, 22]).permutation(len(news))] for seed in seeds]
+    orders = [real_first(news, seed, ctx.nmnist) for seed in seeds]
+    n_real = sum(read_from(b, ctx.nmnist) for b in news)
     per_class = defaults.MEMORY_PER_CLASS
 
     def arm(name: str, evalset) -> list[dict]:
@@ -190,8 +209,9 @@ def run(ctx: Context) -> Result:
             f"{int(np.sum(val.labels == NEW))} of 9; 0-8 before: {before_val:.3f}), mean of {len(seeds)} seed(s)",
             ["setting", *[f"on 9 after {k}" for k in CHECKPOINTS], "lost on 0-8 after 20",
              "lost on 0-8 after 100"], rows)
-    r.note(f"Teaching stream: {len(news)} held-out 9s (real training 9s and synthetic 9s never trained on), "
-           f"shuffled per seed, the first {CHECKPOINTS[-1]} taught; every one answered by feedback naming '9' "
+    r.note(f"Teaching stream: {len(news)} held-out 9s never trained on, {n_real} of them real training 9s, taught "
+           f"first in an order of the seed (the first {n_real} examples are real), then the synthetic ones in an "
+           f"order of the seed, the first {CHECKPOINTS[-1]} taught; every one answered by feedback naming '9' "
            f"(model.feedback_lr_scale {defaults.FEEDBACK_LR_SCALE:g}, model.new_class_lr {defaults.NEW_CLASS_LR:g}); "
            f"memory: {per_class} training samples per class chosen by the seed, then the taught windows. "
            f"With the defaults (model.new_class_fit {str(defaults.NEW_CLASS_FIT).lower()}, model.rehearse "
@@ -209,7 +229,6 @@ def synthetic_arms(ctx: Context, r: Result, bases: list, seeds, per_class: int, 
     """The synthetic camera (fewshot_synth): font digits on the real arm's base models, and gestures on base models
     trained on nine of them; each with rehearsal off and at the default, the same seeds and teaching orders."""
     import tempfile
-    from pathlib import Path
 
     from . import fewshot_synth as fs
 
@@ -278,7 +297,6 @@ def sanity(argv=None) -> None:
     import argparse
     import tempfile
     import time
-    from pathlib import Path
 
     from streamsnn import defaults
     from streamsnn.snn import SpikingNetwork
@@ -311,7 +329,7 @@ def sanity(argv=None) -> None:
         if a.arm == "real":
             live, used = real_live(ctx, val, len(val) - VALIDATION_SYNTH)
             evalset = val.pick(sorted(set(range(len(val))) - set(used)))
-            news, score = [b for b in stream if b.label == NEW], scores
+            news, score = real_first([b for b in stream if b.label == NEW], a.seed, ctx.nmnist), scores
         else:
             from streamsnn.io.dataset import open_dataset
             from streamsnn.learn.training import load_split
@@ -324,10 +342,11 @@ def sanity(argv=None) -> None:
             live = [s.load() for s in samples if s.label != NEW]
             evalset = load_split(check_dir, "train", SpikingNetwork(arch="dense:1"), quiet=True)
             score = lambda net, data: fs.new_index_scores(net, data, NEW)  # noqa: E731
-    order = [news[int(k)] for k in np.random.default_rng([a.seed, 22]).permutation(len(news))]
+    if a.arm != "real":  # the real arm's order is real_first's
+        news = [news[int(k)] for k in np.random.default_rng([a.seed, 22]).permutation(len(news))]
     before = score(SpikingNetwork.load(base), evalset)[1]
     t0 = time.perf_counter()
-    res = teach(base, order, evalset, rehearse=a.rehearse, per_class=defaults.MEMORY_PER_CLASS, train=train,
+    res = teach(base, news, evalset, rehearse=a.rehearse, per_class=defaults.MEMORY_PER_CLASS, train=train,
                 score=score, live=live_order(live, a.seed, a.live), checkpoints=tuple(sorted(a.examples)),
                 imprint=a.imprint == "on", keep_every=a.keep_every, new_class_lr=a.new_class_lr,
                 new_class_fit=a.fit == "on")
