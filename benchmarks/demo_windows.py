@@ -3,6 +3,7 @@ labelled with.
 
     python -m benchmarks.demo_windows [--digits] [--decisions 4168] [--speed 2]
     python -m benchmarks.demo_windows --jsonl FILE        # decisions already written by the jsonl sink
+    python -m benchmarks.demo_windows -- --set source.seed=1  # more arguments for the demo (another camera)
 
 Runs `streamsnn demo --gestures --port 0 --speed S --set jsonl.path=FILE` (with a cache folder of its own, so it
 trains the demo's model afresh as `--retrain` does and never touches the user's), stops it with SIGINT once FILE
@@ -110,12 +111,12 @@ def report(p: dict, r: Result) -> Result:
     return r
 
 
-def run_demo(out: Path, decisions: int, speed: float, gestures: bool, timeout_s: float = 1800.0) -> Path:
-    """Run the demo (its model trained afresh in a cache folder of its own) until ``out`` holds ``decisions``
-    labelled lines; returns ``out``."""
+def run_demo(out: Path, decisions: int, speed: float, gestures: bool, extra=(), timeout_s: float = 1800.0) -> Path:
+    """Run the demo (its model trained afresh in a cache folder of its own; ``extra``: more of its arguments) until
+    ``out`` holds ``decisions`` labelled lines; returns ``out``."""
     cache = Path(tempfile.mkdtemp(prefix="streamsnn-demo-windows-"))
     cmd = [sys.executable, "-m", "streamsnn", "demo", "--port", "0", "--speed", f"{speed:g}",
-           "--set", f"jsonl.path={out}", *(["--gestures"] if gestures else [])]
+           "--set", f"jsonl.path={out}", *(["--gestures"] if gestures else []), *extra]
     print("running:", " ".join(cmd[2:]), file=sys.stderr)
     proc = subprocess.Popen(cmd, cwd=ROOT, env={**os.environ, "XDG_CACHE_HOME": str(cache)},
                             stdout=subprocess.DEVNULL, stderr=sys.stderr)
@@ -147,6 +148,8 @@ def main(argv=None) -> int:
                    help="labelled decisions read (default 4168: about 3.5 minutes of the demo at real time)")
     p.add_argument("--speed", type=float, default=2.0, help="the demo's --speed (default 2: twice real time)")
     p.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results")
+    p.add_argument("extra", nargs="*", metavar="DEMO_ARG",
+                   help="more arguments for streamsnn demo, after --: e.g. -- --synthetic 500 --set source.seed=1")
     a = p.parse_args(argv)
     if a.decisions < 1:
         p.error(f"--decisions must be at least 1, got {a.decisions}")
@@ -157,13 +160,14 @@ def main(argv=None) -> int:
         path = a.jsonl
         if path is None:
             path = run_demo(Path(tempfile.mkdtemp(prefix="streamsnn-demo-windows-")) / "decisions.jsonl",
-                            a.decisions, a.speed, not a.digits)
+                            a.decisions, a.speed, not a.digits, a.extra)
         rows = read(path, a.decisions)
         if not rows:
             raise SystemExit(f"{path}: no labelled decisions (lines with true_label); the demo labels its windows")
         r = Result(f"demo-windows-{what}", f"The {what} demo's window decisions by place inside their sample")
         r.note(f"{len(rows)} labelled decisions" + (f" read from {a.jsonl}" if a.jsonl else
-               f" of `streamsnn demo{' --gestures' if not a.digits else ''} --speed {a.speed:g}`, its model "
+               f" of `streamsnn demo{' --gestures' if not a.digits else ''} --speed {a.speed:g}"
+               f"{''.join(' ' + x for x in a.extra)}`, its model "
                "trained afresh (its defaults), learning from each window's label as it goes"))
         return report(places(rows), r)
 

@@ -7,7 +7,7 @@ import shutil
 import sys
 from pathlib import Path
 
-from ._demo_gestures import DIGIT_EPOCHS, GESTURE_EPOCHS
+from ._demo_gestures import DIGIT_EPOCHS, GESTURE_EPOCHS, GESTURES
 
 ORDER = 5
 
@@ -53,7 +53,7 @@ def add_parser(subparsers) -> None:
                    help="train on at most N real N-MNIST samples (quick runs)")
     p.add_argument("--synthetic", type=int, default=None, metavar="N",
                    help="synthetic digits added to the training set (default 1000); with --gestures: the "
-                        "gestures trained on (default 500)")
+                        f"gestures trained on (default {GESTURES})")
     p.add_argument("--host", default="127.0.0.1", help="live view address (default %(default)s)")
     p.add_argument("--port", type=int, default=8080, help="live view port (default %(default)s; 0 = any free port)")
     p.add_argument("--teach", action="store_true",
@@ -79,7 +79,7 @@ def main(args) -> int:
 
     exit_on_sigterm()
     if args.synthetic is None:
-        args.synthetic = 500 if getattr(args, "gestures", False) else 1000
+        args.synthetic = GESTURES if getattr(args, "gestures", False) else 1000
     raw = {section: dict(values) for section, values in DEMO.items()}
     raw["liveview"].update(host=args.host, port=args.port)
     raw["source"]["speed"] = args.speed
