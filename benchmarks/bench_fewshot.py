@@ -225,23 +225,23 @@ def run(ctx: Context) -> Result:
            f"teaching (model.keep_every {defaults.KEEP_EVERY}, model.keep_margin {defaults.KEEP_MARGIN:g} = the "
            f"median margin of the kept training examples); model.imprint {str(defaults.IMPRINT).lower()} "
            f"(classes imprinted, seed {seeds[0]}: {d[0]['imprinted']}).")
-    held_back(ctx, r, bases, seeds, news, train, live, val.pick([k for k in range(len(val))
-                                                                 if k < r9 or val.labels[k] != NEW]))
+    held_back(ctx, r, bases, seeds, news, n_real, train, live, val.pick([k for k in range(len(val))
+                                                                         if k < r9 or val.labels[k] != NEW]))
     synthetic_arms(ctx, r, bases, seeds, per_class, train)
     return r
 
 
-def held_back(ctx: Context, r: Result, bases: list, seeds, news: list, train, live: list, olds) -> None:
-    """The defaults taught the first HELD_TEACH real 9s of each seed's order (then synthetic ones), scored on the
-    real 9s not taught (the other real training 9s, and ``olds``' real 9s) and on ``olds``' old classes: the new
-    class on several times the test split's 11 real 9s, from the training split only."""
+def held_back(ctx: Context, r: Result, bases: list, seeds, news: list, n_real: int, train, live: list,
+              olds) -> None:
+    """The defaults taught the first HELD_TEACH real 9s of each seed's order (then synthetic ones; ``n_real`` of
+    ``news`` are real), scored on the real 9s not taught (the other real training 9s, and ``olds``' real 9s) and on
+    ``olds``' old classes: the new class on several times the test split's 11 real 9s, from the training split only."""
     from streamsnn import defaults
     from streamsnn.learn.training import SampleArrays
     from streamsnn.snn import SpikingNetwork
 
     from .bench_incremental import scores
 
-    n_real = sum(read_from(b, ctx.nmnist) for b in news)
     res, befores, counts = [], [], []
     for base, seed in zip(bases, seeds):
         order = real_first(news, seed, ctx.nmnist)

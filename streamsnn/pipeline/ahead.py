@@ -99,7 +99,7 @@ class FeedAhead:
     def feed_now(self) -> None:
         """On the worker: feed the batches handed over so far to the windows in flight (never raises)."""
         with self.lock:
-            pieces, self.pending, self.pending_events = self.pending, [], 0
+            pieces, taken, self.pending, self.pending_events = self.pending, self.pending_events, [], 0
         if not pieces:
             return
         try:
@@ -110,7 +110,7 @@ class FeedAhead:
         finally:
             with self.lock:
                 self.unfed = [self.pending[0].batch.t_start, self.unfed[1]] if self.pending else []
-                self.unfed_events -= sum(len(p.batch) for p in pieces)
+                self.unfed_events -= taken
 
     def behind(self, pieces: list) -> bool:
         """Whether the batches not fed yet span `queue_size` hops of sensor time or more (the stream the window
