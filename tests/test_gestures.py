@@ -252,3 +252,20 @@ def test_demo_gestures_trains_and_decides(tmp_path):
 
         assert net.learning == "membrane" and net.input_map.delays == DELAY_COPIES and "delayed copies" in text
     assert not (tmp_path / "cache" / "streamsnn" / "demo-model.npz").exists()  # the digit model is another file
+
+
+def test_the_gesture_demo_says_how_long_its_training_has_left(tmp_path):
+    """The first `demo --gestures` trains for minutes: each epoch's line but the last says about how long is left,
+    from the epochs so far; later starts load the kept model and print none of it."""
+    import types
+
+    from streamsnn.commands._demo_gestures import left_text, train_gestures
+
+    assert left_text(40.4) == "40 s" and left_text(89) == "89 s" and left_text(395) == "7 min"
+    said = []
+    train_gestures(types.SimpleNamespace(synthetic=20, epochs=3), tmp_path / "g.npz", said.append)
+    epochs = [line for line in said if line.startswith("training: epoch ")]
+    assert len(epochs) == 3, said
+    assert all(" left" in line for line in epochs[:2]) and " left" not in epochs[-1], epochs
+    first = float(epochs[0].split(", ")[2].removesuffix(" s"))  # "..., 1.2 s, about 2 s left"
+    assert epochs[0].endswith(f"about {left_text(2 * first)} left"), epochs[0]

@@ -17,6 +17,11 @@ GESTURES = 2000
 GESTURE_PIECES = 0.5
 
 
+def left_text(seconds: float) -> str:
+    """A time still to wait, as a person reads it: "40 s", "3 min"."""
+    return f"{seconds:.0f} s" if seconds < 90 else f"{seconds / 60:.0f} min"
+
+
 def train_gestures(args, out: Path, say) -> None:
     """Train the default network briefly on `args.synthetic` synthetic gestures (classes in turn, the
     training split's samples of `streamsnn synth --gestures`), choosing the learning rule as `train` does:
@@ -86,8 +91,11 @@ def train_gestures(args, out: Path, say) -> None:
            if net.tau_us else ", stream crops"))
     say(f"training: {net.arch} on {len(data)} gestures, {epochs} epochs (once; the model is kept at {out})")
     augment = Augment()
+    spent = 0.0
     for ep in range(epochs):
         r = train_epoch(net, data, epoch=ep, epochs=epochs, augment=augment, stream=stream)
-        say(f"training: epoch {ep + 1}/{epochs}, accuracy {r['accuracy']:.3f}, {r['seconds']:.1f} s")
+        spent += r["seconds"]
+        say(f"training: epoch {ep + 1}/{epochs}, accuracy {r['accuracy']:.3f}, {r['seconds']:.1f} s"
+            + (f", about {left_text(spent / (ep + 1) * (epochs - ep - 1))} left" if ep + 1 < epochs else ""))
     net.memory.fill(net, data)  # examples per class for rehearsal, as `train` keeps
     net.save(out)
