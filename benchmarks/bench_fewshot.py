@@ -246,13 +246,8 @@ def held_back(ctx: Context, r: Result, bases: list, seeds, news: list, n_real: i
     for base, seed in zip(bases, seeds):
         order = real_first(news, seed, ctx.nmnist)
         net = SpikingNetwork.load(base)
-        held = SampleArrays()
-        for b in order[HELD_TEACH:n_real]:
-            idx, t = net.input_events(b)
-            held.idx.append(idx)
-            held.t.append(t)
-            held.ids.append(b.sample)
-        held.labels = np.full(len(held.idx), NEW_DIGIT, np.int64)
+        untaught = order[HELD_TEACH:n_real]
+        held = SampleArrays.from_batches(net, untaught, labels=[NEW_DIGIT] * len(untaught))
         evalset = held + olds
         befores.append(scores(net, evalset)[1])
         counts.append(int(np.sum(evalset.labels == NEW_DIGIT)))

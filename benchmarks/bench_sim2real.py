@@ -33,21 +33,8 @@ def synthetic_arrays(mnist_dir, first: int, count: int, net, seed: int = 0):
     from streamsnn.synth.images import mnist_digits
 
     cam = SaccadeCamera(seed=seed)
-    out, labels = SampleArrays(), []
-    for d in _bar(mnist_digits(mnist_dir, "test", first, count), "synthesising", quiet=False):
-        b = cam.record(d.image, sample=d.name, label=d.label)
-        out.idx.append(net.event_indices(b))
-        out.t.append(np.ascontiguousarray(b.events["t"]))
-        out.ids.append(d.name)
-        labels.append(d.label)
-    out.labels = np.asarray(labels, np.int64)
-    return out
-
-
-def join(a, b):
-    from streamsnn.learn.training import SampleArrays
-
-    return SampleArrays(a.idx + b.idx, a.t + b.t, np.concatenate([a.labels, b.labels]), a.ids + b.ids)
+    digits = _bar(mnist_digits(mnist_dir, "test", first, count), "synthesising", quiet=False)
+    return SampleArrays.from_batches(net, (cam.record(d.image, sample=d.name, label=d.label) for d in digits))
 
 
 def train_and_test(train, test, epochs: int, seed: int) -> dict:
@@ -85,7 +72,7 @@ def run(ctx: Context) -> Result:
     t0 = time.perf_counter()
     syn = synthetic_arrays(mnist, 101, n_syn, template)
     gen_s = time.perf_counter() - t0
-    mixed = join(real, syn)
+    mixed = real + syn
     # Control for the mixed arm's extra updates: real only, trained for as many updates.
     long_epochs = -(-mix_epochs * len(mixed) // len(real))
     arms = {

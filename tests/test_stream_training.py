@@ -219,3 +219,30 @@ def test_train_with_and_without_stream_crops(capsys, tmp_path):
     assert net_on.updates == net_off.updates == 60
     assert net_on.events_seen < 0.9 * net_off.events_seen
     assert not np.array_equal(net_on.weights[0], net_off.weights[0])
+
+
+def test_sample_arrays_from_batches_read_each_batch_as_the_input_map_does():
+    """`SampleArrays.from_batches`: one sample per batch, through the network's input map (events outside its
+    region dropped, times kept beside their units), labelled by the batches or by the labels given."""
+    from streamsnn.snn.arch import InputMap
+
+    net = SpikingNetwork(arch="dense:4", input_map=InputMap((8, 8), (0, 0, 4, 8), (4, 8, 1)), classes=3, seed=0)
+    rng = np.random.default_rng(0)
+
+    def one(n, label, name):
+        ev = np.zeros(n, EVENT_DTYPE)
+        ev["t"] = np.sort(rng.integers(0, 10_000, n))
+        ev["x"], ev["y"], ev["p"] = rng.integers(0, 8, n), rng.integers(0, 8, n), rng.integers(0, 2, n)
+        return EventBatch(ev, 8, 8, sample=name, label=label)
+
+    batches = [one(50, 2, "a"), one(30, 0, "b")]
+    data = SampleArrays.from_batches(net, iter(batches))  # any iterable, read once
+    assert data.ids == ["a", "b"] and data.labels.tolist() == [2, 0] and data.labels.dtype == np.int64
+    for b, idx, t in zip(batches, data.idx, data.t):
+        kept = b.events[b.events["x"] < 4]  # the region: the left half of the sensor
+        assert len(kept) < len(b.events) and len(idx) == len(t) == len(kept)
+        np.testing.assert_array_equal(t, kept["t"])
+        np.testing.assert_array_equal((idx, t), net.input_events(b))
+    assert SampleArrays.from_batches(net, batches, labels=[1, 1]).labels.tolist() == [1, 1]
+    with pytest.raises(ValueError, match="1 labels for 2 samples"):
+        SampleArrays.from_batches(net, batches, labels=[1])

@@ -53,19 +53,16 @@ def train_gestures(args, out: Path, say) -> None:
     net = SpikingNetwork(input_map=InputMap((w, h), None, (gw, gh, 2)), classes=list(CLASSES), seed=0,
                          lr=rates["lr"], lr_out=rates["lr_out"])
     say(f"training: filming {n} synthetic gestures ({n // len(CLASSES)}+ per class)")
-    data = SampleArrays()
-    labels = []
-    for k in tqdm(range(n), desc="filming", unit="sample", file=sys.stderr, leave=False,
-                  disable=not sys.stderr.isatty()):
+
+    def filmed(k: int):
         c = k % len(CLASSES)
         rng = sample_rng(0, 0, c, k // len(CLASSES))
-        b = camera.record(draw(camera.params, CLASSES[c], rng), rng, sample=f"{CLASSES[c]}-{k // len(CLASSES) + 1}")
-        idx, t = net.input_events(b)
-        data.idx.append(idx)
-        data.t.append(t)
-        data.ids.append(b.sample)
-        labels.append(c)
-    data.labels = np.asarray(labels, np.int64)
+        return camera.record(draw(camera.params, CLASSES[c], rng), rng, sample=f"{CLASSES[c]}-{k // len(CLASSES) + 1}")
+
+    data = SampleArrays.from_batches(net, (filmed(k) for k in tqdm(range(n), desc="filming", unit="sample",
+                                                                  file=sys.stderr, leave=False,
+                                                                  disable=not sys.stderr.isatty())),
+                                     labels=[k % len(CLASSES) for k in range(n)])
     data.classes = list(CLASSES)
     check = check_time(data, net.input_map.n_inputs, len(CLASSES), 2)
     if check.needed:

@@ -188,7 +188,6 @@ def _model(args, images) -> Path:
 def _train(args, images, out: Path) -> None:
     """Train a fresh network briefly on real N-MNIST (when found) plus synthetic digits like the ones shown,
     with the stream transforms of `streamsnn train` (whole samples, time crops, crossings)."""
-    import numpy as np
 
     from ..errors import ConfigError, InputError
     from ..io.nmnist_fetch import find_nmnist
@@ -212,12 +211,7 @@ def _train(args, images, out: Path) -> None:
         say("training: no N-MNIST found (see pipelines/README.md, dataset discovery); synthetic digits only")
     synth = _synthetic_training(images, max(args.synthetic, 0 if len(data) else 100))
     if synth:
-        for b in synth:
-            idx, t = net.input_events(b)
-            data.idx.append(idx)
-            data.t.append(t)
-        data.labels = np.concatenate([data.labels, np.asarray([b.label for b in synth], np.int64)])
-        data.ids += [b.sample for b in synth]
+        data = data + SampleArrays.from_batches(net, synth)
     say(f"training: {net.arch} on {len(data)} samples, {args.epochs} epochs (once; the model is kept at {out})")
     augment = Augment()  # streamsnn/defaults.py AUGMENT
     for ep in range(args.epochs):

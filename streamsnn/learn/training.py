@@ -28,6 +28,22 @@ class SampleArrays:
     unknown: dict[str, int] = field(default_factory=dict)  # samples of classes the network lacks, by name
     outside: int = 0  # events dropped by the input map (outside the model's region of interest)
 
+    @classmethod
+    def from_batches(cls, net, batches, labels=None) -> SampleArrays:
+        """One sample per EventBatch of ``batches`` (any iterable), as ``net``'s input map reads it; labelled by
+        ``labels`` (class indices, in the same order) or else by each batch's own ``label``."""
+        out, own = cls(), []
+        for b in batches:
+            idx, t = net.input_events(b)
+            out.idx.append(idx)
+            out.t.append(t)
+            out.ids.append(b.sample)
+            own.append(b.label)
+        out.labels = np.asarray(own if labels is None else list(labels), np.int64)
+        if len(out.labels) != len(out.idx):
+            raise ValueError(f"{len(out.labels)} labels for {len(out.idx)} samples")
+        return out
+
     def __len__(self) -> int:
         return len(self.idx)
 
