@@ -13,7 +13,7 @@ from daemon_util import daemons  # noqa: F401 (fixture)
 
 from streamsnn.cli import main
 from streamsnn.errors import ConfigError
-from streamsnn.snn import SpikingNetwork, timed
+from streamsnn.snn import SpikingNetwork, settings, timed
 from streamsnn.snn.guard import NonFinite
 from streamsnn.snn.timing import psp_norm
 
@@ -301,17 +301,22 @@ def test_the_hidden_step_is_normalised_and_does_not_grow_with_the_spike_count():
     assert out["many"][1][0] > 3 * out["few"][1][0]  # ... a much longer raw gradient, the same step
 
 
-def test_the_spike_price_is_the_gradient_of_the_spikes_time_before_the_readout():
+@pytest.mark.parametrize("layer_price", [None, (2.5, 0.5)])
+def test_the_spike_price_is_the_gradient_of_the_spikes_time_before_the_readout(layer_price):
+    """... with each hidden layer's spikes priced at its multiplier (``layer_price``) when it has one."""
     rng = np.random.default_rng(7)
     idx, t = events(rng)
     net = tiny()
+    net.layer_price = settings.layer_prices(layer_price, len(net.hidden))
+    scale = layer_price or (1.0,) * len(net.hidden)
     T = float(t[-1])
     price = 0.7
 
     def cost():
         net.reset()
         d = net.predict_indices(idx, t, count=False)
-        return sum(((T - layer.spikes[1]) / tau).sum() for layer, tau in zip(net.hidden, net.layer_tau_us)), d.spikes
+        return sum(x * ((T - layer.spikes[1]) / tau).sum()
+                   for x, layer, tau in zip(scale, net.hidden, net.layer_tau_us)), d.spikes
 
     c0, spikes0 = cost()
     e = np.zeros(3, np.float32)  # no output error: the price alone

@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 
 from ._train_choose import HeldStream, choose_settings, default_rates  # noqa: F401 (HeldStream: this command's API)
+from ._train_parse import parse_prices, parse_taus
 
 ORDER = 20
 
@@ -57,6 +58,10 @@ def add_parser(subparsers) -> None:
                         "halved for a convolutional network with --stream-crops)")
     p.add_argument("--lr-out", type=float, default=None, help="learning rate of the output layer")
     p.add_argument("--lr-conv", type=float, default=None, help="multiplies --lr for convolutional layers")
+    p.add_argument("--layer-price", default=None, metavar="X,X,...",
+                   help="one multiplier per hidden layer of the price a spike adds to the loss (learning counts, "
+                        "membrane and timing; default 1 each): e.g. 2,1,1 makes the first layer fire less, which is "
+                        "where most of the network's work per event is (docs/performance.md)")
     p.add_argument("--learning", choices=("counts", "spikes", "membrane", "timing"), default=None,
                    help="counts: backprop on spike counts; spikes: the error sent back as spikes (dense layers "
                         "only) (both O'Connor & Welling 2016); membrane: backprop on leaky membrane traces "
@@ -190,12 +195,13 @@ def plan(args, say) -> tuple:
     if s["epochs"] < 1:
         raise ConfigError(f"--epochs must be at least 1, got {s['epochs']}")
     args.tau_ms, layer_tau_us = parse_taus(args.tau_ms, len(layers))
+    layer_price = parse_prices(args.layer_price, len(layers))
     # until the training split is loaded, probed and measured (`pick_learning`): a rule that needs a leak waits
     learning = args.learning if args.learning in ("counts", "spikes") or (args.learning and args.tau_ms) else "counts"
     tau_us, tau_from = dd.choose_tau(None, args.tau_ms, learning) if args.tau_ms is not None else (None, "")
     net = SpikingNetwork(arch=layers, input_map=choice.input_map, classes=classes, seed=args.seed,
                          learning=learning, tau_us=tau_us, layer_tau_us=layer_tau_us if tau_us else None,
-                         **{k: s[k] for k in ("lr", "lr_out", "lr_conv", "max_step")})
+                         layer_price=layer_price, **{k: s[k] for k in ("lr", "lr_out", "lr_conv", "max_step")})
     aug = dict(dd.AUGMENT) if args.augment in (None, True) else None
     per_class = n_train / max(1, len(classes))
     say(f"classes: {', '.join(classes)} ({classes_from}); {choice.describe()}")
@@ -205,7 +211,8 @@ def plan(args, say) -> tuple:
         f"{s['epochs']} epochs; augment "
         + (f"shift +-{aug['shift']} px, dropout {aug['dropout']:.0%}, jitter {aug['jitter_us'] / 1000:g} ms"
            if aug else "off")
-        + f"; stream crops {'on' if args.stream_crops else 'off'} ({stream_from})")
+        + f"; stream crops {'on' if args.stream_crops else 'off'} ({stream_from})"
+        + (f"; spike price x{','.join(f'{x:g}' for x in layer_price)} by hidden layer" if layer_price else ""))
     picked = {"classes": classes, "input": choice.input_map.to_dict(), "small_data": small,
               "stream_crops": args.stream_crops,
               "augment": aug, "why": {"classes": classes_from, "sensor": choice.sensor_from,
@@ -214,27 +221,6 @@ def plan(args, say) -> tuple:
     picked["choose"], picked["why"]["choose"] = choose.should_search(args.choose, n_train, len(classes),
                                                                      choice.input_map.sensor)
     return net, s, aug, picked
-
-
-def parse_taus(text: str | None, n_hidden: int) -> tuple[float | None, list[float] | None]:
-    """--tau-ms as (the output's ms or None, each hidden layer's µs or None); ConfigError in one line."""
-    from ..errors import ConfigError
-
-    if text is None:
-        return None, None
-    try:
-        vals = [float(v) for v in str(text).split(",")]
-    except ValueError:
-        vals = []
-    if len(vals) not in (1, n_hidden + 1) or not all(0 <= v <= 1e6 for v in vals):
-        raise ConfigError(f"--tau-ms {text}: give one time constant in ms (0: no leak) or one per hidden layer and "
-                          f"then the output's ({n_hidden + 1} values, each above 0), each at most 1000000")
-    if len(vals) == 1:
-        return vals[0], None
-    if min(vals) <= 0:
-        raise ConfigError(f"--tau-ms {text}: a time constant per layer must be above 0 (a single 0 turns the "
-                          "leak off)")
-    return vals[-1], [v * 1000.0 for v in vals[:-1]]
 
 
 def pick_learning(args, net, s, train, picked, say):

@@ -5,7 +5,8 @@ for layer k's weights, ``weight_k_NAME`` for any other array of its kind; then `
 output layer, L hidden layers) and ``bias``; JSON ``config`` with ``arch`` (list of layer dicts), ``input_map`` (sensor,
 roi, grid), ``classes`` (names in output order, including classes added by feedback) and the
 learning settings (``class_lr`` only when a class has its own output rate; ``tau_s_ratio`` only under learning
-"timing", files without it are of the other modes; ``chosen``, what `train` chose on
+"timing", files without it are of the other modes; ``layer_price`` only when a hidden layer's spikes are priced
+otherwise than once, files without it price them once; ``chosen``, what `train` chose on
 held-out training samples, only when it searched: a small flat dict, `check_chosen`; ``spike_rates``, the spikes
 per input event per hidden layer `train` measured, optional, `check_spike_rates`); JSON ``counters``;
 optionally the rehearsal memory (``memory_idx``, ``memory_len``, ``memory_label``, ``memory_t``, ``memory_live``:

@@ -100,14 +100,14 @@ def backprop_counts(net, acts, e: np.ndarray, lr_scale: float, price: float | No
 
 def hidden_down(net, acts, d: np.ndarray, price: float, lr_scale: float, hidden: float, passed_on: bool) -> None:
     """The hidden layers' steps, top down: each layer's output gradient is ``d`` (from the layer above) plus
-    ``price`` where a unit spiked (the spikes' own cost: d(price * sum h)/dh). ``passed_on``: the priced gradient
-    goes on to the layers below (``backprop_price``), else only ``d`` does (``backprop_counts``: a layer pays
-    for its own spikes)."""
+    ``price`` (times the layer's ``net.layer_price``) where a unit spiked (the spikes' own cost: d(price * sum h)/dh).
+    ``passed_on``: the priced gradient goes on to the layers below (``backprop_price``), else only ``d`` does
+    (``backprop_counts``: a layer pays for its own spikes)."""
     for k in range(len(net.hidden) - 1, -1, -1):
         layer = net.hidden[k]
         act_out = acts[k + 1][0]
         delta = np.zeros(layer.geo.n_out, np.float32)
-        delta[act_out] = d + price
+        delta[act_out] = d + price * (net.layer_price[k] if net.layer_price is not None else 1.0)
         a_in, x_in = acts[k]
         layer.note_activity(*acts[k + 1])
         d = layer.backward(a_in, x_in, act_out, delta[act_out] if passed_on else d, delta,

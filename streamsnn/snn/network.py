@@ -1,14 +1,14 @@
 """SpikingNetwork: a deep, event-driven spiking network (O'Connor & Welling, 2016) that learns online.
 
 A stack of hidden layers, each an object of its kind (``layers/``: dense, convolutional), of integrate-and-fire units
-(threshold ``theta``, subtract 1 per spike, positive spikes only), then an output layer that
-accumulates evidence. An input event reaches only the units whose receptive field holds it; each
-spike of a layer is an input event of the next, so the cost follows spikes x fan-out and an idle
-network costs nothing. Events are mapped to input units by the network's ``InputMap``.
+(threshold ``theta``, subtract 1 per spike, positive spikes only), then an output layer that accumulates evidence. An
+input event reaches only the units whose receptive field holds it; each spike of a layer is an input event of the next,
+so the cost follows spikes x fan-out and an idle network costs nothing. Events are mapped to input units by the
+network's ``InputMap``.
 
-Without ``tau_us`` every ``predict_one``/``learn_one`` call is one whole sample and starts from a
-reset state. With ``tau_us`` the state carries over between calls and decays lazily with that
-time constant (for unsegmented live streams); scores are then the decayed evidence.
+Without ``tau_us`` every ``predict_one``/``learn_one`` call is one whole sample and starts from a reset state. With
+``tau_us`` the state carries over between calls and decays lazily with that time constant (for unsegmented live
+streams); scores are then the decayed evidence.
 """
 
 from __future__ import annotations
@@ -44,7 +44,7 @@ class SpikingNetwork:
     of resolution), ``"membrane"`` or ``"timing"`` (``timed.py``; dense layers, ``tau_s_ratio``). Weights start
     normal with std ``init_gain * sqrt(2 / fan_in)``. ``max_step``
     (0 = off) bounds each layer's step per sample to that fraction of its weights' norm;
-    ``activity`` is the cost of one hidden spike added to the loss (learning with fewer spikes).
+    ``activity`` is the cost of one hidden spike added to the loss (learning with fewer spikes), x ``layer_price[k]``.
     ``class_lr``: a multiplier of the output learning rate per class (see ``add_class``).
     ``ref_events`` (default ``defaults.REF_EVENTS``): a window of more input events than this learns as if
     it held this many (``learn_scale``), so the step does not grow with a sample's length, rate or sensor.
@@ -55,7 +55,7 @@ class SpikingNetwork:
                  lr_conv: float | None = None, tau_us: float | None = None, learning: str = "counts",
                  theta: float = 0.5, error_spikes: int = 32, init_gain: float = 1.0, max_step: float | None = None,
                  activity: float | None = None, class_lr=None, ref_events: float | None = None,
-                 layer_tau_us=None, tau_s_ratio: float | None = None):
+                 layer_tau_us=None, tau_s_ratio: float | None = None, layer_price=None):
         arch, input_map, names = settings.inputs_and_classes(sizes, arch, input_shape, input_map, classes)
         tau_us = settings.checked_mode(learning, tau_us)
         self.layers = parse_arch(DEFAULT_ARCH if arch is None else arch)
@@ -63,7 +63,7 @@ class SpikingNetwork:
         learning_settings = settings.learning_settings(
             self.layers, lr=lr, lr_out=lr_out, lr_conv=lr_conv, max_step=max_step, activity=activity, theta=theta,
             init_gain=init_gain, error_spikes=error_spikes, seed=seed, learning=learning, ref_events=ref_events,
-            tau_s_ratio=tau_s_ratio)
+            tau_s_ratio=tau_s_ratio, layer_price=layer_price)
         self.input_map = settings.checked_delays(learning, input_map)
         self.classes = names
         self.geometry = geometry
@@ -176,10 +176,14 @@ class SpikingNetwork:
                 "classes": list(self.classes), "seed": self.seed, "lr": self.lr, "lr_out": self.lr_out,
                 "lr_conv": self.lr_conv, "tau_us": self.tau_us, "learning": self.learning, "theta": self.theta,
                 "error_spikes": self.error_spikes, "init_gain": self.init_gain, "max_step": self.max_step,
-                "activity": self.activity, "ref_events": self.ref_events,
-                **({"layer_tau_us": list(self._layer_tau)} if self._layer_tau is not None else {}),
-                **({"tau_s_ratio": self.tau_s_ratio} if self.learning == "timing" else {}),
+                "activity": self.activity, "ref_events": self.ref_events, **self._extras(),
                 **({"class_lr": [float(x) for x in self.class_lr]} if np.any(self.class_lr != 1) else {})}
+
+    def _extras(self) -> dict:
+        """The settings only some networks have, when they have them (``config`` and ``describe``)."""
+        return {**({"layer_tau_us": list(self._layer_tau)} if self._layer_tau is not None else {}),
+                **({"tau_s_ratio": self.tau_s_ratio} if self.learning == "timing" else {}),
+                **({"layer_price": list(self.layer_price)} if self.layer_price is not None else {})}
 
     def describe(self) -> dict:
         """Layers (kind, shapes, parameters), classes, input map and the training counters."""
@@ -189,9 +193,7 @@ class SpikingNetwork:
                        "weights": [n_last, self.n_classes], "parameters": n_last * self.n_classes + self.n_classes})
         return {"arch": self.arch, "layers": layers, "classes": list(self.classes),
                 "input": self.input_map.to_dict(), "parameters": self.parameters, "learning": self.learning,
-                "tau_us": self.tau_us, **({"layer_tau_us": list(self._layer_tau)} if self._layer_tau else {}),
-                **({"tau_s_ratio": self.tau_s_ratio} if self.learning == "timing" else {}),
-                "theta": self.theta, "lr": self.lr, "lr_out": self.lr_out,
+                "tau_us": self.tau_us, **self._extras(), "theta": self.theta, "lr": self.lr, "lr_out": self.lr_out,
                 "lr_conv": self.lr_conv, "ref_events": self.ref_events,
                 **{k: v for k, v in self.counters().items() if k != "token"},
                 "progressive_accuracy": self.progressive_accuracy, "model_version": self.model_version}
@@ -209,9 +211,7 @@ class SpikingNetwork:
     @property
     def progressive_accuracy(self) -> float | None:
         """Test-then-train accuracy over every ``learn_one`` call so far (None before the first)."""
-        if not self.progressive_total:
-            return None
-        return self.progressive_correct / self.progressive_total
+        return self.progressive_correct / self.progressive_total if self.progressive_total else None
 
     @property
     def model_version(self) -> str:

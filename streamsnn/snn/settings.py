@@ -86,8 +86,24 @@ def layer_taus(layer_tau_us, n_hidden: int, tau_us: float | None) -> tuple[float
     return tuple(float(limits.finite("layer_tau_us", v, 0, limits.MAX_TAU_US, low_open=True)) for v in values)
 
 
+def layer_prices(layer_price, n_hidden: int) -> tuple[float, ...] | None:
+    """Each hidden layer's multiplier of the spike price ``activity``, checked; None when every layer pays it once.
+
+    A spike's work is where it lands: one of the first convolution's feeds the next convolution (hundreds of adds),
+    one of the last hidden layer only the output, so pricing the busy first layer higher buys most of the speed."""
+    if layer_price is None:
+        return None
+    try:
+        values = [float(v) for v in layer_price]
+    except (TypeError, ValueError):
+        values = []
+    if len(values) != n_hidden:
+        raise ConfigError(f"layer_price needs one multiplier per hidden layer ({n_hidden}), got {layer_price!r}")
+    return tuple(float(limits.finite("layer_price", v, 0, limits.MAX_LR_FACTOR)) for v in values)
+
+
 def learning_settings(layers, *, lr, lr_out, lr_conv, max_step, activity, theta, init_gain, error_spikes, seed,
-                      learning, ref_events=None, tau_s_ratio=None) -> dict:
+                      learning, ref_events=None, tau_s_ratio=None, layer_price=None) -> dict:
     """The learning settings, each checked, with the measured defaults of this kind of network for the
     ones left None (``lr_out`` keeps the measured ratio to ``lr``). ``tau_s_ratio`` (learning "timing" only:
     each layer's postsynaptic-current time constant over its membrane one, in (0, 1); default
@@ -124,6 +140,7 @@ def learning_settings(layers, *, lr, lr_out, lr_conv, max_step, activity, theta,
     elif tau_s_ratio is not None:
         raise ConfigError(f"tau_s_ratio is a setting of learning 'timing', not of {learning!r}")
     return {"seed": int(seed), "lr": float(lr), "lr_out": float(lr_out), "lr_conv": float(lr_conv),
+            "layer_price": layer_prices(layer_price, len(layers)),
             "learning": learning, "theta": float(theta), "error_spikes": int(error_spikes),
             "init_gain": float(init_gain), "max_step": float(max_step), "activity": float(activity),
             "ref_events": float(ref_events), **timing}
