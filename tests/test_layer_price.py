@@ -65,3 +65,61 @@ def test_train_refuses_a_bad_layer_price_in_one_line(capsys, tmp_path, value):
                "--out", str(tmp_path / "m.npz")])
     err = capsys.readouterr().err.strip()
     assert rc == 2 and len(err.splitlines()) == 1 and f"--layer-price {value}" in err and "2 values" in err
+
+
+# -- the default of stream crops on several folders (the README's training command) ---------------------------------
+CONV = "conv:4:5:2:2,dense:32"
+
+
+@pytest.fixture(scope="module")
+def font(tmp_path_factory):
+    """A second folder: 20 font digits filmed by the synthetic saccade camera."""
+    out = tmp_path_factory.mktemp("font") / "font"
+    assert main(["synth", "--font", "--count", "20", "--out", str(out), "-q"]) == 0
+    return out
+
+
+def test_stream_crops_on_several_folders_price_the_first_layer_and_train_longer():
+    from streamsnn import defaults
+    from streamsnn.learn.training import learning_settings
+
+    s = learning_settings(defaults.DEFAULT_ARCH, several=True, stream=True)
+    assert s["epochs"] == defaults.STREAM_SEVERAL_EPOCHS and s["layer_price"] == [defaults.STREAM_FIRST_PRICE, 1, 1]
+    for several, stream in ((True, False), (False, True), (False, False)):  # measured there only
+        other = learning_settings(defaults.DEFAULT_ARCH, several=several, stream=stream)
+        assert "layer_price" not in other and other["epochs"] != defaults.STREAM_SEVERAL_EPOCHS
+    assert "layer_price" not in learning_settings("dense:800", several=True, stream=True)
+
+
+def run(capsys, tmp_path, name, *argv):
+    capsys.readouterr()
+    out = tmp_path / f"{name}.npz"
+    assert main(["train", *map(str, argv), "--limit", "10", "--choose", "off", "--out", str(out)]) == 0
+    err = capsys.readouterr().err
+    return sum(line.startswith("epoch ") for line in err.splitlines()), err, SpikingNetwork.load(out)
+
+
+def test_train_on_several_folders_takes_the_stream_defaults_and_says_so(capsys, tmp_path, font):
+    from streamsnn import defaults
+
+    data = ["--data", need("nmnist_small"), "--data", font, "--arch", CONV]
+    r, err, net = run(capsys, tmp_path, "default", *data)
+    assert net.layer_price == (defaults.STREAM_FIRST_PRICE, 1.0) and r == 9
+    assert "spike price x2,1 by hidden layer (stream crops on several folders" in err and "9 epochs" in err
+    r, err, net = run(capsys, tmp_path, "given", *data, "--layer-price", "1,1", "--epochs", "1")
+    assert net.layer_price == (1.0, 1.0) and "spike price x1,1 by hidden layer (--layer-price)" in err
+    r, err, net = run(capsys, tmp_path, "whole", *data, "--no-stream-crops", "--epochs", "1")
+    assert net.layer_price is None and "spike price" not in err
+    r, err, net = run(capsys, tmp_path, "one", "--data", need("nmnist_small"), "--arch", CONV, "--epochs", "1")
+    assert net.layer_price is None and "spike price" not in err
+
+
+def test_a_temporal_model_learning_whole_samples_drops_the_stream_defaults(capsys, tmp_path, font):
+    """Its stream crops are turned off (it learns whole samples), and with them the epochs and the price they bring,
+    unless given."""
+    data = ["--data", need("nmnist_small"), "--data", font, "--arch", CONV, "--learning", "membrane", "--tau-ms", "50"]
+    r, err, net = run(capsys, tmp_path, "membrane", *data)
+    assert net.learning == "membrane" and net.layer_price is None and r == 6
+    assert "6 epochs, every layer's spikes priced once" in err
+    r, err, net = run(capsys, tmp_path, "membrane-given", *data, "--layer-price", "3,1", "--epochs", "1")
+    assert net.layer_price == (3.0, 1.0) and r == 1

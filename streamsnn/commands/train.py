@@ -196,6 +196,8 @@ def plan(args, say) -> tuple:
         raise ConfigError(f"--epochs must be at least 1, got {s['epochs']}")
     args.tau_ms, layer_tau_us = parse_taus(args.tau_ms, len(layers))
     layer_price = parse_prices(args.layer_price, len(layers))
+    price_from = "--layer-price" if layer_price else "stream crops on several folders: defaults.STREAM_FIRST_PRICE"
+    layer_price = layer_price or s.get("layer_price")
     # until the training split is loaded, probed and measured (`pick_learning`): a rule that needs a leak waits
     learning = args.learning if args.learning in ("counts", "spikes") or (args.learning and args.tau_ms) else "counts"
     tau_us, tau_from = dd.choose_tau(None, args.tau_ms, learning) if args.tau_ms is not None else (None, "")
@@ -212,7 +214,8 @@ def plan(args, say) -> tuple:
         + (f"shift +-{aug['shift']} px, dropout {aug['dropout']:.0%}, jitter {aug['jitter_us'] / 1000:g} ms"
            if aug else "off")
         + f"; stream crops {'on' if args.stream_crops else 'off'} ({stream_from})"
-        + (f"; spike price x{','.join(f'{x:g}' for x in layer_price)} by hidden layer" if layer_price else ""))
+        + (f"; spike price x{','.join(f'{x:g}' for x in layer_price)} by hidden layer ({price_from})"
+           if layer_price else ""))
     picked = {"classes": classes, "input": choice.input_map.to_dict(), "small_data": small,
               "stream_crops": args.stream_crops,
               "augment": aug, "why": {"classes": classes_from, "sensor": choice.sensor_from,
@@ -274,7 +277,7 @@ def pick_learning(args, net, s, train, picked, say):
             picked["why"]["stream_crops"] = ("a temporal model learns whole samples; prefixes only where --choose "
                                              "finds them better on held-out training samples")
             say("stream crops off: a temporal model learns from whole samples (live, its state carries across "
-                f"windows); --choose tries prefixes ({items.describe()})")
+                f"windows); --choose tries prefixes ({items.describe()})" + whole_sample_settings(args, net, s))
     elif pieces:
         picked["pieces"] = 0.0
         say(f"--pieces {pieces:g} has no effect here: pieces are stream items of a temporal model (--learning "
@@ -295,10 +298,25 @@ def pick_learning(args, net, s, train, picked, say):
             f"learning rates x{MEMBRANE_LR_SCALE:g}" + (f" (convolutions x{MEMBRANE_LR_CONV:g} more)" if conv else "")
             + f" and spike price x{MEMBRANE_ACTIVITY_SCALE:g} for {learning} "
             "(defaults.MEMBRANE_LR_SCALE" + (", MEMBRANE_LR_CONV" if conv else "") + ", MEMBRANE_ACTIVITY_SCALE)")
+    if getattr(args, "layer_price", None) is None and net.layer_price is not None and not args.stream_crops:
+        rates["layer_price"] = None  # the stream defaults' price went with the stream crops
     if learning != net.learning or tau_us != net.tau_us or rates or input_map != net.input_map:
         net = type(net)(**{**net.config(), "learning": learning, "tau_us": tau_us, "input_map": input_map.to_dict(),
                            **rates})
     return net
+
+
+def whole_sample_settings(args, net, s) -> str:
+    """Undo the defaults of stream crops on several folders in ``s`` (epochs, the first layer's price) that were not
+    given, for a model that learns whole samples after all; what train's line adds about it."""
+    from ..learn.training import learning_settings
+
+    epochs, price = getattr(args, "epochs", None), getattr(args, "layer_price", None)
+    if "layer_price" not in s or (epochs is not None and price is not None):
+        return ""
+    if epochs is None:
+        s["epochs"] = learning_settings(net.layers, several=True, stream=False)["epochs"]
+    return f"; {s['epochs']} epochs" + ("" if price else ", every layer's spikes priced once")
 
 
 def _items(stream) -> str:

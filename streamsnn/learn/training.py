@@ -192,6 +192,7 @@ class Augment:
 
 
 STREAM_LR_SCALE = defaults.STREAM_LR_SCALE  # see streamsnn/defaults.py
+STREAM_SEVERAL_EPOCHS, STREAM_FIRST_PRICE = defaults.STREAM_SEVERAL_EPOCHS, defaults.STREAM_FIRST_PRICE
 
 
 def learning_settings(layers, several: bool = False, stream: bool = False) -> dict:
@@ -199,16 +200,21 @@ def learning_settings(layers, several: bool = False, stream: bool = False) -> di
 
     ``several``: training on several folders (real plus synthetic samples: many more per epoch).
     ``stream``: with the stream transforms (``augment.StreamCrops``): a convolutional network's learning
-    rates times ``STREAM_LR_SCALE``.
+    rates times ``STREAM_LR_SCALE``, and on several folders ``STREAM_SEVERAL_EPOCHS`` epochs and ``layer_price``
+    (the first hidden layer's spikes at ``STREAM_FIRST_PRICE`` x the price; the key only then).
     """
     from ..snn.arch import learning_defaults, parse_arch
 
     s = learning_defaults(layers)
     s["epochs"] = s.pop("epochs_several") if several else s["epochs"]
     s.pop("epochs_several", None)
-    if stream and any(lay.conv_like for lay in parse_arch(layers)):
+    hidden = parse_arch(layers)
+    if stream and any(lay.conv_like for lay in hidden):
         s["lr"] *= STREAM_LR_SCALE
         s["lr_out"] *= STREAM_LR_SCALE
+        if several:
+            s["epochs"] = STREAM_SEVERAL_EPOCHS
+            s["layer_price"] = [STREAM_FIRST_PRICE] + [1.0] * (len(hidden) - 1)
     return s
 
 
