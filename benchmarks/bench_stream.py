@@ -132,7 +132,7 @@ def _per(values, spec=".3f") -> str:
 
 
 def run(ctx: Context, seeds: tuple[int, ...] | None = None, epochs: int | None = None,
-        arms: list[str] | None = None, daemon: bool = True) -> Result:
+        arms: list[str] | None = None, daemon: bool = True, keep_models: Path | None = None) -> Result:
     from streamsnn.io.dataset import open_dataset
 
     data = ctx.nmnist
@@ -166,6 +166,9 @@ def run(ctx: Context, seeds: tuple[int, ...] | None = None, epochs: int | None =
                     path = keep / f"{len(results)}-{seed}.npz"
                     train_s.setdefault(arm, []).append(train_model(folders, seed, path, epochs, extra))
                     results.setdefault(arm, []).append(measure(path, data, samples, classes, grid=arm == DEFAULT_ARM))
+                    if keep_models is not None:
+                        keep_models.mkdir(parents=True, exist_ok=True)
+                        shutil.copy(path, keep_models / f"{list(ARMS).index(arm) + 1}-{seed}.npz")  # arm number
                     if arm == DEFAULT_ARM and daemon_model is None:
                         daemon_model = path
                     print(f"{arm}, seed {seed}: whole {results[arm][-1]['whole_accuracy']:.3f}, stream "
@@ -329,6 +332,9 @@ def main(argv=None) -> int:
     p.add_argument("--epochs", type=int, default=None, help="training epochs (default: train's)")
     p.add_argument("--arms", default=None, help="comma-separated arm numbers (1-based) of: " + "; ".join(ARMS))
     p.add_argument("--no-daemon", action="store_true", help="skip the `streamsnn run` measurement")
+    p.add_argument("--keep-models", type=Path, default=None, metavar="DIR",
+                   help="copy every trained model there as ARM-SEED.npz, ARM the arm's number (e.g. 1-0.npz: the "
+                        "README's training command, seed 0, for bench_kernel / bench_live --model)")
     p.add_argument("--data", type=Path, default=DATA)
     p.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results")
     args = p.parse_args(argv)
@@ -341,7 +347,8 @@ def main(argv=None) -> int:
                 "contention": "Other work may share the machine (see the load average): events/s are lower bounds.",
                 "results": []}
     t0 = time.perf_counter()
-    result = run(ctx, tuple(range(args.seeds)) if args.seeds else None, args.epochs, arms, not args.no_daemon)
+    result = run(ctx, tuple(range(args.seeds)) if args.seeds else None, args.epochs, arms, not args.no_daemon,
+                 args.keep_models)
     result.seconds = time.perf_counter() - t0
     run_info["results"].append(result.as_dict())
     js, md = write(run_info, ctx.out, "stream" + ("-quick" if args.quick else ""))
