@@ -50,8 +50,8 @@ def add_parser(subparsers) -> None:
     p.add_argument("--hidden", type=int, default=None, help="shorthand for --arch dense:HIDDEN")
     p.add_argument("--epochs", type=int, default=None,
                    help="passes over the training data (default: by network kind and number of folders: 40 / 6 "
-                        "for a convolutional network on one folder / several, 20 / 6 for a dense one; at most that "
-                        "many as --choose picks)")
+                        "for a convolutional network on one folder / several (9 on several with stream crops), "
+                        "20 / 6 for a dense one; at most that many as --choose picks)")
     p.add_argument("--seed", type=int, default=0, help="seed of weights, order and augmentation")
     p.add_argument("--lr", type=float, default=None,
                    help="learning rate of the hidden layers, cosine-decayed to 0.1x (default: by network kind; "
