@@ -145,7 +145,8 @@ async def daemon_run(tmp: Path, port: int, toml: Path, timeout: float) -> dict:
 
 def judge(raw: dict, speed: float, offered: float) -> dict:
     """The figures of one run and whether it kept up: no window dropped, none lost on the way to the
-    subscriber, and the stream went through at >= KEPT_PACE of the offered pace (the replay did not fall behind)."""
+    subscriber, the stream went through at >= KEPT_PACE of the offered pace (the replay did not fall behind), and
+    at least KEPT_PACE of the windows between the first and the last decision were decided."""
     dec, metrics = raw["decisions"], raw["metrics"]
     final = metrics[-1] if metrics else {}
     out = {"speed": speed, "offered": offered, "received": len(dec), "drops": final.get("drops"),
@@ -175,9 +176,15 @@ def judge(raw: dict, speed: float, offered: float) -> dict:
         "delivery_ms": (recv - built) * 1000.0, "lost": lost, "pace": achieved / speed,
         "events_per_s": offered * achieved / speed, "decisions_per_s": (len(kept) - 1) / max(recv[-1] - recv[0], 1e-9),
     })
+    # every window between the first and the last decision decided: a run whose decisions thin out (the replay
+    # falling behind, fewer windows cut) is not one that kept up, even with no window counted as dropped
+    hops = np.diff(t_end)
+    expected = int(round((t_end[-1] - t_end[0]) / float(np.median(hops)))) + 1 if len(hops) else len(kept)
+    out.update(windows_expected=expected, windows_decided=len(kept))
     why = [w for w, bad in ((f"{out['drops']} windows dropped", out["drops"] != 0),
                             (f"{lost} decisions lost on the way", lost != 0),
-                            (f"the stream went through at {out['pace']:.0%} of the pace", out["pace"] < KEPT_PACE))
+                            (f"the stream went through at {out['pace']:.0%} of the pace", out["pace"] < KEPT_PACE),
+                            (f"{len(kept)} decisions for {expected} windows", len(kept) < KEPT_PACE * expected))
            if bad]
     return {**out, "ok": not why, "why": "; ".join(why) or "kept up"}
 
