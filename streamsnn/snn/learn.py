@@ -100,9 +100,10 @@ def backprop_counts(net, acts, e: np.ndarray, lr_scale: float, price: float | No
 
 def hidden_down(net, acts, d: np.ndarray, price: float, lr_scale: float, hidden: float, passed_on: bool) -> None:
     """The hidden layers' steps, top down: each layer's output gradient is ``d`` (from the layer above) plus
-    ``price`` (times the layer's ``net.layer_price``) where a unit spiked (the spikes' own cost: d(price * sum h)/dh).
-    ``passed_on``: the priced gradient goes on to the layers below (``backprop_price``), else only ``d`` does
-    (``backprop_counts``: a layer pays for its own spikes)."""
+    ``price`` (times the layer's ``net.layer_price``) where a unit spiked (the spikes' own cost: d(price * sum h)/dh);
+    the layer steps on it and passes it down, so a layer's price also moves the layers below it. ``passed_on``
+    picks what a layer's step bound (``max_step``) is measured on: the priced gradient (``backprop_price``) or only
+    ``d`` (``backprop_counts``)."""
     for k in range(len(net.hidden) - 1, -1, -1):
         layer = net.hidden[k]
         act_out = acts[k + 1][0]
