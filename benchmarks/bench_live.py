@@ -145,8 +145,9 @@ async def daemon_run(tmp: Path, port: int, toml: Path, timeout: float) -> dict:
 
 def judge(raw: dict, speed: float, offered: float) -> dict:
     """The figures of one run and whether it kept up: no window dropped, none lost on the way to the
-    subscriber, the stream went through at >= KEPT_PACE of the offered pace (the replay did not fall behind), and
-    at least KEPT_PACE of the windows between the first and the last decision were decided."""
+    subscriber, the stream went through at >= KEPT_PACE of the offered pace (the replay did not fall behind), at
+    least KEPT_PACE of the windows between the first and the last decision were decided, and decisions reached the
+    subscriber at >= KEPT_PACE of the pace the windows close."""
     dec, metrics = raw["decisions"], raw["metrics"]
     final = metrics[-1] if metrics else {}
     out = {"speed": speed, "offered": offered, "received": len(dec), "drops": final.get("drops"),
@@ -176,15 +177,21 @@ def judge(raw: dict, speed: float, offered: float) -> dict:
         "delivery_ms": (recv - built) * 1000.0, "lost": lost, "pace": achieved / speed,
         "events_per_s": offered * achieved / speed, "decisions_per_s": (len(kept) - 1) / max(recv[-1] - recv[0], 1e-9),
     })
-    # every window between the first and the last decision decided: a run whose decisions thin out (the replay
-    # falling behind, fewer windows cut) is not one that kept up, even with no window counted as dropped
+    # every window between the first and the last decision decided, and the decisions reaching the subscriber at
+    # the pace the windows close (one per hop of sensor time, `speed` times as fast): a run whose decisions thin
+    # out or arrive ever later (the replay or the publishing falling behind) did not keep up, even with no window
+    # counted as dropped
     hops = np.diff(t_end)
-    expected = int(round((t_end[-1] - t_end[0]) / float(np.median(hops)))) + 1 if len(hops) else len(kept)
-    out.update(windows_expected=expected, windows_decided=len(kept))
+    hop = float(np.median(hops)) if len(hops) else 0.0
+    expected = int(round((t_end[-1] - t_end[0]) / hop)) + 1 if hop > 0 else len(kept)
+    due = speed * 1e6 / hop if hop > 0 else 0.0
+    out.update(windows_expected=expected, windows_decided=len(kept), decisions_due_per_s=due)
     why = [w for w, bad in ((f"{out['drops']} windows dropped", out["drops"] != 0),
                             (f"{lost} decisions lost on the way", lost != 0),
                             (f"the stream went through at {out['pace']:.0%} of the pace", out["pace"] < KEPT_PACE),
-                            (f"{len(kept)} decisions for {expected} windows", len(kept) < KEPT_PACE * expected))
+                            (f"{len(kept)} decisions for {expected} windows", len(kept) < KEPT_PACE * expected),
+                            (f"{out['decisions_per_s']:.1f} decisions/s reached the subscriber, {due:.1f} due",
+                             out["decisions_per_s"] < KEPT_PACE * due))
            if bad]
     return {**out, "ok": not why, "why": "; ".join(why) or "kept up"}
 

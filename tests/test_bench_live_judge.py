@@ -33,3 +33,12 @@ def test_decisions_that_thin_out_do_not_keep_up_though_nothing_was_dropped():
     t_ends = [k * HOP_US for k in range(50)] + [k * HOP_US for k in range(50, 100, 2)]
     r = judge(raw_run(t_ends), 1.0, 1e6)
     assert not r["ok"] and r["drops"] == 0 and "decisions for 98 windows" in r["why"], r["why"]
+
+
+def test_decisions_that_reach_the_subscriber_ever_later_do_not_keep_up():
+    # every window decided at real time, but delivered over twice the time (a publishing backlog)
+    raw = raw_run([k * HOP_US for k in range(100)])
+    raw["decisions"] = [(100.0 + 2 * k * HOP_US / 1e6, p) for k, (_, p) in enumerate(raw["decisions"])]
+    r = judge(raw, 1.0, 1e6)
+    assert not r["ok"] and r["drops"] == 0 and "decisions/s reached the subscriber, 20.0 due" in r["why"], r["why"]
+    assert judge(raw_run([k * HOP_US for k in range(100)]), 2.0, 2e6)["why"].endswith("40.0 due")  # twice as fast
