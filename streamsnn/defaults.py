@@ -43,7 +43,7 @@ STREAM_LR_SCALE = 0.5
 #: 88.2 / 89.3 (2.00, 2.74, 1.66); 9 epochs, x2 97.6 / 96.4 / 96.0, 91.5 / 88.3 / 90.3 (0.88, 1.07, 0.58), 1.40-1.49x
 #: the events per second (same run). 9 epochs at x1 fired more (2.58, 3.65: seeds 0 / 1: 97.2 / 94.4, 91.2 / 88.7);
 #: 6 epochs at x2 lost a point of stream (88.5 / 87.4, seeds 0 / 1); x3.33 on the first layer or the first two
-#: lost 1-2 points whole and stream (seed 0).
+#: lost 1-2 points whole and stream (seed 0); 12 epochs at x2 were no better (95.2 / 89.9 % mean, 0.63-1.42).
 STREAM_SEVERAL_EPOCHS, STREAM_FIRST_PRICE = 9, 2.0
 #: Learning "membrane" multiplies the default learning rates by this (train, when --lr is not given). A leaky
 #: network spikes more than one without a leak, and its steps are larger: on the order-only task
