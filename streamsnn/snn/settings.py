@@ -77,13 +77,19 @@ def layer_taus(layer_tau_us, n_hidden: int, tau_us: float | None) -> tuple[float
         return None
     if tau_us is None:
         raise ConfigError("layer_tau_us sets each layer's leak: the network needs one too (tau_us, the output's)")
+    return per_layer("layer_tau_us", layer_tau_us, n_hidden, "time constant", limits.MAX_TAU_US, low_open=True)
+
+
+def per_layer(name: str, given, n_hidden: int, what: str, high: float, low_open: bool = False) -> tuple[float, ...]:
+    """``given`` as one finite value per hidden layer, each in [0, high] ((0, high] with ``low_open``); else
+    ConfigError naming ``name`` and ``what`` one value is."""
     try:
-        values = [float(v) for v in layer_tau_us]
+        values = [float(v) for v in given]
     except (TypeError, ValueError):
         values = []
     if len(values) != n_hidden:
-        raise ConfigError(f"layer_tau_us needs one time constant per hidden layer ({n_hidden}), got {layer_tau_us!r}")
-    return tuple(float(limits.finite("layer_tau_us", v, 0, limits.MAX_TAU_US, low_open=True)) for v in values)
+        raise ConfigError(f"{name} needs one {what} per hidden layer ({n_hidden}), got {given!r}")
+    return tuple(float(limits.finite(name, v, 0, high, low_open=low_open)) for v in values)
 
 
 def layer_prices(layer_price, n_hidden: int) -> tuple[float, ...] | None:
@@ -93,13 +99,7 @@ def layer_prices(layer_price, n_hidden: int) -> tuple[float, ...] | None:
     one of the last hidden layer only the output, so pricing the busy first layer higher buys most of the speed."""
     if layer_price is None:
         return None
-    try:
-        values = [float(v) for v in layer_price]
-    except (TypeError, ValueError):
-        values = []
-    if len(values) != n_hidden:
-        raise ConfigError(f"layer_price needs one multiplier per hidden layer ({n_hidden}), got {layer_price!r}")
-    return tuple(float(limits.finite("layer_price", v, 0, limits.MAX_LR_FACTOR)) for v in values)
+    return per_layer("layer_price", layer_price, n_hidden, "multiplier", limits.MAX_LR_FACTOR)
 
 
 def learning_settings(layers, *, lr, lr_out, lr_conv, max_step, activity, theta, init_gain, error_spikes, seed,
