@@ -33,3 +33,13 @@ def nmnist_dir() -> Path:
 @pytest.fixture
 def recordings_dir() -> Path:
     return need("recordings")
+
+
+@pytest.fixture(scope="session")
+def synth_folder(tmp_path_factory):
+    """A small second dataset: 30 font digits filmed by the synthetic saccade camera (train split only)."""
+    from streamsnn.cli import main
+
+    out = tmp_path_factory.mktemp("synth") / "font"
+    assert main(["synth", "--font", "--count", "30", "--out", str(out), "-q"]) == 0
+    return out

@@ -106,14 +106,6 @@ def test_user_errors_exit_2_with_one_line(capsys, tmp_path, model, argv, needle)
 CONV = "conv:4:5:2:2,dense:32"
 
 
-@pytest.fixture(scope="module")
-def synth_folder(tmp_path_factory):
-    """A small second dataset: 30 font digits filmed by the synthetic saccade camera (train split only)."""
-    out = tmp_path_factory.mktemp("synth") / "font"
-    assert main(["synth", "--font", "--count", "30", "--out", str(out), "-q"]) == 0
-    return out
-
-
 def train_json(capsys, *argv):
     capsys.readouterr()
     assert main(["train", *map(str, argv), "--json"]) == 0

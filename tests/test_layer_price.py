@@ -71,14 +71,6 @@ def test_train_refuses_a_bad_layer_price_in_one_line(capsys, tmp_path, value):
 CONV = "conv:4:5:2:2,dense:32"
 
 
-@pytest.fixture(scope="module")
-def font(tmp_path_factory):
-    """A second folder: 20 font digits filmed by the synthetic saccade camera."""
-    out = tmp_path_factory.mktemp("font") / "font"
-    assert main(["synth", "--font", "--count", "20", "--out", str(out), "-q"]) == 0
-    return out
-
-
 def test_stream_crops_on_several_folders_price_the_first_layer_and_train_longer():
     from streamsnn import defaults
     from streamsnn.learn.training import learning_settings
@@ -99,10 +91,10 @@ def run(capsys, tmp_path, name, *argv):
     return sum(line.startswith("epoch ") for line in err.splitlines()), err, SpikingNetwork.load(out)
 
 
-def test_train_on_several_folders_takes_the_stream_defaults_and_says_so(capsys, tmp_path, font):
+def test_train_on_several_folders_takes_the_stream_defaults_and_says_so(capsys, tmp_path, synth_folder):
     from streamsnn import defaults
 
-    data = ["--data", need("nmnist_small"), "--data", font, "--arch", CONV]
+    data = ["--data", need("nmnist_small"), "--data", synth_folder, "--arch", CONV]
     r, err, net = run(capsys, tmp_path, "default", *data)
     assert net.layer_price == (defaults.STREAM_FIRST_PRICE, 1.0) and r == 9
     assert "spike price x2,1 by hidden layer (stream crops on several folders" in err and "9 epochs" in err
@@ -114,10 +106,11 @@ def test_train_on_several_folders_takes_the_stream_defaults_and_says_so(capsys, 
     assert net.layer_price is None and "spike price" not in err
 
 
-def test_a_temporal_model_learning_whole_samples_drops_the_stream_defaults(capsys, tmp_path, font):
+def test_a_temporal_model_learning_whole_samples_drops_the_stream_defaults(capsys, tmp_path, synth_folder):
     """Its stream crops are turned off (it learns whole samples), and with them the epochs and the price they bring,
     unless given."""
-    data = ["--data", need("nmnist_small"), "--data", font, "--arch", CONV, "--learning", "membrane", "--tau-ms", "50"]
+    data = ["--data", need("nmnist_small"), "--data", synth_folder, "--arch", CONV,
+            "--learning", "membrane", "--tau-ms", "50"]
     r, err, net = run(capsys, tmp_path, "membrane", *data)
     assert net.learning == "membrane" and net.layer_price is None and r == 6
     assert "6 epochs, every layer's spikes priced once" in err

@@ -59,10 +59,8 @@ def train_gestures(args, out: Path, say) -> None:
         rng = sample_rng(0, 0, c, k // len(CLASSES))
         return camera.record(draw(camera.params, CLASSES[c], rng), rng, sample=f"{CLASSES[c]}-{k // len(CLASSES) + 1}")
 
-    data = SampleArrays.from_batches(net, (filmed(k) for k in tqdm(range(n), desc="filming", unit="sample",
-                                                                  file=sys.stderr, leave=False,
-                                                                  disable=not sys.stderr.isatty())),
-                                     labels=[k % len(CLASSES) for k in range(n)])
+    shots = tqdm(range(n), desc="filming", unit="sample", file=sys.stderr, leave=False, disable=not sys.stderr.isatty())
+    data = SampleArrays.from_batches(net, map(filmed, shots), labels=[k % len(CLASSES) for k in range(n)])
     data.classes = list(CLASSES)
     check = check_time(data, net.input_map.n_inputs, len(CLASSES), 2)
     if check.needed:

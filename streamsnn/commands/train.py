@@ -260,6 +260,7 @@ def pick_learning(args, net, s, train, picked, say):
     picked["input"] = input_map.to_dict()
     picked["why"].update(learning=why, tau=tau_from, delays=delays_from)
     pieces = getattr(args, "pieces", 0.0)  # a caller's own Namespace may predate --pieces
+    rates = {}  # settings the network is rebuilt with
     if learning in TEMPORAL_MODES and args.stream_crops:
         # a crop or a crossing starts in the middle of a sample, where a live temporal model's state (decide.continuous)
         # already holds what came before: its stream items are prefixes and samples after another (augment.PrefixCrops).
@@ -277,16 +278,15 @@ def pick_learning(args, net, s, train, picked, say):
             picked["why"]["stream_crops"] = ("a temporal model learns whole samples; prefixes only where --choose "
                                              "finds them better on held-out training samples")
             say("stream crops off: a temporal model learns from whole samples (live, its state carries across "
-                f"windows); --choose tries prefixes ({items.describe()})" + whole_sample_settings(args, net, s))
+                f"windows); --choose tries prefixes ({items.describe()})" + whole_sample_settings(args, net, s, rates))
     elif pieces:
         picked["pieces"] = 0.0
         say(f"--pieces {pieces:g} has no effect here: pieces are stream items of a temporal model (--learning "
             "membrane or timing, or the data needing time) with stream items on")
-    rates = {}
     if learning in TEMPORAL_MODES and args.lr is None and args.lr_out is None:
         lr, lr_out = default_rates(args, net.layers, args.stream_crops, learning)
-        rates = {"lr": lr, "lr_out": lr_out}
-        s.update(rates)
+        rates.update(lr=lr, lr_out=lr_out)
+        s.update(lr=lr, lr_out=lr_out)
         given = getattr(args, "lr_conv", None) is not None
         conv = learning == "membrane" and not given and any(lay.conv_like for lay in net.layers)
         if learning == "membrane":  # the spikes' price keeps the step it has under counts (defaults.py)
@@ -298,17 +298,16 @@ def pick_learning(args, net, s, train, picked, say):
             f"learning rates x{MEMBRANE_LR_SCALE:g}" + (f" (convolutions x{MEMBRANE_LR_CONV:g} more)" if conv else "")
             + f" and spike price x{MEMBRANE_ACTIVITY_SCALE:g} for {learning} "
             "(defaults.MEMBRANE_LR_SCALE" + (", MEMBRANE_LR_CONV" if conv else "") + ", MEMBRANE_ACTIVITY_SCALE)")
-    if getattr(args, "layer_price", None) is None and net.layer_price is not None and not args.stream_crops:
-        rates["layer_price"] = None  # the stream defaults' price went with the stream crops
     if learning != net.learning or tau_us != net.tau_us or rates or input_map != net.input_map:
         net = type(net)(**{**net.config(), "learning": learning, "tau_us": tau_us, "input_map": input_map.to_dict(),
                            **rates})
     return net
 
 
-def whole_sample_settings(args, net, s) -> str:
-    """Undo the defaults of stream crops on several folders in ``s`` (epochs, the first layer's price) that were not
-    given, for a model that learns whole samples after all; what train's line adds about it."""
+def whole_sample_settings(args, net, s, rates: dict) -> str:
+    """Undo the defaults of stream crops on several folders that were not given, for a model that learns whole samples
+    after all: the epochs in ``s``, the first layer's price in ``rates`` (the network is rebuilt with them); what
+    train's line adds about it."""
     from ..learn.training import learning_settings
 
     epochs, price = getattr(args, "epochs", None), getattr(args, "layer_price", None)
@@ -316,6 +315,8 @@ def whole_sample_settings(args, net, s) -> str:
         return ""
     if epochs is None:
         s["epochs"] = learning_settings(net.layers, several=True, stream=False)["epochs"]
+    if price is None:
+        rates["layer_price"] = None
     return f"; {s['epochs']} epochs" + ("" if price else ", every layer's spikes priced once")
 
 

@@ -19,6 +19,7 @@ from .guard import NonFinite
 from .kernels import input_counts, output_error_spikes
 from .layers.base import bounded_lr
 from .layers.dense import dense_backward, dense_error_spikes
+from .settings import price_scale
 
 
 def activity(net, idx: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]]:
@@ -108,7 +109,7 @@ def hidden_down(net, acts, d: np.ndarray, price: float, lr_scale: float, hidden:
         layer = net.hidden[k]
         act_out = acts[k + 1][0]
         delta = np.zeros(layer.geo.n_out, np.float32)
-        delta[act_out] = d + price * (net.layer_price[k] if net.layer_price is not None else 1.0)
+        delta[act_out] = d + price * price_scale(net, k)
         a_in, x_in = acts[k]
         layer.note_activity(*acts[k + 1])
         d = layer.backward(a_in, x_in, act_out, delta[act_out] if passed_on else d, delta,

@@ -102,6 +102,11 @@ def layer_prices(layer_price, n_hidden: int) -> tuple[float, ...] | None:
     return per_layer("layer_price", layer_price, n_hidden, "multiplier", limits.MAX_LR_FACTOR)
 
 
+def price_scale(net, k: int) -> float:
+    """The multiplier of the spike price for hidden layer ``k`` of ``net`` (1 without ``layer_price``)."""
+    return net.layer_price[k] if net.layer_price is not None else 1.0
+
+
 def learning_settings(layers, *, lr, lr_out, lr_conv, max_step, activity, theta, init_gain, error_spikes, seed,
                       learning, ref_events=None, tau_s_ratio=None, layer_price=None) -> dict:
     """The learning settings, each checked, with the measured defaults of this kind of network for the

@@ -18,6 +18,7 @@ import numpy as np
 
 from ..errors import InputError
 from .layers.base import bounded_lr
+from .settings import price_scale
 from .timing import cuba_backward, cuba_forward, psp_norm
 
 
@@ -104,9 +105,8 @@ def gradients(net, idx: np.ndarray, t, e: np.ndarray, price: float = 0.0) -> tup
     theta = float(net.theta)
     for k in range(len(net.hidden) - 1, -1, -1):
         layer = net.hidden[k]
-        if price:  # the spikes' own cost, price * (T - t) / tau_m each (x the layer's layer_price): it falls as a
-            # spike moves later
-            g = g - price * (net.layer_price[k] if net.layer_price is not None else 1.0) / net.layer_tau_us[k]
+        if price:  # the spikes' own cost, price * (T - t) / tau_m each (x its layer's): it falls as a spike moves later
+            g = g - price * price_scale(net, k) / net.layer_tau_us[k]
         if k:
             in_i, in_t, in_d = net.hidden[k - 1].spikes
         else:
