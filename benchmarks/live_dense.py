@@ -93,7 +93,7 @@ class DenseRuns:
         toml = write_pipeline(r.tmp / f"dense-{r.rec.name}.toml", r.live, path, 1.0, chunk, passes, r.model,
                               r.workers)
         raw = asyncio.run(daemon_run(r.tmp, r.port, toml, timeout=seconds * 3 + 120))
-        res = judge(raw, 1.0, self.rate(k))
+        res = judge(raw, 1.0, self.rate(k), r.hop)
         res.update({"cmd": raw["cmd"], "copies": k, "passes": passes, "wall_s": raw["wall_s"], "workers": r.workers})
         print(f"bench_live: {r.rec.name}, {r.workers} worker(s), {k:g}x denser at real time "
               f"({res['offered'] / 1e6:.2f} M events/s offered): {res['why']}", file=sys.stderr, flush=True)
