@@ -171,6 +171,22 @@ def test_a_stream_window_that_would_overflow_is_classified_early(recording):
     assert windows and all(w.events <= 5000 for w in windows) and seg.counters["cut"] >= len(windows)
 
 
+def test_stream_windows_cut_at_the_bound_are_logged_at_the_first_and_every_power_of_ten(recording, caplog):
+    # a real camera recording whose windows hold more than the bound: a sensor too busy for the window
+    seg = Segmenter("window", window_us=100_000, hop_us=50_000, max_events=1500)
+    with caplog.at_level("WARNING", logger="streamsnn.pipeline.segment"):
+        windows, errors = feed_all(seg, recording.split_time(1_000))
+    cuts = seg.counters["cut"]
+    lines = [r.getMessage() for r in caplog.records]
+    assert not errors and windows and cuts >= 10
+    assert len(lines) == len(str(cuts)), (cuts, lines)  # the 1st, 10th, 100th, ...
+    assert "segment.max_events (1500 events; 1 cut so far)" in lines[0] and "10 cut so far" in lines[1]
+    assert all("raise segment.max_events or shorten segment.window_us" in line for line in lines)
+    mean_rate = len(recording) / recording.duration_us  # M events/s
+    said = float(lines[0].split("about ")[1].split(" M events/s")[0])
+    assert mean_rate / 4 < said < mean_rate * 4, (said, mean_rate)
+
+
 def test_label_windows_take_the_sample_covering_most_of_each_window(samples):
     from streamsnn.learn.streameval import cover, make_stream
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import time
 from dataclasses import dataclass, field
 
@@ -11,6 +12,8 @@ from ..errors import ConfigError, InputError
 from ..events import EventBatch
 from ..textsafe import shown
 from .evbuffer import EventBuffer
+
+log = logging.getLogger(__name__)
 
 #: Default bounds on one window or sample (see Segmenter): events, and sensor time of a sample.
 MAX_EVENTS = 1_000_000
@@ -226,6 +229,7 @@ class Segmenter:
             out += self._flush_stream()
         if len(self._buf) + len(batch) > self.max_events:  # the window would hold too much: classify it now
             self.counters["cut"] += 1
+            self._say_cut()
             if len(self._buf) >= self.min_events:
                 out.append(self._window(self._buf.copy(), self._start, self._last + 1))
             self._buf.clear()
@@ -260,6 +264,18 @@ class Segmenter:
         while len(self._spans) > 1 and self._spans[0][3] <= self._start:  # behind every window to come
             self._spans.pop(0)
         return out
+
+    def _say_cut(self) -> None:
+        """Log a stream window cut at the bound: the 1st, 10th, 100th, ... (every one is counted)."""
+        n = self.counters["cut"]
+        if n != 10 ** (len(str(n)) - 1):
+            return
+        span = self._last - self._start + 1 if self._start is not None and self._last is not None else 0
+        rate = f"about {len(self._buf) / span:.1f} M events/s" if span > 0 else "more events than that"
+        log.warning("stream window cut at segment.max_events (%d events; %d cut so far) after %.1f ms of its %.1f ms: "
+                    "the sensor gives %s, so decisions come less often than every hop; raise segment.max_events or "
+                    "shorten segment.window_us (counted in the metrics: segment.cut)", self.max_events, n,
+                    span / 1e3, self.window_us / 1e3, rate)
 
     def _flush_stream(self) -> list[Window]:
         out = []
