@@ -6,7 +6,8 @@ from __future__ import annotations
 
 def default_rates(args, layers, stream: bool, learning: str, lr_out_given: float | None = None) -> tuple[float, float]:
     """(lr, lr_out) of `train`: the ones given, else the defaults for these layers, data folders and stream crops,
-    times MEMBRANE_LR_SCALE for a rule that learns from timing (learning "timing": its own, TIMING_LR and _OUT)."""
+    times MEMBRANE_LR_SCALE for a rule that learns from timing (learning "timing": its own, TIMING_LR and _OUT).
+    With --lr given and not --lr-out, `lr_out_given` (the network's, when given) stays the output's."""
     from ..defaults import MEMBRANE_LR_SCALE, TIMING_LR, TIMING_LR_OUT
     from ..learn.training import learning_settings
     from ..snn.settings import TEMPORAL_MODES
@@ -18,7 +19,8 @@ def default_rates(args, layers, stream: bool, learning: str, lr_out_given: float
     else:
         k = MEMBRANE_LR_SCALE if learning in TEMPORAL_MODES else 1.0
     return (args.lr if args.lr is not None else d["lr"] * k,
-            args.lr_out if args.lr_out is not None else (d["lr_out"] * k if args.lr is None else lr_out_given))
+            args.lr_out if args.lr_out is not None else
+            (lr_out_given if args.lr is not None and lr_out_given is not None else d["lr_out"] * k))
 
 
 def choose_settings(args, net, s, aug, picked, train, say):

@@ -283,21 +283,27 @@ def pick_learning(args, net, s, train, picked, say):
         picked["pieces"] = 0.0
         say(f"--pieces {pieces:g} has no effect here: pieces are stream items of a temporal model (--learning "
             "membrane or timing, or the data needing time) with stream items on")
-    if learning in TEMPORAL_MODES and args.lr is None and args.lr_out is None:
+    if learning in TEMPORAL_MODES and (args.lr is None or args.lr_out is None):
+        # the rule's own rate for each one not given (2026-12-05: --lr-out alone left the hidden rate at the counting
+        # default, 10x timing's, and timing ran away)
         lr, lr_out = default_rates(args, net.layers, args.stream_crops, learning)
         rates.update(lr=lr, lr_out=lr_out)
         s.update(lr=lr, lr_out=lr_out)
         given = getattr(args, "lr_conv", None) is not None
-        conv = learning == "membrane" and not given and any(lay.conv_like for lay in net.layers)
-        if learning == "membrane":  # the spikes' price keeps the step it has under counts (defaults.py)
+        scaled = args.lr is None  # the price and the convolutions' rate follow the hidden rate the rule scales
+        conv = scaled and learning == "membrane" and not given and any(lay.conv_like for lay in net.layers)
+        if learning == "membrane" and scaled:  # the spikes' price keeps the step it has under counts (defaults.py)
             rates["activity"] = net.activity * MEMBRANE_ACTIVITY_SCALE
         if conv:  # the convolutions learn slower still (defaults.MEMBRANE_LR_CONV)
             rates["lr_conv"] = s["lr_conv"] = net.lr_conv * MEMBRANE_LR_CONV
-        say(f"learning rates {lr:g} (hidden), {lr_out:g} (output) for timing (defaults.TIMING_LR, TIMING_LR_OUT)"
-            if learning == "timing" else
-            f"learning rates x{MEMBRANE_LR_SCALE:g}" + (f" (convolutions x{MEMBRANE_LR_CONV:g} more)" if conv else "")
-            + f" and spike price x{MEMBRANE_ACTIVITY_SCALE:g} for {learning} "
-            "(defaults.MEMBRANE_LR_SCALE" + (", MEMBRANE_LR_CONV" if conv else "") + ", MEMBRANE_ACTIVITY_SCALE)")
+        own = ("hidden", "--lr") if args.lr is not None else ("output", "--lr-out") if args.lr_out is not None else None
+        say((f"learning rates {lr:g} (hidden), {lr_out:g} (output) for timing (defaults.TIMING_LR, TIMING_LR_OUT)"
+             if learning == "timing" else
+             f"learning rates x{MEMBRANE_LR_SCALE:g}" + (f" (convolutions x{MEMBRANE_LR_CONV:g} more)" if conv else "")
+             + (f" and spike price x{MEMBRANE_ACTIVITY_SCALE:g}" if scaled else "") + f" for {learning} "
+             "(defaults.MEMBRANE_LR_SCALE" + (", MEMBRANE_LR_CONV" if conv else "")
+             + (", MEMBRANE_ACTIVITY_SCALE)" if scaled else ")"))
+            + (f"; the {own[0]} rate as given ({own[1]})" if own else ""))
     if learning != net.learning or tau_us != net.tau_us or rates or input_map != net.input_map:
         net = type(net)(**{**net.config(), "learning": learning, "tau_us": tau_us, "input_map": input_map.to_dict(),
                            **rates})
