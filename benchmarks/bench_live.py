@@ -143,6 +143,39 @@ async def daemon_run(tmp: Path, port: int, toml: Path, timeout: float) -> dict:
             "wall_s": wall}
 
 
+FLOOR_MESSAGES, FLOOR_EVERY_S = 500, 0.01  # the delivery floor: messages, one every 10 ms
+#: A decision's payload (mqtt/schema.py's keys, ten classes, three hidden layers) for the delivery floor.
+FLOOR_PAYLOAD = {"schema": 3, "node": "bench", "source": "floor", "sample": None, "t_start_us": 0, "t_end_us": 100000,
+                 "label": 3, "label_name": "3", "scores": [0.123456] * 10, "confidence": 0.5, "events": 123456,
+                 "spikes": [123456, 65432, 7654], "queue_ms": 0.123, "feed_ms": 0.123, "compute_ms": 0.123,
+                 "latency_ms": 0.456, "model_version": 1, "true_label": None, "true_label_name": None}
+
+
+async def delivery_floor(port: int, payload: dict, n: int = FLOOR_MESSAGES) -> np.ndarray:
+    """Milliseconds from publish to the subscriber of `n` decision-sized messages (`payload`, its "time" set at
+    publishing) from a bare aiomqtt client in this process (QoS 1, TCP_NODELAY) through the same Mosquitto to the
+    same subscriber as the daemon's decisions: what delivery costs with no daemon around it."""
+    import socket
+
+    import aiomqtt
+
+    from .bench_e2e import NODE, subscribed
+
+    async with subscribed(port) as sub, aiomqtt.Client(
+            "127.0.0.1", port, identifier=f"bench-floor-{os.getpid()}",
+            socket_options=[(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)]) as client:
+        for _ in range(n):
+            body = json.dumps({**payload, "time": time.time()}, separators=(",", ":")).encode()
+            await client.publish(f"streamsnn/{NODE}/classification", body, qos=1)
+            await asyncio.sleep(FLOOR_EVERY_S)
+        for _ in range(100):  # the last ones
+            if len(sub.decisions()) >= n:
+                break
+            await asyncio.sleep(0.02)
+        got = sub.decisions()
+    return np.array([(t - p["time"]) * 1000.0 for t, p in got])
+
+
 def judge(raw: dict, speed: float, offered: float, hop_us: int) -> dict:
     """The figures of one run and whether it kept up: no window dropped, none lost on the way to the
     subscriber, none cut short at the window bound (`segment.max_events`), the stream went through at >= KEPT_PACE
@@ -314,6 +347,9 @@ def run(ctx: Context, names: list[str] | None = None, workers: tuple[int, ...] =
         gc.collect()
         gc.freeze()  # the subscriber shares this process with the recordings: no full-GC pauses
         try:
+            floor = asyncio.run(delivery_floor(broker.port, FLOOR_PAYLOAD))
+            print(f"bench_live: delivery floor p50 / p99 {percentile(floor, 50):.2f} / {percentile(floor, 99):.2f} ms",
+                  file=sys.stderr, flush=True)
             for key in names:
                 rel, what = RECORDINGS[key]
                 path = ctx.data / rel
@@ -354,6 +390,9 @@ def run(ctx: Context, names: list[str] | None = None, workers: tuple[int, ...] =
         finally:
             gc.unfreeze()
             broker.stop()
+    r.metric("MQTT delivery floor: a bare aiomqtt client publishing decision-sized messages (QoS 1, "
+             f"{1 / FLOOR_EVERY_S:g} a second) to the same Mosquitto and subscriber, no daemon: p50 / p99",
+             f"{percentile(floor, 50):.3g} / {percentile(floor, 99):.3g}", "ms")
     report(r, rows, ctx.quick)
     r.table("Search: every run (speed = the replay's speed factor; the denser runs play at real time)",
             ["recording", "workers", "speed", "offered events/s", "went through events/s", "decisions", "decisions/s",
@@ -390,7 +429,9 @@ def run(ctx: Context, names: list[str] | None = None, workers: tuple[int, ...] =
     r.note(f"Replay batches: one per ms of wall time ({WALL_CHUNK_US} us x speed of sensor time), at least "
            f"{MIN_CHUNK_US} us and at most one hop of sensor time. A run keeps up when no window was dropped "
            "(metrics `drops`), no "
-           "decision was lost between the daemon and the subscriber, and the stream went through at "
+           "decision was lost between the daemon and the subscriber, no window was cut at the window bound "
+           "(metrics `segment.cut`), one decision came per hop of the live settings between the first and the "
+           "last and reached the subscriber at that pace, and the stream went through at "
            f">= {KEPT_PACE:.0%} of the offered pace (sensor time between the first and last decision over the wall "
            "time between them, so a backlog the window queue absorbed without a drop still counts; a replay that "
            "falls behind also counts `source.late`, batches over 10 ms behind their time). Searched from 70 % "
@@ -404,7 +445,11 @@ def run(ctx: Context, names: list[str] | None = None, workers: tuple[int, ...] =
            "windows, and the stream's batches being fed to the windows in flight), `feed_ms` (feeding the window's "
            "events not yet fed when the thread took it: mostly the batch that closed it) and `compute_ms` (the "
            "readout); delivery: the rest (JSON, outbox, Mosquitto with set_tcp_nodelay, the subscriber in this "
-           "process, QoS 1). Both clocks are this machine's. Start-up decisions are left out as in `e2e`.")
+           "process, QoS 1). Both clocks are this machine's. Start-up decisions are left out as in `e2e`. "
+           f"The delivery floor: {FLOOR_MESSAGES} messages of a decision's size, one every {FLOOR_EVERY_S * 1000:g} "
+           "ms, from a bare aiomqtt client in this process (QoS 1, TCP_NODELAY) through the same Mosquitto to the "
+           "same subscriber, before the daemon runs: from publishing to the subscriber, what the path costs with "
+           "no daemon (its p99 bounds what the p99 target can reach with a Python subscriber on this machine).")
     r.note("The kernel alone: `SpikingNetwork.load` + `warm_up`, the recording looped as the replay loops it "
            "(at least 2 s; the gap between passes as at the paced speed), cut by the same Segmenter (10 ms "
            "batches) and decided by the same Decider as in the daemon, one thread; camera events/s = the "

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 
+import numpy as np
 from conftest import ROOT
 
 sys.path.insert(0, str(ROOT))
@@ -59,3 +60,20 @@ def test_decisions_at_a_steady_longer_hop_do_not_keep_up():
 def test_windows_cut_at_the_window_bound_do_not_keep_up():
     r = judge(raw_run([k * HOP_US for k in range(100)], cut=3), 1.0, 1e6, HOP_US)
     assert not r["ok"] and r["cut"] == 3 and r["why"] == "3 windows cut at the window bound (segment.max_events)"
+
+
+def test_the_delivery_floor_times_every_message_through_a_real_broker(tmp_path):
+    import asyncio
+
+    from mqtt_util import Mosquitto
+
+    from benchmarks.bench_live import FLOOR_PAYLOAD, delivery_floor
+
+    broker = Mosquitto(tmp_path / "mosquitto")
+    broker.start()
+    try:
+        ms = asyncio.run(delivery_floor(broker.port, FLOOR_PAYLOAD, 30))
+    finally:
+        broker.stop()
+    # every message came back through Mosquitto, each after a positive delay well under a second (loopback)
+    assert len(ms) == 30 and np.all(ms > 0) and np.all(ms < 1000), ms
