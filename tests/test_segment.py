@@ -180,7 +180,8 @@ def test_stream_windows_cut_at_the_bound_are_logged_at_the_first_and_every_power
     lines = [r.getMessage() for r in caplog.records]
     assert not errors and windows and cuts >= 10
     assert len(lines) == len(str(cuts)), (cuts, lines)  # the 1st, 10th, 100th, ...
-    assert "segment.max_events (1500 events; 1 cut so far)" in lines[0] and "10 cut so far" in lines[1]
+    assert "segment.max_events (1500 events; 1 stream windows cut so far)" in lines[0], lines[0]
+    assert "10 stream windows cut so far" in lines[1]
     assert all("raise segment.max_events or shorten segment.window_us" in line for line in lines)
     mean_rate = len(recording) / recording.duration_us  # M events/s
     said = float(lines[0].split("about ")[1].split(" M events/s")[0])

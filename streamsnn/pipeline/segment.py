@@ -126,6 +126,7 @@ class Segmenter:
         self.label_windows, self.continuous = label_windows, continuous
         self.max_events, self.max_sample_us = max_events, max_sample_us
         self.counters = {"restarts": 0, "cut": 0}
+        self._stream_cuts = 0  # of `cut`, the stream windows (logged, `_say_cut`)
         self.reset()
 
     def reset(self) -> None:
@@ -267,15 +268,15 @@ class Segmenter:
 
     def _say_cut(self) -> None:
         """Log a stream window cut at the bound: the 1st, 10th, 100th, ... (every one is counted)."""
-        n = self.counters["cut"]
+        self._stream_cuts = n = self._stream_cuts + 1
         if n != 10 ** (len(str(n)) - 1):
             return
         span = self._last - self._start + 1 if self._start is not None and self._last is not None else 0
         rate = f"about {len(self._buf) / span:.1f} M events/s" if span > 0 else "more events than that"
-        log.warning("stream window cut at segment.max_events (%d events; %d cut so far) after %.1f ms of its %.1f ms: "
-                    "the sensor gives %s, so decisions come less often than every hop; raise segment.max_events or "
-                    "shorten segment.window_us (counted in the metrics: segment.cut)", self.max_events, n,
-                    span / 1e3, self.window_us / 1e3, rate)
+        log.warning("stream window cut at segment.max_events (%d events; %d stream windows cut so far) after %.1f ms "
+                    "of its %.1f ms: the sensor gives %s, so decisions come less often than every hop; raise "
+                    "segment.max_events or shorten segment.window_us (counted in the metrics: segment.cut)",
+                    self.max_events, n, span / 1e3, self.window_us / 1e3, rate)
 
     def _flush_stream(self) -> list[Window]:
         out = []
