@@ -144,11 +144,23 @@ async def daemon_run(tmp: Path, port: int, toml: Path, timeout: float) -> dict:
 
 
 FLOOR_MESSAGES, FLOOR_EVERY_S = 500, 0.01  # the delivery floor: messages, one every 10 ms
-#: A decision's payload (mqtt/schema.py's keys, ten classes, three hidden layers) for the delivery floor.
-FLOOR_PAYLOAD = {"schema": 3, "node": "bench", "source": "floor", "sample": None, "t_start_us": 0, "t_end_us": 100000,
-                 "label": 3, "label_name": "3", "scores": [0.123456] * 10, "confidence": 0.5, "events": 123456,
-                 "spikes": [123456, 65432, 7654], "queue_ms": 0.123, "feed_ms": 0.123, "compute_ms": 0.123,
-                 "latency_ms": 0.456, "model_version": 1, "true_label": None, "true_label_name": None}
+
+
+def floor_payload() -> dict:
+    """A decision's payload as the daemon builds it (`mqtt.schema.classification_payload`; ten classes, three
+    hidden layers), for the delivery floor."""
+    from streamsnn.events import EVENT_DTYPE, EventBatch
+    from streamsnn.mqtt.schema import classification_payload
+    from streamsnn.pipeline.segment import Window
+    from streamsnn.pipeline.stages import DecisionInfo
+    from streamsnn.snn.decision import Decision
+
+    from .bench_e2e import NODE
+
+    window = Window(EventBatch(np.zeros(0, EVENT_DTYPE), 320, 240), 0, 100_000)
+    decision = Decision(3, np.full(10, 0.123456, np.float32), 0.5, 123_456, (123_456, 65_432, 7_654))
+    info = DecisionInfo(0.123, 0.123, "1", tuple(str(c) for c in range(10)), 0.123)
+    return classification_payload(window, decision, info, node_id=NODE)
 
 
 async def delivery_floor(port: int, payload: dict, n: int = FLOOR_MESSAGES) -> np.ndarray:
@@ -347,7 +359,7 @@ def run(ctx: Context, names: list[str] | None = None, workers: tuple[int, ...] =
         gc.collect()
         gc.freeze()  # the subscriber shares this process with the recordings: no full-GC pauses
         try:
-            floor = asyncio.run(delivery_floor(broker.port, FLOOR_PAYLOAD))
+            floor = asyncio.run(delivery_floor(broker.port, floor_payload()))
             print(f"bench_live: delivery floor p50 / p99 {percentile(floor, 50):.2f} / {percentile(floor, 99):.2f} ms",
                   file=sys.stderr, flush=True)
             for key in names:

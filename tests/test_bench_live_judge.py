@@ -67,12 +67,12 @@ def test_the_delivery_floor_times_every_message_through_a_real_broker(tmp_path):
 
     from mqtt_util import Mosquitto
 
-    from benchmarks.bench_live import FLOOR_PAYLOAD, delivery_floor
+    from benchmarks.bench_live import delivery_floor, floor_payload
 
     broker = Mosquitto(tmp_path / "mosquitto")
     broker.start()
     try:
-        ms = asyncio.run(delivery_floor(broker.port, FLOOR_PAYLOAD, 30))
+        ms = asyncio.run(delivery_floor(broker.port, floor_payload(), 30))
     finally:
         broker.stop()
     # every message came back through Mosquitto, each after a positive delay well under a second (loopback)

@@ -284,8 +284,7 @@ def pick_learning(args, net, s, train, picked, say):
         say(f"--pieces {pieces:g} has no effect here: pieces are stream items of a temporal model (--learning "
             "membrane or timing, or the data needing time) with stream items on")
     if learning in TEMPORAL_MODES and (args.lr is None or args.lr_out is None):
-        # the rule's own rate for each one not given (2026-12-05: --lr-out alone left the hidden rate at the counting
-        # default, 10x timing's, and timing ran away)
+        # the rule's own rate for each one not given (--lr-out alone once left timing's hidden rate 10x too high)
         lr, lr_out = default_rates(args, net.layers, args.stream_crops, learning)
         rates.update(lr=lr, lr_out=lr_out)
         s.update(lr=lr, lr_out=lr_out)
@@ -296,14 +295,18 @@ def pick_learning(args, net, s, train, picked, say):
             rates["activity"] = net.activity * MEMBRANE_ACTIVITY_SCALE
         if conv:  # the convolutions learn slower still (defaults.MEMBRANE_LR_CONV)
             rates["lr_conv"] = s["lr_conv"] = net.lr_conv * MEMBRANE_LR_CONV
-        own = ("hidden", "--lr") if args.lr is not None else ("output", "--lr-out") if args.lr_out is not None else None
-        say((f"learning rates {lr:g} (hidden), {lr_out:g} (output) for timing (defaults.TIMING_LR, TIMING_LR_OUT)"
-             if learning == "timing" else
-             f"learning rates x{MEMBRANE_LR_SCALE:g}" + (f" (convolutions x{MEMBRANE_LR_CONV:g} more)" if conv else "")
-             + (f" and spike price x{MEMBRANE_ACTIVITY_SCALE:g}" if scaled else "") + f" for {learning} "
-             "(defaults.MEMBRANE_LR_SCALE" + (", MEMBRANE_LR_CONV" if conv else "")
-             + (", MEMBRANE_ACTIVITY_SCALE)" if scaled else ")"))
-            + (f"; the {own[0]} rate as given ({own[1]})" if own else ""))
+        if learning == "timing":
+            line = f"learning rates {lr:g} (hidden), {lr_out:g} (output) for timing (defaults.TIMING_LR, TIMING_LR_OUT)"
+        else:
+            names = ["defaults.MEMBRANE_LR_SCALE"] + ["MEMBRANE_LR_CONV"] * conv + ["MEMBRANE_ACTIVITY_SCALE"] * scaled
+            slower = f" (convolutions x{MEMBRANE_LR_CONV:g} more)" if conv else ""
+            price = f" and spike price x{MEMBRANE_ACTIVITY_SCALE:g}" if scaled else ""
+            line = f"learning rates x{MEMBRANE_LR_SCALE:g}{slower}{price} for {learning} ({', '.join(names)})"
+        if args.lr is not None:
+            line += "; the hidden rate as given (--lr)"
+        elif args.lr_out is not None:
+            line += "; the output rate as given (--lr-out)"
+        say(line)
     if learning != net.learning or tau_us != net.tau_us or rates or input_map != net.input_map:
         net = type(net)(**{**net.config(), "learning": learning, "tau_us": tau_us, "input_map": input_map.to_dict(),
                            **rates})

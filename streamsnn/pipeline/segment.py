@@ -271,8 +271,8 @@ class Segmenter:
         self._stream_cuts = n = self._stream_cuts + 1
         if n != 10 ** (len(str(n)) - 1):
             return
-        span = self._last - self._start + 1 if self._start is not None and self._last is not None else 0
-        rate = f"about {len(self._buf) / span:.1f} M events/s" if span > 0 else "more events than that"
+        span = self._last - self._start + 1  # both set: the buffer holds this window's events
+        rate = f"about {len(self._buf) / span:.1f} M events/s"
         log.warning("stream window cut at segment.max_events (%d events; %d stream windows cut so far) after %.1f ms "
                     "of its %.1f ms: the sensor gives %s, so decisions come less often than every hop; raise "
                     "segment.max_events or shorten segment.window_us (counted in the metrics: segment.cut)",
