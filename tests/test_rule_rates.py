@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from streamsnn.commands.train import pick_learning
-from streamsnn.defaults import MEMBRANE_ACTIVITY_SCALE, MEMBRANE_LR_SCALE, TIMING_LR, TIMING_LR_OUT
+from streamsnn.defaults import MEMBRANE_ACTIVITY_SCALE, MEMBRANE_LR_SCALE, TIMING_LR, TIMING_LR_OUT, TIMING_REF_STEPS
 from streamsnn.learn.training import SampleArrays
 from streamsnn.snn import SpikingNetwork
 from streamsnn.snn.arch import InputMap
@@ -23,13 +23,13 @@ def data(n=20, seed=3):
     return SampleArrays(idx, t, np.arange(n) % 2, [str(k) for k in range(n)])
 
 
-def picked(learning, lr=None, lr_out=None):
+def picked(learning, lr=None, lr_out=None, epochs=4, n=20):
     net = SpikingNetwork(arch="dense:8", input_map=InputMap((4, 4), None, (4, 4, 1)), classes=2, activity=1e-4,
                          **({"lr": lr} if lr is not None else {}), **({"lr_out": lr_out} if lr_out is not None else {}))
     args = Namespace(learning=learning, tau_ms=None, delays=None, delay_ms=None, stream_crops=False, lr=lr,
                      lr_out=lr_out, lr_conv=None, data=["x"])
-    said, s = [], {"lr": net.lr, "lr_out": net.lr_out, "lr_conv": net.lr_conv}
-    got = pick_learning(args, net, s, data(), {"why": {"stream_crops": "--no-stream-crops"}}, said.append)
+    said, s = [], {"lr": net.lr, "lr_out": net.lr_out, "lr_conv": net.lr_conv, "epochs": epochs}
+    got = pick_learning(args, net, s, data(n), {"why": {"stream_crops": "--no-stream-crops"}}, said.append)
     return net, got, s, " ".join(said)
 
 
@@ -52,3 +52,20 @@ def test_membrane_scales_only_the_rate_not_given():
     _, got, _, said = picked("membrane", lr=0.0007)
     assert got.lr == pytest.approx(0.0007) and got.lr_out == pytest.approx(base.lr_out * MEMBRANE_LR_SCALE)
     assert got.activity == pytest.approx(base.activity) and "as given (--lr)" in said  # the price follows --lr
+
+
+def test_a_long_timing_run_learns_its_hidden_layer_slower_in_proportion():
+    """TIMING_LR is for a run of TIMING_REF_STEPS learning steps; 4 epochs of 10,900 samples at that rate ran away
+    (defaults.TIMING_REF_STEPS): a longer run's hidden rate is smaller by the ratio, the output's unchanged."""
+    short = TIMING_REF_STEPS // 2
+    _, got, _, said = picked("timing", epochs=1, n=short)
+    assert got.lr == pytest.approx(TIMING_LR) and "learning steps" not in said
+    _, got, s, said = picked("timing", epochs=4, n=TIMING_REF_STEPS)  # four times the steps
+    assert got.lr == pytest.approx(TIMING_LR / 4) and s["lr"] == pytest.approx(got.lr)
+    assert got.lr_out == pytest.approx(TIMING_LR_OUT)
+    assert f"TIMING_LR x {TIMING_REF_STEPS:,} / {4 * TIMING_REF_STEPS:,} learning steps" in said, said
+    _, got, _, said = picked("timing", lr=3e-5, epochs=4, n=TIMING_REF_STEPS)  # a rate given is the rate used
+    assert got.lr == pytest.approx(3e-5) and "learning steps" not in said
+    _, got, _, _ = picked("membrane", epochs=4, n=TIMING_REF_STEPS)  # the other rules' rates do not follow the steps
+    base, _, _, _ = picked("membrane")
+    assert got.lr == pytest.approx(base.lr * MEMBRANE_LR_SCALE)

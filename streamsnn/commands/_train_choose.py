@@ -4,18 +4,36 @@
 from __future__ import annotations
 
 
-def default_rates(args, layers, stream: bool, learning: str, lr_out_given: float | None = None) -> tuple[float, float]:
+def timing_lr(steps: int | None) -> float:
+    """Learning "timing"'s hidden rate for a run of `steps` learning steps: TIMING_LR up to TIMING_REF_STEPS, smaller
+    in proportion beyond, so that the hidden layer moves about as far in a long run as in the one it was chosen on."""
+    from ..defaults import TIMING_LR, TIMING_REF_STEPS
+
+    return TIMING_LR * min(1.0, TIMING_REF_STEPS / steps) if steps else TIMING_LR
+
+
+def timing_rates_line(lr: float, lr_out: float, steps: int) -> str:
+    """What `train` says of learning "timing"'s default rates (`timing_lr`)."""
+    from ..defaults import TIMING_REF_STEPS
+
+    less = f": TIMING_LR x {TIMING_REF_STEPS:,} / {steps:,} learning steps" if steps > TIMING_REF_STEPS else ""
+    return f"learning rates {lr:g} (hidden{less}), {lr_out:g} (output) for timing (defaults.TIMING_LR, TIMING_LR_OUT)"
+
+
+def default_rates(args, layers, stream: bool, learning: str, lr_out_given: float | None = None,
+                  steps: int | None = None) -> tuple[float, float]:
     """(lr, lr_out) of `train`: the ones given, else the defaults for these layers, data folders and stream crops,
-    times MEMBRANE_LR_SCALE for a rule that learns from timing (learning "timing": its own, TIMING_LR and _OUT).
+    times MEMBRANE_LR_SCALE for a rule that learns from timing (learning "timing": its own, TIMING_LR and _OUT, the
+    hidden one for a run of `steps` learning steps: `timing_lr`).
     With --lr given and not --lr-out, `lr_out_given` (the network's, when given) stays the output's."""
-    from ..defaults import MEMBRANE_LR_SCALE, TIMING_LR, TIMING_LR_OUT
+    from ..defaults import MEMBRANE_LR_SCALE, TIMING_LR_OUT
     from ..learn.training import learning_settings
     from ..snn.settings import TEMPORAL_MODES
 
     # the stream transforms' rates belong to the crops of a counting model, not to a temporal model's prefixes
     d = learning_settings(layers, several=len(args.data) > 1, stream=stream and learning not in TEMPORAL_MODES)
     if learning == "timing":
-        d, k = {"lr": TIMING_LR, "lr_out": TIMING_LR_OUT}, 1.0
+        d, k = {"lr": timing_lr(steps), "lr_out": TIMING_LR_OUT}, 1.0
     else:
         k = MEMBRANE_LR_SCALE if learning in TEMPORAL_MODES else 1.0
     return (args.lr if args.lr is not None else d["lr"] * k,
@@ -35,7 +53,7 @@ def choose_settings(args, net, s, aug, picked, train, say):
     vary_leak = net.learning in TEMPORAL_MODES and bool(delay_us) and args.tau_ms is None
 
     def rates(stream: bool) -> tuple[float, float]:
-        return default_rates(args, net.layers, stream, net.learning, net.lr_out)
+        return default_rates(args, net.layers, stream, net.learning, net.lr_out, steps=s["epochs"] * len(train))
 
     def tau(c) -> tuple[float | None, str]:
         if not vary_leak:

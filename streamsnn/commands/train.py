@@ -8,7 +8,7 @@ import sys
 import time
 from pathlib import Path
 
-from ._train_choose import HeldStream, choose_settings, default_rates  # noqa: F401 (HeldStream: this command's API)
+from ._train_choose import HeldStream, choose_settings, default_rates, timing_rates_line  # noqa: F401 (HeldStream: API)
 from ._train_parse import parse_prices, parse_taus
 
 ORDER = 20
@@ -285,7 +285,8 @@ def pick_learning(args, net, s, train, picked, say):
             "membrane or timing, or the data needing time) with stream items on")
     if learning in TEMPORAL_MODES and (args.lr is None or args.lr_out is None):
         # the rule's own rate for each one not given (--lr-out alone once left timing's hidden rate 10x too high)
-        lr, lr_out = default_rates(args, net.layers, args.stream_crops, learning)
+        steps = s["epochs"] * len(train)
+        lr, lr_out = default_rates(args, net.layers, args.stream_crops, learning, steps=steps)
         rates.update(lr=lr, lr_out=lr_out)
         s.update(lr=lr, lr_out=lr_out)
         given = getattr(args, "lr_conv", None) is not None
@@ -296,7 +297,7 @@ def pick_learning(args, net, s, train, picked, say):
         if conv:  # the convolutions learn slower still (defaults.MEMBRANE_LR_CONV)
             rates["lr_conv"] = s["lr_conv"] = net.lr_conv * MEMBRANE_LR_CONV
         if learning == "timing":
-            line = f"learning rates {lr:g} (hidden), {lr_out:g} (output) for timing (defaults.TIMING_LR, TIMING_LR_OUT)"
+            line = timing_rates_line(lr, lr_out, steps if args.lr is None else 0)
         else:
             names = ["defaults.MEMBRANE_LR_SCALE"] + ["MEMBRANE_LR_CONV"] * conv + ["MEMBRANE_ACTIVITY_SCALE"] * scaled
             slower = f" (convolutions x{MEMBRANE_LR_CONV:g} more)" if conv else ""
@@ -364,8 +365,7 @@ def run(args) -> int:
     t0 = time.perf_counter()
     for ep in range(s["epochs"]):
         r = train_epoch(net, train, epoch=ep, epochs=s.get("schedule_epochs", s["epochs"]), seed=args.seed,
-                        augment=augment,
-                        stream=stream, quiet=quiet)
+                        augment=augment, stream=stream, quiet=quiet)
         row = {"epoch": ep + 1, "train_accuracy": r["accuracy"], "seconds": r["seconds"],
                "learn_events_per_s": r["events_per_s"], "nonfinite": r["nonfinite"], "revivals": r["revivals"],
                "lr_backoff": r["lr_backoff"]}
