@@ -213,14 +213,14 @@ def test_train_picks_delays_and_a_short_leak_when_the_probe_says_time(capsys):
     args = Namespace(learning=None, tau_ms=None, delays=None, delay_ms=None, stream_crops=False, lr=None,
                      lr_out=None, data=["x"])
     picked, said = {"why": {"stream_crops": "--no-stream-crops"}}, []
-    got = pick_learning(args, net, {}, data, picked, said.append)
+    got = pick_learning(args, net, {"epochs": 4}, data, picked, said.append)
     median = float(np.median([t[-1] - t[0] for t in data.t]))
     assert got.learning == "membrane" and got.input_map.delays == dd.DELAY_COPIES
     assert abs(got.input_map.delay_us - median / 3) <= 500
     assert got.tau_us == round(got.input_map.delay_us / 4, -3)
     assert "3 delayed copies" in said[0] and picked["input"]["delays"] == 3
     args.learning, picked = "counts", {"why": {"stream_crops": "--no-stream-crops"}}
-    plain = pick_learning(args, net, {}, data, picked, said.append)  # a rule given: no delays unless asked
+    plain = pick_learning(args, net, {"epochs": 4}, data, picked, said.append)  # a rule given: no delays unless asked
     assert plain.input_map.delays == 1 and plain.tau_us is None
 
 

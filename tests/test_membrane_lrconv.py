@@ -28,7 +28,7 @@ def picked(arch, learning, lr_conv=None):
                          **({"lr_conv": lr_conv} if lr_conv is not None else {}))
     args = Namespace(learning=learning, tau_ms=None, delays=None, delay_ms=None, stream_crops=False, lr=None,
                      lr_out=None, lr_conv=lr_conv, data=["x"])
-    said, s = [], {"lr_conv": net.lr_conv}
+    said, s = [], {"lr_conv": net.lr_conv, "epochs": 4}  # as train's settings always hold
     got = pick_learning(args, net, s, data(), {"why": {"stream_crops": "--no-stream-crops"}}, said.append)
     return net, got, s, " ".join(said)
 

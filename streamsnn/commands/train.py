@@ -285,7 +285,7 @@ def pick_learning(args, net, s, train, picked, say):
             "membrane or timing, or the data needing time) with stream items on")
     if learning in TEMPORAL_MODES and (args.lr is None or args.lr_out is None):
         # the rule's own rate for each one not given (--lr-out alone once left timing's hidden rate 10x too high)
-        steps = s["epochs"] * len(train) if learning == "timing" else None  # its hidden rate follows the run's length
+        steps = s["epochs"] * len(train)  # the run's length: timing's hidden rate follows it (default_rates)
         lr, lr_out = default_rates(args, net.layers, args.stream_crops, learning, steps=steps)
         rates.update(lr=lr, lr_out=lr_out)
         s.update(lr=lr, lr_out=lr_out)
