@@ -222,7 +222,13 @@ async def test_a_slow_client_skips_frames_and_then_gets_the_newest():
         sock.connect(("127.0.0.1", lv.port))
         async with Sse(lv.port, sock, limit=1 << 20) as sse:
             await sse.next("hello")
-            await asyncio.sleep(5.0)  # not reading: far more than the socket buffers (~4 MB) is rendered
+            # not reading while far more than the socket buffers (~4 MB) is rendered: 40 frames, ~10 MB
+            # (waited for by count, not by time: a loaded machine renders fewer frames a second)
+            for _ in range(1200):
+                if lv.frame_seq >= 40:
+                    break
+                await asyncio.sleep(0.05)
+            assert lv.frame_seq >= 40, f"only {lv.frame_seq} frames rendered in 60 s"
             newest = lv.frame_seq
             seqs = []
             while not seqs or seqs[-1] < newest:
