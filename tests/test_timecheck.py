@@ -78,7 +78,8 @@ def test_train_says_what_it_picked_and_why(tmp_path):
     assert "does not need time" in got["why"]["learning"]
     assert set(got["time_probe"]) == {"forward", "reversible", "held_out"}
     out = subprocess.run([sys.executable, "-m", "streamsnn", "train", "--data", str(data), "--limit", "200",
-                          "--epochs", "1", "--arch", "dense:32", "--json", "--learning", "membrane", "--out", str(tmp_path / "m2.npz")],
+                          "--epochs", "1", "--arch", "dense:32", "--json", "--learning", "membrane",
+                          "--out", str(tmp_path / "m2.npz")],
                          capture_output=True, text=True, timeout=600)
     assert out.returncode == 0, out.stderr
     got = json.loads(out.stdout)
