@@ -150,7 +150,7 @@ def test_ctrl_c_while_recording_leaves_no_file(tmp_path):
     time.sleep(0.2)
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=60)
-    assert proc.returncode == 130
+    assert proc.returncode == 130, err  # (it once exited 0 in CI, not reproduced since: say why if it does again)
     assert "the sample of 'cup' was not written" in err
     assert event_files(out) == []
 
