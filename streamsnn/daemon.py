@@ -216,8 +216,8 @@ async def run_service(cfg: Config, *, quiet: bool = False, announce=None) -> int
         await _close_within("the source", source.aclose())  # idempotent; the pipeline normally closed it already
         for sink in reversed(sinks):  # a sink that fails or hangs while closing must not hide the others
             await _close_within(type(sink).__name__, sink.close())
-        if broker is not None:
-            await broker.stop()
+        if broker is not None:  # amqtt's shutdown waits for its clients' handlers: bounded as the sinks' closes are
+            await _close_within("the embedded MQTT broker", broker.stop())
         for sig in (signal.SIGTERM, signal.SIGINT):  # until here: a second signal while closing exits at once
             loop.remove_signal_handler(sig)
     return 0

@@ -137,3 +137,35 @@ async def test_the_same_sigint_delivered_twice_at_once_is_one_stop(tmp_path, nmn
     assert code == 0, text[-3000:]
     assert "exiting now" not in text and "checkpoint saved to" in text, text[-3000:]
     assert SpikingNetwork.load(ckpt).samples_seen >= 2
+
+
+@pytest.mark.timeout(120)  # before the fix the run never returned
+def test_an_embedded_broker_whose_shutdown_hangs_is_left_behind_and_the_daemon_exits(tmp_path, nmnist_dir, monkeypatch,
+                                                                                      caplog):
+    """amqtt's shutdown waits for its clients' handlers; once (CI, a loaded machine) it never returned and the daemon
+    did not exit within 180 s of SIGTERM. Its stop is now bounded as the sinks' closes are."""
+    from streamsnn import daemon
+    from streamsnn.config import build_config
+    from streamsnn.mqtt.broker import EmbeddedBroker
+
+    monkeypatch.setattr(daemon, "CLOSE_TIMEOUT_S", 0.5)
+    real_stop, calls = EmbeddedBroker.stop, []
+
+    async def hung_stop(self):  # waits for ever; once cancelled (left behind), the real shutdown frees the port
+        calls.append("stop")
+        try:
+            await asyncio.Event().wait()
+        except asyncio.CancelledError:
+            await real_stop(self)
+            raise
+
+    monkeypatch.setattr(EmbeddedBroker, "stop", hung_stop)
+    cfg = build_config({
+        "source": {"kind": "replay", "path": str(nmnist_dir), "split": "test", "limit": 3, "speed": 0.0},
+        "model": {"hidden": 16, "checkpoint": ""}, "mqtt": {"broker": "embedded", "port": 0},
+        "console": {"enabled": False}}, "test")
+    t0 = time.monotonic()
+    with caplog.at_level("WARNING", logger="streamsnn.daemon"):
+        assert daemon.run(cfg, quiet=True) == 0
+    assert calls == ["stop"] and time.monotonic() - t0 < 60
+    assert "closing the embedded MQTT broker took more than 0.5 s; going on without it" in caplog.text
