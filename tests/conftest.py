@@ -3,11 +3,19 @@
 from __future__ import annotations
 
 import os
+import signal
 from pathlib import Path
 
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
+
+# A command started in the background by a script (`cmd &` without job control, as CI runners and `nohup ... &`
+# start the tests) has Ctrl-C ignored, and every process it starts inherits that: a Python child then never turns
+# SIGINT into KeyboardInterrupt, so the tests that press Ctrl-C on a command would see it ignored (exit 0 after the
+# sample was recorded, a stuck `info` not stopping). The tests' own commands start as from a terminal instead.
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 #: Real data shared beside the repository (never copied into it); override with STREAMSNN_TEST_DATA.
 DATA = Path(os.environ.get("STREAMSNN_TEST_DATA", ROOT.parent / "shared" / "data")).resolve()
 
