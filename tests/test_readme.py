@@ -20,7 +20,7 @@ PAGES = {"README.md": README} | {f"docs/{p.name}": p.read_text() for p in sorted
 INSTALL_AND_RUN = ("python3 -m venv .venv && .venv/bin/pip install -e . && "
                    ".venv/bin/streamsnn run pipelines/nmnist-replay.toml")
 INSTALL_AND_TEST = ("python3 -m venv .venv && .venv/bin/pip install -e '.[test]' && "
-                    ".venv/bin/python -m pytest -rs")
+                    ".venv/bin/python -m pytest -rs -n 2")
 
 
 def python_blocks(text: str) -> list[str]:
