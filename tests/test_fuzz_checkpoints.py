@@ -221,8 +221,7 @@ def test_fuzz_checkpoints_many(base, tmp_path, nmnist_dir):
     for seed in range(2):
         fuzz(base, tmp_path, seed=1000 + seed, n=100)
     rng = np.random.default_rng(99)
-    for k in range(len(MUTATIONS)):  # each kind of mutation once through the command line
-        mutate = MUTATIONS[k % len(MUTATIONS)]
+    for k, mutate in enumerate(MUTATIONS):  # each kind of mutation once through the command line
         path = tmp_path / f"cli{k}_{mutate.__name__}.npz"
         path.write_bytes(mutate(base, rng))
         check_cli(path, nmnist_dir, f"{path.name} (seed 99)")

@@ -171,9 +171,10 @@ async def test_clients_that_never_read_neither_hold_up_publishing_nor_buffer_wit
             # what a client that never reads costs is bounded: its socket's buffer (64 KiB before a send
             # waits) and one round of messages (a frame, decision drawn, metrics, KEEP decisions). The frame a
             # round held may be larger than the last one (a loaded machine renders several bursts into one
-            # frame): count the largest a 256x256 frame can be, every pixel lit at random levels
-            worst_frame = len(base64.b64encode(render_png(np.random.default_rng(0).random((2, 256, 256)) * 10)))
-            one_round = sum(len(m.sse) for k, m in lv._latest.items() if k != "frame") + worst_frame + 200 \
+            # frame): count the largest a 256x256 frame can be, every pixel lit at random levels, its PNG in base64
+            # plus 200 B for the message's event line and other fields
+            worst_frame = len(base64.b64encode(render_png(np.random.default_rng(0).random((2, 256, 256)) * 10))) + 200
+            one_round = sum(len(m.sse) for k, m in lv._latest.items() if k != "frame") + worst_frame \
                 + sum(len(js) for _, js in lv._recent)
             buffered = [w.transport.get_write_buffer_size() for w in lv._writers]
             print(f"buffered per client: at most {max(buffered)} B; one round {one_round} B")
