@@ -10,7 +10,7 @@ import socket
 import sys
 
 import numpy as np
-from test_liveview import Sse, decided
+from test_liveview import Sse, decided, until
 
 from streamsnn.events import EVENT_DTYPE, EventBatch
 from streamsnn.web.frames import render_png
@@ -47,14 +47,6 @@ def noise(side: int = 256, n: int = 60_000, seed: int = 0) -> EventBatch:
     ev["x"], ev["y"], ev["p"] = rng.integers(0, side, n), rng.integers(0, side, n), rng.integers(0, 2, n)
     ev["t"] = np.arange(n)
     return EventBatch(ev, side, side)
-
-
-async def until(condition, timeout: float = 20.0, what: str = "condition") -> None:
-    for _ in range(int(timeout / 0.05)):
-        if condition():
-            return
-        await asyncio.sleep(0.05)
-    raise AssertionError(f"{what} not reached within {timeout} s")
 
 
 async def test_connections_beyond_max_clients_are_refused_with_503_and_retry_after():

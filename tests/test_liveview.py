@@ -24,6 +24,15 @@ from streamsnn.snn.network import Decision
 from streamsnn.web.view import KEEP, LiveView, tap
 
 
+async def until(condition, timeout: float = 20.0, what: str = "condition") -> None:
+    """Wait until `condition()` holds, checking every 50 ms; fail saying `what` after `timeout` seconds."""
+    for _ in range(int(timeout / 0.05)):
+        if condition():
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"{what} not reached within {timeout} s")
+
+
 def decided(label: int, scores=(), confidence: float = 0.0, true_label=None, sample=None, classes=(), **meta):
     """The (window, decision, info) the pipeline hands a sink."""
     ev = np.zeros(1, EVENT_DTYPE)
@@ -224,11 +233,7 @@ async def test_a_slow_client_skips_frames_and_then_gets_the_newest():
             await sse.next("hello")
             # not reading while far more than the socket buffers (~4 MB) is rendered: 40 frames, ~10 MB
             # (waited for by count, not by time: a loaded machine renders fewer frames a second)
-            for _ in range(1200):
-                if lv.frame_seq >= 40:
-                    break
-                await asyncio.sleep(0.05)
-            assert lv.frame_seq >= 40, f"only {lv.frame_seq} frames rendered in 60 s"
+            await until(lambda: lv.frame_seq >= 40, 60.0, "40 frames rendered")
             newest = lv.frame_seq
             seqs = []
             while not seqs or seqs[-1] < newest:
