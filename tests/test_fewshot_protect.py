@@ -111,6 +111,36 @@ def test_the_scene_is_what_was_decided_before_the_class_was_named(digits):
     assert not Scene(net, worker, clock, enabled=False).enabled
 
 
+def test_the_fit_sees_the_last_taught_windows_each_with_varied_copies(digits, monkeypatch):
+    from streamsnn import defaults
+
+    base, _, ones, scene = digits
+    seen = []
+    real_fit = classedit.fit_class
+
+    def spy(net, index, positives, negatives, **kw):
+        seen.append((len(net.memory.features_of(net, [k for k, y in enumerate(net.memory.labels) if y == index])),
+                     np.array(positives)))
+        return real_fit(net, index, positives, negatives, **kw)
+
+    monkeypatch.setattr(classedit, "fit_class", spy)
+    monkeypatch.setattr(defaults, "FIT_POOL", 3)
+    net, pipe = teach(base, ones[:5], scene[:10])
+    assert pipe.counters.fitted == 5 and len(seen) == 5
+    copies = 1 + defaults.FIT_AUGMENT
+    for n, (kept, positives) in enumerate(seen, start=1):  # the kept examples, then the last 3 windows and copies
+        assert len(positives) == kept + min(n, 3) * copies
+    last = seen[-1][1][-copies:]  # the window taught last, then its copies: other counts (shifted, thinned)
+    h = net.features(*net.input_events(ones[4]))
+    assert np.allclose(last[0], h)
+    assert all(not np.array_equal(row, h) for row in last[1:])
+    seen.clear()
+    monkeypatch.setattr(defaults, "FIT_AUGMENT", 0)
+    monkeypatch.setattr(defaults, "FIT_POOL", 0)
+    teach(base, ones[:3], scene[:10])
+    assert [len(p) - kept for kept, p in seen] == [1, 1, 1]  # as before: the kept examples and the window
+
+
 def test_fit_class_moves_only_its_unit_so_its_windows_win_and_the_others_keep():
     rng = np.random.default_rng(0)
     net = SpikingNetwork(arch="dense:8", input_shape=(4, 4, 1), classes=3, seed=0)

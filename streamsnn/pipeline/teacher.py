@@ -5,13 +5,16 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections import deque
 from dataclasses import dataclass, field
 from typing import Awaitable, Callable
 
 import numpy as np
 
 from .. import classnames, defaults
+from ..learn.training import Augment
 from ..snn import classedit
+from ..snn.memory import MAX_EXAMPLE_EVENTS
 from ..snn.guard import NonFinite
 from ..textsafe import printable
 from .feedback import Recent, Refused, TokenBucket, judge, parse
@@ -74,6 +77,8 @@ class Teacher:
         self.rehearse = int(settings.rehearse)
         self.imprint = bool(settings.imprint)
         self.fit, self.scene = bool(settings.new_class_fit), scene
+        self._taught: dict[int, deque] = {}  # a class added by feedback: counts of its last taught windows and copies
+        self._vary, self._rng = Augment(**defaults.AUGMENT), np.random.default_rng(22)
         memory = getattr(net, "memory", None)
         if memory is not None:
             memory.per_class = int(settings.memory_per_class)
@@ -150,7 +155,7 @@ class Teacher:
         new = self.fit and float(self.net.class_lr[label]) > 1 and classedit.imprints(self.net) and self._fits(label)
         d = self.net.learn_indices(idx, label, t, self.lr_scale, prediction=w.predicted, hidden=not new)
         if new:  # the hidden layers did not move: nothing to replay; the unit is fit instead
-            self._fit(label, self.net.last_features)
+            self._fit(label, self.net.last_features, idx, t)
         else:
             self.counters.rehearsed += memory.rehearse(self.net, label, self.rehearse, self.lr_scale)
         memory.add(idx, t if getattr(self.net, "tau_us", None) is not None else None, label)
@@ -165,9 +170,11 @@ class Teacher:
             return True
         return self.scene is not None and self.scene.negatives(label) is not None
 
-    def _fit(self, label: int, h) -> None:
-        """Fit class `label`'s unit to tell its kept examples and the window just taught (counts `h`) from the
-        other classes' kept examples and the scene before it was added (`classedit.fit_class`)."""
+    def _fit(self, label: int, h, idx: np.ndarray, t: np.ndarray) -> None:
+        """Fit class `label`'s unit to tell its windows from the other classes' kept examples and the scene before it
+        was added (`classedit.fit_class`). Its windows: its kept examples, and the last FIT_POOL windows taught (this
+        one's counts `h`, of events `idx` at times `t`), each with FIT_AUGMENT copies varied as training varies a
+        sample (`_copies`), so that a few examples stand for the shifts and losses of the windows to come."""
         memory = self.net.memory
         mine = [k for k, y in enumerate(memory.labels) if y == label]
         others = [k for k, y in enumerate(memory.labels) if y != label and y < self.net.n_classes]
@@ -175,10 +182,26 @@ class Teacher:
         scene = self.scene.negatives(label) if self.scene is not None else None
         if scene is not None and scene.shape[1:] == negatives[0].shape[1:]:
             negatives.append(scene)
-        positives = np.concatenate([memory.features_of(self.net, mine), np.asarray(h, np.float32).reshape(1, -1)])
+        taught = self._taught.setdefault(label, deque(maxlen=max(1, defaults.FIT_POOL)))
+        taught.append(self._copies(h, idx, t))
+        positives = np.concatenate([memory.features_of(self.net, mine), *taught])
         self.counters.fitted += int(classedit.fit_class(
             self.net, label, positives, np.concatenate(negatives), steps=defaults.FIT_STEPS, rate=defaults.FIT_RATE,
             weight=defaults.FIT_NEGATIVE_WEIGHT))
+
+    def _copies(self, h, idx: np.ndarray, t: np.ndarray) -> np.ndarray:
+        """The counts `h` of a taught window, then those of FIT_AUGMENT copies of its events (`idx`, `t`; at most
+        MAX_EXAMPLE_EVENTS of them, evenly spaced, as the memory keeps an example) shifted, thinned and jittered as
+        `train` augments its samples (`learn.training.Augment`), one row each."""
+        rows = [np.asarray(h, np.float32).reshape(1, -1)]
+        if defaults.FIT_AUGMENT > 0 and len(idx):
+            if len(idx) > MAX_EXAMPLE_EVENTS:
+                keep = np.linspace(0, len(idx) - 1, MAX_EXAMPLE_EVENTS).astype(np.int64)
+                idx, t = idx[keep], t[keep]
+            for _ in range(defaults.FIT_AUGMENT):
+                a, b = self._vary(idx, t, self.net.input_shape, self._rng)
+                rows.append(np.asarray(self.net.features(a, b), np.float32).reshape(1, -1))
+        return np.concatenate(rows)
 
     def _ignore(self, reason: str, detail: str) -> bool:
         c = self.counters.feedback
