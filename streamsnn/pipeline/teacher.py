@@ -14,8 +14,8 @@ import numpy as np
 from .. import classnames, defaults
 from ..learn.training import Augment
 from ..snn import classedit
-from ..snn.memory import MAX_EXAMPLE_EVENTS
 from ..snn.guard import NonFinite
+from ..snn.memory import MAX_EXAMPLE_EVENTS
 from ..textsafe import printable
 from .feedback import Recent, Refused, TokenBucket, judge, parse
 from .growth import Growth
