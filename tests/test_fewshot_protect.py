@@ -51,9 +51,9 @@ class Clock:
         return self.now
 
 
-def teach(base, ones, scene, **settings):
+def teach(base, ones, scene, names=None, **settings):
     """A copy of ``base`` that first decides ``scene`` unlabelled (one second apart), then is taught ``ones`` as a
-    new class "1" through the daemon's feedback path; returns (net, pipeline)."""
+    new class "1" (or as ``names``, one per window) through the daemon's feedback path; returns (net, pipeline)."""
     net, clock = copy.deepcopy(base), Clock()
     pipe = Pipeline(None, net, [], feedback_per_s=0, new_classes=True, max_classes=8, clock=clock, **settings)
     try:
@@ -63,7 +63,8 @@ def teach(base, ones, scene, **settings):
             d, info = pipe._worker.submit(pipe._decide, w).result()
             pipe._publish(w, d, info)
             if k >= len(scene):
-                assert asyncio.run(pipe.apply_feedback({"sample": b.sample, "label": "1"}))
+                name = "1" if names is None else names[k - len(scene)]
+                assert asyncio.run(pipe.apply_feedback({"sample": b.sample, "label": name}))
     finally:
         pipe._worker.shutdown(wait=True)
     return net, pipe
@@ -126,7 +127,7 @@ def test_the_fit_sees_the_last_taught_windows_each_with_varied_copies(digits, mo
     monkeypatch.setattr(classedit, "fit_class", spy)
     monkeypatch.setattr(defaults, "FIT_POOL", 3)
     net, pipe = teach(base, ones[:5], scene[:10])
-    assert pipe.counters.fitted == 5 and len(seen) == 5
+    assert pipe.counters.fitted == 5 and len(seen) == 5 and net.hidden_updates == base.hidden_updates
     copies = 1 + defaults.FIT_AUGMENT
     for n, (kept, positives) in enumerate(seen, start=1):  # the kept examples, then the last 3 windows and copies
         assert len(positives) == kept + min(n, 3) * copies
@@ -139,6 +140,12 @@ def test_the_fit_sees_the_last_taught_windows_each_with_varied_copies(digits, mo
     monkeypatch.setattr(defaults, "FIT_POOL", 0)
     teach(base, ones[:3], scene[:10])
     assert [len(p) - kept for kept, p in seen] == [1, 1, 1]  # as before: the kept examples and the window
+    seen.clear()
+    monkeypatch.setattr(defaults, "FIT_AUGMENT", 2)
+    monkeypatch.setattr(defaults, "FIT_POOL", 20)
+    net, _ = teach(base, [ones[0], ones[1], scene[20], ones[2]], scene[:10], names=["1", "1", "0", "1"])
+    assert net.hidden_updates > base.hidden_updates  # feedback on an old class moved the hidden layers ...
+    assert [len(p) - kept for kept, p in seen] == [3, 6, 3]  # ... so the 1s taught before it are not fit again
 
 
 def test_fit_class_moves_only_its_unit_so_its_windows_win_and_the_others_keep():

@@ -77,7 +77,9 @@ class Teacher:
         self.rehearse = int(settings.rehearse)
         self.imprint = bool(settings.imprint)
         self.fit, self.scene = bool(settings.new_class_fit), scene
-        self._taught: dict[int, deque] = {}  # a class added by feedback: counts of its last taught windows and copies
+        # a class added by feedback: the counts of its last taught windows and their copies, while the hidden layers
+        # have not learned since (the network's `hidden_updates` then)
+        self._taught: dict[int, tuple[int, deque]] = {}
         self._vary, self._rng = Augment(**defaults.AUGMENT), np.random.default_rng(22)
         memory = getattr(net, "memory", None)
         if memory is not None:
@@ -174,7 +176,8 @@ class Teacher:
         """Fit class `label`'s unit to tell its windows from the other classes' kept examples and the scene before it
         was added (`classedit.fit_class`). Its windows: its kept examples, and the last FIT_POOL windows taught (this
         one's counts `h`, of events `idx` at times `t`), each with FIT_AUGMENT copies varied as training varies a
-        sample (`_copies`), so that a few examples stand for the shifts and losses of the windows to come."""
+        sample (`_copies`), so that a few examples stand for the shifts and losses of the windows to come; those taught
+        before the hidden layers last learned (feedback on another class) are dropped, as their counts are stale."""
         memory = self.net.memory
         mine = [k for k, y in enumerate(memory.labels) if y == label]
         others = [k for k, y in enumerate(memory.labels) if y != label and y < self.net.n_classes]
@@ -182,7 +185,10 @@ class Teacher:
         scene = self.scene.negatives(label) if self.scene is not None else None
         if scene is not None and scene.shape[1:] == negatives[0].shape[1:]:
             negatives.append(scene)
-        taught = self._taught.setdefault(label, deque(maxlen=max(1, defaults.FIT_POOL)))
+        version = getattr(self.net, "hidden_updates", 0)
+        if label not in self._taught or self._taught[label][0] != version:  # the hidden layers learned: counts stale
+            self._taught[label] = (version, deque(maxlen=max(1, defaults.FIT_POOL)))
+        taught = self._taught[label][1]
         taught.append(self._copies(h, idx, t))
         positives = np.concatenate([memory.features_of(self.net, mine), *taught])
         self.counters.fitted += int(classedit.fit_class(

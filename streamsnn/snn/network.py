@@ -84,7 +84,7 @@ class SpikingNetwork:
                            ).astype(np.float32)
         self.bias = np.zeros(len(names), np.float32)
         self.class_lr = settings.class_rates(class_lr, len(names))  # output rate multiplier per class
-        self.samples_seen = self.events_seen = self.updates = self.epochs = 0
+        self.samples_seen = self.events_seen = self.updates = self.hidden_updates = self.epochs = 0  # hidden_: moved them
         self.progressive_correct = self.progressive_total = 0
         self.nonfinite = 0  # decisions withheld and updates undone because of non-finite values (not saved)
         self.lr_backoff = 1.0  # multiplies every learning rate; halved by each update found non-finite (guard.py)
@@ -295,7 +295,7 @@ class SpikingNetwork:
             if len(idx) == 0:
                 return d
             learn_step(self, *self.fed, d.scores, label, lr_scale, hidden)
-            self.updates += 1
+            self.updates, self.hidden_updates = self.updates + 1, self.hidden_updates + bool(hidden)
             return d
         finally:
             for layer in self.hidden:
