@@ -15,7 +15,7 @@ from .. import classnames, defaults
 from ..learn.training import Augment
 from ..snn import classedit
 from ..snn.guard import NonFinite
-from ..snn.memory import MAX_EXAMPLE_EVENTS
+from ..snn.memory import at_most
 from ..textsafe import printable
 from .feedback import Recent, Refused, TokenBucket, judge, parse
 from .growth import Growth
@@ -201,9 +201,7 @@ class Teacher:
         `train` augments its samples (`learn.training.Augment`), one row each."""
         rows = [np.asarray(h, np.float32).reshape(1, -1)]
         if defaults.FIT_AUGMENT > 0 and len(idx):
-            if len(idx) > MAX_EXAMPLE_EVENTS:
-                keep = np.linspace(0, len(idx) - 1, MAX_EXAMPLE_EVENTS).astype(np.int64)
-                idx, t = idx[keep], t[keep]
+            idx, t = at_most(idx, t)
             for _ in range(defaults.FIT_AUGMENT):
                 a, b = self._vary(idx, t, self.net.input_shape, self._rng)
                 rows.append(np.asarray(self.net.features(a, b), np.float32).reshape(1, -1))

@@ -28,6 +28,14 @@ MAX_EXAMPLE_EVENTS = 20_000
 MAX_PER_CLASS = 1000
 
 
+def at_most(idx: np.ndarray, t: np.ndarray | None, n: int = MAX_EXAMPLE_EVENTS):
+    """The events (``idx``, ``t``; ``t`` may be None) thinned to at most ``n``, evenly spaced, as an example is kept."""
+    if len(idx) <= n:
+        return idx, t
+    keep = np.linspace(0, len(idx) - 1, n).astype(np.int64)
+    return idx[keep], (t[keep] if t is not None else None)
+
+
 class Memory:
     """Examples (input units, times, label) kept per class; see the module."""
 
@@ -55,9 +63,7 @@ class Memory:
         """Keep an example of class ``label`` (a full class replaces one of its examples at random)."""
         if self.per_class == 0 or len(idx) == 0:
             return
-        if len(idx) > MAX_EXAMPLE_EVENTS:
-            keep = np.linspace(0, len(idx) - 1, MAX_EXAMPLE_EVENTS).astype(np.int64)
-            idx, t = idx[keep], (t[keep] if t is not None else None)
+        idx, t = at_most(idx, t)
         idx = np.array(idx, dtype=np.int32)
         t = None if t is None else np.array(t, dtype=np.int64)
         mine = [k for k, y in enumerate(self.labels) if y == label]

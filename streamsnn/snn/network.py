@@ -84,7 +84,7 @@ class SpikingNetwork:
                            ).astype(np.float32)
         self.bias = np.zeros(len(names), np.float32)
         self.class_lr = settings.class_rates(class_lr, len(names))  # output rate multiplier per class
-        self.samples_seen = self.events_seen = self.updates = self.hidden_updates = self.epochs = 0  # hidden_: moved them
+        self.samples_seen = self.events_seen = self.updates = self.hidden_updates = self.epochs = 0
         self.progressive_correct = self.progressive_total = 0
         self.nonfinite = 0  # decisions withheld and updates undone because of non-finite values (not saved)
         self.lr_backoff = 1.0  # multiplies every learning rate; halved by each update found non-finite (guard.py)
