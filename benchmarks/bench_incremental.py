@@ -9,9 +9,10 @@ its true class name through `Pipeline.apply_feedback`, the daemon's own path, wi
 `model.new_classes = true`: the first "9" adds the output unit. Accuracy on the real test samples of 9
 and of 0-8 is read after 10, 50 and 100 examples of 9, mean over 3 seeds.
 
-Settings (the new unit's output learning-rate boost, its bias, the feedback learning-rate scale) are
-chosen on held-out real training samples (every tenth, never trained on), not on the test split;
-the test split is read only for the final table.
+The test table runs the daemon's defaults (model.new_class_lr, the new unit's bias the mean of the others',
+model.feedback_lr_scale): what a daemon does. A grid of those settings is scored on held-out training samples
+(every tenth real one and held-out synthetic ones, never trained on; never the test split), which is where
+new_class_lr was chosen; the benchmark reports the grid's best and where the defaults stand in it.
 
 Run alone: `python -m benchmarks --only incremental` (`--quick`: 1 seed, 2 training epochs). The
 trained 0-8 models are cached in the system temp folder (keyed by seed, epochs and data) so that a
@@ -196,7 +197,9 @@ def run(ctx: Context) -> Result:
         key = (undone == 0, drop <= 0.05, new - max(drop, 0.0))
         if ls == FEEDBACK_LR_SCALE and (chosen is None or key > chosen[0]):  # the daemon's feedback rate
             chosen = (key, ls, bo, bi)
-    _, ls, bo, bi = chosen
+    from streamsnn import defaults
+
+    ls, bo, bi = FEEDBACK_LR_SCALE, defaults.NEW_CLASS_LR, "mean"  # the daemon's (add_class: the mean bias)
     before = [scores(net, test)[1] for net, _ in bases]
     final, only = [], []
     for (_, path), order in zip(bases, orders):
@@ -222,10 +225,14 @@ def run(ctx: Context) -> Result:
     r.metric("drop on 0-8 after 100 examples of 9", round(drop100, 3), "points/100", target="<= 0.05",
              met=drop100 <= 0.05)
     r.metric("model.feedback_lr_scale (the daemon's default, chosen in bench_feedback)", ls, "")
-    r.metric("chosen on validation: model.new_class_lr", bo, "")
-    r.metric("chosen on validation: bias of the new unit", bi, "")
+    r.metric("model.new_class_lr (the daemon's default; the test table's)", bo, "")
+    r.metric("best on validation: model.new_class_lr", chosen[2], "")
+    r.metric("best on validation: bias of the new unit", chosen[3], "")
+    mine = next((row for row in rows if tuple(row[:3]) == (ls, bo, bi)), None)  # not in --quick's grid
+    if mine is not None:
+        r.metric("the defaults on validation: 0-8 drop after 100 examples of 9", mine[-2], "points/100")
     r.table(f"Test split (real N-MNIST, {int(np.sum(test.labels == NEW))} samples of 9, "
-            f"{int(np.sum(test.labels != NEW))} of 0-8), mean of {len(seeds)} seed(s), with the chosen settings",
+            f"{int(np.sum(test.labels != NEW))} of 0-8), mean of {len(seeds)} seed(s), with the daemon's defaults",
             ["feedback on", "examples of 9", "accuracy on 9", "per seed", "accuracy on 0-8", "drop on 0-8"], table)
     r.table(f"Choosing the settings: validation (100 held-out real training samples and {VALIDATION_SYNTH} "
             f"held-out synthetic ones, {int(np.sum(val.labels == NEW))} of 9), mean of {len(seeds)} seed(s); "
@@ -241,13 +248,15 @@ def run(ctx: Context) -> Result:
            f"shuffled per seed; every decision is taught its true class name by `Pipeline.apply_feedback` "
            f"(model.new_classes = true); the first '9' adds the unit. Seed {seeds[0]}: {m['decisions']} decisions "
            f"taught, their published predictions {m['feedback_accuracy']:.1%} right (feedback_accuracy). Updates the "
-           f"guard undid (weights non-finite or huge; refused as `undone`, rates halved) with the chosen settings: "
+           f"guard undid (weights non-finite or huge; refused as `undone`, rates halved) with the defaults: "
            f"{sum(x['metrics']['undone'] for x in final + only)} over every seed and both streams.")
-    r.note("Settings chosen on validation at the daemon's model.feedback_lr_scale (set by the wrong-label "
+    r.note("The grid's best on validation at the daemon's model.feedback_lr_scale (set by the wrong-label "
            "trade-off of bench_feedback; the other scales are shown for comparison): no update undone by the guard "
            "first, then the 0-8 drop after 100 examples within 5 points, then the highest accuracy on 9 (mean "
            "over 10, 50 and 100 examples: learning it fast counts) minus that drop; ties go to the first row. "
-           "The test split is read only with the chosen settings. 11 test samples of 9: one sample is 9 points.")
+           "The test split is read only with the daemon's defaults (model.new_class_lr, the mean bias), whichever "
+           "row is best: the best has moved between runs among rows within a sample or two of one another. 11 test "
+           "samples of 9: one sample is 9 points.")
     return r
 
 
