@@ -146,6 +146,9 @@ def test_the_fit_sees_the_last_taught_windows_each_with_varied_copies(digits, mo
     net, _ = teach(base, [ones[0], ones[1], scene[20], ones[2]], scene[:10], names=["1", "1", "0", "1"])
     assert net.hidden_updates > base.hidden_updates  # feedback on an old class moved the hidden layers ...
     assert [len(p) - kept for kept, p in seen] == [3, 6, 3]  # ... so the 1s taught before it are not fit again
+    seen.clear()
+    teach(base, ones[:3], [])  # nothing decided before the class was named: no scene
+    assert [len(p) - kept for kept, p in seen] == [1, 1, 1]  # no copies: the kept examples and the window
 
 
 def test_fit_class_moves_only_its_unit_so_its_windows_win_and_the_others_keep():

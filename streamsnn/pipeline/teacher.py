@@ -177,20 +177,24 @@ class Teacher:
         was added (`classedit.fit_class`). Its windows: its kept examples, and the last FIT_POOL windows taught (this
         one's counts `h`, of events `idx` at times `t`), each with FIT_AUGMENT copies varied as training varies a
         sample (`_copies`), so that a few examples stand for the shifts and losses of the windows to come; those taught
-        before the hidden layers last learned (feedback on another class) are dropped, as their counts are stale."""
+        before the hidden layers last learned (feedback on another class) are dropped, as their counts are stale.
+        Without a scene the copies would let the unit reach into the old classes' windows (the kept examples alone do
+        not say where to stop): its windows are then its kept examples and the window just taught."""
         memory = self.net.memory
         mine = [k for k, y in enumerate(memory.labels) if y == label]
         others = [k for k, y in enumerate(memory.labels) if y != label and y < self.net.n_classes]
         negatives = [memory.features_of(self.net, others)]
         scene = self.scene.negatives(label) if self.scene is not None else None
-        if scene is not None and scene.shape[1:] == negatives[0].shape[1:]:
+        if scene is None or scene.shape[1:] != negatives[0].shape[1:]:  # no scene: the kept examples and this window
+            positives = np.concatenate([memory.features_of(self.net, mine), np.asarray(h, np.float32).reshape(1, -1)])
+        else:
             negatives.append(scene)
-        version = getattr(self.net, "hidden_updates", 0)
-        if label not in self._taught or self._taught[label][0] != version:  # the hidden layers learned: counts stale
-            self._taught[label] = (version, deque(maxlen=max(1, defaults.FIT_POOL)))
-        taught = self._taught[label][1]
-        taught.append(self._copies(h, idx, t))
-        positives = np.concatenate([memory.features_of(self.net, mine), *taught])
+            version = getattr(self.net, "hidden_updates", 0)
+            if label not in self._taught or self._taught[label][0] != version:  # the hidden layers learned since
+                self._taught[label] = (version, deque(maxlen=max(1, defaults.FIT_POOL)))
+            taught = self._taught[label][1]
+            taught.append(self._copies(h, idx, t))
+            positives = np.concatenate([memory.features_of(self.net, mine), *taught])
         self.counters.fitted += int(classedit.fit_class(
             self.net, label, positives, np.concatenate(negatives), steps=defaults.FIT_STEPS, rate=defaults.FIT_RATE,
             weight=defaults.FIT_NEGATIVE_WEIGHT))
