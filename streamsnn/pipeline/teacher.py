@@ -186,15 +186,15 @@ class Teacher:
         negatives = [memory.features_of(self.net, others)]
         scene = self.scene.negatives(label) if self.scene is not None else None
         if scene is None or scene.shape[1:] != negatives[0].shape[1:]:  # no scene: the kept examples and this window
-            positives = np.concatenate([memory.features_of(self.net, mine), np.asarray(h, np.float32).reshape(1, -1)])
+            own = [np.asarray(h, np.float32).reshape(1, -1)]
         else:
             negatives.append(scene)
             version = getattr(self.net, "hidden_updates", 0)
             if label not in self._taught or self._taught[label][0] != version:  # the hidden layers learned since
                 self._taught[label] = (version, deque(maxlen=max(1, defaults.FIT_POOL)))
-            taught = self._taught[label][1]
-            taught.append(self._copies(h, idx, t))
-            positives = np.concatenate([memory.features_of(self.net, mine), *taught])
+            own = self._taught[label][1]
+            own.append(self._copies(h, idx, t))
+        positives = np.concatenate([memory.features_of(self.net, mine), *own])
         self.counters.fitted += int(classedit.fit_class(
             self.net, label, positives, np.concatenate(negatives), steps=defaults.FIT_STEPS, rate=defaults.FIT_RATE,
             weight=defaults.FIT_NEGATIVE_WEIGHT))

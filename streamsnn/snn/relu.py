@@ -45,7 +45,7 @@ def learn(net, x: np.ndarray, label: int, lr_scale: float = 1.0) -> int:
         act = np.flatnonzero(a).astype(np.int32)
         pairs.append((act, a[act].astype(np.float32)))
     backprop_counts(net, pairs, e, lr_scale)
-    net.updates, net.hidden_updates = net.updates + 1, getattr(net, "hidden_updates", 0) + 1
+    net.updates, net.hidden_updates = net.updates + 1, net.hidden_updates + 1
     return pred
 
 
