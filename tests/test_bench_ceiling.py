@@ -1,0 +1,51 @@
+"""The ceiling benchmark's held-out split and count images, on the real N-MNIST samples: what its ReLU twin and the
+spiking network are trained and scored on must be the same samples and the same input units."""
+
+from __future__ import annotations
+
+import sys
+from collections import Counter
+
+import numpy as np
+from conftest import ROOT, need
+
+from streamsnn.defaults import DEFAULT_ARCH
+from streamsnn.io.dataset import open_dataset
+from streamsnn.io.labellists import read_label_list
+from streamsnn.learn.training import load_split
+from streamsnn.snn import SpikingNetwork
+
+sys.path.insert(0, str(ROOT))  # the benchmarks package lives beside streamsnn, not in it
+from benchmarks.bench_ceiling import count_images, held_out_folder  # noqa: E402
+
+
+def test_the_held_out_split_is_the_last_quarter_of_each_class_and_nothing_else(tmp_path):
+    nmnist = need("nmnist_small")
+    labels = read_label_list(nmnist / "train1K.txt")
+    ds = open_dataset(held_out_folder(nmnist, tmp_path / "held"))
+    train = [s.path.stem for s in ds.split("train").samples]
+    test = [s.path.stem for s in ds.split("test").samples]
+    assert not set(train) & set(test)
+    assert sorted(train + test, key=int) == sorted(labels, key=int)  # every training sample, once
+    assert ds.split("test").samples[0].label_name == str(labels[test[0]])
+    order = list(labels)
+    per_class = Counter(labels.values())
+    held = Counter(labels[n] for n in test)
+    for c, n in per_class.items():
+        assert held[c] == round(n / 4)
+        mine = [s for s in order if labels[s] == c]
+        assert set(mine[-held[c]:]) == {s for s in test if labels[s] == c}  # the last ones of the class
+
+
+def test_count_images_put_each_event_on_its_polarity_and_pixel():
+    nmnist = need("nmnist_small")
+    net = SpikingNetwork(arch=DEFAULT_ARCH, input_shape=(34, 34, 2))
+    data = load_split(nmnist, "test", net, limit=3, quiet=True)
+    images = count_images(data, net)
+    assert images.shape == (3, 2, 34, 34)
+    by_id = {s.path.stem: s for s in open_dataset(nmnist).split("test").samples}
+    for k in range(3):
+        ev = by_id[str(data.ids[k])].load().events
+        expect = np.zeros((2, 34, 34))
+        np.add.at(expect, ((ev["p"] > 0).astype(int), ev["y"].astype(int), ev["x"].astype(int)), 1)
+        assert np.array_equal(np.expm1(images[k]).round(), expect)
