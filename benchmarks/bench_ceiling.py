@@ -16,8 +16,9 @@ on request, `wide` (a larger convolutional network with batch normalisation, poo
 more capacity than the default's lift the ceiling?).
 
 Run: `python -m benchmarks.bench_ceiling [--splits test,held] [--arms snn,twin] [--seeds 0,1,2]`
-(writes benchmarks/results/ceiling.{json,md}). Needs torch (the `bench` extra) and the synthetic samples
-(`STREAMSNN_SYNTH`, as bench_stream).
+(writes benchmarks/results/ceiling.{json,md}; a run of other arms or one split names them:
+`--splits held --arms wide` writes ceiling-wide-held.{json,md}). Needs torch (the `bench` extra) and the synthetic
+samples (`STREAMSNN_SYNTH`, as bench_stream).
 """
 
 from __future__ import annotations
@@ -220,7 +221,9 @@ def main(argv=None) -> int:
     if bad:
         p.error(f"unknown split or arm: {', '.join(bad)}")
     seeds = [int(s) for s in args.seeds.split(",") if s]
-    ctx = Context(out=args.out.resolve(), data=args.data.resolve(), stem="ceiling")
+    # the default run writes ceiling.{json,md}; others name their arms and splits, so that no run overwrites another
+    other = ([] if set(arms) <= {"snn", "twin"} else arms) + ([] if set(splits) == set(SPLITS) else splits)
+    ctx = Context(out=args.out.resolve(), data=args.data.resolve(), stem="-".join(["ceiling", *other]))
     return run_alone("python -m benchmarks.bench_ceiling", ctx, lambda: run(ctx, splits, arms, seeds),
                      label="ceiling", contention="Accuracy does not depend on load; the seconds do (shared machine).")
 
