@@ -43,10 +43,11 @@ BENCHES = {
     "teachflow": ("bench_teach_flow", "run", "Teach it live: docs/demo.md's commands, record to a class taught, timed"),
     "kernel": ("bench_kernel", "run", "The inference kernel against a bare-loop ceiling for the same work (--model M)"),
     "delays": ("bench_delays", "run", "Input delays: a delay model's inference, merging against sorting delay line"),
+    "ceiling": ("bench_ceiling", "run", "What the data allow: the default model beside its conventional twin"),
 }
 #: Too long for --quick (each trains several networks for many epochs; teachflow records in real time); run
 #: them with --only NAME.
-SLOW = ("sim2real", "deep", "incremental", "fewshot", "own_data", "robust", "time", "teachflow")
+SLOW = ("sim2real", "deep", "incremental", "fewshot", "own_data", "robust", "time", "teachflow", "ceiling")
 
 
 def run_snn(ctx: Context) -> Result:

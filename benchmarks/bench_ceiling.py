@@ -15,7 +15,8 @@ default architecture as a ReLU network in torch, 15 epochs, shifts of up to 2 in
 on request, `wide` (a larger convolutional network with batch normalisation, pooling and dropout, 20 epochs: does
 more capacity than the default's lift the ceiling?).
 
-Run: `python -m benchmarks.bench_ceiling [--splits test,held] [--arms snn,twin] [--seeds 0,1,2]`
+Run: `python -m benchmarks.bench_ceiling [--splits test,held] [--arms snn,twin] [--seeds 0,1,2]` (or
+`python -m benchmarks --only ceiling`; with `--quick` one seed)
 (writes benchmarks/results/ceiling.{json,md}; a run of other arms or one split names them:
 `--splits held --arms wide` writes ceiling-wide-held.{json,md}). Needs torch (the `bench` extra) and the synthetic
 samples (`STREAMSNN_SYNTH`, as bench_stream).
@@ -157,6 +158,8 @@ def run(ctx: Context, splits=("test", "held"), arms=("snn", "twin"), seeds=(0, 1
         raise NotMeasurable(f"synthetic samples not found in {SYNTH}: run `streamsnn synth --mnist "
                             f"../shared/data/mnist --first 101 --out {SYNTH}` or set STREAMSNN_SYNTH")
     nmnist = ctx.nmnist
+    if ctx.quick:  # `python -m benchmarks --quick --only ceiling`: one seed
+        seeds = tuple(seeds)[:1]
     template = SpikingNetwork(arch=DEFAULT_ARCH, input_shape=(34, 34, 2))
     r = Result("ceiling", "What the data and the architecture allow: the default network and its ReLU twin")
     rows, acc = [], {}
