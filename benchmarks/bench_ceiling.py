@@ -149,11 +149,10 @@ def run(ctx: Context, splits=("test", "held"), arms=("snn", "twin"), seeds=(0, 1
     from streamsnn.learn.training import load_split
     from streamsnn.snn import SpikingNetwork
 
-    if "torch" not in sys.modules:
-        try:
-            import torch  # noqa: F401
-        except ImportError as exc:
-            raise NotMeasurable(f"torch is not installed ({exc}); pip install -e '.[bench]'") from exc
+    try:
+        import torch  # noqa: F401
+    except ImportError as exc:
+        raise NotMeasurable(f"torch is not installed ({exc}); pip install -e '.[bench]'") from exc
     if not SYNTH.is_dir():
         raise NotMeasurable(f"synthetic samples not found in {SYNTH}: run `streamsnn synth --mnist "
                             f"../shared/data/mnist --first 101 --out {SYNTH}` or set STREAMSNN_SYNTH")
