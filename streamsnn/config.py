@@ -51,6 +51,9 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "chunk_us": Key(int, 0, "synthetic, and replay of one recording: deliver events in chunks of this much "
                         "sensor time, as a camera does (0 = whole samples; 10 ms chunks for one recording)", min=0),
         "serial": Key(str, "", "camera: serial number (empty = first camera found)"),
+        "packet_us": Key(int, 0, "camera: how much sensor time one of its packets holds, in microseconds "
+                         "(dv-processing's setTimeInterval): a window's decision waits for the packet holding its "
+                         "end; 0 = the camera's own setting", min=0),
         "address": Key(str, "127.0.0.1:7777", "dvstream: DV stream address (host:port, tcp://host:port, unix:/path)"),
         "topic": Key(str, "", "mqtt: topic with event packets (empty = <prefix>/events)"),
         "group": Key(str, "", "mqtt: shared-subscription group; daemons with the same group split the packets"),

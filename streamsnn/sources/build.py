@@ -27,7 +27,7 @@ def build_source(cfg, *, progress: bool = True, mqtt=None) -> Source:
     if s.kind == "camera":
         from .camera import CameraSource
 
-        return CameraSource(serial=s.serial or None)
+        return CameraSource(serial=s.serial or None, packet_us=s.packet_us or None)
     if s.kind == "dvstream":
         from .dvstream import DvStreamSource
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 from ..errors import InputError, first_line
 from ._live import LiveSource
 
@@ -12,16 +14,19 @@ class CameraSource(LiveSource):
     """Events from the camera with the given serial number (None: the first camera found).
 
     `async with CameraSource() as cam:` raises InputError at once when no camera is connected. The
-    batches are the camera's packets as they arrive (typically every few milliseconds), with
-    `source` = "camera:<name>" and no label; `reconnect=True` waits for an unplugged camera to return.
+    batches are the camera's packets as they arrive, with `source` = "camera:<name>" and no label;
+    `packet_us` sets how much sensor time one packet holds (dv-processing's `setTimeInterval`; None: the
+    camera's own setting), and so how long a window's end can wait inside a packet before the daemon sees it;
+    `reconnect=True` waits for an unplugged camera to return.
     The packet read loop is the one DvStreamSource uses
     (sources/_dv.py PacketReader), so the DV-stream test exercises it on real data; only the opening
     below is camera-specific, and without a camera here only its error path is tested.
     """
 
-    def __init__(self, serial: str | None = None, **kwargs) -> None:
+    def __init__(self, serial: str | None = None, packet_us: int | None = None, **kwargs) -> None:
         super().__init__(**kwargs)
         self.serial = serial or None
+        self.packet_us = int(packet_us) if packet_us else None
         self.name = f"camera:{self.serial}" if self.serial else "camera"
 
     def _open(self):
@@ -46,4 +51,10 @@ class CameraSource(LiveSource):
             raise InputError(f"camera {camera.getCameraName()} gives no event stream; "
                              "use an event camera (DVS/DAVIS/DVXplorer)")
         self.name = f"camera:{camera.getCameraName()}"
+        if self.packet_us:
+            try:
+                camera.setTimeInterval(timedelta(microseconds=self.packet_us))
+            except Exception as exc:
+                raise InputError(f"camera {camera.getCameraName()}: cannot set its packets to {self.packet_us} us "
+                                 f"({first_line(exc)}); set source.packet_us = 0 to keep its own") from None
         return camera
