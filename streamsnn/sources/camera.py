@@ -20,7 +20,8 @@ class CameraSource(LiveSource):
     `reconnect=True` waits for an unplugged camera to return.
     The packet read loop is the one DvStreamSource uses
     (sources/_dv.py PacketReader), so the DV-stream test exercises it on real data; only the opening
-    below is camera-specific, and without a camera here only its error path is tested.
+    below is camera-specific: without a camera here its error paths are tested, and with a stand-in
+    for the opened camera the packet interval (tests/test_sources_camera.py).
     """
 
     def __init__(self, serial: str | None = None, packet_us: int | None = None, **kwargs) -> None:
