@@ -189,7 +189,7 @@ class Teacher:
             own = [np.asarray(h, np.float32).reshape(1, -1)]
         else:
             negatives.append(scene)
-            version = getattr(self.net, "hidden_updates", 0)
+            version = self.net.hidden_updates
             if label not in self._taught or self._taught[label][0] != version:  # the hidden layers learned since
                 self._taught[label] = (version, deque(maxlen=max(1, defaults.FIT_POOL)))
             own = self._taught[label][1]
