@@ -191,3 +191,31 @@ def test_a_leaky_network_teaches_a_new_class_the_whole_way_with_the_replay(digit
     assert not pipe.keeper.scene.enabled
     taught, _ = teach(net, ones[:2], scene[:3])
     assert not np.array_equal(taught.hidden[0].weight, hidden)
+
+
+def test_a_restarted_daemon_fits_a_new_class_against_the_same_scene_and_pool(digits, monkeypatch, tmp_path):
+    """Taught 4 windows of a new class in one run, or 2, then saved, loaded and taught the other 2 (nothing decided
+    after the restart): the fits after the restart see the scene and the pool of windows taught before it."""
+    base, _, ones, scene = digits
+    seen = []
+    real_fit = classedit.fit_class
+
+    def spy(net, index, positives, negatives, **kw):
+        seen.append((np.array(positives), np.array(negatives)))
+        return real_fit(net, index, positives, negatives, **kw)
+
+    monkeypatch.setattr(classedit, "fit_class", spy)
+    teach(base, ones[:4], scene[:10])
+    whole, seen[:] = list(seen), []
+    before, _ = teach(base, ones[:2], scene[:10])
+    before.save(tmp_path / "m.npz")
+    after, pipe = teach(SpikingNetwork.load(tmp_path / "m.npz"), ones[2:4], [])
+    assert pipe.counters.fitted == 2 and len(seen) == 4
+    from streamsnn import defaults
+
+    copies = 1 + defaults.FIT_AUGMENT
+    for (p, n), (wp, wn) in zip(seen[2:], whole[2:]):
+        assert n.shape == wn.shape and np.allclose(n, wn, atol=1e-4)  # the kept examples and the same scene
+        assert p.shape == wp.shape  # the kept examples and the pool, the windows before the restart in it
+    pooled = len(seen[2][0]) - 3 * copies  # the kept examples of the class, then 2 windows from before, then this
+    assert np.allclose(seen[2][0][pooled:pooled + 2 * copies], whole[2][0][pooled:pooled + 2 * copies], atol=1e-4)

@@ -6,8 +6,9 @@ camera showed before: windows of the old classes, the scene. So a few unlabelled
 worker, after the decision went out, and the last `defaults.SCENE_WINDOWS` are kept (features only, not events).
 When feedback adds a class, the windows seen until `defaults.SCENE_GAP_S` before are that class's negatives
 (`negatives`; the last seconds before someone names a thing are likely that thing already); its unit is then fit to
-tell its taught windows from them (`snn.classedit.fit_class`, `Teacher`). Nothing is saved: after a restart a grown
-class is fit against the kept examples only.
+tell its taught windows from them (`snn.classedit.fit_class`, `Teacher`). A class's negatives are kept on the network's
+memory (`snn.fitkeep`) and saved in its checkpoint, so a restarted daemon fits the class against the same scene; the
+recent windows themselves are not saved (a class added after a restart has the scene decided since).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import numpy as np
 
 from .. import defaults as d
 from ..snn import classedit
+from ..snn.fitkeep import FitKeep
 from .segment import Window
 
 log = logging.getLogger(__name__)
@@ -39,7 +41,8 @@ class Scene:
         self.every_s, self.gap_s = 1.0 / per_s if per_s > 0 else 0.0, float(gap_s)
         self._kept: deque = deque(maxlen=int(size))  # (time, counts)
         self._next = -np.inf
-        self._by_class: dict[int, np.ndarray] = {}
+        memory = getattr(net, "memory", None)
+        self._fit = memory.fit if memory is not None else FitKeep()  # the classes' negatives, saved with the memory
 
     def seen(self, w: Window) -> None:
         """A decision on `w` was published: every `1 / per_s` seconds at most, its counts are kept (on the worker)."""
@@ -70,11 +73,11 @@ class Scene:
         until = self.clock() - self.gap_s
         rows = [h for t, h in self._kept if t <= until]
         if rows and len({len(h) for h in rows}) == 1:
-            self._by_class[int(label)] = np.stack(rows)
+            self._fit.set_scene(label, np.stack(rows))
 
     def negatives(self, label: int) -> np.ndarray | None:
         """The scene before class `label` was added (None: none was kept)."""
-        return self._by_class.get(int(label))
+        return self._fit.scene(label)
 
     def __len__(self) -> int:
         return len(self._kept)

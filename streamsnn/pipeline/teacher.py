@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections import deque
 from dataclasses import dataclass, field
 from typing import Awaitable, Callable
 
@@ -77,9 +76,6 @@ class Teacher:
         self.rehearse = int(settings.rehearse)
         self.imprint = bool(settings.imprint)
         self.fit, self.scene = bool(settings.new_class_fit), scene
-        # a class added by feedback: the counts of its last taught windows and their copies, while the hidden layers
-        # have not learned since (the network's `hidden_updates` then)
-        self._taught: dict[int, tuple[int, deque]] = {}
         self._vary, self._rng = Augment(**defaults.AUGMENT), np.random.default_rng(22)
         memory = getattr(net, "memory", None)
         if memory is not None:
@@ -189,10 +185,9 @@ class Teacher:
             own = [np.asarray(h, np.float32).reshape(1, -1)]
         else:
             negatives.append(scene)
-            version = self.net.hidden_updates
-            if label not in self._taught or self._taught[label][0] != version:  # the hidden layers learned since
-                self._taught[label] = (version, deque(maxlen=max(1, defaults.FIT_POOL)))
-            own = self._taught[label][1]
+            # the counts of its last taught windows and their copies, emptied when the hidden layers learned since
+            # (the network's `hidden_updates`); kept on the memory, so a checkpoint holds them (`snn.fitkeep`)
+            own = memory.fit.pool(label, self.net.hidden_updates, defaults.FIT_POOL)
             own.append(self._copies(h, idx, t))
         positives = np.concatenate([memory.features_of(self.net, mine), *own])
         self.counters.fitted += int(classedit.fit_class(

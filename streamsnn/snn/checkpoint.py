@@ -10,7 +10,10 @@ otherwise than once, files without it price them once; ``chosen``, what `train` 
 held-out training samples, only when it searched: a small flat dict, `check_chosen`; ``spike_rates``, the spikes
 per input event per hidden layer `train` measured, optional, `check_spike_rates`); JSON ``counters``;
 optionally the rehearsal memory (``memory_idx``, ``memory_len``, ``memory_label``, ``memory_t``, ``memory_live``:
-integers, see ``memory.Memory``; files without it load with an empty memory, without ``memory_live`` none is live).
+integers, see ``memory.Memory``; files without it load with an empty memory, without ``memory_live`` none is live)
+and what fitting a class added by feedback keeps (``memory_scene``, ``memory_pool``: float rows of the last layer's
+units, with integer ``memory_scene_label``, ``memory_pool_label``, ``memory_pool_item``; see ``fitkeep``; files
+without them load with none).
 Format 1 (the one-hidden-layer network, arrays ``W1``, ``W2``, ``b2``, config ``sizes`` and
 ``input_shape``) still loads, as a one-dense-layer network with classes "0".."n-1".
 """
@@ -27,6 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .. import defaults
 from ..errors import CheckpointError, ConfigError
 from . import guard, limits, npzread
 from .layers.base import sound
@@ -39,7 +43,9 @@ _META_KEYS = ("format", "version", "config", "counters")
 #: The arrays of format 2 and of format 1; any other member is never read.
 _ARRAY_NAME = re.compile(r"weight_\d{1,3}(?:_[a-z][a-z0-9]{0,15})?|bias|W1|W2|b2")
 #: The rehearsal memory's arrays (``memory.Memory.arrays``; integers, optional).
-_MEMORY_NAME = re.compile(r"memory_(?:idx|len|label|t|live)")
+_MEMORY_NAME = re.compile(r"memory_(?:idx|len|label|t|live|scene_label|pool_label|pool_item)")
+#: ... and the float rows of what fitting a new class keeps (``fitkeep.FitKeep.arrays``; optional).
+_FIT_NAME = re.compile(r"memory_(?:scene|pool)")
 #: Largest checkpoint file: every parameter stored as float64, plus room for the config.
 MAX_MEMORY_VALUES = 1 << 26  # the rehearsal memory's arrays together
 MAX_FILE_BYTES = 8 * (limits.MAX_PARAMETERS + MAX_MEMORY_VALUES) + (16 << 20)
@@ -133,6 +139,8 @@ def load_checkpoint(path) -> tuple[int, dict[str, np.ndarray], dict, dict]:
                 arrays = npzread.read_members(zf, wanted, max_elements=limits.MAX_PARAMETERS, kinds="f")
                 kept = sorted(n for n in names if _MEMORY_NAME.fullmatch(n))
                 arrays.update(npzread.read_members(zf, kept, max_elements=MAX_MEMORY_VALUES, kinds="iu"))
+                rows = sorted(n for n in names if _FIT_NAME.fullmatch(n))
+                arrays.update(npzread.read_members(zf, rows, max_elements=MAX_MEMORY_VALUES, kinds="f"))
     except CheckpointError:
         raise
     except (zipfile.BadZipFile, EOFError, OSError, ValueError, KeyError, IndexError, OverflowError,
@@ -235,7 +243,7 @@ def save_network(net, path) -> Path:
             wrong = str(exc)
     if wrong is not None:
         raise CheckpointError(f"model not saved to {path}: {wrong}; the file there is kept as it was")
-    arrays = {**network_arrays(net), **net.memory.arrays()}
+    arrays = {**network_arrays(net), **net.memory.arrays(net.hidden_updates)}
     return save_checkpoint(path, arrays, {**net.config(), **({"chosen": chosen} if chosen else {}),
                                           **({"spike_rates": rates} if rates else {})},
                            net.counters())
@@ -360,7 +368,8 @@ def load_network(cls, path, any_names: bool = False):
     net.out_weight = np.ascontiguousarray(arrays[array_name(len(net.hidden))], dtype=np.float32)
     net.bias = np.ascontiguousarray(arrays["bias"], dtype=np.float32)
     try:
-        net.memory.load_arrays(arrays, net.input_map.n_inputs, net.n_classes)
+        net.memory.load_arrays(arrays, net.input_map.n_inputs, net.n_classes, width=net.out_weight.shape[0],
+                               version=net.hidden_updates, pool=defaults.FIT_POOL)
     except ValueError as exc:
         raise CheckpointError(f"{path}: its rehearsal memory is unusable ({exc}); the file is damaged") from None
     net.restore_counters(vals, token)

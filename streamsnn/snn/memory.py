@@ -21,6 +21,7 @@ from __future__ import annotations
 import numpy as np
 
 from . import limits
+from .fitkeep import FitKeep
 
 #: At most this many events of one example are kept (evenly spaced when a window holds more).
 MAX_EXAMPLE_EVENTS = 20_000
@@ -51,6 +52,8 @@ class Memory:
         self._keys: list = []  # a live example's window key (forget), None otherwise; not saved
         self._turn = 0
         self._rng = np.random.default_rng([int(seed), 22])
+        #: what fitting a class added by feedback keeps (scene, pool; ``fitkeep``), saved with the examples
+        self.fit = FitKeep()
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -143,6 +146,7 @@ class Memory:
         self.live = [self.live[k] for k in keep]
         self._keys = [self._keys[k] for k in keep]
         self.labels = [y - (y > index) for y in (self.labels[k] for k in keep)]
+        self.fit.drop_class(index)
 
     # -- reading the examples ------------------------------------------------------------------------
     def warm(self, net, n: int) -> int:
@@ -223,21 +227,28 @@ class Memory:
         return done
 
     # -- checkpoint -------------------------------------------------------------------------------
-    def arrays(self) -> dict[str, np.ndarray]:
-        """The kept examples as checkpoint arrays (none when empty)."""
+    def arrays(self, version: int = 0) -> dict[str, np.ndarray]:
+        """The kept examples as checkpoint arrays (none when empty), and what fitting a new class keeps (``fit``; its
+        pools only when filled at `version`, the network's ``hidden_updates`` now)."""
+        out = self.fit.arrays(version)
         if not self.labels:
-            return {}
-        out = {"memory_idx": np.concatenate(self.idx).astype(np.int32),
-               "memory_len": np.asarray([len(a) for a in self.idx], np.int64),
-               "memory_label": np.asarray(self.labels, np.int64)}
+            return out
+        out |= {"memory_idx": np.concatenate(self.idx).astype(np.int32),
+                "memory_len": np.asarray([len(a) for a in self.idx], np.int64),
+                "memory_label": np.asarray(self.labels, np.int64)}
         if all(t is not None for t in self.t):
             out["memory_t"] = np.concatenate(self.t).astype(np.int64)
         if any(self.live):
             out["memory_live"] = np.asarray(self.live, np.int64)
         return out
 
-    def load_arrays(self, arrays: dict, n_inputs: int, n_classes: int) -> None:
-        """Restore the kept examples from checkpoint arrays; ValueError when they do not fit the network."""
+    def load_arrays(self, arrays: dict, n_inputs: int, n_classes: int, width: int | None = None,
+                    version: int = 0, pool: int = 1) -> None:
+        """Restore the kept examples from checkpoint arrays, and with `width` (the last layer's units) what fitting a
+        new class keeps (``fit``: its pools as filled at `version`, the last `pool` windows of each); ValueError when
+        they do not fit the network."""
+        if width is not None:
+            self.fit.load_arrays(arrays, width, n_classes, version, pool)
         if "memory_label" not in arrays:
             return
         lens, labels, idx = (np.asarray(arrays.get(k, np.zeros(0))).reshape(-1)
