@@ -23,8 +23,10 @@ def data(n=20, seed=3):
     return SampleArrays(idx, t, np.arange(n) % 2, [str(k) for k in range(n)])
 
 
-def picked(learning, lr=None, lr_out=None, epochs=4, n=20):
-    net = SpikingNetwork(arch="dense:8", input_map=InputMap((4, 4), None, (4, 4, 1)), classes=2, activity=1e-4,
+def picked(learning, lr=None, lr_out=None, epochs=4, n=20, readout=None):
+    """`pick_learning` for a counting network, or with `readout` a timing network of that readout (an older model)."""
+    own = {"learning": "timing", "tau_us": 50_000.0, "readout": readout} if readout else {}
+    net = SpikingNetwork(arch="dense:8", input_map=InputMap((4, 4), None, (4, 4, 1)), classes=2, activity=1e-4, **own,
                          **({"lr": lr} if lr is not None else {}), **({"lr_out": lr_out} if lr_out is not None else {}))
     args = Namespace(learning=learning, tau_ms=None, delays=None, delay_ms=None, stream_crops=False, lr=lr,
                      lr_out=lr_out, lr_conv=None, data=["x"])
@@ -54,17 +56,23 @@ def test_membrane_scales_only_the_rate_not_given():
     assert got.activity == pytest.approx(base.activity) and "as given (--lr)" in said  # the price follows --lr
 
 
-def test_a_long_timing_run_learns_its_hidden_layer_slower_in_proportion():
+def test_a_long_timing_run_learns_its_hidden_layer_slower_in_proportion_with_the_decay_readout():
     """TIMING_LR is for a run of TIMING_REF_STEPS learning steps; 4 epochs of 10,900 samples at that rate ran away
-    (defaults.TIMING_REF_STEPS): a longer run's hidden rate is smaller by the ratio, the output's unchanged."""
+    with the "decay" readout (defaults.TIMING_REF_STEPS): a longer run's hidden rate is smaller by the ratio, the
+    output's unchanged. The "rise" readout (the default) keeps TIMING_LR however long the run."""
     short = TIMING_REF_STEPS // 2
-    _, got, _, said = picked("timing", epochs=1, n=short)
+    _, got, _, said = picked("timing", epochs=1, n=short, readout="decay")
     assert got.lr == pytest.approx(TIMING_LR) and "learning steps" not in said
-    _, got, s, said = picked("timing", epochs=4, n=TIMING_REF_STEPS)  # four times the steps
+    for readout in (None, "rise"):
+        net, got, _, said = picked("timing", epochs=4, n=TIMING_REF_STEPS, readout=readout)
+        assert got.readout == "rise" and got.lr == pytest.approx(TIMING_LR) and "learning steps" not in said
+        assert "'rise' readout" in said, said
+    _, got, s, said = picked("timing", epochs=4, n=TIMING_REF_STEPS, readout="decay")  # four times the steps
     assert got.lr == pytest.approx(TIMING_LR / 4) and s["lr"] == pytest.approx(got.lr)
     assert got.lr_out == pytest.approx(TIMING_LR_OUT)
     assert f"TIMING_LR x {TIMING_REF_STEPS:,} / {4 * TIMING_REF_STEPS:,} learning steps" in said, said
-    _, got, _, said = picked("timing", lr=3e-5, epochs=4, n=TIMING_REF_STEPS)  # a rate given is the rate used
+    assert got.readout == "decay" and "'decay' readout" in said
+    _, got, _, said = picked("timing", lr=3e-5, epochs=4, n=TIMING_REF_STEPS, readout="decay")  # a rate given is used
     assert got.lr == pytest.approx(3e-5) and "learning steps" not in said
     _, got, _, _ = picked("membrane", epochs=4, n=TIMING_REF_STEPS)  # the other rules' rates do not follow the steps
     base, _, _, _ = picked("membrane")

@@ -12,6 +12,7 @@ import pytest
 from daemon_util import daemons  # noqa: F401 (fixture)
 
 from streamsnn.cli import main
+from streamsnn.defaults import TIMING_FORGET
 from streamsnn.errors import ConfigError
 from streamsnn.snn import SpikingNetwork, settings, timed
 from streamsnn.snn.guard import NonFinite
@@ -78,26 +79,39 @@ def test_spike_times_match_an_ode_reference():
         np.testing.assert_array_equal(layer.counts, np.bincount(got_i, minlength=layer.geo.n_out))
 
 
+def weigh(net, u):
+    """What the readout gives a last-layer spike of age u, written out: rising then forgotten, or decaying."""
+    if net.readout == "decay":
+        return np.exp(-u / net.tau_us)
+    tau_f = TIMING_FORGET * net.tau_us
+    return np.exp(-u / tau_f) * (1.0 - np.exp(-u / net.tau_us))
+
+
+def scores64(net, T):
+    """The scores in float64 from the last layer's spike times of the last call (a fresh state)."""
+    sp_i, sp_t, _ = net.hidden[-1].spikes
+    return net.bias.astype(np.float64) + weigh(net, T - sp_t) @ net.out_weight[sp_i].astype(np.float64)
+
+
 def loss64(net, idx, t, label):
     """The loss of the real forward (fresh state), its readout in float64 from the last layer's spike times."""
     net.reset()
     d = net.predict_indices(idx, t, count=False)
-    sp_i, sp_t, _ = net.hidden[-1].spikes
-    s = net.bias.astype(np.float64) + np.exp((sp_t - float(t[-1])) / net.tau_us) @ net.out_weight[sp_i].astype(
-        np.float64)
+    s = scores64(net, float(t[-1]))
+    np.testing.assert_allclose(d.scores, s, rtol=1e-4, atol=1e-5)  # the network reads out what is written here
     s -= s.max()
     return np.log(np.exp(s).sum()) - s[label], d.spikes
 
 
-def test_gradient_matches_finite_differences_of_the_real_forward():
+@pytest.mark.parametrize("readout", ["rise", "decay"])
+def test_gradient_matches_finite_differences_of_the_real_forward(readout):
     rng = np.random.default_rng(1)
     idx, t = events(rng)
-    net = tiny()
+    net = tiny(readout=readout)
     label = 1
     loss0, spikes0 = loss64(net, idx, t, label)
     assert min(spikes0) >= 5
-    sp_i, sp_t, _ = net.hidden[-1].spikes
-    s = net.bias.astype(np.float64) + np.exp((sp_t - float(t[-1])) / net.tau_us) @ net.out_weight[sp_i]
+    s = scores64(net, float(t[-1]))
     p = np.exp(s - s.max())
     e = p / p.sum()
     e[label] -= 1
@@ -357,10 +371,12 @@ def test_the_spike_price_lowers_the_spikes_of_a_toy_run():
     assert free > 20 and priced < 0.7 * free
 
 
-def test_describe_and_info_show_tau_s_ratio(tmp_path, capsys):
+def test_describe_and_info_show_tau_s_ratio_and_the_readout(tmp_path, capsys):
     net = tiny(tau_s_ratio=0.4)
     assert net.describe()["tau_s_ratio"] == 0.4
     assert "tau_s_ratio" not in SpikingNetwork(arch="dense:5", input_shape=(4, 4, 1), classes=3).describe()
     net.save(tmp_path / "m.npz")
     assert main(["info", str(tmp_path / "m.npz")]) == 0
-    assert [line for line in capsys.readouterr().out.splitlines() if "tau_s_ratio" in line and "0.4" in line]
+    out = capsys.readouterr().out.splitlines()
+    assert [line for line in out if "tau_s_ratio" in line and "0.4" in line]
+    assert [line for line in out if line.split()[:2] == ["readout", "rise"]]

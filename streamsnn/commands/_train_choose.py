@@ -4,27 +4,33 @@
 from __future__ import annotations
 
 
-def timing_lr(steps: int | None) -> float:
-    """Learning "timing"'s hidden rate for a run of `steps` learning steps: TIMING_LR up to TIMING_REF_STEPS, smaller
-    in proportion beyond, so that the hidden layer moves about as far in a long run as in the one it was chosen on."""
-    from ..defaults import TIMING_LR, TIMING_REF_STEPS
+def timing_lr(steps: int | None, readout: str | None = None) -> float:
+    """Learning "timing"'s hidden rate for a run of `steps` learning steps: TIMING_LR for the "rise" readout (the
+    default, `defaults.TIMING_READOUT`); for "decay", TIMING_LR up to TIMING_REF_STEPS and smaller in proportion
+    beyond, so that the hidden layer moves about as far in a long run as in the one it was chosen on."""
+    from ..defaults import TIMING_LR, TIMING_READOUT, TIMING_REF_STEPS
 
-    return TIMING_LR * min(1.0, TIMING_REF_STEPS / steps) if steps else TIMING_LR
+    if (readout or TIMING_READOUT) != "decay" or not steps:
+        return TIMING_LR
+    return TIMING_LR * min(1.0, TIMING_REF_STEPS / steps)
 
 
-def timing_rates_line(lr: float, lr_out: float, steps: int) -> str:
-    """What `train` says of learning "timing"'s default rates (`timing_lr`)."""
-    from ..defaults import TIMING_REF_STEPS
+def timing_rates_line(lr: float, lr_out: float, steps: int, readout: str | None = None) -> str:
+    """What `train` says of learning "timing"'s default rates (`timing_lr`; `steps` 0: the hidden rate was given)."""
+    from ..defaults import TIMING_READOUT, TIMING_REF_STEPS
 
-    less = f": TIMING_LR x {TIMING_REF_STEPS:,} / {steps:,} learning steps" if steps > TIMING_REF_STEPS else ""
-    return f"learning rates {lr:g} (hidden{less}), {lr_out:g} (output) for timing (defaults.TIMING_LR, TIMING_LR_OUT)"
+    readout = readout or TIMING_READOUT
+    slower = readout == "decay" and steps > TIMING_REF_STEPS
+    less = f": TIMING_LR x {TIMING_REF_STEPS:,} / {steps:,} learning steps" if slower else ""
+    return (f"learning rates {lr:g} (hidden{less}), {lr_out:g} (output) for timing with the {readout!r} readout "
+            "(defaults.TIMING_LR, TIMING_LR_OUT, TIMING_READOUT)")
 
 
 def default_rates(args, layers, stream: bool, learning: str, lr_out_given: float | None = None,
-                  steps: int | None = None) -> tuple[float, float]:
+                  steps: int | None = None, readout: str | None = None) -> tuple[float, float]:
     """(lr, lr_out) of `train`: the ones given, else the defaults for these layers, data folders and stream crops,
     times MEMBRANE_LR_SCALE for a rule that learns from timing (learning "timing": its own, TIMING_LR and _OUT, the
-    hidden one for a run of `steps` learning steps: `timing_lr`).
+    hidden one for a run of `steps` learning steps with its `readout`: `timing_lr`).
     With --lr given and not --lr-out, `lr_out_given` (the network's, when given) stays the output's."""
     from ..defaults import MEMBRANE_LR_SCALE, TIMING_LR_OUT
     from ..learn.training import learning_settings
@@ -33,7 +39,7 @@ def default_rates(args, layers, stream: bool, learning: str, lr_out_given: float
     # the stream transforms' rates belong to the crops of a counting model, not to a temporal model's prefixes
     d = learning_settings(layers, several=len(args.data) > 1, stream=stream and learning not in TEMPORAL_MODES)
     if learning == "timing":
-        d, k = {"lr": timing_lr(steps), "lr_out": TIMING_LR_OUT}, 1.0
+        d, k = {"lr": timing_lr(steps, readout), "lr_out": TIMING_LR_OUT}, 1.0
     else:
         k = MEMBRANE_LR_SCALE if learning in TEMPORAL_MODES else 1.0
     return (args.lr if args.lr is not None else d["lr"] * k,
@@ -53,7 +59,8 @@ def choose_settings(args, net, s, aug, picked, train, say):
     vary_leak = net.learning in TEMPORAL_MODES and bool(delay_us) and args.tau_ms is None
 
     def rates(stream: bool) -> tuple[float, float]:
-        return default_rates(args, net.layers, stream, net.learning, net.lr_out, steps=s["epochs"] * len(train))
+        return default_rates(args, net.layers, stream, net.learning, net.lr_out, steps=s["epochs"] * len(train),
+                             readout=getattr(net, "readout", None))
 
     def tau(c) -> tuple[float | None, str]:
         if not vary_leak:

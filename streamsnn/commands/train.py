@@ -285,8 +285,8 @@ def pick_learning(args, net, s, train, picked, say):
             "membrane or timing, or the data needing time) with stream items on")
     if learning in TEMPORAL_MODES and (args.lr is None or args.lr_out is None):
         # the rule's own rate for each one not given (--lr-out alone once left timing's hidden rate 10x too high)
-        steps = s["epochs"] * len(train)  # the run's length: timing's hidden rate follows it (default_rates)
-        lr, lr_out = default_rates(args, net.layers, args.stream_crops, learning, steps=steps)
+        steps, readout = s["epochs"] * len(train), getattr(net, "readout", None)  # timing's rate (default_rates)
+        lr, lr_out = default_rates(args, net.layers, args.stream_crops, learning, steps=steps, readout=readout)
         rates.update(lr=lr, lr_out=lr_out)
         s.update(lr=lr, lr_out=lr_out)
         given = getattr(args, "lr_conv", None) is not None
@@ -297,7 +297,7 @@ def pick_learning(args, net, s, train, picked, say):
         if conv:  # the convolutions learn slower still (defaults.MEMBRANE_LR_CONV)
             rates["lr_conv"] = s["lr_conv"] = net.lr_conv * MEMBRANE_LR_CONV
         if learning == "timing":
-            line = timing_rates_line(lr, lr_out, steps if args.lr is None else 0)
+            line = timing_rates_line(lr, lr_out, steps if args.lr is None else 0, readout)
         else:
             names = ["defaults.MEMBRANE_LR_SCALE"] + ["MEMBRANE_LR_CONV"] * conv + ["MEMBRANE_ACTIVITY_SCALE"] * scaled
             slower = f" (convolutions x{MEMBRANE_LR_CONV:g} more)" if conv else ""

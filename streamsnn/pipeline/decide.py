@@ -51,10 +51,17 @@ def continuous(net: Classifier, window: Window, *, learn: bool = False) -> Decis
 
 def evidence_at(net, d: Decision, t_us: int) -> Decision:
     """Decision `d` of a leaky network read out at `t_us` instead of at its last event: the evidence
-    above the bias decays by exp(-dt / tau_us) (the network's `evidence_at(t_us)` when it has one)."""
+    above the bias decays by exp(-dt / tau_us) (the network's `evidence_at(t_us)` when it has one; a "rise" readout's
+    two sums each at its own rate, `timed.evidence_at`)."""
     own = getattr(net, "evidence_at", None)
     if callable(own):
         scores = np.asarray(own(t_us), np.float32)
+    elif getattr(net, "readout", None) == "rise":  # learning "timing"'s two sums, each decaying at its own rate
+        if net.t_last is None or t_us <= net.t_last:
+            return d
+        from ..snn.timed import evidence_at as timed_evidence_at
+
+        scores = timed_evidence_at(net, t_us)
     else:
         tau, t_last, bias = getattr(net, "tau_us", None), getattr(net, "t_last", None), getattr(net, "bias", None)
         if not tau or t_last is None or bias is None or t_us <= t_last:

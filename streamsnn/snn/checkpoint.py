@@ -4,8 +4,9 @@ Format 2 (written now): the arrays each hidden layer lists (``layers.Layer.array
 for layer k's weights, ``weight_k_NAME`` for any other array of its kind; then ``weight_L`` (the
 output layer, L hidden layers) and ``bias``; JSON ``config`` with ``arch`` (list of layer dicts), ``input_map`` (sensor,
 roi, grid), ``classes`` (names in output order, including classes added by feedback) and the
-learning settings (``class_lr`` only when a class has its own output rate; ``tau_s_ratio`` only under learning
-"timing", files without it are of the other modes; ``layer_price`` only when a hidden layer's spikes are priced
+learning settings (``class_lr`` only when a class has its own output rate; ``tau_s_ratio`` and ``readout`` only under
+learning "timing", files without them are of the other modes, a "timing" file without ``readout`` reads out with
+"decay"; ``layer_price`` only when a hidden layer's spikes are priced
 otherwise than once, files without it price them once; ``chosen``, what `train` chose on
 held-out training samples, only when it searched: a small flat dict, `check_chosen`; ``spike_rates``, the spikes
 per input event per hidden layer `train` measured, optional, `check_spike_rates`); JSON ``counters``;
@@ -312,6 +313,8 @@ def load_network(cls, path, any_names: bool = False):
         config = dict(config)
         chosen = check_chosen(config.pop("chosen")) if "chosen" in config else None
         rates = config.pop("spike_rates", None)  # optional: files written before it was measured have none
+        if config.get("learning") == "timing":  # files written before the "rise" readout read out with "decay"
+            config.setdefault("readout", "decay")
         if version == 1:
             arrays, config = _format1(arrays, dict(config))
         want = _declared_shapes(config)

@@ -31,6 +31,7 @@ def add_class(net, name: str, *, bias: float | None = None, lr_boost: float = 1.
     net.class_lr = np.append(net.class_lr, np.float32(lr_boost)).astype(np.float32)
     net.classes.append(name)
     net.scores = np.append(net.scores, np.float32(0.0)).astype(np.float32)
+    net.scores_fast = np.append(net.scores_fast, np.float32(0.0)).astype(np.float32)
     net.out_herd = np.append(net.out_herd, np.float32(0.0)).astype(np.float32)
     net.updates += 1  # the model changed: a new model_version
     return net.n_classes - 1
@@ -60,7 +61,7 @@ def remove_class(net, name) -> int:
     """Remove the output unit of class `name`; returns the index it had.
 
     Undoes for any class what `SpikingNetwork.add_class` does for a new one: its column of the output
-    weights, its bias, its output learning-rate multiplier (`class_lr`), its evidence (`scores`) and
+    weights, its bias, its output learning-rate multiplier (`class_lr`), its evidence (`scores`, `scores_fast`) and
     its error-spike state go, and `model_version` changes. The other classes keep their weights and
     biases, so their scores for any input are unchanged; the classes after it move down by one
     output (and so do their kept examples, ``memory``; the removed class's go). A model keeps at least 2
@@ -75,6 +76,7 @@ def remove_class(net, name) -> int:
     net.bias = np.ascontiguousarray(net.bias[keep])
     net.class_lr = np.ascontiguousarray(net.class_lr[keep])
     net.scores = np.ascontiguousarray(net.scores[keep])
+    net.scores_fast = np.ascontiguousarray(net.scores_fast[keep])
     net.out_herd = np.ascontiguousarray(net.out_herd[keep])
     del net.classes[index]
     net.memory.drop_class(index)

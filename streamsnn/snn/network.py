@@ -40,10 +40,10 @@ class SpikingNetwork:
     layers (``lr_conv`` multiplies it for convolutions; ``lr_out`` of the output layer, by default
     ``lr`` times the measured ratio); each defaults to the measured setting for the kind of network
     (``arch.learning_defaults``);
-    ``learning``: ``"counts"`` or ``"spikes"`` (dense layers only, ``error_spikes`` steps
-    of resolution), ``"membrane"`` or ``"timing"`` (``timed.py``; dense layers, ``tau_s_ratio``). Weights start
-    normal with std ``init_gain * sqrt(2 / fan_in)``. ``max_step``
-    (0 = off) bounds each layer's step per sample to that fraction of its weights' norm;
+    ``learning``: ``"counts"`` or ``"spikes"`` (dense layers only, ``error_spikes`` steps of resolution),
+    ``"membrane"`` or ``"timing"`` (``timed.py``; dense layers, ``tau_s_ratio``, ``readout``). Weights start normal
+    with std ``init_gain * sqrt(2 / fan_in)``. ``max_step`` (0 = off) bounds each layer's step per sample to that
+    fraction of its weights' norm;
     ``activity`` is the cost of one hidden spike added to the loss (learning with fewer spikes), x ``layer_price[k]``.
     ``class_lr``: a multiplier of the output learning rate per class (see ``add_class``).
     ``ref_events`` (default ``defaults.REF_EVENTS``): a window of more input events than this learns as if
@@ -55,7 +55,7 @@ class SpikingNetwork:
                  lr_conv: float | None = None, tau_us: float | None = None, learning: str = "counts",
                  theta: float = 0.5, error_spikes: int = 32, init_gain: float = 1.0, max_step: float | None = None,
                  activity: float | None = None, class_lr=None, ref_events: float | None = None,
-                 layer_tau_us=None, tau_s_ratio: float | None = None, layer_price=None):
+                 layer_tau_us=None, tau_s_ratio: float | None = None, layer_price=None, readout: str | None = None):
         arch, input_map, names = settings.inputs_and_classes(sizes, arch, input_shape, input_map, classes)
         tau_us = settings.checked_mode(learning, tau_us)
         self.layers = parse_arch(DEFAULT_ARCH if arch is None else arch)
@@ -63,7 +63,7 @@ class SpikingNetwork:
         learning_settings = settings.learning_settings(
             self.layers, lr=lr, lr_out=lr_out, lr_conv=lr_conv, max_step=max_step, activity=activity, theta=theta,
             init_gain=init_gain, error_spikes=error_spikes, seed=seed, learning=learning, ref_events=ref_events,
-            tau_s_ratio=tau_s_ratio, layer_price=layer_price)
+            tau_s_ratio=tau_s_ratio, layer_price=layer_price, readout=readout)
         self.input_map = settings.checked_delays(learning, input_map)
         self.classes = names
         self.geometry = geometry
@@ -148,17 +148,9 @@ class SpikingNetwork:
         return ArrayView([(layer, "herd") for layer in self.hidden] + [(self, "out_herd")])
 
     # the older two-layer names: the first layer's weights, the output weights and bias
-    @property
-    def W1(self) -> np.ndarray:
-        return self.weights[0]
-
-    @property
-    def W2(self) -> np.ndarray:
-        return self.out_weight
-
-    @property
-    def b2(self) -> np.ndarray:
-        return self.bias
+    W1 = property(lambda self: self.weights[0])
+    W2 = property(lambda self: self.out_weight)
+    b2 = property(lambda self: self.bias)
 
     @property
     def layer_tau_us(self) -> tuple[float, ...] | None:
@@ -182,7 +174,7 @@ class SpikingNetwork:
     def _extras(self) -> dict:
         """The settings only some networks have, when they have them (``config`` and ``describe``)."""
         return {**({"layer_tau_us": list(self._layer_tau)} if self._layer_tau is not None else {}),
-                **({"tau_s_ratio": self.tau_s_ratio} if self.learning == "timing" else {}),
+                **({"tau_s_ratio": self.tau_s_ratio, "readout": self.readout} if self.learning == "timing" else {}),
                 **({"layer_price": list(self.layer_price)} if self.layer_price is not None else {})}
 
     def describe(self) -> dict:
@@ -203,6 +195,7 @@ class SpikingNetwork:
         for layer in self.hidden:
             layer.reset()
         self.scores = np.zeros(self.n_classes, np.float32)
+        self.scores_fast = np.zeros(self.n_classes, np.float32)  # the faster of a "rise" readout's two sums (timed.py)
         self.out_ref = np.full(1, np.nan)
         self.t_last = None
         self.delay_line.reset()
@@ -335,11 +328,11 @@ class SpikingNetwork:
             self._restore_state(saved)
 
     def _save_state(self) -> tuple:
-        return ([layer.save_state() for layer in self.hidden], self.scores.copy(), self.out_ref.copy(), self.t_last,
-                self.delay_line.save())
+        return ([layer.save_state() for layer in self.hidden], (self.scores.copy(), self.scores_fast.copy()),
+                self.out_ref.copy(), self.t_last, self.delay_line.save())
 
     def _restore_state(self, saved: tuple) -> None:
-        states, self.scores, self.out_ref, self.t_last, line = saved
+        states, (self.scores, self.scores_fast), self.out_ref, self.t_last, line = saved
         self.delay_line.restore(line)
         for layer, state in zip(self.hidden, states):
             layer.restore_state(state)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 
 from .. import classnames
-from ..defaults import REF_EVENTS, TIMING_LR, TIMING_LR_OUT, TIMING_TAU_S_RATIO
+from ..defaults import REF_EVENTS, TIMING_LR, TIMING_LR_OUT, TIMING_READOUT, TIMING_TAU_S_RATIO
 from ..errors import ConfigError
 from ..textsafe import shown
 from . import limits
@@ -18,6 +18,8 @@ from .arch import InputMap, format_arch, learning_defaults
 LEARNING_MODES = ("counts", "spikes", "membrane", "timing")
 #: Learning modes that learn from the timing of events (they need a leak, ``tau_us``).
 TEMPORAL_MODES = ("membrane", "timing")
+#: How learning "timing"'s output weighs a last-layer spike by its age (``timed.py``).
+READOUTS = ("rise", "decay")
 
 
 def inputs_and_classes(sizes, arch, input_shape, input_map, classes) -> tuple[object, InputMap, list[str]]:
@@ -108,11 +110,12 @@ def price_scale(net, k: int) -> float:
 
 
 def learning_settings(layers, *, lr, lr_out, lr_conv, max_step, activity, theta, init_gain, error_spikes, seed,
-                      learning, ref_events=None, tau_s_ratio=None, layer_price=None) -> dict:
+                      learning, ref_events=None, tau_s_ratio=None, layer_price=None, readout=None) -> dict:
     """The learning settings, each checked, with the measured defaults of this kind of network for the
     ones left None (``lr_out`` keeps the measured ratio to ``lr``). ``tau_s_ratio`` (learning "timing" only:
     each layer's postsynaptic-current time constant over its membrane one, in (0, 1); default
-    ``defaults.TIMING_TAU_S_RATIO``) is in the result only for "timing"."""
+    ``defaults.TIMING_TAU_S_RATIO``) and ``readout`` (how the output weighs a last-layer spike by its age, ``timed.py``:
+    "rise" or "decay"; default ``defaults.TIMING_READOUT``) are in the result only for "timing"."""
     preset = learning_defaults(layers)
     if learning == "timing":
         preset.update(lr=TIMING_LR, lr_out=TIMING_LR_OUT)
@@ -142,8 +145,13 @@ def learning_settings(layers, *, lr, lr_out, lr_conv, max_step, activity, theta,
         check_timing_layers(layers)
         ratio = TIMING_TAU_S_RATIO if tau_s_ratio is None else tau_s_ratio
         timing["tau_s_ratio"] = float(limits.finite("tau_s_ratio", ratio, 0, 0.99, low_open=True))
-    elif tau_s_ratio is not None:
-        raise ConfigError(f"tau_s_ratio is a setting of learning 'timing', not of {learning!r}")
+        timing["readout"] = TIMING_READOUT if readout is None else readout
+        if timing["readout"] not in READOUTS:
+            raise ConfigError(f"readout must be one of {', '.join(READOUTS)}, got {str(readout)[:40]!r}")
+    else:
+        for name, value in (("tau_s_ratio", tau_s_ratio), ("readout", readout)):
+            if value is not None:
+                raise ConfigError(f"{name} is a setting of learning 'timing', not of {learning!r}")
     return {"seed": int(seed), "lr": float(lr), "lr_out": float(lr_out), "lr_conv": float(lr_conv),
             "layer_price": layer_prices(layer_price, len(layers)),
             "learning": learning, "theta": float(theta), "error_spikes": int(error_spikes),

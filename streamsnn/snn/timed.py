@@ -3,19 +3,28 @@
 After Yamamoto, Sakemi & Aihara, "Timing-Based Backpropagation in Spiking Neural Networks Without Single-Spike
 Restrictions" (2022). Every hidden layer (dense only) is a layer of current-based LIF units (``timing.py``):
 its membrane time constant tau_m is the layer's leak (``layer_tau_us``), its postsynaptic-current time
-constant tau_s = ``tau_s_ratio`` x tau_m. The output is not a spiking layer: it is the leaky evidence of
-the other modes, ``score_c = bias_c + sum over last-layer spikes (j, t) of W[j, c] exp(-(T - t) / tau_us)``
-read at the window's last input event T, a differentiable readout of the last layer's spike times. The
-loss is the softmax cross-entropy of those scores (the paper's own output loss, on output spike times,
-is not reproduced). Its gradient is exact with respect to every weight, through the times of every
-spike that happened (``timing.cuba_backward``), for the spikes as they are: a weight change small
-enough that no spike appears or disappears moves the loss by the gradient times the change.
+constant tau_s = ``tau_s_ratio`` x tau_m. The output is not a spiking layer: it is evidence,
+``score_c = bias_c + sum over last-layer spikes (j, t) of W[j, c] f(T - t)`` read at the window's last input event
+T, a differentiable readout of the last layer's spike times. ``readout`` "rise" (the default):
+``f(u) = exp(-u / tau_f) - exp(-u (1/tau + 1/tau_f))``, tau = ``tau_us``, tau_f = ``TIMING_FORGET`` x tau: a fresh
+spike weighs 0, an earlier one more (up to 0.82 at u = 3 tau), and the evidence is forgotten over tau_f. Each term
+decays exponentially, so the network carries two sums per class (``scores`` = their difference, ``scores_fast``
+the second) and decays them lazily as the other modes' evidence. Its exact gradient moves a helpful unit's
+spikes earlier, towards more spikes, and a harmful unit's later, towards fewer, as spikes appearing and
+vanishing (which the gradient cannot see) do. ``readout`` "decay" (checkpoints written before "rise"): the
+leaky evidence of the other modes, ``f(u) = exp(-u / tau)``, whose gradient points against them, so a long run
+must learn its hidden layer slower (``commands._train_choose.timing_lr``). The loss is the softmax cross-entropy
+of those scores (the paper's own output loss, on output spike times, is not reproduced). Its gradient is exact
+with respect to every weight, through the times of every spike that happened (``timing.cuba_backward``), for the
+spikes as they are: a weight change small enough that no spike appears or disappears moves the loss by the
+gradient times the change.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
+from ..defaults import TIMING_FORGET
 from ..errors import InputError
 from .layers.base import bounded_lr
 from .settings import price_scale
@@ -59,17 +68,60 @@ def forward(net, idx: np.ndarray, t) -> tuple[np.ndarray, tuple[int, ...]]:
     if not all(np.isfinite(layer.cuba[0].sum() + layer.cuba[1].sum()) for layer in net.hidden):
         return np.full(net.n_classes, np.nan, np.float32), tuple(0 for _ in net.hidden)
     if len(idx):
-        inv = 1.0 / net.tau_us
-        keep = np.exp((ev_t - T) * inv)
-        carried = 0.0 if np.isnan(net.out_ref[0]) else np.exp((net.out_ref[0] - T) * inv)
-        with np.errstate(over="ignore", invalid="ignore"):
-            fresh = keep @ net.out_weight[ev_i].astype(np.float64) if len(ev_i) else 0.0
-            net.scores = (net.scores * carried + fresh).astype(np.float32)
+        _read_out(net, ev_i, ev_t, T)
         net.out_ref[0] = T
         net.t_last = int(t[-1])
     if net.t_last is None:
         return net.bias.copy(), spikes
     return (net.scores + net.bias).astype(np.float32), spikes
+
+
+def rates(net) -> tuple[float, ...]:
+    """The decay rates (1/µs) of the readout's sums: (1/tau,) for "decay"; (1/tau_f, 1/tau + 1/tau_f) for "rise",
+    whose score is the first sum minus the second."""
+    inv = 1.0 / net.tau_us
+    if net.readout == "decay":
+        return (inv,)
+    return inv / TIMING_FORGET, inv + inv / TIMING_FORGET
+
+
+def kernel(net, u: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(f(u), df/dt) of the readout for spikes of age u = T - t (the weight a spike at t has at T, and how it
+    changes as the spike moves later)."""
+    r = rates(net)
+    a = np.exp(-u * r[0])
+    if len(r) == 1:
+        return a, a * r[0]
+    b = np.exp(-u * r[1])
+    return a - b, r[0] * a - r[1] * b
+
+
+def _read_out(net, ev_i: np.ndarray, ev_t: np.ndarray, T: float) -> None:
+    """Decay the evidence from ``out_ref`` to T and add the last layer's spikes (``ev_i`` at ``ev_t``)."""
+    r = rates(net)  # a fresh state carries nothing; a looped replay (T before out_ref) decays nothing
+    ref = float(net.out_ref[0])
+    carried = np.zeros(len(r)) if np.isnan(ref) else np.exp(-max(0.0, T - ref) * np.asarray(r))
+    with np.errstate(over="ignore", invalid="ignore"):
+        rows = net.out_weight[ev_i].astype(np.float64)
+        fresh = [np.exp((ev_t - T) * x) @ rows if len(ev_i) else 0.0 for x in r]
+        if len(r) == 1:
+            net.scores = (net.scores * carried[0] + fresh[0]).astype(np.float32)
+            return
+        slow = (net.scores.astype(np.float64) + net.scores_fast) * carried[0] + fresh[0]
+        fast = net.scores_fast * carried[1] + fresh[1]
+        net.scores, net.scores_fast = (slow - fast).astype(np.float32), fast.astype(np.float32)
+
+
+def evidence_at(net, t_us: float) -> np.ndarray:
+    """The scores (incl. bias) of a network's evidence read out at ``t_us`` (after its last readout ``out_ref``)
+    without adding anything: each sum decayed by its own rate."""
+    r = rates(net)
+    dt = max(0.0, float(t_us) - float(net.out_ref[0])) if not np.isnan(net.out_ref[0]) else 0.0
+    if len(r) == 1:
+        return (net.scores * np.float32(np.exp(-dt * r[0])) + net.bias).astype(np.float32)
+    a, b = np.exp(-dt * r[0]), np.exp(-dt * r[1])
+    slow = (net.scores.astype(np.float64) + net.scores_fast) * a
+    return (slow - net.scores_fast * b + net.bias).astype(np.float32)
 
 
 def activity(net, idx: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]]:
@@ -93,14 +145,13 @@ def gradients(net, idx: np.ndarray, t, e: np.ndarray, price: float = 0.0) -> tup
     a spike moved to the readout time costs nothing, as one that did not happen; its gradient pushes spikes
     later, towards fewer (the regulariser of spike counts in the exact, spike-time form)."""
     T = float(t[-1])
-    inv = 1.0 / net.tau_us
     last = net.hidden[-1]
     sp_i, sp_t, sp_d = last.spikes
-    keep = np.exp((sp_t - T) * inv)
+    keep, slope = kernel(net, T - sp_t)
     h = np.bincount(sp_i, weights=keep, minlength=last.geo.n_out)
     act = np.flatnonzero(h).astype(np.int32)
     e64 = e.astype(np.float64)
-    g = (net.out_weight[sp_i].astype(np.float64) @ e64) * keep * inv  # dL/dt of each last-layer spike
+    g = (net.out_weight[sp_i].astype(np.float64) @ e64) * slope  # dL/dt of each last-layer spike
     grads = []
     theta = float(net.theta)
     for k in range(len(net.hidden) - 1, -1, -1):
