@@ -7,7 +7,7 @@ constant tau_s = ``tau_s_ratio`` x tau_m. The output is not a spiking layer: it 
 ``score_c = bias_c + sum over last-layer spikes (j, t) of W[j, c] f(T - t)`` read at the window's last input event
 T, a differentiable readout of the last layer's spike times. ``readout`` "rise" (the default):
 ``f(u) = exp(-u / tau_f) - exp(-u (1/tau + 1/tau_f))``, tau = ``tau_us``, tau_f = ``TIMING_FORGET`` x tau: a fresh
-spike weighs 0, an earlier one more (up to 0.82 at u = 3 tau), and the evidence is forgotten over tau_f. Each term
+spike weighs 0, an earlier one more (up to 0.38 at u = 1.1 tau), and the evidence is forgotten over tau_f. Each term
 decays exponentially, so the network carries two sums per class (``scores`` = their difference, ``scores_fast``
 the second) and decays them lazily as the other modes' evidence. Its exact gradient moves a helpful unit's
 spikes earlier, towards more spikes, and a harmful unit's later, towards fewer, as spikes appearing and
