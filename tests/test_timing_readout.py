@@ -125,3 +125,20 @@ def test_a_readout_that_is_not_one_or_not_for_timing_is_refused_in_one_line():
     assert "\n" not in str(e.value)
     with pytest.raises(ConfigError, match="readout is a setting of learning 'timing'"):
         SpikingNetwork(arch="dense:5", input_shape=(4, 4, 1), learning="counts", readout="rise")
+
+
+def test_train_takes_the_readout_and_refuses_it_without_timing(tmp_path, nmnist_dir, capsys):
+    from streamsnn.cli import main
+
+    out = tmp_path / "m.npz"
+    common = ["train", "--data", str(nmnist_dir), "--limit", "6", "--epochs", "1", "--choose", "off", "--out", str(out)]
+    assert main([*common, "--learning", "timing", "--arch", "dense:8", "--readout", "decay"]) == 0
+    said = capsys.readouterr()
+    assert "'decay' readout" in said.out + said.err
+    assert SpikingNetwork.load(out).readout == "decay"
+    assert main([*common, "--learning", "timing", "--arch", "dense:8"]) == 0
+    assert SpikingNetwork.load(out).readout == "rise"
+    capsys.readouterr()
+    assert main([*common, "--readout", "decay"]) == 2
+    err = [line for line in capsys.readouterr().err.splitlines() if "--readout" in line]
+    assert len(err) == 1 and "--learning timing" in err[0]

@@ -135,3 +135,19 @@ class HeldStream:
                 raise InputError(f"held-out sample {i} is no longer in the training folders; run train again")
             out.append(folders[f][i].load())
         return out
+
+
+def whole_sample_settings(args, net, s, rates: dict) -> str:
+    """Undo the defaults of stream crops on several folders that were not given, for a model that learns whole samples
+    after all: the epochs in ``s``, the first layer's price in ``rates`` (the network is rebuilt with them); what
+    train's line adds about it."""
+    from ..learn.training import learning_settings
+
+    epochs, price = getattr(args, "epochs", None), getattr(args, "layer_price", None)
+    if "layer_price" not in s or (epochs is not None and price is not None):
+        return ""
+    if epochs is None:
+        s["epochs"] = learning_settings(net.layers, several=True, stream=False)["epochs"]
+    if price is None:
+        rates["layer_price"] = None
+    return f"; {s['epochs']} epochs" + ("" if price else ", every layer's spikes priced once")

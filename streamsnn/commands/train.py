@@ -8,7 +8,13 @@ import sys
 import time
 from pathlib import Path
 
-from ._train_choose import HeldStream, choose_settings, default_rates, timing_rates_line  # noqa: F401 (HeldStream: API)
+from ._train_choose import (
+    HeldStream,  # noqa: F401 (API)
+    choose_settings,
+    default_rates,
+    timing_rates_line,
+    whole_sample_settings,
+)
 from ._train_parse import parse_prices, parse_taus
 
 ORDER = 20
@@ -71,6 +77,10 @@ def add_parser(subparsers) -> None:
                         "when the training split needs time (a linear probe on "
                         "held-out training samples: does a sample played backwards become another class?), else "
                         "counts; train says which and why")
+    p.add_argument("--readout", choices=("rise", "decay"), default=None,
+                   help="learning timing: how the output weighs a spike by its age: rise (default: an earlier spike "
+                        "weighs more, forgotten over 2 leak time constants) or decay (the leaky evidence of the other "
+                        "rules; ahead on small data held out, docs/network.md)")
     p.add_argument("--tau-ms", default=None, metavar="MS[,MS...]",
                    help="leak time constant in ms: one value for every layer (0: no leak), or one per hidden layer "
                         "and then the output's (e.g. 20,20,50,200 for three hidden layers); default: none for "
@@ -158,6 +168,8 @@ def plan(args, say) -> tuple:
         raise ConfigError(f"--pieces is a share of training items in [0, 1], got {args.pieces}")
     if args.hidden is not None and args.arch is not None:
         raise ConfigError("give --arch or --hidden, not both (--hidden H is --arch dense:H)")
+    if getattr(args, "readout", None) and args.learning != "timing":
+        raise ConfigError("--readout is a setting of --learning timing: add --learning timing or drop --readout")
     if args.hidden is not None and args.hidden < 1:
         raise ConfigError(f"--hidden must be at least 1, got {args.hidden}")
     from ..snn.delays import MAX_DELAYS
@@ -261,6 +273,8 @@ def pick_learning(args, net, s, train, picked, say):
     picked["why"].update(learning=why, tau=tau_from, delays=delays_from)
     pieces = getattr(args, "pieces", 0.0)  # a caller's own Namespace may predate --pieces
     rates = {}  # settings the network is rebuilt with
+    if learning == "timing" and getattr(args, "readout", None):
+        rates["readout"] = args.readout
     if learning in TEMPORAL_MODES and args.stream_crops:
         # a crop or a crossing starts in the middle of a sample, where a live temporal model's state (decide.continuous)
         # already holds what came before: its stream items are prefixes and samples after another (augment.PrefixCrops).
@@ -285,7 +299,7 @@ def pick_learning(args, net, s, train, picked, say):
             "membrane or timing, or the data needing time) with stream items on")
     if learning in TEMPORAL_MODES and (args.lr is None or args.lr_out is None):
         # the rule's own rate for each one not given (--lr-out alone once left timing's hidden rate 10x too high)
-        steps, readout = s["epochs"] * len(train), getattr(net, "readout", None)  # timing's rate (default_rates)
+        steps, readout = s["epochs"] * len(train), rates.get("readout", getattr(net, "readout", None))
         lr, lr_out = default_rates(args, net.layers, args.stream_crops, learning, steps=steps, readout=readout)
         rates.update(lr=lr, lr_out=lr_out)
         s.update(lr=lr, lr_out=lr_out)
@@ -312,22 +326,6 @@ def pick_learning(args, net, s, train, picked, say):
         net = type(net)(**{**net.config(), "learning": learning, "tau_us": tau_us, "input_map": input_map.to_dict(),
                            **rates})
     return net
-
-
-def whole_sample_settings(args, net, s, rates: dict) -> str:
-    """Undo the defaults of stream crops on several folders that were not given, for a model that learns whole samples
-    after all: the epochs in ``s``, the first layer's price in ``rates`` (the network is rebuilt with them); what
-    train's line adds about it."""
-    from ..learn.training import learning_settings
-
-    epochs, price = getattr(args, "epochs", None), getattr(args, "layer_price", None)
-    if "layer_price" not in s or (epochs is not None and price is not None):
-        return ""
-    if epochs is None:
-        s["epochs"] = learning_settings(net.layers, several=True, stream=False)["epochs"]
-    if price is None:
-        rates["layer_price"] = None
-    return f"; {s['epochs']} epochs" + ("" if price else ", every layer's spikes priced once")
 
 
 def _items(stream) -> str:
