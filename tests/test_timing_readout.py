@@ -15,12 +15,14 @@ from streamsnn.snn.checkpoint import load_checkpoint, save_checkpoint
 from streamsnn.snn.decision import Decision
 
 
-def spikes_of(net, idx, t):
-    """Every last-layer spike (unit, time) of feeding ``idx``/``t`` to ``net`` in one call from a fresh state."""
-    net.reset()
-    net.predict_indices(idx, t, count=False)
+def fed(readout, seed):
+    """A tiny network of that readout fed 80 events in one call from a fresh state: (net, idx, t, every last-layer
+    spike's unit and time, the call's Decision)."""
+    idx, t = events(np.random.default_rng(seed), n=80)
+    net = tiny(readout=readout)
+    d = net.predict_indices(idx, t, count=False)
     sp_i, sp_t, _ = net.hidden[-1].spikes
-    return sp_i.copy(), sp_t.copy()
+    return net, idx, t, sp_i.copy(), sp_t.copy(), d
 
 
 def written_out(net, sp_i, sp_t, T):
@@ -41,10 +43,7 @@ def test_the_default_readout_is_rise_and_a_fresh_spike_weighs_nothing():
 
 @pytest.mark.parametrize("readout", ["rise", "decay"])
 def test_the_state_carried_over_a_split_stream_reads_out_as_one_call(readout):
-    rng = np.random.default_rng(7)
-    idx, t = events(rng, n=80)
-    net = tiny(readout=readout)
-    sp_i, sp_t = spikes_of(net, idx, t)
+    net, idx, t, sp_i, sp_t, _ = fed(readout, 7)
     assert len(sp_i) >= 5
     np.testing.assert_allclose(scores64(net, float(t[-1])), written_out(net, sp_i, sp_t, float(t[-1])))
     net.reset()
@@ -55,12 +54,7 @@ def test_the_state_carried_over_a_split_stream_reads_out_as_one_call(readout):
 
 @pytest.mark.parametrize("readout", ["rise", "decay"])
 def test_the_evidence_read_out_later_decays_each_sum_at_its_own_rate(readout):
-    rng = np.random.default_rng(8)
-    idx, t = events(rng, n=80)
-    net = tiny(readout=readout)
-    sp_i, sp_t = spikes_of(net, idx, t)
-    net.reset()
-    d = net.predict_indices(idx, t, count=False)
+    net, idx, t, sp_i, sp_t, d = fed(readout, 8)
     for later in (float(t[-1]) + 0.5 * TAU, float(t[-1]) + 4 * TAU):
         got = evidence_at(net, d, int(later))
         np.testing.assert_allclose(got.scores, written_out(net, sp_i, sp_t, int(later)), rtol=1e-4, atol=1e-5)

@@ -32,6 +32,7 @@ def add_parser(subparsers) -> None:
     from ..learn import datadefaults as dd
     from ..learn.augment import PrefixCrops, StreamCrops
     from ..snn.arch import DEFAULT_ARCH
+    from ..snn.settings import READOUTS
 
     STREAM, PREFIX = StreamCrops(), PrefixCrops()
 
@@ -77,7 +78,7 @@ def add_parser(subparsers) -> None:
                         "when the training split needs time (a linear probe on "
                         "held-out training samples: does a sample played backwards become another class?), else "
                         "counts; train says which and why")
-    p.add_argument("--readout", choices=("rise", "decay"), default=None,
+    p.add_argument("--readout", choices=READOUTS, default=None,
                    help="learning timing: how the output weighs a spike by its age: rise (default: an earlier spike "
                         "weighs more, forgotten over 2 leak time constants) or decay (the leaky evidence of the other "
                         "rules; ahead on small data held out, docs/network.md)")

@@ -56,18 +56,17 @@ def evidence_at(net, d: Decision, t_us: int) -> Decision:
     own = getattr(net, "evidence_at", None)
     if callable(own):
         scores = np.asarray(own(t_us), np.float32)
-    elif getattr(net, "readout", None) == "rise":  # learning "timing"'s two sums, each decaying at its own rate
-        if net.t_last is None or t_us <= net.t_last:
-            return d
-        from ..snn.timed import evidence_at as timed_evidence_at
-
-        scores = timed_evidence_at(net, t_us)
     else:
         tau, t_last, bias = getattr(net, "tau_us", None), getattr(net, "t_last", None), getattr(net, "bias", None)
         if not tau or t_last is None or bias is None or t_us <= t_last:
             return d
-        keep = math.exp(-(int(t_us) - int(t_last)) / float(tau))
-        scores = ((d.scores - bias) * np.float32(keep) + bias).astype(np.float32)
+        if getattr(net, "readout", None) == "rise":  # learning "timing"'s two sums, each decaying at its own rate
+            from ..snn.timed import evidence_at as timed_evidence_at
+
+            scores = timed_evidence_at(net, t_us)
+        else:
+            keep = math.exp(-(int(t_us) - int(t_last)) / float(tau))
+            scores = ((d.scores - bias) * np.float32(keep) + bias).astype(np.float32)
     p = np.exp(log_softmax(scores))
     label = int(np.argmax(scores))
     return replace(d, label=label, scores=scores, confidence=float(p[label]))

@@ -96,32 +96,33 @@ def kernel(net, u: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return a - b, r[0] * a - r[1] * b
 
 
+def _decayed(net, T: float) -> list[np.ndarray]:
+    """The readout's sums (float64, one per rate of ``rates``; the score is the first minus the second) decayed from
+    ``out_ref`` to T. A fresh state carries nothing; a looped replay (T before ``out_ref``) decays nothing."""
+    ref = float(net.out_ref[0])
+    if np.isnan(ref):
+        return [np.zeros(net.n_classes) for _ in rates(net)]
+    sums = [net.scores.astype(np.float64)]
+    if net.readout != "decay":  # "rise": scores is the first sum minus the second, scores_fast the second
+        sums = [sums[0] + net.scores_fast, net.scores_fast.astype(np.float64)]
+    return [x * np.exp(-max(0.0, T - ref) * r) for x, r in zip(sums, rates(net))]
+
+
 def _read_out(net, ev_i: np.ndarray, ev_t: np.ndarray, T: float) -> None:
     """Decay the evidence from ``out_ref`` to T and add the last layer's spikes (``ev_i`` at ``ev_t``)."""
-    r = rates(net)  # a fresh state carries nothing; a looped replay (T before out_ref) decays nothing
-    ref = float(net.out_ref[0])
-    carried = np.zeros(len(r)) if np.isnan(ref) else np.exp(-max(0.0, T - ref) * np.asarray(r))
     with np.errstate(over="ignore", invalid="ignore"):
         rows = net.out_weight[ev_i].astype(np.float64)
-        fresh = [np.exp((ev_t - T) * x) @ rows if len(ev_i) else 0.0 for x in r]
-        if len(r) == 1:
-            net.scores = (net.scores * carried[0] + fresh[0]).astype(np.float32)
-            return
-        slow = (net.scores.astype(np.float64) + net.scores_fast) * carried[0] + fresh[0]
-        fast = net.scores_fast * carried[1] + fresh[1]
-        net.scores, net.scores_fast = (slow - fast).astype(np.float32), fast.astype(np.float32)
+        sums = [x + (np.exp((ev_t - T) * r) @ rows if len(ev_i) else 0.0) for x, r in zip(_decayed(net, T), rates(net))]
+    net.scores = (sums[0] - sums[1] if len(sums) > 1 else sums[0]).astype(np.float32)
+    if len(sums) > 1:
+        net.scores_fast = sums[1].astype(np.float32)
 
 
 def evidence_at(net, t_us: float) -> np.ndarray:
     """The scores (incl. bias) of a network's evidence read out at ``t_us`` (after its last readout ``out_ref``)
     without adding anything: each sum decayed by its own rate."""
-    r = rates(net)
-    dt = max(0.0, float(t_us) - float(net.out_ref[0])) if not np.isnan(net.out_ref[0]) else 0.0
-    if len(r) == 1:
-        return (net.scores * np.float32(np.exp(-dt * r[0])) + net.bias).astype(np.float32)
-    a, b = np.exp(-dt * r[0]), np.exp(-dt * r[1])
-    slow = (net.scores.astype(np.float64) + net.scores_fast) * a
-    return (slow - net.scores_fast * b + net.bias).astype(np.float32)
+    sums = _decayed(net, float(t_us))
+    return ((sums[0] - sums[1] if len(sums) > 1 else sums[0]) + net.bias).astype(np.float32)
 
 
 def activity(net, idx: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]]:
