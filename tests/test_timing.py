@@ -12,7 +12,6 @@ import pytest
 from daemon_util import daemons  # noqa: F401 (fixture)
 
 from streamsnn.cli import main
-from streamsnn.defaults import TIMING_FORGET
 from streamsnn.errors import ConfigError
 from streamsnn.snn import SpikingNetwork, settings, timed
 from streamsnn.snn.guard import NonFinite
@@ -83,7 +82,7 @@ def weigh(net, u):
     """What the readout gives a last-layer spike of age u, written out: rising then forgotten, or decaying."""
     if net.readout == "decay":
         return np.exp(-u / net.tau_us)
-    tau_f = TIMING_FORGET * net.tau_us
+    tau_f = net.readout_forget * net.tau_us
     return np.exp(-u / tau_f) * (1.0 - np.exp(-u / net.tau_us))
 
 
@@ -103,11 +102,11 @@ def loss64(net, idx, t, label):
     return np.log(np.exp(s).sum()) - s[label], d.spikes
 
 
-@pytest.mark.parametrize("readout", ["rise", "decay"])
-def test_gradient_matches_finite_differences_of_the_real_forward(readout):
+@pytest.mark.parametrize("readout,forget", [("rise", None), ("rise", 0.5), ("decay", None)])
+def test_gradient_matches_finite_differences_of_the_real_forward(readout, forget):
     rng = np.random.default_rng(1)
     idx, t = events(rng)
-    net = tiny(readout=readout)
+    net = tiny(readout=readout, readout_forget=forget) if readout == "rise" else tiny(readout=readout)
     label = 1
     loss0, spikes0 = loss64(net, idx, t, label)
     assert min(spikes0) >= 5

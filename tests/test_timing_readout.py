@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 from test_timing import TAU, events, scores64, tiny, weigh
 
+from streamsnn.defaults import TIMING_FORGET
 from streamsnn.errors import ConfigError
 from streamsnn.pipeline.decide import evidence_at
 from streamsnn.snn import SpikingNetwork
@@ -101,7 +102,7 @@ def test_a_timing_file_written_before_the_rise_readout_loads_with_decay(tmp_path
     old.learn_indices(idx, 1, t)
     old.save(tmp_path / "new.npz")
     version, arrays, config, counters = load_checkpoint(tmp_path / "new.npz")
-    assert config.pop("readout") == "decay"
+    assert config.pop("readout") == "decay" and config.pop("readout_forget") == TIMING_FORGET
     save_checkpoint(tmp_path / "old.npz", arrays, config, counters)
     back = SpikingNetwork.load(tmp_path / "old.npz")
     assert back.readout == "decay"
@@ -113,12 +114,43 @@ def test_a_timing_file_written_before_the_rise_readout_loads_with_decay(tmp_path
     assert SpikingNetwork.load(tmp_path / "rise.npz").readout == "rise"
 
 
+def test_a_rise_readout_forgets_over_its_own_time_which_the_checkpoint_keeps(tmp_path):
+    idx, t = events(np.random.default_rng(12), n=80)
+    T = float(t[-1])
+    nets = {f: tiny(readout_forget=f) for f in (TIMING_FORGET, 5.0)}
+    got = {}
+    for f, net in nets.items():
+        assert net.readout_forget == f and net.config()["readout_forget"] == f
+        got[f] = net.predict_indices(idx, t, count=False).scores
+        sp_i, sp_t, _ = net.hidden[-1].spikes
+        np.testing.assert_allclose(got[f], written_out(net, sp_i, sp_t, T), rtol=1e-4, atol=1e-5)
+    assert not np.allclose(got[TIMING_FORGET], got[5.0])  # the same spikes, weighed otherwise
+    slow = nets[5.0]
+    slow.save(tmp_path / "slow.npz")
+    back = SpikingNetwork.load(tmp_path / "slow.npz")
+    assert back.readout_forget == 5.0
+    np.testing.assert_array_equal(back.predict_indices(idx, t, count=False).scores, got[5.0])
+    version, arrays, config, counters = load_checkpoint(tmp_path / "slow.npz")
+    del config["readout_forget"]  # a file written before it was kept
+    save_checkpoint(tmp_path / "older.npz", arrays, config, counters)
+    assert SpikingNetwork.load(tmp_path / "older.npz").readout_forget == TIMING_FORGET
+
+
+@pytest.mark.parametrize("bad", [0, -1.0, float("nan"), float("inf"), "slow", 1e7])
+def test_a_readout_forget_that_is_not_a_positive_number_is_refused_in_one_line(bad):
+    with pytest.raises(ConfigError, match="readout_forget must be") as e:
+        tiny(readout_forget=bad)
+    assert "\n" not in str(e.value)
+
+
 def test_a_readout_that_is_not_one_or_not_for_timing_is_refused_in_one_line():
     with pytest.raises(ConfigError, match="readout must be one of rise, decay") as e:
         tiny(readout="sideways")
     assert "\n" not in str(e.value)
     with pytest.raises(ConfigError, match="readout is a setting of learning 'timing'"):
         SpikingNetwork(arch="dense:5", input_shape=(4, 4, 1), learning="counts", readout="rise")
+    with pytest.raises(ConfigError, match="readout_forget is a setting of learning 'timing'"):
+        SpikingNetwork(arch="dense:5", input_shape=(4, 4, 1), learning="counts", readout_forget=3.0)
 
 
 def test_train_takes_the_readout_and_refuses_it_without_timing(tmp_path, nmnist_dir, capsys):

@@ -4,9 +4,10 @@ Format 2 (written now): the arrays each hidden layer lists (``layers.Layer.array
 for layer k's weights, ``weight_k_NAME`` for any other array of its kind; then ``weight_L`` (the
 output layer, L hidden layers) and ``bias``; JSON ``config`` with ``arch`` (list of layer dicts), ``input_map`` (sensor,
 roi, grid), ``classes`` (names in output order, including classes added by feedback) and the
-learning settings (``class_lr`` only when a class has its own output rate; ``tau_s_ratio`` and ``readout`` only under
-learning "timing", files without them are of the other modes, a "timing" file without ``readout`` reads out with
-"decay"; ``layer_price`` only when a hidden layer's spikes are priced
+learning settings (``class_lr`` only when a class has its own output rate; ``tau_s_ratio``, ``readout`` and
+``readout_forget`` only under learning "timing", files without them are of the other modes, a "timing" file without
+``readout`` reads out with "decay", one without ``readout_forget`` with ``defaults.TIMING_FORGET``; ``layer_price``
+only when a hidden layer's spikes are priced
 otherwise than once, files without it price them once; ``chosen``, what `train` chose on
 held-out training samples, only when it searched: a small flat dict, `check_chosen`; ``spike_rates``, the spikes
 per input event per hidden layer `train` measured, optional, `check_spike_rates`); JSON ``counters``;

@@ -33,6 +33,8 @@ MAX_LR = 10.0
 MAX_LR_FACTOR = 10_000.0
 #: Other settings: spike threshold and initial gain in (0, MAX_GAIN], error spikes per sample, leak time constant.
 MAX_GAIN = 1000.0
+#: How many leak time constants a "rise" readout forgets over (``readout_forget``, learning timing): (0, MAX_FORGET].
+MAX_FORGET = 1e6
 #: ``ref_events`` (the events a window learns as at most, defaults.REF_EVENTS) lies in [1, MAX_REF_EVENTS].
 MAX_REF_EVENTS = 1 << 40
 MAX_ERROR_SPIKES = 4096

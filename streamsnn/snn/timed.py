@@ -6,8 +6,9 @@ its membrane time constant tau_m is the layer's leak (``layer_tau_us``), its pos
 constant tau_s = ``tau_s_ratio`` x tau_m. The output is not a spiking layer: it is evidence,
 ``score_c = bias_c + sum over last-layer spikes (j, t) of W[j, c] f(T - t)`` read at the window's last input event
 T, a differentiable readout of the last layer's spike times. ``readout`` "rise" (the default):
-``f(u) = exp(-u / tau_f) - exp(-u (1/tau + 1/tau_f))``, tau = ``tau_us``, tau_f = ``TIMING_FORGET`` x tau: a fresh
-spike weighs 0, an earlier one more (up to 0.38 at u = 1.1 tau), and the evidence is forgotten over tau_f. Each term
+``f(u) = exp(-u / tau_f) - exp(-u (1/tau + 1/tau_f))``, tau = ``tau_us``, tau_f = ``readout_forget`` x tau
+(``defaults.TIMING_FORGET``, kept in the checkpoint): a fresh spike weighs 0, an earlier one more (up to 0.38 at
+u = 1.1 tau), and the evidence is forgotten over tau_f. Each term
 decays exponentially, so the network carries two sums per class (``scores`` = their difference, ``scores_fast``
 the second) and decays them lazily as the other modes' evidence. Its exact gradient moves a helpful unit's
 spikes earlier, towards more spikes, and a harmful unit's later, towards fewer, as spikes appearing and
@@ -24,7 +25,6 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..defaults import TIMING_FORGET
 from ..errors import InputError
 from .layers.base import bounded_lr
 from .settings import price_scale
@@ -82,7 +82,7 @@ def rates(net) -> tuple[float, ...]:
     inv = 1.0 / net.tau_us
     if net.readout == "decay":
         return (inv,)
-    return inv / TIMING_FORGET, inv + inv / TIMING_FORGET
+    return inv / net.readout_forget, inv + inv / net.readout_forget
 
 
 def kernel(net, u: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
