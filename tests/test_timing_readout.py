@@ -168,3 +168,23 @@ def test_train_takes_the_readout_and_refuses_it_without_timing(tmp_path, nmnist_
     assert main([*common, "--readout", "decay"]) == 2
     err = [line for line in capsys.readouterr().err.splitlines() if "--readout" in line]
     assert len(err) == 1 and "--learning timing" in err[0]
+
+
+def test_train_leaves_timing_unvaried_by_default_and_varies_it_when_asked(tmp_path, nmnist_dir, capsys):
+    """Learning timing trains on its samples as they are unless --augment: the same weights as --no-augment."""
+    from streamsnn.cli import main
+
+    common = ["train", "--data", str(nmnist_dir), "--limit", "6", "--epochs", "1", "--choose", "off",
+              "--learning", "timing", "--arch", "dense:8"]
+    weights = {}
+    for name, extra in (("default", []), ("off", ["--no-augment"]), ("on", ["--augment"])):
+        assert main([*common, "--out", str(tmp_path / f"{name}.npz"), *extra]) == 0
+        said = capsys.readouterr()
+        said = said.out + said.err
+        weights[name] = SpikingNetwork.load(tmp_path / f"{name}.npz").hidden[0].weight.copy()
+        if name == "default":
+            assert "augment off (the default for learning timing)" in said
+        if name == "on":
+            assert "augment shift" in said
+    np.testing.assert_array_equal(weights["default"], weights["off"])
+    assert not np.array_equal(weights["default"], weights["on"])

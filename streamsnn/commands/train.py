@@ -97,7 +97,7 @@ def add_parser(subparsers) -> None:
     p.add_argument("--out", type=Path, default=Path("model.npz"), help="model file to write (default %(default)s)")
     p.add_argument("--augment", action=argparse.BooleanOptionalAction, default=None,
                    help="random shifts (+-2 px), 10%% event dropout and 1 ms time jitter on the training "
-                        "stream (default: on, or as --choose picks)")
+                        "stream (default: on, off for --learning timing, or as --choose picks)")
     p.add_argument("--choose", choices=choose.MODES, default="auto",
                    help="choose learning rates (x1, x0.5, x0.25), epochs, augmentation, stream crops and, for a "
                         "temporal network with input delays and no --tau-ms, the leak (1/4 or 1/2 of the delay; "
@@ -217,7 +217,8 @@ def plan(args, say) -> tuple:
     net = SpikingNetwork(arch=layers, input_map=choice.input_map, classes=classes, seed=args.seed,
                          learning=learning, tau_us=tau_us, layer_tau_us=layer_tau_us if tau_us else None,
                          layer_price=layer_price, **{k: s[k] for k in ("lr", "lr_out", "lr_conv", "max_step")})
-    aug = dict(dd.AUGMENT) if args.augment in (None, True) else None
+    plain = args.augment is None and args.learning == "timing"  # it does better unvaried, held out (docs/network.md)
+    aug = dict(dd.AUGMENT) if args.augment or (args.augment is None and not plain) else None
     per_class = n_train / max(1, len(classes))
     say(f"classes: {', '.join(classes)} ({classes_from}); {choice.describe()}")
     few = f", fewer than {dd.SMALL_PER_CLASS}: the defaults were checked on such data, benchmarks/README.md"
@@ -225,7 +226,7 @@ def plan(args, say) -> tuple:
         f"arch {net.arch} ({arch_from}); "
         f"{s['epochs']} epochs; augment "
         + (f"shift +-{aug['shift']} px, dropout {aug['dropout']:.0%}, jitter {aug['jitter_us'] / 1000:g} ms"
-           if aug else "off")
+           if aug else "off" + (" (the default for learning timing)" if plain else ""))
         + f"; stream crops {'on' if args.stream_crops else 'off'} ({stream_from})"
         + (f"; spike price x{','.join(f'{x:g}' for x in layer_price)} by hidden layer ({price_from})"
            if layer_price else ""))
