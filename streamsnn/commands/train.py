@@ -217,8 +217,7 @@ def plan(args, say) -> tuple:
     net = SpikingNetwork(arch=layers, input_map=choice.input_map, classes=classes, seed=args.seed,
                          learning=learning, tau_us=tau_us, layer_tau_us=layer_tau_us if tau_us else None,
                          layer_price=layer_price, **{k: s[k] for k in ("lr", "lr_out", "lr_conv", "max_step")})
-    plain = args.augment is None and args.learning == "timing"  # it does better unvaried, held out (docs/network.md)
-    aug = dict(dd.AUGMENT) if args.augment or (args.augment is None and not plain) else None
+    aug, aug_from = dd.choose_augment(args.augment, args.learning)
     per_class = n_train / max(1, len(classes))
     say(f"classes: {', '.join(classes)} ({classes_from}); {choice.describe()}")
     few = f", fewer than {dd.SMALL_PER_CLASS}: the defaults were checked on such data, benchmarks/README.md"
@@ -226,7 +225,7 @@ def plan(args, say) -> tuple:
         f"arch {net.arch} ({arch_from}); "
         f"{s['epochs']} epochs; augment "
         + (f"shift +-{aug['shift']} px, dropout {aug['dropout']:.0%}, jitter {aug['jitter_us'] / 1000:g} ms"
-           if aug else "off" + (" (the default for learning timing)" if plain else ""))
+           if aug else "off") + aug_from
         + f"; stream crops {'on' if args.stream_crops else 'off'} ({stream_from})"
         + (f"; spike price x{','.join(f'{x:g}' for x in layer_price)} by hidden layer ({price_from})"
            if layer_price else ""))

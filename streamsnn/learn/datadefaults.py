@@ -137,6 +137,14 @@ def is_small(n_train: int, n_classes: int) -> bool:
     return n_train < SMALL_PER_CLASS * max(1, n_classes)
 
 
+def choose_augment(asked: bool | None, learning: str | None) -> tuple[dict | None, str]:
+    """The training stream's variations (a copy of AUGMENT) or None, and what `train` adds about them: `asked`
+    (--augment / --no-augment) wins; else on, except for learning "timing" (defaults.TIMING_AUGMENT)."""
+    if asked is None and learning == "timing":
+        return (dict(AUGMENT) if defaults.TIMING_AUGMENT else None), " (the default for learning timing)"
+    return (dict(AUGMENT) if asked is not False else None), ""
+
+
 def choose_stream(datasets, asked: bool | None, window_us: int, max_samples: int = 16) -> tuple[bool, str]:
     """Whether `train` uses the stream transforms (time crops and crossings), and why.
 

@@ -96,24 +96,31 @@ def kernel(net, u: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return a - b, r[0] * a - r[1] * b
 
 
-def _decayed(net, T: float) -> list[np.ndarray]:
-    """The readout's sums (float64, one per rate of ``rates``; the score is the first minus the second) decayed from
-    ``out_ref`` to T. A fresh state carries nothing; a looped replay (T before ``out_ref``) decays nothing."""
-    ref = float(net.out_ref[0])
+def _decayed(net, T: float) -> tuple[list[np.ndarray], tuple[float, ...]]:
+    """The readout's sums (float64, one per rate of ``rates``; the score is ``_score`` of them) decayed from
+    ``out_ref`` to T, and those rates. A fresh state carries nothing; a looped replay (T before ``out_ref``) decays
+    nothing."""
+    r, ref = rates(net), float(net.out_ref[0])
     if np.isnan(ref):
-        return [np.zeros(net.n_classes) for _ in rates(net)]
+        return [np.zeros(net.n_classes) for _ in r], r
     sums = [net.scores.astype(np.float64)]
     if net.readout != "decay":  # "rise": scores is the first sum minus the second, scores_fast the second
         sums = [sums[0] + net.scores_fast, net.scores_fast.astype(np.float64)]
-    return [x * np.exp(-max(0.0, T - ref) * r) for x, r in zip(sums, rates(net))]
+    return [x * np.exp(-max(0.0, T - ref) * k) for x, k in zip(sums, r)], r
+
+
+def _score(sums: list[np.ndarray]) -> np.ndarray:
+    """The evidence the readout's sums stand for: the one sum ("decay"), or the first minus the second ("rise")."""
+    return sums[0] - sums[1] if len(sums) > 1 else sums[0]
 
 
 def _read_out(net, ev_i: np.ndarray, ev_t: np.ndarray, T: float) -> None:
     """Decay the evidence from ``out_ref`` to T and add the last layer's spikes (``ev_i`` at ``ev_t``)."""
+    carried, r = _decayed(net, T)
     with np.errstate(over="ignore", invalid="ignore"):
         rows = net.out_weight[ev_i].astype(np.float64)
-        sums = [x + (np.exp((ev_t - T) * r) @ rows if len(ev_i) else 0.0) for x, r in zip(_decayed(net, T), rates(net))]
-    net.scores = (sums[0] - sums[1] if len(sums) > 1 else sums[0]).astype(np.float32)
+        sums = [x + (np.exp((ev_t - T) * k) @ rows if len(ev_i) else 0.0) for x, k in zip(carried, r)]
+    net.scores = _score(sums).astype(np.float32)
     if len(sums) > 1:
         net.scores_fast = sums[1].astype(np.float32)
 
@@ -121,8 +128,7 @@ def _read_out(net, ev_i: np.ndarray, ev_t: np.ndarray, T: float) -> None:
 def evidence_at(net, t_us: float) -> np.ndarray:
     """The scores (incl. bias) of a network's evidence read out at ``t_us`` (after its last readout ``out_ref``)
     without adding anything: each sum decayed by its own rate."""
-    sums = _decayed(net, float(t_us))
-    return ((sums[0] - sums[1] if len(sums) > 1 else sums[0]) + net.bias).astype(np.float32)
+    return (_score(_decayed(net, float(t_us))[0]) + net.bias).astype(np.float32)
 
 
 def activity(net, idx: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]]:
