@@ -13,7 +13,8 @@ reach with that architecture and that data. This benchmark trains both on the sa
 Arms: `snn` (`streamsnn train` with its defaults, scored as `streamsnn eval` scores whole samples), `twin` (the
 default architecture as a ReLU network in torch, 15 epochs, shifts of up to 2 input units as `train` augments) and,
 on request, `wide` (a larger convolutional network with batch normalisation, pooling and dropout, 20 epochs: does
-more capacity than the default's lift the ceiling?).
+more capacity than the default's lift the ceiling?) and `dense` (the twin of `dense:800`, the one-layer network the
+`timing` and `spikes` rules train (2312-800-10), trained as `twin`: what that architecture allows them).
 
 Run: `python -m benchmarks.bench_ceiling [--splits test,held] [--arms snn,twin] [--seeds 0,1,2]` (or
 `python -m benchmarks --only ceiling`; with `--quick` one seed)
@@ -45,7 +46,9 @@ SPLITS = {"test": "the 100 real test samples (trained on 1,000 real + 9,900 synt
           "held": "the last quarter of each class of the 1,000 real training samples, held out "
                   "(`learn.choose.hold_out`, as `train --choose` holds out; trained on the other real ones + 9,900 "
                   "synthetic)"}
-ARMS = ("snn", "twin", "wide")
+ARMS = ("snn", "twin", "wide", "dense")
+#: The network of the `dense` arm (bench_time's timing and spikes arms).
+DENSE_ARCH = "dense:800"
 TWIN_EPOCHS, WIDE_EPOCHS, BATCH, LR, SHIFT = 15, 20, 64, 1e-3, 2
 
 
@@ -160,6 +163,7 @@ def run(ctx: Context, splits=("test", "held"), arms=("snn", "twin"), seeds=(0, 1
     if ctx.quick:  # `python -m benchmarks --quick --only ceiling`: one seed
         seeds = tuple(seeds)[:1]
     template = SpikingNetwork(arch=DEFAULT_ARCH, input_shape=(34, 34, 2))
+    dense = SpikingNetwork(arch=DENSE_ARCH, input_shape=(34, 34, 2))  # the same input map, one dense layer
     r = Result("ceiling", "What the data and the architecture allow: the default network and its ReLU twin")
     rows, acc = [], {}
     tmp = Path(tempfile.mkdtemp(prefix="bench-ceiling-"))
@@ -178,8 +182,9 @@ def run(ctx: Context, splits=("test", "held"), arms=("snn", "twin"), seeds=(0, 1
                     if arm == "snn":
                         a, s = snn_accuracy([data, SYNTH], data, seed, tmp)
                     else:
-                        a, s = fit_torch(arm, template.geometry, train, test, seed,
-                                         TWIN_EPOCHS if arm == "twin" else WIDE_EPOCHS)
+                        a, s = fit_torch("twin" if arm == "dense" else arm,
+                                         (dense if arm == "dense" else template).geometry, train, test, seed,
+                                         WIDE_EPOCHS if arm == "wide" else TWIN_EPOCHS)
                     got.append(a)
                     secs.append(s)
                     print(f"ceiling: {split} {arm} seed {seed}: {100 * a:.1f} % ({s:.0f} s)", file=sys.stderr,
@@ -202,7 +207,8 @@ def run(ctx: Context, splits=("test", "held"), arms=("snn", "twin"), seeds=(0, 1
            f"Adam at {LR:g} with a cosine schedule, minibatches of {BATCH}, {TWIN_EPOCHS} epochs, each minibatch "
            f"shifted by up to {SHIFT} input units; input log(1 + events per input unit), both polarities on the 34x34 "
            f"grid (the spiking network's input map). wide: 3 convolutions (64, 128, 128 channels, 3x3, batch "
-           f"normalisation, 2x2 max pooling), dense 256, dropout 0.3, {WIDE_EPOCHS} epochs, otherwise as twin.")
+           f"normalisation, 2x2 max pooling), dense 256, dropout 0.3, {WIDE_EPOCHS} epochs, otherwise as twin. dense: "
+           f"{DENSE_ARCH} (2312-800-10) as a ReLU network, trained as twin.")
     r.note("One sample is 1 point of the 100 test samples and 0.4 of the 250 held-out ones; accuracy does not depend "
            "on the machine's load, the seconds do.")
     return r

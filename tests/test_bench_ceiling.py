@@ -49,3 +49,17 @@ def test_count_images_put_each_event_on_its_polarity_and_pixel():
         expect = np.zeros((2, 34, 34))
         np.add.at(expect, ((ev["p"] > 0).astype(int), ev["y"].astype(int), ev["x"].astype(int)), 1)
         assert np.array_equal(np.expm1(images[k]).round(), expect)
+
+
+def test_the_dense_arm_is_the_timing_rules_network_as_relus():
+    """`--arms dense` is the twin of bench_time's one-layer network (2312-800-10), on the same input map."""
+    torch = __import__("pytest").importorskip("torch")
+    from benchmarks.bench_ceiling import DENSE_ARCH, build
+    from benchmarks.bench_time import ARMS as TIME_ARMS
+
+    assert DENSE_ARCH in TIME_ARMS["timing"][1]
+    net = SpikingNetwork(arch=DENSE_ARCH, input_shape=(34, 34, 2))
+    twin = build("twin", net.geometry, 10)
+    shapes = [tuple(m.weight.shape) for m in twin if isinstance(m, torch.nn.Linear)]
+    assert shapes == [(800, 2312), (10, 800)]
+    assert twin(torch.zeros(3, 2, 34, 34)).shape == (3, 10)
