@@ -164,7 +164,8 @@ def run(ctx: Context, splits=("test", "held"), arms=("snn", "twin"), seeds=(0, 1
         seeds = tuple(seeds)[:1]
     template = SpikingNetwork(arch=DEFAULT_ARCH, input_shape=(34, 34, 2))
     dense = SpikingNetwork(arch=DENSE_ARCH, input_shape=(34, 34, 2))  # the same input map, one dense layer
-    r = Result("ceiling", "What the data and the architecture allow: the default network and its ReLU twin")
+    r = Result("ceiling", "What the data and the architecture allow: the default network and its ReLU twin"
+               + ("; dense:800 as a ReLU network" if "dense" in arms else ""))
     rows, acc = [], {}
     tmp = Path(tempfile.mkdtemp(prefix="bench-ceiling-"))
     try:

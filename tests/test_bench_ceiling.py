@@ -7,6 +7,7 @@ import sys
 from collections import Counter
 
 import numpy as np
+import pytest
 from conftest import ROOT, need
 
 from streamsnn.defaults import DEFAULT_ARCH
@@ -51,15 +52,24 @@ def test_count_images_put_each_event_on_its_polarity_and_pixel():
         assert np.array_equal(np.expm1(images[k]).round(), expect)
 
 
-def test_the_dense_arm_is_the_timing_rules_network_as_relus():
-    """`--arms dense` is the twin of bench_time's one-layer network (2312-800-10), on the same input map."""
-    torch = __import__("pytest").importorskip("torch")
-    from benchmarks.bench_ceiling import DENSE_ARCH, build
+
+def test_the_dense_arm_is_the_timing_rules_network_on_the_same_input_map():
+    """`--arms dense` is bench_time's one-layer network, fed the count images the default's twin gets."""
+    from benchmarks.bench_ceiling import DENSE_ARCH
     from benchmarks.bench_time import ARMS as TIME_ARMS
 
     assert DENSE_ARCH in TIME_ARMS["timing"][1]
-    net = SpikingNetwork(arch=DENSE_ARCH, input_shape=(34, 34, 2))
-    twin = build("twin", net.geometry, 10)
+    dense = SpikingNetwork(arch=DENSE_ARCH, input_shape=(34, 34, 2))
+    default = SpikingNetwork(arch=DEFAULT_ARCH, input_shape=(34, 34, 2))
+    assert dense.geometry[0].in_shape == default.geometry[0].in_shape == (2, 34, 34)
+    assert [g.layer.units for g in dense.geometry] == [800]
+
+
+def test_the_dense_arm_builds_2312_800_10_relus():
+    torch = pytest.importorskip("torch", reason="torch is a benchmark dependency (pip install -e '.[bench]')")
+    from benchmarks.bench_ceiling import DENSE_ARCH, build
+
+    twin = build("twin", SpikingNetwork(arch=DENSE_ARCH, input_shape=(34, 34, 2)).geometry, 10)
     shapes = [tuple(m.weight.shape) for m in twin if isinstance(m, torch.nn.Linear)]
     assert shapes == [(800, 2312), (10, 800)]
     assert twin(torch.zeros(3, 2, 34, 34)).shape == (3, 10)
