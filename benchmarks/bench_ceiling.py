@@ -183,8 +183,8 @@ def run(ctx: Context, splits=("test", "held"), arms=("snn", "twin"), seeds=(0, 1
                     if arm == "snn":
                         a, s = snn_accuracy([data, SYNTH], data, seed, tmp)
                     else:
-                        a, s = fit_torch("twin" if arm == "dense" else arm,
-                                         (dense if arm == "dense" else template).geometry, train, test, seed,
+                        kind, net = ("twin", dense) if arm == "dense" else (arm, template)  # dense: a twin too
+                        a, s = fit_torch(kind, net.geometry, train, test, seed,
                                          WIDE_EPOCHS if arm == "wide" else TWIN_EPOCHS)
                     got.append(a)
                     secs.append(s)

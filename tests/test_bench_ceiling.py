@@ -52,7 +52,6 @@ def test_count_images_put_each_event_on_its_polarity_and_pixel():
         assert np.array_equal(np.expm1(images[k]).round(), expect)
 
 
-
 def test_the_dense_arm_is_the_timing_rules_network_on_the_same_input_map():
     """`--arms dense` is bench_time's one-layer network, fed the count images the default's twin gets."""
     from benchmarks.bench_ceiling import DENSE_ARCH
