@@ -1,0 +1,56 @@
+"""bench_time's held-out mode: settings are tried on training samples held out, never on the test split; its
+options refuse what they cannot do in one line, and a real run trains with the added arguments and scores the
+held-out quarter."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import pytest
+from conftest import ROOT, need
+
+sys.path.insert(0, str(ROOT))  # the benchmarks package lives beside streamsnn, not in it
+from benchmarks import bench_time  # noqa: E402
+
+
+@pytest.mark.parametrize("argv, says", [
+    (["--held-out"], "--held-out needs --only"),
+    (["--held-out", "--only", "order"], "--held-out needs --only"),
+    (["--held-out", "--only", "nmnist", "--only", "gestures"], "--held-out needs --only"),
+    (["--only", "nmnist", "--tag", "a/b"], "--tag 'a/b'"),
+    (["--only", "nmnist", "--train-args", "--tau-ms '25"], "--train-args"),
+])
+def test_options_it_cannot_honour_are_refused_in_one_line(argv, says, tmp_path, capsys):
+    with pytest.raises(SystemExit) as exc:
+        bench_time.main(argv + ["--out", str(tmp_path)])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert says in err
+    assert not list(tmp_path.iterdir())  # nothing written
+
+
+def test_only_nmnist_has_a_held_out_split(tmp_path):
+    with pytest.raises(ValueError, match="not order"):
+        bench_time.build("order", ROOT, tmp_path, quick=True, held_out=True)
+
+
+@pytest.mark.slow
+def test_a_held_out_run_trains_with_the_added_arguments_and_scores_the_held_out_quarter(tmp_path):
+    need("nmnist_small")
+    out = tmp_path / "results"
+    code = bench_time.main(["--held-out", "--only", "nmnist", "--arms", "dense", "--seeds", "0", "--train-args",
+                            "--epochs 3 --arch dense:64", "--tag", "probe", "--out", str(out)])
+    assert code == 0
+    run = json.loads((out / "time-held-nmnist-probe.json").read_text())
+    res = run["results"][0]
+    assert "held-out" in res["title"] and "--epochs 3 --arch dense:64" in res["title"]
+    table = res["tables"][0]
+    assert table["title"].startswith("Per dataset and learning rule: held-out accuracy")
+    row = dict(zip(table["columns"], table["rows"][0]))
+    assert row["network"] == "dense:64"  # the added --arch won over the arm's dense:800
+    assert row["scored samples"] == 250  # the last quarter of each class of the 1,000 training samples, not the 100
+    per_run = dict(zip(res["tables"][1]["columns"], res["tables"][1]["rows"][0]))
+    assert per_run["epochs"] == 3
+    assert float(per_run["whole %"]) > 30  # it learned: chance is 10 %
+    assert any("held-out training samples" in n for n in res["notes"])
