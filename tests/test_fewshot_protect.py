@@ -193,6 +193,25 @@ def test_a_leaky_network_teaches_a_new_class_the_whole_way_with_the_replay(digit
     assert not np.array_equal(taught.hidden[0].weight, hidden)
 
 
+def test_a_class_added_after_a_restart_is_fit_against_the_scene_decided_before_it(digits, tmp_path):
+    """A daemon decides 10 scene windows, is saved and restarted, and a new class is named before anything else is
+    decided: its scene is the 10 windows from before the restart (they count as older than the gap). A file without
+    the recent windows (written before they were saved) leaves the class without a scene, as before."""
+    base, _, ones, scene = digits
+    decided, _ = teach(base, [], scene[:10])
+    rows = np.stack([h for _, h in decided.memory.fit.recent])
+    assert rows.shape == (10, 64)  # one a second is under the 2 a second kept
+    decided.save(tmp_path / "m.npz")
+    after, pipe = teach(SpikingNetwork.load(tmp_path / "m.npz"), ones[:1], [])
+    assert pipe.counters.fitted == 1
+    neg = after.memory.fit.scene(after.classes.index("1"))
+    assert neg is not None and np.allclose(neg, rows, atol=1e-6)
+    old = {k: v for k, v in np.load(tmp_path / "m.npz").items() if k != "memory_recent"}
+    np.savez(tmp_path / "old.npz", **old)
+    before_it, _ = teach(SpikingNetwork.load(tmp_path / "old.npz"), ones[:1], [])
+    assert before_it.memory.fit.scene(before_it.classes.index("1")) is None
+
+
 def test_a_restarted_daemon_fits_a_new_class_against_the_same_scene_and_pool(digits, monkeypatch, tmp_path):
     """Taught 4 windows of a new class in one run, or 2, then saved, loaded and taught the other 2 (nothing decided
     after the restart): the fits after the restart see the scene and the pool of windows taught before it."""

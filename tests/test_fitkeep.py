@@ -1,5 +1,6 @@
-"""What fitting a class added by feedback keeps (its scene and its pool of taught windows, snn/fitkeep.py) is saved
-in the checkpoint with the rehearsal memory, read back strictly, and follows the classes when one is removed."""
+"""What fitting a class added by feedback keeps (its scene and its pool of taught windows, snn/fitkeep.py, and the
+recent decided windows a scene is taken from) is saved in the checkpoint with the rehearsal memory, read back
+strictly, and follows the classes when one is removed."""
 
 from __future__ import annotations
 
@@ -23,6 +24,7 @@ def grown(seed: int = 0) -> SpikingNetwork:
     pool = fit.pool(3, net.hidden_updates, 20)
     pool.append(rng.poisson(3.0, (5, 8)).astype(np.float32))
     pool.append(rng.poisson(3.0, (5, 8)).astype(np.float32))
+    fit.recent.extend((float(k), rng.poisson(1.0, 8).astype(np.float32)) for k in range(4))
     return net
 
 
@@ -38,6 +40,19 @@ def test_the_scene_and_the_pool_come_back_from_a_checkpoint(tmp_path):
     assert len(got) == 2 and all(np.array_equal(a, b) for a, b in zip(got, want))
     assert back.memory.fit.pool(3, back.hidden_updates + 1, 20) is not got  # the hidden layers learn: a new pool
     assert len(back.memory.fit.pool(3, back.hidden_updates + 1, 20)) == 0
+    rows = [h for _, h in net.memory.fit.recent]
+    assert len(back.memory.fit.recent) == 4
+    assert all(np.array_equal(h, w) for (_, h), w in zip(back.memory.fit.recent, rows))  # oldest first
+    assert all(t == -np.inf for t, _ in back.memory.fit.recent)  # before the restart: older than any gap
+
+
+def test_the_recent_windows_keep_the_newest_when_fewer_are_kept():
+    fit = grown().memory.fit
+    newest = [h for _, h in fit.recent][-2:]
+    kept = fit.keep_recent(2)
+    assert kept is fit.recent and len(kept) == 2 and kept.maxlen == 2
+    assert all(np.array_equal(h, w) for (_, h), w in zip(kept, newest))
+    assert fit.keep_recent(2) is kept  # the same size: the same deque, nothing dropped
 
 
 def test_a_pool_the_hidden_layers_learned_past_is_not_saved_and_old_files_load_without(tmp_path):
@@ -52,7 +67,7 @@ def test_a_pool_the_hidden_layers_learned_past_is_not_saved_and_old_files_load_w
     plain.save(tmp_path / "plain.npz")  # as before this: no such arrays
     assert not {n for n in np.load(tmp_path / "plain.npz").files if n.startswith("memory_")}
     loaded = SpikingNetwork.load(tmp_path / "plain.npz").memory.fit
-    assert not loaded.scenes and not loaded.pools
+    assert not loaded.scenes and not loaded.pools and not loaded.recent
 
 
 def test_the_pool_keeps_its_last_windows_when_read_back(tmp_path):
@@ -65,7 +80,7 @@ def test_the_pool_keeps_its_last_windows_when_read_back(tmp_path):
     assert len(pool) == 1 and np.array_equal(pool[0], net.memory.fit.pool(3, net.hidden_updates, 20)[1])
 
 
-@pytest.mark.parametrize("change", ["width", "label", "nan", "partner", "order"])
+@pytest.mark.parametrize("change", ["width", "label", "nan", "partner", "order", "recent-width", "recent-nan"])
 def test_a_damaged_scene_or_pool_refuses_the_checkpoint_in_one_line(tmp_path, change):
     grown().save(tmp_path / "m.npz")
     arrays = dict(np.load(tmp_path / "m.npz"))
@@ -75,6 +90,10 @@ def test_a_damaged_scene_or_pool_refuses_the_checkpoint_in_one_line(tmp_path, ch
         arrays["memory_pool_label"] = arrays["memory_pool_label"] + 4
     elif change == "nan":
         arrays["memory_pool"][0, 0] = np.nan
+    elif change == "recent-width":
+        arrays["memory_recent"] = arrays["memory_recent"][:, :5]
+    elif change == "recent-nan":
+        arrays["memory_recent"][-1, 2] = np.inf
     elif change == "partner":
         del arrays["memory_scene_label"]
     else:

@@ -7,14 +7,14 @@ worker, after the decision went out, and the last `defaults.SCENE_WINDOWS` are k
 When feedback adds a class, the windows seen until `defaults.SCENE_GAP_S` before are that class's negatives
 (`negatives`; the last seconds before someone names a thing are likely that thing already); its unit is then fit to
 tell its taught windows from them (`snn.classedit.fit_class`, `Teacher`). A class's negatives are kept on the network's
-memory (`snn.fitkeep`) and saved in its checkpoint, so a restarted daemon fits the class against the same scene; the
-recent windows themselves are not saved (a class added after a restart has the scene decided since).
+memory (`snn.fitkeep`) and saved in its checkpoint, so a restarted daemon fits the class against the same scene; so
+are the recent windows themselves (`FitKeep.recent`): a class added after a restart has the scene decided before it as
+well as since, the windows from before the restart counting as older than `gap_s`.
 """
 
 from __future__ import annotations
 
 import logging
-from collections import deque
 from concurrent.futures import Executor
 from typing import Callable
 
@@ -39,10 +39,10 @@ class Scene:
         self.net, self.worker, self.clock = net, worker, clock
         self.enabled = bool(enabled) and classedit.imprints(net) and hasattr(net, "input_events") and size > 0
         self.every_s, self.gap_s = 1.0 / per_s if per_s > 0 else 0.0, float(gap_s)
-        self._kept: deque = deque(maxlen=int(size))  # (time, counts)
         self._next = -np.inf
         memory = getattr(net, "memory", None)
         self._fit = memory.fit if memory is not None else FitKeep()  # the classes' negatives, saved with the memory
+        self._fit.keep_recent(size)  # (time, counts) of the recent windows, saved with the memory too
 
     def seen(self, w: Window) -> None:
         """A decision on `w` was published: every `1 / per_s` seconds at most, its counts are kept (on the worker)."""
@@ -66,12 +66,12 @@ class Scene:
             return
         if w.learned:  # feedback taught it meanwhile: not the scene
             return
-        self._kept.append((now, np.asarray(h, np.float32)))
+        self._fit.recent.append((now, np.asarray(h, np.float32)))
 
     def added(self, label: int) -> None:
         """On the worker: class `label` was just added; the windows kept until `gap_s` before now are its negatives."""
         until = self.clock() - self.gap_s
-        rows = [h for t, h in self._kept if t <= until]
+        rows = [h for t, h in self._fit.recent if t <= until]
         if rows and len({len(h) for h in rows}) == 1:
             self._fit.set_scene(label, np.stack(rows))
 
@@ -80,4 +80,4 @@ class Scene:
         return self._fit.scene(label)
 
     def __len__(self) -> int:
-        return len(self._kept)
+        return len(self._fit.recent)

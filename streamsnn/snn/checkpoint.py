@@ -14,8 +14,8 @@ per input event per hidden layer `train` measured, optional, `check_spike_rates`
 optionally the rehearsal memory (``memory_idx``, ``memory_len``, ``memory_label``, ``memory_t``, ``memory_live``:
 integers, see ``memory.Memory``; files without it load with an empty memory, without ``memory_live`` none is live)
 and what fitting a class added by feedback keeps (``memory_scene``, ``memory_pool``: float rows of the last layer's
-units, with integer ``memory_scene_label``, ``memory_pool_label``, ``memory_pool_item``; see ``fitkeep``; files
-without them load with none).
+units, with integer ``memory_scene_label``, ``memory_pool_label``, ``memory_pool_item``, and ``memory_recent``, the
+recent decided windows a scene is taken from; see ``fitkeep``; files without them load with none).
 Format 1 (the one-hidden-layer network, arrays ``W1``, ``W2``, ``b2``, config ``sizes`` and
 ``input_shape``) still loads, as a one-dense-layer network with classes "0".."n-1".
 """
@@ -47,7 +47,7 @@ _ARRAY_NAME = re.compile(r"weight_\d{1,3}(?:_[a-z][a-z0-9]{0,15})?|bias|W1|W2|b2
 #: The rehearsal memory's arrays (``memory.Memory.arrays``; integers, optional).
 _MEMORY_NAME = re.compile(r"memory_(?:idx|len|label|t|live|scene_label|pool_label|pool_item)")
 #: ... and the float rows of what fitting a new class keeps (``fitkeep.FitKeep.arrays``; optional).
-_FIT_NAME = re.compile(r"memory_(?:scene|pool)")
+_FIT_NAME = re.compile(r"memory_(?:scene|pool|recent)")
 #: Largest checkpoint file: every parameter stored as float64, plus room for the config.
 MAX_MEMORY_VALUES = 1 << 26  # the rehearsal memory's arrays together
 MAX_FILE_BYTES = 8 * (limits.MAX_PARAMETERS + MAX_MEMORY_VALUES) + (16 << 20)

@@ -7,11 +7,14 @@ the pool. Scene and pool are last-layer spike counts, not events: the scene as i
 the hidden layers have not learned since it was filled (its `version`, the network's ``hidden_updates`` then). They
 live on the network's memory (`memory.Memory.fit`), so a checkpoint holds them and a daemon restarted while a class
 is being taught goes on fitting it against the same scene and pool (before, both were lost at a restart and a grown
-class was fit against the kept examples alone).
+class was fit against the kept examples alone). The recent decided windows a scene is taken from (`recent`, filled by
+`pipeline.scene.Scene`) are saved too, so a class added soon after a restart still has the scene the camera showed
+before it; after a restart they count as older than any gap (the time the daemon was down is not known).
 
 Checkpoint arrays (all optional): ``memory_scene`` (rows x the last layer's units, float32) with
 ``memory_scene_label`` (the class of each row); ``memory_pool`` (rows, float32) with ``memory_pool_label`` and
-``memory_pool_item`` (which taught window each row belongs to: the window's counts, then its copies').
+``memory_pool_item`` (which taught window each row belongs to: the window's counts, then its copies');
+``memory_recent`` (rows, float32; oldest first): the recent decided windows.
 """
 
 from __future__ import annotations
@@ -19,6 +22,8 @@ from __future__ import annotations
 from collections import deque
 
 import numpy as np
+
+from .. import defaults
 
 #: At most this many rows of one class's scene or pool are read from a checkpoint.
 MAX_ROWS = 10_000
@@ -30,6 +35,15 @@ class FitKeep:
     def __init__(self) -> None:
         self.scenes: dict[int, np.ndarray] = {}
         self.pools: dict[int, tuple[int, deque]] = {}
+        #: the recent decided windows' counts as (time by the pipeline's clock, row), oldest first (`pipeline.scene`);
+        #: those read from a checkpoint have time -inf
+        self.recent: deque = deque(maxlen=defaults.SCENE_WINDOWS)
+
+    def keep_recent(self, size: int) -> deque:
+        """The recent windows, keeping the last `size` from now on (the newest ones when there were more)."""
+        if self.recent.maxlen != int(size):
+            self.recent = deque(self.recent, maxlen=int(size))
+        return self.recent
 
     def set_scene(self, label: int, rows: np.ndarray) -> None:
         self.scenes[int(label)] = np.ascontiguousarray(rows, np.float32)
@@ -66,6 +80,9 @@ class FitKeep:
             out["memory_pool"] = np.concatenate([rows for _, rows in items])
             out["memory_pool_label"] = np.concatenate([np.full(len(r), y, np.int64) for y, r in items])
             out["memory_pool_item"] = np.concatenate([np.full(len(r), k, np.int64) for k, (_, r) in enumerate(items)])
+        rows = [h for _, h in self.recent]
+        if rows and len({len(h) for h in rows}) == 1:
+            out["memory_recent"] = np.stack(rows).astype(np.float32)
         return out
 
     def load_arrays(self, arrays: dict, width: int, n_classes: int, version: int, size: int) -> None:
@@ -74,7 +91,9 @@ class FitKeep:
         units."""
         scene = _rows(arrays, "memory_scene", ("memory_scene_label",), width, n_classes)
         pool = _rows(arrays, "memory_pool", ("memory_pool_label", "memory_pool_item"), width, n_classes)
+        recent = _rows(arrays, "memory_recent", (), width, n_classes)
         self.scenes, self.pools = {}, {}
+        self.recent = deque(((-np.inf, h) for h in ([] if recent is None else recent[0])), maxlen=self.recent.maxlen)
         if scene is not None:
             rows, labels = scene
             for y in np.unique(labels):
@@ -94,6 +113,13 @@ def _rows(arrays: dict, name: str, keys: tuple[str, ...], width: int, n_classes:
         return None
     if name not in arrays or not all(k in arrays for k in keys):
         raise ValueError(f"{name} and {', '.join(keys)} come together")
+    if not keys:  # unlabelled rows (memory_recent)
+        rows = np.asarray(arrays[name])
+        if rows.ndim != 2 or rows.shape[1] != width:
+            raise ValueError(f"{name} is not rows of the last layer's {width} units")
+        if len(rows) > MAX_ROWS or not np.all(np.isfinite(rows)):
+            raise ValueError(f"{name} holds more than {MAX_ROWS:,} rows, or non-finite values")
+        return (rows.astype(np.float32),)
     rows = np.asarray(arrays[name])
     if rows.ndim != 2 or rows.shape[1] != width:
         raise ValueError(f"{name} is not rows of the last layer's {width} units")
