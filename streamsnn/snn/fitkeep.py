@@ -108,29 +108,23 @@ class FitKeep:
 
 
 def _rows(arrays: dict, name: str, keys: tuple[str, ...], width: int, n_classes: int):
-    """(rows, *keys) of one of the module's row arrays, checked; None when absent."""
+    """(rows, *keys) of one of the module's row arrays, checked; None when absent. With no `keys` the rows are
+    unlabelled (``memory_recent``)."""
     if name not in arrays and not any(k in arrays for k in keys):
         return None
     if name not in arrays or not all(k in arrays for k in keys):
         raise ValueError(f"{name} and {', '.join(keys)} come together")
-    if not keys:  # unlabelled rows (memory_recent)
-        rows = np.asarray(arrays[name])
-        if rows.ndim != 2 or rows.shape[1] != width:
-            raise ValueError(f"{name} is not rows of the last layer's {width} units")
-        if len(rows) > MAX_ROWS or not np.all(np.isfinite(rows)):
-            raise ValueError(f"{name} holds more than {MAX_ROWS:,} rows, or non-finite values")
-        return (rows.astype(np.float32),)
     rows = np.asarray(arrays[name])
     if rows.ndim != 2 or rows.shape[1] != width:
         raise ValueError(f"{name} is not rows of the last layer's {width} units")
     cols = [np.asarray(arrays[k]).reshape(-1).astype(np.int64) for k in keys]
     if any(len(c) != len(rows) for c in cols):
         raise ValueError(f"{', '.join(keys)} do not match {name}'s rows")
-    labels = cols[0]
+    labels = cols[0] if cols else np.zeros(len(rows), np.int64)
     if len(labels) and (labels.min() < 0 or labels.max() >= n_classes):
         raise ValueError(f"{keys[0]} outside the classes 0..{n_classes - 1}")
     if len(labels) and np.bincount(labels).max() > MAX_ROWS:
-        raise ValueError(f"{name} holds more than {MAX_ROWS:,} rows of one class")
+        raise ValueError(f"{name} holds more than {MAX_ROWS:,} rows" + (" of one class" if cols else ""))
     if not np.all(np.isfinite(rows)):
         raise ValueError(f"{name} holds non-finite values")
     return (rows.astype(np.float32), *cols)
