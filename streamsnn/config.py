@@ -96,7 +96,7 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "lr_out": Key(float, 0.0, "learning rate of a fresh network's output layer (0 = the default for its kind)",
                       min=0),
         "learning": Key(str, "counts", "learning rule of a fresh network (membrane: learns the order of events, "
-                        "needs tau_ms; timing: exact spike-time gradients, dense layers only)",
+                        "needs tau_ms; timing: exact spike-time gradients, dense and conv layers)",
                         ("counts", "spikes", "membrane", "timing")),
         "tau_ms": Key(float, 0.0, "leak time constant of a fresh network in ms (0 = no leak; its state then carries "
                       "across windows); a checkpoint keeps its own", min=0),

@@ -210,20 +210,20 @@ def test_checkpoint_round_trip(tmp_path):
 
 
 def test_unsupported_layer_kind_is_one_line():
-    with pytest.raises(ConfigError, match="dense:N layers only") as exc:
-        tiny(arch="conv:4:3,dense:5", input_shape=(8, 8, 1))
+    with pytest.raises(ConfigError, match="dense:N and conv layers only") as exc:
+        tiny(arch="src:5,dense:5", input_shape=(8, 8, 1))
     assert "\n" not in str(exc.value)
     with pytest.raises(ConfigError, match="timing"):
         SpikingNetwork(arch="dense:5", input_shape=(4, 4, 1), learning="counts", tau_s_ratio=0.3)
 
 
-def test_cli_refuses_timing_on_conv_with_exit_2(tmp_path, nmnist_dir):
+def test_cli_refuses_timing_on_a_recurrent_layer_with_exit_2(tmp_path, nmnist_dir):
     r = subprocess.run([sys.executable, "-m", "streamsnn", "train", "--data", str(nmnist_dir), "--limit", "4",
-                        "--learning", "timing", "--arch", "conv:4:3,dense:8", "--out", str(tmp_path / "m.npz")],
+                        "--learning", "timing", "--arch", "src:8,dense:8", "--out", str(tmp_path / "m.npz")],
                        capture_output=True, text=True, timeout=120)
     assert r.returncode == 2
-    lines = [x for x in r.stderr.splitlines() if "dense:N layers only" in x]
-    assert len(lines) == 1 and "conv:4:3" in lines[0]
+    lines = [x for x in r.stderr.splitlines() if "dense:N and conv layers only" in x]
+    assert len(lines) == 1 and "src:8" in lines[0]
 
 
 def test_guard_undoes_a_non_finite_step():

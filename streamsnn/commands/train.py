@@ -74,7 +74,7 @@ def add_parser(subparsers) -> None:
                         "only) (both O'Connor & Welling 2016); membrane: backprop on leaky membrane traces "
                         "(Lee, Delbruck & Pfeiffer 2016), learns the order of events, needs a leak "
                         "(--tau-ms); timing: exact gradients through every spike's time (Yamamoto, Sakemi & "
-                        "Aihara 2022), current-based units, dense:N layers only, needs a leak. Default: membrane "
+                        "Aihara 2022), current-based units, dense and conv layers, needs a leak. Default: membrane "
                         "when the training split needs time (a linear probe on "
                         "held-out training samples: does a sample played backwards become another class?), else "
                         "counts; train says which and why")

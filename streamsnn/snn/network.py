@@ -41,8 +41,8 @@ class SpikingNetwork:
     ``lr`` times the measured ratio); each defaults to the measured setting for the kind of network
     (``arch.learning_defaults``);
     ``learning``: ``"counts"`` or ``"spikes"`` (dense layers only, ``error_spikes`` steps of resolution),
-    ``"membrane"`` or ``"timing"`` (``timed.py``; dense layers, ``tau_s_ratio``, ``readout``). Weights start normal
-    with std ``init_gain * sqrt(2 / fan_in)``. ``max_step`` (0 = off) bounds each layer's step per sample to that
+    ``"membrane"`` or ``"timing"`` (``timed.py``; dense and conv layers, ``tau_s_ratio``, ``readout``). Weights start
+    normal with std ``init_gain * sqrt(2 / fan_in)``. ``max_step`` (0 = off) bounds each layer's step per sample to that
     fraction of its weights' norm;
     ``activity`` is the cost of one hidden spike added to the loss (learning with fewer spikes), x ``layer_price[k]``.
     ``class_lr``: a multiplier of the output learning rate per class (see ``add_class``).

@@ -167,8 +167,8 @@ def check_timing_layers(layers) -> None:
     """ConfigError (one line) unless every layer can run as current-based units with exact spike times."""
     bad = [lay.spec() for lay in layers if not lay.cls.timing_ok]
     if bad:
-        raise ConfigError(f"learning 'timing' (exact spike-time gradients) works on dense:N layers only, not "
-                          f"{', '.join(bad)}; use --arch dense:N[,dense:N] or learning 'membrane'")
+        raise ConfigError(f"learning 'timing' (exact spike-time gradients) works on dense:N and conv layers only, "
+                          f"not {', '.join(bad)}; use --arch dense:N / conv:C:K[:S[:P]] or learning 'membrane'")
 
 
 def class_rates(class_lr, n: int) -> np.ndarray:

@@ -1,7 +1,8 @@
 """Learning "timing" in a SpikingNetwork: the current-based forward pass, the readout, and the exact spike-time step.
 
 After Yamamoto, Sakemi & Aihara, "Timing-Based Backpropagation in Spiking Neural Networks Without Single-Spike
-Restrictions" (2022). Every hidden layer (dense only) is a layer of current-based LIF units (``timing.py``):
+Restrictions" (2022). Every hidden layer (dense or conv) is a layer of current-based LIF units (``timing.py``;
+convolutions through their table, ``timing_conv.py``):
 its membrane time constant tau_m is the layer's leak (``layer_tau_us``), its postsynaptic-current time
 constant tau_s = ``tau_s_ratio`` x tau_m. The output is not a spiking layer: it is evidence,
 ``score_c = bias_c + sum over last-layer spikes (j, t) of W[j, c] f(T - t)`` read at the window's last input event
@@ -29,6 +30,7 @@ from ..errors import InputError
 from .layers.base import bounded_lr
 from .settings import price_scale
 from .timing import cuba_backward, cuba_forward, psp_norm
+from .timing_conv import cuba_conv_backward, cuba_conv_forward
 
 
 def constants(net, k: int) -> tuple[float, float, float]:
@@ -61,8 +63,13 @@ def forward(net, idx: np.ndarray, t) -> tuple[np.ndarray, tuple[int, ...]]:
         if not len(idx):
             layer.spikes = (ev_i[:0], ev_t[:0], ev_t[:0])
             continue
-        ev_i, ev_t, vdot = cuba_forward(ev_i, ev_t, T, layer.weight, A, B, layer.counts, theta, *constants(net, k),
-                                        layer.ref, np.empty(size, np.int32), np.empty(size), np.empty(size))
+        bufs = (np.empty(size, np.int32), np.empty(size), np.empty(size))
+        if layer.conv_like:
+            ev_i, ev_t, vdot = cuba_conv_forward(ev_i, ev_t, T, layer.weight.reshape(-1), *_conv_geometry(layer), A, B,
+                                                 layer.counts, theta, *constants(net, k), layer.ref, *bufs)
+        else:
+            ev_i, ev_t, vdot = cuba_forward(ev_i, ev_t, T, layer.weight, A, B, layer.counts, theta,
+                                            *constants(net, k), layer.ref, *bufs)
         layer.spikes = (ev_i, ev_t, vdot)
     spikes = tuple(int(len(layer.spikes[0])) for layer in net.hidden)
     if not all(np.isfinite(layer.cuba[0].sum() + layer.cuba[1].sum()) for layer in net.hidden):
@@ -74,6 +81,12 @@ def forward(net, idx: np.ndarray, t) -> tuple[np.ndarray, tuple[int, ...]]:
     if net.t_last is None:
         return net.bias.copy(), spikes
     return (net.scores + net.bias).astype(np.float32), spikes
+
+
+def _conv_geometry(layer) -> tuple:
+    """(table, output width, stride, kernel size, output channels) of a convolution, for ``timing_conv``."""
+    geo = layer.geo
+    return layer.table, geo.out_shape[2], geo.layer.stride, geo.layer.kernel, geo.layer.units
 
 
 def rates(net) -> tuple[float, ...]:
@@ -169,12 +182,18 @@ def gradients(net, idx: np.ndarray, t, e: np.ndarray, price: float = 0.0) -> tup
             in_i, in_t, in_d = net.hidden[k - 1].spikes
         else:
             in_i, in_t, in_d = np.ascontiguousarray(idx, np.int32), np.ascontiguousarray(t, np.float64), None
-        act_in = np.unique(in_i).astype(np.int32)
-        row_of = np.full(layer.geo.n_in, -1, np.int32)
-        row_of[act_in] = np.arange(len(act_in), dtype=np.int32)
-        grad = np.zeros((len(act_in), layer.geo.n_out))
-        g_in = cuba_backward(in_i, in_t, sp_i, sp_t, sp_d, np.ascontiguousarray(g), layer.weight, row_of, grad,
-                             theta, *constants(net, k), k > 0)
+        if layer.conv_like:  # every kernel weight is used at many positions: the gradient is the whole kernel's
+            act_in, grad = None, np.zeros(layer.weight.size)
+            g_in = cuba_conv_backward(in_i, in_t, sp_i, sp_t, sp_d, np.ascontiguousarray(g), layer.weight.reshape(-1),
+                                      *_conv_geometry(layer), layer.geo.n_out, grad, theta, *constants(net, k), k > 0)
+            grad = grad.reshape(layer.weight.shape)
+        else:
+            act_in = np.unique(in_i).astype(np.int32)
+            row_of = np.full(layer.geo.n_in, -1, np.int32)
+            row_of[act_in] = np.arange(len(act_in), dtype=np.int32)
+            grad = np.zeros((len(act_in), layer.geo.n_out))
+            g_in = cuba_backward(in_i, in_t, sp_i, sp_t, sp_d, np.ascontiguousarray(g), layer.weight, row_of, grad,
+                                 theta, *constants(net, k), k > 0)
         grads.append((act_in, grad))
         g, sp_i, sp_t, sp_d = g_in, in_i, in_t, in_d
     return act, h[act], grads[::-1]
@@ -208,7 +227,10 @@ def backprop_timing(net, idx: np.ndarray, t, e: np.ndarray, lr_scale: float,
         rate = normalised_lr(net.layer_lr(k) * lr_scale * hidden, layer.weight, grad, err)
         lr = bounded_lr(net.max_step, layer.weight, rate, grad.ravel(), one)
         with np.errstate(over="ignore", invalid="ignore"):
-            layer.weight[act_in] -= (float(lr) * grad).astype(np.float32)
+            if act_in is None:  # a convolution: its whole kernel
+                layer.weight -= (float(lr) * grad).astype(np.float32)
+            else:
+                layer.weight[act_in] -= (float(lr) * grad).astype(np.float32)
     W = net.out_weight
     lr_out = bounded_lr(net.max_step, W, net.lr_out * lr_scale, g_out.ravel(), one)
     with np.errstate(over="ignore", invalid="ignore"):
@@ -222,6 +244,14 @@ def warm_up(net) -> None:
     none, empty = np.zeros(0, np.int32), np.zeros(0)
     for k, layer in enumerate(net.hidden):
         n = layer.geo.n_out
+        if layer.conv_like:
+            Kf = layer.weight.reshape(-1)
+            cuba_conv_forward(none, empty, 0.0, Kf, *_conv_geometry(layer), np.zeros(n), np.zeros(n),
+                              np.zeros(n, np.float32), float(net.theta), *constants(net, k), np.full(1, np.nan),
+                              np.empty(1, np.int32), np.empty(1), np.empty(1))
+            cuba_conv_backward(none, empty, none, empty, empty, empty, Kf, *_conv_geometry(layer), n,
+                               np.zeros(Kf.size), float(net.theta), *constants(net, k), True)
+            continue
         cuba_forward(none, empty, 0.0, layer.weight, np.zeros(n), np.zeros(n), np.zeros(n, np.float32),
                      float(net.theta), *constants(net, k), np.full(1, np.nan), np.empty(1, np.int32), np.empty(1),
                      np.empty(1))

@@ -194,6 +194,7 @@ class ConvLayer(Layer):
 
     kind = "conv"
     conv_like = True
+    timing_ok = True  # learning "timing": timing_conv.py
     usage = "conv:C:K[:S[:P]]"
 
     @classmethod
