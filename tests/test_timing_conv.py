@@ -157,11 +157,16 @@ def test_a_convolutional_timing_network_learns_and_its_checkpoint_gives_the_same
 
 
 def test_train_and_eval_a_convolutional_timing_model(tmp_path, nmnist_dir, capsys):
+    from streamsnn.defaults import TIMING_CONV_GAIN
+
     out = tmp_path / "m.npz"
-    assert main(["train", "--data", str(nmnist_dir), "--limit", "6", "--epochs", "1", "--learning", "timing",
-                 "--arch", "conv:4:5:2:2,dense:16", "--out", str(out), "--quiet", "--choose", "off"]) == 0
-    capsys.readouterr()
-    net = SpikingNetwork.load(out)
+    for arch, gain in (("dense:16", 1.0), ("conv:4:5:2:2,dense:16", TIMING_CONV_GAIN)):
+        assert main(["train", "--data", str(nmnist_dir), "--limit", "6", "--epochs", "1", "--learning", "timing",
+                     "--arch", arch, "--out", str(out), "--choose", "off"]) == 0
+        said = [x for x in capsys.readouterr().err.splitlines() if x.startswith("learning rates")]
+        assert len(said) == 1 and ("TIMING_CONV_GAIN" in said[0]) == (gain != 1.0)
+        net = SpikingNetwork.load(out)
+        assert net.init_gain == gain  # train draws a convolutional timing network's weights smaller
     assert net.learning == "timing" and net.layers[0].conv_like
     for extra in ([], ["--stream"]):
         assert main(["eval", "--data", str(nmnist_dir), "--model", str(out), "--limit", "4", "--json", "--quiet",

@@ -15,15 +15,26 @@ def timing_lr(steps: int | None, readout: str | None = None) -> float:
     return TIMING_LR * min(1.0, TIMING_REF_STEPS / steps)
 
 
-def timing_rates_line(lr: float, lr_out: float, steps: int, readout: str | None = None) -> str:
-    """What `train` says of learning "timing"'s default rates (`timing_lr`; `steps` 0: the hidden rate was given)."""
+def timing_gain(learning: str, layers) -> dict:
+    """The initial weights' gain `train` gives learning "timing" on a network with convolutions (as a constructor
+    argument; empty otherwise): defaults.TIMING_CONV_GAIN."""
+    from ..defaults import TIMING_CONV_GAIN
+
+    return {"init_gain": TIMING_CONV_GAIN} if learning == "timing" and any(lay.conv_like for lay in layers) else {}
+
+
+def timing_rates_line(lr: float, lr_out: float, steps: int, readout: str | None = None, layers=()) -> str:
+    """What `train` says of learning "timing"'s default rates (`timing_lr`; `steps` 0: the hidden rate was given)
+    and, with convolutions among `layers`, of its initial weights (`timing_gain`)."""
     from ..defaults import TIMING_READOUT, TIMING_REF_STEPS
 
     readout = readout or TIMING_READOUT
     slower = readout == "decay" and steps > TIMING_REF_STEPS
     less = f": TIMING_LR x {TIMING_REF_STEPS:,} / {steps:,} learning steps" if slower else ""
+    gain = timing_gain("timing", layers)
+    drawn = f"; weights drawn at {gain['init_gain']:g}x the usual gain (defaults.TIMING_CONV_GAIN)" if gain else ""
     return (f"learning rates {lr:g} (hidden{less}), {lr_out:g} (output) for timing with the {readout!r} readout "
-            "(defaults.TIMING_LR, TIMING_LR_OUT, TIMING_READOUT)")
+            f"(defaults.TIMING_LR, TIMING_LR_OUT, TIMING_READOUT){drawn}")
 
 
 def default_rates(args, layers, stream: bool, learning: str, lr_out_given: float | None = None,
