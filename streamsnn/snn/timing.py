@@ -101,6 +101,29 @@ def _grow(a, m):
     return b
 
 
+@njit(cache=True, nogil=True, inline="always")
+def spans_spikes(j, span, t0, A, B, counts, theta, inv_m, inv_s, floor, oi, ot, od, m):
+    """Move unit ``j`` on by ``span`` µs from ``t0``, appending its spikes in between (unit, time, dv/dt at the
+    crossing, at least ``floor``) to the buffers at ``m`` (grown when full); returns (oi, ot, od, m). For a unit whose
+    potential may reach theta in the span (the kernels skip the others with a cheap bound)."""
+    a, b = A[j], B[j]
+    u0 = 0.0
+    for _ in range(MAX_BURST):
+        u = first_crossing(a, b, span - u0, theta, inv_m, inv_s)
+        if u < 0.0:
+            break
+        oi, ot, od = _grow(oi, m), _grow(ot, m), _grow(od, m)
+        oi[m], ot[m] = j, t0 + u0 + u
+        od[m] = max(_dv(a, b, u, inv_m, inv_s), floor)
+        m += 1
+        counts[j] += 1.0
+        a, b = a * math.exp(-u * inv_m) - theta, b * math.exp(-u * inv_s)
+        u0 += u
+    rest = span - u0
+    A[j], B[j] = a * math.exp(-rest * inv_m), b * math.exp(-rest * inv_s)
+    return oi, ot, od, m
+
+
 @njit(cache=True, nogil=True)
 def cuba_forward(idx, t, t_end, W, A, B, counts, theta, inv_m, inv_s, c, ref, oi, ot, od):
     """Feed input events (``idx`` int32, ``t`` float64 µs, in order) through a dense layer of current-based
@@ -128,20 +151,7 @@ def cuba_forward(idx, t, t_end, W, A, B, counts, theta, inv_m, inv_s, c, ref, oi
                 if top < theta:  # v cannot reach theta in this interval
                     A[j], B[j] = a * ea, b * eb
                     continue
-                u0 = 0.0
-                for _ in range(MAX_BURST):
-                    u = first_crossing(a, b, span - u0, theta, inv_m, inv_s)
-                    if u < 0.0:
-                        break
-                    oi, ot, od = _grow(oi, m), _grow(ot, m), _grow(od, m)
-                    oi[m], ot[m] = j, ref[0] + u0 + u
-                    od[m] = max(_dv(a, b, u, inv_m, inv_s), floor)
-                    m += 1
-                    counts[j] += 1.0
-                    a, b = a * math.exp(-u * inv_m) - theta, b * math.exp(-u * inv_s)
-                    u0 += u
-                rest = span - u0
-                A[j], B[j] = a * math.exp(-rest * inv_m), b * math.exp(-rest * inv_s)
+                oi, ot, od, m = spans_spikes(j, span, ref[0], A, B, counts, theta, inv_m, inv_s, floor, oi, ot, od, m)
             for p in range(m0 + 1, m):  # this interval's spikes of every unit, in time order (few: insertion)
                 q = p
                 while q > m0 and ot[q - 1] > ot[q]:

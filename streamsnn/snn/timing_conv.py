@@ -25,7 +25,7 @@ import math
 import numpy as np
 from numba import njit
 
-from .timing import MAX_BURST, MIN_SLOPE, _dv, _grow, first_crossing
+from .timing import MIN_SLOPE, spans_spikes
 
 
 @njit(cache=True, nogil=True)
@@ -44,20 +44,7 @@ def _advance(p, s, co, A, B, stamp, counts, theta, inv_m, inv_s, floor, oi, ot, 
         if top < theta:  # v cannot reach theta in this interval
             A[j], B[j] = a * ea, b * eb
             continue
-        u0 = 0.0
-        for _ in range(MAX_BURST):
-            u = first_crossing(a, b, span - u0, theta, inv_m, inv_s)
-            if u < 0.0:
-                break
-            oi, ot, od = _grow(oi, m), _grow(ot, m), _grow(od, m)
-            oi[m], ot[m] = j, t0 + u0 + u
-            od[m] = max(_dv(a, b, u, inv_m, inv_s), floor)
-            m += 1
-            counts[j] += 1.0
-            a, b = a * math.exp(-u * inv_m) - theta, b * math.exp(-u * inv_s)
-            u0 += u
-        rest = span - u0
-        A[j], B[j] = a * math.exp(-rest * inv_m), b * math.exp(-rest * inv_s)
+        oi, ot, od, m = spans_spikes(j, span, t0, A, B, counts, theta, inv_m, inv_s, floor, oi, ot, od, m)
     return oi, ot, od, m
 
 
