@@ -158,8 +158,8 @@ def activity(net, idx: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]]:
 def gradients(net, idx: np.ndarray, t, e: np.ndarray, price: float = 0.0) -> tuple[np.ndarray, np.ndarray, list]:
     """The exact gradient of the loss whose score gradient is ``e`` (softmax - one-hot), for the window the
     network has just run: (active last-layer units, their traces at T (the output-weight gradient rows are
-    their outer product with ``e``), [(active inputs,
-    their weight-gradient rows) per hidden layer, bottom first]); the bias gradient is ``e`` itself.
+    their outer product with ``e``), [(active inputs, their weight-gradient rows) per hidden layer, bottom first;
+    for a convolution (None, the whole kernel's gradient)]); the bias gradient is ``e`` itself.
 
     ``price`` (>= 0) adds ``price * sum over every hidden spike of (T - t) / tau_m`` (its layer's) to the loss:
     a spike moved to the readout time costs nothing, as one that did not happen; its gradient pushes spikes
