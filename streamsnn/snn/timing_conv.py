@@ -28,7 +28,16 @@ from numba import njit
 from .timing import MIN_SLOPE, spans_spikes
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, inline="always")
+def _reach(row, i, st, ks, co, ow):
+    """(first flat kernel index, output position) of the ``i``-th of the ny x nx blocks an input unit's table ``row``
+    (c, dy0, oy0, ny, dx0, ox0, nx) reaches: kernel row dy0 + a*S meets output row oy0 - a, the same for x."""
+    a, b = i // row[6], i % row[6]
+    dy, dx = row[1] + a * st, row[4] + b * st
+    return ((row[0] * ks + dy) * ks + dx) * co, (row[2] - a) * ow + (row[5] - b)
+
+
+@njit(cache=True, nogil=True, inline="always")
 def _advance(p, s, co, A, B, stamp, counts, theta, inv_m, inv_s, floor, oi, ot, od, m):
     """Move the ``co`` units at position ``p`` (units p*co .. p*co + co - 1, which every event reaches together)
     from their time ``stamp[p]`` to ``s``, appending their spikes in between at ``m``."""
@@ -39,6 +48,8 @@ def _advance(p, s, co, A, B, stamp, counts, theta, inv_m, inv_s, floor, oi, ot, 
     stamp[p] = s
     ea, eb = math.exp(-span * inv_m), math.exp(-span * inv_s)
     for j in range(p * co, p * co + co):
+        # the bound stays here, as in timing.cuba_forward: inside spans_spikes, returning the buffers from its fast
+        # path cost every unit their reference counts (15x slower)
         a, b = A[j], B[j]
         top = (a if a > 0.0 else a * ea) - (b * eb if b > 0.0 else b)
         if top < theta:  # v cannot reach theta in this interval
@@ -69,19 +80,14 @@ def cuba_conv_forward(idx, t, t_end, Kf, tab, ow, st, ks, co, A, B, counts, thet
     for k in range(idx.shape[0]):
         s = t[k]
         row = tab[idx[k]]
-        ci, dy0, oy0, ny, dx0, ox0, nx = row[0], row[1], row[2], row[3], row[4], row[5], row[6]
-        for a_ in range(ny):
-            dy, oy = dy0 + a_ * st, oy0 - a_
-            for b_ in range(nx):
-                dx, ox = dx0 + b_ * st, ox0 - b_
-                w0 = ((ci * ks + dy) * ks + dx) * co
-                p = oy * ow + ox
-                oi, ot, od, m = _advance(p, s, co, A, B, stamp, counts, theta, inv_m, inv_s, floor, oi, ot, od, m)
-                j0 = p * co
-                for q in range(co):
-                    w = c * Kf[w0 + q]
-                    A[j0 + q] += w
-                    B[j0 + q] += w
+        for i in range(row[3] * row[6]):
+            w0, p = _reach(row, i, st, ks, co, ow)
+            oi, ot, od, m = _advance(p, s, co, A, B, stamp, counts, theta, inv_m, inv_s, floor, oi, ot, od, m)
+            j0 = p * co
+            for q in range(co):
+                w = c * Kf[w0 + q]
+                A[j0 + q] += w
+                B[j0 + q] += w
     for p in range(n_pos):
         oi, ot, od, m = _advance(p, t_end, co, A, B, stamp, counts, theta, inv_m, inv_s, floor, oi, ot, od, m)
     ref[0] = t_end
@@ -89,7 +95,7 @@ def cuba_conv_forward(idx, t, t_end, Kf, tab, ow, st, ks, co, A, B, counts, thet
     return oi[:m][order], ot[:m][order], od[:m][order]
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, inline="always")
 def _decay(p, s, co, P, Q, stamp, inv_m, inv_s):
     """Decay the adjoint sums of the ``co`` units at position ``p`` from ``stamp[p]`` back to ``s``."""
     du = stamp[p] - s
@@ -127,19 +133,14 @@ def cuba_conv_backward(in_i, in_t, sp_i, sp_t, sp_d, sp_g, Kf, tab, ow, st, ks, 
             Q[j] += g / sp_d[p]
             p -= 1
         row = tab[in_i[k]]
-        ci, dy0, oy0, ny, dx0, ox0, nx = row[0], row[1], row[2], row[3], row[4], row[5], row[6]
         acc = 0.0
-        for a_ in range(ny):
-            dy, oy = dy0 + a_ * st, oy0 - a_
-            for b_ in range(nx):
-                dx, ox = dx0 + b_ * st, ox0 - b_
-                w0 = ((ci * ks + dy) * ks + dx) * co
-                pos = oy * ow + ox
-                _decay(pos, s, co, P, Q, stamp, inv_m, inv_s)
-                j0 = pos * co
-                for q in range(co):
-                    grad[w0 + q] -= c * (P[j0 + q] - Q[j0 + q])
-                    if want:
-                        acc += Kf[w0 + q] * c * (Q[j0 + q] * inv_s - P[j0 + q] * inv_m)
+        for i in range(row[3] * row[6]):
+            w0, pos = _reach(row, i, st, ks, co, ow)
+            _decay(pos, s, co, P, Q, stamp, inv_m, inv_s)
+            j0 = pos * co
+            for q in range(co):
+                grad[w0 + q] -= c * (P[j0 + q] - Q[j0 + q])
+                if want:
+                    acc += Kf[w0 + q] * c * (Q[j0 + q] * inv_s - P[j0 + q] * inv_m)
         g_in[k] = acc
     return g_in
