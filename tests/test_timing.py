@@ -62,10 +62,11 @@ def ode_layer(in_i, in_t, W, theta, tau_m, tau_s, t_end, dt=0.5):
     return np.array([j for _, j in out], np.int32), np.array([s for s, _ in out])
 
 
-def test_spike_times_match_an_ode_reference():
+@pytest.mark.parametrize("ratio", [0.5, 0.3])  # the closed form (tau_s = tau_m / 2), and Newton
+def test_spike_times_match_an_ode_reference(ratio):
     rng = np.random.default_rng(0)
     idx, t = events(rng)
-    net = tiny()
+    net = tiny(tau_s_ratio=ratio)
     net.predict_indices(idx, t, count=False)
     ref_i, ref_t = idx, t.astype(np.float64)
     ratio = net.tau_s_ratio
@@ -102,11 +103,13 @@ def loss64(net, idx, t, label):
     return np.log(np.exp(s).sum()) - s[label], d.spikes
 
 
-@pytest.mark.parametrize("readout,forget", [("rise", None), ("rise", 0.5), ("decay", None)])
-def test_gradient_matches_finite_differences_of_the_real_forward(readout, forget):
+@pytest.mark.parametrize("readout,forget,ratio", [("rise", None, 0.5), ("rise", 0.5, 0.5), ("decay", None, 0.5),
+                                                  ("rise", None, 0.3)])
+def test_gradient_matches_finite_differences_of_the_real_forward(readout, forget, ratio):
     rng = np.random.default_rng(1)
     idx, t = events(rng)
-    net = tiny(readout=readout, readout_forget=forget) if readout == "rise" else tiny(readout=readout)
+    kw = dict(readout_forget=forget) if readout == "rise" else {}
+    net = tiny(readout=readout, tau_s_ratio=ratio, **kw)
     label = 1
     loss0, spikes0 = loss64(net, idx, t, label)
     assert min(spikes0) >= 5

@@ -5,10 +5,18 @@ A unit of a dense layer holds two numbers, ``A`` (decays with the membrane time 
 adds ``c * w`` to both (the potential does not jump: a postsynaptic current starts, decaying with tau_s,
 and the membrane integrates it and leaks with tau_m); ``c`` makes the peak of one input's PSP, the kernel
 ``K(u) = c (exp(-u/tau_m) - exp(-u/tau_s))``, equal to its weight. Between two input events the state
-evolves in closed form; a spike is fired where ``v`` crosses ``theta`` (found exactly on the closed form:
-the extremum of the two-exponential splits the interval into monotone pieces, then bracketed Newton to
-machine precision) and the unit is reset by subtraction (``A -= theta``). So a spike's time moves
-continuously with the weights and the input spike times, and every unit may fire many times.
+evolves in closed form; a spike is fired where ``v`` crosses ``theta``, found exactly on the closed form, and
+the unit is reset by subtraction (``A -= theta``). So a spike's time moves continuously with the weights and the
+input spike times, and every unit may fire many times. When tau_s = tau_m / 2 (the default ``tau_s_ratio``) the
+potential is a quadratic in x = exp(-u/tau_m), ``v = A x - B x^2``, and both the crossing and the potential's
+largest value in an interval have closed forms (a square root and a logarithm). For other ratios the extremum of
+the two exponentials splits the interval into monotone pieces and bracketed Newton finds the crossing to machine
+precision.
+
+Cost per input event: one pass over the layer's units, which the compiler vectorises (each unit moved on to
+the event, given its weight, and flagged when it may reach theta before the next event); only the flagged
+units have their crossings solved. The backward pass holds every unit's adjoint sums as at one shared time,
+so its pass per input event is a vectorised one too.
 
 ``cuba_backward`` is the exact gradient through the spike times of every spike that happened (implicit
 function theorem at each crossing, dt/dp = -(dv/dp)/(dv/dt), chained through every later spike a spike
@@ -29,6 +37,11 @@ MAX_BURST = 256
 #: dv/dt at a crossing is used as at least this fraction of theta / tau_m (a grazing crossing's exact
 #: gradient is unbounded; the guard and the step bound catch what remains).
 MIN_SLOPE = 1e-3
+#: Units a dense layer's pass flags in one go: the units whose crossings are solved are found block by block.
+BLOCK = 64
+#: The backward pass holds its sums as at a shared time, at most this many synaptic time constants after a spike it
+#: adds to them (exp(300) is far from overflow).
+FRAME = 300.0
 
 
 def psp_norm(inv_m: float, inv_s: float) -> float:
@@ -48,16 +61,20 @@ def _dv(a, b, u, inv_m, inv_s):
 
 
 @njit(cache=True, nogil=True)
-def _root(a, b, lo, hi, theta, inv_m, inv_s):
-    """The u in (lo, hi] where v(u) = theta, v monotone rising there with v(lo) < theta <= v(hi)."""
-    x = hi
+def _root(a, b, lo, hi, vlo, vhi, theta, inv_m, inv_s):
+    """The u in (lo, hi] where v(u) = theta, v monotone rising there with v(lo) = vlo < theta <= v(hi) = vhi:
+    Newton from the chord's crossing, kept inside the bracket (bisection when it leaves it), to machine precision."""
+    x = lo + (theta - vlo) * (hi - lo) / (vhi - vlo)
+    if not (lo < x < hi):
+        x = hi
     for _ in range(100):
-        f = _v(a, b, x, inv_m, inv_s) - theta
+        ea, eb = math.exp(-x * inv_m), math.exp(-x * inv_s)
+        f = a * ea - b * eb - theta
         if f >= 0.0:
             hi = x
         else:
             lo = x
-        d = _dv(a, b, x, inv_m, inv_s)
+        d = b * inv_s * eb - a * inv_m * ea
         nx = x - f / d if d > 0.0 else 0.5 * (lo + hi)
         if not (lo < nx < hi) or nx != nx:
             nx = 0.5 * (lo + hi)
@@ -70,58 +87,158 @@ def _root(a, b, lo, hi, theta, inv_m, inv_s):
 
 
 @njit(cache=True, nogil=True)
-def first_crossing(a, b, span, theta, inv_m, inv_s):
-    """The first u in (0, span] where a exp(-u/tau_m) - b exp(-u/tau_s) rises through theta, or -1.0."""
-    if a - b >= theta:
+def crossing_half(a, b, xe, theta, inv_m):
+    """``first_crossing`` when tau_s = tau_m / 2 (the default ``tau_s_ratio``), in closed form: with
+    x = exp(-u / tau_m) the potential is a x - b x^2, so it meets theta at the roots of b x^2 - a x + theta = 0.
+    x runs down from 1 as time goes on and v(x = 1) < theta, so the first crossing is the largest root below 1,
+    if it comes before the span ends (x >= ``xe`` = exp(-span / tau_m))."""
+    if b == 0.0:  # v = a x rises in time only when a < 0, below theta > 0
+        return -1.0
+    d = a * a - 4.0 * b * theta
+    if d < 0.0:
+        return -1.0
+    q = 0.5 * (a + math.sqrt(d)) if a >= 0.0 else 0.5 * (a - math.sqrt(d))  # the roots q / b and theta / q
+    r1 = q / b
+    r2 = theta / q if q != 0.0 else -1.0
+    x = -1.0
+    if r1 < 1.0:
+        x = r1
+    if x < r2 < 1.0:
+        x = r2
+    if x <= 0.0 or x < xe:
+        return -1.0
+    return -math.log(x) / inv_m
+
+
+@njit(cache=True, nogil=True)
+def crossing_any(a, b, span, xa, xb, theta, inv_m, inv_s):
+    """``first_crossing`` for any tau_s < tau_m: the extremum (one at most, where the derivative changes sign)
+    splits the span into monotone pieces, and Newton finds the crossing in the first piece that rises through
+    theta."""
+    lo, vlo = 0.0, a - b
+    if vlo >= theta:
         return 0.0
-    cuts = np.empty(3)
-    cuts[0] = 0.0
-    n = 1
-    if a * b > 0.0:  # one extremum at most, where the derivative changes sign
-        r = (b * inv_s) / (a * inv_m)
-        if r > 0.0:
-            us = math.log(r) / (inv_s - inv_m)
-            if 0.0 < us < span:
-                cuts[n] = us
-                n += 1
-    cuts[n] = span
-    for p in range(n):
-        lo, hi = cuts[p], cuts[p + 1]
-        if _v(a, b, lo, inv_m, inv_s) < theta <= _v(a, b, hi, inv_m, inv_s):
-            return _root(a, b, lo, hi, theta, inv_m, inv_s)
+    if a * b > 0.0:
+        us = math.log((b * inv_s) / (a * inv_m)) / (inv_s - inv_m)
+        if 0.0 < us < span:
+            vm = _v(a, b, us, inv_m, inv_s)
+            if vm >= theta:
+                return _root(a, b, 0.0, us, vlo, vm, theta, inv_m, inv_s)
+            lo, vlo = us, vm
+    vs = a * xa - b * xb
+    if vlo < theta <= vs:
+        return _root(a, b, lo, span, vlo, vs, theta, inv_m, inv_s)
     return -1.0
 
 
 @njit(cache=True, nogil=True)
-def _grow(a, m):
-    if m < a.shape[0]:
-        return a
-    b = np.empty(2 * a.shape[0] + 16, a.dtype)
-    b[:m] = a[:m]
-    return b
+def first_crossing(a, b, span, xa, xb, theta, inv_m, inv_s):
+    """The first u in (0, span] where a exp(-u/tau_m) - b exp(-u/tau_s) rises through theta, or -1.0; ``xa``,
+    ``xb``: the two exponentials at u = span. In closed form when tau_s = tau_m / 2, else by Newton."""
+    if a - b >= theta:
+        return 0.0
+    if inv_s == 2.0 * inv_m:
+        return crossing_half(a, b, xa, theta, inv_m)
+    return crossing_any(a, b, span, xa, xb, theta, inv_m, inv_s)
+
+
+@njit(cache=True, nogil=True)
+def room(oi, ot, od, m, more):
+    """The output buffers, grown (doubled at least) when they cannot take ``more`` spikes after the first ``m``."""
+    if m + more <= oi.shape[0]:
+        return oi, ot, od
+    size = max(2 * oi.shape[0], m + more) + 16
+    ni, nt, nd = np.empty(size, oi.dtype), np.empty(size, ot.dtype), np.empty(size, od.dtype)
+    ni[:m], nt[:m], nd[:m] = oi[:m], ot[:m], od[:m]
+    return ni, nt, nd
 
 
 @njit(cache=True, nogil=True, inline="always")
-def spans_spikes(j, span, t0, A, B, counts, theta, inv_m, inv_s, floor, oi, ot, od, m):
-    """Move unit ``j`` on by ``span`` µs from ``t0``, appending its spikes in between (unit, time, dv/dt at the
-    crossing, at least ``floor``) to the buffers at ``m`` (grown when full); returns (oi, ot, od, m). For a unit whose
-    potential may reach theta in the span (the kernels skip the others with a cheap bound)."""
+def spans_spikes(j, span, t0, ea, eb, A, B, counts, theta, inv_m, inv_s, floor, oi, ot, od, m):
+    """Move unit ``j`` on by ``span`` µs from ``t0`` (``ea``, ``eb``: the span's decay factors), writing its spikes
+    in between (unit, time, dv/dt at the crossing, at least ``floor``) into the buffers at ``m``, which must have
+    room for ``MAX_BURST`` more (``room``); returns the new ``m``. For a unit whose potential may reach theta in the
+    span (the kernels skip the others with a bound). The buffers are not returned: an array returned from a helper
+    called in a loop costs the loop reference counting, several times the work of the loop."""
     a, b = A[j], B[j]
     u0 = 0.0
+    half = inv_s == 2.0 * inv_m
     for _ in range(MAX_BURST):
-        u = first_crossing(a, b, span - u0, theta, inv_m, inv_s)
+        u = first_crossing(a, b, span - u0, ea, eb, theta, inv_m, inv_s)
         if u < 0.0:
             break
-        oi, ot, od = _grow(oi, m), _grow(ot, m), _grow(od, m)
+        xa = math.exp(-u * inv_m)
+        xb = xa * xa if half else math.exp(-u * inv_s)
         oi[m], ot[m] = j, t0 + u0 + u
-        od[m] = max(_dv(a, b, u, inv_m, inv_s), floor)
+        od[m] = max(b * inv_s * xb - a * inv_m * xa, floor)
         m += 1
         counts[j] += 1.0
-        a, b = a * math.exp(-u * inv_m) - theta, b * math.exp(-u * inv_s)
+        a, b = a * xa - theta, b * xb
         u0 += u
-    rest = span - u0
-    A[j], B[j] = a * math.exp(-rest * inv_m), b * math.exp(-rest * inv_s)
-    return oi, ot, od, m
+        ea = math.exp(-(span - u0) * inv_m)  # what is left of the span
+        eb = ea * ea if half else math.exp(-(span - u0) * inv_s)
+        if (a if a > 0.0 else 0.0) - (b if b < 0.0 else 0.0) < theta:  # v stays below theta from here on
+            break
+    A[j], B[j] = a * ea, b * eb
+    return m
+
+
+@njit(cache=True, nogil=True)
+def _exps(span, inv_m, inv_s):
+    """(exp(-span/tau_m), exp(-span/tau_s), whether crossings are looked for): none in an empty span."""
+    if span > 0.0:
+        return math.exp(-span * inv_m), math.exp(-span * inv_s), True
+    return 1.0, 1.0, False
+
+
+@njit(cache=True, nogil=True, inline="always")
+def may_cross(a, b, ea, eb, lim, half):
+    """Whether a unit's potential may reach ``lim`` in a span whose decay factors are ``ea``, ``eb``. In general a
+    cheap bound: the A term's largest value minus the B term's smallest. When tau_s = tau_m / 2 (``half``) the
+    potential is a x - b x^2 (x = exp(-u/tau_m) from 1 down to ea), so its largest value is exact: at an end, or at
+    the top of the parabola, x = a / 2b, where it is a^2 / 4b."""
+    if half:
+        return (a - b >= lim) | (a * ea - b * eb >= lim) | (
+            (b > 0.0) & (a < 2.0 * b) & (a > 2.0 * b * ea) & (a * a >= 4.0 * b * lim))
+    return (a if a > 0.0 else a * ea) - (b * eb if b > 0.0 else b) >= lim
+
+
+@njit(cache=True, nogil=True)
+def _flag(A, B, ea, eb, lim, half, cand, blocks):
+    """Mark the units whose potential may reach ``lim`` in the coming span (``may_cross``) and list the blocks of
+    ``BLOCK`` units holding one; returns (units marked, blocks listed)."""
+    nc = nbl = 0
+    for q in range(blocks.shape[0]):
+        j0 = q * BLOCK
+        cb = 0
+        for i in range(min(A.shape[0] - j0, BLOCK)):
+            f = may_cross(A[j0 + i], B[j0 + i], ea, eb, lim, half)
+            cand[j0 + i] = f
+            cb += f
+        blocks[nbl] = q
+        nbl += cb > 0
+        nc += cb
+    return nc, nbl
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _cross(cand, blocks, nbl, span, t0, ea, eb, A, B, counts, theta, inv_m, inv_s, floor, oi, ot, od, m):
+    """``spans_spikes`` for the flagged units of ``cand`` in the ``nbl`` blocks listed in ``blocks`` (the buffers have
+    room for ``MAX_BURST`` more spikes per flagged unit), then their spikes put in time order; returns the new ``m``."""
+    m0 = m
+    for i in range(nbl):
+        q = blocks[i]
+        for j in range(q * BLOCK, min(A.shape[0], q * BLOCK + BLOCK)):
+            if cand[j]:
+                m = spans_spikes(j, span, t0, ea, eb, A, B, counts, theta, inv_m, inv_s, floor, oi, ot, od, m)
+    for p in range(m0 + 1, m):  # the span's spikes of every unit, in time order (few: insertion)
+        q = p
+        while q > m0 and ot[q - 1] > ot[q]:
+            oi[q - 1], oi[q] = oi[q], oi[q - 1]
+            ot[q - 1], ot[q] = ot[q], ot[q - 1]
+            od[q - 1], od[q] = od[q], od[q - 1]
+            q -= 1
+    return m
 
 
 @njit(cache=True, nogil=True)
@@ -133,6 +250,11 @@ def cuba_forward(idx, t, t_end, W, A, B, counts, theta, inv_m, inv_s, c, ref, oi
     updated in place, as are ``counts`` (float32) and ``ref``; ``W`` float32 (n_in, n_out); ``oi``, ``ot``,
     ``od``: output buffers (grown and returned when too small). Crossings are looked for from the state's
     time to each event and on to ``t_end`` (the readout time, at or after the last event), not beyond.
+
+    Each event costs one pass over the units that the compiler vectorises: a unit is moved on to the event (a
+    unit already moved by its crossings is not moved again), takes the event's weight, and is flagged when it may
+    reach theta before the next event (``may_cross``). Only the flagged units, few, have their crossings solved,
+    one by one, before the next pass.
     """
     no = W.shape[1]
     m = 0
@@ -140,33 +262,47 @@ def cuba_forward(idx, t, t_end, W, A, B, counts, theta, inv_m, inv_s, c, ref, oi
     if ref[0] != ref[0]:
         ref[0] = t[0] if n else t_end
     floor = MIN_SLOPE * theta * inv_m
+    cand = np.zeros(no, np.bool_)
+    blocks = np.empty(-(-no // BLOCK), np.int64)  # the blocks of units holding a flagged one, listed by each pass
+    half = inv_s == 2.0 * inv_m
+    near = theta * (1.0 - 1e-12)  # flag a unit that reaches theta to within rounding: first_crossing decides
+    ea, eb, look = _exps((t[0] if n else t_end) - ref[0], inv_m, inv_s)
+    nc, nbl = _flag(A, B, ea, eb, near if look else np.inf, half, cand, blocks)
     for k in range(n + 1):
-        span = (t[k] if k < n else t_end) - ref[0]
-        if span > 0.0:
-            ea, eb = math.exp(-span * inv_m), math.exp(-span * inv_s)
-            m0 = m
+        tk = t[k] if k < n else t_end
+        if nc:  # the flagged units' crossings in (ref, tk]; each is left at tk
+            if m + nc * MAX_BURST > oi.shape[0]:
+                oi, ot, od = room(oi, ot, od, m, nc * MAX_BURST)
+            m = _cross(cand, blocks, nbl, tk - ref[0], ref[0], ea, eb, A, B, counts, theta, inv_m, inv_s, floor,
+                       oi, ot, od, m)
+        if tk > ref[0]:
+            ref[0] = tk
+        if k == n:  # the others on to the readout time
             for j in range(no):
-                a, b = A[j], B[j]
-                top = (a if a > 0.0 else a * ea) - (b * eb if b > 0.0 else b)
-                if top < theta:  # v cannot reach theta in this interval
-                    A[j], B[j] = a * ea, b * eb
-                    continue
-                oi, ot, od, m = spans_spikes(j, span, ref[0], A, B, counts, theta, inv_m, inv_s, floor, oi, ot, od, m)
-            for p in range(m0 + 1, m):  # this interval's spikes of every unit, in time order (few: insertion)
-                q = p
-                while q > m0 and ot[q - 1] > ot[q]:
-                    oi[q - 1], oi[q] = oi[q], oi[q - 1]
-                    ot[q - 1], ot[q] = ot[q], ot[q - 1]
-                    od[q - 1], od[q] = od[q], od[q - 1]
-                    q -= 1
-            ref[0] = t[k] if k < n else t_end
-        if k == n:
+                if not cand[j]:
+                    A[j] *= ea
+                    B[j] *= eb
             break
         row = W[idx[k]]
-        for j in range(no):
-            w = c * row[j]
-            A[j] += w
-            B[j] += w
+        ea2, eb2, look = _exps((t[k + 1] if k + 1 < n else t_end) - ref[0], inv_m, inv_s)
+        lim = near if look else np.inf
+        nc = nbl = 0
+        for q in range(blocks.shape[0]):  # on to tk, this event's weight, and the flag for the next span
+            j0 = q * BLOCK
+            cb = 0  # a count of the block's own, or the compiler does not vectorise the loop
+            for i in range(min(no - j0, BLOCK)):
+                j = j0 + i
+                w = c * row[j]
+                a = (A[j] if cand[j] else A[j] * ea) + w
+                b = (B[j] if cand[j] else B[j] * eb) + w
+                A[j], B[j] = a, b
+                f = may_cross(a, b, ea2, eb2, lim, half)
+                cand[j] = f
+                cb += f
+            blocks[nbl] = q
+            nbl += cb > 0
+            nc += cb
+        ea, eb = ea2, eb2
     return oi[:m], ot[:m], od[:m]
 
 
@@ -181,43 +317,45 @@ def cuba_backward(in_i, in_t, sp_i, sp_t, sp_d, sp_g, W, row_of, grad, theta, in
     input unit -> row). Returns dL/dt of every input event (float64; zeros unless ``want``).
     """
     no = W.shape[1]
-    P = np.zeros(no)
+    P = np.zeros(no)  # the adjoint sums, all held as at time tp (a unit's value at t <= tp: x exp(-(tp - t) / tau))
     Q = np.zeros(no)
-    stamp = np.zeros(no)
     g_in = np.zeros(in_i.shape[0])
     p = sp_i.shape[0] - 1
     tp = in_t[in_t.shape[0] - 1] if in_t.shape[0] else 0.0
     if p >= 0 and sp_t[p] > tp:
         tp = sp_t[p]
-    stamp[:] = tp
     for k in range(in_i.shape[0] - 1, -1, -1):
         s = in_t[k]
         while p >= 0 and sp_t[p] > s:  # the spikes after this event, latest first
+            ts = sp_t[p]
+            if (tp - ts) * inv_s > FRAME:  # keep exp((tp - ts) / tau) finite: every sum on to ts first
+                fa, fb = math.exp(-(tp - ts) * inv_m), math.exp(-(tp - ts) * inv_s)
+                for j in range(no):
+                    P[j] *= fa
+                    Q[j] *= fb
+                tp = ts
             j = sp_i[p]
-            dt = stamp[j] - sp_t[p]
-            pj = P[j] * math.exp(-dt * inv_m)
-            qj = Q[j] * math.exp(-dt * inv_s)
-            g = sp_g[p] + theta * inv_m * pj  # its reset lowers every later potential of its unit
+            ea, eb = math.exp(-(tp - ts) * inv_m), math.exp(-(tp - ts) * inv_s)
+            g = sp_g[p] + theta * inv_m * P[j] * ea  # its reset lowers every later potential of its unit
             sp_g[p] = g
-            P[j] = pj + g / sp_d[p]
-            Q[j] = qj + g / sp_d[p]
-            stamp[j] = sp_t[p]
+            P[j] += g / sp_d[p] / ea
+            Q[j] += g / sp_d[p] / eb
             p -= 1
         ea, eb = math.exp(-(tp - s) * inv_m), math.exp(-(tp - s) * inv_s)
         r = row_of[in_i[k]]
         row = W[in_i[k]]
         acc = 0.0
-        for j in range(no):
-            if stamp[j] == tp:
-                P[j] *= ea
-                Q[j] *= eb
-            else:
-                P[j] *= math.exp(-(stamp[j] - s) * inv_m)
-                Q[j] *= math.exp(-(stamp[j] - s) * inv_s)
-            stamp[j] = s
-            grad[r, j] -= c * (P[j] - Q[j])
-            if want:
-                acc += row[j] * c * (Q[j] * inv_s - P[j] * inv_m)
+        if want:
+            for j in range(no):
+                pj, qj = P[j] * ea, Q[j] * eb
+                P[j], Q[j] = pj, qj
+                grad[r, j] -= c * (pj - qj)
+                acc += row[j] * c * (qj * inv_s - pj * inv_m)
+        else:
+            for j in range(no):
+                pj, qj = P[j] * ea, Q[j] * eb
+                P[j], Q[j] = pj, qj
+                grad[r, j] -= c * (pj - qj)
         g_in[k] = acc
         tp = s
     return g_in

@@ -25,7 +25,7 @@ import math
 import numpy as np
 from numba import njit
 
-from .timing import MIN_SLOPE, spans_spikes
+from .timing import MAX_BURST, MIN_SLOPE, may_cross, room, spans_spikes
 
 
 @njit(cache=True, nogil=True, inline="always")
@@ -47,15 +47,16 @@ def _advance(p, s, co, A, B, stamp, counts, theta, inv_m, inv_s, floor, oi, ot, 
     t0 = stamp[p]
     stamp[p] = s
     ea, eb = math.exp(-span * inv_m), math.exp(-span * inv_s)
+    if m + co * MAX_BURST > oi.shape[0]:
+        oi, ot, od = room(oi, ot, od, m, co * MAX_BURST)
+    half = inv_s == 2.0 * inv_m
+    near = theta * (1.0 - 1e-12)  # as timing.cuba_forward flags its units
     for j in range(p * co, p * co + co):
-        # the bound stays here, as in timing.cuba_forward: inside spans_spikes, returning the buffers from its fast
-        # path cost every unit their reference counts (15x slower)
         a, b = A[j], B[j]
-        top = (a if a > 0.0 else a * ea) - (b * eb if b > 0.0 else b)
-        if top < theta:  # v cannot reach theta in this interval
+        if not may_cross(a, b, ea, eb, near, half):  # v cannot reach theta in this interval
             A[j], B[j] = a * ea, b * eb
             continue
-        oi, ot, od, m = spans_spikes(j, span, t0, A, B, counts, theta, inv_m, inv_s, floor, oi, ot, od, m)
+        m = spans_spikes(j, span, t0, ea, eb, A, B, counts, theta, inv_m, inv_s, floor, oi, ot, od, m)
     return oi, ot, od, m
 
 
