@@ -56,7 +56,7 @@ ARMS = {
     "membrane": ("Lee, Delbruck & Pfeiffer 2016", ["--learning", "membrane"]),
     "membrane-1s": ("the same with a 1 s leak: it keeps a whole sample, and live, the one before",
                     ["--learning", "membrane", "--tau-ms", "1000"]),
-    "timing": ("Yamamoto, Sakemi & Aihara 2022, 4 epochs: it learns at about 0.08 M events/s",
+    "timing": ("Yamamoto, Sakemi & Aihara 2022, 4 epochs",
                ["--learning", "timing", "--arch", "dense:800", "--epochs", "4"]),
     "src": ("Spiking Recurrent Cell (De Geeter et al. 2023)", ["--arch", "src:800"]),
     "auto": ("the default (train picks from the data)", []),
