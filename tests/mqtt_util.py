@@ -54,6 +54,10 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+class _PortTaken(RuntimeError):
+    """The broker could not bind its port: something else listens there."""
+
+
 def _accepts(port: int) -> bool:
     with socket.socket() as s:
         s.settimeout(0.2)
@@ -106,11 +110,13 @@ class Mosquitto:
             pytest.skip(f"mosquitto not installed ({MOSQUITTO}); install the mosquitto package")
         self.folder = Path(folder)
         self.folder.mkdir(parents=True, exist_ok=True)
+        self.own_port = port is None  # a port it picked may be taken before the broker binds it: start() picks again
         self.port = port or free_port()
         self.host = "127.0.0.1"
         self.proc: subprocess.Popen | None = None
+        self.started = False
         self.log = self.folder / "mosquitto.log"
-        lines = [f"listener {self.port} 127.0.0.1"]
+        lines: list[str] = []
         if tls is not None:
             lines += [f"cafile {tls.ca_file}", f"certfile {tls.cert_file}", f"keyfile {tls.key_file}"]
             if require_certificate:
@@ -135,29 +141,55 @@ class Mosquitto:
             lines += ["user root"]  # mosquitto would otherwise drop to a user that cannot read tmp files
         lines += [f"log_dest file {self.log}", "log_type error", "log_type warning", "log_type notice",
                   "max_queued_messages 100000"]
+        self.lines = lines
         self.config = self.folder / "mosquitto.conf"
-        self.config.write_text("\n".join(lines) + "\n")
+        self._write_config()
+
+    def _write_config(self) -> None:
+        self.config.write_text("\n".join([f"listener {self.port} 127.0.0.1", *self.lines]) + "\n")
 
     @property
     def running(self) -> bool:
         return self.proc is not None and self.proc.poll() is None
 
     def start(self, timeout: float = 10.0) -> Mosquitto:
+        """Start the broker and wait until it accepts connections. On its first start a broker that picked its own
+        port picks another when that one was taken in the meantime (by another test's listener), up to 3 times;
+        a restart keeps the port, as clients reconnect to it."""
         if self.running:
             return self
+        for attempt in range(3):
+            try:
+                self._start_once(timeout)
+                self.started = True
+                return self
+            except _PortTaken:
+                if self.started or not self.own_port or attempt == 2:
+                    raise
+                self.port = free_port()
+                self._write_config()
+        return self
+
+    def _start_once(self, timeout: float) -> None:
         deadline = time.monotonic() + timeout
         self.proc = subprocess.Popen([MOSQUITTO, "-c", str(self.config)], stdout=subprocess.DEVNULL,
                                      stderr=subprocess.PIPE)
-        while not _accepts(self.port):
-            if self.proc.poll() is not None:
+        while True:
+            if self.proc.poll() is not None:  # checked before the port: another listener there is not this broker
                 err = self.proc.stderr.read().decode(errors="replace") if self.proc.stderr else ""
                 log = self.log.read_text(errors="replace") if self.log.exists() else ""
-                raise RuntimeError(f"mosquitto exited with {self.proc.returncode} on port {self.port}: {err}{log}")
+                self.stop()
+                kind = _PortTaken if "in use" in err + log else RuntimeError
+                raise kind(f"mosquitto exited on port {self.port}: {err}{log}")
+            if _accepts(self.port):
+                time.sleep(0.05)  # a broker that failed to bind exits at once
+                if self.proc.poll() is None:
+                    return
+                continue
             if time.monotonic() > deadline:
                 self.stop()
                 raise RuntimeError(f"mosquitto did not listen on port {self.port} within {timeout} s")
             time.sleep(0.05)
-        return self
 
     def stop(self) -> None:
         if self.proc is None:
