@@ -23,15 +23,15 @@ def timing_gain(learning: str, layers) -> dict:
     return {"init_gain": TIMING_CONV_GAIN} if learning == "timing" and any(lay.conv_like for lay in layers) else {}
 
 
-def timing_rates_line(lr: float, lr_out: float, steps: int, readout: str | None = None, layers=()) -> str:
+def timing_rates_line(lr: float, lr_out: float, steps: int, readout: str | None = None,
+                      gain: dict | None = None) -> str:
     """What `train` says of learning "timing"'s default rates (`timing_lr`; `steps` 0: the hidden rate was given)
-    and, with convolutions among `layers`, of its initial weights (`timing_gain`)."""
+    and of the initial weights' gain when `timing_gain` gave one (`gain`, its result)."""
     from ..defaults import TIMING_READOUT, TIMING_REF_STEPS
 
     readout = readout or TIMING_READOUT
     slower = readout == "decay" and steps > TIMING_REF_STEPS
     less = f": TIMING_LR x {TIMING_REF_STEPS:,} / {steps:,} learning steps" if slower else ""
-    gain = timing_gain("timing", layers)
     drawn = f"; weights drawn at {gain['init_gain']:g}x the usual gain (defaults.TIMING_CONV_GAIN)" if gain else ""
     return (f"learning rates {lr:g} (hidden{less}), {lr_out:g} (output) for timing with the {readout!r} readout "
             f"(defaults.TIMING_LR, TIMING_LR_OUT, TIMING_READOUT){drawn}")

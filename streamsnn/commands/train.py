@@ -303,7 +303,7 @@ def pick_learning(args, net, s, train, picked, say):
         # the rule's own rate for each one not given (--lr-out alone once left timing's hidden rate 10x too high)
         steps, readout = s["epochs"] * len(train), rates.get("readout", getattr(net, "readout", None))
         lr, lr_out = default_rates(args, net.layers, args.stream_crops, learning, steps=steps, readout=readout)
-        rates.update(lr=lr, lr_out=lr_out, **timing_gain(learning, net.layers))
+        rates.update(lr=lr, lr_out=lr_out, **(gain := timing_gain(learning, net.layers)))
         s.update(lr=lr, lr_out=lr_out)
         given = getattr(args, "lr_conv", None) is not None
         scaled = args.lr is None  # the price and the convolutions' rate follow the hidden rate the rule scales
@@ -313,7 +313,7 @@ def pick_learning(args, net, s, train, picked, say):
         if conv:  # the convolutions learn slower still (defaults.MEMBRANE_LR_CONV)
             rates["lr_conv"] = s["lr_conv"] = net.lr_conv * MEMBRANE_LR_CONV
         if learning == "timing":
-            line = timing_rates_line(lr, lr_out, steps if args.lr is None else 0, readout, net.layers)
+            line = timing_rates_line(lr, lr_out, steps if args.lr is None else 0, readout, gain)
         else:
             names = ["defaults.MEMBRANE_LR_SCALE"] + ["MEMBRANE_LR_CONV"] * conv + ["MEMBRANE_ACTIVITY_SCALE"] * scaled
             slower = f" (convolutions x{MEMBRANE_LR_CONV:g} more)" if conv else ""

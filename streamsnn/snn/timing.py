@@ -186,6 +186,13 @@ def _exps(span, inv_m, inv_s):
     return 1.0, 1.0, False
 
 
+@njit(cache=True, nogil=True)
+def flag_limits(theta, inv_m, inv_s):
+    """(the level ``may_cross`` flags at, whether tau_s = tau_m / 2): theta less a rounding margin, so that a unit
+    reaching theta to within rounding is flagged and ``first_crossing`` decides."""
+    return theta * (1.0 - 1e-12), inv_s == 2.0 * inv_m
+
+
 @njit(cache=True, nogil=True, inline="always")
 def may_cross(a, b, ea, eb, lim, half):
     """Whether a unit's potential may reach ``lim`` in a span whose decay factors are ``ea``, ``eb``. In general a
@@ -259,8 +266,7 @@ def cuba_forward(idx, t, t_end, W, A, B, counts, theta, inv_m, inv_s, c, ref, oi
     floor = MIN_SLOPE * theta * inv_m
     cand = np.zeros(no, np.bool_)
     blocks = np.empty(-(-no // BLOCK), np.int64)  # the blocks of units holding a flagged one, listed by each pass
-    half = inv_s == 2.0 * inv_m
-    near = theta * (1.0 - 1e-12)  # flag a unit that reaches theta to within rounding: first_crossing decides
+    near, half = flag_limits(theta, inv_m, inv_s)
     ea, eb, look = _exps((t[0] if n else t_end) - ref[0], inv_m, inv_s)
     nc, nbl = _flag(A, B, ea, eb, near if look else np.inf, half, cand, blocks)
     for k in range(n + 1):

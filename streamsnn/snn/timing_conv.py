@@ -25,7 +25,7 @@ import math
 import numpy as np
 from numba import njit
 
-from .timing import MAX_BURST, MIN_SLOPE, may_cross, room, spans_spikes
+from .timing import MAX_BURST, MIN_SLOPE, flag_limits, may_cross, room, spans_spikes
 
 
 @njit(cache=True, nogil=True, inline="always")
@@ -38,9 +38,10 @@ def _reach(row, i, st, ks, co, ow):
 
 
 @njit(cache=True, nogil=True, inline="always")
-def _advance(p, s, co, A, B, stamp, counts, theta, inv_m, inv_s, floor, oi, ot, od, m):
+def _advance(p, s, co, A, B, stamp, counts, theta, inv_m, inv_s, floor, near, half, oi, ot, od, m):
     """Move the ``co`` units at position ``p`` (units p*co .. p*co + co - 1, which every event reaches together)
-    from their time ``stamp[p]`` to ``s``, appending their spikes in between at ``m``."""
+    from their time ``stamp[p]`` to ``s``, appending their spikes in between at ``m`` (``near``, ``half``:
+    ``timing.flag_limits``)."""
     span = s - stamp[p]
     if not span > 0.0:
         return oi, ot, od, m
@@ -49,8 +50,6 @@ def _advance(p, s, co, A, B, stamp, counts, theta, inv_m, inv_s, floor, oi, ot, 
     ea, eb = math.exp(-span * inv_m), math.exp(-span * inv_s)
     if m + co * MAX_BURST > oi.shape[0]:
         oi, ot, od = room(oi, ot, od, m, co * MAX_BURST)
-    half = inv_s == 2.0 * inv_m
-    near = theta * (1.0 - 1e-12)  # as timing.cuba_forward flags its units
     for j in range(p * co, p * co + co):
         a, b = A[j], B[j]
         if not may_cross(a, b, ea, eb, near, half):  # v cannot reach theta in this interval
@@ -74,6 +73,7 @@ def cuba_conv_forward(idx, t, t_end, Kf, tab, ow, st, ks, co, A, B, counts, thet
     (grown when too small)."""
     m = 0
     floor = MIN_SLOPE * theta * inv_m
+    near, half = flag_limits(theta, inv_m, inv_s)
     if ref[0] != ref[0]:
         ref[0] = t[0] if idx.shape[0] else t_end
     n_pos = A.shape[0] // co
@@ -83,14 +83,16 @@ def cuba_conv_forward(idx, t, t_end, Kf, tab, ow, st, ks, co, A, B, counts, thet
         row = tab[idx[k]]
         for i in range(row[3] * row[6]):
             w0, p = _reach(row, i, st, ks, co, ow)
-            oi, ot, od, m = _advance(p, s, co, A, B, stamp, counts, theta, inv_m, inv_s, floor, oi, ot, od, m)
+            oi, ot, od, m = _advance(p, s, co, A, B, stamp, counts, theta, inv_m, inv_s, floor, near, half, oi, ot, od,
+                                     m)
             j0 = p * co
             for q in range(co):
                 w = c * Kf[w0 + q]
                 A[j0 + q] += w
                 B[j0 + q] += w
     for p in range(n_pos):
-        oi, ot, od, m = _advance(p, t_end, co, A, B, stamp, counts, theta, inv_m, inv_s, floor, oi, ot, od, m)
+        oi, ot, od, m = _advance(p, t_end, co, A, B, stamp, counts, theta, inv_m, inv_s, floor, near, half, oi,
+                                 ot, od, m)
     ref[0] = t_end
     order = np.argsort(ot[:m], kind="mergesort")
     return oi[:m][order], ot[:m][order], od[:m][order]
