@@ -16,7 +16,8 @@ from conftest import need
 from mqtt_util import Mosquitto, free_port, hostile_packet, make_tls_files, mosquitto  # noqa: F401 (fixture)
 
 from streamsnn.errors import ConfigError
-from streamsnn.mqtt import MqttSettings, MqttSink, packets
+from streamsnn.mqtt import MqttSettings, MqttSink, packets, probe
+from streamsnn.mqtt.publisher import MqttEventPublisher
 from streamsnn.mqtt.source import MqttEventSource
 from streamsnn.pipeline.feedback import Message
 
@@ -53,6 +54,9 @@ async def test_plain_mqtt_to_a_tls_port_stops_the_start_in_one_line(tmp_path, tl
             with pytest.raises(ConfigError, match=f"127.0.0.1:{broker.port} answers with TLS.*mqtt.tls_ca") as err:
                 await _start(make())
             assert "\n" not in str(err.value)
+        with pytest.raises(ConfigError, match=f"127.0.0.1:{broker.port} answers with TLS"):  # `streamsnn publish`
+            async with MqttEventPublisher(settings(broker.port, timeout=2.0), "ev/t"):
+                pass
 
 
 async def test_tls_to_a_plain_port_stops_the_start_in_one_line(mosquitto, tls):
@@ -60,6 +64,24 @@ async def test_tls_to_a_plain_port_stops_the_start_in_one_line(mosquitto, tls):
     for thing in (MqttSink(s), MqttEventSource(s, "ev/t")):
         with pytest.raises(ConfigError, match=f"127.0.0.1:{mosquitto.port} speaks plain MQTT, not TLS"):
             await _start(thing)
+
+
+def test_the_probe_reads_the_alert_of_a_broker_that_requires_a_client_certificate(tmp_path, tls, mosquitto):
+    """Under TLS 1.3 a client without a certificate sees its handshake succeed and the broker's alert after it,
+    which the reset following the client's CONNECT may swallow; the probe, sending nothing, reads the alert."""
+    no_cert = {"ca_file": str(tls.ca_file)}
+    with Mosquitto(tmp_path / "strict", tls=tls, require_certificate=True) as strict:
+        assert probe.demands_certificate("127.0.0.1", strict.port)
+        err = probe.tls_mismatch(settings(strict.port, tls=no_cert))
+        assert err is not None and "requires a client certificate" in str(err) and "mqtt.tls.cert_file" in str(err)
+        assert "\n" not in str(err)
+        with_cert = {**no_cert, "cert_file": str(tls.client_cert), "key_file": str(tls.client_key)}
+        assert probe.tls_mismatch(settings(strict.port, tls=with_cert)) is None  # it has one: not the probe's case
+    with Mosquitto(tmp_path / "lenient", tls=tls) as lenient:  # TLS without a client certificate required
+        assert not probe.demands_certificate("127.0.0.1", lenient.port)
+        assert probe.tls_mismatch(settings(lenient.port, tls=no_cert)) is None
+    assert not probe.demands_certificate("127.0.0.1", mosquitto.port)  # a plain port
+    assert not probe.demands_certificate("127.0.0.1", free_port(), timeout=0.5)  # nothing listening
 
 
 async def test_a_broker_that_is_down_is_still_retried(tmp_path, tls):

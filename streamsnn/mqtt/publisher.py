@@ -11,6 +11,7 @@ last one carrying the end-of-sample flag. It does not reconnect: losing the brok
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 
 import aiomqtt
@@ -19,6 +20,7 @@ from ..errors import InputError
 from ..events import EventBatch
 from .connection import ProtocolLog, fatal_connect_error, make_client
 from .packets import encode
+from .probe import tls_mismatch
 from .settings import MqttSettings
 from .source import MAX_EVENTS_PER_PACKET, check_topic
 
@@ -41,6 +43,8 @@ class MqttEventPublisher:
             await client.__aenter__()
         except (aiomqtt.MqttError, OSError) as exc:
             fatal = fatal_connect_error(exc, self.settings, plog.last_error)
+            if fatal is None:
+                fatal = await asyncio.to_thread(tls_mismatch, self.settings)
             if fatal is not None:
                 raise fatal from None
             raise InputError(f"cannot reach MQTT broker {self.settings.address} ({exc}); check the broker "
