@@ -1,4 +1,4 @@
-"""Test helpers for DV network streams: free ports and NetworkWriters that are never destroyed.
+"""Test helpers for DV network streams: free ports (from ports.py) and NetworkWriters that are never destroyed.
 
 dv-processing 2.0.4's NetworkWriter destructor deadlocks (it holds the GIL while its IO thread waits
 to call the Python error callback for a client it is disconnecting), so writers made in tests are
@@ -7,16 +7,11 @@ kept alive in WRITERS until the test process exits; the OS then closes their soc
 
 from __future__ import annotations
 
-import socket
 import time
 
+from ports import free_port  # noqa: F401 (re-exported: tests import it from here)
+
 WRITERS: list = []
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def event_writer(where, width: int, height: int, camera: str = "DVXplorer_test"):

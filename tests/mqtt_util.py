@@ -42,16 +42,10 @@ from typing import Callable
 
 import aiomqtt
 import pytest
+from ports import free_port  # noqa: F401 (re-exported: tests import it from here)
 
 MOSQUITTO = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
 MOSQUITTO_PASSWD = shutil.which("mosquitto_passwd") or "/usr/bin/mosquitto_passwd"
-
-
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on right now."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class _PortTaken(RuntimeError):
