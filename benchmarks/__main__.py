@@ -39,6 +39,7 @@ BENCHES = {
     "fewshot": ("bench_fewshot", "run", "Few-shot teaching: a new class taught by its examples only, through feedback"),
     "time": ("bench_time", "run", "Time: counting and temporal learning rules on order-only tasks, gestures, N-MNIST"),
     "live": ("bench_live", "run", "Live capacity: real recordings through the daemon, ever faster, against the kernel"),
+    "floor": ("bench_floor", "run", "The message path's latency floor: one TCP hop, and MQTT through Mosquitto, alone"),
     "workers": ("bench_workers", "run", "pipeline.workers: the pipeline with 1 and 2 worker processes"),
     "teachflow": ("bench_teach_flow", "run", "Teach it live: docs/demo.md's commands, record to a class taught, timed"),
     "kernel": ("bench_kernel", "run", "The inference kernel against a bare-loop ceiling for the same work (--model M)"),
