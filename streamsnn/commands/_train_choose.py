@@ -26,15 +26,16 @@ def timing_gain(learning: str, layers) -> dict:
 def timing_rates_line(lr: float, lr_out: float, steps: int, readout: str | None = None,
                       gain: dict | None = None) -> str:
     """What `train` says of learning "timing"'s default rates (`timing_lr`; `steps` 0: the hidden rate was given)
-    and of the initial weights' gain when `timing_gain` gave one (`gain`, its result)."""
-    from ..defaults import TIMING_READOUT, TIMING_REF_STEPS
+    and of the initial weights' gain when `timing_gain` gave one (`gain`, its result), and of its label smoothing."""
+    from ..defaults import TIMING_READOUT, TIMING_REF_STEPS, TIMING_SMOOTHING
 
     readout = readout or TIMING_READOUT
     slower = readout == "decay" and steps > TIMING_REF_STEPS
     less = f": TIMING_LR x {TIMING_REF_STEPS:,} / {steps:,} learning steps" if slower else ""
     drawn = f"; weights drawn at {gain['init_gain']:g}x the usual gain (defaults.TIMING_CONV_GAIN)" if gain else ""
     return (f"learning rates {lr:g} (hidden{less}), {lr_out:g} (output) for timing with the {readout!r} readout "
-            f"(defaults.TIMING_LR, TIMING_LR_OUT, TIMING_READOUT){drawn}")
+            f"(defaults.TIMING_LR, TIMING_LR_OUT, TIMING_READOUT){drawn}; label smoothing {TIMING_SMOOTHING:g} "
+            "(TIMING_SMOOTHING)")
 
 
 def default_rates(args, layers, stream: bool, learning: str, lr_out_given: float | None = None,

@@ -6,7 +6,8 @@ output layer, L hidden layers) and ``bias``; JSON ``config`` with ``arch`` (list
 roi, grid), ``classes`` (names in output order, including classes added by feedback) and the
 learning settings (``class_lr`` only when a class has its own output rate; ``tau_s_ratio``, ``readout`` and
 ``readout_forget`` only under learning "timing", files without them are of the other modes, a "timing" file without
-``readout`` reads out with "decay", one without ``readout_forget`` with ``defaults.TIMING_FORGET``; ``layer_price``
+``readout`` reads out with "decay", one without ``readout_forget`` with ``defaults.TIMING_FORGET``, one without
+``label_smoothing`` learns with none; ``layer_price``
 only when a hidden layer's spikes are priced
 otherwise than once, files without it price them once; ``chosen``, what `train` chose on
 held-out training samples, only when it searched: a small flat dict, `check_chosen`; ``spike_rates``, the spikes
@@ -314,8 +315,9 @@ def load_network(cls, path, any_names: bool = False):
         config = dict(config)
         chosen = check_chosen(config.pop("chosen")) if "chosen" in config else None
         rates = config.pop("spike_rates", None)  # optional: files written before it was measured have none
-        if config.get("learning") == "timing":  # files written before the "rise" readout read out with "decay"
-            config.setdefault("readout", "decay")
+        if config.get("learning") == "timing":  # files written before the "rise" readout read out with "decay",
+            config.setdefault("readout", "decay")  # and those before label smoothing learn without it
+            config.setdefault("label_smoothing", 0.0)
         if version == 1:
             arrays, config = _format1(arrays, dict(config))
         want = _declared_shapes(config)

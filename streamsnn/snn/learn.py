@@ -157,7 +157,8 @@ def learn_step(net, idx: np.ndarray, t: np.ndarray | None, scores: np.ndarray, l
     counts and, for "membrane", its spike trains are still those of that window); ``net.learn_indices`` makes
     the checks, the forward pass and the scoring around it.
 
-    The step is scale-free (``net.learn_scale``), the error is softmax - one-hot on the scores, the activities
+    The step is scale-free (``net.learn_scale``), the error is softmax - one-hot on the scores (under "timing"
+    the one-hot smoothed, ``label_smoothing``), the activities
     are the counts (``activity``) or, for "membrane", the traces ("timing": ``timed.backprop_timing``, the exact
     spike-time gradient); a step that leaves non-finite or huge weights
     is undone, the rates halved, and NonFinite raised (``guard``). ``hidden=False``: the hidden layers' rates are
@@ -166,6 +167,10 @@ def learn_step(net, idx: np.ndarray, t: np.ndarray | None, scores: np.ndarray, l
     over = net.learn_scale(len(idx))
     e = softmax(scores / np.float32(over)).astype(np.float32)
     e[label] -= 1.0
+    smooth = getattr(net, "label_smoothing", 0.0)
+    if smooth:  # learning "timing": towards (1 - s) one-hot + s / classes (defaults.TIMING_SMOOTHING)
+        e[label] += np.float32(smooth)
+        e -= np.float32(smooth / len(e))
     idx = np.ascontiguousarray(idx, dtype=np.int32)
     counts = None
     if net.learning == "timing":

@@ -56,7 +56,7 @@ class SpikingNetwork:
                  theta: float = 0.5, error_spikes: int = 32, init_gain: float = 1.0, max_step: float | None = None,
                  activity: float | None = None, class_lr=None, ref_events: float | None = None,
                  layer_tau_us=None, tau_s_ratio: float | None = None, layer_price=None, readout: str | None = None,
-                 readout_forget: float | None = None):
+                 readout_forget: float | None = None, label_smoothing: float | None = None):
         arch, input_map, names = settings.inputs_and_classes(sizes, arch, input_shape, input_map, classes)
         tau_us = settings.checked_mode(learning, tau_us)
         self.layers = parse_arch(DEFAULT_ARCH if arch is None else arch)
@@ -65,7 +65,7 @@ class SpikingNetwork:
             self.layers, lr=lr, lr_out=lr_out, lr_conv=lr_conv, max_step=max_step, activity=activity, theta=theta,
             init_gain=init_gain, error_spikes=error_spikes, seed=seed, learning=learning, ref_events=ref_events,
             tau_s_ratio=tau_s_ratio, layer_price=layer_price, readout=readout,
-            readout_forget=readout_forget)
+            readout_forget=readout_forget, label_smoothing=label_smoothing)
         self.input_map = settings.checked_delays(learning, input_map)
         self.classes = names
         self.geometry = geometry
@@ -176,8 +176,8 @@ class SpikingNetwork:
     def _extras(self) -> dict:
         """The settings only some networks have, when they have them (``config`` and ``describe``)."""
         return {**({"layer_tau_us": list(self._layer_tau)} if self._layer_tau is not None else {}),
-                **({"tau_s_ratio": self.tau_s_ratio, "readout": self.readout, "readout_forget": self.readout_forget}
-                   if self.learning == "timing" else {}),
+                **({"tau_s_ratio": self.tau_s_ratio, "readout": self.readout, "readout_forget": self.readout_forget,
+                    "label_smoothing": self.label_smoothing} if self.learning == "timing" else {}),
                 **({"layer_price": list(self.layer_price)} if self.layer_price is not None else {})}
 
     def describe(self) -> dict:

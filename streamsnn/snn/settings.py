@@ -9,7 +9,15 @@ from __future__ import annotations
 import numpy as np
 
 from .. import classnames
-from ..defaults import REF_EVENTS, TIMING_FORGET, TIMING_LR, TIMING_LR_OUT, TIMING_READOUT, TIMING_TAU_S_RATIO
+from ..defaults import (
+    REF_EVENTS,
+    TIMING_FORGET,
+    TIMING_LR,
+    TIMING_LR_OUT,
+    TIMING_READOUT,
+    TIMING_SMOOTHING,
+    TIMING_TAU_S_RATIO,
+)
 from ..errors import ConfigError
 from ..textsafe import shown
 from . import limits
@@ -111,13 +119,15 @@ def price_scale(net, k: int) -> float:
 
 def learning_settings(layers, *, lr, lr_out, lr_conv, max_step, activity, theta, init_gain, error_spikes, seed,
                       learning, ref_events=None, tau_s_ratio=None, layer_price=None, readout=None,
-                      readout_forget=None) -> dict:
+                      readout_forget=None, label_smoothing=None) -> dict:
     """The learning settings, each checked, with the measured defaults of this kind of network for the
     ones left None (``lr_out`` keeps the measured ratio to ``lr``). ``tau_s_ratio`` (learning "timing" only:
     each layer's postsynaptic-current time constant over its membrane one, in (0, 1); default
     ``defaults.TIMING_TAU_S_RATIO``) and ``readout`` (how the output weighs a last-layer spike by its age, ``timed.py``:
     "rise" or "decay"; default ``defaults.TIMING_READOUT``) and ``readout_forget`` (a "rise" readout forgets over this
-    many leak time constants; default ``defaults.TIMING_FORGET``) are in the result only for "timing"."""
+    many leak time constants; default ``defaults.TIMING_FORGET``) and ``label_smoothing`` (the share s of the target
+    spread over all classes, (1 - s) one-hot + s / classes, in [0, 0.5]; default ``defaults.TIMING_SMOOTHING``) are
+    in the result only for "timing"."""
     preset = learning_defaults(layers)
     if learning == "timing":
         preset.update(lr=TIMING_LR, lr_out=TIMING_LR_OUT)
@@ -152,8 +162,11 @@ def learning_settings(layers, *, lr, lr_out, lr_conv, max_step, activity, theta,
             raise ConfigError(f"readout must be one of {', '.join(READOUTS)}, got {str(readout)[:40]!r}")
         forget = TIMING_FORGET if readout_forget is None else readout_forget
         timing["readout_forget"] = float(limits.finite("readout_forget", forget, 0, limits.MAX_FORGET, low_open=True))
+        smooth = TIMING_SMOOTHING if label_smoothing is None else label_smoothing
+        timing["label_smoothing"] = float(limits.finite("label_smoothing", smooth, 0, 0.5))
     else:
-        for name, value in (("tau_s_ratio", tau_s_ratio), ("readout", readout), ("readout_forget", readout_forget)):
+        for name, value in (("tau_s_ratio", tau_s_ratio), ("readout", readout), ("readout_forget", readout_forget),
+                            ("label_smoothing", label_smoothing)):
             if value is not None:
                 raise ConfigError(f"{name} is a setting of learning 'timing', not of {learning!r}")
     return {"seed": int(seed), "lr": float(lr), "lr_out": float(lr_out), "lr_conv": float(lr_conv),
