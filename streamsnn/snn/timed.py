@@ -16,7 +16,8 @@ spikes earlier, towards more spikes, and a harmful unit's later, towards fewer, 
 vanishing (which the gradient cannot see) do. ``readout`` "decay" (checkpoints written before "rise"): the
 leaky evidence of the other modes, ``f(u) = exp(-u / tau)``, whose gradient points against them, so a long run
 must learn its hidden layer slower (``commands._train_choose.timing_lr``). The loss is the softmax cross-entropy
-of those scores (the paper's own output loss, on output spike times, is not reproduced). Its gradient is exact
+of those scores against a smoothed target (``label_smoothing``, ``learn.learn_step``; the paper's own output loss,
+on output spike times, is not reproduced). Its gradient is exact
 with respect to every weight, through the times of every spike that happened (``timing.cuba_backward``), for the
 spikes as they are: a weight change small enough that no spike appears or disappears moves the loss by the
 gradient times the change.
