@@ -10,7 +10,14 @@ import numpy as np
 import pytest
 
 from streamsnn.commands.train import pick_learning
-from streamsnn.defaults import MEMBRANE_ACTIVITY_SCALE, MEMBRANE_LR_SCALE, TIMING_LR, TIMING_LR_OUT, TIMING_REF_STEPS
+from streamsnn.defaults import (
+    MEMBRANE_ACTIVITY_SCALE,
+    MEMBRANE_LR_SCALE,
+    TIMING_LR,
+    TIMING_LR_OUT,
+    TIMING_REF_STEPS,
+    TIMING_SMOOTHING,
+)
 from streamsnn.learn.training import SampleArrays
 from streamsnn.snn import SpikingNetwork
 from streamsnn.snn.arch import InputMap
@@ -43,6 +50,9 @@ def test_timing_takes_its_own_default_for_the_rate_not_given(lr, lr_out):
     assert (s["lr"], s["lr_out"]) == pytest.approx((got.lr, got.lr_out))
     if (lr is None) != (lr_out is None):
         assert ("--lr-out" if lr is None else "--lr)") in said and "TIMING_LR" in said, said
+    if lr is None or lr_out is None:  # the first lines name the smoothed target too
+        assert f"label smoothing {TIMING_SMOOTHING:g} (TIMING_SMOOTHING)" in said, said
+        assert got.label_smoothing == TIMING_SMOOTHING
 
 
 def test_membrane_scales_only_the_rate_not_given():
