@@ -93,9 +93,14 @@ def tcp_hop(n: int, payload: dict) -> np.ndarray:
     with socket.socket() as srv:
         srv.bind(("127.0.0.1", 0))
         srv.listen()
+        srv.settimeout(30)
         proc = _child(_send_tcp, srv.getsockname()[1], n, payload)
-        conn, _ = srv.accept()
+        try:
+            conn, _ = srv.accept()
+        except TimeoutError as exc:
+            raise NotMeasurable("the sending process did not connect within 30 s") from exc
         with conn:
+            conn.settimeout(30 + n * EVERY_S)  # a sender that hangs ends the run instead of blocking it
             conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             f = conn.makefile("rb")
             for _ in range(n):
