@@ -37,15 +37,37 @@ EVERY_S = 0.01  # one message every 10 ms
 WARM = 10  # the first messages of a run are left out (connections starting)
 ROUNDS, MESSAGES = 3, 500
 TOPIC = "streamsnn/bench-floor/classification"
+NODELAY = (socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
 
 def _body(payload: dict) -> bytes:
     return json.dumps({**payload, "time": time.time()}, separators=(",", ":")).encode()
 
 
+def _lag_ms(body: bytes) -> float:
+    """Milliseconds since the sender stamped `body` (`_body`)."""
+    return (time.time() - json.loads(body)["time"]) * 1000.0
+
+
+def _paho(role: str):
+    """A paho-mqtt client with TCP_NODELAY on its socket."""
+    import paho.mqtt.client as mqtt
+
+    c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"floor-{role}-{os.getpid()}")
+    c.on_socket_open = lambda _c, _u, sock: sock.setsockopt(*NODELAY)
+    return c
+
+
+def _aiomqtt(role: str, port: int):
+    """An aiomqtt client to the broker on `port`, with TCP_NODELAY on its socket."""
+    import aiomqtt
+
+    return aiomqtt.Client("127.0.0.1", port, identifier=f"floor-{role}-{os.getpid()}", socket_options=[NODELAY])
+
+
 def _send_tcp(port: int, n: int, payload: dict) -> None:
     with socket.create_connection(("127.0.0.1", port)) as s:
-        s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        s.setsockopt(*NODELAY)
         for _ in range(n):
             body = _body(payload)
             s.sendall(len(body).to_bytes(4, "big") + body)
@@ -54,10 +76,7 @@ def _send_tcp(port: int, n: int, payload: dict) -> None:
 
 def _send_mqtt(kind: str, port: int, n: int, payload: dict) -> None:
     if kind == "paho":
-        import paho.mqtt.client as mqtt
-
-        c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"floor-pub-{os.getpid()}")
-        c.on_socket_open = lambda _c, _u, sock: sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        c = _paho("pub")
         c.connect("127.0.0.1", port)
         c.loop_start()
         for _ in range(n):
@@ -69,10 +88,7 @@ def _send_mqtt(kind: str, port: int, n: int, payload: dict) -> None:
         return
 
     async def go() -> None:
-        import aiomqtt
-
-        async with aiomqtt.Client("127.0.0.1", port, identifier=f"floor-pub-{os.getpid()}",
-                                  socket_options=[(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)]) as c:
+        async with _aiomqtt("pub", port) as c:
             for _ in range(n):
                 await c.publish(TOPIC, _body(payload), qos=1)
                 await asyncio.sleep(EVERY_S)
@@ -101,32 +117,22 @@ def tcp_hop(n: int, payload: dict) -> np.ndarray:
             raise NotMeasurable("the sending process did not connect within 30 s") from exc
         with conn:
             conn.settimeout(30 + n * EVERY_S)  # a sender that hangs ends the run instead of blocking it
-            conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            conn.setsockopt(*NODELAY)
             f = conn.makefile("rb")
             for _ in range(n):
                 head = f.read(4)
                 if len(head) < 4:
                     break
-                body = f.read(int.from_bytes(head, "big"))
-                now = time.time()
-                got.append((now - json.loads(body)["time"]) * 1000.0)
+                got.append(_lag_ms(f.read(int.from_bytes(head, "big"))))
         proc.join(30)
     return np.array(got[WARM:])
 
 
 def _paho_subscriber(port: int, got: list, ready: threading.Event):
-    import paho.mqtt.client as mqtt
-
-    c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"floor-sub-{os.getpid()}")
-    c.on_socket_open = lambda _c, _u, sock: sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    c = _paho("sub")
     c.on_connect = lambda cl, _u, _f, _rc, _p: cl.subscribe(TOPIC, qos=1)
     c.on_subscribe = lambda *_: ready.set()
-
-    def on_message(_c, _u, msg) -> None:
-        now = time.time()
-        got.append((now - json.loads(msg.payload)["time"]) * 1000.0)
-
-    c.on_message = on_message
+    c.on_message = lambda _c, _u, msg: got.append(_lag_ms(msg.payload))
     c.connect("127.0.0.1", port)
     c.loop_start()
     return c
@@ -149,17 +155,13 @@ def through_broker(port: int, sender: str, subscriber: str, n: int, payload: dic
         return np.array(got[WARM:])
 
     async def go() -> None:
-        import aiomqtt
-
-        async with aiomqtt.Client("127.0.0.1", port, identifier=f"floor-sub-{os.getpid()}",
-                                  socket_options=[(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)]) as c:
+        async with _aiomqtt("sub", port) as c:
             await c.subscribe(TOPIC, qos=1)
             proc = _child(_send_mqtt, sender, port, n, payload)
 
             async def receive() -> None:
                 async for msg in c.messages:
-                    now = time.time()
-                    got.append((now - json.loads(msg.payload)["time"]) * 1000.0)
+                    got.append(_lag_ms(msg.payload))
                     if len(got) >= n:
                         return
 

@@ -130,6 +130,15 @@ def fatal_connect_error(exc: BaseException, settings: MqttSettings, detail: str 
     return None
 
 
+async def first_failure(exc: BaseException, settings: MqttSettings, detail: str | None = None) -> StreamsnnError | None:
+    """What a client's failed first connection means: `fatal_connect_error`, and when that finds nothing, the port
+    probed for a TLS mix-up or a required client certificate (`probe.tls_mismatch`); None: keep retrying."""
+    fatal = fatal_connect_error(exc, settings, detail)
+    if fatal is None:
+        fatal = await asyncio.to_thread(tls_mismatch, settings)
+    return fatal
+
+
 def failure_reason(exc: BaseException, detail: str | None = None) -> str:
     """Short reason for a failed connection: the exception, plus paho's socket error if any."""
     text = str(exc) or type(exc).__name__
@@ -199,9 +208,10 @@ class Connection:
                 self.connected.clear()
                 if up:
                     self.disconnects += 1
-                fatal = fatal_connect_error(exc, s, plog.last_error, connected_once=up)
-                if fatal is None and not self.connects:
-                    fatal = await asyncio.to_thread(tls_mismatch, s)
+                if self.connects:  # it worked before: said, and retried (no probe)
+                    fatal = fatal_connect_error(exc, s, plog.last_error, connected_once=up)
+                else:
+                    fatal = await first_failure(exc, s, plog.last_error)
                 if fatal is not None and not self.connects:
                     self.error = fatal  # never connected: a configuration problem, stop and say so
                     self.attempted.set()

@@ -24,11 +24,17 @@ from ..errors import ConfigError
 PROBE_TIMEOUT = 2.0
 
 
-def speaks_tls(host: str, port: int, timeout: float = PROBE_TIMEOUT) -> bool:
-    """True when the port completes a TLS handshake, or answers it with a TLS alert."""
+def _unverified() -> ssl.SSLContext:
+    """A TLS client context that verifies nothing: the probes ask what a port speaks, not whom to trust."""
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
     ctx.check_hostname = False
     ctx.verify_mode = ssl.CERT_NONE
+    return ctx
+
+
+def speaks_tls(host: str, port: int, timeout: float = PROBE_TIMEOUT) -> bool:
+    """True when the port completes a TLS handshake, or answers it with a TLS alert."""
+    ctx = _unverified()
     try:
         with socket.create_connection((host, port), timeout) as raw:
             with ctx.wrap_socket(raw, server_hostname=host):
@@ -43,9 +49,7 @@ def demands_certificate(host: str, port: int, timeout: float = PROBE_TIMEOUT) ->
     """True when a TLS port answers a handshake without a client certificate with the TLS 1.3 alert saying one is
     required (at the first read after the handshake; under TLS 1.2 the handshake itself fails, and the client's
     own connection attempt already tells why)."""
-    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-    ctx.check_hostname = False
-    ctx.verify_mode = ssl.CERT_NONE
+    ctx = _unverified()
     try:
         with socket.create_connection((host, port), timeout) as raw, ctx.wrap_socket(raw, server_hostname=host) as tls:
             tls.settimeout(timeout)

@@ -11,16 +11,14 @@ last one carrying the end-of-sample flag. It does not reconnect: losing the brok
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 
 import aiomqtt
 
 from ..errors import InputError
 from ..events import EventBatch
-from .connection import ProtocolLog, fatal_connect_error, make_client
+from .connection import ProtocolLog, first_failure, make_client
 from .packets import encode
-from .probe import tls_mismatch
 from .settings import MqttSettings
 from .source import MAX_EVENTS_PER_PACKET, check_topic
 
@@ -42,9 +40,7 @@ class MqttEventPublisher:
         try:
             await client.__aenter__()
         except (aiomqtt.MqttError, OSError) as exc:
-            fatal = fatal_connect_error(exc, self.settings, plog.last_error)
-            if fatal is None:
-                fatal = await asyncio.to_thread(tls_mismatch, self.settings)
+            fatal = await first_failure(exc, self.settings, plog.last_error)
             if fatal is not None:
                 raise fatal from None
             raise InputError(f"cannot reach MQTT broker {self.settings.address} ({exc}); check the broker "
