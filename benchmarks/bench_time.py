@@ -11,7 +11,8 @@ the input delays from the data), then
 the test split scored as `streamsnn eval` scores it: whole samples (`training.evaluate`) and as one stream
 (`streameval.stream_evaluate`, the live settings: stream accuracy and each sample's last decision). Datasets:
 - `order`: the order-only task from real BioLab DVS128 recordings (benchmarks/ordertask.py, default sizes:
-  six classes with the same events per pixel; a counting model is at chance, 16.7 %);
+  six classes with the same events per pixel; a counting model is at chance, 16.7 %); `order_other` and
+  `order_slow` the same from other recordings with 120 and 400 ms segments (`ORDER_VARIANTS`);
 - `gestures`: `streamsnn synth --gestures --count 40` (10 synthetic gestures, 400 training and 100 test samples;
   four pairs differ only in the order of the motion);
 - `nmnist`: the 1,000 real N-MNIST training samples, 100 test samples;
@@ -60,6 +61,8 @@ ARMS = {
                ["--learning", "timing", "--arch", "dense:800", "--epochs", "4"]),
     "src": ("Spiking Recurrent Cell (De Geeter et al. 2023)", ["--arch", "src:800"]),
     "auto": ("the default (train picks from the data)", []),
+    "default": ("the default command exactly: as auto, and on small data or another sensor its settings chosen on "
+                "held-out training samples (--choose auto)", ["--choose", "auto"]),
     "prefixes": ("the default with its live stream items: prefixes, items after another", ["--stream-crops"]),
     "pieces": ("the same, half the items pieces from inside samples (for motion classes)",
                ["--stream-crops", "--pieces", "0.5"]),
@@ -79,6 +82,13 @@ GESTURES_PER_CLASS = 40
 HELD_OUT = ("nmnist", "nmnist_synth")
 
 
+#: Order-only tasks built like `order` from other recordings and segment lengths (ordertask.make_order_task's
+#: arguments): whether the defaults are general, not fitted to the one task they were measured on.
+ORDER_VARIANTS = {"order": {},
+                  "order_other": {"sources": ("mug", "pencil", "scissors"), "segment_ms": 120},
+                  "order_slow": {"sources": ("box_cutter", "mouse", "mug"), "segment_ms": 400}}
+
+
 def build(name: str, data: Path, tmp: Path, quick: bool, held_out: bool = False) -> Path:
     """The dataset folder of `name` (NotMeasurable when its source is absent); `held_out` (N-MNIST only): a folder whose
     test split is the last quarter of each class of the real training samples and whose train split is the rest."""
@@ -94,12 +104,13 @@ def build(name: str, data: Path, tmp: Path, quick: bool, held_out: bool = False)
             return tmp / "held" if (tmp / "held").is_dir() else held_out_folder(src, tmp / "held")
         return src
     out = tmp / name
-    if name == "order":
+    if name in ORDER_VARIANTS:
         from .ordertask import make_order_task
 
         if not (data / "biolab_objects").is_dir():
             raise NotMeasurable(f"real data not found: {data / 'biolab_objects'}")
-        make_order_task(out, **({"per_class_train": 20, "per_class_test": 10} if quick else {}), data=data)
+        make_order_task(out, **({"per_class_train": 20, "per_class_test": 10} if quick else {}),
+                        **ORDER_VARIANTS[name], data=data)
         return out
     if name == "gestures":
         from streamsnn.cli import main
@@ -113,6 +124,8 @@ def build(name: str, data: Path, tmp: Path, quick: bool, held_out: bool = False)
 
 
 DATASETS = {"order": "Order-only task (real BioLab DVS128, 6 orders of 3 real segments)",
+            "order_other": "Order-only task, other objects (mug, pencil, scissors) and shorter segments (120 ms)",
+            "order_slow": "Order-only task, other objects (box cutter, mouse, mug) and longer segments (400 ms)",
             "gestures": "Synthetic gestures (streamsnn synth --gestures, 10 classes)",
             "nmnist": "N-MNIST, 1,000 real training samples",
             "nmnist_synth": "N-MNIST, 1,000 real + 9,900 synthetic training samples (the default command's data)"}
