@@ -8,7 +8,7 @@ import json
 import sys
 
 import pytest
-from conftest import ROOT, need
+from conftest import DATA, ROOT, need
 
 sys.path.insert(0, str(ROOT))  # the benchmarks package lives beside streamsnn, not in it
 from benchmarks import bench_time  # noqa: E402
@@ -54,3 +54,19 @@ def test_a_held_out_run_trains_with_the_added_arguments_and_scores_the_held_out_
     assert per_run["epochs"] == 3
     assert float(per_run["whole %"]) > 30  # it learned: chance is 10 %
     assert any("held-out training samples" in n for n in res["notes"])
+
+
+@pytest.mark.parametrize("name", ["order_other", "order_slow"])
+def test_the_other_order_tasks_come_from_their_own_recordings_and_segment_lengths(name, tmp_path):
+    need("biolab_objects")
+    folder = bench_time.build(name, DATA, tmp_path, quick=True)
+    manifest = json.loads((folder / "ordertask.json").read_text())
+    want = bench_time.ORDER_VARIANTS[name]
+    assert tuple(manifest["sources"]) == want["sources"]
+    assert manifest["segment_us"] == want["segment_ms"] * 1000
+    assert set(want["sources"]) != {"box", "mouse", "phone"}  # not the task the defaults were measured on
+    draw = manifest["draws"]["train"][0]
+    assert [d["source"] for d in draw] == list(want["sources"])
+    assert all(d["end_us"] - d["start_us"] == want["segment_ms"] * 1000 for d in draw)
+    assert len(list((folder / "Train").glob("*/*.aedat4"))) == 6 * 20  # quick: 20 draws a split, one sample a class
+
