@@ -7,12 +7,14 @@
 Each run is `streamsnn train --data FOLDER --out M --seed S --choose off ARGS` (in-process through
 `streamsnn.cli.main`, as bench_robust runs it), ARGS those of the arm (`ARMS`: one per seed system —
 counts, dense, spikes, membrane, timing, src — and `auto`, the default `train`, which picks the rule and
-the input delays from the data), then
+the input delays from the data; `default` is `auto` with train's own `--choose auto` winning over the runs'
+`--choose off`: the default command exactly, its settings searched on held-out training samples where train searches
+them), then
 the test split scored as `streamsnn eval` scores it: whole samples (`training.evaluate`) and as one stream
 (`streameval.stream_evaluate`, the live settings: stream accuracy and each sample's last decision). Datasets:
 - `order`: the order-only task from real BioLab DVS128 recordings (benchmarks/ordertask.py, default sizes:
   six classes with the same events per pixel; a counting model is at chance, 16.7 %); `order_other` and
-  `order_slow` the same from other recordings with 120 and 400 ms segments (`ORDER_VARIANTS`);
+  `order_slow` the same from other recordings with 120 and 400 ms segments (`ORDER_VARIANTS`; only with `--only`);
 - `gestures`: `streamsnn synth --gestures --count 40` (10 synthetic gestures, 400 training and 100 test samples;
   four pairs differ only in the order of the motion);
 - `nmnist`: the 1,000 real N-MNIST training samples, 100 test samples;
@@ -159,7 +161,7 @@ def score(model: Path, data: Path) -> dict:
 def run(ctx: Context) -> Result:
     log = ctx.cache.get("log", lambda *a: print(*a, file=sys.stderr, flush=True))
     seeds = list(ctx.cache.get("seeds") or ([0] if ctx.quick else SEEDS))
-    names = ctx.cache.get("only") or list(DATASETS)
+    names = ctx.cache.get("only") or [n for n in DATASETS if n not in ORDER_VARIANTS or n == "order"]
     rules = ctx.cache.get("rules") or list(RULES)
     extra = ["--choose", "off"] + (["--epochs", str(QUICK_EPOCHS)] if ctx.quick else [])
     held, more_args = bool(ctx.cache.get("held_out")), list(ctx.cache.get("train_args") or [])
