@@ -11,7 +11,7 @@ import pytest
 from conftest import DATA, ROOT, need
 
 sys.path.insert(0, str(ROOT))  # the benchmarks package lives beside streamsnn, not in it
-from benchmarks import bench_time  # noqa: E402
+from benchmarks import bench_time, ordertask  # noqa: E402
 
 
 @pytest.mark.parametrize("argv, says", [
@@ -64,9 +64,8 @@ def test_the_other_order_tasks_come_from_their_own_recordings_and_segment_length
     want = bench_time.ORDER_VARIANTS[name]
     assert tuple(manifest["sources"]) == want["sources"]
     assert manifest["segment_us"] == want["segment_ms"] * 1000
-    assert set(want["sources"]) != {"box", "mouse", "phone"}  # not the task the defaults were measured on
+    assert set(want["sources"]) != set(ordertask.SOURCES)  # not the task the defaults were measured on
     draw = manifest["draws"]["train"][0]
     assert [d["source"] for d in draw] == list(want["sources"])
     assert all(d["end_us"] - d["start_us"] == want["segment_ms"] * 1000 for d in draw)
     assert len(list((folder / "Train").glob("*/*.aedat4"))) == 6 * 20  # quick: 20 draws a split, one sample a class
-
