@@ -138,7 +138,7 @@ def test_train_tries_the_leak_on_held_out_training_samples_and_keeps_the_choice(
     real = train_cmd.HeldStream.__call__
 
     def spy(self, net, held):
-        streamed.append((net.tau_us, list(held.ids)))
+        streamed.append((net.tau_us, list(held.ids), net.layer_tau_us))
         return real(self, net, held)
 
     monkeypatch.setattr(train_cmd.HeldStream, "__call__", spy)
@@ -151,8 +151,11 @@ def test_train_tries_the_leak_on_held_out_training_samples_and_keeps_the_choice(
     assert chosen["leak_share"] in (0.25, 0.5) and 0 <= chosen["held_out_last_decision"] <= 1
     # every candidate was played as a stream of held-out training samples, the longer leak with its own tau
     train_ids = {s.sample_id for s in open_dataset(gestures).split("train").samples}
-    assert streamed and all(set(ids) <= train_ids and len(ids) == chosen["held_out"] for _, ids in streamed)
-    assert {tau for tau, _ in streamed} == {round(delay / 4, -3), round(delay / 2, -3)}
+    assert streamed and all(set(ids) <= train_ids and len(ids) == chosen["held_out"] for _, ids, _ in streamed)
+    assert {tau for tau, _, _ in streamed} == {round(delay / 4, -3), round(delay / 2, -3)}
+    # and last, the first layer leaking over the whole delay, the rest with the leak chosen so far
+    assert "first layer's leak as the others' or 1x the delay" in chosen["searched"]
+    assert chosen["first_leak_share"] in (0.0, 1.0) and streamed[-1][2][0] == round(delay, -3)
     net = SpikingNetwork.load(out)
     assert net.chosen == chosen and net.tau_us == round(chosen["leak_share"] * delay, -3) == res["tau_us"]
 
@@ -198,3 +201,85 @@ def test_held_out_whole_samples_are_scored_from_a_fresh_state_when_the_network_l
     held = tiny(3, 1)  # three samples of class 0
     assert choose.score(Carried(50_000.0), held) == 1.0      # reset before each: always its first decision
     assert choose.score(Carried(None), held) == pytest.approx(1 / 3)  # no leak, no state to reset
+
+
+# --- the first layer's own leak, the whole input delay (choose.FIRST_LEAKS), tried after the leak
+
+
+def rigged_first(monkeypatch, figures):
+    """choose.run_candidate replaced by one that returns `figures[(leak, first)]` = (whole accuracy, last decisions)."""
+    ran = []
+
+    def fake(make_net, cand, rest, held, *, epochs, seed, fixed_epochs, stream_score=None, pieces=0.0):
+        ran.append(cand)
+        acc, last = figures[(cand.leak, cand.first)]
+        return choose.Result(cand, acc, epochs, last=last if stream_score else None)
+
+    monkeypatch.setattr(choose, "run_candidate", fake)
+    return ran
+
+
+def test_the_first_layers_leak_is_named_and_recorded():
+    base = choose.Candidate()
+    first = choose.Candidate(first=1.0)
+    assert first.name(base) == "first layer's leak 1x the delay"
+    assert choose.Candidate(leak=0.5, first=1.0).name(base) == "leak 1/2 of the delay, first layer's leak 1x the delay"
+    c = choose.Choice(choose.Result(first, 0.9, 7, last=0.8), base, [choose.Result(first, 0.9, 7, last=0.8)],
+                      10, 40, "s", 7, leak_searched=True, first_searched=True)
+    assert c.record()["first_leak_share"] == 1.0 and check_chosen(c.record()) == c.record()
+    c.winner = choose.Result(base, 0.9, 7, last=0.8)
+    assert c.record()["first_leak_share"] == 0.0  # searched, not taken: as the other layers
+    assert "first_leak_share" not in choose.Choice(c.winner, base, [], 10, 40, "s", 7, True).record()
+
+
+@pytest.mark.parametrize("figures,winner", [
+    # order_other's held-out figures (seed 0): better on both, taken
+    ({(0.25, None): (0.867, 0.811), (0.5, None): (0.96, 0.72), (0.25, 1.0): (0.944, 0.867)}, (0.25, 1.0)),
+    # synthetic gestures' (seed 0): better whole, fewer last decisions, refused
+    ({(0.25, None): (0.90, 0.84), (0.5, None): (0.85, 0.84), (0.25, 1.0): (0.92, 0.79)}, (0.25, None)),
+    # the first order task: a tie on whole samples keeps what was chosen
+    ({(0.25, None): (1.0, 1.0), (0.5, None): (1.0, 0.78), (0.25, 1.0): (1.0, 1.0)}, (0.25, None)),
+    # tried at the leak chosen before it
+    ({(0.25, None): (0.8, 0.8), (0.5, None): (0.9, 0.8), (0.5, 1.0): (0.95, 0.85)}, (0.5, 1.0)),
+])
+def test_the_first_layers_leak_is_tried_last_under_the_leaks_rule(monkeypatch, figures, winner):
+    ran = rigged_first(monkeypatch, figures)
+    c = choose.search(None, tiny(), choose.Candidate(), epochs=3, vary_lr=False, vary_augment=False,
+                      leaks=(0.5,), first_leaks=(1.0,), stream_score=lambda net, held: 0.0)
+    assert [(r.leak, r.first) for r in ran][:2] == [(0.25, None), (0.5, None)] and ran[-1].first == 1.0
+    assert (c.winner.candidate.leak, c.winner.candidate.first) == winner
+    assert c.searched == ("leak 1/4 or 1/2 of the delay, first layer's leak as the others' or 1x the delay, "
+                          "epochs 1-3")
+    with pytest.raises(ValueError, match="stream_score"):
+        choose.search(None, tiny(), choose.Candidate(), epochs=3, first_leaks=(1.0,))
+
+
+def test_train_builds_the_final_model_with_the_first_layers_leak_when_it_wins(gestures, tmp_path, capsys,
+                                                                             monkeypatch):
+    """Scores rigged so that the first layer's own leak wins whole samples and ties the stream: the saved model's
+    first layer leaks over the input delay, the others and the output with the leak chosen (1/4 of it)."""
+    monkeypatch.setattr(choose, "score", lambda net, held: net.layer_tau_us[0] / net.tau_us / 10)
+    monkeypatch.setattr(train_cmd.HeldStream, "__call__", lambda self, net, held: 0.5)
+    out = tmp_path / "m.npz"
+    assert main(["train", "--data", str(gestures), "--arch", "dense:32,dense:16", "--json", "--epochs", "1",
+                 "--choose", "on", "--no-augment", "--lr", "0.001", "--out", str(out)]) == 0
+    cap = capsys.readouterr()
+    res = json.loads(cap.out)
+    delay = res["input"]["delay_us"]
+    assert res["chosen"]["first_leak_share"] == 1.0 and res["chosen"]["leak_share"] == 0.25
+    assert res["chosen"]["winner"] == "first layer's leak 1x the delay"
+    net = SpikingNetwork.load(out)
+    assert net.tau_us == round(delay / 4, -3) == res["tau_us"]
+    assert list(net.layer_tau_us) == [round(delay, -3), round(delay / 4, -3)] == res["layer_tau_us"]
+    assert "held-out" in res["why"]["layer_tau"]
+
+
+def test_train_says_the_first_layers_leak_in_its_lines(gestures, tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(choose, "score", lambda net, held: net.layer_tau_us[0] / net.tau_us / 10)
+    monkeypatch.setattr(train_cmd.HeldStream, "__call__", lambda self, net, held: 0.5)
+    assert main(["train", "--data", str(gestures), "--arch", "dense:32", "--epochs", "1", "--choose", "on",
+                 "--no-augment", "--lr", "0.001", "--out", str(tmp_path / "m.npz")]) == 0
+    err = capsys.readouterr().err
+    delay_ms = SpikingNetwork.load(tmp_path / "m.npz").layer_tau_us[0] / 1000
+    assert f"first layer's leak tau {delay_ms:g} ms" in err
+    assert f"(the first layer {delay_ms:g} ms)" in err.split("training dense:32")[1].splitlines()[0]

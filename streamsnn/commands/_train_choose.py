@@ -79,10 +79,17 @@ def choose_settings(args, net, s, aug, picked, train, say):
             return net.tau_us, picked["why"]["tau"]
         return dd.choose_tau(None, None, net.learning, delay_us, delay_share=c.leak)
 
+    def layer_taus(c) -> list[float] | None:
+        """Each hidden layer's leak for candidate `c`: None (all as the output's) unless its first layer has its own."""
+        if not vary_leak or c.first is None:
+            return None
+        first = float(round(max(dd.MIN_TAU_US, c.first * delay_us), -3))
+        return [first] + [tau(c)[0]] * (len(net.layers) - 1)
+
     def make_net(c):
         lr, lr_out = rates(c.stream)
         return type(net)(**{**net.config(), "lr": lr * c.lr_scale, "lr_out": lr_out * c.lr_scale,
-                            "tau_us": tau(c)[0]})
+                            "tau_us": tau(c)[0], "layer_tau_us": layer_taus(c)})
 
     # a temporal model's prefixes (augment.PrefixCrops) win only when strictly better on held-out whole samples
     crops_apply = ((picked["why"]["stream_crops"].startswith("samples last") and args.stream_crops)
@@ -92,7 +99,7 @@ def choose_settings(args, net, s, aug, picked, train, say):
     c = choose.search(make_net, train, base, epochs=s["epochs"], seed=args.seed,
                       vary_lr=args.lr is None and args.lr_out is None, vary_augment=args.augment is None,
                       vary_stream=crops_apply, fixed_epochs=args.epochs is not None,
-                      leaks=choose.LEAKS if vary_leak else (),
+                      leaks=choose.LEAKS if vary_leak else (), first_leaks=choose.FIRST_LEAKS if vary_leak else (),
                       stream_score=HeldStream(args.data) if vary_leak else None, progress=say,
                       pieces=args.pieces)
     say(c.brief())
@@ -104,6 +111,12 @@ def choose_settings(args, net, s, aug, picked, train, say):
         picked.update(tau_us=tau_us)
         picked["why"]["tau"] = why
         say(f"leak tau {tau_us / 1000:g} ms ({why})")
+        if (firsts := layer_taus(w)) is not None:
+            picked["layer_tau_us"] = firsts
+            picked["why"]["layer_tau"] = (f"the first layer's leak {choose.share(w.first)}x the input delay, "
+                                          "chosen on held-out training samples: better on whole samples, no worse "
+                                          "on last decisions")
+            say(f"first layer's leak tau {firsts[0] / 1000:g} ms ({picked['why']['layer_tau']})")
     lr, lr_out = rates(w.stream)
     s.update(lr=lr * w.lr_scale, lr_out=lr_out * w.lr_scale, epochs=c.winner.epochs or s["epochs"],
              schedule_epochs=s["epochs"])
@@ -113,6 +126,18 @@ def choose_settings(args, net, s, aug, picked, train, say):
     net.chosen = c.record()
     picked.update(stream_crops=w.stream, augment=aug, chosen=net.chosen)
     return net, aug
+
+
+def leak_text(net) -> str:
+    """What train's line says of the network's leak: 'none', one time constant, or the first layer's and the rest's."""
+    if not net.tau_us:
+        return "none"
+    firsts = net.layer_tau_us
+    if firsts[0] != net.tau_us and all(t == net.tau_us for t in firsts[1:]):
+        return f"{net.tau_us / 1000:g} ms (the first layer {firsts[0] / 1000:g} ms)"
+    if len(set(firsts)) > 1 or firsts[0] != net.tau_us:
+        return "/".join(f"{t / 1000:g}" for t in (*firsts, net.tau_us)) + " ms (each layer, then the output)"
+    return f"{net.tau_us / 1000:g} ms"
 
 
 class HeldStream:

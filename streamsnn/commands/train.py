@@ -12,6 +12,7 @@ from ._train_choose import (
     HeldStream,  # noqa: F401 (API)
     choose_settings,
     default_rates,
+    leak_text,
     timing_gain,
     timing_rates_line,
     whole_sample_settings,
@@ -357,8 +358,7 @@ def run(args) -> int:
         f"{f', {train.outside:,} outside the region dropped' if train.outside else ''}) "
         f"from {len(args.data)} folder(s), {len(test) if test else 0} test samples"
         f"{f' from {test_from}' if test else ''}, {s['epochs']} epochs, augment={'on' if aug else 'off'}, "
-        f"stream crops={_items(stream)}, "
-        f"leak={f'{net.tau_us / 1000:g} ms' if net.tau_us else 'none'}")
+        f"stream crops={_items(stream)}, leak={leak_text(net)}")
     net.memory.fill(net, train)  # examples per class kept for rehearsal when the daemon is taught one class
     augment = Augment(**aug) if aug else None
     epochs = []
