@@ -157,7 +157,9 @@ def score(model: Path, data: Path) -> dict:
     return {"whole": whole["accuracy"], "events_per_s": whole["events_per_s"],
             "spikes_per_event": [float(s / max(events, 1)) for s in spikes],
             "stream": st["stream_accuracy"], "last": st["last_decision_accuracy"], "learning": net.learning,
-            "tau_us": net.tau_us, "arch": net.arch, "scored": len(test)}
+            "tau_us": net.tau_us, "arch": net.arch, "scored": len(test),
+            "leaks": "/".join(f"{t / 1000:g}" for t in (*net.layer_tau_us, net.tau_us)) if net.tau_us else "–",
+            "chosen": (getattr(net, "chosen", None) or {}).get("winner", "–")}
 
 
 def run(ctx: Context) -> Result:
@@ -201,6 +203,7 @@ def run(ctx: Context) -> Result:
                              f"{np.mean([t['seconds'] for _, t, _ in runs]):.0f}",
                              sum(bool(t["traceback"] or t["diverged"] or t["silent_stop"]) for _, t, _ in runs)])
                 per_run += [[name, rule, s, *(f"{100 * g[k]:.1f}" if g else "–" for k in ("whole", "stream", "last")),
+                             g["leaks"] if g else "–", g["chosen"] if g else "–",
                              f"{t['seconds']:.0f}", t["epochs_done"], t["revivals"], t["nonfinite"]]
                             for s, t, g in runs]
     if not rows:
@@ -210,7 +213,8 @@ def run(ctx: Context) -> Result:
             ["data", "arm (system)", "network", "scored samples", "rule used", "leak ms", "whole samples %", "stream %",
              "last decision %", "M events/s (eval, 1 core)", "first-layer spikes per input event", "train s (mean)",
              "runs with a revival, an undone update or a traceback"], rows)
-    r.table("Per run", ["data", "rule", "seed", "whole %", "stream %", "last decision %", "train s", "epochs",
+    r.table("Per run", ["data", "rule", "seed", "whole %", "stream %", "last decision %",
+                        "leak ms (each hidden layer / output)", "settings chosen (--choose)", "train s", "epochs",
                         "revivals", "updates undone"], per_run)
     arms = "; ".join(f"{k}: `{' '.join(v[1]) or '(none)'}`" for k, v in ARMS.items() if k in rules)
     r.note("Each run: `streamsnn train --data FOLDER --out M --seed S " + " ".join(extra)

@@ -69,3 +69,20 @@ def test_the_other_order_tasks_come_from_their_own_recordings_and_segment_length
     assert [d["source"] for d in draw] == list(want["sources"])
     assert all(d["end_us"] - d["start_us"] == want["segment_ms"] * 1000 for d in draw)
     assert len(list((folder / "Train").glob("*/*.aedat4"))) == 6 * 20  # quick: 20 draws a split, one sample a class
+
+
+def test_each_run_reports_its_layers_leaks_and_what_the_search_chose(tmp_path):
+    """score() reads them from the saved model: each hidden layer's leak then the output's, and the search's winner."""
+    from streamsnn.cli import main
+
+    data = tmp_path / "g"
+    assert main(["synth", "--gestures", "--count", "2", "--test-count", "1", "--out", str(data), "-q"]) == 0
+    model = tmp_path / "m.npz"
+    assert main(["train", "--data", str(data), "--arch", "dense:16,dense:8", "--learning", "membrane", "--tau-ms",
+                 "40,12,10", "--epochs", "1", "--choose", "off", "--out", str(model), "--quiet"]) == 0
+    got = bench_time.score(model, data)
+    assert got["leaks"] == "40/12/10" and got["chosen"] == "–"
+    assert main(["train", "--data", str(data), "--arch", "dense:16", "--learning", "counts", "--epochs", "1",
+                 "--choose", "on", "--no-augment", "--lr", "0.001", "--out", str(model), "--quiet"]) == 0
+    got = bench_time.score(model, data)
+    assert got["leaks"] == "–" and got["chosen"] in ("default", "crops on", "crops off")  # the search ran
