@@ -283,3 +283,17 @@ def test_train_says_the_first_layers_leak_in_its_lines(gestures, tmp_path, capsy
     delay_ms = SpikingNetwork.load(tmp_path / "m.npz").layer_tau_us[0] / 1000
     assert f"first layer's leak tau {delay_ms:g} ms" in err
     assert f"(the first layer {delay_ms:g} ms)" in err.split("training dense:32")[1].splitlines()[0]
+
+
+@pytest.mark.parametrize("tau,layers,says", [
+    (None, None, "none"),
+    (30_000.0, None, "30 ms"),
+    (30_000.0, (120_000.0, 30_000.0), "30 ms (the first layer 120 ms)"),
+    (30_000.0, (120_000.0, 60_000.0), "120/60/30 ms (each layer, then the output)"),
+    (30_000.0, (60_000.0, 60_000.0), "60/60/30 ms (each layer, then the output)"),
+])
+def test_trains_line_says_each_layers_leak_when_they_differ(tau, layers, says):
+    from types import SimpleNamespace
+
+    net = SimpleNamespace(tau_us=tau, layer_tau_us=layers if layers else ((tau,) * 2 if tau else None))
+    assert train_cmd.leak_text(net) == says
