@@ -1,6 +1,6 @@
 """bench_time's held-out mode: settings are tried on training samples held out, never on the test split; its
 options refuse what they cannot do in one line, and a real run trains with the added arguments and scores the
-held-out quarter."""
+held-out quarter. The order variants come from their own recordings; each run names its leaks and the search's pick."""
 
 from __future__ import annotations
 
