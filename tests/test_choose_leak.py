@@ -25,13 +25,14 @@ def tiny(n_per_class=4, classes=2) -> SampleArrays:
                         [str(k) for k in range(len(labels))])
 
 
-def rigged(monkeypatch, figures):
-    """choose.run_candidate replaced by one that returns `figures[leak]` = (whole accuracy, last decisions)."""
+def rigged(monkeypatch, figures, key=lambda cand: cand.leak):
+    """choose.run_candidate replaced by one that returns `figures[key(candidate)]` (by default its leak) =
+    (whole accuracy, last decisions)."""
     ran = []
 
     def fake(make_net, cand, rest, held, *, epochs, seed, fixed_epochs, stream_score=None, pieces=0.0):
         ran.append(cand)
-        acc, last = figures[cand.leak]
+        acc, last = figures[key(cand)]
         return choose.Result(cand, acc, epochs, last=last if stream_score else None)
 
     monkeypatch.setattr(choose, "run_candidate", fake)
@@ -206,19 +207,6 @@ def test_held_out_whole_samples_are_scored_from_a_fresh_state_when_the_network_l
 # --- the first layer's own leak, the whole input delay (choose.FIRST_LEAKS), tried after the leak
 
 
-def rigged_first(monkeypatch, figures):
-    """choose.run_candidate replaced by one that returns `figures[(leak, first)]` = (whole accuracy, last decisions)."""
-    ran = []
-
-    def fake(make_net, cand, rest, held, *, epochs, seed, fixed_epochs, stream_score=None, pieces=0.0):
-        ran.append(cand)
-        acc, last = figures[(cand.leak, cand.first)]
-        return choose.Result(cand, acc, epochs, last=last if stream_score else None)
-
-    monkeypatch.setattr(choose, "run_candidate", fake)
-    return ran
-
-
 def test_the_first_layers_leak_is_named_and_recorded():
     base = choose.Candidate()
     first = choose.Candidate(first=1.0)
@@ -243,7 +231,7 @@ def test_the_first_layers_leak_is_named_and_recorded():
     ({(0.25, None): (0.8, 0.8), (0.5, None): (0.9, 0.8), (0.5, 1.0): (0.95, 0.85)}, (0.5, 1.0)),
 ])
 def test_the_first_layers_leak_is_tried_last_under_the_leaks_rule(monkeypatch, figures, winner):
-    ran = rigged_first(monkeypatch, figures)
+    ran = rigged(monkeypatch, figures, key=lambda cand: (cand.leak, cand.first))
     c = choose.search(None, tiny(), choose.Candidate(), epochs=3, vary_lr=False, vary_augment=False,
                       leaks=(0.5,), first_leaks=(1.0,), stream_score=lambda net, held: 0.0)
     assert [(r.leak, r.first) for r in ran][:2] == [(0.25, None), (0.5, None)] and ran[-1].first == 1.0

@@ -83,7 +83,7 @@ def choose_settings(args, net, s, aug, picked, train, say):
         """Each hidden layer's leak for candidate `c`: None (all as the output's) unless its first layer has its own."""
         if not vary_leak or c.first is None:
             return None
-        first = float(round(max(dd.MIN_TAU_US, c.first * delay_us), -3))
+        first = dd.choose_tau(None, None, net.learning, delay_us, delay_share=c.first)[0]
         return [first] + [tau(c)[0]] * (len(net.layers) - 1)
 
     def make_net(c):
@@ -133,11 +133,11 @@ def leak_text(net) -> str:
     if not net.tau_us:
         return "none"
     firsts = net.layer_tau_us
-    if firsts[0] != net.tau_us and all(t == net.tau_us for t in firsts[1:]):
+    if all(t == net.tau_us for t in firsts):
+        return f"{net.tau_us / 1000:g} ms"
+    if all(t == net.tau_us for t in firsts[1:]):
         return f"{net.tau_us / 1000:g} ms (the first layer {firsts[0] / 1000:g} ms)"
-    if len(set(firsts)) > 1 or firsts[0] != net.tau_us:
-        return "/".join(f"{t / 1000:g}" for t in (*firsts, net.tau_us)) + " ms (each layer, then the output)"
-    return f"{net.tau_us / 1000:g} ms"
+    return "/".join(f"{t / 1000:g}" for t in (*firsts, net.tau_us)) + " ms (each layer, then the output)"
 
 
 class HeldStream:

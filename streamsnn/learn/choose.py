@@ -261,7 +261,7 @@ def search(make_net, data, base: Candidate, *, epochs: int, seed: int = 0, vary_
         steps.append([("leak", x) for x in leaks])
         searched.append("leak " + " or ".join(share(x) for x in (base.leak, *leaks)) + " of the delay")
     if first_leaks:
-        steps.append([("first", x) for x in first_leaks])
+        steps.append([("first", x) for x in first_leaks])  # (the Candidate field, its value)
         searched.append("first layer's leak as the others' or " + " or ".join(f"{share(x)}x" for x in first_leaks)
                         + " the delay")
     for step in steps:
@@ -272,7 +272,7 @@ def search(make_net, data, base: Candidate, *, epochs: int, seed: int = 0, vary_
             elif cand == "stream":
                 cand = dataclasses.replace(best.candidate, stream=not best.candidate.stream)
             elif leak:
-                cand = dataclasses.replace(best.candidate, **{"leak" if cand[0] == "leak" else "first": cand[1]})
+                cand = dataclasses.replace(best.candidate, **{cand[0]: cand[1]})
             r = trial(cand)
             if takes(r, best, leak=leak):
                 best = r
