@@ -30,7 +30,7 @@ def rigged(monkeypatch, figures, key=lambda cand: cand.leak):
     (whole accuracy, last decisions)."""
     ran = []
 
-    def fake(make_net, cand, rest, held, *, epochs, seed, fixed_epochs, stream_score=None, pieces=0.0):
+    def fake(make_net, cand, rest, held, *, epochs, seed, fixed_epochs, stream_score=None, pieces=0.0, ends=False):
         ran.append(cand)
         acc, last = figures[key(cand)]
         return choose.Result(cand, acc, epochs, last=last if stream_score else None)

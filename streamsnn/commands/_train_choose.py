@@ -101,7 +101,7 @@ def choose_settings(args, net, s, aug, picked, train, say):
                       vary_stream=crops_apply, fixed_epochs=args.epochs is not None,
                       leaks=choose.LEAKS if vary_leak else (), first_leaks=choose.FIRST_LEAKS if vary_leak else (),
                       stream_score=HeldStream(args.data) if vary_leak else None, progress=say,
-                      pieces=args.pieces)
+                      pieces=args.pieces, ends=getattr(args, "end_cuts", None))
     say(c.brief())
     w = c.winner.candidate
     if vary_leak:
@@ -138,6 +138,20 @@ def leak_text(net) -> str:
     if all(t == net.tau_us for t in firsts[1:]):
         return f"{net.tau_us / 1000:g} ms (the first layer {firsts[0] / 1000:g} ms)"
     return "/".join(f"{t / 1000:g}" for t in (*firsts, net.tau_us)) + " ms (each layer, then the output)"
+
+
+def items_text(stream) -> str:
+    """What train's line says of its stream items."""
+    from ..learn.augment import PrefixCrops
+
+    if stream is None:
+        return "off"
+    return stream.name if isinstance(stream, PrefixCrops) else "on"
+
+
+def cuts_text(ends) -> str:
+    """What train's line adds about end cuts (`augment.EndCuts`): nothing when there are none."""
+    return f", end cuts 0-{ends.max_us / 1000:g} ms" if ends else ""
 
 
 class HeldStream:

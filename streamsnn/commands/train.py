@@ -11,7 +11,9 @@ from pathlib import Path
 from ._train_choose import (
     HeldStream,  # noqa: F401 (API)
     choose_settings,
+    cuts_text,
     default_rates,
+    items_text,
     leak_text,
     timing_gain,
     timing_rates_line,
@@ -149,6 +151,10 @@ def add_parser(subparsers) -> None:
                         "not for classes told "
                         "apart only by the order of motions that also occur alone (a piece of one is a piece of "
                         "another). Default 0")
+    p.add_argument("--end-cuts", action=argparse.BooleanOptionalAction, default=None,
+                   help="cut each training item's end by a random 0-50 ms (the live hop), as a live model's last "
+                        "decision in a sample sees it (default: on for a model with a leak, whose live state carries "
+                        "across windows; off otherwise)")
     p.add_argument("--limit", type=int, default=None,
                    help="use only N samples of each split, evenly spread (quick runs of the same settings)")
     p.add_argument("--json", action="store_true", help="print exactly one JSON object (per-epoch figures, "
@@ -331,17 +337,8 @@ def pick_learning(args, net, s, train, picked, say):
     return net
 
 
-def _items(stream) -> str:
-    """What train's line says of its stream items."""
-    from ..learn.augment import PrefixCrops
-
-    if stream is None:
-        return "off"
-    return stream.name if isinstance(stream, PrefixCrops) else "on"
-
-
 def run(args) -> int:
-    from ..learn.augment import stream_items
+    from ..learn.augment import end_cuts, stream_items
     from ..learn.training import Augment, evaluate, load_folders, measure_spikes, train_epoch
 
     quiet = args.quiet or args.json
@@ -354,18 +351,20 @@ def run(args) -> int:
     else:
         say(f"settings: the defaults, not searched ({picked['why']['choose']}; --choose on searches)")
     stream = stream_items(net, pieces=args.pieces) if args.stream_crops else None
+    ends = end_cuts(net, args.end_cuts)
+    picked["end_cut_us"] = ends.max_us if ends else 0
     say(f"training {net.arch} ({net.parameters:,} parameters) on {len(train)} samples ({train.n_events:,} events"
         f"{f', {train.outside:,} outside the region dropped' if train.outside else ''}) "
         f"from {len(args.data)} folder(s), {len(test) if test else 0} test samples"
         f"{f' from {test_from}' if test else ''}, {s['epochs']} epochs, augment={'on' if aug else 'off'}, "
-        f"stream crops={_items(stream)}, leak={leak_text(net)}")
+        f"stream crops={items_text(stream)}, leak={leak_text(net)}{cuts_text(ends)}")
     net.memory.fill(net, train)  # examples per class kept for rehearsal when the daemon is taught one class
     augment = Augment(**aug) if aug else None
     epochs = []
     t0 = time.perf_counter()
     for ep in range(s["epochs"]):
         r = train_epoch(net, train, epoch=ep, epochs=s.get("schedule_epochs", s["epochs"]), seed=args.seed,
-                        augment=augment, stream=stream, quiet=quiet)
+                        augment=augment, stream=stream, ends=ends, quiet=quiet)
         row = {"epoch": ep + 1, "train_accuracy": r["accuracy"], "seconds": r["seconds"],
                "learn_events_per_s": r["events_per_s"], "nonfinite": r["nonfinite"], "revivals": r["revivals"],
                "lr_backoff": r["lr_backoff"]}

@@ -40,6 +40,8 @@ order-only task whose objects are harder to tell apart (BioLab mug, pencil, scis
 94.4 / 93.3 % of whole samples against 86.7 / 85.6 %, and 86.7 / 83.3 % of last decisions against 81.1 / 81.1 %;
 on the first order task 100 / 100 %, as without it (a tie: not taken); on synthetic gestures (seed 0) 92.0 % whole
 against 90.0 %, but 79.0 % of last decisions against 84.0 %: refused there by the rule.
+Every candidate of a network with a leak trains with its items' ends cut as `train` cuts them (`augment.EndCuts`,
+`--end-cuts`), so the search scores the training the winner gets.
 Why so little: a cross-validated small-data preset once lost on held-out checks (datadefaults.py), so
 only settings whose wrong value shows on a few samples are searched, and the default wins ties.
 """
@@ -143,21 +145,24 @@ def score(net, data) -> float:
 
 
 def run_candidate(make_net, cand: Candidate, rest, held, *, epochs: int, seed: int, fixed_epochs: bool,
-                  stream_score=None, pieces: float = 0.0) -> Result:
+                  stream_score=None, pieces: float = 0.0, ends: bool | None = False) -> Result:
     """Train `make_net(cand)` on `rest` for `epochs` epochs, scoring `held` after each (see the docstring).
     With `stream_score(net, held)`, also the held-out stream's last decisions, at every epoch that could be
     the chosen one (the last epoch, or one at least as good as all before), so the figure belongs to it.
-    `pieces`: a temporal network's share of pieces among its stream items (`augment.PrefixCrops`)."""
-    from .augment import stream_items
+    `pieces`: a temporal network's share of pieces among its stream items (`augment.PrefixCrops`); `ends`: its
+    items' ends cut as `train` cuts them (`augment.end_cuts`: None decides by the network, False never)."""
+    from .augment import end_cuts, stream_items
     from .training import Augment, train_epoch
     from .watch import NetworkSilent
 
     net, res = make_net(cand), Result(cand)
     augment = Augment(**dd.AUGMENT) if cand.augment else None
     stream = stream_items(net, pieces=pieces) if cand.stream else None
+    cuts = end_cuts(net, ends) if ends is not False else None
     for ep in range(epochs):
         try:
-            train_epoch(net, rest, epoch=ep, epochs=epochs, seed=seed, augment=augment, stream=stream, quiet=True)
+            train_epoch(net, rest, epoch=ep, epochs=epochs, seed=seed, augment=augment, stream=stream, ends=cuts,
+                        quiet=True)
         except NetworkSilent as exc:
             res.failed = str(exc).splitlines()[0]
             break
@@ -223,11 +228,11 @@ class Choice:
 def search(make_net, data, base: Candidate, *, epochs: int, seed: int = 0, vary_lr: bool = True,
            vary_augment: bool = True, vary_stream: bool = False, fixed_epochs: bool = False,
            multipliers=MULTIPLIERS, leaks=(), first_leaks=(), stream_score=None, progress=None,
-           pieces: float = 0.0) -> Choice:
+           pieces: float = 0.0, ends: bool | None = False) -> Choice:
     """Coordinate search over the settings not fixed (see the docstring) on `data` (a `training.SampleArrays`
     of the training split); `make_net(candidate)` builds a fresh network for a candidate. `leaks`: leak shares
     tried besides `base.leak`, and `first_leaks`: the first layer's, which need `stream_score(net, held)` (held-out
-    last-decision accuracy). `pieces`: as in `run_candidate`."""
+    last-decision accuracy). `pieces` and `ends`: as in `run_candidate`."""
     leaky = bool(leaks or first_leaks)
     if leaky and stream_score is None:
         raise ValueError("search: leaks are judged on the held-out stream too; give stream_score")
@@ -241,7 +246,7 @@ def search(make_net, data, base: Candidate, *, epochs: int, seed: int = 0, vary_
         r = next((r for r in results if r.candidate == cand), None)
         if r is None:
             r = run_candidate(make_net, cand, rest, held, epochs=epochs, seed=seed, fixed_epochs=fixed_epochs,
-                              stream_score=stream_score if leaky else None, pieces=pieces)
+                              stream_score=stream_score if leaky else None, pieces=pieces, ends=ends)
             results.append(r)
             if progress:
                 progress(f"  tried {cand.name(base)}: held-out {r.accuracy:.0%} at epoch {r.epochs}"

@@ -226,11 +226,12 @@ def lr_schedule(epoch: int, epochs: int, final: float = 0.1) -> float:
 
 
 def train_epoch(net, data: SampleArrays, *, epoch: int = 0, epochs: int = 1, seed: int = 0,
-                augment: Augment | None = None, stream=None, quiet: bool = False) -> dict:
+                augment: Augment | None = None, stream=None, ends=None, quiet: bool = False) -> dict:
     """One shuffled pass of test-then-train learning; returns train accuracy, events and speed.
 
     ``stream`` (an ``augment.StreamCrops``) turns each item into a whole sample, a time crop or a
-    crossing into another sample, as live windows see them; ``augment`` is applied after it.
+    crossing into another sample, as live windows see them; ``ends`` (an ``augment.EndCuts``) then cuts
+    the item's end as a live model's last decision in a sample sees it; ``augment`` is applied last.
     A sample whose update is not finite is skipped (the network undid it) and a network that falls
     silent is revived (``watch.py``): the result counts both (``nonfinite``, ``revivals``) and gives
     the learning-rate multiplier ``lr_backoff``; ``watch.NetworkSilent`` when it cannot be revived.
@@ -253,6 +254,8 @@ def train_epoch(net, data: SampleArrays, *, epoch: int = 0, epochs: int = 1, see
             idx, t, label = stream(data, k, rng)
         else:
             idx, t, label = data.idx[k], data.t[k], int(data.labels[k])
+        if ends is not None:
+            idx, t = ends(idx, t, rng)
         if augment is not None:
             idx, t = augment(idx, t, net.input_shape, rng)
         if leaky:
