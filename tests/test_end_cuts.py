@@ -1,5 +1,6 @@
 """End cuts (streamsnn/learn/augment.py `EndCuts`): a temporal model's training items lose a random 0-50 ms (the live
-hop) at their end, as its last live decision in a sample sees it; on by default for a model with a leak."""
+hop) at their end, as its last live decision in a sample sees it; on by default for a model with a leak and input
+delays (the time-aware model `train` gives data that need time)."""
 
 from __future__ import annotations
 
@@ -15,7 +16,10 @@ from streamsnn.learn.augment import LIVE_HOP_US, EndCuts, end_cuts
 from streamsnn.learn.streameval import LIVE_HOP_US as EVAL_HOP_US
 from streamsnn.learn.training import load_split, train_epoch
 from streamsnn.snn import SpikingNetwork
+from streamsnn.snn.arch import InputMap
 from tests.conftest import need
+
+DELAYED = InputMap(delays=3, delay_us=100_000)  # N-MNIST's 34x34, each event also 100 and 200 ms later
 
 
 @pytest.fixture(scope="module")
@@ -60,11 +64,12 @@ def test_end_cuts_refuse_a_bad_length(bad):
         EndCuts(max_us=bad)
 
 
-def test_a_leaky_network_gets_end_cuts_by_default_one_without_a_leak_none():
+def test_a_leaky_network_with_input_delays_gets_end_cuts_by_default_others_none():
+    timed = SpikingNetwork(arch="dense:4", learning="membrane", tau_us=30_000, input_map=DELAYED)
     leaky = SpikingNetwork(arch="dense:4", learning="membrane", tau_us=30_000)
     plain = SpikingNetwork(arch="dense:4")
-    assert isinstance(end_cuts(leaky), EndCuts) and end_cuts(plain) is None
-    assert end_cuts(leaky, False) is None and isinstance(end_cuts(plain, True), EndCuts)  # as given
+    assert isinstance(end_cuts(timed), EndCuts) and end_cuts(leaky) is None and end_cuts(plain) is None
+    assert end_cuts(timed, False) is None and isinstance(end_cuts(plain, True), EndCuts)  # as given
 
 
 def test_an_epoch_with_end_cuts_learns_from_fewer_events_of_the_same_samples(real):
@@ -88,7 +93,8 @@ def test_the_settings_search_trains_its_candidates_with_the_end_cuts_train_uses(
 
     monkeypatch.setattr(training, "train_epoch", epoch)
     monkeypatch.setattr(choose, "score", lambda net, held: 0.5)
-    make = lambda cand: SpikingNetwork(arch="dense:4", learning="membrane", tau_us=50_000)  # noqa: E731
+    make = lambda cand: SpikingNetwork(arch="dense:4", learning="membrane", tau_us=50_000,  # noqa: E731
+                                       input_map=DELAYED)
     for ends in (None, True, False):
         choose.search(make, real, choose.Candidate(), epochs=1, vary_lr=False, vary_augment=False,
                       fixed_epochs=True, ends=ends)
@@ -97,7 +103,7 @@ def test_the_settings_search_trains_its_candidates_with_the_end_cuts_train_uses(
 
 @pytest.fixture(scope="module")
 def gestures(tmp_path_factory):
-    """A tiny synthetic gesture set (trained below with --learning membrane: a leaky temporal model)."""
+    """A tiny synthetic gesture set (trained below with --learning membrane --delays 3: a leaky model with delays)."""
     out = tmp_path_factory.mktemp("gestures") / "g"
     assert main(["synth", "--gestures", "--count", "3", "--test-count", "1", "--out", str(out), "-q"]) == 0
     return out
@@ -108,13 +114,14 @@ def test_train_cuts_a_temporal_models_ends_says_so_and_can_be_told_not_to(gestur
     for flag in ("", "--no-end-cuts"):
         out = tmp_path / f"m{flag}.npz"
         assert main(["train", "--data", str(gestures), "--arch", "dense:16", "--epochs", "1", "--choose", "off",
-                     "--learning", "membrane", "--no-augment", "--out", str(out), *([flag] if flag else [])]) == 0
+                     "--learning", "membrane", "--delays", "3", "--no-augment", "--out", str(out),
+                     *([flag] if flag else [])]) == 0
         got[flag] = capsys.readouterr().err, SpikingNetwork.load(out)
     (said, cut), (said_off, whole) = got[""], got["--no-end-cuts"]
     assert cut.tau_us and "end cuts 0-50 ms" in said and "end cuts" not in said_off
     assert cut.events_seen < whole.events_seen and cut.updates == whole.updates
     assert main(["train", "--data", str(gestures), "--arch", "dense:16", "--epochs", "1", "--choose", "off",
-                 "--learning", "membrane", "--out", str(tmp_path / "j.npz"), "--json"]) == 0
+                 "--learning", "membrane", "--delays", "3", "--out", str(tmp_path / "j.npz"), "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["end_cut_us"] == LIVE_HOP_US
 
 

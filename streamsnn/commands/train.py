@@ -153,8 +153,8 @@ def add_parser(subparsers) -> None:
                         "another). Default 0")
     p.add_argument("--end-cuts", action=argparse.BooleanOptionalAction, default=None,
                    help="cut each training item's end by a random 0-50 ms (the live hop), as a live model's last "
-                        "decision in a sample sees it (default: on for a model with a leak, whose live state carries "
-                        "across windows; off otherwise)")
+                        "decision in a sample sees it (default: on for a model with a leak and input delays, as "
+                        "train gives data that need time; off otherwise)")
     p.add_argument("--limit", type=int, default=None,
                    help="use only N samples of each split, evenly spread (quick runs of the same settings)")
     p.add_argument("--json", action="store_true", help="print exactly one JSON object (per-epoch figures, "

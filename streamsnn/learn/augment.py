@@ -244,9 +244,11 @@ class EndCuts:
 
 def end_cuts(net, given: bool | None = None) -> EndCuts | None:
     """The end cuts `train` uses for `net`: as given (`--end-cuts` / `--no-end-cuts`), else on for a network with a
-    leak (its live state carries across windows, `EndCuts`), off for one without (each live window from nothing)."""
+    leak and input delays, the time-aware model `train` gives data that need time, where they were measured
+    (`EndCuts`); off otherwise: a network without a leak decides each live window from nothing, and one with a leak
+    but no delays (`--learning membrane` on N-MNIST, say) was not measured with them."""
     if given is None:
-        given = net.tau_us is not None
+        given = net.tau_us is not None and net.input_map.delays > 1
     return EndCuts() if given else None
 
 
