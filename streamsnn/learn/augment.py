@@ -229,9 +229,6 @@ class EndCuts:
         if self.max_us < 1:
             raise ConfigError(f"an end cut needs max_us >= 1 (us), got {self.max_us}")
 
-    def describe(self) -> str:
-        return f"each training item's end cut by 0-{self.max_us / 1000:g} ms (the live hop)"
-
     def __call__(self, idx: np.ndarray, t: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
         """The item's events up to its last event's time minus the cut (see the class docstring)."""
         if len(t) < 2:

@@ -40,8 +40,8 @@ order-only task whose objects are harder to tell apart (BioLab mug, pencil, scis
 94.4 / 93.3 % of whole samples against 86.7 / 85.6 %, and 86.7 / 83.3 % of last decisions against 81.1 / 81.1 %;
 on the first order task 100 / 100 %, as without it (a tie: not taken); on synthetic gestures (seed 0) 92.0 % whole
 against 90.0 %, but 79.0 % of last decisions against 84.0 %: refused there by the rule.
-Every candidate of a network with a leak trains with its items' ends cut as `train` cuts them (`augment.EndCuts`,
-`--end-cuts`), so the search scores the training the winner gets.
+Every candidate trains with its items' ends cut as `train` cuts them (`augment.end_cuts`: by default for a network
+with a leak and input delays; `--end-cuts`), so the search scores the training the winner gets.
 Why so little: a cross-validated small-data preset once lost on held-out checks (datadefaults.py), so
 only settings whose wrong value shows on a few samples are searched, and the default wins ties.
 """
