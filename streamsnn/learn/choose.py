@@ -158,7 +158,7 @@ def run_candidate(make_net, cand: Candidate, rest, held, *, epochs: int, seed: i
     net, res = make_net(cand), Result(cand)
     augment = Augment(**dd.AUGMENT) if cand.augment else None
     stream = stream_items(net, pieces=pieces) if cand.stream else None
-    cuts = end_cuts(net, ends) if ends is not False else None
+    cuts = end_cuts(net, ends)
     for ep in range(epochs):
         try:
             train_epoch(net, rest, epoch=ep, epochs=epochs, seed=seed, augment=augment, stream=stream, ends=cuts,

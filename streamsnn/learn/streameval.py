@@ -26,6 +26,7 @@ from ..events import EventBatch
 from ..pipeline.decide import Decider, by_name, temporal
 from ..pipeline.segment import Segmenter, resolve_overlap
 from ..pipeline.stages import Classifier
+from .augment import LIVE_HOP_US  # the live hop, one definition (training cuts item ends by it)
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..snn import SpikingNetwork
@@ -35,7 +36,6 @@ log = logging.getLogger(__name__)
 #: The live pipelines' decision settings (pipelines/live-camera.toml, dv-stream.toml), so that stream
 #: evaluation judges what the daemon does; tests/test_streameval.py keeps the files equal to these.
 LIVE_WINDOW_US = SCHEMA["segment"]["window_us"].default
-LIVE_HOP_US = SCHEMA["segment"]["hop_us"].default
 LIVE_MIN_EVENTS = 200
 LIVE_SMOOTH_US = SCHEMA["segment"]["smooth_us"].default
 LIVE_OVERLAP = SCHEMA["segment"]["overlap"].default
