@@ -33,7 +33,7 @@ from pathlib import Path  # noqa: E402
 
 import numpy as np  # noqa: E402
 
-from .common import DATA, ROOT, Context, NotMeasurable, Result, run_alone  # noqa: E402
+from .common import DATA, ROOT, Context, NotMeasurable, Result, run_alone, streamsnn  # noqa: E402
 
 REPEATS, QUICK_REPEATS = 7, 3
 
@@ -91,12 +91,10 @@ def timed(line, clock: list):
 
 def small_model(tmp: Path) -> tuple[Path, Path]:
     """A small gesture set and a model with input delays trained on it (see the module doc)."""
-    from streamsnn.cli import main
-
     data, model = tmp / "gestures", tmp / "gestures.npz"
-    if main(["synth", "--gestures", "--out", str(data), "--quiet", "--count", "10", "--test-count", "5"]) != 0:
+    if streamsnn(["synth", "--gestures", "--out", str(data), "--quiet", "--count", "10", "--test-count", "5"]) != 0:
         raise NotMeasurable("streamsnn synth --gestures failed")
-    if main(["train", "--data", str(data), "--out", str(model), "--epochs", "3", "--choose", "off"]) != 0:
+    if streamsnn(["train", "--data", str(data), "--out", str(model), "--epochs", "3", "--choose", "off"]) != 0:
         raise NotMeasurable("streamsnn train failed")
     return model, data
 

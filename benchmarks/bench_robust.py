@@ -32,7 +32,7 @@ from pathlib import Path  # noqa: E402
 
 import numpy as np  # noqa: E402
 
-from .common import DATA, ROOT, Context, NotMeasurable, Result, run_alone  # noqa: E402
+from .common import DATA, ROOT, Context, NotMeasurable, Result, run_alone, streamsnn  # noqa: E402
 
 SEEDS = (0, 1, 2)
 QUICK = ("biolab_1s", "poker")  # --quick: these, one seed, `--epochs 2`
@@ -153,8 +153,6 @@ class _Lines(logging.Handler):
 
 def train(data: Path, seed: int, out: Path, extra=()) -> dict:
     """`streamsnn train --data DATA --out OUT --seed SEED [extra]` in-process; parse_train's figures, seconds."""
-    from streamsnn.cli import main
-
     argv = ["train", "--data", str(data), "--out", str(out), "--seed", str(seed), *extra]
     err, logs, rc, exc = io.StringIO(), _Lines(), None, None
     root = logging.getLogger()
@@ -162,7 +160,7 @@ def train(data: Path, seed: int, out: Path, extra=()) -> dict:
     t0 = time.perf_counter()
     try:
         with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(err):
-            rc = main(argv)
+            rc = streamsnn(argv)  # Ctrl-C or SIGTERM: Interrupted, which stops the benchmark
     except SystemExit as e:  # argparse
         rc = e.code if isinstance(e.code, int) else 2
     except Exception:  # the failure this benchmark counts

@@ -27,7 +27,19 @@ from pathlib import Path
 
 import numpy as np
 
-from .common import DATA, ROOT, Context, NotMeasurable, Result, command_line, machine, percentile, write
+from .common import (
+    DATA,
+    ROOT,
+    Context,
+    NotMeasurable,
+    Result,
+    command_line,
+    machine,
+    percentile,
+    stopped_line,
+    streamsnn,
+    write,
+)
 
 #: The synthetic samples of `streamsnn synth --mnist ../shared/data/mnist --first 101 --out synth`.
 SYNTH = Path(os.environ.get("STREAMSNN_SYNTH", ROOT.parent / "synth"))
@@ -48,15 +60,13 @@ DEFAULT_ARM = next(iter(ARMS))
 
 def train_model(data: list[Path], seed: int, out: Path, epochs: int | None, extra: list[str]) -> float:
     """`streamsnn train` with its defaults (and `seed`, maybe `epochs`, `extra`); returns the wall seconds."""
-    from streamsnn.cli import main
-
     argv = ["train", *[a for d in data for a in ("--data", str(d))], "--seed", str(seed), "--out", str(out),
             "--quiet", *extra]
     if epochs:
         argv += ["--epochs", str(epochs)]
     t0 = time.perf_counter()
     with contextlib.redirect_stdout(io.StringIO()):  # its "saved ..." line is not a result
-        rc = main(argv)
+        rc = streamsnn(argv)
     if rc != 0:
         raise RuntimeError(f"streamsnn {' '.join(argv)} failed")
     return time.perf_counter() - t0
@@ -347,8 +357,13 @@ def main(argv=None) -> int:
                 "contention": "Other work may share the machine (see the load average): events/s are lower bounds.",
                 "results": []}
     t0 = time.perf_counter()
-    result = run(ctx, tuple(range(args.seeds)) if args.seeds else None, args.epochs, arms, not args.no_daemon,
-                 args.keep_models)
+    try:
+        result = run(ctx, tuple(range(args.seeds)) if args.seeds else None, args.epochs, arms, not args.no_daemon,
+                     args.keep_models)
+    except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM while a streamsnn command ran (Interrupted)
+        status, line = stopped_line("bench_stream", exc, "no results written")
+        print(line, file=sys.stderr)
+        return status
     result.seconds = time.perf_counter() - t0
     run_info["results"].append(result.as_dict())
     js, md = write(run_info, ctx.out, "stream" + ("-quick" if args.quick else ""))

@@ -45,7 +45,7 @@ import numpy as np  # noqa: E402
 from .bench_ceiling import held_out_folder  # noqa: E402
 from .bench_incremental import SYNTH  # noqa: E402
 from .bench_robust import spread, train  # noqa: E402
-from .common import DATA, ROOT, Context, NotMeasurable, Result, run_alone  # noqa: E402
+from .common import DATA, ROOT, Context, NotMeasurable, Result, run_alone, streamsnn  # noqa: E402
 
 SEEDS = (0, 1, 2)
 #: The arms compared: name -> (the system it implements, train's extra arguments). "auto" is `train` without
@@ -117,11 +117,9 @@ def build(name: str, data: Path, tmp: Path, quick: bool, held_out: bool = False)
                         **ORDER_VARIANTS[name], data=data)
         return out
     if name == "gestures":
-        from streamsnn.cli import main
-
         count = 30 if quick else GESTURES_PER_CLASS
         argv = ["synth", "--gestures", "--out", str(out), "--quiet", "--count", str(count)]
-        if main(argv) != 0:
+        if streamsnn(argv) != 0:
             raise NotMeasurable("streamsnn synth --gestures failed")
         return out
     raise NotMeasurable(f"unknown dataset {name}")

@@ -7,6 +7,7 @@ import json
 import math
 import os
 import platform
+import signal
 import sys
 import time
 from dataclasses import dataclass, field
@@ -240,16 +241,54 @@ def command_line() -> str:
     return "python -m benchmarks" + ("" if len(sys.argv) <= 1 else " " + " ".join(sys.argv[1:]))
 
 
+#: `streamsnn`'s exit statuses when Ctrl-C or SIGTERM stopped a command (`streamsnn.cli.main`).
+STOPPED = (130, 128 + signal.SIGTERM)
+
+
+class Interrupted(KeyboardInterrupt):
+    """Ctrl-C or SIGTERM stopped a `streamsnn` command a benchmark ran in-process: the benchmark stops with it
+    (before, the command returned its status and the benchmark went on to its next run)."""
+
+    def __init__(self, status: int):
+        super().__init__(status)
+        self.status = status
+
+
+def streamsnn(argv) -> int:
+    """`streamsnn ARGV` in-process (`streamsnn.cli.main`); its exit status. Raises Interrupted when Ctrl-C or
+    SIGTERM stopped it."""
+    from streamsnn.cli import main
+
+    rc = main([str(a) for a in argv])
+    if rc in STOPPED:
+        raise Interrupted(rc)
+    return rc
+
+
+def stopped_line(label: str, exc: KeyboardInterrupt, kept: str) -> tuple[int, str]:
+    """(exit status, one line) for a benchmark stopped by Ctrl-C or SIGTERM; ``kept``: what was written before."""
+    from streamsnn.cli import Terminated  # SIGTERM that came before streamsnn's command could return its status
+
+    status = getattr(exc, "status", 128 + signal.SIGTERM if isinstance(exc, Terminated) else 130)
+    how = "SIGTERM" if status == 128 + signal.SIGTERM else "Ctrl-C"
+    return status, f"{label}: stopped ({how}); {kept}"
+
+
 def run_alone(prog: str, ctx: Context, measure, *, contention: str, label: str, argv=None,
               unmeasurable: tuple[str, str] | None = None) -> int:
     """A benchmark run on its own (`python -m benchmarks.X`): stamp the machine, time `measure()` (a Result),
-    write `ctx.stem`.json/.md into `ctx.out`, print the markdown; returns 0. `unmeasurable` (name, title): a
+    write `ctx.stem`.json/.md into `ctx.out`, print the markdown; returns 0 (Ctrl-C or SIGTERM: nothing written, one
+    line, 130 or 143). `unmeasurable` (name, title): a
     NotMeasurable becomes a result with that status instead of propagating."""
     run = {"command": prog + "".join(f" {x}" for x in (sys.argv[1:] if argv is None else argv)),
            "quick": ctx.quick, "machine": machine(), "contention": contention, "results": []}
     t0 = time.perf_counter()
     try:
         res = measure()
+    except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM while a streamsnn command ran (Interrupted)
+        status, line = stopped_line(label, exc, "no results written")
+        print(line, file=sys.stderr)
+        return status
     except NotMeasurable as exc:
         if unmeasurable is None:
             raise
