@@ -11,6 +11,13 @@ A network has *faded* when its last hidden layer's spikes per input event (a run
 revival) began, and below ``FADE_FLOOR``: a few spikes a sample still pass, so it is neither silent nor stuck,
 but the output barely hears the input (a `membrane` run on N-MNIST ended at 6 % this way, its last layer at 1/240
 of a sound run's rate); it is revived as a silent one.
+A network has *collapsed* when its training accuracy (test-then-train: each training item decided before it is
+learned; a running mean over about ``COLLAPSE_SAMPLES`` items) falls more than ``COLLAPSE_DROP`` under the highest
+that mean reached since the run (or the last revival) began: it still spikes and its decisions still follow the
+input, but learning has wrecked what it knew. Seen on N-MNIST with twice the synthetic samples (20,550 training
+samples, 9 epochs, seed 1): its convolutions' spikes per input event crept up epoch by epoch (3.4 and 4.2 at the
+start of the last one), then ran away within it (4.5 and 16.4), the training accuracy fell from 0.875 to 0.785 and
+the saved model scored 52 % on held-out samples against 93 % for the epoch before. It is revived as a silent one.
 An update the network found non-finite (or huge) it undid itself and halved its learning rates
 (``NonFinite.undone``, ``lr_backoff``): that is logged and counted. A network that is silent,
 whose scores are not finite with its weights as they are, or whose updates were refused
@@ -47,6 +54,11 @@ FADE_RATIO = 100.0
 #: ... and only below this many spikes per input event: a rate that fell a hundredfold from a run-away peak (a
 #: membrane run's last layer reached 40 spikes per input event, then settled at 0.4) has not faded.
 FADE_FLOOR = 0.01
+#: Training items the running mean of the training accuracy spans (and waits for before its peak counts), and how far
+#: under its peak it may fall before the network has collapsed. A sound run's mean moves by a few points: 1,000 items
+#: give it a spread of about a point, and epoch to epoch the default N-MNIST training's accuracy moves by one or two.
+COLLAPSE_SAMPLES = 1000
+COLLAPSE_DROP = 0.10
 #: Updates refused since the last good state that make a revival.
 MAX_REFUSED = 5
 #: Revivals before training gives up.
@@ -79,6 +91,8 @@ class Watch:
         self.refused_since = 0  # updates refused since the good state
         self.same, self.last, self.labels = 0, None, set()  # the run of equal decisions, and its true classes
         self.rate, self.peak, self.seen = 0.0, 0.0, 0  # last layer's spikes per input event: running mean, its peak
+        self.acc, self.acc_peak, self.decisions = 0.0, 0.0, 0  # training accuracy: running mean, its peak
+        self.rates, self.rates_at_peak = None, None  # every hidden layer's spikes per input event, running mean
 
     @classmethod
     def of(cls, net) -> Watch:
@@ -92,7 +106,8 @@ class Watch:
         """Keep the weights as the ones to go back to, unless the network is falling silent already."""
         self.logged = 0
         healthy = (self.silent == 0 and self.refused_since == 0 and self.same < STUCK_SAMPLES // 2
-                   and not (self.rate * FADE_RATIO ** 0.5 < self.peak and self.rate < FADE_FLOOR * FADE_RATIO ** 0.5))
+                   and not (self.rate * FADE_RATIO ** 0.5 < self.peak and self.rate < FADE_FLOOR * FADE_RATIO ** 0.5)
+                   and not self.collapsing(COLLAPSE_DROP / 2))
         if healthy or self.good is None:
             self.good = _weights(self.net)
 
@@ -108,10 +123,19 @@ class Watch:
         if self.refused_since >= MAX_REFUSED:
             self.revive(epoch, f"{self.refused_since} updates refused as non-finite or huge")
 
+    def collapsing(self, drop: float) -> bool:
+        """Whether the running training accuracy is more than ``drop`` under its peak (once the peak counts)."""
+        return self.decisions >= COLLAPSE_SAMPLES and self.acc < self.acc_peak - drop
+
     def spiked(self, spikes: tuple, events: int, epoch: int) -> None:
         """After a sample: count a silent one; revive the network after ``SILENT_SAMPLES`` in a row."""
         if not events or not spikes:
             return
+        now = [s / events for s in spikes]
+        if self.rates is None or len(self.rates) != len(now):
+            self.rates = now
+        else:
+            self.rates = [r + (x - r) / COLLAPSE_SAMPLES for r, x in zip(self.rates, now)]
         self.silent = self.silent + 1 if spikes[-1] == 0 else 0
         if self.silent >= SILENT_SAMPLES:
             self.revive(epoch, f"its last hidden layer fired no spike on {self.silent} samples in a row")
@@ -134,6 +158,23 @@ class Watch:
         if self.same >= STUCK_SAMPLES and len(self.labels) >= STUCK_CLASSES:
             self.revive(epoch, f"it gave class {predicted} on {self.same} samples in a row of "
                                f"{len(self.labels)} different classes")
+            return
+        self.decisions += 1
+        self.acc += (float(predicted == label) - self.acc) / min(self.decisions, COLLAPSE_SAMPLES)
+        if self.decisions < COLLAPSE_SAMPLES:
+            return
+        if self.acc > self.acc_peak:
+            self.acc_peak, self.rates_at_peak = self.acc, self.rates
+        if self.collapsing(COLLAPSE_DROP):
+            self.revive(epoch, f"its training accuracy fell to {self.acc:.0%} from the {self.acc_peak:.0%} it reached "
+                               f"(running means over about {COLLAPSE_SAMPLES} items){self._rates_text()}")
+
+    def _rates_text(self) -> str:
+        """The hidden layers' spikes per input event now and at the accuracy's peak, for the collapse's line."""
+        if not self.rates or not self.rates_at_peak or len(self.rates) != len(self.rates_at_peak):
+            return ""
+        show = lambda rates: "/".join(f"{r:.3g}" for r in rates)  # noqa: E731
+        return f"; hidden layers' spikes per input event {show(self.rates)}, {show(self.rates_at_peak)} at the peak"
 
     def revive(self, epoch: int, why: str) -> None:
         """Back to the good weights with the learning rates halved; NetworkSilent after MAX_REVIVALS."""
@@ -157,6 +198,7 @@ class Watch:
         self.silent = self.refused_since = self.same = 0
         self.last, self.labels = None, set()
         self.rate, self.peak, self.seen = 0.0, 0.0, 0
+        self.acc, self.acc_peak, self.decisions = 0.0, 0.0, 0
         log.warning("epoch %d: the network failed (%s); revived with the weights of an earlier epoch and the "
                     "learning rates halved (now x%g; revival %d of %d)", epoch + 1, why, net.lr_backoff,
                     self.revivals, MAX_REVIVALS)
