@@ -37,7 +37,7 @@ def test_train_picks_classes_region_and_grid_and_keeps_the_default_network(train
     assert res["classes"] == CLASSES and res["why"]["classes"] == "3, from the class folders"
     m = InputMap.from_dict(res["input"])
     assert m.sensor == (128, 128) and m.roi[2] <= 48 and m.grid == (m.roi[2], m.roi[3], 2)
-    # few samples (5 per class) are said, and get the N-MNIST network and augmentation (measured to suit them)
+    # few samples (5.3 per class) are said, and get the N-MNIST network and augmentation (measured to suit them)
     assert res["small_data"] is True and res["arch"] == DEFAULT_ARCH and res["why"]["arch"] == "default"
     assert res["augment"] == AUGMENT
     net = SpikingNetwork.load(path)  # checkpoint round trip of classes and input map
@@ -52,7 +52,7 @@ def test_train_says_what_it_picked(tmp_path, capsys):
     line = next(x for x in err.splitlines() if x.startswith("classes:"))
     assert line == ("classes: club, diamond, spade (3, from the class folders); sensor 128x128 (from the file "
                     "headers); roi x 96..127 y 94..127 (--roi); grid 16x17x1 (--grid, --polarities 1)")
-    assert "16 training samples (5 per class, fewer than 50: the defaults were checked on such data" in err
+    assert "16 training samples (5.3 per class, fewer than 50: the defaults were checked on such data" in err
     assert SpikingNetwork.load(tmp_path / "m.npz").input_map == InputMap((128, 128), (96, 94, 32, 34), (16, 17, 1))
     assert main(["train", "--data", str(need("poker_dvs_inverted")), "--grid", "16", "--out",
                  str(tmp_path / "m.npz")]) == 2

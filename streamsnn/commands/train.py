@@ -229,7 +229,7 @@ def plan(args, say) -> tuple:
     per_class = n_train / max(1, len(classes))
     say(f"classes: {', '.join(classes)} ({classes_from}); {choice.describe()}")
     few = f", fewer than {dd.SMALL_PER_CLASS}: the defaults were checked on such data, benchmarks/README.md"
-    say(f"data: {n_train} training samples ({per_class:.0f} per class{few if small else ''}); "
+    say(f"data: {n_train} training samples ({per_class:,.1f}".removesuffix(".0") + f" per class{few if small else ''}); "
         f"arch {net.arch} ({arch_from}); "
         f"{s['epochs']} epochs; augment "
         + (f"shift +-{aug['shift']} px, dropout {aug['dropout']:.0%}, jitter {aug['jitter_us'] / 1000:g} ms"
