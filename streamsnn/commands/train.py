@@ -226,10 +226,10 @@ def plan(args, say) -> tuple:
                          learning=learning, tau_us=tau_us, layer_tau_us=layer_tau_us if tau_us else None,
                          layer_price=layer_price, **{k: s[k] for k in ("lr", "lr_out", "lr_conv", "max_step")})
     aug, aug_from = dd.choose_augment(args.augment, args.learning)
-    per_class = n_train / max(1, len(classes))
+    per_class = f"{n_train / max(1, len(classes)):,.1f}".removesuffix(".0")  # 49.7, not "50, fewer than 50"
     say(f"classes: {', '.join(classes)} ({classes_from}); {choice.describe()}")
     few = f", fewer than {dd.SMALL_PER_CLASS}: the defaults were checked on such data, benchmarks/README.md"
-    say(f"data: {n_train} training samples ({per_class:,.1f}".removesuffix(".0") + f" per class{few if small else ''}); "
+    say(f"data: {n_train} training samples ({per_class} per class{few if small else ''}); "
         f"arch {net.arch} ({arch_from}); "
         f"{s['epochs']} epochs; augment "
         + (f"shift +-{aug['shift']} px, dropout {aug['dropout']:.0%}, jitter {aug['jitter_us'] / 1000:g} ms"
