@@ -15,7 +15,7 @@ import time  # noqa: E402
 import traceback  # noqa: E402
 from pathlib import Path  # noqa: E402
 
-from .common import DATA, ROOT, Context, NotMeasurable, Result, command_line, machine, stopped_line, write  # noqa: E402
+from .common import DATA, ROOT, Context, NotMeasurable, Result, command_line, machine, stopped, write  # noqa: E402
 
 #: name -> (module, function, title); run in this order. Each function takes a Context, returns a Result.
 BENCHES = {
@@ -143,9 +143,7 @@ def main(argv=None) -> int:
             done = [r["name"] for r in run["results"]]
             kept = (f"the figures of {', '.join(done)} are in {ctx.out / ctx.stem}.json/.md" if done
                     else "nothing written")
-            status, line = stopped_line("benchmarks", exc, f"during {name}; {kept}")
-            print(line, file=sys.stderr)
-            return status
+            return stopped("benchmarks", exc, f"during {name}; {kept}")
         print(f"benchmarks: {name}: {result.status} ({result.seconds:.1f} s)", file=sys.stderr, flush=True)
         run["results"].append(result.as_dict())
         run["load_average_end"] = round(os.getloadavg()[0], 2)

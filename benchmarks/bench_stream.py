@@ -36,7 +36,7 @@ from .common import (
     command_line,
     machine,
     percentile,
-    stopped_line,
+    stopped,
     streamsnn,
     write,
 )
@@ -361,9 +361,7 @@ def main(argv=None) -> int:
         result = run(ctx, tuple(range(args.seeds)) if args.seeds else None, args.epochs, arms, not args.no_daemon,
                      args.keep_models)
     except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM while a streamsnn command ran (Interrupted)
-        status, line = stopped_line("bench_stream", exc, "no results written")
-        print(line, file=sys.stderr)
-        return status
+        return stopped("bench_stream", exc, "no results written")
     result.seconds = time.perf_counter() - t0
     run_info["results"].append(result.as_dict())
     js, md = write(run_info, ctx.out, "stream" + ("-quick" if args.quick else ""))

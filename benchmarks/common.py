@@ -265,13 +265,15 @@ def streamsnn(argv) -> int:
     return rc
 
 
-def stopped_line(label: str, exc: KeyboardInterrupt, kept: str) -> tuple[int, str]:
-    """(exit status, one line) for a benchmark stopped by Ctrl-C or SIGTERM; ``kept``: what was written before."""
+def stopped(label: str, exc: KeyboardInterrupt, kept: str) -> int:
+    """A benchmark stopped by Ctrl-C or SIGTERM: print its one line (``kept``: what was written before); returns
+    the exit status, 130 or 143."""
     from streamsnn.cli import Terminated  # SIGTERM that came before streamsnn's command could return its status
 
     status = getattr(exc, "status", 128 + signal.SIGTERM if isinstance(exc, Terminated) else 130)
     how = "SIGTERM" if status == 128 + signal.SIGTERM else "Ctrl-C"
-    return status, f"{label}: stopped ({how}); {kept}"
+    print(f"{label}: stopped ({how}); {kept}", file=sys.stderr)
+    return status
 
 
 def run_alone(prog: str, ctx: Context, measure, *, contention: str, label: str, argv=None,
@@ -286,9 +288,7 @@ def run_alone(prog: str, ctx: Context, measure, *, contention: str, label: str, 
     try:
         res = measure()
     except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM while a streamsnn command ran (Interrupted)
-        status, line = stopped_line(label, exc, "no results written")
-        print(line, file=sys.stderr)
-        return status
+        return stopped(label, exc, "no results written")
     except NotMeasurable as exc:
         if unmeasurable is None:
             raise

@@ -103,7 +103,8 @@ class Watch:
         return watch
 
     def start_epoch(self) -> None:
-        """Keep the weights as the ones to go back to, unless the network is falling silent already."""
+        """Keep the weights as the ones to go back to, unless the network is failing already (falling silent, stuck,
+        refusing updates, fading or collapsing)."""
         self.logged = 0
         healthy = (self.silent == 0 and self.refused_since == 0 and self.same < STUCK_SAMPLES // 2
                    and not (self.rate * FADE_RATIO ** 0.5 < self.peak and self.rate < FADE_FLOOR * FADE_RATIO ** 0.5)
