@@ -31,7 +31,7 @@ def poker_run(tmp_path_factory):
     """`train --choose on --epochs 3` on POKER-DVS, with the samples every candidate was scored on recorded."""
     out = tmp_path_factory.mktemp("choose") / "m.npz"
     scored = []
-    real = choose.score
+    real = choose.hits
 
     def spy(net, data):
         scored.extend(data.ids)
@@ -39,7 +39,7 @@ def poker_run(tmp_path_factory):
 
     buf = io.StringIO()
     with pytest.MonkeyPatch.context() as mp, contextlib.redirect_stdout(buf):
-        mp.setattr(choose, "score", spy)
+        mp.setattr(choose, "hits", spy)
         assert main(["train", "--data", str(need("poker_dvs_inverted")), "--choose", "on", "--epochs", "3",
                      "--out", str(out), "--json"]) == 0
     return out, json.loads(buf.getvalue()), scored
@@ -93,7 +93,18 @@ def test_a_clearly_worse_candidate_is_not_chosen():
     c = choose.search(make_net, train, choose.Candidate(), epochs=10, multipliers=(0.001, 1.0), vary_augment=False)
     worse, default = c.results
     assert c.winner is default and default.accuracy > worse.accuracy
-    assert 1 <= c.winner.epochs <= 10 and len(default.curve) == 10
+    assert 1 <= c.winner.best <= 10 and len(default.curve) == 10
+    # 4 held-out samples can never show an epoch clearly better than the last: the winner trains all 10
+    assert c.held == 4 and c.winner.epochs == 10 and worse.epochs == 10
+
+
+def test_an_early_best_epoch_trains_only_when_clearly_better_than_the_last():
+    yes, no = np.ones(100, bool), np.zeros(100, bool)
+    assert choose.clearly_better(np.arange(100) < 5, no[:100]) and not choose.clearly_better(np.arange(100) < 4, no)
+    a, b = np.arange(100) < 7, np.arange(100) == 99  # 7 against 1; 6 against 1 is not enough
+    assert choose.clearly_better(a, b) and not choose.clearly_better(np.arange(100) < 6, b)
+    assert not choose.clearly_better(yes, yes) and not choose.clearly_better(no, yes)
+    assert not choose.clearly_better(np.arange(100) < 10, np.arange(100) < 10, sigmas=0.0)  # a tie never is
 
 
 def test_options_the_user_gives_are_kept_not_searched(tmp_path, capsys):

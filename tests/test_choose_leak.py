@@ -17,6 +17,7 @@ from streamsnn.learn import datadefaults as dd
 from streamsnn.learn.training import SampleArrays
 from streamsnn.snn import SpikingNetwork
 from streamsnn.snn.checkpoint import check_chosen
+from tests.conftest import rigged_hits
 
 
 def tiny(n_per_class=4, classes=2) -> SampleArrays:
@@ -33,7 +34,7 @@ def rigged(monkeypatch, figures, key=lambda cand: cand.leak):
     def fake(make_net, cand, rest, held, *, epochs, seed, fixed_epochs, stream_score=None, pieces=0.0, ends=False):
         ran.append(cand)
         acc, last = figures[key(cand)]
-        return choose.Result(cand, acc, epochs, last=last if stream_score else None)
+        return choose.Result(cand, acc, epochs, last=last if stream_score else None, best=epochs)
 
     monkeypatch.setattr(choose, "run_candidate", fake)
     return ran
@@ -45,8 +46,8 @@ def test_a_leak_candidate_is_named_and_recorded_and_the_checkpoint_accepts_it():
     half = choose.Candidate(leak=0.5)
     assert half.name(base) == "leak 1/2 of the delay"
     assert choose.Candidate(lr_scale=0.5, leak=0.5).name(base) == "lr x0.5, leak 1/2 of the delay"
-    c = choose.Choice(choose.Result(half, 0.9, 7, last=0.8), base,
-                      [choose.Result(base, 0.8, 5, last=0.8), choose.Result(half, 0.9, 7, last=0.8)],
+    c = choose.Choice(choose.Result(half, 0.9, 7, last=0.8, best=7), base,
+                      [choose.Result(base, 0.8, 5, last=0.8, best=5), choose.Result(half, 0.9, 7, last=0.8, best=7)],
                       10, 40, "leak 1/4 or 1/2 of the delay", 7, leak_searched=True)
     rec = c.record()
     assert rec["leak_share"] == 0.5 and rec["held_out_last_decision"] == 0.8 and rec["winner"] == half.name(base)
@@ -96,7 +97,7 @@ def test_run_candidate_reads_the_stream_at_the_epoch_it_chooses(monkeypatch):
     and its stream figure is the one kept; epochs that cannot be chosen are not played as a stream."""
     curve = iter([0.5, 0.8, 0.8, 0.6])
     monkeypatch.setattr(training, "train_epoch", lambda net, *a, **k: None)
-    monkeypatch.setattr(choose, "score", lambda net, held: next(curve))
+    monkeypatch.setattr(choose, "hits", rigged_hits(lambda net, held: next(curve)))
     played = []
 
     def stream_score(net, held):
@@ -111,6 +112,29 @@ def test_run_candidate_reads_the_stream_at_the_epoch_it_chooses(monkeypatch):
     r = choose.run_candidate(lambda c: object(), choose.Candidate(), tiny(), tiny(), epochs=4, seed=0,
                              fixed_epochs=True, stream_score=stream_score)
     assert r.epochs == 4 and r.last_at == {4: 0.1} and r.last == 0.1
+
+
+def test_run_candidate_trains_all_the_epochs_unless_its_best_is_clearly_better(monkeypatch):
+    """Held-out 0.5, 0.8, 0.8, 0.78 (of 100): the best epoch, 3, is 2 samples over the last, not clearly better, so
+    the run would train all 4; its score and its stream figure stay those of epoch 3. At 0.72 (8 samples) it is."""
+    monkeypatch.setattr(training, "train_epoch", lambda net, *a, **k: None)
+    played = []
+
+    def stream_score(net, held):
+        played.append(len(played))
+        return [0.1, 0.2, 0.3, 0.4][len(played) - 1]
+
+    for last, epochs in ((0.78, 4), (0.72, 3)):
+        curve = iter([0.5, 0.8, 0.8, last])
+        played.clear()
+        monkeypatch.setattr(choose, "hits", rigged_hits(lambda net, held, c=curve: next(c)))
+        r = choose.run_candidate(lambda c: object(), choose.Candidate(), tiny(), tiny(), epochs=4, seed=0,
+                                 fixed_epochs=False, stream_score=stream_score)
+        assert (r.best, r.epochs, r.accuracy, r.last, r.curve[-1]) == (3, epochs, 0.8, 0.3, last)
+        assert ("is not clearly better than the last, 78%" in r.why_epochs()) == (epochs == 4)
+        c = choose.Choice(r, choose.Candidate(), [r], 2, 8, "epochs 1-4", 4)
+        assert c.record()["epochs"] == epochs and c.record()["best_epoch"] == 3
+        assert c.brief().endswith(f"default, {epochs} epochs" + r.why_epochs())
 
 
 def test_choose_tau_takes_another_share_of_the_delay():
@@ -163,7 +187,7 @@ def test_train_tries_the_leak_on_held_out_training_samples_and_keeps_the_choice(
 
 def test_train_builds_the_final_model_with_the_longer_leak_when_it_wins(gestures, tmp_path, capsys, monkeypatch):
     """Scores rigged so that 1/2 wins whole samples and ties the stream: the saved model carries 1/2 of the delay."""
-    monkeypatch.setattr(choose, "score", lambda net, held: net.tau_us / 1e6)
+    monkeypatch.setattr(choose, "hits", rigged_hits(lambda net, held: net.tau_us / 1e6))
     monkeypatch.setattr(train_cmd.HeldStream, "__call__", lambda self, net, held: 0.5)
     out = tmp_path / "m.npz"
     res = train_json(capsys, "--data", str(gestures), "--epochs", "1", "--choose", "on", "--no-augment",
@@ -246,7 +270,7 @@ def test_train_builds_the_final_model_with_the_first_layers_leak_when_it_wins(ge
                                                                              monkeypatch):
     """Scores rigged so that the first layer's own leak wins whole samples and ties the stream: the saved model's
     first layer leaks over the input delay, the others and the output with the leak chosen (1/4 of it)."""
-    monkeypatch.setattr(choose, "score", lambda net, held: net.layer_tau_us[0] / net.tau_us / 10)
+    monkeypatch.setattr(choose, "hits", rigged_hits(lambda net, held: net.layer_tau_us[0] / net.tau_us / 10))
     monkeypatch.setattr(train_cmd.HeldStream, "__call__", lambda self, net, held: 0.5)
     out = tmp_path / "m.npz"
     assert main(["train", "--data", str(gestures), "--arch", "dense:32,dense:16", "--json", "--epochs", "1",
@@ -263,7 +287,7 @@ def test_train_builds_the_final_model_with_the_first_layers_leak_when_it_wins(ge
 
 
 def test_train_says_the_first_layers_leak_in_its_lines(gestures, tmp_path, capsys, monkeypatch):
-    monkeypatch.setattr(choose, "score", lambda net, held: net.layer_tau_us[0] / net.tau_us / 10)
+    monkeypatch.setattr(choose, "hits", rigged_hits(lambda net, held: net.layer_tau_us[0] / net.tau_us / 10))
     monkeypatch.setattr(train_cmd.HeldStream, "__call__", lambda self, net, held: 0.5)
     assert main(["train", "--data", str(gestures), "--arch", "dense:32", "--epochs", "1", "--choose", "on",
                  "--no-augment", "--lr", "0.001", "--out", str(tmp_path / "m.npz")]) == 0

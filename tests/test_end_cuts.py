@@ -17,7 +17,7 @@ from streamsnn.learn.streameval import LIVE_HOP_US as EVAL_HOP_US
 from streamsnn.learn.training import load_split, train_epoch
 from streamsnn.snn import SpikingNetwork
 from streamsnn.snn.arch import InputMap
-from tests.conftest import need
+from tests.conftest import need, rigged_hits
 
 DELAYED = InputMap(delays=3, delay_us=100_000)  # N-MNIST's 34x34, each event also 100 and 200 ms later
 
@@ -92,7 +92,7 @@ def test_the_settings_search_trains_its_candidates_with_the_end_cuts_train_uses(
         return {"accuracy": 0.0}
 
     monkeypatch.setattr(training, "train_epoch", epoch)
-    monkeypatch.setattr(choose, "score", lambda net, held: 0.5)
+    monkeypatch.setattr(choose, "hits", rigged_hits(lambda net, held: 0.5))
     make = lambda cand: SpikingNetwork(arch="dense:4", learning="membrane", tau_us=50_000,  # noqa: E731
                                        input_map=DELAYED)
     for ends in (None, True, False):

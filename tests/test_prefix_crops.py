@@ -10,7 +10,7 @@ from streamsnn.errors import ConfigError
 from streamsnn.learn.augment import PrefixCrops, piece, prefix
 from streamsnn.learn.training import load_split
 from streamsnn.snn import SpikingNetwork
-from tests.conftest import need
+from tests.conftest import need, rigged_hits
 
 
 @pytest.fixture(scope="module")
@@ -198,7 +198,7 @@ def test_the_settings_search_trains_its_prefix_candidates_with_the_pieces_asked_
         return {"accuracy": 0.0}
 
     monkeypatch.setattr(training, "train_epoch", epoch)
-    monkeypatch.setattr(choose, "score", lambda net, held: 0.5)
+    monkeypatch.setattr(choose, "hits", rigged_hits(lambda net, held: 0.5))
     make = lambda cand: SpikingNetwork(arch="dense:4", learning="membrane", tau_us=50_000)  # noqa: E731
     for cand in (choose.Candidate(stream=True), choose.Candidate(stream=False)):
         choose.run_candidate(make, cand, None, None, epochs=1, seed=0, fixed_epochs=True, pieces=0.5)
