@@ -287,7 +287,8 @@ def search(make_net, data, base: Candidate, *, epochs: int, seed: int = 0, vary_
             results.append(r)
             if progress:
                 progress(f"  tried {cand.name(base)}: held-out {r.accuracy:.0%} at epoch {r.best}"
-                         + (f" (the last, {r.curve[-1]:.0%}, is not clearly worse: all {r.epochs} would train)"
+                         + (f" (the last, {r.curve[-1]:.0%}, is not clearly worse on {len(held)} samples: all "
+                            f"{r.epochs} would train)"
                             if r.epochs != r.best else "")
                          + (f", last decision {r.last:.0%} as a stream" if r.last is not None else ""))
         return r
