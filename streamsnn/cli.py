@@ -63,6 +63,9 @@ def main(argv: list[str] | None = None) -> int:
         previous = signal.signal(signal.SIGTERM, _on_sigterm)
     try:
         return _main(argv)
+    except Terminated:  # before the command's own handling (while the parser was built): the same line and status
+        print("streamsnn: terminated (SIGTERM)", file=sys.stderr)
+        return 128 + signal.SIGTERM
     finally:
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)

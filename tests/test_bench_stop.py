@@ -4,7 +4,8 @@ failed run and went on with the next seed (a stopped bench_time trained on for a
 
 Each test runs a real benchmark in a subprocess whose watcher thread sends the process SIGTERM once
 `streamsnn.cli.main` has installed its handler, i.e. while the command runs: at once (the signal may then come
-before the command's own handling, as `cli.Terminated`), or half a second later (inside it: status 143)."""
+before the command's own handling, while its parser is built: `main` then returns 143 all the same), or half a
+second later (inside it)."""
 
 from __future__ import annotations
 
@@ -65,3 +66,17 @@ def test_a_stopped_training_run_does_not_go_on_to_the_next_seed(tmp_path):
     assert "went on after seed" not in p.stdout
     # the exception that ends the benchmark, with the status train returned
     assert p.stderr.strip().splitlines()[-1] == "benchmarks.common.Interrupted: 143", p.stderr[-2000:]
+
+
+def test_sigterm_while_the_parser_is_built_gives_the_one_line_and_status_143(monkeypatch, capsys):
+    """The signal's handler is in place before the parser is built; a SIGTERM there (seen on a slow machine, inside
+    argparse's gettext) ended `main` with a traceback instead of its line and 143, and a benchmark then stopped on
+    `cli.Terminated` instead of its own Interrupted(143)."""
+    import streamsnn.cli as cli
+
+    def slow_parser():
+        cli._on_sigterm(15, None)  # the handler streamsnn installed, as the signal would call it
+
+    monkeypatch.setattr(cli, "build_parser", slow_parser)
+    assert cli.main(["info", "x.npz"]) == 143
+    assert capsys.readouterr().err.strip() == "streamsnn: terminated (SIGTERM)"
