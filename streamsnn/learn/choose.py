@@ -162,11 +162,6 @@ def hits(net, data) -> np.ndarray:
     return right
 
 
-def score(net, data) -> float:
-    """Accuracy on `data` (`hits`)."""
-    return float(hits(net, data).sum()) / max(1, len(data))
-
-
 def clearly_better(a, b, sigmas: float = SIGN_SIGMAS) -> bool:
     """Whether held-out hits `a` beat `b` (bool arrays over the same samples) by more than `sigmas` standard
     deviations of a sign test on the samples where they disagree: (only a right) - (only b right) > sigmas *
