@@ -134,7 +134,7 @@ class Mosquitto:
         if os.geteuid() == 0:
             lines += ["user root"]  # mosquitto would otherwise drop to a user that cannot read tmp files
         lines += [f"log_dest file {self.log}", "log_type error", "log_type warning", "log_type notice",
-                  "max_queued_messages 100000"]
+                  "log_type information", "max_queued_messages 100000"]  # information: its "running" line
         self.lines = lines
         self.config = self.folder / "mosquitto.conf"
         self._write_config()
@@ -165,25 +165,32 @@ class Mosquitto:
         return self
 
     def _start_once(self, timeout: float) -> None:
+        """Ready once this broker's own log says it is running (it writes that only after binding its listener)
+        and the port accepts; a port that accepts while the log does not say so may be another test's listener."""
         deadline = time.monotonic() + timeout
+        seen = self.log.stat().st_size if self.log.exists() else 0  # the log is appended to across restarts
         self.proc = subprocess.Popen([MOSQUITTO, "-c", str(self.config)], stdout=subprocess.DEVNULL,
                                      stderr=subprocess.PIPE)
         while True:
-            if self.proc.poll() is not None:  # checked before the port: another listener there is not this broker
+            if self.proc.poll() is not None:
                 err = self.proc.stderr.read().decode(errors="replace") if self.proc.stderr else ""
-                log = self.log.read_text(errors="replace") if self.log.exists() else ""
+                log = self._log_since(seen)
                 self.stop()
                 kind = _PortTaken if "in use" in err + log else RuntimeError
                 raise kind(f"mosquitto exited on port {self.port}: {err}{log}")
-            if _accepts(self.port):
-                time.sleep(0.05)  # a broker that failed to bind exits at once
-                if self.proc.poll() is None:
-                    return
-                continue
+            if " running" in self._log_since(seen) and _accepts(self.port):
+                return
             if time.monotonic() > deadline:
                 self.stop()
                 raise RuntimeError(f"mosquitto did not listen on port {self.port} within {timeout} s")
-            time.sleep(0.05)
+            time.sleep(0.02)
+
+    def _log_since(self, offset: int) -> str:
+        if not self.log.exists():
+            return ""
+        with self.log.open("rb") as f:
+            f.seek(offset)
+            return f.read().decode(errors="replace")
 
     def stop(self) -> None:
         if self.proc is None:
