@@ -1,6 +1,7 @@
 """The dense `timing` kernels' shortcuts against the plain computation: the closed-form crossing (tau_s = tau_m / 2)
-against Newton, the flag that picks the units whose crossings are solved against the crossings themselves, and
-the backward pass, which holds its sums at a shared time, against a NumPy pass that decays each unit on its own."""
+against Newton, the flag that picks the units whose crossings are solved against the crossings themselves, the
+batched forward pass against every unit moved through every span event by event, and the backward pass, which holds
+its sums at a shared time, against a NumPy pass that decays each unit on its own."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import numpy as np
 import pytest
 
 from streamsnn.snn import timing as tk
+from streamsnn.snn import timing_dense as td
 
 TAU_M = 5_000.0
 THETA = 0.5
@@ -113,7 +115,7 @@ def test_the_backward_pass_is_the_reference(gap):
     inv_m, inv_s = 1.0 / TAU_M, 2.0 / TAU_M
     c = tk.psp_norm(inv_m, inv_s)
     A, B = np.zeros(n_out), np.zeros(n_out)
-    si, st, sd = tk.cuba_forward(idx, t, float(t[-1]), W, A, B, np.zeros(n_out, np.float32), THETA, inv_m, inv_s, c,
+    si, st, sd = td.cuba_forward(idx, t, float(t[-1]), W, A, B, np.zeros(n_out, np.float32), THETA, inv_m, inv_s, c,
                               np.array([np.nan]), np.empty(8, np.int32), np.empty(8), np.empty(8))
     first = st < t[60]
     assert 10 <= first.sum() <= len(st) - 10, "both halves must spike for the test to mean anything"
@@ -129,3 +131,59 @@ def test_the_backward_pass_is_the_reference(gap):
     np.testing.assert_allclose(grad, want_grad[act], rtol=1e-9, atol=1e-12 * np.abs(want_grad).max())
     np.testing.assert_allclose(g_in, want_in, rtol=1e-9, atol=1e-12 * np.abs(want_in).max())
     assert np.abs(g_in[:60]).max() > 1e-3 * np.abs(g_in).max()  # the first burst's events matter to the test
+
+
+def forward_reference(idx, t, t_end, W, theta, inv_m, inv_s, c, A, B, t0):
+    """Every unit moved through every span between events on its own (``spans_spikes``, the exact crossing, on
+    every unit and span: no flag, no batch), each event's weight added after its span: (spikes, A, B, counts)."""
+    no = W.shape[1]
+    counts = np.zeros(no, np.float32)
+    oi, ot, od = np.empty(200_000, np.int32), np.empty(200_000), np.empty(200_000)
+    floor = tk.MIN_SLOPE * theta * inv_m
+    m, now = 0, t0
+    for k in range(len(idx) + 1):
+        te = t[k] if k < len(idx) else t_end
+        if te > now:
+            ea, eb = math.exp(-(te - now) * inv_m), math.exp(-(te - now) * inv_s)
+            m0 = m
+            for j in range(no):
+                m = tk.spans_spikes(j, te - now, now, ea, eb, A, B, counts, theta, inv_m, inv_s, floor, oi, ot, od, m)
+            order = m0 + np.argsort(ot[m0:m], kind="stable")
+            oi[m0:m], ot[m0:m], od[m0:m] = oi[order], ot[order], od[order]
+            now = te
+        if k < len(idx):
+            A += c * W[idx[k]].astype(np.float64)
+            B += c * W[idx[k]].astype(np.float64)
+    return oi[:m], ot[:m], od[:m], A, B, counts
+
+
+@pytest.mark.parametrize("ratio", [0.5, 0.3])
+def test_the_batched_forward_fires_the_spikes_of_every_unit_moved_event_by_event(ratio):
+    rng = np.random.default_rng(3)
+    n_in, n_out, n = 40, 150, 700  # three blocks of units, the last one short; 44 batches, the last one short
+    W = rng.normal(0.05, 0.25, (n_in, n_out)).astype(np.float32)
+    idx = rng.integers(0, n_in, n).astype(np.int32)
+    t = np.sort(rng.integers(0, 60_000, n)).astype(np.float64)  # whole µs: events that share a time
+    t[400:] += 200_000.0  # a long silence inside a batch
+    inv_m = 1.0 / TAU_M
+    inv_s = inv_m / ratio
+    c = tk.psp_norm(inv_m, inv_s)
+    A, B, counts, ref = np.zeros(n_out), np.zeros(n_out), np.zeros(n_out, np.float32), np.array([np.nan])
+    got = []
+    for part in (slice(0, 250), slice(250, n)):  # two calls: the state carries over
+        end = float(t[part][-1]) + 3_000.0 * (part.start == 250)  # the second reads out after its last event
+        si, st, sd = td.cuba_forward(idx[part], t[part], end, W, A, B, counts, THETA, inv_m, inv_s, c, ref,
+                                     np.empty(8, np.int32), np.empty(8), np.empty(8))
+        got.append((si, st, sd))
+    assert ref[0] == float(t[-1]) + 3_000.0
+    si, st, sd = (np.concatenate(x) for x in zip(*got))
+    want = forward_reference(idx, t, float(t[-1]) + 3_000.0, W, THETA, inv_m, inv_s, c, np.zeros(n_out),
+                             np.zeros(n_out), float(t[0]))
+    assert len(want[0]) > 2 * n, "the layer must spike busily for the test to mean anything"
+    assert len(np.unique(want[0])) > n_out // 2
+    np.testing.assert_array_equal(si, want[0])
+    np.testing.assert_allclose(st, want[1], rtol=0, atol=1e-6)  # µs
+    np.testing.assert_allclose(sd, want[2], rtol=1e-6)
+    np.testing.assert_allclose(A, want[3], rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(B, want[4], rtol=1e-9, atol=1e-12)
+    np.testing.assert_array_equal(counts, want[5])

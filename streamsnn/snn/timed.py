@@ -30,8 +30,9 @@ import numpy as np
 from ..errors import InputError
 from .layers.base import bounded_lr
 from .settings import price_scale
-from .timing import cuba_backward, cuba_forward, psp_norm
+from .timing import cuba_backward, psp_norm
 from .timing_conv import cuba_conv_backward, cuba_conv_forward
+from .timing_dense import cuba_forward
 
 
 def constants(net, k: int) -> tuple[float, float, float]:

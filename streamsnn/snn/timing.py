@@ -13,10 +13,9 @@ largest value in an interval have closed forms (a square root and a logarithm). 
 the two exponentials splits the interval into monotone pieces and bracketed Newton finds the crossing to machine
 precision.
 
-Cost per input event: one pass over the layer's units, which the compiler vectorises (each unit moved on to
-the event, given its weight, and flagged when it may reach theta before the next event); only the flagged
-units have their crossings solved. The backward pass holds every unit's adjoint sums as at one shared time,
-so its pass per input event is a vectorised one too.
+The forward pass of a dense layer is ``timing_dense.cuba_forward``, of a convolution ``timing_conv``'s. The
+backward pass holds every unit's adjoint sums as at one shared time, so its pass per input event is a vectorised
+one.
 
 ``cuba_backward`` is the exact gradient through the spike times of every spike that happened (implicit
 function theorem at each crossing, dt/dp = -(dv/dp)/(dv/dt), chained through every later spike a spike
@@ -37,8 +36,6 @@ MAX_BURST = 256
 #: dv/dt at a crossing is used as at least this fraction of theta / tau_m (a grazing crossing's exact
 #: gradient is unbounded; the guard and the step bound catch what remains).
 MIN_SLOPE = 1e-3
-#: Units a dense layer's pass flags in one go: the units whose crossings are solved are found block by block.
-BLOCK = 64
 #: The backward pass holds its sums as at a shared time, at most this many synaptic time constants after a spike it
 #: adds to them (exp(300) is far from overflow).
 FRAME = 300.0
@@ -179,14 +176,6 @@ def spans_spikes(j, span, t0, ea, eb, A, B, counts, theta, inv_m, inv_s, floor, 
 
 
 @njit(cache=True, nogil=True)
-def _exps(span, inv_m, inv_s):
-    """(exp(-span/tau_m), exp(-span/tau_s), whether crossings are looked for): none in an empty span."""
-    if span > 0.0:
-        return math.exp(-span * inv_m), math.exp(-span * inv_s), True
-    return 1.0, 1.0, False
-
-
-@njit(cache=True, nogil=True)
 def flag_limits(theta, inv_m, inv_s):
     """(the level ``may_cross`` flags at, whether tau_s = tau_m / 2): theta less a rounding margin, so that a unit
     reaching theta to within rounding is flagged and ``first_crossing`` decides."""
@@ -203,108 +192,6 @@ def may_cross(a, b, ea, eb, lim, half):
         return (a - b >= lim) | (a * ea - b * eb >= lim) | (
             (b > 0.0) & (a < 2.0 * b) & (a > 2.0 * b * ea) & (a * a >= 4.0 * b * lim))
     return (a if a > 0.0 else a * ea) - (b * eb if b > 0.0 else b) >= lim
-
-
-@njit(cache=True, nogil=True)
-def _flag(A, B, ea, eb, lim, half, cand, blocks):
-    """Mark the units whose potential may reach ``lim`` in the coming span (``may_cross``) and list the blocks of
-    ``BLOCK`` units holding one; returns (units marked, blocks listed)."""
-    nc = nbl = 0
-    for q in range(blocks.shape[0]):
-        j0 = q * BLOCK
-        cb = 0
-        for i in range(min(A.shape[0] - j0, BLOCK)):
-            f = may_cross(A[j0 + i], B[j0 + i], ea, eb, lim, half)
-            cand[j0 + i] = f
-            cb += f
-        blocks[nbl] = q
-        nbl += cb > 0
-        nc += cb
-    return nc, nbl
-
-
-@njit(cache=True, nogil=True, inline="always")
-def _cross(cand, blocks, nbl, span, t0, ea, eb, A, B, counts, theta, inv_m, inv_s, floor, oi, ot, od, m):
-    """``spans_spikes`` for the flagged units of ``cand`` in the ``nbl`` blocks listed in ``blocks`` (the buffers have
-    room for ``MAX_BURST`` more spikes per flagged unit), then their spikes put in time order; returns the new ``m``."""
-    m0 = m
-    for i in range(nbl):
-        q = blocks[i]
-        for j in range(q * BLOCK, min(A.shape[0], q * BLOCK + BLOCK)):
-            if cand[j]:
-                m = spans_spikes(j, span, t0, ea, eb, A, B, counts, theta, inv_m, inv_s, floor, oi, ot, od, m)
-    for p in range(m0 + 1, m):  # the span's spikes of every unit, in time order (few: insertion)
-        q = p
-        while q > m0 and ot[q - 1] > ot[q]:
-            oi[q - 1], oi[q] = oi[q], oi[q - 1]
-            ot[q - 1], ot[q] = ot[q], ot[q - 1]
-            od[q - 1], od[q] = od[q], od[q - 1]
-            q -= 1
-    return m
-
-
-@njit(cache=True, nogil=True)
-def cuba_forward(idx, t, t_end, W, A, B, counts, theta, inv_m, inv_s, c, ref, oi, ot, od):
-    """Feed input events (``idx`` int32, ``t`` float64 µs, in order) through a dense layer of current-based
-    LIF units; returns its spikes (unit int32, time float64, dv/dt at the crossing float64), in time order.
-
-    ``A``, ``B`` (float64, n_out): the state at time ``ref[0]`` (NaN: fresh, starts at the first event),
-    updated in place, as are ``counts`` (float32) and ``ref``; ``W`` float32 (n_in, n_out); ``oi``, ``ot``,
-    ``od``: output buffers (grown and returned when too small). Crossings are looked for from the state's
-    time to each event and on to ``t_end`` (the readout time, at or after the last event), not beyond.
-
-    Each event costs one pass over the units that the compiler vectorises: a unit is moved on to the event (a
-    unit already moved by its crossings is not moved again), takes the event's weight, and is flagged when it may
-    reach theta before the next event (``may_cross``). Only the flagged units, few, have their crossings solved,
-    one by one, before the next pass.
-    """
-    no = W.shape[1]
-    m = 0
-    n = idx.shape[0]
-    if ref[0] != ref[0]:
-        ref[0] = t[0] if n else t_end
-    floor = MIN_SLOPE * theta * inv_m
-    cand = np.zeros(no, np.bool_)
-    blocks = np.empty(-(-no // BLOCK), np.int64)  # the blocks of units holding a flagged one, listed by each pass
-    near, half = flag_limits(theta, inv_m, inv_s)
-    ea, eb, look = _exps((t[0] if n else t_end) - ref[0], inv_m, inv_s)
-    nc, nbl = _flag(A, B, ea, eb, near if look else np.inf, half, cand, blocks)
-    for k in range(n + 1):
-        tk = t[k] if k < n else t_end
-        if nc:  # the flagged units' crossings in (ref, tk]; each is left at tk
-            if m + nc * MAX_BURST > oi.shape[0]:
-                oi, ot, od = room(oi, ot, od, m, nc * MAX_BURST)
-            m = _cross(cand, blocks, nbl, tk - ref[0], ref[0], ea, eb, A, B, counts, theta, inv_m, inv_s, floor,
-                       oi, ot, od, m)
-        if tk > ref[0]:
-            ref[0] = tk
-        if k == n:  # the others on to the readout time
-            for j in range(no):
-                if not cand[j]:
-                    A[j] *= ea
-                    B[j] *= eb
-            break
-        row = W[idx[k]]
-        ea2, eb2, look = _exps((t[k + 1] if k + 1 < n else t_end) - ref[0], inv_m, inv_s)
-        lim = near if look else np.inf
-        nc = nbl = 0
-        for q in range(blocks.shape[0]):  # on to tk, this event's weight, and the flag for the next span
-            j0 = q * BLOCK
-            cb = 0  # a count of the block's own, or the compiler does not vectorise the loop
-            for i in range(min(no - j0, BLOCK)):
-                j = j0 + i
-                w = c * row[j]
-                a = (A[j] if cand[j] else A[j] * ea) + w
-                b = (B[j] if cand[j] else B[j] * eb) + w
-                A[j], B[j] = a, b
-                f = may_cross(a, b, ea2, eb2, lim, half)
-                cand[j] = f
-                cb += f
-            blocks[nbl] = q
-            nbl += cb > 0
-            nc += cb
-        ea, eb = ea2, eb2
-    return oi[:m], ot[:m], od[:m]
 
 
 @njit(cache=True, nogil=True, fastmath={"reassoc", "contract"})

@@ -6,7 +6,7 @@ output rows oy0 - i, the same for x), and at each it adds ``c * K[c, dy, dx, :]`
 C_out units there (channel-last: unit ``(oy * OW + ox) * C_out + o``). So, unlike a dense layer's units, which
 every input event reaches and which all move on together, each output position keeps its own time ``stamp``:
 its units are moved on (decayed in closed form, their threshold crossings found exactly, as
-``timing.cuba_forward`` does) only when an event reaches them, and every unit once more at the readout time. A
+``timing_dense.cuba_forward`` does) only when an event reaches them, and every unit once more at the readout time. A
 unit's spikes depend only on its own inputs, so the spikes are those of the same units run densely (a test
 compares them with a dense layer holding the expanded kernel); they are found position by position and sorted
 by time at the end.
