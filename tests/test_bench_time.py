@@ -54,6 +54,8 @@ def test_a_held_out_run_trains_with_the_added_arguments_and_scores_the_held_out_
     assert per_run["epochs"] == 3
     assert float(per_run["whole %"]) > 30  # it learned: chance is 10 %
     assert any("held-out training samples" in n for n in res["notes"])
+    assert float(row["M events/s (eval, 1 core)"]) > 0  # the median of the evaluation rounds
+    assert any(f"median of {bench_time.SPEED_REPEATS} rounds" in n for n in res["notes"])
 
 
 @pytest.mark.parametrize("name", ["order_other", "order_slow"])
@@ -86,3 +88,17 @@ def test_each_run_reports_its_layers_leaks_and_what_the_search_chose(tmp_path):
                  "--choose", "on", "--no-augment", "--lr", "0.001", "--out", str(model), "--quiet"]) == 0
     got = bench_time.score(model, data)
     assert got["leaks"] == "–" and got["chosen"] in ("default", "crops on", "crops off")  # the search ran
+
+
+def test_speeds_are_the_median_of_rounds_of_real_evaluations(tmp_path):
+    """Each model of a seed is evaluated in turn, round after round; its figure is a real evaluation's events/s."""
+    from streamsnn.cli import main
+
+    data = tmp_path / "g"
+    assert main(["synth", "--gestures", "--count", "2", "--test-count", "1", "--out", str(data), "-q"]) == 0
+    models = [tmp_path / "a.npz", tmp_path / "b.npz"]
+    for model, arch in zip(models, ("dense:16", "dense:64,dense:32")):
+        assert main(["train", "--data", str(data), "--arch", arch, "--epochs", "1", "--choose", "off", "--out",
+                     str(model), "--quiet"]) == 0
+    got = bench_time.speeds(models, data, repeats=3)
+    assert len(got) == 2 and all(v > 0 and v == v for v in got)
