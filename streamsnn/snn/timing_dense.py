@@ -19,8 +19,8 @@ from .timing import MAX_BURST, MIN_SLOPE, flag_limits, may_cross, room, spans_sp
 
 #: Units a dense layer's pass flags in one go: the units whose crossings are solved are found block by block.
 BLOCK = 64
-#: Input events a dense layer takes in one go: per event, two multiply-adds and a maximum per unit; per batch, the
-#: bound that picks the units to move through it event by event (``cuba_forward``).
+#: Input events a dense layer takes in one go: per event, three multiply-adds per unit; per batch, the test that
+#: picks the units to move through it event by event (``cuba_forward``). 8, 12 and 16 ran about alike on N-MNIST.
 BATCH = 12
 
 
@@ -111,12 +111,12 @@ def cuba_forward(idx, t, t_end, W, A, B, counts, theta, inv_m, inv_s, c, ref, oi
     ``od``: output buffers (grown and returned when too small). Crossings are looked for from the state's
     time to each event and on to ``t_end`` (the readout time, at or after the last event), not beyond.
 
-    The events go through in batches of ``BATCH``. A batch costs each unit, per event, two multiply-adds and a
-    maximum (``_batch_sums``, vectorised), and once per batch a bound: the unit's potential left alone plus its
-    batch inputs' positive weights (``_flag_batch``). A unit that cannot reach theta in the batch's interval takes
-    the batch's inputs at once, decayed to the interval's end; only the flagged units, few, are moved through the
-    batch event by event, their crossings solved exactly (``spans_spikes``) in every span where their potential may
-    reach theta.
+    The events go through in batches of ``BATCH``. A batch costs each unit, per event, two multiply-adds into its
+    sums and one into a bound (``_batch_sums``, vectorised), and once per batch a test: its potential left alone,
+    plus the most the batch's inputs can add to it before the batch ends (``_flag_batch``). A unit that cannot reach
+    theta in the batch's interval takes the batch's inputs at once, decayed to the interval's end; only the flagged
+    units, about as many as fire, are gathered and moved through the batch event by event, their crossings solved
+    exactly (``spans_spikes``) in every span where their potential may reach theta.
     """
     no = W.shape[1]
     m = 0
@@ -137,7 +137,7 @@ def cuba_forward(idx, t, t_end, W, A, B, counts, theta, inv_m, inv_s, c, ref, oi
         s1 = max(cur, t_end if k1 == n else t[k1 - 1])  # the batch's interval is (cur, s1]
         _batch_sums(idx, t, k, k1, s1, W, c, inv_m, inv_s, half, sa, sb, pos)
         ea, eb, look = _exps(s1 - cur, inv_m, inv_s)
-        nc, nbl = _flag_batch(A, B, ea, eb, near if look else np.inf, half, sa, sb, pos, cand, blocks)
+        _, nbl = _flag_batch(A, B, ea, eb, near if look else np.inf, half, sa, sb, pos, cand, blocks)
         nf = 0
         for q in range(nbl):  # the flagged units' states, gathered
             for j in range(blocks[q] * BLOCK, min(no, blocks[q] * BLOCK + BLOCK)):
