@@ -63,9 +63,12 @@ def main(argv: list[str] | None = None) -> int:
         previous = signal.signal(signal.SIGTERM, _on_sigterm)
     try:
         return _main(argv)
-    except Terminated:  # before the command's own handling (while the parser was built): the same line and status
+    except Terminated:  # here, so that a signal while the parser is built gets the same line and status
         print("streamsnn: terminated (SIGTERM)", file=sys.stderr)
         return 128 + signal.SIGTERM
+    except KeyboardInterrupt:
+        print("streamsnn: interrupted", file=sys.stderr)
+        return 130
     finally:
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)
@@ -90,12 +93,6 @@ def _main(argv: list[str] | None) -> int:
     except StreamsnnError as exc:
         print(f"streamsnn: error: {printable(str(exc))}", file=sys.stderr)
         return exc.exit_code
-    except Terminated:
-        print("streamsnn: terminated (SIGTERM)", file=sys.stderr)
-        return 128 + signal.SIGTERM
-    except KeyboardInterrupt:
-        print("streamsnn: interrupted", file=sys.stderr)
-        return 130
 
 
 if __name__ == "__main__":  # pragma: no cover

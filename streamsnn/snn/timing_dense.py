@@ -82,8 +82,8 @@ def _flag_batch(A, B, ea, eb, lim, half, sa, sb, pos, cand, blocks):
     """Flag the units whose potential may reach ``lim`` in the batch's interval, its inputs counted at their most
     (``may_cross`` of the unit left alone, against ``lim`` less ``pos``); move every other unit on to the interval's
     end with the batch's inputs (it cannot spike there). Lists the blocks of ``BLOCK`` units holding a flagged one;
-    returns (units flagged, blocks listed)."""
-    nc = nbl = 0
+    returns how many it listed."""
+    nbl = 0
     for q in range(blocks.shape[0]):
         j0 = q * BLOCK
         cb = 0  # a count of the block's own, or the compiler does not vectorise the loop
@@ -97,8 +97,21 @@ def _flag_batch(A, B, ea, eb, lim, half, sa, sb, pos, cand, blocks):
             cb += f
         blocks[nbl] = q
         nbl += cb > 0
-        nc += cb
-    return nc, nbl
+    return nbl
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _as_layer_units_in_time_order(units, oi, ot, od, m0, m):
+    """The spikes ``m0``..``m - 1`` of one span, written by the gathered units' positions: as the layer's units
+    (``units``), in time order (few: insertion)."""
+    for p in range(m0, m):
+        oi[p] = units[oi[p]]
+        r = p
+        while r > m0 and ot[r - 1] > ot[r]:
+            oi[r - 1], oi[r] = oi[r], oi[r - 1]
+            ot[r - 1], ot[r] = ot[r], ot[r - 1]
+            od[r - 1], od[r] = od[r], od[r - 1]
+            r -= 1
 
 
 @njit(cache=True, nogil=True)
@@ -137,7 +150,7 @@ def cuba_forward(idx, t, t_end, W, A, B, counts, theta, inv_m, inv_s, c, ref, oi
         s1 = max(cur, t_end if k1 == n else t[k1 - 1])  # the batch's interval is (cur, s1]
         _batch_sums(idx, t, k, k1, s1, W, c, inv_m, inv_s, half, sa, sb, pos)
         ea, eb, look = _exps(s1 - cur, inv_m, inv_s)
-        _, nbl = _flag_batch(A, B, ea, eb, near if look else np.inf, half, sa, sb, pos, cand, blocks)
+        nbl = _flag_batch(A, B, ea, eb, near if look else np.inf, half, sa, sb, pos, cand, blocks)
         nf = 0
         for q in range(nbl):  # the flagged units' states, gathered
             for j in range(blocks[q] * BLOCK, min(no, blocks[q] * BLOCK + BLOCK)):
@@ -166,14 +179,7 @@ def cuba_forward(idx, t, t_end, W, A, B, counts, theta, inv_m, inv_s, c, ref, oi
                     for q in range(nf):
                         if hit[q]:
                             m = spans_spikes(q, span, t0, ea, eb, fa, fb, fc, theta, inv_m, inv_s, floor, oi, ot, od, m)
-                    for p in range(m0, m):  # the span's spikes, as units of the layer and in time order (insertion)
-                        oi[p] = units[oi[p]]
-                        r = p
-                        while r > m0 and ot[r - 1] > ot[r]:
-                            oi[r - 1], oi[r] = oi[r], oi[r - 1]
-                            ot[r - 1], ot[r] = ot[r], ot[r - 1]
-                            od[r - 1], od[r] = od[r], od[r - 1]
-                            r -= 1
+                    _as_layer_units_in_time_order(units, oi, ot, od, m0, m)
                 t0 = te
             if i < k1:
                 row = W[idx[i]]
