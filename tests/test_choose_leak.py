@@ -4,6 +4,7 @@ decisions played as one stream (the order task's failure: 100 % whole, 64 % last
 
 from __future__ import annotations
 
+import itertools
 import json
 
 import numpy as np
@@ -94,7 +95,8 @@ def test_the_leak_is_tried_last_at_the_best_so_far_and_not_without_a_stream_scor
 
 def test_run_candidate_reads_the_stream_at_the_epoch_it_chooses(monkeypatch):
     """Held-out whole accuracy 0.5, 0.8, 0.8, 0.6 over 4 epochs: epoch 3 is chosen (the last at the best),
-    and its stream figure is the one kept; epochs that cannot be chosen are not played as a stream."""
+    and its stream figure is the one kept; epochs that cannot be chosen are not played as a stream. (All 4 train:
+    in so short a run the epochs around the best are the last ones, `stops_early`.)"""
     curve = iter([0.5, 0.8, 0.8, 0.6])
     monkeypatch.setattr(training, "train_epoch", lambda net, *a, **k: None)
     monkeypatch.setattr(choose, "hits", rigged_hits(lambda net, held: next(curve)))
@@ -106,7 +108,8 @@ def test_run_candidate_reads_the_stream_at_the_epoch_it_chooses(monkeypatch):
 
     r = choose.run_candidate(lambda c: object(), choose.Candidate(), tiny(), tiny(), epochs=4, seed=0,
                              fixed_epochs=False, stream_score=stream_score)
-    assert r.epochs == 3 and r.accuracy == 0.8 and r.last_at == {1: 0.1, 2: 0.2, 3: 0.3} and r.last == 0.3
+    assert (r.best, r.epochs) == (3, 4) and r.accuracy == 0.8 and r.last_at == {1: 0.1, 2: 0.2, 3: 0.3}
+    assert r.last == 0.3
     curve = iter([0.5, 0.8, 0.8, 0.6])
     played.clear()
     r = choose.run_candidate(lambda c: object(), choose.Candidate(), tiny(), tiny(), epochs=4, seed=0,
@@ -115,26 +118,46 @@ def test_run_candidate_reads_the_stream_at_the_epoch_it_chooses(monkeypatch):
 
 
 def test_run_candidate_trains_all_the_epochs_unless_its_best_is_clearly_better(monkeypatch):
-    """Held-out 0.5, 0.8, 0.8, 0.78 (of 100): the best epoch, 3, is 2 samples over the last, not clearly better, so
-    the run would train all 4; its score and its stream figure stay those of epoch 3. At 0.72 (8 samples) it is."""
+    """30 held-out samples, 16 epochs. A curve that turns down for good (27 right up to epoch 8, then 18) stops at its
+    best epoch, 8. The same 27 right at epoch 8 alone, between epochs right on 18 (a different 18 each time, as a
+    noisy run gives), beats the last epoch clearly too, but the epochs around it do not beat the last five: all
+    16 train. Its score and its stream figure stay those of its best epoch either way."""
     monkeypatch.setattr(training, "train_epoch", lambda net, *a, **k: None)
-    played = []
+    n, epochs = 30, 16
 
-    def stream_score(net, held):
-        played.append(len(played))
-        return [0.1, 0.2, 0.3, 0.4][len(played) - 1]
+    def rotating(e, k=18):
+        h = np.zeros(n, bool)
+        h[[(e * 7 + j) % n for j in range(k)]] = True
+        return h
 
-    for last, epochs in ((0.78, 4), (0.72, 3)):
-        curve = iter([0.5, 0.8, 0.8, last])
-        played.clear()
-        monkeypatch.setattr(choose, "hits", rigged_hits(lambda net, held, c=curve: next(c)))
-        r = choose.run_candidate(lambda c: object(), choose.Candidate(), tiny(), tiny(), epochs=4, seed=0,
-                                 fixed_epochs=False, stream_score=stream_score)
-        assert (r.best, r.epochs, r.accuracy, r.last, r.curve[-1]) == (3, epochs, 0.8, 0.3, last)
-        assert ("is not clearly better than the last, 78%" in r.why_epochs()) == (epochs == 4)
-        c = choose.Choice(r, choose.Candidate(), [r], 2, 8, "epochs 1-4", 4)
-        assert c.record()["epochs"] == epochs and c.record()["best_epoch"] == 3
-        assert c.brief().endswith(f"default, {epochs} epochs" + r.why_epochs())
+    turned = [np.arange(n) < (27 if e < 8 else 18) for e in range(epochs)]
+    lucky = [np.arange(n) < 27 if e == 7 else rotating(e) for e in range(epochs)]
+    assert choose.clearly_better(lucky[7], lucky[-1])  # the single-epoch test alone would stop the lucky run
+    for right, stops in ((turned, True), (lucky, False)):
+        assert choose.stops_early(right, 8) == stops
+        played, hits = itertools.count(1), iter(right)  # the stream figure of the k-th epoch played: 0.1 k
+        monkeypatch.setattr(choose, "hits", lambda net, held, h=hits: next(h))
+        r = choose.run_candidate(lambda c: object(), choose.Candidate(), tiny(), tiny(), epochs=epochs, seed=0,
+                                 fixed_epochs=False, stream_score=lambda net, held, p=played: 0.1 * next(p))
+        want = 8 if stops else epochs
+        assert (r.best, r.epochs, r.accuracy) == (8, want, 0.9)
+        assert r.last == r.last_at[8] and r.curve[-1] == right[-1].mean()
+        assert ("is not clearly better than the last, 60%, nor the epochs around it (66% on average) than the last 5 "
+                "(60%)" in r.why_epochs()) == (not stops)
+        c = choose.Choice(r, choose.Candidate(), [r], n, 4 * n, f"epochs 1-{epochs}", epochs)
+        assert c.record()["epochs"] == want and c.record()["best_epoch"] == 8
+        assert c.brief().endswith(f"default, {want} epochs" + r.why_epochs())
+
+
+def test_the_cut_compares_the_epochs_around_the_best_with_the_last_ones():
+    """Per-sample shares: the sign test generalised (bool hits give the sign test itself), and windows clipped at
+    the curve's ends: a best epoch among the last five never stops a run."""
+    a, b = np.arange(10) < 7, np.arange(10) == 9
+    assert choose.clearly_better(a, b) == choose.clearly_better(a.astype(float), b.astype(float))
+    assert not choose.clearly_better(np.full(10, 0.5), np.full(10, 0.5))
+    assert choose.clearly_better(np.full(10, 0.6), np.full(10, 0.5))  # the same gain on every sample: no doubt
+    up = [np.arange(20) < k for k in (5, 10, 20, 20, 5, 5)]  # best at 4; epochs 2-6 against 2-6 (clipped)
+    assert choose.clearly_better(up[3], up[-1]) and not choose.stops_early(up, 4)
 
 
 def test_choose_tau_takes_another_share_of_the_delay():
