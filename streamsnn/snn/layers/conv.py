@@ -18,7 +18,7 @@ import math
 import numpy as np
 from numba import njit
 
-from ..kernels import fire, integrate_span, renormalise
+from ..kernels import RENORM, fire, integrate_span, restart
 from .base import Layer, LayerSpec
 
 
@@ -98,26 +98,52 @@ def conv_forward(idx, cnt, t, start, K, tab, ow, st, phi, counts, theta, inv_tau
     co = K.shape[3]
     ks = K.shape[1]
     Kf = K.reshape(-1)
-    leak = inv_tau > 0.0
     ones = cnt.shape[0] == 0
-    t_ref = ref[0]
     reach = (ks + st - 1) // st
     cap = oi.shape[0] - reach * reach * co
-    for k in range(start, idx.shape[0]):
+    n = idx.shape[0]
+    if inv_tau > 0.0:
+        return conv_forward_leaky(idx, cnt, t, start, Kf, ks, co, tab, ow, st, phi, counts, theta, inv_tau, ref, emit,
+                                  oi, oc, ot, m, cap)
+    for k in range(start, n):  # f = 1 as a constant: no leak arithmetic in this loop
         if emit and m > cap:
-            ref[0] = t_ref
             return k, m
         g = np.float32(1.0) if ones else cnt[k]
-        if leak:
-            a, t_ref = renormalise(phi, t[k], t_ref, inv_tau)
+        m = conv_event(tab[idx[k]], Kf, ks, co, ow, st, phi, counts, g, theta, np.float32(1.0), False, emit, t, k,
+                       oi, oc, ot, m)
+    return n, m
+
+
+@njit(cache=True, nogil=True, fastmath=True, error_model="numpy")
+def conv_forward_leaky(idx, cnt, t, start, Kf, ks, co, tab, ow, st, phi, counts, theta, inv_tau, ref, emit, oi, oc, ot,
+                       m, cap):
+    """``conv_forward`` with a leak (``inv_tau > 0``); ``Kf`` the flat kernel, ``ks`` its size, ``co`` its output
+    channels, ``cap`` the last output position with room for an event's spikes. Compiled on its own, without
+    numba's division-by-zero checks (``kernels``, speed): a unit's spikes divide by the frame's factor, never 0."""
+    ones = cnt.shape[0] == 0
+    t_ref = ref[0]
+    n = idx.shape[0]
+    k = start
+    due = False  # the leak's frame restarts at event k (kernels.restart, outside the event loop)
+    while k < n:
+        if due:
+            t_ref = restart(phi, t[k], t_ref, inv_tau)
+            due = False
+        while k < n:
+            if emit and m > cap:
+                ref[0] = t_ref
+                return k, m
+            a = (t[k] - t_ref) * inv_tau
+            if a > RENORM:
+                due = True
+                break
             f = np.float32(math.exp(a))
-            m = conv_event(tab[idx[k]], Kf, ks, co, ow, st, phi, counts, g * f, theta * f, f, True, emit, t, k,
+            g = f if ones else cnt[k] * f
+            m = conv_event(tab[idx[k]], Kf, ks, co, ow, st, phi, counts, g, theta * f, f, True, emit, t, k,
                            oi, oc, ot, m)
-        else:  # f = 1 as a constant: the compiler drops the leak's arithmetic from this copy
-            m = conv_event(tab[idx[k]], Kf, ks, co, ow, st, phi, counts, g, theta, np.float32(1.0), False, emit, t,
-                           k, oi, oc, ot, m)
+            k += 1
     ref[0] = t_ref
-    return idx.shape[0], m
+    return n, m
 
 
 @njit(cache=True, nogil=True, fastmath=True)

@@ -12,7 +12,7 @@ import math
 import numpy as np
 from numba import njit
 
-from ..kernels import MAX_LAYER_ERROR_SPIKES, fire, herd_emit, integrate_span, renormalise
+from ..kernels import MAX_LAYER_ERROR_SPIKES, RENORM, fire, herd_emit, integrate_span, restart
 from .base import Layer, LayerSpec, bounded_lr, sound
 
 
@@ -36,29 +36,54 @@ def dense_forward(idx, cnt, t, start, W, phi, counts, theta, inv_tau, ref, emit,
     """
     no = W.shape[1]
     Wf = W.reshape(-1)
-    leak = inv_tau > 0.0
     ones = cnt.shape[0] == 0
-    t_ref = ref[0]
     cap = oi.shape[0] - no
     zero = np.uint64(0)
-    for k in range(start, idx.shape[0]):
+    n = idx.shape[0]
+    if inv_tau > 0.0:
+        return dense_forward_leaky(idx, cnt, t, start, Wf, no, phi, counts, theta, inv_tau, ref, emit, oi, oc, ot, m,
+                                   cap)
+    for k in range(start, n):  # f = 1 as a constant: no leak arithmetic in this loop
         if emit and m > cap:
-            ref[0] = t_ref
             return k, m
         w = np.uint64(idx[k]) * np.uint64(no)  # the row W[idx[k]], as an offset (kernels.integrate_span)
-        g = np.float32(1.0) if ones else cnt[k]
-        if leak:
-            a, t_ref = renormalise(phi, t[k], t_ref, inv_tau)
+        lo, hi = integrate_span(phi, zero, Wf, w, no, np.float32(1.0) if ones else cnt[k], theta)
+        if hi > 0:
+            m = fire(phi, counts, zero, lo, hi, theta, np.float32(1.0), False, emit, t, k, oi, oc, ot, m)
+    return n, m
+
+
+@njit(cache=True, nogil=True, fastmath=True, error_model="numpy")
+def dense_forward_leaky(idx, cnt, t, start, Wf, no, phi, counts, theta, inv_tau, ref, emit, oi, oc, ot, m, cap):
+    """``dense_forward`` with a leak (``inv_tau > 0``); ``Wf`` the flat weights, ``no`` the units, ``cap`` the last
+    output position with room for an event's spikes. Compiled on its own, without numba's division-by-zero checks
+    (``kernels``, speed): a unit's spikes divide by the frame's factor, never 0."""
+    ones = cnt.shape[0] == 0
+    zero = np.uint64(0)
+    t_ref = ref[0]
+    n = idx.shape[0]
+    k = start
+    due = False  # the leak's frame restarts at event k (kernels.restart, outside the event loop)
+    while k < n:
+        if due:
+            t_ref = restart(phi, t[k], t_ref, inv_tau)
+            due = False
+        while k < n:
+            if emit and m > cap:
+                ref[0] = t_ref
+                return k, m
+            a = (t[k] - t_ref) * inv_tau
+            if a > RENORM:
+                due = True
+                break
             f = np.float32(math.exp(a))
-            lo, hi = integrate_span(phi, zero, Wf, w, no, g * f, theta * f)
+            w = np.uint64(idx[k]) * np.uint64(no)
+            lo, hi = integrate_span(phi, zero, Wf, w, no, f if ones else cnt[k] * f, theta * f)
             if hi > 0:
                 m = fire(phi, counts, zero, lo, hi, theta * f, f, True, emit, t, k, oi, oc, ot, m)
-        else:  # f = 1 as a constant: the compiler drops the leak's arithmetic from this copy
-            lo, hi = integrate_span(phi, zero, Wf, w, no, g, theta)
-            if hi > 0:
-                m = fire(phi, counts, zero, lo, hi, theta, np.float32(1.0), False, emit, t, k, oi, oc, ot, m)
+            k += 1
     ref[0] = t_ref
-    return idx.shape[0], m
+    return n, m
 
 
 @njit(cache=True, nogil=True, fastmath=True)
