@@ -28,7 +28,7 @@ from numba import njit
 from .timing import MAX_BURST, MIN_SLOPE, flag_limits, may_cross, room, spans_spikes
 
 
-@njit(cache=True, nogil=True, inline="always")
+@njit(cache=True, nogil=True, inline="always", error_model="numpy")
 def _reach(row, i, st, ks, co, ow):
     """(first flat kernel index, output position) of the ``i``-th of the ny x nx blocks an input unit's table ``row``
     (c, dy0, oy0, ny, dx0, ox0, nx) reaches: kernel row dy0 + a*S meets output row oy0 - a, the same for x."""
@@ -37,7 +37,7 @@ def _reach(row, i, st, ks, co, ow):
     return ((row[0] * ks + dy) * ks + dx) * co, (row[2] - a) * ow + (row[5] - b)
 
 
-@njit(cache=True, nogil=True, inline="always")
+@njit(cache=True, nogil=True, inline="always", error_model="numpy")
 def _advance(p, s, co, A, B, stamp, counts, theta, inv_m, inv_s, floor, near, half, oi, ot, od, m):
     """Move the ``co`` units at position ``p`` (units p*co .. p*co + co - 1, which every event reaches together)
     from their time ``stamp[p]`` to ``s``, appending their spikes in between at ``m`` (``near``, ``half``:
@@ -59,7 +59,7 @@ def _advance(p, s, co, A, B, stamp, counts, theta, inv_m, inv_s, floor, near, ha
     return oi, ot, od, m
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, error_model="numpy")
 def cuba_conv_forward(idx, t, t_end, Kf, tab, ow, st, ks, co, A, B, counts, theta, inv_m, inv_s, c, ref, oi, ot,
                       od):
     """Feed input events (``idx`` int32, ``t`` float64 µs, in order) through a convolution of current-based LIF
@@ -98,7 +98,7 @@ def cuba_conv_forward(idx, t, t_end, Kf, tab, ow, st, ks, co, A, B, counts, thet
     return oi[:m][order], ot[:m][order], od[:m][order]
 
 
-@njit(cache=True, nogil=True, inline="always")
+@njit(cache=True, nogil=True, inline="always", error_model="numpy")
 def _decay(p, s, co, P, Q, stamp, inv_m, inv_s):
     """Decay the adjoint sums of the ``co`` units at position ``p`` from ``stamp[p]`` back to ``s``."""
     du = stamp[p] - s
@@ -110,7 +110,7 @@ def _decay(p, s, co, P, Q, stamp, inv_m, inv_s):
         stamp[p] = s
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, error_model="numpy")
 def cuba_conv_backward(in_i, in_t, sp_i, sp_t, sp_d, sp_g, Kf, tab, ow, st, ks, co, n_out, grad, theta, inv_m,
                        inv_s, c, want):
     """The exact gradient of a convolution of current-based LIF units, backwards over its input events and spikes

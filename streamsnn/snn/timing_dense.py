@@ -24,7 +24,7 @@ BLOCK = 64
 BATCH = 12
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, error_model="numpy")
 def _exps(span, inv_m, inv_s):
     """(exp(-span/tau_m), exp(-span/tau_s), whether crossings are looked for): none in an empty span."""
     if span > 0.0:
@@ -32,7 +32,7 @@ def _exps(span, inv_m, inv_s):
     return 1.0, 1.0, False
 
 
-@njit(cache=True, nogil=True, inline="always")
+@njit(cache=True, nogil=True, inline="always", error_model="numpy")
 def _factors(t, s1, c, inv_m, inv_s, half, peak):
     """(what an input event at ``t`` adds to A and to B per unit of weight, as at ``s1``; the most it adds to a
     potential per unit of positive weight up to ``s1``: its PSP rises from 0 to its weight at the kernel's peak)."""
@@ -42,7 +42,7 @@ def _factors(t, s1, c, inv_m, inv_s, half, peak):
     return c * x, (c * x * x if half else c * math.exp(-(s1 - t) * inv_s)), rise
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, error_model="numpy")
 def _batch_sums(idx, t, k, k1, s1, W, c, inv_m, inv_s, half, sa, sb, pos):
     """For the batch of input events ``k``..``k1 - 1``: what they add to each unit's ``A`` and ``B`` as at ``s1``
     (``sa``, ``sb``: c w exp(-(s1 - t) / tau)), and the most they add to its potential at any time up to ``s1``
@@ -77,7 +77,7 @@ def _batch_sums(idx, t, k, k1, s1, W, c, inv_m, inv_s, half, sa, sb, pos):
             i += 1
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, error_model="numpy")
 def _flag_batch(A, B, ea, eb, lim, half, sa, sb, pos, cand, blocks):
     """Flag the units whose potential may reach ``lim`` in the batch's interval, its inputs counted at their most
     (``may_cross`` of the unit left alone, against ``lim`` less ``pos``); move every other unit on to the interval's
@@ -100,7 +100,7 @@ def _flag_batch(A, B, ea, eb, lim, half, sa, sb, pos, cand, blocks):
     return nbl
 
 
-@njit(cache=True, nogil=True, inline="always")
+@njit(cache=True, nogil=True, inline="always", error_model="numpy")
 def _as_layer_units_in_time_order(units, oi, ot, od, m0, m):
     """The spikes ``m0``..``m - 1`` of one span, written by the gathered units' positions: as the layer's units
     (``units``), in time order (few: insertion)."""
@@ -114,7 +114,7 @@ def _as_layer_units_in_time_order(units, oi, ot, od, m0, m):
             r -= 1
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, error_model="numpy")
 def cuba_forward(idx, t, t_end, W, A, B, counts, theta, inv_m, inv_s, c, ref, oi, ot, od):
     """Feed input events (``idx`` int32, ``t`` float64 µs, in order) through a dense layer of current-based
     LIF units; returns its spikes (unit int32, time float64, dv/dt at the crossing float64), in time order.
