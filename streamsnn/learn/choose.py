@@ -17,8 +17,8 @@ default (or the user's) epochs, and is scored on the held-out part after every e
 best held-out accuracy, read at the last epoch that reached it (its best epoch; the leaks below are judged
 there too). Its epochs, how long the winner then trains: all of them, unless the best epoch is clearly better
 than the last (`stops_early`: right on more held-out samples than the last epoch by over two standard
-deviations of a sign test on the samples where the two disagree, and so are the epochs around it, on average, against
-the last few epochs), and then the best epoch. On a few held-out
+deviations of a sign test on the samples where the two disagree, and so are the five epochs around it, each sample's
+share of right answers over them, against the last five epochs), and then the best epoch. On a few held-out
 samples the accuracy peaks early by chance (POKER-DVS, 4 held out: 100 % after 1 to 12 epochs; taking the first
 such epoch trained seed 1 for 12 epochs instead of 40, 86.7 % on the test split against 100 %), and a run cut
 at its best epoch stops with the learning rate still high, its decay planned over all the epochs: synthetic
