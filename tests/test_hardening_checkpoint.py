@@ -182,6 +182,7 @@ def test_an_update_that_makes_output_weights_nonfinite_is_undone():
     assert np.all(np.isfinite(net.predict_indices(idx).scores))
 
 
+@pytest.mark.filterwarnings("error::RuntimeWarning")  # the daemon logs one line per refusal, numpy prints nothing
 @pytest.mark.parametrize("rate", ["lr", "lr_out"])
 async def test_a_run_that_breaks_the_weights_keeps_the_checkpoint_loadable(tmp_path, nmnist_dir, rate, caplog):
     from streamsnn.sinks.jsonl import JsonlSink

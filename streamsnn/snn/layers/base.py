@@ -32,7 +32,8 @@ def bounded_lr(max_step: float, W: np.ndarray, lr: float, x: np.ndarray, d: np.n
         limit = max_step * float(np.linalg.norm(W))
         if norm > limit:
             lr *= limit / norm
-    return np.float32(lr)
+    with np.errstate(over="ignore"):  # a rate beyond float32 becomes inf: its update is refused (guard), no warning
+        return np.float32(lr)
 
 
 def sound(a: np.ndarray) -> bool:
