@@ -159,9 +159,8 @@ class Result:
 
     def windows(self) -> tuple[float, float]:
         """The held-out accuracy averaged over the epochs around the best one and over the last ones (`stops_early`)."""
-        c, half = self.curve, CUT_WINDOW
-        return (float(np.mean(c[max(0, self.best - 1 - half):self.best + half])),
-                float(np.mean(c[max(0, len(c) - 2 * half - 1):])))
+        around, late = cut_windows(self.curve, self.best)
+        return float(np.mean(around)), float(np.mean(late))
 
     def not_clearly(self) -> str:
         """Why the best epoch does not stop the run, for people: what `stops_early` found."""
@@ -200,10 +199,14 @@ def stops_early(right, best: int, sigmas: float = SIGN_SIGMAS, half: int = CUT_W
     samples) does not stop the run; a curve that has turned down does."""
     if not clearly_better(right[best - 1], right[-1], sigmas):
         return False
-    width = 2 * half + 1
-    around = np.mean(right[max(0, best - 1 - half):best + half], axis=0)
-    last = np.mean(right[max(0, len(right) - width):], axis=0)
-    return clearly_better(around, last, sigmas)
+    around, late = cut_windows(right, best, half)
+    return clearly_better(np.mean(around, axis=0), np.mean(late, axis=0), sigmas)
+
+
+def cut_windows(per_epoch, best: int, half: int = CUT_WINDOW):
+    """The epochs `stops_early` compares, as slices of `per_epoch` (one entry per epoch): the ones around the best
+    (1-based `best`, `half` each side, clipped at the ends) and the last 2 * half + 1."""
+    return per_epoch[max(0, best - 1 - half):best + half], per_epoch[max(0, len(per_epoch) - 2 * half - 1):]
 
 
 def run_candidate(make_net, cand: Candidate, rest, held, *, epochs: int, seed: int, fixed_epochs: bool,

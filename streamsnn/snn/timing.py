@@ -23,10 +23,11 @@ influences: the next layer's and the unit's own through its reset), visiting the
 and spikes once, backwards in time, with two adjoint sums per unit (``P``, ``Q``: the later spikes'
 dL/dt / (dv/dt), decayed with tau_m and tau_s). Times are float64 µs.
 
-The kernels here and in ``timing_dense`` and ``timing_conv`` are compiled with ``error_model="numpy"``: a division
-by zero gives inf or NaN (which the network's guard refuses) instead of numba's check and exception at every
-division; a seed-0 `dense:800` model evaluated the 100 real test samples 1.1-1.3x as fast (three runs interleaved
-with the code before, 2026-12-07), with the same scores and spikes to the bit.
+The kernels here (but ``_slope_dot``, which does not divide) and in ``timing_dense`` and ``timing_conv`` are
+compiled with ``error_model="numpy"``: a division by zero gives inf or NaN (which the network's guard refuses)
+instead of numba's check and exception at every division; a seed-0 `dense:800` model evaluated the 100 real test
+samples 1.1-1.3x as fast (three runs interleaved with the code before, 2026-12-07), with the same scores and spikes
+to the bit.
 """
 
 from __future__ import annotations

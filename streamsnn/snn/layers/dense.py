@@ -63,18 +63,13 @@ def dense_forward_leaky(idx, cnt, t, start, Wf, no, phi, counts, theta, inv_tau,
     t_ref = ref[0]
     n = idx.shape[0]
     k = start
-    due = False  # the leak's frame restarts at event k (kernels.restart, outside the event loop)
-    while k < n:
-        if due:
-            t_ref = restart(phi, t[k], t_ref, inv_tau)
-            due = False
+    while True:  # events until one whose frame factor passed exp(RENORM); then the frame restarts there (kernels)
         while k < n:
             if emit and m > cap:
                 ref[0] = t_ref
                 return k, m
             a = (t[k] - t_ref) * inv_tau
             if a > RENORM:
-                due = True
                 break
             f = np.float32(math.exp(a))
             w = np.uint64(idx[k]) * np.uint64(no)
@@ -82,6 +77,9 @@ def dense_forward_leaky(idx, cnt, t, start, Wf, no, phi, counts, theta, inv_tau,
             if hi > 0:
                 m = fire(phi, counts, zero, lo, hi, theta * f, f, True, emit, t, k, oi, oc, ot, m)
             k += 1
+        if k == n:
+            break
+        t_ref = restart(phi, t[k], t_ref, inv_tau)
     ref[0] = t_ref
     return n, m
 
