@@ -85,11 +85,12 @@ def _root(a, b, lo, hi, vlo, vhi, theta, inv_m, inv_s):
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
-def crossing_half(a, b, xe, theta, inv_m):
-    """``first_crossing`` when tau_s = tau_m / 2 (the default ``tau_s_ratio``), in closed form: with
-    x = exp(-u / tau_m) the potential is a x - b x^2, so it meets theta at the roots of b x^2 - a x + theta = 0.
-    x runs down from 1 as time goes on and v(x = 1) < theta, so the first crossing is the largest root below 1,
-    if it comes before the span ends (x >= ``xe`` = exp(-span / tau_m))."""
+def root_half(a, b, xe, theta):
+    """Where the potential first reaches theta when tau_s = tau_m / 2 (the default ``tau_s_ratio``), as
+    x = exp(-u / tau_m), or -1.0: the potential is a x - b x^2, so it meets theta at the roots of b x^2 - a x + theta
+    = 0. x runs down from 1 as time goes on and v(x = 1) < theta, so the first crossing is the largest root below 1,
+    if it comes before the span ends (x >= ``xe`` = exp(-span / tau_m)). ``spans_spikes`` wants x itself (the state
+    after the spike is a x - theta, b x^2), so it takes no logarithm to then undo it with an exponential."""
     if b == 0.0:  # v = a x rises in time only when a < 0, below theta > 0
         return -1.0
     d = a * a - 4.0 * b * theta
@@ -105,7 +106,14 @@ def crossing_half(a, b, xe, theta, inv_m):
         x = r2
     if x <= 0.0 or x < xe:
         return -1.0
-    return -math.log(x) / inv_m
+    return x
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def crossing_half(a, b, xe, theta, inv_m):
+    """``first_crossing`` when tau_s = tau_m / 2, in closed form (``root_half``), as a time u."""
+    x = root_half(a, b, xe, theta)
+    return -math.log(x) / inv_m if x > 0.0 else -1.0
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
@@ -162,19 +170,28 @@ def spans_spikes(j, span, t0, ea, eb, A, B, counts, theta, inv_m, inv_s, floor, 
     u0 = 0.0
     half = inv_s == 2.0 * inv_m
     for _ in range(MAX_BURST):
-        u = first_crossing(a, b, span - u0, ea, eb, theta, inv_m, inv_s)
-        if u < 0.0:
-            break
-        xa = math.exp(-u * inv_m)
-        xb = xa * xa if half else math.exp(-u * inv_s)
+        if half:  # the crossing as x = exp(-u / tau_m): one logarithm for its time, no exponential
+            xa = 1.0 if a - b >= theta else root_half(a, b, ea, theta)
+            if xa < 0.0:
+                break
+            u = -math.log(xa) / inv_m
+            xb = xa * xa
+        else:
+            u = first_crossing(a, b, span - u0, ea, eb, theta, inv_m, inv_s)
+            if u < 0.0:
+                break
+            xa, xb = math.exp(-u * inv_m), math.exp(-u * inv_s)
         oi[m], ot[m] = j, t0 + u0 + u
         od[m] = max(b * inv_s * xb - a * inv_m * xa, floor)
         m += 1
         counts[j] += 1.0
         a, b = a * xa - theta, b * xb
         u0 += u
-        ea = math.exp(-(span - u0) * inv_m)  # what is left of the span
-        eb = ea * ea if half else math.exp(-(span - u0) * inv_s)
+        if half:  # what is left of the span: exp(-(span - u0) / tau_m), the span's factor less the crossing's
+            ea = min(ea / xa, 1.0)
+            eb = ea * ea
+        else:
+            ea, eb = math.exp(-(span - u0) * inv_m), math.exp(-(span - u0) * inv_s)
         if (a if a > 0.0 else 0.0) - (b if b < 0.0 else 0.0) < theta:  # v stays below theta from here on
             break
     A[j], B[j] = a * ea, b * eb
