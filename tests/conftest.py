@@ -59,3 +59,13 @@ def synth_folder(tmp_path_factory):
     out = tmp_path_factory.mktemp("synth") / "font"
     assert main(["synth", "--font", "--count", "30", "--out", str(out), "-q"]) == 0
     return out
+
+
+@pytest.fixture(autouse=True)
+def one_job(monkeypatch):
+    """`train`'s settings search runs its candidates in this process, one at a time (`--jobs 1`): many tests spy on
+    or rig what it does here, and two test processes each starting two workers would crowd two cores. The search
+    with workers, and `train`'s default of two: tests/test_choose_pool.py."""
+    from streamsnn.learn import choose_pool
+
+    monkeypatch.setattr(choose_pool, "default_jobs", lambda: 1)

@@ -41,7 +41,7 @@ def poker_run(tmp_path_factory):
     with pytest.MonkeyPatch.context() as mp, contextlib.redirect_stdout(buf):
         mp.setattr(choose, "hits", spy)
         assert main(["train", "--data", str(need("poker_dvs_inverted")), "--choose", "on", "--epochs", "3",
-                     "--out", str(out), "--json"]) == 0
+                     "--out", str(out), "--json", "--jobs", "1"]) == 0  # (module-scoped: before one_job)
     return out, json.loads(buf.getvalue()), scored
 
 

@@ -74,34 +74,26 @@ def choose_settings(args, net, s, aug, picked, train, say):
         return default_rates(args, net.layers, stream, net.learning, net.lr_out, steps=s["epochs"] * len(train),
                              readout=getattr(net, "readout", None))
 
+    make_net = NetMaker(net, {False: rates(False), True: rates(True)}, delay_us if vary_leak else 0)
+
     def tau(c) -> tuple[float | None, str]:
         if not vary_leak:
             return net.tau_us, picked["why"]["tau"]
         return dd.choose_tau(None, None, net.learning, delay_us, delay_share=c.leak)
 
-    def layer_taus(c) -> list[float] | None:
-        """Each hidden layer's leak for candidate `c`: None (all as the output's) unless its first layer has its own."""
-        if not vary_leak or c.first is None:
-            return None
-        first = dd.choose_tau(None, None, net.learning, delay_us, delay_share=c.first)[0]
-        return [first] + [tau(c)[0]] * (len(net.layers) - 1)
-
-    def make_net(c):
-        lr, lr_out = rates(c.stream)
-        return type(net)(**{**net.config(), "lr": lr * c.lr_scale, "lr_out": lr_out * c.lr_scale,
-                            "tau_us": tau(c)[0], "layer_tau_us": layer_taus(c)})
-
     # a temporal model's prefixes (augment.PrefixCrops) win only when strictly better on held-out whole samples
     crops_apply = ((picked["why"]["stream_crops"].startswith("samples last") and args.stream_crops)
                    or picked.get("prefixes_searchable", False))
     base = choose.Candidate(1.0, aug is not None, bool(args.stream_crops))
-    say(f"choosing settings on held-out training samples ({picked['why']['choose']}; --choose off skips)")
+    jobs = search_jobs(args)
+    say(f"choosing settings on held-out training samples ({picked['why']['choose']}; --choose off skips; "
+        + (f"{jobs} candidates at a time in worker processes, --jobs 1: one)" if jobs > 1 else "one at a time)"))
     c = choose.search(make_net, train, base, epochs=s["epochs"], seed=args.seed,
                       vary_lr=args.lr is None and args.lr_out is None, vary_augment=args.augment is None,
                       vary_stream=crops_apply, fixed_epochs=args.epochs is not None,
                       leaks=choose.LEAKS if vary_leak else (), first_leaks=choose.FIRST_LEAKS if vary_leak else (),
                       stream_score=HeldStream(args.data) if vary_leak else None, progress=say,
-                      pieces=args.pieces, ends=getattr(args, "end_cuts", None))
+                      pieces=args.pieces, ends=getattr(args, "end_cuts", None), jobs=jobs)
     say(c.brief())
     w = c.winner.candidate
     if vary_leak:
@@ -111,7 +103,7 @@ def choose_settings(args, net, s, aug, picked, train, say):
         picked.update(tau_us=tau_us)
         picked["why"]["tau"] = why
         say(f"leak tau {tau_us / 1000:g} ms ({why})")
-        if (firsts := layer_taus(w)) is not None:
+        if (firsts := make_net.layer_taus(w)) is not None:
             picked["layer_tau_us"] = firsts
             picked["why"]["layer_tau"] = (f"the first layer's leak {choose.share(w.first)}x the input delay, "
                                           "chosen on held-out training samples: better on whole samples, no worse "
@@ -126,6 +118,66 @@ def choose_settings(args, net, s, aug, picked, train, say):
     net.chosen = c.record()
     picked.update(stream_crops=w.stream, augment=aug, chosen=net.chosen)
     return net, aug
+
+
+class NetMaker:
+    """`choose.search`'s network builder for `train`: a fresh network like `net` for a candidate, its learning rates
+    (`rates`: (lr, lr_out) with stream crops off and on) times the candidate's scale and, where `train` sets the leak
+    from the input delay (`delay_us` > 0), the candidate's leaks. A plain object, so that it pickles for the search's
+    worker processes (`choose_pool`)."""
+
+    def __init__(self, net, rates: dict, delay_us: float):
+        self.cls, self.config, self.rates, self.delay_us = type(net), net.config(), rates, delay_us
+        self.learning, self.tau_us, self.depth = net.learning, net.tau_us, len(net.layers)
+
+    def tau(self, c) -> float | None:
+        from ..learn import datadefaults as dd
+
+        if not self.delay_us:
+            return self.tau_us
+        return dd.choose_tau(None, None, self.learning, self.delay_us, delay_share=c.leak)[0]
+
+    def layer_taus(self, c) -> list[float] | None:
+        """Each hidden layer's leak for candidate `c`: None (all as the output's) unless its first layer has its own."""
+        from ..learn import datadefaults as dd
+
+        if not self.delay_us or c.first is None:
+            return None
+        first = dd.choose_tau(None, None, self.learning, self.delay_us, delay_share=c.first)[0]
+        return [first] + [self.tau(c)] * (self.depth - 1)
+
+    def __call__(self, c):
+        lr, lr_out = self.rates[c.stream]
+        return self.cls(**{**self.config, "lr": lr * c.lr_scale, "lr_out": lr_out * c.lr_scale, "tau_us": self.tau(c),
+                           "layer_tau_us": self.layer_taus(c)})
+
+
+def jobs_count(text: str) -> int:
+    """`--jobs`'s type: a whole number of 1 or more (argparse says what is wrong in one line)."""
+    import argparse
+
+    try:
+        n = int(text)
+    except ValueError:
+        n = 0
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"give 1 or more worker processes for --choose's candidates, not {text!r}")
+    return n
+
+
+def add_jobs(p) -> None:
+    """`train --jobs`."""
+    p.add_argument("--jobs", type=jobs_count, default=None, metavar="N",
+                   help="worker processes for --choose's candidates, run side by side with the same outcome as "
+                        "one after another (default: the usable CPUs, at most 2; 1: one at a time)")
+
+
+def search_jobs(args) -> int:
+    """`--jobs`, or its default (`choose_pool.default_jobs`)."""
+    from ..learn.choose_pool import default_jobs
+
+    jobs = getattr(args, "jobs", None)
+    return default_jobs() if jobs is None else jobs
 
 
 def leak_text(net) -> str:

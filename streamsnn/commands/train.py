@@ -10,6 +10,7 @@ from pathlib import Path
 
 from ._train_choose import (
     HeldStream,  # noqa: F401 (API)
+    add_jobs,
     choose_settings,
     cuts_text,
     default_rates,
@@ -108,10 +109,10 @@ def add_parser(subparsers) -> None:
                         "1/2 only if no worse on the held-out samples' last decisions as a stream) on a "
                         "held-out part of the training split (the last quarter of each class; never the test "
                         "split), then train on the whole split with the winner; the default settings win ties. "
-                        "auto (default): when the data are few (under "
-                        f"{dd.SMALL_PER_CLASS} training samples per class) or the sensor is not N-MNIST's "
-                        "34x34; settings given on the command line are kept, not searched. Costs up to 6 "
-                        "shorter training runs; train prints what it tried")
+                        f"auto (default): when the data are few (under {dd.SMALL_PER_CLASS} training samples per "
+                        "class) or the sensor is not N-MNIST's 34x34; settings given on the command line are kept, "
+                        "not searched. Costs up to 7 shorter training runs (side by side: --jobs); train prints them")
+    add_jobs(p)
     g = p.add_argument_group(
         "input and data-driven defaults",
         "Classes (names and count) come from the data. Input map: a sensor of at most\n"

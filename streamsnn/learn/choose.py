@@ -53,6 +53,8 @@ on the first order task 100 / 100 %, as without it (a tie: not taken); on synthe
 against 90.0 %, but 79.0 % of last decisions against 84.0 %: refused there by the rule.
 Every candidate trains with its items' ends cut as `train` cuts them (`augment.end_cuts`: by default for a network
 with a leak and input delays; `--end-cuts`), so the search scores the training the winner gets.
+Side by side (`search(jobs=N)`, `train --jobs`, `choose_pool`): the candidates run in worker processes, the next ones
+started before the outcome of the one waited for is known; the same candidates are tried and chosen in the same order.
 Why so little: a cross-validated small-data preset once lost on held-out checks (datadefaults.py), so
 only settings whose wrong value shows on a few samples are searched, and the default wins ties.
 """
@@ -298,11 +300,15 @@ class Choice:
 def search(make_net, data, base: Candidate, *, epochs: int, seed: int = 0, vary_lr: bool = True,
            vary_augment: bool = True, vary_stream: bool = False, fixed_epochs: bool = False,
            multipliers=MULTIPLIERS, leaks=(), first_leaks=(), stream_score=None, progress=None,
-           pieces: float = 0.0, ends: bool | None = False) -> Choice:
+           pieces: float = 0.0, ends: bool | None = False, jobs: int = 1) -> Choice:
     """Coordinate search over the settings not fixed (see the docstring) on `data` (a `training.SampleArrays`
     of the training split); `make_net(candidate)` builds a fresh network for a candidate. `leaks`: leak shares
     tried besides `base.leak`, and `first_leaks`: the first layer's, which need `stream_score(net, held)` (held-out
-    last-decision accuracy). `pieces` and `ends`: as in `run_candidate`."""
+    last-decision accuracy). `pieces` and `ends`: as in `run_candidate`. `jobs` > 1: candidates run side by side in
+    that many worker processes, the next ones started before the outcome of the one waited for (`choose_pool`); the
+    same candidates are tried and chosen as with one."""
+    from .choose_pool import CandidatePool
+
     leaky = bool(leaks or first_leaks)
     if leaky and stream_score is None:
         raise ValueError("search: leaks are judged on the held-out stream too; give stream_score")
@@ -310,13 +316,37 @@ def search(make_net, data, base: Candidate, *, epochs: int, seed: int = 0, vary_
     if not len(held_pos):  # every class has a single sample: nothing to score on, the defaults stay
         return Choice(Result(base, epochs=epochs), base, [], 0, len(data), "nothing (one sample per class)", epochs)
     rest, held = data.pick(rest_pos), data.pick(held_pos)
+    kw = dict(epochs=epochs, seed=seed, fixed_epochs=fixed_epochs, stream_score=stream_score if leaky else None,
+              pieces=pieces, ends=ends)
+    # the steps after the first candidate, in order: (the candidate built from the best so far, a leak?)
+    plan = [(lambda b, m=m: dataclasses.replace(base, lr_scale=m), False) for m in multipliers[1:]] if vary_lr else []
+    searched = [f"lr x{'/x'.join(f'{m:g}' for m in multipliers)}"] if vary_lr else []
+    if vary_augment:
+        plan.append((lambda b: dataclasses.replace(b, augment=not b.augment), False))
+        searched.append("augment on/off")
+    if vary_stream:
+        plan.append((lambda b: dataclasses.replace(b, stream=not b.stream), False))
+        searched.append("stream crops on/off")
+    if leaks:
+        plan += [(lambda b, x=x: dataclasses.replace(b, leak=x), True) for x in leaks]
+        searched.append("leak " + " or ".join(share(x) for x in (base.leak, *leaks)) + " of the delay")
+    if first_leaks:
+        plan += [(lambda b, x=x: dataclasses.replace(b, first=x), True) for x in first_leaks]
+        searched.append("first layer's leak as the others' or " + " or ".join(f"{share(x)}x" for x in first_leaks)
+                        + " the delay")
     results: list[Result] = []
+    pool = CandidatePool(jobs, make_net, rest, held, kw) if jobs > 1 and plan else None
 
-    def trial(cand: Candidate) -> Result:
+    def trial(cand: Candidate, k: int, best: Candidate) -> Result:
+        """Candidate `cand`, step `k` of the plan, with `best` the best so far; with a pool, the steps after it are
+        started as built from `best` (as if `cand` does not win)."""
         r = next((r for r in results if r.candidate == cand), None)
         if r is None:
-            r = run_candidate(make_net, cand, rest, held, epochs=epochs, seed=seed, fixed_epochs=fixed_epochs,
-                              stream_score=stream_score if leaky else None, pieces=pieces, ends=ends)
+            if pool:
+                pool.ahead([cand] + [make(best) for make, _ in plan[k:]])
+                r = pool.result(cand)
+            else:
+                r = run_candidate(make_net, cand, rest, held, **kw)
             results.append(r)
             if progress:
                 progress(f"  tried {cand.name(base)}: held-out {r.accuracy:.0%} at epoch {r.best}"
@@ -325,34 +355,16 @@ def search(make_net, data, base: Candidate, *, epochs: int, seed: int = 0, vary_
                          + (f", last decision {r.last:.0%} as a stream" if r.last is not None else ""))
         return r
 
-    best = trial(dataclasses.replace(base, lr_scale=multipliers[0]))
-    steps = [[dataclasses.replace(base, lr_scale=m) for m in multipliers[1:]]] if vary_lr else []
-    searched = [f"lr x{'/x'.join(f'{m:g}' for m in multipliers)}"] if vary_lr else []
-    if vary_augment:
-        steps.append(["augment"])
-        searched.append("augment on/off")
-    if vary_stream:
-        steps.append(["stream"])
-        searched.append("stream crops on/off")
-    if leaks:
-        steps.append([("leak", x) for x in leaks])
-        searched.append("leak " + " or ".join(share(x) for x in (base.leak, *leaks)) + " of the delay")
-    if first_leaks:
-        steps.append([("first", x) for x in first_leaks])  # (the Candidate field, its value)
-        searched.append("first layer's leak as the others' or " + " or ".join(f"{share(x)}x" for x in first_leaks)
-                        + " the delay")
-    for step in steps:
-        for cand in step:
-            leak = isinstance(cand, tuple)
-            if cand == "augment":
-                cand = dataclasses.replace(best.candidate, augment=not best.candidate.augment)
-            elif cand == "stream":
-                cand = dataclasses.replace(best.candidate, stream=not best.candidate.stream)
-            elif leak:
-                cand = dataclasses.replace(best.candidate, **{cand[0]: cand[1]})
-            r = trial(cand)
+    try:
+        first = dataclasses.replace(base, lr_scale=multipliers[0])
+        best = trial(first, 0, first)
+        for k, (make, leak) in enumerate(plan):
+            r = trial(make(best.candidate), k + 1, best.candidate)
             if takes(r, best, leak=leak):
                 best = r
+    finally:
+        if pool:
+            pool.close()
     searched.append(f"epochs 1-{epochs}" if not fixed_epochs else f"{epochs} epochs fixed")
     return Choice(best, base, results, len(held), len(data), ", ".join(searched), epochs, bool(leaks),
                   bool(first_leaks))
