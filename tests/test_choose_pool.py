@@ -65,7 +65,7 @@ def test_the_pool_runs_a_candidate_once_and_no_more_at_a_time_than_its_jobs():
     rest, held = held_out(train)
     kw = dict(epochs=2, seed=0, fixed_epochs=True)
     cands = [choose.Candidate(lr_scale=m) for m in (1.0, 0.5, 0.25, 0.125)]
-    with choose_pool.CandidatePool(2, make_net, rest, held, kw) as pool:
+    with choose_pool.CandidatePool(2, choose.run_candidate, make_net, rest, held, kw) as pool:
         pool.ahead(cands)
         assert len(pool.started) == 2  # two started, the others wait for a free worker
         got = pool.result(cands[3])  # one not started yet starts when asked for
@@ -81,7 +81,7 @@ def test_a_worker_that_dies_does_not_stop_the_search():
     rest, held = held_out(train)
     kw = dict(epochs=2, seed=0, fixed_epochs=True)
     cand = choose.Candidate(lr_scale=0.5)
-    with choose_pool.CandidatePool(1, make_net, rest, held, kw) as pool:
+    with choose_pool.CandidatePool(1, choose.run_candidate, make_net, rest, held, kw) as pool:
         pool.ahead([cand])
         os.kill(pool.started[cand][0].pid, signal.SIGKILL)  # as the kernel's out-of-memory killer would
         got = pool.result(cand)
@@ -101,7 +101,8 @@ class Broken:
 def test_an_error_in_a_worker_is_raised_here_as_the_search_alone_raises_it(capfd):
     make_net, train = poker()
     rest, held = held_out(train)
-    with choose_pool.CandidatePool(2, Broken(), rest, held, dict(epochs=1, seed=0, fixed_epochs=True)) as pool:
+    kw = dict(epochs=1, seed=0, fixed_epochs=True)
+    with choose_pool.CandidatePool(2, choose.run_candidate, Broken(), rest, held, kw) as pool:
         with pytest.raises(InputError, match="sample 7 of 0.5 is unreadable"):
             pool.result(choose.Candidate(lr_scale=0.5))
         assert not pool.broken

@@ -335,7 +335,7 @@ def search(make_net, data, base: Candidate, *, epochs: int, seed: int = 0, vary_
         searched.append("first layer's leak as the others' or " + " or ".join(f"{share(x)}x" for x in first_leaks)
                         + " the delay")
     results: list[Result] = []
-    pool = CandidatePool(jobs, make_net, rest, held, kw) if jobs > 1 and plan else None
+    pool = CandidatePool(jobs, run_candidate, make_net, rest, held, kw) if jobs > 1 and plan else None
 
     def trial(cand: Candidate, k: int, best: Candidate) -> Result:
         """Candidate `cand`, step `k` of the plan, with `best` the best so far; with a pool, the steps after it are

@@ -41,12 +41,10 @@ def _child(conn, job, cand) -> None:
     import pickle
     import signal
 
-    from . import choose
-
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    make_net, rest, held, kw = job
+    run, make_net, rest, held, kw = job
     try:
-        out = ("ok", choose.run_candidate(make_net, cand, rest, held, **kw))
+        out = ("ok", run(make_net, cand, rest, held, **kw))
     except Exception as exc:  # noqa: BLE001 (sent back whole)
         try:
             pickle.dumps(exc)
@@ -58,12 +56,13 @@ def _child(conn, job, cand) -> None:
 
 
 class CandidatePool:
-    """Candidates run in worker processes, at most `jobs` at a time, each once (kept by candidate), one process per
-    candidate. `ahead(cands)`: start the first of `cands` not started yet while fewer than `jobs` run; `result(cand)`:
-    its Result (started now if it was not), waiting for it. Close it (`with`) to stop the workers still running."""
+    """Candidates run by `run` (`choose.run_candidate`, handed over: choose imports this module) in worker processes,
+    at most `jobs` at a time, each once (kept by candidate), one process per candidate. `ahead(cands)`: start the
+    first of `cands` not started yet while fewer than `jobs` run; `result(cand)`: its Result (started now if it was
+    not), waiting for it. Close it (`with`) to stop the workers still running."""
 
-    def __init__(self, jobs: int, make_net, rest, held, kw: dict):
-        self.jobs, self.job = jobs, (make_net, rest, held, kw)
+    def __init__(self, jobs: int, run, make_net, rest, held, kw: dict):
+        self.jobs, self.job = jobs, (run, make_net, rest, held, kw)
         self.ctx = multiprocessing.get_context("spawn")
         self.started: dict = {}  # candidate -> (process, its end of the pipe)
         self.done: dict = {}     # candidate -> Result
@@ -103,10 +102,8 @@ class CandidatePool:
                     raise got
                 self.done[cand] = got
                 return got
-        from . import choose
-
-        make_net, rest, held, kw = self.job
-        self.done[cand] = choose.run_candidate(make_net, cand, rest, held, **kw)
+        run, make_net, rest, held, kw = self.job
+        self.done[cand] = run(make_net, cand, rest, held, **kw)
         return self.done[cand]
 
     def close(self) -> None:
