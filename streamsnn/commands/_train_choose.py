@@ -70,16 +70,9 @@ def choose_settings(args, net, s, aug, picked, train, say):
     delay_us = net.input_map.delay_us if net.input_map.delays > 1 else 0
     vary_leak = net.learning in TEMPORAL_MODES and bool(delay_us) and args.tau_ms is None
 
-    def rates(stream: bool) -> tuple[float, float]:
-        return default_rates(args, net.layers, stream, net.learning, net.lr_out, steps=s["epochs"] * len(train),
-                             readout=getattr(net, "readout", None))
-
-    make_net = NetMaker(net, {False: rates(False), True: rates(True)}, delay_us if vary_leak else 0)
-
-    def tau(c) -> tuple[float | None, str]:
-        if not vary_leak:
-            return net.tau_us, picked["why"]["tau"]
-        return dd.choose_tau(None, None, net.learning, delay_us, delay_share=c.leak)
+    rates = {stream: default_rates(args, net.layers, stream, net.learning, net.lr_out, steps=s["epochs"] * len(train),
+                                   readout=getattr(net, "readout", None)) for stream in (False, True)}
+    make_net = NetMaker(net, rates, delay_us if vary_leak else 0)
 
     # a temporal model's prefixes (augment.PrefixCrops) win only when strictly better on held-out whole samples
     crops_apply = ((picked["why"]["stream_crops"].startswith("samples last") and args.stream_crops)
@@ -97,7 +90,7 @@ def choose_settings(args, net, s, aug, picked, train, say):
     say(c.brief())
     w = c.winner.candidate
     if vary_leak:
-        tau_us, why = tau(w)
+        tau_us, why = make_net.leak(w.leak)
         why += ("; chosen on held-out training samples: better on whole samples, no worse on last decisions"
                 if w.leak != base.leak else "; the default: a longer leak did not win on held-out samples")
         picked.update(tau_us=tau_us)
@@ -109,7 +102,7 @@ def choose_settings(args, net, s, aug, picked, train, say):
                                           "chosen on held-out training samples: better on whole samples, no worse "
                                           "on last decisions")
             say(f"first layer's leak tau {firsts[0] / 1000:g} ms ({picked['why']['layer_tau']})")
-    lr, lr_out = rates(w.stream)
+    lr, lr_out = rates[w.stream]
     s.update(lr=lr * w.lr_scale, lr_out=lr_out * w.lr_scale, epochs=c.winner.epochs or s["epochs"],
              schedule_epochs=s["epochs"])
     args.stream_crops = w.stream
@@ -130,21 +123,20 @@ class NetMaker:
         self.cls, self.config, self.rates, self.delay_us = type(net), net.config(), rates, delay_us
         self.learning, self.tau_us, self.depth = net.learning, net.tau_us, len(net.layers)
 
-    def tau(self, c) -> float | None:
+    def leak(self, share: float) -> tuple[float, str]:
+        """(the leak tau, why) for `share` of the input delay (`datadefaults.choose_tau`)."""
         from ..learn import datadefaults as dd
 
-        if not self.delay_us:
-            return self.tau_us
-        return dd.choose_tau(None, None, self.learning, self.delay_us, delay_share=c.leak)[0]
+        return dd.choose_tau(None, None, self.learning, self.delay_us, delay_share=share)
+
+    def tau(self, c) -> float | None:
+        return self.leak(c.leak)[0] if self.delay_us else self.tau_us
 
     def layer_taus(self, c) -> list[float] | None:
         """Each hidden layer's leak for candidate `c`: None (all as the output's) unless its first layer has its own."""
-        from ..learn import datadefaults as dd
-
         if not self.delay_us or c.first is None:
             return None
-        first = dd.choose_tau(None, None, self.learning, self.delay_us, delay_share=c.first)[0]
-        return [first] + [self.tau(c)] * (self.depth - 1)
+        return [self.leak(c.first)[0]] + [self.tau(c)] * (self.depth - 1)
 
     def __call__(self, c):
         lr, lr_out = self.rates[c.stream]
