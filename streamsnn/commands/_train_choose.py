@@ -91,7 +91,7 @@ def choose_settings(args, net, s, aug, picked, train, say):
     w = c.winner.candidate
     if vary_leak:
         tau_us, why = make_net.leak(w.leak)
-        why += ("; chosen on held-out training samples: better on whole samples, no worse on last decisions"
+        why += ("; chosen on held-out training samples: better on whole samples or last decisions, worse on neither"
                 if w.leak != base.leak else "; the default: a longer leak did not win on held-out samples")
         picked.update(tau_us=tau_us)
         picked["why"]["tau"] = why
@@ -99,8 +99,8 @@ def choose_settings(args, net, s, aug, picked, train, say):
         if (firsts := make_net.layer_taus(w)) is not None:
             picked["layer_tau_us"] = firsts
             picked["why"]["layer_tau"] = (f"the first layer's leak {choose.share(w.first)}x the input delay, "
-                                          "chosen on held-out training samples: better on whole samples, no worse "
-                                          "on last decisions")
+                                          "chosen on held-out training samples: better on whole samples or last "
+                                          "decisions, worse on neither")
             say(f"first layer's leak tau {firsts[0] / 1000:g} ms ({picked['why']['layer_tau']})")
     lr, lr_out = rates[w.stream]
     s.update(lr=lr * w.lr_scale, lr_out=lr_out * w.lr_scale, epochs=c.winner.epochs or s["epochs"],

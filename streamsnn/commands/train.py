@@ -105,9 +105,9 @@ def add_parser(subparsers) -> None:
                         "stream (default: on, off for --learning timing, or as --choose picks)")
     p.add_argument("--choose", choices=choose.MODES, default="auto",
                    help="choose learning rates (x1, x0.5, x0.25), epochs, augmentation, stream crops and, for a "
-                        "temporal network with input delays and no --tau-ms, the leak (1/4 or 1/2 of the delay; "
-                        "1/2 only if no worse on the held-out samples' last decisions as a stream) on a "
-                        "held-out part of the training split (the last quarter of each class; never the test "
+                        "temporal network with input delays and no --tau-ms, the leak (1/4 or 1/2 of the delay; 1/2 "
+                        "only if better on held-out whole samples or last decisions as a stream, and worse on neither) "
+                        "on a held-out part of the training split (the last quarter of each class; never the test "
                         "split), then train on the whole split with the winner; the default settings win ties. "
                         f"auto (default): when the data are few (under {dd.SMALL_PER_CLASS} training samples per "
                         "class) or the sensor is not N-MNIST's 34x34; settings given on the command line are kept, "
