@@ -160,7 +160,8 @@ def score(model: Path, data: Path) -> dict:
             "stream": st["stream_accuracy"], "last": st["last_decision_accuracy"], "learning": net.learning,
             "tau_us": net.tau_us, "arch": net.arch, "scored": len(test),
             "leaks": "/".join(f"{t / 1000:g}" for t in (*net.layer_tau_us, net.tau_us)) if net.tau_us else "–",
-            "chosen": (getattr(net, "chosen", None) or {}).get("winner", "–")}
+            "chosen": (getattr(net, "chosen", None) or {}).get("winner", "–"),
+            "tried": (getattr(net, "chosen", None) or {}).get("tried")}
 
 
 def speeds(models: list[Path], data: Path, repeats: int = SPEED_REPEATS) -> list[float]:
@@ -188,7 +189,7 @@ def run(ctx: Context) -> Result:
     r = Result("time", "Time: counting and temporal learning rules, seeds " + ", ".join(map(str, seeds))
                + (", scored on held-out training samples" if held else "")
                + (f", train {' '.join(more_args)}" if more_args else ""))
-    rows, per_run, absent = [], [], []
+    rows, per_run, absent, tried = [], [], [], []
     with tempfile.TemporaryDirectory() as tmp:
         for name in names:
             try:
@@ -226,6 +227,7 @@ def run(ctx: Context) -> Result:
                              f"{np.mean(first):.2f}" if ok else "–",
                              f"{np.mean([t['seconds'] for _, t, _ in runs]):.0f}",
                              sum(bool(t["traceback"] or t["diverged"] or t["silent_stop"]) for _, t, _ in runs)])
+                tried += [(name, rule, s, g) for s, _, g in runs]
                 per_run += [[name, rule, s, *(f"{100 * g[k]:.1f}" if g else "–" for k in ("whole", "stream", "last")),
                              g["leaks"] if g else "–", g["chosen"] if g else "–",
                              f"{t['seconds']:.0f}", t["epochs_done"], t["revivals"], t["nonfinite"]]
@@ -253,6 +255,10 @@ def run(ctx: Context) -> Result:
            + "; ".join(PAPERS.values()) + ". Yamamoto, Sakemi & Aihara 2022 (timing) and De Geeter et al. 2023 "
            "(the Spiking Recurrent Cell): their own N-MNIST figures are not quoted, as neither paper's text was "
            "available to check them here. What differs from each paper: docs/network.md, 'Time'.")
+    searched = [f"{name} seed {s}: {g['tried']}" for name, _, s, g in tried if g and g.get("tried")]
+    if searched:
+        r.note("What each run's search tried (`--choose`: each candidate's held-out whole-sample accuracy at its best "
+               "epoch and, where leaks were searched, its held-out last decisions as a stream): " + "; ".join(searched))
     if held:
         r.note("Scored on held-out training samples, not the test split: the last quarter of each class of the 1,000 "
                "real training samples (250; one is 0.4 points), trained on the other 750 (+ the synthetic ones for "

@@ -1,6 +1,7 @@
 """bench_time's held-out mode: settings are tried on training samples held out, never on the test split; its
 options refuse what they cannot do in one line, and a real run trains with the added arguments and scores the
-held-out quarter. The order variants come from their own recordings; each run names its leaks and the search's pick."""
+held-out quarter. The order variants come from their own recordings; each run names its leaks, the search's pick and
+what it tried."""
 
 from __future__ import annotations
 
@@ -83,11 +84,15 @@ def test_each_run_reports_its_layers_leaks_and_what_the_search_chose(tmp_path):
     assert main(["train", "--data", str(data), "--arch", "dense:16,dense:8", "--learning", "membrane", "--tau-ms",
                  "40,12,10", "--epochs", "1", "--choose", "off", "--out", str(model), "--quiet"]) == 0
     got = bench_time.score(model, data)
-    assert got["leaks"] == "40/12/10" and got["chosen"] == "–"
+    assert got["leaks"] == "40/12/10" and got["chosen"] == "–" and got["tried"] is None
     assert main(["train", "--data", str(data), "--arch", "dense:16", "--learning", "counts", "--epochs", "1",
                  "--choose", "on", "--no-augment", "--lr", "0.001", "--out", str(model), "--quiet"]) == 0
     got = bench_time.score(model, data)
     assert got["leaks"] == "–" and got["chosen"] in ("default", "crops on", "crops off")  # the search ran
+    # and what it tried, each candidate with its held-out accuracy, the winner among them
+    tried = got["tried"].split("; ")
+    assert tried[0].startswith("default ") and len(tried) >= 2
+    assert any(t.startswith(got["chosen"] + " ") for t in tried)
 
 
 def test_speeds_are_the_median_of_rounds_of_real_evaluations(tmp_path):
