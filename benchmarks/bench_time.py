@@ -155,13 +155,13 @@ def score(model: Path, data: Path) -> dict:
         events += d.events
     batches, classes, _ = load_samples(data, "test")
     st = stream_evaluate(net, batches, classes=classes)
+    chosen = getattr(net, "chosen", None) or {}  # the search's record, when `train --choose` ran
     return {"whole": whole["accuracy"], "events_per_s": whole["events_per_s"],
             "spikes_per_event": [float(s / max(events, 1)) for s in spikes],
             "stream": st["stream_accuracy"], "last": st["last_decision_accuracy"], "learning": net.learning,
             "tau_us": net.tau_us, "arch": net.arch, "scored": len(test),
             "leaks": "/".join(f"{t / 1000:g}" for t in (*net.layer_tau_us, net.tau_us)) if net.tau_us else "–",
-            "chosen": (getattr(net, "chosen", None) or {}).get("winner", "–"),
-            "tried": (getattr(net, "chosen", None) or {}).get("tried")}
+            "chosen": chosen.get("winner", "–"), "tried": chosen.get("tried")}
 
 
 def speeds(models: list[Path], data: Path, repeats: int = SPEED_REPEATS) -> list[float]:
@@ -227,7 +227,7 @@ def run(ctx: Context) -> Result:
                              f"{np.mean(first):.2f}" if ok else "–",
                              f"{np.mean([t['seconds'] for _, t, _ in runs]):.0f}",
                              sum(bool(t["traceback"] or t["diverged"] or t["silent_stop"]) for _, t, _ in runs)])
-                tried += [(name, rule, s, g) for s, _, g in runs]
+                tried += [f"{name} seed {s}: {g['tried']}" for s, _, g in runs if g and g["tried"]]
                 per_run += [[name, rule, s, *(f"{100 * g[k]:.1f}" if g else "–" for k in ("whole", "stream", "last")),
                              g["leaks"] if g else "–", g["chosen"] if g else "–",
                              f"{t['seconds']:.0f}", t["epochs_done"], t["revivals"], t["nonfinite"]]
@@ -255,10 +255,9 @@ def run(ctx: Context) -> Result:
            + "; ".join(PAPERS.values()) + ". Yamamoto, Sakemi & Aihara 2022 (timing) and De Geeter et al. 2023 "
            "(the Spiking Recurrent Cell): their own N-MNIST figures are not quoted, as neither paper's text was "
            "available to check them here. What differs from each paper: docs/network.md, 'Time'.")
-    searched = [f"{name} seed {s}: {g['tried']}" for name, _, s, g in tried if g and g.get("tried")]
-    if searched:
+    if tried:
         r.note("What each run's search tried (`--choose`: each candidate's held-out whole-sample accuracy at its best "
-               "epoch and, where leaks were searched, its held-out last decisions as a stream): " + "; ".join(searched))
+               "epoch and, where leaks were searched, its held-out last decisions as a stream): " + "; ".join(tried))
     if held:
         r.note("Scored on held-out training samples, not the test split: the last quarter of each class of the 1,000 "
                "real training samples (250; one is 0.4 points), trained on the other 750 (+ the synthetic ones for "
