@@ -3,6 +3,7 @@
 import asyncio
 import json
 import signal
+import time
 
 import numpy as np
 import pytest
@@ -386,6 +387,25 @@ async def test_a_broker_that_stops_acknowledging_is_left_and_nothing_is_lost(mos
             assert await sink.flush(timeout=30)
             await c.wait_for(lambda m: set(decision_ids(c, s.topic("classification"))) >= {str(i) for i in range(5)})
         assert sink.counters["reconnects"] >= 1
+
+
+async def test_a_stalled_event_loop_is_not_taken_for_a_broker_that_stopped_acknowledging(mosquitto):
+    """The daemon's own event loop held up for longer than `timeout` (a busy machine, a long save, this
+    test's time.sleep) leaves the PUBACKs unread in the socket: that is not an unanswering broker, so the
+    connection stays up and nothing is sent twice."""
+    s = settings(mosquitto, timeout=1.0)
+    async with Collector(mosquitto.port, s.topic("classification")) as c:
+        async with MqttSink(s) as sink:
+            for i in range(5):
+                sink.publish_decision(*payload(i))  # their publishes start now, the loop then stalls
+            time.sleep(1.6)
+            for i in range(5, 10):
+                sink.publish_decision(*payload(i))  # wakes the outbox before the socket is read
+            assert await sink.flush(timeout=30)
+            await c.wait_for(lambda m: len(decision_ids(c, s.topic("classification"))) >= 10)
+            await asyncio.sleep(0.3)  # a message sent twice would arrive by now
+        assert sink.counters["connects"] == 1 and sink.counters["disconnects"] == 0
+    assert decision_ids(c, s.topic("classification")) == [str(i) for i in range(10)]
 
 
 async def test_a_defect_in_the_connection_task_is_reported_not_retried(mosquitto, monkeypatch):
