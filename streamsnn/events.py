@@ -170,10 +170,9 @@ class EventBatch:
         if not len(self):
             return []
         t = self.events["t"]
-        edges = np.arange(t[0], t[-1] + dt_us, dt_us)
-        idx = np.searchsorted(t, edges, side="left")
-        idx = np.append(idx, len(t))
-        return [self.slice_count(a, b) for a, b in zip(idx[:-1], idx[1:]) if b > a]
+        bins = (t - t[0]) // dt_us  # per event, not per dt_us of time: a gap of hours costs nothing
+        idx = np.concatenate(([0], np.flatnonzero(np.diff(bins)) + 1, [len(t)]))
+        return [self.slice_count(int(a), int(b)) for a, b in zip(idx[:-1], idx[1:])]
 
     @staticmethod
     def concatenate(batches: Iterable[EventBatch]) -> EventBatch:

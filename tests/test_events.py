@@ -74,6 +74,21 @@ def test_split_time_covers_all_events():
     assert [list(p.events["t"]) for p in parts] == [[0, 1, 5, 9], [10], [25]]
 
 
+def test_cutting_in_time_follows_the_events_not_the_time_they_span():
+    """A timestamp glitch (one event days later) must not make a list, array or loop over every empty
+    stretch of time: that took 24 GB and minutes for a recording of a few thousand events."""
+    from streamsnn.sources.files import time_chunks
+
+    far = MAX_TIME_US - 1
+    b = batch([5, 7, 12, far - 3, far])
+    assert [list(p.events["t"]) for p in b.split_time(10)] == [[5, 7, 12], [far - 3, far]]
+    assert [list(p.events["t"]) for p in b.split_time(1)] == [[5], [7], [12], [far - 3], [far]]
+    chunks = list(time_chunks(b, 10))
+    assert [list(c.events["t"]) for c, _ in chunks] == [[5, 7, 12], [far - 3, far]]
+    assert [end for _, end in chunks] == [10, far - 5]  # the last closes at the last event
+    assert [end for _, end in time_chunks(batch([0, 9, 10, 31]), 10)] == [10, 20, 31]
+
+
 def test_concatenate_roundtrip_and_sensor_mismatch():
     b = batch(list(range(8)))
     again = EventBatch.concatenate(b.split_count(3))

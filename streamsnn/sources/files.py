@@ -34,13 +34,11 @@ def time_chunks(batch: EventBatch, chunk_us: int) -> Iterator[tuple[EventBatch, 
         return
     t = batch.events["t"]
     t0, span = int(t[0]), int(t[-1] - t[0])
-    n = span // chunk_us + 1
-    cuts = np.searchsorted(t, t0 + chunk_us * np.arange(1, n), side="left")
-    bounds = np.concatenate(([0], cuts, [len(t)]))
-    for k in range(n):
-        a, b = int(bounds[k]), int(bounds[k + 1])
-        if b > a:
-            yield batch.slice_count(a, b), min((k + 1) * chunk_us, span)
+    k = (t - t0) // chunk_us  # each event's window: the work follows the events, not the time they span
+    starts = np.concatenate(([0], np.flatnonzero(np.diff(k)) + 1))
+    ends = np.append(starts[1:], len(t))
+    for a, b in zip(starts.tolist(), ends.tolist()):
+        yield batch.slice_count(a, b), min((int(k[a]) + 1) * chunk_us, span)
 
 
 class ReplaySource(SourceBase):
