@@ -92,6 +92,7 @@ def test_train_on_tonic_layout_prints_epochs(capsys, tonic_layout, tmp_path):
     (["eval", "--data", "{data}", "--model", "{tmp}/junk.npz"], "junk.npz"),
     (["train", "--data", "{tmp}/absent", "--out", "{tmp}/x.npz"], "absent"),
     (["train", "--data", "{data}", "--out", "{tmp}/no/such/x.npz"], "no/such"),
+    (["train", "--data", "{data}", "--out", "{tmp}"], "it is a folder"),  # before training, not after it
 ])
 def test_user_errors_exit_2_with_one_line(capsys, tmp_path, model, argv, needle):
     (tmp_path / "junk.npz").write_bytes(b"this is not a model")
@@ -101,6 +102,19 @@ def test_user_errors_exit_2_with_one_line(capsys, tmp_path, model, argv, needle)
     assert rc == 2
     lines = err.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("streamsnn: error:") and needle in lines[0]
+
+
+@pytest.mark.parametrize("cmd", ["train", "eval"])
+def test_a_limit_below_one_is_refused_before_any_work(capsys, tmp_path, model, cmd):
+    """--limit 0 used to train on nothing, end in a traceback and leave a model with 0 updates (train), or
+    report accuracy 0.0 on 0 samples with exit status 0 (eval)."""
+    other = ["--out", str(tmp_path / "x.npz")] if cmd == "train" else ["--model", str(model)]
+    for bad in ("0", "-3"):
+        with pytest.raises(SystemExit) as exit_:
+            main([cmd, "--data", str(need("nmnist_small")), *other, "--limit", bad])
+        assert exit_.value.code == 2
+        assert f"argument --limit: give a whole number of 1 or more, not '{bad}'" in capsys.readouterr().err
+    assert not (tmp_path / "x.npz").exists()
 
 
 CONV = "conv:4:5:2:2,dense:32"

@@ -42,3 +42,5 @@ def test_unreachable_broker_and_bad_arguments_exit_2():
     assert done.returncode == 2 and "--broker 'nohost:notaport'" in done.stderr
     done = cli("publish", "/nonexistent/recording.aedat4")
     assert done.returncode == 2 and "/nonexistent/recording.aedat4" in done.stderr
+    done = cli("publish", str(data), "--limit", "0", "--broker", f"127.0.0.1:{free_port()}")  # was: 1 sample
+    assert done.returncode == 2 and "argument --limit: give a whole number of 1 or more, not '0'" in done.stderr

@@ -124,8 +124,14 @@ async def test_bad_host_and_speed_exit_2():
     path = need("recordings/tonic_sample.aedat4")
     rc, err = await run_cli(path, "--host", "no.such.host.invalid")
     assert rc == 2 and "unknown host" in err and err.count("\n") == 1
-    rc, err = await run_cli(path, "--speed", "-1")
-    assert rc == 2 and "--speed" in err
+    for bad in ("-1", "nan", "inf"):
+        rc, err = await run_cli(path, "--speed", bad)
+        assert rc == 2 and "--speed" in err and err.count("\n") == 1, err
+    for bad in ("-1", "nan"):
+        rc, err = await run_cli(path, "--linger", bad)
+        assert rc == 2 and "--linger" in err and err.count("\n") == 1, err
+    rc, err = await run_cli(path, "--limit", "0")  # argparse: usage, then the one line saying what is wrong
+    assert rc == 2 and "argument --limit: give a whole number of 1 or more, not '0'" in err
 
 
 ROOT = Path(__file__).resolve().parent.parent

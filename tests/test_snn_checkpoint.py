@@ -110,6 +110,40 @@ def test_save_into_missing_folder_is_checkpoint_error(tmp_path):
         net.save(tmp_path / "nope" / "m.npz")
 
 
+def test_save_writes_through_a_link_and_never_replaces_a_folder_or_a_pipe(tmp_path):
+    """A save renames a new file over its target: a symbolic link is followed (the model it names is
+    replaced, the link stays a link), and a folder, a pipe or a device is refused, never replaced (a
+    `train --out /dev/full` run as root once turned that device into a model file)."""
+    a, _ = trained(0)
+    b, _ = trained(1)
+    (tmp_path / "models").mkdir()
+    real = tmp_path / "models" / "v1.npz"
+    a.save(real)
+    link = tmp_path / "current.npz"
+    link.symlink_to(real)
+    b.save(link)
+    assert link.is_symlink() and os.readlink(link) == str(real)
+    np.testing.assert_array_equal(SpikingNetwork.load(real).weights[0], b.weights[0])
+    os.mkfifo(tmp_path / "pipe.npz")
+    for target, kind in ((tmp_path / "models", "a folder"), (tmp_path / "pipe.npz", "not a regular file")):
+        with pytest.raises(CheckpointError, match=kind):
+            b.save(target)
+    assert (tmp_path / "models").is_dir() and not (tmp_path / "pipe.npz").is_file()
+    assert sorted(p.name for p in (tmp_path / "models").iterdir()) == ["v1.npz"]  # no temporary file left
+
+
+def test_a_saved_model_keeps_its_files_mode_and_a_new_one_gets_the_umasks(tmp_path):
+    from streamsnn.snn import target
+
+    net, _ = trained()
+    net.save(tmp_path / "new.npz")  # as any new file of this process: not the temporary file's 0600
+    assert (tmp_path / "new.npz").stat().st_mode & 0o777 == 0o666 & ~target._UMASK
+    (tmp_path / "shared.npz").write_bytes(b"")
+    os.chmod(tmp_path / "shared.npz", 0o644)
+    net.save(tmp_path / "shared.npz")  # e.g. `classes --rename` on a model a service user reads
+    assert (tmp_path / "shared.npz").stat().st_mode & 0o777 == 0o644
+
+
 def one_line(exc_info) -> str:
     msg = str(exc_info.value)
     assert "\n" not in msg

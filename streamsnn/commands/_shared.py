@@ -1,7 +1,8 @@
-"""What several commands share: leaving at once on SIGTERM while a command is still starting up."""
+"""What several commands share: leaving at once on SIGTERM while a command is still starting up; counts in options."""
 
 from __future__ import annotations
 
+import argparse
 import signal
 
 
@@ -13,3 +14,14 @@ def exit_on_sigterm() -> None:
 
 def _stop_early(signum, frame):
     raise SystemExit(0)
+
+
+def at_least_one(text: str) -> int:
+    """argparse type of a count such as --limit: a whole number of 1 or more (0 would run on nothing)."""
+    try:
+        n = int(text)
+    except ValueError:
+        n = 0
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"give a whole number of 1 or more, not {text!r}")
+    return n

@@ -1,4 +1,5 @@
-"""`streamsnn train`'s per-layer lists: --tau-ms and --layer-price, read and checked (one-line errors)."""
+"""`streamsnn train`'s options checked before any work (one-line errors), and its per-layer lists: --tau-ms and
+--layer-price."""
 
 from __future__ import annotations
 
@@ -37,3 +38,24 @@ def parse_prices(text: str | None, n_hidden: int) -> list[float] | None:
         raise ConfigError(f"--layer-price {text}: give one multiplier per hidden layer ({n_hidden} values, each "
                           f"0..{MAX_LR_FACTOR:g}), e.g. {','.join(['2'] + ['1'] * (n_hidden - 1))}")
     return vals
+
+
+def check_options(args) -> None:
+    """The options that need no data, checked at once (ConfigError or CheckpointError in one line); --out
+    too, so that a folder or an unwritable place is found before the training, not after it."""
+    from ..snn.delays import MAX_DELAYS
+    from ..snn.target import check_target
+
+    if not 0.0 <= args.pieces <= 1.0:
+        raise ConfigError(f"--pieces is a share of training items in [0, 1], got {args.pieces}")
+    if args.hidden is not None and args.arch is not None:
+        raise ConfigError("give --arch or --hidden, not both (--hidden H is --arch dense:H)")
+    if getattr(args, "readout", None) and args.learning != "timing":
+        raise ConfigError("--readout is a setting of --learning timing: add --learning timing or drop --readout")
+    if args.hidden is not None and args.hidden < 1:
+        raise ConfigError(f"--hidden must be at least 1, got {args.hidden}")
+    if args.delays is not None and not 1 <= args.delays <= MAX_DELAYS:
+        raise ConfigError(f"--delays {args.delays}: give 1..{MAX_DELAYS} copies of each input (1: no delays)")
+    if args.delay_ms is not None and not 1 <= args.delay_ms <= 1e6:
+        raise ConfigError(f"--delay-ms {args.delay_ms:g}: give a delay of 1..1000000 ms")
+    check_target(args.out, "--out", probe=True)  # before the training, not after it

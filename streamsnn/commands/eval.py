@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from ._shared import at_least_one
+
 ORDER = 21
 
 
@@ -23,7 +25,7 @@ def add_parser(subparsers) -> None:
     p.add_argument("--data", type=Path, required=True, help="dataset folder (any layout `streamsnn info` reads)")
     p.add_argument("--model", type=Path, required=True, help="model file written by `streamsnn train`")
     p.add_argument("--json", action="store_true", help="print exactly one JSON object on stdout")
-    p.add_argument("--limit", type=int, default=None, help="use only N test samples, evenly spread")
+    p.add_argument("--limit", type=at_least_one, default=None, help="use only N test samples, evenly spread")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     add_stream_arguments(p)
     p.set_defaults(func=run)

@@ -6,6 +6,7 @@ import sys
 from pathlib import Path
 
 from ..mqtt.settings import PASSWORD_ENV
+from ._shared import at_least_one
 
 ORDER = 65
 
@@ -32,7 +33,7 @@ def add_parser(subparsers) -> None:
     p.add_argument("--speed", type=float, default=1.0,
                    help="files and datasets: 1 = real time (default), k = k times faster, 0 = unpaced")
     p.add_argument("--split", help="dataset split to publish (e.g. test)")
-    p.add_argument("--limit", type=int, help="stop after this many samples (datasets) or batches")
+    p.add_argument("--limit", type=at_least_one, help="stop after this many samples (datasets) or batches")
     p.add_argument("--loop", action="store_true", help="files and datasets: repeat until stopped")
     p.add_argument("--chunk-us", type=int, help="one recording: packet length in sensor time (default 10000 us)")
     p.add_argument("--node-id", default="publisher", help="MQTT client name part (default publisher)")

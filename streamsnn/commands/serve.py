@@ -7,6 +7,8 @@ import sys
 import threading
 from pathlib import Path
 
+from ._shared import at_least_one
+
 ORDER = 60
 
 
@@ -24,7 +26,7 @@ def add_parser(subparsers) -> None:
                    help="event file (.bin .bs2 .aedat4 .raw .aedat), or an N-MNIST dataset folder "
                         "(samples back to back)")
     p.add_argument("--split", help="dataset folder: serve only this split (e.g. test)")
-    p.add_argument("--limit", type=int, help="dataset folder: serve only the first N samples")
+    p.add_argument("--limit", type=at_least_one, help="dataset folder: serve only the first N samples")
     p.add_argument("--port", type=int, default=7777, help="TCP port (default 7777; 0 picks a free one)")
     p.add_argument("--host", default="127.0.0.1",
                    help="address to listen on (default 127.0.0.1; 0.0.0.0 for all interfaces)")
@@ -44,8 +46,10 @@ def run(args) -> int:
     from ..io import read_events
     from ..sources.serve import ServeStats, StreamServer, dataset_as_stream, prepare_chunks, serve_recording
 
-    if args.speed < 0:
+    if not 0 <= args.speed < float("inf"):  # nan too
         raise ConfigError(f"--speed {args.speed} must be >= 0 (1 = real time, 0 = as fast as possible)")
+    if not 0 <= args.linger < float("inf"):
+        raise ConfigError(f"--linger {args.linger} must be a number of seconds >= 0")
     if args.limit is not None and args.limit < 1:
         raise ConfigError(f"--limit {args.limit} must be at least 1")
     if args.chunk_us <= 0:

@@ -8,6 +8,7 @@ import sys
 import time
 from pathlib import Path
 
+from ._shared import at_least_one
 from ._train_choose import (
     HeldStream,  # noqa: F401 (API)
     add_jobs,
@@ -20,7 +21,7 @@ from ._train_choose import (
     timing_rates_line,
     whole_sample_settings,
 )
-from ._train_parse import parse_prices, parse_taus
+from ._train_parse import check_options, parse_prices, parse_taus
 
 ORDER = 20
 
@@ -156,7 +157,7 @@ def add_parser(subparsers) -> None:
                    help="cut each training item's end by a random 0-50 ms (the live hop), as a live model's last "
                         "decision in a sample sees it (default: on for a model with a leak and input delays, as "
                         "train gives data that need time; off otherwise)")
-    p.add_argument("--limit", type=int, default=None,
+    p.add_argument("--limit", type=at_least_one, default=None,
                    help="use only N samples of each split, evenly spread (quick runs of the same settings)")
     p.add_argument("--json", action="store_true", help="print exactly one JSON object (per-epoch figures, "
                                                        "final test accuracy) on stdout")
@@ -174,22 +175,7 @@ def plan(args, say) -> tuple:
     from ..snn import SpikingNetwork
     from ..snn.arch import DEFAULT_ARCH, parse_arch
 
-    if not 0.0 <= args.pieces <= 1.0:
-        raise ConfigError(f"--pieces is a share of training items in [0, 1], got {args.pieces}")
-    if args.hidden is not None and args.arch is not None:
-        raise ConfigError("give --arch or --hidden, not both (--hidden H is --arch dense:H)")
-    if getattr(args, "readout", None) and args.learning != "timing":
-        raise ConfigError("--readout is a setting of --learning timing: add --learning timing or drop --readout")
-    if args.hidden is not None and args.hidden < 1:
-        raise ConfigError(f"--hidden must be at least 1, got {args.hidden}")
-    from ..snn.delays import MAX_DELAYS
-
-    if args.delays is not None and not 1 <= args.delays <= MAX_DELAYS:
-        raise ConfigError(f"--delays {args.delays}: give 1..{MAX_DELAYS} copies of each input (1: no delays)")
-    if args.delay_ms is not None and not 1 <= args.delay_ms <= 1e6:
-        raise ConfigError(f"--delay-ms {args.delay_ms:g}: give a delay of 1..1000000 ms")
-    if not args.out.parent.is_dir():
-        raise ConfigError(f"--out {args.out}: folder {args.out.parent} does not exist; create it first")
+    check_options(args)
     grid = dd.parse_box(args.grid, 2, "--grid", "x") if args.grid else None
     roi = dd.parse_box(args.roi, 4, "--roi", ",") if args.roi else None
     datasets = [open_dataset(d) for d in args.data]

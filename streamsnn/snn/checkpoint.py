@@ -37,6 +37,7 @@ from .. import defaults
 from ..errors import CheckpointError, ConfigError
 from . import guard, limits, npzread
 from .layers.base import sound
+from .target import check_target, new_file_mode
 
 FORMAT = "streamsnn-snn"
 VERSION = 2
@@ -56,22 +57,27 @@ MAX_WEIGHT = limits.MAX_WEIGHT  # largest magnitude of a stored weight or bias
 
 
 def save_checkpoint(path, arrays: dict[str, np.ndarray], config: dict, counters: dict) -> Path:
-    """Write arrays plus JSON config and counters to ``path`` atomically.
+    """Write arrays plus JSON config and counters to ``path`` atomically (``check_target`` first).
 
     A temporary file in the same folder is written, flushed and fsync'ed, then renamed over
-    ``path`` and the folder is fsync'ed, so a reader sees either the old or the new file, whole.
+    ``path`` and the folder is fsync'ed, so a reader sees either the old or the new file, whole. The
+    file keeps the mode of the one it replaces (a new one: 0666 less the umask).
     """
-    path = Path(path)
+    path = check_target(path)
     folder = path.parent if str(path.parent) else Path(".")
-    if not folder.is_dir():
-        raise CheckpointError(f"cannot write model {path}: folder {folder} does not exist; create it first")
+    mode = (path.stat().st_mode & 0o7777) if path.exists() else new_file_mode()
     payload = {k: np.ascontiguousarray(v) for k, v in arrays.items()}
     payload["format"] = np.array([FORMAT])
     payload["version"] = np.array([VERSION], dtype=np.int64)
     payload["config"] = np.array([json.dumps(config, sort_keys=True)])
     payload["counters"] = np.array([json.dumps(counters, sort_keys=True)])
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=folder)
     try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=folder)
+    except OSError as exc:
+        raise CheckpointError(f"cannot write model {path}: cannot create a file in {folder} ({exc.strerror}); "
+                              "choose another folder") from None
+    try:
+        os.fchmod(fd, mode)
         with os.fdopen(fd, "wb") as fh:
             np.savez(fh, **payload)
             fh.flush()
