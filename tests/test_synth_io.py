@@ -226,6 +226,37 @@ def test_synth_command_writes_a_dataset_open_dataset_reads(tmp_path, mnist, caps
     assert (out / "synth.json").is_file()
 
 
+def test_a_second_split_written_beside_the_first_never_overwrites_it(tmp_path, capsys):
+    """`synth --split test` into a folder holding the training split used to write its samples 1..N over the
+    training files (their labels then wrong, and the same files in both lists)."""
+    import json
+
+    from streamsnn.io.dataset import open_dataset
+
+    out = tmp_path / "s"
+    assert main(["synth", "--font", "--count", "3", "--out", str(out), "-q"]) == 0
+    before = {p.name: p.read_bytes() for p in out.glob("*.bin")}
+    for _ in range(2):  # writing either split again gives the same files
+        assert main(["synth", "--font", "--count", "2", "--split", "test", "--seed", "7", "--out", str(out), "-q"]) == 0
+        assert main(["synth", "--font", "--count", "3", "--out", str(out), "-q"]) == 0
+    assert {p.name: p.read_bytes() for p in out.glob("*.bin") if p.name in before} == before
+    ds = open_dataset(out)
+    train, test = ([s.sample_id for s in ds.samples if s.split == sp] for sp in ("train", "test"))
+    assert train == ["1", "2", "3"] and test == ["4", "5"] and sorted(p.name for p in out.glob("*.bin")) == [
+        "1.bin", "2.bin", "3.bin", "4.bin", "5.bin"]
+    meta = json.loads((out / "synth.json").read_text())
+    assert meta["split"] == "train" and [r["split"] for r in meta["other_splits"]] == ["test"]
+    assert meta["other_splits"][0]["seed"] == 7
+    # MNIST samples keep their image numbers: a clash is refused, and nothing is written
+    mn = tmp_path / "m"
+    assert main(["synth", "--mnist", str(need("mnist")), "--first", "1", "--count", "3", "--out", str(mn), "-q"]) == 0
+    capsys.readouterr()
+    assert main(["synth", "--mnist", str(need("mnist")), "--first", "3", "--count", "2", "--split", "test",
+                 "--out", str(mn), "-q"]) == 2
+    assert "already holds sample 3 (1 in all)" in capsys.readouterr().err
+    assert not (mn / "test.txt").exists() and sorted(p.name for p in mn.glob("*.bin")) == ["1.bin", "2.bin", "3.bin"]
+
+
 def test_synth_command_font_png_and_params(tmp_path, mnist):
     from PIL import Image
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sys
 from dataclasses import asdict, fields
@@ -119,25 +120,50 @@ def run(args) -> int:
     if out.exists() and not out.is_dir():
         raise InputError(f"--out {out} is a file; give a folder")
     out.mkdir(parents=True, exist_ok=True)
+    taken, earlier = other_splits(out, args.split)
+    # MNIST samples keep their image number; other inputs are numbered 1..N, or after the folder's other split
+    # when those numbers are taken there (so that writing either split again gives the same files)
+    def numbered(first: int) -> list[str]:
+        return [d.name.split("-", 1)[1] if d.name.startswith("mnist-") else str(n) for n, d in enumerate(digits, first)]
+
+    ids = numbered(1)
+    if set(ids) & taken and not digits[0].name.startswith("mnist-"):
+        ids = numbered(1 + max((int(k) for k in taken if k.isdigit()), default=0))
+    if clash := sorted(set(ids) & taken, key=lambda k: (len(k), k)):
+        raise InputError(f"--out {out} already holds sample {clash[0]} ({len(clash)} in all) in another split's "
+                         "label list; write this split to another folder")
     camera = SaccadeCamera(params, args.seed)
     labels, names, events = {}, {}, 0
-    bar = tqdm(digits, desc="synth", unit="sample", file=sys.stderr,
+    bar = tqdm(list(zip(ids, digits)), desc="synth", unit="sample", file=sys.stderr,
                disable=args.quiet or not sys.stderr.isatty())
-    for n, d in enumerate(bar, 1):
-        # MNIST samples keep their image number; other inputs are numbered 1..N.
-        sid = d.name.split("-", 1)[1] if d.name.startswith("mnist-") else str(n)
+    for sid, d in bar:
         batch = camera.record(d.image, sample=sid, label=d.label)
         write_nmnist(out / f"{sid}.bin", batch)
         labels[sid], names[sid] = d.label, d.name
         events += len(batch)
     write_label_list(out / f"{args.split}.txt", labels)
-    meta = {"generator": "streamsnn synth", "seed": args.seed, "source": source,
-            "params": asdict(params), "samples": names}
+    meta = {"generator": "streamsnn synth", "split": args.split, "seed": args.seed, "source": source,
+            "params": asdict(params), "samples": names, **({"other_splits": earlier} if earlier else {})}
     (out / "synth.json").write_text(json.dumps(meta, indent=1) + "\n")
     if not args.quiet:
         print(f"wrote {len(labels)} samples ({events} events, {events / len(labels):.0f} per sample) "
               f"to {out} with label list {args.split}.txt")
     return 0
+
+
+def other_splits(out: Path, split: str) -> tuple[set[str], list[dict]]:
+    """The sample ids the folder's other split lists (a second run writing the test split beside the training
+    one must not overwrite its files), and what synth.json recorded of the runs that wrote them."""
+    from ..io.labellists import label_lists, read_labels
+
+    taken = {sid for sp, path in label_lists(out) if sp != split for sid in read_labels(path)}
+    earlier: list[dict] = []
+    if taken and (out / "synth.json").is_file():
+        with contextlib.suppress(ValueError, OSError):
+            old = json.loads((out / "synth.json").read_text())
+            runs = [{k: v for k, v in old.items() if k != "other_splits"}] + list(old.get("other_splits", []))
+            earlier = [r for r in runs if isinstance(r, dict) and r.get("split") != split]
+    return taken, earlier
 
 
 def run_gestures(args) -> int:
