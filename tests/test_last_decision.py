@@ -106,6 +106,13 @@ def test_stream_evaluate_scores_the_last_window_ending_inside_each_sample():
         {"0": 1.0, "1": 0.0, "2": 1.0}
     text = "\n".join(report_lines(r))
     assert "last decision of each sample right: 0.6667 of 3 samples (0 without" in text
+    # the confusion matrix names every class whole (it cut them to 4 characters: swip, swip, circ)
+    names = ["swipe_left", "swipe_right", "circle"]
+    lines = report_lines({**r, "classes": names, "predicted_classes": names})
+    table = lines[lines.index("confusion (rows true, columns predicted):") + 1:]
+    assert table[0].split() == names and [row.split()[0] for row in table[1:]] == names
+    assert [list(map(int, row.split()[1:])) for row in table[1:]] == r["confusion"]
+    assert len({len(row) for row in table}) == 1  # columns line up
 
 
 def test_cli_stream_json_and_text_report_the_last_decision(capsys, tmp_path):

@@ -69,7 +69,7 @@ def run(args) -> int:
         from ..errors import ConfigError
 
         raise ConfigError(f"--{given[0].replace('_', '-')} applies to stream evaluation only; add --stream")
-    from ..learn.training import evaluate, load_split
+    from ..learn.training import confusion_lines, evaluate, load_split
     from ..snn import SpikingNetwork
 
     net = SpikingNetwork.load(args.model)
@@ -95,10 +95,7 @@ def run(args) -> int:
               + ", ".join(f"{c} ({n})" for c, n in test.unknown.items()))
     print("per class: " + "  ".join(f"{c}:{'-' if a is None else f'{a:.2f}'}" for c, a in res["per_class"].items()))
     print("confusion (rows true, columns predicted):")
-    width = max(4, *(len(c) for c in net.classes))
-    print(" " * (width + 1) + " ".join(f"{c:>{width}}" for c in net.classes))
-    for c, row in zip(net.classes, res["confusion"]):
-        print(f"{c:>{width}} " + " ".join(f"{v:>{width}}" for v in row))
+    print("\n".join(confusion_lines(net.classes, net.classes, res["confusion"])))
     return 0
 
 

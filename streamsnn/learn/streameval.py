@@ -27,6 +27,7 @@ from ..pipeline.decide import Decider, by_name, temporal
 from ..pipeline.segment import Segmenter, resolve_overlap
 from ..pipeline.stages import Classifier
 from .augment import LIVE_HOP_US  # the live hop, one definition (training cuts item ends by it)
+from .training import confusion_lines
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..snn import SpikingNetwork
@@ -353,10 +354,8 @@ def report_lines(res: dict) -> list[str]:
             f"/{_num(res['last_decision_per_class'][c]['last_decision_accuracy'], '.2f')}"
             for c, v in res["per_class"].items()),
         "confusion (rows true, columns predicted):",
-        "     " + " ".join(f"{c[:4]:>4}" for c in res["predicted_classes"]),
     ]
-    lines += [f"{name[:4]:>4} " + " ".join(f"{v:>4}" for v in row)
-              for name, row in zip(res["classes"], res["confusion"])]
+    lines += confusion_lines(res["classes"], res["predicted_classes"], res["confusion"])
     if res.get("unknown_classes"):
         lines.append("classes the model does not have (their windows count as wrong): " + ", ".join(
             f"{c} ({n} samples)" for c, n in res["unknown_classes"].items()))

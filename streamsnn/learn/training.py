@@ -326,3 +326,12 @@ def evaluate(net, data: SampleArrays, *, quiet: bool = True) -> dict:
             "confusion": confusion.tolist(), "samples": n, "events": int(events),
             "events_per_s": float(events / dt) if dt > 0 else 0.0,
             "spike_rates": spike_record(net, spikes, events, n, "test")}
+
+
+def confusion_lines(rows, columns, confusion) -> list[str]:
+    """A confusion matrix as text: true classes down, predicted across, every name whole (eval and eval --stream)."""
+    rows, columns = [str(c) for c in rows], [str(c) for c in columns]
+    width = max(4, *(len(c) for c in rows + columns))
+    return [" " * (width + 1) + " ".join(f"{c:>{width}}" for c in columns)] + [
+        f"{c:>{width}} " + " ".join(f"{v:>{width}}" for v in row) for c, row in zip(rows, confusion)]
+
