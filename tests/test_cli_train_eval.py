@@ -93,10 +93,13 @@ def test_train_on_tonic_layout_prints_epochs(capsys, tonic_layout, tmp_path):
     (["train", "--data", "{tmp}/absent", "--out", "{tmp}/x.npz"], "absent"),
     (["train", "--data", "{data}", "--out", "{tmp}/no/such/x.npz"], "no/such"),
     (["train", "--data", "{data}", "--out", "{tmp}"], "it is a folder"),  # before training, not after it
+    # two sensors: refused in either order (it trained N-MNIST first, and refused the other way round)
+    (["train", "--data", "{data}", "--data", "{poker}", "--out", "{tmp}/x.npz"], "a 128x128 sensor, but"),
+    (["train", "--data", "{poker}", "--data", "{data}", "--out", "{tmp}/x.npz"], "a 34x34 sensor, but"),
 ])
 def test_user_errors_exit_2_with_one_line(capsys, tmp_path, model, argv, needle):
     (tmp_path / "junk.npz").write_bytes(b"this is not a model")
-    fill = {"tmp": tmp_path, "model": model, "data": need("nmnist_small")}
+    fill = {"tmp": tmp_path, "model": model, "data": need("nmnist_small"), "poker": need("poker_dvs_inverted")}
     rc = main([a.format(**fill) for a in argv])
     err = capsys.readouterr().err
     assert rc == 2

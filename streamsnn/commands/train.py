@@ -182,6 +182,7 @@ def plan(args, say) -> tuple:
     for ds in datasets:
         ds.require_labels()
     classes, classes_from = dd.data_classes(datasets)
+    dd.check_sensors(datasets)
     choice = dd.choose_input(datasets[0], roi=roi, grid=grid, polarities=args.polarities)
     # the dataset's size (not --limit, which makes a quick run of the same settings)
     n_train = sum(len(ds.split("train")) if "train" in ds.splits else 0 for ds in datasets)

@@ -102,16 +102,34 @@ def margin_for(w: int, h: int) -> int:
     return max(2, math.ceil(max(w, h) / 8))
 
 
+def sensor_of(ds) -> tuple[tuple[int, int], str]:
+    """A Dataset's sensor (width, height), and where it was read: the file headers, else a decoded sample."""
+    from ..io.region import pixel_counts
+
+    if ds.sensor_size is not None:
+        return (int(ds.sensor_size[0]), int(ds.sensor_size[1])), "from the file headers"
+    counts, _ = pixel_counts(ds, max_samples=1)
+    return (counts.shape[1], counts.shape[0]), "from a decoded sample"
+
+
+def check_sensors(datasets) -> None:
+    """InputError (one line) when `train`'s --data folders hold recordings of different sensor sizes: the first
+    folder decides the input map, and the pixels of another sensor mean other places in the scene."""
+    first, _ = sensor_of(datasets[0])
+    for ds in datasets[1:]:
+        other, _ = sensor_of(ds)
+        if other != first:
+            raise InputError(f"--data {ds.name}: recordings of a {other[0]}x{other[1]} sensor, but {datasets[0].name} "
+                             f"holds {first[0]}x{first[1]} ones; train on one sensor's recordings at a time "
+                             "(a model reads the pixels of one sensor)")
+
+
 def choose_input(ds, *, roi=None, grid=None, polarities: int | None = None, max_samples: int = 64) -> InputChoice:
     """The input map for a Dataset (see the module docstring); `roi` (x0, y0, w, h) and `grid` (W, H) override."""
-    from ..io.region import active_region, pixel_counts
+    from ..io.region import active_region
 
     region = None
-    if ds.sensor_size is not None:
-        sensor, sensor_from = tuple(ds.sensor_size), "from the file headers"
-    else:
-        counts, _ = pixel_counts(ds, max_samples=1)
-        sensor, sensor_from = (counts.shape[1], counts.shape[0]), "from a decoded sample"
+    sensor, sensor_from = sensor_of(ds)
     if roi is not None:
         box, roi_from = tuple(int(v) for v in roi), "--roi"
     elif max(sensor) <= MAX_NATIVE:
