@@ -190,3 +190,13 @@ def test_train_refuses_bad_architectures_in_one_line(capsys, tmp_path):
         rc = main(["train", "--data", str(need("nmnist_small")), *argv, "--out", str(tmp_path / "x.npz")])
         lines = capsys.readouterr().err.strip().splitlines()
         assert rc == 2 and len(lines) == 1 and needle in lines[0], lines
+
+
+def test_eval_with_no_sample_of_the_models_classes_is_refused_not_scored_zero(capsys, tmp_path):
+    """A card model evaluated on digits scored nothing and printed "accuracy 0.0000 on 0 samples", exit 0."""
+    cards = tmp_path / "cards.npz"
+    SpikingNetwork(arch="dense:8", input_shape=(34, 34, 2), classes=["club", "diamond", "heart"]).save(cards)
+    for extra in ([], ["--json"], ["--stream"]):
+        rc = main(["eval", "--data", str(need("nmnist_small")), "--model", str(cards), "--limit", "5", *extra])
+        err = capsys.readouterr().err.strip().splitlines()
+        assert rc == 2 and "is of a class the model has (the model's: club, diamond, heart" in err[-1], err

@@ -189,6 +189,14 @@ def stream_evaluate(net: SpikingNetwork, samples: Sequence[EventBatch], *, windo
     stream = make_stream(samples, gap_us=gap_us, chunk_us=chunk_us)
     n_labels = max(len(classes or ()), int(stream.labels.max()) + 1)
     names = [str(c) for c in classes or ()] + [str(i) for i in range(len(classes or ()), n_labels)]
+    target = targets(net, names, n_labels)
+    present = np.unique(stream.labels)
+    if len(present) and (target[present] < 0).all():
+        have = model_classes(net)
+        raise InputError(f"stream: none of the {len(stream.starts)} samples is of a class the model has (the "
+                         f"model's: {', '.join(map(str, have[:5]))}{' ...' if len(have) > 5 else ''}; the data's: "
+                         f"{', '.join(names[c] for c in present[:5])}{' ...' if len(present) > 5 else ''}); "
+                         "evaluate a model trained on these classes")
     layered = hasattr(net, "_layer_tau")  # a SpikingNetwork (any Classifier can be scored)
     saved_tau, saved_layers = net.tau_us, getattr(net, "_layer_tau", None)
     if tau_us is not None:  # one leak for every layer: the model's per-layer values give way too
@@ -207,7 +215,6 @@ def stream_evaluate(net: SpikingNetwork, samples: Sequence[EventBatch], *, windo
         if layered:
             net._layer_tau = saved_layers
         net.reset()
-    target = targets(net, names, n_labels)
     res = score(stream, pairs, target, names, model_classes(net))
     # dataset classes the model does not have: reported by name (their windows cannot be right)
     res["unknown_classes"] = {names[c]: int((stream.labels == c).sum()) for c in range(n_labels)
