@@ -31,6 +31,31 @@ def test_label_list_tolerates_crlf_and_spaces(tmp_path):
     assert read_label_list(lst) == {"1": 5, "2": 0, "3": 4, "4": 7}
 
 
+def test_a_sample_listed_twice_is_refused_when_the_lists_disagree(tmp_path):
+    """A sample listed twice with two classes took the last one without a word, and a sample in both the
+    training and the test list was trained on and then scored."""
+    src = need("nmnist_small")
+    for k in (1, 2, 3):
+        shutil.copy(src / f"{k}.bs2", tmp_path / f"{k}.bs2")
+    lst = tmp_path / "train.txt"
+    lst.write_text("#sample #class\n1 5\n2 0\n1 5\n")  # the same line twice: harmless
+    assert read_label_list(lst) == {"1": 5, "2": 0}
+    lst.write_text("#sample #class\n1 5\n2 0\n1 3\n")
+    with pytest.raises(InputError, match=r"line 4 gives sample 1 class '3', but line 2 gave it '5'"):
+        read_label_list(lst)
+    lst.write_text("#sample #class\n1 5\n2 0\n")
+    (tmp_path / "test.txt").write_text("#sample #class\n3 4\n2 0\n")
+    with pytest.raises(InputError, match=r"lists sample 2, which train.txt lists too \(a sample in both splits"):
+        open_dataset(tmp_path)
+    (tmp_path / "test.txt").write_text("#sample #class\n3 4\n")
+    (tmp_path / "train_more.txt").write_text("#sample #class\n2 0\n1 6\n")
+    with pytest.raises(InputError, match=r"lists sample 1, which train.txt lists too \(there with class '5', here"):
+        open_dataset(tmp_path)
+    (tmp_path / "train_more.txt").write_text("#sample #class\n2 0\n")  # agrees: read once
+    ds = open_dataset(tmp_path)
+    assert sorted((s.split, s.sample_id) for s in ds.samples) == [("test", "3"), ("train", "1"), ("train", "2")]
+
+
 def test_flat_folder_with_missing_sample_file(tmp_path):
     (tmp_path / "test1.txt").write_text("#sample #class\n7 3\n")
     with pytest.raises(InputError, match="7"):

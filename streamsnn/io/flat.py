@@ -35,9 +35,18 @@ def event_files(folder: Path) -> dict[str, Path]:
 def open_flat(root: Path, lists: list[tuple[str, Path]]):
     """The samples every label list names, in list order, with their class names."""
     files = event_files(root)
-    samples = []
+    samples, listed = [], {}
     for split, lst in lists:
         for sample_id, name in read_labels(lst).items():
+            if sample_id in listed:  # in two lists: once per split at most, and with one class
+                other_split, other, other_name = listed[sample_id]
+                if other_split != split or other_name != name:
+                    why = ("a sample in both splits is scored on what it trained on" if other_split != split
+                           else f"there with class {other_name!r}, here {name!r}")
+                    raise InputError(f"{lst} lists sample {sample_id}, which {other.name} lists too ({why}); "
+                                     "remove it from one list")
+                continue
+            listed[sample_id] = (split, lst, name)
             p = files.get(sample_id)
             if p is None:
                 raise InputError(f"{lst} lists sample {sample_id} but {root} has no event file {sample_id}.* "

@@ -22,7 +22,7 @@ _LIST_NAME = re.compile(r"^(train|test)[^.]*\.txt$", re.IGNORECASE)
 @lru_cache(maxsize=64)
 def _parse(path: Path, mtime_ns: int) -> tuple[tuple[str, str], ...]:
     """(sample id, class name) pairs of a label list, in file order (whitespace separated, CRLF tolerated)."""
-    pairs = []
+    pairs, seen = [], {}
     text = path.read_bytes().decode("utf-8", "replace")
     for n, line in enumerate(text.splitlines(), 1):
         line = line.strip()
@@ -34,7 +34,15 @@ def _parse(path: Path, mtime_ns: int) -> tuple[tuple[str, str], ...]:
         sample = parts[0]
         if is_event_name(sample):  # some lists name files, not ids
             sample = sample.rsplit(".", 1)[0]
-        pairs.append((sample, class_name(parts[1], f"{path}: line {n}")))
+        name = class_name(parts[1], f"{path}: line {n}")
+        if sample in seen:
+            first, line_first = seen[sample]
+            if name != first:
+                raise InputError(f"{path}: line {n} gives sample {sample} class {name!r}, but line {line_first} gave "
+                                 f"it {first!r}; keep the right one")
+            continue
+        seen[sample] = (name, n)
+        pairs.append((sample, name))
     return tuple(pairs)
 
 
