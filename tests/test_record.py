@@ -193,7 +193,12 @@ def test_recorder_api_cuts_samples_on_the_stream_clock(tmp_path):
 def test_bad_input_is_one_line_and_exit_2(tmp_path, capsys):
     afile = tmp_path / "file"
     afile.write_text("x")
+    for layout, listing in (("flat", "train.txt"), ("labelled", "walk_labels.csv")):  # read as that layout first
+        (tmp_path / layout).mkdir()
+        (tmp_path / layout / listing).write_text("#sample #class\n")
     cases = [
+        (["--out", str(tmp_path / "flat"), "--class", "a"], "holds a dataset of another layout (train.txt)"),
+        (["--out", str(tmp_path / "labelled"), "--class", "a"], "another layout (walk_labels.csv)"),
         (["--out", str(afile)], "is a file; give a folder"),
         (["--out", str(afile / "sub")], "cannot write to"),
         (["--out", str(tmp_path / "d"), "--class", "a/b"], "holds a path separator"),

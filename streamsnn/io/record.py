@@ -31,6 +31,7 @@ from ..synth.writer import write_aedat4
 from ..textsafe import printable, shown
 from .classes import class_name
 from .folders import class_dirs
+from .labellists import label_lists
 from .probe import probe
 
 #: Prefix of the temporary file a sample is written to before it is renamed (hidden: never read as a sample).
@@ -107,6 +108,10 @@ class Recorder:
         except OSError as exc:
             raise InputError(f"cannot write to {printable(str(f))} ({exc.strerror or exc}); "
                              "give a folder you may write to") from None
+        other = [p.name for _, p in label_lists(f)] + [p.name for p in f.glob("*_labels.csv")]
+        if other:  # read as that layout first: the class folders would never be read
+            raise InputError(f"{printable(str(f))} holds a dataset of another layout ({printable(other[0])}); record "
+                             "writes Train/<class>/ and Test/<class>/ folders: give a new folder or one record made")
         left = [p for split in SPLITS for p in (f / split).glob(f"*/{PARTIAL}*")]
         for p in left:
             p.unlink(missing_ok=True)
