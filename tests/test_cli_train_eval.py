@@ -105,6 +105,20 @@ def test_user_errors_exit_2_with_one_line(capsys, tmp_path, model, argv, needle)
     assert rc == 2
     lines = err.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("streamsnn: error:") and needle in lines[0]
+    assert not (tmp_path / "x.npz").exists()
+
+
+@pytest.mark.parametrize("roi,extra,says", [
+    ("0,33,1,1", [], "none of the 20 training samples has an event inside the input region"),
+    ("16,16,1,1", ["--epochs", "1", "--choose", "off"], "epoch 1: no training item reached the network"),
+])
+def test_a_region_nothing_reaches_the_network_through_saves_no_model(capsys, tmp_path, roi, extra, says):
+    """A model of 0 updates was saved, exit 0; now the run ends with one line after train's first lines."""
+    rc = main(["train", "--data", str(need("nmnist_small")), "--roi", roi, "--limit", "20", *extra,
+               "--out", str(tmp_path / "x.npz")])
+    last = capsys.readouterr().err.strip().splitlines()[-1]
+    assert rc == 2 and last.startswith("streamsnn: error:") and says in last, last
+    assert not (tmp_path / "x.npz").exists()
 
 
 @pytest.mark.parametrize("cmd", ["train", "eval"])

@@ -346,6 +346,11 @@ def run(args) -> int:
         f"from {len(args.data)} folder(s), {len(test) if test else 0} test samples"
         f"{f' from {test_from}' if test else ''}, {s['epochs']} epochs, augment={'on' if aug else 'off'}, "
         f"stream crops={items_text(stream)}, leak={leak_text(net)}{cuts_text(ends)}")
+    from ..errors import InputError
+
+    if not any(len(i) for i in train.idx):  # else a model of 0 updates was saved, exit 0
+        raise InputError(f"none of the {len(train)} training samples has an event inside the input region "
+                         f"({train.outside:,} outside it dropped); check --roi, or leave it out")
     net.memory.fill(net, train)  # examples per class kept for rehearsal when the daemon is taught one class
     augment = Augment(**aug) if aug else None
     epochs = []
@@ -371,6 +376,9 @@ def run(args) -> int:
                      f"x{r['lr_backoff']:g})")
         say(line)
         epochs.append(row)
+        if not net.updates:  # nothing learnt from a whole epoch: no model worth saving
+            raise InputError(f"epoch {ep + 1}: no training item reached the network with an event in the input region "
+                             f"({train.n_events:,} events there in all); check --roi and --grid")
         net.save(args.out)
     summary = (f"saved {args.out} (progressive accuracy {net.progressive_accuracy:.3f} over {net.progressive_total} "
                f"samples, {net.updates} updates)")
