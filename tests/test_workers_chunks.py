@@ -8,6 +8,7 @@ import asyncio
 import multiprocessing
 import os
 import signal
+import time
 
 import numpy as np
 import pytest
@@ -116,6 +117,29 @@ def test_a_worker_killed_mid_stream_loses_no_decision_and_changes_none():
     assert [g[:4] for g in two] == [g[:4] for g in one]  # every decision, in order, the same
     w = pipe.metrics()["workers"]
     assert w["died"] >= 1 and w["recomputed"] >= 1 and pipe.counters.bad_windows == 0
+    assert multiprocessing.active_children() == []
+
+
+def test_a_restarted_worker_is_sent_chunks_again_and_dies_once():
+    """A chunk sent to a worker while its restart was still starting found no pipe and declared it dead again:
+    10 restarts in a row, then a live process left idle while the metrics called it alive."""
+    batches = stream(12, skip=4)
+    seen = {}
+
+    async def each(i, pipe):
+        if i == 60:
+            os.kill(pipe.pool.pids()[0], signal.SIGKILL)
+        elif i > 60 and not seen:  # chunks keep coming, as from a camera, while the new process starts
+            await asyncio.sleep(0.02)
+            if pipe.metrics()["workers"]["restarted"] >= 1:
+                seen.update(pipe.metrics()["workers"])
+
+    one, _ = run(batches, net(4), workers=1, learn_from_labels=False)
+    two, pipe = run(batches, net(4), workers=2, each=each, learn_from_labels=False)
+    assert [g[:4] for g in two] == [g[:4] for g in one]
+    w = pipe.metrics()["workers"]
+    assert seen["died"] == w["died"] == 1 and w["restarted"] == 1, w
+    assert w["chunks_on_copies"] > seen["chunks_on_copies"]  # the new process decides chunks again
     assert multiprocessing.active_children() == []
 
 

@@ -185,7 +185,7 @@ class ChunkRouter:
 
     def _pick(self):
         """The worker with the fewest chunks not answered yet, the main one counted `MAIN_EXTRA` more."""
-        slots = [*[p for p in self.pool.procs if p.process is not None and not p.gone], self.main]
+        slots = [*[p for p in self.pool.procs if p.channel is not None and not p.gone], self.main]
         return min(slots, key=lambda s: self.load.get(s, 0) + (MAIN_EXTRA if s is self.main else 0))
 
     def _behind(self) -> bool:
@@ -207,7 +207,7 @@ class ChunkRouter:
         batch = self.outbox.pop(slot, None)
         if not batch:
             return
-        if slot is not self.main and (slot.gone or slot.process is None):
+        if slot is not self.main and (slot.gone or slot.channel is None):
             return self._lost(slot, batch)
         self.busy[slot] = self.busy.get(slot, 0) + 1
         closes = sum(1 for op in batch if op[2])

@@ -117,7 +117,7 @@ class _Proc:
                                    daemon=True)
         self.process.start()
         child.close()
-        self.conn, self.version, self.classes, self.gone = parent, version, classes, False
+        self.conn, self.version, self.classes = parent, version, classes
         deadline = time.monotonic() + START_TIMEOUT_S
         try:
             while not parent.poll(0.1):
@@ -139,6 +139,7 @@ class _Proc:
                               "set pipeline.workers = 1 to run in one process")
         self.channel = Channel(parent, f"streamsnn-w{self.index}", lambda p=self.process: _WorkerGone(
             f"inference worker {self.index} (pid {p.pid}) died (exit code {p.exitcode})"))
+        self.gone = False  # only now: a chunk sent to it while it starts would find no channel and kill it again
 
     def call(self, batch, fresh: tuple | None):
         """Blocking: send one window (and a fresh copy first, when given); its reply. _WorkerGone when the process
