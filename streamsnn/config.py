@@ -55,6 +55,8 @@ SCHEMA: dict[str, dict[str, Key]] = {
                          "(dv-processing's setTimeInterval): a window's decision waits for the packet holding its "
                          "end; 0 = the camera's own setting", min=0),
         "address": Key(str, "127.0.0.1:7777", "dvstream: DV stream address (host:port, tcp://host:port, unix:/path)"),
+        "reconnect": Key(bool, False, "camera, dvstream: when the camera is unplugged or the stream closes, log it and "
+                         "wait for it to come back (retried with backoff up to 5 s) instead of ending the run"),
         "topic": Key(str, "", "mqtt: topic with event packets (empty = <prefix>/events)"),
         "group": Key(str, "", "mqtt: shared-subscription group; daemons with the same group split the packets"),
         "max_packet_events": Key(int, 262_144, "mqtt: largest number of events one packet may hold; larger "

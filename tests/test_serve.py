@@ -154,11 +154,13 @@ async def test_dv_stream_pipeline_classifies_a_served_recording(tmp_path):
     path = need("recordings/tonic_sample.aedat4")
     ref = read_events(path)
     proc, address = await start_serve(path, "--port", free_port())
-    try:
-        rc, log = await run_pipeline(tmp_path, address, "--set", f"jsonl.path={tmp_path / 'd.jsonl'}")
+    try:  # the file waits for a closed stream to come back; without that the run ends with it, saying so
+        rc, log = await run_pipeline(tmp_path, address, "--set", f"jsonl.path={tmp_path / 'd.jsonl'}",
+                                     "--set", "source.reconnect=false")
     finally:
         serve_rc, _ = await finish(proc)
     assert rc == 0 and serve_rc == 0, log
+    assert f"{address}: stream ended (closed by the other end" in log and "the run ends here" in log
     decisions = [json.loads(line) for line in (tmp_path / "d.jsonl").read_text().splitlines()]
     assert len(decisions) >= 10  # 0.59 s of events in 100 ms windows every 50 ms
     assert all(d["source"] == address and d["events"] >= 200 and d["sample"] is None for d in decisions)
@@ -166,6 +168,52 @@ async def test_dv_stream_pipeline_classifies_a_served_recording(tmp_path):
     starts = np.array([d["t_start_us"] for d in decisions])
     assert np.all(np.diff(starts) % 50_000 == 0) and np.all(np.diff(starts) > 0)
     assert all(d["t_end_us"] - d["t_start_us"] == 100_000 for d in decisions)
+
+
+@pytest.mark.slow
+async def test_dv_stream_pipeline_waits_for_a_stream_that_went_away(tmp_path):
+    """pipelines/dv-stream.toml as a daemon: the DV software restarting (its stream killed, then served again on
+    the same port) is logged and waited for, and classification goes on; it used to end the run with exit 0 and
+    no word, which a service manager's Restart=on-failure never restarts."""
+    path, port = need("recordings/tonic_sample.aedat4"), free_port()
+    jsonl = tmp_path / "d.jsonl"
+
+    def decisions() -> int:
+        return len(jsonl.read_text().splitlines()) if jsonl.exists() else 0
+
+    async def until(cond, what):
+        for _ in range(1200):
+            if cond():
+                return
+            await asyncio.sleep(0.1)
+        raise AssertionError(what)
+
+    first, address = await start_serve(path, "--port", port, "--loop")
+    args = ["--set", f"source.address={address}", "--set", "mqtt.enabled=false", "--set", "model.checkpoint=",
+            "--set", "console.decisions=false", "--set", f"jsonl.path={jsonl}"]
+    run = await asyncio.create_subprocess_exec(sys.executable, "-m", "streamsnn", "run", str(DV_STREAM), *args,
+                                               cwd=tmp_path, stdout=asyncio.subprocess.PIPE,
+                                               stderr=asyncio.subprocess.STDOUT)
+    second = None
+    try:
+        await until(lambda: decisions() >= 5, "no decisions from the first stream")
+        first.kill()  # the DV software goes away
+        await first.wait()
+        await asyncio.sleep(1.0)
+        assert run.returncode is None  # still running, waiting for the stream
+        before = decisions()
+        second, _ = await start_serve(path, "--port", port, "--loop")
+        await until(lambda: decisions() >= before + 5, "no decisions after the stream came back")
+        run.send_signal(signal.SIGTERM)
+        out, _ = await asyncio.wait_for(run.communicate(), 60)
+    finally:
+        for proc in (first, second, run):
+            if proc is not None and proc.returncode is None:
+                proc.kill()
+                await proc.wait()
+    log = out.decode()
+    assert run.returncode == 0, log
+    assert f"{address}: stream ended; reconnecting" in log and f"{address}: reading again" in log, log
 
 
 async def test_dv_stream_pipeline_with_nothing_served_exits_2(tmp_path):

@@ -90,7 +90,11 @@ class LiveSource(SourceBase):
             finally:
                 await self._reader.stop()
                 self.input = None  # dropping a camera or NetworkReader closes it (unlike NetworkWriter)
-            if not self.reconnect or self._closed:
+            if self._closed:
+                return
+            if not self.reconnect:
+                log.warning("%s: stream ended (closed by the other end, or the camera unplugged); the run ends here "
+                            "(source.reconnect = true waits for it to come back)", self.name)
                 return
             log.warning("%s: stream ended; reconnecting", self.name)
             if not await self._reopen():

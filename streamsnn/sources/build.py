@@ -27,11 +27,11 @@ def build_source(cfg, *, progress: bool = True, mqtt=None) -> Source:
     if s.kind == "camera":
         from .camera import CameraSource
 
-        return CameraSource(serial=s.serial or None, packet_us=s.packet_us or None)
+        return CameraSource(serial=s.serial or None, packet_us=s.packet_us or None, reconnect=s.reconnect)
     if s.kind == "dvstream":
         from .dvstream import DvStreamSource
 
-        return DvStreamSource(s.address)
+        return DvStreamSource(s.address, reconnect=s.reconnect)
     from ..mqtt.source import MqttEventSource
 
     return MqttEventSource(mqtt, s.topic or mqtt.topic("events"), s.group or None, max_events=s.max_packet_events)
