@@ -362,11 +362,20 @@ def _model_sizes(cfg: Config) -> None:
         raise ConfigError(f"{o}: {key}: {exc}") from None
 
 
+#: The largest pipeline file read (the examples are 1-3 KiB).
+MAX_FILE_BYTES = 1 << 20
+
+
 def load_config(path: str | Path, overrides: list[str] = ()) -> Config:
     """Read and validate a pipeline file; raise ConfigError with one line naming the problem."""
     path = Path(path)
     try:
-        text = path.read_text(encoding="utf-8")
+        with open(path, "rb") as fh:  # at most MAX_FILE_BYTES: /dev/zero or a recording given by mistake
+            data = fh.read(MAX_FILE_BYTES + 1)
+        if len(data) > MAX_FILE_BYTES:
+            raise ConfigError(f"pipeline file {path} is larger than {MAX_FILE_BYTES >> 10} KiB; a pipeline file is a "
+                              "short TOML text, see the pipelines/ folder")
+        text = data.decode("utf-8")
     except FileNotFoundError:
         raise ConfigError(f"pipeline file {path} not found; see the pipelines/ folder for examples") from None
     except (OSError, UnicodeDecodeError) as exc:

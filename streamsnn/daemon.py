@@ -99,6 +99,15 @@ def load_network(cfg: Config):
     path = Path(m.checkpoint).expanduser() if m.checkpoint else None
     if path is not None and path.is_dir():
         raise CheckpointError(f"model.checkpoint {path} is a folder; name a .npz file")
+    if path is not None:  # a place it can never be saved to is found now, not at every save with the learning lost
+        from .snn.target import check_target
+
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise CheckpointError(f"model.checkpoint {path}: cannot create its folder {path.parent} "
+                                  f"({exc.strerror}); choose another place") from None
+        check_target(path, "model.checkpoint", probe=True)
     if path is not None and path.exists():
         net = SpikingNetwork.load(path)
         log.info("model: resumed from %s (%s -> %d classes, %d samples seen, %d updates)", path, net.arch,

@@ -98,6 +98,13 @@ def test_bad_toml_and_missing_file(tmp_path):
         load_config(bad)
     with pytest.raises(ConfigError, match="not found"):
         load_config(tmp_path / "absent.toml")
+    # a file read whole grew the daemon to 24 GB on /dev/zero: at most 1 MiB is read
+    with pytest.raises(ConfigError, match="pipeline file /dev/zero is larger than 1024 KiB"):
+        load_config("/dev/zero")
+    big = tmp_path / "big.toml"
+    big.write_text("# " + "x" * (1 << 20) + "\n")
+    with pytest.raises(ConfigError, match="big.toml is larger than 1024 KiB"):
+        load_config(big)
 
 
 def test_check_prints_resolved_config_with_credentials_masked(tmp_path):

@@ -4,6 +4,7 @@ checks on the embedded broker, configuration errors before anything starts."""
 from __future__ import annotations
 
 import logging
+import os
 import socket
 import subprocess
 import sys
@@ -71,10 +72,16 @@ async def test_a_connection_that_closes_without_data_is_no_error(caplog):
     ("live-camera.toml", [], "no iniVation camera found", False),  # a live source opens after the model loads
     ("nmnist-replay.toml", ["source.split=tain"], "tain", True),
     ("nmnist-replay.toml", ["source.path=/no/such/folder"], "/no/such/folder", True),
+    # a checkpoint that can never be written: every save failed (logged) and all learning was lost at the end
+    ("nmnist-replay.toml", ["model.checkpoint=afile/m.npz"], "cannot create its folder afile", True),
+    ("nmnist-replay.toml", ["model.checkpoint=pipe.npz"], "pipe.npz: it is not a regular file", True),
+    ("nmnist-replay.toml", ["model.checkpoint=/proc/streamsnn.npz"], "cannot create a file in /proc", True),
 ])
 def test_configuration_errors_come_before_the_broker_starts(tmp_path, pipeline, sets, says, first):
     if "split" in " ".join(sets):
         sets = [*sets, f"source.path={need('nmnist_small')}"]
+    (tmp_path / "afile").write_text("")
+    os.mkfifo(tmp_path / "pipe.npz")
     cmd = [*CLI, "run", str(ROOT / "pipelines" / pipeline), "--set", "mqtt.port=0"]
     for s in sets:
         cmd += ["--set", s]
