@@ -133,7 +133,9 @@ BAD_FEEDBACK = [
     (b"[1, 2]", "not_object"),
     (b'{"sample": "1", "label": true}', "wrong_type"),
     (b'{"sample": "1", "label": 2.5}', "wrong_type"),
-    (b'{"sample": "1", "label": ""}', "wrong_type"),
+    (b'{"sample": "1", "label": ""}', "bad_class_name"),  # a name, but not one a class may have
+    (b'{"sample": "1", "label": "' + b"x" * 201 + b'"}', "bad_class_name"),
+    (b'{"sample": "1", "label": "' + b"x" * 300 + b'"}', "bad_class_name"),
     (b'{"sample": [1], "label": 3}', "wrong_type"),
     (b'{"t_end_us": 1.5, "label": 3}', "wrong_type"),
     (b'{"sample": "1"}', "missing_label"),

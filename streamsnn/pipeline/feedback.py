@@ -95,8 +95,10 @@ def parse(msg: Message | bytes | str | dict | Feedback, max_bytes: int = MAX_FEE
     if ("sample" in msg) == ("t_end_us" in msg):
         raise Refused("missing_target", "give exactly one of 'sample' and 't_end_us'")
     label = msg["label"]
-    if not (_is_int(label) or (isinstance(label, str) and 0 < len(label) <= 200)):
+    if not (_is_int(label) or isinstance(label, str)):
         raise Refused("wrong_type", f"'label' must be a class index or a class name, got {type(label).__name__}")
+    if isinstance(label, str) and len(label) > 4 * classnames.MAX_LENGTH:  # not worth normalising to refuse it
+        raise Refused("bad_class_name", f"class name of {len(label)} characters, more than {classnames.MAX_LENGTH}")
     if "sample" in msg:
         sample = msg["sample"]
         if not (isinstance(sample, str) or _is_int(sample)) or sample == "":
