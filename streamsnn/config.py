@@ -334,6 +334,9 @@ def _cross_checks(cfg: Config) -> None:
         raise ConfigError(f"{o}: model.max_classes must be at most {MAX_CLASSES}, got {cfg.model.max_classes}")
     if cfg.liveview.port > 65535:
         raise ConfigError(f"{o}: liveview.port must be at most 65535, got {cfg.liveview.port}")
+    if not cfg.liveview.host.strip():  # asyncio would listen on every interface
+        raise ConfigError(f"{o}: liveview.host is empty; give an address, e.g. 127.0.0.1 (this machine only) or "
+                          "0.0.0.0 (every interface)")
     if not cfg.mqtt.ha_prefix or any(c in cfg.mqtt.ha_prefix for c in "+#"):
         raise ConfigError(f"{o}: mqtt.ha_prefix {cfg.mqtt.ha_prefix!r} must be a topic without wildcards")
     if cfg.model.arch and cfg.model.hidden:
@@ -354,6 +357,8 @@ def _model_sizes(cfg: Config) -> None:
                              ("new_class_lr", m.new_class_lr, MAX_LR_FACTOR)):
         if value > high:
             raise ConfigError(f"{o}: model.{key} must be at most {high:g}, got {value!r}")
+    if not 0 <= m.seed < 2**63:
+        raise ConfigError(f"{o}: model.seed must be an integer 0..2**63-1, got {m.seed!r}")
     key = "model.arch" if m.arch else "model.hidden" if m.hidden else "model.classes/input_width/input_height"
     try:  # the layers must parse, fit the input grid and stay within the limits
         arch = f"dense:{m.hidden}" if m.hidden else (m.arch or d.DEFAULT_ARCH)

@@ -122,6 +122,23 @@ def load_network(cfg: Config):
     return net, path
 
 
+def build_segmenter(cfg: Config):
+    """The pipeline's Segmenter from [segment] (ConfigError in one line when its values do not go together)."""
+    g = cfg.segment
+    return Segmenter(g.mode, g.window_us, g.hop_us, g.min_events, max_events=g.max_events,
+                     max_sample_us=g.max_sample_us, label_windows=g.label_windows, overlap=g.overlap)
+
+
+def check(cfg: Config) -> None:
+    """What `run` builds from the configuration before it starts anything, built once (`run --check`): the MQTT
+    settings and the segmenter. ConfigError in one line, as `run` would give it."""
+    if cfg.mqtt.enabled:
+        from .mqtt.settings import settings_from_config
+
+        settings_from_config(cfg, node_id(cfg))
+    build_segmenter(cfg)
+
+
 async def run_service(cfg: Config, *, quiet: bool = False, announce=None) -> int:
     """Run the pipeline until the source ends or SIGTERM/SIGINT; returns the exit status (0).
 
@@ -139,6 +156,7 @@ async def run_service(cfg: Config, *, quiet: bool = False, announce=None) -> int
         from .mqtt.settings import settings_from_config
 
         settings = settings_from_config(cfg, node)
+    segmenter = build_segmenter(cfg)
     source = build_source(cfg, progress=not quiet, mqtt=settings)
     sinks = []
     broker = mqtt_sink = pipe = live = pool = None
@@ -203,9 +221,7 @@ async def run_service(cfg: Config, *, quiet: bool = False, announce=None) -> int
             source, net, sinks,
             PipelineSettings.from_config(cfg, checkpoint=ckpt, max_feedback_bytes=(
                 settings.max_feedback_bytes if settings is not None else MAX_FEEDBACK_BYTES)),
-            segmenter=Segmenter(cfg.segment.mode, cfg.segment.window_us, cfg.segment.hop_us, cfg.segment.min_events,
-                                max_events=cfg.segment.max_events, max_sample_us=cfg.segment.max_sample_us,
-                                label_windows=cfg.segment.label_windows, overlap=cfg.segment.overlap),
+            segmenter=segmenter,
             decider=Decider(cfg.segment.smooth_us),
             feedback=mqtt_sink.feedback if mqtt_sink is not None else None,
             extra_metrics=lambda: _extra_metrics(source, mqtt_sink), pool=pool,
@@ -272,7 +288,8 @@ async def _start_liveview(cfg: Config, source, sinks: list, node: str, net, quie
 
         t.on_taught = record_taught(lv.record_to)
         log.info("windows taught from the page are recorded into %s", lv.record_to)
-    log.info("live view on %s%s", live.url, (" (teaching on" + (", with a token)" if t.token else ")"))
+    log.info("live view on %s%s%s", live.url, f" (listening on every interface, {lv.host})"
+             if lv.host in ("0.0.0.0", "::") else "", (" (teaching on" + (", with a token)" if t.token else ")"))
              if t.enabled else "")
     if not quiet:
         print(f"[streamsnn] live view: open {live.url}", file=sys.stderr, flush=True)

@@ -158,3 +158,22 @@ def test_model_arch_as_string_or_toml_list_and_bad_arch_in_one_line(tmp_path):
         with pytest.raises(ConfigError, match=needle) as e:
             load_network(load_config(p, overrides))
         assert "\n" not in str(e.value) and "model." in str(e.value)
+
+
+@pytest.mark.parametrize("sets, says", [
+    (["mqtt.port=70000"], "mqtt.port must be 1..65535"),
+    (["model.seed=-1"], "model.seed must be an integer 0..2**63-1"),
+    (["mqtt.prefix=a/#/b"], "must be a non-empty topic without wildcards"),
+    (["mqtt.broker="], "mqtt.broker is empty"),
+    (["segment.mode=window", "segment.hop_us=30000", "segment.overlap=chunks"], "needs window_us a multiple of hop_us"),
+    (["liveview.host="], "liveview.host is empty"),
+])
+def test_check_refuses_what_run_would(sets, says):
+    """`run --check` passed these, and `run` then refused them (the segmenter's only after the broker started)."""
+    args = [a for s in sets for a in ("--set", s)]
+    out = subprocess.run(CLI + ["run", str(ROOT / "pipelines" / "nmnist-replay.toml"), "--check", *args],
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 2 and out.stdout == ""
+    lines = out.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("streamsnn: error:") and says in lines[0], out.stderr
+

@@ -23,6 +23,9 @@ def main(args) -> int:
 
     cfg = load_config(args.pipeline, args.overrides)
     if args.check:
+        from ..daemon import check
+
+        check(cfg)
         print(cfg.to_toml(), end="")
         print(_derived(cfg))
         return 0

@@ -62,7 +62,7 @@ class MqttSettings:
             except TypeError as exc:
                 raise ConfigError(f"mqtt.tls: {exc}; allowed keys are ca_file, cert_file, key_file, insecure") from None
         if not self.host:
-            raise ConfigError("mqtt.host is empty; give the broker's host name or address")
+            raise ConfigError("mqtt.broker is empty; give the broker's host name or address, or \"embedded\"")
         if not isinstance(self.port, int) or not 0 < self.port < 65536:
             raise ConfigError(f"mqtt.port must be 1..65535, got {self.port!r}")
         if not self.node_id or re.search(r"[/+#\s]", self.node_id):
