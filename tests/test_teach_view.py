@@ -173,6 +173,9 @@ async def test_bad_requests_are_answered_and_never_teach(views):
     assert (await post(lv, b"{}", method="GET", path="teach"))[0] == 405
     answer = await raw_request(lv, b"POST /teach HTTP/1.1\r\nHost: x\r\n\r\n")
     assert answer.startswith(b"HTTP/1.1 411") and b"no_length" in answer
+    for odd in ("-5", "1_0", "+3", "0x10", "٣"):  # int() took these: -5 answered 413, 1_0 read 10 bytes
+        answer = await raw_request(lv, f"POST /teach HTTP/1.1\r\nContent-Length: {odd}\r\n\r\n{{}}".encode())
+        assert answer.startswith(b"HTTP/1.1 400") and b"bad_length" in answer, (odd, answer)
     big = pipe.teacher.max_bytes + 1
     answer = await raw_request(lv, f"POST /teach HTTP/1.1\r\nContent-Length: {big}\r\n\r\n".encode())
     assert answer.startswith(b"HTTP/1.1 413") and b"oversized" in answer  # refused before reading

@@ -9,7 +9,8 @@ decisions, the same rate limit (shared with MQTT feedback), the same class growt
 - teaching is on (`liveview.teach`), else `403` with reason `teaching_off`;
 - the token, when there is one (`liveview.teach_token`; beyond loopback one is generated when none is
   set), in the `X-Teach-Token` header, else `403` with reason `bad_token`;
-- a `Content-Length` (else `411`) of at most the feedback size limit (else `413`, nothing read), and
+- a `Content-Length` (else `411`; `400` with reason `bad_length` when it is not a plain number of bytes) of at
+  most the feedback size limit (else `413`, nothing read), and
   the body arriving within the request deadline (else `408`).
 
 The answer is JSON: `{"learned", "reason", "detail", "label", "added", "classes", "feedback"}` with
@@ -95,11 +96,13 @@ class Teaching:
                                                   self.token.encode()):
             return self._forbidden("bad_token", f"a wrong or missing teaching token (header {TOKEN_HEADER}); "
                                                 "it is liveview.teach_token, or printed when the daemon started")
-        try:
-            length = int(headers["content-length"])
-        except (KeyError, ValueError):
+        raw = headers.get("content-length")
+        if raw is None:
             return self._bad(411, "no_length", "send the feedback message with a Content-Length")
-        if not 0 <= length <= self.max_bytes:
+        if not (raw.isascii() and raw.isdigit()):  # int() would take "-5", " 7" and "1_0"
+            return self._bad(400, "bad_length", f"Content-Length {raw[:20]!r} is not a number of bytes")
+        length = int(raw)
+        if length > self.max_bytes:
             return self._bad(413, "oversized", f"{length} bytes, more than {self.max_bytes}")
         try:
             body = await asyncio.wait_for(reader.readexactly(length), timeout)
