@@ -128,8 +128,10 @@ def test_demo_with_a_model_copies_it_and_leaves_it_unchanged(tmp_path):
             proc.send_signal(signal.SIGINT)
     assert proc.wait(60) == 0, log.read_text(errors="replace")[-3000:]
     assert model.read_bytes() == before
-    kept = SpikingNetwork.load(tmp_path / "cache" / "streamsnn" / "demo-model.npz")
+    kept = SpikingNetwork.load(tmp_path / "cache" / "streamsnn" / "demo-model-given.npz")
     assert kept.sizes == (2312, 32, 10) and kept.updates >= 2
+    # the demo model a plain `streamsnn demo` trains and reuses is not where the copy learnt (it was overwritten)
+    assert not (tmp_path / "cache" / "streamsnn" / "demo-model.npz").exists()
     np.testing.assert_array_equal(SpikingNetwork.load(model).sizes, (2312, 32, 10))
 
 

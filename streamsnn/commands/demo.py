@@ -123,21 +123,23 @@ def main(args) -> int:
     from ..daemon import run
 
     say("starting: open the live view URL below in a browser; Ctrl-C stops")
+    teach = bool(getattr(args, "teach", False))
     if getattr(args, "gestures", False):
-        return run(cfg, announce=lambda settings: announce(settings, "swipe_left", "gesture"))
-    return run(cfg, announce=announce)
+        return run(cfg, announce=lambda settings: announce(settings, "swipe_left", "gesture", teach))
+    return run(cfg, announce=lambda settings: announce(settings, teach=teach))
 
 
-def announce(settings, example: str = "3", thing: str = "digit") -> None:
+def announce(settings, example: str = "3", thing: str = "digit", teach: bool = False) -> None:
     """Where the demo's decisions go, and ready commands to watch them and to send feedback."""
     where = f"-h {settings.host} -p {settings.port}"
     say(f"MQTT: embedded broker on {settings.host}:{settings.port}, topics under {settings.prefix}/")
     say(f"  watch:    mosquitto_sub {where} -t '{settings.prefix}/#' -v")
     say(f"  feedback: mosquitto_pub {where} -t '{settings.prefix}/feedback' "
         "-m '{\"t_end_us\": <t_end_us of a classification>, \"label\": \"" + example + "\"}'")
-    say(f"            (the demo learns each window's label, the {thing} filmed during most of it, so feedback on a "
-        "window is refused as a duplicate and counted; with --set model.learn_from_labels=false it learns "
-        "from feedback instead, as a camera pipeline does)")
+    if not teach:  # with --teach the windows carry no label: feedback teaches, as on the page
+        say(f"            (the demo learns each window's label, the {thing} filmed during most of it, so feedback on "
+            "a window is refused as a duplicate and counted; with --set model.learn_from_labels=false it learns "
+            "from feedback instead, as a camera pipeline does)")
 
 
 def _find_mnist() -> Path | None:
@@ -170,9 +172,10 @@ def _model(args, images) -> Path:
     if args.model is not None:
         if not args.model.is_file():
             raise CheckpointError(f"--model {args.model} not found; give a .npz made by streamsnn train or run")
-        shutil.copyfile(args.model, work)
-        say(f"network: {args.model} (a copy at {work} learns during the demo)")
-        return work
+        copy = work.with_name(f"{work.stem}-given.npz")  # not the kept demo model, which a plain demo reuses
+        shutil.copyfile(args.model, copy)
+        say(f"network: {args.model} (a copy at {copy} learns during the demo)")
+        return copy
     if work.exists() and not args.retrain:
         say(f"network: the demo model trained earlier, {work} (--retrain to train it again)")
         return work
