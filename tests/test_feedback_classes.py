@@ -132,3 +132,16 @@ def test_the_true_class_is_matched_regardless_of_case(cards):
     with pytest.raises(Refused, match="whose true label is .club.") as exc:
         judge(Feedback((right + 1) % 4, sample=s.sample), recent, classes, TokenBucket(0, 1))
     assert exc.value.reason == "contradicts_label"
+
+
+async def test_the_done_line_gives_the_progressive_accuracy_over_the_decisions_it_scored():
+    """It said "over 300 samples" (every window seen) for an accuracy over the 1 decision learned from feedback."""
+    import io
+
+    out = io.StringIO()
+    sink = ConsoleSink(decisions=False, stream=out, bar=False)
+    sink.publish_metrics({"decisions": 300, "events": 1000, "accuracy": None, "progressive_accuracy": 1.0,
+                          "progressive_scored": 1, "samples_seen": 300, "drops": 0,
+                          "feedback": {"learned": 1, "ignored": 0}})
+    await sink.close()
+    assert "progressive accuracy 100.0% over 1 samples" in out.getvalue()

@@ -423,3 +423,14 @@ async def test_a_defect_in_the_connection_task_is_reported_not_retried(mosquitto
     assert "defect" in str(err.value) and "\n" not in str(err.value)
     assert sink.counters["connects"] == 1 and sink.counters["reconnects"] == 0
     await sink.close(timeout=1)
+
+
+async def test_what_is_left_undelivered_at_shutdown_counts_decisions_apart(caplog):
+    """With the broker away, 3 decisions wait with the class names: the shutdown line said "4 decision(s)"."""
+    sink = MqttSink(MqttSettings(host="127.0.0.1", port=free_port(), node_id="n", timeout=1.0))
+    await sink.start(wait=2)
+    for i in range(3):
+        sink.publish_decision(*payload(i))
+    await sink.close(timeout=0.1)
+    lines = [r.getMessage() for r in caplog.records if "left undelivered" in r.getMessage()]
+    assert len(lines) == 1 and lines[0].endswith("3 decision(s) and 1 other message(s) left undelivered at shutdown")

@@ -165,8 +165,10 @@ class MqttSink:
         with contextlib.suppress(asyncio.CancelledError, Exception):
             await self._task
         if self.outbox:
-            log.warning("MQTT broker %s: %d decision(s) left undelivered at shutdown", self.settings.address,
-                        len(self.outbox))
+            decisions = sum(1 for o in self.outbox if o.topic == self.topic_classification)
+            others = len(self.outbox) - decisions  # the class names, discovery configs
+            log.warning("MQTT broker %s: %d decision(s)%s left undelivered at shutdown", self.settings.address,
+                        decisions, f" and {others} other message(s)" if others else "")
         self.connected.clear()
 
     async def flush(self, timeout: float | None = None) -> bool:

@@ -100,6 +100,6 @@ class ConsoleSink:
             fb = m.get("feedback", {})
             print(f"[streamsnn] done: {m.get('decisions', 0)} decisions on {m.get('events', 0):,} events, "
                   f"run accuracy {_fmt_acc(m.get('accuracy'))}, progressive accuracy "
-                  f"{_fmt_acc(m.get('progressive_accuracy'))} over {m.get('samples_seen', 0)} samples, "
+                  f"{_fmt_acc(m.get('progressive_accuracy'))} over {m.get('progressive_scored', 0)} samples, "
                   f"{m.get('drops', 0)} dropped, feedback learned {fb.get('learned', 0)} / ignored "
                   f"{fb.get('ignored', 0)}", file=self.stream, flush=True)
