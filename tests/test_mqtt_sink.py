@@ -434,3 +434,24 @@ async def test_what_is_left_undelivered_at_shutdown_counts_decisions_apart(caplo
     await sink.close(timeout=0.1)
     lines = [r.getMessage() for r in caplog.records if "left undelivered" in r.getMessage()]
     assert len(lines) == 1 and lines[0].endswith("3 decision(s) and 1 other message(s) left undelivered at shutdown")
+
+
+async def test_only_the_feedback_topic_counts_as_feedback_whatever_the_broker_delivers():
+    """The embedded broker (amqtt) hands a new subscriber retained messages of other topics while a client is
+    subscribed to '#': the sink took another daemon's retained status for feedback (refused only as retained)."""
+    import aiomqtt
+
+    from streamsnn.mqtt.broker import EmbeddedBroker
+
+    async with EmbeddedBroker(port=0) as broker:
+        async with Collector(broker.port, "#"):
+            async with aiomqtt.Client("127.0.0.1", broker.port) as other:
+                await other.publish("streamsnn/a/status", b"online", qos=1, retain=True)
+            s = MqttSettings(host="127.0.0.1", port=broker.port, node_id="b", feedback=True)
+            async with MqttSink(s) as sink:
+                await asyncio.sleep(1.5)
+                assert sink.counters["feedback_received"] == 0 and sink.feedback.empty()
+                async with aiomqtt.Client("127.0.0.1", broker.port) as teacher:
+                    await teacher.publish(s.topic("feedback"), b'{"sample": "1", "label": 3}', qos=1)
+                got = await asyncio.wait_for(sink.feedback.get(), 30)
+    assert got == Message(b'{"sample": "1", "label": 3}', False) and sink.counters["feedback_received"] == 1

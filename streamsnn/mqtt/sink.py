@@ -302,6 +302,9 @@ class MqttSink:
                 if stale is not None:
                     self.publish(stale, b"", retain=True)  # removes the entity in Home Assistant
                 continue
+            if not msg.topic.matches(self.topic_feedback):  # a broker may deliver others (amqtt: retained ones)
+                log.debug("message on %s ignored: not %s", msg.topic, self.topic_feedback)
+                continue
             payload = msg.payload
             if not isinstance(payload, (bytes, bytearray)):
                 payload = b"" if payload is None else str(payload).encode()
