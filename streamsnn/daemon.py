@@ -193,6 +193,9 @@ async def run_service(cfg: Config, *, quiet: bool = False, announce=None) -> int
         if cfg.source.kind in ("replay", "synthetic"):  # lists the dataset: a bad path or split fails first
             await source.open()
         net, ckpt = load_network(cfg)
+        known = getattr(source, "sensor_size", None)  # a dataset's, from its headers: another sensor fails now
+        if cfg.source.kind == "replay" and known is not None:  # (it skipped every window, and exited 0)
+            net.input_map.check_sensor(*known, f"source.path {source.name}")
         await asyncio.to_thread(net.warm_up)  # compile/load the kernels before events arrive
         pool = await start_pool(net, cfg.pipeline.workers, cfg.pipeline.refresh_s)  # workers: before the stream opens
         if cfg.source.kind in ("camera", "dvstream"):  # a live stream: opened just before it is read (an

@@ -76,12 +76,18 @@ async def test_a_connection_that_closes_without_data_is_no_error(caplog):
     ("nmnist-replay.toml", ["model.checkpoint=afile/m.npz"], "cannot create its folder afile", True),
     ("nmnist-replay.toml", ["model.checkpoint=pipe.npz"], "pipe.npz: it is not a regular file", True),
     ("nmnist-replay.toml", ["model.checkpoint=/proc/streamsnn.npz"], "cannot create a file in /proc", True),
+    # a card model's region of a 128x128 sensor replaying 34x34 digits: it skipped every window and exited 0
+    ("nmnist-replay.toml", ["model.checkpoint=cards.npz"], "34x34 sensor, but the model reads the region", False),
 ])
 def test_configuration_errors_come_before_the_broker_starts(tmp_path, pipeline, sets, says, first):
     if "split" in " ".join(sets):
         sets = [*sets, f"source.path={need('nmnist_small')}"]
     (tmp_path / "afile").write_text("")
     os.mkfifo(tmp_path / "pipe.npz")
+    from streamsnn.snn import InputMap, SpikingNetwork
+
+    SpikingNetwork(arch="dense:8", input_map=InputMap(sensor=(128, 128), roi=(90, 90, 34, 34), grid=(34, 34, 2)),
+                   classes=["club", "heart"]).save(tmp_path / "cards.npz")
     cmd = [*CLI, "run", str(ROOT / "pipelines" / pipeline), "--set", "mqtt.port=0"]
     for s in sets:
         cmd += ["--set", s]
