@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -200,10 +201,19 @@ def test_info_and_eval_describe_a_convolutional_model(capsys, tmp_path):
 def test_train_refuses_bad_architectures_in_one_line(capsys, tmp_path):
     for argv, needle in ((["--arch", "conv:4:5:2:2,pool:2"], "pool:2"), (["--arch", "dense:8", "--hidden", "8"],
                                                                         "not both"),
-                         (["--arch", "conv:4:3", "--learning", "spikes"], "dense layers only")):
+                         (["--arch", "conv:4:3", "--learning", "spikes"], "dense layers only"),
+                         # a layer left out between commas (or after the last) was dropped without a word
+                         (["--arch", "dense:4,,dense:4"], "has an empty layer between its commas"),
+                         (["--arch", "dense:4,"], "has an empty layer between its commas")):
         rc = main(["train", "--data", str(need("nmnist_small")), *argv, "--out", str(tmp_path / "x.npz")])
         lines = capsys.readouterr().err.strip().splitlines()
         assert rc == 2 and len(lines) == 1 and needle in lines[0], lines
+
+
+def test_a_model_path_that_is_a_folder_or_a_device_says_so(capsys, tmp_path):
+    for path, says in ((tmp_path, "is a folder"), (Path("/dev/null"), "is not a regular file")):  # not "not found"
+        assert main(["eval", "--data", str(need("nmnist_small")), "--model", str(path)]) == 2
+        assert f"model file {path} {says}; give a .npz" in capsys.readouterr().err
 
 
 def test_eval_with_no_sample_of_the_models_classes_is_refused_not_scored_zero(capsys, tmp_path):

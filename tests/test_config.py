@@ -164,6 +164,7 @@ def test_model_arch_as_string_or_toml_list_and_bad_arch_in_one_line(tmp_path):
     (["mqtt.port=70000"], "mqtt.port must be 1..65535"),
     (["model.seed=-1"], "model.seed must be an integer 0..2**63-1"),
     (["mqtt.prefix=a/#/b"], "must be a non-empty topic without wildcards"),
+    (["mqtt.prefix=$SYS/streamsnn"], "must not start with '$'"),  # Mosquitto drops what clients publish there
     (["mqtt.broker="], "mqtt.broker is empty"),
     (["segment.mode=window", "segment.hop_us=30000", "segment.overlap=chunks"], "needs window_us a multiple of hop_us"),
     (["liveview.host="], "liveview.host is empty"),

@@ -267,7 +267,8 @@ def test_cli_stream_text_report(capsys, model):
 @pytest.mark.parametrize("argv,needle", [
     (["--window-us", "50000"], "--window-us applies to stream evaluation only"),
     (["--stream", "--hop-us", "0"], "hop_us must be an integer >= 1"),
-    (["--stream", "--tau-us", "-5"], "tau_us must be >= 0"),
+    (["--stream", "--tau-us", "-5"], "tau_us must be 0 (no leak) up to 1e9"),
+    (["--stream", "--tau-us", "inf"], "tau_us must be 0 (no leak) up to 1e9"),
     (["--stream", "--smooth-us", "-1"], "smooth_us must be >= 0"),
     (["--smooth-us", "50000"], "--smooth-us applies to stream evaluation only"),
 ])

@@ -184,8 +184,8 @@ def stream_evaluate(net: SpikingNetwork, samples: Sequence[EventBatch], *, windo
             raise ConfigError(f"{name} must be an integer >= {least}, got {v!r}")
     if not (isinstance(smooth_us, (int, float, np.integer, np.floating)) and smooth_us >= 0):
         raise ConfigError(f"smooth_us must be >= 0 (0: no smoothing), got {smooth_us!r}")
-    if tau_us is not None and not tau_us >= 0:
-        raise ConfigError(f"tau_us must be >= 0 (0: no leak), got {tau_us!r}")
+    if tau_us is not None and not 0 <= tau_us <= 1e9:  # at most 1000 s, as train's --tau-ms
+        raise ConfigError(f"tau_us must be 0 (no leak) up to 1e9 (1000 s), got {tau_us!r}")
     stream = make_stream(samples, gap_us=gap_us, chunk_us=chunk_us)
     n_labels = max(len(classes or ()), int(stream.labels.max()) + 1)
     names = [str(c) for c in classes or ()] + [str(i) for i in range(len(classes or ()), n_labels)]

@@ -72,6 +72,8 @@ class MqttSettings:
         self.prefix = self.prefix.rstrip("/")
         if not self.prefix or "+" in self.prefix or "#" in self.prefix:
             raise ConfigError(f"mqtt.prefix {self.prefix!r} must be a non-empty topic without wildcards (+, #)")
+        if self.prefix.startswith("$"):  # the broker's own topics ($SYS): it drops what clients publish there
+            raise ConfigError(f"mqtt.prefix {self.prefix!r} must not start with '$' (topics of the broker itself)")
         if self.qos not in (0, 1, 2):
             raise ConfigError(f"mqtt.qos must be 0, 1 or 2, got {self.qos!r}")
         for name in ("keepalive", "outbox_size", "inflight", "max_feedback_bytes", "incoming"):

@@ -70,7 +70,11 @@ def _checked(layer: LayerSpec, text: str) -> LayerSpec:
 def parse_arch(arch) -> tuple[LayerSpec, ...]:
     """Layers from a spec string, a list of strings or dicts (TOML, checkpoints), or LayerSpec objects."""
     if isinstance(arch, str):
-        items = [p for p in arch.replace(" ", "").split(",") if p]
+        items = arch.replace(" ", "").split(",")
+        if "" in items and arch.strip():  # "dense:4,,dense:4" or a trailing comma: a layer left out by mistake
+            raise ConfigError(f"architecture {arch!r} has an empty layer between its commas; "
+                              "e.g. conv:16:5:2:2,dense:800")
+        items = [p for p in items if p]
     else:
         items = list(arch)
     layers = []

@@ -111,6 +111,9 @@ def load_checkpoint(path) -> tuple[int, dict[str, np.ndarray], dict, dict]:
     """
     path = Path(path)
     if not path.is_file():
+        if path.exists():  # a folder, /dev/null: "not found" sent people looking for a file that is there
+            kind = "a folder" if path.is_dir() else "not a regular file"
+            raise CheckpointError(f"model file {path} is {kind}; give a .npz made by streamsnn train or run")
         raise CheckpointError(f"model file {path} not found; train one with `streamsnn train --out {path}`")
     try:
         size = path.stat().st_size
