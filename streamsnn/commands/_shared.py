@@ -16,12 +16,13 @@ def _stop_early(signum, frame):
     raise SystemExit(0)
 
 
-def at_least_one(text: str) -> int:
-    """argparse type of a count such as --limit: a whole number of 1 or more (0 would run on nothing)."""
+def at_least_one(text: str, what: str = "a whole number of 1 or more") -> int:
+    """argparse type of a count such as --limit: a whole number of 1 or more (0 would run on nothing); the error
+    (one line from argparse) says `give {what}, not ...`."""
     try:
         n = int(text)
     except ValueError:
         n = 0
     if n < 1:
-        raise argparse.ArgumentTypeError(f"give a whole number of 1 or more, not {text!r}")
+        raise argparse.ArgumentTypeError(f"give {what}, not {text!r}")
     return n

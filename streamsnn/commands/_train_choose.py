@@ -146,15 +146,9 @@ class NetMaker:
 
 def jobs_count(text: str) -> int:
     """`--jobs`'s type: a whole number of 1 or more (argparse says what is wrong in one line)."""
-    import argparse
+    from ._shared import at_least_one
 
-    try:
-        n = int(text)
-    except ValueError:
-        n = 0
-    if n < 1:
-        raise argparse.ArgumentTypeError(f"give 1 or more worker processes for --choose's candidates, not {text!r}")
-    return n
+    return at_least_one(text, "1 or more worker processes for --choose's candidates")
 
 
 def add_jobs(p) -> None:
