@@ -210,6 +210,16 @@ def test_train_refuses_bad_architectures_in_one_line(capsys, tmp_path):
         assert rc == 2 and len(lines) == 1 and needle in lines[0], lines
 
 
+def test_eval_takes_one_data_folder_and_one_model(capsys, model):
+    """A second --data or --model was taken silently in place of the first."""
+    data = str(need("nmnist_small"))
+    for argv in (["--data", data, "--data", data, "--model", str(model)],
+                 ["--data", data, "--model", str(model), "--model", str(model)]):
+        with pytest.raises(SystemExit) as exit_:
+            main(["eval", *argv])
+        assert exit_.value.code == 2 and "given twice; give it once" in capsys.readouterr().err
+
+
 def test_a_model_path_that_is_a_folder_or_a_device_says_so(capsys, tmp_path):
     for path, says in ((tmp_path, "is a folder"), (Path("/dev/null"), "is not a regular file")):  # not "not found"
         assert main(["eval", "--data", str(need("nmnist_small")), "--model", str(path)]) == 2

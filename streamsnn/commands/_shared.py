@@ -26,3 +26,13 @@ def at_least_one(text: str, what: str = "a whole number of 1 or more") -> int:
     if n < 1:
         raise argparse.ArgumentTypeError(f"give {what}, not {text!r}")
     return n
+
+
+class Once(argparse.Action):
+    """An option that may be given once: a second one is an error (argparse's one line), not silently the last."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        if getattr(namespace, self.dest, None) not in (None, self.default):
+            parser.error(f"argument {option_string}: given twice; give it once")
+        setattr(namespace, self.dest, values)
+

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from ._shared import at_least_one
+from ._shared import Once, at_least_one
 
 ORDER = 21
 
@@ -22,8 +22,9 @@ def add_parser(subparsers) -> None:
                     "read (truncated, corrupt, empty) is skipped, logged and counted (`skipped` in --json), "
                     "as replay does. Events go through the model's input map (its region and grid).",
     )
-    p.add_argument("--data", type=Path, required=True, help="dataset folder (any layout `streamsnn info` reads)")
-    p.add_argument("--model", type=Path, required=True, help="model file written by `streamsnn train`")
+    p.add_argument("--data", type=Path, required=True, action=Once,
+                   help="dataset folder (any layout `streamsnn info` reads)")
+    p.add_argument("--model", type=Path, required=True, action=Once, help="model file written by `streamsnn train`")
     p.add_argument("--json", action="store_true", help="print exactly one JSON object on stdout")
     p.add_argument("--limit", type=at_least_one, default=None, help="use only N test samples, evenly spread")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
