@@ -162,7 +162,7 @@ async def test_dv_stream_pipeline_classifies_a_served_recording(tmp_path):
     assert rc == 0 and serve_rc == 0, log
     assert f"{address}: stream ended (closed by the other end" in log and "the run ends here" in log
     decisions = [json.loads(line) for line in (tmp_path / "d.jsonl").read_text().splitlines()]
-    assert len(decisions) >= 10  # 0.59 s of events in 100 ms windows every 50 ms
+    assert len(decisions) >= 10, log  # 0.59 s of events in 100 ms windows every 50 ms
     assert all(d["source"] == address and d["events"] >= 200 and d["sample"] is None for d in decisions)
     assert decisions[0]["t_start_us"] == ref.t_start
     starts = np.array([d["t_start_us"] for d in decisions])

@@ -129,10 +129,13 @@ def test_a_restarted_worker_is_sent_chunks_again_and_dies_once():
     async def each(i, pipe):
         if i == 60:
             os.kill(pipe.pool.pids()[0], signal.SIGKILL)
-        elif i > 60 and not seen:  # chunks keep coming, as from a camera, while the new process starts
+        elif 60 < i < 200:  # chunks keep coming, as from a camera, while the new process starts
             await asyncio.sleep(0.02)
-            if pipe.metrics()["workers"]["restarted"] >= 1:
-                seen.update(pipe.metrics()["workers"])
+        elif i == 200:  # then wait for it (a loaded machine starts a process slowly); 160 batches remain
+            deadline = time.monotonic() + 120
+            while pipe.metrics()["workers"]["restarted"] < 1 and time.monotonic() < deadline:
+                await asyncio.sleep(0.05)
+            seen.update(pipe.metrics()["workers"])
 
     one, _ = run(batches, net(4), workers=1, learn_from_labels=False)
     two, pipe = run(batches, net(4), workers=2, each=each, learn_from_labels=False)

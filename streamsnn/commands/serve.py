@@ -10,6 +10,8 @@ from pathlib import Path
 from ._shared import at_least_one
 
 ORDER = 60
+#: How long the packets still queued for connected clients may take to go out after the last one was written.
+FLUSH_S = 30.0
 
 
 def add_parser(subparsers) -> None:
@@ -81,7 +83,7 @@ def run(args) -> int:
     stats = ServeStats()
     serve_recording(server, rec, speed=args.speed, loop=args.loop, chunk_us=args.chunk_us,
                     wait_for_client=not args.no_wait, stop=stop, stats=stats, first_pass=first_pass)
-    server.flush()
+    server.flush(timeout=FLUSH_S)  # a client still starting up (a daemon) reads the stream late
     if stats.late:
         say(f"{stats.late:,} packets went out more than 10 ms late: the recording's event rate is more than "
             "this machine converts in real time (try a lower --speed)")
