@@ -16,7 +16,7 @@ from pathlib import Path
 from .config import Config
 from .errors import CheckpointError, ConfigError
 from .pipeline import Pipeline, PipelineSettings
-from .pipeline.decide import Decider
+from .pipeline.decide import Decider, by_index_note
 from .pipeline.feedback import MAX_FEEDBACK_BYTES
 from .pipeline.segment import Segmenter
 from .pipeline.workers import start_pool
@@ -196,6 +196,8 @@ async def run_service(cfg: Config, *, quiet: bool = False, announce=None) -> int
         known = getattr(source, "sensor_size", None)  # a dataset's, from its headers: another sensor fails now
         if cfg.source.kind == "replay" and known is not None:  # (it skipped every window, and exited 0)
             net.input_map.check_sensor(*known, f"source.path {source.name}")
+        if (ds := getattr(source, "dataset", None)) is not None and (note := by_index_note(net.classes, ds.classes)):
+            log.warning("source.path %s: %s", source.name, note)  # learned from as such, if labels are learned
         await asyncio.to_thread(net.warm_up)  # compile/load the kernels before events arrive
         pool = await start_pool(net, cfg.pipeline.workers, cfg.pipeline.refresh_s)  # workers: before the stream opens
         if cfg.source.kind in ("camera", "dvstream"):  # a live stream: opened just before it is read (an

@@ -234,3 +234,12 @@ def test_eval_with_no_sample_of_the_models_classes_is_refused_not_scored_zero(ca
         rc = main(["eval", "--data", str(need("nmnist_small")), "--model", str(cards), "--limit", "5", *extra])
         err = capsys.readouterr().err.strip().splitlines()
         assert rc == 2 and "is of a class the model has (the model's: club, diamond, heart" in err[-1], err
+
+
+def test_a_numbered_model_given_named_data_says_labels_are_taken_as_indices(caplog, tmp_path):
+    """A digit model evaluated on the cards scored club as output 0 without a word (docs: matched by name)."""
+    digits = tmp_path / "digits.npz"
+    SpikingNetwork(arch="dense:8", input_shape=(34, 34, 2), classes=10).save(digits)
+    assert main(["eval", "--data", str(need("poker_dvs_inverted")), "--model", str(digits), "--limit", "3"]) == 0
+    said = [r.getMessage() for r in caplog.records if "numbered" in r.getMessage()]
+    assert len(said) == 1 and "numbered 0..9 and the data's names (club, diamond, spade) are not among them" in said[0]

@@ -23,7 +23,7 @@ import numpy as np
 from ..config import SCHEMA
 from ..errors import ConfigError, InputError
 from ..events import EventBatch
-from ..pipeline.decide import Decider, by_name, temporal
+from ..pipeline.decide import Decider, by_index_note, by_name, temporal
 from ..pipeline.segment import Segmenter, resolve_overlap
 from ..pipeline.stages import Classifier
 from .augment import LIVE_HOP_US  # the live hop, one definition (training cuts item ends by it)
@@ -136,6 +136,8 @@ def targets(net: Classifier, classes: Sequence[str] | None, n_labels: int) -> np
     if classes and by_name(net.classes, classes):
         index = {name: i for i, name in enumerate(model_classes(net))}
         return np.asarray([index.get(str(c), -1) for c in classes], np.int64)
+    if classes and (note := by_index_note(net.classes, classes)) is not None:
+        log.warning("stream: %s", note)
     n_out = len(net.classes)
     return np.asarray([i if i < n_out else -1 for i in range(n_labels)], np.int64)
 

@@ -106,9 +106,11 @@ def load_split(data_dir, split: str, net, *, limit: int | None = None, quiet: bo
     samples = ds.split(split).samples
     if limit is not None and limit < len(samples):  # spread out: tonic layouts are sorted by class
         samples = [samples[int(i)] for i in np.linspace(0, len(samples) - 1, max(limit, 0))]
-    from ..pipeline.decide import by_name
+    from ..pipeline.decide import by_index_note, by_name
 
     names = by_name(net.classes, ds.classes)  # else a network without names: labels are indices
+    if (note := by_index_note(net.classes, ds.classes)) is not None:
+        log.warning("%s: %s", data_dir, note)
     out = SampleArrays(classes=list(net.classes if names else ds.classes))
     index = {name: i for i, name in enumerate(net.classes)}
     labels = []

@@ -106,6 +106,17 @@ def true_class(classes, window: Window) -> str | None:
     return classes[index] if 0 <= index < len(classes) else str(index)
 
 
+def by_index_note(classes, names) -> str | None:
+    """When a numbered network (classes "0".."n-1") is given class names it lacks, the line saying that their
+    labels are taken as output indices (label k = output k), else None; `eval` logs it once."""
+    if by_name(classes, names) or not names:
+        return None
+    shown = ", ".join(str(n) for n in list(names)[:4]) + (", ..." if len(names) > 4 else "")
+    return (f"the model's classes are numbered 0..{len(classes) - 1} and the data's names ({shown}) are not among "
+            "them: each label is taken as an output index (the k-th class as output k); a model trained on these "
+            "classes matches them by name")
+
+
 def by_name(classes, names) -> bool:
     """Whether dataset class `names` are matched to a network's `classes` by name.
 
