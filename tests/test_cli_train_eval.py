@@ -243,3 +243,12 @@ def test_a_numbered_model_given_named_data_says_labels_are_taken_as_indices(capl
     assert main(["eval", "--data", str(need("poker_dvs_inverted")), "--model", str(digits), "--limit", "3"]) == 0
     said = [r.getMessage() for r in caplog.records if "numbered" in r.getMessage()]
     assert len(said) == 1 and "numbered 0..9 and the data's names (club, diamond, spade) are not among them" in said[0]
+
+
+def test_limit_runs_the_settings_the_whole_data_gets(capsys, tmp_path):
+    """With --limit 50 the time probe saw 12 held-out samples and gave N-MNIST `membrane` with input delays; the
+    help promises "quick runs of the same settings"."""
+    r = train_json(capsys, "--data", need("nmnist_small"), "--limit", "50", "--epochs", "1", "--arch", "dense:16",
+                   "--out", tmp_path / "m.npz")
+    assert r["train_samples"] == 50 and r["learning"] == "counts"
+    assert r["time_probe"]["held_out"] >= 240  # a quarter of each class of the 1,000 training samples

@@ -235,9 +235,10 @@ def plan(args, say) -> tuple:
     return net, s, aug, picked
 
 
-def pick_learning(args, net, s, train, picked, say):
+def pick_learning(args, net, s, train, picked, say, probe=None):
     """The learning rule and leak (from the arguments, else from a probe of the loaded training split:
-    `learn.timecheck`); returns the network to train (rebuilt when they change) and records the choice."""
+    `learn.timecheck`, on `probe`: the whole training split under --limit); returns the network to train (rebuilt
+    when they change) and records the choice."""
     from dataclasses import replace
 
     import numpy as np
@@ -252,7 +253,8 @@ def pick_learning(args, net, s, train, picked, say):
     if args.learning is not None:
         learning, why = args.learning, "--learning"
     else:
-        check = timecheck.check_time(train, net.input_map.n_inputs, net.n_classes, net.input_shape[2])
+        check = timecheck.check_time(train if probe is None else probe, net.input_map.n_inputs, net.n_classes,
+                                     net.input_shape[2])
         needed = check.needed
         learning = "membrane" if needed else "counts"
         why = check.describe()
@@ -333,7 +335,9 @@ def run(args) -> int:
     say = (lambda *a: None) if quiet else (lambda *a: print(*a, file=sys.stderr, flush=True))
     net, s, aug, picked = plan(args, say)
     train, test, test_from = load_folders(args.data, net, limit=args.limit, quiet=quiet)
-    net = pick_learning(args, net, s, train, picked, say)
+    # --limit: a quick run of the settings the whole data gets (50 samples made the time probe pick `membrane`)
+    probe = load_folders(args.data, net, quiet=True)[0] if args.limit and args.learning is None else None
+    net = pick_learning(args, net, s, train, picked, say, probe)
     if picked["choose"]:
         net, aug = choose_settings(args, net, s, aug, picked, train, say)
     else:
