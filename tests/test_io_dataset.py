@@ -56,6 +56,19 @@ def test_a_sample_listed_twice_is_refused_when_the_lists_disagree(tmp_path):
     assert sorted((s.split, s.sample_id) for s in ds.samples) == [("test", "3"), ("train", "1"), ("train", "2")]
 
 
+def test_info_on_one_file_ignores_a_text_file_beside_it_that_is_no_label_list(tmp_path, capsys):
+    """`info 1.bs2` failed on a `train_help.txt` beside it ("line 2 is '[--quiet]'"); its label still comes from a
+    real list there."""
+    from streamsnn.cli import main
+
+    shutil.copy(need("nmnist_small") / "1.bs2", tmp_path / "1.bs2")
+    (tmp_path / "train_help.txt").write_text("usage: streamsnn train\n  [--quiet]\n")
+    assert main(["info", str(tmp_path / "1.bs2")]) == 0
+    (tmp_path / "train1.txt").write_text("#sample #class\n1 5\n")
+    assert main(["info", str(tmp_path / "1.bs2"), "--json"]) == 0
+    assert '"label": 5' in capsys.readouterr().out
+
+
 def test_flat_folder_with_missing_sample_file(tmp_path):
     (tmp_path / "test1.txt").write_text("#sample #class\n7 3\n")
     with pytest.raises(InputError, match="7"):

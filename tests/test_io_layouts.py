@@ -180,7 +180,7 @@ def test_folder_of_unlabelled_dvs128_recordings():
     assert all(s.label is None and s.label_name is None for s in ds)
     first = ds.samples[0].load()
     assert first.label is None and "label_name" not in first.meta and len(first) == len(read_events(ds.samples[0].path))
-    with pytest.raises(InputError, match="unlabelled recordings; training needs labels"):
+    with pytest.raises(InputError, match="unlabelled recordings; training and evaluation need labels"):
         ds.require_labels()
 
 

@@ -238,3 +238,20 @@ async def test_serves_dataset_samples_back_to_back():
     assert len(got) == sum(len(s) for s in samples) and np.all(np.diff(got["t"]) >= 0)
     expect = np.concatenate([s.events[["x", "y", "p"]] for s in samples])
     np.testing.assert_array_equal(got[["x", "y", "p"]], expect)
+
+
+async def test_serves_a_tonic_dataset_spec_as_it_serves_its_folder(tmp_path):
+    """`serve tonic:NMNIST:<folder>` said "no such file or folder" (datasets.md lists it for every command)."""
+    from dataset_util import tonic_nmnist_links
+
+    tonic_nmnist_links(tmp_path, 3)
+    got = []
+    for spec in (f"tonic:NMNIST:{tmp_path}", tmp_path / "NMNIST"):
+        proc, address = await start_serve(spec, "--split", "test", "--speed", "0", "--port", free_port())
+        try:
+            size, batches = await asyncio.wait_for(read_all(address), 60)
+        finally:
+            rc, err = await finish(proc)
+        assert rc == 0 and size == (34, 34), err
+        got.append(np.concatenate([b.events for b in batches]))
+    assert len(got[0]) > 0 and np.array_equal(got[0][["x", "y", "p"]], got[1][["x", "y", "p"]])

@@ -76,7 +76,7 @@ def test_load_split_on_class_folders_and_labelled_recordings(tmp_path):
 
 
 def test_load_split_refuses_unlabelled_recordings_in_one_line():
-    with pytest.raises(InputError, match="unlabelled recordings; training needs labels") as info:
+    with pytest.raises(InputError, match="unlabelled recordings; training and evaluation need labels") as info:
         load_split(need("recordings/dvs128_aedat2"), "all", net_for(10), quiet=True)
     assert "\n" not in str(info.value)
 
@@ -116,7 +116,7 @@ def test_train_refuses_unlabelled_recordings_in_one_line(tmp_path):
     proc = subprocess.run([sys.executable, "-m", "streamsnn", "train", "--data", str(need("recordings/dvs128_aedat2")),
                            "--out", str(tmp_path / "m.npz"), "--quiet"], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1
-    assert "training needs labels" in proc.stderr
+    assert "training and evaluation need labels" in proc.stderr
 
 
 def test_serve_plays_a_dataset_of_any_layout_as_one_stream():

@@ -15,7 +15,7 @@ def add_parser(subparsers) -> None:
     p = subparsers.add_parser(
         "publish",
         help="publish events from a file, dataset, DV stream or camera to MQTT",
-        description="Read events from SOURCE and publish them as streamsnn event packets (see the README) "
+        description="Read events from SOURCE and publish them as streamsnn event packets (see docs/mqtt.md) "
                     "on an MQTT topic, where daemons with an 'mqtt' source classify them; daemons in one "
                     "shared-subscription group split the stream. SOURCE is an event file, a dataset "
                     "folder (one packet per sample, with its label), a DV network stream "

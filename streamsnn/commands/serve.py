@@ -25,8 +25,8 @@ def add_parser(subparsers) -> None:
                     "SIGTERM stops it (exit 0).",
     )
     p.add_argument("file", type=Path,
-                   help="event file (.bin .bs2 .aedat4 .raw .aedat), or an N-MNIST dataset folder "
-                        "(samples back to back)")
+                   help="event file (.bin .bs2 .aedat4 .raw .aedat), or a dataset folder of any layout `info` "
+                        "reads, or tonic:<Class>:<folder> (its samples back to back)")
     p.add_argument("--split", help="dataset folder: serve only this split (e.g. test)")
     p.add_argument("--limit", type=at_least_one, help="dataset folder: serve only the first N samples")
     p.add_argument("--port", type=int, default=7777, help="TCP port (default 7777; 0 picks a free one)")
@@ -58,7 +58,7 @@ def run(args) -> int:
         raise ConfigError(f"--chunk-us {args.chunk_us} must be positive")
     say = (lambda *a: None) if args.quiet else (lambda msg: print(f"streamsnn: {msg}", file=sys.stderr, flush=True))
 
-    if args.file.is_dir():
+    if args.file.is_dir() or str(args.file).startswith("tonic:"):
         rec = dataset_as_stream(args.file, split=args.split, limit=args.limit)
     else:
         if args.split or args.limit:

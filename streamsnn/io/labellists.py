@@ -79,6 +79,13 @@ def label_lists(folder: str | Path) -> list[tuple[str, Path]]:
     return list(_label_lists(folder, folder.stat().st_mtime_ns))
 
 
+def _lists_or_none(folder: Path) -> list[tuple[str, Path]]:
+    try:
+        return label_lists(folder)
+    except OSError:
+        return []
+
+
 def label_for_file(path: Path) -> tuple[str | None, int | None]:
     """(sample id, class number) of an N-MNIST file that sits in a dataset folder, else (stem, None).
 
@@ -86,14 +93,14 @@ def label_for_file(path: Path) -> tuple[str | None, int | None]:
     """
     path = Path(path)
     folder = path.parent
-    try:
-        for _, lst in label_lists(folder):
+    for _, lst in _lists_or_none(folder):
+        try:  # a list beside it that is not a label list (train_notes.txt) says nothing about this file
             labels = read_labels(lst)
-            if path.stem in labels:
-                name = labels[path.stem]
-                return path.stem, int(name) if name.isdigit() else None
-    except OSError:
-        pass
+        except (OSError, InputError):
+            continue
+        if path.stem in labels:
+            name = labels[path.stem]
+            return path.stem, int(name) if name.isdigit() else None
     if folder.name.isdigit() and 0 <= int(folder.name) <= 9:
         return path.stem, int(folder.name)
     return path.stem, None

@@ -168,8 +168,8 @@ class Dataset:
         """Raise InputError in one line when the samples carry no labels (training needs them)."""
         if not self.is_labelled:
             raise InputError(
-                f"{self}: holds {len(self)} unlabelled recordings; training needs labels: put the files in "
-                "Train/<class>/ and Test/<class>/ folders, add train*.txt/test*.txt label lists, or put a "
+                f"{self}: holds {len(self)} unlabelled recordings; training and evaluation need labels: put the "
+                "files in Train/<class>/ and Test/<class>/ folders, add train*.txt/test*.txt label lists, or put a "
                 "<name>_labels.csv (class,start_us,end_us rows) beside each recording")
 
     def load_all(self, progress: bool = True) -> list[EventBatch]:

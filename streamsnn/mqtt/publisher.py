@@ -44,7 +44,7 @@ class MqttEventPublisher:
             if fatal is not None:
                 raise fatal from None
             raise InputError(f"cannot reach MQTT broker {self.settings.address} ({exc}); check the broker "
-                             "address (mqtt.host/mqtt.port, or --broker) and that the broker runs") from None
+                             "address (mqtt.broker/mqtt.port, or --broker) and that the broker runs") from None
         self._client = client
         return self
 
