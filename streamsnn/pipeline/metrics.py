@@ -79,7 +79,7 @@ class Metrics:
             "queues": {"windows": self.windows.qsize()},  # decisions go straight to the sinks: no queue
             "accuracy": round(c.correct / c.labelled, 4) if c.labelled else None,
             "progressive_accuracy": _round(net.progressive_accuracy),
-            "progressive_scored": int(net.progressive_total),  # the decisions it is over (learned from, scored first)
+            "progressive_scored": int(getattr(net, "progressive_total", 0)),  # what it is over (0: not counted)
             "feedback_accuracy": round(c.feedback_correct / c.feedback_scored, 4) if c.feedback_scored else None,
             "classes": len(net.classes),
             "classes_added": c.classes_added,
