@@ -50,6 +50,15 @@ def as_event_array(events: np.ndarray) -> np.ndarray:
     return make_events(events["t"], events["x"], events["y"], np.asarray(events["p"]) > 0)
 
 
+def time_cuts(t: np.ndarray, dt_us: int) -> tuple[np.ndarray, np.ndarray]:
+    """For non-decreasing times `t` (at least one): where each non-empty stretch of `dt_us` from t[0] starts (an
+    index into t) and its number (stretch k holds t[0] + k dt_us <= t < t[0] + (k + 1) dt_us). The work follows
+    the events, not the time they span: one timestamp days ahead costs nothing."""
+    bins = (t - t[0]) // dt_us
+    starts = np.concatenate(([0], np.flatnonzero(np.diff(bins)) + 1))
+    return starts, bins[starts]
+
+
 @dataclass(frozen=True)
 class EventBatch:
     """Events from one sensor, in time order, with optional sample metadata.
@@ -169,10 +178,9 @@ class EventBatch:
             raise ValueError("dt_us must be positive")
         if not len(self):
             return []
-        t = self.events["t"]
-        bins = (t - t[0]) // dt_us  # per event, not per dt_us of time: a gap of hours costs nothing
-        idx = np.concatenate(([0], np.flatnonzero(np.diff(bins)) + 1, [len(t)]))
-        return [self.slice_count(int(a), int(b)) for a, b in zip(idx[:-1], idx[1:])]
+        starts, _ = time_cuts(self.events["t"], dt_us)
+        stops = np.append(starts[1:], len(self))
+        return [self.slice_count(a, b) for a, b in zip(starts.tolist(), stops.tolist())]
 
     @staticmethod
     def concatenate(batches: Iterable[EventBatch]) -> EventBatch:

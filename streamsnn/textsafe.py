@@ -42,3 +42,10 @@ def shown(value, limit: int | None = LIMIT) -> str:
         text = text[:limit]
     text = printable(text.replace("\\", "\\\\"))
     return text + ELLIPSIS if cut else text
+
+
+def few(names, k: int = 5) -> str:
+    """The first `k` of some names (class names, usually), each `shown`, and how many more there are."""
+    names = list(names)
+    return ", ".join(shown(n) for n in names[:k]) + (f" and {len(names) - k} more" if len(names) > k else "")
+

@@ -52,8 +52,6 @@ def run(args) -> int:
         raise ConfigError(f"--speed {args.speed} must be >= 0 (1 = real time, 0 = as fast as possible)")
     if not 0 <= args.linger < float("inf"):
         raise ConfigError(f"--linger {args.linger} must be a number of seconds >= 0")
-    if args.limit is not None and args.limit < 1:
-        raise ConfigError(f"--limit {args.limit} must be at least 1")
     if args.chunk_us <= 0:
         raise ConfigError(f"--chunk-us {args.chunk_us} must be positive")
     say = (lambda *a: None) if args.quiet else (lambda msg: print(f"streamsnn: {msg}", file=sys.stderr, flush=True))

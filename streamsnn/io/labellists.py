@@ -79,13 +79,6 @@ def label_lists(folder: str | Path) -> list[tuple[str, Path]]:
     return list(_label_lists(folder, folder.stat().st_mtime_ns))
 
 
-def _lists_or_none(folder: Path) -> list[tuple[str, Path]]:
-    try:
-        return label_lists(folder)
-    except OSError:
-        return []
-
-
 def label_for_file(path: Path) -> tuple[str | None, int | None]:
     """(sample id, class number) of an N-MNIST file that sits in a dataset folder, else (stem, None).
 
@@ -93,7 +86,11 @@ def label_for_file(path: Path) -> tuple[str | None, int | None]:
     """
     path = Path(path)
     folder = path.parent
-    for _, lst in _lists_or_none(folder):
+    try:
+        lists = label_lists(folder)
+    except OSError:
+        lists = []
+    for _, lst in lists:
         try:  # a list beside it that is not a label list (train_notes.txt) says nothing about this file
             labels = read_labels(lst)
         except (OSError, InputError):

@@ -26,6 +26,7 @@ from ..events import EventBatch
 from ..pipeline.decide import Decider, by_index_note, by_name, temporal
 from ..pipeline.segment import Segmenter, resolve_overlap
 from ..pipeline.stages import Classifier
+from ..textsafe import few
 from .augment import LIVE_HOP_US  # the live hop, one definition (training cuts item ends by it)
 from .training import confusion_lines
 
@@ -194,10 +195,8 @@ def stream_evaluate(net: SpikingNetwork, samples: Sequence[EventBatch], *, windo
     target = targets(net, names, n_labels)
     present = np.unique(stream.labels)
     if len(present) and (target[present] < 0).all():
-        have = model_classes(net)
         raise InputError(f"stream: none of the {len(stream.starts)} samples is of a class the model has (the "
-                         f"model's: {', '.join(map(str, have[:5]))}{' ...' if len(have) > 5 else ''}; the data's: "
-                         f"{', '.join(names[c] for c in present[:5])}{' ...' if len(present) > 5 else ''}); "
+                         f"model's: {few(model_classes(net))}; the data's: {few(names[c] for c in present)}); "
                          "evaluate a model trained on these classes")
     layered = hasattr(net, "_layer_tau")  # a SpikingNetwork (any Classifier can be scored)
     saved_tau, saved_layers = net.tau_us, getattr(net, "_layer_tau", None)

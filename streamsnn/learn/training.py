@@ -11,6 +11,7 @@ import numpy as np
 
 from .. import defaults
 from ..errors import InputError
+from ..textsafe import few
 
 log = logging.getLogger(__name__)
 
@@ -143,17 +144,12 @@ def load_split(data_dir, split: str, net, *, limit: int | None = None, quiet: bo
                     sum(out.unknown.values()), ", ".join(f"{k} ({v})" for k, v in out.unknown.items()))
     if samples and not len(out) and out.unknown:
         raise InputError(f"{data_dir}: none of the {len(samples)} {split} samples is of a class the model has "
-                         f"(the model's: {_few(net.classes)}; the data's: {_few(list(out.unknown))}); evaluate "
+                         f"(the model's: {few(net.classes)}; the data's: {few(out.unknown)}); evaluate "
                          "a model trained on these classes")
     if samples and not len(out) and not out.unknown:
         raise InputError(f"{data_dir}: none of the {len(samples)} {split} samples could be read "
                          f"(first: {out.skipped[0]})")
     return out
-
-
-def _few(names, k: int = 5) -> str:
-    names = [str(n) for n in names]
-    return ", ".join(names[:k]) + (f" and {len(names) - k} more" if len(names) > k else "")
 
 
 def load_folders(folders, net, *, limit: int | None = None, quiet: bool = False):

@@ -13,6 +13,7 @@ import numpy as np
 
 from .. import classnames
 from ..errors import ConfigError
+from ..textsafe import few
 from .inflight import InFlight, temporal  # noqa: F401 - temporal: imported from here by callers
 from .segment import Window
 
@@ -111,8 +112,7 @@ def by_index_note(classes, names) -> str | None:
     labels are taken as output indices (label k = output k), else None; `eval` logs it once."""
     if by_name(classes, names) or not names:
         return None
-    shown = ", ".join(str(n) for n in list(names)[:4]) + (", ..." if len(names) > 4 else "")
-    return (f"the model's classes are numbered 0..{len(classes) - 1} and the data's names ({shown}) are not among "
+    return (f"the model's classes are numbered 0..{len(classes) - 1} and the data's names ({few(names)}) are not among "
             "them: each label is taken as an output index (the k-th class as output k); a model trained on these "
             "classes matches them by name")
 

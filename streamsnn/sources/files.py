@@ -11,7 +11,7 @@ from typing import AsyncIterator, Iterator
 import numpy as np
 
 from ..errors import ConfigError, InputError
-from ..events import EventBatch
+from ..events import EventBatch, time_cuts
 from ..textsafe import printable
 from ._pacing import Pacer
 from .base import SourceBase, check_playback
@@ -33,12 +33,11 @@ def time_chunks(batch: EventBatch, chunk_us: int) -> Iterator[tuple[EventBatch, 
         yield batch, 0
         return
     t = batch.events["t"]
-    t0, span = int(t[0]), int(t[-1] - t[0])
-    k = (t - t0) // chunk_us  # each event's window: the work follows the events, not the time they span
-    starts = np.concatenate(([0], np.flatnonzero(np.diff(k)) + 1))
-    ends = np.append(starts[1:], len(t))
-    for a, b in zip(starts.tolist(), ends.tolist()):
-        yield batch.slice_count(a, b), min((int(k[a]) + 1) * chunk_us, span)
+    span = int(t[-1] - t[0])
+    starts, k = time_cuts(t, chunk_us)
+    stops = np.append(starts[1:], len(t))
+    for a, b, n in zip(starts.tolist(), stops.tolist(), k.tolist()):
+        yield batch.slice_count(a, b), min((n + 1) * chunk_us, span)
 
 
 class ReplaySource(SourceBase):
