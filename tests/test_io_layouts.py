@@ -132,9 +132,20 @@ def test_labelled_recordings_split_by_folders_and_by_trial_lists(tmp_path):
     (b / "trials_to_train.txt").write_text("u1.aedat4\n")
     (b / "trials_to_test.txt").write_text("u2.aedat4\n")
     assert open_dataset(b).split_counts() == {"train": 3, "test": 2}
+    (b / "trials_to_test.txt").write_text("u2.aedat4\nu1.aedat4\n")  # in both lists: which split?
+    with pytest.raises(InputError, match=r"trials_to_test.txt: line 2 lists 'u1.aedat4', which trials_to_train"):
+        open_dataset(b)
     (b / "trials_to_test.txt").write_text("\n")
     with pytest.raises(InputError, match="u2.aedat4.*trials_to_train.txt"):
         open_dataset(b)
+
+
+def test_labelled_recordings_of_one_split_folder_opened_alone(tmp_path):
+    """A Test/ folder opened on its own is the test split, as class folders are; another name is 'all'."""
+    labelled_recording(tmp_path / "Test", "u2", nmnist_picks("test", 2))
+    assert open_dataset(tmp_path / "Test").split_counts() == {"test": 2}
+    labelled_recording(tmp_path / "session", "u3", nmnist_picks("test", 2))
+    assert open_dataset(tmp_path / "session").split_counts() == {"all": 2}
 
 
 def test_label_times_are_absolute(tmp_path):

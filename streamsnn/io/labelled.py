@@ -8,7 +8,8 @@ the events with start_us <= t < end_us.
 
 Splits: pairs inside `Train|train/` and `Test|test/` subfolders belong to those splits; pairs
 directly in the folder are split by DVS Gesture's `trials_to_train.txt` / `trials_to_test.txt` (one
-recording file name per line) when present, else they form the split 'all'.
+recording file name per line; a name in both lists is refused) when present, else they form the split
+of the folder's own name when it is `Train` or `Test` (as class folders do), else the split 'all'.
 """
 
 from __future__ import annotations
@@ -81,9 +82,14 @@ def _trial_splits(folder: Path) -> dict[str, str] | None:
         p = folder / name
         if p.is_file():
             found = found or {}
-            for line in p.read_text(errors="replace").splitlines():
-                if line.strip():
-                    found[Path(line.strip()).name] = split
+            for n, line in enumerate(p.read_text(errors="replace").splitlines(), 1):
+                rec = Path(line.strip()).name
+                if not rec:
+                    continue
+                if found.get(rec, split) != split:
+                    raise InputError(f"{p}: line {n} lists {rec!r}, which trials_to_train.txt lists too; a recording "
+                                     "belongs to one split: remove it from one of the two lists")
+                found[rec] = split
     return found
 
 
@@ -102,10 +108,11 @@ def open_labelled(root: Path):
     pairs = recording_pairs(root, strict=True)
     if pairs:
         trials = _trial_splits(root)
+        own = root.name.lower() if root.name.lower() in ("train", "test") else "all"
 
         def split_of(rec: Path) -> str:
             if trials is None:
-                return "all"
+                return own
             if rec.name not in trials:
                 raise InputError(f"{rec}: listed in neither trials_to_train.txt nor trials_to_test.txt in {root}; "
                                  "add it to one of them")
