@@ -190,6 +190,22 @@ def test_recorder_api_cuts_samples_on_the_stream_clock(tmp_path):
     assert rec.feed(batch(0)).events == 200 + 200 + 102  # each jump continues at the last event's time
 
 
+def test_a_source_of_another_sensor_is_refused_before_a_sample_is_recorded(tmp_path, capsys):
+    rec = Recorder(tmp_path, 0.025, notice=lambda m: None)
+    rec.start("cup")
+    for t0 in (0, 10_000, 20_000, 30_000):
+        rec.feed(batch(t0, size=(40, 30)))
+    assert rec.sensor == (40, 30)
+    with pytest.raises(InputError, match="holds samples of a 40x30 sensor, this source is 34x34"):
+        rec.feed(batch(50_000))  # nothing armed: refused all the same, before anyone records
+    # the command: one line, exit 2, and it never starts a sample
+    assert main(["record", *SYNTH, "--out", str(tmp_path), "--class", "cup", "--count", "1"]) == 2
+    out, err = capsys.readouterr()
+    assert "holds samples of a 40x30 sensor" in err and "\n" not in err.strip(), err
+    assert "recording 'cup'" not in out
+    assert len(event_files(tmp_path)) == 1
+
+
 def test_bad_input_is_one_line_and_exit_2(tmp_path, capsys):
     afile = tmp_path / "file"
     afile.write_text("x")

@@ -168,8 +168,8 @@ async def _record(args, rec, source, say) -> int:
 async def _pump(source, rec, results, flowing) -> None:
     """Feed every batch of the source to the recorder (batches between samples are dropped)."""
     async for batch in source:
+        done = rec.feed(batch)  # first: a batch it refuses (another sensor) ends the pump before anyone records
         flowing.set()
-        done = rec.feed(batch)
         if done is not None:
             results.put_nowait(done)
 

@@ -161,6 +161,7 @@ class Recorder:
         """Take one batch of the stream; returns the Recorded sample when this batch completed one."""
         ev = batch.events
         if ev.size:
+            self._same_sensor(batch)  # before a sample is armed: the first batch of another sensor is refused
             t = ev["t"]
             if int(t[0]) + self._shift < self._last:  # the clock jumped back: carry on from where it was
                 self._shift = self._last - int(t[0])
@@ -178,6 +179,14 @@ class Recorder:
         if inside.all():
             return None
         return self.finish()
+
+    def _same_sensor(self, batch: EventBatch) -> tuple[int, int]:
+        """The batch's sensor size; InputError when the folder holds samples of another sensor."""
+        size = (batch.width, batch.height)
+        if self.sensor and size != self.sensor:
+            raise InputError(f"{printable(str(self.folder))} holds samples of a {self.sensor[0]}x{self.sensor[1]} "
+                             f"sensor, this source is {size[0]}x{size[1]}; record into another folder")
+        return size
 
     def finish(self) -> Recorded:
         """Write the sample being captured with what it holds; InputError when it holds no events."""
@@ -197,11 +206,7 @@ class Recorder:
         label = self.resolve(raw)
         if not len(batch):
             raise InputError(f"the sample of '{shown(label)}' holds no events; record it again")
-        size = (batch.width, batch.height)
-        if self.sensor and size != self.sensor:
-            raise InputError(f"{printable(str(self.folder))} holds samples of a {self.sensor[0]}x{self.sensor[1]} "
-                             f"sensor, this source is {size[0]}x{size[1]}; record into another folder")
-        self.sensor = size
+        self.sensor = self._same_sensor(batch)
         counts = self.counts.setdefault(label, {"train": 0, "test": 0})
         split = split_for(counts["train"] + counts["test"] + 1, self.test_every)
         folder = self.folder / split.capitalize() / label
