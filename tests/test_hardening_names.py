@@ -280,3 +280,26 @@ def test_the_classes_command_removes_renames_and_refuses_with_one_line(tmp_path,
     assert SpikingNetwork.load(path).classes == ["Mug", "plate"]
     assert main(["classes", str(path), "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["classes"] == ["Mug", "plate"]
+
+
+def test_the_classes_command_swaps_names_and_reuses_a_removed_one(tmp_path, capsys):
+    """Every NAME refers to the list before the edits (as --help says), so two names can be swapped."""
+    path = tmp_path / "m.npz"
+    m = net(("cup", "plate", "bowl"))
+    for k in range(3):
+        m.learn_one(batch(k), k)
+    m.save(path)
+    probe = batch(7)
+    scores = m.predict_one(probe).scores
+    assert main(["classes", str(path), "--rename", "cup", "plate", "--rename", "plate", "cup"]) == 0
+    assert "renamed output 0 'cup' to 'plate'" in capsys.readouterr().out
+    back = SpikingNetwork.load(path)
+    assert back.classes == ["plate", "cup", "bowl"]
+    assert np.array_equal(back.predict_one(probe).scores, scores)  # the weights stayed with their outputs
+    assert main(["classes", str(path), "--remove", "bowl", "--rename", "cup", "Bowl"]) == 0
+    assert SpikingNetwork.load(path).classes == ["plate", "Bowl"]
+    # two classes left with one name: refused, nothing changed
+    assert main(["classes", str(path), "--rename", "plate", "x", "--rename", "bowl", "X"]) == 2
+    err = capsys.readouterr().err
+    assert "class name 'X' is taken by output 0" in err and err.count("\n") == 1, err
+    assert SpikingNetwork.load(path).classes == ["plate", "Bowl"]

@@ -47,6 +47,7 @@ def _problems(names: list[str]) -> dict[int, str]:
 def edit(net, removes: list[str], renames: list[tuple[str, str]]) -> list[str]:
     """Apply the edits (names resolved against the classes before any edit); returns what was done, one line each."""
     from ..errors import ConfigError
+    from ..snn.classedit import rename_classes
     from ..textsafe import shown
 
     targets = [net.class_index(n) for n in removes] + [net.class_index(old) for old, _ in renames]
@@ -56,11 +57,10 @@ def edit(net, removes: list[str], renames: list[tuple[str, str]]) -> list[str]:
     if left < 2:
         raise ConfigError(f"removing {len(removes)} of the {net.n_classes} classes would leave {left}; "
                           "a model keeps at least 2 classes")
-    done = []
-    for (_, new), index in zip(renames, targets[len(removes):]):
-        before = net.classes[index]
-        net.rename_class(index, new)
-        done.append(f"renamed output {index} '{shown(before)}' to '{shown(net.classes[index])}'")
+    before = list(net.classes)
+    renamed = targets[len(removes):]
+    rename_classes(net, {index: new for (_, new), index in zip(renames, renamed)}, removed=set(targets[:len(removes)]))
+    done = [f"renamed output {index} '{shown(before[index])}' to '{shown(net.classes[index])}'" for index in renamed]
     for index in sorted(targets[:len(removes)], reverse=True):  # from the end: earlier indices stay valid
         name = net.classes[index]
         net.remove_class(index)

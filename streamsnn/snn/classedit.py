@@ -88,17 +88,32 @@ def rename_class(net, old, new: str) -> int:
     """Give class `old` (see `class_index`) the name `new`, normalised; returns its index. Refused (ConfigError)
     when `new` is not a class name or names another class. Weights and everything learned stay."""
     index = class_index(net, old)
-    try:
-        name = classnames.normalise(new)
-    except ValueError as exc:
-        raise ConfigError(str(exc)) from None
-    other = classnames.find(name, net.classes)
-    if other is not None and other != index:
-        raise ConfigError(f"class name '{shown(name)}' is taken by output {other} (names are matched regardless "
-                          "of case)")
-    net.classes[index] = name
-    net.updates += 1
+    rename_classes(net, {index: new})
     return index
+
+
+def rename_classes(net, renames: dict[int, str], *, removed=()) -> None:
+    """Rename several classes at once (output index -> new name, normalised), so that names may be swapped.
+    Refused (ConfigError, nothing renamed) when a new name is not a class name or when two of the classes
+    left, the ``removed`` outputs aside, would share a name (regardless of case)."""
+    names = list(net.classes)
+    for index, new in renames.items():
+        try:
+            names[index] = classnames.normalise(new)
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from None
+    seen: dict[str, int] = {}
+    for index, name in enumerate(names):
+        if index in removed:
+            continue
+        first = seen.setdefault(classnames.key(name), index)
+        if first != index:
+            new, other = (index, first) if index in renames else (first, index)
+            raise ConfigError(f"class name '{shown(names[new])}' is taken by output {other} (names are matched "
+                              "regardless of case)")
+    for index in renames:
+        net.classes[index] = names[index]
+        net.updates += 1
 
 
 def imprints(net) -> bool:
