@@ -94,6 +94,20 @@ def test_prophesee_absurd_geometry_is_refused_before_decoding(tmp_path):
         read_events(p)
 
 
+@pytest.mark.parametrize("name, word", [("prophesee_evt2_sample.raw", 4), ("prophesee_evt3_sample.raw", 2)])
+def test_prophesee_file_cut_inside_an_event_word(tmp_path, name, word):
+    # a copy cut short was decoded without a word: the last word's half dropped, or read as garbage
+    src = need(f"recordings/{name}").read_bytes()
+    whole = read_events(need(f"recordings/{name}"))
+    p = tmp_path / "cut.raw"
+    p.write_bytes(src[:-(word // 2 + 1)] if word == 4 else src[:-1])
+    with pytest.raises(InputError, match=rf"cut.raw: its [\d,]+ bytes of EVT[23] data end inside a {word}-byte event "
+                                         "word: the file was cut short"):
+        read_events(p)
+    p.write_bytes(src[:-2 * word])  # cut at a word: nothing shows it; the events before the cut are read
+    assert 0 < len(read_events(p)) <= len(whole)
+
+
 def test_dvs128_file_appended_to_itself(tmp_path):
     # the second header was decoded as events: 1,884 s instead of 20.8 s for this one (its header
     # is a whole number of 8-byte records, so nothing looked truncated)

@@ -30,6 +30,8 @@ PLUGIN_GEOMETRY = {
     "gen31": (640, 480),    # Gen3.1 VGA
     "gen3": (640, 480),     # Gen3 VGA (ATIS/CD)
 }
+#: Bytes per event word of each encoding: the data after the header are whole words.
+WORD_BYTES = {"evt2": 4, "evt3": 2}
 #: Longest text header accepted (Metavision writes well under 1 KB).
 MAX_HEADER_BYTES = 1 << 16
 _BINARY = re.compile(rb"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
@@ -121,7 +123,12 @@ def check_header(path: str | Path) -> tuple[dict[str, str], str, tuple[int, int]
     if size is not None and not all(0 < side <= MAX_SENSOR_SIDE for side in size):
         raise InputError(f"{path}: header {origin} says {size[0]}x{size[1]} pixels, not within 1..{MAX_SENSOR_SIDE} "
                          "per side; the header is corrupt")
-    if lines and start < path.stat().st_size:
+    data = path.stat().st_size - start
+    word = WORD_BYTES[encoding]
+    if data % word:
+        raise InputError(f"{path}: its {data:,} bytes of {encoding.upper()} data end inside a {word}-byte event word: "
+                         "the file was cut short (an interrupted copy or recording); copy it again")
+    if lines and data > 0:
         with open(path, "rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as mm:
             first = mm[:mm.find(b"\n") + 1]  # the header's first line, exactly as written
             second = mm.find(first, start) if len(first) >= 8 else -1
