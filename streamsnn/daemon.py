@@ -193,9 +193,10 @@ async def run_service(cfg: Config, *, quiet: bool = False, announce=None) -> int
         if cfg.source.kind in ("replay", "synthetic"):  # lists the dataset: a bad path or split fails first
             await source.open()
         net, ckpt = load_network(cfg)
-        known = getattr(source, "sensor_size", None)  # a dataset's, from its headers: another sensor fails now
-        if cfg.source.kind == "replay" and known is not None:  # (it skipped every window, and exited 0)
-            net.input_map.check_sensor(*known, f"source.path {source.name}")
+        known = getattr(source, "sensor_size", None)  # a dataset's, from its headers, or the synthetic camera's:
+        if cfg.source.kind in ("replay", "synthetic") and known is not None:  # another sensor fails now (it
+            what = f"source.path {source.name}" if cfg.source.kind == "replay" else f"the {source.name} camera"
+            net.input_map.check_sensor(*known, what)  # skipped every window: exit 0, or forever on a camera)
         if (ds := getattr(source, "dataset", None)) is not None and (note := by_index_note(net.classes, ds.classes)):
             log.warning("source.path %s: %s", source.name, note)  # learned from as such, if labels are learned
         await asyncio.to_thread(net.warm_up)  # compile/load the kernels before events arrive

@@ -78,6 +78,9 @@ async def test_a_connection_that_closes_without_data_is_no_error(caplog):
     ("nmnist-replay.toml", ["model.checkpoint=/proc/streamsnn.npz"], "cannot create a file in /proc", True),
     # a card model's region of a 128x128 sensor replaying 34x34 digits: it skipped every window and exited 0
     ("nmnist-replay.toml", ["model.checkpoint=cards.npz"], "34x34 sensor, but the model reads the region", False),
+    # the same model on the synthetic gesture camera (64x64): it ran forever with 0 decisions
+    ("demo.toml", ["source.path=gestures", "model.checkpoint=cards.npz", "liveview.port=0"],
+     "the synthetic camera: 64x64 sensor, but the model reads the region", False),
 ])
 def test_configuration_errors_come_before_the_broker_starts(tmp_path, pipeline, sets, says, first):
     if "split" in " ".join(sets):
