@@ -303,3 +303,9 @@ def test_the_classes_command_swaps_names_and_reuses_a_removed_one(tmp_path, caps
     err = capsys.readouterr().err
     assert "class name 'X' is taken by output 0" in err and err.count("\n") == 1, err
     assert SpikingNetwork.load(path).classes == ["plate", "Bowl"]
+    # an old model's own pair of names differing in case does not block renaming another class
+    path = bad_model(tmp_path, ["a", "A", "5"])
+    assert main(["classes", path, "--rename", "5", "five"]) == 0
+    assert main(["classes", path, "--rename", "#1", "b"]) == 0
+    capsys.readouterr()
+    assert SpikingNetwork.load(path).classes == ["a", "b", "five"]

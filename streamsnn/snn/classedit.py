@@ -94,8 +94,8 @@ def rename_class(net, old, new: str) -> int:
 
 def rename_classes(net, renames: dict[int, str], *, removed=()) -> None:
     """Rename several classes at once (output index -> new name, normalised), so that names may be swapped.
-    Refused (ConfigError, nothing renamed) when a new name is not a class name or when two of the classes
-    left, the ``removed`` outputs aside, would share a name (regardless of case)."""
+    Refused (ConfigError, nothing renamed) when a new name is not a class name or when a renamed class would
+    share its name (regardless of case) with another class left, the ``removed`` outputs aside."""
     names = list(net.classes)
     for index, new in renames.items():
         try:
@@ -107,7 +107,7 @@ def rename_classes(net, renames: dict[int, str], *, removed=()) -> None:
         if index in removed:
             continue
         first = seen.setdefault(classnames.key(name), index)
-        if first != index:
+        if first != index and (index in renames or first in renames):  # (an old model's own pair: not this edit's)
             new, other = (index, first) if index in renames else (first, index)
             raise ConfigError(f"class name '{shown(names[new])}' is taken by output {other} (names are matched "
                               "regardless of case)")
