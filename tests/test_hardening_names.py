@@ -309,3 +309,26 @@ def test_the_classes_command_swaps_names_and_reuses_a_removed_one(tmp_path, caps
     assert main(["classes", path, "--rename", "#1", "b"]) == 0
     capsys.readouterr()
     assert SpikingNetwork.load(path).classes == ["a", "b", "five"]
+
+
+def test_eval_matches_the_datasets_class_names_to_the_models_regardless_of_case(tmp_path, capsys):
+    """A model renamed 'club' -> 'CLUB' scored every club sample as a class it lacked (11 of 15 left out)."""
+    from conftest import need
+
+    from streamsnn.learn.streameval import targets
+    from streamsnn.learn.training import load_split
+    from streamsnn.snn import InputMap
+
+    data = need("poker_dvs_inverted")
+    ds = open_dataset(data)
+    m = SpikingNetwork(arch="dense:8", input_map=InputMap(sensor=(128, 128), roi=(90, 90, 34, 34), grid=(34, 34, 2)),
+                       classes=["CLUB", "Diamond", "spade"], seed=1)
+    split = load_split(data, "test", m, quiet=True)
+    assert split.unknown == {} and len(split.labels) == len(ds.split("test").samples)
+    assert sorted(set(split.labels.tolist())) == [0, 1, 2]
+    names = [c.lower() for c in m.classes]
+    assert list(targets(m, ds.classes, len(ds.classes))) == [names.index(c) for c in ds.classes]
+    m.save(tmp_path / "m.npz")
+    assert main(["eval", "--data", str(data), "--model", str(tmp_path / "m.npz"), "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["samples"] == len(ds.split("test").samples), out

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
 
+from .. import classnames
 from ..config import SCHEMA
 from ..errors import ConfigError, InputError
 from ..events import EventBatch
@@ -135,8 +136,9 @@ def targets(net: Classifier, classes: Sequence[str] | None, n_labels: int) -> np
     daemon matches labels); a network made from a class count, given other names, by index (what
     training on the dataset's labels produced)."""
     if classes and by_name(net.classes, classes):
-        index = {name: i for i, name in enumerate(model_classes(net))}
-        return np.asarray([index.get(str(c), -1) for c in classes], np.int64)
+        outputs = model_classes(net)  # names match regardless of case, as the daemon's labels do
+        found = (classnames.find(str(c), outputs) for c in classes)
+        return np.asarray([-1 if i is None else i for i in found], np.int64)
     if classes and (note := by_index_note(net.classes, classes)) is not None:
         log.warning("stream: %s", note)
     n_out = len(net.classes)

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .. import defaults
+from .. import classnames, defaults
 from ..errors import InputError
 from ..textsafe import few
 
@@ -113,7 +113,7 @@ def load_split(data_dir, split: str, net, *, limit: int | None = None, quiet: bo
     if (note := by_index_note(net.classes, ds.classes)) is not None:
         log.warning("%s: %s", data_dir, note)
     out = SampleArrays(classes=list(net.classes if names else ds.classes))
-    index = {name: i for i, name in enumerate(net.classes)}
+    index = {}  # dataset class name -> the network's output (names match regardless of case, as everywhere)
     labels = []
     for s in _bar(samples, f"loading {split}", quiet):
         if s.label is None:
@@ -124,6 +124,8 @@ def load_split(data_dir, split: str, net, *, limit: int | None = None, quiet: bo
                 raise InputError(f"{s.path}: label {s.label} is not one of the network's {net.n_classes} classes")
             name = net.classes[int(s.label)]
         if name not in index:
+            index[name] = classnames.find(str(name), [str(c) for c in net.classes])
+        if index[name] is None:
             out.unknown[name] = out.unknown.get(name, 0) + 1
             continue
         try:
