@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 
 import numpy as np
 import pytest
@@ -102,6 +103,24 @@ def test_save_replaces_existing_file_whole(tmp_path):
     b.save(path)
     np.testing.assert_array_equal(SpikingNetwork.load(path).weights[0], b.weights[0])
     assert sorted(p.name for p in tmp_path.iterdir()) == ["m.npz"]
+
+
+@pytest.mark.parametrize("attr, value, says", [
+    ("classes", ["zero", "one", "two"], "array weight_1 has shape (16, 10)"),  # 3 names for 10 outputs
+    ("tau_us", 0, "tau_us must be a finite number above 0"),
+    ("tau_us", -5.0, "tau_us must be a finite number above 0"),
+    ("samples_seen", -3, "counter samples_seen is -3"),
+])
+def test_save_refuses_what_the_loader_would_refuse_and_keeps_the_good_file(tmp_path, attr, value, says):
+    """A network changed through its attributes saved a file that no longer loaded, over a good one."""
+    path = SpikingNetwork((2312, 16, 10), seed=1).save(tmp_path / "m.npz")
+    good = path.read_bytes()
+    net = SpikingNetwork.load(path)
+    setattr(net, attr, value)
+    with pytest.raises(CheckpointError, match=rf"model not saved to .*m.npz: it would not load \(.*{re.escape(says)}"):
+        net.save(path)
+    assert path.read_bytes() == good and sorted(os.listdir(tmp_path)) == ["m.npz"]
+    SpikingNetwork.load(path)
 
 
 def test_save_into_missing_folder_is_checkpoint_error(tmp_path):

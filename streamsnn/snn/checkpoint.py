@@ -241,7 +241,7 @@ def check_spike_rates(rates, n_layers: int) -> dict:
 
 def save_network(net, path) -> Path:
     """Write a SpikingNetwork in format 2; CheckpointError (nothing written, an earlier file kept) when it
-    holds non-finite values, which the loader refuses."""
+    holds non-finite values or anything else the loader would refuse (checked by building it in memory)."""
     wrong = problems(net)
     chosen = getattr(net, "chosen", None)
     rates = getattr(net, "spike_rates", None)
@@ -256,9 +256,14 @@ def save_network(net, path) -> Path:
     if wrong is not None:
         raise CheckpointError(f"model not saved to {path}: {wrong}; the file there is kept as it was")
     arrays = {**network_arrays(net), **net.memory.arrays(net.hidden_updates)}
-    return save_checkpoint(path, arrays, {**net.config(), **({"chosen": chosen} if chosen else {}),
-                                          **({"spike_rates": rates} if rates else {})},
-                           net.counters())
+    config = {**net.config(), **({"chosen": chosen} if chosen else {}), **({"spike_rates": rates} if rates else {})}
+    try:  # what the loader would make of it, built in memory (names aside: `streamsnn classes` repairs those)
+        network_from(type(net), "the model", VERSION, arrays, json.loads(json.dumps(config)),
+                     json.loads(json.dumps(net.counters())), any_names=True)
+    except CheckpointError as exc:
+        raise CheckpointError(f"model not saved to {path}: it would not load ({exc}); the file there is kept as "
+                              "it was") from None
+    return save_checkpoint(path, arrays, config, net.counters())
 
 
 def _format1(arrays: dict, config: dict) -> tuple[dict, dict]:
@@ -315,10 +320,14 @@ def load_network(cls, path, any_names: bool = False):
     version, e.g. with a trailing space, loads in its canonical form); a name that cannot be a class
     name, or two that match, refuse the checkpoint with a line saying how to repair it, unless
     `any_names`: then they are kept exactly as stored (for `streamsnn classes`)."""
+    return network_from(cls, path, *load_checkpoint(path), any_names=any_names)
+
+
+def network_from(cls, path, version: int, arrays: dict, config: dict, counters: dict, any_names: bool = False):
+    """``load_network`` of what `load_checkpoint` read; `path` only names it in the errors."""
     from .. import classnames
     from ..textsafe import printable
 
-    version, arrays, config, counters = load_checkpoint(path)
     raw_names = None
     try:
         config = dict(config)
