@@ -222,6 +222,18 @@ def test_train_picks_delays_and_a_short_leak_when_the_probe_says_time(capsys):
     args.learning, picked = "counts", {"why": {"stream_crops": "--no-stream-crops"}}
     plain = pick_learning(args, net, {"epochs": 4}, data, picked, said.append)  # a rule given: no delays unless asked
     assert plain.input_map.delays == 1 and plain.tau_us is None
+    assert "--learning counts, no probe of the data; --delays 3 adds them" in said[-1]  # not "do not need time"
+    # --learning membrane, the rule the probe picks: the same delays and leak as without it (it had none and said
+    # "the data do not need time" without looking)
+    args.learning, picked, said = "membrane", {"why": {"stream_crops": "--no-stream-crops"}}, []
+    given = pick_learning(args, net, {"epochs": 4}, data, picked, said.append)
+    assert (given.input_map, given.tau_us) == (got.input_map, got.tau_us) and "time_probe" in picked
+    assert "learning membrane (--learning)" in said[0] and "the data need time" in said[0]
+    # --tau-ms 0 (no leak) on such data: counts, which needs none, with the delays (it picked membrane, then refused it)
+    args.learning, args.tau_ms, picked, said = None, 0.0, {"why": {"stream_crops": "--no-stream-crops"}}, []
+    still = pick_learning(args, net, {"epochs": 4}, data, picked, said.append)
+    assert still.learning == "counts" and still.tau_us is None and still.input_map.delays == dd.DELAY_COPIES
+    assert "--tau-ms 0 leaves membrane no leak" in said[0]
 
 
 def test_info_shows_the_delays(tmp_path, capsys):

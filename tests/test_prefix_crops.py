@@ -155,6 +155,34 @@ def test_train_refuses_a_share_of_pieces_outside_0_to_1_in_one_line(tmp_path):
     assert not (tmp_path / "m.npz").exists()
 
 
+@pytest.mark.parametrize("argv, says", [
+    (["--learning", "timing", "--delays", "3"], "learning 'timing' does not take input delays yet"),
+    (["--learning", "timing", "--delay-ms", "100"], "learning 'timing' does not take input delays yet"),
+    (["--delays", "1", "--delay-ms", "100"], "--delays 1 makes none: drop one of them"),
+])
+def test_train_refuses_delays_it_cannot_use_before_reading_data(tmp_path, capsys, argv, says):
+    from streamsnn.cli import main
+
+    assert main(["train", "--data", str(tmp_path / "nodata"), *argv, "--out", str(tmp_path / "m.npz")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert says in err and "\n" not in err and "nodata" not in err, err  # before the (missing) data are looked at
+
+
+def test_pieces_for_a_temporal_model_with_choose_off_are_said_unused_and_not_recorded():
+    from argparse import Namespace
+
+    from streamsnn.commands._train_choose import temporal_stream_items
+
+    net = SpikingNetwork(arch="dense:4", learning="membrane", tau_us=50_000)
+    for choose, items, pieces, says in ((True, "prefixes and pieces", 0.5, "--choose tries prefixes"),
+                                        (False, None, 0.0, "--choose off: no prefixes")):
+        args = Namespace(stream_crops=True, pieces=0.5, epochs=1, layer_price=None)
+        picked, said = {"choose": choose, "why": {"stream_crops": "samples last 300 ms"}}, []
+        temporal_stream_items(args, net, {"epochs": 1}, "membrane", picked, {}, said.append)
+        assert (picked["stream_items"], picked["pieces"], args.stream_crops) == (items, pieces, False)
+        assert says in said[0], said
+
+
 @pytest.mark.slow
 def test_train_says_when_pieces_have_nothing_to_act_on(tmp_path):
     import subprocess

@@ -240,3 +240,38 @@ def whole_sample_settings(args, net, s, rates: dict) -> str:
     if price is None:
         rates["layer_price"] = None
     return f"; {s['epochs']} epochs" + ("" if price else ", every layer's spikes priced once")
+
+
+def temporal_stream_items(args, net, s, learning: str, picked: dict, rates: dict, say) -> None:
+    """The stream items of the rule `train` picked: a temporal model's (prefixes, and --pieces) when --stream-crops
+    is given, or where --choose finds them better; whole samples otherwise. Records them in ``picked``."""
+    from ..learn.augment import PrefixCrops
+    from ..snn.settings import TEMPORAL_MODES
+
+    pieces = getattr(args, "pieces", 0.0)  # a caller's own Namespace may predate --pieces
+    if learning in TEMPORAL_MODES and args.stream_crops:
+        # a crop or a crossing starts in the middle of a sample, where a live temporal model's state (decide.continuous)
+        # already holds what came before: its stream items are prefixes and samples after another (augment.PrefixCrops).
+        # They lift its decisions inside gestures but cost an order-only task whole samples: given, or chosen on
+        # held-out training samples (`--choose`), never on by default
+        items = PrefixCrops(piece=pieces)
+        picked["stream_items"] = items.name
+        picked["pieces"] = pieces
+        if picked["why"]["stream_crops"].startswith("--"):
+            say(f"stream items: {items.describe()} (--stream-crops, for a temporal model)")
+            return
+        args.stream_crops = False
+        picked["stream_crops"] = False
+        picked["prefixes_searchable"] = True
+        picked["why"]["stream_crops"] = ("a temporal model learns whole samples; prefixes only where --choose "
+                                         "finds them better on held-out training samples")
+        tries = f"--choose tries prefixes ({items.describe()})"
+        if not picked["choose"]:  # nothing will try them: say how to have them, and record none
+            picked["stream_items"], picked["pieces"] = None, 0.0
+            tries = f"--choose off: no prefixes ({items.describe()} with --stream-crops)"
+        say("stream crops off: a temporal model learns from whole samples (live, its state carries across "
+            f"windows); {tries}" + whole_sample_settings(args, net, s, rates))
+    elif pieces:
+        picked["pieces"] = 0.0
+        say(f"--pieces {pieces:g} has no effect here: pieces are stream items of a temporal model (--learning "
+            "membrane or timing, or the data needing time) with stream items on")

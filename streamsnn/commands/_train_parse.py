@@ -26,6 +26,12 @@ def parse_taus(text: str | None, n_hidden: int) -> tuple[float | None, list[floa
     return vals[-1], [v * 1000.0 for v in vals[:-1]]
 
 
+def probes(args) -> bool:
+    """Whether `train` probes the training split for time (`learn.timecheck`): the probe picks the learning rule,
+    and the input delays of the default and of --learning membrane given without --delays/--delay-ms."""
+    return args.learning is None or (args.learning == "membrane" and args.delays is None and args.delay_ms is None)
+
+
 def parse_prices(text: str | None, n_hidden: int) -> list[float] | None:
     """--layer-price as one multiplier per hidden layer, or None; ConfigError in one line."""
     if text is None:
@@ -58,4 +64,9 @@ def check_options(args) -> None:
         raise ConfigError(f"--delays {args.delays}: give 1..{MAX_DELAYS} copies of each input (1: no delays)")
     if args.delay_ms is not None and not 1 <= args.delay_ms <= 1e6:
         raise ConfigError(f"--delay-ms {args.delay_ms:g}: give a delay of 1..1000000 ms")
+    if args.delay_ms is not None and args.delays == 1:
+        raise ConfigError("--delay-ms is the time between delayed copies, and --delays 1 makes none: drop one of them")
+    if args.learning == "timing" and ((args.delays or 1) > 1 or args.delay_ms is not None):
+        raise ConfigError("learning 'timing' does not take input delays yet: drop --delays/--delay-ms, or use "
+                          "--learning membrane")
     check_target(args.out, "--out", probe=True)  # before the training, not after it

@@ -17,17 +17,17 @@ from ._train_choose import (
     default_rates,
     items_text,
     leak_text,
+    temporal_stream_items,
     timing_gain,
     timing_rates_line,
-    whole_sample_settings,
 )
-from ._train_parse import check_options, parse_prices, parse_taus
+from ._train_parse import check_options, parse_prices, parse_taus, probes
 
 ORDER = 20
 
 ARCH_HELP = ("hidden layers, comma-separated: conv:C:K[:S[:P]] (C channels, KxK kernel, stride S = 1, "
              "padding P = 0), dense:N (N units) or src:N (N recurrent spiking units: their own spikes feed back "
-             "into the layer; learned by one-step truncated backpropagation through time, not full BPTT), "
+             "into the layer; learned by backpropagation through time over the sample's trace of spikes), "
              "e.g. conv:16:5:2:2,conv:32:3:2:1,dense:128 or conv:16:5:2:2,src:128; "
              "the output layer (one unit per class) is added. Default: the deep convolutional network "
              "%(default)s; dense:800 is the earlier one-layer network")
@@ -96,8 +96,8 @@ def add_parser(subparsers) -> None:
     p.add_argument("--delays", type=int, default=None, metavar="K",
                    help="synaptic delays on the input: K copies of every input unit, copy k receiving each event "
                         "k x --delay-ms later, so the first layer sees what happened now, D ago, 2D ago (1: none). "
-                        f"Default: {dd.DELAY_COPIES} when the training split needs time (the probe of --learning), "
-                        "else none")
+                        f"Default: {dd.DELAY_COPIES} when the training split needs time (the probe of --learning, "
+                        "also run for --learning membrane), else none; --learning timing takes none")
     p.add_argument("--delay-ms", type=float, default=None, metavar="MS",
                    help="time between the delayed copies (default: a third of the median training sample's length)")
     p.add_argument("--out", type=Path, default=Path("model.npz"), help="model file to write (default %(default)s)")
@@ -246,22 +246,23 @@ def pick_learning(args, net, s, train, picked, say, probe=None):
     from ..defaults import MEMBRANE_ACTIVITY_SCALE, MEMBRANE_LR_CONV, MEMBRANE_LR_SCALE
     from ..learn import datadefaults as dd
     from ..learn import timecheck
-    from ..learn.augment import PrefixCrops
     from ..snn.settings import TEMPORAL_MODES
 
-    needed = False
-    if args.learning is not None:
-        learning, why = args.learning, "--learning"
-    else:
+    needed, check = False, None
+    if probes(args):
         check = timecheck.check_time(train if probe is None else probe, net.input_map.n_inputs, net.n_classes,
                                      net.input_shape[2])
         needed = check.needed
-        learning = "membrane" if needed else "counts"
-        why = check.describe()
         picked["time_probe"] = {"forward": check.forward, "reversible": check.reversible, "held_out": check.held_out}
+    if args.learning is not None:
+        learning, why = args.learning, "--learning"
+    else:  # membrane needs a leak (--tau-ms 0: none); the delays still let a counting network see the order
+        learning = "membrane" if needed and args.tau_ms != 0 else "counts"
+        why = check.describe() + ("; --tau-ms 0 leaves membrane no leak" if needed and args.tau_ms == 0 else "")
     lengths = [int(t[-1]) - int(t[0]) for t in train.t if len(t)]
     median = float(np.median(lengths)) if lengths else None
-    copies, delay_us, delays_from = dd.choose_delays(median, args.delays, args.delay_ms, needed)
+    unprobed = None if check is not None else f"--learning {learning}, no probe of the data; --delays 3 adds them"
+    copies, delay_us, delays_from = dd.choose_delays(median, args.delays, args.delay_ms, needed, unprobed)
     tau_us, tau_from = dd.choose_tau(median, args.tau_ms, learning, delay_us)
     input_map = replace(net.input_map, delays=copies, delay_us=delay_us)
     say(f"learning {learning} ({why}); leak " + (f"tau {tau_us / 1000:g} ms ({tau_from})" if tau_us
@@ -270,32 +271,10 @@ def pick_learning(args, net, s, train, picked, say, probe=None):
     picked.update(learning=learning, tau_us=tau_us)
     picked["input"] = input_map.to_dict()
     picked["why"].update(learning=why, tau=tau_from, delays=delays_from)
-    pieces = getattr(args, "pieces", 0.0)  # a caller's own Namespace may predate --pieces
     rates = {}  # settings the network is rebuilt with
     if learning == "timing" and getattr(args, "readout", None):
         rates["readout"] = args.readout
-    if learning in TEMPORAL_MODES and args.stream_crops:
-        # a crop or a crossing starts in the middle of a sample, where a live temporal model's state (decide.continuous)
-        # already holds what came before: its stream items are prefixes and samples after another (augment.PrefixCrops).
-        # They lift its decisions inside gestures but cost an order-only task whole samples: given, or chosen on
-        # held-out training samples (`--choose`), never on by default
-        items = PrefixCrops(piece=pieces)
-        picked["stream_items"] = items.name
-        picked["pieces"] = pieces
-        if picked["why"]["stream_crops"].startswith("--"):
-            say(f"stream items: {items.describe()} (--stream-crops, for a temporal model)")
-        else:
-            args.stream_crops = False
-            picked["stream_crops"] = False
-            picked["prefixes_searchable"] = True
-            picked["why"]["stream_crops"] = ("a temporal model learns whole samples; prefixes only where --choose "
-                                             "finds them better on held-out training samples")
-            say("stream crops off: a temporal model learns from whole samples (live, its state carries across "
-                f"windows); --choose tries prefixes ({items.describe()})" + whole_sample_settings(args, net, s, rates))
-    elif pieces:
-        picked["pieces"] = 0.0
-        say(f"--pieces {pieces:g} has no effect here: pieces are stream items of a temporal model (--learning "
-            "membrane or timing, or the data needing time) with stream items on")
+    temporal_stream_items(args, net, s, learning, picked, rates, say)
     if learning in TEMPORAL_MODES and (args.lr is None or args.lr_out is None):
         # the rule's own rate for each one not given (--lr-out alone once left timing's hidden rate 10x too high)
         steps, readout = s["epochs"] * len(train), rates.get("readout", getattr(net, "readout", None))
@@ -336,7 +315,7 @@ def run(args) -> int:
     net, s, aug, picked = plan(args, say)
     train, test, test_from = load_folders(args.data, net, limit=args.limit, quiet=quiet)
     # --limit: a quick run of the settings the whole data gets (50 samples made the time probe pick `membrane`)
-    probe = load_folders(args.data, net, quiet=True)[0] if args.limit and args.learning is None else None
+    probe = load_folders(args.data, net, quiet=True)[0] if args.limit and probes(args) else None
     net = pick_learning(args, net, s, train, picked, say, probe)
     if picked["choose"]:
         net, aug = choose_settings(args, net, s, aug, picked, train, say)

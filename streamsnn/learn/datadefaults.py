@@ -179,7 +179,8 @@ def choose_stream(datasets, asked: bool | None, window_us: int, max_samples: int
     if median is None:
         return True, "no training sample could be read to measure"
     on = median >= window_us
-    why = (f"samples last {median / 1000:.0f} ms (median), {'at least' if on else 'less than'} "
+    why = (f"samples last {median / 1000:.0f} ms (median of up to {max_samples} in the first folder), "
+           f"{'at least' if on else 'less than'} "
            f"a {window_us // 1000} ms live window")
     return on, why
 
@@ -259,13 +260,14 @@ DELAY_TAU_SHARE = 1 / 4
 
 
 def choose_delays(median_us: float | None, asked: int | None, asked_ms: float | None,
-                  needed: bool) -> tuple[int, int, str]:
+                  needed: bool, unprobed: str | None = None) -> tuple[int, int, str]:
     """(copies, delay in µs, why) of the input delays for `train`: `asked` (--delays; 1: none) and `asked_ms`
     (--delay-ms) win; otherwise DELAY_COPIES copies DELAY_SHARE of the median training sample's length
-    `median_us` apart when the data `needed` time (the probe), else none."""
+    `median_us` apart when the data `needed` time (the probe), else none; `unprobed`: why there was no probe
+    (the reason given for no delays then)."""
     copies = int(asked) if asked is not None else (DELAY_COPIES if needed or asked_ms else 1)
     if copies <= 1:
-        return 1, 0, "--delays" if asked is not None else "the data do not need time"
+        return 1, 0, "--delays" if asked is not None else (unprobed or "the data do not need time")
     if asked_ms is not None:
         return copies, int(round(float(asked_ms) * 1000.0)), "--delay-ms"
     why = "--delays; " if asked is not None else "the data need time; "
