@@ -183,11 +183,41 @@ def test_synth_gestures_writes_class_folders_that_streamsnn_reads(tmp_path, caps
     assert ds.splits == ["test"] and len(ds) == 10 and ds.sensor_size == (48, 64)
 
 
+def test_synth_gestures_again_into_the_same_folder_replaces_the_set(tmp_path, capsys):
+    """A second run with fewer samples left the first's extra ones beside its own (train read 20 of 10), and
+    gestures.json described only the second."""
+    from streamsnn.io.dataset import open_dataset
+
+    out = tmp_path / "g"
+    (out / "Train" / "swipe_left").mkdir(parents=True)
+    (out / "Train" / "swipe_left" / "mine.aedat4").write_bytes(b"x")  # not synth's: left alone
+    assert main(["synth", "--gestures", "--count", "2", "--test-count", "1", "--out", str(out), "-q"]) == 0
+    assert main(["synth", "--gestures", "--count", "1", "--test-count", "1", "--seed", "5", "--out", str(out),
+                 "-q"]) == 0
+    files = sorted(p.name for p in (out / "Train").rglob("*.aedat4"))
+    assert len(files) == 11 and "mine.aedat4" in files and not any(f.endswith("-2.aedat4") for f in files)
+    meta = json.loads((out / "gestures.json").read_text())
+    assert meta["seed"] == 5 and len(meta["samples"]) == 20
+    # one split again with the same seed: the other split's samples stay, in the files and in gestures.json
+    assert main(["synth", "--gestures", "--test-count", "2", "--split", "test", "--seed", "5", "--out", str(out),
+                 "-q"]) == 0
+    (out / "Train" / "swipe_left" / "mine.aedat4").unlink()
+    assert open_dataset(out).split_counts() == {"train": 10, "test": 20}
+    assert len(json.loads((out / "gestures.json").read_text())["samples"]) == 30
+    # ... but not with another seed: that would be two generations in one set
+    assert main(["synth", "--gestures", "--count", "1", "--split", "test", "--out", str(out), "-q"]) == 2
+    err = capsys.readouterr().err
+    assert "holds the train split of another --seed or --param" in err and err.count("\n") == 1, err
+    assert open_dataset(out).split_counts() == {"train": 10, "test": 20}
+
+
 @pytest.mark.parametrize("argv,message", [
     (["--gestures", "--param", "speed=2"], "KEY=VALUE"),
     (["--gestures", "--param", "duration_ms=5"], "(low, high) pair"),
     (["--gestures", "--count", "0"], "--count"),
     (["--font", "--test-count", "3"], "--test-count is for --gestures"),
+    (["--gestures", "--first", "5"], "--gestures draws its own samples"),  # silently ignored before
+    (["--gestures", "--mnist-split", "train"], "--gestures draws its own samples"),
 ])
 def test_synth_gestures_errors_are_one_line(tmp_path, capsys, argv, message):
     assert main(["synth", *argv, "--out", str(tmp_path / "o"), "-q"]) == 2

@@ -31,9 +31,9 @@ def add_parser(subparsers) -> None:
     src.add_argument("--font", action="store_true", help="digits rendered from a font with random pose and stroke")
     src.add_argument("--gestures", action="store_true",
                      help="labelled synthetic gestures (10 classes that differ by motion only) instead of digits")
-    p.add_argument("--mnist-split", choices=("test", "train"), default="test",
+    p.add_argument("--mnist-split", choices=("test", "train"), default=None,
                    help="which MNIST files to read: t10k-* (test, default) or train-*")
-    p.add_argument("--first", type=int, default=1, metavar="K",
+    p.add_argument("--first", type=int, default=None, metavar="K",
                    help="first image to use, 1-based (MNIST: images 1-100 made the real N-MNIST test "
                         "samples 60001-60100; use 101 to stay clear of them)")
     p.add_argument("--count", type=int, default=None, metavar="N",
@@ -93,7 +93,12 @@ def run(args) -> int:
     if args.count is not None and args.count <= 0:
         raise ConfigError(f"--count must be positive, got {args.count}")
     if args.gestures:
+        if args.first is not None or args.mnist_split is not None:
+            raise ConfigError("--first and --mnist-split choose MNIST images; --gestures draws its own samples: drop "
+                              "them")
         return run_gestures(args)
+    args.first = 1 if args.first is None else args.first
+    args.mnist_split = args.mnist_split or "test"
     if args.test_count is not None:
         raise ConfigError("--test-count is for --gestures; digits write one split (--split) of --count samples")
     args.split = args.split or "train"
@@ -185,6 +190,7 @@ def run_gestures(args) -> int:
     out = args.out or Path("synth-gestures")
     if out.exists() and not out.is_dir():
         raise InputError(f"--out {out} is a file; give a folder")
+    kept = _earlier_gestures(out, {s[1] for s in splits}, args.seed, asdict(params))
     camera = GestureCamera(params, args.seed)
     jobs = [(no, split, c, name, k) for no, split, n in splits for c, name in enumerate(CLASSES) for k in range(n)]
     samples, events, seconds = {}, 0, 0.0
@@ -202,7 +208,7 @@ def run_gestures(args) -> int:
         events += len(batch)
         seconds += spec.length_ms / 1000
     meta = {"generator": "streamsnn synth --gestures", "seed": args.seed, "classes": list(CLASSES),
-            "params": asdict(params), "samples": samples}
+            "params": asdict(params), "samples": {**kept, **samples}}
     (out / "gestures.json").write_text(json.dumps(meta, indent=1) + "\n")
     if not args.quiet:
         made = ", ".join(f"{n} {split}" for _, split, n in splits)
@@ -210,3 +216,34 @@ def run_gestures(args) -> int:
               f"{events / len(samples):.0f} per sample, {seconds / len(samples):.2f} s each on average) "
               f"to {out} as {'/'.join(s.capitalize() for _, s, _ in splits)}/<gesture>/*.aedat4")
     return 0
+
+
+def _earlier_gestures(out: Path, splits: set[str], seed: int, params: dict) -> dict:
+    """Before `synth --gestures` writes `splits` into `out`: remove the gesture files an earlier run wrote there
+    for those splits (a second run with other counts left the first's extra samples beside its own, and
+    gestures.json described only the second), and return gestures.json's entries of the other splits, kept.
+    InputError when those were made with another seed or other parameters (one set, one generator)."""
+    import re
+
+    from ..errors import InputError
+    from ..synth.gestures import CLASSES
+
+    meta_path = out / "gestures.json"
+    try:
+        meta = json.loads(meta_path.read_text()) if meta_path.is_file() else {}
+        old = {sid: m for sid, m in meta.get("samples", {}).items() if m.get("split") not in splits}
+    except (OSError, ValueError, AttributeError):
+        raise InputError(f"{meta_path}: not a gestures.json that synth wrote; give another --out") from None
+    if old and (meta.get("seed"), meta.get("params")) != (seed, json.loads(json.dumps(params))):
+        left = sorted({m.get("split", "?") for m in old.values()})
+        raise InputError(f"--out {out} holds the {' and '.join(left)} split of another --seed or --param; write "
+                         "this split with the same ones (see gestures.json), or into another folder")
+    for split in splits:
+        for name in CLASSES:
+            folder = out / split.capitalize() / name
+            pattern = re.compile(rf"{re.escape(name)}-{'test-' if split == 'test' else ''}\d+\.aedat4")
+            if folder.is_dir():
+                for f in folder.iterdir():
+                    if pattern.fullmatch(f.name) and f.is_file():
+                        f.unlink()
+    return old
