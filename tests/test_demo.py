@@ -142,6 +142,17 @@ def test_demo_errors_are_one_line(tmp_path):
     assert out.returncode == 2
     assert out.stderr.strip().splitlines()[-1] == (f"streamsnn: error: --model {tmp_path / 'none.npz'} not found; "
                                                    "give a .npz made by streamsnn train or run")
+    # a file that is not a model: named as given, and the copy an earlier --model demo learned into is kept
+    (tmp_path / "bad.npz").write_text("not a model")
+    kept = tmp_path / "streamsnn" / "demo-model-given.npz"
+    kept.parent.mkdir(parents=True, exist_ok=True)
+    kept.write_bytes(b"learned earlier")
+    out = subprocess.run([sys.executable, "-m", "streamsnn", "demo", "--model", str(tmp_path / "bad.npz"),
+                          "--port", "0"], capture_output=True, text=True, timeout=120,
+                         env={**os.environ, "XDG_CACHE_HOME": str(tmp_path)})
+    assert out.returncode == 2 and out.stderr.strip().splitlines()[-1].startswith(
+        f"streamsnn: error: {tmp_path / 'bad.npz'} is not a .npz checkpoint"), out.stderr
+    assert kept.read_bytes() == b"learned earlier" and "starting" not in out.stdout + out.stderr
     out = subprocess.run([sys.executable, "-m", "streamsnn", "demo", "--set", "liveview.port=99999"],
                          capture_output=True, text=True, timeout=120,
                          env={**os.environ, "XDG_CACHE_HOME": str(tmp_path)})

@@ -172,6 +172,9 @@ def _model(args, images) -> Path:
     if args.model is not None:
         if not args.model.is_file():
             raise CheckpointError(f"--model {args.model} not found; give a .npz made by streamsnn train or run")
+        from ..snn import SpikingNetwork
+
+        SpikingNetwork.load(args.model)  # a bad file is named as given, before it replaces the last copy
         copy = work.with_name(f"{work.stem}-given.npz")  # not the kept demo model, which a plain demo reuses
         shutil.copyfile(args.model, copy)
         say(f"network: {args.model} (a copy at {copy} learns during the demo)")
