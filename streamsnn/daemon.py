@@ -113,13 +113,20 @@ def load_network(cfg: Config):
         log.info("model: resumed from %s (%s -> %d classes, %d samples seen, %d updates)", path, net.arch,
                  net.n_classes, net.samples_seen, net.updates)
         return net, path
-    arch = f"dense:{m.hidden}" if m.hidden else (m.arch or None)
-    net = SpikingNetwork(arch=arch, input_shape=(m.input_width, m.input_height, 2), classes=m.classes,
-                         seed=m.seed, learning=m.learning, lr=m.lr or None, lr_out=m.lr_out or None,
-                         tau_us=m.tau_ms * 1000.0 if m.tau_ms else None)
+    net = fresh_network(m)
     log.info("model: fresh network %s -> %d classes (seed %d)%s", net.arch, net.n_classes, m.seed,
              f", will be saved to {path}" if path else ", not saved (model.checkpoint is empty)")
     return net, path
+
+
+def fresh_network(m):
+    """The network [model] `m` makes when its checkpoint does not exist yet (ConfigError in one line)."""
+    from .snn import SpikingNetwork
+
+    arch = f"dense:{m.hidden}" if m.hidden else (m.arch or None)
+    return SpikingNetwork(arch=arch, input_shape=(m.input_width, m.input_height, 2), classes=m.classes,
+                          seed=m.seed, learning=m.learning, lr=m.lr or None, lr_out=m.lr_out or None,
+                          tau_us=m.tau_ms * 1000.0 if m.tau_ms else None)
 
 
 def build_segmenter(cfg: Config):
@@ -131,12 +138,22 @@ def build_segmenter(cfg: Config):
 
 def check(cfg: Config) -> None:
     """What `run` builds from the configuration before it starts anything, built once (`run --check`): the MQTT
-    settings and the segmenter. ConfigError in one line, as `run` would give it."""
+    settings, the segmenter and the network (the checkpoint read, or a fresh one made; nothing written).
+    ConfigError or CheckpointError in one line, as `run` would give it."""
     if cfg.mqtt.enabled:
         from .mqtt.settings import settings_from_config
 
         settings_from_config(cfg, node_id(cfg))
     build_segmenter(cfg)
+    path = Path(cfg.model.checkpoint).expanduser() if cfg.model.checkpoint else None
+    if path is not None and path.exists():
+        from .snn import SpikingNetwork
+        from .snn.target import check_target
+
+        check_target(path, "model.checkpoint")  # a folder, a device or a pipe: refused as run refuses it
+        SpikingNetwork.load(path)
+    else:
+        fresh_network(cfg.model)
 
 
 async def run_service(cfg: Config, *, quiet: bool = False, announce=None) -> int:

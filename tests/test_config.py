@@ -168,6 +168,10 @@ def test_model_arch_as_string_or_toml_list_and_bad_arch_in_one_line(tmp_path):
     (["mqtt.broker="], "mqtt.broker is empty"),
     (["segment.mode=window", "segment.hop_us=30000", "segment.overlap=chunks"], "needs window_us a multiple of hop_us"),
     (["liveview.host="], "liveview.host is empty"),
+    # a fresh network that cannot be built, with the pipeline's own key in the advice (it gave train's option)
+    (["model.checkpoint=", "model.learning=membrane"], "`--set model.tau_ms=100` in a pipeline"),
+    (["model.checkpoint=", "model.arch=conv:4:99"], "does not fit"),
+    (["model.checkpoint=/dev/null"], "/dev/null"),  # an existing file that is not a model
 ])
 def test_check_refuses_what_run_would(sets, says):
     """`run --check` passed these, and `run` then refused them (the segmenter's only after the broker started)."""

@@ -73,7 +73,8 @@ def checked_mode(learning: str, tau_us) -> float | None:
     if tau_us is None:
         if learning in TEMPORAL_MODES:
             raise ConfigError(f"learning {learning!r} learns from membrane potentials that leak: give the network a "
-                              "time constant (tau_us, e.g. 100000; `train --tau-ms 100`)")
+                              "time constant: `train --tau-ms 100`, `--set model.tau_ms=100` in a pipeline, "
+                              "tau_us=100000 in Python")
         return None
     return float(limits.finite("tau_us", tau_us, 0, limits.MAX_TAU_US, low_open=True))
 
