@@ -252,3 +252,16 @@ def test_limit_runs_the_settings_the_whole_data_gets(capsys, tmp_path):
                    "--out", tmp_path / "m.npz")
     assert r["train_samples"] == 50 and r["learning"] == "counts"
     assert r["time_probe"]["held_out"] >= 240  # a quarter of each class of the 1,000 training samples
+
+
+def test_both_evaluations_name_the_models_architecture(tmp_path, capsys):
+    """`eval --stream` printed the layer sizes as a tuple, (2312, 8, 10), and its --json had no arch."""
+    path = tmp_path / "m.npz"
+    SpikingNetwork(arch="dense:8", input_shape=(34, 34, 2), classes=10).save(path)
+    for extra in ([], ["--stream"]):
+        argv = ["eval", "--data", str(need("nmnist_small")), "--model", str(path), "--limit", "3", "--quiet", *extra]
+        assert main(argv) == 0
+        first = capsys.readouterr().out.splitlines()[0]
+        assert first == f"model {path}: dense:8 -> 10 classes (18,586 parameters), 0 updates, 0 epochs", first
+        assert main([*argv, "--json"]) == 0
+        assert json.loads(capsys.readouterr().out)["arch"] == "dense:8"

@@ -85,8 +85,7 @@ def run(args) -> int:
     if args.json:
         print(json.dumps(res))
         return 0
-    print(f"model {args.model}: {net.arch} -> {net.n_classes} classes ({net.parameters:,} parameters), "
-          f"{net.updates} updates, {net.epochs} epochs")
+    print(model_line(args.model, net))
     print(f"accuracy {res['accuracy']:.4f} on {res['samples']} samples "
           f"({res['events']} events, {res['events_per_s'] / 1e6:.2f} M events/s)")
     if test.skipped:
@@ -116,14 +115,21 @@ def run_stream(args) -> int:
     res["model"] = str(args.model)
     res["skipped"] = len(skipped)  # unreadable samples, left out of the stream (each logged on stderr)
     res["skipped_samples"] = skipped
+    res["arch"] = net.arch
     if args.json:
         print(json.dumps(res))
         return 0
-    print(f"model {args.model}: {net.sizes}, {net.updates} updates, {net.epochs} epochs")
+    print(model_line(args.model, net))
     print("\n".join(streameval.report_lines(res)))
     if skipped:
         print(skipped_line(skipped, "left out of the stream"))
     return 0
+
+
+def model_line(path, net) -> str:
+    """The first line of both evaluations: the model file and what it is."""
+    return (f"model {path}: {net.arch} -> {net.n_classes} classes ({net.parameters:,} parameters), "
+            f"{net.updates} updates, {net.epochs} epochs")
 
 
 def skipped_line(skipped: list[str], what: str = "not scored") -> str:
