@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from streamsnn.cli import main
+from streamsnn.errors import ConfigError
 from streamsnn.snn import SpikingNetwork
 from streamsnn.snn.arch import parse_arch
 from streamsnn.snn.guard import NonFinite
@@ -191,6 +192,10 @@ def test_zero_recurrent_weights_make_a_dense_layer(tau_us):
 
 def test_parse_stack_describe():
     assert "src" in KINDS and parse_arch("src:64")[0].spec() == "src:64"
+    for text, says in (("src:0", "'src:0': sizes must be positive"), ("conv:4:5:2:9", "(padding 0..kernel-1)")):
+        with pytest.raises(ConfigError) as info:
+            parse_arch(text)
+        assert str(info.value).endswith(says) and ("padding" in says) == ("padding" in str(info.value))
     net = SpikingNetwork(arch="src:32")
     assert net.arch == "src:32" and net.hidden[0].rec.shape == (32, 32)
     assert np.all(np.diag(net.hidden[0].rec) == 0) and np.any(net.hidden[0].rec)

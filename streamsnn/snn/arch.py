@@ -63,7 +63,8 @@ def _layer_from_dict(d: dict) -> LayerSpec:
 
 def _checked(layer: LayerSpec, text: str) -> LayerSpec:
     if not layer.cls.valid(layer):
-        raise ConfigError(f"layer {text!r}: sizes must be positive (padding 0..kernel-1)")
+        rule = " (padding 0..kernel-1)" if layer.kind == "conv" else ""
+        raise ConfigError(f"layer {text!r}: sizes must be positive{rule}")
     return layer
 
 
