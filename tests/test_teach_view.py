@@ -221,8 +221,28 @@ async def test_the_taught_window_goes_to_the_recording_hook(views):
     assert (await post(lv, {"t_end_us": 100_000, "label": "c"}))[0] == 200
     assert (await post(lv, {"t_end_us": 100_000, "label": "c"}))[0] == 409  # refused: nothing recorded
     lv.teaching.on_taught = lambda win, label: 1 / 0  # a failing recorder does not undo the teaching
-    assert (await post(lv, {"t_end_us": 200_000, "label": "a"}))[0] == 200
+    status, _, a = await post(lv, {"t_end_us": 200_000, "label": "a"})
+    assert status == 200 and a["learned"] and a["not_recorded"] == "ZeroDivisionError: division by zero"
     assert got == [(w, "c")]
+    pipe._worker.shutdown()
+
+
+async def test_a_name_that_cannot_be_a_class_folder_is_refused_before_it_is_learned_when_recording(views, tmp_path):
+    """'x/y' was learned as a new class, answered 200, and only the log said its window was not recorded."""
+    from streamsnn.web.teach import record_taught
+
+    ws = [window(100_000), window(200_000)]
+    lv = await views(teach=True)
+    pipe = await daemon(lv, windows=ws, new_classes=True, max_classes=8)
+    lv.teaching.on_taught = record_taught(tmp_path / "taught")
+    for label, says in (("x/y", "holds a path separator"), (".hidden", "starts with a dot")):
+        status, _, a = await post(lv, {"t_end_us": 100_000, "label": label})
+        assert (status, a["learned"], a["reason"]) == (400, False, "bad_class_name") and says in a["detail"], a
+    assert list(pipe.net.classes) == CLASSES and not ws[0].learned
+    status, _, a = await post(lv, {"t_end_us": 100_000, "label": "cup"})  # a folder name: learned and recorded
+    assert status == 200 and a["recorded"].startswith("Train/cup/")
+    lv.teaching.on_taught = None  # not recording: the name is the class-name rule's alone
+    assert (await post(lv, {"t_end_us": 200_000, "label": "x/y"}))[0] == 200
     pipe._worker.shutdown()
 
 

@@ -112,19 +112,23 @@ class Teaching:
             return self._bad(400, "short_body", "the body is shorter than its Content-Length")
         if self.teacher is None:
             return self._bad(503, "not_ready", "the pipeline is starting; try again in a moment")
+        if self.on_taught is not None and (unfit := _unrecordable(body)):  # before anything is learned
+            return self._bad(400, "bad_class_name", f"{unfit}; taught windows are recorded here "
+                                                    "(liveview.record_to), one folder per class")
         try:
             out = await self.teacher.teach(body)
         except Exception as exc:  # noqa: BLE001 - a defect answers 500 and is logged; the view goes on
             log.warning("teaching from the live view failed: %s: %s", type(exc).__name__, exc)
             return self._bad(500, "error", f"{type(exc).__name__}: {exc}")
         self.counts["learned" if out.learned else "refused"] += 1
-        recorded = None
+        recorded, unrecorded = None, {}
         if out.learned and self.on_taught is not None:
             try:
                 recorded = self.on_taught(out.window, out.label)
-            except Exception as exc:  # noqa: BLE001 - what was learned stays learned
+            except Exception as exc:  # noqa: BLE001 - what was learned stays learned; the answer says it
                 log.warning("the taught window was not recorded: %s: %s", type(exc).__name__, exc)
-        return status_of(out.reason), {**({"recorded": printable(str(recorded))} if recorded else {}),
+                unrecorded = {"not_recorded": printable(f"{type(exc).__name__}: {exc}")}
+        return status_of(out.reason), {**({"recorded": printable(str(recorded))} if recorded else unrecorded),
             "learned": out.learned, "reason": out.reason, "detail": printable(out.detail), "label": out.label,
             "added": out.added, "classes": list(classes()),
             "feedback": dict(self.teacher.counters.feedback)}
@@ -138,6 +142,25 @@ class Teaching:
     def _bad(self, status: int, reason: str, detail: str) -> tuple[int, dict]:
         self.counts["bad_requests"] += 1
         return status, {"learned": False, "reason": reason, "detail": detail}
+
+
+def _unrecordable(body: bytes) -> str | None:
+    """Why the label a teaching message names cannot be a class folder (`io.record.sample_name`), or None (no such
+    label, or not a message at all: the teacher's own checks answer that)."""
+    import json
+
+    from ..errors import InputError
+    from ..io.record import sample_name
+
+    try:
+        label = json.loads(body).get("label")
+    except (ValueError, UnicodeDecodeError, AttributeError, RecursionError):
+        return None
+    try:
+        sample_name(label) if isinstance(label, str) and label.strip() else None
+    except InputError as exc:
+        return str(exc)
+    return None
 
 
 def record_taught(folder) -> Callable:
