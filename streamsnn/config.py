@@ -48,7 +48,7 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "limit": Key(int, 0, "replay, synthetic: stop after this many samples (0 = all)", min=0),
         "shuffle": Key(bool, False, "replay: shuffle the samples"),
         "seed": Key(int, 0, "replay: shuffle seed; synthetic: seed of the sensor and the digits"),
-        "chunk_us": Key(int, 0, "synthetic, and replay of one recording: deliver events in chunks of this much "
+        "chunk_us": Key(int, 0, "synthetic and replay (samples, recordings): deliver events in chunks of this much "
                         "sensor time, as a camera does (0 = whole samples; 10 ms chunks for one recording)", min=0),
         "serial": Key(str, "", "camera: serial number (empty = first camera found)"),
         "packet_us": Key(int, 0, "camera: how much sensor time one of its packets holds, in microseconds "
@@ -100,8 +100,9 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "learning": Key(str, "counts", "learning rule of a fresh network (membrane: learns the order of events, "
                         "needs tau_ms; timing: exact spike-time gradients, dense and conv layers)",
                         ("counts", "spikes", "membrane", "timing")),
-        "tau_ms": Key(float, 0.0, "leak time constant of a fresh network in ms (0 = no leak; its state then carries "
-                      "across windows); a checkpoint keeps its own", min=0),
+        "tau_ms": Key(float, 0.0, "leak time constant of a fresh network in ms (0 = no leak, each window decided "
+                      "from a fresh state; with a leak the state carries across windows); a checkpoint keeps its own",
+                      min=0),
         "learn_from_labels": Key(bool, True, "learn (test-then-train) when a window carries its true label"),
         "learn_from_feedback": Key(bool, True, "learn from labels sent to <prefix>/feedback"),
         "recent": Key(int, d.RECENT, "how many recent decisions feedback can still refer to", min=1),
@@ -153,7 +154,8 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "port": Key(int, 1883, "broker port (0 with the embedded broker: any free port)", min=0),
         "prefix": Key(str, "", "topic prefix (empty = streamsnn/<node id>)"),
         "qos": Key(int, 1, "MQTT quality of service", (0, 1, 2)),
-        "client_id": Key(str, "", "MQTT client id (empty = streamsnn-<node id>)"),
+        "client_id": Key(str, "", "MQTT client id (empty = streamsnn-<node id>-<6 random hex digits>, new at "
+                                  "every start)"),
         "username": Key(str, "", "login name", secret=True),
         "password": Key(str, "", "login password (empty = $STREAMSNN_MQTT_PASSWORD when set)", secret=True),
         "tls_ca": Key(str, "", "CA certificate file; setting it turns TLS on"),
@@ -357,8 +359,9 @@ def _model_sizes(cfg: Config) -> None:
                              ("new_class_lr", m.new_class_lr, MAX_LR_FACTOR)):
         if value > high:
             raise ConfigError(f"{o}: model.{key} must be at most {high:g}, got {value!r}")
-    if not 0 <= m.seed < 2**63:
-        raise ConfigError(f"{o}: model.seed must be an integer 0..2**63-1, got {m.seed!r}")
+    for key, seed in (("model.seed", m.seed), ("source.seed", cfg.source.seed)):
+        if not 0 <= seed < 2**63:  # (a negative shuffle seed failed the replay as "a defect")
+            raise ConfigError(f"{o}: {key} must be an integer 0..2**63-1, got {seed!r}")
     key = "model.arch" if m.arch else "model.hidden" if m.hidden else "model.classes/input_width/input_height"
     try:  # the layers must parse, fit the input grid and stay within the limits
         arch = f"dense:{m.hidden}" if m.hidden else (m.arch or d.DEFAULT_ARCH)

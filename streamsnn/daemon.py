@@ -138,13 +138,15 @@ def build_segmenter(cfg: Config):
 
 def check(cfg: Config) -> None:
     """What `run` builds from the configuration before it starts anything, built once (`run --check`): the MQTT
-    settings, the segmenter and the network (the checkpoint read, or a fresh one made; nothing written).
+    settings, the segmenter, the pipeline's settings and the network (the checkpoint read, or a fresh one made;
+    nothing written).
     ConfigError or CheckpointError in one line, as `run` would give it."""
     if cfg.mqtt.enabled:
         from .mqtt.settings import settings_from_config
 
         settings_from_config(cfg, node_id(cfg))
     build_segmenter(cfg)
+    PipelineSettings.from_config(cfg)
     path = Path(cfg.model.checkpoint).expanduser() if cfg.model.checkpoint else None
     if path is not None and path.exists():
         from .snn import SpikingNetwork

@@ -172,6 +172,8 @@ def test_model_arch_as_string_or_toml_list_and_bad_arch_in_one_line(tmp_path):
     (["model.checkpoint=", "model.learning=membrane"], "`--set model.tau_ms=100` in a pipeline"),
     (["model.checkpoint=", "model.arch=conv:4:99"], "does not fit"),
     (["model.checkpoint=/dev/null"], "/dev/null"),  # an existing file that is not a model
+    (["model.rehearse=100"], "rehearse must be 0..64"),  # the pipeline's own bounds
+    (["source.seed=-1"], "source.seed must be an integer 0..2**63-1"),  # a shuffled replay failed "a defect"
 ])
 def test_check_refuses_what_run_would(sets, says):
     """`run --check` passed these, and `run` then refused them (the segmenter's only after the broker started)."""

@@ -151,7 +151,8 @@ def _layer_line(d: dict) -> str:
 def _spike_rows(rates: dict | None, updates) -> list[tuple[str, str]]:
     """One row per hidden layer: its spikes per input event as `train` measured them, and where; or "not measured"."""
     if not rates:
-        return [("spikes per input event", "not measured (a checkpoint from before `train` recorded it)")]
+        why = "not measured (`streamsnn train` measures it; this model was saved by something else, or before it did)"
+        return [("spikes per input event", why)]
     rows = [(f"layer {k + 1} spikes/event", f"{v:.3g}") for k, v in enumerate(rates["per_layer"])]
     since = (updates or 0) - rates["updates"]
     rows.append(("spikes measured on", f"{rates['samples']:,} {rates['split']} samples ({rates['events']:,} events)"

@@ -73,8 +73,9 @@ def add_parser(subparsers) -> None:
     p.add_argument("--lr-conv", type=float, default=None, help="multiplies --lr for convolutional layers")
     p.add_argument("--layer-price", default=None, metavar="X,X,...",
                    help="one multiplier per hidden layer of the price a spike adds to the loss (learning counts, "
-                        "membrane and timing; default 1 each): e.g. 2,1,1 makes the first layer fire less, which is "
-                        "where most of the network's work per event is (docs/performance.md)")
+                        "membrane and timing; default 1 each, 2 on the first layer of a convolutional network "
+                        "trained on several folders with stream crops): e.g. 2,1,1 makes the first layer fire less, "
+                        "which is where most of the network's work per event is (docs/performance.md)")
     p.add_argument("--learning", choices=("counts", "spikes", "membrane", "timing"), default=None,
                    help="counts: backprop on spike counts; spikes: the error sent back as spikes (dense layers "
                         "only) (both O'Connor & Welling 2016); membrane: backprop on leaky membrane traces "
