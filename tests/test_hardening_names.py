@@ -332,3 +332,31 @@ def test_eval_matches_the_datasets_class_names_to_the_models_regardless_of_case(
     assert main(["eval", "--data", str(data), "--model", str(tmp_path / "m.npz"), "--json"]) == 0
     out = json.loads(capsys.readouterr().out)
     assert out["samples"] == len(ds.split("test").samples), out
+
+
+def test_learn_takes_an_output_index_or_a_class_name_and_nothing_else():
+    """learn_one(b, "5") took int("5") as output 5 (class '6' once class '3' was removed); 2.7 learned output 2;
+    "five" gave a bare ValueError; prediction=99 was scored as a wrong prediction."""
+    m = net(("cup", "plate", "5", "6"))
+    m.remove_class("plate")  # outputs: cup, 5, 6
+    before = m.predict_one(batch(1)).scores
+    m.learn_one(batch(1), "5")  # the class named 5: output 1, not output 5
+    assert np.argmax(m.predict_one(batch(1)).scores - before) == 1
+    m.learn_one(batch(2), "CUP")  # a name regardless of case, as feedback takes it
+    m.learn_one(batch(2), np.int64(2))
+    for label, says in (("five", "label: the model has no class 'five'"), (2.7, "must be an output index"),
+                        (True, "must be an output index"), (3, "label 3 outside the network's classes 0..2")):
+        with pytest.raises(InputError, match=says):
+            m.learn_one(batch(3), label)
+    with pytest.raises(InputError, match="prediction 99 outside"):
+        m.learn_one(batch(3), 0, prediction=99)
+
+
+@pytest.mark.parametrize("bias", [float("nan"), float("inf"), 1e30, "abc"])
+def test_add_class_refuses_a_bias_that_would_break_the_network_and_changes_nothing(bias):
+    m = net()
+    scores = m.predict_one(batch(1)).scores
+    with pytest.raises(ConfigError, match="bias must be a"):
+        m.add_class("mug", bias=bias)
+    assert m.classes == ["cup", "plate", "3"] and m.out_weight.shape[1] == 3
+    assert np.array_equal(m.predict_one(batch(1)).scores, scores)  # it still predicts (nan made every call fail)

@@ -23,10 +23,11 @@ def add_class(net, name: str, *, bias: float | None = None, lr_boost: float = 1.
         raise ConfigError(f"class name '{shown(name)}' is taken (names are matched regardless of case; "
                           f"classes: {', '.join(shown(c, 40) for c in net.classes)})")
     lr_boost = limits.finite("lr_boost", lr_boost, 0, limits.MAX_LR_FACTOR, low_open=True)
+    bias = None if bias is None else limits.finite("bias", bias, -limits.MAX_GAIN, limits.MAX_GAIN)  # before any change
     limits.check_classes(net.n_classes + 1)
     W = net.out_weight
     net.out_weight = np.ascontiguousarray(np.concatenate([W, np.zeros((W.shape[0], 1), np.float32)], axis=1))
-    b = float(net.bias.mean()) if bias is None else float(bias)
+    b = float(net.bias.mean()) if bias is None else bias
     net.bias = np.append(net.bias, np.float32(b)).astype(np.float32)
     net.class_lr = np.append(net.class_lr, np.float32(lr_boost)).astype(np.float32)
     net.classes.append(name)
@@ -55,6 +56,24 @@ def class_index(net, name) -> int:
         raise ConfigError(f"the model has no class '{shown(text)}' (classes: "
                           f"{', '.join(shown(c, 40) for c in net.classes)}); name one of them, or #N for output N")
     return index
+
+
+def output_index(net, value, what: str = "label") -> int:
+    """The output `value` names for learning: an integer 0..n_classes-1, or a class name (`class_index`). InputError
+    otherwise: a float, a bool or a name the model lacks is never taken as some other output."""
+    from ..errors import InputError
+
+    if isinstance(value, str):
+        try:
+            return class_index(net, value)
+        except ConfigError as exc:
+            raise InputError(f"{what}: {exc}") from None
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
+        raise InputError(f"{what} must be an output index (an integer 0..{net.n_classes - 1}) or a class name, got "
+                         f"{shown(repr(value), 40)}")
+    if not 0 <= value < net.n_classes:
+        raise InputError(f"{what} {value} outside the network's classes 0..{net.n_classes - 1}")
+    return int(value)
 
 
 def remove_class(net, name) -> int:

@@ -272,9 +272,8 @@ class SpikingNetwork:
         """
         from .learn import learn_step
 
-        label = int(label)
-        if not 0 <= label < self.n_classes:
-            raise InputError(f"label {label} outside the network's classes 0..{self.n_classes - 1}")
+        label = classedit.output_index(self, label)
+        prediction = None if prediction is None else classedit.output_index(self, prediction, "prediction")
         if not 0 <= lr_scale <= limits.MAX_LR_FACTOR:
             raise InputError(f"lr_scale must be a finite number 0..{limits.MAX_LR_FACTOR:g}, got {lr_scale}")
         later = prediction is not None
