@@ -93,6 +93,14 @@ def _main(argv: list[str] | None) -> int:
     except StreamsnnError as exc:
         print(f"streamsnn: error: {printable(str(exc))}", file=sys.stderr)
         return exc.exit_code
+    except OSError as exc:  # a path the system refuses (a name too long, no permission, ...): one line, not a traceback
+        if args.verbose:
+            logging.getLogger("streamsnn").exception("the system refused a file operation")
+        where = " -> ".join(str(f) for f in (exc.filename, exc.filename2) if f is not None)
+        what = exc.strerror or type(exc).__name__
+        print(f"streamsnn: error: {printable(where + ': ' if where else '')}{printable(what)}; check the path "
+              "and what may be done there", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -265,3 +265,15 @@ def test_both_evaluations_name_the_models_architecture(tmp_path, capsys):
         assert first == f"model {path}: dense:8 -> 10 classes (18,586 parameters), 0 updates, 0 epochs", first
         assert main([*argv, "--json"]) == 0
         assert json.loads(capsys.readouterr().out)["arch"] == "dense:8"
+
+
+def test_a_path_the_system_refuses_is_one_line_not_a_traceback(tmp_path, capsys):
+    """A file name over 255 bytes gave a full OSError traceback (exit 1) in info, classes, eval and train."""
+    long = tmp_path / ("a" * 300 + ".npz")
+    for argv in (["info", str(long)], ["classes", str(long)], ["eval", "--data", str(need("nmnist_small")),
+                                                                   "--model", str(long)],
+                 ["train", "--data", str(need("nmnist_small")), "--out", str(tmp_path / ("b" * 300) / "m.npz"),
+                  "--limit", "3"]):
+        assert main(argv) == 2, argv
+        err = capsys.readouterr().err.strip()
+        assert err.startswith("streamsnn: error: ") and "name too long" in err.lower() and "\n" not in err, err
