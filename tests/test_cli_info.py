@@ -55,3 +55,19 @@ def test_readable_folder_listing(capsys):
     assert main(["info", str(need("nmnist_small"))]) == 0
     out = capsys.readouterr().out
     assert "train:1,000" in out and "test:100" in out and "1,100" in out
+
+
+def test_info_on_a_model_of_any_name_a_pipe_and_class_names_with_spaces(tmp_path, capsys):
+    """A model saved without .npz was refused as an unsupported file type; class names with spaces read as more
+    classes; a pipe named like a recording was "an empty sample"."""
+    import os
+
+    from streamsnn.snn import SpikingNetwork
+
+    SpikingNetwork((2312, 8, 3), classes=["zero digit", "one", "x y"], seed=1).save(tmp_path / "model")
+    assert main(["info", str(tmp_path / "model")]) == 0
+    assert "zero digit, one, x y" in capsys.readouterr().out
+    os.mkfifo(tmp_path / "cam.aedat4")
+    assert main(["info", str(tmp_path / "cam.aedat4")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "cam.aedat4: it is not a regular file" in err and "\n" not in err, err

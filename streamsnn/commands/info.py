@@ -126,9 +126,22 @@ def describe(path, count: bool = False) -> dict:
     p = Path(path)
     if is_spec(str(path)) or p.is_dir():
         return folder_info(path, count)
-    if p.suffix.lower() == ".npz":
+    if p.suffix.lower() == ".npz" or _zip_not_events(p):  # a model saved under another name is one too
         return model_info(p)
     return file_info(p)
+
+
+def _zip_not_events(p: Path) -> bool:
+    """Whether `p` is a regular file starting as a zip archive (a .npz) without an event file's extension."""
+    from ..io.probe import extensions
+
+    if p.suffix.lower() in extensions() or not p.is_file():
+        return False
+    try:
+        with open(p, "rb") as f:
+            return f.read(4) == b"PK\x03\x04"
+    except OSError:
+        return False
 
 
 def model_info(path: Path) -> dict:
@@ -169,7 +182,7 @@ def _table(info: dict) -> str:
             rows += [(f"layer {k + 1}", _layer_line(d)) for k, d in enumerate(value)]
             continue
         if key == "classes" and isinstance(value, list):
-            rows.append(("classes", " ".join(shown(c, None) for c in value)))
+            rows.append(("classes", ", ".join(shown(c, None) for c in value)))  # names may hold spaces
             continue
         if key == "input" and isinstance(value, dict):
             x0, y0, w, h = value["roi"]

@@ -39,7 +39,7 @@ def empty_sample(path: str | Path) -> InputError:
 
 
 def check_file(path: str | Path) -> Path:
-    """The path as a Path if it is a non-empty file with a supported extension, else InputError."""
+    """The path as a Path if it is a non-empty regular file with a supported extension, else InputError."""
     path = Path(path)
     if not path.exists():
         raise InputError(f"{path}: no such file or folder; check the path")
@@ -50,6 +50,8 @@ def check_file(path: str | Path) -> Path:
     if ext not in SUPPORTED_EXTENSIONS:
         raise InputError(f"{path}: unsupported file type {ext or '(no extension)'!r}; "
                          f"supported: {', '.join(SUPPORTED_EXTENSIONS)}")
+    if not path.is_file():  # a pipe or a device has size 0: it is not an empty recording
+        raise InputError(f"{path}: it is not a regular file (a pipe or a device); give a recording file")
     if path.stat().st_size == 0:
         raise empty_sample(path)
     return path
