@@ -29,13 +29,19 @@ MAX_TIME_US = 1 << 53
 
 
 def make_events(t, x, y, p) -> np.ndarray:
-    """Build a structured event array from four equally long sequences."""
+    """Build a structured event array from four equally long sequences: pixel coordinates 0..65535 (InputError
+    otherwise, never wrapped around), polarity ON where `p` is above 0 (1/0 or +1/-1 alike)."""
     t = np.asarray(t)
     out = np.empty(t.shape[0], dtype=EVENT_DTYPE)
     out["t"] = t
-    out["x"] = x
-    out["y"] = y
-    out["p"] = p
+    for name, v in (("x", x), ("y", y)):
+        v = np.asarray(v)
+        if v.dtype != np.uint16 and v.size and (v.min() < 0 or v.max() > 0xFFFF):
+            raise InputError(f"event {name} coordinates run {v.min()}..{v.max()}; a pixel is 0..65535 "
+                             "(within the sensor)")
+        out[name] = v
+    p = np.asarray(p)
+    out["p"] = p if p.dtype in (np.uint8, np.bool_) and (not p.size or p.max() <= 1) else p > 0
     return out
 
 
@@ -99,6 +105,9 @@ class EventBatch:
         if abs(t0) > MAX_TIME_US or abs(t1) > MAX_TIME_US:
             raise InputError(f"timestamps{where} reach {max(abs(t0), abs(t1))} us, beyond the largest "
                              f"accepted ({MAX_TIME_US} us); the data is corrupt")
+        if ev["p"].max() > 1:
+            raise InputError(f"polarity{where} holds {int(ev['p'].max())}; an event's p is 1 (ON) or 0 (OFF) "
+                             "(make_events maps any value above 0 to ON)")
         bad = np.flatnonzero((ev["x"] >= self.width) | (ev["y"] >= self.height))
         if bad.size:
             i = int(bad[0])

@@ -360,3 +360,19 @@ def test_add_class_refuses_a_bias_that_would_break_the_network_and_changes_nothi
         m.add_class("mug", bias=bias)
     assert m.classes == ["cup", "plate", "3"] and m.out_weight.shape[1] == 3
     assert np.array_equal(m.predict_one(batch(1)).scores, scores)  # it still predicts (nan made every call fail)
+
+
+def test_the_api_refuses_events_it_would_misread_in_one_line():
+    """x=-1 became 65535 and x=65538 became 2; a polarity of 7 passed and failed deep in the network as an input
+    index out of range; predict_one(array) raised AttributeError."""
+    with pytest.raises(InputError, match="x coordinates run -1..4"):
+        make_events([1, 2], [-1, 4], [0, 0], [1, 0])
+    with pytest.raises(InputError, match="y coordinates run 0..65538"):
+        make_events([1, 2], [0, 0], [0, 65538], [1, 0])
+    ev = make_events([1, 2, 3], [0, 1, 2], [0, 1, 2], [1, -1, 5])  # +1/-1 and any value above 0: ON
+    assert ev["p"].tolist() == [1, 0, 1]
+    ev["p"][0] = 7  # written into the array afterwards
+    with pytest.raises(InputError, match="polarity holds 7"):
+        EventBatch(ev, 34, 34)
+    with pytest.raises(InputError, match="the network reads an EventBatch"):
+        net().predict_one(make_events([1], [0], [0], [1]))

@@ -256,6 +256,9 @@ class InputMap:
 
     def events(self, batch) -> tuple[np.ndarray, np.ndarray]:
         """(int32 input unit, int64 time) of every event of an EventBatch inside the region, in order."""
+        if not hasattr(batch, "events"):  # e.g. the bare event array: say what is wanted, not an AttributeError
+            raise InputError(f"the network reads an EventBatch (streamsnn.events.EventBatch(events, width, height)), "
+                             f"got {type(batch).__name__}")
         ev = batch.events
         gw, gh, gp = self.grid
         x0, y0, w, h = self.roi
