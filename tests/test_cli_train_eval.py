@@ -117,9 +117,13 @@ def test_a_region_nothing_reaches_the_network_through_saves_no_model(capsys, tmp
     """A model of 0 updates was saved, exit 0; now the run ends with one line after train's first lines."""
     rc = main(["train", "--data", str(need("nmnist_small")), "--roi", roi, "--limit", "20", *extra,
                "--out", str(tmp_path / "x.npz")])
-    last = capsys.readouterr().err.strip().splitlines()[-1]
+    err = capsys.readouterr().err.strip().splitlines()
+    last = err[-1]
     assert rc == 2 and last.startswith("streamsnn: error:") and says in last, last
     assert not (tmp_path / "x.npz").exists()
+    # the first lines say the settings are the whole data's and the run trains on --limit of it (it said 1000 only)
+    assert any("1000 training samples (100 per class, settings for all of them; --limit 20: trains on that many)"
+               in line for line in err), err[:3]
 
 
 @pytest.mark.parametrize("cmd", ["train", "eval"])

@@ -218,7 +218,9 @@ def plan(args, say) -> tuple:
     per_class = f"{n_train / max(1, len(classes)):,.1f}".removesuffix(".0")  # 49.7, not "50, fewer than 50"
     say(f"classes: {', '.join(classes)} ({classes_from}); {choice.describe()}")
     few = f", fewer than {dd.SMALL_PER_CLASS}: the defaults were checked on such data, benchmarks/README.md"
-    say(f"data: {n_train} training samples ({per_class} per class{few if small else ''}); "
+    limited = (f", settings for all of them; --limit {args.limit}: trains on that many"
+               if (args.limit or n_train) < n_train else "")
+    say(f"data: {n_train} training samples ({per_class} per class{few if small else ''}{limited}); "
         f"arch {net.arch} ({arch_from}); "
         f"{s['epochs']} epochs; augment "
         + (f"shift +-{aug['shift']} px, dropout {aug['dropout']:.0%}, jitter {aug['jitter_us'] / 1000:g} ms"
