@@ -376,3 +376,12 @@ def test_the_api_refuses_events_it_would_misread_in_one_line():
         EventBatch(ev, 34, 34)
     with pytest.raises(InputError, match="the network reads an EventBatch"):
         net().predict_one(make_events([1], [0], [0], [1]))
+
+
+def test_constructor_arguments_that_disagree_or_are_not_numbers_are_refused():
+    with pytest.raises(ConfigError, match="sizes end in 3 classes but classes gives 4"):
+        SpikingNetwork((2312, 8, 3), classes=["a", "b", "c", "d"])  # built 4 outputs without a word
+    assert SpikingNetwork((2312, 8, 3), classes=["a", "b", "c"]).classes == ["a", "b", "c"]
+    for kw in (dict(lr="fast"), dict(lr_out="x")):  # a TypeError from deep inside
+        with pytest.raises(ConfigError, match="must be a number"):
+            SpikingNetwork((2312, 8, 3), **kw)

@@ -40,6 +40,9 @@ def inputs_and_classes(sizes, arch, input_shape, input_map, classes) -> tuple[ob
         if arch is not None or len(sizes) < 3 or min(sizes) <= 0:
             raise ConfigError(f"sizes must be (inputs, hidden..., classes), all positive, without arch; got {sizes}")
         arch = [f"dense:{h}" for h in sizes[1:-1]]
+        given = classes if isinstance(classes, (int, np.integer)) or classes is None else len(classes)
+        if given is not None and given != sizes[-1]:  # (a network of the names' count was built without a word)
+            raise ConfigError(f"sizes end in {sizes[-1]} classes but classes gives {given}; make them agree")
         classes = sizes[-1] if classes is None else classes
     if input_map is None:
         grid = tuple(int(s) for s in (input_shape or (34, 34, 2)))
@@ -132,6 +135,8 @@ def learning_settings(layers, *, lr, lr_out, lr_conv, max_step, activity, theta,
     preset = learning_defaults(layers)
     if learning == "timing":
         preset.update(lr=TIMING_LR, lr_out=TIMING_LR_OUT)
+    if lr is not None:  # "fast" * a ratio gave a TypeError; finite() below checks the rest in one line
+        lr = limits.finite("lr", lr, 0, limits.MAX_LR)
     if lr_out is None:  # the measured ratio to lr (1 for dense networks, as before)
         lr_out = preset["lr_out"] if lr is None else lr * preset["lr_out"] / preset["lr"]
     lr = preset["lr"] if lr is None else lr
