@@ -219,6 +219,7 @@ def test_bad_input_is_one_line_and_exit_2(tmp_path, capsys):
         (["--out", str(afile / "sub")], "cannot write to"),
         (["--out", str(tmp_path / "d"), "--class", "a/b"], "holds a path separator"),
         (["--out", str(tmp_path / "d"), "--class", ".hidden"], "starts with a dot"),
+        (["--out", str(tmp_path / "d"), "--class", ""], "error: class name '' is empty"),  # named once, not twice
         (["--out", str(tmp_path / "d"), "--seconds", "0"], "--seconds must be a positive number"),
     ]
     for extra, says in cases:

@@ -21,7 +21,8 @@ def class_name(raw: str, where: str = "") -> str:
     try:
         return normalise(name)
     except ValueError as exc:
-        raise InputError(f"{printable(where)}: {exc}; rename it (class names: streamsnn/classnames.py)") from None
+        lead = f"{printable(where)}: " if where else ""  # (the error names the class itself)
+        raise InputError(f"{lead}{exc}; rename it (class names: streamsnn/classnames.py)") from None
 
 
 def class_order(names: Iterable[str]) -> list[str]:

@@ -55,7 +55,7 @@ def sample_name(raw: str) -> str:
     when it holds a path separator or starts with a dot (a hidden folder is never read as a class)."""
     if any(sep in raw for sep in ("/", "\\", "\0")):
         raise InputError(f"class name '{shown(raw)}' holds a path separator; name the class without / or \\")
-    name = class_name(raw, f"class name '{raw}'")
+    name = class_name(raw)  # its error names the class
     if name.startswith("."):
         raise InputError(f"class name '{shown(name)}' starts with a dot, which hides its folder; drop the dot")
     return name
