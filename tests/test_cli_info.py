@@ -71,3 +71,13 @@ def test_info_on_a_model_of_any_name_a_pipe_and_class_names_with_spaces(tmp_path
     assert main(["info", str(tmp_path / "cam.aedat4")]) == 2
     err = capsys.readouterr().err.strip()
     assert "cam.aedat4: it is not a regular file" in err and "\n" not in err, err
+
+
+def test_info_on_a_file_in_a_class_folder_names_its_class(capsys):
+    """It said "label unknown" for Train|Test/<class>/ files, while an N-MNIST file got its label."""
+    path = need("poker_dvs_inverted/Test/club/xclub16i.aedat")
+    assert main(["info", str(path)]) == 0
+    assert "label       club (the class folder it is in)" in capsys.readouterr().out
+    assert main(["info", str(path), "--json"]) == 0
+    got = json.loads(capsys.readouterr().out)
+    assert got["class"] == "club" and got["label"] is None

@@ -51,8 +51,14 @@ def file_info(path: Path) -> dict:
         "polarity": {"on": on, "off": off},
         "sample": batch.sample,
         "label": batch.label,
+        **({"class": path.parent.name} if batch.label is None and _in_class_folder(path) else {}),
         "camera": batch.meta.get("camera") or batch.meta.get("plugin"),
     }
+
+
+def _in_class_folder(path: Path) -> bool:
+    """Whether a file sits in `Train|Test/<class>/`, the class-folders layout (its folder names its class)."""
+    return path.parent.parent.name.lower() in ("train", "test") and not path.parent.name.startswith(".")
 
 
 def folder_info(path, count: bool = False) -> dict:
@@ -221,6 +227,10 @@ def _table(info: dict) -> str:
             rows.append((key, "yes" if value else "no"))
         elif isinstance(value, dict):
             rows.append((key, "  ".join(f"{k}:{v:,}" if isinstance(v, int) else f"{k}:{v}" for k, v in value.items())))
+        elif key == "label" and value is None and "class" in info:
+            continue  # the class row says it
+        elif key == "class":
+            rows.append(("label", f"{shown(value, None)} (the class folder it is in)"))
         elif key == "duration_us" and value is not None:
             rows.append(("duration", f"{value:,} us ({value / 1e6:.3f} s)"))
         elif key in ("width", "height") and "width" in info:
