@@ -58,9 +58,11 @@ def _on_sigterm(signum, frame):
 
 def main(argv: list[str] | None = None) -> int:
     # Commands that run a service (run, demo, serve, publish) install their own SIGTERM handling.
-    previous = None
+    previous = usr1 = None
     if threading.current_thread() is threading.main_thread():
         previous = signal.signal(signal.SIGTERM, _on_sigterm)
+        if hasattr(signal, "SIGUSR1"):  # the daemon's stack dump (`kill -USR1`): until it is set up, not a kill
+            usr1 = signal.signal(signal.SIGUSR1, signal.SIG_IGN)
     try:
         return _main(argv)
     except Terminated:  # here, so that a signal while the parser is built gets the same line and status
@@ -72,6 +74,8 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)
+        if usr1 is not None:
+            signal.signal(signal.SIGUSR1, usr1)
 
 
 def _main(argv: list[str] | None) -> int:

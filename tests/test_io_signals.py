@@ -158,3 +158,28 @@ def test_a_worker_outlives_the_thread_that_needed_it_first():
     time.sleep(0.5)
     assert len(read_events(path)) == 111954
     assert before and decoder_workers(os.getpid()) == before  # the same worker, alive and reused
+
+
+def _ignores_usr1(pid: int) -> bool:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("SigIgn:"):
+                return bool(int(line.split()[1], 16) & (1 << (signal.SIGUSR1 - 1)))
+    except OSError:
+        pass
+    return False
+
+
+def test_sigusr1_while_the_command_starts_does_not_end_it():
+    """SIGUSR1 asks a daemon for its threads' stacks; sent in the first half second (before the dump was set up,
+    e.g. by a watchdog script) it ended the process with status 138."""
+    proc = subprocess.Popen([sys.executable, "-m", "streamsnn", "run", str(REPLAY), "--check", "--set", "mqtt.port=0",
+                             "--set", "model.checkpoint="], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 60
+    while not _ignores_usr1(proc.pid) and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.005)
+    assert _ignores_usr1(proc.pid), "the command never set SIGUSR1 aside"
+    proc.send_signal(signal.SIGUSR1)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0, err
+    assert "[source]" in out
