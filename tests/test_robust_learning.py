@@ -182,3 +182,31 @@ def test_error_spikes_with_absurd_weights_end_in_bounded_time():
     for h in (*[layer.herd for layer in net.hidden], net.out_herd):
         assert np.all(np.abs(h) <= HERD_CAP)
     assert all(np.array_equal(a, b) for a, b in zip(everything(net)[:-2], before[:-2]))  # hidden layers undone
+
+
+def test_a_window_whose_update_is_refused_still_gets_its_decision(caplog):
+    """A daemon whose weights ran away refused every update, and withheld the decision of every labelled window
+    with it: up and connected, it published nothing. The prediction made before the update stands."""
+    import logging
+
+    from streamsnn.events import EventBatch, make_events
+    from streamsnn.pipeline.decide import decide
+    from streamsnn.pipeline.segment import Window
+
+    net = deep()
+    rng = np.random.default_rng(1)
+    n = 400
+    ev = make_events(np.arange(n) * 100, rng.integers(0, 16, n), rng.integers(0, 16, n), rng.integers(0, 2, n))
+    w = Window(EventBatch(ev, 16, 16, label=1), 0, n * 100, sample="s", label=1)
+    expected = net.predict_one(w.batch).label
+    net.lr_out = 1e38  # every step overflows: refused and undone, as a run-away network's are
+    before = everything(net)
+    with caplog.at_level(logging.WARNING, logger="streamsnn.pipeline.decide"):
+        for _ in range(31):  # down to the floor of the learning rates
+            d = decide(net, w, learn=True)
+            assert d.label == expected and np.isfinite(d.scores).all()
+    assert all(np.array_equal(a, b) for a, b in zip(before, everything(net)))  # nothing learned, nothing damaged
+    said = [r.getMessage() for r in caplog.records]
+    assert said[0].startswith("decision published, its update refused: an update made the weights of the output")
+    assert len([s for s in said if "published" in s]) == 20  # the first 20 at WARNING, then DEBUG
+    assert sum("the weights have run away and the model no longer learns" in s for s in said) == 1

@@ -5,6 +5,7 @@ arrives (`continuous`); any other decides each window alone (`decide`)."""
 
 from __future__ import annotations
 
+import logging
 import math
 from dataclasses import replace
 from typing import TYPE_CHECKING
@@ -13,9 +14,13 @@ import numpy as np
 
 from .. import classnames
 from ..errors import ConfigError
+from ..snn.guard import MIN_BACKOFF, NonFinite
 from ..textsafe import few
 from .inflight import InFlight, temporal  # noqa: F401 - temporal: imported from here by callers
 from .segment import Window
+
+log = logging.getLogger(__name__)
+LOG_FIRST = 20  # refused updates logged at WARNING; further ones at DEBUG
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..snn.network import Decision
@@ -31,8 +36,28 @@ def decide(net: Classifier, window: Window, *, learn: bool = False) -> Decision:
     """
     label = true_output(net, window)
     if learn and label is not None:
-        return net.learn_one(window.batch, label)
+        try:
+            return net.learn_one(window.batch, label)
+        except NonFinite as exc:
+            return refused(net, exc)
     return net.predict_one(window.batch)
+
+
+def refused(net, exc: NonFinite) -> Decision:
+    """The prediction made before an update the guard undid (`exc.decision`), the refusal logged (the first
+    LOG_FIRST at WARNING); a refusal without one (the scores themselves not finite) is raised again. A daemon whose
+    weights ran away kept deciding each window and withheld every decision once every update was refused."""
+    d = getattr(exc, "decision", None)
+    if d is None:
+        raise exc
+    n = getattr(net, "nonfinite", 1)
+    log.log(logging.WARNING if n <= LOG_FIRST else logging.DEBUG, "decision published, its update refused: %s", exc)
+    if getattr(net, "lr_backoff", 1.0) <= MIN_BACKOFF and not getattr(net, "floor_said", False):
+        net.floor_said = True  # once: from here on the model decides, but it no longer learns in all but name
+        log.error("%d updates refused in all, the learning rates now x%g: the weights have run away and the model no "
+                  "longer learns; restart from an earlier checkpoint, or with lower model.lr / model.lr_out", n,
+                  net.lr_backoff)
+    return d
 
 
 def continuous(net: Classifier, window: Window, *, learn: bool = False) -> Decision:
@@ -46,7 +71,10 @@ def continuous(net: Classifier, window: Window, *, learn: bool = False) -> Decis
     d = evidence_at(net, net.predict_one(window.fresh), window.t_end_us)
     label = true_output(net, window)
     if learn and label is not None:
-        net.learn_one(window.batch, label, prediction=d.label)
+        try:
+            net.learn_one(window.batch, label, prediction=d.label)
+        except NonFinite as exc:
+            refused(net, exc)
     return d
 
 

@@ -289,7 +289,11 @@ class SpikingNetwork:
             self.progressive_correct += int(score and (int(prediction) if later else d.label) == label)
             if len(idx) == 0:
                 return d
-            learn_step(self, *self.fed, d.scores, label, lr_scale, hidden)
+            try:
+                learn_step(self, *self.fed, d.scores, label, lr_scale, hidden)
+            except NonFinite as exc:  # undone: the prediction made before it still stands (`decide` publishes it)
+                exc.decision = d
+                raise
             self.updates, self.hidden_updates = self.updates + 1, self.hidden_updates + bool(hidden)
             return d
         finally:
