@@ -137,7 +137,7 @@ async def test_broker_outage_loses_no_decision(tmp_path):
         broker.stop()
 
 
-async def test_outbox_overflow_drops_oldest_and_counts(tmp_path):
+async def test_outbox_overflow_drops_oldest_and_counts(tmp_path, caplog):
     broker = Mosquitto(tmp_path / "broker")  # configured, not started yet: nothing listens on the port
     s = settings(broker, outbox_size=5)
     sink = MqttSink(s)
@@ -147,6 +147,9 @@ async def test_outbox_overflow_drops_oldest_and_counts(tmp_path):
         for i in range(12):
             sink.publish_decision(*payload(i))
         assert sink.counters["outbox_overflow"] == 8 and len(sink.outbox) == 5  # 12 decisions, 1 class list
+        # the log says messages are dropped (it said only "5 decision(s) buffered"), at 1, 2, 4 and 8 of them
+        said = [r.getMessage() for r in caplog.records if "the outbox is full" in r.getMessage()]
+        assert [int(m.split(": ")[1].split()[0]) for m in said] == [1, 2, 4, 8], said
         broker.start()
         async with Collector(broker.port, s.topic("classification")) as c:
             await c.wait_for(lambda m: len(m) >= 5)

@@ -225,6 +225,10 @@ class MqttSink:
         while len(self.outbox) > self.settings.outbox_size:
             self.outbox.popleft()
             self._counts["outbox_overflow"] += 1
+            n = self._counts["outbox_overflow"]
+            if n & (n - 1) == 0:  # the 1st, 2nd, 4th, 8th, ...: said, not once per message (the metrics count them all)
+                log.warning("the outbox is full (mqtt.outbox = %d): %d message(s) dropped so far, the oldest first",
+                            self.settings.outbox_size, n)
         if self._inflight is not None and not self._closing:
             self._inflight.fill(self.outbox)  # on its way now if the window has room
         self._wake.set()
