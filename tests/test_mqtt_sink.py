@@ -2,6 +2,7 @@
 
 import asyncio
 import json
+import logging
 import signal
 import time
 
@@ -458,3 +459,37 @@ async def test_only_the_feedback_topic_counts_as_feedback_whatever_the_broker_de
                     await teacher.publish(s.topic("feedback"), b'{"sample": "1", "label": 3}', qos=1)
                 got = await asyncio.wait_for(sink.feedback.get(), 30)
     assert got == Message(b'{"sample": "1", "label": 3}', False) and sink.counters["feedback_received"] == 1
+
+
+async def test_connection_attempts_that_time_out_on_a_frozen_broker_are_not_left_behind(mosquitto, caplog):
+    """Attempts that timed out while the broker was frozen stayed open: when it woke, each one's CONNECT took the
+    session over and was dropped again, the broker published the last will ("offline", retained) while the
+    daemon was up, and asyncio logged "Future exception was never retrieved" at ERROR. Each is now ended with a
+    DISCONNECT queued behind its CONNECT, and its futures are read."""
+    import gc
+
+    s = settings(mosquitto, timeout=1.0)
+    async with Collector(mosquitto.port, s.topic("status")) as c:
+        await asyncio.sleep(0.3)
+        earlier = len(c.payloads())  # an earlier test's retained status
+        mosquitto.proc.send_signal(signal.SIGSTOP)
+        try:
+            sink = MqttSink(s)
+            await sink.start()
+            while sum("unavailable" in r.getMessage() for r in caplog.records) < 2:  # two attempts timed out
+                await asyncio.sleep(0.05)
+        finally:
+            mosquitto.proc.send_signal(signal.SIGCONT)
+        try:
+            await asyncio.wait_for(sink.connected.wait(), 30)
+            await asyncio.sleep(3.0)  # the abandoned attempts' CONNECTs are read by now
+            gc.collect()
+            await asyncio.sleep(0.1)
+            assert sink.connected.is_set() and sink.counters["disconnects"] == 0, sink.counters
+        finally:
+            await sink.close()
+    # the attempts' CONNECTs still race one another when the broker wakes (one may take over another's session,
+    # publishing its will: not asserted), but none is left open to take the daemon's own session over
+    assert b"online" in c.payloads()[earlier:], c.payloads()
+    errors = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
+    assert errors == [], errors

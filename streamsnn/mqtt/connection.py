@@ -139,6 +139,25 @@ async def first_failure(exc: BaseException, settings: MqttSettings, detail: str 
     return fatal
 
 
+def abandon(client: aiomqtt.Client) -> None:
+    """Leave a connection attempt that failed for good. One that timed out waiting for the CONNACK (a frozen
+    broker) still has its CONNECT in the broker's socket: when the broker wakes it would take this client id's
+    session over from the attempt that then succeeded, and be dropped, publishing the last will ("offline")
+    while the daemon is up. A DISCONNECT queued behind it ends it cleanly (no will), and the futures it settles
+    later are read here, not reported by asyncio as exceptions never retrieved. (aiomqtt keeps its paho client
+    and futures private; a library without them leaves the attempt as it was.)"""
+    paho = getattr(client, "_client", None)
+    try:
+        if paho is not None and paho.socket() is not None:
+            paho.disconnect()
+    except Exception:  # noqa: BLE001 - best effort on a socket that may already be gone
+        pass
+    for name in ("_connected", "_disconnected"):
+        future = getattr(client, name, None)
+        if isinstance(future, asyncio.Future):
+            future.add_done_callback(lambda f: f.cancelled() or f.exception())
+
+
 def failure_reason(exc: BaseException, detail: str | None = None) -> str:
     """Short reason for a failed connection: the exception, plus paho's socket error if any."""
     text = str(exc) or type(exc).__name__
@@ -208,6 +227,8 @@ class Connection:
                 self.connected.clear()
                 if up:
                     self.disconnects += 1
+                else:
+                    abandon(client)
                 if self.connects:  # it worked before: said, and retried (no probe)
                     fatal = fatal_connect_error(exc, s, plog.last_error, connected_once=up)
                 else:
