@@ -90,6 +90,8 @@ class Metrics:
             "samples_seen": int(net.samples_seen),
             "events_seen": int(net.events_seen),
             "updates": int(net.updates),
+            "nonfinite": int(getattr(net, "nonfinite", 0)),  # this run: updates undone, decisions withheld (guard)
+            "lr_backoff": float(getattr(net, "lr_backoff", 1.0)),  # halved at each; learning stops near 2**-30
             "model_version": net.model_version,
             "feedback": dict(c.feedback),
             "checkpoints": c.checkpoints,
