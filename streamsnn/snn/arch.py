@@ -63,7 +63,7 @@ def _layer_from_dict(d: dict) -> LayerSpec:
 
 def _checked(layer: LayerSpec, text: str) -> LayerSpec:
     if not layer.cls.valid(layer):
-        rule = " (padding 0..kernel-1)" if layer.kind == "conv" else ""
+        rule = " (padding 0..kernel-1)" if layer.conv_like else ""
         raise ConfigError(f"layer {text!r}: sizes must be positive{rule}")
     return layer
 
