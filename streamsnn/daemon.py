@@ -91,29 +91,35 @@ def node_id(cfg: Config) -> str:
     return re.sub(r"[/+#\s]", "-", raw)
 
 
-def load_network(cfg: Config):
-    """The checkpoint when model.checkpoint names an existing file, else a fresh network (seeded)."""
+def load_network(cfg: Config, *, dry: bool = False):
+    """The checkpoint when model.checkpoint names an existing file, else a fresh network (seeded). `dry` (`run
+    --check`): the same refusals, but no folder made, no file written to probe the place, nothing logged."""
     from .snn import SpikingNetwork
+    from .snn.target import check_target
 
     m = cfg.model
     path = Path(m.checkpoint).expanduser() if m.checkpoint else None
     if path is not None and path.is_dir():
         raise CheckpointError(f"model.checkpoint {path} is a folder; name a .npz file")
-    if path is not None:  # a place it can never be saved to is found now, not at every save with the learning lost
-        from .snn.target import check_target
-
-        try:
+    if path is not None and not dry:  # a place it can never be saved to is found now, not at every save with the
+        try:  # learning lost
             path.parent.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise CheckpointError(f"model.checkpoint {path}: cannot create its folder {path.parent} "
                                   f"({exc.strerror}); choose another place") from None
         check_target(path, "model.checkpoint", probe=True)
+    elif path is not None and path.exists():
+        check_target(path, "model.checkpoint")  # a device or a pipe: refused as run refuses it
     if path is not None and path.exists():
         net = SpikingNetwork.load(path)
+        if dry:
+            return net, path
         log.info("model: resumed from %s (%s -> %d classes, %d samples seen, %d updates)", path, net.arch,
                  net.n_classes, net.samples_seen, net.updates)
         return net, path
     net = fresh_network(m)
+    if dry:
+        return net, path
     log.info("model: fresh network %s -> %d classes (seed %d)%s", net.arch, net.n_classes, m.seed,
              f", will be saved to {path}" if path else ", not saved (model.checkpoint is empty)")
     return net, path
@@ -147,15 +153,7 @@ def check(cfg: Config) -> None:
         settings_from_config(cfg, node_id(cfg))
     build_segmenter(cfg)
     PipelineSettings.from_config(cfg)
-    path = Path(cfg.model.checkpoint).expanduser() if cfg.model.checkpoint else None
-    if path is not None and path.exists():
-        from .snn import SpikingNetwork
-        from .snn.target import check_target
-
-        check_target(path, "model.checkpoint")  # a folder, a device or a pipe: refused as run refuses it
-        SpikingNetwork.load(path)
-    else:
-        fresh_network(cfg.model)
+    load_network(cfg, dry=True)
 
 
 async def run_service(cfg: Config, *, quiet: bool = False, announce=None) -> int:

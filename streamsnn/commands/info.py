@@ -58,7 +58,9 @@ def file_info(path: Path) -> dict:
 
 def _in_class_folder(path: Path) -> bool:
     """Whether a file sits in `Train|Test/<class>/`, the class-folders layout (its folder names its class)."""
-    return path.parent.parent.name.lower() in ("train", "test") and not path.parent.name.startswith(".")
+    from ..io.folders import own_split
+
+    return own_split(path.parent.parent) != "all" and not path.parent.name.startswith(".")
 
 
 def folder_info(path, count: bool = False) -> dict:
@@ -140,12 +142,13 @@ def describe(path, count: bool = False) -> dict:
 def _zip_not_events(p: Path) -> bool:
     """Whether `p` is a regular file starting as a zip archive (a .npz) without an event file's extension."""
     from ..io.probe import extensions
+    from ..snn.npzread import ZIP_MAGIC
 
     if p.suffix.lower() in extensions() or not p.is_file():
         return False
     try:
         with open(p, "rb") as f:
-            return f.read(4) == b"PK\x03\x04"
+            return f.read(len(ZIP_MAGIC)) == ZIP_MAGIC
     except OSError:
         return False
 

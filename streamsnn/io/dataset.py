@@ -12,7 +12,7 @@ from pathlib import Path
 
 from ..errors import InputError
 from .flat import open_flat
-from .folders import class_dirs, open_class_folders, open_recordings, split_dirs
+from .folders import class_dirs, open_class_folders, open_recordings, own_split, split_dirs
 from .labelled import open_labelled, recording_pairs
 from .labellists import label_lists
 from .probe import extensions, is_event_name
@@ -59,8 +59,7 @@ def _open_folder(root: Path) -> Dataset:
     loose = [p for p in root.iterdir() if is_event_name(p.name) and p.is_file()]
     if not loose and class_dirs(root):
         # One split on its own (e.g. NMNIST/Test, or <class>/ folders with no split above them).
-        name = root.name.lower() if root.name.lower() in ("train", "test") else "all"
-        return open_class_folders(root, [(name, root)])
+        return open_class_folders(root, [(own_split(root), root)])
     if loose:
         return open_recordings(root, loose)
     subdirs = [c for c in root.iterdir() if c.is_dir()]

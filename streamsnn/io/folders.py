@@ -18,6 +18,12 @@ def _sort_key(name: str):
     return (0, int(stem), name) if stem.isdigit() else (1, 0, name)
 
 
+def own_split(folder: Path) -> str:
+    """The split a folder's own name says: "train" or "test" for `Train`/`Test` (any case), else "all"."""
+    name = folder.name.lower()
+    return name if name in _SPLITS else "all"
+
+
 def split_dirs(root: Path) -> list[tuple[str, Path]]:
     """(split, folder) for the `Train`/`train` and `Test`/`test` subfolders of root, train first."""
     dirs = [(p.name.lower(), p) for p in root.iterdir() if p.name.lower() in _SPLITS and p.is_dir()]

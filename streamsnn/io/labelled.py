@@ -21,7 +21,7 @@ from pathlib import Path
 
 from ..errors import InputError
 from .classes import class_name
-from .folders import split_dirs
+from .folders import own_split, split_dirs
 from .probe import extensions
 from .samples import Dataset, Sample, describe_format, describe_sensor, unique_ids
 
@@ -108,11 +108,10 @@ def open_labelled(root: Path):
     pairs = recording_pairs(root, strict=True)
     if pairs:
         trials = _trial_splits(root)
-        own = root.name.lower() if root.name.lower() in ("train", "test") else "all"
 
         def split_of(rec: Path) -> str:
             if trials is None:
-                return own
+                return own_split(root)
             if rec.name not in trials:
                 raise InputError(f"{rec}: listed in neither trials_to_train.txt nor trials_to_test.txt in {root}; "
                                  "add it to one of them")

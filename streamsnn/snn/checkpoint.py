@@ -119,7 +119,7 @@ def load_checkpoint(path) -> tuple[int, dict[str, np.ndarray], dict, dict]:
         size = path.stat().st_size
         with open(path, "rb") as fh:
             magic = fh.read(4)
-            if magic != b"PK\x03\x04":
+            if magic != npzread.ZIP_MAGIC:
                 raise CheckpointError(f"{path} is not a .npz checkpoint (not a zip archive); pass a file written "
                                       "by `streamsnn train`")
             if size > MAX_FILE_BYTES:

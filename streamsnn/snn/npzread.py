@@ -27,6 +27,8 @@ MAX_DIRECTORY_BYTES = 1 << 20
 MAX_JSON_CHARS = 1 << 20
 MAX_JSON_DEPTH = 16
 _EOCD = b"PK\x05\x06"
+#: The first bytes of a zip archive (a .npz checkpoint): what tells a model file from anything else.
+ZIP_MAGIC = b"PK\x03\x04"
 
 
 def check_directory(fh, size: int) -> None:

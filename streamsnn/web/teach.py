@@ -112,11 +112,14 @@ class Teaching:
             return self._bad(400, "short_body", "the body is shorter than its Content-Length")
         if self.teacher is None:
             return self._bad(503, "not_ready", "the pipeline is starting; try again in a moment")
-        if self.on_taught is not None and (unfit := _unrecordable(body)):  # before anything is learned
-            return self._bad(400, "bad_class_name", f"{unfit}; taught windows are recorded here "
-                                                    "(liveview.record_to), one folder per class")
+        msg = body
+        if self.on_taught is not None:  # recorded too: a name that cannot be a class folder is refused first
+            msg, unfit = _recordable(body, self.max_bytes)
+            if unfit:
+                return self._bad(400, "bad_class_name", f"{unfit}; taught windows are recorded here "
+                                                        "(liveview.record_to), one folder per class")
         try:
-            out = await self.teacher.teach(body)
+            out = await self.teacher.teach(msg)
         except Exception as exc:  # noqa: BLE001 - a defect answers 500 and is logged; the view goes on
             log.warning("teaching from the live view failed: %s: %s", type(exc).__name__, exc)
             return self._bad(500, "error", f"{type(exc).__name__}: {exc}")
@@ -144,23 +147,23 @@ class Teaching:
         return status, {"learned": False, "reason": reason, "detail": detail}
 
 
-def _unrecordable(body: bytes) -> str | None:
-    """Why the label a teaching message names cannot be a class folder (`io.record.sample_name`), or None (no such
-    label, or not a message at all: the teacher's own checks answer that)."""
-    import json
-
+def _recordable(body: bytes, max_bytes: int):
+    """(the message, parsed once by `feedback.parse`, or the body as it came when the teacher will refuse it
+    with its own reason; why its label cannot be a class folder (`io.record.sample_name`), or None)."""
     from ..errors import InputError
     from ..io.record import sample_name
+    from ..pipeline.feedback import Refused, parse
 
     try:
-        label = json.loads(body).get("label")
-    except (ValueError, UnicodeDecodeError, AttributeError, RecursionError):
-        return None
-    try:
-        sample_name(label) if isinstance(label, str) and label.strip() else None
-    except InputError as exc:
-        return str(exc)
-    return None
+        fb = parse(body, max_bytes)
+    except Refused:
+        return body, None
+    if isinstance(fb.label, str):
+        try:
+            sample_name(fb.label)
+        except InputError as exc:
+            return fb, str(exc)
+    return fb, None
 
 
 def record_taught(folder) -> Callable:
