@@ -321,8 +321,8 @@ async def test_metrics_count_the_run_and_the_model_and_no_dead_queue():
     assert (snap["classes"], snap["model_version"], snap["source"]) == (3, "v0", {"packets": 3})
     assert snap["feedback"]["received"] == 0 and snap["sink_errors"] == {}
     assert (snap["nonfinite"], snap["lr_backoff"]) == (0, 1.0)  # a run-away network is seen in the metrics
-    net.nonfinite, net.lr_backoff = 3, 0.125
-    assert (m.snapshot()["nonfinite"], m.snapshot()["lr_backoff"]) == (3, 0.125)
+    net.nonfinite, net.lr_backoff, net.silent_windows = 3, 0.125, 7
+    assert (m.snapshot()["nonfinite"], m.snapshot()["lr_backoff"], m.snapshot()["silent_windows"]) == (3, 0.125, 7)
     now[0] = 13.0
     assert m.snapshot()["events_per_s"] == 0.0  # the rate since the previous snapshot
 

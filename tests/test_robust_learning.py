@@ -210,3 +210,34 @@ def test_a_window_whose_update_is_refused_still_gets_its_decision(caplog):
     assert said[0].startswith("decision published, its update refused: an update made the weights of the output")
     assert len([s for s in said if "published" in s]) == 20  # the first 20 at WARNING, then DEBUG
     assert sum("the weights have run away and the model no longer learns" in s for s in said) == 1
+
+
+def test_a_network_that_falls_silent_in_the_daemon_is_named_once_and_counted(caplog):
+    """A fresh network in the live demo (seed 1) ran away, had 27 updates refused, then fired nothing and decided
+    40,000 windows by its bias alone (10 % right) without a word; `run` now says so in one ERROR line and the
+    metrics count the windows (`silent_windows`), and says when it fires again."""
+    import logging
+
+    from streamsnn.events import EventBatch, make_events
+    from streamsnn.pipeline.decide import SILENT_WINDOWS, Decider
+    from streamsnn.pipeline.segment import Window
+
+    net, decider = deep(), Decider()
+    rng = np.random.default_rng(2)
+    n = 400
+    ev = make_events(np.arange(n) * 100, rng.integers(0, 16, n), rng.integers(0, 16, n), rng.integers(0, 2, n))
+    w = Window(EventBatch(ev, 16, 16), 0, n * 100)
+    assert decider(net, w).spikes[-1] > 0 and net.silent_windows == 0
+    sound = net.hidden[-1].weight.copy()
+    net.hidden[-1].weight[:] = -np.abs(sound)  # the last hidden layer can no longer fire
+    with caplog.at_level(logging.INFO, logger="streamsnn.pipeline.decide"):
+        for _ in range(SILENT_WINDOWS + 50):
+            decider(net, w)
+        assert net.silent_windows == SILENT_WINDOWS + 50
+        net.hidden[-1].weight[:] = sound
+        decider(net, w)
+    said = [r for r in caplog.records]
+    errors = [r.getMessage() for r in said if r.levelno == logging.ERROR]
+    assert len(errors) == 1 and "silent" in errors[0] and "restart from an earlier checkpoint" in errors[0]
+    assert "\n" not in errors[0] and net.silent_windows == 0
+    assert any("fires again after 250 silent windows" in r.getMessage() for r in said if r.levelno == logging.INFO)

@@ -21,6 +21,9 @@ from .segment import Window
 
 log = logging.getLogger(__name__)
 LOG_FIRST = 20  # refused updates logged at WARNING; further ones at DEBUG
+#: Windows in a row with input events and no spike of the last hidden layer after which the network is silent: its
+#: every decision is its bias alone. A sound model's last layer fires about 0.1 spikes per input event, tens a window.
+SILENT_WINDOWS = 200
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..snn.network import Decision
@@ -58,6 +61,25 @@ def refused(net, exc: NonFinite) -> Decision:
                   "longer learns; restart from an earlier checkpoint, or with lower model.lr / model.lr_out", n,
                   net.lr_backoff)
     return d
+
+
+def silence(net, d: Decision) -> None:
+    """Count the windows in a row on which the network's last hidden layer fired nothing (``net.silent_windows``, in
+    the metrics); at SILENT_WINDOWS one ERROR line, and one INFO line when it fires again. Seen in the live demo
+    learning from a fresh network (seed 1): its weights ran away, 27 updates were refused, and from then on it
+    fired nothing and decided every window by its bias (10 % right) for 40,000 windows without a word."""
+    if not d.events or not d.spikes:
+        return
+    if d.spikes[-1]:
+        if getattr(net, "silent_windows", 0) >= SILENT_WINDOWS:
+            log.info("the network fires again after %d silent windows", net.silent_windows)
+        net.silent_windows = 0
+        return
+    net.silent_windows = getattr(net, "silent_windows", 0) + 1
+    if net.silent_windows == SILENT_WINDOWS:
+        log.error("the network is silent: its last hidden layer fired no spike on %d windows in a row, so every "
+                  "decision is its bias alone; restart from an earlier checkpoint (or a fresh network) with lower "
+                  "model.lr / model.lr_out", SILENT_WINDOWS)
 
 
 def continuous(net: Classifier, window: Window, *, learn: bool = False) -> Decision:
@@ -218,6 +240,7 @@ class Decider:
             pass  # read out from the state fed while its events arrived (`inflight`)
         else:
             d = decide(net, window, learn=learn)
+        silence(net, d)
         return self.smoothed(window, d)
 
     def smoothed(self, window: Window, d: Decision) -> Decision:
