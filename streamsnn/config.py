@@ -104,6 +104,9 @@ SCHEMA: dict[str, dict[str, Key]] = {
                       "from a fresh state; with a leak the state carries across windows); a checkpoint keeps its own",
                       min=0),
         "learn_from_labels": Key(bool, True, "learn (test-then-train) when a window carries its true label"),
+        "revive": Key(bool, True, "put a network that fails while it learns from labelled windows (silent, updates "
+                      "refused, running accuracy or activity run away) back to its last healthy weights with the "
+                      "learning rates halved (pipeline/revive.py)"),
         "learn_from_feedback": Key(bool, True, "learn from labels sent to <prefix>/feedback"),
         "recent": Key(int, d.RECENT, "how many recent decisions feedback can still refer to", min=1),
         "recent_events": Key(int, d.RECENT_EVENTS, "most events the recent decisions may hold together (about 13 bytes "

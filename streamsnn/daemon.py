@@ -245,7 +245,7 @@ async def run_service(cfg: Config, *, quiet: bool = False, announce=None) -> int
             PipelineSettings.from_config(cfg, checkpoint=ckpt, max_feedback_bytes=(
                 settings.max_feedback_bytes if settings is not None else MAX_FEEDBACK_BYTES)),
             segmenter=segmenter,
-            decider=Decider(cfg.segment.smooth_us),
+            decider=Decider(cfg.segment.smooth_us, revive=cfg.model.revive),
             feedback=mqtt_sink.feedback if mqtt_sink is not None else None,
             extra_metrics=lambda: _extra_metrics(source, mqtt_sink), pool=pool,
         )

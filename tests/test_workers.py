@@ -113,6 +113,7 @@ def test_the_copies_are_refreshed_from_the_learner_and_say_which_weights_decided
     # how many windows the copy takes depends on the scheduling (the main worker takes one when the copy lags by
     # MAIN_EXTRA): 4 or more nearly always, 3 once in a CI run on 2 busy cores (2026-12-05); one is what this needs
     assert model.updates == 16 and w["refreshes"] >= 2 and w["on_copies"] >= 1
+    assert pipe.decider.watch.scored == 16  # the learner is watched with workers too (revived if it fails, revive.py)
     assert w["copy_version"] == model.model_version != start
     last = got[-8:]
     assert {g[4] for g in last} == {model.model_version}  # every worker decided with the learner's last weights

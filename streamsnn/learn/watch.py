@@ -35,7 +35,7 @@ import logging
 import weakref
 
 from ..errors import StreamsnnError
-from ..snn.guard import NonFinite, back_off
+from ..snn.guard import NonFinite, back_off, restore, snapshot
 
 log = logging.getLogger(__name__)
 
@@ -72,8 +72,7 @@ class NetworkSilent(StreamsnnError):
 
 
 def _weights(net) -> list:
-    return [{sfx: a.copy() for sfx, a in layer.arrays().items()} for layer in net.hidden] + \
-        [net.out_weight.copy(), net.bias.copy(), net.lr_backoff]
+    return [*snapshot(net), net.lr_backoff]
 
 
 _WATCHES: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # network -> its Watch
@@ -185,13 +184,8 @@ class Watch:
                 f"training stopped in epoch {epoch + 1}: the network failed ({why}) again after {self.revivals} "
                 f"revivals with halved learning rates (now x{net.lr_backoff:g}); try lower --lr and --lr-out "
                 "(e.g. a quarter), another --seed, or shorter samples")
-        *layers, out, bias, backoff = self.good
-        for layer, arrays in zip(net.hidden, layers):
-            for sfx, a in layer.arrays().items():
-                a[...] = arrays[sfx]
-        net.out_weight[...] = out
-        net.bias[:] = bias
-        net.reset()
+        *weights, backoff = self.good
+        restore(net, weights)
         net.lr_backoff = backoff
         back_off(net)
         self.good[-1] = net.lr_backoff  # a second revival from the same weights halves again

@@ -17,13 +17,11 @@ from ..errors import ConfigError
 from ..snn.guard import MIN_BACKOFF, NonFinite
 from ..textsafe import few
 from .inflight import InFlight, temporal  # noqa: F401 - temporal: imported from here by callers
+from .revive import SILENT_WINDOWS, LiveWatch
 from .segment import Window
 
 log = logging.getLogger(__name__)
 LOG_FIRST = 20  # refused updates logged at WARNING; further ones at DEBUG
-#: Windows in a row with input events and no spike of the last hidden layer after which the network is silent: its
-#: every decision is its bias alone. A sound model's last layer fires about 0.1 spikes per input event, tens a window.
-SILENT_WINDOWS = 200
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..snn.network import Decision
@@ -63,23 +61,27 @@ def refused(net, exc: NonFinite) -> Decision:
     return d
 
 
-def silence(net, d: Decision) -> None:
+def silence(net, d: Decision, learning: bool = False) -> None:
     """Count the windows in a row on which the network's last hidden layer fired nothing (``net.silent_windows``, in
-    the metrics); at SILENT_WINDOWS one ERROR line, and one INFO line when it fires again. Seen in the live demo
-    learning from a fresh network (seed 1): its weights ran away, 27 updates were refused, and from then on it
-    fired nothing and decided every window by its bias (10 % right) for 40,000 windows without a word."""
+    the metrics); at SILENT_WINDOWS one ERROR line (the first three times, then DEBUG), and one INFO line when it
+    fires again. A network ``learning`` from the window is revived instead (``revive.LiveWatch`` says so). Seen in
+    the live demo learning from a fresh network (seed 1): its weights ran away, 27 updates were refused, and from
+    then on it fired nothing and decided every window by its bias (10 % right) for 40,000 windows without a word."""
     if not d.events or not d.spikes:
         return
+    silences = getattr(net, "silences", 0)
     if d.spikes[-1]:
         if getattr(net, "silent_windows", 0) >= SILENT_WINDOWS:
-            log.info("the network fires again after %d silent windows", net.silent_windows)
+            log.log(logging.INFO if silences <= 3 else logging.DEBUG, "the network fires again after %d silent "
+                    "windows", net.silent_windows)
         net.silent_windows = 0
         return
     net.silent_windows = getattr(net, "silent_windows", 0) + 1
-    if net.silent_windows == SILENT_WINDOWS:
-        log.error("the network is silent: its last hidden layer fired no spike on %d windows in a row, so every "
-                  "decision is its bias alone; restart from an earlier checkpoint (or a fresh network) with lower "
-                  "model.lr / model.lr_out", SILENT_WINDOWS)
+    if net.silent_windows == SILENT_WINDOWS and not learning:
+        net.silences = silences + 1
+        log.log(logging.ERROR if net.silences <= 3 else logging.DEBUG, "the network is silent: its last hidden layer "
+                "fired no spike on %d windows in a row, so every decision is its bias alone; restart from an earlier "
+                "checkpoint (or a fresh network) with lower model.lr / model.lr_out", SILENT_WINDOWS)
 
 
 def continuous(net: Classifier, window: Window, *, learn: bool = False) -> Decision:
@@ -199,15 +201,17 @@ class Decider:
     (each event fed once, state carried); a window keyed by an overlapping segmenter (`segment.overlap`
     "inflight"/"chunks") from the state `inflight` fed while its events arrived (`feed(net, piece)`);
     any other window by `decide`.
-    Learning (labelled windows) always uses the window alone; the returned Decision is the prediction.
+    Learning (labelled windows) always uses the window alone; the returned Decision is the prediction; a network that
+    fails while it learns is revived from its last healthy weights (`revive.LiveWatch`; not with `revive=False`).
     One Decider per stream: `streamsnn run` (Pipeline) and `eval --stream` use the same class.
     """
 
-    def __init__(self, smooth_us: float = 0.0):
+    def __init__(self, smooth_us: float = 0.0, revive: bool = True):
         if not (isinstance(smooth_us, (int, float)) and smooth_us >= 0 and math.isfinite(smooth_us)):
             raise ConfigError(f"smooth_us must be a number >= 0 (0: no smoothing), got {smooth_us!r}")
         self.smooth_us = float(smooth_us)
         self.inflight = InFlight()  # the states of the windows in flight (segment.overlap "inflight"/"chunks")
+        self.watch = LiveWatch() if revive else None  # the network's health while it learns from labelled windows
         self.reset()
 
     def reset(self) -> None:
@@ -240,8 +244,16 @@ class Decider:
             pass  # read out from the state fed while its events arrived (`inflight`)
         else:
             d = decide(net, window, learn=learn)
-        silence(net, d)
+        self.checked(net, window, d, learn)
         return self.smoothed(window, d)
+
+    def checked(self, net: Classifier, window: Window, d: Decision, learn: bool) -> None:
+        """After the network decided `window` (and learned from it, with `learn` and a label): a silent network
+        counted (`silence`), a learning one watched and revived when it fails (`revive.LiveWatch`)."""
+        truth = true_output(net, window) if learn else None
+        silence(net, d, truth is not None and self.watch is not None)
+        if truth is not None and self.watch is not None:
+            self.watch.after(net, d.label == truth, d.spikes, d.events)
 
     def smoothed(self, window: Window, d: Decision) -> Decision:
         """The decision published for `d` (of `window`, stream windows in order): smoothed, or `d` itself."""

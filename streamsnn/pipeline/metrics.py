@@ -93,6 +93,7 @@ class Metrics:
             "nonfinite": int(getattr(net, "nonfinite", 0)),  # this run: updates undone, decisions withheld (guard)
             "lr_backoff": float(getattr(net, "lr_backoff", 1.0)),  # halved at each; learning stops near 2**-30
             "silent_windows": int(getattr(net, "silent_windows", 0)),  # in a row without a last-layer spike (decide)
+            "revivals": int(getattr(net, "revivals", 0)),  # this run: back to the last healthy weights (revive)
             "model_version": net.model_version,
             "feedback": dict(c.feedback),
             "checkpoints": c.checkpoints,

@@ -142,8 +142,7 @@ class _Proc:
         self.gone = False  # only now: a chunk sent to it while it starts would find no channel and kill it again
 
     def call(self, batch, fresh: tuple | None):
-        """Blocking: send one window (and a fresh copy first, when given); its reply. _WorkerGone when the process
-        is gone."""
+        """Blocking: send one window (and a fresh copy first, when given); its reply. _WorkerGone: it is gone."""
         return self.post(batch, fresh).result()
 
     def post(self, payload, fresh: tuple | None) -> Future:
@@ -297,10 +296,12 @@ class InferencePool:
                 continue
             pipe._publish(w, pipe.decider.smoothed(w, d), info)
 
-    def _decide_main(self, w, learn: bool):
-        """On the network thread: the learner's decision (learning when labelled), unsmoothed."""
+    def _decide_main(self, w, learn: bool, decider=None):
+        """On the network thread: the learner's decision (learning when labelled), unsmoothed (`decider.checked`)."""
         start = time.monotonic()
         d = decide(self.net, w, learn=learn)
+        if decider is not None:
+            decider.checked(self.net, w, d, learn)
         done = time.monotonic()
         w.fresh = None
         w.learned = learn and true_output(self.net, w) is not None
@@ -309,7 +310,7 @@ class InferencePool:
 
     async def _on_main(self, pipe, w):
         self.counts["on_main"] += 1
-        return await pipe.in_worker(self._decide_main, w, pipe.learn_from_labels)
+        return await pipe.in_worker(self._decide_main, w, pipe.learn_from_labels, pipe.decider)
 
     async def _on(self, slot, pipe, w):
         if slot is MAIN:

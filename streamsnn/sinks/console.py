@@ -102,4 +102,14 @@ class ConsoleSink:
                   f"run accuracy {_fmt_acc(m.get('accuracy'))}, progressive accuracy "
                   f"{_fmt_acc(m.get('progressive_accuracy'))} over {m.get('progressive_scored', 0)} samples, "
                   f"{m.get('drops', 0)} dropped, feedback learned {fb.get('learned', 0)} / ignored "
-                  f"{fb.get('ignored', 0)}", file=self.stream, flush=True)
+                  f"{fb.get('ignored', 0)}{_health(m)}", file=self.stream, flush=True)
+
+
+def _health(m: dict) -> str:
+    """What went wrong with the learning in this run, for the done line: updates refused (the guard), revivals
+    (`pipeline/revive.py`), a network silent at the end; "" when nothing did."""
+    parts = [f"{m[k]} {what}" for k, what in (("nonfinite", "updates refused or decisions withheld as non-finite"),
+                                               ("revivals", "revivals of the learning network")) if m.get(k)]
+    if m.get("silent_windows"):
+        parts.append(f"silent for the last {m['silent_windows']} windows")
+    return "; " + ", ".join(parts) if parts else ""

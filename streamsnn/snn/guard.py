@@ -70,6 +70,24 @@ def undo(net, acts, saved: tuple) -> None:
             h[:] = old
 
 
+def snapshot(net) -> list:
+    """A copy of every weight of ``net``: each hidden layer's arrays, then the output weights and the bias (to go back
+    to a healthy state: ``restore``; training's ``learn/watch.py``, the daemon's ``pipeline/revive.py``)."""
+    return [{sfx: a.copy() for sfx, a in layer.arrays().items()} for layer in net.hidden] + [
+        net.out_weight.copy(), net.bias.copy()]
+
+
+def restore(net, snap: list) -> None:
+    """Write ``snapshot``'s copy back into ``net`` (same shapes) and reset its running state."""
+    *layers, out, bias = snap
+    for layer, arrays in zip(net.hidden, layers):
+        for sfx, a in layer.arrays().items():
+            a[...] = arrays[sfx]
+    net.out_weight[...] = out
+    net.bias[:] = bias
+    net.reset()
+
+
 def back_off(net) -> float:
     """Halve the network's step multiplier ``lr_backoff`` (not below ``MIN_BACKOFF``); returns the new value."""
     net.lr_backoff = max(MIN_BACKOFF, net.lr_backoff * 0.5)

@@ -1,0 +1,168 @@
+"""A network that fails while it learns in the daemon is revived from its last healthy weights (issue 19 item 2).
+
+Before: the live demo's fresh network (`streamsnn run pipelines/demo.toml`, seeds 7 and 1) learned every window,
+reached 87 % after 7,000 updates, then its activity ran away: the guard refused update after update (seed 7) or the
+network fell silent and decided 40,000 windows by its bias alone (seed 1); nothing brought it back
+(``pipeline/revive.py``)."""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+import pytest
+
+from streamsnn.events import EventBatch, make_events
+from streamsnn.pipeline import revive
+from streamsnn.pipeline.decide import Decider
+from streamsnn.pipeline.segment import Window
+from streamsnn.snn import SpikingNetwork
+
+
+@pytest.fixture(autouse=True)
+def quick(monkeypatch):
+    monkeypatch.setattr(revive, "KEEP_EVERY", 20)
+    monkeypatch.setattr(revive, "COLLAPSE_WINDOWS", 20)
+    monkeypatch.setattr(revive, "SILENT_WINDOWS", 10)
+    monkeypatch.setattr("streamsnn.pipeline.decide.SILENT_WINDOWS", 10)
+
+
+def net_() -> SpikingNetwork:
+    return SpikingNetwork(arch="conv:4:3:2:1,dense:16", input_shape=(16, 16, 2), classes=3, seed=0)
+
+
+def window(label: int | None = 1, seed: int = 1) -> Window:
+    rng = np.random.default_rng(seed)
+    n = 400
+    ev = make_events(np.arange(n) * 100, rng.integers(0, 16, n), rng.integers(0, 16, n), rng.integers(0, 2, n))
+    return Window(EventBatch(ev, 16, 16, label=label), 0, n * 100, sample=None if label is None else "s", label=label)
+
+
+def weights(net) -> list[np.ndarray]:
+    return [a.copy() for layer in net.hidden for a in layer.arrays().values()] + [net.out_weight.copy(),
+                                                                                   net.bias.copy()]
+
+
+def test_a_collapse_goes_back_to_the_healthy_copy_with_halved_rates(caplog):
+    net, watch = net_(), revive.LiveWatch()
+    for _ in range(revive.KEEP_EVERY):
+        watch.after(net, True)
+    kept, version = weights(net), net.model_version
+    net.hidden[0].weight += 0.5  # what learning did meanwhile
+    with caplog.at_level(logging.WARNING, logger="streamsnn.pipeline.revive"):
+        watch.after(net, False)  # one wrong: the running accuracy (0.95) is still within the drop
+        assert net.lr_backoff == 1.0
+        for _ in range(20):
+            watch.after(net, False)
+            if net.lr_backoff < 1.0:
+                break
+    assert all(np.array_equal(a, b) for a, b in zip(kept, weights(net)))  # bit for bit, every layer
+    assert net.lr_backoff == 0.5 and net.revivals == 1 and net.model_version != version
+    said = [r.getMessage() for r in caplog.records]
+    assert len(said) == 1 and "running accuracy fell" in said[0] and "x0.5" in said[0] and "\n" not in said[0]
+
+
+def test_refused_updates_and_a_silent_network_are_revived_through_the_decider():
+    net, decider = net_(), Decider()
+    w = window()
+    for _ in range(revive.KEEP_EVERY):
+        decider(net, w, learn=True)
+    kept = weights(net)
+    lr_out = net.lr_out
+    net.lr_out = 1e38  # every update overflows: refused and undone
+    for _ in range(revive.MAX_REFUSED):
+        decider(net, w, learn=True)
+    assert net.revivals == 1 and net.lr_backoff == 0.5  # the copy's rates halved (not the refusals' 2**-5)
+    assert all(np.array_equal(a, b) for a, b in zip(kept, weights(net)))
+    net.lr_out = lr_out
+    for layer in net.hidden[-1:]:  # the last hidden layer can no longer fire
+        layer.weight[:] = -np.abs(layer.weight)
+    for _ in range(revive.SILENT_WINDOWS):
+        decider(net, w, learn=True)
+    assert net.revivals == 2 and net.silent_windows == 0
+    assert decider(net, w, learn=True).spikes[-1] > 0  # the copy fires
+
+
+def test_a_class_added_after_the_copy_is_kept_through_a_revival():
+    net, watch = net_(), revive.LiveWatch()
+    watch.after(net, True)
+    net.add_class("new")
+    watch.after(net, True)  # the output layer changed shape: a new copy at once
+    net.hidden[0].weight += 0.5
+    for _ in range(revive.SILENT_WINDOWS):
+        watch.after(net, True)
+    net.silent_windows = revive.SILENT_WINDOWS
+    watch.after(net, True)
+    assert net.revivals == 1 and net.out_weight.shape[1] == 4 and list(net.classes)[-1] == "new"
+
+
+def test_a_healthy_learner_is_never_revived_and_costs_a_copy_every_keep_every():
+    net, decider = net_(), Decider()
+    windows = [window(label=k % 3, seed=k) for k in range(6)]
+    for k in range(5 * revive.KEEP_EVERY):
+        decider(net, windows[k % 6], learn=True)
+    assert getattr(net, "revivals", 0) == 0 and net.lr_backoff == 1.0
+    assert decider.watch.learned < revive.KEEP_EVERY and decider.watch.good is not None
+
+
+def test_windows_that_do_not_learn_are_not_watched():
+    net, decider = net_(), Decider()
+    for _ in range(3 * revive.KEEP_EVERY):
+        decider(net, window(), learn=False)
+        decider(net, window(label=None), learn=True)
+    assert decider.watch.good is None and decider.watch.scored == 0
+
+
+def test_a_layer_whose_activity_climbs_is_revived_before_its_weights_overflow(monkeypatch, caplog):
+    """The demo's run-aways: the second convolution's spikes per input event climbed from about 1 to 3.6 a thousand
+    updates before the weights overflowed. A copy is only taken while every layer fires near its lowest rate at a
+    copy, and a layer at RUNAWAY_RATE times that rate makes a revival."""
+    monkeypatch.setattr(revive, "RATE_WINDOWS", 5)
+    net, watch = net_(), revive.LiveWatch()
+    for _ in range(2 * revive.KEEP_EVERY):
+        watch.after(net, True, (2000, 400), 400)  # settled: 5 and 1 spikes per input event
+    assert watch.low == [5.0, 1.0]
+    kept = weights(net)
+    net.hidden[1].weight += 0.5
+    rate = 1.0
+    with caplog.at_level(logging.WARNING, logger="streamsnn.pipeline.revive"):
+        while getattr(net, "revivals", 0) == 0 and rate < 10:
+            rate *= 1.05
+            watch.after(net, True, (2000, int(400 * rate)), 400)
+    assert net.revivals == 1 and rate <= revive.RUNAWAY_RATE * 1.3
+    assert all(np.array_equal(a, b) for a, b in zip(kept, weights(net)))  # no copy was taken during the climb
+    said = caplog.records[0].getMessage()
+    assert "hidden layer 2 fires" in said and "more than 3 times the 1 it fired" in said
+
+
+async def test_the_runs_last_line_says_what_went_wrong_with_the_learning():
+    import io
+
+    from streamsnn.sinks.console import ConsoleSink
+
+    def last_line(**m) -> str:
+        out = io.StringIO()
+        sink = ConsoleSink(stream=out, bar=False)
+        sink.last_metrics = {"decisions": 10, "events": 1000, **m}
+        return out, sink
+
+    out, sink = last_line()
+    await sink.close()
+    assert out.getvalue().rstrip().endswith("ignored 0")  # nothing went wrong: nothing added
+    out, sink = last_line(nonfinite=27, revivals=2, silent_windows=300)
+    await sink.close()
+    line = out.getvalue()
+    assert "27 updates refused or decisions withheld as non-finite" in line and "2 revivals" in line
+    assert "silent for the last 300 windows" in line and line.count("\n") == 1
+
+
+def test_without_revive_a_silent_learning_network_is_named_and_left_as_it_is(caplog):
+    net, decider = net_(), Decider(revive=False)
+    w = window()
+    net.hidden[-1].weight[:] = -np.abs(net.hidden[-1].weight)
+    with caplog.at_level(logging.ERROR, logger="streamsnn.pipeline.decide"):
+        for _ in range(revive.SILENT_WINDOWS):
+            decider(net, w, learn=True)
+    assert decider.watch is None and getattr(net, "revivals", 0) == 0
+    assert [r.getMessage().startswith("the network is silent") for r in caplog.records] == [True]
+    assert net.hidden[-1].weight.max() <= 0  # not put back to weights that fire
