@@ -160,7 +160,7 @@ def test_without_revive_a_silent_learning_network_is_named_and_left_as_it_is(cap
     net, decider = net_(), Decider(revive=False)
     w = window()
     net.hidden[-1].weight[:] = -np.abs(net.hidden[-1].weight)
-    with caplog.at_level(logging.ERROR, logger="streamsnn.pipeline.decide"):
+    with caplog.at_level(logging.WARNING, logger="streamsnn.pipeline.decide"):
         for _ in range(revive.SILENT_WINDOWS):
             decider(net, w, learn=True)
     assert decider.watch is None and getattr(net, "revivals", 0) == 0

@@ -63,10 +63,11 @@ def refused(net, exc: NonFinite) -> Decision:
 
 def silence(net, d: Decision, learning: bool = False) -> None:
     """Count the windows in a row on which the network's last hidden layer fired nothing (``net.silent_windows``, in
-    the metrics); at SILENT_WINDOWS one ERROR line (the first three times, then DEBUG), and one INFO line when it
-    fires again. A network ``learning`` from the window is revived instead (``revive.LiveWatch`` says so). Seen in
-    the live demo learning from a fresh network (seed 1): its weights ran away, 27 updates were refused, and from
-    then on it fired nothing and decided every window by its bias (10 % right) for 40,000 windows without a word."""
+    the metrics); at SILENT_WINDOWS one WARNING line (the first three times, then DEBUG; an idle scene can do it
+    too), and one INFO line when it fires again. A network ``learning`` from the window is revived instead
+    (``revive.LiveWatch`` says so). Seen in the live demo learning from a fresh network (seed 1): its weights ran
+    away, 27 updates were refused, and from then on it fired nothing and decided every window by its bias (10 %
+    right) for 40,000 windows without a word."""
     if not d.events or not d.spikes:
         return
     silences = getattr(net, "silences", 0)
@@ -79,9 +80,9 @@ def silence(net, d: Decision, learning: bool = False) -> None:
     net.silent_windows = getattr(net, "silent_windows", 0) + 1
     if net.silent_windows == SILENT_WINDOWS and not learning:
         net.silences = silences + 1
-        log.log(logging.ERROR if net.silences <= 3 else logging.DEBUG, "the network is silent: its last hidden layer "
-                "fired no spike on %d windows in a row, so every decision is its bias alone; restart from an earlier "
-                "checkpoint (or a fresh network) with lower model.lr / model.lr_out", SILENT_WINDOWS)
+        log.log(logging.WARNING if net.silences <= 3 else logging.DEBUG, "the network is silent: its last hidden "
+                "layer fired no spike on %d windows in a row, so each of those decisions is its bias alone (a scene "
+                "with nothing the model knows, or a damaged model: try an earlier checkpoint)", SILENT_WINDOWS)
 
 
 def continuous(net: Classifier, window: Window, *, learn: bool = False) -> Decision:
