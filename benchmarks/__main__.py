@@ -45,10 +45,11 @@ BENCHES = {
     "kernel": ("bench_kernel", "run", "The inference kernel against a bare-loop ceiling for the same work (--model M)"),
     "delays": ("bench_delays", "run", "Input delays: a delay model's inference, merging against sorting delay line"),
     "ceiling": ("bench_ceiling", "run", "What the data allow: the default model beside its conventional twin"),
+    "online": ("bench_online", "run", "Learning online for 50,000 windows: the demo's fresh network, revived or not"),
 }
 #: Too long for --quick (each trains several networks for many epochs; teachflow records in real time); run
 #: them with --only NAME.
-SLOW = ("sim2real", "deep", "incremental", "fewshot", "own_data", "robust", "time", "teachflow", "ceiling")
+SLOW = ("sim2real", "deep", "incremental", "fewshot", "own_data", "robust", "time", "teachflow", "ceiling", "online")
 
 
 def run_snn(ctx: Context) -> Result:
