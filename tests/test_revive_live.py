@@ -24,6 +24,7 @@ def quick(monkeypatch):
     monkeypatch.setattr(revive, "KEEP_EVERY", 20)
     monkeypatch.setattr(revive, "COLLAPSE_WINDOWS", 20)
     monkeypatch.setattr(revive, "SILENT_WINDOWS", 10)
+    monkeypatch.setattr(revive, "RATE_WINDOWS", 5)
     monkeypatch.setattr("streamsnn.pipeline.decide.SILENT_WINDOWS", 10)
 
 
@@ -46,14 +47,14 @@ def weights(net) -> list[np.ndarray]:
 def test_a_collapse_goes_back_to_the_healthy_copy_with_halved_rates(caplog):
     net, watch = net_(), revive.LiveWatch()
     for _ in range(revive.KEEP_EVERY):
-        watch.after(net, True)
+        watch.after(net, True, (100, 10), 400)
     kept, version = weights(net), net.model_version
     net.hidden[0].weight += 0.5  # what learning did meanwhile
     with caplog.at_level(logging.WARNING, logger="streamsnn.pipeline.revive"):
-        watch.after(net, False)  # one wrong: the running accuracy (0.95) is still within the drop
+        watch.after(net, False, (100, 10), 400)  # one wrong: the running accuracy (0.95) is still within the drop
         assert net.lr_backoff == 1.0
         for _ in range(20):
-            watch.after(net, False)
+            watch.after(net, False, (100, 10), 400)
             if net.lr_backoff < 1.0:
                 break
     assert all(np.array_equal(a, b) for a, b in zip(kept, weights(net)))  # bit for bit, every layer
@@ -72,7 +73,7 @@ def test_refused_updates_and_a_silent_network_are_revived_through_the_decider():
     net.lr_out = 1e38  # every update overflows: refused and undone
     for _ in range(revive.MAX_REFUSED):
         decider(net, w, learn=True)
-    assert net.revivals == 1 and net.lr_backoff == 0.5  # the copy's rates halved (not the refusals' 2**-5)
+    assert net.revivals == 1 and net.lr_backoff == 0.5 ** 6  # the guard's 2**-5 halved: never raised
     assert all(np.array_equal(a, b) for a, b in zip(kept, weights(net)))
     net.lr_out = lr_out
     for layer in net.hidden[-1:]:  # the last hidden layer can no longer fire
@@ -83,17 +84,25 @@ def test_refused_updates_and_a_silent_network_are_revived_through_the_decider():
     assert decider(net, w, learn=True).spikes[-1] > 0  # the copy fires
 
 
-def test_a_class_added_after_the_copy_is_kept_through_a_revival():
+def test_a_class_added_after_the_copy_is_kept_through_a_revival_and_the_copy_stays_the_healthy_one():
+    """A class added by feedback does not make the watch copy the network as it is (it may be failing already): a
+    revival puts back the copy's hidden layers and the output columns of the classes it had, by name, and keeps the
+    new class's column as it is now."""
     net, watch = net_(), revive.LiveWatch()
-    watch.after(net, True)
+    watch.before(net)
+    kept = weights(net)
+    net.nonfinite = 3  # refusals before the class came: still counted after it
     net.add_class("new")
-    watch.after(net, True)  # the output layer changed shape: a new copy at once
+    net.out_weight[:, 3] = 0.25
+    net.bias[3] = 0.5
     net.hidden[0].weight += 0.5
-    for _ in range(revive.SILENT_WINDOWS):
-        watch.after(net, True)
-    net.silent_windows = revive.SILENT_WINDOWS
+    net.out_weight[:, :3] += 1.0
+    net.nonfinite = 5
     watch.after(net, True)
     assert net.revivals == 1 and net.out_weight.shape[1] == 4 and list(net.classes)[-1] == "new"
+    assert all(np.array_equal(a, b) for a, b in zip(kept[:-2], weights(net)[:-2]))  # hidden layers: the copy
+    assert np.array_equal(net.out_weight[:, :3], kept[-2]) and np.array_equal(net.bias[:3], kept[-1])
+    assert np.all(net.out_weight[:, 3] == 0.25) and net.bias[3] == 0.5  # the new class as it was taught
 
 
 def test_a_healthy_learner_is_never_revived_and_costs_a_copy_every_keep_every():
@@ -166,3 +175,91 @@ def test_without_revive_a_silent_learning_network_is_named_and_left_as_it_is(cap
     assert decider.watch is None and getattr(net, "revivals", 0) == 0
     assert [r.getMessage().startswith("the network is silent") for r in caplog.records] == [True]
     assert net.hidden[-1].weight.max() <= 0  # not put back to weights that fire
+
+
+def test_the_first_copy_is_of_the_weights_the_network_starts_with():
+    net, decider = net_(), Decider()
+    start = weights(net)
+    decider(net, window(), learn=True)
+    assert net.updates == 1 and not all(np.array_equal(a, b) for a, b in zip(start, weights(net)))
+    copy = decider.watch.good[0]
+    flat = [a for arrays in copy[:-2] for a in arrays.values()] + copy[-2:]
+    assert len(flat) == len(start) and all(np.array_equal(a, b) for a, b in zip(start, flat))
+
+
+def test_decisions_withheld_while_it_learns_count_and_revive_it(monkeypatch):
+    """A network whose scores are not finite (or whose activity ran away) gives no decision: the window is skipped,
+    and before, nothing counted it, so the network was never revived (a leaky demo network at lr 5: 375 withheld,
+    1 decision in a run)."""
+    from streamsnn.snn.network import NonFinite
+
+    net, decider = net_(), Decider()
+    w = window()
+    kept = weights(net)  # the copy: before the first update
+    decider(net, w, learn=True)
+    net.hidden[0].weight[:] = 3e38  # potentials overflow: every decision withheld
+    for _ in range(revive.MAX_REFUSED):
+        with pytest.raises(NonFinite):
+            decider(net, w, learn=True)
+    assert net.revivals == 1 and all(np.array_equal(a, b) for a, b in zip(kept, weights(net)))
+    assert decider(net, w, learn=True).events == 400  # decides again
+
+
+def test_a_network_that_keeps_failing_stops_learning_from_labels_in_one_error_line(caplog):
+    net, decider = net_(), Decider()
+    w = window()
+    with caplog.at_level(logging.WARNING, logger="streamsnn.pipeline.revive"):
+        for _ in range(revive.MAX_REVIVALS + 3):
+            decider(net, w, learn=True)
+            net.nonfinite += revive.MAX_REFUSED  # as if every update since the copy had been refused
+            decider(net, w, learn=True)
+    assert net.revivals == revive.MAX_REVIVALS and decider.stopped
+    errors = [r.getMessage() for r in caplog.records if r.levelno == logging.ERROR]
+    assert len(errors) == 1 and "no longer learns from labels" in errors[0] and "model.lr" in errors[0]
+    updates = net.updates
+    decider(net, w, learn=True)
+    assert net.updates == updates  # decided, not learned
+
+
+def test_an_idle_labelled_scene_is_not_a_failure():
+    """A healthy learner shown windows of 3 events (an idle scene: `segment.min_events` lets them through) fires
+    nothing on them; before, it was revived again and again, its rates halved each time."""
+    net, decider = net_(), Decider()
+    busy = [window(label=k % 3, seed=k) for k in range(6)]
+    for k in range(3 * revive.KEEP_EVERY):
+        decider(net, busy[k % 6], learn=True)
+    revivals, backoff = getattr(net, "revivals", 0), net.lr_backoff
+    rng = np.random.default_rng(0)
+    ev = make_events(np.arange(3) * 100, rng.integers(0, 16, 3), rng.integers(0, 16, 3), rng.integers(0, 2, 3))
+    idle = Window(EventBatch(ev, 16, 16, label=1), 0, 300, sample="i", label=1)
+    for _ in range(20 * revive.SILENT_WINDOWS):
+        d = decider(net, idle, learn=True)
+    assert d.spikes[-1] == 0 and getattr(net, "revivals", 0) == revivals and net.lr_backoff == backoff
+
+
+def test_windows_without_kept_events_after_a_revival_do_not_break_the_watch():
+    net, decider = net_(), Decider()
+    for k in range(2 * revive.KEEP_EVERY):
+        decider(net, window(label=k % 3, seed=k), learn=True)
+    net.nonfinite += revive.MAX_REFUSED
+    decider(net, window(), learn=True)
+    assert net.revivals == 1 and decider.watch.rates is None and decider.watch.low is not None
+    empty = Window(EventBatch(make_events([], [], [], []), 16, 16, label=1), 0, 100, sample="e", label=1)
+    for _ in range(3 * revive.RATE_WINDOWS):
+        assert decider(net, empty, learn=True).events == 0  # before: TypeError from the watch, the window skipped
+
+
+def test_a_revival_never_raises_the_rates_and_says_so_at_the_floor(caplog):
+    from streamsnn.snn.guard import MIN_BACKOFF
+
+    net, watch = net_(), revive.LiveWatch()
+    watch.before(net)
+    net.lr_backoff = 1 / 32  # the guard halved it at each refusal since the copy (taken at x1)
+    net.nonfinite = revive.MAX_REFUSED
+    watch.after(net, True)
+    assert net.lr_backoff == 1 / 64
+    net.lr_backoff = MIN_BACKOFF
+    with caplog.at_level(logging.WARNING, logger="streamsnn.pipeline.revive"):
+        net.nonfinite += revive.MAX_REFUSED
+        watch.after(net, True)
+    assert net.lr_backoff == MIN_BACKOFF and "rates at their floor" in caplog.records[-1].getMessage()

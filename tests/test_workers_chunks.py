@@ -165,6 +165,7 @@ def test_labelled_windows_are_learned_on_the_main_worker_and_stale_chunks_recomp
     w = pipe.metrics()["workers"]
     assert w["chunks_on_copies"] > 0 and w["recomputed"] > 0
     assert sum(g[5] is None for g in two) > 10 and sum(g[5] is not None for g in two) > 10
+    assert pipe.decider.watch.scored == two_net.updates  # the learner is watched on this path too (revive.py)
 
 
 def test_another_sensor_mid_stream_is_decided_as_on_one_worker(recordings_dir):

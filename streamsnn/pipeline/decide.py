@@ -238,15 +238,44 @@ class Decider:
         return self._mean
 
     def __call__(self, net: Classifier, window: Window, *, learn: bool = False) -> Decision:
-        if window.sample is None and window.fresh is not None and temporal(net):
-            d = continuous(net, window, learn=learn)
-        elif window.key is not None and not (learn and true_output(net, window) is not None) and (
-                (d := self.inflight.decide(net, window)) is not None):
-            pass  # read out from the state fed while its events arrived (`inflight`)
-        else:
-            d = decide(net, window, learn=learn)
+        return self.smoothed(window, self.alone(net, window, learn, inflight=True))
+
+    def alone(self, net: Classifier, window: Window, learn: bool, *, inflight: bool = False) -> Decision:
+        """`window`'s Decision, unsmoothed (learning from its label with `learn`), checked: a silent network counted,
+        a learning one watched (`checked`, `failed`). `inflight`: read out from the state fed while its events
+        arrived when there is one (the pipeline's main path; `workers` decide learning windows whole)."""
+        learn = self.learning(net, window, learn)
+        try:
+            if window.sample is None and window.fresh is not None and temporal(net):
+                d = continuous(net, window, learn=learn)
+            elif inflight and window.key is not None and not (learn and true_output(net, window) is not None) and (
+                    (d := self.inflight.decide(net, window)) is not None):
+                pass  # read out from the state fed while its events arrived (`inflight`)
+            else:
+                d = decide(net, window, learn=learn)
+        except NonFinite:
+            self.failed(net, window, learn)
+            raise
         self.checked(net, window, d, learn)
-        return self.smoothed(window, d)
+        return d
+
+    @property
+    def stopped(self) -> bool:
+        """Whether the network no longer learns from labels in this run (it kept failing: `revive.LiveWatch`)."""
+        return self.watch is not None and self.watch.stopped
+
+    def learning(self, net: Classifier, window: Window, learn: bool) -> bool:
+        """Whether the network learns from `window` (`learn`, unless the watch gave up); before its first such
+        window the watch copies the weights it starts with."""
+        learn = learn and not self.stopped
+        if learn and self.watch is not None and true_output(net, window) is not None:
+            self.watch.before(net)
+        return learn
+
+    def failed(self, net: Classifier, window: Window, learn: bool) -> None:
+        """The network was to learn from `window` and gave no decision (NonFinite): the watch counts it."""
+        if learn and self.watch is not None and true_output(net, window) is not None:
+            self.watch.failed(net)
 
     def checked(self, net: Classifier, window: Window, d: Decision, learn: bool) -> None:
         """After the network decided `window` (and learned from it, with `learn` and a label): a silent network

@@ -241,7 +241,8 @@ class Pipeline:
         d = self.decider(self.net, w, learn=self.learn_from_labels)
         done = time.monotonic()
         w.fresh = None  # fed: a window kept for feedback holds only its own events
-        w.learned = true_output(self.net, w) is not None and self.learn_from_labels
+        w.learned = true_output(self.net, w) is not None and self.learn_from_labels and not getattr(
+            self.decider, "stopped", False)  # a network that kept failing no longer learns from labels (revive)
         info = DecisionInfo(queue_ms=(taken - w.ready) * 1000.0, compute_ms=(done - start) * 1000.0,
                             model_version=self.net.model_version, classes=class_names(self.net),
                             feed_ms=(start - taken) * 1000.0)

@@ -1,4 +1,4 @@
-"""A network that learns from its windows in the daemon, watched: a good copy kept, a failing network revived.
+"""A network that learns from its windows in the daemon, watched: a healthy copy kept, a failing network revived.
 
 Learning online, a network's activity can creep up until its weights run away (training offline has the same
 trouble, ``learn/watch.py``). Seen in the live demo (`streamsnn run pipelines/demo.toml`, a fresh network learning
@@ -8,19 +8,23 @@ more and more (1.7 -> 8.9 spikes per input event in the second) and its weights 
 step bound (``max_step`` 0.05 or 0.01), a spike price 10x (one seed still ran away, later), 100x (silent), a price
 that rose with the climb, scaling the climbing layer's weights down.
 
-So the daemon watches the network as ``train`` does, on the windows it learns from (test then train):
-- every ``KEEP_EVERY`` learned windows in good health (no update refused since the last copy, not silent, the
-  running accuracy not more than half of ``COLLAPSE_DROP`` under its peak, every hidden layer firing at most
-  ``HEALTHY_RATE`` times the lowest rate it had at a copy) it keeps a copy of the weights (and takes a new one at
-  once when a class is added or removed: the output layer changed shape);
-- it revives the network from that copy, with its learning rates halved (``lr_backoff``, kept in the checkpoint),
-  when the network is silent (``SILENT_WINDOWS`` windows in a row), when ``MAX_REFUSED`` updates were
-  refused since the copy, when a hidden layer fires more than ``RUNAWAY_RATE`` times its lowest rate at a copy, or
-  when the running accuracy of the learned windows (a mean over about
-  ``COLLAPSE_WINDOWS``) falls more than ``COLLAPSE_DROP`` under the highest it reached (since the start or the
-  last revival).
-Each revival is logged in one WARNING line and counted (``revivals`` in the metrics); the model's version changes
-(its weights did). A network that never fails costs one copy of its weights every ``KEEP_EVERY`` windows.
+So the daemon watches the network on the windows it learns from (test then train), as ``train`` does:
+- it copies the weights before the first of them, and then every ``KEEP_EVERY`` learned windows in good health (no
+  update refused or decision withheld since the last copy, the running accuracy not more than half of
+  ``COLLAPSE_DROP`` under its peak, every hidden layer firing at most ``HEALTHY_RATE`` times the lowest rate it had
+  at a copy); a class added or removed meanwhile changes the output layer, and a revival then puts back the copy's
+  output weights of the classes it had and keeps the others as they are;
+- it revives the network from that copy with its learning rates halved (``lr_backoff``, kept in the checkpoint; from
+  the lower of the copy's and the present one) when ``MAX_REFUSED`` updates were refused or decisions withheld as
+  non-finite since the copy, when its last hidden layer fired nothing on ``SILENT_WINDOWS`` windows in a row that
+  were busy enough for the copy to fire on (``SILENT_EXPECTED`` spikes at its rate; an idle scene is no failure),
+  when the running accuracy of the learned windows (a mean over about ``COLLAPSE_WINDOWS``) falls more than
+  ``COLLAPSE_DROP`` under the highest it reached since the start or the last revival, or when a hidden layer fires
+  more than ``RUNAWAY_RATE`` times the lowest rate it had at a copy.
+Each revival is one WARNING line and counted (``revivals`` in the metrics and on the run's last line); the model's
+version changes (its weights did). After ``MAX_REVIVALS`` in a run the network stops learning from labels (one ERROR
+line with what to try): a network that keeps failing at ever lower rates would only lose what it knows. A network
+that never fails costs one copy of its weights every ``KEEP_EVERY`` learned windows.
 """
 
 from __future__ import annotations
@@ -28,7 +32,9 @@ from __future__ import annotations
 import logging
 import secrets
 
-from ..snn.guard import back_off, restore, snapshot
+import numpy as np
+
+from ..snn.guard import MIN_BACKOFF, back_off, restore, snapshot
 
 log = logging.getLogger(__name__)
 
@@ -38,22 +44,25 @@ KEEP_EVERY = 1000
 #: may fall (as in ``learn/watch.py``: a sound run moves by a few points).
 COLLAPSE_WINDOWS = 1000
 COLLAPSE_DROP = 0.10
-#: Updates refused since the copy that make a revival.
+#: Updates refused (or decisions withheld) as non-finite since the copy that make a revival.
 MAX_REFUSED = 5
+#: Learned windows in a row on which the last hidden layer fired nothing, each busy enough for the copy to fire
+#: SILENT_EXPECTED spikes at the lowest rate it had at a copy (before that rate is known: SILENT_EVENTS input events).
+#: A sound model's last layer fires about 0.1 spikes per input event, tens a window.
+SILENT_WINDOWS = 200
+SILENT_EXPECTED, SILENT_EVENTS = 5.0, 1000
 #: Learned windows the running spikes per input event of each hidden layer span; a copy is taken only while every
 #: layer fires at most HEALTHY_RATE times the lowest rate it had at a copy, and a layer above RUNAWAY_RATE times it
 #: makes a revival (the demo runs above: the second convolution settled near 1 spike per input event and fired 1.7 at
 #: the accuracy's peak, 3.6 a thousand updates before the weights overflowed).
 RATE_WINDOWS = 200
 HEALTHY_RATE, RUNAWAY_RATE = 1.5, 3.0
-#: Windows in a row with input events and no spike of the last hidden layer after which the network is silent: its
-#: every decision is its bias alone (``decide.silence``). A sound model's last layer fires about 0.1 spikes per input
-#: event, tens a window.
-SILENT_WINDOWS = 200
+#: Revivals in one run after which the network stops learning from labels (bench_online: 2-3 on the demo).
+MAX_REVIVALS = 8
 
 
 class LiveWatch:
-    """The good copy and the health of one learning network in a daemon (see the module)."""
+    """The healthy copy and the health of one learning network in a daemon (see the module)."""
 
     def __init__(self):
         self.good = None  # (guard.snapshot of the weights, lr_backoff, classes)
@@ -62,50 +71,75 @@ class LiveWatch:
         self.acc, self.peak, self.scored = 0.0, 0.0, 0
         self.rates = None  # each hidden layer's running spikes per input event (learned windows)
         self.low = None  # ... and the lowest each had at a copy
+        self.silent = 0  # learned windows in a row, busy enough, without a last-layer spike
+        self.revivals = 0
+        self.stopped = False  # gave up: the network no longer learns from labels
+
+    def before(self, net) -> None:
+        """Before a window ``net`` learns from: the first copy, of the weights it starts with."""
+        if self.good is None:
+            self.keep(net)
 
     def collapsing(self, drop: float) -> bool:
         return self.scored >= COLLAPSE_WINDOWS and self.acc < self.peak - drop
 
     def runaway(self) -> int | None:
         """The first hidden layer firing more than RUNAWAY_RATE times its lowest rate at a copy, or None."""
-        if self.low is None or self.scored < RATE_WINDOWS:
+        if self.low is None or self.rates is None or self.scored < RATE_WINDOWS:
             return None
         over = [k for k, (r, lo) in enumerate(zip(self.rates, self.low)) if r > RUNAWAY_RATE * max(lo, 1e-3)]
         return over[0] if over else None
 
     def calm(self) -> bool:
         """Whether every hidden layer fires at most HEALTHY_RATE times its lowest rate at a copy."""
-        return self.low is None or all(r <= HEALTHY_RATE * max(lo, 1e-3) for r, lo in zip(self.rates, self.low))
+        if self.low is None or self.rates is None:
+            return self.low is None
+        return all(r <= HEALTHY_RATE * max(lo, 1e-3) for r, lo in zip(self.rates, self.low))
+
+    def busy(self, events: int) -> bool:
+        """Whether a window of ``events`` input events is busy enough for the copy to fire SILENT_EXPECTED last-layer
+        spikes at the lowest rate it had at a copy (before that rate is known: SILENT_EVENTS events)."""
+        return events * (self.low[-1] if self.low else SILENT_EXPECTED / SILENT_EVENTS) >= SILENT_EXPECTED
 
     def after(self, net, right: bool, spikes=(), events: int = 0) -> None:
         """After a window ``net`` learned from (``right``: its prediction, made before the update, was right;
-        ``spikes`` per hidden layer on its ``events`` input events)."""
-        if spikes and events:
+        ``spikes`` per hidden layer on its ``events`` input events). A window on which the last hidden layer fired
+        nothing and that was not busy (``busy``: an idle scene) says nothing of the network's health: only learned."""
+        self.before(net)
+        self.learned += 1
+        fired = bool(spikes and spikes[-1])
+        if spikes and events and (fired or self.busy(events)):
             now = [s / events for s in spikes]
             if self.rates is None or len(self.rates) != len(now):
                 self.rates = now
             else:
                 self.rates = [r + (x - r) / min(self.scored + 1, RATE_WINDOWS) for r, x in zip(self.rates, now)]
-        if self.good is None or len(self.good[-1]) != len(net.classes):
-            self.keep(net)
-        self.learned += 1
-        self.scored += 1
-        self.acc += (float(right) - self.acc) / min(self.scored, COLLAPSE_WINDOWS)
-        if self.scored >= COLLAPSE_WINDOWS:
-            self.peak = max(self.peak, self.acc)
+            self.silent = 0 if fired else self.silent + 1
+            self.scored += 1
+            self.acc += (float(right) - self.acc) / min(self.scored, COLLAPSE_WINDOWS)
+            if self.scored >= COLLAPSE_WINDOWS:
+                self.peak = max(self.peak, self.acc)
         refused = getattr(net, "nonfinite", 0) - self.refused_at
-        if getattr(net, "silent_windows", 0) >= SILENT_WINDOWS:
-            self.revive(net, f"its last hidden layer fired no spike on {net.silent_windows} windows in a row")
+        if self.silent >= SILENT_WINDOWS:
+            self.revive(net, f"its last hidden layer fired no spike on {self.silent} busy windows in a row")
         elif refused >= MAX_REFUSED:
-            self.revive(net, f"{refused} updates were refused as non-finite or huge")
+            self.revive(net, f"{refused} updates were refused or decisions withheld as non-finite")
         elif self.collapsing(COLLAPSE_DROP):
             self.revive(net, f"its running accuracy fell to {self.acc:.0%} from the {self.peak:.0%} it reached "
                              f"(means over about {COLLAPSE_WINDOWS} learned windows)")
         elif (k := self.runaway()) is not None:
             self.revive(net, f"hidden layer {k + 1} fires {self.rates[k]:.3g} spikes per input event, more than "
-                             f"{RUNAWAY_RATE:g} times the {self.low[k]:.3g} it fired at its healthy copy")
+                             f"{RUNAWAY_RATE:g} times the {self.low[k]:.3g} it fired at a healthy copy")
         elif self.learned >= KEEP_EVERY and refused == 0 and not self.collapsing(COLLAPSE_DROP / 2) and self.calm():
             self.keep(net)
+
+    def failed(self, net) -> None:
+        """After a window ``net`` was to learn from gave no decision (scores not finite, activity ran away:
+        ``guard.NonFinite``, counted in ``net.nonfinite``): revived once MAX_REFUSED such since the copy."""
+        self.before(net)
+        refused = getattr(net, "nonfinite", 0) - self.refused_at
+        if refused >= MAX_REFUSED:
+            self.revive(net, f"{refused} updates were refused or decisions withheld as non-finite")
 
     def keep(self, net) -> None:
         """Take the copy of the network's weights to go back to."""
@@ -116,20 +150,42 @@ class LiveWatch:
                 min(lo, r) for lo, r in zip(self.low, self.rates)]
 
     def revive(self, net, why: str) -> None:
-        """Back to the copy with the learning rates halved; one WARNING line, counted in ``net.revivals``."""
+        """Back to the copy with the learning rates halved; one WARNING line, counted in ``net.revivals``; after
+        MAX_REVIVALS, learning from labels stops (one ERROR line)."""
         weights, backoff, classes = self.good
-        restore(net, weights)
-        net.lr_backoff = backoff
+        restore(net, outputs_by_name(weights, classes, net))
+        net.lr_backoff = min(backoff, net.lr_backoff)
+        floor = net.lr_backoff <= MIN_BACKOFF
         back_off(net)
         self.good = (weights, net.lr_backoff, classes)  # a second revival from it halves again
         net._token = secrets.token_hex(4)  # other weights, another model version
         net.revivals = getattr(net, "revivals", 0) + 1
-        net.silent_windows = 0
-        self.learned, self.refused_at = 0, getattr(net, "nonfinite", 0)
+        net.silent_windows = 0  # other weights: their own count
+        self.revivals += 1
+        self.learned, self.refused_at, self.silent = 0, getattr(net, "nonfinite", 0), 0
         self.acc, self.peak, self.scored = 0.0, 0.0, 0
         self.rates = None
-        log.warning("the network failed while it learned (%s); revived with its last healthy weights (kept every %d "
-                    "learned windows) and the learning rates halved (now x%g; revival %d this run)", why, KEEP_EVERY,
-                    net.lr_backoff, net.revivals)
+        rates = "at their floor" if floor else "halved"
+        log.warning("the network failed while it learned (%s); revived with its last healthy weights and the learning "
+                    "rates %s (now x%g; revival %d of at most %d this run)", why, rates, net.lr_backoff, self.revivals,
+                    MAX_REVIVALS)
+        if self.revivals >= MAX_REVIVALS:
+            self.stopped = True
+            log.error("the network failed %d times while it learned from labels; it keeps its last healthy weights and "
+                      "no longer learns from labels in this run (feedback still teaches it); restart with lower "
+                      "model.lr / model.lr_out, or set model.revive = false to learn regardless", self.revivals)
 
 
+def outputs_by_name(weights: list, classes: list, net) -> list:
+    """``weights`` (a ``guard.snapshot`` taken when the network had ``classes``) for ``net`` as it is now: the output
+    columns of the classes it still has (by name) from the copy, those of classes added since as they are now."""
+    now = [str(c) for c in net.classes]
+    if now == [str(c) for c in classes]:
+        return weights
+    *layers, out_then, bias_then = weights
+    out, bias = net.out_weight.copy(), net.bias.copy()
+    then = {str(c): i for i, c in enumerate(classes)}
+    for j, name in enumerate(now):
+        if name in then:
+            out[:, j], bias[j] = out_then[:, then[name]], bias_then[then[name]]
+    return [*layers, np.ascontiguousarray(out), bias]

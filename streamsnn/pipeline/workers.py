@@ -35,7 +35,7 @@ from ..errors import StreamsnnError
 from .channel import Channel
 from .channel import WorkerGone as _WorkerGone
 from .chunkpool import ChunkRouter, run_ops
-from .decide import decide, temporal, true_output
+from .decide import temporal, true_output
 from .inflight import eligible
 from .runtime import _END
 from .stages import DecisionInfo, class_names
@@ -269,8 +269,8 @@ class InferencePool:
                     # chunks (chunkpool.py): learning and readouts submitted to the learner in window order
                     spans = [] if learn else await self.router.spans(w)
                     self.counts["on_main"] += 1
-                    task = asyncio.wrap_future(pipe._worker.submit(self._decide_main, w, True) if learn else
-                                               pipe._worker.submit(self.router.read_out, w, spans))
+                    job = (self._decide_main, w, True, pipe.decider) if learn else (self.router.read_out, w, spans)
+                    task = asyncio.wrap_future(pipe._worker.submit(*job))
                 elif learn:
                     task = asyncio.ensure_future(self._on_main(pipe, w))  # learning: the learner only
                 else:
@@ -296,15 +296,13 @@ class InferencePool:
                 continue
             pipe._publish(w, pipe.decider.smoothed(w, d), info)
 
-    def _decide_main(self, w, learn: bool, decider=None):
-        """On the network thread: the learner's decision (learning when labelled), unsmoothed (`decider.checked`)."""
+    def _decide_main(self, w, learn: bool, decider):
+        """On the network thread: the learner's decision (learning when labelled), unsmoothed (`Decider.alone`)."""
         start = time.monotonic()
-        d = decide(self.net, w, learn=learn)
-        if decider is not None:
-            decider.checked(self.net, w, d, learn)
+        d = decider.alone(self.net, w, learn)
         done = time.monotonic()
         w.fresh = None
-        w.learned = learn and true_output(self.net, w) is not None
+        w.learned = learn and not decider.stopped and true_output(self.net, w) is not None
         return d, DecisionInfo(queue_ms=(start - w.ready) * 1000.0, compute_ms=(done - start) * 1000.0,
                                model_version=self.net.model_version, classes=class_names(self.net))
 

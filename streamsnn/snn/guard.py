@@ -78,13 +78,16 @@ def snapshot(net) -> list:
 
 
 def restore(net, snap: list) -> None:
-    """Write ``snapshot``'s copy back into ``net`` (same shapes) and reset its running state."""
+    """Write ``snapshot``'s copy back into ``net`` (same shapes) and reset its running state, error herders too
+    (learning "spikes": what they held came from the weights being replaced)."""
     *layers, out, bias = snap
     for layer, arrays in zip(net.hidden, layers):
         for sfx, a in layer.arrays().items():
             a[...] = arrays[sfx]
     net.out_weight[...] = out
     net.bias[:] = bias
+    for h in herds(net):
+        h[:] = 0
     net.reset()
 
 
