@@ -158,6 +158,9 @@ async def test_the_runs_last_line_says_what_went_wrong_with_the_learning():
     out, sink = last_line()
     await sink.close()
     assert out.getvalue().rstrip().endswith("ignored 0")  # nothing went wrong: nothing added
+    out, sink = last_line(silent_windows=2)  # a last window or two of a few events: no news
+    await sink.close()
+    assert out.getvalue().rstrip().endswith("ignored 0")
     out, sink = last_line(nonfinite=27, revivals=2, silent_windows=300)
     await sink.close()
     line = out.getvalue()

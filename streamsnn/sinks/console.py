@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 
+from ..pipeline.revive import SILENT_WINDOWS
 from ..pipeline.stages import true_label_name
 from ..textsafe import shown
 
@@ -107,9 +108,9 @@ class ConsoleSink:
 
 def _health(m: dict) -> str:
     """What went wrong with the learning in this run, for the done line: updates refused (the guard), revivals
-    (`pipeline/revive.py`), a network silent at the end; "" when nothing did."""
+    (`pipeline/revive.py`), a network silent at the end (SILENT_WINDOWS windows or more); "" when nothing did."""
     parts = [f"{m[k]} {what}" for k, what in (("nonfinite", "updates refused or decisions withheld as non-finite"),
                                                ("revivals", "revivals of the learning network")) if m.get(k)]
-    if m.get("silent_windows"):
+    if m.get("silent_windows", 0) >= SILENT_WINDOWS:  # a last window or two of a few events is no news
         parts.append(f"silent for the last {m['silent_windows']} windows")
     return "; " + ", ".join(parts) if parts else ""
