@@ -259,8 +259,9 @@ def test_a_revival_never_raises_the_rates_and_says_so_at_the_floor(caplog):
     watch.before(net)
     net.lr_backoff = 1 / 32  # the guard halved it at each refusal since the copy (taken at x1)
     net.nonfinite = revive.MAX_REFUSED
+    net.floor_said = True  # decide.refused's ERROR at the floor, said for the weights now replaced
     watch.after(net, True)
-    assert net.lr_backoff == 1 / 64
+    assert net.lr_backoff == 1 / 64 and not net.floor_said
     net.lr_backoff = MIN_BACKOFF
     with caplog.at_level(logging.WARNING, logger="streamsnn.pipeline.revive"):
         net.nonfinite += revive.MAX_REFUSED

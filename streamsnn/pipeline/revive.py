@@ -161,6 +161,7 @@ class LiveWatch:
         net._token = secrets.token_hex(4)  # other weights, another model version
         net.revivals = getattr(net, "revivals", 0) + 1
         net.silent_windows = 0  # other weights: their own count
+        net.floor_said = False  # decide.refused says it again if these rates too fall to the floor
         self.revivals += 1
         self.learned, self.refused_at, self.silent = 0, getattr(net, "nonfinite", 0), 0
         self.acc, self.peak, self.scored = 0.0, 0.0, 0
