@@ -61,13 +61,12 @@ def refused(net, exc: NonFinite) -> Decision:
     return d
 
 
-def silence(net, d: Decision, learning: bool = False) -> None:
+def silence(net, d: Decision) -> None:
     """Count the windows in a row on which the network's last hidden layer fired nothing (``net.silent_windows``, in
     the metrics); at SILENT_WINDOWS one WARNING line (the first three times, then DEBUG; an idle scene can do it
-    too), and one INFO line when it fires again. A network ``learning`` from the window is revived instead
-    (``revive.LiveWatch`` says so). Seen in the live demo learning from a fresh network (seed 1): its weights ran
-    away, 27 updates were refused, and from then on it fired nothing and decided every window by its bias (10 %
-    right) for 40,000 windows without a word."""
+    too), and one INFO line when it fires again (a learning network is also judged by ``revive.LiveWatch``). Seen in
+    the live demo learning from a fresh network (seed 1): its weights ran away, 27 updates were refused, and from
+    then on it fired nothing and decided every window by its bias (10 % right) for 40,000 windows without a word."""
     if not d.events or not d.spikes:
         return
     silences = getattr(net, "silences", 0)
@@ -78,7 +77,7 @@ def silence(net, d: Decision, learning: bool = False) -> None:
         net.silent_windows = 0
         return
     net.silent_windows = getattr(net, "silent_windows", 0) + 1
-    if net.silent_windows == SILENT_WINDOWS and not learning:
+    if net.silent_windows == SILENT_WINDOWS:
         net.silences = silences + 1
         log.log(logging.WARNING if net.silences <= 3 else logging.DEBUG, "the network is silent: its last hidden "
                 "layer fired no spike on %d windows in a row, so each of those decisions is its bias alone (a scene "
@@ -281,9 +280,10 @@ class Decider:
         """After the network decided `window` (and learned from it, with `learn` and a label): a silent network
         counted (`silence`), a learning one watched and revived when it fails (`revive.LiveWatch`)."""
         truth = true_output(net, window) if learn else None
-        silence(net, d, truth is not None and self.watch is not None)
+        silence(net, d)
         if truth is not None and self.watch is not None:
-            self.watch.after(net, d.label == truth, d.spikes, d.events)
+            seen = (*net.input_events(window.batch), truth) if window.batch is not None and d.events else None
+            self.watch.after(net, d.label == truth, d.spikes, d.events, seen)
 
     def smoothed(self, window: Window, d: Decision) -> Decision:
         """The decision published for `d` (of `window`, stream windows in order): smoothed, or `d` itself."""
