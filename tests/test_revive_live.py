@@ -294,3 +294,22 @@ def test_a_scene_that_fires_more_is_not_a_failure_the_copy_does_no_better_on_it(
     said = [r.getMessage() for r in caplog.records]
     assert getattr(net, "revivals", 0) == 0 and net.lr_backoff == 1.0 and not decider.stopped
     assert net.rebased >= 1 and any("changed, not its weights" in m for m in said)
+
+
+def test_a_stray_refusal_does_not_block_every_later_copy():
+    """Refusals counted since the copy: one stray refusal blocked every later copy (a revival then went back
+    arbitrarily far) and refusals added up over any time. Now they count within a period of KEEP_EVERY windows."""
+    net, watch = net_(), revive.LiveWatch()
+    watch.before(net)
+    net.nonfinite = 1  # one stray refusal in the first period
+    for _ in range(revive.KEEP_EVERY):
+        watch.after(net, True, (100, 10), 400)
+    first = watch.good[0]
+    net.hidden[0].weight += 0.5
+    for _ in range(revive.KEEP_EVERY):  # a clean period: copied
+        watch.after(net, True, (100, 10), 400)
+    assert watch.good[0] is not first
+    for _ in range(3 * revive.KEEP_EVERY):  # 4 refusals spread over 3 periods: never 5 in one
+        net.nonfinite += 1 if _ % 15 == 0 else 0
+        watch.after(net, True, (100, 10), 400)
+    assert getattr(net, "revivals", 0) == 0

@@ -9,14 +9,14 @@ step bound (``max_step`` 0.05 or 0.01), a spike price 10x (one seed still ran aw
 that rose with the climb, scaling the climbing layer's weights down.
 
 So the daemon watches the network on the windows it learns from (test then train), as ``train`` does:
-- it copies the weights before the first of them, and then every ``KEEP_EVERY`` learned windows in good health (no
-  update refused or decision withheld since the last copy, the running accuracy not more than half of
+- it copies the weights before the first of them, and then at the end of every period of ``KEEP_EVERY`` learned
+  windows in good health (no update refused or decision withheld in it, the running accuracy not more than half of
   ``COLLAPSE_DROP`` under its peak, every hidden layer firing at most ``HEALTHY_RATE`` times the lowest rate it had
   at a copy); a class added or removed meanwhile changes the output layer, and a revival then puts back the copy's
   output weights of the classes it had and keeps the others as they are;
 - it revives the network from that copy with its learning rates halved (``lr_backoff``, kept in the checkpoint; from
   the lower of the copy's and the present one) when ``MAX_REFUSED`` updates were refused or decisions withheld as
-  non-finite since the copy, when its last hidden layer fired nothing on ``SILENT_WINDOWS`` windows in a row that
+  non-finite within a period, when its last hidden layer fired nothing on ``SILENT_WINDOWS`` windows in a row that
   were busy enough for the copy to fire on (``SILENT_EXPECTED`` spikes at its rate; an idle scene is no failure),
   when the running accuracy of the learned windows (a mean over about ``COLLAPSE_WINDOWS``) falls more than
   ``COLLAPSE_DROP`` under the highest it reached since the start or the last revival, or when a hidden layer fires
@@ -49,7 +49,8 @@ KEEP_EVERY = 1000
 #: may fall (as in ``learn/watch.py``: a sound run moves by a few points).
 COLLAPSE_WINDOWS = 1000
 COLLAPSE_DROP = 0.10
-#: Updates refused (or decisions withheld) as non-finite since the copy that make a revival.
+#: Updates refused (or decisions withheld) as non-finite within one period of KEEP_EVERY learned windows that make a
+#: revival.
 MAX_REFUSED = 5
 #: Learned windows in a row on which the last hidden layer fired nothing, each busy enough for the copy to fire
 #: SILENT_EXPECTED spikes at the lowest rate it had at a copy (before that rate is known: SILENT_EVENTS input events).
@@ -79,8 +80,8 @@ class LiveWatch:
 
     def __init__(self):
         self.good = None  # (guard.snapshot of the weights, lr_backoff, classes)
-        self.learned = 0  # learned windows since the copy
-        self.refused_at = 0  # the network's `nonfinite` when the copy was taken
+        self.learned = 0  # learned windows in this period (since the copy, or the last KEEP_EVERY without one)
+        self.refused_at = 0  # the network's `nonfinite` when the period began
         self.acc, self.peak, self.scored = 0.0, 0.0, 0
         self.rates = None  # each hidden layer's running spikes per input event (learned windows)
         self.low = None  # ... and the lowest each had at a copy
@@ -148,12 +149,15 @@ class LiveWatch:
         elif (k := self.runaway()) is not None:
             self.judge(net, f"hidden layer {k + 1} fires {self.rates[k]:.3g} spikes per input event, more than "
                             f"{RUNAWAY_RATE:g} times the {self.low[k]:.3g} it fired at a healthy copy", k)
-        elif self.learned >= KEEP_EVERY and refused == 0 and not self.collapsing(COLLAPSE_DROP / 2) and self.calm():
-            self.keep(net)
+        elif self.learned >= KEEP_EVERY:  # the end of a period: a copy when it was clean, else a new period
+            if refused == 0 and not self.collapsing(COLLAPSE_DROP / 2) and self.calm():
+                self.keep(net)
+            else:  # refusals count within one period: a stray one must not block every later copy
+                self.learned, self.refused_at = 0, getattr(net, "nonfinite", 0)
 
     def failed(self, net) -> None:
         """After a window ``net`` was to learn from gave no decision (scores not finite, activity ran away:
-        ``guard.NonFinite``, counted in ``net.nonfinite``): revived once MAX_REFUSED such since the copy."""
+        ``guard.NonFinite``, counted in ``net.nonfinite``): revived once MAX_REFUSED such within a period."""
         self.before(net)
         refused = getattr(net, "nonfinite", 0) - self.refused_at
         if refused >= MAX_REFUSED:
