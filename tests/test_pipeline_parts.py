@@ -323,9 +323,9 @@ async def test_metrics_count_the_run_and_the_model_and_no_dead_queue():
     assert (snap["nonfinite"], snap["lr_backoff"]) == (0, 1.0)  # a run-away network is seen in the metrics
     net.nonfinite, net.lr_backoff, net.silent_windows = 3, 0.125, 7
     assert (m.snapshot()["nonfinite"], m.snapshot()["lr_backoff"], m.snapshot()["silent_windows"]) == (3, 0.125, 7)
-    assert (snap["revivals"], snap["rebased"], snap["labels_stopped"]) == (0, 0, False)
-    net.revivals, net.rebased, net.labels_stopped = 2, 1, True
-    assert (m.snapshot()["revivals"], m.snapshot()["rebased"], m.snapshot()["labels_stopped"]) == (2, 1, True)
+    assert (snap["revivals"], snap["labels_stopped"]) == (0, False)
+    net.revivals, net.labels_stopped = 2, True
+    assert (m.snapshot()["revivals"], m.snapshot()["labels_stopped"]) == (2, True)
     now[0] = 13.0
     assert m.snapshot()["events_per_s"] == 0.0  # the rate since the previous snapshot
 

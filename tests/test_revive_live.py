@@ -25,7 +25,6 @@ def quick(monkeypatch):
     monkeypatch.setattr(revive, "COLLAPSE_WINDOWS", 20)
     monkeypatch.setattr(revive, "SILENT_WINDOWS", 10)
     monkeypatch.setattr(revive, "RATE_WINDOWS", 5)
-    monkeypatch.setattr(revive, "RECENT_WINDOWS", 10)
     monkeypatch.setattr("streamsnn.pipeline.decide.SILENT_WINDOWS", 10)
 
 
@@ -269,31 +268,6 @@ def test_a_revival_never_raises_the_rates_and_says_so_at_the_floor(caplog):
         net.nonfinite += revive.MAX_REFUSED
         watch.after(net, True)
     assert net.lr_backoff == MIN_BACKOFF and "rates at their floor" in caplog.records[-1].getMessage()
-
-
-def spot_window(label: int, seed: int, n: int = 400) -> Window:
-    """Events on a 2x2 spot (a flickering light, hot pixels): the same network fires more per event on them."""
-    rng = np.random.default_rng(seed)
-    ev = make_events(np.arange(n) * 100, rng.integers(7, 9, n), rng.integers(7, 9, n), rng.integers(0, 2, n))
-    return Window(EventBatch(ev, 16, 16, label=label), 0, n * 100, sample="spot", label=label)
-
-
-def test_a_scene_that_fires_more_is_not_a_failure_the_copy_does_no_better_on_it(caplog):
-    """A network that barely learns (its weights the same as its copy's) met a scene on which it fires several times
-    more per event: before, the watch took that for a run-away, revived it 8 times and stopped its learning. Now the
-    copy decides the recent windows again first: it does no better, so the network goes on and becomes the copy."""
-    net = SpikingNetwork(arch="conv:4:3:2:1,dense:16", input_shape=(16, 16, 2), classes=3, seed=0, lr=1e-9,
-                         lr_out=1e-9)
-    decider = Decider()
-    for k in range(3 * revive.KEEP_EVERY):
-        decider(net, window(label=k % 3, seed=k), learn=True)
-    assert decider.watch.low is not None
-    with caplog.at_level(logging.INFO, logger="streamsnn.pipeline.revive"):
-        for k in range(20 * revive.KEEP_EVERY):
-            decider(net, spot_window(k % 3, seed=k), learn=True)
-    said = [r.getMessage() for r in caplog.records]
-    assert getattr(net, "revivals", 0) == 0 and net.lr_backoff == 1.0 and not decider.stopped
-    assert net.rebased >= 1 and any("changed, not its weights" in m for m in said)
 
 
 def test_a_stray_refusal_does_not_block_every_later_copy():

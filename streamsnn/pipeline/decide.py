@@ -282,8 +282,7 @@ class Decider:
         truth = true_output(net, window) if learn else None
         silence(net, d)
         if truth is not None and self.watch is not None:
-            seen = (*net.input_events(window.batch), truth) if window.batch is not None and d.events else None
-            self.watch.after(net, d.label == truth, d.spikes, d.events, seen)
+            self.watch.after(net, d.label == truth, d.spikes, d.events)
 
     def smoothed(self, window: Window, d: Decision) -> Decision:
         """The decision published for `d` (of `window`, stream windows in order): smoothed, or `d` itself."""

@@ -94,7 +94,6 @@ class Metrics:
             "lr_backoff": float(getattr(net, "lr_backoff", 1.0)),  # halved at each; learning stops near 2**-30
             "silent_windows": int(getattr(net, "silent_windows", 0)),  # in a row without a last-layer spike (decide)
             "revivals": int(getattr(net, "revivals", 0)),  # this run: back to the last healthy weights (revive)
-            "rebased": int(getattr(net, "rebased", 0)),  # this run: symptoms the copy did no better on (revive)
             "labels_stopped": bool(getattr(net, "labels_stopped", False)),  # kept failing: no longer learns from labels
             "model_version": net.model_version,
             "feedback": dict(c.feedback),

@@ -21,21 +21,23 @@ So the daemon watches the network on the windows it learns from (test then train
   when the running accuracy of the learned windows (a mean over about ``COLLAPSE_WINDOWS``) falls more than
   ``COLLAPSE_DROP`` under the highest it reached since the start or the last revival, or when a hidden layer fires
   more than ``RUNAWAY_RATE`` times the lowest rate it had at a copy.
-Before a revival for silence, accuracy or activity, the copy and the network decide the last ``RECENT_WINDOWS``
-busy windows again: only a copy that does better on them is put back; otherwise the windows changed, not the weights
-(a scene that fires more, a run of a hard class), and the network becomes the copy (one INFO line, ``rebased`` in the
-metrics). Each revival is one WARNING line and counted (``revivals`` in the metrics and on the run's last line); the
+Each revival is one WARNING line and counted (``revivals`` in the metrics and on the run's last line); the
 model's version changes (its weights did). After ``MAX_REVIVALS`` in a run the network stops learning from labels
 (one ERROR line with what to try, ``labels_stopped`` in the metrics): a network that keeps failing at ever lower
 rates would only lose what it knows. Feedback taught since the copy is undone by a revival (its decisions stay
 counted as taught). A network that never fails costs one copy of its weights every ``KEEP_EVERY`` learned windows.
+
+Not told apart yet: a change of the windows (a scene that fires more per event, a long run of a harder class) reads
+as a run-away or a collapse too. Tried and not kept: deciding the last 100 busy windows again with the copy and the
+network, and reviving only when the copy did better (else taking the network as the copy): it took the demo's
+run-aways for changes of scene, made the climbing network the copy, and seed 0 ended at 40 % after 8 revivals
+(91.6 % over 3 seeds without it).
 """
 
 from __future__ import annotations
 
 import logging
 import secrets
-from collections import deque
 
 import numpy as np
 
@@ -65,14 +67,6 @@ RATE_WINDOWS = 200
 HEALTHY_RATE, RUNAWAY_RATE = 1.5, 3.0
 #: Revivals in one run after which the network stops learning from labels (bench_online: 2-3 on the demo).
 MAX_REVIVALS = 8
-#: Busy learned windows kept to judge a failure on: before a revival for silence, accuracy or activity (not for
-#: refusals: non-finite weights are failure enough) the copy and the network decide the last of them again, and the
-#: network is revived only when the copy does better on them (COPY_BETTER more of them right, or, no worse than
-#: COPY_WORSE, without the symptom: firing where the network is silent, or at most half its rate in the climbing
-#: layer). Otherwise the data changed, not the weights (a scene that fires more, a run of one hard class): the
-#: network as it is becomes the copy and the watch starts again from it.
-RECENT_WINDOWS = 100
-COPY_BETTER, COPY_WORSE = 0.05, 0.02
 
 
 class LiveWatch:
@@ -88,8 +82,6 @@ class LiveWatch:
         self.silent = 0  # learned windows in a row, busy enough, without a last-layer spike
         self.revivals = 0
         self.stopped = False  # gave up: the network no longer learns from labels
-        self.recent: deque = deque(maxlen=RECENT_WINDOWS)  # (input units, times, label) of busy learned windows
-        self.rebased = 0  # triggers the copy did no better on (the data changed): the network became the copy
 
     def before(self, net) -> None:
         """Before a window ``net`` learns from: the first copy, of the weights it starts with."""
@@ -117,17 +109,14 @@ class LiveWatch:
         spikes at the lowest rate it had at a copy (before that rate is known: SILENT_EVENTS events)."""
         return events * (self.low[-1] if self.low else SILENT_EXPECTED / SILENT_EVENTS) >= SILENT_EXPECTED
 
-    def after(self, net, right: bool, spikes=(), events: int = 0, seen=None) -> None:
+    def after(self, net, right: bool, spikes=(), events: int = 0) -> None:
         """After a window ``net`` learned from (``right``: its prediction, made before the update, was right;
-        ``spikes`` per hidden layer on its ``events`` input events; ``seen``: its (input units, times, label), kept to
-        judge a failure on). A window on which the last hidden layer fired nothing and that was not busy (``busy``:
-        an idle scene) says nothing of the network's health: only learned."""
+        ``spikes`` per hidden layer on its ``events`` input events). A window on which the last hidden layer fired
+        nothing and that was not busy (``busy``: an idle scene) says nothing of the network's health: only learned."""
         self.before(net)
         self.learned += 1
         fired = bool(spikes and spikes[-1])
         if spikes and events and (fired or self.busy(events)):
-            if seen is not None:
-                self.recent.append(seen)
             now = [s / events for s in spikes]
             if self.rates is None or len(self.rates) != len(now):
                 self.rates = now
@@ -142,13 +131,13 @@ class LiveWatch:
         if refused >= MAX_REFUSED:
             self.revive(net, f"{refused} updates were refused or decisions withheld as non-finite")
         elif self.silent >= SILENT_WINDOWS:
-            self.judge(net, f"its last hidden layer fired no spike on {self.silent} busy windows in a row", -1)
+            self.revive(net, f"its last hidden layer fired no spike on {self.silent} busy windows in a row")
         elif self.collapsing(COLLAPSE_DROP):
-            self.judge(net, f"its running accuracy fell to {self.acc:.0%} from the {self.peak:.0%} it reached "
-                            f"(means over about {COLLAPSE_WINDOWS} learned windows)", None)
+            self.revive(net, f"its running accuracy fell to {self.acc:.0%} from the {self.peak:.0%} it reached "
+                            f"(means over about {COLLAPSE_WINDOWS} learned windows)")
         elif (k := self.runaway()) is not None:
-            self.judge(net, f"hidden layer {k + 1} fires {self.rates[k]:.3g} spikes per input event, more than "
-                            f"{RUNAWAY_RATE:g} times the {self.low[k]:.3g} it fired at a healthy copy", k)
+            self.revive(net, f"hidden layer {k + 1} fires {self.rates[k]:.3g} spikes per input event, more than "
+                            f"{RUNAWAY_RATE:g} times the {self.low[k]:.3g} it fired at a healthy copy")
         elif self.learned >= KEEP_EVERY:  # the end of a period: a copy when it was clean, else a new period
             if refused == 0 and not self.collapsing(COLLAPSE_DROP / 2) and self.calm():
                 self.keep(net)
@@ -171,59 +160,6 @@ class LiveWatch:
             self.low = list(self.rates) if self.low is None or len(self.low) != len(self.rates) else [
                 min(lo, r) for lo, r in zip(self.low, self.rates)]
 
-    def judge(self, net, why: str, layer: int | None) -> None:
-        """A symptom seen (``why``; in hidden ``layer``: silent when it is -1, climbing otherwise; None: accuracy):
-        revive when the copy does better on the recent windows (RECENT_WINDOWS), else take the network as the copy."""
-        if len(self.recent) < RECENT_WINDOWS // 2:  # too few to judge by: the symptom decides
-            return self.revive(net, why)
-        now = self.replay(net, None)
-        if now is None:  # the network cannot decide them (not finite): failing
-            return self.revive(net, why)
-        then = self.replay(net, self.good[0]) or (0.0, [0.0] * len(net.hidden))  # the copy cannot: no better
-        (acc_now, rates_now), (acc_then, rates_then) = now, then
-        if layer == -1:
-            cured = rates_then[-1] > 2 * rates_now[-1]
-        elif layer is not None:
-            cured = rates_then[layer] <= 0.5 * rates_now[layer]
-        else:
-            cured = False
-        if acc_then >= acc_now + COPY_BETTER or (cured and acc_then >= acc_now - COPY_WORSE):
-            return self.revive(net, f"{why}; on the last {len(self.recent)} busy windows the healthy copy gets "
-                                    f"{acc_then:.0%} right against {acc_now:.0%}")
-        self.rebased += 1
-        net.rebased = getattr(net, "rebased", 0) + 1
-        log.log(logging.INFO if self.rebased <= 3 else logging.DEBUG, "the network's windows changed, not its weights "
-                "(%s; on the last %d busy windows the copy does no better: %.0f%% right against %.0f%%): it goes on "
-                "learning and becomes the copy", why, len(self.recent), 100 * acc_then, 100 * acc_now)
-        self.low = None
-        self.keep(net)
-        self.acc, self.peak, self.scored, self.silent = 0.0, 0.0, 0, 0
-        self.rates = None
-
-    def replay(self, net, weights) -> tuple[float, list[float]] | None:
-        """(share right, spikes per input event per hidden layer) of ``net`` (with the copy's ``weights`` put in for
-        the time of it, when given) on the recent windows, or None when it cannot decide them (not finite); its running
-        state and weights as they were after."""
-        kept = snapshot(net) if weights is not None else None
-        saved = net._save_state()
-        try:
-            if weights is not None:
-                restore(net, outputs_by_name(weights, self.good[2], net))
-            right, spikes, events = 0, np.zeros(len(net.hidden)), 0
-            for idx, t, label in self.recent:
-                net.reset()
-                d = net.predict_indices(idx, t, count=False)
-                right += int(d.label == label)
-                spikes += np.asarray(d.spikes, np.float64)
-                events += len(idx)
-            return right / len(self.recent), list(spikes / max(events, 1))
-        except Exception:  # noqa: BLE001 - non-finite (NonFinite) or a class removed since: judged as failing
-            return None
-        finally:
-            if kept is not None:
-                restore(net, kept)
-            net._restore_state(saved)
-
     def revive(self, net, why: str) -> None:
         """Back to the copy with the learning rates halved; one WARNING line, counted in ``net.revivals``; after
         MAX_REVIVALS, learning from labels stops (one ERROR line)."""
@@ -235,6 +171,7 @@ class LiveWatch:
         self.good = (weights, net.lr_backoff, classes)  # a second revival from it halves again
         net._token = secrets.token_hex(4)  # other weights, another model version
         net.revivals = getattr(net, "revivals", 0) + 1
+        net.hidden_updates += 1  # other hidden layers: what was kept of the old ones (the new-class fit pool) is stale
         net.silent_windows = 0  # other weights: their own count
         net.floor_said = False  # decide.refused says it again if these rates too fall to the floor
         self.revivals += 1
