@@ -240,49 +240,37 @@ class Decider:
         return self.smoothed(window, self.alone(net, window, learn, inflight=True))
 
     def alone(self, net: Classifier, window: Window, learn: bool, *, inflight: bool = False) -> Decision:
-        """`window`'s Decision, unsmoothed (learning from its label with `learn`), checked: a silent network counted,
-        a learning one watched (`checked`, `failed`). `inflight`: read out from the state fed while its events
-        arrived when there is one (the pipeline's main path; `workers` decide learning windows whole)."""
-        learn = self.learning(net, window, learn)
+        """`window`'s Decision, unsmoothed, learning from its label with `learn` (unless the watch gave up: `stopped`);
+        a silent network counted (`silence`), a learning one watched and revived when it fails (`revive.LiveWatch`:
+        its first copy before the first update, a window that gives no decision counted). `inflight`: read out from
+        the state fed while its events arrived when there is one (the pipeline's main path; `workers` decide learning
+        windows whole)."""
+        learn = learn and not self.stopped
+        truth = true_output(net, window) if learn else None
+        watched = truth is not None and self.watch is not None
+        if watched:
+            self.watch.before(net)
         try:
             if window.sample is None and window.fresh is not None and temporal(net):
                 d = continuous(net, window, learn=learn)
-            elif inflight and window.key is not None and not (learn and true_output(net, window) is not None) and (
+            elif inflight and window.key is not None and truth is None and (
                     (d := self.inflight.decide(net, window)) is not None):
                 pass  # read out from the state fed while its events arrived (`inflight`)
             else:
                 d = decide(net, window, learn=learn)
         except NonFinite:
-            self.failed(net, window, learn)
+            if watched:
+                self.watch.failed(net)
             raise
-        self.checked(net, window, d, learn)
+        silence(net, d)
+        if watched:
+            self.watch.after(net, d.label == truth, d.spikes, d.events)
         return d
 
     @property
     def stopped(self) -> bool:
         """Whether the network no longer learns from labels in this run (it kept failing: `revive.LiveWatch`)."""
         return self.watch is not None and self.watch.stopped
-
-    def learning(self, net: Classifier, window: Window, learn: bool) -> bool:
-        """Whether the network learns from `window` (`learn`, unless the watch gave up); before its first such
-        window the watch copies the weights it starts with."""
-        learn = learn and not self.stopped
-        if learn and self.watch is not None and true_output(net, window) is not None:
-            self.watch.before(net)
-        return learn
-
-    def failed(self, net: Classifier, window: Window, learn: bool) -> None:
-        """The network was to learn from `window` and gave no decision (NonFinite): the watch counts it."""
-        if learn and self.watch is not None and true_output(net, window) is not None:
-            self.watch.failed(net)
-
-    def checked(self, net: Classifier, window: Window, d: Decision, learn: bool) -> None:
-        """After the network decided `window` (and learned from it, with `learn` and a label): a silent network
-        counted (`silence`), a learning one watched and revived when it fails (`revive.LiveWatch`)."""
-        truth = true_output(net, window) if learn else None
-        silence(net, d)
-        if truth is not None and self.watch is not None:
-            self.watch.after(net, d.label == truth, d.spikes, d.events)
 
     def smoothed(self, window: Window, d: Decision) -> Decision:
         """The decision published for `d` (of `window`, stream windows in order): smoothed, or `d` itself."""

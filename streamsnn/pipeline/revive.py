@@ -99,10 +99,11 @@ class LiveWatch:
         return over[0] if over else None
 
     def calm(self) -> bool:
-        """Whether every hidden layer fires at most HEALTHY_RATE times its lowest rate at a copy."""
-        if self.low is None or self.rates is None:
-            return self.low is None
-        return all(r <= HEALTHY_RATE * max(lo, 1e-3) for r, lo in zip(self.rates, self.low))
+        """Whether every hidden layer fires at most HEALTHY_RATE times its lowest rate at a copy (no such rate yet:
+        calm; rates not measured since a revival: not yet)."""
+        if self.low is None:
+            return True
+        return self.rates is not None and all(r <= HEALTHY_RATE * max(lo, 1e-3) for r, lo in zip(self.rates, self.low))
 
     def busy(self, events: int) -> bool:
         """Whether a window of ``events`` input events is busy enough for the copy to fire SILENT_EXPECTED last-layer
@@ -127,7 +128,7 @@ class LiveWatch:
             self.acc += (float(right) - self.acc) / min(self.scored, COLLAPSE_WINDOWS)
             if self.scored >= COLLAPSE_WINDOWS:
                 self.peak = max(self.peak, self.acc)
-        refused = getattr(net, "nonfinite", 0) - self.refused_at
+        refused = self.refused(net)
         if refused >= MAX_REFUSED:
             self.revive(net, f"{refused} updates were refused or decisions withheld as non-finite")
         elif self.silent >= SILENT_WINDOWS:
@@ -142,20 +143,27 @@ class LiveWatch:
             if refused == 0 and not self.collapsing(COLLAPSE_DROP / 2) and self.calm():
                 self.keep(net)
             else:  # refusals count within one period: a stray one must not block every later copy
-                self.learned, self.refused_at = 0, getattr(net, "nonfinite", 0)
+                self.new_period(net)
 
     def failed(self, net) -> None:
         """After a window ``net`` was to learn from gave no decision (scores not finite, activity ran away:
         ``guard.NonFinite``, counted in ``net.nonfinite``): revived once MAX_REFUSED such within a period."""
         self.before(net)
-        refused = getattr(net, "nonfinite", 0) - self.refused_at
-        if refused >= MAX_REFUSED:
+        if (refused := self.refused(net)) >= MAX_REFUSED:
             self.revive(net, f"{refused} updates were refused or decisions withheld as non-finite")
+
+    def new_period(self, net) -> None:
+        """Start counting learned windows and refusals afresh (at a copy, a revival, or a period without a copy)."""
+        self.learned, self.refused_at = 0, getattr(net, "nonfinite", 0)
+
+    def refused(self, net) -> int:
+        """Updates refused and decisions withheld as non-finite in this period (``net.nonfinite`` counts them)."""
+        return getattr(net, "nonfinite", 0) - self.refused_at
 
     def keep(self, net) -> None:
         """Take the copy of the network's weights to go back to."""
         self.good = (snapshot(net), net.lr_backoff, list(net.classes))
-        self.learned, self.refused_at = 0, getattr(net, "nonfinite", 0)
+        self.new_period(net)
         if self.rates is not None and self.scored >= RATE_WINDOWS:  # settled: the rates a healthy copy fires at
             self.low = list(self.rates) if self.low is None or len(self.low) != len(self.rates) else [
                 min(lo, r) for lo, r in zip(self.low, self.rates)]
@@ -175,7 +183,8 @@ class LiveWatch:
         net.silent_windows = 0  # other weights: their own count
         net.floor_said = False  # decide.refused says it again if these rates too fall to the floor
         self.revivals += 1
-        self.learned, self.refused_at, self.silent = 0, getattr(net, "nonfinite", 0), 0
+        self.new_period(net)
+        self.silent = 0
         self.acc, self.peak, self.scored = 0.0, 0.0, 0
         self.rates = None
         rates = "at their floor" if floor else "halved"
