@@ -49,8 +49,15 @@ async def test_feedback_over_mqtt_adds_a_class_that_is_announced_learned_and_sav
                                                                         "label": "star"}), qos=1)
             await col.wait_for(lambda m: any(x["feedback"]["learned"] == 2 for x in payloads(col, node, "metrics")),
                                timeout=30)
+
+            def settled() -> bool:  # a snapshot taken between a window's decision (samples_seen) and its publishing
+                x = payloads(col, node, "metrics")[-1]  # (decisions) is one apart: wait for one taken between windows
+                return x["feedback"]["learned"] == 2 and x["samples_seen"] == x["decisions"]
+
+            await col.wait_for(lambda m: settled(), timeout=30)  # taught windows are not counted again: they settle
         assert payloads(col, node, "classes")[-1] == [*map(str, range(10)), "star"]
-        m = payloads(col, node, "metrics")[-1]
+        m = next(x for x in reversed(payloads(col, node, "metrics")) if x["feedback"]["learned"] == 2
+                 and x["samples_seen"] == x["decisions"])
         assert m["classes"] == 11 and m["classes_added"] == 1 and m["feedback"]["unknown_class"] == 1
         assert m["feedback_accuracy"] is not None and m["samples_seen"] == m["decisions"]
         grown = [c for c in payloads(col, node, "classification") if len(c["scores"]) == 11]
