@@ -175,6 +175,50 @@ def test_labelled_windows_learn_on_a_fresh_state_and_the_stream_goes_on(samples)
     assert net.samples_seen == len(labelled)  # each window counted once
 
 
+def labelled_stream(samples) -> list[EventBatch]:
+    """The samples on one clock in 20 ms batches that keep their sample id and label (a simulated camera filming
+    known samples, the demo's `segment.label_windows`)."""
+    stream = make_stream(samples, chunk_us=20_000)
+    whole = EventBatch.concatenate(stream.batches).events
+    out = []
+    for i, (a, b) in enumerate(zip(stream.starts, stream.ends)):
+        part = whole[(whole["t"] >= a) & (whole["t"] < b)]
+        out += EventBatch(part, 34, 34, sample=stream.ids[i], label=int(stream.labels[i])).split_time(20_000)
+    return out
+
+
+async def test_windows_labelled_by_their_sample_still_feed_each_event_once_and_carry_the_state(samples):
+    # the demo (a simulated camera, label_windows) gave a leaky network every window whole on a fresh state:
+    # each event about twice and nothing carried from one window to the next
+    batches = labelled_stream(samples[:4])
+    events = sum(len(b) for b in batches)
+
+    class Got(QuietSink):
+        def __init__(self):
+            self.rows = []
+
+        def publish_decision(self, w, d, info):
+            self.rows.append((w.sample, w.label, d.label))
+
+    async def source():
+        for b in batches:
+            yield b
+            await asyncio.sleep(0)
+
+    for learn in (False, True):
+        net = leaky()
+        fed = recording_net(net)
+        sink = Got()
+        seg = Segmenter("window", LIVE_WINDOW_US, LIVE_HOP_US, LIVE_MIN_EVENTS, label_windows=True)
+        pipe = Pipeline(source(), net, [sink], segmenter=seg, learn_from_labels=learn)
+        await pipe.run()
+        assert len(sink.rows) > 20 and all(lab is not None for _, lab, _ in sink.rows)  # labelled stream windows
+        got = np.concatenate(fed)
+        np.testing.assert_array_equal(got, np.concatenate([b.events for b in batches]))  # all, once, in order
+        assert len(got) == events
+        assert net.updates == (len(sink.rows) if learn else 0)  # each labelled window learned once, whole
+
+
 def test_events_waiting_for_a_window_are_bounded():
     # an idle sensor whose windows never reach min_events: at most max_events held, the rest counted
     t = np.arange(0, 2_000_000, 1_000, dtype=np.int64)

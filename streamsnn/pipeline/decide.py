@@ -251,7 +251,7 @@ class Decider:
         if watched:
             self.watch.before(net)
         try:
-            if window.sample is None and window.fresh is not None and temporal(net):
+            if window.fresh is not None and temporal(net):  # a stream window (labelled by its sample or not)
                 d = continuous(net, window, learn=learn)
             elif inflight and window.key is not None and truth is None and (
                     (d := self.inflight.decide(net, window)) is not None):
