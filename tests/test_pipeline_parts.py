@@ -323,9 +323,9 @@ async def test_metrics_count_the_run_and_the_model_and_no_dead_queue():
     assert (snap["nonfinite"], snap["lr_backoff"]) == (0, 1.0)  # a run-away network is seen in the metrics
     net.nonfinite, net.lr_backoff, net.silent_windows = 3, 0.125, 7
     assert (m.snapshot()["nonfinite"], m.snapshot()["lr_backoff"], m.snapshot()["silent_windows"]) == (3, 0.125, 7)
-    assert (snap["revivals"], snap["labels_stopped"]) == (0, False)
-    net.revivals, net.labels_stopped = 2, True
-    assert (m.snapshot()["revivals"], m.snapshot()["labels_stopped"]) == (2, True)
+    assert (snap["revivals"], snap["labels_stopped"], snap["scene_changes"]) == (0, False, 0)
+    net.revivals, net.labels_stopped, net.scene_changes = 2, True, 5
+    assert (m.snapshot()["revivals"], m.snapshot()["labels_stopped"], m.snapshot()["scene_changes"]) == (2, True, 5)
     now[0] = 13.0
     assert m.snapshot()["events_per_s"] == 0.0  # the rate since the previous snapshot
 

@@ -264,7 +264,7 @@ class Decider:
             raise
         silence(net, d)
         if watched:
-            self.watch.after(net, d.label == truth, d.spikes, d.events)
+            self.watch.after(net, d.label == truth, d.spikes, d.events, window.batch, truth)
         return d
 
     @property

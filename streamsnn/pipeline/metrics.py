@@ -94,6 +94,7 @@ class Metrics:
             "lr_backoff": float(getattr(net, "lr_backoff", 1.0)),  # halved at each; learning stops near 2**-30
             "silent_windows": int(getattr(net, "silent_windows", 0)),  # in a row without a last-layer spike (decide)
             "revivals": int(getattr(net, "revivals", 0)),  # this run: back to the last healthy weights (revive)
+            "scene_changes": int(getattr(net, "scene_changes", 0)),  # this run: a trigger the copy shared (revive)
             "labels_stopped": bool(getattr(net, "labels_stopped", False)),  # kept failing: no longer learns from labels
             "model_version": net.model_version,
             "feedback": dict(c.feedback),
