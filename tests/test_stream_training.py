@@ -152,7 +152,9 @@ class FixedNet:
 
 
 def _win(t_end, sample=None):
-    return Window(EventBatch(np.zeros(3, EVENT_DTYPE), 34, 34), t_end - 100_000, t_end, sample=sample)
+    """A stream window (a segmenter's stream 1) ending at ``t_end``, or with ``sample`` a whole sample."""
+    return Window(EventBatch(np.zeros(3, EVENT_DTYPE), 34, 34), t_end - 100_000, t_end, sample=sample,
+                  stream=1 if sample is None else None)
 
 
 def test_decider_averages_log_probabilities_with_a_time_constant():

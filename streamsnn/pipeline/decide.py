@@ -102,6 +102,18 @@ def continuous(net: Classifier, window: Window, *, learn: bool = False) -> Decis
     return d
 
 
+def alone(net: Classifier, run):
+    """``run()`` (a decision of ``net``) on a fresh state, the network's running state kept as it was (a temporal
+    network deciding a whole sample, which has a clock of its own, between stream windows)."""
+    saved = net._save_state() if hasattr(net, "_save_state") else None
+    net.reset()
+    try:
+        return run()
+    finally:
+        if saved is not None:
+            net._restore_state(saved)
+
+
 def evidence_at(net, d: Decision, t_us: int) -> Decision:
     """Decision `d` of a leaky network read out at `t_us` instead of at its last event: the evidence
     above the bias decays by exp(-dt / tau_us) (the network's `evidence_at(t_us)` when it has one; a "rise" readout's
@@ -191,16 +203,17 @@ def log_softmax(scores: np.ndarray) -> np.ndarray:
 class Decider:
     """Window -> Decision with the evidence of consecutive stream windows smoothed over time.
 
-    `smooth_us` = 0: each window is decided alone (`decide`). Otherwise the decision of a stream window
-    (one without a sample id) is the argmax of an exponentially weighted mean of the log-probabilities
-    (log-softmax of the scores) of the windows so far, a window ending dt earlier weighing
+    `smooth_us` = 0: each window is decided alone (`decide`). Otherwise the decision of a stream window (window
+    mode: its `stream` is set, a sample id or not) is the argmax of an exponentially weighted mean of the
+    log-probabilities (log-softmax of the scores) of the windows so far, a window ending dt earlier weighing
     exp(-dt / smooth_us) as much; `scores` of the returned Decision are that mean, `confidence` its
     softmax probability of the label. Windows of whole samples are decided alone and leave the state
     as it was; a stream whose clock goes back (a new stream, a looped recording) starts afresh.
     A stream window that carries `fresh` events, given a `temporal` network, is decided by `continuous`
-    (each event fed once, state carried); a window keyed by an overlapping segmenter (`segment.overlap`
-    "inflight"/"chunks") from the state `inflight` fed while its events arrived (`feed(net, piece)`);
-    any other window by `decide`.
+    (each event fed once, state carried; the state cleared when a window of another stream comes, the
+    segmenter's next after a restart), a whole sample by a temporal network on a fresh state (`alone`); a
+    window keyed by an overlapping segmenter (`segment.overlap` "inflight"/"chunks") from the state `inflight`
+    fed while its events arrived (`feed(net, piece)`); any other window by `decide`.
     Learning (labelled windows) always uses the window alone; the returned Decision is the prediction; a network that
     fails while it learns is revived from its last healthy weights (`revive.LiveWatch`; not with `revive=False`).
     One Decider per stream: `streamsnn run` (Pipeline) and `eval --stream` use the same class.
@@ -211,6 +224,7 @@ class Decider:
             raise ConfigError(f"smooth_us must be a number >= 0 (0: no smoothing), got {smooth_us!r}")
         self.smooth_us = float(smooth_us)
         self.inflight = InFlight()  # the states of the windows in flight (segment.overlap "inflight"/"chunks")
+        self._stream = None  # the segmenter's stream a temporal network's running state belongs to
         self.watch = LiveWatch() if revive else None  # the network's health while it learns from labelled windows
         self.reset()
 
@@ -252,7 +266,13 @@ class Decider:
             self.watch.before(net)
         try:
             if window.fresh is not None and temporal(net):  # a stream window (labelled by its sample or not)
+                if window.stream != self._stream:  # another stream (the clock went back, another sensor): afresh
+                    if self._stream is not None:
+                        net.reset()
+                    self._stream = window.stream
                 d = continuous(net, window, learn=learn)
+            elif window.stream is None and temporal(net):  # a whole sample: on its own clock, from a fresh state
+                d = alone(net, lambda: decide(net, window, learn=learn))
             elif inflight and window.key is not None and truth is None and (
                     (d := self.inflight.decide(net, window)) is not None):
                 pass  # read out from the state fed while its events arrived (`inflight`)
@@ -274,7 +294,7 @@ class Decider:
 
     def smoothed(self, window: Window, d: Decision) -> Decision:
         """The decision published for `d` (of `window`, stream windows in order): smoothed, or `d` itself."""
-        if self.smooth_us <= 0 or window.sample is not None:
+        if self.smooth_us <= 0 or window.stream is None:  # whole samples are decided alone
             return d
         mean = self.smooth(window.t_end_us, d.scores)
         label = int(np.argmax(mean))

@@ -59,6 +59,7 @@ class Window:
     fresh: EventBatch | None = None  # continuous segmenter: stream events not handed on before (see Segmenter)
     key: tuple[int, int] | None = None  # overlap "inflight"/"chunks": (stream epoch, start) of its state in flight
     chunk_us: int = 0  # overlap "chunks": the window is scored as chunks of this much time (the hop)
+    stream: int | None = None  # window mode: which stream of the segmenter (a new one at each restart); None: a sample
 
     @property
     def events(self) -> int:
@@ -138,10 +139,11 @@ class Segmenter:
         self._start: int | None = None            # start of the next sliding window (None: at the next event)
         self._proto: EventBatch | None = None     # sensor size and source of the stream (None: no stream)
         self._last: int | None = None             # last stream timestamp received
-        self._spans: list[list] = []              # label_windows: [sample, label, first t, last t + 1], oldest first
+        self._spans: list[list] = []              # label_windows: [sample, label, first t, last t + 1, class name]
         self._unfed = EventBuffer()               # continuous: stream events not yet handed on as a window's `fresh`
         self._pieces: list[Piece] = []            # overlap: accepted stream batches not yet taken
         self._epoch = getattr(self, "_epoch", 0) + 1  # a new window grid: states of the old one never match
+        self._stream = getattr(self, "_stream", 0) + 1  # a new stream: a temporal network's state must not carry
 
     def take_pieces(self) -> list[Piece]:
         """The stream batches the last `feed` accepted (overlap "inflight"/"chunks"; else none)."""
@@ -244,7 +246,7 @@ class Segmenter:
             if self._spans and self._spans[-1][0] == batch.sample:
                 self._spans[-1][3] = batch.t_end + 1
             else:
-                self._spans.append([batch.sample, int(batch.label), t0, batch.t_end + 1])
+                self._spans.append([batch.sample, int(batch.label), t0, batch.t_end + 1, batch.meta.get("label_name")])
         self._last = batch.t_end
         self._buf.append(batch.events)
         if self.continuous:
@@ -287,6 +289,7 @@ class Segmenter:
         self._start = self._proto = self._last = None
         self._spans = []
         self._epoch += 1
+        self._stream += 1
         return out
 
     def _hold(self, events: np.ndarray) -> None:
@@ -306,18 +309,19 @@ class Segmenter:
 
     def _window(self, events: np.ndarray, t_start: int, t_end: int) -> Window:
         p = self._proto
-        sample = label = None
+        sample = label = class_name = None
         best = 0
-        for name, lab, a, b in self._spans:  # the labelled sample covering most of the window
+        for name, lab, a, b, cls in self._spans:  # the labelled sample covering most of the window
             overlap = min(b, t_end) - max(a, t_start)
             if overlap > 0 and overlap >= best:
-                sample, label, best = name, lab, overlap
+                sample, label, class_name, best = name, lab, cls, overlap
         # the events of accepted batches of one sensor, in time order: valid without checking them again (a
-        # read-only copy, evbuffer.EventBuffer.copy)
-        batch = p._trusted(events, sample=sample, label=label, meta={})
+        # read-only copy, evbuffer.EventBuffer.copy); the class name kept (a model's classes in another order)
+        meta = {} if class_name is None else {"label_name": class_name}
+        batch = p._trusted(events, sample=sample, label=label, meta=meta)
         fresh = None
         if self.continuous:
             fresh = p._trusted(self._take_fresh(t_end), sample=None, label=None, meta={})
         key = (self._epoch, int(t_start)) if self.overlap != "repeat" else None
         return Window(batch, t_start, t_end, sample=sample, label=label, source=p.source, fresh=fresh, key=key,
-                      chunk_us=self.hop_us if self.overlap == "chunks" else 0)
+                      chunk_us=self.hop_us if self.overlap == "chunks" else 0, stream=self._stream)

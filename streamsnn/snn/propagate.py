@@ -108,12 +108,15 @@ def feed(net, idx: np.ndarray) -> None:
 
 
 def align_clock(net, t0: int) -> None:
-    """Start every scaled frame at the first event; carry the state over when time goes backwards."""
+    """Start every scaled frame at the first event; carry the state over when time goes backwards (before the last
+    event: a frame's start usually lies further back, so comparing with it read a state carried from the last event
+    up to exp(RENORM) times too strong)."""
+    back = net.t_last is not None and t0 < net.t_last
     frames = [(layer.phi, layer.ref, 1.0 / tau) for layer, tau in zip(net.hidden, net.layer_tau_us)]
     for state, ref, inv in frames + [(net.scores, net.out_ref, 1.0 / net.tau_us)]:
         if np.isnan(ref[0]):
             ref[0] = float(t0)
-        elif t0 < ref[0]:  # a new stream or a looped replay: keep the state as it was at the last event
+        elif back or t0 < ref[0]:  # a new stream or a looped replay: keep the state as it was at the last event
             state *= np.float32(kernels.decay_factor(net.t_last, inv, ref))
             ref[0] = float(t0)
 
