@@ -334,3 +334,49 @@ def test_windows_labelled_by_their_sample_keep_the_class_name(samples):
     backwards = SpikingNetwork(SIZES, seed=6, classes=[str(c) for c in range(9, -1, -1)])  # classes 9 .. 0
     assert windows and all(w.batch.meta["label_name"] == str(w.label) for w in windows)
     assert all(backwards.classes[true_output(backwards, w)] == str(w.label) for w in windows)  # before: 9 - label
+
+
+def test_smoothing_starts_afresh_with_another_stream_even_when_the_clock_goes_on(samples):
+    # another sensor size (or a segmenter reset after a bad batch): the network was reset, the smoothed evidence not
+    from streamsnn.pipeline.decide import Decider
+
+    net, decider = leaky(), Decider(1e9)  # a time constant that forgets nothing
+    seg = Segmenter("window", LIVE_WINDOW_US, LIVE_HOP_US, LIVE_MIN_EVENTS, continuous=True)
+    first = [w for b in make_stream(samples[:3]).batches for w in seg.feed(b)]
+    later = np.concatenate([b.events for b in make_stream(samples[3:6]).batches])
+    later["t"] += first[-1].t_end_us + 1_000_000
+    other = EventBatch(later, 35, 34)  # another sensor, the clock going on
+    for w in first:
+        decider(net, w)
+    second = seg.feed(other) + seg.flush()
+    new = [w for w in second if w.stream != first[-1].stream]
+    assert new
+    d = decider(net, new[0])
+    raw = decider.alone(leaky(), new[0], False)  # the same window on a fresh network, unsmoothed
+    assert d.label == raw.label and np.allclose(d.scores, np.asarray(log_softmax_of(raw.scores)), atol=1e-5)
+
+
+def log_softmax_of(scores):
+    z = np.asarray(scores, np.float64)
+    z = z - z.max()
+    return z - np.log(np.exp(z).sum())
+
+
+def test_the_watch_judges_a_temporal_network_by_its_windows_alone(samples):
+    """The revival's watch compares the network with its copy deciding each window alone on a fresh state; a temporal
+    network's published decision carries its state, so the watch keeps the decision its update started from."""
+    net, twin = leaky(), leaky()
+    decider = Decider(0)
+    kept = []
+    decider.watch.remember = lambda batch, name, right: kept.append(right)
+    windows = windows_of(make_stream(samples[:4]), True)
+    published, alone_right = [], []
+    for k, w in enumerate(windows):
+        w.label = k % 10
+        d = decider(net, w, learn=True)
+        published.append(d.label == w.label)
+        own = twin.learn_one(w.batch, w.label, prediction=evidence_at(twin, twin.predict_one(w.fresh),
+                                                                       w.t_end_us).label)
+        alone_right.append(own.label == w.label)
+    assert kept == alone_right  # N-MNIST: every window busy, the last layer firing
+    assert alone_right != published  # the two ways of deciding do differ here

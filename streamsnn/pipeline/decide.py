@@ -92,14 +92,22 @@ def continuous(net: Classifier, window: Window, *, learn: bool = False) -> Decis
     With `learn` and a labelled window, the network then learns from the whole window on a fresh state
     and keeps its running state (`learn_one` given the prediction, which is scored and returned).
     """
+    return continuous_both(net, window, learn=learn)[0]
+
+
+def continuous_both(net: Classifier, window: Window, *, learn: bool = False) -> tuple[Decision, Decision | None]:
+    """`continuous`'s Decision, and with `learn` and a label the one the update started from (the window alone on a
+    fresh state, as `decide` makes it: what the revival's watch compares with its copy), else None."""
     d = evidence_at(net, net.predict_one(window.fresh), window.t_end_us)
     label = true_output(net, window)
+    own = None
     if learn and label is not None:
         try:
-            net.learn_one(window.batch, label, prediction=d.label)
+            own = net.learn_one(window.batch, label, prediction=d.label)
         except NonFinite as exc:
             refused(net, exc)
-    return d
+            own = getattr(exc, "decision", None)
+    return d, own
 
 
 def alone(net: Classifier, run):
@@ -231,6 +239,7 @@ class Decider:
     def reset(self) -> None:
         """Forget the evidence of earlier windows."""
         self._mean: np.ndarray | None = None
+        self._smooth_stream: int | None = None
         self._weight = 0.0
         self._t_end: int | None = None
 
@@ -238,11 +247,14 @@ class Decider:
         """Feed one accepted stream batch (`segment.Piece`) to the windows in flight (on the network's thread)."""
         self.inflight.feed(net, piece)
 
-    def smooth(self, t_end_us: int, scores: np.ndarray) -> np.ndarray:
-        """Fold one window's scores (ending at `t_end_us`) into the evidence; returns the smoothed mean."""
+    def smooth(self, t_end_us: int, scores: np.ndarray, stream: int | None = None) -> np.ndarray:
+        """Fold one window's scores (ending at `t_end_us`, of the segmenter's `stream`) into the evidence; returns the
+        smoothed mean. Another stream starts afresh (its clock need not go back: another sensor, a reset segmenter)."""
         logp = log_softmax(scores)
-        if self._mean is None or self._t_end is None or t_end_us < self._t_end or len(logp) != len(self._mean):
+        if self._mean is None or self._t_end is None or t_end_us < self._t_end or len(logp) != len(self._mean) or (
+                stream != self._smooth_stream):
             self._mean, self._weight = logp, 1.0
+            self._smooth_stream = stream
         else:
             keep = self._weight * math.exp(-(t_end_us - self._t_end) / self.smooth_us)
             self._weight = keep + 1.0
@@ -261,6 +273,7 @@ class Decider:
         windows whole)."""
         learn = learn and not self.stopped
         truth = true_output(net, window) if learn else None
+        own = None  # a temporal stream window's decision alone on a fresh state, when it learned (continuous_both)
         watched = truth is not None and self.watch is not None
         if watched:
             self.watch.before(net)
@@ -270,7 +283,7 @@ class Decider:
                     if self._stream is not None:
                         net.reset()
                     self._stream = window.stream
-                d = continuous(net, window, learn=learn)
+                d, own = continuous_both(net, window, learn=learn)
             elif window.stream is None and temporal(net):  # a whole sample: on its own clock, from a fresh state
                 d = alone(net, lambda: decide(net, window, learn=learn))
             elif inflight and window.key is not None and truth is None and (
@@ -284,7 +297,8 @@ class Decider:
             raise
         silence(net, d)
         if watched:
-            self.watch.after(net, d.label == truth, d.spikes, d.events, window.batch, truth)
+            alone_right = (own if own is not None else d).label == truth  # the window alone, as the copy is judged
+            self.watch.after(net, d.label == truth, d.spikes, d.events, window.batch, truth, alone_right)
         return d
 
     @property
@@ -296,7 +310,7 @@ class Decider:
         """The decision published for `d` (of `window`, stream windows in order): smoothed, or `d` itself."""
         if self.smooth_us <= 0 or window.stream is None:  # whole samples are decided alone
             return d
-        mean = self.smooth(window.t_end_us, d.scores)
+        mean = self.smooth(window.t_end_us, d.scores, window.stream)
         label = int(np.argmax(mean))
         p = np.exp(mean - mean.max())
         return replace(d, label=label, scores=mean.astype(np.float32), confidence=float(p[label] / p.sum()))

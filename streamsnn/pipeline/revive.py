@@ -29,12 +29,15 @@ counted as taught). A network that never fails costs one copy of its weights eve
 
 A change of the windows (a scene that fires more per input event, a long run of a harder class, a scene the model
 does not fire on) looks like a run-away, a collapse or silence too. So before a revival for any of those three, the
-network and its healthy copy decide the same recent busy windows again (``JUDGE_WINDOWS``, at most ``JUDGE_EVENTS``
-events, each on a fresh state): the network is revived only when it differs from the copy there (fires more than
-``HEALTHY_RATE`` times what the copy fires on them, is right on ``COLLAPSE_DROP`` fewer of them, or is silent where
-the copy fires). Otherwise the scene changed: the baselines move to it (the lowest rates scaled by what the copy fires
-on the new windows, the accuracy's peak to where it is, the silent count to 0), one INFO line, counted
-(``scene_changes`` in the metrics), and no copy is replaced. Refused updates are never a change of scene.
+network and its healthy copy decide again the busy windows learned since the copy (the latest ``JUDGE_WINDOWS``, at
+most ``JUDGE_EVENTS`` events, each alone on a fresh state; the network's record is its prediction made before it
+learned each, of the window alone): the network is revived when it differs from the copy there in any way (a layer
+firing more than ``HEALTHY_RATE`` times what the copy fires on them, right on ``COLLAPSE_DROP`` fewer of them and clear
+of chance, or silent where the copy fires), and when there are fewer than ``JUDGE_MIN`` such windows. Otherwise the
+scene changed: the baseline of what triggered moves to it (the lowest rates scaled by what the copy fires on the new
+windows, the accuracy's peak to where it is, the silent count to 0), one INFO line, counted (``scene_changes`` in the
+metrics), and no copy is replaced. Refused updates are never a change of scene, and no copy is taken while the last
+hidden layer is silent or any layer fires under 1 / ``RUNAWAY_RATE`` of its lowest rate at a copy.
 Tried and not kept: judging by accuracy alone and taking the network as the copy when the copy did no better: it
 took the demo's run-aways (still right on most windows) for changes of scene, made the climbing network the copy,
 and seed 0 ended at 40 % after 8 revivals.
@@ -44,6 +47,7 @@ from __future__ import annotations
 
 import copy
 import logging
+import math
 import secrets
 from collections import deque
 
@@ -75,10 +79,10 @@ RATE_WINDOWS = 200
 HEALTHY_RATE, RUNAWAY_RATE = 1.5, 3.0
 #: Revivals in one run after which the network stops learning from labels (bench_online: 2-3 on the demo).
 MAX_REVIVALS = 8
-#: The recent busy learned windows the network and its copy decide again before a revival for activity, accuracy or
-#: silence (a change of scene is no failure): at most JUDGE_WINDOWS of them and JUDGE_EVENTS input events in all (a
-#: large sensor's windows), at least JUDGE_MIN (fewer: revived without judging).
-JUDGE_WINDOWS, JUDGE_EVENTS, JUDGE_MIN = 200, 1_000_000, 20
+#: The busy windows learned since the copy that the network and its copy decide again before a revival for activity,
+#: accuracy or silence (a change of scene is no failure): at most JUDGE_WINDOWS of them and JUDGE_EVENTS input events
+#: in all (a large sensor's windows; about 0.3 s of work here), at least JUDGE_MIN (fewer: revived without judging).
+JUDGE_WINDOWS, JUDGE_EVENTS, JUDGE_MIN = 100, 300_000, 20
 
 
 class LiveWatch:
@@ -113,22 +117,27 @@ class LiveWatch:
         return over[0] if over else None
 
     def calm(self) -> bool:
-        """Whether every hidden layer fires at most HEALTHY_RATE times its lowest rate at a copy (no such rate yet:
-        calm; rates not measured since a revival: not yet)."""
+        """Whether every hidden layer fires at most HEALTHY_RATE times its lowest rate at a copy, and at least
+        1 / RUNAWAY_RATE of it (a layer falling silent is no healthy copy either; no such rate yet: calm; rates not
+        measured since a revival: not yet)."""
         if self.low is None:
             return True
-        return self.rates is not None and all(r <= HEALTHY_RATE * max(lo, 1e-3) for r, lo in zip(self.rates, self.low))
+        return self.rates is not None and all(lo / RUNAWAY_RATE <= r <= HEALTHY_RATE * max(lo, 1e-3)
+                                              for r, lo in zip(self.rates, self.low))
 
     def busy(self, events: int) -> bool:
         """Whether a window of ``events`` input events is busy enough for the copy to fire SILENT_EXPECTED last-layer
         spikes at the lowest rate it had at a copy (before that rate is known: SILENT_EVENTS events)."""
         return events * (self.low[-1] if self.low else SILENT_EXPECTED / SILENT_EVENTS) >= SILENT_EXPECTED
 
-    def after(self, net, right: bool, spikes=(), events: int = 0, batch=None, output: int | None = None) -> None:
+    def after(self, net, right: bool, spikes=(), events: int = 0, batch=None, output: int | None = None,
+              alone_right: bool | None = None) -> None:
         """After a window ``net`` learned from (``right``: its prediction, made before the update, was right;
-        ``spikes`` per hidden layer on its ``events`` input events; ``batch``, the window's events, and ``output``,
-        its true output, kept for ``judge``). A window on which the last hidden layer fired nothing and that was not
-        busy (``busy``: an idle scene) says nothing of the network's health: only learned."""
+        ``spikes`` per hidden layer on its ``events`` input events; ``batch``, the window's events, ``output``, its
+        true output, and ``alone_right``, whether the window alone on a fresh state was decided right (a temporal
+        network's published decision carries its state; default ``right``), kept for ``judge``). A window on which
+        the last hidden layer fired nothing and that was not busy (``busy``: an idle scene) says nothing of the
+        network's health: only learned."""
         self.before(net)
         self.learned += 1
         fired = bool(spikes and spikes[-1])
@@ -144,7 +153,7 @@ class LiveWatch:
             if self.scored >= COLLAPSE_WINDOWS:
                 self.peak = max(self.peak, self.acc)
             if batch is not None and output is not None:
-                self.remember(batch, str(net.classes[output]), right)
+                self.remember(batch, str(net.classes[output]), right if alone_right is None else alone_right)
         refused = self.refused(net)
         if refused >= MAX_REFUSED:
             self.revive(net, f"{refused} updates were refused or decisions withheld as non-finite")
@@ -157,7 +166,7 @@ class LiveWatch:
             self.judged(net, k, f"hidden layer {k + 1} fires {self.rates[k]:.3g} spikes per input event, more than "
                                 f"{RUNAWAY_RATE:g} times the {self.low[k]:.3g} it fired at a healthy copy")
         elif self.learned >= KEEP_EVERY:  # the end of a period: a copy when it was clean, else a new period
-            if refused == 0 and not self.collapsing(COLLAPSE_DROP / 2) and self.calm():
+            if refused == 0 and not self.collapsing(COLLAPSE_DROP / 2) and self.calm() and not self.silent:
                 self.keep(net)
             else:  # refusals count within one period: a stray one must not block every later copy
                 self.new_period(net)
@@ -203,9 +212,10 @@ class LiveWatch:
         return out
 
     def judged(self, net, what, why: str) -> None:
-        """A trigger for ``what`` (a hidden layer's index: its activity; "accuracy"; "silent"): revived when the
-        network differs from its copy on the same recent windows (``judge``), else the baselines move to the new
-        scene (see the module)."""
+        """A trigger for ``what`` (a hidden layer's index: its activity; "accuracy"; "silent"), said in ``why``:
+        revived when the network differs from its copy on the same recent windows (``judge``) in any of the
+        three (a layer firing more than HEALTHY_RATE times the copy, COLLAPSE_DROP fewer right and clear of chance,
+        silent where the copy fires: whichever triggered), else the trigger's baseline moves to the new scene."""
         try:
             seen = self.judge(net)
         except Exception:  # noqa: BLE001 - the network gives no decision on windows it learned from: it failed
@@ -213,25 +223,28 @@ class LiveWatch:
         if seen is None:
             return self.revive(net, why)
         (rates, acc), (copy_rates, copy_acc) = seen
-        if what == "silent":
-            failing = copy_rates[-1] > 0 and rates[-1] <= copy_rates[-1] / RUNAWAY_RATE
-            same = f"its copy fires {copy_rates[-1]:.3g} spikes per input event on the same windows"
-        elif what == "accuracy":
-            failing = copy_acc >= acc + COLLAPSE_DROP
-            same = f"its copy is right on {copy_acc:.0%} of the same windows, it on {acc:.0%}"
-        else:
-            failing = rates[what] > HEALTHY_RATE * max(copy_rates[what], 1e-3)
-            same = f"its copy fires {copy_rates[what]:.3g} on the same windows, it {rates[what]:.3g}"
-        if failing:
-            return self.revive(net, f"{why}; {same}")
+        differs = [f"layer {k + 1} fires {r:.3g} spikes per input event on the same windows, its copy {c:.3g}"
+                   for k, (r, c) in enumerate(zip(rates, copy_rates)) if r > HEALTHY_RATE * max(c, 1e-3)]
+        n = len(self.recent)  # on few windows a difference must also be clear of chance (two standard errors)
+        if copy_acc >= acc + max(COLLAPSE_DROP, 2 * math.sqrt((acc * (1 - acc) + copy_acc * (1 - copy_acc)) / n)):
+            differs.append(f"its copy is right on {copy_acc:.0%} of the same windows, it on {acc:.0%}")
+        if copy_rates[-1] > 0 and rates[-1] <= copy_rates[-1] / RUNAWAY_RATE:
+            differs.append(f"its last layer fires {rates[-1]:.3g} spikes per input event on the same windows, its "
+                           f"copy {copy_rates[-1]:.3g}")
+        if differs:
+            return self.revive(net, f"{why}; {differs[0]}")
         net.scene_changes = getattr(net, "scene_changes", 0) + 1
-        if self.low is not None and self.rates is not None and len(self.low) == len(rates):
+        if what == "accuracy":
+            self.peak = min(self.peak, self.acc)
+        elif what == "silent":
+            self.silent = 0
+        elif self.low is not None and self.rates is not None and len(self.low) == len(rates):
             # the baseline a healthy copy fires at, in this scene: its rate scaled by what the copy fires on it
             self.low = [max(lo, r * c / max(x, 1e-6)) for lo, r, c, x in zip(self.low, self.rates, copy_rates, rates)]
-        self.peak = min(self.peak, self.acc)
-        self.silent = 0
-        log.info("not revived: %s, but %s: a change of scene, not a failure; the watch measures from here "
-                 "(%d so far this run)", why, same, net.scene_changes)
+        log.info("not revived: %s, but its copy does the same on the same windows (it fires %s spikes per input event, "
+                 "the copy %s; right on %.0f%% and %.0f%%): a change of scene, not a failure; the watch measures from "
+                 "here (%d so far this run)", why, "/".join(f"{r:.3g}" for r in rates),
+                 "/".join(f"{c:.3g}" for c in copy_rates), 100 * acc, 100 * copy_acc, net.scene_changes)
 
     def failed(self, net) -> None:
         """After a window ``net`` was to learn from gave no decision (scores not finite, activity ran away:
@@ -252,6 +265,8 @@ class LiveWatch:
         """Take the copy of the network's weights to go back to."""
         self.good = (snapshot(net), net.lr_backoff, list(net.classes))
         self.new_period(net)
+        self.recent.clear()  # windows the copy learned from: they would judge it on what it was taught
+        self.recent_events = 0
         if self.rates is not None and self.scored >= RATE_WINDOWS:  # settled: the rates a healthy copy fires at
             self.low = list(self.rates) if self.low is None or len(self.low) != len(self.rates) else [
                 min(lo, r) for lo, r in zip(self.low, self.rates)]
