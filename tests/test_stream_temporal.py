@@ -35,15 +35,19 @@ def samples() -> list[EventBatch]:
 
 
 def recording_net(net: SpikingNetwork) -> list[np.ndarray]:
-    """Record the events of every predict_one call of `net` (in call order)."""
+    """Record the events of every predict_one and learn_one call of `net` (in call order)."""
     fed: list[np.ndarray] = []
-    original = net.predict_one
+    predict, learn = net.predict_one, net.learn_one
 
     def predict_one(batch):
         fed.append(batch.events.copy())
-        return original(batch)
+        return predict(batch)
 
-    net.predict_one = predict_one
+    def learn_one(batch, *args, **kw):
+        fed.append(batch.events.copy())
+        return learn(batch, *args, **kw)
+
+    net.predict_one, net.learn_one = predict_one, learn_one
     return fed
 
 
@@ -158,7 +162,9 @@ async def test_the_pipeline_makes_its_segmenter_continuous_for_a_temporal_networ
     assert [(t, lab) for t, lab, _, _ in runs["leaky"]] == [(d["t_start_us"], d["label"]) for d in res["decision_list"]]
 
 
-def test_labelled_windows_learn_on_a_fresh_state_and_the_stream_goes_on(samples):
+def test_labelled_windows_learn_on_the_running_state_as_it_decides(samples):
+    # before, each labelled window was learned alone on a fresh state, a way of deciding the stream never used (the
+    # gesture demo's model: 57 % of held-out stream windows right alone, 71 % carrying its state)
     stream = make_stream(samples[:4])
     labelled = windows_of(stream, True)  # make_stream strips labels: each window is labelled by hand below
     net, twin = leaky(), leaky()
@@ -167,11 +173,11 @@ def test_labelled_windows_learn_on_a_fresh_state_and_the_stream_goes_on(samples)
     for k, w in enumerate(labelled):
         w.label = k % 10
         d = decider(net, w, learn=True)
-        want = evidence_at(twin, twin.predict_one(w.fresh), w.t_end_us)
-        assert d.label == want.label  # the prediction comes from the running state, before the update
-        twin.learn_one(w.batch, w.label, prediction=d.label)
+        want = evidence_at(twin, twin.learn_one(w.fresh, w.label), w.t_end_us)  # test then train, state carried
+        assert d.label == want.label
+        np.testing.assert_allclose(d.scores, want.scores, rtol=1e-5, atol=1e-6)
     assert net.updates == twin.updates == len(labelled) and np.array_equal(net.W2, twin.W2)
-    assert sum(len(e) for e in fed) == sum(len(w.fresh) for w in labelled)  # only the fresh events predicted
+    assert sum(len(e) for e in fed) == sum(len(w.fresh) for w in labelled) == stream.events  # each event once
     assert net.samples_seen == len(labelled)  # each window counted once
 
 
@@ -362,21 +368,20 @@ def log_softmax_of(scores):
     return z - np.log(np.exp(z).sum())
 
 
-def test_the_watch_judges_a_temporal_network_by_its_windows_alone(samples):
-    """The revival's watch compares the network with its copy deciding each window alone on a fresh state; a temporal
-    network's published decision carries its state, so the watch keeps the decision its update started from."""
-    net, twin = leaky(), leaky()
+def test_the_watch_judges_a_temporal_network_deciding_as_it_does(samples):
+    """The revival's watch compares the network with its copy deciding the same windows the same way: a temporal
+    network's stream of fresh events with its state carried (each window alone on a fresh state was right on
+    5-9 points fewer of them: half the margin of a revival for accuracy). A network that learns nothing is its copy:
+    the same record, the same rates."""
+    from streamsnn.pipeline import revive
+
+    net = SpikingNetwork(SIZES, seed=6, tau_us=TAU_US, lr=0.0, lr_out=0.0)  # stays its copy bit for bit
     decider = Decider(0)
-    kept = []
-    decider.watch.remember = lambda batch, name, right: kept.append(right)
-    windows = windows_of(make_stream(samples[:4]), True)
-    published, alone_right = [], []
+    windows = windows_of(make_stream(samples[:6]), True)
     for k, w in enumerate(windows):
-        w.label = k % 10
-        d = decider(net, w, learn=True)
-        published.append(d.label == w.label)
-        own = twin.learn_one(w.batch, w.label, prediction=evidence_at(twin, twin.predict_one(w.fresh),
-                                                                       w.t_end_us).label)
-        alone_right.append(own.label == w.label)
-    assert kept == alone_right  # N-MNIST: every window busy, the last layer firing
-    assert alone_right != published  # the two ways of deciding do differ here
+        w.label = (k // 4) % 10
+        decider(net, w, learn=True)
+    watch = decider.watch
+    assert len(watch.recent) >= revive.JUDGE_MIN and all(c is not None for *_, c in watch.recent)
+    (rates, acc), (copy_rates, copy_acc) = watch.judge(net)
+    assert acc == copy_acc and np.allclose(rates, copy_rates)

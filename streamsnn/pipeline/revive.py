@@ -30,8 +30,9 @@ counted as taught). A network that never fails costs one copy of its weights eve
 A change of the windows (a scene that fires more per input event, a long run of a harder class, a scene the model
 does not fire on) looks like a run-away, a collapse or silence too. So before a revival for any of those three, the
 network and its healthy copy decide again the busy windows learned since the copy (the latest ``JUDGE_WINDOWS``, at
-most ``JUDGE_EVENTS`` events, each alone on a fresh state; the network's record is its prediction made before it
-learned each, of the window alone): the network is revived when it differs from the copy there in any way (a layer
+most ``JUDGE_EVENTS`` events, decided as the network decided them: each alone on a fresh state, or a temporal
+network's stream of fresh events with its state carried; the network's record is its prediction made before it
+learned each): the network is revived when it differs from the copy there in any way (a layer
 firing more than ``HEALTHY_RATE`` times what the copy fires on them, right on ``COLLAPSE_DROP`` fewer of them and clear
 of chance, or silent where the copy fires), and when there are fewer than ``JUDGE_MIN`` such windows. Otherwise the
 scene changed: the baseline of what triggered moves to it (the lowest rates scaled by what the copy fires on the new
@@ -131,13 +132,12 @@ class LiveWatch:
         return events * (self.low[-1] if self.low else SILENT_EXPECTED / SILENT_EVENTS) >= SILENT_EXPECTED
 
     def after(self, net, right: bool, spikes=(), events: int = 0, batch=None, output: int | None = None,
-              alone_right: bool | None = None) -> None:
+              carried_to: int | None = None) -> None:
         """After a window ``net`` learned from (``right``: its prediction, made before the update, was right;
-        ``spikes`` per hidden layer on its ``events`` input events; ``batch``, the window's events, ``output``, its
-        true output, and ``alone_right``, whether the window alone on a fresh state was decided right (a temporal
-        network's published decision carries its state; default ``right``), kept for ``judge``). A window on which
-        the last hidden layer fired nothing and that was not busy (``busy``: an idle scene) says nothing of the
-        network's health: only learned."""
+        ``spikes`` per hidden layer on its ``events`` input events; ``batch``, the events it was fed, ``output``, its
+        true output, and ``carried_to``, for a temporal network deciding a stream with its state carried, the window's
+        end it was read out at; kept for ``judge``). A window on which the last hidden layer fired nothing and that was
+        not busy (``busy``: an idle scene) says nothing of the network's health: only learned."""
         self.before(net)
         self.learned += 1
         fired = bool(spikes and spikes[-1])
@@ -153,7 +153,7 @@ class LiveWatch:
             if self.scored >= COLLAPSE_WINDOWS:
                 self.peak = max(self.peak, self.acc)
             if batch is not None and output is not None:
-                self.remember(batch, str(net.classes[output]), right if alone_right is None else alone_right)
+                self.remember(batch, str(net.classes[output]), right, carried_to)
         refused = self.refused(net)
         if refused >= MAX_REFUSED:
             self.revive(net, f"{refused} updates were refused or decisions withheld as non-finite")
@@ -171,19 +171,23 @@ class LiveWatch:
             else:  # refusals count within one period: a stray one must not block every later copy
                 self.new_period(net)
 
-    def remember(self, batch, name: str, right: bool) -> None:
-        """Keep a busy learned window (its true class by name) for ``judge`` (the latest JUDGE_WINDOWS, JUDGE_EVENTS
-        events in all)."""
-        self.recent.append((batch, name, bool(right)))
+    def remember(self, batch, name: str, right: bool, carried_to: int | None = None) -> None:
+        """Keep a busy learned window (its true class by name; ``carried_to``: see ``after``) for ``judge`` (the latest
+        JUDGE_WINDOWS, JUDGE_EVENTS events in all)."""
+        self.recent.append((batch, name, bool(right), carried_to))
         self.recent_events += len(batch)
         while len(self.recent) > JUDGE_WINDOWS or (len(self.recent) > 1 and self.recent_events > JUDGE_EVENTS):
             self.recent_events -= len(self.recent.popleft()[0])
 
     def judge(self, net):
-        """The network and its healthy copy on the recent busy windows, each window on a fresh state: ([spikes per
-        input event of each hidden layer], share right) for each, the network's share right as it predicted them
-        before learning from them (test then train); None when there is nothing to judge on (fewer than JUDGE_MIN
-        windows, classes of the copy gone) or the copy gives no decision. A NonFinite of the network: raised."""
+        """The network and its healthy copy on the recent busy windows, each deciding them as the network did (each
+        window alone on a fresh state, or a temporal network's stream of them with its state carried from the first):
+        ([spikes per input event of each hidden layer], share right) for each, the network's share right as it
+        predicted them before learning from them (test then train); None when there is nothing to judge on (fewer
+        than JUDGE_MIN windows, classes of the copy gone) or the copy gives no decision. A NonFinite of the network:
+        raised."""
+        from .decide import evidence_at
+
         if self.good is None or len(self.recent) < JUDGE_MIN:
             return None
         weights, _, classes = self.good
@@ -197,10 +201,14 @@ class LiveWatch:
         for k, clone in enumerate((now, then)):
             spikes, events, right = None, 0, 0
             names = [str(c) for c in clone.classes]
-            for batch, name, was_right in self.recent:
-                clone.reset()
+            clone.reset()
+            for batch, name, was_right, carried_to in self.recent:
                 try:
-                    d = clone.predict_one(batch)
+                    if carried_to is None:
+                        clone.reset()
+                        d = clone.predict_one(batch)
+                    else:
+                        d = evidence_at(clone, clone.predict_one(batch), carried_to)
                 except Exception:  # noqa: BLE001 - a copy that gives no decision cannot judge; the network failed
                     if k == 0:
                         raise
