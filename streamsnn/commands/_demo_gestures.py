@@ -10,7 +10,8 @@ DIGIT_EPOCHS, GESTURE_EPOCHS = 5, 20
 #: Synthetic gestures the demo's network is trained on when --synthetic is not given. The demo's windows right
 #: (2026-12-04, its first 4,168 decisions at twice real time, `benchmarks/demo_windows.py`): 500 gestures x 20 epochs
 #: 80.2 %, 1,000 x 10 80.3 % (the same items), 1,000 x 20 83.8 %, 2,000 x 20 85.5 % (6.6 minutes of filming and
-#: training here, once: the model is kept for the next demo).
+#: training here, once: the model is kept for the next demo). Those on a path that fed each window's events twice; as
+#: a camera runs it (each event once, the state carried; b4e58c5, 2026-12-08) 2,000 x 20 gives 80.8 %.
 GESTURES = 2000
 #: Share of a temporal gesture network's training items that are pieces from inside a gesture (augment.PrefixCrops):
 #: the gestures differ by their motion, which a piece shows, so the network answers in the middle of a gesture too.
