@@ -265,3 +265,21 @@ def test_bad_config(tmp_path):
     rewrite(path, config=np.array(["{not json"]))
     with pytest.raises(CheckpointError):
         SpikingNetwork.load(path)
+
+
+def test_info_names_the_checkpoint_format_version(tmp_path, capsys):
+    from streamsnn.cli import main
+
+    rng = np.random.default_rng(0)
+    config = {"sizes": [2312, 4, 10], "input_shape": [34, 34, 2], "seed": 3, "lr": 0.001, "lr_out": 0.002,
+              "tau_us": None, "learning": "counts", "theta": 0.5, "error_spikes": 32, "init_scale": 0.03,
+              "init_scale_out": 0.05}
+    old = tmp_path / "old.npz"
+    write_format1(old, rng.standard_normal((2312, 4)).astype(np.float32),
+                  rng.standard_normal((4, 10)).astype(np.float32), np.zeros(10, np.float32), config, {})
+    new = SpikingNetwork((2312, 4, 10), seed=1).save(tmp_path / "new.npz")
+    assert main(["info", str(old)]) == 0
+    assert "streamsnn checkpoint 1 (older: saving it again writes format 2)" in capsys.readouterr().out
+    assert main(["info", str(new), "--json"]) == 0
+    got = json.loads(capsys.readouterr().out)
+    assert got["format_version"] == 2 and got["format"] == "streamsnn checkpoint 2"

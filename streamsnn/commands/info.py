@@ -22,7 +22,7 @@ def add_parser(subparsers) -> None:
                     "Listing a dataset decodes nothing: event counts come from file sizes where that is "
                     "exact (N-MNIST, 5 bytes per event) and are 'unknown' otherwise; --count decodes "
                     "every sample to count them and to measure the active region of the sensor. A model "
-                    "checkpoint .npz: layers with kind and shapes, classes, input map, parameters, "
+                    "checkpoint .npz: its format version, layers with kind and shapes, classes, input map, parameters, "
                     "training counters.",
     )
     p.add_argument("path", help="event file (.bin .bs2 .aedat4 .raw .aedat), dataset folder, "
@@ -154,13 +154,17 @@ def _zip_not_events(p: Path) -> bool:
 
 
 def model_info(path: Path) -> dict:
-    """A checkpoint: layers (kind, shapes, parameters), classes, input map, counters."""
+    """A checkpoint: its format version, layers (kind, shapes, parameters), classes, input map, counters."""
     from ..snn import SpikingNetwork
+    from ..snn.checkpoint import VERSION, load_checkpoint
 
     net = SpikingNetwork.load(path)
+    version = load_checkpoint(path)[0]  # read again for the version alone: a checkpoint is small
+    fmt = f"streamsnn checkpoint {version}" + ("" if version == VERSION else
+                                               f" (older: saving it again writes format {VERSION})")
     chosen = getattr(net, "chosen", None)
-    return {"path": str(path), "kind": "model", **net.describe(), **({"chosen": chosen} if chosen else {}),
-            "spike_rates": getattr(net, "spike_rates", None)}
+    return {"path": str(path), "kind": "model", "format": fmt, "format_version": version, **net.describe(),
+            **({"chosen": chosen} if chosen else {}), "spike_rates": getattr(net, "spike_rates", None)}
 
 
 def _layer_line(d: dict) -> str:
@@ -185,7 +189,7 @@ def _spike_rows(rates: dict | None, updates) -> list[tuple[str, str]]:
 def _table(info: dict) -> str:
     rows: list[tuple[str, str]] = []
     for key, value in info.items():
-        if key == "kind":
+        if key in ("kind", "format_version"):  # the version is in `format`'s line; JSON keeps it apart
             continue
         if key == "layers":
             rows += [(f"layer {k + 1}", _layer_line(d)) for k, d in enumerate(value)]
