@@ -69,7 +69,8 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "hop_us": Key(int, 50_000, "time between the starts of consecutive windows", min=1),
         "min_events": Key(int, 1, "skip windows with fewer events than this (an idle sensor)", min=1),
         "smooth_us": Key(int, 0, "window mode: time constant in microseconds of the evidence averaged over "
-                         "consecutive windows before deciding (0 = each window alone)", min=0),
+                         "consecutive windows before deciding (0 = no smoothing; a leaky model's own state carries "
+                         "across windows regardless)", min=0),
         "max_events": Key(int, 1_000_000, "most events one window or sample may hold; one that reaches it is "
                           "classified with what it has (counted: segment.cut)", min=1),
         "max_sample_us": Key(int, 60_000_000, "longest sample in microseconds; a sample that never ends is "
@@ -81,7 +82,9 @@ SCHEMA: dict[str, dict[str, Key]] = {
                        "hop_us); repeat: each window fed whole when it closes; auto: chunks when window_us is a "
                        "multiple of hop_us, else inflight", ("auto", "inflight", "chunks", "repeat")),
         "label_windows": Key(bool, False, "window mode over labelled samples (a simulated camera, a replay): each "
-                             "window takes the label and sample id of the sample covering most of it"),
+                             "window takes the label, class name and sample id of the sample covering most of it, "
+                             "and is learned from with model.learn_from_labels (a leaky model: its fresh events on "
+                             "the running state)"),
     },
     "model": {
         "checkpoint": Key(str, "", "checkpoint .npz: loaded at start when present, saved periodically and at exit"),
@@ -105,8 +108,10 @@ SCHEMA: dict[str, dict[str, Key]] = {
                       min=0),
         "learn_from_labels": Key(bool, True, "learn (test-then-train) when a window carries its true label"),
         "revive": Key(bool, True, "put a network that fails while it learns from labelled windows (silent, updates "
-                      "refused, running accuracy or activity run away) back to its last healthy weights with the "
-                      "learning rates halved (pipeline/revive.py)"),
+                      "refused, running accuracy or activity run away, unless its healthy copy does the same on the "
+                      "same windows: a change of scene, counted in scene_changes) back to its last healthy weights "
+                      "with the learning rates halved; after 8 revivals in a run it stops learning from labels "
+                      "(pipeline/revive.py)"),
         "learn_from_feedback": Key(bool, True, "learn from labels sent to <prefix>/feedback"),
         "recent": Key(int, d.RECENT, "how many recent decisions feedback can still refer to", min=1),
         "recent_events": Key(int, d.RECENT_EVENTS, "most events the recent decisions may hold together (about 13 bytes "

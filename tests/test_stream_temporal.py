@@ -194,8 +194,8 @@ def labelled_stream(samples) -> list[EventBatch]:
 
 
 async def test_windows_labelled_by_their_sample_still_feed_each_event_once_and_carry_the_state(samples):
-    # the demo (a simulated camera, label_windows) gave a leaky network every window whole on a fresh state:
-    # each event about twice and nothing carried from one window to the next
+    # the demo (a simulated camera, label_windows) gave a leaky network every window whole onto the state the window
+    # before had left: each event about twice
     batches = labelled_stream(samples[:4])
     events = sum(len(b) for b in batches)
 
@@ -222,7 +222,7 @@ async def test_windows_labelled_by_their_sample_still_feed_each_event_once_and_c
         got = np.concatenate(fed)
         np.testing.assert_array_equal(got, np.concatenate([b.events for b in batches]))  # all, once, in order
         assert len(got) == events
-        assert net.updates == (len(sink.rows) if learn else 0)  # each labelled window learned once, whole
+        assert net.updates == (len(sink.rows) if learn else 0)  # each labelled window learned once
 
 
 def test_events_waiting_for_a_window_are_bounded():
@@ -384,4 +384,22 @@ def test_the_watch_judges_a_temporal_network_deciding_as_it_does(samples):
     watch = decider.watch
     assert len(watch.recent) >= revive.JUDGE_MIN and all(c is not None for *_, c in watch.recent)
     (rates, acc), (copy_rates, copy_acc) = watch.judge(net)
+    assert acc == copy_acc and np.allclose(rates, copy_rates)
+
+
+def test_the_judge_replays_the_stream_as_the_network_was_fed_it(samples):
+    """The copy replays a temporal network's stream as it was fed: the windows it did not learn from too, afresh at a
+    new stream (a looped clip). Before, a network identical to its copy was right on 45.3 % of a looped clip's windows
+    and its copy's replay on 38.9 %: an error as large as the margin of a revival for accuracy."""
+    net = SpikingNetwork(SIZES, seed=6, tau_us=TAU_US, lr=0.0, lr_out=0.0)  # stays its copy bit for bit
+    decider = Decider(0)
+    seg = Segmenter("window", LIVE_WINDOW_US, LIVE_HOP_US, LIVE_MIN_EVENTS, continuous=True)
+    batches = make_stream(samples[:5]).batches
+    windows = [w for b in batches + batches for w in seg.feed(b)]  # the same clip again from t = 0: a restart
+    assert len({w.stream for w in windows}) == 2
+    for k, w in enumerate(windows):
+        w.label = None if k % 4 == 0 else (k // 4) % 10  # every fourth window unlabelled: decided, not learned
+        decider(net, w, learn=True)
+    (rates, acc), (copy_rates, copy_acc) = decider.watch.judge(net)
+    assert decider.watch.judged_windows > 20 and len(decider.watch.recent) > decider.watch.judged_windows
     assert acc == copy_acc and np.allclose(rates, copy_rates)

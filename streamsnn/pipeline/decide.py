@@ -218,8 +218,9 @@ class Decider:
     segmenter's next after a restart), a whole sample by a temporal network on a fresh state (`alone`); a
     window keyed by an overlapping segmenter (`segment.overlap` "inflight"/"chunks") from the state `inflight`
     fed while its events arrived (`feed(net, piece)`); any other window by `decide`.
-    Learning (labelled windows) always uses the window alone; the returned Decision is the prediction; a network that
-    fails while it learns is revived from its last healthy weights (`revive.LiveWatch`; not with `revive=False`).
+    Learning (labelled windows) uses the window alone, but a temporal network's stream window teaches it on its running
+    state from the fresh events (`continuous`); the returned Decision is the prediction; a network that fails while it
+    learns is revived from its last healthy weights (`revive.LiveWatch`; not with `revive=False`).
     One Decider per stream: `streamsnn run` (Pipeline) and `eval --stream` use the same class.
     """
 
@@ -291,10 +292,12 @@ class Decider:
                 self.watch.failed(net)
             raise
         silence(net, d)
+        carried = window.fresh is not None and temporal(net)  # the copy is judged deciding as the network did
         if watched:
-            carried = window.fresh is not None and temporal(net)  # the copy is judged deciding as the network did
             self.watch.after(net, d.label == truth, d.spikes, d.events, window.fresh if carried else window.batch,
-                             truth, window.t_end_us if carried else None)
+                             truth, window.t_end_us if carried else None, window.stream)
+        elif carried and self.watch is not None:  # not judged, but the copy must be fed the stream as it was
+            self.watch.seen(window.fresh, window.t_end_us, window.stream)
         return d
 
     @property

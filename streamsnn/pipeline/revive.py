@@ -30,11 +30,12 @@ counted as taught). A network that never fails costs one copy of its weights eve
 A change of the windows (a scene that fires more per input event, a long run of a harder class, a scene the model
 does not fire on) looks like a run-away, a collapse or silence too. So before a revival for any of those three, the
 network and its healthy copy decide again the busy windows learned since the copy (the latest ``JUDGE_WINDOWS``, at
-most ``JUDGE_EVENTS`` events, decided as the network decided them: each alone on a fresh state, or a temporal
-network's stream of fresh events with its state carried; the network's record is its prediction made before it
-learned each): the network is revived when it differs from the copy there in any way (a layer
-firing more than ``HEALTHY_RATE`` times what the copy fires on them, right on ``COLLAPSE_DROP`` fewer of them and clear
-of chance, or silent where the copy fires), and when there are fewer than ``JUDGE_MIN`` such windows. Otherwise the
+most ``JUDGE_EVENTS`` events, decided as the network decided them: each alone on a fresh state against the
+network's prediction before it learned each, or a temporal network's stream since the copy replayed by both, the
+windows it did not learn from fed too and afresh at each new stream): the network is revived when it differs from
+the copy there in any way (a layer firing more than ``HEALTHY_RATE`` times what the copy fires on them, right on
+``COLLAPSE_DROP`` fewer of them and clear of chance, or silent where the copy fires), and when there are fewer than
+``JUDGE_MIN`` such windows. Otherwise the
 scene changed: the baseline of what triggered moves to it (the lowest rates scaled by what the copy fires on the new
 windows, the accuracy's peak to where it is, the silent count to 0), one INFO line, counted (``scene_changes`` in the
 metrics), and no copy is replaced. Refused updates are never a change of scene, and no copy is taken while the last
@@ -99,8 +100,8 @@ class LiveWatch:
         self.silent = 0  # learned windows in a row, busy enough, without a last-layer spike
         self.revivals = 0
         self.stopped = False  # gave up: the network no longer learns from labels
-        self.recent: deque = deque()  # (batch, class name, right) of the latest busy learned windows (``judge``)
-        self.recent_events = 0
+        self.recent: deque = deque()  # (batch, class name, right, carried_to, stream) of the windows ``judge`` uses
+        self.recent_events = self.judged_windows = 0
 
     def before(self, net) -> None:
         """Before a window ``net`` learns from: the first copy, of the weights it starts with."""
@@ -132,12 +133,13 @@ class LiveWatch:
         return events * (self.low[-1] if self.low else SILENT_EXPECTED / SILENT_EVENTS) >= SILENT_EXPECTED
 
     def after(self, net, right: bool, spikes=(), events: int = 0, batch=None, output: int | None = None,
-              carried_to: int | None = None) -> None:
+              carried_to: int | None = None, stream: int | None = None) -> None:
         """After a window ``net`` learned from (``right``: its prediction, made before the update, was right;
         ``spikes`` per hidden layer on its ``events`` input events; ``batch``, the events it was fed, ``output``, its
         true output, and ``carried_to``, for a temporal network deciding a stream with its state carried, the window's
-        end it was read out at; kept for ``judge``). A window on which the last hidden layer fired nothing and that was
-        not busy (``busy``: an idle scene) says nothing of the network's health: only learned."""
+        end it was read out at, of the segmenter's ``stream``; kept for ``judge``). A window on which the last hidden
+        layer fired nothing and that was not busy (``busy``: an idle scene) says nothing of the network's health:
+        only learned (a temporal network's events are kept as context, ``seen``)."""
         self.before(net)
         self.learned += 1
         fired = bool(spikes and spikes[-1])
@@ -153,7 +155,9 @@ class LiveWatch:
             if self.scored >= COLLAPSE_WINDOWS:
                 self.peak = max(self.peak, self.acc)
             if batch is not None and output is not None:
-                self.remember(batch, str(net.classes[output]), right, carried_to)
+                self.remember(batch, str(net.classes[output]), right, carried_to, stream)
+        elif batch is not None and carried_to is not None:
+            self.seen(batch, carried_to, stream)
         refused = self.refused(net)
         if refused >= MAX_REFUSED:
             self.revive(net, f"{refused} updates were refused or decisions withheld as non-finite")
@@ -171,24 +175,41 @@ class LiveWatch:
             else:  # refusals count within one period: a stray one must not block every later copy
                 self.new_period(net)
 
-    def remember(self, batch, name: str, right: bool, carried_to: int | None = None) -> None:
-        """Keep a busy learned window (its true class by name; ``carried_to``: see ``after``) for ``judge`` (the latest
-        JUDGE_WINDOWS, JUDGE_EVENTS events in all)."""
-        self.recent.append((batch, name, bool(right), carried_to))
+    def remember(self, batch, name: str | None, right: bool, carried_to: int | None = None,
+                 stream: int | None = None) -> None:
+        """Keep a busy learned window (its true class by name; ``carried_to``, ``stream``: see ``after``; ``name``
+        None: a temporal network's window kept only for the events it was fed, ``seen``) for ``judge`` (the latest
+        JUDGE_WINDOWS judged ones, JUDGE_EVENTS events in all)."""
+        self.recent.append((batch, name, bool(right), carried_to, stream))
         self.recent_events += len(batch)
-        while len(self.recent) > JUDGE_WINDOWS or (len(self.recent) > 1 and self.recent_events > JUDGE_EVENTS):
-            self.recent_events -= len(self.recent.popleft()[0])
+        self.judged_windows += name is not None
+        while self.judged_windows > JUDGE_WINDOWS or (len(self.recent) > 1 and self.recent_events > JUDGE_EVENTS):
+            old = self.recent.popleft()
+            self.recent_events -= len(old[0])
+            self.judged_windows -= old[1] is not None
+
+    def seen(self, fresh, t_end_us: int, stream: int | None) -> None:
+        """A temporal network's stream window that the watch does not judge (no label, not busy): its fresh events,
+        so that the copy is fed the stream as the network was (``judge``). Only while there is a copy to judge."""
+        if self.good is not None and len(fresh):
+            self.remember(fresh, None, False, int(t_end_us), stream)
+
+    def forget(self) -> None:
+        """Drop the windows kept for ``judge`` (at a copy or a revival: they judge the network that learned them)."""
+        self.recent.clear()
+        self.recent_events = self.judged_windows = 0
 
     def judge(self, net):
-        """The network and its healthy copy on the recent busy windows, each deciding them as the network did (each
-        window alone on a fresh state, or a temporal network's stream of them with its state carried from the first):
-        ([spikes per input event of each hidden layer], share right) for each, the network's share right as it
-        predicted them before learning from them (test then train); None when there is nothing to judge on (fewer
-        than JUDGE_MIN windows, classes of the copy gone) or the copy gives no decision. A NonFinite of the network:
-        raised."""
+        """The network and its healthy copy on the recent busy windows, each deciding them as the network did: ([spikes
+        per input event of each hidden layer], share right) for each. Each window alone on a fresh state, the network's
+        share right its record (its prediction before learning each, test then train); a temporal network's stream
+        (every window it was fed since the copy, ``seen`` ones too, afresh at each new stream, from a fresh state at
+        the first) replayed by both, each scored on its replay (the network's own record carried a state the replay
+        cannot rebuild). None when there is nothing to judge on (fewer than JUDGE_MIN windows, classes of the copy
+        gone) or the copy gives no decision. A NonFinite of the network: raised."""
         from .decide import evidence_at
 
-        if self.good is None or len(self.recent) < JUDGE_MIN:
+        if self.good is None or self.judged_windows < JUDGE_MIN:
             return None
         weights, _, classes = self.good
         now = copy.deepcopy(net, memo={id(getattr(net, "memory", None)): None})  # the rehearsal memory: not needed
@@ -202,21 +223,27 @@ class LiveWatch:
             spikes, events, right = None, 0, 0
             names = [str(c) for c in clone.classes]
             clone.reset()
-            for batch, name, was_right, carried_to in self.recent:
+            stream = self.recent[0][4]
+            for batch, name, was_right, carried_to, window_stream in self.recent:
                 try:
                     if carried_to is None:
                         clone.reset()
                         d = clone.predict_one(batch)
                     else:
+                        if window_stream != stream:  # a new stream: the network was reset there too
+                            clone.reset()
+                            stream = window_stream
                         d = evidence_at(clone, clone.predict_one(batch), carried_to)
                 except Exception:  # noqa: BLE001 - a copy that gives no decision cannot judge; the network failed
                     if k == 0:
                         raise
                     return None
+                if name is None:  # fed for its events alone
+                    continue
                 spikes = list(d.spikes) if spikes is None else [a + b for a, b in zip(spikes, d.spikes)]
                 events += d.events
-                right += was_right if k == 0 else names[d.label] == name
-            out.append(([s / max(events, 1) for s in spikes], right / len(self.recent)))
+                right += was_right if k == 0 and carried_to is None else names[d.label] == name
+            out.append(([s / max(events, 1) for s in spikes], right / self.judged_windows))
         return out
 
     def judged(self, net, what, why: str) -> None:
@@ -273,8 +300,7 @@ class LiveWatch:
         """Take the copy of the network's weights to go back to."""
         self.good = (snapshot(net), net.lr_backoff, list(net.classes))
         self.new_period(net)
-        self.recent.clear()  # windows the copy learned from: they would judge it on what it was taught
-        self.recent_events = 0
+        self.forget()  # windows the copy learned from: they would judge it on what it was taught
         if self.rates is not None and self.scored >= RATE_WINDOWS:  # settled: the rates a healthy copy fires at
             self.low = list(self.rates) if self.low is None or len(self.low) != len(self.rates) else [
                 min(lo, r) for lo, r in zip(self.low, self.rates)]
@@ -298,8 +324,7 @@ class LiveWatch:
         self.silent = 0
         self.acc, self.peak, self.scored = 0.0, 0.0, 0
         self.rates = None
-        self.recent.clear()  # judged by the network that failed: what it was right on says nothing of this one
-        self.recent_events = 0
+        self.forget()  # judged by the network that failed: what it was right on says nothing of this one
         rates = "at their floor" if floor else "halved"
         log.warning("the network failed while it learned (%s); revived with its last healthy weights and the learning "
                     "rates %s (now x%g; revival %d of at most %d this run)", why, rates, net.lr_backoff, self.revivals,

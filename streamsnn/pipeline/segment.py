@@ -87,7 +87,9 @@ class Segmenter:
       (0: no limit): a sample that reaches either bound is classified with what it has and the rest
       continues as a new window of the same sample id; a stream window that would overflow is
       classified early with the events it holds and the window grid restarts at the next event.
-    `counters` counts `restarts` (new streams or samples begun anew) and `cut` (windows closed at a bound).
+    `counters` counts `restarts` (new streams or samples begun anew) and `cut` (windows closed at a bound). Each
+    stream window names its stream (`Window.stream`, a new number after each restart, a flush or a reset; not after
+    a cut): a temporal network starts afresh there, and smoothing too.
 
     `continuous` (window mode, for a network that carries its state across windows, see
     `decide.temporal`): each stream window also carries in `fresh` the stream events not handed on with
@@ -97,8 +99,9 @@ class Segmenter:
     that never fills a window): beyond it the oldest are dropped, counted as `unfed`.
 
     `label_windows` (window mode): when the stream's batches belong to labelled samples (a simulated
-    camera filming known digits, a replay played as one stream), each window takes the sample id and
-    label of the sample covering most of it (ties: the later one), as stream evaluation scores it.
+    camera filming known digits, a replay played as one stream), each window takes the sample id,
+    label and class name (`meta["label_name"]`) of the sample covering most of it (ties: the later one), as
+    stream evaluation scores it.
 
     `overlap` (window mode; `OVERLAPS`): "repeat" hands the network each window whole when it closes.
     "inflight" (the default, `defaults.OVERLAP`) and "chunks" also hand on each accepted stream batch as a
