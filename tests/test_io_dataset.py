@@ -31,6 +31,20 @@ def test_label_list_tolerates_crlf_and_spaces(tmp_path):
     assert read_label_list(lst) == {"1": 5, "2": 0, "3": 4, "4": 7}
 
 
+def test_label_list_class_names_may_hold_spaces_and_the_list_a_byte_order_mark(tmp_path):
+    """`big dog` and `big cat` were both read as `big` (the line cut at its second field): two classes merged
+    without a word; a byte-order mark (Notepad) made a sample named "\ufeff#sample"; `./3.bs2` was not a file name."""
+    from streamsnn.io.labellists import read_labels
+
+    src = need("nmnist_small")
+    for k in (1, 2, 3, 4):
+        shutil.copy(src / f"{k}.bs2", tmp_path / f"{k}.bs2")
+    lst = tmp_path / "train.txt"
+    lst.write_bytes("\ufeff#sample #class\r\n1\tbig dog\r\n2 big  cat\r\n./3.bs2 big dog\n4\tsmall\tdog\n".encode())
+    assert read_labels(lst) == {"1": "big dog", "2": "big cat", "3": "big dog", "4": "small dog"}
+    assert sorted(open_dataset(tmp_path).classes) == ["big cat", "big dog", "small dog"]
+
+
 def test_a_sample_listed_twice_is_refused_when_the_lists_disagree(tmp_path):
     """A sample listed twice with two classes took the last one without a word, and a sample in both the
     training and the test list was trained on and then scored."""

@@ -62,3 +62,69 @@ def test_padded_is_clipped_to_the_sensor():
 def test_no_events_is_an_error():
     with pytest.raises(InputError, match="no events"):
         region_from_counts(np.zeros((4, 4)))
+
+
+def patch_events(rng, n: int, x0: int, y0: int, side: int) -> np.ndarray:
+    from streamsnn.events import make_events
+
+    return make_events(np.arange(n) * 50, rng.integers(x0, x0 + side, n), rng.integers(y0, y0 + side, n),
+                       rng.integers(0, 2, n))
+
+
+def test_a_rare_sparse_class_keeps_its_events_in_the_region(tmp_path):
+    """A class of 2 samples beside one of 30, its events spread thinner: summed counts read it as noise and the
+    region dropped every one of its events (the model then learned it as "nothing in view")."""
+    from dataset_util import write_aedat4
+
+    rng = np.random.default_rng(0)
+    for split, busy, rare in (("Train", 30, 2), ("Test", 1, 1)):
+        for cls, n, args in (("busy", busy, (1000, 50, 50, 100)), ("rare", rare, (300, 400, 200, 200))):
+            (tmp_path / split / cls).mkdir(parents=True)
+            for k in range(n):
+                write_aedat4(tmp_path / split / cls / f"{k}.aedat4", patch_events(rng, *args), (640, 480))
+    ds = open_dataset(tmp_path)
+    counts, _ = pixel_counts(ds)
+    x0, y0, w, h = region_from_counts(counts)
+    assert x0 + w <= 150  # summed counts: the rare class falls outside
+    r = active_region(ds)
+    assert inside(r, 40, 40, 610, 410) and r.x0 <= 60 and r.x0 + r.width >= 590 and r.y0 + r.height >= 390
+    assert r.class_coverage > 0.9
+
+
+def test_an_empty_first_file_does_not_hide_the_sensor(tmp_path):
+    """`train` refused a class-folder dataset whose first file (in sort order) was empty: "no sample could be read"
+    though every other one could; training itself skips such a file in one line."""
+    import shutil
+
+    from streamsnn.learn.datadefaults import choose_input, sensor_of
+
+    src = need("nmnist_small")
+    for split in ("Train", "Test"):
+        for cls, ids in (("a", (1, 2, 3)), ("b", (4, 5, 6))):
+            d = tmp_path / split / cls
+            d.mkdir(parents=True)
+            for k in ids:
+                shutil.copy(src / f"{k}.bs2", d / f"{k}.bin")
+    (tmp_path / "Train" / "a" / "0.bin").write_bytes(b"")  # sorts first
+    ds = open_dataset(tmp_path)
+    assert sensor_of(ds) == ((34, 34), "from a decoded sample")
+    assert choose_input(ds).input_map.sensor == (34, 34)
+
+
+def test_train_names_a_class_left_without_events_in_the_region(caplog):
+    import argparse
+    import logging
+
+    from streamsnn.commands.train import blind
+    from streamsnn.learn.training import SampleArrays
+    from streamsnn.snn import SpikingNetwork
+
+    net = SpikingNetwork((2312, 4, 2), classes=["busy", "rare"], seed=0)
+    train = SampleArrays()
+    train.idx = [np.arange(5, dtype=np.int32)] * 4 + [np.zeros(0, np.int32)] * 3
+    train.labels = np.array([0, 0, 0, 1, 1, 1, 1])
+    with caplog.at_level(logging.WARNING, logger="streamsnn.train"):
+        blind(train, net, argparse.Namespace(roi=None))
+    said = [r.getMessage() for r in caplog.records]
+    assert len(said) == 1 and said[0].startswith("class rare: 3 of its 4 training samples have no event inside")
+    assert "give --roi to cover it" in said[0]

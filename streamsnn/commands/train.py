@@ -309,6 +309,23 @@ def pick_learning(args, net, s, train, picked, say, probe=None):
     return net
 
 
+def blind(train, net, args) -> None:
+    """One WARNING line for each class most of whose training samples have no event inside the input region (the
+    model would learn "nothing in view" as that class)."""
+    import logging
+
+    import numpy as np
+
+    empty = np.array([len(i) == 0 for i in train.idx])
+    for k, name in enumerate(net.classes):
+        mine = train.labels == k
+        if mine.sum() and empty[mine].mean() >= 0.5:
+            logging.getLogger("streamsnn.train").warning(
+                "class %s: %d of its %d training samples have no event inside the input region %s; the model can only "
+                "learn it as \"nothing in view\": %s", name, int(empty[mine].sum()), int(mine.sum()),
+                "x {} y {} {}x{}".format(*net.input_map.roi), "check --roi" if args.roi else "give --roi to cover it")
+
+
 def run(args) -> int:
     from ..learn.augment import end_cuts, stream_items
     from ..learn.training import Augment, evaluate, load_folders, measure_spikes, train_epoch
@@ -337,6 +354,7 @@ def run(args) -> int:
     if not any(len(i) for i in train.idx):  # else a model of 0 updates was saved, exit 0
         raise InputError(f"none of the {len(train)} training samples has an event inside the input region "
                          f"({train.outside:,} outside it dropped); check --roi, or leave it out")
+    blind(train, net, args)
     net.memory.fill(net, train)  # examples per class kept for rehearsal when the daemon is taught one class
     augment = Augment(**aug) if aug else None
     epochs = []

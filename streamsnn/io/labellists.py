@@ -1,8 +1,8 @@
 """Label lists `train*.txt` / `test*.txt` (`<sample> <class>` a line) read once per version; an N-MNIST file's label.
 
 This is N-MNIST's small-set layout (`1.bs2` ... with `train1K.txt`, `test100.txt`); classes may be
-numbers (N-MNIST digits: the number is the class index) or names (`xclub02i club`). A listed sample
-may be named by its id (the file's stem) or by its file name; its file may have any extension
+numbers (N-MNIST digits: the number is the class index) or names (`xclub02i club`, `7 big dog`: the rest of the
+line). A listed sample may be named by its id (the file's stem) or by its file name; its file may have any extension
 streamsnn reads.
 """
 
@@ -21,20 +21,21 @@ _LIST_NAME = re.compile(r"^(train|test)[^.]*\.txt$", re.IGNORECASE)
 
 @lru_cache(maxsize=64)
 def _parse(path: Path, mtime_ns: int) -> tuple[tuple[str, str], ...]:
-    """(sample id, class name) pairs of a label list, in file order (whitespace separated, CRLF tolerated)."""
+    """(sample id, class name) pairs of a label list, in file order (the sample, whitespace, then the class: the rest of
+    the line, so a name may hold spaces; CRLF and a UTF-8 byte-order mark tolerated)."""
     pairs, seen = [], {}
-    text = path.read_bytes().decode("utf-8", "replace")
+    text = path.read_bytes().decode("utf-8-sig", "replace")
     for n, line in enumerate(text.splitlines(), 1):
         line = line.strip()
         if not line or line.startswith("#"):
             continue
-        parts = line.split()
+        parts = line.split(None, 1)
         if len(parts) < 2:
             raise InputError(f"{path}: line {n} is {line!r}, expected '<sample> <class>'; fix the label list")
-        sample = parts[0]
+        sample = parts[0].removeprefix("./")
         if is_event_name(sample):  # some lists name files, not ids
             sample = sample.rsplit(".", 1)[0]
-        name = class_name(parts[1], f"{path}: line {n}")
+        name = class_name(" ".join(parts[1].split()), f"{path}: line {n}")  # "big \t dog" is "big dog"
         if sample in seen:
             first, line_first = seen[sample]
             if name != first:

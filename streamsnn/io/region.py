@@ -26,6 +26,7 @@ class Region:
     samples: int = 0      # samples decoded to measure it
     events: int = 0       # events counted
     coverage: float = 1.0  # fraction of those events inside the box
+    class_coverage: float = 1.0  # the least fraction of one class's events inside the box
 
     @property
     def box(self) -> tuple[int, int, int, int]:
@@ -37,12 +38,13 @@ class Region:
         x0, y0 = max(0, self.x0 - margin), max(0, self.y0 - margin)
         x1 = min(self.sensor[0], self.x0 + self.width + margin)
         y1 = min(self.sensor[1], self.y0 + self.height + margin)
-        return Region(x0, y0, x1 - x0, y1 - y0, self.sensor, self.samples, self.events, self.coverage)
+        return Region(x0, y0, x1 - x0, y1 - y0, self.sensor, self.samples, self.events, self.coverage,
+                      self.class_coverage)
 
     def as_dict(self) -> dict:
         return {"x0": self.x0, "y0": self.y0, "width": self.width, "height": self.height,
                 "sensor": list(self.sensor), "samples": self.samples, "events": self.events,
-                "coverage": round(self.coverage, 4)}
+                "coverage": round(self.coverage, 4), "class_coverage": round(self.class_coverage, 4)}
 
 
 def _box_mean(c: np.ndarray, r: int) -> np.ndarray:
@@ -85,9 +87,12 @@ def region_from_counts(counts: np.ndarray, keep: float = 0.998, floor: float = 0
     return x0, y0, x1 - x0 + 1, y1 - y0 + 1
 
 
-def pixel_counts(dataset, *, max_samples: int | None = 64, progress: bool = False) -> tuple[np.ndarray, int]:
+def pixel_counts(dataset, *, max_samples: int | None = 64, progress: bool = False,
+                 by_class: dict | None = None) -> tuple[np.ndarray, int]:
     """(counts per pixel as a (height, width) array, samples decoded) over up to `max_samples` samples,
-    evenly spread over the dataset; samples that fail to load are skipped (at least one must load)."""
+    evenly spread over the dataset; samples that fail to load are skipped (at least one must load). `by_class`: a
+    dict that receives, by the sample's label, each class's map with every sample weighing the same (the mean of
+    its samples' counts each divided by its events) and its samples: [map sum, samples]."""
     from tqdm import tqdm
 
     samples = dataset.samples
@@ -107,7 +112,11 @@ def pixel_counts(dataset, *, max_samples: int | None = 64, progress: bool = Fals
         if (b.height, b.width) != counts.shape:
             continue  # another sensor: not part of this region
         flat = b.events["y"].astype(np.int64) * b.width + b.events["x"]
-        counts += np.bincount(flat, minlength=counts.size).reshape(counts.shape)
+        c = np.bincount(flat, minlength=counts.size).reshape(counts.shape)
+        counts += c
+        if by_class is not None and len(b):
+            mine = by_class.setdefault(s.label, [0.0, 0])
+            mine[0], mine[1] = mine[0] + c / len(b), mine[1] + 1
         used += 1
     if counts is None:
         raise InputError(f"{dataset}: no sample could be read to measure the active region"
@@ -115,10 +124,58 @@ def pixel_counts(dataset, *, max_samples: int | None = 64, progress: bool = Fals
     return counts, used
 
 
+#: Samples of a class decoded for the region when the evenly spread ones held none of it.
+CLASS_SAMPLES = 8
+#: The least share of a class's events the region must hold; below it every class weighs the same instead.
+MIN_CLASS_COVERAGE = 0.5
+
+
 def active_region(dataset, *, max_samples: int | None = 64, keep: float = 0.998, progress: bool = False) -> Region:
-    """The box where a dataset's events fall, measured on up to `max_samples` samples (decoded)."""
-    counts, used = pixel_counts(dataset, max_samples=max_samples, progress=progress)
+    """The box where a dataset's events fall, measured on up to `max_samples` samples (decoded); `coverage`: the share
+    of their events inside it, `class_coverage`: the least share of one class's.
+
+    The counts of all samples summed let a busy class, or one long dense sample, outweigh a rare or sparse class
+    until its events read as noise (a class of 3 samples among 103, or of 50 ms samples beside 10 s ones, lost every
+    event; one 1M-event sample pulled it off a whole class). So each class is measured too, every sample of it
+    weighing the same (a few of its own samples when none was among those spread evenly), and when the box holds less
+    than MIN_CLASS_COVERAGE of some class's events, it is measured again with every class weighing the same."""
+    per_class: dict = {}
+    counts, used = pixel_counts(dataset, max_samples=max_samples, progress=progress, by_class=per_class)
+    for label in {s.label for s in dataset.samples} - set(per_class):  # a class too rare to be among those spread
+        group = [s for s in dataset.samples if s.label == label]
+        part = _Subset([group[int(i)] for i in np.linspace(0, len(group) - 1, min(len(group), CLASS_SAMPLES))])
+        mine: dict = {}
+        try:
+            c, n = pixel_counts(part, max_samples=None, by_class=mine)
+        except InputError:
+            continue  # none of them loads: training skips them too
+        if c.shape == counts.shape and label in mine:
+            per_class[label], used = mine[label], used + n
+    per_class = {label: total / n for label, (total, n) in per_class.items()}  # every sample of a class the same
     x0, y0, w, h = region_from_counts(counts, keep)
+    cover = _class_coverage(per_class, (x0, y0, w, h))
+    if len(per_class) > 1 and cover < MIN_CLASS_COVERAGE:
+        equal = sum(per_class.values())  # each class's map sums to 1
+        x0, y0, w, h = region_from_counts(equal, keep)
+        cover = _class_coverage(per_class, (x0, y0, w, h))
     total = int(counts.sum())
     inside = int(counts[y0:y0 + h, x0:x0 + w].sum())
-    return Region(x0, y0, w, h, (counts.shape[1], counts.shape[0]), used, total, inside / total if total else 0.0)
+    return Region(x0, y0, w, h, (counts.shape[1], counts.shape[0]), used, total, inside / total if total else 0.0,
+                  cover)
+
+
+class _Subset:
+    """Some samples of a dataset, as `pixel_counts` reads a dataset."""
+
+    def __init__(self, samples):
+        self.samples = samples
+
+    def __str__(self) -> str:
+        return f"{len(self.samples)} samples"
+
+
+def _class_coverage(per_class: dict, box) -> float:
+    """The least share of one class's events inside `box` (its samples' shares averaged; 1.0 without classes)."""
+    x0, y0, w, h = box
+    shares = [float(c[y0:y0 + h, x0:x0 + w].sum()) / float(c.sum()) for c in per_class.values() if c.sum()]
+    return min(shares) if shares else 1.0

@@ -102,14 +102,24 @@ def margin_for(w: int, h: int) -> int:
     return max(2, math.ceil(max(w, h) / 8))
 
 
+#: Samples tried, in order, to read a dataset's sensor from when its files have no header that says it.
+SENSOR_TRIES = 200
+
+
 def sensor_of(ds) -> tuple[tuple[int, int], str]:
     """A Dataset's sensor (width, height), and where it was read: the file headers, else a decoded sample."""
-    from ..io.region import pixel_counts
-
     if ds.sensor_size is not None:
         return (int(ds.sensor_size[0]), int(ds.sensor_size[1])), "from the file headers"
-    counts, _ = pixel_counts(ds, max_samples=1)
-    return (counts.shape[1], counts.shape[0]), "from a decoded sample"
+    last = None
+    for s in ds.samples[:SENSOR_TRIES]:  # an empty or damaged first file is skipped, as training skips it
+        try:
+            b = s.load()
+        except InputError as exc:
+            last = exc
+            continue
+        return (b.width, b.height), "from a decoded sample"
+    raise InputError(f"{ds}: none of its first {min(len(ds.samples), SENSOR_TRIES)} samples could be read to know "
+                     f"the sensor" + (f" (last error: {last})" if last else ""))
 
 
 def check_sensors(datasets) -> None:
