@@ -241,3 +241,26 @@ def test_a_network_that_falls_silent_in_the_daemon_is_named_once_and_counted(cap
     assert len(errors) == 1 and "silent" in errors[0] and "try an earlier checkpoint" in errors[0]
     assert "\n" not in errors[0] and net.silent_windows == 0
     assert any("fires again after 250 silent windows" in r.getMessage() for r in said if r.levelno == logging.INFO)
+
+
+def test_one_class_is_refused_with_what_to_do():
+    from streamsnn.errors import ConfigError
+    from streamsnn.snn import SpikingNetwork
+
+    with pytest.raises(ConfigError, match=r"at least 2 classes, got \['only'\]: add a second class"):
+        SpikingNetwork((2312, 4, 1), classes=["only"], seed=0)
+
+
+def test_a_run_away_names_its_cause_and_advice_that_fits_train_and_the_daemon():
+    """`train`'s revival said "its scores were not finite" for a layer whose activity ran away, and the advice "restart
+    from the last checkpoint" meant nothing in `train`."""
+    from streamsnn.snn import SpikingNetwork
+    from streamsnn.snn.guard import withheld
+
+    net = SpikingNetwork((2312, 4, 3), seed=0)
+    net.hidden[0].ran_away = (100, 10)
+    exc = withheld(net)
+    assert exc.cause == "its activity ran away in hidden layer 1"
+    assert "train: --lr, --lr-out" in str(exc) and "restart from the last checkpoint" not in str(exc)
+    net.hidden[0].ran_away = None
+    assert withheld(net).cause == "its scores were not finite"

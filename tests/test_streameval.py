@@ -312,3 +312,18 @@ def test_the_daemon_smooths_as_configured_and_as_eval_stream_does(tmp_path, test
     assert [g["label"] for g in got[0]] != [g["label"] for g in got[100_000]]  # smoothing changed decisions
     for g in got[100_000]:  # smoothed scores are mean log-probabilities
         assert max(g["scores"]) <= 0 and g["scores"].index(max(g["scores"])) == g["label"]
+
+
+def test_a_stream_with_no_decision_says_why_instead_of_scoring_zero(test_samples):
+    """Samples too sparse for any window to reach min_events: `eval --stream` printed "stream accuracy 0.0000" and
+    its JSON 0.0, as if every decision were wrong; now no accuracy, and a line with the busiest window's events."""
+    from streamsnn.learn.streameval import report_lines
+
+    samples, classes = test_samples
+    res = stream_evaluate(SpikingNetwork((2312, 8, 10), seed=0), samples[:5], classes=classes, min_events=10**6)
+    assert res["decisions"] == 0 and res["stream_accuracy"] is None
+    assert 0 < res["busiest_window_events"] < 10**6
+    text = "\n".join(report_lines(res))
+    assert "stream accuracy - over 0 decisions" in text
+    assert f"the busiest held {res['busiest_window_events']:,}); give --min-events" in text
+    json.dumps(res)  # what --json prints

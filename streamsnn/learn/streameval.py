@@ -231,6 +231,11 @@ def stream_evaluate(net: SpikingNetwork, samples: Sequence[EventBatch], *, windo
         "tau_us": effective_tau, "continuous": carried, "smooth_us": float(smooth_us), "gap_us": int(gap_us),
         "overlap": "continuous" if carried else overlap,
     })
+    if not pairs:  # no window reached min_events: say how busy the busiest was, so the user knows what to change
+        t = np.sort(np.concatenate([b.events["t"] for b in stream.batches])) if stream.batches else np.zeros(0)
+        starts = np.arange(int(t[0]), int(t[-1]) + 1, int(hop_us)) if len(t) else np.zeros(0, np.int64)
+        res["busiest_window_events"] = int((np.searchsorted(t, starts + window_us) - np.searchsorted(t, starts)).max()
+                                           ) if len(starts) else 0
     if keep_decisions:
         res["decision_list"] = [
             {"t_start_us": w.t_start_us, "t_end_us": w.t_end_us, "label": d.label, "events": d.events,
@@ -289,7 +294,7 @@ def score(stream: Stream, pairs: list, target: np.ndarray, names: list[str], pre
             "samples": int(in_class.sum()), "samples_without_decision": int((last[in_class] < 0).sum()),
         }
     return {
-        "stream_accuracy": float(correct.mean()) if n else 0.0, "decisions": n, "correct": int(correct.sum()),
+        "stream_accuracy": float(correct.mean()) if n else None, "decisions": n, "correct": int(correct.sum()),
         "samples": len(stream.starts), "never_right": int((delays < 0).sum()),
         "delay_median_ms": _ms(delays, 50), "delay_p90_ms": _ms(delays, 90),
         "last_decision_accuracy": float(last_right.mean()), "samples_without_decision": int((last < 0).sum()),
@@ -353,7 +358,7 @@ def report_lines(res: dict) -> list[str]:
         f"min {res['min_events']} events, leak {tau}, smoothing {smooth}, gap {res['gap_us'] / 1000:g} ms"
         + ("; state carried across windows (each event fed once)" if res.get("continuous")
            else f"; overlap {res['overlap']}" if res.get("overlap") else ""),
-        f"stream accuracy {res['stream_accuracy']:.4f} over {res['decisions']} decisions "
+        f"stream accuracy {_num(res['stream_accuracy'], '.4f')} over {res['decisions']} decisions "
         f"({res['events_per_s'] / 1e6:.2f} M events/s, {res['realtime_factor']:.0f}x real time)",
         f"first right decision after a sample starts: {delay}; never right: {res['never_right']} "
         f"of {res['samples']} samples",
@@ -366,6 +371,10 @@ def report_lines(res: dict) -> list[str]:
         "confusion (rows true, columns predicted):",
     ]
     lines += confusion_lines(res["classes"], res["predicted_classes"], res["confusion"])
+    if not res["decisions"]:
+        lines.insert(2, f"no decision: no window of {res['window_us'] / 1000:g} ms held {res['min_events']} events "
+                        f"(the busiest held {res.get('busiest_window_events', 0):,}); give --min-events "
+                        f"{max(1, res.get('busiest_window_events', 0))} or a longer --window-us")
     if res.get("unknown_classes"):
         lines.append("classes the model does not have (their windows count as wrong): " + ", ".join(
             f"{c} ({n} samples)" for c, n in res["unknown_classes"].items()))

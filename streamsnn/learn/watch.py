@@ -117,7 +117,7 @@ class Watch:
         level = logging.WARNING if self.logged <= LOG_FIRST else logging.DEBUG
         log.log(level, "epoch %d, sample %s: %s", epoch + 1, sample, exc)
         if not exc.undone:
-            self.revive(epoch, "its scores were not finite")
+            self.revive(epoch, getattr(exc, "cause", "its scores were not finite"))
             return
         self.refused_since += 1
         if self.refused_since >= MAX_REFUSED:

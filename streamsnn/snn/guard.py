@@ -29,9 +29,10 @@ class NonFinite(StreamsnnError):
     ``undone``: the weights are as they were before the update that failed (False: the scores were
     not finite with the weights as they are, e.g. after a run of steps that made them too large)."""
 
-    def __init__(self, message: str, undone: bool = False):
+    def __init__(self, message: str, undone: bool = False, cause: str = "its scores were not finite"):
         super().__init__(message)
         self.undone = undone
+        self.cause = cause  # what went wrong, as a revival names it
 
 
 def herds(net) -> list:
@@ -105,9 +106,12 @@ def withheld(net) -> NonFinite:
         k, (m, n) = away[0]
         return NonFinite(f"the model's activity ran away ({net.nonfinite} so far): hidden layer {k + 1} would fire "
                          f"more than {m:,} spike events on {n:,} incoming events (limits.MAX_SPIKE_EVENTS); decision "
-                         "withheld; lower the learning rates or restart from the last checkpoint")
+                         "withheld; if it keeps happening, lower the learning rates (train: --lr, --lr-out; a daemon: "
+                         "an earlier checkpoint, or lower model.lr / model.lr_out)",
+                         cause=f"its activity ran away in hidden layer {k + 1}")
     return NonFinite(f"the model's scores are not finite ({net.nonfinite} so far; its weights are damaged): "
-                     "decision withheld; restart from the last checkpoint")
+                     "decision withheld; train: it is revived from earlier weights; a daemon: restart from an earlier "
+                     "checkpoint")
 
 
 def state_finite(layers, spikes) -> bool:

@@ -61,7 +61,8 @@ def inputs_and_classes(sizes, arch, input_shape, input_map, classes) -> tuple[ob
         limits.check_classes(len(classes))
         names = [c if isinstance(c, str) else str(c) for c in classes]
     if len(names) < 2:
-        raise ConfigError(f"classes must be at least 2 distinct names (or a count >= 2), got {shown(classes)}")
+        raise ConfigError(f"a classifier needs at least 2 classes, got {shown(classes)}: add a second class (for "
+                          "instance recordings of the empty scene, as a class folder named background)")
     try:
         names = classnames.check_all(names)  # one rule for class names: see streamsnn/classnames.py
     except ValueError as exc:
