@@ -230,7 +230,8 @@ class Decider:
         self.smooth_us = float(smooth_us)
         self.inflight = InFlight()  # the states of the windows in flight (segment.overlap "inflight"/"chunks")
         self._stream = None  # the segmenter's stream a temporal network's running state belongs to
-        self.watch = LiveWatch() if revive else None  # the network's health while it learns from labelled windows
+        # the network's health while it learns from labelled windows (its copy read out as the network is)
+        self.watch = LiveWatch(evidence_at) if revive else None
         self.reset()
 
     def reset(self) -> None:

@@ -90,7 +90,8 @@ JUDGE_WINDOWS, JUDGE_EVENTS, JUDGE_MIN = 100, 300_000, 20
 class LiveWatch:
     """The healthy copy and the health of one learning network in a daemon (see the module)."""
 
-    def __init__(self):
+    def __init__(self, readout=None):
+        self.readout = readout  # (net, decision, t_us) -> the decision read out at t_us (decide.evidence_at)
         self.good = None  # (guard.snapshot of the weights, lr_backoff, classes)
         self.learned = 0  # learned windows in this period (since the copy, or the last KEEP_EVERY without one)
         self.refused_at = 0  # the network's `nonfinite` when the period began
@@ -207,8 +208,6 @@ class LiveWatch:
         the first) replayed by both, each scored on its replay (the network's own record carried a state the replay
         cannot rebuild). None when there is nothing to judge on (fewer than JUDGE_MIN windows, classes of the copy
         gone) or the copy gives no decision. A NonFinite of the network: raised."""
-        from .decide import evidence_at
-
         if self.good is None or self.judged_windows < JUDGE_MIN:
             return None
         weights, _, classes = self.good
@@ -233,7 +232,8 @@ class LiveWatch:
                         if window_stream != stream:  # a new stream: the network was reset there too
                             clone.reset()
                             stream = window_stream
-                        d = evidence_at(clone, clone.predict_one(batch), carried_to)
+                        d = clone.predict_one(batch)
+                        d = self.readout(clone, d, carried_to) if self.readout else d
                 except Exception:  # noqa: BLE001 - a copy that gives no decision cannot judge; the network failed
                     if k == 0:
                         raise
