@@ -170,12 +170,17 @@ def test_labelled_windows_learn_on_the_running_state_as_it_decides(samples):
     net, twin = leaky(), leaky()
     decider = Decider(0)
     fed = recording_net(net)
+    import copy
+
     for k, w in enumerate(labelled):
         w.label = k % 10
+        before = copy.deepcopy(twin)  # the twin learns in step with the network (which is wrapped to record)
         d = decider(net, w, learn=True)
-        want = evidence_at(twin, twin.learn_one(w.fresh, w.label), w.t_end_us)  # test then train, state carried
+        # test then train: the decision is the network's before the update (the bias it learned must not reach it)
+        want = evidence_at(before, before.predict_one(w.fresh), w.t_end_us)
         assert d.label == want.label
         np.testing.assert_allclose(d.scores, want.scores, rtol=1e-5, atol=1e-6)
+        twin.learn_one(w.fresh, w.label)  # learning on the running state, state carried
     assert net.updates == twin.updates == len(labelled) and np.array_equal(net.W2, twin.W2)
     assert sum(len(e) for e in fed) == sum(len(w.fresh) for w in labelled) == stream.events  # each event once
     assert net.samples_seen == len(labelled)  # each window counted once

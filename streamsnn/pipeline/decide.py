@@ -96,14 +96,18 @@ def continuous(net: Classifier, window: Window, *, learn: bool = False) -> Decis
     stream windows right alone, 71 % carrying its state.
     """
     label = true_output(net, window)
-    if learn and label is not None:
-        try:
-            d = net.learn_one(window.fresh, label)
-        except NonFinite as exc:
-            d = refused(net, exc)
-    else:
-        d = net.predict_one(window.fresh)
-    return evidence_at(net, d, window.t_end_us)
+    if not (learn and label is not None):
+        return evidence_at(net, net.predict_one(window.fresh), window.t_end_us)
+    bias = net.bias.copy()
+    try:
+        d = net.learn_one(window.fresh, label)
+    except NonFinite as exc:
+        d = refused(net, exc)
+    learned, net.bias = net.bias, bias  # read out as before the update: the label must not reach its own decision
+    try:
+        return evidence_at(net, d, window.t_end_us)
+    finally:
+        net.bias = learned
 
 
 def alone(net: Classifier, run):
