@@ -103,6 +103,8 @@ def measure(model: Path, data: Path, samples: list, classes: list[str], grid: bo
     at_live = stream_evaluate(net, samples, classes=classes, keep_decisions=True, **settings)
     res = {"live": at_live,
            "live_unsmoothed": stream_evaluate(net, samples, classes=classes, **{**settings, "smooth_us": 0})}
+    for r in res.values():  # None: no window reached min_events; as a figure, none right
+        r["stream_accuracy"] = r["stream_accuracy"] or 0.0
     res = {"whole_accuracy": whole, **{k: {f: v[f] for f in FIGURES} for k, v in res.items()}}
     res["live"].update(straddle(samples, at_live["decision_list"]))
     res["grid"] = {}
@@ -115,6 +117,7 @@ def measure(model: Path, data: Path, samples: list, classes: list[str], grid: bo
                                             min_events=settings["min_events"], classes=classes,
                                             overlap=settings["overlap"] if w % h == 0 else "repeat")
                         res["grid"][(w, h, tau, sm)] = {f: r[f] for f in FIGURES}
+                        res["grid"][(w, h, tau, sm)]["stream_accuracy"] = r["stream_accuracy"] or 0.0
     return res
 
 

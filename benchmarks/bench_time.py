@@ -160,7 +160,7 @@ def score(model: Path, data: Path) -> dict:
     chosen = getattr(net, "chosen", None) or {}  # the search's record, when `train --choose` ran
     return {"whole": whole["accuracy"], "events_per_s": whole["events_per_s"],
             "spikes_per_event": [float(s / max(events, 1)) for s in spikes],
-            "stream": st["stream_accuracy"], "last": st["last_decision_accuracy"], "learning": net.learning,
+            "stream": st["stream_accuracy"] or 0.0, "last": st["last_decision_accuracy"], "learning": net.learning,
             "tau_us": net.tau_us, "arch": net.arch, "scored": len(test),
             "leaks": "/".join(f"{t / 1000:g}" for t in (*net.layer_tau_us, net.tau_us)) if net.tau_us else "–",
             "chosen": chosen.get("winner", "–"), "tried": chosen.get("tried")}

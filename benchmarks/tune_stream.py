@@ -86,6 +86,7 @@ def grid(net, samples, classes) -> dict:
             r = score(stream, kept, targets(net, names, len(names)), names, model_classes(net))
             out[(w, h, tau, sm, me)] = {k: r[k] for k in ("stream_accuracy", "decisions", "delay_median_ms",
                                                           "delay_p90_ms", "never_right")}
+            out[(w, h, tau, sm, me)]["stream_accuracy"] = r["stream_accuracy"] or 0.0  # None: no decision at all
     return out
 
 

@@ -31,18 +31,26 @@ def test_label_list_tolerates_crlf_and_spaces(tmp_path):
     assert read_label_list(lst) == {"1": 5, "2": 0, "3": 4, "4": 7}
 
 
-def test_label_list_class_names_may_hold_spaces_and_the_list_a_byte_order_mark(tmp_path):
-    """`big dog` and `big cat` were both read as `big` (the line cut at its second field): two classes merged
-    without a word; a byte-order mark (Notepad) made a sample named "\ufeff#sample"; `./3.bs2` was not a file name."""
+def test_label_list_class_names_may_hold_spaces_after_a_tab_and_the_list_a_byte_order_mark(tmp_path, caplog):
+    """`big dog` and `big cat` (tab-separated) were both read as `big`: two classes merged without a word; a byte-order
+    mark (Notepad) made a sample named "\ufeff#sample"; `./3.bs2` was not a file name. A third column or a trailing
+    comment is still ignored, and a space-separated line with more fields is named in one WARNING."""
+    import logging
+
     from streamsnn.io.labellists import read_labels
 
     src = need("nmnist_small")
-    for k in (1, 2, 3, 4):
+    for k in (1, 2, 3, 4, 5, 6):
         shutil.copy(src / f"{k}.bs2", tmp_path / f"{k}.bs2")
     lst = tmp_path / "train.txt"
-    lst.write_bytes("\ufeff#sample #class\r\n1\tbig dog\r\n2 big  cat\r\n./3.bs2 big dog\n4\tsmall\tdog\n".encode())
-    assert read_labels(lst) == {"1": "big dog", "2": "big cat", "3": "big dog", "4": "small dog"}
-    assert sorted(open_dataset(tmp_path).classes) == ["big cat", "big dog", "small dog"]
+    lst.write_bytes("\ufeff#sample #class\r\n1\tbig dog\r\n2\tbig  cat\tok\r\n./3.bs2\tbig dog\n4\tsmall dog  # x\n"
+                    "5 small dog\n6 small ok  # seen\n".encode())
+    with caplog.at_level(logging.WARNING, logger="streamsnn.io.labellists"):
+        got = read_labels(lst)
+    assert got == {"1": "big dog", "2": "big cat", "3": "big dog", "4": "small dog", "5": "small", "6": "small"}
+    said = [r.getMessage() for r in caplog.records]
+    assert len(said) == 1 and "2 line(s) hold more than two space-separated fields" in said[0]
+    assert sorted(open_dataset(tmp_path).classes) == ["big cat", "big dog", "small", "small dog"]
 
 
 def test_a_sample_listed_twice_is_refused_when_the_lists_disagree(tmp_path):

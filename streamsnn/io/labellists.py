@@ -8,6 +8,7 @@ streamsnn reads.
 
 from __future__ import annotations
 
+import logging
 import re
 from functools import lru_cache
 from pathlib import Path
@@ -16,26 +17,31 @@ from ..errors import InputError
 from .classes import class_name
 from .probe import is_event_name
 
+log = logging.getLogger(__name__)
+
 _LIST_NAME = re.compile(r"^(train|test)[^.]*\.txt$", re.IGNORECASE)
 
 
 @lru_cache(maxsize=64)
 def _parse(path: Path, mtime_ns: int) -> tuple[tuple[str, str], ...]:
-    """(sample id, class name) pairs of a label list, in file order (the sample, whitespace, then the class: the rest of
-    the line, so a name may hold spaces; CRLF and a UTF-8 byte-order mark tolerated)."""
-    pairs, seen = [], {}
+    """(sample id, class name) pairs of a label list, in file order: the sample and its class, separated by tabs
+    (the class may then hold spaces: `7<TAB>big dog`) or else by spaces (the class is the second field); further
+    fields and a trailing `# comment` are ignored, and a space-separated line with more fields is named once in a
+    WARNING (a name holding spaces would be cut to its first word); CRLF and a UTF-8 byte-order mark tolerated."""
+    pairs, seen, extra = [], {}, 0
     text = path.read_bytes().decode("utf-8-sig", "replace")
     for n, line in enumerate(text.splitlines(), 1):
-        line = line.strip()
+        line = line.split(" #", 1)[0].split("\t#", 1)[0].strip()
         if not line or line.startswith("#"):
             continue
-        parts = line.split(None, 1)
+        parts = [p.strip() for p in line.split("\t") if p.strip()] if "\t" in line else line.split()
         if len(parts) < 2:
             raise InputError(f"{path}: line {n} is {line!r}, expected '<sample> <class>'; fix the label list")
+        extra += "\t" not in line and len(parts) > 2
         sample = parts[0].removeprefix("./")
         if is_event_name(sample):  # some lists name files, not ids
             sample = sample.rsplit(".", 1)[0]
-        name = class_name(" ".join(parts[1].split()), f"{path}: line {n}")  # "big \t dog" is "big dog"
+        name = class_name(" ".join(parts[1].split()), f"{path}: line {n}")
         if sample in seen:
             first, line_first = seen[sample]
             if name != first:
@@ -44,6 +50,9 @@ def _parse(path: Path, mtime_ns: int) -> tuple[tuple[str, str], ...]:
             continue
         seen[sample] = (name, n)
         pairs.append((sample, name))
+    if extra:
+        log.warning("%s: %d line(s) hold more than two space-separated fields; the class is the second field (a class "
+                    "name holding spaces needs a tab between the sample and the class)", path, extra)
     return tuple(pairs)
 
 

@@ -124,10 +124,12 @@ def pixel_counts(dataset, *, max_samples: int | None = 64, progress: bool = Fals
     return counts, used
 
 
-#: Samples of a class decoded for the region when the evenly spread ones held none of it.
-CLASS_SAMPLES = 8
-#: The least share of a class's events the region must hold; below it every class weighs the same instead.
-MIN_CLASS_COVERAGE = 0.5
+#: Samples decoded in all, spread over the classes that none of the evenly spread samples held (at most
+#: CLASS_SAMPLES of one class): the region then knows a rare class too.
+EXTRA_SAMPLES, CLASS_SAMPLES = 128, 8
+#: A class of which the box holds less than this share of its events has its own box added to it, when that box is
+#: compact (at most COMPACT_AREA of the sensor: an object somewhere else, not noise or a background spread over it).
+MIN_CLASS_COVERAGE, COMPACT_AREA = 0.5, 0.6
 
 
 def active_region(dataset, *, max_samples: int | None = 64, keep: float = 0.998, progress: bool = False) -> Region:
@@ -137,31 +139,53 @@ def active_region(dataset, *, max_samples: int | None = 64, keep: float = 0.998,
     The counts of all samples summed let a busy class, or one long dense sample, outweigh a rare or sparse class
     until its events read as noise (a class of 3 samples among 103, or of 50 ms samples beside 10 s ones, lost every
     event; one 1M-event sample pulled it off a whole class). So each class is measured too, every sample of it
-    weighing the same (a few of its own samples when none was among those spread evenly), and when the box holds less
-    than MIN_CLASS_COVERAGE of some class's events, it is measured again with every class weighing the same."""
+    weighing the same (a few of its own samples when none was among those spread evenly, EXTRA_SAMPLES in all), and a
+    class of which the box holds less than MIN_CLASS_COVERAGE of its events gets its own box added when that box is
+    compact. A class spread over the sensor (a background of noise) leaves the box as it is."""
     per_class: dict = {}
     counts, used = pixel_counts(dataset, max_samples=max_samples, progress=progress, by_class=per_class)
-    for label in {s.label for s in dataset.samples} - set(per_class):  # a class too rare to be among those spread
-        group = [s for s in dataset.samples if s.label == label]
-        part = _Subset([group[int(i)] for i in np.linspace(0, len(group) - 1, min(len(group), CLASS_SAMPLES))])
-        mine: dict = {}
-        try:
-            c, n = pixel_counts(part, max_samples=None, by_class=mine)
-        except InputError:
-            continue  # none of them loads: training skips them too
-        if c.shape == counts.shape and label in mine:
-            per_class[label], used = mine[label], used + n
+    missing = sorted({s.label for s in dataset.samples} - set(per_class), key=str)
+    if missing:  # classes too rare to be among those spread: a few samples of each, EXTRA_SAMPLES in all
+        if len(missing) > EXTRA_SAMPLES:
+            missing = [missing[int(i)] for i in np.linspace(0, len(missing) - 1, EXTRA_SAMPLES)]
+        each = max(1, min(CLASS_SAMPLES, EXTRA_SAMPLES // len(missing)))
+        for label in missing:
+            group = [s for s in dataset.samples if s.label == label]
+            part = _Subset([group[int(i)] for i in np.linspace(0, len(group) - 1, min(len(group), each))])
+            mine: dict = {}
+            try:
+                c, n = pixel_counts(part, max_samples=None, by_class=mine, progress=progress)
+            except InputError:
+                continue  # none of them loads: training skips them too
+            if c.shape == counts.shape and label in mine:
+                per_class[label], used = mine[label], used + n
     per_class = {label: total / n for label, (total, n) in per_class.items()}  # every sample of a class the same
-    x0, y0, w, h = region_from_counts(counts, keep)
-    cover = _class_coverage(per_class, (x0, y0, w, h))
-    if len(per_class) > 1 and cover < MIN_CLASS_COVERAGE:
-        equal = sum(per_class.values())  # each class's map sums to 1
-        x0, y0, w, h = region_from_counts(equal, keep)
-        cover = _class_coverage(per_class, (x0, y0, w, h))
+    box = region_from_counts(counts, keep)
+    for c in per_class.values():
+        if _coverage(c, box) < MIN_CLASS_COVERAGE:
+            own = region_from_counts(c, keep)
+            if own[2] * own[3] <= COMPACT_AREA * c.size:
+                box = _union(box, own)
+    x0, y0, w, h = box
+    cover = min((_coverage(c, box) for c in per_class.values()), default=1.0)
     total = int(counts.sum())
     inside = int(counts[y0:y0 + h, x0:x0 + w].sum())
     return Region(x0, y0, w, h, (counts.shape[1], counts.shape[0]), used, total, inside / total if total else 0.0,
                   cover)
+
+
+def _coverage(c: np.ndarray, box) -> float:
+    """The share of count map `c` inside `box` (x0, y0, w, h); 1.0 for an empty map."""
+    x0, y0, w, h = box
+    total = float(c.sum())
+    return float(c[y0:y0 + h, x0:x0 + w].sum()) / total if total else 1.0
+
+
+def _union(a, b) -> tuple[int, int, int, int]:
+    """The smallest box holding boxes `a` and `b` (x0, y0, w, h)."""
+    x0, y0 = min(a[0], b[0]), min(a[1], b[1])
+    x1, y1 = max(a[0] + a[2], b[0] + b[2]), max(a[1] + a[3], b[1] + b[3])
+    return x0, y0, x1 - x0, y1 - y0
 
 
 class _Subset:
@@ -172,10 +196,3 @@ class _Subset:
 
     def __str__(self) -> str:
         return f"{len(self.samples)} samples"
-
-
-def _class_coverage(per_class: dict, box) -> float:
-    """The least share of one class's events inside `box` (its samples' shares averaged; 1.0 without classes)."""
-    x0, y0, w, h = box
-    shares = [float(c[y0:y0 + h, x0:x0 + w].sum()) / float(c.sum()) for c in per_class.values() if c.sum()]
-    return min(shares) if shares else 1.0
