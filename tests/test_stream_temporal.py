@@ -172,10 +172,12 @@ def test_labelled_windows_learn_on_the_running_state_as_it_decides(samples):
     fed = recording_net(net)
     import copy
 
+    rights = []
     for k, w in enumerate(labelled):
         w.label = k % 10
         before = copy.deepcopy(twin)  # the twin learns in step with the network (which is wrapped to record)
         d = decider(net, w, learn=True)
+        rights.append(d.label == w.label)
         # test then train: the decision is the network's before the update (the bias it learned must not reach it)
         want = evidence_at(before, before.predict_one(w.fresh), w.t_end_us)
         assert d.label == want.label
@@ -183,7 +185,8 @@ def test_labelled_windows_learn_on_the_running_state_as_it_decides(samples):
         twin.learn_one(w.fresh, w.label)  # learning on the running state, state carried
     assert net.updates == twin.updates == len(labelled) and np.array_equal(net.W2, twin.W2)
     assert sum(len(e) for e in fed) == sum(len(w.fresh) for w in labelled) == stream.events  # each event once
-    assert net.samples_seen == len(labelled)  # each window counted once
+    assert net.samples_seen == net.progressive_total == len(labelled)  # each window counted once
+    assert net.progressive_correct == sum(rights)  # scored as published (read out at the window's end)
 
 
 def labelled_stream(samples) -> list[EventBatch]:
@@ -408,3 +411,19 @@ def test_the_judge_replays_the_stream_as_the_network_was_fed_it(samples):
     (rates, acc), (copy_rates, copy_acc) = decider.watch.judge(net)
     assert decider.watch.judged_windows > 20 and len(decider.watch.recent) > decider.watch.judged_windows
     assert acc == copy_acc and np.allclose(rates, copy_rates)
+
+
+def test_progressive_accuracy_scores_the_decision_as_published(samples):
+    # a window read out well after its last event (a gap between samples): the evidence has decayed toward the
+    # bias, so the published label can differ from the one at the last event, which the metrics counted
+    net = leaky()
+    net.bias[:] = 0.0
+    net.bias[9] = 0.5
+    decider = Decider(0)
+    seg = Segmenter("window", LIVE_WINDOW_US, LIVE_HOP_US, 50, continuous=True)
+    windows = [w for b in make_stream(samples[:6], gap_us=150_000).batches for w in seg.feed(b)]
+    rights = []
+    for k, w in enumerate(windows):
+        w.label = 9 if k % 3 == 0 else k % 9
+        rights.append(decider(net, w, learn=True).label == w.label)
+    assert net.progressive_total == len(windows) and net.progressive_correct == sum(rights)

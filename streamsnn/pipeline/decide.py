@@ -105,9 +105,12 @@ def continuous(net: Classifier, window: Window, *, learn: bool = False) -> Decis
         d = refused(net, exc)
     learned, net.bias = net.bias, bias  # read out as before the update: the label must not reach its own decision
     try:
-        return evidence_at(net, d, window.t_end_us)
+        published = evidence_at(net, d, window.t_end_us)
     finally:
         net.bias = learned
+    if published.label != d.label and hasattr(net, "progressive_correct"):  # scored as published, not at its last event
+        net.progressive_correct += int(published.label == label) - int(d.label == label)
+    return published
 
 
 def alone(net: Classifier, run):
