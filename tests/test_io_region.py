@@ -115,7 +115,7 @@ def test_train_names_a_class_left_without_events_in_the_region(caplog):
     import argparse
     import logging
 
-    from streamsnn.commands.train import blind
+    from streamsnn.commands._train_checks import blind
     from streamsnn.learn.training import SampleArrays
     from streamsnn.snn import SpikingNetwork
 
@@ -174,3 +174,22 @@ def test_many_classes_cost_a_bounded_number_of_decoded_samples():
     ds = SimpleNamespace(samples=[sample(c, k) for c in range(1000) for k in range(3)])
     r = region.active_region(ds)
     assert len(loads) <= 64 + region.EXTRA_SAMPLES and r.samples == len(loads)
+
+
+def test_train_says_when_the_model_it_saved_is_at_chance_after_run_aways(caplog):
+    """A hot pixel (1M events at one pixel in 5 ms) ran away every epoch; `train` saved a model at chance on the test
+    split, exit 0, without a word."""
+    import logging
+
+    from streamsnn.commands._train_checks import at_chance
+    from streamsnn.snn import SpikingNetwork
+
+    net = SpikingNetwork((2312, 4, 2), classes=["hot", "cold"], seed=0)
+    with caplog.at_level(logging.WARNING, logger="streamsnn.train"):
+        at_chance([{"test_accuracy": 0.5, "revivals": 1}, {"test_accuracy": 0.5, "revivals": 1}], net)
+        at_chance([{"test_accuracy": 0.5, "revivals": 0}], net)  # at chance, but nothing ran away: no guess at why
+        at_chance([{"test_accuracy": 0.9, "revivals": 3}], net)  # revived, and it learned
+        at_chance([{"revivals": 3}], net)  # no test split
+    said = [r.getMessage() for r in caplog.records]
+    assert len(said) == 1 and said[0].startswith("the model saved is at chance on the test split (50.0%, chance 50.0%) "
+                                                 "after 2 revival(s)")

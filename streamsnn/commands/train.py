@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 
 from ._shared import at_least_one
+from ._train_checks import at_chance, blind
 from ._train_choose import (
     HeldStream,  # noqa: F401 (API)
     add_jobs,
@@ -309,23 +310,6 @@ def pick_learning(args, net, s, train, picked, say, probe=None):
     return net
 
 
-def blind(train, net, args) -> None:
-    """One WARNING line for each class most of whose training samples have no event inside the input region (the
-    model would learn "nothing in view" as that class)."""
-    import logging
-
-    import numpy as np
-
-    empty = np.array([len(i) == 0 for i in train.idx])
-    for k, name in enumerate(net.classes):
-        mine = train.labels == k
-        if mine.sum() and empty[mine].mean() >= 0.5:
-            logging.getLogger("streamsnn.train").warning(
-                "class %s: %d of its %d training samples have no event inside the input region %s; the model can only "
-                "learn it as \"nothing in view\": %s", name, int(empty[mine].sum()), int(mine.sum()),
-                "x {} y {} {}x{}".format(*net.input_map.roi), "check --roi" if args.roi else "give --roi to cover it")
-
-
 def run(args) -> int:
     from ..learn.augment import end_cuts, stream_items
     from ..learn.training import Augment, evaluate, load_folders, measure_spikes, train_epoch
@@ -384,6 +368,7 @@ def run(args) -> int:
             raise InputError(f"epoch {ep + 1}: no training item reached the network with an event in the input region "
                              f"({train.n_events:,} events there in all); check --roi and --grid")
         net.save(args.out)
+    at_chance(epochs, net)
     summary = (f"saved {args.out} (progressive accuracy {net.progressive_accuracy:.3f} over {net.progressive_total} "
                f"samples, {net.updates} updates)")
     if args.json:
