@@ -395,10 +395,12 @@ def test_the_watch_judges_a_temporal_network_deciding_as_it_does(samples):
     assert acc == copy_acc and np.allclose(rates, copy_rates)
 
 
-def test_the_judge_replays_the_stream_as_the_network_was_fed_it(samples):
-    """The copy replays a temporal network's stream as it was fed: the windows it did not learn from too, afresh at a
-    new stream (a looped clip). Before, a network identical to its copy was right on 45.3 % of a looped clip's windows
-    and its copy's replay on 38.9 %: an error as large as the margin of a revival for accuracy."""
+def test_the_judge_replays_the_stream_for_both_networks_alike(samples):
+    """Both networks replay the windows the temporal network learned from, afresh at a new stream (a looped clip), and
+    are scored on the replay. Before, a network identical to its copy was right on 45.3 % of a looped clip's windows
+    (its record, with the state the whole stream built) and its copy's replay on 38.9 %: an error as large as the
+    margin of a revival for accuracy. Windows it did not learn from are not kept (on a busy stream they crowded the
+    judged ones out of the event budget, and the judge gave up)."""
     net = SpikingNetwork(SIZES, seed=6, tau_us=TAU_US, lr=0.0, lr_out=0.0)  # stays its copy bit for bit
     decider = Decider(0)
     seg = Segmenter("window", LIVE_WINDOW_US, LIVE_HOP_US, LIVE_MIN_EVENTS, continuous=True)
@@ -409,7 +411,7 @@ def test_the_judge_replays_the_stream_as_the_network_was_fed_it(samples):
         w.label = None if k % 4 == 0 else (k // 4) % 10  # every fourth window unlabelled: decided, not learned
         decider(net, w, learn=True)
     (rates, acc), (copy_rates, copy_acc) = decider.watch.judge(net)
-    assert decider.watch.judged_windows > 20 and len(decider.watch.recent) > decider.watch.judged_windows
+    assert decider.watch.judged_windows > 20 and len(decider.watch.recent) < decider.watch.judged_windows + 5
     assert acc == copy_acc and np.allclose(rates, copy_rates)
 
 

@@ -300,12 +300,10 @@ class Decider:
                 self.watch.failed(net)
             raise
         silence(net, d)
-        carried = window.fresh is not None and temporal(net)  # the copy is judged deciding as the network did
         if watched:
+            carried = window.fresh is not None and temporal(net)  # the copy is judged deciding as the network did
             self.watch.after(net, d.label == truth, d.spikes, d.events, window.fresh if carried else window.batch,
                              truth, window.t_end_us if carried else None, window.stream)
-        elif carried and self.watch is not None:  # not judged, but the copy must be fed the stream as it was
-            self.watch.seen(window.fresh, window.t_end_us, window.stream)
         return d
 
     @property

@@ -32,7 +32,7 @@ does not fire on) looks like a run-away, a collapse or silence too. So before a 
 network and its healthy copy decide again the busy windows learned since the copy (the latest ``JUDGE_WINDOWS``, at
 most ``JUDGE_EVENTS`` events, decided as the network decided them: each alone on a fresh state against the
 network's prediction before it learned each, or a temporal network's stream since the copy replayed by both, the
-windows it did not learn from fed too and afresh at each new stream): the network is revived when it differs from
+windows it learned from in order, afresh at each new stream): the network is revived when it differs from
 the copy there in any way (a layer firing more than ``HEALTHY_RATE`` times what the copy fires on them, right on
 ``COLLAPSE_DROP`` fewer of them and clear of chance, or silent where the copy fires), and when there are fewer than
 ``JUDGE_MIN`` such windows. Otherwise the
@@ -190,8 +190,10 @@ class LiveWatch:
             self.judged_windows -= old[1] is not None
 
     def seen(self, fresh, t_end_us: int, stream: int | None) -> None:
-        """A temporal network's stream window that the watch does not judge (no label, not busy): its fresh events,
-        so that the copy is fed the stream as the network was (``judge``). Only while there is a copy to judge."""
+        """A temporal network's learned stream window that the watch does not judge (not busy): its fresh events, fed
+        to both networks in the replay (``judge``). Only while there is a copy to judge. (Windows it did not learn
+        from are left out: kept, they crowded the judged ones out of the event budget on a busy stream, and both
+        networks miss them alike.)"""
         if self.good is not None and len(fresh):
             self.remember(fresh, None, False, int(t_end_us), stream)
 
@@ -260,7 +262,7 @@ class LiveWatch:
         (rates, acc), (copy_rates, copy_acc) = seen
         differs = [f"layer {k + 1} fires {r:.3g} spikes per input event on the same windows, its copy {c:.3g}"
                    for k, (r, c) in enumerate(zip(rates, copy_rates)) if r > HEALTHY_RATE * max(c, 1e-3)]
-        n = len(self.recent)  # on few windows a difference must also be clear of chance (two standard errors)
+        n = self.judged_windows  # on few windows a difference must also be clear of chance (two standard errors)
         if copy_acc >= acc + max(COLLAPSE_DROP, 2 * math.sqrt((acc * (1 - acc) + copy_acc * (1 - copy_acc)) / n)):
             differs.append(f"its copy is right on {copy_acc:.0%} of the same windows, it on {acc:.0%}")
         if copy_rates[-1] > 0 and rates[-1] <= copy_rates[-1] / RUNAWAY_RATE:
