@@ -82,7 +82,7 @@ class Pipeline:
             self.segmenter.continuous = True  # each stream event reaches the network once (decide.continuous)
             self.segmenter.overlap = "repeat"  # its own state carries: no windows in flight
         self.decider = decider or Decider()
-        self.windows = BoundedQueue(s.queue_size, s.policy)
+        self.windows = BoundedQueue(s.queue_size, s.policy, on_drop=self._unfed)
         self.learn_from_labels = s.learn_from_labels
         # windows in flight (segment.overlap): each accepted batch is fed on the worker as it arrives; not while
         # every window learns from its label (each is then decided alone, its state would be stale)
@@ -231,6 +231,12 @@ class Pipeline:
                 await self.windows.put(w)
         finally:
             await self.windows.put(_END)
+
+    def _unfed(self, w: Window) -> None:
+        """A window dropped from the full queue: the events a temporal network would have been fed with it (`fresh`)
+        never reach it; counted with the segmenter's (`segment.unfed` in the metrics)."""
+        if w.fresh is not None and len(w.fresh):
+            self.segmenter.counters["unfed"] = self.segmenter.counters.get("unfed", 0) + len(w.fresh)
 
     def _decide(self, w: Window) -> tuple:
         """On the worker: the decision and how long it waited and took (DecisionInfo)."""

@@ -12,20 +12,24 @@ POLICIES = ("block", "drop_oldest", "drop_newest")
 
 
 class BoundedQueue:
-    """An asyncio queue of fixed capacity with a policy for a full queue; drops are counted."""
+    """An asyncio queue of fixed capacity with a policy for a full queue; drops are counted (and each dropped item
+    handed to `on_drop`, when given)."""
 
-    def __init__(self, size: int, policy: str = "block"):
+    def __init__(self, size: int, policy: str = "block", on_drop=None):
         if policy not in POLICIES:
             raise ValueError(f"policy must be one of {POLICIES}")
         self.q: asyncio.Queue = asyncio.Queue(size)
         self.policy = policy
         self.dropped = 0
+        self.on_drop = on_drop
 
     async def put(self, item) -> None:
         if self.policy == "block" or item is _END:
             await self.q.put(item)
         elif self.q.full() and self.policy == "drop_newest":
             self.dropped += 1
+            if self.on_drop:
+                self.on_drop(item)
         else:
             while self.q.full():
                 old = self.q.get_nowait()
@@ -33,6 +37,8 @@ class BoundedQueue:
                     self.q.put_nowait(old)
                     return
                 self.dropped += 1
+                if self.on_drop:
+                    self.on_drop(old)
             self.q.put_nowait(item)
 
     async def get(self):
